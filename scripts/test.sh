@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Command (b) of the README: installs what is missing, builds, runs every test.
+#   1. release build + every ctest suite
+#   2. the parsing/decoding suites again under AddressSanitizer + UBSan
+#   3. each libFuzzer target for a bounded time
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+bash scripts/setup.sh
+
+echo "== release build and tests"
+cmake --preset release >/dev/null
+cmake --build build/release -j "$JOBS"
+ctest --test-dir build/release --output-on-failure -j "$JOBS"
+
+echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes"
+ASAN_SUITES=(test_core test_data test_codec test_energy)
+cmake --preset asan >/dev/null
+cmake --build build/asan -j "$JOBS" --target "${ASAN_SUITES[@]}"
+ctest --test-dir build/asan --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${ASAN_SUITES[*]}"))\$"
+
+if [ -x tests/fuzz/run_fuzzers.sh ]; then
+  echo "== fuzzing (libFuzzer, clang-14)"
+  cmake --preset fuzz >/dev/null
+  cmake --build build/fuzz -j "$JOBS"
+  tests/fuzz/run_fuzzers.sh build/fuzz
+fi
+echo "== all tests passed"
