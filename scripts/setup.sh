@@ -30,3 +30,28 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# ---------------------------------------------------------------------------
+# npm: front-end assets that report.html inlines at build time (the uPlot chart
+# library, pinned in package.json / package-lock.json at the repository root).
+# Cheap when node_modules/ is current: one `command -v` and two file tests.
+# ---------------------------------------------------------------------------
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  NPM_SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then NPM_SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $NPM_SUDO apt-get update -qq
+  $NPM_SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+# npm writes node_modules/.package-lock.json on every install, so a lock file
+# newer than it means the pin changed since node_modules/ was filled.
+if [ ! -f "$REPO_ROOT/node_modules/uplot/dist/uPlot.iife.min.js" ] ||
+   [ ! -f "$REPO_ROOT/node_modules/.package-lock.json" ] ||
+   [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci (report assets)"
+  (cd "$REPO_ROOT" && npm ci --no-audit --no-fund)
+fi

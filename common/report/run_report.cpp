@@ -1,0 +1,245 @@
+#include "frugal/report/run_report.h"
+
+#include <array>
+#include <charconv>
+#include <ostream>
+#include <system_error>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
+
+namespace frugal {
+
+TargetFigures FindTarget(std::span<const RoundRecord> records, double target_accuracy) {
+  TargetFigures figures;
+  uint64_t bytes = 0;
+  double joules = 0;
+  double gco2e = 0;
+  for (const RoundRecord& r : records) {
+    bytes += r.bytes_up + r.bytes_down;
+    joules += r.joules_compute + r.joules_radio;
+    gco2e += r.gco2e;
+    // `>=` is false for NaN on either side, so a NaN never reaches the target.
+    if (r.accuracy >= target_accuracy) {
+      figures.rounds_to_target = r.round;
+      figures.bytes_to_target = bytes;
+      figures.joules_to_target = joules;
+      figures.gco2e_to_target = gco2e;
+      break;
+    }
+  }
+  return figures;
+}
+
+void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy,
+                    RunSummary& summary) {
+  const TargetFigures figures = FindTarget(records, target_accuracy);
+  summary.target_accuracy = target_accuracy;
+  summary.rounds_to_target = figures.rounds_to_target;
+  summary.bytes_to_target = figures.bytes_to_target;
+  summary.joules_to_target = figures.joules_to_target;
+  summary.gco2e_to_target = figures.gco2e_to_target;
+
+  summary.rounds = static_cast<uint32_t>(records.size());
+  summary.final_accuracy = records.empty() ? 0.0 : records.back().accuracy;
+  summary.bytes_up = 0;
+  summary.bytes_down = 0;
+  summary.joules_client = 0;
+  summary.gco2e = 0;
+  for (const RoundRecord& r : records) {
+    summary.bytes_up += r.bytes_up;
+    summary.bytes_down += r.bytes_down;
+    summary.joules_client += r.joules_compute + r.joules_radio;
+    summary.gco2e += r.gco2e;
+  }
+}
+
+namespace {
+
+constexpr size_t kRoundsCsvColumns = 13;
+
+// Shortest text that parses back to the same value (std::to_chars guarantees it).
+template <typename T>
+void AppendNumber(std::string& line, T value) {
+  std::array<char, 64> buffer;
+  const auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+  // 64 characters hold any double or 64-bit integer, so this cannot fail.
+  line.append(buffer.data(), ec == std::errc() ? end : buffer.data());
+}
+
+template <typename T>
+Status ParseNumber(std::string_view field, size_t line_number, std::string_view column, T& value) {
+  const char* first = field.data();
+  const char* last = field.data() + field.size();
+  std::from_chars_result result;
+  if constexpr (std::is_floating_point_v<T>) {
+    result = std::from_chars(first, last, value, std::chars_format::general);
+  } else {
+    result = std::from_chars(first, last, value);
+  }
+  if (field.empty() || result.ec != std::errc() || result.ptr != last) {
+    const char* what = std::is_floating_point_v<T> ? "a number" : "a non-negative integer";
+    return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) + ": column " +
+                                std::string(column) + " is '" + std::string(field.substr(0, 40)) +
+                                "', not " + what +
+                                (result.ec == std::errc::result_out_of_range ? " in range" : ""));
+  }
+  return OkStatus();
+}
+
+std::vector<std::string_view> SplitFields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = line.find(',', start);
+    if (comma == std::string_view::npos) {
+      fields.push_back(line.substr(start));
+      return fields;
+    }
+    fields.push_back(line.substr(start, comma - start));
+    start = comma + 1;
+  }
+}
+
+}  // namespace
+
+void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
+  out << kRoundsCsvHeader << '\n';
+  std::string line;
+  for (const RoundRecord& r : records) {
+    line.clear();
+    AppendNumber(line, r.round);
+    for (double v : {r.accuracy, r.loss}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    for (uint64_t v : {r.bytes_up, r.bytes_down}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    for (double v : {r.joules_compute, r.joules_radio, r.gco2e}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    for (uint32_t v : {r.selected, r.completed, r.stragglers}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    for (double v : {r.virtual_seconds, r.wall_seconds}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    line += '\n';
+    out << line;
+  }
+}
+
+Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
+  static constexpr std::array<std::string_view, kRoundsCsvColumns> kColumns = {
+      "round",  "accuracy", "loss",      "bytes_up",   "bytes_down",      "joules_compute",
+      "joules_radio", "gco2e", "selected", "completed", "stragglers", "virtual_seconds",
+      "wall_seconds"};
+  std::vector<RoundRecord> records;
+  size_t line_number = 0;
+  bool saw_header = false;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!saw_header) {
+      if (line != kRoundsCsvHeader) {
+        return InvalidArgumentError("rounds.csv line 1: header is '" +
+                                    std::string(line.substr(0, 200)) + "', expected '" +
+                                    std::string(kRoundsCsvHeader) + "'");
+      }
+      saw_header = true;
+      continue;
+    }
+    // Only a final newline may leave an empty line; an empty line in the
+    // middle means the file was spliced or truncated.
+    if (line.empty()) {
+      if (start >= text.size()) break;
+      return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) +
+                                  ": empty line before the end of the file");
+    }
+    const std::vector<std::string_view> fields = SplitFields(line);
+    if (fields.size() != kRoundsCsvColumns) {
+      return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) + ": " +
+                                  std::to_string(fields.size()) + " columns, expected " +
+                                  std::to_string(kRoundsCsvColumns));
+    }
+    RoundRecord r;
+    size_t i = 0;
+    auto next = [&](auto& value) {
+      const size_t column = i++;
+      return ParseNumber(fields[column], line_number, kColumns[column], value);
+    };
+    FRUGAL_RETURN_IF_ERROR(next(r.round));
+    FRUGAL_RETURN_IF_ERROR(next(r.accuracy));
+    FRUGAL_RETURN_IF_ERROR(next(r.loss));
+    FRUGAL_RETURN_IF_ERROR(next(r.bytes_up));
+    FRUGAL_RETURN_IF_ERROR(next(r.bytes_down));
+    FRUGAL_RETURN_IF_ERROR(next(r.joules_compute));
+    FRUGAL_RETURN_IF_ERROR(next(r.joules_radio));
+    FRUGAL_RETURN_IF_ERROR(next(r.gco2e));
+    FRUGAL_RETURN_IF_ERROR(next(r.selected));
+    FRUGAL_RETURN_IF_ERROR(next(r.completed));
+    FRUGAL_RETURN_IF_ERROR(next(r.stragglers));
+    FRUGAL_RETURN_IF_ERROR(next(r.virtual_seconds));
+    FRUGAL_RETURN_IF_ERROR(next(r.wall_seconds));
+    records.push_back(r);
+  }
+  if (!saw_header) return InvalidArgumentError("rounds.csv is empty: no header line");
+  return records;
+}
+
+namespace {
+
+template <typename T>
+nlohmann::ordered_json OptionalToJson(const std::optional<T>& value) {
+  if (!value.has_value()) return nullptr;
+  return *value;
+}
+
+}  // namespace
+
+void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
+  nlohmann::ordered_json j;
+  j["run_id"] = s.run_id;
+  j["scenario"] = s.scenario;
+  j["pipeline"] = s.pipeline;
+  j["model"] = s.model;
+  j["rounds"] = s.rounds;
+  j["final_accuracy"] = s.final_accuracy;
+  j["target_accuracy"] = s.target_accuracy;
+  j["rounds_to_target"] = OptionalToJson(s.rounds_to_target);
+  j["bytes_to_target"] = OptionalToJson(s.bytes_to_target);
+  j["joules_to_target"] = OptionalToJson(s.joules_to_target);
+  j["gco2e_to_target"] = OptionalToJson(s.gco2e_to_target);
+  j["bytes_up"] = s.bytes_up;
+  j["bytes_down"] = s.bytes_down;
+  j["joules_client"] = s.joules_client;
+  j["joules_server"] = s.joules_server;
+  j["gco2e"] = s.gco2e;
+  j["wall_seconds"] = s.wall_seconds;
+  j["client_updates_per_second"] = s.client_updates_per_second;
+  j["peak_rss_bytes"] = s.peak_rss_bytes;
+  j["joules_by_radio"] = nlohmann::ordered_json::object();
+  for (const auto& [name, joules] : s.joules_by_radio) j["joules_by_radio"][name] = joules;
+  j["joules_by_device"] = nlohmann::ordered_json::object();
+  for (const auto& [name, joules] : s.joules_by_device) j["joules_by_device"][name] = joules;
+  j["notes"] = s.notes;
+  j["config"] = nlohmann::ordered_json::object();
+  for (const auto& [key, value] : s.config) j["config"][key] = value;
+  j["extra_metrics"] = nlohmann::ordered_json::object();
+  for (const auto& [key, value] : s.extra_metrics) j["extra_metrics"][key] = value;
+  // `replace` turns bytes that are not UTF-8 into U+FFFD instead of throwing:
+  // names and config values come from users.
+  out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+}
+
+}  // namespace frugal
