@@ -1,0 +1,49 @@
+// Downlink codec (coordinator -> client): block-wise uniform quantization of a
+// model, or of its delta against the copy the client holds, at 8/4/2 bits with
+// fp16 per-block offset and scale; or lossless fp32.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "frugal/core/status.h"
+
+namespace frugal {
+
+struct DownlinkConfig {
+  int bits = 8;               // 8, 4 or 2; 0 = lossless fp32 (always a full model)
+  uint32_t block_size = 256;  // values sharing one offset and scale, 1..65536
+  bool stochastic = false;    // stochastic rounding (unbiased), seeded by `seed`
+  uint64_t seed = 0;
+};
+
+struct DownlinkEncoded {
+  std::vector<uint8_t> bytes;
+  std::vector<float> reconstruction;  // exactly what the client will hold after decoding
+};
+
+// Full model when base is empty, else delta against base (the copy the client holds).
+// Deterministic rounding: |reconstruction - target| <= scale/2 per element (plus float
+// rounding of the sum in delta mode); stochastic: < scale. Fails on non-finite input,
+// size mismatch, unsupported bits or block size.
+Result<DownlinkEncoded> EncodeDownlink(std::span<const float> target, std::span<const float> base,
+                                       const DownlinkConfig& cfg);
+// Decodes a downlink payload; `base` must be the copy the sender assumed for a delta (its
+// CRC32 is checked) and is ignored for a full model. Bit-exact with the encoder's
+// reconstruction. Never reads outside `payload`; every defect is an Error naming it.
+Result<std::vector<float>> DecodeDownlink(std::span<const uint8_t> payload, std::span<const float> base,
+                                          uint32_t expected_dim);
+
+// Bits per parameter and block size of a payload, for benchmarks and logs.
+struct DownlinkInfo {
+  int bits = 0;          // 0 for fp32
+  bool delta = false;
+  bool fp32_params = false;  // per-block offset/scale stored as fp32 (values beyond fp16 range)
+  uint32_t dim = 0;
+  uint32_t block_size = 0;
+};
+// Parses the header and fixed fields (checksum included) without decoding values.
+Result<DownlinkInfo> InspectDownlink(std::span<const uint8_t> payload, uint32_t expected_dim);
+
+}  // namespace frugal

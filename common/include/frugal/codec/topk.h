@@ -1,0 +1,20 @@
+// Top-k selection by magnitude for sparse uplink updates: an exact reference
+// (nth_element over all |x|) and a sampled-threshold path that returns the same
+// set while sorting only a small candidate list.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace frugal {
+
+// Indices (increasing) of the min(k, non-zeros) entries of largest |x|; among equal
+// magnitudes the lower index wins, zeros are never selected. x must be finite.
+std::vector<uint32_t> TopKExact(std::span<const float> x, size_t k);
+// Same result as TopKExact; estimates the threshold from a seeded sample of |x|, keeps the
+// candidates above it and selects among those, falling back to TopKExact if too few pass.
+std::vector<uint32_t> TopKSampled(std::span<const float> x, size_t k, uint64_t seed = 0);
+
+}  // namespace frugal
