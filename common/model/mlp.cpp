@@ -1,0 +1,141 @@
+#include "frugal/model/eigen.h"
+#include <cassert>
+#include <cmath>
+#include <utility>
+
+#include "frugal/core/random.h"
+#include "frugal/model/model.h"
+#include "loss.h"
+
+namespace frugal {
+namespace {
+
+using MatMap = Eigen::Map<Eigen::MatrixXf>;
+using ConstMatMap = Eigen::Map<const Eigen::MatrixXf>;
+using VecMap = Eigen::Map<Eigen::VectorXf>;
+using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
+
+struct MlpWorkspace final : ModelWorkspace {
+  std::vector<std::vector<float>> acts;  // per layer: post-ReLU activations (logits for the last), out x n
+  std::vector<float> delta_a, delta_b;   // ping-pong buffers for d(loss)/d(pre-activation)
+};
+
+inline Eigen::Index Ix(size_t v) { return static_cast<Eigen::Index>(v); }
+
+}  // namespace
+
+Mlp::Mlp(std::vector<size_t> layer_sizes, std::string name) : sizes_(std::move(layer_sizes)), name_(std::move(name)) {
+  assert(sizes_.size() >= 2);
+  for (size_t l = 0; l + 1 < sizes_.size(); ++l) {
+    offsets_.push_back(num_params_);
+    num_params_ += sizes_[l + 1] * sizes_[l] + sizes_[l + 1];
+  }
+}
+
+FlopCount Mlp::flops_per_example() const {
+  FlopCount f;
+  for (size_t l = 0; l + 1 < sizes_.size(); ++l) {
+    const double macs = static_cast<double>(sizes_[l]) * static_cast<double>(sizes_[l + 1]);
+    const double bias = static_cast<double>(sizes_[l + 1]);
+    f.forward += 2 * macs + bias;
+    f.backward += 2 * macs + bias;      // weight and bias gradients
+    if (l > 0) f.backward += 2 * macs;  // input gradient, skipped for the first layer
+  }
+  return f;
+}
+
+void Mlp::InitParams(std::span<float> params, uint64_t seed) const {
+  assert(params.size() == num_params_);
+  Rng rng(seed);
+  const size_t layers = sizes_.size() - 1;
+  for (size_t l = 0; l < layers; ++l) {
+    const size_t in = sizes_[l], out = sizes_[l + 1];
+    const double limit = (l + 1 == layers) ? std::sqrt(6.0 / static_cast<double>(in + out))
+                                           : std::sqrt(6.0 / static_cast<double>(in));
+    float* w = params.data() + offsets_[l];
+    for (size_t i = 0; i < in * out; ++i) w[i] = static_cast<float>((2.0 * rng.Uniform() - 1.0) * limit);
+    std::fill(w + in * out, w + in * out + out, 0.0f);
+  }
+}
+
+std::unique_ptr<ModelWorkspace> Mlp::MakeWorkspace() const {
+  auto ws = std::make_unique<MlpWorkspace>();
+  ws->acts.resize(sizes_.size() - 1);
+  return ws;
+}
+
+void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace& base) const {
+  auto& ws = static_cast<MlpWorkspace&>(base);
+  const size_t layers = sizes_.size() - 1;
+  const Eigen::Index n = Ix(batch.n);
+  const float* in = batch.features;
+  for (size_t l = 0; l < layers; ++l) {
+    const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
+    ConstMatMap w(params.data() + offsets_[l], fan_out, fan_in);
+    ConstVecMap b(params.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
+    ConstMatMap a(in, fan_in, n);
+    MatMap z(internal::Grow(ws.acts[l], sizes_[l + 1] * batch.n), fan_out, n);
+    z.noalias() = w * a;
+    if (l + 1 < layers) {
+      z = (z.colwise() + b).cwiseMax(0.0f);
+    } else {
+      z.colwise() += b;
+    }
+    in = z.data();
+  }
+}
+
+double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std::span<float> grad,
+                            ModelWorkspace& base) const {
+  assert(params.size() == num_params_);
+  assert(grad.empty() || grad.size() == num_params_);
+  auto& ws = static_cast<MlpWorkspace&>(base);
+  if (batch.n == 0) {
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    return 0.0;
+  }
+  Forward(params, batch, ws);
+  const size_t layers = sizes_.size() - 1;
+  const size_t classes = sizes_.back();
+  const Eigen::Index n = Ix(batch.n);
+  size_t widest = 0;
+  for (size_t l = 1; l < sizes_.size(); ++l) widest = std::max(widest, sizes_[l]);
+  float* dz = internal::Grow(ws.delta_a, widest * batch.n);
+  float* da = internal::Grow(ws.delta_b, widest * batch.n);
+  const float scale = 1.0f / static_cast<float>(batch.n);
+  const double loss = internal::SoftmaxCrossEntropy(ws.acts[layers - 1].data(), classes, batch.n, batch.labels,
+                                                    grad.empty() ? nullptr : dz, scale, nullptr);
+  if (grad.empty()) return loss / static_cast<double>(batch.n);
+
+  for (size_t l = layers; l-- > 0;) {
+    const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
+    const float* prev = (l == 0) ? batch.features : ws.acts[l - 1].data();
+    ConstMatMap a_prev(prev, fan_in, n);
+    ConstMatMap d(dz, fan_out, n);
+    MatMap gw(grad.data() + offsets_[l], fan_out, fan_in);
+    VecMap gb(grad.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
+    gw.noalias() = d * a_prev.transpose();
+    gb.noalias() = d.rowwise().sum();
+    if (l > 0) {
+      ConstMatMap w(params.data() + offsets_[l], fan_out, fan_in);
+      MatMap dprev(da, fan_in, n);
+      dprev.noalias() = w.transpose() * d;
+      // ReLU: the activation is positive exactly where the gradient passes.
+      dprev = (a_prev.array() > 0.0f).select(dprev, 0.0f);
+      std::swap(dz, da);
+    }
+  }
+  return loss / static_cast<double>(batch.n);
+}
+
+double Mlp::Predict(std::span<const float> params, BatchView batch, std::span<int32_t> predicted,
+                    ModelWorkspace& base) const {
+  assert(predicted.size() >= batch.n);
+  if (batch.n == 0) return 0.0;
+  auto& ws = static_cast<MlpWorkspace&>(base);
+  Forward(params, batch, ws);
+  return internal::SoftmaxCrossEntropy(ws.acts.back().data(), sizes_.back(), batch.n, batch.labels, nullptr, 0.0f,
+                                       predicted.data());
+}
+
+}  // namespace frugal
