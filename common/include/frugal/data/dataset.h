@@ -1,0 +1,60 @@
+// In-memory labelled data sets and their readers: gzip'd or plain IDX files
+// (Fashion-MNIST, the default) and CSV. Every reader validates its input and
+// returns an Error naming what was wrong; none trusts a size it read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frugal/core/status.h"
+
+#ifndef FRUGAL_FMNIST_DIR
+#define FRUGAL_FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+#endif
+
+namespace frugal {
+
+struct Dataset {
+  size_t num_features = 0;
+  size_t num_classes = 0;
+  std::vector<float> features;  // size() * num_features, row-major, scaled to [0,1] for images
+  std::vector<int32_t> labels;  // values in [0, num_classes)
+  size_t size() const { return labels.size(); }
+  // Row i's features (num_features floats). i < size().
+  const float* row(size_t i) const { return features.data() + i * num_features; }
+};
+
+// Hard limits of the IDX reader, checked against the header before anything is allocated.
+inline constexpr uint64_t kIdxMaxItems = uint64_t{1} << 27;     // 134M examples
+inline constexpr uint64_t kIdxMaxFeatures = uint64_t{1} << 24;  // 16M values per example
+inline constexpr uint64_t kIdxMaxValues = uint64_t{1} << 32;    // 4G values in one file
+
+// Reads an IDX image file (unsigned bytes, >= 2 dims: items x feature dims...)
+// and its IDX label file (unsigned bytes, 1 dim), gzip'd or not. Pixels are
+// scaled by 1/255; num_classes = largest label + 1. Errors: missing file
+// (kNotFound), bad magic / type / dims / limits / count mismatch
+// (kInvalidArgument), truncated or corrupt data (kDataLoss).
+Result<Dataset> LoadIdx(const std::string& images_gz_path, const std::string& labels_gz_path);
+
+enum class Split { kTrain, kTest };
+
+// Fashion-MNIST from dir ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz):
+// 60000 or 10000 examples, 784 features in [0,1], 10 classes.
+Result<Dataset> LoadFashionMnist(Split split, const std::string& dir = FRUGAL_FMNIST_DIR);
+
+struct CsvOptions {
+  size_t num_classes = 0;     // 0: infer as largest label + 1; else labels must be < num_classes
+  float feature_scale = 1.0f;  // every feature is divided by this (255 for raw pixels); must be > 0
+  bool has_header = false;     // skip the first line
+  char delimiter = ',';
+};
+
+// Reads a CSV file of rows "label,feature,feature,..." (blank lines skipped,
+// CRLF accepted). Every row must have the first row's column count. Errors
+// name the 1-based line (and column): non-numeric or non-finite value, wrong
+// column count, label out of range, empty file.
+Result<Dataset> LoadCsv(const std::string& path, const CsvOptions& opts);
+
+}  // namespace frugal

@@ -1,0 +1,38 @@
+// Splits a data set among federated clients: IID, Dirichlet label skew
+// (NIID-Bench "noniid-labeldir") and label-sorted shards (McMahan et al. 2017).
+// Each returns, per client, the sorted indices of the examples it holds.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace frugal {
+
+using Partition = std::vector<std::vector<uint32_t>>;
+
+// Every example to exactly one client, client sizes differing by at most one.
+// Empty if num_clients == 0.
+Partition PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed);
+
+// Per class, client shares drawn from Dirichlet(alpha); clients already
+// holding N/num_clients examples get no more of later classes. Re-drawn (up to
+// kDirichletMaxTries times) until every client holds at least
+// min(kDirichletMinSize, N/num_clients) examples; if no draw succeeds, the draw
+// with the largest smallest client is returned. Every example to exactly one
+// client. Empty if num_clients == 0, alpha <= 0, or a label is outside [0, num_classes).
+inline constexpr size_t kDirichletMinSize = 10;
+inline constexpr int kDirichletMaxTries = 1000;
+Partition PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes, size_t num_clients, double alpha,
+                             uint64_t seed);
+
+// Sorts examples by label, cuts them into num_clients*shards_per_client shards
+// of equal size (the first N mod shards one larger, so all examples are used)
+// and gives each client shards_per_client random shards, re-pairing so that,
+// where possible, no client holds two shards of one label. Empty if
+// num_clients == 0, shards_per_client == 0, or there are fewer examples than shards.
+Partition PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
+                          uint64_t seed);
+
+}  // namespace frugal

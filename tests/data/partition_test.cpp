@@ -1,0 +1,126 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "frugal/data/dataset.h"
+#include "frugal/data/partition.h"
+
+namespace frugal {
+namespace {
+
+// Every index in [0, n) appears in exactly one client.
+bool ExactlyOnce(const Partition& p, size_t n) {
+  std::vector<int> seen(n, 0);
+  for (const auto& client : p) {
+    for (uint32_t i : client) {
+      if (i >= n || seen[i]++ != 0) return false;
+    }
+  }
+  return std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; });
+}
+
+// Labels only: partitioning never looks at features, so a balanced synthetic
+// label vector (10 classes x 1000) stands in for a data set here.
+std::vector<int32_t> BalancedLabels(size_t per_class, size_t classes) {
+  std::vector<int32_t> y;
+  for (size_t i = 0; i < per_class * classes; ++i) y.push_back(static_cast<int32_t>(i % classes));
+  return y;
+}
+
+// Mean over clients of the largest class share: 1/classes when IID, 1 when each client holds one class.
+double MeanMaxClassFraction(const Partition& p, const std::vector<int32_t>& y, size_t classes) {
+  double sum = 0.0;
+  for (const auto& client : p) {
+    std::vector<size_t> count(classes, 0);
+    for (uint32_t i : client) ++count[static_cast<size_t>(y[i])];
+    sum += static_cast<double>(*std::max_element(count.begin(), count.end())) / static_cast<double>(client.size());
+  }
+  return sum / static_cast<double>(p.size());
+}
+
+TEST_SUITE("data") {
+  TEST_CASE("IID partition assigns every example once, evenly, reproducibly per seed") {
+    const Partition a = PartitionIid(1003, 10, 1);
+    REQUIRE(a.size() == 10);
+    CHECK(ExactlyOnce(a, 1003));
+    for (const auto& client : a) {
+      CHECK(client.size() >= 100);
+      CHECK(client.size() <= 101);
+      CHECK(std::is_sorted(client.begin(), client.end()));
+    }
+    CHECK(PartitionIid(1003, 10, 1) == a);
+    CHECK(PartitionIid(1003, 10, 2) != a);
+    CHECK(PartitionIid(10, 0, 1).empty());
+    // More clients than examples: some clients are empty, still exactly once.
+    const Partition sparse = PartitionIid(3, 5, 1);
+    CHECK(ExactlyOnce(sparse, 3));
+  }
+
+  TEST_CASE("Dirichlet partition assigns every example once and gives each client at least ten") {
+    const auto y = BalancedLabels(1000, 10);
+    for (double alpha : {100.0, 1.0, 0.1}) {
+      CAPTURE(alpha);
+      const Partition p = PartitionDirichlet(y, 10, 50, alpha, 7);
+      REQUIRE(p.size() == 50);
+      CHECK(ExactlyOnce(p, y.size()));
+      for (const auto& client : p) CHECK(client.size() >= kDirichletMinSize);
+      CHECK(PartitionDirichlet(y, 10, 50, alpha, 7) == p);
+      CHECK(PartitionDirichlet(y, 10, 50, alpha, 8) != p);
+    }
+  }
+
+  TEST_CASE("Dirichlet label skew grows as alpha falls") {
+    const auto y = BalancedLabels(1000, 10);
+    const double skew100 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 100.0, 3), y, 10);
+    const double skew1 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 1.0, 3), y, 10);
+    const double skew01 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 0.1, 3), y, 10);
+    INFO("mean max-class fraction: alpha 100 ", skew100, ", alpha 1 ", skew1, ", alpha 0.1 ", skew01);
+    CHECK(skew100 < 0.2);  // near IID (0.1)
+    CHECK(skew100 < skew1);
+    CHECK(skew1 < skew01);
+    CHECK(skew01 > 0.6);
+  }
+
+  TEST_CASE("Dirichlet partition rejects bad arguments with an empty result") {
+    const std::vector<int32_t> y = {0, 1, 2, 5};
+    CHECK(PartitionDirichlet(y, 3, 2, 1.0, 1).empty());  // label 5 >= 3 classes
+    CHECK(PartitionDirichlet(y, 6, 0, 1.0, 1).empty());
+    CHECK(PartitionDirichlet(y, 6, 2, 0.0, 1).empty());
+  }
+
+  TEST_CASE("Shards of the real Fashion-MNIST labels give each client exactly k classes") {
+    auto train = LoadFashionMnist(Split::kTrain);
+    REQUIRE_MESSAGE(train.ok(), train.status().ToString());
+    const std::vector<int32_t>& y = train->labels;
+    // McMahan et al.: 100 clients x 2 shards of 300; 6000 per class makes every shard label-pure.
+    for (size_t k : {size_t{1}, size_t{2}, size_t{5}}) {
+      CAPTURE(k);
+      const Partition p = PartitionShards(y, 100, k, 11);
+      REQUIRE(p.size() == 100);
+      CHECK(ExactlyOnce(p, y.size()));
+      for (const auto& client : p) {
+        CHECK(client.size() == 600);  // 60000 / (100 * k) per shard, k shards
+        std::set<int32_t> classes;
+        for (uint32_t i : client) classes.insert(y[i]);
+        CHECK(classes.size() == k);
+      }
+    }
+    CHECK(PartitionShards(y, 100, 2, 11) == PartitionShards(y, 100, 2, 11));
+    CHECK(PartitionShards(y, 100, 2, 11) != PartitionShards(y, 100, 2, 12));
+  }
+
+  TEST_CASE("Shards use every example even when the count does not divide") {
+    const auto y = BalancedLabels(101, 10);  // 1010 examples, 3 clients x 4 shards
+    const Partition p = PartitionShards(y, 3, 4, 5);
+    REQUIRE(p.size() == 3);
+    CHECK(ExactlyOnce(p, y.size()));
+    CHECK(PartitionShards(y, 0, 4, 5).empty());
+    CHECK(PartitionShards(y, 3, 0, 5).empty());
+    CHECK(PartitionShards(std::vector<int32_t>(5, 0), 3, 2, 5).empty());  // fewer examples than shards
+  }
+}
+
+}  // namespace
+}  // namespace frugal
