@@ -1,0 +1,119 @@
+// Writes the seed corpus: valid payloads of every codec and mode, small enough to
+// commit. Usage: frugal-fuzz-corpus-gen OUT_DIR  (creates OUT_DIR/<target>/seed-*)
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "frugal/codec/downlink.h"
+#include "frugal/codec/golomb.h"
+#include "frugal/codec/uplink.h"
+#include "frugal/core/random.h"
+#include "fuzz_common.h"
+
+namespace {
+
+using namespace frugal;
+
+std::vector<float> Gaussian(size_t n, uint64_t seed, double sigma) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(sigma * rng.Normal());
+  return v;
+}
+
+int Write(const std::filesystem::path& dir, const std::string& name, const std::vector<uint8_t>& bytes) {
+  std::filesystem::create_directories(dir);
+  std::ofstream f(dir / name, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  return f ? 0 : 1;
+}
+
+template <typename R>
+auto Must(R r) {
+  if (!r.ok()) {
+    std::fprintf(stderr, "corpus generator: %s\n", r.error().ToString().c_str());
+    std::exit(1);
+  }
+  return std::move(r).value();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
+    return 2;
+  }
+  const std::filesystem::path out(argv[1]);
+  int failures = 0;
+  int n = 0;
+
+  const std::filesystem::path up = out / "fuzz_uplink_decode";
+  for (uint32_t dim : {64u, 1000u}) {
+    const std::vector<float> u = Gaussian(dim, dim, 0.01);
+    for (double density : {0.02, 0.2, 1.0}) {
+      for (ValueCoding c : {ValueCoding::kTernary, ValueCoding::kInt8, ValueCoding::kFp16, ValueCoding::kFp32}) {
+        UplinkConfig cfg;
+        cfg.density = density;
+        cfg.values = c;
+        cfg.try_zstd = c != ValueCoding::kTernary;
+        failures += Write(up, "seed-" + std::to_string(n++), Must(EncodeUplink(u, cfg, {})));
+      }
+    }
+    UplinkConfig dense;
+    dense.dense = true;
+    failures += Write(up, "seed-" + std::to_string(n++), Must(EncodeUplink(u, dense, {})));
+  }
+  SparseUpdate repetitive;  // compressible, so the zstd stage is kept
+  repetitive.dim = 4000;
+  for (uint32_t i = 0; i < 200; ++i) {
+    repetitive.indices.push_back(i * 20);
+    repetitive.values.push_back(1.0f);
+  }
+  failures += Write(up, "seed-" + std::to_string(n++), Must(EncodeSparseUpdate(repetitive, ValueCoding::kFp32, true)));
+
+  const std::filesystem::path down = out / "fuzz_downlink_decode";
+  n = 0;
+  for (uint32_t dim : {50u, 700u}) {
+    const std::vector<float> base = fuzz::Base(dim);
+    std::vector<float> target = base;
+    const std::vector<float> step = Gaussian(dim, dim + 1, 0.01);
+    for (uint32_t i = 0; i < dim; ++i) target[i] += step[i];
+    for (int bits : {8, 4, 2, 0}) {
+      for (bool delta : {false, true}) {
+        DownlinkConfig cfg;
+        cfg.bits = bits;
+        cfg.block_size = bits == 2 ? 32 : 256;
+        cfg.stochastic = delta;
+        auto enc = EncodeDownlink(target, delta ? std::span<const float>(base) : std::span<const float>(), cfg);
+        failures += Write(down, "seed-" + std::to_string(n++), Must(std::move(enc)).bytes);
+      }
+    }
+  }
+  std::vector<float> wide = Gaussian(300, 5, 1e5);  // fp32 block parameters
+  failures += Write(down, "seed-" + std::to_string(n++), Must(EncodeDownlink(wide, {}, DownlinkConfig{})).bytes);
+
+  const std::filesystem::path rice = out / "fuzz_rice_decode";
+  n = 0;
+  Rng rng(17);
+  for (uint32_t dim : {100u, 5000u, 100000u}) {
+    for (uint32_t count : {1u, 10u, 60u}) {
+      std::vector<uint32_t> idx;
+      for (uint32_t i = 0; i < dim && idx.size() < count; ++i) {
+        if (rng.UniformInt(dim - i) < count - idx.size()) idx.push_back(i);
+      }
+      const int b = ChooseRiceParameter(idx, dim);
+      const std::vector<uint8_t> coded = Must(EncodeRiceIndices(idx, dim, b));
+      std::vector<uint8_t> input = {static_cast<uint8_t>(idx.size()), static_cast<uint8_t>(idx.size() >> 8),
+                                    static_cast<uint8_t>(dim), static_cast<uint8_t>(dim >> 8),
+                                    static_cast<uint8_t>(dim >> 16), static_cast<uint8_t>(dim >> 24),
+                                    static_cast<uint8_t>(b)};
+      input.insert(input.end(), coded.begin(), coded.end());
+      failures += Write(rice, "seed-" + std::to_string(n++), input);
+    }
+  }
+  if (failures) std::fprintf(stderr, "corpus generator: %d files could not be written\n", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target in BUILD_DIR for a bounded time on a copy of its seed
+# corpus (tests/fuzz/corpus/<target>), and exits non-zero if any target crashes,
+# leaks, times out or runs out of memory. Reproducers go to BUILD_DIR/fuzz-artifacts/.
+#   usage: tests/fuzz/run_fuzzers.sh BUILD_DIR     (FUZZ_SECONDS=15 per target by default)
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 BUILD_DIR" >&2
+  exit 2
+fi
+build=$1
+seconds=${FUZZ_SECONDS:-15}
+here=$(cd "$(dirname "$0")" && pwd)
+targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+artifacts="$build/fuzz-artifacts"
+mkdir -p "$artifacts"
+
+failed=()
+for t in "${targets[@]}"; do
+  exe="$build/tests/fuzz/$t"
+  if [ ! -x "$exe" ]; then
+    echo "run_fuzzers: $exe not found; build it with: cmake --preset fuzz && cmake --build build/fuzz" >&2
+    failed+=("$t (missing)")
+    continue
+  fi
+  corpus="$work/$t"
+  mkdir -p "$corpus"
+  if [ -d "$here/corpus/$t" ]; then cp "$here/corpus/$t"/* "$corpus"/; fi
+  log="$work/$t.log"
+  echo "== $t: ${seconds}s on $(ls "$corpus" | wc -l) seeds"
+  if "$exe" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+       -artifact_prefix="$artifacts/$t-" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
+    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" | sed 's/^/   /' || true
+    echo "   corpus grew to $(ls "$corpus" | wc -l) inputs"
+  else
+    echo "!! $t failed; last lines of its log:" >&2
+    tail -n 40 "$log" >&2
+    failed+=("$t")
+  fi
+done
+
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "run_fuzzers: FAILED: ${failed[*]} (reproducers in $artifacts)" >&2
+  exit 1
+fi
+echo "run_fuzzers: all ${#targets[@]} targets ran ${seconds}s each without a crash"
