@@ -1,0 +1,131 @@
+// The round engine: the one piece of server logic the coordinator drives from
+// network events and the simulator drives from a virtual clock. It holds the
+// global model and its version history, builds each client's model payload,
+// validates and aggregates encoded updates, and finalizes new model versions.
+// No I/O, no threads: callers serialise every call.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frugal/aggregate/fedavg.h"
+#include "frugal/codec/downlink.h"
+#include "frugal/codec/uplink.h"
+#include "frugal/core/status.h"
+#include "frugal/train/trainer.h"
+
+namespace frugal {
+
+enum class Pipeline : uint8_t {
+  kDense,   // FedAvg baseline: fp32 model down, fp32 update up
+  kFrugal,  // quantized/delta model down, top-k + error feedback + ternary + Golomb up
+};
+
+// Parses "dense" or "frugal".
+Result<Pipeline> ParsePipeline(std::string_view name);
+std::string_view PipelineName(Pipeline p);
+
+// What every selected client is asked to do in a round.
+struct TaskConfig {
+  TrainConfig train;
+  UplinkConfig uplink;
+};
+
+// How many clients a round wants and when it gives up on them.
+struct RoundPlan {
+  uint32_t clients_per_round = 10;   // K: updates the round wants
+  double over_selection = 1.0;       // select ceil(K * over_selection) to absorb stragglers
+  double deadline_s = 600;           // updates later than this are dropped
+  uint32_t min_quorum = 1;           // fewer accepted updates: the round fails, model unchanged
+  uint32_t SelectCount() const;
+};
+
+struct EngineConfig {
+  Pipeline pipeline = Pipeline::kFrugal;
+  // Frugal: the server compresses each global step (STC: top-k + ternary with
+  // server-side error feedback) and sends clients the chain of steps they missed.
+  UplinkConfig broadcast{.dense = false, .density = 0.01, .values = ValueCoding::kTernary};
+  // How a full model is sent to a client that holds none (or one too old).
+  DownlinkConfig full_model{.bits = 8, .block_size = 256};
+  uint32_t delta_window = 64;  // number of past steps kept for chains
+  ServerOptimizerConfig server_opt;
+};
+
+// Why an update was refused; the coordinator counts these per reason.
+enum class RejectReason : uint8_t {
+  kRoundClosed, kStaleRound, kNotSelected, kDuplicate, kStaleBase, kMalformed, kWrongDimension, kNonFinite, kBadWeight,
+};
+std::string_view RejectReasonName(RejectReason r);
+
+struct RoundOutcome {
+  uint32_t round = 0;
+  uint32_t accepted = 0;
+  bool applied = false;           // false when the quorum was not met
+  uint32_t new_version = 0;
+  uint64_t broadcast_bytes = 0;   // size of the compressed step (frugal), 0 for dense
+};
+
+class RoundEngine {
+ public:
+  // `initial` becomes version 1. Version 0 means "holds nothing".
+  RoundEngine(std::vector<float> initial, EngineConfig cfg);
+
+  size_t dim() const { return model_.size(); }
+  uint32_t version() const { return version_; }
+  const EngineConfig& config() const { return cfg_; }
+  // The model every up-to-date client holds (bit-exact for chain downloads).
+  std::span<const float> global_model() const { return model_; }
+
+  // Opens `round` for the given selected clients. Fails if a round is open.
+  Status OpenRound(uint32_t round, std::span<const uint64_t> selected);
+  bool round_open() const { return open_; }
+  uint32_t round() const { return round_; }
+
+  // Payload that brings a client holding `held_version` to version(). Cached per
+  // held version until the round closes; the pointer stays valid until then.
+  Result<std::shared_ptr<const std::vector<uint8_t>>> ModelPayloadFor(uint32_t held_version);
+
+  // Validates and aggregates one client's encoded update. On error nothing is
+  // aggregated, `reason` (if non-null) says why, and the message names the problem.
+  Status Ingest(uint32_t round, uint64_t client_id, uint32_t base_version, std::span<const uint8_t> update,
+                double weight, RejectReason* reason = nullptr);
+
+  // The compressed step that produced `to_version` (frugal pipeline), or an
+  // empty span if it is no longer kept.
+  std::span<const uint8_t> StepPayload(uint32_t to_version) const;
+  // Oldest version a client may hold and still be brought up to date by a
+  // chain; version() when the pipeline never sends chains.
+  uint32_t OldestChainBase() const;
+
+  // Closes the round: applies the aggregate if at least `min_quorum` updates
+  // were accepted, producing version()+1.
+  Result<RoundOutcome> CloseRound(uint32_t min_quorum);
+
+ private:
+  Status Reject(RejectReason why, RejectReason* out, Error e);
+
+  EngineConfig cfg_;
+  std::vector<float> model_;
+  uint32_t version_ = 1;
+  // Compressed steps: steps_[i] took version (steps_base_ + i) to (steps_base_ + i + 1).
+  std::deque<std::vector<uint8_t>> steps_;
+  uint32_t steps_base_ = 1;
+  std::vector<float> server_residual_;
+  FedAvgAccumulator accumulator_;
+  ServerOptimizer server_opt_;
+  std::vector<float> scratch_;
+
+  bool open_ = false;
+  uint32_t round_ = 0;
+  std::set<uint64_t> selected_;
+  std::set<uint64_t> ingested_;
+  std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
+};
+
+}  // namespace frugal

@@ -1,0 +1,195 @@
+#include "frugal/round/engine.h"
+
+#include <cmath>
+#include <string>
+
+#include "frugal/round/model_payload.h"
+
+namespace frugal {
+
+Result<Pipeline> ParsePipeline(std::string_view name) {
+  if (name == "dense") return Pipeline::kDense;
+  if (name == "frugal") return Pipeline::kFrugal;
+  return InvalidArgumentError("unknown pipeline '" + std::string(name) + "' (expected dense or frugal)");
+}
+
+std::string_view PipelineName(Pipeline p) { return p == Pipeline::kDense ? "dense" : "frugal"; }
+
+uint32_t RoundPlan::SelectCount() const {
+  return static_cast<uint32_t>(std::ceil(clients_per_round * std::max(1.0, over_selection) - 1e-9));
+}
+
+std::string_view RejectReasonName(RejectReason r) {
+  switch (r) {
+    case RejectReason::kRoundClosed: return "round_closed";
+    case RejectReason::kStaleRound: return "stale_round";
+    case RejectReason::kNotSelected: return "not_selected";
+    case RejectReason::kDuplicate: return "duplicate";
+    case RejectReason::kStaleBase: return "stale_base";
+    case RejectReason::kMalformed: return "malformed";
+    case RejectReason::kWrongDimension: return "wrong_dimension";
+    case RejectReason::kNonFinite: return "non_finite";
+    case RejectReason::kBadWeight: return "bad_weight";
+  }
+  return "unknown";
+}
+
+RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
+    : cfg_(cfg),
+      model_(std::move(initial)),
+      server_residual_(cfg.pipeline == Pipeline::kFrugal ? model_.size() : 0, 0.0f),
+      accumulator_(model_.size()),
+      server_opt_(model_.size(), cfg.server_opt),
+      scratch_(model_.size()) {
+  if (cfg_.pipeline == Pipeline::kDense) {
+    cfg_.full_model.bits = 0;  // the baseline sends fp32
+  }
+}
+
+Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected) {
+  if (open_) return FailedPreconditionError("round " + std::to_string(round_) + " is still open");
+  if (round <= round_ && round_ != 0) {
+    return FailedPreconditionError("round " + std::to_string(round) + " is not after round " + std::to_string(round_));
+  }
+  open_ = true;
+  round_ = round;
+  selected_ = std::set<uint64_t>(selected.begin(), selected.end());
+  ingested_.clear();
+  accumulator_.Reset();
+  return OkStatus();
+}
+
+Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor(uint32_t held_version) {
+  if (held_version > version_) {
+    return InvalidArgumentError("client claims version " + std::to_string(held_version) +
+                                " but the newest is " + std::to_string(version_));
+  }
+  auto it = payload_cache_.find(held_version);
+  if (it != payload_cache_.end()) return it->second;
+
+  std::vector<uint8_t> bytes;
+  const bool chain_possible = cfg_.pipeline == Pipeline::kFrugal && held_version != 0 &&
+                              held_version >= steps_base_ && held_version < version_;
+  size_t chain_bytes = 0;
+  if (chain_possible) {
+    for (uint32_t v = held_version; v < version_; ++v) chain_bytes += 4 + steps_[v - steps_base_].size();
+  }
+  std::shared_ptr<const std::vector<uint8_t>> full;
+  auto encode_full = [&]() -> Status {
+    auto cached = payload_cache_.find(0);
+    if (cached != payload_cache_.end()) {
+      full = cached->second;
+      return OkStatus();
+    }
+    FRUGAL_ASSIGN_OR_RETURN(DownlinkEncoded enc, EncodeDownlink(model_, {}, cfg_.full_model));
+    std::span<const uint8_t> piece(enc.bytes);
+    ModelPayloadHeader h{ModelPayloadKind::kFull, 0, version_, static_cast<uint32_t>(model_.size()), 1};
+    full = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, std::span(&piece, 1)));
+    payload_cache_[0] = full;
+    return OkStatus();
+  };
+  if (held_version == version_) {
+    // Up to date: an empty chain.
+    ModelPayloadHeader h{ModelPayloadKind::kChain, version_, version_, static_cast<uint32_t>(model_.size()), 0};
+    auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, {}));
+    payload_cache_[held_version] = p;
+    return p;
+  }
+  FRUGAL_RETURN_IF_ERROR(encode_full());
+  if (chain_possible && chain_bytes < full->size()) {
+    std::vector<std::span<const uint8_t>> pieces;
+    for (uint32_t v = held_version; v < version_; ++v) pieces.emplace_back(steps_[v - steps_base_]);
+    ModelPayloadHeader h{ModelPayloadKind::kChain, held_version, version_, static_cast<uint32_t>(model_.size()),
+                         static_cast<uint32_t>(pieces.size())};
+    auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, pieces));
+    payload_cache_[held_version] = p;
+    return p;
+  }
+  payload_cache_[held_version] = full;
+  return full;
+}
+
+std::span<const uint8_t> RoundEngine::StepPayload(uint32_t to_version) const {
+  if (to_version <= steps_base_ || to_version > version_) return {};
+  return steps_[to_version - 1 - steps_base_];
+}
+
+uint32_t RoundEngine::OldestChainBase() const {
+  return cfg_.pipeline == Pipeline::kDense ? version_ : steps_base_;
+}
+
+Status RoundEngine::Reject(RejectReason why, RejectReason* out, Error e) {
+  if (out != nullptr) *out = why;
+  return e;
+}
+
+Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_version,
+                           std::span<const uint8_t> update, double weight, RejectReason* reason) {
+  const std::string who = "update from client " + std::to_string(client_id) + " for round " + std::to_string(round);
+  if (!open_) return Reject(RejectReason::kRoundClosed, reason, FailedPreconditionError(who + ": no round is open"));
+  if (round != round_) {
+    return Reject(RejectReason::kStaleRound, reason,
+                  FailedPreconditionError(who + ": the open round is " + std::to_string(round_)));
+  }
+  if (!selected_.contains(client_id)) {
+    return Reject(RejectReason::kNotSelected, reason, FailedPreconditionError(who + ": client was not selected"));
+  }
+  if (ingested_.contains(client_id)) {
+    return Reject(RejectReason::kDuplicate, reason, FailedPreconditionError(who + ": already received"));
+  }
+  if (base_version != version_) {
+    return Reject(RejectReason::kStaleBase, reason,
+                  FailedPreconditionError(who + ": trained on version " + std::to_string(base_version) +
+                                          ", current is " + std::to_string(version_)));
+  }
+  if (!(weight > 0) || !std::isfinite(weight)) {
+    return Reject(RejectReason::kBadWeight, reason,
+                  InvalidArgumentError(who + ": weight must be positive and finite"));
+  }
+  auto decoded = DecodeUplink(update, static_cast<uint32_t>(model_.size()));
+  if (!decoded.ok()) {
+    const std::string& m = decoded.error().message();
+    RejectReason r = RejectReason::kMalformed;
+    if (m.find("dimension") != std::string::npos) r = RejectReason::kWrongDimension;
+    if (m.find("finite") != std::string::npos || m.find("NaN") != std::string::npos) r = RejectReason::kNonFinite;
+    return Reject(r, reason, decoded.error().WithContext(who));
+  }
+  FRUGAL_RETURN_IF_ERROR(accumulator_.AddSparse(decoded->indices, decoded->values, weight));
+  ingested_.insert(client_id);
+  return OkStatus();
+}
+
+Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
+  if (!open_) return FailedPreconditionError("no round is open");
+  open_ = false;
+  payload_cache_.clear();
+  RoundOutcome out;
+  out.round = round_;
+  out.accepted = static_cast<uint32_t>(accumulator_.count());
+  out.new_version = version_;
+  if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
+
+  accumulator_.Mean(scratch_);
+  server_opt_.Step(scratch_);
+  if (cfg_.pipeline == Pipeline::kDense) {
+    for (size_t j = 0; j < model_.size(); ++j) model_[j] += scratch_[j];
+  } else {
+    // STC on the way down: compress the step with server-side error feedback
+    // and apply exactly what clients will decode, so chains stay bit-exact.
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> step, EncodeUplink(scratch_, cfg_.broadcast, server_residual_));
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate sent, DecodeUplink(step, static_cast<uint32_t>(model_.size())));
+    for (size_t j = 0; j < sent.indices.size(); ++j) model_[sent.indices[j]] += sent.values[j];
+    out.broadcast_bytes = step.size();
+    steps_.push_back(std::move(step));
+    while (steps_.size() > cfg_.delta_window) {
+      steps_.pop_front();
+      ++steps_base_;
+    }
+  }
+  ++version_;
+  out.applied = true;
+  out.new_version = version_;
+  return out;
+}
+
+}  // namespace frugal

@@ -1,0 +1,131 @@
+#include "frugal/round/model_payload.h"
+
+#include <cstring>
+#include <string>
+
+#include "frugal/codec/downlink.h"
+#include "frugal/codec/uplink.h"
+
+namespace frugal {
+namespace {
+
+constexpr uint8_t kMagic[4] = {'F', 'R', 'M', 'P'};
+constexpr uint8_t kFormatVersion = 1;
+constexpr size_t kHeaderBytes = 4 + 1 + 1 + 2 + 4 * 4;
+
+void PutU32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint32_t GetU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
+                                        std::span<const std::span<const uint8_t>> pieces) {
+  std::vector<uint8_t> out;
+  size_t total = kHeaderBytes;
+  for (auto p : pieces) total += 4 + p.size();
+  out.reserve(total);
+  out.insert(out.end(), kMagic, kMagic + 4);
+  out.push_back(kFormatVersion);
+  out.push_back(static_cast<uint8_t>(header.kind));
+  out.push_back(0);
+  out.push_back(0);
+  PutU32(out, header.from_version);
+  PutU32(out, header.to_version);
+  PutU32(out, header.dim);
+  PutU32(out, static_cast<uint32_t>(pieces.size()));
+  for (auto p : pieces) {
+    PutU32(out, static_cast<uint32_t>(p.size()));
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  return out;
+}
+
+Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uint32_t expected_dim,
+                                             std::vector<std::span<const uint8_t>>* pieces) {
+  if (bytes.size() < kHeaderBytes) {
+    return DataLossError("model payload truncated: " + std::to_string(bytes.size()) +
+                         " bytes, header needs " + std::to_string(kHeaderBytes));
+  }
+  if (std::memcmp(bytes.data(), kMagic, 4) != 0) return InvalidArgumentError("model payload: bad magic");
+  if (bytes[4] != kFormatVersion) {
+    return InvalidArgumentError("model payload: unsupported format version " + std::to_string(bytes[4]));
+  }
+  ModelPayloadHeader h;
+  if (bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kFull) &&
+      bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kChain)) {
+    return InvalidArgumentError("model payload: unknown kind " + std::to_string(bytes[5]));
+  }
+  h.kind = static_cast<ModelPayloadKind>(bytes[5]);
+  h.from_version = GetU32(&bytes[8]);
+  h.to_version = GetU32(&bytes[12]);
+  h.dim = GetU32(&bytes[16]);
+  h.pieces = GetU32(&bytes[20]);
+  if (h.dim != expected_dim) {
+    return InvalidArgumentError("model payload dimension " + std::to_string(h.dim) +
+                                " does not match the model's " + std::to_string(expected_dim));
+  }
+  if (h.kind == ModelPayloadKind::kFull && h.pieces != 1) {
+    return InvalidArgumentError("full model payload must hold exactly 1 piece, has " + std::to_string(h.pieces));
+  }
+  if (h.pieces > kMaxChainPieces) {
+    return ResourceExhaustedError("model payload declares " + std::to_string(h.pieces) +
+                                  " pieces, limit " + std::to_string(kMaxChainPieces));
+  }
+  if (h.kind == ModelPayloadKind::kChain &&
+      (h.to_version <= h.from_version || h.to_version - h.from_version != h.pieces)) {
+    return InvalidArgumentError("model payload chain from version " + std::to_string(h.from_version) +
+                                " to " + std::to_string(h.to_version) + " with " +
+                                std::to_string(h.pieces) + " pieces is inconsistent");
+  }
+  pieces->clear();
+  size_t pos = kHeaderBytes;
+  for (uint32_t i = 0; i < h.pieces; ++i) {
+    if (bytes.size() - pos < 4) return DataLossError("model payload truncated in piece " + std::to_string(i));
+    const uint32_t len = GetU32(&bytes[pos]);
+    pos += 4;
+    if (len > bytes.size() - pos) {
+      return DataLossError("model payload piece " + std::to_string(i) + " declares " +
+                           std::to_string(len) + " bytes, only " + std::to_string(bytes.size() - pos) + " remain");
+    }
+    pieces->push_back(bytes.subspan(pos, len));
+    pos += len;
+  }
+  if (pos != bytes.size()) {
+    return InvalidArgumentError("model payload has " + std::to_string(bytes.size() - pos) + " trailing bytes");
+  }
+  return h;
+}
+
+Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
+                                   std::vector<float>& model, uint32_t expected_dim) {
+  std::vector<std::span<const uint8_t>> pieces;
+  FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
+  if (h.kind == ModelPayloadKind::kFull) {
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(pieces[0], {}, expected_dim));
+    model = std::move(full);
+    return h.to_version;
+  }
+  if (held_version != h.from_version || model.size() != expected_dim) {
+    return FailedPreconditionError("model payload is a chain from version " + std::to_string(h.from_version) +
+                                   " but the client holds version " + std::to_string(held_version));
+  }
+  // Decode every piece before touching the model so a bad piece leaves it intact.
+  std::vector<SparseUpdate> updates;
+  updates.reserve(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    auto u = DecodeUplink(pieces[i], expected_dim);
+    if (!u.ok()) return u.error().WithContext("model payload piece " + std::to_string(i));
+    updates.push_back(std::move(*u));
+  }
+  for (const SparseUpdate& u : updates) {
+    for (size_t j = 0; j < u.indices.size(); ++j) model[u.indices[j]] += u.values[j];
+  }
+  return h.to_version;
+}
+
+}  // namespace frugal

@@ -1,0 +1,47 @@
+// Error-feedback residuals of the simulated clients. Only clients that have
+// trained own one; residuals are kept in memory up to a budget and the rest
+// spill to one slot file on disk, so a million-client population never holds a
+// million model-sized vectors. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "frugal/core/status.h"
+
+namespace frugal::sim {
+
+class ResidualStore {
+ public:
+  // dim: floats per residual; memory_budget_bytes: resident bytes before
+  // spilling; spill_path: the slot file, created on first spill.
+  ResidualStore(size_t dim, size_t memory_budget_bytes, std::string spill_path);
+  ~ResidualStore();
+  ResidualStore(const ResidualStore&) = delete;
+  ResidualStore& operator=(const ResidualStore&) = delete;
+
+  // Copies client's residual into out (size dim); zeros if it has none.
+  Status Load(uint64_t client, std::span<float> out);
+  // Stores client's residual (size dim).
+  Status Store(uint64_t client, std::span<const float> residual);
+
+  size_t clients() const;
+  size_t resident_bytes() const;
+  size_t spilled_bytes() const;
+
+ private:
+  size_t dim_;
+  size_t budget_;
+  std::string spill_path_;
+  int fd_ = -1;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, std::vector<float>> resident_;
+  std::unordered_map<uint64_t, uint64_t> slots_;  // client -> slot in the spill file
+  uint64_t next_slot_ = 0;
+};
+
+}  // namespace frugal::sim

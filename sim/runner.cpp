@@ -1,0 +1,517 @@
+#include "frugal/sim/runner.h"
+
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "frugal/core/random.h"
+#include "frugal/data/dataset.h"
+#include "frugal/energy/model.h"
+#include "frugal/energy/profiles.h"
+#include "frugal/model/model.h"
+#include "frugal/round/client_task.h"
+#include "frugal/round/engine.h"
+#include "frugal/round/model_payload.h"
+#include "frugal/round/selection.h"
+#include "frugal/sim/population.h"
+#include "frugal/sim/progress.h"
+#include "frugal/sim/residual_store.h"
+
+namespace frugal::sim {
+namespace {
+
+enum Stream : uint64_t { kSelect = 11, kTrain = 12, kDropout = 13, kInit = 14 };
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+uint64_t PeakRssBytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+// Runs fn(thread, i) for i in [0, n) on `threads` threads pulling indices.
+template <typename Fn>
+void ParallelFor(size_t n, size_t threads, Fn&& fn) {
+  threads = std::max<size_t>(1, std::min(threads, n));
+  std::atomic<size_t> next{0};
+  auto work = [&](size_t t) {
+    for (size_t i; (i = next.fetch_add(1)) < n;) fn(t, i);
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+}
+
+// What a selected client produced, exchanged between ranks.
+struct SlotResult {
+  uint32_t client = 0;
+  uint8_t status = 0;  // 0 ok, 1 dropped, 2 failed
+  double flops = 0;
+  double loss = 0;
+  std::vector<uint8_t> update;
+  std::string error;
+};
+
+void PutBytes(std::vector<uint8_t>& out, const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  out.insert(out.end(), b, b + n);
+}
+
+std::vector<uint8_t> Serialize(const std::vector<const SlotResult*>& results) {
+  std::vector<uint8_t> out;
+  for (const SlotResult* r : results) {
+    const uint64_t un = r->update.size(), en = r->error.size();
+    PutBytes(out, &r->client, sizeof r->client);
+    PutBytes(out, &r->status, sizeof r->status);
+    PutBytes(out, &r->flops, sizeof r->flops);
+    PutBytes(out, &r->loss, sizeof r->loss);
+    PutBytes(out, &un, sizeof un);
+    PutBytes(out, r->update.data(), un);
+    PutBytes(out, &en, sizeof en);
+    PutBytes(out, r->error.data(), en);
+  }
+  return out;
+}
+
+// Ranks of one job exchange these among themselves only, so a failure here is a bug.
+Result<std::vector<SlotResult>> Deserialize(const std::vector<uint8_t>& in) {
+  std::vector<SlotResult> out;
+  size_t pos = 0;
+  auto get = [&](void* p, size_t n) {
+    if (in.size() - pos < n) return false;
+    std::memcpy(p, in.data() + pos, n);
+    pos += n;
+    return true;
+  };
+  while (pos < in.size()) {
+    SlotResult r;
+    uint64_t un = 0, en = 0;
+    bool ok = get(&r.client, sizeof r.client) && get(&r.status, sizeof r.status) && get(&r.flops, sizeof r.flops) &&
+              get(&r.loss, sizeof r.loss) && get(&un, sizeof un) && un <= in.size() - pos;
+    if (ok) {
+      r.update.assign(in.begin() + pos, in.begin() + pos + un);
+      pos += un;
+      ok = get(&en, sizeof en) && en <= in.size() - pos;
+    }
+    if (!ok) return InternalError("corrupt round exchange between simulator ranks");
+    r.error.assign(reinterpret_cast<const char*>(in.data() + pos), en);
+    pos += en;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string IsoTimestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string WithCommas(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+Status WriteFile(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  std::ofstream out(path);
+  if (!out) return UnavailableError("cannot create " + path.string());
+  write(out);
+  out.close();
+  if (!out) return UnavailableError("error writing " + path.string());
+  return OkStatus();
+}
+
+}  // namespace
+
+double MeasureGemmGflops(int n, double min_seconds) {
+  Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+  c.noalias() = a * b;  // warm-up
+  int reps = 0;
+  const auto t0 = Clock::now();
+  do {
+    c.noalias() = a * b;
+    ++reps;
+  } while (Since(t0) < min_seconds);
+  const double secs = Since(t0);
+  volatile float sink = c(0, 0);
+  (void)sink;
+  return 2.0 * n * n * static_cast<double>(n) * reps / secs / 1e9;
+}
+
+Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
+  const auto run_start = Clock::now();
+  std::unique_ptr<Communicator> local;
+  Communicator* comm = opts.comm;
+  if (comm == nullptr) {
+    local = MakeLocalCommunicator();
+    comm = local.get();
+  }
+  const bool leader = comm->rank() == 0;
+  const size_t threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+
+  // ---- set-up: data, model, profiles, population
+  const std::string dir = cfg.data_dir.empty() ? std::string(FRUGAL_FMNIST_DIR) : cfg.data_dir;
+  FRUGAL_ASSIGN_OR_RETURN(Dataset train, LoadFashionMnist(Split::kTrain, dir));
+  FRUGAL_ASSIGN_OR_RETURN(Dataset test, LoadFashionMnist(Split::kTest, dir));
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(cfg.model, train.num_features, train.num_classes));
+  FRUGAL_ASSIGN_OR_RETURN(EnergyProfiles profiles, cfg.profiles.empty()
+                                                       ? EnergyProfiles::LoadDefault()
+                                                       : EnergyProfiles::LoadDefaultWithOverride(cfg.profiles));
+  FRUGAL_ASSIGN_OR_RETURN(Population pop, Population::Create(cfg, train, profiles));
+  const size_t dim = model->num_params();
+
+  std::vector<float> init(dim);
+  model->InitParams(init, DeriveSeed(cfg.seed, kInit));
+  RoundEngine engine(std::move(init), cfg.engine);
+
+  std::filesystem::path out_dir = cfg.spill_dir.empty() ? std::filesystem::path(opts.out_dir) / "spill"
+                                                        : std::filesystem::path(cfg.spill_dir);
+  if (!opts.out_dir.empty() && leader) std::filesystem::create_directories(opts.out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  const std::string spill = (out_dir / ("residuals." + std::to_string(comm->rank()) + "." +
+                                        std::to_string(::getpid()) + ".bin")).string();
+  ResidualStore residuals(dim, static_cast<size_t>(cfg.residual_memory_mb * 1024 * 1024), spill);
+  const bool use_residuals = cfg.pipeline == Pipeline::kFrugal;
+
+  std::vector<std::unique_ptr<ModelWorkspace>> ws;
+  for (size_t t = 0; t < threads; ++t) ws.push_back(model->MakeWorkspace());
+  std::vector<std::vector<float>> start_buf(threads), scratch(threads), resid_buf(threads);
+  std::vector<std::vector<uint32_t>> example_buf(threads);
+
+  std::vector<uint32_t> test_idx;
+  if (cfg.eval_examples != 0 && cfg.eval_examples < test.size()) {
+    test_idx.resize(cfg.eval_examples);
+    for (uint32_t i = 0; i < cfg.eval_examples; ++i) test_idx[i] = i;
+  } else {
+    test_idx.resize(test.size());
+    for (uint32_t i = 0; i < test.size(); ++i) test_idx[i] = i;
+  }
+
+  // Full-model downloads the clients hold as their base: version -> reconstruction.
+  std::map<uint32_t, std::shared_ptr<const std::vector<float>>> bases;
+
+  EnergyLedger ledger(cfg.name + "-" + std::to_string(cfg.seed));
+  RunResult result;
+  double clock_s = 0;
+  double train_wall = 0, train_flops = 0;
+  uint64_t updates_total = 0;
+  ProgressBar bar(opts.progress && leader, cfg.rounds);
+  double last_acc = 0, last_loss = 0;
+
+  for (uint32_t round = 1; round <= cfg.rounds; ++round) {
+    const auto round_start = Clock::now();
+    const double utc_hour = cfg.start_utc_hour + clock_s / 3600.0;
+    std::vector<uint32_t> available = pop.Available(round, utc_hour);
+    std::vector<uint32_t> selected =
+        SelectClients(available, cfg.plan.SelectCount(), DeriveSeed(DeriveSeed(cfg.seed, kSelect), round));
+    std::vector<uint64_t> sel64(selected.begin(), selected.end());
+    FRUGAL_RETURN_IF_ERROR(engine.OpenRound(round, sel64));
+    const uint32_t version = engine.version();
+
+    // Downloads: one payload per distinct held version, shared by the clients holding it.
+    std::vector<std::shared_ptr<const std::vector<uint8_t>>> payloads(selected.size());
+    std::vector<bool> full(selected.size());
+    for (size_t s = 0; s < selected.size(); ++s) {
+      const uint32_t c = selected[s];
+      if (pop.held_version(c) != 0 && !bases.contains(pop.base_version(c))) pop.SetHeld(c, 0, 0);
+      FRUGAL_ASSIGN_OR_RETURN(payloads[s], engine.ModelPayloadFor(pop.held_version(c)));
+      std::vector<std::span<const uint8_t>> pieces;
+      FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*payloads[s], static_cast<uint32_t>(dim), &pieces));
+      full[s] = h.kind == ModelPayloadKind::kFull;
+      if (full[s] && !bases.contains(version)) {
+        std::vector<float> copy;
+        FRUGAL_ASSIGN_OR_RETURN(uint32_t v, ApplyModelPayload(*payloads[s], 0, copy, static_cast<uint32_t>(dim)));
+        (void)v;
+        bases[version] = std::make_shared<const std::vector<float>>(std::move(copy));
+      }
+    }
+
+    // Training: this rank's clients, on the thread pool.
+    std::vector<size_t> mine;
+    for (size_t s = 0; s < selected.size(); ++s) {
+      if (static_cast<int>(selected[s] % static_cast<uint32_t>(comm->size())) == comm->rank()) mine.push_back(s);
+    }
+    std::vector<SlotResult> local_results(mine.size());
+    std::atomic<size_t> done{0};
+    const auto train_start = Clock::now();
+    ParallelFor(mine.size(), threads, [&](size_t t, size_t k) {
+      const size_t s = mine[k];
+      const uint32_t c = selected[s];
+      SlotResult& r = local_results[k];
+      r.client = c;
+      auto fail = [&](const Error& e) {
+        r.status = 2;
+        r.error = e.ToString();
+      };
+      // The client's copy: its base download plus every step since, exactly as the agent applies them.
+      std::vector<float>& start = start_buf[t];
+      const uint32_t base = full[s] ? version : pop.base_version(c);
+      start = *bases.at(base);
+      if (!full[s]) {
+        for (uint32_t v = base; v < pop.held_version(c); ++v) {
+          const ModelPayloadHeader h{ModelPayloadKind::kChain, v, v + 1, static_cast<uint32_t>(dim), 1};
+          const std::span<const uint8_t> piece = engine.StepPayload(v + 1);
+          auto applied = ApplyModelPayload(EncodeModelPayload(h, std::span(&piece, 1)), v, start,
+                                           static_cast<uint32_t>(dim));
+          if (!applied.ok()) return fail(applied.error());
+        }
+        auto applied = ApplyModelPayload(*payloads[s], pop.held_version(c), start, static_cast<uint32_t>(dim));
+        if (!applied.ok()) return fail(applied.error());
+      }
+      std::span<const uint32_t> examples = pop.Examples(c, example_buf[t]);
+      TrainConfig tc = cfg.task.train;
+      tc.seed = DeriveSeed(DeriveSeed(cfg.seed, kTrain), (static_cast<uint64_t>(round) << 32) | c);
+      Rng drop_rng(DeriveSeed(DeriveSeed(cfg.seed, kDropout), (static_cast<uint64_t>(round) << 32) | c));
+      const bool dropped = cfg.dropout > 0 && drop_rng.Uniform() < cfg.dropout;
+      const double fraction = drop_rng.Uniform();
+      std::span<float> resid;
+      if (use_residuals) {
+        resid_buf[t].resize(dim);
+        if (Status st = residuals.Load(c, resid_buf[t]); !st.ok()) return fail(st.error());
+        resid = resid_buf[t];
+      }
+      auto task = RunClientTask(*model, start, train, examples, tc, cfg.task.uplink, resid, *ws[t], scratch[t]);
+      if (!task.ok()) return fail(task.error());
+      if (dropped) {
+        // Vanished mid-training: the work done so far is spent, nothing is sent,
+        // and the residual keeps its old value (the device never finished).
+        r.status = 1;
+        r.flops = task->train.flops * fraction;
+      } else {
+        if (use_residuals) {
+          if (Status st = residuals.Store(c, resid); !st.ok()) return fail(st.error());
+        }
+        r.status = 0;
+        r.flops = task->train.flops;
+        r.loss = task->train.mean_loss;
+        r.update = std::move(task->update);
+      }
+      bar.Update(round, done.fetch_add(1) + 1, mine.size());
+    });
+    const double round_train_wall = Since(train_start);
+
+    // Exchange results between ranks; every rank then runs the same aggregation.
+    std::vector<const SlotResult*> mine_ptrs;
+    for (const auto& r : local_results) mine_ptrs.push_back(&r);
+    std::vector<SlotResult> all_results;
+    if (comm->size() == 1) {
+      all_results = std::move(local_results);
+    } else {
+      FRUGAL_ASSIGN_OR_RETURN(auto gathered, comm->AllGather(Serialize(mine_ptrs)));
+      for (const auto& g : gathered) {
+        FRUGAL_ASSIGN_OR_RETURN(auto part, Deserialize(g));
+        for (auto& r : part) all_results.push_back(std::move(r));
+      }
+    }
+    std::map<uint32_t, SlotResult*> by_client;
+    for (auto& r : all_results) by_client[r.client] = &r;
+
+    // Virtual clock: download, compute, upload per client; the round closes at
+    // the K-th completion or at the deadline.
+    struct Timing {
+      size_t slot;
+      double finish;
+    };
+    std::vector<Timing> finishers;
+    std::vector<double> t_down(selected.size()), t_comp(selected.size());
+    for (size_t s = 0; s < selected.size(); ++s) {
+      const uint32_t c = selected[s];
+      const SlotResult& r = *by_client.at(c);
+      if (r.status == 2) return InternalError("client " + std::to_string(c) + " failed: " + r.error);
+      t_down[s] = TransferSeconds(pop.radio(c), payloads[s]->size(), Direction::kDown);
+      t_comp[s] = ComputeSeconds(pop.device(c), r.flops);
+      if (r.status == 0) {
+        finishers.push_back({s, t_down[s] + t_comp[s] + TransferSeconds(pop.radio(c), r.update.size(), Direction::kUp)});
+      }
+    }
+    std::stable_sort(finishers.begin(), finishers.end(), [](const Timing& a, const Timing& b) { return a.finish < b.finish; });
+    std::vector<bool> accepted(selected.size(), false);
+    uint32_t n_accepted = 0;
+    double close_s = 0;
+    for (const Timing& f : finishers) {
+      if (n_accepted == cfg.plan.clients_per_round || f.finish > cfg.plan.deadline_s) break;
+      accepted[f.slot] = true;
+      ++n_accepted;
+      close_s = f.finish;
+    }
+    if (n_accepted < cfg.plan.clients_per_round && n_accepted < selected.size()) close_s = cfg.plan.deadline_s;
+
+    // Aggregate in slot order (selection is sorted by id): same sums on every rank and thread count.
+    const double cpu0 = ThreadCpuSeconds();
+    for (size_t s = 0; s < selected.size(); ++s) {
+      if (!accepted[s]) continue;
+      const uint32_t c = selected[s];
+      FRUGAL_RETURN_IF_ERROR(engine.Ingest(round, c, version, by_client.at(c)->update,
+                                           static_cast<double>(pop.NumExamples(c))));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine.CloseRound(cfg.plan.min_quorum));
+    const double server_cpu = ThreadCpuSeconds() - cpu0;
+
+    // Every selected client now holds the version it downloaded.
+    for (size_t s = 0; s < selected.size(); ++s) {
+      const uint32_t c = selected[s];
+      pop.SetHeld(c, version, full[s] ? version : pop.base_version(c));
+    }
+    // Bases older than the engine's chain window can no longer be brought up to date.
+    const uint32_t oldest = engine.OldestChainBase();
+    for (auto it = bases.begin(); it != bases.end();) it = it->first < oldest ? bases.erase(it) : std::next(it);
+
+    // Ledger: every selected client, stragglers' and drop-outs' energy included.
+    RoundRecord rec;
+    rec.round = round;
+    rec.selected = static_cast<uint32_t>(selected.size());
+    rec.completed = outcome.accepted;
+    for (size_t s = 0; s < selected.size(); ++s) {
+      const uint32_t c = selected[s];
+      const SlotResult& r = *by_client.at(c);
+      std::vector<Transfer> transfers{{0.0, payloads[s]->size(), Direction::kDown}};
+      ClientOutcome oc = ClientOutcome::kParticipated;
+      if (r.status == 1) {
+        oc = ClientOutcome::kDropped;
+      } else {
+        transfers.push_back({t_down[s] + t_comp[s], r.update.size(), Direction::kUp});
+        if (!accepted[s]) {
+          oc = ClientOutcome::kStraggled;
+          ++rec.stragglers;
+        }
+      }
+      ClientRoundUsage usage;
+      usage.round = round;
+      usage.client_id = c;
+      usage.flops = r.flops;
+      usage.transfers = transfers;
+      usage.utc_hour = utc_hour;
+      usage.outcome = oc;
+      LedgerRow row = MakeLedgerRow(ledger.run_id(), pop.device(c), pop.radio(c), pop.region(c), usage);
+      rec.bytes_up += row.bytes_up;
+      rec.bytes_down += row.bytes_down;
+      rec.joules_compute += row.compute_j;
+      rec.joules_radio += row.radio_j;
+      rec.gco2e += row.gco2e;
+      train_flops += r.flops;
+      ledger.Add(std::move(row));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles, server_cpu, utc_hour));
+    ledger.AddServer(round, server.joules, server.gco2e);
+    updates_total += n_accepted;
+    train_wall += round_train_wall;
+
+    if (leader && (round % cfg.eval_every == 0 || round == cfg.rounds)) {
+      // Evaluation on the server's copy, split across threads and combined in a fixed order.
+      const size_t parts = std::min(threads, test_idx.size());
+      std::vector<EvalResult> ev(parts);
+      std::vector<Status> ev_status(parts);
+      ParallelFor(parts, threads, [&](size_t t, size_t p) {
+        const size_t lo = test_idx.size() * p / parts, hi = test_idx.size() * (p + 1) / parts;
+        auto e = Evaluate(*model, engine.global_model(), test, std::span(test_idx).subspan(lo, hi - lo), *ws[t]);
+        if (e.ok()) ev[p] = *e; else ev_status[p] = e.error();
+      });
+      double correct = 0, loss = 0, n = 0;
+      for (size_t p = 0; p < parts; ++p) {
+        FRUGAL_RETURN_IF_ERROR(ev_status[p]);
+        correct += ev[p].accuracy * ev[p].examples;
+        loss += ev[p].loss * ev[p].examples;
+        n += ev[p].examples;
+      }
+      last_acc = correct / n;
+      last_loss = loss / n;
+    }
+    rec.accuracy = last_acc;
+    rec.loss = last_loss;
+    rec.virtual_seconds = close_s;
+    rec.wall_seconds = Since(round_start);
+    clock_s += close_s + cfg.round_interval_s;
+    result.rounds.push_back(rec);
+    if (leader && opts.on_round) {
+      bar.Clear();
+      opts.on_round(rec);
+    }
+  }
+  bar.Clear();
+
+  // ---- summary and run directory
+  RunSummary& sum = result.summary;
+  sum.run_id = ledger.run_id();
+  sum.scenario = cfg.name;
+  sum.pipeline = std::string(PipelineName(cfg.pipeline));
+  sum.model = cfg.model;
+  ComputeTargets(result.rounds, cfg.target_accuracy, sum);
+  const EnergyTotals totals = ledger.RunTotals();
+  sum.joules_server = totals.server_j;
+  sum.gco2e += totals.server_gco2e;
+  sum.wall_seconds = Since(run_start);
+  sum.client_updates_per_second = train_wall > 0 ? static_cast<double>(updates_total) / train_wall : 0;
+  sum.peak_rss_bytes = PeakRssBytes();
+  for (const auto& [radio, t] : ledger.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
+  for (const auto& [device, t] : ledger.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
+  sum.config = cfg.flat;
+  sum.config["pipeline"] = sum.pipeline;
+  sum.config["mpi_ranks"] = std::to_string(comm->size());
+  sum.config["threads"] = std::to_string(threads);
+  if (pop.sampled()) {
+    sum.notes.push_back("The population (" + WithCommas(cfg.clients) +
+                        " clients) is larger than a tenth of the training set, so each client holds a seeded sample of " +
+                        std::to_string(cfg.samples_per_client) + " examples drawn from its own class mixture (" +
+                        cfg.partition + "), regenerated on demand rather than stored.");
+  } else {
+    sum.notes.push_back("Each of the " + WithCommas(cfg.clients) + " clients holds its own " + cfg.partition +
+                        " partition of the Fashion-MNIST training set.");
+  }
+  sum.notes.push_back("Energy is modelled from profiles (docs/energy-model.md): compute from exact FLOPs, radio from the "
+                      "encoded bytes actually produced and each burst's tail. Server energy is measured CPU time times "
+                      "a power figure.");
+  sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) + " Fashion-MNIST test examples, evaluated on the server's model.");
+  sum.extra_metrics["train_wall_seconds"] = train_wall;
+  sum.extra_metrics["train_gflops_per_second"] = train_wall > 0 ? train_flops / train_wall / 1e9 : 0;
+  sum.extra_metrics["flops_per_update"] = updates_total > 0 ? train_flops / static_cast<double>(updates_total) : 0;
+  sum.extra_metrics["residual_clients"] = static_cast<double>(residuals.clients());
+  sum.extra_metrics["residual_resident_bytes"] = static_cast<double>(residuals.resident_bytes());
+  sum.extra_metrics["residual_spilled_bytes"] = static_cast<double>(residuals.spilled_bytes());
+  sum.extra_metrics["population_bytes_per_client"] = pop.BytesPerClient();
+  sum.extra_metrics["server_joules"] = totals.server_j;
+  result.population_bytes_per_client = pop.BytesPerClient();
+  result.residual_clients = residuals.clients();
+  result.final_model.assign(engine.global_model().begin(), engine.global_model().end());
+
+  if (leader && !opts.out_dir.empty()) {
+    const std::filesystem::path o(opts.out_dir);
+    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "rounds.csv", [&](std::ostream& os) { WriteRoundsCsv(os, result.rounds); }));
+    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "ledger.csv", [&](std::ostream& os) { ledger.WriteLedgerCsv(os); }));
+    EnergyLedger::EmissionsMeta meta;
+    meta.timestamp = IsoTimestamp();
+    meta.duration_s = sum.wall_seconds;
+    meta.region = cfg.regions.size() == 1 ? cfg.regions[0].id : "mixed";
+    meta.pue = profiles.server_pue();
+    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "emissions.csv", [&](std::ostream& os) { ledger.WriteEmissionsCsv(os, meta); }));
+    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "summary.json", [&](std::ostream& os) { WriteSummaryJson(os, sum); }));
+    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "report.html", [&](std::ostream& os) { WriteReportHtml(os, sum, result.rounds); }));
+  }
+  return result;
+}
+
+}  // namespace frugal::sim
