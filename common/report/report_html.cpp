@@ -7,10 +7,9 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "frugal/report/run_report.h"
 #include "frugal/report/uplot_assets.h"
@@ -65,12 +64,23 @@ std::string EscapeHtml(std::string_view text) {
     }
     if (length == 1) {
       switch (text[0]) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += text[0];
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&quot;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
+        default:
+          out += text[0];
       }
     } else {
       out.append(text.substr(0, length));
@@ -89,10 +99,17 @@ std::string JsonForScript(const Json& j) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '<': out += "\\u003c"; break;
-      case '>': out += "\\u003e"; break;
-      case '&': out += "\\u0026"; break;
-      default: out += c;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
+      case '&':
+        out += "\\u0026";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -140,9 +157,9 @@ std::string FormatBytes(uint64_t bytes) {
 std::string FormatJoules(double joules) { return FormatSi(joules, "J"); }
 
 std::string FormatGrams(double grams) {
-  if (std::isfinite(grams) && std::fabs(grams) >= 1e6) return Printf("%.4g", grams / 1e6) + " t CO2e";
-  if (std::isfinite(grams) && std::fabs(grams) >= 1e3) return Printf("%.4g", grams / 1e3) + " kg CO2e";
   if (!std::isfinite(grams)) return "n/a";
+  if (std::fabs(grams) >= 1e6) return Printf("%.4g", grams / 1e6) + " t CO2e";
+  if (std::fabs(grams) >= 1e3) return Printf("%.4g", grams / 1e3) + " kg CO2e";
   return Printf("%.4g", grams) + " g CO2e";
 }
 
@@ -286,7 +303,8 @@ void WriteBaselineTable(std::ostream& out, const RunSummary& s,
       << "<table class=\"cmp\"><thead><tr><th></th><th>" << EscapeHtml(run_label) << "</th><th>"
       << EscapeHtml(baseline_label) << "</th><th>ratio</th></tr></thead><tbody>\n";
   row("rounds to target", FormatOptional(s.rounds_to_target, count),
-      FormatOptional(b.rounds_to_target, count), optional_ratio(b.rounds_to_target, s.rounds_to_target));
+      FormatOptional(b.rounds_to_target, count),
+      optional_ratio(b.rounds_to_target, s.rounds_to_target));
   row("bytes to target", FormatOptional(s.bytes_to_target, FormatBytes),
       FormatOptional(b.bytes_to_target, FormatBytes),
       optional_ratio(b.bytes_to_target, s.bytes_to_target));
@@ -419,7 +437,8 @@ constexpr std::string_view kPageJs = R"JS(
 }  // namespace
 
 void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const RoundRecord> records,
-                     std::span<const RoundRecord> baseline_records, std::string_view baseline_label) {
+                     std::span<const RoundRecord> baseline_records,
+                     std::string_view baseline_label) {
   const std::string run_label = s.pipeline.empty() ? "this run" : s.pipeline;
 
   Json data;
@@ -439,7 +458,8 @@ void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const Rou
       << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
       << "<title>Frugal run report" << (subtitle.empty() ? "" : ": ") << EscapeHtml(subtitle)
       << "</title>\n"
-      << "<style>\n" << report_assets::kUplotCss << "\n</style>\n"
+      << "<style>\n"
+      << report_assets::kUplotCss << "\n</style>\n"
       << "<style>" << kPageCss << "</style>\n</head>\n<body>\n"
       << "<header>\n<h1>Frugal run report</h1>\n<p class=\"sub\">" << EscapeHtml(subtitle)
       << "</p>\n<p class=\"headline\">" << EscapeHtml(Headline(s)) << "</p>\n</header>\n";
@@ -459,8 +479,8 @@ void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const Rou
   out << "<section>\n<h2>Summary</h2>\n<div class=\"columns\">\n<div>\n";
   WriteSummaryTable(out, s);
   out << "</div>\n<div>\n";
-  WriteMapTable(out, "Client energy by radio class", "radio", "joules", WithShares(s.joules_by_radio),
-                [](const std::string& v) { return v; });
+  WriteMapTable(out, "Client energy by radio class", "radio", "joules",
+                WithShares(s.joules_by_radio), [](const std::string& v) { return v; });
   WriteMapTable(out, "Client energy by device class", "device", "joules",
                 WithShares(s.joules_by_device), [](const std::string& v) { return v; });
   WriteMapTable(out, "Other metrics", "metric", "value", s.extra_metrics, FormatNumber);
@@ -491,7 +511,8 @@ void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const Rou
 
   out << "<script type=\"application/json\" id=\"frugal-data\">" << JsonForScript(data)
       << "</script>\n"
-      << "<script>\n" << report_assets::kUplotJs << "\n</script>\n"
+      << "<script>\n"
+      << report_assets::kUplotJs << "\n</script>\n"
       << "<script>" << kPageJs << "</script>\n</body>\n</html>\n";
 }
 

@@ -2,11 +2,10 @@
 
 #include <array>
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <system_error>
 #include <type_traits>
-
-#include <nlohmann/json.hpp>
 
 namespace frugal {
 
@@ -136,9 +135,9 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
 
 Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
   static constexpr std::array<std::string_view, kRoundsCsvColumns> kColumns = {
-      "round",  "accuracy", "loss",      "bytes_up",   "bytes_down",      "joules_compute",
-      "joules_radio", "gco2e", "selected", "completed", "stragglers", "virtual_seconds",
-      "wall_seconds"};
+      "round",          "accuracy",        "loss",        "bytes_up", "bytes_down",
+      "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
+      "stragglers",     "virtual_seconds", "wall_seconds"};
   std::vector<RoundRecord> records;
   size_t line_number = 0;
   bool saw_header = false;

@@ -2,12 +2,12 @@
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "frugal/core/random.h"
 #include "frugal/report/run_report.h"
 
 namespace frugal {
@@ -50,12 +50,14 @@ RunSummary FakeSummary(std::span<const RoundRecord> records) {
   s.client_updates_per_second = 3000;
   s.peak_rss_bytes = 512ULL << 20;
   s.joules_by_radio = {{"lte", 0.7 * s.joules_client}, {"wifi", 0.3 * s.joules_client}};
-  s.joules_by_device = {{"phone-low", 0.5 * s.joules_client}, {"phone-high", 0.5 * s.joules_client}};
-  s.notes = {"each of the 1,000 clients holds a seeded sample of 32 examples drawn from its own "
-             "class mixture",
-             "synthetic records written by tests/report/report_html_test.cpp"};
-  s.config = {{"round.clients_per_round", "100"}, {"codec.uplink", "topk 0.01 int8"},
-              {"train.lr", "0.05"}};
+  s.joules_by_device = {{"phone-low", 0.5 * s.joules_client},
+                        {"phone-high", 0.5 * s.joules_client}};
+  s.notes = {
+      "each of the 1,000 clients holds a seeded sample of 32 examples drawn from its own "
+      "class mixture",
+      "synthetic records written by tests/report/report_html_test.cpp"};
+  s.config = {
+      {"round.clients_per_round", "100"}, {"codec.uplink", "topk 0.01 int8"}, {"train.lr", "0.05"}};
   s.extra_metrics = {{"mean_staleness", 0.25}};
   return s;
 }
@@ -68,6 +70,42 @@ nlohmann::json EmbeddedData(const std::string& html) {
   const size_t end = html.find("</script>", start);
   REQUIRE(end != std::string::npos);
   return nlohmann::json::parse(html.substr(start + open.size(), end - start - open.size()));
+}
+
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or
+// code points past U+10FFFF). A plain reference decoder for the test.
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      cp = c & 0x07;
+    } else
+      return false;
+    if (i + extra >= s.size()) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += extra + 1;
+  }
+  return true;
 }
 
 TEST_SUITE("report") {
@@ -85,7 +123,8 @@ TEST_SUITE("report") {
     CHECK(html.find("<link") == std::string::npos);
     CHECK(html.find("src=\"http") == std::string::npos);
     CHECK(html.find("src=http") == std::string::npos);
-    CHECK(html.find("Permission is hereby granted") != std::string::npos);  // MIT licence travels along
+    CHECK(html.find("Permission is hereby granted") !=
+          std::string::npos);  // MIT licence travels along
   }
 
   TEST_CASE("report.html has the three chart containers and the series as JSON") {
@@ -133,7 +172,8 @@ TEST_SUITE("report") {
     CHECK(html.find("a&amp;b &quot;quoted&quot; &#39;single&#39;") != std::string::npos);
     // Exactly the page's own three script elements, however hostile the strings.
     size_t scripts = 0;
-    for (size_t at = html.find("<script"); at != std::string::npos; at = html.find("<script", at + 1)) {
+    for (size_t at = html.find("<script"); at != std::string::npos;
+         at = html.find("<script", at + 1)) {
       ++scripts;
     }
     CHECK(scripts == 3);
@@ -153,6 +193,26 @@ TEST_SUITE("report") {
     CHECK(html.find("\xff") == std::string::npos);
     CHECK(html.find("\xc0\xaf") == std::string::npos);
     CHECK(html.find("bad\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD name") != std::string::npos);
+  }
+
+  TEST_CASE("report.html is valid UTF-8 whatever bytes the user strings hold") {
+    const auto records = FakeRun(3, 0.85, 0.12, 1000, 1);
+    Rng rng(7);
+    for (int trial = 0; trial < 200; ++trial) {
+      RunSummary s = FakeSummary(records);
+      std::string junk(static_cast<size_t>(rng.UniformInt(24)), '\0');
+      for (char& c : junk) c = static_cast<char>(rng.UniformInt(256));
+      s.scenario = junk;
+      s.notes = {junk + "\xF0\x9F"};  // ends inside a 4-byte sequence
+      s.config = {{junk, junk}};
+      std::ostringstream out;
+      WriteReportHtml(out, s, records, records, junk);
+      const std::string html = out.str();
+      REQUIRE(IsValidUtf8(html));
+      CHECK_NOTHROW(EmbeddedData(html));
+    }
+    CHECK(IsValidUtf8("caf\xC3\xA9 \xF0\x9F\x98\x80"));  // the checker accepts good text ...
+    CHECK_FALSE(IsValidUtf8("\xED\xA0\x80"));            // ... and rejects a surrogate
   }
 
   TEST_CASE("report.html compares against a baseline drawn on the same charts") {

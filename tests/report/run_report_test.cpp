@@ -1,14 +1,15 @@
+#include "frugal/report/run_report.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "frugal/report/run_report.h"
+#include "frugal/core/random.h"
 
 namespace frugal {
 namespace {
@@ -17,25 +18,52 @@ namespace {
 // checked by hand.
 std::vector<RoundRecord> ThreeRounds() {
   std::vector<RoundRecord> r(3);
-  r[0] = {.round = 1, .accuracy = 0.40, .loss = 1.7, .bytes_up = 100, .bytes_down = 1000,
-          .joules_compute = 2.0, .joules_radio = 0.5, .gco2e = 0.01,
-          .selected = 10, .completed = 9, .stragglers = 1,
-          .virtual_seconds = 60, .wall_seconds = 0.25};
-  r[1] = {.round = 2, .accuracy = 0.70, .loss = 0.9, .bytes_up = 200, .bytes_down = 2000,
-          .joules_compute = 3.0, .joules_radio = 1.5, .gco2e = 0.02,
-          .selected = 10, .completed = 10, .stragglers = 0,
-          .virtual_seconds = 120, .wall_seconds = 0.5};
-  r[2] = {.round = 3, .accuracy = 0.65, .loss = 1.0, .bytes_up = 300, .bytes_down = 3000,
-          .joules_compute = 4.0, .joules_radio = 2.5, .gco2e = 0.03,
-          .selected = 12, .completed = 11, .stragglers = 1,
-          .virtual_seconds = 180, .wall_seconds = 0.75};
+  r[0] = {.round = 1,
+          .accuracy = 0.40,
+          .loss = 1.7,
+          .bytes_up = 100,
+          .bytes_down = 1000,
+          .joules_compute = 2.0,
+          .joules_radio = 0.5,
+          .gco2e = 0.01,
+          .selected = 10,
+          .completed = 9,
+          .stragglers = 1,
+          .virtual_seconds = 60,
+          .wall_seconds = 0.25};
+  r[1] = {.round = 2,
+          .accuracy = 0.70,
+          .loss = 0.9,
+          .bytes_up = 200,
+          .bytes_down = 2000,
+          .joules_compute = 3.0,
+          .joules_radio = 1.5,
+          .gco2e = 0.02,
+          .selected = 10,
+          .completed = 10,
+          .stragglers = 0,
+          .virtual_seconds = 120,
+          .wall_seconds = 0.5};
+  r[2] = {.round = 3,
+          .accuracy = 0.65,
+          .loss = 1.0,
+          .bytes_up = 300,
+          .bytes_down = 3000,
+          .joules_compute = 4.0,
+          .joules_radio = 2.5,
+          .gco2e = 0.03,
+          .selected = 12,
+          .completed = 11,
+          .stragglers = 1,
+          .virtual_seconds = 180,
+          .wall_seconds = 0.75};
   return r;
 }
 
 TEST_SUITE("report") {
   TEST_CASE("rounds.csv starts with the exact header and its values parse back unchanged") {
     std::vector<RoundRecord> records = ThreeRounds();
-    records[1].accuracy = 0.1 + 0.2;          // not exactly representable in few digits
+    records[1].accuracy = 0.1 + 0.2;  // not exactly representable in few digits
     records[2].joules_radio = 1.0 / 3.0;
     records[2].bytes_down = 18'000'000'000'000ULL;  // beyond 32 bits
     std::ostringstream out;
@@ -105,7 +133,8 @@ TEST_SUITE("report") {
     CHECK(short_row.error().message().find("line 2") != std::string::npos);
     CHECK(short_row.error().message().find("3 columns") != std::string::npos);
 
-    auto negative_bytes = ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25\n");
+    auto negative_bytes =
+        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25\n");
     REQUIRE_FALSE(negative_bytes.ok());
     CHECK(negative_bytes.error().message().find("line 3") != std::string::npos);
     CHECK(negative_bytes.error().message().find("bytes_up") != std::string::npos);
@@ -114,7 +143,8 @@ TEST_SUITE("report") {
     REQUIRE_FALSE(junk_number.ok());
     CHECK(junk_number.error().message().find("accuracy") != std::string::npos);
 
-    auto too_big = ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25\n");
+    auto too_big =
+        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25\n");
     REQUIRE_FALSE(too_big.ok());
     CHECK(too_big.error().message().find("round") != std::string::npos);
 
@@ -126,16 +156,55 @@ TEST_SUITE("report") {
     CHECK(gap.error().message().find("empty line") != std::string::npos);
   }
 
+  TEST_CASE("mutated rounds.csv text either parses or returns an error, never crashes") {
+    std::ostringstream out;
+    WriteRoundsCsv(out, ThreeRounds());
+    const std::string original = out.str();
+    static constexpr std::string_view kAlphabet = "0123456789.,-+eEnaif\r\n\xff ";
+    Rng rng(20261126);
+    size_t parsed = 0, rejected = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+      std::string text = original;
+      const int edits = 1 + static_cast<int>(rng.UniformInt(4));
+      for (int e = 0; e < edits; ++e) {
+        const size_t at = rng.UniformInt(text.size() + 1);
+        switch (rng.UniformInt(3)) {
+          case 0:
+            text.insert(text.begin() + at, kAlphabet[rng.UniformInt(kAlphabet.size())]);
+            break;
+          case 1:
+            if (at < text.size()) text.erase(at, 1);
+            break;
+          default:
+            text.resize(at);
+            break;  // truncation
+        }
+      }
+      auto result = ParseRoundsCsv(text);
+      if (result.ok()) {
+        ++parsed;
+        CHECK(result->size() <= 4);
+      } else {
+        ++rejected;
+        CHECK(result.error().code() == ErrorCode::kInvalidArgument);
+        CHECK_FALSE(result.error().message().empty());
+      }
+    }
+    CHECK(parsed > 0);
+    CHECK(rejected > 0);
+  }
+
   TEST_CASE("rounds.csv with CRLF line endings parses like LF") {
-    const std::string text = std::string(kRoundsCsvHeader) +
-                             "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25\r\n";
+    const std::string text =
+        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25\r\n";
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->size() == 1);
     CHECK((*parsed)[0].wall_seconds == 0.25);
   }
 
-  TEST_CASE("ComputeTargets picks the first round at or over the target and the totals through it") {
+  TEST_CASE(
+      "ComputeTargets picks the first round at or over the target and the totals through it") {
     const std::vector<RoundRecord> records = ThreeRounds();
     RunSummary s;
     s.wall_seconds = 42;  // set by the front end; must be left alone
@@ -209,13 +278,20 @@ TEST_SUITE("report") {
     std::ostringstream out;
     WriteSummaryJson(out, s);
 
-    const nlohmann::json j = nlohmann::json::parse(out.str());  // throws (fails the test) if malformed
-    for (const char* key :
-         {"run_id", "scenario", "pipeline", "model", "rounds", "final_accuracy", "target_accuracy",
-          "rounds_to_target", "bytes_to_target", "joules_to_target", "gco2e_to_target", "bytes_up",
-          "bytes_down", "joules_client", "joules_server", "gco2e", "wall_seconds",
-          "client_updates_per_second", "peak_rss_bytes", "joules_by_radio", "joules_by_device",
-          "notes", "config", "extra_metrics"}) {
+    const nlohmann::json j =
+        nlohmann::json::parse(out.str());  // throws (fails the test) if malformed
+    for (const char* key : {"run_id",           "scenario",
+                            "pipeline",         "model",
+                            "rounds",           "final_accuracy",
+                            "target_accuracy",  "rounds_to_target",
+                            "bytes_to_target",  "joules_to_target",
+                            "gco2e_to_target",  "bytes_up",
+                            "bytes_down",       "joules_client",
+                            "joules_server",    "gco2e",
+                            "wall_seconds",     "client_updates_per_second",
+                            "peak_rss_bytes",   "joules_by_radio",
+                            "joules_by_device", "notes",
+                            "config",           "extra_metrics"}) {
       CHECK_MESSAGE(j.contains(key), key);
     }
     CHECK(j["rounds_to_target"].is_null());
@@ -244,7 +320,8 @@ TEST_SUITE("report") {
     CHECK(j["joules_to_target"].get<double>() == doctest::Approx(7.0));
   }
 
-  TEST_CASE("summary.json stays valid JSON when a user string is not UTF-8 or a number is not finite") {
+  TEST_CASE(
+      "summary.json stays valid JSON when a user string is not UTF-8 or a number is not finite") {
     RunSummary s;
     s.scenario = std::string("bad\xff\xfe name");
     s.config = {{"key\xc3", "\"quoted\"\n"}};

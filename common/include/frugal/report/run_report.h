@@ -23,8 +23,8 @@ struct RoundRecord {
   uint32_t round = 0;
   double accuracy = 0, loss = 0;
   uint64_t bytes_up = 0, bytes_down = 0;  // this round, all clients, measured encoded bytes
-  double joules_compute = 0, joules_radio = 0,
-         gco2e = 0;  // this round, all selected clients (incl. stragglers' wasted energy)
+  // This round, all selected clients (incl. stragglers' wasted energy).
+  double joules_compute = 0, joules_radio = 0, gco2e = 0;
   uint32_t selected = 0, completed = 0, stragglers = 0;
   double virtual_seconds = 0, wall_seconds = 0;
 };
@@ -48,8 +48,8 @@ struct RunSummary {
   // Plain sentences a reader needs to judge the run, e.g. "each of the
   // 1,000,000 clients holds a seeded sample of 32 examples ...".
   std::vector<std::string> notes;
-  std::map<std::string, std::string> config;     // flattened key -> value of the run configuration
-  std::map<std::string, double> extra_metrics;   // anything else worth a number in summary.json
+  std::map<std::string, std::string> config;    // flattened key -> value of the run configuration
+  std::map<std::string, double> extra_metrics;  // anything else worth a number in summary.json
 };
 
 // Totals and first-reach figures of a series of rounds, as ComputeTargets
@@ -103,8 +103,7 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s);
 // non-empty `baseline_records` is drawn on the same charts under
 // `baseline_label` and compared at the same target. Every user string is
 // HTML-escaped; the series go into the page as JSON.
-void WriteReportHtml(std::ostream& out, const RunSummary& s,
-                     std::span<const RoundRecord> records,
+void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const RoundRecord> records,
                      std::span<const RoundRecord> baseline_records = {},
                      std::string_view baseline_label = "baseline");
 
