@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "frugal/codec/frame.h"
 #include "frugal/round/model_payload.h"
 
 namespace frugal {
@@ -146,13 +147,19 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
     return Reject(RejectReason::kBadWeight, reason,
                   InvalidArgumentError(who + ": weight must be positive and finite"));
   }
+  auto frame = ParseFrame(update);
+  if (!frame.ok()) return Reject(RejectReason::kMalformed, reason, frame.error().WithContext(who));
+  if (frame->header.dim != model_.size()) {
+    return Reject(RejectReason::kWrongDimension, reason,
+                  InvalidArgumentError(who + ": update has dimension " + std::to_string(frame->header.dim) +
+                                       ", the model has " + std::to_string(model_.size())));
+  }
   auto decoded = DecodeUplink(update, static_cast<uint32_t>(model_.size()));
   if (!decoded.ok()) {
     const std::string& m = decoded.error().message();
-    RejectReason r = RejectReason::kMalformed;
-    if (m.find("dimension") != std::string::npos) r = RejectReason::kWrongDimension;
-    if (m.find("finite") != std::string::npos || m.find("NaN") != std::string::npos) r = RejectReason::kNonFinite;
-    return Reject(r, reason, decoded.error().WithContext(who));
+    const bool non_finite = m.find("NaN") != std::string::npos || m.find("Inf") != std::string::npos;
+    return Reject(non_finite ? RejectReason::kNonFinite : RejectReason::kMalformed, reason,
+                  decoded.error().WithContext(who));
   }
   FRUGAL_RETURN_IF_ERROR(accumulator_.AddSparse(decoded->indices, decoded->values, weight));
   ingested_.insert(client_id);

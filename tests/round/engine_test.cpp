@@ -1,0 +1,252 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <vector>
+
+#include "frugal/aggregate/fedavg.h"
+#include "frugal/codec/frame.h"
+#include "frugal/codec/uplink.h"
+#include "frugal/core/random.h"
+#include "frugal/round/engine.h"
+#include "frugal/round/model_payload.h"
+#include "frugal/round/selection.h"
+
+namespace frugal {
+namespace {
+
+std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(rng.Normal()) * scale;
+  return v;
+}
+
+std::vector<uint8_t> DenseUpdate(const std::vector<float>& u) {
+  UplinkConfig cfg;
+  cfg.dense = true;
+  auto r = EncodeUplink(u, cfg, {});
+  REQUIRE(r.ok());
+  return *r;
+}
+
+TEST_SUITE("round") {
+  TEST_CASE("selection is reproducible, distinct, sorted and covers clients uniformly") {
+    std::vector<uint32_t> avail(1000);
+    for (uint32_t i = 0; i < avail.size(); ++i) avail[i] = 3 * i;  // ids need not be dense
+    auto a = SelectClients(avail, 100, 42), b = SelectClients(avail, 100, 42), c = SelectClients(avail, 100, 43);
+    CHECK(a == b);
+    CHECK(a != c);
+    CHECK(std::set<uint32_t>(a.begin(), a.end()).size() == 100);
+    CHECK(std::is_sorted(a.begin(), a.end()));
+    for (uint32_t id : a) CHECK(id % 3 == 0);
+    CHECK(SelectClients(avail, 5000, 1).size() == 1000);
+    // Each id is picked with probability 0.1: over 400 seeds, counts stay near 40.
+    std::vector<int> hits(1000, 0);
+    for (uint64_t s = 0; s < 400; ++s) {
+      for (uint32_t id : SelectClients(avail, 100, s)) hits[id / 3]++;
+    }
+    int lo = 1000, hi = 0;
+    for (int h : hits) lo = std::min(lo, h), hi = std::max(hi, h);
+    CHECK(lo > 15);
+    CHECK(hi < 70);
+  }
+
+  TEST_CASE("FedAvg accumulator equals a plain weighted-mean loop") {
+    const size_t d = 257;
+    FedAvgAccumulator acc(d);
+    std::vector<double> ref(d, 0.0);
+    double wsum = 0;
+    for (int c = 0; c < 7; ++c) {
+      auto u = RandomVector(d, 100 + c);
+      const double w = 1 + c;
+      if (c % 2 == 0) {
+        REQUIRE(acc.AddDense(u, w).ok());
+        for (size_t j = 0; j < d; ++j) ref[j] += w * u[j];
+      } else {
+        std::vector<uint32_t> idx;
+        std::vector<float> val;
+        for (uint32_t j = c; j < d; j += 5) idx.push_back(j), val.push_back(u[j]);
+        REQUIRE(acc.AddSparse(idx, val, w).ok());
+        for (size_t k = 0; k < idx.size(); ++k) ref[idx[k]] += w * val[k];
+      }
+      wsum += w;
+    }
+    std::vector<float> mean(d);
+    acc.Mean(mean);
+    for (size_t j = 0; j < d; ++j) CHECK(mean[j] == doctest::Approx(ref[j] / wsum).epsilon(1e-6));
+    const std::vector<uint32_t> bad_idx{3, static_cast<uint32_t>(d)};
+    const std::vector<float> bad_val{1, 1};
+    Status s = acc.AddSparse(bad_idx, bad_val, 1.0);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("index 257") != std::string::npos);
+    CHECK_FALSE(acc.AddDense(RandomVector(d, 1), std::nan("")).ok());
+  }
+
+  TEST_CASE("server momentum follows v = m*v + avg, step = lr*v") {
+    ServerOptimizer opt(2, {.learning_rate = 0.5f, .momentum = 0.9f});
+    std::vector<float> g{1.0f, -2.0f};
+    opt.Step(g);
+    CHECK(g[0] == doctest::Approx(0.5));
+    std::vector<float> g2{1.0f, 0.0f};
+    opt.Step(g2);
+    CHECK(g2[0] == doctest::Approx(0.5 * (0.9 * 1.0 + 1.0)));
+    CHECK(g2[1] == doctest::Approx(0.5 * (0.9 * -2.0)));
+  }
+
+  TEST_CASE("dense pipeline: applying the mean update of two clients moves the model by the weighted mean") {
+    const size_t d = 64;
+    auto init = RandomVector(d, 1);
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    RoundEngine engine(init, cfg);
+    const std::vector<uint64_t> sel{3, 9};
+    REQUIRE(engine.OpenRound(1, sel).ok());
+    auto u3 = RandomVector(d, 3, 0.1f), u9 = RandomVector(d, 9, 0.1f);
+    REQUIRE(engine.Ingest(1, 3, 1, DenseUpdate(u3), 1.0).ok());
+    REQUIRE(engine.Ingest(1, 9, 1, DenseUpdate(u9), 3.0).ok());
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    CHECK(out->applied);
+    CHECK(out->new_version == 2);
+    for (size_t j = 0; j < d; ++j) {
+      CHECK(engine.global_model()[j] == doctest::Approx(init[j] + (u3[j] + 3 * u9[j]) / 4).epsilon(1e-5));
+    }
+    // A client with nothing gets the full fp32 model, bit-exact.
+    auto p = engine.ModelPayloadFor(0);
+    REQUIRE(p.ok());
+    std::vector<float> copy;
+    auto v = ApplyModelPayload(**p, 0, copy, d);
+    REQUIRE(v.ok());
+    CHECK(*v == 2);
+    CHECK(std::memcmp(copy.data(), engine.global_model().data(), d * 4) == 0);
+  }
+
+  TEST_CASE("bad updates are rejected with a reason and the model is untouched") {
+    const size_t d = 32;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    RoundEngine engine(RandomVector(d, 5), cfg);
+    const std::vector<float> before(engine.global_model().begin(), engine.global_model().end());
+    const std::vector<uint64_t> sel{1, 2};
+    auto good = DenseUpdate(RandomVector(d, 6));
+    RejectReason why{};
+    CHECK_FALSE(engine.Ingest(1, 1, 1, good, 1.0, &why).ok());
+    CHECK(why == RejectReason::kRoundClosed);
+    REQUIRE(engine.OpenRound(4, sel).ok());
+    CHECK_FALSE(engine.Ingest(3, 1, 1, good, 1.0, &why).ok());
+    CHECK(why == RejectReason::kStaleRound);
+    CHECK_FALSE(engine.Ingest(4, 7, 1, good, 1.0, &why).ok());
+    CHECK(why == RejectReason::kNotSelected);
+    CHECK_FALSE(engine.Ingest(4, 1, 0, good, 1.0, &why).ok());
+    CHECK(why == RejectReason::kStaleBase);
+    Status wrong_dim = engine.Ingest(4, 1, 1, DenseUpdate(RandomVector(d + 1, 6)), 1.0, &why);
+    REQUIRE_FALSE(wrong_dim.ok());
+    CHECK(why == RejectReason::kWrongDimension);
+    CHECK(wrong_dim.error().message().find("client 1") != std::string::npos);
+    // A NaN inside an otherwise well-formed, correctly checksummed payload.
+    auto nan_update = good;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(nan_update.data() + kFrameHeaderSize + 4 * 5, &nan, 4);
+    REQUIRE(SealFrame(nan_update).ok());
+    Status s = engine.Ingest(4, 1, 1, nan_update, 1.0, &why);
+    REQUIRE_FALSE(s.ok());
+    CHECK(why == RejectReason::kNonFinite);
+    CHECK(s.error().message().find("NaN") != std::string::npos);
+    auto garbage = good;
+    garbage[30] ^= 0xff;
+    CHECK_FALSE(engine.Ingest(4, 1, 1, garbage, 1.0, &why).ok());
+    CHECK(why == RejectReason::kMalformed);
+    CHECK_FALSE(engine.Ingest(4, 1, 1, good, -1.0, &why).ok());
+    CHECK(why == RejectReason::kBadWeight);
+    // Nothing accepted: the round fails its quorum and the model stays as it was.
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    CHECK_FALSE(out->applied);
+    CHECK(engine.version() == 1);
+    CHECK(std::vector<float>(engine.global_model().begin(), engine.global_model().end()) == before);
+    // A duplicate is refused after a good one is accepted.
+    REQUIRE(engine.OpenRound(5, sel).ok());
+    REQUIRE(engine.Ingest(5, 2, 1, good, 1.0).ok());
+    CHECK_FALSE(engine.Ingest(5, 2, 1, good, 1.0, &why).ok());
+    CHECK(why == RejectReason::kDuplicate);
+  }
+
+  TEST_CASE("frugal pipeline: chains keep a client's copy bit-identical to the server's over 30 versions") {
+    const size_t d = 5000;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;  // a lossless first download so the client starts exact
+    cfg.broadcast.density = 0.02;
+    RoundEngine engine(RandomVector(d, 11), cfg);
+    std::vector<float> client;
+    uint32_t held = 0;
+    UplinkConfig up;
+    up.density = 0.05;
+    for (uint32_t round = 1; round <= 30; ++round) {
+      const std::vector<uint64_t> sel{1, 2, 3};
+      REQUIRE(engine.OpenRound(round, sel).ok());
+      if (round % 3 == 1) {  // the client syncs only every third round: chains of 1 to 3 steps
+        auto p = engine.ModelPayloadFor(held);
+        REQUIRE(p.ok());
+        auto v = ApplyModelPayload(**p, held, client, d);
+        REQUIRE(v.ok());
+        held = *v;
+        REQUIRE(held == engine.version());
+        CHECK(std::memcmp(client.data(), engine.global_model().data(), d * 4) == 0);
+      }
+      for (uint64_t c : sel) {
+        std::vector<float> resid;
+        auto u = EncodeUplink(RandomVector(d, round * 10 + c, 0.01f), up, resid);
+        REQUIRE(u.ok());
+        REQUIRE(engine.Ingest(round, c, engine.version(), *u, 1.0).ok());
+      }
+      auto out = engine.CloseRound(2);
+      REQUIRE(out.ok());
+      CHECK(out->broadcast_bytes > 0);
+      CHECK(out->broadcast_bytes < d / 4);  // far below the 4*d of fp32
+    }
+    // A chain from an old version is much smaller than a full model.
+    auto chain = engine.ModelPayloadFor(engine.version() - 2);
+    auto full = engine.ModelPayloadFor(0);
+    REQUIRE(chain.ok());
+    REQUIRE(full.ok());
+    CHECK((*chain)->size() * 10 < (*full)->size());
+    // A chain applied to the wrong version is refused and leaves the copy as it was.
+    std::vector<float> copy = client;
+    CHECK_FALSE(ApplyModelPayload(**chain, held == 1 ? 2 : 1, copy, d).ok());
+    CHECK(copy == client);
+  }
+
+  TEST_CASE("model payload parser rejects truncation, bad magic, bad counts and wrong dimensions") {
+    std::vector<std::span<const uint8_t>> pieces;
+    const std::vector<uint8_t> piece{1, 2, 3};
+    std::span<const uint8_t> ps(piece);
+    auto bytes = EncodeModelPayload({ModelPayloadKind::kChain, 4, 5, 10, 1}, std::span(&ps, 1));
+    REQUIRE(ParseModelPayload(bytes, 10, &pieces).ok());
+    CHECK(pieces.size() == 1);
+    auto err = [&](std::vector<uint8_t> b, uint32_t dim) {
+      auto r = ParseModelPayload(b, dim, &pieces);
+      REQUIRE_FALSE(r.ok());
+      return r.error().message();
+    };
+    CHECK(err(std::vector<uint8_t>(bytes.begin(), bytes.end() - 1), 10).find("only 2 remain") != std::string::npos);
+    CHECK(err(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 10), 10).find("truncated") != std::string::npos);
+    CHECK(err(bytes, 11).find("dimension 10") != std::string::npos);
+    auto bad = bytes;
+    bad[0] = 'X';
+    CHECK(err(bad, 10).find("magic") != std::string::npos);
+    bad = bytes;
+    bad[20] = 0xff;  // piece count
+    CHECK(err(bad, 10).find("pieces") != std::string::npos);
+    bad = bytes;
+    bad.push_back(0);
+    CHECK(err(bad, 10).find("trailing") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace frugal
