@@ -1,0 +1,230 @@
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "frugal/core/random.h"
+#include "frugal/data/dataset.h"
+#include "frugal/energy/profiles.h"
+#include "frugal/sim/config.h"
+#include "frugal/sim/population.h"
+#include "frugal/sim/residual_store.h"
+#include "frugal/sim/runner.h"
+
+namespace frugal::sim {
+namespace {
+
+// A small logistic-regression run on real Fashion-MNIST: cheap enough for ctest.
+constexpr const char* kSmall = R"(
+name = "small"
+seed = 7
+rounds = 3
+pipeline = "frugal"
+model = "logreg"
+[data]
+partition = "dirichlet"
+alpha = 0.5
+eval_examples = 2000
+[population]
+clients = 40
+[round]
+clients_per_round = 6
+[train]
+epochs = 1
+batch_size = 32
+learning_rate = 0.1
+[uplink]
+density = 0.05
+[downlink]
+broadcast_density = 0.05
+)";
+
+SimConfig Parse(const std::vector<std::string>& sets) {
+  auto c = ParseSimConfig(kSmall, "small.toml", sets);
+  REQUIRE_MESSAGE(c.ok(), c.error().ToString());
+  return *c;
+}
+
+RunResult Run(const SimConfig& cfg) {
+  RunOptions opts;
+  auto r = RunSimulation(cfg, opts);
+  REQUIRE_MESSAGE(r.ok(), r.error().ToString());
+  return std::move(*r);
+}
+
+std::string ReadFile(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST_SUITE("sim") {
+  TEST_CASE("configuration: overrides apply, unknown keys and bad values are named") {
+    SimConfig c = Parse({"pipeline=dense", "rounds=9", "train.learning_rate=0.5", "population.radios={ wifi = 1.0 }"});
+    CHECK(c.pipeline == Pipeline::kDense);
+    CHECK(c.task.uplink.dense);
+    CHECK(c.engine.full_model.bits == 0);
+    CHECK(c.rounds == 9);
+    CHECK(c.task.train.learning_rate == doctest::Approx(0.5));
+    REQUIRE(c.radios.size() == 1);
+    CHECK(c.flat.at("rounds") == "9");
+
+    auto unknown = ParseSimConfig(kSmall, "small.toml", {"train.epochz=3"});
+    REQUIRE_FALSE(unknown.ok());
+    CHECK(unknown.error().message().find("unknown configuration key 'train.epochz'") != std::string::npos);
+    auto bad = ParseSimConfig(kSmall, "small.toml", {"rounds=-2"});
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("'rounds'") != std::string::npos);
+    auto pipe = ParseSimConfig(kSmall, "small.toml", {"pipeline=sparse"});
+    REQUIRE_FALSE(pipe.ok());
+    CHECK(pipe.error().message().find("unknown pipeline 'sparse'") != std::string::npos);
+    auto syntax = ParseSimConfig("rounds = = 3", "broken.toml", {});
+    REQUIRE_FALSE(syntax.ok());
+    CHECK(syntax.error().message().find("broken.toml:1") != std::string::npos);
+  }
+
+  TEST_CASE("every shipped scenario parses and has the rounds and pipeline keys") {
+    for (const char* name : {"fmnist-iid", "fmnist-dir0.5", "fmnist-shards2", "fleet-1m", "fmnist-logreg-c10"}) {
+      const std::string path = std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml";
+      const std::string text = ReadFile(path);
+      CHECK_MESSAGE(text.find("\nrounds = ") != std::string::npos, name);
+      CHECK_MESSAGE(text.find("\npipeline = ") != std::string::npos, name);
+      auto c = LoadSimConfig(path, {"pipeline=dense", "rounds=3"});
+      REQUIRE_MESSAGE(c.ok(), c.error().ToString());
+      CHECK(c->rounds == 3);
+      CHECK(c->pipeline == Pipeline::kDense);
+    }
+    auto fleet = LoadSimConfig(std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/fleet-1m.toml", {});
+    REQUIRE(fleet.ok());
+    CHECK(fleet->clients == 1000000);
+    CHECK(fleet->plan.clients_per_round == 1000);
+  }
+
+  TEST_CASE("results are identical for a seed whatever the thread count") {
+    RunResult one = Run(Parse({"run.threads=1"}));
+    RunResult two = Run(Parse({"run.threads=2"}));
+    RunResult three = Run(Parse({"run.threads=3"}));
+    REQUIRE(one.rounds.size() == 3);
+    for (size_t r = 0; r < one.rounds.size(); ++r) {
+      CHECK(one.rounds[r].accuracy == two.rounds[r].accuracy);
+      CHECK(one.rounds[r].bytes_up == two.rounds[r].bytes_up);
+      CHECK(one.rounds[r].bytes_down == three.rounds[r].bytes_down);
+      CHECK(one.rounds[r].joules_radio == three.rounds[r].joules_radio);
+    }
+    REQUIRE(one.final_model.size() == 7850);
+    CHECK(std::memcmp(one.final_model.data(), two.final_model.data(), 4 * one.final_model.size()) == 0);
+    CHECK(std::memcmp(one.final_model.data(), three.final_model.data(), 4 * one.final_model.size()) == 0);
+    // And a different seed gives a different run.
+    RunResult other = Run(Parse({"seed=8"}));
+    CHECK(std::memcmp(one.final_model.data(), other.final_model.data(), 4 * one.final_model.size()) != 0);
+  }
+
+  TEST_CASE("frugal sends far fewer bytes than dense and both learn") {
+    RunResult frugal = Run(Parse({}));
+    RunResult dense = Run(Parse({"pipeline=dense"}));
+    CHECK(dense.rounds.back().accuracy > 0.4);  // from 0.1 at random init
+    CHECK(frugal.rounds.back().accuracy > 0.3);
+    // Dense uplink is header + 4 bytes per parameter per client.
+    CHECK(dense.rounds[0].bytes_up == 6 * (4 * 7850 + 24));
+    CHECK(frugal.summary.bytes_up * 10 < dense.summary.bytes_up);
+    CHECK(frugal.summary.bytes_down < dense.summary.bytes_down);
+  }
+
+  TEST_CASE("stragglers past the deadline and drop-outs are counted, and their energy stays on the ledger") {
+    // Twice as many selected as wanted: the round closes at the 6th update and the rest straggle.
+    SimConfig cfg = Parse({"round.over_selection=2.0", "population.dropout=0.2", "rounds=2"});
+    const std::string out = (std::filesystem::temp_directory_path() / "frugal-sim-stragglers").string();
+    std::filesystem::remove_all(out);
+    RunOptions opts;
+    opts.out_dir = out;
+    auto r = RunSimulation(cfg, opts);
+    REQUIRE_MESSAGE(r.ok(), r.error().ToString());
+    uint32_t stragglers = 0, completed = 0, selected = 0;
+    for (const auto& rec : r->rounds) {
+      CHECK(rec.selected == 12);
+      CHECK(rec.completed == 6);
+      CHECK(rec.completed + rec.stragglers <= rec.selected);
+      stragglers += rec.stragglers;
+      completed += rec.completed;
+      selected += rec.selected;
+    }
+    CHECK(stragglers > 0);
+    const std::string ledger = ReadFile(out + "/ledger.csv");
+    size_t rows = 0, straggled = 0, dropped = 0;
+    for (size_t p = 0; (p = ledger.find('\n', p)) != std::string::npos; ++p) ++rows;
+    for (size_t p = 0; (p = ledger.find(",straggled", p)) != std::string::npos; ++p) ++straggled;
+    for (size_t p = 0; (p = ledger.find(",dropped", p)) != std::string::npos; ++p) ++dropped;
+    CHECK(straggled == stragglers);
+    CHECK(dropped > 0);
+    CHECK(straggled + dropped + completed == selected);
+    for (const char* f : {"rounds.csv", "ledger.csv", "emissions.csv", "summary.json", "report.html"}) {
+      CHECK_MESSAGE(std::filesystem::file_size(out + "/" + f) > 0, f);
+    }
+    std::filesystem::remove_all(out);
+  }
+
+  TEST_CASE("a deadline no client can meet fails the round's quorum and leaves the model as it was") {
+    RunResult r = Run(Parse({"round.deadline_s=0.000001", "rounds=2"}));
+    for (const auto& rec : r.rounds) {
+      CHECK(rec.completed == 0);
+      CHECK(rec.stragglers == rec.selected);
+      CHECK(rec.joules_radio > 0);  // the wasted energy is still counted
+    }
+    CHECK(r.rounds[0].accuracy == r.rounds[1].accuracy);
+  }
+
+  TEST_CASE("population memory per client stays flat from a thousand to a million clients") {
+    auto train = LoadFashionMnist(Split::kTrain);
+    REQUIRE(train.ok());
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    std::vector<double> per_client;
+    for (uint64_t n : {1000ull, 10000ull, 100000ull, 1000000ull}) {
+      SimConfig cfg = Parse({"population.clients=" + std::to_string(n)});
+      auto pop = Population::Create(cfg, *train, *profiles);
+      REQUIRE(pop.ok());
+      per_client.push_back(pop->BytesPerClient());
+      // Sampled clients still get their own data, reproducibly.
+      std::vector<uint32_t> a, b;
+      auto ea = pop->Examples(n - 1, a);
+      auto eb = pop->Examples(n - 1, b);
+      CHECK(ea.size() == pop->NumExamples(n - 1));
+      CHECK(std::equal(ea.begin(), ea.end(), eb.begin(), eb.end()));
+    }
+    // 1,000 clients partition the data (about 240 bytes of indices each); from
+    // 10,000 on, clients are sampled on demand and hold 12 bytes of state.
+    CHECK(per_client[0] < 400);
+    CHECK(per_client[2] < 16);
+    CHECK(per_client[3] < 13);
+    CHECK(per_client[3] <= per_client[1]);
+  }
+
+  TEST_CASE("residual store: only clients with a residual cost memory, and spilled residuals round-trip") {
+    const size_t d = 1000;
+    const std::string spill = (std::filesystem::temp_directory_path() / "frugal-residual-test.bin").string();
+    ResidualStore store(d, 3 * d * sizeof(float), spill);
+    std::vector<float> out(d);
+    REQUIRE(store.Load(12345, out).ok());
+    CHECK(std::all_of(out.begin(), out.end(), [](float x) { return x == 0; }));
+    CHECK(store.clients() == 0);
+    for (uint64_t c = 0; c < 10; ++c) {
+      std::vector<float> v(d, static_cast<float>(c) + 0.5f);
+      REQUIRE(store.Store(c * 100000, v).ok());
+    }
+    CHECK(store.clients() == 10);
+    CHECK(store.resident_bytes() == 3 * d * sizeof(float));
+    CHECK(store.spilled_bytes() == 7 * d * sizeof(float));
+    for (uint64_t c = 0; c < 10; ++c) {
+      REQUIRE(store.Load(c * 100000, out).ok());
+      CHECK(out[d - 1] == static_cast<float>(c) + 0.5f);
+    }
+    std::vector<float> wrong(d + 1);
+    CHECK_FALSE(store.Store(1, wrong).ok());
+  }
+}
+
+}  // namespace
+}  // namespace frugal::sim
