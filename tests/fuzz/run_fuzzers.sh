@@ -12,7 +12,7 @@ fi
 build=$1
 seconds=${FUZZ_SECONDS:-15}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode)
+targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode fuzz_envelope_decode)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,0 +1,162 @@
+// Framing of the coordinator/client stream: round trips over every chunking,
+// the size ceiling enforced before allocation, and malformed frames refused.
+#include "frugal/proto/frame.h"
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frugal/core/random.h"
+
+namespace frugal {
+namespace {
+
+v1::Envelope UpdateEnvelope(uint32_t round, size_t payload_bytes) {
+  v1::Envelope env;
+  auto* u = env.mutable_update();
+  u->set_round(round);
+  u->set_base_version(round);
+  u->set_update(std::string(payload_bytes, static_cast<char>(round)));
+  u->set_examples(100 + round);
+  return env;
+}
+
+std::vector<uint8_t> Concat(const std::vector<std::vector<uint8_t>>& frames) {
+  std::vector<uint8_t> out;
+  for (const auto& f : frames) out.insert(out.end(), f.begin(), f.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("envelopes survive framing under every chunk size") {
+    std::vector<std::vector<uint8_t>> frames;
+    for (uint32_t r = 1; r <= 5; ++r) {
+      auto f = EncodeEnvelope(UpdateEnvelope(r, 37 * r));
+      REQUIRE(f.ok());
+      frames.push_back(*f);
+    }
+    v1::Envelope hb;
+    hb.mutable_heartbeat()->set_sequence(9);
+    frames.push_back(*EncodeEnvelope(hb));
+    const std::vector<uint8_t> stream = Concat(frames);
+    for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{64}, stream.size()}) {
+      EnvelopeDecoder dec;
+      std::vector<v1::Envelope> got;
+      for (size_t i = 0; i < stream.size(); i += chunk) {
+        const size_t n = std::min(chunk, stream.size() - i);
+        REQUIRE(dec.Feed(std::span(stream).subspan(i, n)).ok());
+        for (;;) {
+          auto e = dec.Next();
+          REQUIRE(e.ok());
+          if (!e->has_value()) break;
+          got.push_back(std::move(**e));
+        }
+      }
+      CHECK(dec.Finish().ok());
+      REQUIRE(got.size() == 6);
+      for (uint32_t r = 1; r <= 5; ++r) {
+        CHECK(got[r - 1].update().round() == r);
+        CHECK(got[r - 1].update().update().size() == 37 * r);
+        CHECK(got[r - 1].protocol_version() == kProtocolVersion);
+      }
+      CHECK(got[5].heartbeat().sequence() == 9);
+    }
+  }
+
+  TEST_CASE("an oversize length prefix fails before its body arrives") {
+    FrameDecoder dec(1024);
+    const uint8_t prefix[4] = {0x7f, 0xff, 0xff, 0xff};
+    REQUIRE(dec.Feed(std::span(prefix, 3)).ok());
+    const Status st = dec.Feed(std::span(prefix + 3, 1));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code() == ErrorCode::kResourceExhausted);
+    CHECK(st.error().message().find("1024") != std::string::npos);
+    CHECK(dec.buffered() == 4);  // nothing allocated for the declared body
+    // The decoder stays failed.
+    CHECK_FALSE(dec.Next().ok());
+    CHECK_FALSE(dec.Feed(std::span(prefix, 1)).ok());
+  }
+
+  TEST_CASE("a frame exactly at the ceiling is accepted and one byte more is not") {
+    std::vector<uint8_t> body(100, 7), out;
+    REQUIRE(AppendFrame(body, 100, &out).ok());
+    FrameDecoder dec(100);
+    REQUIRE(dec.Feed(out).ok());
+    auto f = dec.Next();
+    REQUIRE(f.ok());
+    REQUIRE(f->has_value());
+    CHECK((*f)->size() == 100);
+    body.push_back(1);
+    CHECK(AppendFrame(body, 100, &out).error().code() == ErrorCode::kResourceExhausted);
+  }
+
+  TEST_CASE("a truncated frame is reported at end of stream") {
+    auto f = EncodeEnvelope(UpdateEnvelope(3, 50));
+    REQUIRE(f.ok());
+    FrameDecoder dec;
+    REQUIRE(dec.Feed(std::span(*f).first(f->size() - 1)).ok());
+    auto next = dec.Next();
+    REQUIRE(next.ok());
+    CHECK_FALSE(next->has_value());
+    const Status st = dec.Finish();
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code() == ErrorCode::kDataLoss);
+  }
+
+  TEST_CASE("random bytes never yield an envelope silently and never crash") {
+    Rng rng(42);
+    int rejected = 0;
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<uint8_t> junk(1 + rng.UniformInt(300));
+      for (auto& b : junk) b = static_cast<uint8_t>(rng.NextU64());
+      EnvelopeDecoder dec(4096);
+      Status st = dec.Feed(junk);
+      bool failed = !st.ok();
+      while (!failed) {
+        auto e = dec.Next();
+        if (!e.ok()) {
+          failed = true;
+          break;
+        }
+        if (!e->has_value()) break;
+        CHECK((*e)->protocol_version() == kProtocolVersion);
+        CHECK((*e)->body_case() != v1::Envelope::BODY_NOT_SET);
+      }
+      if (failed || !dec.Finish().ok()) ++rejected;
+    }
+    CHECK(rejected > 190);
+  }
+
+  TEST_CASE("an envelope of another protocol version or with no body is refused") {
+    v1::Envelope env;
+    env.set_protocol_version(kProtocolVersion + 1);
+    env.mutable_bye()->set_reason("x");
+    std::string bytes = env.SerializeAsString();
+    auto r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message().find("protocol version 2") != std::string::npos);
+
+    v1::Envelope empty;
+    empty.set_protocol_version(kProtocolVersion);
+    bytes = empty.SerializeAsString();
+    r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message().find("no message") != std::string::npos);
+  }
+
+  TEST_CASE("a frame that is not protobuf fails the envelope decoder") {
+    std::vector<uint8_t> junk = {0xff, 0xff, 0xff, 0xff, 0xff}, out;
+    REQUIRE(AppendFrame(junk, 1024, &out).ok());
+    EnvelopeDecoder dec(1024);
+    REQUIRE(dec.Feed(out).ok());
+    auto e = dec.Next();
+    REQUIRE_FALSE(e.ok());
+    CHECK(e.error().code() == ErrorCode::kInvalidArgument);
+  }
+}
+
+}  // namespace frugal
