@@ -234,7 +234,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("downlink.broadcast_density", c.engine.broadcast.density);
   r.Get("downlink.broadcast_values", broadcast_values);
   r.Get("downlink.delta_window", c.engine.delta_window);
-  r.Get("downlink.upload_in_tail", c.overlap_upload_with_tail);
+  r.Get("downlink.seed_init", c.seed_init);
 
   r.Get("server.learning_rate", c.engine.server_opt.learning_rate);
   r.Get("server.momentum", c.engine.server_opt.momentum);

@@ -214,6 +214,12 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
 
   // Full-model downloads the clients hold as their base: version -> reconstruction.
   std::map<uint32_t, std::shared_ptr<const std::vector<float>>> bases;
+  if (cfg.seed_init && cfg.pipeline == Pipeline::kFrugal) {
+    // Version 1 is InitParams(seed): every client can make it locally, so it
+    // holds version 1 from the start and its first download is a chain.
+    bases[1] = std::make_shared<const std::vector<float>>(engine.global_model().begin(), engine.global_model().end());
+    for (size_t i = 0; i < pop.size(); ++i) pop.SetHeld(i, 1, 1);
+  }
 
   EnergyLedger ledger(cfg.name + "-" + std::to_string(cfg.seed));
   RunResult result;

@@ -13,8 +13,8 @@ constexpr uint8_t kMagic[4] = {'F', 'R', 'M', 'P'};
 constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kHeaderBytes = 4 + 1 + 1 + 2 + 4 * 4;
 
-void PutU32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+void PutU32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 uint32_t GetU32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
@@ -25,22 +25,23 @@ uint32_t GetU32(const uint8_t* p) {
 
 std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
                                         std::span<const std::span<const uint8_t>> pieces) {
-  std::vector<uint8_t> out;
   size_t total = kHeaderBytes;
   for (auto p : pieces) total += 4 + p.size();
-  out.reserve(total);
-  out.insert(out.end(), kMagic, kMagic + 4);
-  out.push_back(kFormatVersion);
-  out.push_back(static_cast<uint8_t>(header.kind));
-  out.push_back(0);
-  out.push_back(0);
-  PutU32(out, header.from_version);
-  PutU32(out, header.to_version);
-  PutU32(out, header.dim);
-  PutU32(out, static_cast<uint32_t>(pieces.size()));
+  std::vector<uint8_t> out(total);
+  uint8_t* w = out.data();
+  std::memcpy(w, kMagic, 4);
+  w[4] = kFormatVersion;
+  w[5] = static_cast<uint8_t>(header.kind);
+  w[6] = w[7] = 0;
+  PutU32(w + 8, header.from_version);
+  PutU32(w + 12, header.to_version);
+  PutU32(w + 16, header.dim);
+  PutU32(w + 20, static_cast<uint32_t>(pieces.size()));
+  w += kHeaderBytes;
   for (auto p : pieces) {
-    PutU32(out, static_cast<uint32_t>(p.size()));
-    out.insert(out.end(), p.begin(), p.end());
+    PutU32(w, static_cast<uint32_t>(p.size()));
+    if (!p.empty()) std::memcpy(w + 4, p.data(), p.size());
+    w += 4 + p.size();
   }
   return out;
 }
@@ -77,7 +78,7 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
                                   " pieces, limit " + std::to_string(kMaxChainPieces));
   }
   if (h.kind == ModelPayloadKind::kChain &&
-      (h.to_version <= h.from_version || h.to_version - h.from_version != h.pieces)) {
+      (h.to_version < h.from_version || h.to_version - h.from_version != h.pieces)) {
     return InvalidArgumentError("model payload chain from version " + std::to_string(h.from_version) +
                                 " to " + std::to_string(h.to_version) + " with " +
                                 std::to_string(h.pieces) + " pieces is inconsistent");

@@ -47,7 +47,8 @@ struct SimConfig {
   RoundPlan plan;
   TaskConfig task;
   EngineConfig engine;
-  bool overlap_upload_with_tail = true;  // upload starts as soon as training ends
+  // Frugal: clients build version 1 from the shared seed (InitParams) instead of downloading it.
+  bool seed_init = true;
 
   // [run]
   uint32_t threads = 0;        // 0 = all hardware threads
