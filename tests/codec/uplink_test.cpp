@@ -142,6 +142,31 @@ TEST_SUITE("codec") {
     }
   }
 
+  TEST_CASE("an all-zero update sends no entries and a residual keeps exactly what was not sent") {
+    UplinkConfig cfg;
+    cfg.density = 0.1;
+    std::vector<float> zeros(1000, 0.0f), residual(1000, 0.0f);
+    auto p = EncodeUplink(zeros, cfg, residual);
+    REQUIRE(p.ok());
+    auto s = DecodeUplink(*p, 1000);
+    REQUIRE(s.ok());
+    CHECK(s->indices.empty());
+    CHECK(s->values.empty());
+
+    const std::vector<float> u = Gaussian(1000, 8);
+    cfg.values = ValueCoding::kFp32;
+    auto q = EncodeUplink(u, cfg, residual);
+    REQUIRE(q.ok());
+    auto t = DecodeUplink(*q, 1000);
+    REQUIRE(t.ok());
+    CHECK(t->indices.size() == 100);
+    std::vector<bool> sent(1000, false);
+    for (uint32_t i : t->indices) sent[i] = true;
+    bool ok = true;
+    for (size_t i = 0; i < 1000; ++i) ok &= residual[i] == (sent[i] ? 0.0f : u[i]);
+    CHECK(ok);
+  }
+
   TEST_CASE("the zstd stage is kept only when it makes the payload smaller, and decodes the same") {
     SparseUpdate s;
     s.dim = 100000;
