@@ -23,9 +23,9 @@ constexpr size_t kChunk = 32;
 inline Eigen::Index Ix(size_t v) { return static_cast<Eigen::Index>(v); }
 
 struct CnnWorkspace final : ModelWorkspace {
-  std::vector<float> cols1, a1, p1, cols2, a2, p2, d1, logits;
-  std::vector<uint32_t> idx1, idx2;
-  std::vector<float> dlogits, dd1, dp2, dz2, dcols2, dp1, dz1;
+  AlignedVector<float> cols1, a1, p1, cols2, a2, p2, d1, logits;
+  AlignedVector<uint32_t> idx1, idx2;
+  AlignedVector<float> dlogits, dd1, dp2, dz2, dcols2, dp1, dz1;
 };
 
 // Patches of a 'same' convolution: n images of h x w x c (HWC) -> a
@@ -224,36 +224,36 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
 
   // dense + ReLU, dense
   ConstMatMap x3(p2, Ix(flat_), Ix(n));
-  ConstMatMap wd1(p + off_d1w_, Ix(d), Ix(flat_));
+  ConstMatMap wd1t(p + off_d1w_, Ix(flat_), Ix(d));
   ConstVecMap bd1(p + off_d1b_, Ix(d));
   MatMap h(Grow(ws.d1, d * n), Ix(d), Ix(n));
-  h.noalias() = wd1 * x3;
+  h.noalias() = wd1t.transpose() * x3;
   h = (h.colwise() + bd1).cwiseMax(0.0f);
-  ConstMatMap wd2(p + off_d2w_, Ix(nc), Ix(d));
+  ConstMatMap wd2t(p + off_d2w_, Ix(d), Ix(nc));
   ConstVecMap bd2(p + off_d2b_, Ix(nc));
   MatMap logits(Grow(ws.logits, nc * n), Ix(nc), Ix(n));
-  logits.noalias() = wd2 * h;
+  logits.noalias() = wd2t.transpose() * h;
   logits.colwise() += bd2;
 
   const bool backward = !grad.empty();
-  float* dlog = backward ? Grow(ws.dlogits, nc * n) : nullptr;
-  const double loss = internal::SoftmaxCrossEntropy(logits.data(), nc, n, batch.labels, dlog,
+  float* dlog = Grow(ws.dlogits, nc * n);
+  const double loss = internal::SoftmaxCrossEntropy(logits.data(), nc, n, batch.labels, dlog, backward,
                                                     1.0f / static_cast<float>(total_n), predicted);
   if (!backward) return loss;
 
   float* g = grad.data();
   ConstMatMap dl(dlog, Ix(nc), Ix(n));
-  MatMap(g + off_d2w_, Ix(nc), Ix(d)).noalias() += dl * h.transpose();
+  MatMap(g + off_d2w_, Ix(d), Ix(nc)).noalias() += h * dl.transpose();
   VecMap(g + off_d2b_, Ix(nc)).noalias() += dl.rowwise().sum();
 
   MatMap dh(Grow(ws.dd1, d * n), Ix(d), Ix(n));
-  dh.noalias() = wd2.transpose() * dl;
+  dh.noalias() = wd2t * dl;
   dh = (h.array() > 0.0f).select(dh, 0.0f);
-  MatMap(g + off_d1w_, Ix(d), Ix(flat_)).noalias() += dh * x3.transpose();
+  MatMap(g + off_d1w_, Ix(flat_), Ix(d)).noalias() += x3 * dh.transpose();
   VecMap(g + off_d1b_, Ix(d)).noalias() += dh.rowwise().sum();
 
   MatMap dx3(Grow(ws.dp2, flat_ * n), Ix(flat_), Ix(n));
-  dx3.noalias() = wd1.transpose() * dh;
+  dx3.noalias() = wd1t * dh;
   float* dz2 = Grow(ws.dz2, c2 * px2);
   MaxPoolBackward(dx3.data(), ws.idx2.data(), c2 * px3, a2.data(), c2 * px2, dz2);
 

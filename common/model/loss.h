@@ -7,11 +7,12 @@
 
 namespace frugal::internal {
 
-// Returns the SUM over the n columns of -log softmax(logits)[label]. If dlogits
-// is non-null it receives (softmax - onehot) * grad_scale, same layout; if
-// predicted is non-null it receives each column's argmax (first on ties).
-double SoftmaxCrossEntropy(const float* logits, size_t classes, size_t n, const int32_t* labels, float* dlogits,
-                           float grad_scale, int32_t* predicted);
+// Returns the SUM over the n columns of -log softmax(logits)[label].
+// scratch (classes x n, may not alias logits) is overwritten: with
+// (softmax - onehot) * grad_scale if want_grad, else with unspecified values.
+// If predicted is non-null it receives each column's argmax (first on ties).
+double SoftmaxCrossEntropy(const float* logits, size_t classes, size_t n, const int32_t* labels, float* scratch,
+                           bool want_grad, float grad_scale, int32_t* predicted);
 
 // Grows v to at least n elements; never shrinks, so reuse allocates nothing.
 template <typename Vec>

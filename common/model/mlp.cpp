@@ -16,8 +16,8 @@ using VecMap = Eigen::Map<Eigen::VectorXf>;
 using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 
 struct MlpWorkspace final : ModelWorkspace {
-  std::vector<std::vector<float>> acts;  // per layer: post-ReLU activations (logits for the last), out x n
-  std::vector<float> delta_a, delta_b;   // ping-pong buffers for d(loss)/d(pre-activation)
+  std::vector<AlignedVector<float>> acts;  // per layer: post-ReLU activations (logits for the last), out x n
+  AlignedVector<float> delta_a, delta_b;   // ping-pong buffers for d(loss)/d(pre-activation)
 };
 
 inline Eigen::Index Ix(size_t v) { return static_cast<Eigen::Index>(v); }
@@ -71,11 +71,11 @@ void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace
   const float* in = batch.features;
   for (size_t l = 0; l < layers; ++l) {
     const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
-    ConstMatMap w(params.data() + offsets_[l], fan_out, fan_in);
+    ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
     ConstVecMap b(params.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
     ConstMatMap a(in, fan_in, n);
     MatMap z(internal::Grow(ws.acts[l], sizes_[l + 1] * batch.n), fan_out, n);
-    z.noalias() = w * a;
+    z.noalias() = wt.transpose() * a;
     if (l + 1 < layers) {
       z = (z.colwise() + b).cwiseMax(0.0f);
     } else {
@@ -103,8 +103,8 @@ double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std:
   float* dz = internal::Grow(ws.delta_a, widest * batch.n);
   float* da = internal::Grow(ws.delta_b, widest * batch.n);
   const float scale = 1.0f / static_cast<float>(batch.n);
-  const double loss = internal::SoftmaxCrossEntropy(ws.acts[layers - 1].data(), classes, batch.n, batch.labels,
-                                                    grad.empty() ? nullptr : dz, scale, nullptr);
+  const double loss = internal::SoftmaxCrossEntropy(ws.acts[layers - 1].data(), classes, batch.n, batch.labels, dz,
+                                                    !grad.empty(), scale, nullptr);
   if (grad.empty()) return loss / static_cast<double>(batch.n);
 
   for (size_t l = layers; l-- > 0;) {
@@ -112,14 +112,14 @@ double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std:
     const float* prev = (l == 0) ? batch.features : ws.acts[l - 1].data();
     ConstMatMap a_prev(prev, fan_in, n);
     ConstMatMap d(dz, fan_out, n);
-    MatMap gw(grad.data() + offsets_[l], fan_out, fan_in);
+    MatMap gwt(grad.data() + offsets_[l], fan_in, fan_out);
     VecMap gb(grad.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
-    gw.noalias() = d * a_prev.transpose();
+    gwt.noalias() = a_prev * d.transpose();
     gb.noalias() = d.rowwise().sum();
     if (l > 0) {
-      ConstMatMap w(params.data() + offsets_[l], fan_out, fan_in);
+      ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
       MatMap dprev(da, fan_in, n);
-      dprev.noalias() = w.transpose() * d;
+      dprev.noalias() = wt * d;
       // ReLU: the activation is positive exactly where the gradient passes.
       dprev = (a_prev.array() > 0.0f).select(dprev, 0.0f);
       std::swap(dz, da);
@@ -134,8 +134,9 @@ double Mlp::Predict(std::span<const float> params, BatchView batch, std::span<in
   if (batch.n == 0) return 0.0;
   auto& ws = static_cast<MlpWorkspace&>(base);
   Forward(params, batch, ws);
-  return internal::SoftmaxCrossEntropy(ws.acts.back().data(), sizes_.back(), batch.n, batch.labels, nullptr, 0.0f,
-                                       predicted.data());
+  float* scratch = internal::Grow(ws.delta_a, sizes_.back() * batch.n);
+  return internal::SoftmaxCrossEntropy(ws.acts.back().data(), sizes_.back(), batch.n, batch.labels, scratch, false,
+                                       0.0f, predicted.data());
 }
 
 }  // namespace frugal

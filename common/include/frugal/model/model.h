@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,25 @@ struct BatchView {
   size_t n;
 };
 
+// Allocator of 64-byte aligned storage (a cache line, one AVX-512 register).
+// Eigen's vectorised reductions split work by address alignment, so scratch
+// buffers that are always equally aligned make results bit-identical from one
+// workspace to another.
+template <typename T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheAlignedAllocator() = default;
+  template <typename U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  template <typename U>
+  bool operator==(const CacheAlignedAllocator<U>&) const { return true; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheAlignedAllocator<T>>;
+
 // Per-thread scratch of a model, grown on demand and reused, so that a step
 // allocates nothing once warm. Never share one between threads.
 class ModelWorkspace {
@@ -44,22 +64,23 @@ class ModelWorkspace {
   // gradient and optimizer state. Kept here so one workspace per thread serves
   // model and trainer, and Train() allocates nothing once warm.
   struct TrainerBuffers {
-    std::vector<float> features;
-    std::vector<int32_t> labels;
-    std::vector<int32_t> predicted;
-    std::vector<uint32_t> order;
-    std::vector<float> grad;
-    std::vector<float> velocity;
-    std::vector<float> anchor;
+    AlignedVector<float> features;
+    AlignedVector<int32_t> labels;
+    AlignedVector<int32_t> predicted;
+    AlignedVector<uint32_t> order;
+    AlignedVector<float> grad;
+    AlignedVector<float> velocity;
+    AlignedVector<float> anchor;
   };
   TrainerBuffers trainer;
 };
 
 // An architecture. Immutable; every const method is thread-safe given one
 // workspace per thread. Parameters are one flat vector laid out per layer as
-// [weights, bias]; a dense layer's weights are an (out x in) column-major
-// matrix, a convolution's an (out_channels x k*k*in_channels) column-major
-// matrix over patches ordered (ky, kx, channel), channel fastest.
+// [weights, bias]; a dense layer's weights are an (out x in) row-major matrix
+// (each unit's weights contiguous, as PyTorch's Linear), a convolution's an
+// (out_channels x k*k*in_channels) column-major matrix over patches ordered
+// (ky, kx, channel), channel fastest.
 class Model {
  public:
   virtual ~Model() = default;
