@@ -1,0 +1,154 @@
+// The coordinator's round state machine, driven by network events and a clock
+// it is handed (never reads one): registers clients, opens rounds on the shared
+// RoundEngine, issues tasks and model payloads, ingests updates, closes rounds
+// at K updates, when every selected client has answered or vanished, or at the
+// deadline, then evaluates, costs the ledger, commits the round to the Store in
+// one transaction and rewrites the run directory. No sockets: tests drive it directly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "frugal/coordinator/config.h"
+#include "frugal/coordinator/store.h"
+#include "frugal/core/status.h"
+#include "frugal/data/dataset.h"
+#include "frugal/energy/ledger.h"
+#include "frugal/energy/profiles.h"
+#include "frugal/model/model.h"
+#include "frugal/proto/frugal.pb.h"
+#include "frugal/report/run_report.h"
+#include "frugal/round/engine.h"
+
+namespace frugal::coordinator {
+
+// Where the driver's messages go: the server queues them on the session of
+// connection `conn`. Called on the driver's thread; must not call back into it.
+class DriverTransport {
+ public:
+  virtual ~DriverTransport() = default;
+  virtual void Send(uint64_t conn, const v1::Envelope& env) = 0;
+};
+
+// Counters for /metrics and /status.
+struct DriverMetrics {
+  uint32_t rounds_completed = 0;
+  uint32_t round = 0;             // open round, or the last one
+  bool round_open = false;
+  uint32_t model_version = 0;
+  size_t connected_clients = 0;
+  uint64_t payload_bytes_up = 0, payload_bytes_down = 0;
+  double joules = 0;              // clients + server, this process's rounds and resumed ones
+  uint64_t updates_accepted = 0;
+  std::map<std::string, uint64_t> updates_rejected;  // by RejectReason name
+  std::optional<double> last_accuracy;
+  std::string state;              // "waiting", "training", "done"
+};
+
+struct DriverDeps {
+  Store* store = nullptr;           // required
+  const Dataset* test = nullptr;    // evaluation set (Fashion-MNIST test)
+  EnergyProfiles profiles;
+  DriverTransport* transport = nullptr;
+  std::function<double()> utc_hour;  // hours since a UTC midnight, for carbon; default: the system clock
+  std::function<std::string()> iso_timestamp;  // for emissions.csv; default: the system clock
+};
+
+class RoundDriver {
+ public:
+  // Creates or resumes config.run_id in the store; a resumed run continues
+  // after its last committed round with its committed model.
+  static Result<std::unique_ptr<RoundDriver>> Create(const CoordinatorConfig& config, DriverDeps deps);
+
+  // A peer on connection `conn` whose certificate CN is `identity` sent Hello.
+  // Returns the Register reply, or an Error to send before closing. A second
+  // connection of the same identity replaces the first. The caller sends the
+  // Register and then calls Tick().
+  Result<v1::Register> OnHello(uint64_t conn, const std::string& identity, const v1::Hello& hello, double now_s);
+  // The connection closed (any reason). Unknown connections are ignored.
+  void OnDisconnect(uint64_t conn, double now_s);
+  // An Update, an Error (e.g. DECLINED) or an EvalResult from a registered connection.
+  void OnUpdate(uint64_t conn, const v1::Update& update, double now_s);
+  void OnClientError(uint64_t conn, const v1::Error& error, double now_s);
+  // Opens a round when enough clients are connected, closes one at its
+  // deadline. Call periodically and after events.
+  void Tick(double now_s);
+
+  // All configured rounds are committed.
+  bool done() const { return next_round_ > config_.rounds; }
+  // A failure that stops the service (store commit, evaluation, run directory).
+  const std::optional<Error>& fatal() const { return fatal_; }
+  DriverMetrics Metrics() const;
+  // The global model version clients see (continues across restarts).
+  uint32_t version() const;
+  std::span<const float> global_model() const { return engine_->global_model(); }
+  const std::vector<RoundRecord>& records() const { return records_; }
+  std::string run_id() const { return config_.run_id; }
+
+ private:
+  struct Client {
+    uint64_t id = 0;
+    std::string name, device, radio, region;
+    const DeviceProfile* device_profile = nullptr;
+    const RadioProfile* radio_profile = nullptr;
+    const RegionProfile* region_profile = nullptr;
+    uint64_t num_examples = 0;
+    uint32_t held_version = 0;  // coordinator numbering, 0 = none
+  };
+  enum class SlotState { kWaiting, kAccepted, kRejected, kDeclined, kGone };
+  struct Slot {
+    uint64_t client_id = 0;
+    SlotState state = SlotState::kWaiting;
+    uint64_t bytes_down = 0, bytes_up = 0;
+    v1::LedgerFigures figures;
+    double loss = 0;
+  };
+
+  RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
+  Status Init();
+  void OpenRound(double now_s);
+  void CloseRound(double now_s);
+  Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
+  Status WriteRunDirectory();
+  void SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
+                 const std::string& reason);
+  uint32_t EngineVersion(uint32_t coordinator_version) const;
+  std::optional<uint64_t> ConnOf(uint64_t client_id) const;
+
+  CoordinatorConfig config_;
+  DriverDeps deps_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<ModelWorkspace> ws_;
+  std::unique_ptr<RoundEngine> engine_;
+  uint32_t offset_ = 0;  // coordinator version = engine version + offset_ (resumed runs)
+  uint32_t next_round_ = 1;
+  double next_round_at_ = 0;
+  EnergyLedger ledger_{""};
+  std::vector<RoundRecord> records_;
+  std::vector<RoundRow> stored_rows_;
+  std::map<std::string, uint64_t> ids_by_name_;
+  uint64_t next_client_id_ = 1;
+  std::map<uint64_t, Client> clients_;        // every known client by id
+  std::map<uint64_t, uint64_t> conn_client_;  // connection -> client id
+  std::map<uint64_t, uint64_t> client_conn_;  // client id -> newest connection
+
+  // The open round.
+  double opened_at_ = 0;
+  uint32_t round_version_ = 0;  // coordinator version the round's tasks carry
+  std::map<uint64_t, Slot> slots_;
+  uint32_t accepted_ = 0;
+  double round_cpu_s_ = 0;
+  double round_utc_hour_ = 0;
+
+  DriverMetrics metrics_;
+  std::optional<Error> fatal_;
+  std::vector<uint32_t> eval_indices_;
+};
+
+}  // namespace frugal::coordinator

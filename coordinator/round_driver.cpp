@@ -1,0 +1,557 @@
+#include "frugal/coordinator/round_driver.h"
+
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "frugal/core/random.h"
+#include "frugal/energy/model.h"
+#include "frugal/proto/frame.h"
+#include "frugal/round/selection.h"
+#include "frugal/train/trainer.h"
+
+namespace frugal::coordinator {
+namespace {
+
+enum Stream : uint64_t { kSelect = 11, kTrain = 12, kInit = 14 };
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double SystemUtcHour() {
+  const std::time_t t = std::time(nullptr);
+  return static_cast<double>(t % 86400) / 3600.0;
+}
+
+std::string SystemIsoTimestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+v1::CodecConfig::Values ToWire(ValueCoding v) {
+  switch (v) {
+    case ValueCoding::kTernary: return v1::CodecConfig::VALUES_TERNARY;
+    case ValueCoding::kInt8: return v1::CodecConfig::VALUES_INT8;
+    case ValueCoding::kFp16: return v1::CodecConfig::VALUES_FP16;
+    case ValueCoding::kFp32: return v1::CodecConfig::VALUES_FP32;
+  }
+  return v1::CodecConfig::VALUES_TERNARY;
+}
+
+Status WriteFile(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  // Written beside and renamed, so a kill -9 never leaves a half-written report.
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) return UnavailableError("cannot create " + tmp.string());
+    write(out);
+    out.close();
+    if (!out) return UnavailableError("error writing " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return UnavailableError("cannot rename " + tmp.string() + ": " + ec.message());
+  return OkStatus();
+}
+
+RoundRecord RecordFromRow(const RoundRow& r) {
+  RoundRecord rec;
+  rec.round = r.round;
+  rec.accuracy = r.accuracy;
+  rec.loss = r.loss;
+  rec.bytes_up = r.bytes_up;
+  rec.bytes_down = r.bytes_down;
+  rec.joules_compute = r.joules_compute;
+  rec.joules_radio = r.joules_radio;
+  rec.gco2e = r.gco2e;
+  rec.selected = r.selected;
+  rec.completed = r.completed;
+  rec.stragglers = r.stragglers;
+  rec.virtual_seconds = r.virtual_seconds;
+  rec.wall_seconds = r.wall_seconds;
+  return rec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(const CoordinatorConfig& config, DriverDeps deps) {
+  if (deps.store == nullptr || deps.test == nullptr || deps.transport == nullptr) {
+    return InvalidArgumentError("RoundDriver needs a store, a test set and a transport");
+  }
+  if (!deps.utc_hour) deps.utc_hour = SystemUtcHour;
+  if (!deps.iso_timestamp) deps.iso_timestamp = SystemIsoTimestamp;
+  std::unique_ptr<RoundDriver> d(new RoundDriver(config, std::move(deps)));
+  FRUGAL_RETURN_IF_ERROR(d->Init());
+  return d;
+}
+
+Status RoundDriver::Init() {
+  const Dataset& test = *deps_.test;
+  FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(config_.model, test.num_features, test.num_classes));
+  ws_ = model_->MakeWorkspace();
+  std::vector<float> init(model_->num_params());
+  model_->InitParams(init, DeriveSeed(config_.seed, kInit));
+
+  Store& store = *deps_.store;
+  FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
+  FRUGAL_ASSIGN_OR_RETURN(std::optional<RunState> state, store.LoadRun(config_.run_id));
+  if (!state) return InternalError("run " + config_.run_id + " vanished from the store after creation");
+  if (state->model.size() != model_->num_params()) {
+    return DataLossError("stored model of run " + config_.run_id + " has " + std::to_string(state->model.size()) +
+                         " parameters, the " + config_.model + " model has " +
+                         std::to_string(model_->num_params()));
+  }
+  // The engine starts at its version 1 = the stored version: clients holding
+  // older versions receive a full model once, then chains again.
+  offset_ = state->version - 1;
+  engine_ = std::make_unique<RoundEngine>(std::move(state->model), config_.engine);
+  next_round_ = state->last_round + 1;
+  metrics_.last_accuracy = state->last_accuracy;
+
+  FRUGAL_ASSIGN_OR_RETURN(stored_rows_, store.Rounds(config_.run_id));
+  ledger_ = EnergyLedger(config_.run_id);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<LedgerRow> rows, store.Ledger(config_.run_id));
+  for (auto& row : rows) ledger_.Add(std::move(row));
+  for (const RoundRow& r : stored_rows_) {
+    records_.push_back(RecordFromRow(r));
+    ledger_.AddServer(r.round, r.server_joules, r.server_gco2e);
+  }
+  metrics_.rounds_completed = static_cast<uint32_t>(records_.size());
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<ClientRow> known, store.Clients(config_.run_id));
+  for (const ClientRow& c : known) {
+    ids_by_name_[c.name] = c.client_id;
+    next_client_id_ = std::max(next_client_id_, c.client_id + 1);
+  }
+  const size_t n_eval = config_.eval_examples == 0 ? test.size() : std::min<size_t>(config_.eval_examples, test.size());
+  eval_indices_.resize(n_eval);
+  for (uint32_t i = 0; i < n_eval; ++i) eval_indices_[i] = i;
+  if (state->last_round > 0) {
+    spdlog::info("resuming run {} after round {} at model version {}", config_.run_id, state->last_round,
+                 state->version);
+  }
+  if (done()) spdlog::info("run {} already has its {} rounds", config_.run_id, config_.rounds);
+  return OkStatus();
+}
+
+uint32_t RoundDriver::version() const { return engine_->version() + offset_; }
+
+uint32_t RoundDriver::EngineVersion(uint32_t coordinator_version) const {
+  if (coordinator_version <= offset_ || coordinator_version > version()) return 0;
+  return coordinator_version - offset_;
+}
+
+std::optional<uint64_t> RoundDriver::ConnOf(uint64_t client_id) const {
+  auto it = client_conn_.find(client_id);
+  if (it == client_conn_.end()) return std::nullopt;
+  return it->second;
+}
+
+void RoundDriver::SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
+                            const std::string& reason) {
+  v1::Envelope env;
+  v1::Error* e = env.mutable_error();
+  e->set_code(code);
+  e->set_message(message);
+  e->set_round(round);
+  e->set_reason(reason);
+  deps_.transport->Send(conn, env);
+}
+
+Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& identity, const v1::Hello& hello,
+                                          double now_s) {
+  if (hello.protocol_version() != kProtocolVersion) {
+    return InvalidArgumentError("Hello speaks protocol " + std::to_string(hello.protocol_version()) +
+                                ", the coordinator speaks " + std::to_string(kProtocolVersion));
+  }
+  if (hello.client_name() != identity) {
+    return Error(ErrorCode::kPermissionDenied, "Hello names client '" + hello.client_name() +
+                                                   "' but the certificate is for '" + identity + "'");
+  }
+  if (hello.input_dim() != model_->input_dim()) {
+    return InvalidArgumentError("local data has " + std::to_string(hello.input_dim()) + " features, the " +
+                                config_.model + " model takes " + std::to_string(model_->input_dim()));
+  }
+  if (hello.num_examples() == 0) return InvalidArgumentError("client holds no examples");
+  Client c;
+  c.name = identity;
+  c.device = hello.device_class();
+  c.radio = hello.radio();
+  c.region = hello.region();
+  auto dev = deps_.profiles.Device(c.device);
+  if (!dev.ok()) return dev.error().WithContext("Hello device_class");
+  auto radio = deps_.profiles.Radio(c.radio);
+  if (!radio.ok()) return radio.error().WithContext("Hello radio");
+  auto region = deps_.profiles.Region(c.region);
+  if (!region.ok()) return region.error().WithContext("Hello region");
+  c.device_profile = *dev;
+  c.radio_profile = *radio;
+  c.region_profile = *region;
+  c.num_examples = hello.num_examples();
+  c.held_version = hello.model_version() <= version() ? hello.model_version() : 0;
+
+  auto known = ids_by_name_.find(identity);
+  if (known != ids_by_name_.end()) {
+    c.id = known->second;
+  } else {
+    c.id = next_client_id_++;
+    ids_by_name_[identity] = c.id;
+  }
+  if (Status st = deps_.store->UpsertClient(config_.run_id, c.id, c.name, c.device, c.radio, c.region); !st.ok()) {
+    return st.error().WithContext("recording client " + identity);
+  }
+  if (auto old = ConnOf(c.id)) {
+    spdlog::info("client {} reconnected; dropping its previous connection", identity);
+    conn_client_.erase(*old);
+  }
+  clients_[c.id] = c;
+  conn_client_[conn] = c.id;
+  client_conn_[c.id] = conn;
+  spdlog::debug("client {} (id {}) registered: {} / {} / {}, {} examples, holds v{}", identity, c.id, c.device,
+                c.radio, c.region, c.num_examples, c.held_version);
+
+  v1::Register reg;
+  reg.set_protocol_version(kProtocolVersion);
+  reg.set_client_id(c.id);
+  reg.set_run_id(config_.run_id);
+  reg.set_model(config_.model);
+  reg.set_dim(static_cast<uint32_t>(model_->num_params()));
+  reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
+  (void)now_s;  // the caller sends Register, then calls Tick(), so Register precedes any Task
+  return reg;
+}
+
+void RoundDriver::OnDisconnect(uint64_t conn, double now_s) {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end()) return;
+  const uint64_t id = it->second;
+  conn_client_.erase(it);
+  if (client_conn_[id] != conn) return;  // replaced by a newer connection
+  client_conn_.erase(id);
+  auto slot = slots_.find(id);
+  if (engine_->round_open() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
+    slot->second.state = SlotState::kGone;
+    spdlog::info("round {}: client {} vanished before sending its update", engine_->round(), clients_[id].name);
+  }
+  Tick(now_s);
+}
+
+void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s) {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end()) return;
+  const uint64_t id = it->second;
+  Client& c = clients_[id];
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(update.update().data()),
+                                       update.update().size());
+  RejectReason reason = RejectReason::kMalformed;
+  const double cpu0 = ThreadCpuSeconds();
+  const Status st = engine_->Ingest(update.round(), id, EngineVersion(update.base_version()), bytes,
+                                    static_cast<double>(update.examples()), &reason);
+  round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  auto slot = slots_.find(id);
+  const bool in_round = engine_->round_open() && update.round() == engine_->round() && slot != slots_.end();
+  if (!st.ok()) {
+    const std::string why(RejectReasonName(reason));
+    ++metrics_.updates_rejected[why];
+    spdlog::warn("rejected update from {} for round {} ({}): {}", c.name, update.round(), why, st.error().message());
+    SendError(conn, v1::Error::INVALID_ARGUMENT, st.error().message(), update.round(), why);
+    if (in_round && slot->second.state == SlotState::kWaiting) {
+      slot->second.state = SlotState::kRejected;
+      slot->second.bytes_up = bytes.size();
+      slot->second.figures = update.ledger();
+    }
+  } else {
+    ++metrics_.updates_accepted;
+    ++accepted_;
+    metrics_.payload_bytes_up += bytes.size();
+    Slot& s = slot->second;  // Ingest accepted it, so the client was selected for this round
+    s.state = SlotState::kAccepted;
+    s.bytes_up = bytes.size();
+    s.figures = update.ledger();
+    s.loss = update.local_loss();
+    spdlog::debug("round {}: update from {} ({} bytes, loss {:.4f})", update.round(), c.name, bytes.size(),
+                  update.local_loss());
+  }
+  Tick(now_s);
+}
+
+void RoundDriver::OnClientError(uint64_t conn, const v1::Error& error, double now_s) {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end()) return;
+  const uint64_t id = it->second;
+  auto slot = slots_.find(id);
+  if (error.code() == v1::Error::DECLINED) {
+    spdlog::info("client {} declined round {}: {}", clients_[id].name, error.round(), error.message());
+  } else {
+    spdlog::warn("client {} reports an error: {}", clients_[id].name, error.message());
+  }
+  if (engine_->round_open() && error.round() == engine_->round() && slot != slots_.end() &&
+      slot->second.state == SlotState::kWaiting) {
+    slot->second.state = SlotState::kDeclined;
+  }
+  Tick(now_s);
+}
+
+void RoundDriver::Tick(double now_s) {
+  if (fatal_) return;
+  if (engine_->round_open()) {
+    bool all_answered = true;
+    for (const auto& [id, s] : slots_) all_answered = all_answered && s.state != SlotState::kWaiting;
+    if (accepted_ >= config_.plan.clients_per_round || all_answered || now_s >= opened_at_ + config_.plan.deadline_s) {
+      CloseRound(now_s);
+    }
+    return;
+  }
+  if (done() || now_s < next_round_at_) return;
+  size_t eligible = 0;
+  for (const auto& [id, conn] : client_conn_) eligible += clients_.contains(id) ? 1 : 0;
+  if (eligible >= config_.min_clients) OpenRound(now_s);
+}
+
+void RoundDriver::OpenRound(double now_s) {
+  const uint32_t round = next_round_;
+  std::vector<uint32_t> available;
+  for (const auto& [id, conn] : client_conn_) available.push_back(static_cast<uint32_t>(id));
+  std::vector<uint32_t> selected = SelectClients(available, config_.plan.SelectCount(),
+                                                 DeriveSeed(DeriveSeed(config_.seed, kSelect), round));
+  std::vector<uint64_t> sel64(selected.begin(), selected.end());
+  if (Status st = engine_->OpenRound(round, sel64); !st.ok()) {
+    fatal_ = st.error().WithContext("opening round " + std::to_string(round));
+    return;
+  }
+  opened_at_ = now_s;
+  round_version_ = version();
+  round_cpu_s_ = 0;
+  round_utc_hour_ = deps_.utc_hour();
+  accepted_ = 0;
+  slots_.clear();
+  const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
+  for (uint32_t id32 : selected) {
+    const uint64_t id = id32;
+    Client& c = clients_[id];
+    Slot& s = slots_[id];
+    s.client_id = id;
+    auto payload = engine_->ModelPayloadFor(EngineVersion(c.held_version));
+    if (!payload.ok()) {
+      fatal_ = payload.error().WithContext("model payload for round " + std::to_string(round));
+      return;
+    }
+    const std::vector<uint8_t>& bytes = **payload;
+    v1::Envelope task_env;
+    v1::Task* task = task_env.mutable_task();
+    task->set_round(round);
+    task->set_model_version(round_version_);
+    task->set_deadline_ms(deadline_ms);
+    v1::TrainingConfig* tc = task->mutable_train();
+    const TrainConfig& t = config_.task.train;
+    tc->set_epochs(t.epochs);
+    tc->set_batch_size(t.batch_size);
+    tc->set_learning_rate(t.learning_rate);
+    tc->set_momentum(t.momentum);
+    tc->set_prox_mu(t.prox_mu);
+    tc->set_weight_decay(t.weight_decay);
+    tc->set_seed(DeriveSeed(DeriveSeed(config_.seed, kTrain), (static_cast<uint64_t>(round) << 32) | id));
+    v1::CodecConfig* cc = task->mutable_codec();
+    const UplinkConfig& u = config_.task.uplink;
+    cc->set_dense(u.dense);
+    cc->set_density(u.density);
+    cc->set_values(ToWire(u.values));
+    cc->set_exact_topk(u.exact_topk);
+    cc->set_try_zstd(u.try_zstd);
+    cc->set_error_feedback(config_.error_feedback && !u.dense);
+
+    v1::Envelope model_env;
+    v1::ModelPayload* mp = model_env.mutable_model();
+    mp->set_round(round);
+    mp->set_from_version(c.held_version);
+    mp->set_to_version(round_version_);
+    mp->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const uint64_t conn = client_conn_.at(id);
+    deps_.transport->Send(conn, task_env);
+    deps_.transport->Send(conn, model_env);
+    s.bytes_down = bytes.size();
+    metrics_.payload_bytes_down += bytes.size();
+    c.held_version = round_version_;
+  }
+  spdlog::info("round {} opened: {} of {} connected clients selected, model v{}", round, selected.size(),
+               available.size(), round_version_);
+}
+
+void RoundDriver::CloseRound(double now_s) {
+  const double cpu0 = ThreadCpuSeconds();
+  auto outcome = engine_->CloseRound(config_.plan.min_quorum);
+  const double cpu = round_cpu_s_ + (ThreadCpuSeconds() - cpu0);
+  if (!outcome.ok()) {
+    fatal_ = outcome.error().WithContext("closing round " + std::to_string(engine_->round()));
+    return;
+  }
+  if (Status st = FinishRound(*outcome, cpu, now_s); !st.ok()) fatal_ = st.error();
+}
+
+Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s) {
+  const uint32_t round = outcome.round;
+  // Evaluation of the new global model on the test set.
+  FRUGAL_ASSIGN_OR_RETURN(EvalResult ev, Evaluate(*model_, engine_->global_model(), *deps_.test, eval_indices_, *ws_));
+
+  RoundCommit commit;
+  commit.run_id = config_.run_id;
+  commit.round = round;
+  commit.applied = outcome.applied;
+  commit.new_version = version();
+  if (outcome.applied) {
+    commit.model.assign(engine_->global_model().begin(), engine_->global_model().end());
+    const auto step = engine_->StepPayload(engine_->version());
+    commit.step_payload.assign(step.begin(), step.end());
+  }
+  commit.accuracy = ev.accuracy;
+  commit.loss = ev.loss;
+  commit.selected = static_cast<uint32_t>(slots_.size());
+  commit.completed = outcome.accepted;
+  for (const auto& [id, s] : slots_) {
+    const Client& c = clients_[id];
+    const v1::LedgerFigures& f = s.figures;
+    std::vector<Transfer> transfers{{f.download_start_s(), s.bytes_down, Direction::kDown}};
+    ClientOutcome oc = ClientOutcome::kParticipated;
+    ClientRoundUsage usage;
+    switch (s.state) {
+      case SlotState::kAccepted:
+      case SlotState::kRejected:
+        transfers.push_back({f.upload_start_s(), s.bytes_up, Direction::kUp});
+        usage.flops = std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0;
+        usage.int8 = f.int8();
+        if (f.measured() && std::isfinite(f.measured_compute_j()) && f.measured_compute_j() >= 0) {
+          usage.measured_compute_j = f.measured_compute_j();
+        }
+        if (s.state == SlotState::kRejected) oc = ClientOutcome::kStraggled;
+        break;
+      case SlotState::kWaiting:
+        oc = ClientOutcome::kStraggled;
+        ++commit.stragglers;
+        break;
+      case SlotState::kDeclined:
+      case SlotState::kGone:
+        oc = ClientOutcome::kDropped;
+        break;
+    }
+    usage.round = round;
+    usage.client_id = id;
+    usage.transfers = transfers;
+    usage.utc_hour = round_utc_hour_;
+    usage.outcome = oc;
+    LedgerRow row = MakeLedgerRow(config_.run_id, *c.device_profile, *c.radio_profile, *c.region_profile, usage);
+    row.device = c.device;
+    row.radio = c.radio;
+    row.region = c.region;
+    commit.bytes_up += row.bytes_up;
+    commit.bytes_down += row.bytes_down;
+    commit.joules_compute += row.compute_j;
+    commit.joules_radio += row.radio_j;
+    commit.gco2e += row.gco2e;
+    commit.ledger_rows.push_back(row);
+    commit.client_versions.emplace_back(id, round_version_);
+  }
+  FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(deps_.profiles, server_cpu_s, round_utc_hour_));
+  commit.server_joules = server.joules;
+  commit.server_gco2e = server.gco2e;
+  commit.virtual_seconds = now_s - opened_at_;
+  commit.wall_seconds = now_s - opened_at_;
+  FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
+
+  // Committed: only now does the in-memory run advance.
+  RoundRecord rec;
+  rec.round = round;
+  rec.accuracy = ev.accuracy;
+  rec.loss = ev.loss;
+  rec.bytes_up = commit.bytes_up;
+  rec.bytes_down = commit.bytes_down;
+  rec.joules_compute = commit.joules_compute;
+  rec.joules_radio = commit.joules_radio;
+  rec.gco2e = commit.gco2e;
+  rec.selected = commit.selected;
+  rec.completed = commit.completed;
+  rec.stragglers = commit.stragglers;
+  rec.virtual_seconds = commit.virtual_seconds;
+  rec.wall_seconds = commit.wall_seconds;
+  records_.push_back(rec);
+  for (LedgerRow& row : commit.ledger_rows) ledger_.Add(std::move(row));
+  ledger_.AddServer(round, server.joules, server.gco2e);
+  metrics_.rounds_completed = static_cast<uint32_t>(records_.size());
+  metrics_.last_accuracy = ev.accuracy;
+  next_round_ = round + 1;
+  next_round_at_ = now_s + config_.round_interval_s;
+  slots_.clear();
+  spdlog::info("round {} closed: {} accepted of {} selected, {} stragglers; model v{}{}; accuracy {:.4f}; "
+               "{} B up, {} B down; {:.3f} J",
+               round, rec.completed, rec.selected, rec.stragglers, version(),
+               outcome.applied ? "" : " (quorum not met, unchanged)", rec.accuracy, rec.bytes_up, rec.bytes_down,
+               rec.joules_compute + rec.joules_radio);
+  return WriteRunDirectory();
+}
+
+Status RoundDriver::WriteRunDirectory() {
+  const std::filesystem::path o(config_.service.out_dir);
+  if (o.empty()) return OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(o, ec);
+  if (ec) return UnavailableError("cannot create " + o.string() + ": " + ec.message());
+  RunSummary sum;
+  sum.run_id = config_.run_id;
+  sum.scenario = "coordinator";
+  sum.pipeline = std::string(PipelineName(config_.pipeline));
+  sum.model = config_.model;
+  ComputeTargets(records_, config_.target_accuracy, sum);
+  const EnergyTotals totals = ledger_.RunTotals();
+  sum.joules_server = totals.server_j;
+  sum.gco2e += totals.server_gco2e;
+  double wall = 0;
+  for (const RoundRecord& r : records_) wall += r.wall_seconds;
+  sum.wall_seconds = wall;
+  sum.client_updates_per_second = wall > 0 ? static_cast<double>(totals.participated) / wall : 0;
+  for (const auto& [radio, t] : ledger_.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
+  for (const auto& [device, t] : ledger_.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
+  sum.config = config_.flat;
+  sum.config["pipeline"] = sum.pipeline;
+  sum.notes.push_back("Rounds ran on the real service: frugal-client processes over mutual TLS 1.3; bytes are the "
+                      "encoded model payloads and updates actually sent.");
+  sum.notes.push_back("Client energy is modelled from the FLOPs and transfer schedule each client reported "
+                      "(measured compute joules where the client had RAPL); server energy is measured CPU time "
+                      "times a power figure.");
+  sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
+                      " Fashion-MNIST test examples, evaluated on the coordinator's model.");
+  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "rounds.csv", [&](std::ostream& os) { WriteRoundsCsv(os, records_); }));
+  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "ledger.csv", [&](std::ostream& os) { ledger_.WriteLedgerCsv(os); }));
+  EnergyLedger::EmissionsMeta meta;
+  meta.timestamp = deps_.iso_timestamp();
+  meta.duration_s = wall;
+  meta.region = deps_.profiles.server_region();
+  meta.pue = deps_.profiles.server_pue();
+  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "emissions.csv", [&](std::ostream& os) { ledger_.WriteEmissionsCsv(os, meta); }));
+  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "summary.json", [&](std::ostream& os) { WriteSummaryJson(os, sum); }));
+  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "report.html", [&](std::ostream& os) { WriteReportHtml(os, sum, records_); }));
+  return OkStatus();
+}
+
+DriverMetrics RoundDriver::Metrics() const {
+  DriverMetrics m = metrics_;
+  m.round = engine_->round_open() ? engine_->round() : (records_.empty() ? 0 : records_.back().round);
+  m.round_open = engine_->round_open();
+  m.model_version = version();
+  m.connected_clients = client_conn_.size();
+  const EnergyTotals t = ledger_.RunTotals();
+  m.joules = t.all_j();
+  m.state = done() ? "done" : (engine_->round_open() ? "training" : "waiting");
+  return m;
+}
+
+}  // namespace frugal::coordinator

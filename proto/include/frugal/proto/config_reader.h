@@ -1,0 +1,60 @@
+// TOML configuration reading shared by frugal-coordinator and frugal-client:
+// typed reads at dotted paths, `key=value` command-line overrides, unknown keys
+// refused (a typo never silently runs a default), and the effective value of
+// every key recorded for reports.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "frugal/core/status.h"
+
+namespace frugal {
+
+// Parses TOML text and applies "a.b=value" overrides (a value that is not a
+// TOML literal is taken as a string). Errors name the source, line and key.
+Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_view source,
+                                           const std::vector<std::string>& overrides);
+// Reads a file's text; kNotFound naming the path if it cannot be opened.
+Result<std::string> ReadTextFile(const std::string& path);
+
+// Typed reads from a parsed table. The first failure is kept in error().
+class ConfigReader {
+ public:
+  explicit ConfigReader(const toml::table& t) : t_(t) {}
+
+  // Leaves `out` unchanged if the key is absent; records its effective value.
+  void Get(const std::string& path, bool& out);
+  void Get(const std::string& path, int& out);
+  void Get(const std::string& path, uint32_t& out);
+  void Get(const std::string& path, uint64_t& out);
+  void Get(const std::string& path, float& out);
+  void Get(const std::string& path, double& out);
+  void Get(const std::string& path, std::string& out);
+  void Get(const std::string& path, std::vector<std::string>& out);
+
+  // Records an error for every key the file set that no Get() read.
+  void CheckUnknown();
+
+  const std::optional<Error>& error() const { return error_; }
+  // Every key read, with its effective value.
+  const std::map<std::string, std::string>& flat() const { return flat_; }
+
+ private:
+  const toml::node* Find(const std::string& path);
+  void Fail(const std::string& path, const char* want);
+  void Walk(const toml::table& t, const std::string& prefix);
+
+  const toml::table& t_;
+  std::set<std::string> used_;
+  std::map<std::string, std::string> flat_;
+  std::optional<Error> error_;
+};
+
+}  // namespace frugal
