@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   app.add_option("-o,--out", out_dir, "run directory for rounds.csv, ledger.csv, emissions.csv, summary.json, report.html");
   app.add_flag("-q,--quiet", quiet, "no per-round lines");
   app.add_flag("--no-progress", no_progress, "no progress bar");
+  bool gemm = false;
+  app.add_flag("--gemm-baseline", gemm, "measure Eigen sgemm first and report the trainer's efficiency against it");
   CLI11_PARSE(app, argc, argv);
 
   auto cfg = frugal::sim::LoadSimConfig(config_path, sets);
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   opts.out_dir = out_dir;
   opts.comm = mpi.get();
   opts.progress = !no_progress;
+  opts.gemm_baseline = gemm;
   if (leader && !quiet) {
     std::printf("%-6s %-9s %-8s %-12s %-12s %-11s %-10s %-9s %s\n", "round", "accuracy", "loss", "bytes_up",
                 "bytes_down", "joules", "gco2e", "clients", "virtual_s");

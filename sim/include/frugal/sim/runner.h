@@ -23,6 +23,9 @@ struct RunOptions {
   std::string out_dir;          // empty: write nothing
   Communicator* comm = nullptr; // nullptr: a single process
   bool progress = false;        // progress bar on stderr
+  // Measure single-thread Eigen sgemm GFLOP/s before the run and report the
+  // trainer's efficiency against it (summary.json extra_metrics).
+  bool gemm_baseline = false;
   // Called after every round (rank 0 only), e.g. to print a line.
   std::function<void(const RoundRecord&)> on_round;
 };
