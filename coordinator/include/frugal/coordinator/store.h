@@ -1,0 +1,147 @@
+// The coordinator's durable state: runs, rounds, retained model versions and
+// the steps between them, clients with the version each holds, and the energy
+// ledger, in one SQLite file (WAL, synchronous=FULL) that survives kill -9 and
+// power loss. Each round's outcome commits in one transaction.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "frugal/core/status.h"
+#include "frugal/energy/ledger.h"
+
+struct sqlite3;
+
+namespace frugal::coordinator {
+
+// Everything one round's outcome writes, in one transaction.
+struct RoundCommit {
+  std::string run_id;
+  uint32_t round = 0;        // must be the run's last committed round + 1
+  uint32_t new_version = 0;  // applied: current version + 1; not applied: current version
+  bool applied = false;      // false when the round failed its quorum: model unchanged
+  std::vector<float> model;  // the global model of new_version; empty when !applied
+  std::vector<uint8_t> step_payload;  // compressed step that produced new_version (may be empty)
+  std::vector<uint8_t> engine_state;  // opaque server state (residual, optimizer moments)
+  double accuracy = 0, loss = 0;
+  uint64_t bytes_up = 0, bytes_down = 0;
+  double joules_compute = 0, joules_radio = 0, gco2e = 0;
+  double server_joules = 0, server_gco2e = 0;  // the coordinator's aggregation energy
+  uint32_t selected = 0, completed = 0, stragglers = 0;
+  double virtual_seconds = 0, wall_seconds = 0;
+  std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
+  std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
+};
+
+// One committed round as stored (RoundCommit without the blobs and lists).
+struct RoundRow {
+  uint32_t round = 0;
+  uint32_t new_version = 0;
+  bool applied = false;
+  double accuracy = 0, loss = 0;
+  uint64_t bytes_up = 0, bytes_down = 0;
+  double joules_compute = 0, joules_radio = 0, gco2e = 0;
+  double server_joules = 0, server_gco2e = 0;
+  uint32_t selected = 0, completed = 0, stragglers = 0;
+  double virtual_seconds = 0, wall_seconds = 0;
+};
+
+struct ClientRow {
+  uint64_t client_id = 0;
+  std::string name, device, radio, region;
+  uint32_t held_version = 0;  // 0: holds no model
+};
+
+// What a restarted coordinator needs to resume a run.
+struct RunState {
+  std::string run_id;
+  std::string config_text;
+  uint32_t last_round = 0;  // 0: no round committed yet
+  uint32_t version = 1;     // current global model version
+  std::vector<float> model;  // the model of `version`, bit-exact
+  std::vector<uint8_t> engine_state;
+  std::optional<double> last_accuracy;  // of the last committed round, if any
+  // Retained steps keyed by the version each produced (step v takes v-1 to v);
+  // versions without a step payload are absent.
+  std::map<uint32_t, std::vector<uint8_t>> steps;
+  std::vector<uint32_t> retained_versions;  // model versions still stored, ascending
+  std::map<uint64_t, uint32_t> client_versions;
+};
+
+struct StoreOptions {
+  uint32_t keep_versions = 64;  // newest model versions (and their steps) kept per run; >= 1
+  int busy_timeout_ms = 5000;   // how long a write waits for another connection's lock
+};
+
+// Not copyable. Thread-safe: an internal mutex serialises every call.
+class Store {
+ public:
+  // Opens `path`, creating an empty store if the file is absent or empty.
+  // Fails (message naming the file) if it is not SQLite, not a Frugal store,
+  // has a newer schema, or fails PRAGMA quick_check. Never modifies a refused file's data.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, StoreOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
+  const StoreOptions& options() const { return options_; }
+
+  // Creates run `run_id` with `initial_model` as version 1. If the run exists
+  // with the same config_text this is a no-op (a restart resumes it, the
+  // initial model is ignored); with a different config it fails AlreadyExists.
+  Status CreateRun(const std::string& run_id, const std::string& config_text,
+                   const std::vector<float>& initial_model);
+
+  // The run's resumable state, nullopt if no such run; DataLoss if a stored
+  // blob fails its checksum or has the wrong size.
+  Result<std::optional<RunState>> LoadRun(const std::string& run_id);
+
+  // Writes one round's outcome in one transaction and prunes versions older
+  // than the newest keep_versions. FailedPrecondition if c.round is not the
+  // last committed round + 1 or new_version does not follow; InvalidArgument
+  // on a malformed commit. On any failure nothing is written.
+  Status CommitRound(const RoundCommit& c);
+
+  // The model of `version`, nullopt if pruned or never stored; NotFound if no such run.
+  Result<std::optional<std::vector<float>>> ModelAt(const std::string& run_id, uint32_t version);
+
+  // Committed rounds in round order; NotFound if no such run.
+  Result<std::vector<RoundRow>> Rounds(const std::string& run_id);
+  // Ledger rows in (round, insertion) order; NotFound if no such run.
+  Result<std::vector<LedgerRow>> Ledger(const std::string& run_id);
+  // Known clients by id; NotFound if no such run.
+  Result<std::vector<ClientRow>> Clients(const std::string& run_id);
+
+  // Records (or updates) a client's descriptive fields; keeps its held version.
+  // NotFound if no such run.
+  Status UpsertClient(const std::string& run_id, uint64_t client_id, const std::string& name,
+                      const std::string& device, const std::string& radio,
+                      const std::string& region);
+
+ private:
+  struct DbCloser {
+    void operator()(sqlite3* db) const;
+  };
+  using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+
+  Store(std::string path, StoreOptions options, DbPtr db);
+
+  Status Exec(const char* sql);
+  Result<int64_t> RunDim(const std::string& run_id);
+  Result<RunState> LoadRunLocked(const std::string& run_id);
+  Status CommitRoundLocked(const RoundCommit& c);
+
+  std::string path_;
+  StoreOptions options_;
+  DbPtr db_;
+  std::mutex mu_;
+};
+
+}  // namespace frugal::coordinator
