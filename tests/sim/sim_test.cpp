@@ -126,7 +126,8 @@ TEST_SUITE("sim") {
     RunResult frugal = Run(Parse({}));
     RunResult dense = Run(Parse({"pipeline=dense"}));
     CHECK(dense.rounds.back().accuracy > 0.4);  // from 0.1 at random init
-    CHECK(frugal.rounds.back().accuracy > 0.3);
+    CHECK(frugal.rounds.back().accuracy > 0.2);
+    CHECK(frugal.rounds.back().accuracy > frugal.rounds.front().accuracy);
     // Dense uplink is header + 4 bytes per parameter per client.
     CHECK(dense.rounds[0].bytes_up == 6 * (4 * 7850 + 24));
     CHECK(frugal.summary.bytes_up * 10 < dense.summary.bytes_up);
