@@ -1,0 +1,89 @@
+#include "frugal/client/config.h"
+
+#include "frugal/proto/config_reader.h"
+
+namespace frugal::client {
+
+Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_view source,
+                                       const std::vector<std::string>& overrides) {
+  FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
+  ClientConfig c;
+  ConfigReader r(t);
+  r.Get("name", c.name);
+  r.Get("coordinator.host", c.host);
+  r.Get("coordinator.port", c.port);
+  r.Get("coordinator.port_file", c.port_file);
+  r.Get("tls.ca_cert", c.ca_cert);
+  r.Get("tls.cert", c.cert);
+  r.Get("tls.key", c.key);
+  r.Get("device.class", c.device);
+  r.Get("device.radio", c.radio);
+  r.Get("device.region", c.region);
+  r.Get("device.profiles", c.profiles);
+  r.Get("device.rapl_root", c.rapl_root);
+  r.Get("state_dir", c.state_dir);
+  r.Get("connection.backoff_initial_s", c.backoff_initial_s);
+  r.Get("connection.backoff_max_s", c.backoff_max_s);
+  r.Get("connection.max_attempts", c.max_attempts);
+  r.Get("connection.read_timeout_s", c.read_timeout_s);
+  r.Get("connection.max_frame_mb", c.max_frame_mb);
+  r.Get("connection.exit_on_run_complete", c.exit_on_run_complete);
+  DataConfig& d = c.data;
+  r.Get("data.source", d.source);
+  r.Get("data.fmnist_dir", d.fmnist_dir);
+  r.Get("data.partition", d.partition);
+  r.Get("data.clients", d.clients);
+  r.Get("data.index", d.index);
+  r.Get("data.alpha", d.alpha);
+  r.Get("data.seed", d.seed);
+  r.Get("data.idx_images", d.idx_images);
+  r.Get("data.idx_labels", d.idx_labels);
+  r.Get("data.csv", d.csv);
+  r.Get("data.csv_num_classes", d.csv_num_classes);
+  r.Get("data.csv_feature_scale", d.csv_feature_scale);
+  r.Get("data.csv_header", d.csv_header);
+  PolicyConfig& p = c.policy;
+  r.Get("policy.power_supply_root", p.power_supply_root);
+  r.Get("policy.min_battery_percent", p.min_battery_percent);
+  r.Get("policy.require_charging", p.require_charging);
+  r.Get("policy.allow_metered", p.allow_metered);
+  r.Get("policy.network", p.network);
+  r.CheckUnknown();
+  if (r.error()) return r.error()->WithContext(std::string(source));
+  c.flat = r.flat();
+
+  auto err = [&](const std::string& m) { return InvalidArgumentError(std::string(source) + ": " + m); };
+  if (c.name.empty()) return err("name (the client identity, = certificate CN) is required");
+  if (c.cert.empty() || c.key.empty() || c.ca_cert.empty()) return err("tls.ca_cert, tls.cert and tls.key are required");
+  if (c.port == 0 && c.port_file.empty()) return err("coordinator.port or coordinator.port_file is required");
+  if (c.port > 65535) return err("coordinator.port must be in [1, 65535]");
+  if (d.source == "fmnist-partition") {
+    if (d.clients == 0 || d.index >= d.clients) return err("data.index must be below data.clients");
+    if (d.partition != "iid" && d.partition != "dirichlet") return err("data.partition must be iid or dirichlet");
+    if (!(d.alpha > 0)) return err("data.alpha must be positive");
+  } else if (d.source == "idx") {
+    if (d.idx_images.empty() || d.idx_labels.empty()) return err("data.idx_images and data.idx_labels are required");
+  } else if (d.source == "csv") {
+    if (d.csv.empty()) return err("data.csv is required");
+    if (!(d.csv_feature_scale > 0)) return err("data.csv_feature_scale must be positive");
+  } else {
+    return err("data.source must be fmnist-partition, idx or csv, got '" + d.source + "'");
+  }
+  if (p.network != "auto" && p.network != "metered" && p.network != "unmetered") {
+    return err("policy.network must be auto, metered or unmetered");
+  }
+  if (!(c.backoff_initial_s > 0) || c.backoff_max_s < c.backoff_initial_s) {
+    return err("connection.backoff_max_s must be >= connection.backoff_initial_s > 0");
+  }
+  if (c.max_frame_mb == 0 || c.max_frame_mb > 2047) return err("connection.max_frame_mb must be in [1, 2047]");
+  if (!(c.read_timeout_s > 0)) return err("connection.read_timeout_s must be positive");
+  return c;
+}
+
+Result<ClientConfig> LoadClientConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  if (path.empty()) return ParseClientConfig("", "(defaults)", overrides);
+  FRUGAL_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  return ParseClientConfig(text, path, overrides);
+}
+
+}  // namespace frugal::client

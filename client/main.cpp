@@ -1,0 +1,38 @@
+// frugal-client: the device agent. Parses arguments and calls the library.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "frugal/client/agent.h"
+#include "frugal/client/config.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Frugal client agent: trains on local data for a coordinator over mutual TLS"};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool verbose = false, info = false;
+  app.add_option("-c,--config", config_path, "TOML configuration (docs/examples/client.toml)");
+  app.add_option("--set", overrides, "override a key: --set data.index=3 (repeatable)");
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+  app.add_flag("-i,--info", info, "informational logging (default: warnings only)");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(verbose ? spdlog::level::debug : info ? spdlog::level::info : spdlog::level::warn);
+
+  auto config = frugal::client::LoadClientConfig(config_path, overrides);
+  if (!config.ok()) {
+    std::fprintf(stderr, "frugal-client: %s\n", config.error().ToString().c_str());
+    return 2;
+  }
+  auto agent = frugal::client::Agent::Create(*config);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "frugal-client: %s\n", agent.error().ToString().c_str());
+    return 2;
+  }
+  const frugal::Status st = (*agent)->Run();
+  if (!st.ok()) {
+    std::fprintf(stderr, "frugal-client: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
