@@ -412,6 +412,16 @@ Status CheckHeader(const std::string& path) {
   return OkStatus();
 }
 
+// Rewords SQLite's "database disk image is malformed" as what it means for a store file.
+template <typename T>
+Result<T> ExplainCorrupt(const std::string& path, Result<T> r) {
+  if (r.ok() || r.error().code() != ErrorCode::kDataLoss) return r;
+  std::string detail = r.error().message();
+  const std::string prefix = "store " + path + ": ";
+  if (detail.starts_with(prefix)) detail.erase(0, prefix.size());
+  return DataLossError("store " + path + ": corrupt or truncated file (" + detail + ")");
+}
+
 Result<int64_t> PragmaInt(sqlite3* db, const std::string& path, const char* sql) {
   FRUGAL_ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, path, sql));
   FRUGAL_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -444,10 +454,13 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
   sqlite3_busy_timeout(db.get(), std::max(0, options.busy_timeout_ms));
 
   // Identify the file before changing anything in it: a refused file keeps its bytes.
-  FRUGAL_ASSIGN_OR_RETURN(int64_t app_id, PragmaInt(db.get(), path, "PRAGMA application_id"));
-  FRUGAL_ASSIGN_OR_RETURN(int64_t user_version, PragmaInt(db.get(), path, "PRAGMA user_version"));
-  FRUGAL_ASSIGN_OR_RETURN(int64_t objects,
-                          PragmaInt(db.get(), path, "SELECT count(*) FROM sqlite_schema"));
+  FRUGAL_ASSIGN_OR_RETURN(int64_t app_id,
+                          ExplainCorrupt(path, PragmaInt(db.get(), path, "PRAGMA application_id")));
+  FRUGAL_ASSIGN_OR_RETURN(int64_t user_version,
+                          ExplainCorrupt(path, PragmaInt(db.get(), path, "PRAGMA user_version")));
+  FRUGAL_ASSIGN_OR_RETURN(
+      int64_t objects,
+      ExplainCorrupt(path, PragmaInt(db.get(), path, "SELECT count(*) FROM sqlite_schema")));
   const bool fresh = app_id == 0 && user_version == 0 && objects == 0;
   if (!fresh) {
     if (app_id != kApplicationId) {
@@ -467,17 +480,29 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     }
     FRUGAL_ASSIGN_OR_RETURN(Statement check,
                             Statement::Prepare(db.get(), path, "PRAGMA quick_check(8)"));
-    std::string problems;
+    // quick_check reports "ok", or problems as rows that may hold several lines each.
+    std::vector<std::string> problems;
     for (;;) {
-      FRUGAL_ASSIGN_OR_RETURN(bool row, check.Step());
+      FRUGAL_ASSIGN_OR_RETURN(bool row, ExplainCorrupt(path, check.Step()));
       if (!row) break;
-      std::string line = check.Text(0);
-      if (line == "ok") continue;
-      if (!problems.empty()) problems += "; ";
-      problems += line;
+      std::string text = check.Text(0);
+      if (text == "ok") continue;
+      size_t start = 0;
+      while (start <= text.size()) {
+        size_t end = std::min(text.find('\n', start), text.size());
+        if (end > start) problems.push_back(text.substr(start, end - start));
+        start = end + 1;
+      }
     }
     if (!problems.empty()) {
-      return DataLossError("store " + path + ": integrity check failed: " + problems);
+      constexpr size_t kShown = 4;
+      std::string msg = "store " + path + ": corrupt file, integrity check failed: ";
+      for (size_t i = 0; i < std::min(kShown, problems.size()); ++i) {
+        if (i > 0) msg += "; ";
+        msg += problems[i];
+      }
+      if (problems.size() > kShown) msg += "; and " + std::to_string(problems.size() - kShown) + " more";
+      return DataLossError(std::move(msg));
     }
     for (const char* table : kTableNames) {
       FRUGAL_ASSIGN_OR_RETURN(

@@ -452,6 +452,20 @@ TEST_CASE("Committing a round twice or out of order fails and leaves the store u
   CheckCommittedPrefix(*store, "r", 3, 32, 64);
 }
 
+TEST_CASE("Two connections to one file never commit the same round twice") {
+  ScratchDir dir;
+  const std::string path = dir.Path("state.db");
+  auto a = MustOpen(path);
+  auto b = MustOpen(path);
+  REQUIRE(a->CreateRun("r", "cfg", ModelFor(1, 16)).ok());
+  REQUIRE(a->CommitRound(CommitFor("r", 1, 16)).ok());
+  // b reads the run state inside its own write transaction, so it sees a's round 1.
+  const Status again = b->CommitRound(CommitFor("r", 1, 16));
+  CHECK(again.error().code() == ErrorCode::kFailedPrecondition);
+  REQUIRE(b->CommitRound(CommitFor("r", 2, 16)).ok());
+  CheckCommittedPrefix(*a, "r", 2, 16, 64);
+}
+
 TEST_CASE("Pruning keeps the newest K model versions and their steps") {
   ScratchDir dir;
   const std::string path = dir.Path("state.db");
@@ -530,8 +544,12 @@ TEST_CASE("A garbage file and a truncated store are refused with messages naming
 
   const std::string half = dir.Path("half.db");
   WriteBytes(half, std::vector<uint8_t>(bytes.begin(), bytes.begin() + bytes.size() / 2));
-  CheckRefused(half, "");
+  CheckRefused(half, "corrupt");
   CHECK(Store::Open(half).error().code() == ErrorCode::kDataLoss);
+
+  const std::string short_pages = dir.Path("short.db");
+  WriteBytes(short_pages, std::vector<uint8_t>(bytes.begin(), bytes.end() - 3 * 4096));
+  CheckRefused(short_pages, "corrupt");
 
   // Garbage over every page after the first: the b-trees no longer parse.
   const std::string smashed = dir.Path("smashed.db");
@@ -539,7 +557,7 @@ TEST_CASE("A garbage file and a truncated store are refused with messages naming
   const std::vector<uint8_t> noise = BytesFor(2, bytes.size());
   std::copy(noise.begin() + 4096, noise.end(), smashed_bytes.begin() + 4096);
   WriteBytes(smashed, smashed_bytes);
-  CheckRefused(smashed, "");
+  CheckRefused(smashed, "integrity check failed");
   CHECK(Store::Open(smashed).error().code() == ErrorCode::kDataLoss);
 
   // The original, copied from before any of this, is intact.
