@@ -30,7 +30,10 @@ PowerState ReadPowerState(const std::string& root) {
   PowerState st;
   std::error_code ec;
   std::filesystem::directory_iterator it(root, ec);
-  if (ec) return st;
+  if (ec) {
+    st.charging = true;  // no power_supply tree: mains-powered
+    return st;
+  }
   for (const auto& entry : it) {
     const auto type = ReadLine(entry.path() / "type");
     if (!type) continue;

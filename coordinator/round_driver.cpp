@@ -308,10 +308,11 @@ void RoundDriver::Tick(double now_s) {
   if (engine_->round_open()) {
     bool all_answered = true;
     for (const auto& [id, s] : slots_) all_answered = all_answered && s.state != SlotState::kWaiting;
-    if (accepted_ >= config_.plan.clients_per_round || all_answered || now_s >= opened_at_ + config_.plan.deadline_s) {
-      CloseRound(now_s);
+    if (accepted_ < config_.plan.clients_per_round && !all_answered && now_s < opened_at_ + config_.plan.deadline_s) {
+      return;
     }
-    return;
+    CloseRound(now_s);
+    if (fatal_ || engine_->round_open()) return;
   }
   if (done() || now_s < next_round_at_) return;
   size_t eligible = 0;

@@ -1,0 +1,251 @@
+// The coordinator's round driver without sockets: registration checks, tasks
+// issued to the selected clients, updates refused by reason with the model
+// untouched, vanished clients not stalling a round, commits to the store, and
+// resuming a run from the store as a restarted coordinator does.
+#include "frugal/coordinator/round_driver.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include "data/temp_dir.h"
+#include "frugal/codec/frame.h"
+#include "frugal/codec/uplink.h"
+#include "frugal/proto/frame.h"
+#include "frugal/round/model_payload.h"
+
+namespace frugal::coordinator {
+namespace {
+
+class FakeTransport : public DriverTransport {
+ public:
+  void Send(uint64_t conn, const v1::Envelope& env) override { sent[conn].push_back(env); }
+  // The last message of `kind` sent to conn, if any.
+  const v1::Envelope* Last(uint64_t conn, v1::Envelope::BodyCase kind) const {
+    auto it = sent.find(conn);
+    if (it == sent.end()) return nullptr;
+    for (auto e = it->second.rbegin(); e != it->second.rend(); ++e) {
+      if (e->body_case() == kind) return &*e;
+    }
+    return nullptr;
+  }
+  std::map<uint64_t, std::vector<v1::Envelope>> sent;
+};
+
+v1::Hello MakeHello(const std::string& name) {
+  v1::Hello h;
+  h.set_protocol_version(kProtocolVersion);
+  h.set_client_name(name);
+  h.set_device_class("phone-mid");
+  h.set_radio("wifi");
+  h.set_region("world");
+  h.set_num_examples(100);
+  h.set_input_dim(784);
+  return h;
+}
+
+CoordinatorConfig TestConfig(const testing::TempDir& dir) {
+  auto c = ParseCoordinatorConfig("", "test", {"rounds=3", "model=\"logreg\"", "round.clients_per_round=2",
+                                               "round.min_clients=2", "round.deadline_s=100",
+                                               "data.eval_examples=500", "uplink.density=0.1"});
+  REQUIRE(c.ok());
+  c->service.out_dir = dir.Path("run");
+  return *c;
+}
+
+// The model each test client holds: (version, parameters), by connection.
+std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> held;
+
+// What a well-behaved client sends for the task on `conn`: a small sparse step.
+v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
+  const v1::Envelope* task = t.Last(conn, v1::Envelope::kTask);
+  const v1::Envelope* model = t.Last(conn, v1::Envelope::kModel);
+  REQUIRE(task != nullptr);
+  REQUIRE(model != nullptr);
+  auto& [version, params] = held[conn];
+  const auto& bytes = model->model().payload();
+  if (version != task->task().model_version()) {
+    auto v = ApplyModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), version,
+                               params, 7850);
+    REQUIRE(v.ok());
+    version = *v;
+  }
+  std::vector<float> delta(7850, 0.0f);
+  for (size_t i = 0; i < delta.size(); i += 7) delta[i] = step;
+  UplinkConfig uc;
+  uc.density = 0.1;
+  auto enc = EncodeUplink(delta, uc, {});
+  REQUIRE(enc.ok());
+  v1::Update u;
+  u.set_round(task->task().round());
+  u.set_base_version(task->task().model_version());
+  u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
+  u.set_examples(100);
+  u.mutable_ledger()->set_flops(1e6);
+  u.mutable_ledger()->set_bytes_down(bytes.size());
+  u.mutable_ledger()->set_bytes_up(enc->size());
+  return u;
+}
+
+}  // namespace
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("the round driver rejects bad updates by reason, leaves the model untouched, and resumes from the store") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    const CoordinatorConfig cfg = TestConfig(dir);
+    FakeTransport transport;
+    auto make_driver = [&]() {
+      DriverDeps deps;
+      deps.store = store->get();
+      deps.test = &*test;
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &transport;
+      deps.utc_hour = [] { return 12.0; };
+      deps.iso_timestamp = [] { return std::string("2026-01-01T00:00:00Z"); };
+      auto d = RoundDriver::Create(cfg, std::move(deps));
+      REQUIRE(d.ok());
+      return std::move(*d);
+    };
+    auto driver = make_driver();
+
+    // Registration checks.
+    v1::Hello wrong_name = MakeHello("mallory");
+    auto refused = driver->OnHello(9, "alice", wrong_name, 0);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code() == ErrorCode::kPermissionDenied);
+    v1::Hello wrong_dim = MakeHello("alice");
+    wrong_dim.set_input_dim(100);
+    CHECK_FALSE(driver->OnHello(9, "alice", wrong_dim, 0).ok());
+    v1::Hello unknown_device = MakeHello("alice");
+    unknown_device.set_device_class("toaster");
+    CHECK_FALSE(driver->OnHello(9, "alice", unknown_device, 0).ok());
+
+    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    driver->Tick(0);
+    CHECK_FALSE(driver->Metrics().round_open);  // waits for min_clients = 2
+    REQUIRE(driver->OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver->Tick(0);
+    REQUIRE(driver->Metrics().round_open);
+    CHECK(driver->Metrics().round == 1);
+    REQUIRE(transport.Last(1, v1::Envelope::kTask) != nullptr);
+    REQUIRE(transport.Last(2, v1::Envelope::kModel) != nullptr);
+    CHECK(transport.Last(1, v1::Envelope::kTask)->task().model_version() == 1);
+
+    const std::vector<float> before(driver->global_model().begin(), driver->global_model().end());
+
+    SUBCASE("wrong dimension, NaN and a stale base are refused with the model unchanged") {
+      // Wrong dimension: a dense update of 7851 values.
+      auto wrong = EncodeUplink(std::vector<float>(7851, 0.01f), UplinkConfig{.dense = true}, {});
+      REQUIRE(wrong.ok());
+      v1::Update u = GoodUpdate(transport, 1, 0.01f);
+      u.set_update(reinterpret_cast<const char*>(wrong->data()), wrong->size());
+      driver->OnUpdate(1, u, 1);
+      const v1::Envelope* err = transport.Last(1, v1::Envelope::kError);
+      REQUIRE(err != nullptr);
+      CHECK(err->error().reason() == "wrong_dimension");
+      CHECK(err->error().round() == 1);
+
+      // NaN: a valid dense update with one value patched to NaN and the frame resealed.
+      auto dense = EncodeUplink(std::vector<float>(7850, 0.01f), UplinkConfig{.dense = true}, {});
+      REQUIRE(dense.ok());
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::memcpy(dense->data() + kFrameHeaderSize + 40, &nan, sizeof nan);
+      REQUIRE(SealFrame(*dense).ok());
+      u.set_update(reinterpret_cast<const char*>(dense->data()), dense->size());
+      driver->OnUpdate(2, u, 1);
+      err = transport.Last(2, v1::Envelope::kError);
+      REQUIRE(err != nullptr);
+      CHECK(err->error().reason() == "non_finite");
+
+      const DriverMetrics m = driver->Metrics();
+      CHECK(m.updates_rejected.at("wrong_dimension") == 1);
+      CHECK(m.updates_rejected.at("non_finite") == 1);
+      CHECK(m.updates_accepted == 0);
+      const std::vector<float> after(driver->global_model().begin(), driver->global_model().end());
+      CHECK(after == before);
+      CHECK(driver->version() == 1);
+      // Both selected clients answered (rejected): the round closes, quorum not met.
+      driver->Tick(2);
+      auto rows = (*store)->Rounds(cfg.run_id);
+      REQUIRE(rows.ok());
+      REQUIRE(rows->size() == 1);
+      CHECK_FALSE((*rows)[0].applied);
+      CHECK(driver->version() == 1);
+      const std::vector<float> after_close(driver->global_model().begin(), driver->global_model().end());
+      CHECK(after_close == before);
+    }
+
+    SUBCASE("good updates are aggregated, a vanished client does not stall the next round, and a restart resumes") {
+      driver->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+      CHECK(driver->Metrics().round_open);
+      driver->OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
+      // K = 2 updates: closed, committed, and round 2 opened at once.
+      CHECK(driver->version() == 2);
+      CHECK(driver->Metrics().updates_accepted == 2);
+      CHECK(driver->Metrics().round == 2);
+      const std::vector<float> v2(driver->global_model().begin(), driver->global_model().end());
+      CHECK(v2 != before);
+
+      // A late update for round 1 is refused.
+      v1::Update late = GoodUpdate(transport, 1, 0.01f);
+      late.set_round(1);
+      driver->OnUpdate(1, late, 2);
+      REQUIRE(transport.Last(1, v1::Envelope::kError) != nullptr);
+      CHECK(transport.Last(1, v1::Envelope::kError)->error().reason() == "stale_round");
+
+      // Round 2: alice vanishes; bob's update closes the round.
+      driver->OnDisconnect(1, 3);
+      driver->OnUpdate(2, GoodUpdate(transport, 2, 0.01f), 3);
+      CHECK(driver->version() == 3);
+      auto rows = (*store)->Rounds(cfg.run_id);
+      REQUIRE(rows.ok());
+      REQUIRE(rows->size() == 2);
+      CHECK((*rows)[1].completed == 1);
+      auto ledger = (*store)->Ledger(cfg.run_id);
+      REQUIRE(ledger.ok());
+      REQUIRE(ledger->size() == 4);
+      CHECK((*ledger)[2].outcome == ClientOutcome::kDropped);  // alice, id 1, round 2
+      CHECK(std::filesystem::exists(dir.Path("run/rounds.csv")));
+      CHECK(std::filesystem::exists(dir.Path("run/summary.json")));
+      const std::vector<float> v3(driver->global_model().begin(), driver->global_model().end());
+
+      // A restarted coordinator resumes at round 3 with the committed model.
+      driver.reset();
+      transport.sent.clear();
+      // Bob keeps the copy he holds across the coordinator's restart; alice starts afresh.
+      held[12] = held[2];
+      auto resumed = make_driver();
+      CHECK(resumed->version() == 3);
+      CHECK(resumed->records().size() == 2);
+      const std::vector<float> r3(resumed->global_model().begin(), resumed->global_model().end());
+      CHECK(r3 == v3);
+      v1::Hello a = MakeHello("alice"), b = MakeHello("bob");
+      b.set_model_version(held[12].first);
+      REQUIRE(resumed->OnHello(11, "alice", a, 0).ok());
+      REQUIRE(resumed->OnHello(12, "bob", b, 0).ok());
+      resumed->Tick(0);
+      CHECK(resumed->Metrics().round == 3);
+      CHECK(transport.Last(11, v1::Envelope::kTask)->task().model_version() == 3);
+      resumed->OnUpdate(11, GoodUpdate(transport, 11, 0.01f), 1);
+      resumed->OnUpdate(12, GoodUpdate(transport, 12, 0.01f), 1);
+      CHECK(resumed->done());
+      CHECK(resumed->version() == 4);
+      auto all = (*store)->Rounds(cfg.run_id);
+      REQUIRE(all.ok());
+      REQUIRE(all->size() == 3);
+      for (uint32_t i = 0; i < 3; ++i) CHECK((*all)[i].round == i + 1);
+    }
+  }
+}
+
+}  // namespace frugal::coordinator
