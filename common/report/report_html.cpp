@@ -121,11 +121,6 @@ std::string Printf(const char* format, double value) {
   return buffer.data();
 }
 
-std::string FormatNumber(double value) {
-  if (!std::isfinite(value)) return "n/a";
-  return Printf("%.6g", value);
-}
-
 // 1234567 -> "1,234,567".
 std::string FormatCount(uint64_t value) {
   std::string digits = std::to_string(value);
@@ -135,6 +130,16 @@ std::string FormatCount(uint64_t value) {
     out += digits[i];
   }
   return out;
+}
+
+// Whole numbers as counts with separators ("24,036"), others to six digits.
+std::string FormatNumber(double value) {
+  if (!std::isfinite(value)) return "n/a";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    const std::string count = FormatCount(static_cast<uint64_t>(std::fabs(value)));
+    return value < 0 ? "-" + count : count;
+  }
+  return Printf("%.6g", value);
 }
 
 // Scales to k, M, G, T, P (powers of 1000) with four significant digits.
@@ -387,6 +392,9 @@ constexpr std::string_view kPageJs = R"JS(
     return [lo, hi];
   }
 
+  var roundSteps = [];
+  for (var m = 1; m <= 1e9; m *= 10) roundSteps.push(m, 2 * m, 5 * m);
+
   var charts = [];
   function draw(id, key, xLabel, unit, logX) {
     var el = document.getElementById(id);
@@ -409,12 +417,14 @@ constexpr std::string_view kPageJs = R"JS(
     }
     var xScale = { time: false };
     if (logX) { xScale.distr = 3; xScale.log = 10; }
+    var xAxis = { label: xLabel, values: function (u, splits) { return splits.map(fmt(unit)); } };
+    if (key === 'round') xAxis.incrs = roundSteps;  // whole rounds only: no tick at 2.5
     var opts = {
       width: Math.max(320, Math.min(1100, el.clientWidth || 1100)),
       height: 320,
       scales: { x: xScale, y: { range: accuracyRange } },
       axes: [
-        { label: xLabel, values: function (u, splits) { return splits.map(fmt(unit)); } },
+        xAxis,
         { label: 'accuracy' }
       ],
       series: series
