@@ -108,6 +108,10 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+std::string SamplePath(std::string_view name) {
+  return std::string(FRUGAL_REPORT_SAMPLE_DIR) + "/" + std::string(name);
+}
+
 TEST_SUITE("report") {
   TEST_CASE("report.html inlines uPlot and loads nothing from the network") {
     const auto records = FakeRun(30, 0.85, 0.12, 2'000'000, 900);
@@ -257,25 +261,25 @@ TEST_SUITE("report") {
   }
 
   // Writes report_sample.html, rounds_sample.csv and summary_sample.json into
-  // the test's working directory (the build tree) so a person or a headless
-  // browser can look at a real page.
+  // tests/report/ of the build tree (FRUGAL_REPORT_SAMPLE_DIR) so a person or
+  // a headless browser can look at a real page.
   TEST_CASE("a sample report of a small fake run is written to the build tree for viewing") {
     const auto run = FakeRun(40, 0.86, 0.10, 400'000, 700);
     const auto dense = FakeRun(40, 0.87, 0.12, 16'000'000, 1100);
     const RunSummary s = FakeSummary(run);
     {
-      std::ofstream html("report_sample.html", std::ios::binary);
+      std::ofstream html(SamplePath("report_sample.html"), std::ios::binary);
       REQUIRE(html.good());
       WriteReportHtml(html, s, run, dense, "dense fp32");
       CHECK(html.good());
     }
     {
-      std::ofstream csv("rounds_sample.csv", std::ios::binary);
+      std::ofstream csv(SamplePath("rounds_sample.csv"), std::ios::binary);
       WriteRoundsCsv(csv, run);
       CHECK(csv.good());
     }
     {
-      std::ofstream json("summary_sample.json", std::ios::binary);
+      std::ofstream json(SamplePath("summary_sample.json"), std::ios::binary);
       WriteSummaryJson(json, s);
       CHECK(json.good());
     }
