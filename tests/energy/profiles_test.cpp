@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include "energy/test_profiles.h"
+#include "frugal/core/random.h"
 #include "frugal/energy/profiles.h"
 
 namespace frugal {
@@ -280,6 +283,45 @@ regions = { mars = 1 }
     CHECK(Contains(m, "defined twice"));
     m = ParseError(BaseWith("[devices.d2]", "[devices.\"a,b\"]"));
     CHECK(Contains(m, "comma"));
+  }
+
+  TEST_CASE("mutated profile text is either rejected with an error or parses into valid values") {
+    // Adversarial input for the parser (a user file is outside input): random
+    // byte flips, insertions and deletions of a valid file, never a crash.
+    Rng rng(20261126);
+    const std::string base(kBaseToml);
+    const char kAlphabet[] = "=[]{}\",.-+e0123456789abcxyz \n#\x00\xff";
+    size_t parsed = 0;
+    for (int iter = 0; iter < 2000; ++iter) {
+      std::string text = base;
+      const int edits = 1 + static_cast<int>(rng.UniformInt(4));
+      for (int e = 0; e < edits && !text.empty(); ++e) {
+        size_t at = static_cast<size_t>(rng.UniformInt(text.size()));
+        char c = kAlphabet[rng.UniformInt(sizeof(kAlphabet) - 1)];
+        switch (rng.UniformInt(3)) {
+          case 0: text[at] = c; break;
+          case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+          default: text.erase(at, 1); break;
+        }
+      }
+      for (bool override_mode : {false, true}) {
+        auto r = override_mode ? EnergyProfiles::ParseOverride(text, "mutant") : EnergyProfiles::Parse(text, "mutant");
+        if (!r.ok()) {
+          CHECK_FALSE(r.error().message().empty());
+          continue;
+        }
+        ++parsed;
+        for (const DeviceProfile& d : r->devices()) {
+          CHECK(std::isfinite(d.joules_per_flop_fp32));
+          CHECK(d.idle_watts >= 0);
+        }
+        for (const RadioProfile& radio : r->radios()) {
+          CHECK(std::isfinite(radio.tail_seconds));
+          CHECK(radio.tail_watts >= 0);
+        }
+      }
+    }
+    CHECK(parsed > 0);  // some mutations (in comments, digits) stay valid
   }
 
   TEST_CASE("a profile file that does not exist is NotFound") {
