@@ -258,6 +258,9 @@ Result<SparseUpdate> ParseSparse(const ParsedFrame& f, UplinkInfo* info) {
       return InvalidArgumentError(std::string(coding == ValueCoding::kTernary ? "ternary magnitude mu" : "int8 scale") +
                                   " is " + (std::isnan(param) ? "NaN" : std::isinf(param) ? "Inf" : "negative"));
     }
+    if (coding == ValueCoding::kInt8 && !IsFinite(127.0f * param)) {
+      return InvalidArgumentError("int8 scale " + std::to_string(param) + " overflows: 127 * scale is Inf");
+    }
   }
   const size_t index_bytes = body.size() - fixed - value_bytes;
   SparseUpdate u;

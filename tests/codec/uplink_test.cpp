@@ -274,6 +274,11 @@ TEST_SUITE("codec") {
     codec_test::PutU32At(p, kFrameHeaderSize + 2, 0x7fc00000u);  // mu
     REQUIRE(SealFrame(p).ok());
     CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "ternary magnitude mu is NaN"));
+    // An int8 scale so large that 127 * scale overflows to Inf (found by fuzz_uplink_decode).
+    p = SmallSparse(ValueCoding::kInt8);
+    codec_test::PutU32At(p, kFrameHeaderSize + 2, 0x7f7fffffu);  // FLT_MAX
+    REQUIRE(SealFrame(p).ok());
+    CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "127 * scale is Inf"));
     // Oversize declared sizes.
     p = good;
     codec_test::PutU32At(p, 16, 0xFFFFFF00u);
