@@ -12,6 +12,7 @@
 #include "frugal/core/random.h"
 #include "frugal/energy/model.h"
 #include "frugal/proto/frame.h"
+#include "frugal/round/model_payload.h"
 #include "frugal/round/selection.h"
 #include "frugal/train/trainer.h"
 
@@ -320,6 +321,22 @@ void RoundDriver::Tick(double now_s) {
   if (eligible >= config_.min_clients) OpenRound(now_s);
 }
 
+Result<std::reference_wrapper<const std::vector<uint8_t>>> RoundDriver::WirePayload(
+    const std::vector<uint8_t>& engine_payload, uint32_t held_version) {
+  if (offset_ == 0) return std::cref(engine_payload);
+  // A resumed engine counts versions from 1; the payload header is rewritten
+  // to the run's numbering (the pieces carry no versions), once per held version.
+  auto cached = wire_payloads_.find(held_version);
+  if (cached != wire_payloads_.end()) return std::cref(cached->second);
+  std::vector<std::span<const uint8_t>> pieces;
+  const auto dim = static_cast<uint32_t>(engine_->dim());
+  FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(engine_payload, dim, &pieces));
+  if (h.from_version != 0) h.from_version += offset_;
+  h.to_version += offset_;
+  auto [it, inserted] = wire_payloads_.emplace(held_version, EncodeModelPayload(h, pieces));
+  return std::cref(it->second);
+}
+
 void RoundDriver::OpenRound(double now_s) {
   const uint32_t round = next_round_;
   std::vector<uint32_t> available;
@@ -337,6 +354,7 @@ void RoundDriver::OpenRound(double now_s) {
   round_utc_hour_ = deps_.utc_hour();
   accepted_ = 0;
   slots_.clear();
+  wire_payloads_.clear();
   const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
   for (uint32_t id32 : selected) {
     const uint64_t id = id32;
@@ -348,7 +366,12 @@ void RoundDriver::OpenRound(double now_s) {
       fatal_ = payload.error().WithContext("model payload for round " + std::to_string(round));
       return;
     }
-    const std::vector<uint8_t>& bytes = **payload;
+    auto translated = WirePayload(**payload, c.held_version);
+    if (!translated.ok()) {
+      fatal_ = translated.error().WithContext("model payload for round " + std::to_string(round));
+      return;
+    }
+    const std::vector<uint8_t>& bytes = translated->get();
     v1::Envelope task_env;
     v1::Task* task = task_env.mutable_task();
     task->set_round(round);

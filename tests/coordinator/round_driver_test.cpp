@@ -73,6 +73,8 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
     REQUIRE(v.ok());
     version = *v;
   }
+  // The payload brings the client to exactly the task's version (also after a restart).
+  REQUIRE(version == task->task().model_version());
   std::vector<float> delta(7850, 0.0f);
   for (size_t i = 0; i < delta.size(); i += 7) delta[i] = step;
   UplinkConfig uc;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <map>
 #include <memory>
 #include <optional>
@@ -119,6 +120,9 @@ class RoundDriver {
   void SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
                  const std::string& reason);
   uint32_t EngineVersion(uint32_t coordinator_version) const;
+  // The engine's payload for a client holding `held_version`, in the run's version numbering.
+  Result<std::reference_wrapper<const std::vector<uint8_t>>> WirePayload(const std::vector<uint8_t>& engine_payload,
+                                                                         uint32_t held_version);
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
 
   CoordinatorConfig config_;
@@ -142,6 +146,7 @@ class RoundDriver {
   double opened_at_ = 0;
   uint32_t round_version_ = 0;  // coordinator version the round's tasks carry
   std::map<uint64_t, Slot> slots_;
+  std::map<uint32_t, std::vector<uint8_t>> wire_payloads_;  // rewritten payloads by held version
   uint32_t accepted_ = 0;
   double round_cpu_s_ = 0;
   double round_utc_hour_ = 0;

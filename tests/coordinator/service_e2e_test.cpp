@@ -1,0 +1,494 @@
+// End-to-end tests of frugal-coordinator and frugal-client as real processes
+// on loopback over mutual TLS 1.3: accuracy with ten clients, refusals at the
+// handshake and of malformed streams while the others are served, and kill -9
+// of the coordinator mid-round followed by a restart. Ports are chosen by the
+// coordinator binding port 0; no assertion is about time.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "data/temp_dir.h"
+#include "frugal/coordinator/ca.h"
+#include "frugal/coordinator/store.h"
+#include "frugal/core/random.h"
+#include "frugal/proto/frame.h"
+#include "frugal/report/run_report.h"
+
+namespace frugal::coordinator {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+
+void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// A child process with its output in a log file.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const std::string& log) {
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Process() {
+    if (!exited_) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+  // Exit code, or nullopt if still running after `seconds`. 128+signal if killed.
+  std::optional<int> Wait(double seconds) {
+    if (exited_) return code_;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    do {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        exited_ = true;
+        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return code_;
+      }
+      SleepMs(50);
+    } while (std::chrono::steady_clock::now() < end);
+    return std::nullopt;
+  }
+  void Kill9() {
+    ::kill(pid_, SIGKILL);
+    Wait(30);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int code_ = -1;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+uint16_t WaitPort(const std::string& path, Process& owner) {
+  for (int i = 0; i < 1200; ++i) {
+    std::ifstream in(path);
+    uint32_t port = 0;
+    if (in >> port && port > 0) return static_cast<uint16_t>(port);
+    REQUIRE_FALSE(owner.Wait(0).has_value());
+    SleepMs(50);
+  }
+  FAIL("no port file " << path);
+  return 0;
+}
+
+// GET on the loopback status port; "" if it cannot connect.
+std::string HttpGet(uint16_t port, const std::string& path) {
+  asio::io_context io;
+  tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  if (ec) return "";
+  const std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+  asio::write(s, asio::buffer(req), ec);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const size_t n = s.read_some(asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  const size_t body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+std::optional<nlohmann::json> Status(uint16_t port) {
+  const std::string body = HttpGet(port, "/status");
+  if (body.empty()) return std::nullopt;
+  return nlohmann::json::parse(body, nullptr, false);
+}
+
+// The fixture: a CA, client certificates and command lines.
+struct Fleet {
+  testing::TempDir dir;
+  std::string ca_dir = dir.Path("ca");
+
+  explicit Fleet(const std::vector<std::string>& clients) {
+    REQUIRE(InitCa(ca_dir).ok());
+    for (const auto& c : clients) REQUIRE(IssueClientCert(ca_dir, c).ok());
+  }
+
+  std::vector<std::string> CoordinatorArgs(const std::vector<std::string>& sets) const {
+    const CaPaths p = CaPaths::In(ca_dir);
+    std::vector<std::string> a = {FRUGAL_COORDINATOR_BIN,
+                                  "run",
+                                  "--set", "service.port=0",
+                                  "--set", "service.port_file=\"" + dir.Path("port") + "\"",
+                                  "--set", "service.status_port=0",
+                                  "--set", "service.status_port_file=\"" + dir.Path("status_port") + "\"",
+                                  "--set", "service.ca_cert=\"" + p.ca_cert + "\"",
+                                  "--set", "service.server_cert=\"" + p.server_cert + "\"",
+                                  "--set", "service.server_key=\"" + p.server_key + "\"",
+                                  "--set", "service.store=\"" + dir.Path("coordinator.db") + "\"",
+                                  "--set", "service.out_dir=\"" + dir.Path("run") + "\""};
+    for (const auto& s : sets) {
+      a.push_back("--set");
+      a.push_back(s);
+    }
+    return a;
+  }
+
+  std::vector<std::string> ClientArgs(const std::string& name, uint32_t index, uint32_t of,
+                                      const std::vector<std::string>& sets = {}) const {
+    std::vector<std::string> a = {FRUGAL_CLIENT_BIN,
+                                  "-i",
+                                  "--set", "name=\"" + name + "\"",
+                                  "--set", "coordinator.port_file=\"" + dir.Path("port") + "\"",
+                                  "--set", "tls.ca_cert=\"" + CaPaths::In(ca_dir).ca_cert + "\"",
+                                  "--set", "tls.cert=\"" + CaPaths::ClientCert(ca_dir, name) + "\"",
+                                  "--set", "tls.key=\"" + CaPaths::ClientKey(ca_dir, name) + "\"",
+                                  "--set", "state_dir=\"" + dir.Path("state-" + name) + "\"",
+                                  "--set", "data.partition=\"dirichlet\"",
+                                  "--set", "data.alpha=0.5",
+                                  "--set", "data.seed=1",
+                                  "--set", "data.clients=" + std::to_string(of),
+                                  "--set", "data.index=" + std::to_string(index),
+                                  "--set", "connection.backoff_initial_s=0.2",
+                                  "--set", "connection.backoff_max_s=2"};
+    for (const auto& s : sets) {
+      a.push_back("--set");
+      a.push_back(s);
+    }
+    return a;
+  }
+};
+
+// A TLS client driven by the test: connects with any certificate and sends raw bytes.
+class RawTls {
+ public:
+  RawTls(const std::string& ca, const std::string& cert, const std::string& key) : ctx_(ssl::context::tls_client) {
+    ctx_.load_verify_file(ca);
+    ctx_.use_certificate_chain_file(cert);
+    ctx_.use_private_key_file(key, ssl::context::pem);
+    ctx_.set_verify_mode(ssl::verify_peer);
+    stream_ = std::make_unique<ssl::stream<tcp::socket>>(io_, ctx_);
+  }
+  // True if TCP and the TLS handshake (client side) succeed.
+  bool Connect(uint16_t port) {
+    boost::system::error_code ec;
+    stream_->lowest_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (ec) return false;
+    stream_->handshake(ssl::stream_base::client, ec);
+    return !ec;
+  }
+  bool Write(const std::vector<uint8_t>& bytes) {
+    boost::system::error_code ec;
+    asio::write(*stream_, asio::buffer(bytes), ec);
+    return !ec;
+  }
+  // Half-closes the TCP write side (the coordinator then sees end of stream).
+  void ShutdownWrite() {
+    boost::system::error_code ec;
+    stream_->lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
+  }
+  // Reads until the peer closes or an error: returns the bytes received. The
+  // coordinator closing the connection is what ends this call.
+  std::vector<uint8_t> ReadUntilClosed() {
+    std::vector<uint8_t> got;
+    uint8_t buf[4096];
+    boost::system::error_code ec;
+    for (;;) {
+      const size_t n = stream_->read_some(asio::buffer(buf), ec);
+      got.insert(got.end(), buf, buf + n);
+      if (ec) return got;
+    }
+  }
+  // Reads one envelope (or nullopt on close/error).
+  std::optional<v1::Envelope> ReadEnvelope() {
+    uint8_t buf[4096];
+    boost::system::error_code ec;
+    for (;;) {
+      auto next = decoder_.Next();
+      if (!next.ok()) return std::nullopt;
+      if (next->has_value()) return **next;
+      const size_t n = stream_->read_some(asio::buffer(buf), ec);
+      if (ec) return std::nullopt;
+      if (!decoder_.Feed(std::span(buf, n)).ok()) return std::nullopt;
+    }
+  }
+
+ private:
+  asio::io_context io_;
+  ssl::context ctx_;
+  std::unique_ptr<ssl::stream<tcp::socket>> stream_;
+  EnvelopeDecoder decoder_;
+};
+
+v1::Envelope HelloFor(const std::string& name) {
+  v1::Envelope env;
+  v1::Hello* h = env.mutable_hello();
+  h->set_protocol_version(kProtocolVersion);
+  h->set_client_name(name);
+  h->set_device_class("phone-mid");
+  h->set_radio("wifi");
+  h->set_region("world");
+  h->set_num_examples(100);
+  h->set_input_dim(784);
+  return env;
+}
+
+double MetricValue(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + name.size() + 2));
+}
+
+}  // namespace
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("ten client processes over mutual TLS reach 80% test accuracy within 20 rounds") {
+    std::vector<std::string> names;
+    for (int i = 0; i < 10; ++i) names.push_back("device-" + std::to_string(i));
+    Fleet fleet(names);
+    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-accuracy\"", "rounds=20", "model=\"mlp\"",
+                                               "pipeline=\"frugal\"", "round.clients_per_round=10",
+                                               "round.min_clients=10", "round.deadline_s=600", "train.epochs=2",
+                                               "train.learning_rate=0.05", "uplink.density=0.05",
+                                               "downlink.broadcast_density=0.05"}),
+                        fleet.dir.Path("coordinator.log"));
+    WaitPort(fleet.dir.Path("port"), coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 10; ++i) {
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(names[i], i, 10),
+                                                  fleet.dir.Path(names[i] + ".log")));
+    }
+    const auto code = coordinator.Wait(1500);
+    INFO(ReadFile(fleet.dir.Path("coordinator.log")));
+    REQUIRE(code.has_value());
+    REQUIRE(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+
+    auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
+    REQUIRE(records.ok());
+    REQUIRE(records->size() == 20);
+    double best = 0;
+    for (const RoundRecord& r : *records) {
+      best = std::max(best, r.accuracy);
+      CHECK(r.completed >= 1);
+      CHECK(r.bytes_up > 0);
+      CHECK(r.bytes_down > 0);
+      CHECK(r.joules_compute > 0);
+    }
+    MESSAGE("best accuracy " << best << ", final " << records->back().accuracy);
+    CHECK(best >= 0.80);
+    const auto summary = nlohmann::json::parse(ReadFile(fleet.dir.Path("run/summary.json")));
+    CHECK(summary["rounds"] == 20);
+    CHECK(std::filesystem::exists(fleet.dir.Path("run/ledger.csv")));
+    CHECK(std::filesystem::exists(fleet.dir.Path("run/emissions.csv")));
+  }
+
+  TEST_CASE("foreign certificates, plaintext, revoked identities and malformed streams are refused while the others are served") {
+    Fleet fleet({"device-0", "device-1", "revoked-device"});
+    // A second, unrelated CA whose client certificate must not be accepted.
+    const std::string other_ca = fleet.dir.Path("other-ca");
+    REQUIRE(InitCa(other_ca).ok());
+    REQUIRE(IssueClientCert(other_ca, "device-0").ok());
+
+    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-refusals\"", "rounds=5", "model=\"logreg\"",
+                                               "round.clients_per_round=2", "round.min_clients=2",
+                                               "round.interval_s=1.5", "service.revoked=[\"revoked-device\"]"}),
+                        fleet.dir.Path("coordinator.log"));
+    const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 2; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 2), fleet.dir.Path(name + ".log")));
+    }
+    // Wait until the run is under way.
+    for (int i = 0; i < 6000; ++i) {
+      auto st = Status(status_port);
+      if (st && st->is_object() && (*st)["rounds_completed"].get<int>() >= 1) break;
+      REQUIRE_FALSE(coordinator.Wait(0).has_value());
+      SleepMs(20);
+    }
+    const CaPaths ca = CaPaths::In(fleet.ca_dir);
+
+    SUBCASE("attacks") {
+      // A certificate from another CA: refused at the handshake (TLS 1.3 reports
+      // it to the client on its first read), so no Register ever arrives.
+      {
+        RawTls t(ca.ca_cert, CaPaths::ClientCert(other_ca, "device-0"), CaPaths::ClientKey(other_ca, "device-0"));
+        if (t.Connect(port)) {
+          t.Write(*EncodeEnvelope(HelloFor("device-0")));
+          CHECK_FALSE(t.ReadEnvelope().has_value());
+        }
+      }
+      // Plaintext: not TLS, so the handshake fails and nothing is answered.
+      {
+        asio::io_context io;
+        tcp::socket s(io);
+        s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+        const std::string junk = "GET / HTTP/1.0\r\n\r\n";
+        boost::system::error_code ec;
+        asio::write(s, asio::buffer(junk), ec);
+        char buf[256];
+        size_t total = 0;
+        for (;;) {
+          total += s.read_some(asio::buffer(buf), ec);
+          if (ec) break;
+        }
+        // At most a TLS alert comes back; never a protocol frame.
+        CHECK(total < 64);
+      }
+      const std::string cert0 = CaPaths::ClientCert(fleet.ca_dir, "device-0");
+      const std::string key0 = CaPaths::ClientKey(fleet.ca_dir, "device-0");
+      // Random bytes after a good handshake.
+      {
+        RawTls t(ca.ca_cert, cert0, key0);
+        REQUIRE(t.Connect(port));
+        Rng rng(5);
+        std::vector<uint8_t> junk(1024);
+        for (auto& b : junk) b = static_cast<uint8_t>(rng.NextU64());
+        t.Write(junk);
+        t.ShutdownWrite();
+        CHECK(t.ReadUntilClosed().empty());
+      }
+      // An oversize length prefix: closed before any body is sent.
+      {
+        RawTls t(ca.ca_cert, cert0, key0);
+        REQUIRE(t.Connect(port));
+        t.Write({0x7f, 0xff, 0xff, 0xff});
+        CHECK(t.ReadUntilClosed().empty());
+      }
+      // A truncated frame: the stream ends inside it.
+      {
+        RawTls t(ca.ca_cert, cert0, key0);
+        REQUIRE(t.Connect(port));
+        auto frame = EncodeEnvelope(HelloFor("device-0"));
+        REQUIRE(frame.ok());
+        frame->resize(frame->size() / 2);
+        t.Write(*frame);
+        t.ShutdownWrite();
+        CHECK(t.ReadUntilClosed().empty());
+      }
+      // A revoked identity: the real client is told so and exits non-zero.
+      Process revoked(fleet.ClientArgs("revoked-device", 0, 2, {"connection.max_attempts=3"}),
+                      fleet.dir.Path("revoked.log"));
+      const auto revoked_code = revoked.Wait(120);
+      REQUIRE(revoked_code.has_value());
+      CHECK(*revoked_code == 1);
+      CHECK(ReadFile(fleet.dir.Path("revoked.log")).find("revoked") != std::string::npos);
+
+      const std::string metrics = HttpGet(status_port, "/metrics");
+      INFO(metrics);
+      CHECK(MetricValue(metrics, "frugal_handshakes_failed_total") >= 2);
+      CHECK(MetricValue(metrics, "frugal_connections_closed_on_error_total") >= 3);
+    }
+
+    // The legitimate clients finished the run regardless.
+    const auto code = coordinator.Wait(600);
+    INFO(ReadFile(fleet.dir.Path("coordinator.log")));
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+    auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
+    REQUIRE(records.ok());
+    CHECK(records->size() == 5);
+  }
+
+  TEST_CASE("kill -9 of the coordinator in the middle of round 3 and a restart commit rounds 1 to 20 exactly once") {
+    Fleet fleet({"device-0", "device-1", "device-2", "device-3", "silent"});
+    const std::vector<std::string> run = {"run_id=\"e2e-kill\"", "rounds=20", "model=\"logreg\"",
+                                          "round.clients_per_round=5", "round.deadline_s=3"};
+    auto with = [&](std::vector<std::string> extra) {
+      std::vector<std::string> all = run;
+      all.insert(all.end(), extra.begin(), extra.end());
+      return all;
+    };
+    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"round.min_clients=5"})),
+                                                 fleet.dir.Path("coordinator-1.log"));
+    const uint16_t port = WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 4; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 4), fleet.dir.Path(name + ".log")));
+    }
+    // A registered client that never answers holds every round open until its
+    // deadline, so round 3 is reliably in progress when the coordinator dies.
+    const CaPaths ca = CaPaths::In(fleet.ca_dir);
+    RawTls silent(ca.ca_cert, CaPaths::ClientCert(fleet.ca_dir, "silent"), CaPaths::ClientKey(fleet.ca_dir, "silent"));
+    REQUIRE(silent.Connect(port));
+    REQUIRE(silent.Write(*EncodeEnvelope(HelloFor("silent"))));
+    bool in_round_3 = false;
+    for (int i = 0; i < 30000 && !in_round_3; ++i) {
+      auto st = Status(status_port);
+      in_round_3 = st && st->is_object() && (*st)["round"] == 3 && (*st)["round_open"] == true;
+      if (!in_round_3) {
+        REQUIRE_FALSE(coordinator->Wait(0).has_value());
+        SleepMs(10);
+      }
+    }
+    REQUIRE(in_round_3);
+    coordinator->Kill9();
+    {
+      auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      auto rows = (*store)->Rounds("e2e-kill");
+      REQUIRE(rows.ok());
+      CHECK(rows->size() == 2);  // round 3 was not committed
+    }
+    std::filesystem::remove(fleet.dir.Path("port"));
+    // Restart: the four agents reconnect on their own; the silent one is gone.
+    coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"round.min_clients=4"})),
+                                            fleet.dir.Path("coordinator-2.log"));
+    const auto code = coordinator->Wait(900);
+    INFO(ReadFile(fleet.dir.Path("coordinator-2.log")));
+    REQUIRE(code.has_value());
+    REQUIRE(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+
+    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto rows = (*store)->Rounds("e2e-kill");
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 20);
+    for (uint32_t i = 0; i < 20; ++i) CHECK((*rows)[i].round == i + 1);
+    auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
+    REQUIRE(records.ok());
+    REQUIRE(records->size() == 20);
+    for (uint32_t i = 0; i < 20; ++i) CHECK((*records)[i].round == i + 1);
+    CHECK(ReadFile(fleet.dir.Path("coordinator-2.log")).find("resuming run e2e-kill after round 2") !=
+          std::string::npos);
+  }
+}
+
+}  // namespace frugal::coordinator
