@@ -173,6 +173,20 @@ Result<Header> ParseQuantizedFixed(const ParsedFrame& f) {
   return q;
 }
 
+Status CheckFp32Layout(const ParsedFrame& f) {
+  const FrameHeader& h = f.header;
+  if (h.flags != 0) return InvalidArgumentError("unknown flags " + std::to_string(h.flags) + " on an fp32 downlink payload");
+  if (h.count != h.dim) {
+    return InvalidArgumentError("fp32 downlink count " + std::to_string(h.count) + " differs from dimension " +
+                                std::to_string(h.dim));
+  }
+  if (f.body.size() != 4ull * h.dim) {
+    return DataLossError("fp32 downlink body has " + std::to_string(f.body.size()) + " bytes, dimension " +
+                         std::to_string(h.dim) + " needs " + std::to_string(4ull * h.dim));
+  }
+  return OkStatus();
+}
+
 Result<ParsedFrame> ParseDownlinkFrame(std::span<const uint8_t> payload, uint32_t expected_dim) {
   FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseFrame(payload));
   if (f.header.codec != CodecId::kDownlinkQuantized && f.header.codec != CodecId::kDownlinkFp32) {
@@ -281,15 +295,7 @@ Result<std::vector<float>> DecodeDownlink(std::span<const uint8_t> payload, std:
   FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseDownlinkFrame(payload, expected_dim));
   const uint32_t d = f.header.dim;
   if (f.header.codec == CodecId::kDownlinkFp32) {
-    if (f.header.flags != 0) return InvalidArgumentError("unknown flags " + std::to_string(f.header.flags) + " on an fp32 downlink payload");
-    if (f.header.count != d) {
-      return InvalidArgumentError("fp32 downlink count " + std::to_string(f.header.count) + " differs from dimension " +
-                                  std::to_string(d));
-    }
-    if (f.body.size() != 4ull * d) {
-      return DataLossError("fp32 downlink body has " + std::to_string(f.body.size()) + " bytes, dimension " +
-                           std::to_string(d) + " needs " + std::to_string(4ull * d));
-    }
+    FRUGAL_RETURN_IF_ERROR(CheckFp32Layout(f));
     std::vector<float> out(d);
     GetF32Array(f.body.data(), out.data(), d);
     FRUGAL_RETURN_IF_ERROR(CheckFinite(out, "model"));
@@ -343,7 +349,10 @@ Result<DownlinkInfo> InspectDownlink(std::span<const uint8_t> payload, uint32_t 
   FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseDownlinkFrame(payload, expected_dim));
   DownlinkInfo info;
   info.dim = f.header.dim;
-  if (f.header.codec == CodecId::kDownlinkFp32) return info;
+  if (f.header.codec == CodecId::kDownlinkFp32) {
+    FRUGAL_RETURN_IF_ERROR(CheckFp32Layout(f));
+    return info;
+  }
   FRUGAL_ASSIGN_OR_RETURN(Header q, ParseQuantizedFixed(f));
   info.bits = q.bits;
   info.delta = q.delta;
