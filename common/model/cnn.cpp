@@ -6,6 +6,7 @@
 
 #include "frugal/core/random.h"
 #include "frugal/model/model.h"
+#include "dense.h"
 #include "loss.h"
 
 namespace frugal {
@@ -232,7 +233,7 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   ConstMatMap wd2t(p + off_d2w_, Ix(d), Ix(nc));
   ConstVecMap bd2(p + off_d2b_, Ix(nc));
   MatMap logits(Grow(ws.logits, nc * n), Ix(nc), Ix(n));
-  logits.noalias() = wd2t.transpose() * h;
+  internal::DenseForward(logits, wd2t, h);
   logits.colwise() += bd2;
 
   const bool backward = !grad.empty();

@@ -5,6 +5,7 @@
 
 #include "frugal/core/random.h"
 #include "frugal/model/model.h"
+#include "dense.h"
 #include "loss.h"
 
 namespace frugal {
@@ -75,7 +76,7 @@ void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace
     ConstVecMap b(params.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
     ConstMatMap a(in, fan_in, n);
     MatMap z(internal::Grow(ws.acts[l], sizes_[l + 1] * batch.n), fan_out, n);
-    z.noalias() = wt.transpose() * a;
+    internal::DenseForward(z, wt, a);
     if (l + 1 < layers) {
       z = (z.colwise() + b).cwiseMax(0.0f);
     } else {

@@ -127,7 +127,7 @@ class Mlp final : public Model {
   const std::vector<size_t>& layer_sizes() const { return sizes_; }
 
  private:
-  // Runs the forward pass; leaves activations in ws and returns logits' offset.
+  // Runs the forward pass, leaving every layer's activations (logits last) in ws.
   void Forward(std::span<const float> params, BatchView batch, ModelWorkspace& ws) const;
 
   std::vector<size_t> sizes_;
@@ -170,7 +170,6 @@ class Cnn final : public Model {
   const CnnConfig& config() const { return cfg_; }
 
  private:
-  struct Chunk;
   // Forward (and, if grad is non-empty, backward accumulating into grad) over
   // at most kChunk examples; returns the summed loss.
   double RunChunk(std::span<const float> params, BatchView batch, size_t total_n, std::span<float> grad,
