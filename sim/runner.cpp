@@ -206,7 +206,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
 
   std::vector<std::unique_ptr<ModelWorkspace>> ws;
   for (size_t t = 0; t < threads; ++t) ws.push_back(model->MakeWorkspace());
-  std::vector<std::vector<float>> start_buf(threads), scratch(threads), resid_buf(threads);
+  std::vector<std::vector<float>> scratch(threads), resid_buf(threads);
   std::vector<std::vector<uint32_t>> example_buf(threads);
 
   std::vector<uint32_t> test_idx;
@@ -218,12 +218,19 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     for (uint32_t i = 0; i < test.size(); ++i) test_idx[i] = i;
   }
 
-  // Full-model downloads the clients hold as their base: version -> reconstruction.
-  std::map<uint32_t, std::shared_ptr<const std::vector<float>>> bases;
+  // A client's copy is its last full download (its base) plus every step
+  // since, applied in order. Each base is kept advanced to the current
+  // version, which is exactly what every client holding it has after its
+  // chain download; clients never need a copy of their own.
+  struct Base {
+    std::vector<float> model;
+    uint64_t holders = 0;
+  };
+  std::map<uint32_t, Base> bases;
   if (cfg.seed_init && cfg.pipeline == Pipeline::kFrugal) {
     // Version 1 is InitParams(seed): every client can make it locally, so it
     // holds version 1 from the start and its first download is a chain.
-    bases[1] = std::make_shared<const std::vector<float>>(engine.global_model().begin(), engine.global_model().end());
+    bases[1] = Base{std::vector<float>(engine.global_model().begin(), engine.global_model().end()), pop.size()};
     for (size_t i = 0; i < pop.size(); ++i) pop.SetHeld(i, 1, 1);
   }
 
@@ -250,7 +257,6 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     std::vector<bool> full(selected.size());
     for (size_t s = 0; s < selected.size(); ++s) {
       const uint32_t c = selected[s];
-      if (pop.held_version(c) != 0 && !bases.contains(pop.base_version(c))) pop.SetHeld(c, 0, 0);
       FRUGAL_ASSIGN_OR_RETURN(payloads[s], engine.ModelPayloadFor(pop.held_version(c)));
       std::vector<std::span<const uint8_t>> pieces;
       FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*payloads[s], static_cast<uint32_t>(dim), &pieces));
@@ -259,7 +265,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
         std::vector<float> copy;
         FRUGAL_ASSIGN_OR_RETURN(uint32_t v, ApplyModelPayload(*payloads[s], 0, copy, static_cast<uint32_t>(dim)));
         (void)v;
-        bases[version] = std::make_shared<const std::vector<float>>(std::move(copy));
+        bases[version] = Base{std::move(copy), 0};
       }
     }
 
@@ -280,21 +286,8 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
         r.status = 2;
         r.error = e.ToString();
       };
-      // The client's copy: its base download plus every step since, exactly as the agent applies them.
-      std::vector<float>& start = start_buf[t];
-      const uint32_t base = full[s] ? version : pop.base_version(c);
-      start = *bases.at(base);
-      if (!full[s]) {
-        for (uint32_t v = base; v < pop.held_version(c); ++v) {
-          const ModelPayloadHeader h{ModelPayloadKind::kChain, v, v + 1, static_cast<uint32_t>(dim), 1};
-          const std::span<const uint8_t> piece = engine.StepPayload(v + 1);
-          auto applied = ApplyModelPayload(EncodeModelPayload(h, std::span(&piece, 1)), v, start,
-                                           static_cast<uint32_t>(dim));
-          if (!applied.ok()) return fail(applied.error());
-        }
-        auto applied = ApplyModelPayload(*payloads[s], pop.held_version(c), start, static_cast<uint32_t>(dim));
-        if (!applied.ok()) return fail(applied.error());
-      }
+      // The copy the client trains from, after its download (see Base).
+      const std::vector<float>& start = bases.at(full[s] ? version : pop.base_version(c)).model;
       std::span<const uint32_t> examples = pop.Examples(c, example_buf[t]);
       TrainConfig tc = cfg.task.train;
       tc.seed = DeriveSeed(DeriveSeed(cfg.seed, kTrain), (static_cast<uint64_t>(round) << 32) | c);
@@ -384,14 +377,28 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine.CloseRound(cfg.plan.min_quorum));
     const double server_cpu = ThreadCpuSeconds() - cpu0;
 
-    // Every selected client now holds the version it downloaded.
+    // Every selected client now holds the version it downloaded; a full download is its new base.
     for (size_t s = 0; s < selected.size(); ++s) {
       const uint32_t c = selected[s];
-      pop.SetHeld(c, version, full[s] ? version : pop.base_version(c));
+      const uint32_t old_base = pop.base_version(c);
+      // The dense baseline sends the full model every time: its clients keep no base.
+      const uint32_t new_base = cfg.pipeline == Pipeline::kDense ? 0 : full[s] ? version : old_base;
+      if (new_base != old_base) {
+        if (old_base != 0) --bases.at(old_base).holders;
+        if (new_base != 0) ++bases.at(new_base).holders;
+      }
+      pop.SetHeld(c, version, new_base);
     }
-    // Bases older than the engine's chain window can no longer be brought up to date.
-    const uint32_t oldest = engine.OldestChainBase();
-    for (auto it = bases.begin(); it != bases.end();) it = it->first < oldest ? bases.erase(it) : std::next(it);
+    for (auto it = bases.begin(); it != bases.end();) it = it->second.holders == 0 ? bases.erase(it) : std::next(it);
+    // Advance every base by the new step, through the same code the agent runs.
+    if (outcome.applied && cfg.pipeline == Pipeline::kFrugal) {
+      const std::span<const uint8_t> piece = engine.StepPayload(outcome.new_version);
+      const ModelPayloadHeader h{ModelPayloadKind::kChain, version, outcome.new_version, static_cast<uint32_t>(dim), 1};
+      const std::vector<uint8_t> step = EncodeModelPayload(h, std::span(&piece, 1));
+      for (auto& [b, base] : bases) {
+        FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(step, version, base.model, static_cast<uint32_t>(dim)).status());
+      }
+    }
 
     // Ledger: every selected client, stragglers' and drop-outs' energy included.
     RoundRecord rec;

@@ -115,10 +115,6 @@ std::span<const uint8_t> RoundEngine::StepPayload(uint32_t to_version) const {
   return steps_[to_version - 1 - steps_base_];
 }
 
-uint32_t RoundEngine::OldestChainBase() const {
-  return cfg_.pipeline == Pipeline::kDense ? version_ : steps_base_;
-}
-
 Status RoundEngine::Reject(RejectReason why, RejectReason* out, Error e) {
   if (out != nullptr) *out = why;
   return e;

@@ -99,9 +99,6 @@ class RoundEngine {
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
-  // Oldest version a client may hold and still be brought up to date by a
-  // chain; version() when the pipeline never sends chains.
-  uint32_t OldestChainBase() const;
 
   // Closes the round: applies the aggregate if at least `min_quorum` updates
   // were accepted, producing version()+1.
