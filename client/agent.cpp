@@ -237,6 +237,7 @@ Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() = default;
 
 Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config) {
+  SilenceProtobufLogs();
   auto impl = std::make_unique<Impl>();
   impl->cfg = config;
   FRUGAL_ASSIGN_OR_RETURN(impl->local, LoadLocalData(config.data));

@@ -548,6 +548,7 @@ Result<std::unique_ptr<ssl::context>> MakeServerContext(const ServiceConfig& s) 
 
 Status RunCoordinator(const CoordinatorConfig& config) {
   const ServiceConfig& s = config.service;
+  SilenceProtobufLogs();
   FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<ssl::context> ctx, MakeServerContext(s));
   const std::string dir = config.data_dir.empty() ? std::string(FRUGAL_FMNIST_DIR) : config.data_dir;
   FRUGAL_ASSIGN_OR_RETURN(Dataset test, LoadFashionMnist(Split::kTest, dir));

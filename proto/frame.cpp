@@ -1,5 +1,7 @@
 #include "frugal/proto/frame.h"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <algorithm>
 #include <string>
 
@@ -122,6 +124,8 @@ Result<std::optional<v1::Envelope>> EnvelopeDecoder::Next() {
   }
   return std::optional<v1::Envelope>(std::move(*env));
 }
+
+void SilenceProtobufLogs() { google::protobuf::SetLogHandler(nullptr); }
 
 const char* EnvelopeKindName(const v1::Envelope& env) {
   switch (env.body_case()) {

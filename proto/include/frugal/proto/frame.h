@@ -68,16 +68,29 @@ class EnvelopeDecoder {
  public:
   explicit EnvelopeDecoder(uint32_t max_frame_bytes = kDefaultMaxFrameBytes) : frames_(max_frame_bytes) {}
 
-  Status Feed(std::span<const uint8_t> bytes) { return frames_.Feed(bytes); }
+  Status Feed(std::span<const uint8_t> bytes) {
+    if (error_) return *error_;
+    return frames_.Feed(bytes);
+  }
   // The next complete Envelope, or nullopt when more bytes are needed.
   Result<std::optional<v1::Envelope>> Next();
-  Status Finish() const { return frames_.Finish(); }
+  // Call at end of stream: the decoder's error, or kDataLoss if a partial frame is buffered.
+  Status Finish() const {
+    if (error_) return *error_;
+    return frames_.Finish();
+  }
   size_t buffered() const { return frames_.buffered(); }
 
  private:
   FrameDecoder frames_;
   std::optional<Error> error_;
 };
+
+// Routes libprotobuf's own log lines (e.g. "invalid UTF-8" on every malformed
+// string a peer sends) to nowhere: parse failures are already returned as
+// Errors and logged once by the session, and a hostile peer must not be able
+// to flood stderr. Process-wide; call once at start-up.
+void SilenceProtobufLogs();
 
 // Short name of the Envelope's body ("hello", "update", ...), "empty" if unset; for logs.
 const char* EnvelopeKindName(const v1::Envelope& env);
