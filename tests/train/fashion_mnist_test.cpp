@@ -33,10 +33,10 @@ double TestAccuracy(std::string_view model_name, const TrainConfig& cfg) {
 }
 
 TEST_SUITE("train") {
-  // Measured with these settings: 82.88% (seed 1, the one tested), 83.23% (seed 2).
-  TEST_CASE("Logistic regression reaches 82% Fashion-MNIST test accuracy (3 epochs, batch 32, lr 0.05)") {
+  // Measured with these settings: 83.57% (seed 1, the one tested), 83.26% (seed 2).
+  TEST_CASE("Logistic regression reaches 82% Fashion-MNIST test accuracy (4 epochs, batch 32, lr 0.05)") {
     const double acc =
-        TestAccuracy("logreg", TrainConfig{.epochs = 3, .batch_size = 32, .learning_rate = 0.05f, .seed = 1});
+        TestAccuracy("logreg", TrainConfig{.epochs = 4, .batch_size = 32, .learning_rate = 0.05f, .seed = 1});
     INFO("test accuracy ", acc);
     CHECK(acc >= 0.82);
   }
