@@ -257,6 +257,11 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config) {
   impl->residual_path = (std::filesystem::path(config.state_dir) / "residual.bin").string();
   impl->rng = Rng(std::hash<std::string>{}(config.name) ^ static_cast<uint64_t>(::time(nullptr)));
 
+  for (const std::string* f : {&config.ca_cert, &config.cert, &config.key}) {
+    if (!std::filesystem::exists(*f)) {
+      return NotFoundError("TLS file '" + *f + "' does not exist (issue it with `frugal-coordinator ca issue`)");
+    }
+  }
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
   if (SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(ctx->native_handle(), TLS1_3_VERSION) != 1) {

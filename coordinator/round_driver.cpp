@@ -159,6 +159,13 @@ std::optional<uint64_t> RoundDriver::ConnOf(uint64_t client_id) const {
   return it->second;
 }
 
+bool RoundDriver::Busy(uint64_t conn) const {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end() || !engine_->round_open()) return false;
+  auto slot = slots_.find(it->second);
+  return slot != slots_.end() && slot->second.state == SlotState::kWaiting;
+}
+
 void RoundDriver::SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
                             const std::string& reason) {
   v1::Envelope env;

@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -147,6 +149,11 @@ void Session::ArmTimer(double seconds, const char* what) {
   timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
   timer_.async_wait([self = shared_from_this(), what](const boost::system::error_code& ec) {
     if (ec || self->stopped_) return;  // cancelled: re-armed or closed
+    if (self->registered_ && self->manager_.driver_->Busy(self->conn_id_)) {
+      // A client training on its task cannot answer heartbeats; the round's deadline bounds it.
+      self->ArmTimer(self->manager_.config_.service.idle_timeout_s, what);
+      return;
+    }
     self->Fail(std::string("timed out waiting for ") + what);
   });
 }
@@ -422,14 +429,17 @@ std::string MetricsText(const DriverMetrics& m, const SessionManager& mgr) {
 }
 
 std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
-  std::ostringstream os;
-  os << "{\"run_id\":\"" << run_id << "\",\"state\":\"" << m.state << "\",\"round\":" << m.round
-     << ",\"round_open\":" << (m.round_open ? "true" : "false") << ",\"rounds_completed\":" << m.rounds_completed
-     << ",\"model_version\":" << m.model_version << ",\"connected_clients\":" << m.connected_clients
-     << ",\"last_accuracy\":";
-  if (m.last_accuracy) os << *m.last_accuracy; else os << "null";
-  os << "}\n";
-  return os.str();
+  nlohmann::json j = {{"run_id", run_id},
+                      {"state", m.state},
+                      {"round", m.round},
+                      {"round_open", m.round_open},
+                      {"rounds_completed", m.rounds_completed},
+                      {"model_version", m.model_version},
+                      {"connected_clients", m.connected_clients},
+                      {"last_accuracy", nullptr}};
+  if (m.last_accuracy) j["last_accuracy"] = *m.last_accuracy;
+  // Invalid UTF-8 in a configured run id is replaced, never thrown on.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 // One HTTP/1.0 request on the loopback status port: GET /metrics or /status.
@@ -530,6 +540,11 @@ Result<std::unique_ptr<ssl::context>> MakeServerContext(const ServiceConfig& s) 
   if (SSL_CTX_set_min_proto_version(native, TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION) != 1) {
     return InternalError("OpenSSL refuses to pin TLS 1.3");
+  }
+  for (const std::string* f : {&s.server_cert, &s.server_key, &s.ca_cert}) {
+    if (!std::filesystem::exists(*f)) {
+      return NotFoundError("TLS file '" + *f + "' does not exist (create it with `frugal-coordinator ca init`)");
+    }
   }
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression, ec);

@@ -188,7 +188,9 @@ TEST_SUITE("coordinator") {
     }
 
     SUBCASE("good updates are aggregated, a vanished client does not stall the next round, and a restart resumes") {
+      CHECK(driver->Busy(1));  // owes an update: silence is training, not idleness
       driver->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+      CHECK_FALSE(driver->Busy(1));
       CHECK(driver->Metrics().round_open);
       driver->OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
       // K = 2 updates: closed, committed, and round 2 opened at once.

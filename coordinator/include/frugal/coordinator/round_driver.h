@@ -81,6 +81,9 @@ class RoundDriver {
   // deadline. Call periodically and after events.
   void Tick(double now_s);
 
+  // True while connection `conn` owes an update for the open round: its
+  // silence is training, which the round deadline bounds, not idleness.
+  bool Busy(uint64_t conn) const;
   // All configured rounds are committed.
   bool done() const { return next_round_ > config_.rounds; }
   // A failure that stops the service (store commit, evaluation, run directory).
