@@ -79,8 +79,11 @@ class SessionManager : public DriverTransport {
 
   void Add(std::shared_ptr<Session> s) { sessions_[s->conn_id()] = std::move(s); }
   void Remove(uint64_t conn_id) {
-    if (sessions_.erase(conn_id) != 0 && driver_ != nullptr) driver_->OnDisconnect(conn_id, Now());
+    if (sessions_.erase(conn_id) != 0 && driver_ != nullptr && !stopping_) driver_->OnDisconnect(conn_id, Now());
   }
+  // From now on closing sessions are not reported to the driver, so a
+  // shutdown never closes (and commits) a half-finished round.
+  void BeginShutdown() { stopping_ = true; }
   void StopAll() {
     auto copy = sessions_;
     for (auto& [id, s] : copy) s->Stop();
@@ -125,6 +128,7 @@ class SessionManager : public DriverTransport {
  private:
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   uint64_t heartbeat_seq_ = 0;
+  bool stopping_ = false;
   const Clock::time_point start_ = Clock::now();
 };
 
@@ -445,8 +449,16 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
 // One HTTP/1.0 request on the loopback status port: GET /metrics or /status.
 class StatusConnection : public std::enable_shared_from_this<StatusConnection> {
  public:
-  StatusConnection(tcp::socket socket, const SessionManager& mgr) : socket_(std::move(socket)), mgr_(mgr) {}
+  StatusConnection(tcp::socket socket, const SessionManager& mgr)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), mgr_(mgr) {}
   void Start() {
+    // A request must arrive promptly; a silent connection is closed.
+    timer_.expires_after(std::chrono::seconds(5));
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+    });
     asio::async_read_until(socket_, buf_, "\r\n\r\n",
                            [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                              if (!ec) self->Respond();
@@ -477,10 +489,12 @@ class StatusConnection : public std::enable_shared_from_this<StatusConnection> {
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](const boost::system::error_code&, size_t) {
       boost::system::error_code ignored;
       self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
+      self->timer_.cancel();
     });
   }
 
   tcp::socket socket_;
+  asio::steady_timer timer_;
   const SessionManager& mgr_;
   asio::streambuf buf_{8192};  // a request larger than this is dropped
   std::string out_;
@@ -598,6 +612,7 @@ Status RunCoordinator(const CoordinatorConfig& config) {
   auto shutdown = [&](const std::string& reason) {
     if (finishing) return;
     finishing = true;
+    manager.BeginShutdown();
     listener->Stop();
     manager.ByeAll(reason);
     // Give the Byes a moment to leave, then stop everything.
