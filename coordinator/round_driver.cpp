@@ -442,8 +442,12 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.new_version = version();
   if (outcome.applied) {
     commit.model.assign(engine_->global_model().begin(), engine_->global_model().end());
-    const auto step = engine_->StepPayload(engine_->version());
-    commit.step_payload.assign(step.begin(), step.end());
+    // Only the frugal pipeline keeps steps (RoundEngine::StepPayload indexes an
+    // empty history under the dense pipeline, so it is not asked there).
+    if (config_.pipeline == Pipeline::kFrugal) {
+      const auto step = engine_->StepPayload(engine_->version());
+      commit.step_payload.assign(step.begin(), step.end());
+    }
   }
   commit.accuracy = ev.accuracy;
   commit.loss = ev.loss;

@@ -253,3 +253,45 @@ TEST_SUITE("coordinator") {
 }
 
 }  // namespace frugal::coordinator
+
+namespace frugal::coordinator {
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("the dense baseline pipeline runs and commits rounds through the same driver") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto dense = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"",
+                                                     "round.clients_per_round=1", "data.eval_examples=200"});
+    REQUIRE(dense.ok());
+    dense->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &transport;
+    auto driver = RoundDriver::Create(*dense, std::move(deps));
+    REQUIRE(driver.ok());
+    REQUIRE((*driver)->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    (*driver)->Tick(0);
+    REQUIRE((*driver)->Metrics().round_open);
+    const v1::Envelope* task = transport.Last(1, v1::Envelope::kTask);
+    REQUIRE(task != nullptr);
+    CHECK(task->task().codec().dense());
+    (*driver)->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    CHECK((*driver)->done());
+    CHECK((*driver)->version() == 2);
+    auto rows = (*store)->Rounds(dense->run_id);
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK((*rows)[0].applied);
+  }
+}
+
+}  // namespace frugal::coordinator
