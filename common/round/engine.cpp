@@ -111,7 +111,8 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
 }
 
 std::span<const uint8_t> RoundEngine::StepPayload(uint32_t to_version) const {
-  if (to_version <= steps_base_ || to_version > version_) return {};
+  // The dense pipeline keeps no steps; the frugal one keeps the last delta_window.
+  if (to_version <= steps_base_ || to_version - 1 - steps_base_ >= steps_.size()) return {};
   return steps_[to_version - 1 - steps_base_];
 }
 

@@ -115,6 +115,9 @@ TEST_SUITE("round") {
     for (size_t j = 0; j < d; ++j) {
       CHECK(engine.global_model()[j] == doctest::Approx(init[j] + (u3[j] + 3 * u9[j]) / 4).epsilon(1e-5));
     }
+    // The baseline keeps no compressed steps.
+    CHECK(engine.StepPayload(2).empty());
+    CHECK(engine.StepPayload(1).empty());
     // A client with nothing gets the full fp32 model, bit-exact.
     auto p = engine.ModelPayloadFor(0);
     REQUIRE(p.ok());
@@ -209,6 +212,8 @@ TEST_SUITE("round") {
       CHECK(out->broadcast_bytes > 0);
       CHECK(out->broadcast_bytes < d / 4);  // far below the 4*d of fp32
     }
+    CHECK_FALSE(engine.StepPayload(engine.version()).empty());
+    CHECK(engine.StepPayload(engine.version() + 1).empty());
     // A chain from an old version is much smaller than a full model.
     auto chain = engine.ModelPayloadFor(engine.version() - 2);
     auto full = engine.ModelPayloadFor(0);
