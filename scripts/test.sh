@@ -23,7 +23,8 @@ ctest --test-dir build/asan --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo
 if [ -x tests/fuzz/run_fuzzers.sh ]; then
   echo "== fuzzing (libFuzzer, clang-14)"
   cmake --preset fuzz >/dev/null
-  cmake --build build/fuzz -j "$JOBS"
+  # shellcheck disable=SC2046
+  cmake --build build/fuzz -j "$JOBS" --target $(tests/fuzz/run_fuzzers.sh --list)
   tests/fuzz/run_fuzzers.sh build/fuzz
 fi
 echo "== all tests passed"

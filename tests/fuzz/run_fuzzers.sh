@@ -2,17 +2,21 @@
 # Runs every libFuzzer target in BUILD_DIR for a bounded time on a copy of its seed
 # corpus (tests/fuzz/corpus/<target>), and exits non-zero if any target crashes,
 # leaks, times out or runs out of memory. Reproducers go to BUILD_DIR/fuzz-artifacts/.
-#   usage: tests/fuzz/run_fuzzers.sh BUILD_DIR     (FUZZ_SECONDS=15 per target by default)
+#   usage: tests/fuzz/run_fuzzers.sh BUILD_DIR     (FUZZ_SECONDS=10 per target by default)
 set -euo pipefail
 
+targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode fuzz_envelope_decode fuzz_model_payload fuzz_rounds_csv fuzz_energy_profiles)
+if [ "${1:-}" = "--list" ]; then
+  echo "${targets[*]}"
+  exit 0
+fi
 if [ $# -ne 1 ]; then
-  echo "usage: $0 BUILD_DIR" >&2
+  echo "usage: $0 BUILD_DIR   |   $0 --list" >&2
   exit 2
 fi
 build=$1
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-10}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode fuzz_envelope_decode)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
