@@ -93,7 +93,7 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
       p.partition_ = PartitionShards(train.labels, n, cfg.shards_per_client, pseed);
     }
     if (p.partition_.size() != n) {
-      return InternalError("partitioner returned " + std::to_string(p.partition_.size()) + " clients, wanted " +
+      return InvalidArgumentError("cannot partition the training set " + cfg.partition + "-wise into " + std::to_string(n) + " clients (partitioner returned " + std::to_string(p.partition_.size()) + "); wanted " +
                            std::to_string(n));
     }
   } else {
