@@ -149,6 +149,33 @@ Status WriteFile(const std::filesystem::path& path, const std::function<void(std
   return OkStatus();
 }
 
+// Evaluates on the test rows split across the workspaces' threads, combined in a fixed order.
+Result<EvalResult> EvaluateOnThreads(const Model& model, std::span<const float> params, const Dataset& test,
+                                     std::span<const uint32_t> rows,
+                                     const std::vector<std::unique_ptr<ModelWorkspace>>& ws) {
+  const size_t parts = std::min(ws.size(), rows.size());
+  std::vector<EvalResult> ev(parts);
+  std::vector<Status> status(parts);
+  ParallelFor(parts, ws.size(), [&](size_t t, size_t p) {
+    const size_t lo = rows.size() * p / parts, hi = rows.size() * (p + 1) / parts;
+    auto e = Evaluate(model, params, test, rows.subspan(lo, hi - lo), *ws[t]);
+    if (e.ok()) ev[p] = *e; else status[p] = e.error();
+  });
+  EvalResult all;
+  for (size_t p = 0; p < parts; ++p) {
+    FRUGAL_RETURN_IF_ERROR(status[p]);
+    all.accuracy += ev[p].accuracy * static_cast<double>(ev[p].examples);
+    all.loss += ev[p].loss * static_cast<double>(ev[p].examples);
+    all.examples += ev[p].examples;
+    all.flops += ev[p].flops;
+  }
+  if (all.examples > 0) {
+    all.accuracy /= static_cast<double>(all.examples);
+    all.loss /= static_cast<double>(all.examples);
+  }
+  return all;
+}
+
 }  // namespace
 
 double MeasureGemmGflops(int n, double min_seconds) {
@@ -194,13 +221,15 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   model->InitParams(init, DeriveSeed(cfg.seed, kInit));
   RoundEngine engine(std::move(init), cfg.engine);
 
-  std::filesystem::path out_dir = cfg.spill_dir.empty() ? std::filesystem::path(opts.out_dir) / "spill"
-                                                        : std::filesystem::path(cfg.spill_dir);
   if (!opts.out_dir.empty() && leader) std::filesystem::create_directories(opts.out_dir);
+  const std::filesystem::path spill_dir = !cfg.spill_dir.empty()   ? std::filesystem::path(cfg.spill_dir)
+                                          : !opts.out_dir.empty() ? std::filesystem::path(opts.out_dir)
+                                                                  : std::filesystem::temp_directory_path();
   std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  const std::string spill = (out_dir / ("residuals." + std::to_string(comm->rank()) + "." +
-                                        std::to_string(::getpid()) + ".bin")).string();
+  std::filesystem::create_directories(spill_dir, ec);
+  // The slot file exists only while residuals spill; ResidualStore deletes it.
+  const std::string spill = (spill_dir / ("frugal-residuals." + std::to_string(comm->rank()) + "." +
+                                          std::to_string(::getpid()) + ".bin")).string();
   ResidualStore residuals(dim, static_cast<size_t>(cfg.residual_memory_mb * 1024 * 1024), spill);
   const bool use_residuals = cfg.pipeline == Pipeline::kFrugal;
 
@@ -240,7 +269,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   double train_wall = 0, train_flops = 0;
   uint64_t updates_total = 0;
   ProgressBar bar(opts.progress && leader, cfg.rounds);
-  double last_acc = 0, last_loss = 0;
+  EvalResult last_eval;
 
   for (uint32_t round = 1; round <= cfg.rounds; ++round) {
     const auto round_start = Clock::now();
@@ -441,27 +470,10 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     train_wall += round_train_wall;
 
     if (leader && (round % cfg.eval_every == 0 || round == cfg.rounds)) {
-      // Evaluation on the server's copy, split across threads and combined in a fixed order.
-      const size_t parts = std::min(threads, test_idx.size());
-      std::vector<EvalResult> ev(parts);
-      std::vector<Status> ev_status(parts);
-      ParallelFor(parts, threads, [&](size_t t, size_t p) {
-        const size_t lo = test_idx.size() * p / parts, hi = test_idx.size() * (p + 1) / parts;
-        auto e = Evaluate(*model, engine.global_model(), test, std::span(test_idx).subspan(lo, hi - lo), *ws[t]);
-        if (e.ok()) ev[p] = *e; else ev_status[p] = e.error();
-      });
-      double correct = 0, loss = 0, n = 0;
-      for (size_t p = 0; p < parts; ++p) {
-        FRUGAL_RETURN_IF_ERROR(ev_status[p]);
-        correct += ev[p].accuracy * ev[p].examples;
-        loss += ev[p].loss * ev[p].examples;
-        n += ev[p].examples;
-      }
-      last_acc = correct / n;
-      last_loss = loss / n;
+      FRUGAL_ASSIGN_OR_RETURN(last_eval, EvaluateOnThreads(*model, engine.global_model(), test, test_idx, ws));
     }
-    rec.accuracy = last_acc;
-    rec.loss = last_loss;
+    rec.accuracy = last_eval.accuracy;
+    rec.loss = last_eval.loss;
     rec.virtual_seconds = close_s;
     rec.wall_seconds = Since(round_start);
     clock_s += close_s + cfg.round_interval_s;

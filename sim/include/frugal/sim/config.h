@@ -55,7 +55,7 @@ struct SimConfig {
   double start_utc_hour = 12;
   double round_interval_s = 0;  // idle virtual time between rounds
   double residual_memory_mb = 1024;  // error-feedback residuals beyond this spill to disk
-  std::string spill_dir;             // default: <out>/spill
+  std::string spill_dir;             // default: the --out directory, else the temp directory
 
   // Every key with its effective value, for the report.
   std::map<std::string, std::string> flat;
