@@ -134,6 +134,17 @@ TEST_SUITE("sim") {
     CHECK(frugal.summary.bytes_down < dense.summary.bytes_down);
   }
 
+  TEST_CASE("clients that make version 1 from the seed download chains instead of a first full model") {
+    RunResult seeded = Run(Parse({"rounds=2"}));
+    RunResult downloaded = Run(Parse({"rounds=2", "downlink.seed_init=false"}));
+    // Round 1: everyone holds the current version already (an empty chain of
+    // 24 bytes) against an 8-bit full model of 7,850 parameters each.
+    CHECK(seeded.rounds[0].bytes_down == 6 * 24);
+    CHECK(downloaded.rounds[0].bytes_down > 6 * 7850);
+    // Both train the same way from there: the quantized start costs little accuracy.
+    CHECK(downloaded.rounds[1].accuracy > 0.2);
+  }
+
   TEST_CASE("stragglers past the deadline and drop-outs are counted, and their energy stays on the ledger") {
     // Twice as many selected as wanted: the round closes at the 6th update and the rest straggle.
     SimConfig cfg = Parse({"round.over_selection=2.0", "population.dropout=0.2", "rounds=2"});
