@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command (b) of the README: installs what is missing, builds, runs every test.
 #   1. release build + every ctest suite
-#   2. the parsing/decoding suites again under AddressSanitizer + UBSan
+#   2. the parsing, networking and store suites again under AddressSanitizer + UBSan
 #   3. each libFuzzer target for a bounded time
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +14,8 @@ cmake --preset release >/dev/null
 cmake --build build/release -j "$JOBS"
 ctest --test-dir build/release --output-on-failure -j "$JOBS"
 
-echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes"
-ASAN_SUITES=(test_core test_data test_codec test_energy)
+echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes, network or fork"
+ASAN_SUITES=(test_core test_data test_codec test_energy test_round test_report test_service test_coordinator)
 cmake --preset asan >/dev/null
 cmake --build build/asan -j "$JOBS" --target "${ASAN_SUITES[@]}"
 ctest --test-dir build/asan --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${ASAN_SUITES[*]}"))\$"
