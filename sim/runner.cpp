@@ -292,8 +292,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
       full[s] = h.kind == ModelPayloadKind::kFull;
       if (full[s] && !bases.contains(version)) {
         std::vector<float> copy;
-        FRUGAL_ASSIGN_OR_RETURN(uint32_t v, ApplyModelPayload(*payloads[s], 0, copy, static_cast<uint32_t>(dim)));
-        (void)v;
+        FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(*payloads[s], 0, copy, static_cast<uint32_t>(dim)).status());
         bases[version] = Base{std::move(copy), 0};
       }
     }
