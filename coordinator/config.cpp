@@ -1,6 +1,6 @@
 #include "frugal/coordinator/config.h"
 
-#include "frugal/proto/config_reader.h"
+#include "frugal/core/config_reader.h"
 
 namespace frugal::coordinator {
 namespace {

@@ -1,159 +1,17 @@
 #include "frugal/sim/config.h"
 
-#include <cmath>
-#include <fstream>
-#include <set>
-#include <sstream>
-
-#include <toml++/toml.h>
+#include "frugal/core/config_reader.h"
 
 namespace frugal::sim {
 namespace {
 
-std::string Render(const toml::node& n) {
-  if (auto s = n.value<std::string>()) return *s;
-  std::ostringstream os;
-  n.visit([&](auto&& v) { os << v; });
-  std::string s = os.str();
-  for (char& c : s) {
-    if (c == '\n') c = ' ';
-  }
-  return s;
-}
-
-// Reads typed values at dotted paths, remembers which were read, and records
-// the effective value of every knob for the report.
-class Reader {
- public:
-  Reader(const toml::table& t, std::map<std::string, std::string>& flat) : t_(t), flat_(flat) {}
-
-  template <typename T>
-  void Get(const std::string& path, T& out) {
-    used_.insert(path);
-    auto node = t_.at_path(path);
-    if (!node) {
-      flat_[path] = Show(out);
-      return;
-    }
-    if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node.value_exact<bool>()) out = *v; else Fail(path, "a boolean");
-    } else if constexpr (std::is_integral_v<T>) {
-      auto v = node.value_exact<int64_t>();
-      if (!v || *v < 0) Fail(path, "a non-negative integer");
-      else out = static_cast<T>(*v);
-    } else if constexpr (std::is_floating_point_v<T>) {
-      auto v = node.value<double>();
-      if (!v || !std::isfinite(*v)) Fail(path, "a finite number");
-      else out = static_cast<T>(*v);
-    } else {
-      if (auto v = node.value_exact<std::string>()) out = *v; else Fail(path, "a string");
-    }
-    flat_[path] = Show(out);
-  }
-
-  void GetMix(const std::string& path, std::vector<MixWeight>& out) {
-    used_.insert(path);
-    auto node = t_.at_path(path);
-    if (!node) {
-      flat_[path] = ShowMix(out);
-      return;
-    }
-    const toml::table* tbl = node.as_table();
-    if (tbl == nullptr) {
-      Fail(path, "a table of id = share");
-      return;
-    }
-    out.clear();
-    for (auto&& [k, v] : *tbl) {
-      auto w = v.value<double>();
-      if (!w || !std::isfinite(*w) || *w < 0) {
-        Fail(path + "." + std::string(k.str()), "a non-negative share");
-        return;
-      }
-      out.push_back({std::string(k.str()), *w});
-    }
-    flat_[path] = ShowMix(out);
-  }
-
-  // Every leaf the file set that no Get() read.
-  void CheckUnknown() {
-    Walk(t_, "");
-  }
-
-  std::optional<Error> error;
-
- private:
-  void Walk(const toml::table& t, const std::string& prefix) {
-    for (auto&& [k, v] : t) {
-      const std::string path = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-      if (used_.contains(path)) continue;
-      if (const toml::table* sub = v.as_table()) {
-        Walk(*sub, path);
-      } else if (!error) {
-        error = InvalidArgumentError("unknown configuration key '" + path + "'");
-      }
-    }
-  }
-  void Fail(const std::string& path, const char* want) {
-    if (!error) {
-      error = InvalidArgumentError("configuration key '" + path + "' must be " + want + ", got " +
-                                   Render(*t_.at_path(path).node()));
-    }
-  }
-  template <typename T>
-  static std::string Show(const T& v) {
-    if constexpr (std::is_same_v<T, std::string>) return v;
-    else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-    else {
-      std::ostringstream os;
-      os << v;
-      return os.str();
-    }
-  }
-  static std::string ShowMix(const std::vector<MixWeight>& m) {
-    std::string s;
-    for (const auto& w : m) s += (s.empty() ? "" : ", ") + w.id + "=" + Show(w.weight);
-    return s;
-  }
-
-  const toml::table& t_;
-  std::map<std::string, std::string>& flat_;
-  std::set<std::string> used_;
-};
-
-Status ApplyOverride(toml::table& t, const std::string& kv) {
-  const size_t eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    return InvalidArgumentError("override '" + kv + "' is not of the form key=value");
-  }
-  const std::string key = kv.substr(0, eq);
-  const std::string value = kv.substr(eq + 1);
-  toml::table parsed;
-  try {
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
-    // Not a TOML literal: take it as a bare string (pipeline=dense).
-    parsed.insert_or_assign("v", value);
-  }
-  toml::table* cur = &t;
-  size_t start = 0;
-  for (;;) {
-    const size_t dot = key.find('.', start);
-    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) return InvalidArgumentError("override key '" + key + "' has an empty component");
-    if (dot == std::string::npos) {
-      cur->insert_or_assign(part, *parsed.get("v"));
-      return OkStatus();
-    }
-    auto* next = cur->get(part);
-    if (next == nullptr) {
-      cur->insert_or_assign(part, toml::table{});
-      next = cur->get(part);
-    }
-    if (!next->is_table()) return InvalidArgumentError("override key '" + key + "': '" + part + "' is not a table");
-    cur = next->as_table();
-    start = dot + 1;
-  }
+// Reads a table of id = share into a population mix.
+void GetMix(ConfigReader& r, const std::string& path, std::vector<MixWeight>& out) {
+  std::vector<std::pair<std::string, double>> shares;
+  for (const auto& m : out) shares.emplace_back(m.id, m.weight);
+  r.Get(path, shares);
+  out.clear();
+  for (auto& [id, w] : shares) out.push_back({std::move(id), w});
 }
 
 Result<ValueCoding> ParseValueCoding(const std::string& s) {
@@ -168,15 +26,7 @@ Result<ValueCoding> ParseValueCoding(const std::string& s) {
 
 Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view source,
                                  const std::vector<std::string>& overrides) {
-  toml::table t;
-  try {
-    t = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
-    return InvalidArgumentError(os.str());
-  }
-  for (const std::string& o : overrides) FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, o));
+  FRUGAL_ASSIGN_OR_RETURN(const toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
 
   SimConfig c;
   // Defaults that differ from the structs' own.
@@ -188,7 +38,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   c.task.uplink.exact_topk = false;
   c.engine.broadcast.exact_topk = false;
 
-  Reader r(t, c.flat);
+  ConfigReader r(t);
   std::string pipeline = "frugal", values = "ternary";
   r.Get("name", c.name);
   r.Get("seed", c.seed);
@@ -206,10 +56,10 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("data.eval_examples", c.eval_examples);
 
   r.Get("population.clients", c.clients);
-  r.GetMix("population.devices", c.devices);
-  r.GetMix("population.radios", c.radios);
-  r.GetMix("population.regions", c.regions);
-  r.GetMix("population.availability", c.availability);
+  GetMix(r, "population.devices", c.devices);
+  GetMix(r, "population.radios", c.radios);
+  GetMix(r, "population.regions", c.regions);
+  GetMix(r, "population.availability", c.availability);
   r.Get("population.require_charging", c.require_charging);
   r.Get("population.dropout", c.dropout);
   r.Get("population.profiles", c.profiles);
@@ -248,7 +98,8 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("run.residual_memory_mb", c.residual_memory_mb);
   r.Get("run.spill_dir", c.spill_dir);
   r.CheckUnknown();
-  if (r.error) return r.error->WithContext(std::string(source));
+  if (r.error()) return r.error()->WithContext(std::string(source));
+  c.flat = r.flat();
 
   auto err = [&](const std::string& m) { return InvalidArgumentError(std::string(source) + ": " + m); };
   FRUGAL_ASSIGN_OR_RETURN(c.pipeline, ParsePipeline(pipeline));
@@ -283,11 +134,8 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
 }
 
 Result<SimConfig> LoadSimConfig(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open configuration file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseSimConfig(ss.str(), path, overrides);
+  FRUGAL_ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path));
+  return ParseSimConfig(text, path, overrides);
 }
 
 }  // namespace frugal::sim

@@ -1,4 +1,4 @@
-#include "frugal/proto/config_reader.h"
+#include "frugal/core/config_reader.h"
 
 #include <cmath>
 #include <fstream>
@@ -146,6 +146,24 @@ void ConfigReader::Get(const std::string& path, std::vector<std::string>& out) {
   }
   std::string s;
   for (const auto& e : out) s += (s.empty() ? "" : ",") + e;
+  flat_[path] = s;
+}
+
+void ConfigReader::Get(const std::string& path, std::vector<std::pair<std::string, double>>& out) {
+  if (const toml::node* n = Find(path)) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) {
+      Fail(path, "a table of id = share");
+    } else {
+      out.clear();
+      for (auto&& [k, v] : *t) {
+        auto w = v.value<double>();
+        if (w && std::isfinite(*w) && *w >= 0) out.emplace_back(std::string(k.str()), *w); else Fail(path, "a table of non-negative shares");
+      }
+    }
+  }
+  std::string s;
+  for (const auto& [id, w] : out) s += (s.empty() ? "" : ", ") + id + "=" + Show(w);
   flat_[path] = s;
 }
 

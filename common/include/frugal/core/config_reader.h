@@ -1,4 +1,4 @@
-// TOML configuration reading shared by frugal-coordinator and frugal-client:
+// TOML configuration reading shared by frugal-sim, frugal-coordinator and frugal-client:
 // typed reads at dotted paths, `key=value` command-line overrides, unknown keys
 // refused (a typo never silently runs a default), and the effective value of
 // every key recorded for reports.
@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -38,6 +39,8 @@ class ConfigReader {
   void Get(const std::string& path, double& out);
   void Get(const std::string& path, std::string& out);
   void Get(const std::string& path, std::vector<std::string>& out);
+  // A table of id = non-negative share, e.g. { wifi = 0.5, lte = 0.5 }, in key order.
+  void Get(const std::string& path, std::vector<std::pair<std::string, double>>& out);
 
   // Records an error for every key the file set that no Get() read.
   void CheckUnknown();
