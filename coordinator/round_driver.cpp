@@ -114,10 +114,14 @@ Status RoundDriver::Init() {
                          " parameters, the " + config_.model + " model has " +
                          std::to_string(model_->num_params()));
   }
-  // The engine starts at its version 1 = the stored version: clients holding
-  // older versions receive a full model once, then chains again.
-  offset_ = state->version - 1;
-  engine_ = std::make_unique<RoundEngine>(std::move(state->model), config_.engine);
+  // The engine continues from what the store holds: same versions, the
+  // retained steps for chains, the server residual and momentum.
+  EngineState es;
+  es.version = state->version;
+  es.model = std::move(state->model);
+  es.steps = std::move(state->steps);
+  es.server_state = std::move(state->engine_state);
+  FRUGAL_ASSIGN_OR_RETURN(engine_, RoundEngine::Restore(std::move(es), config_.engine));
   next_round_ = state->last_round + 1;
   metrics_.last_accuracy = state->last_accuracy;
 
@@ -146,12 +150,7 @@ Status RoundDriver::Init() {
   return OkStatus();
 }
 
-uint32_t RoundDriver::version() const { return engine_->version() + offset_; }
-
-uint32_t RoundDriver::EngineVersion(uint32_t coordinator_version) const {
-  if (coordinator_version <= offset_ || coordinator_version > version()) return 0;
-  return coordinator_version - offset_;
-}
+uint32_t RoundDriver::version() const { return engine_->version(); }
 
 std::optional<uint64_t> RoundDriver::ConnOf(uint64_t client_id) const {
   auto it = client_conn_.find(client_id);
@@ -264,7 +263,7 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
                                        update.update().size());
   RejectReason reason = RejectReason::kMalformed;
   const double cpu0 = ThreadCpuSeconds();
-  const Status st = engine_->Ingest(update.round(), id, EngineVersion(update.base_version()), bytes,
+  const Status st = engine_->Ingest(update.round(), id, update.base_version(), bytes,
                                     static_cast<double>(update.examples()), &reason);
   round_cpu_s_ += ThreadCpuSeconds() - cpu0;
   auto slot = slots_.find(id);
@@ -328,22 +327,6 @@ void RoundDriver::Tick(double now_s) {
   if (eligible >= config_.min_clients) OpenRound(now_s);
 }
 
-Result<std::reference_wrapper<const std::vector<uint8_t>>> RoundDriver::WirePayload(
-    const std::vector<uint8_t>& engine_payload, uint32_t held_version) {
-  if (offset_ == 0) return std::cref(engine_payload);
-  // A resumed engine counts versions from 1; the payload header is rewritten
-  // to the run's numbering (the pieces carry no versions), once per held version.
-  auto cached = wire_payloads_.find(held_version);
-  if (cached != wire_payloads_.end()) return std::cref(cached->second);
-  std::vector<std::span<const uint8_t>> pieces;
-  const auto dim = static_cast<uint32_t>(engine_->dim());
-  FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(engine_payload, dim, &pieces));
-  if (h.from_version != 0) h.from_version += offset_;
-  h.to_version += offset_;
-  auto [it, inserted] = wire_payloads_.emplace(held_version, EncodeModelPayload(h, pieces));
-  return std::cref(it->second);
-}
-
 void RoundDriver::OpenRound(double now_s) {
   const uint32_t round = next_round_;
   std::vector<uint32_t> available;
@@ -361,24 +344,18 @@ void RoundDriver::OpenRound(double now_s) {
   round_utc_hour_ = deps_.utc_hour();
   accepted_ = 0;
   slots_.clear();
-  wire_payloads_.clear();
   const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
   for (uint32_t id32 : selected) {
     const uint64_t id = id32;
     Client& c = clients_[id];
     Slot& s = slots_[id];
     s.client_id = id;
-    auto payload = engine_->ModelPayloadFor(EngineVersion(c.held_version));
+    auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
     if (!payload.ok()) {
       fatal_ = payload.error().WithContext("model payload for round " + std::to_string(round));
       return;
     }
-    auto translated = WirePayload(**payload, c.held_version);
-    if (!translated.ok()) {
-      fatal_ = translated.error().WithContext("model payload for round " + std::to_string(round));
-      return;
-    }
-    const std::vector<uint8_t>& bytes = translated->get();
+    const std::vector<uint8_t>& bytes = **payload;
     v1::Envelope task_env;
     v1::Task* task = task_env.mutable_task();
     task->set_round(round);
@@ -442,13 +419,10 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.new_version = version();
   if (outcome.applied) {
     commit.model.assign(engine_->global_model().begin(), engine_->global_model().end());
-    // Only the frugal pipeline keeps steps (RoundEngine::StepPayload indexes an
-    // empty history under the dense pipeline, so it is not asked there).
-    if (config_.pipeline == Pipeline::kFrugal) {
-      const auto step = engine_->StepPayload(engine_->version());
-      commit.step_payload.assign(step.begin(), step.end());
-    }
+    const auto step = engine_->StepPayload(engine_->version());  // empty under the dense pipeline
+    commit.step_payload.assign(step.begin(), step.end());
   }
+  commit.engine_state = engine_->ServerState();
   commit.accuracy = ev.accuracy;
   commit.loss = ev.loss;
   commit.selected = static_cast<uint32_t>(slots_.size());

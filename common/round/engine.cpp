@@ -1,6 +1,7 @@
 #include "frugal/round/engine.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "frugal/codec/frame.h"
@@ -45,6 +46,45 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
   if (cfg_.pipeline == Pipeline::kDense) {
     cfg_.full_model.bits = 0;  // the baseline sends fp32
   }
+}
+
+Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, EngineConfig cfg) {
+  if (state.version == 0) return InvalidArgumentError("engine state has version 0");
+  if (state.model.empty()) return InvalidArgumentError("engine state has an empty model");
+  auto engine = std::make_unique<RoundEngine>(std::move(state.model), cfg);
+  const size_t d = engine->model_.size();
+  engine->version_ = state.version;
+  // Keep the consecutive steps ending at the current version (step v takes
+  // v-1 to v, so the first possible one is 2), at most delta_window of them.
+  uint32_t first = state.version + 1;
+  if (engine->cfg_.pipeline == Pipeline::kFrugal) {
+    while (first > 2 && state.steps.contains(first - 1) && state.version + 2 - first <= engine->cfg_.delta_window) {
+      --first;
+    }
+  }
+  engine->steps_base_ = first - 1;
+  for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
+  if (!state.server_state.empty()) {
+    const size_t residual = engine->server_residual_.size(), velocity = engine->server_opt_.velocity().size();
+    if (state.server_state.size() != 4 * (residual + velocity)) {
+      return DataLossError("engine server state has " + std::to_string(state.server_state.size()) +
+                           " bytes, expected " + std::to_string(4 * (residual + velocity)) + " for dimension " +
+                           std::to_string(d));
+    }
+    if (residual != 0) std::memcpy(engine->server_residual_.data(), state.server_state.data(), 4 * residual);
+    std::vector<float> v(velocity);
+    if (velocity != 0) std::memcpy(v.data(), state.server_state.data() + 4 * residual, 4 * velocity);
+    FRUGAL_RETURN_IF_ERROR(engine->server_opt_.SetVelocity(v));
+  }
+  return engine;
+}
+
+std::vector<uint8_t> RoundEngine::ServerState() const {
+  const auto velocity = server_opt_.velocity();
+  std::vector<uint8_t> out(4 * (server_residual_.size() + velocity.size()));
+  if (!server_residual_.empty()) std::memcpy(out.data(), server_residual_.data(), 4 * server_residual_.size());
+  if (!velocity.empty()) std::memcpy(out.data() + 4 * server_residual_.size(), velocity.data(), 4 * velocity.size());
+  return out;
 }
 
 Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected) {

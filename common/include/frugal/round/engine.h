@@ -71,10 +71,27 @@ struct RoundOutcome {
   uint64_t broadcast_bytes = 0;   // size of the compressed step (frugal), 0 for dense
 };
 
+// What a service stores to resume an engine after a restart (see Restore()).
+struct EngineState {
+  uint32_t version = 1;
+  std::vector<float> model;  // the model of `version`, bit-exact
+  // Compressed steps by the version each produced; the consecutive run ending
+  // at `version` is kept for chains, anything older is ignored.
+  std::map<uint32_t, std::vector<uint8_t>> steps;
+  std::vector<uint8_t> server_state;  // ServerState() bytes; empty: zero residual and momentum
+};
+
 class RoundEngine {
  public:
   // `initial` becomes version 1. Version 0 means "holds nothing".
   RoundEngine(std::vector<float> initial, EngineConfig cfg);
+
+  // An engine that continues from a stored state: same version numbers, same
+  // chains, same server residual and momentum. Errors name what does not fit.
+  static Result<std::unique_ptr<RoundEngine>> Restore(EngineState state, EngineConfig cfg);
+  // The server-side state beyond the model (error-feedback residual, server
+  // momentum) as bytes for EngineState::server_state.
+  std::vector<uint8_t> ServerState() const;
 
   size_t dim() const { return model_.size(); }
   uint32_t version() const { return version_; }

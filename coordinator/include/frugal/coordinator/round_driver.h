@@ -122,10 +122,6 @@ class RoundDriver {
   Status WriteRunDirectory();
   void SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
                  const std::string& reason);
-  uint32_t EngineVersion(uint32_t coordinator_version) const;
-  // The engine's payload for a client holding `held_version`, in the run's version numbering.
-  Result<std::reference_wrapper<const std::vector<uint8_t>>> WirePayload(const std::vector<uint8_t>& engine_payload,
-                                                                         uint32_t held_version);
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
 
   CoordinatorConfig config_;
@@ -133,7 +129,6 @@ class RoundDriver {
   std::unique_ptr<Model> model_;
   std::unique_ptr<ModelWorkspace> ws_;
   std::unique_ptr<RoundEngine> engine_;
-  uint32_t offset_ = 0;  // coordinator version = engine version + offset_ (resumed runs)
   uint32_t next_round_ = 1;
   double next_round_at_ = 0;
   EnergyLedger ledger_{""};
@@ -149,7 +144,6 @@ class RoundDriver {
   double opened_at_ = 0;
   uint32_t round_version_ = 0;  // coordinator version the round's tasks carry
   std::map<uint64_t, Slot> slots_;
-  std::map<uint32_t, std::vector<uint8_t>> wire_payloads_;  // rewritten payloads by held version
   uint32_t accepted_ = 0;
   double round_cpu_s_ = 0;
   double round_utc_hour_ = 0;
