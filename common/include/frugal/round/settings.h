@@ -1,0 +1,23 @@
+// The configuration keys every front end reads the same way: `pipeline` and
+// the [round], [train], [uplink], [downlink] and [server] tables. One reader,
+// so the simulator and the coordinator can never disagree on a key's meaning.
+#pragma once
+
+#include "frugal/core/config_reader.h"
+#include "frugal/core/status.h"
+#include "frugal/round/engine.h"
+
+namespace frugal {
+
+// Parses "ternary", "int8", "fp16" or "fp32".
+Result<ValueCoding> ParseValueCoding(std::string_view name);
+
+// Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum},
+// train.*, uplink.{density,values,exact_topk,try_zstd},
+// downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window} and
+// server.{learning_rate,momentum} from `r`; the values passed in are the
+// defaults. Applies the pipeline (dense: fp32 both ways) and validates. Errors
+// name the key; a type error already recorded by `r` is returned first.
+Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine);
+
+}  // namespace frugal

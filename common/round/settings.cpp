@@ -1,0 +1,66 @@
+#include "frugal/round/settings.h"
+
+#include <string>
+
+namespace frugal {
+
+Result<ValueCoding> ParseValueCoding(std::string_view name) {
+  if (name == "ternary") return ValueCoding::kTernary;
+  if (name == "int8") return ValueCoding::kInt8;
+  if (name == "fp16") return ValueCoding::kFp16;
+  if (name == "fp32") return ValueCoding::kFp32;
+  return InvalidArgumentError("unknown value coding '" + std::string(name) + "' (ternary, int8, fp16, fp32)");
+}
+
+Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine) {
+  std::string pipeline_name(PipelineName(pipeline));
+  std::string values = "ternary", broadcast_values = "ternary";
+  r.Get("pipeline", pipeline_name);
+  r.Get("round.clients_per_round", plan.clients_per_round);
+  r.Get("round.over_selection", plan.over_selection);
+  r.Get("round.deadline_s", plan.deadline_s);
+  r.Get("round.min_quorum", plan.min_quorum);
+
+  r.Get("train.epochs", task.train.epochs);
+  r.Get("train.batch_size", task.train.batch_size);
+  r.Get("train.learning_rate", task.train.learning_rate);
+  r.Get("train.momentum", task.train.momentum);
+  r.Get("train.prox_mu", task.train.prox_mu);
+  r.Get("train.weight_decay", task.train.weight_decay);
+
+  r.Get("uplink.density", task.uplink.density);
+  r.Get("uplink.values", values);
+  r.Get("uplink.exact_topk", task.uplink.exact_topk);
+  r.Get("uplink.try_zstd", task.uplink.try_zstd);
+
+  r.Get("downlink.bits", engine.full_model.bits);
+  r.Get("downlink.block_size", engine.full_model.block_size);
+  r.Get("downlink.broadcast_density", engine.broadcast.density);
+  r.Get("downlink.broadcast_values", broadcast_values);
+  r.Get("downlink.delta_window", engine.delta_window);
+
+  r.Get("server.learning_rate", engine.server_opt.learning_rate);
+  r.Get("server.momentum", engine.server_opt.momentum);
+  if (r.error()) return *r.error();
+
+  FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
+  FRUGAL_ASSIGN_OR_RETURN(task.uplink.values, ParseValueCoding(values));
+  FRUGAL_ASSIGN_OR_RETURN(engine.broadcast.values, ParseValueCoding(broadcast_values));
+  engine.pipeline = pipeline;
+  if (pipeline == Pipeline::kDense) {
+    task.uplink.dense = true;
+    engine.full_model.bits = 0;
+  }
+  if (plan.clients_per_round == 0) return InvalidArgumentError("round.clients_per_round must be at least 1");
+  if (!(plan.deadline_s > 0)) return InvalidArgumentError("round.deadline_s must be positive");
+  if (task.train.epochs < 1 || task.train.batch_size < 1) {
+    return InvalidArgumentError("train.epochs and train.batch_size must be >= 1");
+  }
+  if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
+  if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
+    return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");
+  }
+  return OkStatus();
+}
+
+}  // namespace frugal
