@@ -231,6 +231,7 @@ struct Agent::Impl {
     return conn.Write(bytes, cfg.read_timeout_s);
   }
   Result<v1::Update> DoTask(const v1::Task& task, const v1::ModelPayload& payload);
+  v1::EvalResult DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload);
 };
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -333,6 +334,7 @@ Result<Ending> Agent::Impl::Session(TlsConnection& conn) {
   std::vector<uint8_t> buf(64 * 1024);
   bool registered = false;
   std::optional<v1::Task> pending_task;
+  std::optional<v1::EvalTask> pending_eval;
   for (;;) {
     auto n = conn.ReadSome(buf, cfg.read_timeout_s);
     if (!n.ok()) {
@@ -368,6 +370,15 @@ Result<Ending> Agent::Impl::Session(TlsConnection& conn) {
           pending_task = env->task();
           break;
         case v1::Envelope::kModel: {
+          if (pending_eval && pending_eval->round() == env->model().round() &&
+              (!pending_task || pending_task->round() != env->model().round())) {
+            const v1::EvalTask task = *pending_eval;
+            pending_eval.reset();
+            v1::Envelope out;
+            *out.mutable_eval_result() = DoEval(task, env->model());
+            FRUGAL_RETURN_IF_ERROR(Send(conn, out));
+            break;
+          }
           if (!pending_task || pending_task->round() != env->model().round()) {
             spdlog::warn("{}: model payload without its task; ignored", cfg.name);
             break;
@@ -409,22 +420,10 @@ Result<Ending> Agent::Impl::Session(TlsConnection& conn) {
             FRUGAL_RETURN_IF_ERROR(Send(conn, reply));
           }
           break;
-        case v1::Envelope::kEvalTask: {
-          v1::Envelope out;
-          v1::EvalResult* r = out.mutable_eval_result();
-          r->set_round(env->eval_task().round());
-          r->set_model_version(held_version);
-          if (model && !params.empty()) {
-            auto ev = Evaluate(*model, params, local.data, local.indices, *ws);
-            if (ev.ok()) {
-              r->set_examples(ev->examples);
-              r->set_accuracy(ev->accuracy);
-              r->set_loss(ev->loss);
-            }
-          }
-          FRUGAL_RETURN_IF_ERROR(Send(conn, out));
+        case v1::Envelope::kEvalTask:
+          // The ModelPayload that follows brings the held copy to the version to evaluate.
+          pending_eval = env->eval_task();
           break;
-        }
         case v1::Envelope::kError: {
           const v1::Error& e = env->error();
           if (e.code() == v1::Error::PERMISSION_DENIED) {
@@ -433,7 +432,7 @@ Result<Ending> Agent::Impl::Session(TlsConnection& conn) {
           }
           spdlog::warn("{}: coordinator reports {}: {}", cfg.name, e.reason().empty() ? "an error" : e.reason(),
                        e.message());
-          if (!registered) return UnavailableError("coordinator refused Hello: " + e.message());
+          if (!registered) return UnavailableError("the coordinator refused this connection: " + e.message());
           break;
         }
         case v1::Envelope::kBye:
@@ -446,6 +445,41 @@ Result<Ending> Agent::Impl::Session(TlsConnection& conn) {
       }
     }
   }
+}
+
+v1::EvalResult Agent::Impl::DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload) {
+  v1::EvalResult r;
+  r.set_round(task.round());
+  if (!model) return r;  // not registered: nothing to evaluate
+  const auto dim = static_cast<uint32_t>(model->num_params());
+  if (params.size() != dim) {
+    params.clear();
+    held_version = 0;
+  }
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(payload.payload().data()),
+                                       payload.payload().size());
+  auto now_holds = ApplyModelPayload(bytes, held_version, params, dim);
+  if (!now_holds.ok()) {
+    // Nothing evaluated; the next task's payload starts over with a full model.
+    spdlog::warn("{}: evaluation after round {}: {}", cfg.name, task.round(), now_holds.error().message());
+    held_version = 0;
+    params.clear();
+    r.set_model_version(0);
+    return r;
+  }
+  held_version = *now_holds;
+  r.set_model_version(held_version);
+  auto ev = Evaluate(*model, params, local.data, local.indices, *ws);
+  if (!ev.ok()) {
+    spdlog::warn("{}: evaluation after round {}: {}", cfg.name, task.round(), ev.error().message());
+    return r;
+  }
+  r.set_examples(ev->examples);
+  r.set_accuracy(ev->accuracy);
+  r.set_loss(ev->loss);
+  spdlog::debug("{}: evaluated v{} on {} local examples: accuracy {:.4f}", cfg.name, held_version, ev->examples,
+                ev->accuracy);
+  return r;
 }
 
 Result<v1::Update> Agent::Impl::DoTask(const v1::Task& task, const v1::ModelPayload& payload) {

@@ -9,7 +9,7 @@ std::string CoordinatorConfig::RunFingerprint() const {
   std::string s;
   for (const auto& [k, v] : flat) {
     if (k.rfind("service.", 0) == 0 || k == "rounds" || k == "target_accuracy" || k == "data.eval_examples" ||
-        k == "round.min_clients" || k == "round.interval_s" || k == "data.dir") {
+        k == "round.min_clients" || k == "round.interval_s" || k == "round.eval_every" || k == "data.dir") {
       continue;  // may change between restarts without changing the run
     }
     s += k + "=" + v + "\n";
@@ -35,6 +35,7 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   }
   r.Get("round.min_clients", c.min_clients);
   r.Get("round.interval_s", c.round_interval_s);
+  r.Get("round.eval_every", c.eval_every);
   r.Get("uplink.error_feedback", c.error_feedback);
 
   ServiceConfig& s = c.service;

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "frugal/core/random.h"
 #include "frugal/energy/model.h"
@@ -215,8 +216,14 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
     c.id = next_client_id_++;
     ids_by_name_[identity] = c.id;
   }
-  if (Status st = deps_.store->UpsertClient(config_.run_id, c.id, c.name, c.device, c.radio, c.region); !st.ok()) {
-    return st.error().WithContext("recording client " + identity);
+  // A reconnecting client that describes itself as before costs no store write (an fsync).
+  auto seen = clients_.find(c.id);
+  const bool unchanged = seen != clients_.end() && seen->second.device == c.device &&
+                         seen->second.radio == c.radio && seen->second.region == c.region;
+  if (!unchanged) {
+    if (Status st = deps_.store->UpsertClient(config_.run_id, c.id, c.name, c.device, c.radio, c.region); !st.ok()) {
+      return st.error().WithContext("recording client " + identity);
+    }
   }
   if (auto old = ConnOf(c.id)) {
     spdlog::info("client {} reconnected; dropping its previous connection", identity);
@@ -246,6 +253,13 @@ void RoundDriver::OnDisconnect(uint64_t conn, double now_s) {
   conn_client_.erase(it);
   if (client_conn_[id] != conn) return;  // replaced by a newer connection
   client_conn_.erase(id);
+  if (eval_) {
+    auto a = eval_->answers.find(id);
+    if (a != eval_->answers.end() && !a->second.answered) a->second.gone = true;
+    bool all = true;
+    for (const auto& [cid, ans] : eval_->answers) all = all && (ans.answered || ans.gone);
+    if (all) FinishEvaluation();
+  }
   auto slot = slots_.find(id);
   if (engine_->round_open() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
     slot->second.state = SlotState::kGone;
@@ -310,8 +324,115 @@ void RoundDriver::OnClientError(uint64_t conn, const v1::Error& error, double no
   Tick(now_s);
 }
 
+void RoundDriver::OnEvalResult(uint64_t conn, const v1::EvalResult& result, double now_s) {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end()) return;
+  const uint64_t id = it->second;
+  const std::string& name = clients_[id].name;
+  if (!eval_ || result.round() != eval_->result.round || result.model_version() != eval_->result.model_version) {
+    spdlog::info("ignoring an evaluation result from {} for round {} (v{}): no such evaluation is open", name,
+                 result.round(), result.model_version());
+    return;
+  }
+  auto a = eval_->answers.find(id);
+  if (a == eval_->answers.end() || a->second.answered || a->second.gone) return;
+  a->second.answered = true;
+  const bool valid = std::isfinite(result.accuracy()) && result.accuracy() >= 0 && result.accuracy() <= 1 &&
+                     std::isfinite(result.loss()) && result.loss() >= 0 &&
+                     result.examples() <= clients_[id].num_examples;
+  if (!valid) {
+    spdlog::warn("evaluation result from {} is not plausible (accuracy {}, loss {}, {} examples of {}); ignored",
+                 name, result.accuracy(), result.loss(), result.examples(), clients_[id].num_examples);
+  } else {
+    a->second.examples = result.examples();
+    a->second.accuracy = result.accuracy();
+    a->second.loss = result.loss();
+  }
+  bool all = true;
+  for (const auto& [cid, ans] : eval_->answers) all = all && (ans.answered || ans.gone);
+  if (all) FinishEvaluation();
+  Tick(now_s);
+}
+
+void RoundDriver::StartEvaluation(uint32_t round, double now_s) {
+  if (eval_) FinishEvaluation();  // an evaluation still open closes with what it has
+  Evaluation ev;
+  ev.result.round = round;
+  ev.result.model_version = version();
+  ev.opened_at = now_s;
+  for (const auto& [id, conn] : client_conn_) {
+    Client& c = clients_[id];
+    // The same payload a task would carry, so a client evaluates exactly the
+    // server's model (or the codec's reconstruction of it) and needs nothing
+    // more for the next round.
+    auto payload = engine_->ModelPayloadFor(c.held_version > version() ? 0 : c.held_version);
+    if (!payload.ok()) {
+      fatal_ = payload.error().WithContext("model payload for the evaluation after round " + std::to_string(round));
+      return;
+    }
+    const std::vector<uint8_t>& bytes = **payload;
+    v1::Envelope task_env;
+    task_env.mutable_eval_task()->set_round(round);
+    task_env.mutable_eval_task()->set_model_version(version());
+    v1::Envelope model_env;
+    v1::ModelPayload* mp = model_env.mutable_model();
+    mp->set_round(round);
+    mp->set_from_version(c.held_version);
+    mp->set_to_version(version());
+    mp->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    deps_.transport->Send(conn, task_env);
+    deps_.transport->Send(conn, model_env);
+    c.held_version = version();
+    ev.result.bytes_down += bytes.size();
+    metrics_.payload_bytes_down += bytes.size();
+    ev.answers[id] = EvalAnswer{};
+  }
+  ev.result.asked = static_cast<uint32_t>(ev.answers.size());
+  spdlog::info("federated evaluation of model v{} after round {}: asked {} clients", ev.result.model_version, round,
+               ev.result.asked);
+  eval_ = std::move(ev);
+  if (eval_->answers.empty()) FinishEvaluation();
+}
+
+void RoundDriver::FinishEvaluation() {
+  if (!eval_) return;
+  FederatedEval r = eval_->result;
+  double acc = 0, loss = 0;
+  for (const auto& [id, a] : eval_->answers) {
+    if (!a.answered) continue;
+    ++r.answered;
+    r.examples += a.examples;
+    acc += a.accuracy * static_cast<double>(a.examples);
+    loss += a.loss * static_cast<double>(a.examples);
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  r.accuracy = r.examples > 0 ? acc / static_cast<double>(r.examples) : nan;
+  r.loss = r.examples > 0 ? loss / static_cast<double>(r.examples) : nan;
+  eval_.reset();
+  fed_evals_.push_back(r);
+  ++metrics_.federated_evaluations;
+  if (r.examples > 0) metrics_.last_federated_accuracy = r.accuracy;
+  spdlog::info("federated evaluation after round {} (model v{}): {} of {} clients answered, {} examples, accuracy "
+               "{:.4f}, loss {:.4f}",
+               r.round, r.model_version, r.answered, r.asked, r.examples, r.accuracy, r.loss);
+  // Appended, so the evaluations of a run survive coordinator restarts.
+  const std::filesystem::path o(config_.service.out_dir);
+  if (o.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(o, ec);
+  const std::filesystem::path csv = o / "federated_eval.csv";
+  const bool fresh = !std::filesystem::exists(csv, ec);
+  std::ofstream out(csv, std::ios::app);
+  if (fresh) out << "round,model_version,asked,answered,examples,accuracy,loss,bytes_down\n";
+  out << r.round << ',' << r.model_version << ',' << r.asked << ',' << r.answered << ',' << r.examples << ','
+      << r.accuracy << ',' << r.loss << ',' << r.bytes_down << '\n';
+  out.flush();
+  if (!out) spdlog::warn("cannot append to {}", csv.string());
+}
+
 void RoundDriver::Tick(double now_s) {
   if (fatal_) return;
+  if (eval_ && now_s >= eval_->opened_at + config_.plan.deadline_s) FinishEvaluation();
   if (engine_->round_open()) {
     bool all_answered = true;
     for (const auto& [id, s] : slots_) all_answered = all_answered && s.state != SlotState::kWaiting;
@@ -505,7 +626,9 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
                round, rec.completed, rec.selected, rec.stragglers, version(),
                outcome.applied ? "" : " (quorum not met, unchanged)", rec.accuracy, rec.bytes_up, rec.bytes_down,
                rec.joules_compute + rec.joules_radio);
-  return WriteRunDirectory();
+  FRUGAL_RETURN_IF_ERROR(WriteRunDirectory());
+  if (config_.eval_every > 0 && round % config_.eval_every == 0) StartEvaluation(round, now_s);
+  return OkStatus();
 }
 
 Status RoundDriver::WriteRunDirectory() {
@@ -559,7 +682,7 @@ DriverMetrics RoundDriver::Metrics() const {
   m.connected_clients = client_conn_.size();
   const EnergyTotals t = ledger_.RunTotals();
   m.joules = t.all_j();
-  m.state = done() ? "done" : (engine_->round_open() ? "training" : "waiting");
+  m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));
   return m;
 }
 

@@ -15,6 +15,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -35,7 +36,14 @@ class SessionManager;
 // One client connection. Every handler runs on the session's strand.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id);
+  // A refusing session completes the TLS handshake only to tell the client
+  // why it is refused (an Error with `refusal`), then closes.
+  struct Refusal {
+    v1::Error::Code code;
+    std::string reason, message;
+  };
+  Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id,
+          std::optional<Refusal> refusal = std::nullopt);
   void Start();
   // Queues one message; closes the session if the queue is over its bound.
   void Send(const v1::Envelope& env);
@@ -63,12 +71,15 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t conn_id_;
   std::string peer_;
   std::string identity_;
+  std::optional<Refusal> refusal_;
   bool registered_ = false;
   bool closing_ = false;
   bool stopped_ = false;
   bool writing_ = false;
   EnvelopeDecoder decoder_;
-  std::array<uint8_t, 64 * 1024> read_buf_{};
+  // Small on purpose: an idle connection holds its pending read's buffer, and
+  // one TLS record (16 KiB) is simply delivered in a few reads.
+  std::array<uint8_t, 4096> read_buf_;
   std::deque<std::vector<uint8_t>> write_queue_;
 };
 
@@ -124,6 +135,10 @@ class SessionManager : public DriverTransport {
   RoundDriver* driver_ = nullptr;
   uint64_t wire_bytes_in = 0, wire_bytes_out = 0;
   uint64_t connections_refused = 0, connections_closed_on_error = 0, handshakes_failed = 0;
+  // Sessions beyond the cap that are being told so; bounded so that a flood
+  // beyond the cap costs at most this many handshakes at a time.
+  static constexpr size_t kMaxRefusing = 64;
+  size_t refusing = 0;
 
  private:
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
@@ -132,12 +147,15 @@ class SessionManager : public DriverTransport {
   const Clock::time_point start_ = Clock::now();
 };
 
-Session::Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id)
+Session::Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id,
+                 std::optional<Refusal> refusal)
     : stream_(std::move(socket), ctx),
       timer_(stream_.get_executor()),
       manager_(manager),
       conn_id_(conn_id),
+      refusal_(std::move(refusal)),
       decoder_(manager.config_.service.max_frame_mb << 20) {
+  if (refusal_) ++manager_.refusing;
   boost::system::error_code ec;
   const auto ep = stream_.lowest_layer().remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -177,7 +195,11 @@ void Session::Stop() {
   boost::system::error_code ignored;
   stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
   stream_.lowest_layer().close(ignored);
-  manager_.Remove(conn_id_);
+  if (refusal_) {
+    --manager_.refusing;
+  } else {
+    manager_.Remove(conn_id_);
+  }
 }
 
 void Session::OnHandshake(const boost::system::error_code& ec) {
@@ -202,6 +224,16 @@ void Session::OnHandshake(const boost::system::error_code& ec) {
     return;
   }
   identity_ = cn;
+  if (refusal_) {
+    spdlog::warn("refusing {} from {}: {}", identity_, peer_, refusal_->message);
+    v1::Envelope env;
+    env.mutable_error()->set_code(refusal_->code);
+    env.mutable_error()->set_reason(refusal_->reason);
+    env.mutable_error()->set_message(refusal_->message);
+    Send(env);
+    CloseAfterWrites();
+    return;
+  }
   if (manager_.Revoked(identity_)) {
     spdlog::warn("refusing revoked identity {} from {}", identity_, peer_);
     v1::Envelope env;
@@ -299,6 +331,7 @@ void Session::Dispatch(const v1::Envelope& env) {
     case v1::Envelope::kEvalResult:
       spdlog::debug("client {} evaluated v{}: accuracy {:.4f} on {} examples", identity_,
                     env.eval_result().model_version(), env.eval_result().accuracy(), env.eval_result().examples());
+      driver.OnEvalResult(conn_id_, env.eval_result(), now);
       break;
     case v1::Envelope::kBye:
       spdlog::debug("client {} says bye: {}", identity_, env.bye().reason());
@@ -376,11 +409,20 @@ class Listener : public std::enable_shared_from_this<Listener> {
   void OnAccept(const boost::system::error_code& ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (!ec) {
-      if (manager_.size() >= manager_.config_.service.max_connections) {
+      const uint32_t cap = manager_.config_.service.max_connections;
+      if (manager_.size() >= cap) {
         ++manager_.connections_refused;
-        spdlog::warn("connection cap of {} reached; refusing a connection", manager_.config_.service.max_connections);
-        boost::system::error_code ignored;
-        socket.close(ignored);
+        if (manager_.refusing < SessionManager::kMaxRefusing) {
+          // Told why over TLS (RESOURCE_EXHAUSTED: retry with backoff); never registered.
+          Session::Refusal r{v1::Error::RESOURCE_EXHAUSTED, "connection_cap",
+                             "connection cap of " + std::to_string(cap) + " reached; retry later"};
+          std::make_shared<Session>(std::move(socket), ctx_, manager_, ++next_conn_, std::move(r))->Start();
+        } else {
+          spdlog::warn("connection cap of {} reached and {} refusals under way; closing a connection", cap,
+                       manager_.refusing);
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        }
       } else {
         auto s = std::make_shared<Session>(std::move(socket), ctx_, manager_, ++next_conn_);
         manager_.Add(s);
@@ -429,6 +471,12 @@ std::string MetricsText(const DriverMetrics& m, const SessionManager& mgr) {
   metric("frugal_handshakes_failed_total", "counter", "TLS handshakes refused.", mgr.handshakes_failed);
   metric("frugal_connections_refused_total", "counter", "Connections refused at the cap.", mgr.connections_refused);
   if (m.last_accuracy) metric("frugal_last_accuracy", "gauge", "Test accuracy after the last round.", *m.last_accuracy);
+  metric("frugal_federated_evaluations_total", "counter", "Federated evaluations completed (round.eval_every).",
+         m.federated_evaluations);
+  if (m.last_federated_accuracy) {
+    metric("frugal_federated_accuracy", "gauge", "Clients' local-data accuracy, weighted by examples, last evaluation.",
+           *m.last_federated_accuracy);
+  }
   return os.str();
 }
 
@@ -440,8 +488,10 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
                       {"rounds_completed", m.rounds_completed},
                       {"model_version", m.model_version},
                       {"connected_clients", m.connected_clients},
-                      {"last_accuracy", nullptr}};
+                      {"last_accuracy", nullptr},
+                      {"last_federated_accuracy", nullptr}};
   if (m.last_accuracy) j["last_accuracy"] = *m.last_accuracy;
+  if (m.last_federated_accuracy) j["last_federated_accuracy"] = *m.last_federated_accuracy;
   // Invalid UTF-8 in a configured run id is replaced, never thrown on.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -560,6 +610,10 @@ Result<std::unique_ptr<ssl::context>> MakeServerContext(const ServiceConfig& s) 
       return NotFoundError("TLS file '" + *f + "' does not exist (create it with `frugal-coordinator ca init`)");
     }
   }
+  // An idle connection gives its TLS read and write buffers back (about 34 KiB).
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  // Clients never resume sessions: no tickets to build and send after each handshake.
+  SSL_CTX_set_num_tickets(native, 0);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression, ec);
   ctx->use_certificate_chain_file(s.server_cert, ec);
@@ -646,7 +700,7 @@ Status RunCoordinator(const CoordinatorConfig& config) {
         shutdown("coordinator error");
         return;
       }
-      if (driver->done()) {
+      if (driver->finished()) {
         spdlog::info("run {} complete: {} rounds; run directory {}", config.run_id, config.rounds, s.out_dir);
         shutdown("run complete");
         return;

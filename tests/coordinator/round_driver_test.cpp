@@ -1,14 +1,17 @@
 // The coordinator's round driver without sockets: registration checks, tasks
 // issued to the selected clients, updates refused by reason with the model
 // untouched, vanished clients not stalling a round, commits to the store, and
-// resuming a run from the store as a restarted coordinator does.
+// resuming a run from the store as a restarted coordinator does, and federated
+// evaluation (EvalTask + ModelPayload, results weighted by examples).
 #include "frugal/coordinator/round_driver.h"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "data/temp_dir.h"
@@ -291,6 +294,176 @@ TEST_SUITE("coordinator") {
     REQUIRE(rows.ok());
     REQUIRE(rows->size() == 1);
     CHECK((*rows)[0].applied);
+  }
+}
+
+}  // namespace frugal::coordinator
+
+namespace frugal::coordinator {
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("federated evaluation every eval_every rounds sends the new model and weights clients' results") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=3", "model=\"logreg\"", "round.clients_per_round=2",
+                                                   "round.min_clients=2", "round.deadline_s=100",
+                                                   "round.eval_every=2", "data.eval_examples=200",
+                                                   "uplink.density=0.1"});
+    REQUIRE(cfg.ok());
+    cfg->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &transport;
+    auto made = RoundDriver::Create(*cfg, std::move(deps));
+    REQUIRE(made.ok());
+    RoundDriver& driver = **made;
+    REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver.Tick(0);
+
+    // Round 1 is not a multiple of eval_every: no evaluation.
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
+    REQUIRE(driver.Metrics().rounds_completed == 1);
+    CHECK(transport.Last(1, v1::Envelope::kEvalTask) == nullptr);
+
+    // Round 2 closes: both clients are asked to evaluate version 3, and the
+    // payload that follows brings their copy exactly to it.
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 2);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 2);
+    REQUIRE(driver.Metrics().rounds_completed == 2);
+    REQUIRE(driver.version() == 3);
+    const std::vector<float> v3(driver.global_model().begin(), driver.global_model().end());
+    for (uint64_t conn : {1, 2}) {
+      const auto& msgs = transport.sent[conn];
+      auto at = std::find_if(msgs.begin(), msgs.end(),
+                             [](const v1::Envelope& e) { return e.body_case() == v1::Envelope::kEvalTask; });
+      REQUIRE(at != msgs.end());
+      CHECK(at->eval_task().round() == 2);
+      CHECK(at->eval_task().model_version() == 3);
+      REQUIRE(at + 1 != msgs.end());
+      REQUIRE((at + 1)->body_case() == v1::Envelope::kModel);
+      CHECK((at + 1)->model().round() == 2);
+      auto& [version, params] = held[conn];
+      const auto& bytes = (at + 1)->model().payload();
+      auto v = ApplyModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), version,
+                                 params, 7850);
+      REQUIRE(v.ok());
+      version = *v;
+      CHECK(version == 3);
+      // The copy is the 8-bit full download of v1 plus the exact steps since:
+      // the server's v3 up to that quantization error.
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < v3.size(); ++i) {
+        diff += (params[i] - v3[i]) * (params[i] - v3[i]);
+        norm += v3[i] * v3[i];
+      }
+      CHECK(std::sqrt(diff / norm) < 0.02);
+    }
+    // Round 3 is already open; its task needs no further download for clients at v3.
+    CHECK(driver.Metrics().round == 3);
+    CHECK(transport.Last(1, v1::Envelope::kTask)->task().model_version() == 3);
+
+    // A result for another version is ignored; the real ones are weighted by examples.
+    v1::EvalResult stale;
+    stale.set_round(2);
+    stale.set_model_version(2);
+    stale.set_examples(100);
+    stale.set_accuracy(1.0);
+    driver.OnEvalResult(1, stale, 3);
+    CHECK(driver.federated_evals().empty());
+    v1::EvalResult a = stale, b = stale;
+    a.set_model_version(3);
+    a.set_accuracy(0.5);
+    a.set_loss(1.0);
+    a.set_examples(25);
+    b.set_model_version(3);
+    b.set_accuracy(0.9);
+    b.set_loss(0.2);
+    b.set_examples(75);
+    driver.OnEvalResult(1, a, 3);
+    CHECK(driver.federated_evals().empty());  // bob has not answered yet
+    driver.OnEvalResult(2, b, 3);
+    REQUIRE(driver.federated_evals().size() == 1);
+    const FederatedEval& fe = driver.federated_evals()[0];
+    CHECK(fe.round == 2);
+    CHECK(fe.model_version == 3);
+    CHECK(fe.asked == 2);
+    CHECK(fe.answered == 2);
+    CHECK(fe.examples == 100);
+    CHECK(fe.accuracy == doctest::Approx(0.8));
+    CHECK(fe.loss == doctest::Approx(0.4));
+    CHECK(fe.bytes_down > 0);
+    REQUIRE(driver.Metrics().last_federated_accuracy.has_value());
+    CHECK(*driver.Metrics().last_federated_accuracy == doctest::Approx(0.8));
+    std::ifstream csv(dir.Path("run/federated_eval.csv"));
+    std::string header, row;
+    REQUIRE(std::getline(csv, header));
+    REQUIRE(std::getline(csv, row));
+    CHECK(header == "round,model_version,asked,answered,examples,accuracy,loss,bytes_down");
+    CHECK(row.rfind("2,3,2,2,100,0.8,", 0) == 0);
+
+    // The training of round 3 still works from the evaluated copy.
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 4);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 4);
+    CHECK(driver.done());
+    CHECK(driver.finished());  // round 3 is not a multiple of 2: nothing to wait for
+  }
+
+  TEST_CASE("a federated evaluation closes when an asked client vanishes, and the run finishes only after it") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+                                                   "round.min_clients=2", "round.eval_every=1",
+                                                   "data.eval_examples=200", "uplink.density=0.1"});
+    REQUIRE(cfg.ok());
+    cfg->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &transport;
+    auto made = RoundDriver::Create(*cfg, std::move(deps));
+    REQUIRE(made.ok());
+    RoundDriver& driver = **made;
+    REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver.Tick(0);
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
+    REQUIRE(driver.done());
+    CHECK_FALSE(driver.finished());  // waiting for the evaluation of the last round
+    CHECK(driver.Metrics().state == "evaluating");
+    REQUIRE(transport.Last(2, v1::Envelope::kEvalTask) != nullptr);
+    v1::EvalResult r;
+    r.set_round(1);
+    r.set_model_version(driver.version());
+    r.set_examples(50);
+    r.set_accuracy(0.7);
+    r.set_loss(0.9);
+    driver.OnEvalResult(1, r, 2);
+    CHECK_FALSE(driver.finished());
+    driver.OnDisconnect(2, 2);
+    CHECK(driver.finished());
+    REQUIRE(driver.federated_evals().size() == 1);
+    CHECK(driver.federated_evals()[0].answered == 1);
+    CHECK(driver.federated_evals()[0].accuracy == doctest::Approx(0.7));
   }
 }
 

@@ -1,6 +1,7 @@
 // End-to-end tests of frugal-coordinator and frugal-client as real processes
 // on loopback over mutual TLS 1.3: accuracy with ten clients, refusals at the
-// handshake and of malformed streams while the others are served, and kill -9
+// handshake and of malformed streams while the others are served, the
+// connection cap's refusal, and kill -9
 // of the coordinator mid-round followed by a restart. Ports are chosen by the
 // coordinator binding port 0; no assertion is about time.
 #include <doctest/doctest.h>
@@ -82,6 +83,9 @@ class Process {
   void Kill9() {
     ::kill(pid_, SIGKILL);
     Wait(30);
+  }
+  void Terminate() {
+    if (!exited_) ::kill(pid_, SIGTERM);
   }
 
  private:
@@ -422,6 +426,81 @@ TEST_SUITE("coordinator") {
     auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
     REQUIRE(records.ok());
     CHECK(records->size() == 5);
+  }
+
+  TEST_CASE("connections beyond the connection cap are told RESOURCE_EXHAUSTED while the others are served") {
+    Fleet fleet({"device-0", "device-1", "device-2"});
+    // No round opens (min_clients is never reached): every connection idles.
+    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-cap\"", "rounds=1", "model=\"logreg\"",
+                                               "round.min_clients=100", "service.max_connections=2"}),
+                        fleet.dir.Path("coordinator.log"));
+    const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), coordinator);
+    const CaPaths ca = CaPaths::In(fleet.ca_dir);
+    auto connect = [&](const std::string& name) {
+      auto t = std::make_unique<RawTls>(ca.ca_cert, CaPaths::ClientCert(fleet.ca_dir, name),
+                                        CaPaths::ClientKey(fleet.ca_dir, name));
+      REQUIRE(t->Connect(port));
+      REQUIRE(t->Write(*EncodeEnvelope(HelloFor(name))));
+      return t;
+    };
+    auto a = connect("device-0");
+    auto reg_a = a->ReadEnvelope();
+    REQUIRE(reg_a.has_value());
+    CHECK(reg_a->has_register_());
+    auto b = connect("device-1");
+    auto reg_b = b->ReadEnvelope();
+    REQUIRE(reg_b.has_value());
+    CHECK(reg_b->has_register_());
+
+    // The third connection completes TLS, is told why, and is closed unregistered.
+    {
+      auto c = connect("device-2");
+      auto refusal = c->ReadEnvelope();
+      REQUIRE(refusal.has_value());
+      REQUIRE(refusal->has_error());
+      CHECK(refusal->error().code() == v1::Error::RESOURCE_EXHAUSTED);
+      CHECK(refusal->error().reason() == "connection_cap");
+      CHECK(refusal->error().message().find("connection cap of 2") != std::string::npos);
+      CHECK_FALSE(c->ReadEnvelope().has_value());
+    }
+
+    // The registered ones are still served: a heartbeat request is answered.
+    v1::Envelope hb;
+    hb.mutable_heartbeat()->set_sequence(77);
+    REQUIRE(a->Write(*EncodeEnvelope(hb)));
+    bool answered = false;
+    for (int i = 0; i < 10 && !answered; ++i) {
+      auto env = a->ReadEnvelope();
+      REQUIRE(env.has_value());
+      answered = env->has_heartbeat() && env->heartbeat().reply() && env->heartbeat().sequence() == 77;
+    }
+    CHECK(answered);
+    std::string metrics = HttpGet(status_port, "/metrics");
+    CHECK(MetricValue(metrics, "frugal_connections_refused_total") == 1);
+    CHECK(MetricValue(metrics, "frugal_connected_clients") == 2);
+
+    // Once one leaves, a newcomer fits under the cap (retried until the
+    // coordinator has seen the departure; refusals meanwhile are expected).
+    a.reset();
+    bool registered = false;
+    for (int attempt = 0; attempt < 200 && !registered; ++attempt) {
+      auto d = connect("device-2");
+      auto env = d->ReadEnvelope();
+      REQUIRE(env.has_value());
+      registered = env->has_register_();
+      if (!registered) {
+        CHECK(env->error().reason() == "connection_cap");
+        SleepMs(25);
+      }
+    }
+    CHECK(registered);
+    metrics = HttpGet(status_port, "/metrics");
+    CHECK(MetricValue(metrics, "frugal_sessions") <= 2);
+    coordinator.Terminate();
+    const auto code = coordinator.Wait(60);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
   }
 
   TEST_CASE("kill -9 of the coordinator in the middle of round 3 and a restart commit rounds 1 to 20 exactly once") {

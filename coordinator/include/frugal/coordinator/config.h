@@ -45,6 +45,10 @@ struct CoordinatorConfig {
   uint32_t eval_examples = 0;        // 0: the whole test set
   uint32_t min_clients = 1;          // connected clients needed before a round opens
   double round_interval_s = 0;       // pause between rounds
+  // Federated evaluation: after every eval_every-th committed round, each
+  // connected client evaluates the new global model on its local data
+  // (EvalTask + ModelPayload -> EvalResult). 0: off.
+  uint32_t eval_every = 0;
   RoundPlan plan;
   TaskConfig task;
   EngineConfig engine;

@@ -50,6 +50,21 @@ struct DriverMetrics {
   std::map<std::string, uint64_t> updates_rejected;  // by RejectReason name
   std::optional<double> last_accuracy;
   std::string state;              // "waiting", "training", "done"
+  // Federated evaluation (round.eval_every): the last completed one.
+  uint32_t federated_evaluations = 0;
+  std::optional<double> last_federated_accuracy;
+};
+
+// One federated evaluation: the global model after `round` (version
+// `model_version`) evaluated by clients on their local data, weighted by
+// the examples each evaluated.
+struct FederatedEval {
+  uint32_t round = 0;
+  uint32_t model_version = 0;
+  uint32_t asked = 0, answered = 0;
+  uint64_t examples = 0;
+  double accuracy = 0, loss = 0;  // NaN when no client answered with examples
+  uint64_t bytes_down = 0;        // model payloads sent for it (not in the energy ledger)
 };
 
 struct DriverDeps {
@@ -77,6 +92,8 @@ class RoundDriver {
   // An Update, an Error (e.g. DECLINED) or an EvalResult from a registered connection.
   void OnUpdate(uint64_t conn, const v1::Update& update, double now_s);
   void OnClientError(uint64_t conn, const v1::Error& error, double now_s);
+  // A result for the open federated evaluation; others are logged and ignored.
+  void OnEvalResult(uint64_t conn, const v1::EvalResult& result, double now_s);
   // Opens a round when enough clients are connected, closes one at its
   // deadline. Call periodically and after events.
   void Tick(double now_s);
@@ -86,6 +103,8 @@ class RoundDriver {
   bool Busy(uint64_t conn) const;
   // All configured rounds are committed.
   bool done() const { return next_round_ > config_.rounds; }
+  // Done, and no federated evaluation is waiting for answers: the service may stop.
+  bool finished() const { return done() && !eval_.has_value(); }
   // A failure that stops the service (store commit, evaluation, run directory).
   const std::optional<Error>& fatal() const { return fatal_; }
   DriverMetrics Metrics() const;
@@ -93,6 +112,8 @@ class RoundDriver {
   uint32_t version() const;
   std::span<const float> global_model() const { return engine_->global_model(); }
   const std::vector<RoundRecord>& records() const { return records_; }
+  // Completed federated evaluations of this process, oldest first.
+  const std::vector<FederatedEval>& federated_evals() const { return fed_evals_; }
   std::string run_id() const { return config_.run_id; }
 
  private:
@@ -120,6 +141,8 @@ class RoundDriver {
   void CloseRound(double now_s);
   Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
   Status WriteRunDirectory();
+  void StartEvaluation(uint32_t round, double now_s);
+  void FinishEvaluation();
   void SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
                  const std::string& reason);
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
@@ -147,6 +170,21 @@ class RoundDriver {
   uint32_t accepted_ = 0;
   double round_cpu_s_ = 0;
   double round_utc_hour_ = 0;
+
+  // The open federated evaluation: what each asked client answered.
+  struct EvalAnswer {
+    bool answered = false;
+    bool gone = false;  // disconnected before answering
+    uint64_t examples = 0;
+    double accuracy = 0, loss = 0;
+  };
+  struct Evaluation {
+    FederatedEval result;
+    double opened_at = 0;
+    std::map<uint64_t, EvalAnswer> answers;  // by client id
+  };
+  std::optional<Evaluation> eval_;
+  std::vector<FederatedEval> fed_evals_;
 
   DriverMetrics metrics_;
   std::optional<Error> fatal_;
