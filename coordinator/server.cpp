@@ -5,11 +5,16 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <deque>
@@ -33,7 +38,32 @@ using Clock = std::chrono::steady_clock;
 
 class SessionManager;
 
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+
+// The text of OpenSSL's first queued error (and the queue cleared), for logs.
+std::string OpenSslError(int ssl_error) {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
+  }
+  if (ssl_error == SSL_ERROR_SYSCALL) return errno != 0 ? std::strerror(errno) : "connection closed";
+  return "TLS error " + std::to_string(ssl_error);
+}
+
 // One client connection. Every handler runs on the session's strand.
+//
+// TLS runs in OpenSSL directly on the non-blocking socket: the session waits
+// for readiness with Asio and calls SSL_do_handshake/SSL_read_ex/SSL_write_ex
+// itself. Compared with asio::ssl::stream this keeps no per-connection copy
+// buffers (its two 17 KiB stream buffers and the two 17 KiB halves of its BIO
+// pair); with SSL_MODE_RELEASE_BUFFERS an idle connection holds only the SSL
+// object, and plaintext is read through the manager's one shared buffer.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // A refusing session completes the TLS handshake only to tell the client
@@ -42,7 +72,7 @@ class Session : public std::enable_shared_from_this<Session> {
     v1::Error::Code code;
     std::string reason, message;
   };
-  Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id,
+  Session(tcp::socket socket, SSL_CTX* ctx, SessionManager& manager, uint64_t conn_id,
           std::optional<Refusal> refusal = std::nullopt);
   void Start();
   // Queues one message; closes the session if the queue is over its bound.
@@ -56,16 +86,19 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string& identity() const { return identity_; }
 
  private:
-  void OnHandshake(const boost::system::error_code& ec);
+  enum class Want { kRead, kWrite };
+  // Calls `then` on the strand once the socket is readable or writable.
+  void Await(Want want, void (Session::*then)());
+  void DoHandshake();
+  void OnHandshake();
   void DoRead();
-  void OnRead(const boost::system::error_code& ec, size_t n);
   void Dispatch(const v1::Envelope& env);
   void DoWrite();
-  void OnWrite(const boost::system::error_code& ec, size_t n);
   void ArmTimer(double seconds, const char* what);
   void Fail(const std::string& why);
 
-  ssl::stream<tcp::socket> stream_;
+  tcp::socket socket_;
+  SslPtr ssl_;
   asio::steady_timer timer_;
   SessionManager& manager_;
   uint64_t conn_id_;
@@ -75,12 +108,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool registered_ = false;
   bool closing_ = false;
   bool stopped_ = false;
-  bool writing_ = false;
+  bool read_waiting_ = false;   // a readiness wait for DoRead is pending
+  bool write_waiting_ = false;  // a readiness wait for DoWrite is pending
   EnvelopeDecoder decoder_;
-  // Small on purpose: an idle connection holds its pending read's buffer, and
-  // one TLS record (16 KiB) is simply delivered in a few reads.
-  std::array<uint8_t, 4096> read_buf_;
   std::deque<std::vector<uint8_t>> write_queue_;
+  size_t write_offset_ = 0;  // bytes of write_queue_.front() already written
 };
 
 // Owns the sessions, the driver's transport, metrics of the wire, heartbeats.
@@ -139,6 +171,9 @@ class SessionManager : public DriverTransport {
   // beyond the cap costs at most this many handshakes at a time.
   static constexpr size_t kMaxRefusing = 64;
   size_t refusing = 0;
+  // Plaintext read buffer shared by every session: all run on the one I/O
+  // thread and drain it synchronously, so no idle session holds a buffer.
+  std::array<uint8_t, 64 * 1024> read_buffer;
 
  private:
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
@@ -147,24 +182,63 @@ class SessionManager : public DriverTransport {
   const Clock::time_point start_ = Clock::now();
 };
 
-Session::Session(tcp::socket socket, ssl::context& ctx, SessionManager& manager, uint64_t conn_id,
+Session::Session(tcp::socket socket, SSL_CTX* ctx, SessionManager& manager, uint64_t conn_id,
                  std::optional<Refusal> refusal)
-    : stream_(std::move(socket), ctx),
-      timer_(stream_.get_executor()),
+    : socket_(std::move(socket)),
+      ssl_(SSL_new(ctx)),
+      timer_(socket_.get_executor()),
       manager_(manager),
       conn_id_(conn_id),
       refusal_(std::move(refusal)),
       decoder_(manager.config_.service.max_frame_mb << 20) {
   if (refusal_) ++manager_.refusing;
   boost::system::error_code ec;
-  const auto ep = stream_.lowest_layer().remote_endpoint(ec);
+  const auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
 void Session::Start() {
   ArmTimer(manager_.config_.service.handshake_timeout_s, "TLS handshake and Hello");
-  stream_.async_handshake(ssl::stream_base::server,
-                          [self = shared_from_this()](const boost::system::error_code& ec) { self->OnHandshake(ec); });
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  if (!ssl_ || ec || SSL_set_fd(ssl_.get(), socket_.native_handle()) != 1) {
+    ++manager_.handshakes_failed;
+    spdlog::error("cannot set up TLS for {}: {}", peer_, ec ? ec.message() : OpenSslError(SSL_ERROR_SSL));
+    Stop();
+    return;
+  }
+  SSL_set_accept_state(ssl_.get());
+  DoHandshake();
+}
+
+void Session::Await(Want want, void (Session::*then)()) {
+  bool& waiting = then == &Session::DoWrite ? write_waiting_ : read_waiting_;
+  if (waiting || stopped_) return;
+  waiting = true;
+  socket_.async_wait(want == Want::kRead ? tcp::socket::wait_read : tcp::socket::wait_write,
+                     [self = shared_from_this(), then, &waiting](const boost::system::error_code& ec) {
+                       waiting = false;
+                       if (ec || self->stopped_) return;
+                       ((*self).*then)();
+                     });
+}
+
+void Session::DoHandshake() {
+  if (stopped_) return;
+  ERR_clear_error();
+  const int r = SSL_do_handshake(ssl_.get());
+  if (r == 1) {
+    OnHandshake();
+    return;
+  }
+  const int e = SSL_get_error(ssl_.get(), r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    Await(e == SSL_ERROR_WANT_READ ? Want::kRead : Want::kWrite, &Session::DoHandshake);
+    return;
+  }
+  ++manager_.handshakes_failed;
+  spdlog::warn("TLS handshake with {} refused: {}", peer_, OpenSslError(e));
+  Stop();
 }
 
 void Session::ArmTimer(double seconds, const char* what) {
@@ -193,8 +267,8 @@ void Session::Stop() {
   stopped_ = true;
   timer_.cancel();
   boost::system::error_code ignored;
-  stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.lowest_layer().close(ignored);
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
   if (refusal_) {
     --manager_.refusing;
   } else {
@@ -202,16 +276,10 @@ void Session::Stop() {
   }
 }
 
-void Session::OnHandshake(const boost::system::error_code& ec) {
+void Session::OnHandshake() {
   if (stopped_) return;
-  if (ec) {
-    ++manager_.handshakes_failed;
-    spdlog::warn("TLS handshake with {} refused: {}", peer_, ec.message());
-    Stop();
-    return;
-  }
   // Identity = the CN of the verified client certificate.
-  X509* cert = SSL_get1_peer_certificate(stream_.native_handle());
+  X509* cert = SSL_get1_peer_certificate(ssl_.get());
   if (cert == nullptr) {
     Fail("no client certificate");
     return;
@@ -247,43 +315,54 @@ void Session::OnHandshake(const boost::system::error_code& ec) {
 }
 
 void Session::DoRead() {
-  if (stopped_ || closing_) return;
-  stream_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec,
-                                                                               size_t n) { self->OnRead(ec, n); });
-}
-
-void Session::OnRead(const boost::system::error_code& ec, size_t n) {
-  if (stopped_) return;
-  if (ec) {
-    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
-      if (Status st = decoder_.Finish(); !st.ok()) {
-        Fail(st.error().message());
+  // A bounded number of reads per turn, so one busy peer cannot starve the others.
+  for (int turn = 0; turn < 16; ++turn) {
+    if (stopped_ || closing_) return;
+    ERR_clear_error();
+    size_t n = 0;
+    std::array<uint8_t, 64 * 1024>& buf = manager_.read_buffer;
+    errno = 0;  // SSL_ERROR_SYSCALL with errno 0 is the peer closing without close_notify
+    const int r = SSL_read_ex(ssl_.get(), buf.data(), buf.size(), &n);
+    if (r != 1) {
+      const int e = SSL_get_error(ssl_.get(), r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        Await(e == SSL_ERROR_WANT_READ ? Want::kRead : Want::kWrite, &Session::DoRead);
         return;
       }
-      spdlog::debug("connection {} ({}) closed by the peer", conn_id_, identity_);
-    } else if (ec != asio::error::operation_aborted) {
-      spdlog::info("connection {} ({}) read error: {}", conn_id_, identity_, ec.message());
-    }
-    Stop();
-    return;
-  }
-  manager_.wire_bytes_in += n;
-  if (registered_) ArmTimer(manager_.config_.service.idle_timeout_s, "traffic (idle timeout)");
-  if (Status st = decoder_.Feed(std::span(read_buf_.data(), n)); !st.ok()) {
-    Fail(st.error().message());
-    return;
-  }
-  for (;;) {
-    auto env = decoder_.Next();
-    if (!env.ok()) {
-      Fail(env.error().message());
+      const unsigned long first = ERR_peek_error();
+      const bool eof = e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && first == 0 && errno == 0) ||
+                       (e == SSL_ERROR_SSL && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+      if (eof) {
+        ERR_clear_error();
+        if (Status st = decoder_.Finish(); !st.ok()) {
+          Fail(st.error().message());
+          return;
+        }
+        spdlog::debug("connection {} ({}) closed by the peer", conn_id_, identity_);
+      } else {
+        spdlog::info("connection {} ({}) read error: {}", conn_id_, identity_, OpenSslError(e));
+      }
+      Stop();
       return;
     }
-    if (!env->has_value()) break;
-    Dispatch(**env);
-    if (stopped_ || closing_) return;
+    manager_.wire_bytes_in += n;
+    if (registered_) ArmTimer(manager_.config_.service.idle_timeout_s, "traffic (idle timeout)");
+    if (Status st = decoder_.Feed(std::span(buf.data(), n)); !st.ok()) {
+      Fail(st.error().message());
+      return;
+    }
+    for (;;) {
+      auto env = decoder_.Next();
+      if (!env.ok()) {
+        Fail(env.error().message());
+        return;
+      }
+      if (!env->has_value()) break;
+      Dispatch(**env);
+      if (stopped_ || closing_) return;
+    }
   }
-  DoRead();
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
 }
 
 void Session::Dispatch(const v1::Envelope& env) {
@@ -356,42 +435,45 @@ void Session::Send(const v1::Envelope& env) {
     return;
   }
   write_queue_.push_back(std::move(*bytes));
-  if (!writing_) DoWrite();
+  DoWrite();
 }
 
 void Session::CloseAfterWrites() {
   closing_ = true;
-  if (!writing_ && write_queue_.empty()) Stop();
+  if (!write_waiting_ && write_queue_.empty()) Stop();
 }
 
 void Session::DoWrite() {
-  if (stopped_ || write_queue_.empty()) return;
-  writing_ = true;
-  asio::async_write(stream_, asio::buffer(write_queue_.front()),
-                    [self = shared_from_this()](const boost::system::error_code& ec, size_t n) { self->OnWrite(ec, n); });
-}
-
-void Session::OnWrite(const boost::system::error_code& ec, size_t n) {
-  writing_ = false;
-  if (stopped_) return;
-  if (ec) {
-    spdlog::info("connection {} ({}) write error: {}", conn_id_, identity_, ec.message());
-    Stop();
-    return;
+  while (!stopped_ && !write_waiting_ && !write_queue_.empty()) {
+    const std::vector<uint8_t>& front = write_queue_.front();
+    ERR_clear_error();
+    size_t n = 0;
+    const int r = SSL_write_ex(ssl_.get(), front.data() + write_offset_, front.size() - write_offset_, &n);
+    if (r != 1) {
+      const int e = SSL_get_error(ssl_.get(), r);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        // Retried with the same bytes once the socket is ready.
+        Await(e == SSL_ERROR_WANT_WRITE ? Want::kWrite : Want::kRead, &Session::DoWrite);
+        return;
+      }
+      spdlog::info("connection {} ({}) write error: {}", conn_id_, identity_, OpenSslError(e));
+      Stop();
+      return;
+    }
+    manager_.wire_bytes_out += n;
+    write_offset_ += n;
+    if (write_offset_ == front.size()) {
+      write_queue_.pop_front();
+      write_offset_ = 0;
+    }
   }
-  manager_.wire_bytes_out += n;
-  write_queue_.pop_front();
-  if (!write_queue_.empty()) {
-    DoWrite();
-  } else if (closing_) {
-    Stop();
-  }
+  if (!stopped_ && closing_ && write_queue_.empty()) Stop();
 }
 
 // Accepts TCP connections and hands each to a new Session (or refuses it at the cap).
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& io, tcp::acceptor acceptor, ssl::context& ctx, SessionManager& manager)
+  Listener(asio::io_context& io, tcp::acceptor acceptor, SSL_CTX* ctx, SessionManager& manager)
       : io_(io), acceptor_(std::move(acceptor)), ctx_(ctx), manager_(manager) {}
   void Start() { DoAccept(); }
   void Stop() {
@@ -436,7 +518,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
   asio::io_context& io_;
   tcp::acceptor acceptor_;
-  ssl::context& ctx_;
+  SSL_CTX* ctx_;
   SessionManager& manager_;
   uint64_t next_conn_ = 0;
 };
@@ -614,6 +696,8 @@ Result<std::unique_ptr<ssl::context>> MakeServerContext(const ServiceConfig& s) 
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   // Clients never resume sessions: no tickets to build and send after each handshake.
   SSL_CTX_set_num_tickets(native, 0);
+  // Sessions call SSL_write_ex themselves and retry a blocked write with the same bytes.
+  SSL_CTX_set_mode(native, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression, ec);
   ctx->use_certificate_chain_file(s.server_cert, ec);
@@ -632,6 +716,8 @@ Result<std::unique_ptr<ssl::context>> MakeServerContext(const ServiceConfig& s) 
 Status RunCoordinator(const CoordinatorConfig& config) {
   const ServiceConfig& s = config.service;
   SilenceProtobufLogs();
+  // OpenSSL writes to the sockets itself: a peer that vanished must give EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
   FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<ssl::context> ctx, MakeServerContext(s));
   const std::string dir = config.data_dir.empty() ? std::string(FRUGAL_FMNIST_DIR) : config.data_dir;
   FRUGAL_ASSIGN_OR_RETURN(Dataset test, LoadFashionMnist(Split::kTest, dir));
@@ -652,7 +738,7 @@ Status RunCoordinator(const CoordinatorConfig& config) {
   FRUGAL_ASSIGN_OR_RETURN(tcp::acceptor status_acceptor, Bind(io, s.status_address, s.status_port, "status"));
   const uint16_t port = acceptor.local_endpoint().port();
   const uint16_t status_port = status_acceptor.local_endpoint().port();
-  auto listener = std::make_shared<Listener>(io, std::move(acceptor), *ctx, manager);
+  auto listener = std::make_shared<Listener>(io, std::move(acceptor), ctx->native_handle(), manager);
   auto status = std::make_shared<StatusServer>(std::move(status_acceptor), manager);
   listener->Start();
   status->Start();
