@@ -19,9 +19,11 @@ void GetMix(ConfigReader& r, const std::string& path, std::vector<MixWeight>& ou
 
 Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view source,
                                  const std::vector<std::string>& overrides) {
-  FRUGAL_ASSIGN_OR_RETURN(const toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
-
+  FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
   SimConfig c;
+  if (Status st = ApplyPipelineTable(t, c.pipeline, overrides); !st.ok()) {
+    return st.error().WithContext(std::string(source));
+  }
   // Defaults that differ from the structs' own.
   c.devices = {{"phone-low", 0.2}, {"phone-mid", 0.4}, {"phone-flagship", 0.2}, {"rpi4", 0.1}, {"laptop", 0.1}};
   c.radios = {{"wifi", 0.5}, {"lte", 0.35}, {"5g", 0.15}};

@@ -270,13 +270,33 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   uint64_t updates_total = 0;
   ProgressBar bar(opts.progress && leader, cfg.rounds);
   EvalResult last_eval;
+  const double flops_per_example = model->flops_per_example().forward + model->flops_per_example().backward;
+  uint64_t expected_bytes_down = 0, expected_bytes_up = 0;  // for energy- and carbon-aware selection
 
   for (uint32_t round = 1; round <= cfg.rounds; ++round) {
     const auto round_start = Clock::now();
     const double utc_hour = cfg.start_utc_hour + clock_s / 3600.0;
     std::vector<uint32_t> available = pop.Available(round, utc_hour);
-    std::vector<uint32_t> selected =
-        SelectClients(available, cfg.plan.SelectCount(), DeriveSeed(DeriveSeed(cfg.seed, kSelect), round));
+    const uint64_t select_seed = DeriveSeed(DeriveSeed(cfg.seed, kSelect), round);
+    std::vector<uint32_t> selected;
+    if (cfg.plan.selection == SelectionPolicy::kUniform) {
+      selected = SelectClients(available, cfg.plan.SelectCount(), select_seed);
+    } else {
+      // Each client's expected cost: its own compute for its examples, and the
+      // previous round's mean encoded sizes (round 1: the payload clients hold).
+      if (round == 1) {
+        FRUGAL_ASSIGN_OR_RETURN(auto first, engine.ModelPayloadFor(pop.held_version(0)));
+        expected_bytes_down = expected_bytes_up = first->size();
+      }
+      std::vector<double> weights(available.size());
+      for (size_t i = 0; i < available.size(); ++i) {
+        const uint32_t c = available[i];
+        const ParticipationEstimate e{flops_per_example * static_cast<double>(pop.NumExamples(c) * cfg.task.train.epochs),
+                                      expected_bytes_down, expected_bytes_up};
+        weights[i] = SelectionWeight(cfg.plan.selection, pop.device(c), pop.radio(c), pop.region(c), utc_hour, e);
+      }
+      selected = SelectClientsWeighted(available, weights, cfg.plan.SelectCount(), select_seed);
+    }
     std::vector<uint64_t> sel64(selected.begin(), selected.end());
     FRUGAL_RETURN_IF_ERROR(engine.OpenRound(round, sel64));
     const uint32_t version = engine.version();
@@ -466,6 +486,8 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles, server_cpu, utc_hour));
     ledger.AddServer(round, server.joules, server.gco2e);
     updates_total += n_accepted;
+    expected_bytes_down = rec.bytes_down / std::max<uint32_t>(1, rec.selected);
+    expected_bytes_up = rec.bytes_up / std::max<uint32_t>(1, rec.selected);
     train_wall += round_train_wall;
 
     if (leader && (round % cfg.eval_every == 0 || round == cfg.rounds)) {
@@ -515,6 +537,13 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   sum.notes.push_back("Energy is modelled from profiles (docs/energy-model.md): compute from exact FLOPs, radio from the "
                       "encoded bytes actually produced and each burst's tail. Server energy is measured CPU time times "
                       "a power figure.");
+  if (cfg.plan.selection != SelectionPolicy::kUniform) {
+    sum.notes.push_back(std::string("Selection is ") + std::string(SelectionPolicyName(cfg.plan.selection)) +
+                        "-aware: each available client is drawn with probability proportional to 1 / its expected " +
+                        (cfg.plan.selection == SelectionPolicy::kEnergy ? "joules" : "grams of CO2e") +
+                        " for a participation (its own compute, the previous round's mean payload sizes, radio tails), "
+                        "so cheap devices take part more often than costly ones.");
+  }
   sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) + " Fashion-MNIST test examples, evaluated on the server's model.");
   if (gemm_gflops > 0) {
     // (client-updates/s x FLOPs per update) / (sgemm FLOP/s x threads), all measured in this run.

@@ -5,7 +5,6 @@
 #include <sstream>
 
 namespace frugal {
-namespace {
 
 Status ApplyOverride(toml::table& t, const std::string& kv) {
   const size_t eq = kv.find('=');
@@ -40,6 +39,8 @@ Status ApplyOverride(toml::table& t, const std::string& kv) {
     start = dot + 1;
   }
 }
+
+namespace {
 
 std::string Show(double v) {
   std::ostringstream os;

@@ -1,11 +1,30 @@
 #include "frugal/round/selection.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <unordered_map>
 
 #include "frugal/core/random.h"
+#include "frugal/energy/model.h"
 
 namespace frugal {
+
+Result<SelectionPolicy> ParseSelectionPolicy(std::string_view name) {
+  if (name == "uniform") return SelectionPolicy::kUniform;
+  if (name == "energy") return SelectionPolicy::kEnergy;
+  if (name == "carbon") return SelectionPolicy::kCarbon;
+  return InvalidArgumentError("unknown selection policy '" + std::string(name) + "' (uniform, energy, carbon)");
+}
+
+std::string_view SelectionPolicyName(SelectionPolicy p) {
+  switch (p) {
+    case SelectionPolicy::kUniform: return "uniform";
+    case SelectionPolicy::kEnergy: return "energy";
+    case SelectionPolicy::kCarbon: return "carbon";
+  }
+  return "?";
+}
 
 std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t count, uint64_t seed) {
   const size_t n = available.size();
@@ -29,6 +48,52 @@ std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t 
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<uint32_t> SelectClientsWeighted(std::span<const uint32_t> available, std::span<const double> weights,
+                                            size_t count, uint64_t seed) {
+  // Key log(u) / w for u uniform in (0, 1): the `count` largest keys are a
+  // weighted sample without replacement. A min-heap keeps the best `count`.
+  using Keyed = std::pair<double, uint32_t>;
+  std::vector<Keyed> heap;
+  heap.reserve(count + 1);
+  auto greater = [](const Keyed& a, const Keyed& b) { return a.first > b.first; };
+  Rng rng(seed);
+  const size_t n = std::min(available.size(), weights.size());
+  for (size_t i = 0; i < n; ++i) {
+    const double u = rng.Uniform();  // drawn for every client, so keys do not depend on other weights
+    const double w = weights[i];
+    if (count == 0 || !(w > 0) || !std::isfinite(w)) continue;
+    const double key = std::log(std::max(u, 1e-300)) / w;
+    if (heap.size() < count) {
+      heap.emplace_back(key, available[i]);
+      std::push_heap(heap.begin(), heap.end(), greater);
+    } else if (key > heap.front().first) {
+      std::pop_heap(heap.begin(), heap.end(), greater);
+      heap.back() = {key, available[i]};
+      std::push_heap(heap.begin(), heap.end(), greater);
+    }
+  }
+  std::vector<uint32_t> out;
+  out.reserve(heap.size());
+  for (const auto& [key, id] : heap) out.push_back(id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double ExpectedParticipationJoules(const DeviceProfile& device, const RadioProfile& radio,
+                                   const ParticipationEstimate& e) {
+  const double t_up = TransferSeconds(radio, e.bytes_down, Direction::kDown) + ComputeSeconds(device, e.flops);
+  const Transfer schedule[] = {{0.0, e.bytes_down, Direction::kDown}, {t_up, e.bytes_up, Direction::kUp}};
+  return ComputeJoules(device, e.flops) + RadioEnergy(radio, schedule).joules;
+}
+
+double SelectionWeight(SelectionPolicy policy, const DeviceProfile& device, const RadioProfile& radio,
+                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e) {
+  if (policy == SelectionPolicy::kUniform) return 1.0;
+  const double joules = ExpectedParticipationJoules(device, radio, e);
+  const double cost = policy == SelectionPolicy::kEnergy ? joules : CarbonGrams(joules, region, utc_hour);
+  return cost > 0 ? 1.0 / cost : 0.0;
 }
 
 }  // namespace frugal

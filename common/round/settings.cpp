@@ -1,6 +1,7 @@
 #include "frugal/round/settings.h"
 
 #include <string>
+#include <vector>
 
 namespace frugal {
 
@@ -12,14 +13,55 @@ Result<ValueCoding> ParseValueCoding(std::string_view name) {
   return InvalidArgumentError("unknown value coding '" + std::string(name) + "' (ternary, int8, fp16, fp32)");
 }
 
+namespace {
+
+// Copies every key of `src` into `dst`, merging tables key by key.
+void MergeTable(toml::table& dst, const toml::table& src) {
+  for (auto&& [key, node] : src) {
+    if (const toml::table* sub = node.as_table()) {
+      if (toml::table* into = dst[key].as_table()) {
+        MergeTable(*into, *sub);
+        continue;
+      }
+    }
+    dst.insert_or_assign(key, node);
+  }
+}
+
+}  // namespace
+
+Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::vector<std::string>& overrides) {
+  const toml::node* tables = t.get("pipelines");
+  if (tables == nullptr) return OkStatus();
+  if (!tables->is_table()) return InvalidArgumentError("configuration key 'pipelines' must be a table");
+  for (auto&& [name, node] : *tables->as_table()) {
+    const std::string id(name.str());
+    if (auto known = ParsePipeline(id); !known.ok()) return known.error().WithContext("table [pipelines." + id + "]");
+    if (!node.is_table()) return InvalidArgumentError("configuration key 'pipelines." + id + "' must be a table");
+  }
+  std::string pipeline(PipelineName(default_pipeline));
+  if (const toml::node* p = t.get("pipeline")) {
+    if (auto v = p->value_exact<std::string>()) pipeline = *v;
+  }
+  // Copied out first: merging may replace nodes of `t`.
+  const toml::table* chosen = tables->as_table()->get_as<toml::table>(pipeline);
+  const toml::table overlay = chosen != nullptr ? *chosen : toml::table{};
+  t.erase("pipelines");
+  MergeTable(t, overlay);
+  for (const std::string& o : overrides) FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, o));
+  return OkStatus();
+}
+
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine) {
   std::string pipeline_name(PipelineName(pipeline));
   std::string values = "ternary", broadcast_values = "ternary";
+  std::string selection(SelectionPolicyName(plan.selection));
   r.Get("pipeline", pipeline_name);
   r.Get("round.clients_per_round", plan.clients_per_round);
   r.Get("round.over_selection", plan.over_selection);
   r.Get("round.deadline_s", plan.deadline_s);
   r.Get("round.min_quorum", plan.min_quorum);
+  r.Get("round.selection", selection);
 
   r.Get("train.epochs", task.train.epochs);
   r.Get("train.batch_size", task.train.batch_size);
@@ -44,6 +86,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   if (r.error()) return *r.error();
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
+  FRUGAL_ASSIGN_OR_RETURN(plan.selection, ParseSelectionPolicy(selection));
   FRUGAL_ASSIGN_OR_RETURN(task.uplink.values, ParseValueCoding(values));
   FRUGAL_ASSIGN_OR_RETURN(engine.broadcast.values, ParseValueCoding(broadcast_values));
   engine.pipeline = pipeline;

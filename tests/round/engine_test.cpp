@@ -12,6 +12,8 @@
 #include "frugal/codec/frame.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
+#include "frugal/energy/ledger.h"
+#include "frugal/energy/profiles.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/selection.h"
@@ -54,6 +56,62 @@ TEST_SUITE("round") {
     for (int h : hits) lo = std::min(lo, h), hi = std::max(hi, h);
     CHECK(lo > 15);
     CHECK(hi < 70);
+  }
+
+  TEST_CASE("weighted selection: deterministic, distinct, never picks weight 0, frequencies follow the weights") {
+    std::vector<uint32_t> avail(200);
+    std::vector<double> w(200);
+    for (uint32_t i = 0; i < avail.size(); ++i) {
+      avail[i] = 5 * i;
+      w[i] = i % 4 == 0 ? 0.0 : 1.0 + (i % 4);  // weights 0, 2, 3, 4
+    }
+    auto a = SelectClientsWeighted(avail, w, 30, 7), b = SelectClientsWeighted(avail, w, 30, 7);
+    CHECK(a == b);
+    CHECK(a != SelectClientsWeighted(avail, w, 30, 8));
+    CHECK(a.size() == 30);
+    CHECK(std::is_sorted(a.begin(), a.end()));
+    CHECK(std::set<uint32_t>(a.begin(), a.end()).size() == 30);
+    for (uint32_t id : a) CHECK((id / 5) % 4 != 0);
+    // Only 150 clients have a positive weight: asking for more returns those 150.
+    CHECK(SelectClientsWeighted(avail, w, 1000, 1).size() == 150);
+    w[3] = std::numeric_limits<double>::quiet_NaN();
+    for (uint32_t id : SelectClientsWeighted(avail, w, 1000, 1)) CHECK(id != 15);
+    // One draw picks weight class 2:3:4 with probability 2/9 : 3/9 : 4/9 over
+    // equal-sized classes; 9,000 draws keep each share within a few points.
+    w[3] = 4.0;
+    std::map<int, int> by_weight;
+    for (uint64_t s = 0; s < 9000; ++s) by_weight[static_cast<int>(w[SelectClientsWeighted(avail, w, 1, s)[0] / 5])]++;
+    CHECK(by_weight[2] == doctest::Approx(2000).epsilon(0.08));
+    CHECK(by_weight[3] == doctest::Approx(3000).epsilon(0.08));
+    CHECK(by_weight[4] == doctest::Approx(4000).epsilon(0.08));
+  }
+
+  TEST_CASE("a participation's expected joules equal the ledger's row for that schedule; energy weights favour Wi-Fi") {
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    const DeviceProfile& phone = **profiles->Device("phone-mid");
+    const RadioProfile& wifi = **profiles->Radio("wifi");
+    const RadioProfile& lte = **profiles->Radio("lte");
+    const RegionProfile& region = **profiles->Region("world");
+    const ParticipationEstimate e{1.4e9, 23000, 2400};
+    for (const RadioProfile* radio : {&wifi, &lte}) {
+      ClientRoundUsage usage;
+      usage.flops = e.flops;
+      const double t_up = TransferSeconds(*radio, e.bytes_down, Direction::kDown) + ComputeSeconds(phone, e.flops);
+      const Transfer schedule[] = {{0.0, e.bytes_down, Direction::kDown}, {t_up, e.bytes_up, Direction::kUp}};
+      usage.transfers = schedule;
+      const LedgerRow row = MakeLedgerRow("t", phone, *radio, region, usage);
+      CHECK(ExpectedParticipationJoules(phone, *radio, e) == doctest::Approx(row.compute_j + row.radio_j).epsilon(1e-12));
+    }
+    const double w_wifi = SelectionWeight(SelectionPolicy::kEnergy, phone, wifi, region, 12, e);
+    const double w_lte = SelectionWeight(SelectionPolicy::kEnergy, phone, lte, region, 12, e);
+    CHECK(w_wifi == doctest::Approx(1.0 / ExpectedParticipationJoules(phone, wifi, e)));
+    CHECK(w_wifi > 5 * w_lte);  // the LTE tail alone costs more than a Wi-Fi participation
+    CHECK(SelectionWeight(SelectionPolicy::kUniform, phone, lte, region, 12, e) == 1.0);
+    const double g = CarbonGrams(ExpectedParticipationJoules(phone, lte, e), region, 12);
+    CHECK(SelectionWeight(SelectionPolicy::kCarbon, phone, lte, region, 12, e) == doctest::Approx(1.0 / g));
+    CHECK(ParseSelectionPolicy("energy").ok());
+    CHECK(!ParseSelectionPolicy("greedy").ok());
   }
 
   TEST_CASE("FedAvg accumulator equals a plain weighted-mean loop") {

@@ -86,6 +86,56 @@ TEST_SUITE("sim") {
     CHECK(syntax.error().message().find("broken.toml:1") != std::string::npos);
   }
 
+  TEST_CASE("a [pipelines.<name>] table applies to that pipeline only, and the command line still wins") {
+    const std::string text = std::string(kSmall) + R"(
+[server]
+learning_rate = 1.0
+[pipelines.frugal]
+round.selection = "energy"
+server = { learning_rate = 3.0 }
+[pipelines.dense]
+train.learning_rate = 0.2
+)";
+    auto frugal = ParseSimConfig(text, "p.toml", {});
+    REQUIRE_MESSAGE(frugal.ok(), frugal.error().ToString());
+    CHECK(frugal->plan.selection == SelectionPolicy::kEnergy);
+    CHECK(frugal->engine.server_opt.learning_rate == doctest::Approx(3.0));
+    CHECK(frugal->task.train.learning_rate == doctest::Approx(0.1));
+    CHECK(frugal->flat.at("round.selection") == "energy");
+    auto dense = ParseSimConfig(text, "p.toml", {"pipeline=dense"});
+    REQUIRE(dense.ok());
+    CHECK(dense->plan.selection == SelectionPolicy::kUniform);
+    CHECK(dense->engine.server_opt.learning_rate == doctest::Approx(1.0));
+    CHECK(dense->task.train.learning_rate == doctest::Approx(0.2));
+    auto cli = ParseSimConfig(text, "p.toml", {"server.learning_rate=2", "round.selection=carbon"});
+    REQUIRE(cli.ok());
+    CHECK(cli->engine.server_opt.learning_rate == doctest::Approx(2.0));
+    CHECK(cli->plan.selection == SelectionPolicy::kCarbon);
+    auto typo = ParseSimConfig(std::string(kSmall) + "[pipelines.frugl]\nrounds = 2\n", "p.toml", {});
+    REQUIRE_FALSE(typo.ok());
+    CHECK(typo.error().message().find("[pipelines.frugl]") != std::string::npos);
+    auto policy = ParseSimConfig(kSmall, "p.toml", {"round.selection=greedy"});
+    REQUIRE_FALSE(policy.ok());
+    CHECK(policy.error().message().find("unknown selection policy 'greedy'") != std::string::npos);
+  }
+
+  TEST_CASE("energy-aware selection picks Wi-Fi clients far more often and spends fewer client joules") {
+    // Half the fleet on Wi-Fi, half on LTE, whose radio tail makes a
+    // participation cost far more: energy-aware selection must shift work to Wi-Fi.
+    const std::vector<std::string> mix = {"population.radios={ wifi = 0.5, lte = 0.5 }", "rounds=4"};
+    std::vector<std::string> energy_sets = mix;
+    energy_sets.push_back("round.selection=energy");
+    RunResult uniform = Run(Parse(mix));
+    RunResult energy = Run(Parse(energy_sets));
+    const double u_wifi = uniform.summary.joules_by_radio.at("wifi"), u_lte = uniform.summary.joules_by_radio.at("lte");
+    const double e_wifi = energy.summary.joules_by_radio.count("wifi") ? energy.summary.joules_by_radio.at("wifi") : 0;
+    const double e_lte = energy.summary.joules_by_radio.count("lte") ? energy.summary.joules_by_radio.at("lte") : 0;
+    CHECK(e_wifi > u_wifi);                     // Wi-Fi clients do more of the work
+    CHECK(e_lte < 0.5 * u_lte);                 // LTE clients far less
+    CHECK(e_wifi + e_lte < 0.5 * (u_wifi + u_lte));
+    CHECK(energy.rounds.back().completed == uniform.rounds.back().completed);  // same number of updates
+  }
+
   TEST_CASE("every shipped scenario parses and has the rounds and pipeline keys") {
     for (const char* name : {"fmnist-iid", "fmnist-dir0.5", "fmnist-shards2", "fleet-1m", "fmnist-logreg-c10"}) {
       const std::string path = std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml";

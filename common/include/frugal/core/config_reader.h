@@ -22,6 +22,8 @@ namespace frugal {
 // TOML literal is taken as a string). Errors name the source, line and key.
 Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_view source,
                                            const std::vector<std::string>& overrides);
+// Applies one "a.b=value" override to `t`.
+Status ApplyOverride(toml::table& t, const std::string& key_value);
 // Reads a file's text; kNotFound naming the path if it cannot be opened.
 Result<std::string> ReadTextFile(const std::string& path);
 

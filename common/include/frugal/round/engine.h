@@ -18,6 +18,7 @@
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
+#include "frugal/round/selection.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal {
@@ -43,6 +44,7 @@ struct RoundPlan {
   double over_selection = 1.0;       // select ceil(K * over_selection) to absorb stragglers
   double deadline_s = 600;           // updates later than this are dropped
   uint32_t min_quorum = 1;           // fewer accepted updates: the round fails, model unchanged
+  SelectionPolicy selection = SelectionPolicy::kUniform;
   uint32_t SelectCount() const;
 };
 

@@ -1,15 +1,56 @@
-// Seeded client selection for a round: uniform without replacement among the
-// clients that are available, reproducible for (seed, round).
+// Seeded client selection for a round, reproducible for (seed, round):
+// uniform, or weighted towards the clients a participation costs least in
+// joules (energy-aware) or in grams of CO2e (carbon-aware).
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
+#include "frugal/core/status.h"
+#include "frugal/energy/profiles.h"
+
 namespace frugal {
+
+enum class SelectionPolicy : uint8_t {
+  kUniform,  // every available client equally likely (FedAvg)
+  kEnergy,   // probability proportional to 1 / expected joules of a participation
+  kCarbon,   // probability proportional to 1 / expected grams of CO2e
+};
+
+// Parses "uniform", "energy" or "carbon".
+Result<SelectionPolicy> ParseSelectionPolicy(std::string_view name);
+std::string_view SelectionPolicyName(SelectionPolicy p);
 
 // Returns min(count, available.size()) distinct ids drawn uniformly from
 // `available`, sorted ascending so downstream work has a canonical order.
 std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t count, uint64_t seed);
+
+// Weighted sampling without replacement (Efraimidis & Spirakis 2006): each
+// draw picks a remaining client with probability proportional to its weight.
+// weights[i] belongs to available[i]; a weight that is not positive and finite
+// is never picked. Returns at most `count` ids, sorted ascending. O(n log count).
+std::vector<uint32_t> SelectClientsWeighted(std::span<const uint32_t> available, std::span<const double> weights,
+                                            size_t count, uint64_t seed);
+
+// What a participation is expected to move and compute, e.g. the previous
+// round's mean encoded sizes and the task's FLOPs for the client's examples.
+struct ParticipationEstimate {
+  double flops = 0;
+  uint64_t bytes_down = 0;
+  uint64_t bytes_up = 0;
+};
+
+// Client joules of one participation through the ledger's own model: the
+// download at t = 0, compute, then the upload (so an upload inside the
+// download's radio tail pays no second tail), plus compute energy.
+double ExpectedParticipationJoules(const DeviceProfile& device, const RadioProfile& radio,
+                                   const ParticipationEstimate& e);
+
+// The selection weight of one client under `policy` (1 for kUniform):
+// 1 / joules, or 1 / grams at the region's carbon intensity at utc_hour.
+double SelectionWeight(SelectionPolicy policy, const DeviceProfile& device, const RadioProfile& radio,
+                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e);
 
 }  // namespace frugal

@@ -12,7 +12,15 @@ namespace frugal {
 // Parses "ternary", "int8", "fp16" or "fp32".
 Result<ValueCoding> ParseValueCoding(std::string_view name);
 
-// Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum},
+// Lays the table [pipelines.<name>] of the configured pipeline (`pipeline`, or
+// `default_pipeline` when absent) over the rest of `t`, so a scenario can give
+// one pipeline its own settings (e.g. Frugal's energy-aware selection) while
+// `pipeline = "dense"` stays the plain FedAvg baseline; then re-applies
+// `overrides`, so the command line still wins, and removes [pipelines].
+// Errors name an unknown pipeline table or a [pipelines] entry that is not a table.
+Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::vector<std::string>& overrides);
+
+// Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum,selection},
 // train.*, uplink.{density,values,exact_topk,try_zstd},
 // downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window} and
 // server.{learning_rate,momentum} from `r`; the values passed in are the
