@@ -58,7 +58,7 @@ run_e2e() {  # $1 = pipeline (dense | frugal)
   for s in "${sets[@]}"; do args+=(--set "$s"); done
   local t0 t1 pids=()
   t0=$(date +%s.%N)
-  /usr/bin/time -v -o "$d/time-coordinator.txt" "$coord" run -q "${args[@]}" >"$d/coordinator.log" 2>&1 &
+  /usr/bin/time -v -o "$d/time-coordinator.txt" "$coord" run "${args[@]}" >"$d/coordinator.log" 2>&1 &
   pids+=($!)
   for i in $(seq 0 9); do
     /usr/bin/time -v -o "$d/time-client-$i.txt" "$client" \
