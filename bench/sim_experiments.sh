@@ -26,9 +26,17 @@ run() {  # name, args...
 }
 
 if [[ $what == thrift || $what == all ]]; then
-  for p in dense frugal; do
-    run "thrift-$p" --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=$p --set rounds=150
+  # Dense FedAvg against Frugal's pipeline for seeds 1-3 (SEEDS to change),
+  # then each of Frugal's choices alone on seed 1, to show where savings come from.
+  for seed in ${SEEDS:-1 2 3}; do
+    for p in dense frugal; do
+      run "thrift-$p-s$seed" --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=$p --set rounds=150 --set seed=$seed
+    done
   done
+  run thrift-dense-energy --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=dense --set rounds=150 \
+    --set round.selection=energy
+  run thrift-frugal-uniform --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=frugal --set rounds=150 \
+    --set round.selection=uniform
 fi
 if [[ $what == flower || $what == all ]]; then
   for p in dense frugal; do
