@@ -3,7 +3,7 @@
 // relative to Eigen's own sgemm measured in the same process. One JSON object
 // per line on stdout.
 //
-//   frugal-train-bench [--seconds S] [--cnn-examples N] [--fmnist-dir DIR] [--models logreg,mlp,cnn]
+//   frugal-train-bench [--seconds S] [--cnn-examples N] [--fmnist-dir DIR] [--models logreg,mlp,cnn,flower-round]
 
 #include <time.h>
 
@@ -158,6 +158,57 @@ Throughput TrainClients(const Model& model, const Dataset& data, const Partition
   return r;
 }
 
+// One round of the Flower comparison (sim/scenarios/fmnist-logreg-c10.toml,
+// dense pipeline) without the simulator around it: 10 IID clients of 6,000
+// examples train logistic regression for 1 epoch at batch 32 on `threads`
+// threads, then the 10k test set is evaluated split across the threads.
+// Returns seconds per round (wall and CPU) and the FLOPs of one round.
+struct RoundTiming {
+  Timing t;
+  double flops = 0;
+};
+
+RoundTiming FlowerRound(const Dataset& train, const Dataset& test, int threads, double min_seconds) {
+  auto model = MakeModel("logreg");
+  const Model& m = **model;
+  const Partition clients = PartitionIid(train.size(), 10, 1);
+  std::vector<float> global(m.num_params());
+  m.InitParams(global, 1);
+  std::vector<std::vector<float>> params(clients.size(), global);
+  std::vector<std::unique_ptr<ModelWorkspace>> ws;
+  for (int t = 0; t < threads; ++t) ws.push_back(m.MakeWorkspace());
+  const TrainConfig cfg{.epochs = 1, .batch_size = 32, .learning_rate = 0.1f, .seed = 1};
+  std::vector<uint32_t> test_rows(test.size());
+  std::iota(test_rows.begin(), test_rows.end(), 0u);
+  auto work = [&](int t) {
+    for (size_t c = static_cast<size_t>(t); c < clients.size(); c += static_cast<size_t>(threads)) {
+      params[c] = global;
+      if (!Train(m, params[c], train, clients[c], cfg, *ws[static_cast<size_t>(t)]).ok()) std::exit(1);
+    }
+  };
+  auto eval = [&](int t) {
+    const size_t lo = test.size() * static_cast<size_t>(t) / static_cast<size_t>(threads);
+    const size_t hi = test.size() * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
+    if (!Evaluate(m, global, test, std::span(test_rows).subspan(lo, hi - lo), *ws[static_cast<size_t>(t)]).ok()) {
+      std::exit(1);
+    }
+  };
+  auto on_threads = [&](auto fn) {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(fn, t);
+    fn(0);
+    for (auto& th : pool) th.join();
+  };
+  RoundTiming r;
+  r.t = TimePerCall(min_seconds, [&] {
+    on_threads(work);
+    on_threads(eval);
+  });
+  const FlopCount f = m.flops_per_example();
+  r.flops = static_cast<double>(train.size()) * (f.forward + f.backward) + static_cast<double>(test.size()) * f.forward;
+  return r;
+}
+
 // Whether name is one of the comma-separated entries of list.
 bool Listed(std::string_view list, std::string_view name) {
   while (!list.empty()) {
@@ -182,7 +233,7 @@ int Main(int argc, char** argv) {
     } else if (a == "--models" && i + 1 < argc) {
       opt.models = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: frugal-train-bench [--seconds S] [--cnn-examples N] [--fmnist-dir DIR] [--models logreg,mlp,cnn]\n");
+      std::fprintf(stderr, "usage: frugal-train-bench [--seconds S] [--cnn-examples N] [--fmnist-dir DIR] [--models logreg,mlp,cnn,flower-round]\n");
       return 2;
     }
   }
@@ -212,6 +263,23 @@ int Main(int argc, char** argv) {
                 batches[b], mlp_shapes[b].wall, mlp_shapes[b].cpu);
   }
   std::fflush(stdout);
+
+  if (Listed(opt.models, "flower-round")) {
+    auto test = LoadFashionMnist(Split::kTest, opt.fmnist_dir);
+    if (!test.ok()) {
+      std::fprintf(stderr, "%s\n", test.error().ToString().c_str());
+      return 1;
+    }
+    for (int threads : {1, 2}) {
+      const RoundTiming r = FlowerRound(*train, *test, threads, opt.seconds);
+      const Rate g = RateOf(r.flops, r.t);
+      std::printf(
+          "{\"bench\":\"flower-round\",\"threads\":%d,\"seconds_per_round\":%.4f,\"cpu_seconds_per_round\":%.4f,"
+          "\"gflop_per_round\":%.3f,\"gflops_wall\":%.2f,\"gflops_cpu\":%.2f,\"efficiency_vs_sgemm1024\":%.3f}\n",
+          threads, r.t.wall, r.t.cpu, r.flops * 1e-9, g.wall, g.cpu, g.cpu / sgemm1024.cpu);
+      std::fflush(stdout);
+    }
+  }
 
   for (const char* name : {"logreg", "mlp", "cnn"}) {
     if (!Listed(opt.models, name)) continue;

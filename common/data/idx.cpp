@@ -149,11 +149,10 @@ Result<Dataset> LoadIdx(const std::string& images_gz_path, const std::string& la
   Dataset ds;
   ds.num_features = static_cast<size_t>(features);
   // Reserve what a real file of this header needs, capped so a lying header cannot force a huge allocation.
-  ds.features.reserve(static_cast<size_t>(std::min<uint64_t>(values, uint64_t{1} << 24)));
-  float scaled[256];  // pixel / 255, correctly rounded
-  for (int v = 0; v < 256; ++v) scaled[v] = static_cast<float>(v) / 255.0f;
+  ds.codes.reserve(static_cast<size_t>(std::min<uint64_t>(values, uint64_t{1} << 24)));
+  ds.code_divisor = 255.0f;
   FRUGAL_RETURN_IF_ERROR(ReadBody(images.get(), images_gz_path, values, "pixel data", [&](const uint8_t* b, size_t n) {
-    for (size_t i = 0; i < n; ++i) ds.features.push_back(scaled[b[i]]);
+    ds.codes.insert(ds.codes.end(), b, b + n);
   }));
   ds.labels.reserve(static_cast<size_t>(std::min<uint64_t>(items, uint64_t{1} << 24)));
   int32_t max_label = -1;

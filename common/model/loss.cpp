@@ -1,5 +1,6 @@
 #include "loss.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "frugal/model/eigen.h"
@@ -8,29 +9,44 @@ namespace frugal::internal {
 
 double SoftmaxCrossEntropy(const float* logits, size_t classes, size_t n, const int32_t* labels, float* scratch,
                            bool want_grad, float grad_scale, int32_t* predicted) {
-  const auto c = static_cast<Eigen::Index>(classes);
-  const auto cols = static_cast<Eigen::Index>(n);
-  Eigen::Map<const Eigen::MatrixXf> z(logits, c, cols);
-  Eigen::Map<Eigen::MatrixXf> s(scratch, c, cols);
-  // Shift each column by its max, then one vectorised exp over the whole
-  // block: per-column exp over a handful of classes would run scalar.
+  // Each column's exponentials go through Eigen's vectorised exp in chunks of
+  // a fixed 16 lanes (padded), never its scalar tail, so an example's loss is
+  // the same whatever batch it sits in and wherever in the batch: evaluation
+  // does not depend on the batch size.
+  constexpr size_t kChunk = 16;
+  using Chunk = Eigen::Array<float, kChunk, 1>;
   double total = 0.0;
-  for (Eigen::Index j = 0; j < cols; ++j) {
-    Eigen::Index arg = 0;
-    const float m = z.col(j).maxCoeff(&arg);
+  for (size_t j = 0; j < n; ++j) {
+    const float* z = logits + j * classes;
+    float* s = scratch + j * classes;
+    size_t arg = 0;
+    float m = z[0];
+    for (size_t k = 1; k < classes; ++k) {
+      if (z[k] > m) {
+        m = z[k];
+        arg = k;
+      }
+    }
     if (predicted != nullptr) predicted[j] = static_cast<int32_t>(arg);
-    s.col(j).array() = z.col(j).array() - m;
-    total += static_cast<double>(m) - static_cast<double>(z(labels[j], j));
-  }
-  Eigen::Map<Eigen::ArrayXf> flat(scratch, c * cols);
-  flat = flat.exp();
-  for (Eigen::Index j = 0; j < cols; ++j) {
+    const auto label = static_cast<size_t>(labels[j]);
+    total += static_cast<double>(m) - static_cast<double>(z[label]);
     // Sum in double keeps the loss accurate enough for finite-difference checks.
-    const double sum = s.col(j).cast<double>().sum();
+    double sum = 0.0;
+    for (size_t k0 = 0; k0 < classes; k0 += kChunk) {
+      const size_t len = std::min(kChunk, classes - k0);
+      Chunk t = Chunk::Zero();
+      for (size_t k = 0; k < len; ++k) t[static_cast<Eigen::Index>(k)] = z[k0 + k] - m;
+      t = t.exp();
+      for (size_t k = 0; k < len; ++k) {
+        s[k0 + k] = t[static_cast<Eigen::Index>(k)];
+        sum += static_cast<double>(s[k0 + k]);
+      }
+    }
     total += std::log(sum);
     if (want_grad) {
-      s.col(j) *= static_cast<float>(static_cast<double>(grad_scale) / sum);
-      s(labels[j], j) -= grad_scale;
+      const auto f = static_cast<float>(static_cast<double>(grad_scale) / sum);
+      for (size_t k = 0; k < classes; ++k) s[k] *= f;
+      s[label] -= grad_scale;
     }
   }
   return total;

@@ -6,6 +6,7 @@
 #include "frugal/core/random.h"
 #include "frugal/model/model.h"
 #include "dense.h"
+#include "dense_small.h"
 #include "loss.h"
 
 namespace frugal {
@@ -72,15 +73,21 @@ void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace
   const float* in = batch.features;
   for (size_t l = 0; l < layers; ++l) {
     const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
-    ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
-    ConstVecMap b(params.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
-    ConstMatMap a(in, fan_in, n);
+    const float* w = params.data() + offsets_[l];
+    const float* bias = w + sizes_[l + 1] * sizes_[l];
     MatMap z(internal::Grow(ws.acts[l], sizes_[l + 1] * batch.n), fan_out, n);
-    internal::DenseForward(z, wt, a);
-    if (l + 1 < layers) {
-      z = (z.colwise() + b).cwiseMax(0.0f);
+    if (sizes_[l + 1] <= internal::kSmallDenseMaxOut) {
+      internal::SmallDenseForward(in, batch.n, sizes_[l], w, bias, sizes_[l + 1], z.data());
+      if (l + 1 < layers) z = z.cwiseMax(0.0f);
     } else {
-      z.colwise() += b;
+      ConstMatMap wt(w, fan_in, fan_out);
+      ConstVecMap b(bias, fan_out);
+      internal::DenseForward(z, wt, ConstMatMap(in, fan_in, n));
+      if (l + 1 < layers) {
+        z = (z.colwise() + b).cwiseMax(0.0f);
+      } else {
+        z.colwise() += b;
+      }
     }
     in = z.data();
   }
@@ -115,8 +122,12 @@ double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std:
     ConstMatMap d(dz, fan_out, n);
     MatMap gwt(grad.data() + offsets_[l], fan_in, fan_out);
     VecMap gb(grad.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
-    gwt.noalias() = a_prev * d.transpose();
-    gb.noalias() = d.rowwise().sum();
+    if (sizes_[l + 1] <= internal::kSmallDenseMaxOut) {
+      internal::SmallDenseGradient(prev, batch.n, sizes_[l], dz, sizes_[l + 1], gwt.data(), gb.data());
+    } else {
+      gwt.noalias() = a_prev * d.transpose();
+      gb.noalias() = d.rowwise().sum();
+    }
     if (l > 0) {
       ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
       MatMap dprev(da, fan_in, n);

@@ -25,8 +25,9 @@ Status CheckShapes(const Model& model, size_t num_params, const Dataset& data) {
     return InvalidArgumentError("data has " + std::to_string(data.num_features) + " features, model '" +
                                 std::string(model.name()) + "' takes " + std::to_string(model.input_dim()));
   }
-  if (data.features.size() != data.size() * data.num_features) {
-    return InvalidArgumentError("data set is inconsistent: " + std::to_string(data.features.size()) +
+  if (!data.consistent()) {
+    return InvalidArgumentError("data set is inconsistent: " +
+                                std::to_string(data.coded() ? data.codes.size() : data.features.size()) +
                                 " feature values for " + std::to_string(data.size()) + " rows of " +
                                 std::to_string(data.num_features));
   }
@@ -48,10 +49,16 @@ Status Gather(const Dataset& data, std::span<const uint32_t> rows, size_t num_cl
       return InvalidArgumentError("label " + std::to_string(y) + " of example " + std::to_string(r) +
                                   " out of range [0, " + std::to_string(num_classes) + ")");
     }
-    std::memcpy(features + i * d, data.row(r), d * sizeof(float));
+    data.CopyRow(r, features + i * d);
     labels[i] = y;
   }
   return OkStatus();
+}
+
+// Rows are scattered over the data set, so a batch's rows mostly come from
+// DRAM; asking for the next batch's rows while this one trains hides that.
+void Prefetch(const Dataset& data, std::span<const uint32_t> rows) {
+  for (uint32_t r : rows) data.PrefetchRow(r);
 }
 
 }  // namespace
@@ -105,6 +112,7 @@ Result<TrainStats> Train(const Model& model, std::span<float> params, const Data
     for (size_t s = 0; s < n; s += bs) {
       const size_t m = std::min(bs, n - s);
       FRUGAL_RETURN_IF_ERROR(Gather(data, std::span<const uint32_t>(order + s, m), model.num_classes(), feats, labs));
+      if (s + m < n) Prefetch(data, std::span<const uint32_t>(order + s + m, std::min(bs, n - s - m)));
       const double loss = model.LossAndGradient(params, BatchView{feats, labs, m}, std::span<float>(grad, p), ws);
       if (!std::isfinite(loss)) {
         return InvalidArgumentError("non-finite training loss at epoch " + std::to_string(epoch) + ", step " +
@@ -139,8 +147,9 @@ Result<EvalResult> Evaluate(const Model& model, std::span<const float> params, c
                             std::span<const uint32_t> indices, ModelWorkspace& ws, size_t batch_size) {
   FRUGAL_RETURN_IF_ERROR(CheckShapes(model, params.size(), data));
   if (batch_size == 0) return InvalidArgumentError("batch_size must be > 0");
-  const bool all = indices.empty();
-  const size_t n = all ? data.size() : indices.size();
+  // Whole float data set: rows are already contiguous and need no copy.
+  const bool all = indices.empty() && !data.coded();
+  const size_t n = indices.empty() ? data.size() : indices.size();
   if (n == 0) return InvalidArgumentError("no examples to evaluate");
   auto& buf = ws.trainer;
   const size_t bs = std::min(batch_size, n);
@@ -163,7 +172,13 @@ Result<EvalResult> Evaluate(const Model& model, std::span<const float> params, c
       }
       batch = BatchView{data.row(s), data.labels.data() + s, m};
     } else {
-      FRUGAL_RETURN_IF_ERROR(Gather(data, indices.subspan(s, m), classes, feats, labs));
+      if (indices.empty()) {
+        uint32_t* rows = Grow(buf.order, m);
+        for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(s + i);
+        FRUGAL_RETURN_IF_ERROR(Gather(data, std::span<const uint32_t>(rows, m), classes, feats, labs));
+      } else {
+        FRUGAL_RETURN_IF_ERROR(Gather(data, indices.subspan(s, m), classes, feats, labs));
+      }
       batch = BatchView{feats, labs, m};
     }
     loss_sum += model.Predict(params, batch, std::span<int32_t>(pred, m), ws);

@@ -49,10 +49,13 @@ TEST_SUITE("data") {
     for (const Dataset* ds : {&*train, &*test}) {
       CHECK(ds->num_features == 784);
       CHECK(ds->num_classes == 10);
-      CHECK(ds->features.size() == ds->size() * 784);
-      const auto [lo, hi] = std::minmax_element(ds->features.begin(), ds->features.end());
-      CHECK(*lo == 0.0f);
-      CHECK(*hi == 1.0f);
+      CHECK(ds->coded());
+      CHECK(ds->consistent());
+      CHECK(ds->codes.size() == ds->size() * 784);
+      CHECK(ds->code_divisor == 255.0f);
+      const auto [lo, hi] = std::minmax_element(ds->codes.begin(), ds->codes.end());
+      CHECK(*lo == 0);
+      CHECK(*hi == 255);
       std::vector<size_t> per_class(10, 0);
       for (int32_t y : ds->labels) {
         REQUIRE(y >= 0);
@@ -82,8 +85,48 @@ TEST_SUITE("data") {
       CHECK(ds->num_features == 4);
       CHECK(ds->num_classes == 5);
       CHECK(ds->labels == std::vector<int32_t>{2, 0, 4});
-      for (size_t i = 0; i < pixels.size(); ++i) CHECK(ds->features[i] == static_cast<float>(pixels[i]) / 255.0f);
+      CHECK(ds->codes == pixels);
+      std::vector<float> row(4);
+      for (size_t r = 0; r < 3; ++r) {
+        ds->CopyRow(r, row.data());
+        for (size_t i = 0; i < 4; ++i) CHECK(row[i] == static_cast<float>(pixels[r * 4 + i]) / 255.0f);
+      }
     }
+  }
+
+  TEST_CASE("Decoding bytes equals plain float division for every byte and several divisors") {
+    std::vector<uint8_t> all(256 + 37);  // longer than a vector, with a ragged tail
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint8_t>(i * 7 + 3);
+    for (size_t i = 0; i < 256; ++i) all[i] = static_cast<uint8_t>(i);
+    std::vector<float> out(all.size());
+    for (float divisor : {255.0f, 1.0f, 3.0f, 7.0f, 100.0f, 127.0f, 128.0f, 256.0f, 1000.0f, 0.3f, 65535.0f}) {
+      CAPTURE(divisor);
+      DecodeCodes(all.data(), all.size(), divisor, out.data());
+      size_t wrong = 0;
+      for (size_t i = 0; i < all.size(); ++i) wrong += out[i] == static_cast<float>(all[i]) / divisor ? 0 : 1;
+      CHECK(wrong == 0);
+    }
+  }
+
+  TEST_CASE("A coded and a float data set with the same values copy the same rows") {
+    Dataset coded;
+    coded.num_features = 3;
+    coded.codes = {0, 255, 17, 200, 1, 128};
+    coded.labels = {0, 1};
+    Dataset plain = coded;
+    plain.codes.clear();
+    for (uint8_t c : coded.codes) plain.features.push_back(static_cast<float>(c) / 255.0f);
+    CHECK(coded.consistent());
+    CHECK(plain.consistent());
+    for (size_t r = 0; r < 2; ++r) {
+      float a[3], b[3];
+      coded.PrefetchRow(r);
+      coded.CopyRow(r, a);
+      plain.CopyRow(r, b);
+      for (size_t i = 0; i < 3; ++i) CHECK(a[i] == b[i]);
+    }
+    coded.codes.pop_back();
+    CHECK_FALSE(coded.consistent());
   }
 
   TEST_CASE("The IDX reader rejects malformed headers with a message naming the problem") {

@@ -23,7 +23,7 @@ std::string WriteTemp(const uint8_t* data, size_t size, const char* suffix) {
 }
 
 void Check(const frugal::Dataset& d) {
-  frugal::fuzz::Require(d.features.size() == d.size() * d.num_features);
+  frugal::fuzz::Require(d.consistent());
   for (int32_t l : d.labels) frugal::fuzz::Require(l >= 0 && static_cast<size_t>(l) < d.num_classes);
   for (float x : d.features) frugal::fuzz::Require(std::isfinite(x));
 }

@@ -233,6 +233,78 @@ TEST_SUITE("model") {
     }
   }
 
+  TEST_CASE("Narrow dense layers (the small-output kernels) match a plain double-precision loop") {
+    // Shapes around the kernels' register blocks: inputs not a multiple of
+    // the vector width, outputs not a multiple of the output block, odd
+    // batches, and the widest layer the kernels take (16 outputs).
+    struct Shape {
+      size_t d, c, n;
+    };
+    for (const Shape& sh : {Shape{784, 10, 32}, Shape{784, 10, 7}, Shape{13, 3, 5}, Shape{1, 2, 1}, Shape{37, 16, 9},
+                            Shape{24, 7, 2}, Shape{200, 11, 16}, Shape{5, 4, 3}}) {
+      CAPTURE(sh.d);
+      CAPTURE(sh.c);
+      CAPTURE(sh.n);
+      Mlp m({sh.d, sh.c}, "logreg");
+      std::vector<float> params(m.num_params());
+      m.InitParams(params, 3);
+      Rng rng(4);
+      for (size_t o = 0; o < sh.c; ++o) params[sh.c * sh.d + o] = 0.1f * rng.UniformFloat();
+      const Batch b = RandomBatch(sh.n, sh.d, sh.c, 5 + sh.d);
+      auto ws = m.MakeWorkspace();
+      std::vector<float> grad(m.num_params());
+      const double loss = m.LossAndGradient(params, b.view(), grad, *ws);
+      std::vector<int32_t> pred(sh.n);
+      const double loss_sum = m.Predict(params, b.view(), pred, *ws);
+      // Reference: logits, softmax, loss and gradient in double, one loop each.
+      std::vector<double> ref_grad(m.num_params(), 0.0);
+      double ref_loss = 0.0;
+      for (size_t e = 0; e < sh.n; ++e) {
+        std::vector<double> z(sh.c);
+        for (size_t o = 0; o < sh.c; ++o) {
+          double s = params[sh.c * sh.d + o];
+          for (size_t k = 0; k < sh.d; ++k) s += static_cast<double>(params[o * sh.d + k]) * b.features[e * sh.d + k];
+          z[o] = s;
+        }
+        const size_t best = static_cast<size_t>(std::max_element(z.begin(), z.end()) - z.begin());
+        CHECK(pred[e] == static_cast<int32_t>(best));
+        double norm = 0.0;
+        for (double v : z) norm += std::exp(v - z[best]);
+        const auto y = static_cast<size_t>(b.labels[e]);
+        ref_loss += std::log(norm) - (z[y] - z[best]);
+        for (size_t o = 0; o < sh.c; ++o) {
+          const double dz = (std::exp(z[o] - z[best]) / norm - (o == y ? 1.0 : 0.0)) / static_cast<double>(sh.n);
+          for (size_t k = 0; k < sh.d; ++k) ref_grad[o * sh.d + k] += dz * b.features[e * sh.d + k];
+          ref_grad[sh.c * sh.d + o] += dz;
+        }
+      }
+      CHECK(loss == doctest::Approx(ref_loss / static_cast<double>(sh.n)).epsilon(1e-5));
+      CHECK(loss_sum == doctest::Approx(ref_loss).epsilon(1e-5));
+      double worst = 0.0;
+      for (size_t i = 0; i < grad.size(); ++i) worst = std::max(worst, std::abs(grad[i] - ref_grad[i]));
+      CHECK(worst < 1e-5);
+    }
+  }
+
+  TEST_CASE("An example's loss does not depend on the batch it is evaluated in") {
+    Mlp m({29, 10}, "logreg");
+    std::vector<float> params(m.num_params());
+    m.InitParams(params, 8);
+    const Batch b = RandomBatch(23, 29, 10, 9);
+    auto ws = m.MakeWorkspace();
+    std::vector<int32_t> pred(23);
+    const double whole = m.Predict(params, b.view(), pred, *ws);
+    for (size_t bs : {1u, 2u, 5u, 16u}) {
+      double parts = 0.0;
+      for (size_t s = 0; s < 23; s += bs) {
+        const size_t k = std::min<size_t>(bs, 23 - s);
+        parts += m.Predict(params, BatchView{b.features.data() + s * 29, b.labels.data() + s, k}, pred, *ws);
+      }
+      CAPTURE(bs);
+      CHECK(parts == doctest::Approx(whole).epsilon(1e-12));
+    }
+  }
+
   TEST_CASE("Predict returns the summed loss and the argmax class") {
     Mlp mlp({6, 5, 4});
     Cnn cnn(CnnConfig{.height = 4, .width = 4, .channels = 1, .kernel = 3, .conv1_channels = 2,
