@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -755,13 +756,23 @@ Status RunCoordinator(const CoordinatorConfig& config) {
     manager.BeginShutdown();
     listener->Stop();
     manager.ByeAll(reason);
-    // Give the Byes a moment to leave, then stop everything.
-    auto grace = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(500));
-    grace->async_wait([&, grace](const boost::system::error_code&) {
+    // Each session closes once its Bye is written; stop when all have, or
+    // after a grace period for peers that do not read.
+    auto grace = std::make_shared<asio::steady_timer>(io);
+    auto give_up = Clock::now() + std::chrono::milliseconds(500);
+    auto check = std::make_shared<std::function<void()>>();
+    std::weak_ptr<std::function<void()>> weak = check;  // the pending wait owns it, not itself
+    *check = [&, grace, give_up, weak]() {
+      if (manager.size() > 0 && Clock::now() < give_up) {
+        grace->expires_after(std::chrono::milliseconds(10));
+        grace->async_wait([next = weak.lock()](const boost::system::error_code&) { (*next)(); });
+        return;
+      }
       manager.StopAll();
       status->Stop();
       io.stop();
-    });
+    };
+    (*check)();
   };
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
