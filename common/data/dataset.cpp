@@ -24,6 +24,7 @@ void Dataset::PrefetchRow(size_t i) const {
                           : reinterpret_cast<const char*>(row(i));
   const size_t bytes = num_features * (coded() ? sizeof(uint8_t) : sizeof(float));
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+  __builtin_prefetch(labels.data() + i);
 }
 
 void DecodeCodes(const uint8_t* codes, size_t n, float divisor, float* out) {

@@ -35,10 +35,15 @@ Status CheckShapes(const Model& model, size_t num_params, const Dataset& data) {
 }
 
 // Copies rows into the contiguous batch buffers, checking index and label.
-Status Gather(const Dataset& data, std::span<const uint32_t> rows, size_t num_classes, float* features,
-              int32_t* labels) {
+// Rows are scattered over the data set, so they mostly come from DRAM: while
+// copying, it asks the cache for `next` (the next batch's rows), one row per
+// row copied, so the fetches overlap this copy and the training step after it
+// instead of stalling in one burst.
+Status Gather(const Dataset& data, std::span<const uint32_t> rows, std::span<const uint32_t> next,
+              size_t num_classes, float* features, int32_t* labels) {
   const size_t d = data.num_features;
   for (size_t i = 0; i < rows.size(); ++i) {
+    if (i < next.size() && next[i] < data.size()) data.PrefetchRow(next[i]);
     const uint32_t r = rows[i];
     if (r >= data.size()) {
       return InvalidArgumentError("example index " + std::to_string(r) + " out of range (data set has " +
@@ -52,13 +57,10 @@ Status Gather(const Dataset& data, std::span<const uint32_t> rows, size_t num_cl
     data.CopyRow(r, features + i * d);
     labels[i] = y;
   }
+  for (size_t i = rows.size(); i < next.size(); ++i) {
+    if (next[i] < data.size()) data.PrefetchRow(next[i]);
+  }
   return OkStatus();
-}
-
-// Rows are scattered over the data set, so a batch's rows mostly come from
-// DRAM; asking for the next batch's rows while this one trains hides that.
-void Prefetch(const Dataset& data, std::span<const uint32_t> rows) {
-  for (uint32_t r : rows) data.PrefetchRow(r);
 }
 
 }  // namespace
@@ -111,8 +113,9 @@ Result<TrainStats> Train(const Model& model, std::span<float> params, const Data
     rng.Shuffle(std::span<uint32_t>(order, n));
     for (size_t s = 0; s < n; s += bs) {
       const size_t m = std::min(bs, n - s);
-      FRUGAL_RETURN_IF_ERROR(Gather(data, std::span<const uint32_t>(order + s, m), model.num_classes(), feats, labs));
-      if (s + m < n) Prefetch(data, std::span<const uint32_t>(order + s + m, std::min(bs, n - s - m)));
+      const std::span<const uint32_t> next(order + s + m, std::min(bs, n - s - m));
+      FRUGAL_RETURN_IF_ERROR(
+          Gather(data, std::span<const uint32_t>(order + s, m), next, model.num_classes(), feats, labs));
       const double loss = model.LossAndGradient(params, BatchView{feats, labs, m}, std::span<float>(grad, p), ws);
       if (!std::isfinite(loss)) {
         return InvalidArgumentError("non-finite training loss at epoch " + std::to_string(epoch) + ", step " +
@@ -175,9 +178,10 @@ Result<EvalResult> Evaluate(const Model& model, std::span<const float> params, c
       if (indices.empty()) {
         uint32_t* rows = Grow(buf.order, m);
         for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(s + i);
-        FRUGAL_RETURN_IF_ERROR(Gather(data, std::span<const uint32_t>(rows, m), classes, feats, labs));
+        FRUGAL_RETURN_IF_ERROR(Gather(data, std::span<const uint32_t>(rows, m), {}, classes, feats, labs));
       } else {
-        FRUGAL_RETURN_IF_ERROR(Gather(data, indices.subspan(s, m), classes, feats, labs));
+        const std::span<const uint32_t> next = indices.subspan(s + m, std::min(bs, n - s - m));
+        FRUGAL_RETURN_IF_ERROR(Gather(data, indices.subspan(s, m), next, classes, feats, labs));
       }
       batch = BatchView{feats, labs, m};
     }
