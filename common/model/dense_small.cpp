@@ -84,8 +84,12 @@ void ForwardRow(const float* x, size_t d, const float* w, const float* b, size_t
 // (V * kLanes consecutive inputs), plus V inputs and one broadcast live.
 constexpr size_t kGradO = 5, kGradV = 2;
 
-template <size_t O, size_t V>
-void GradientBlock(const float* x, size_t n, size_t d, const float* dz, size_t c, float* gw) {
+// Where a gradient block goes: stored (kStore), or scaled by alpha and added
+// to the weights it belongs to (kStep).
+enum class Out { kStore, kStep };
+
+template <Out kOut, size_t O, size_t V>
+void GradientBlock(const float* x, size_t n, size_t d, const float* dz, size_t c, float alpha, float* gw) {
   Vec acc[O][V] = {};
   for (size_t e = 0; e < n; ++e) {
     Vec xv[V];
@@ -99,20 +103,55 @@ void GradientBlock(const float* x, size_t n, size_t d, const float* dz, size_t c
     }
   }
   for (size_t o = 0; o < O; ++o) {
-    for (size_t v = 0; v < V; ++v) Store(gw + o * d + v * kLanes, acc[o][v]);
+    for (size_t v = 0; v < V; ++v) {
+      float* p = gw + o * d + v * kLanes;
+      if constexpr (kOut == Out::kStore) {
+        Store(p, acc[o][v]);
+      } else {
+        Store(p, Load(p) + Splat(alpha) * acc[o][v]);
+      }
+    }
   }
 }
 
-template <size_t O>
-void GradientOutputs(const float* x, size_t n, size_t d, const float* dz, size_t c, float* gw) {
+template <Out kOut, size_t O>
+void GradientOutputs(const float* x, size_t n, size_t d, const float* dz, size_t c, float alpha, float* gw) {
   size_t k = 0;
-  for (; k + kGradV * kLanes <= d; k += kGradV * kLanes) GradientBlock<O, kGradV>(x + k, n, d, dz, c, gw + k);
-  for (; k + kLanes <= d; k += kLanes) GradientBlock<O, 1>(x + k, n, d, dz, c, gw + k);
+  for (; k + kGradV * kLanes <= d; k += kGradV * kLanes) {
+    GradientBlock<kOut, O, kGradV>(x + k, n, d, dz, c, alpha, gw + k);
+  }
+  for (; k + kLanes <= d; k += kLanes) GradientBlock<kOut, O, 1>(x + k, n, d, dz, c, alpha, gw + k);
   for (; k < d; ++k) {
     for (size_t o = 0; o < O; ++o) {
       float s = 0.0f;
       for (size_t e = 0; e < n; ++e) s += dz[e * c + o] * x[e * d + k];
-      gw[o * d + k] = s;
+      if constexpr (kOut == Out::kStore) {
+        gw[o * d + k] = s;
+      } else {
+        gw[o * d + k] += alpha * s;
+      }
+    }
+  }
+}
+
+template <Out kOut>
+void Gradient(const float* x, size_t n, size_t d, const float* dz, size_t c, float alpha, float* gw, float* gb) {
+  size_t o = 0;
+  for (; o + kGradO <= c; o += kGradO) GradientOutputs<kOut, kGradO>(x, n, d, dz + o, c, alpha, gw + o * d);
+  switch (c - o) {
+    case 4: GradientOutputs<kOut, 4>(x, n, d, dz + o, c, alpha, gw + o * d); break;
+    case 3: GradientOutputs<kOut, 3>(x, n, d, dz + o, c, alpha, gw + o * d); break;
+    case 2: GradientOutputs<kOut, 2>(x, n, d, dz + o, c, alpha, gw + o * d); break;
+    case 1: GradientOutputs<kOut, 1>(x, n, d, dz + o, c, alpha, gw + o * d); break;
+    default: break;
+  }
+  for (size_t j = 0; j < c; ++j) {
+    float s = 0.0f;
+    for (size_t e = 0; e < n; ++e) s += dz[e * c + j];
+    if constexpr (kOut == Out::kStore) {
+      gb[j] = s;
+    } else {
+      gb[j] += alpha * s;
     }
   }
 }
@@ -126,20 +165,12 @@ void SmallDenseForward(const float* x, size_t n, size_t d, const float* w, const
 }
 
 void SmallDenseGradient(const float* x, size_t n, size_t d, const float* dz, size_t c, float* gw, float* gb) {
-  size_t o = 0;
-  for (; o + kGradO <= c; o += kGradO) GradientOutputs<kGradO>(x, n, d, dz + o, c, gw + o * d);
-  switch (c - o) {
-    case 4: GradientOutputs<4>(x, n, d, dz + o, c, gw + o * d); break;
-    case 3: GradientOutputs<3>(x, n, d, dz + o, c, gw + o * d); break;
-    case 2: GradientOutputs<2>(x, n, d, dz + o, c, gw + o * d); break;
-    case 1: GradientOutputs<1>(x, n, d, dz + o, c, gw + o * d); break;
-    default: break;
-  }
-  for (size_t j = 0; j < c; ++j) {
-    float s = 0.0f;
-    for (size_t e = 0; e < n; ++e) s += dz[e * c + j];
-    gb[j] = s;
-  }
+  Gradient<Out::kStore>(x, n, d, dz, c, 0.0f, gw, gb);
+}
+
+void SmallDenseGradientStep(const float* x, size_t n, size_t d, const float* dz, size_t c, float alpha, float* w,
+                            float* b) {
+  Gradient<Out::kStep>(x, n, d, dz, c, alpha, w, b);
 }
 
 }  // namespace frugal::internal

@@ -22,4 +22,9 @@ void SmallDenseForward(const float* x, size_t n, size_t d, const float* w, const
 // given dz = d(loss)/dz, (c x n) column-major. Overwrites gw and gb.
 void SmallDenseGradient(const float* x, size_t n, size_t d, const float* dz, size_t c, float* gw, float* gb);
 
+// The same gradient, applied instead of stored: w[o*d + k] += alpha * gw[o*d + k]
+// and b[o] += alpha * gb[o] (alpha = -learning rate: an SGD step in place).
+void SmallDenseGradientStep(const float* x, size_t n, size_t d, const float* dz, size_t c, float alpha, float* w,
+                            float* b);
+
 }  // namespace frugal::internal

@@ -1,5 +1,6 @@
 #include "frugal/model/eigen.h"
 #include <cassert>
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -76,7 +77,7 @@ void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace
     const float* w = params.data() + offsets_[l];
     const float* bias = w + sizes_[l + 1] * sizes_[l];
     MatMap z(internal::Grow(ws.acts[l], sizes_[l + 1] * batch.n), fan_out, n);
-    if (sizes_[l + 1] <= internal::kSmallDenseMaxOut) {
+    if (sizes_[l + 1] <= internal::kSmallDenseMaxOut || batch.n <= 16) {
       internal::SmallDenseForward(in, batch.n, sizes_[l], w, bias, sizes_[l + 1], z.data());
       if (l + 1 < layers) z = z.cwiseMax(0.0f);
     } else {
@@ -94,14 +95,24 @@ void Mlp::Forward(std::span<const float> params, BatchView batch, ModelWorkspace
 }
 
 double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std::span<float> grad,
-                            ModelWorkspace& base) const {
-  assert(params.size() == num_params_);
+                            ModelWorkspace& ws) const {
   assert(grad.empty() || grad.size() == num_params_);
-  auto& ws = static_cast<MlpWorkspace&>(base);
   if (batch.n == 0) {
     std::fill(grad.begin(), grad.end(), 0.0f);
     return 0.0;
   }
+  return Backprop(params, batch, grad, nullptr, 0.0f, ws);
+}
+
+double Mlp::SgdStep(std::span<float> params, BatchView batch, float learning_rate, ModelWorkspace& ws) const {
+  if (batch.n == 0) return 0.0;
+  return Backprop(params, batch, {}, params.data(), learning_rate, ws);
+}
+
+double Mlp::Backprop(std::span<const float> params, BatchView batch, std::span<float> grad, float* step,
+                     float learning_rate, ModelWorkspace& base) const {
+  assert(params.size() == num_params_);
+  auto& ws = static_cast<MlpWorkspace&>(base);
   Forward(params, batch, ws);
   const size_t layers = sizes_.size() - 1;
   const size_t classes = sizes_.back();
@@ -110,34 +121,52 @@ double Mlp::LossAndGradient(std::span<const float> params, BatchView batch, std:
   for (size_t l = 1; l < sizes_.size(); ++l) widest = std::max(widest, sizes_[l]);
   float* dz = internal::Grow(ws.delta_a, widest * batch.n);
   float* da = internal::Grow(ws.delta_b, widest * batch.n);
+  const bool backward = step != nullptr || !grad.empty();
   const float scale = 1.0f / static_cast<float>(batch.n);
   const double loss = internal::SoftmaxCrossEntropy(ws.acts[layers - 1].data(), classes, batch.n, batch.labels, dz,
-                                                    !grad.empty(), scale, nullptr);
-  if (grad.empty()) return loss / static_cast<double>(batch.n);
+                                                    backward, scale, nullptr) /
+                      static_cast<double>(batch.n);
+  if (!backward || (step != nullptr && !std::isfinite(loss))) return loss;
 
+  const float alpha = -learning_rate;
   for (size_t l = layers; l-- > 0;) {
     const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
     const float* prev = (l == 0) ? batch.features : ws.acts[l - 1].data();
     ConstMatMap a_prev(prev, fan_in, n);
     ConstMatMap d(dz, fan_out, n);
-    MatMap gwt(grad.data() + offsets_[l], fan_in, fan_out);
-    VecMap gb(grad.data() + offsets_[l] + sizes_[l + 1] * sizes_[l], fan_out);
-    if (sizes_[l + 1] <= internal::kSmallDenseMaxOut) {
-      internal::SmallDenseGradient(prev, batch.n, sizes_[l], dz, sizes_[l + 1], gwt.data(), gb.data());
-    } else {
-      gwt.noalias() = a_prev * d.transpose();
-      gb.noalias() = d.rowwise().sum();
-    }
     if (l > 0) {
+      // The input gradient uses this layer's weights before a step changes them.
       ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
       MatMap dprev(da, fan_in, n);
       dprev.noalias() = wt * d;
       // ReLU: the activation is positive exactly where the gradient passes.
       dprev = (a_prev.array() > 0.0f).select(dprev, 0.0f);
-      std::swap(dz, da);
     }
+    const bool small = sizes_[l + 1] <= internal::kSmallDenseMaxOut;
+    if (step != nullptr) {
+      float* w = step + offsets_[l];
+      float* b = w + sizes_[l + 1] * sizes_[l];
+      if (small) {
+        internal::SmallDenseGradientStep(prev, batch.n, sizes_[l], dz, sizes_[l + 1], alpha, w, b);
+      } else {
+        // One GEMM adds alpha * A * dZ^T into the weights: no gradient buffer,
+        // no zeroing, no separate update pass over the layer.
+        MatMap(w, fan_in, fan_out).noalias() += alpha * (a_prev * d.transpose());
+        VecMap(b, fan_out).noalias() += alpha * d.rowwise().sum();
+      }
+    } else {
+      float* gw = grad.data() + offsets_[l];
+      float* gb = gw + sizes_[l + 1] * sizes_[l];
+      if (small) {
+        internal::SmallDenseGradient(prev, batch.n, sizes_[l], dz, sizes_[l + 1], gw, gb);
+      } else {
+        MatMap(gw, fan_in, fan_out).noalias() = a_prev * d.transpose();
+        VecMap(gb, fan_out).noalias() = d.rowwise().sum();
+      }
+    }
+    if (l > 0) std::swap(dz, da);
   }
-  return loss / static_cast<double>(batch.n);
+  return loss;
 }
 
 double Mlp::Predict(std::span<const float> params, BatchView batch, std::span<int32_t> predicted,

@@ -116,16 +116,18 @@ Result<TrainStats> Train(const Model& model, std::span<float> params, const Data
       const std::span<const uint32_t> next(order + s + m, std::min(bs, n - s - m));
       FRUGAL_RETURN_IF_ERROR(
           Gather(data, std::span<const uint32_t>(order + s, m), next, model.num_classes(), feats, labs));
-      const double loss = model.LossAndGradient(params, BatchView{feats, labs, m}, std::span<float>(grad, p), ws);
+      // Plain SGD: the model applies each layer's gradient as it computes it.
+      const bool plain = vel == nullptr && anchor == nullptr && wd == 0.0f;
+      const BatchView batch{feats, labs, m};
+      const double loss = plain ? model.SgdStep(params, batch, lr, ws)
+                                : model.LossAndGradient(params, batch, std::span<float>(grad, p), ws);
       if (!std::isfinite(loss)) {
         return InvalidArgumentError("non-finite training loss at epoch " + std::to_string(epoch) + ", step " +
                                     std::to_string(stats.steps) + " (learning rate too high?)");
       }
       loss_sum += loss * static_cast<double>(m);
       // One fused pass: g = grad + wd*w + mu*(w - w0); v = mom*v + g; w -= lr*v.
-      if (vel == nullptr && anchor == nullptr && wd == 0.0f) {
-        for (size_t i = 0; i < p; ++i) w[i] -= lr * grad[i];
-      } else {
+      if (!plain) {
         for (size_t i = 0; i < p; ++i) {
           float g = grad[i] + wd * w[i];
           if (anchor != nullptr) g += mu * (w[i] - anchor[i]);

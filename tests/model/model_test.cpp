@@ -286,6 +286,33 @@ TEST_SUITE("model") {
     }
   }
 
+  TEST_CASE("SgdStep equals LossAndGradient followed by the update, for every model") {
+    Mlp logreg({13, 10}, "logreg");
+    Mlp mlp({13, 24, 17, 5});
+    Cnn cnn(CnnConfig{.height = 4, .width = 4, .channels = 1, .kernel = 3, .conv1_channels = 2,
+                      .conv2_channels = 2, .dense_units = 3, .num_classes = 4});
+    for (const Model* m : {static_cast<const Model*>(&logreg), static_cast<const Model*>(&mlp),
+                           static_cast<const Model*>(&cnn)}) {
+      for (size_t n : {3u, 16u, 21u}) {
+        CAPTURE(m->name());
+        CAPTURE(n);
+        std::vector<float> params(m->num_params());
+        m->InitParams(params, 12);
+        const Batch b = RandomBatch(n, m->input_dim(), m->num_classes(), 13);
+        auto ws = m->MakeWorkspace();
+        std::vector<float> grad(m->num_params());
+        const double loss_ref = m->LossAndGradient(params, b.view(), grad, *ws);
+        std::vector<float> expect = params;
+        for (size_t i = 0; i < expect.size(); ++i) expect[i] -= 0.5f * grad[i];
+        const double loss = m->SgdStep(params, b.view(), 0.5f, *ws);
+        CHECK(loss == doctest::Approx(loss_ref).epsilon(1e-12));
+        double worst = 0.0;
+        for (size_t i = 0; i < params.size(); ++i) worst = std::max(worst, std::abs(double{params[i]} - expect[i]));
+        CHECK(worst < 1e-6);
+      }
+    }
+  }
+
   TEST_CASE("An example's loss does not depend on the batch it is evaluated in") {
     Mlp m({29, 10}, "logreg");
     std::vector<float> params(m.num_params());

@@ -121,6 +121,57 @@ TEST_SUITE("train") {
     for (size_t j = 0; j < p; ++j) CHECK(params[j] == doctest::Approx(w[j]).epsilon(1e-4).scale(1e-4));
   }
 
+  TEST_CASE("Plain SGD (the models' fused step) matches a plain reference loop, logreg and MLP") {
+    const Dataset ds = Synthetic(41, 7, 3, 21);
+    const std::vector<uint32_t> idx = AllRows(ds);
+    Mlp logreg({7, 3}, "logreg");
+    Mlp mlp({7, 20, 3}, "mlp");  // a hidden layer wider than the small-layer kernels take
+    for (const Mlp* m : {&logreg, &mlp}) {
+      CAPTURE(m->name());
+      for (int batch : {4, 32}) {
+        CAPTURE(batch);
+        std::vector<float> params(m->num_params());
+        m->InitParams(params, 4);
+        const TrainConfig cfg{.epochs = 2, .batch_size = batch, .learning_rate = 0.3f, .seed = 5};
+        // Reference: gradient of each batch from LossAndGradient, then w -= lr * g in double.
+        std::vector<double> w(params.begin(), params.end());
+        std::vector<uint32_t> order = idx;
+        auto ref_ws = m->MakeWorkspace();
+        for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
+          Rng rng(DeriveSeed(cfg.seed, static_cast<uint64_t>(epoch)));
+          rng.Shuffle(std::span<uint32_t>(order));
+          for (size_t s = 0; s < order.size(); s += static_cast<size_t>(batch)) {
+            const size_t k = std::min<size_t>(static_cast<size_t>(batch), order.size() - s);
+            std::vector<float> x, wf(w.begin(), w.end()), g(w.size());
+            std::vector<int32_t> y;
+            for (size_t i = 0; i < k; ++i) {
+              x.insert(x.end(), ds.row(order[s + i]), ds.row(order[s + i]) + ds.num_features);
+              y.push_back(ds.labels[order[s + i]]);
+            }
+            m->LossAndGradient(wf, BatchView{x.data(), y.data(), k}, g, *ref_ws);
+            for (size_t j = 0; j < w.size(); ++j) w[j] -= cfg.learning_rate * g[j];
+          }
+        }
+        auto ws = m->MakeWorkspace();
+        REQUIRE(Train(*m, params, ds, idx, cfg, *ws).ok());
+        for (size_t j = 0; j < w.size(); ++j) CHECK(params[j] == doctest::Approx(w[j]).epsilon(1e-4).scale(1e-4));
+      }
+    }
+  }
+
+  TEST_CASE("SgdStep leaves the parameters unchanged when the loss is not finite") {
+    Dataset ds = Synthetic(8, 4, 3, 23);
+    Mlp mlp({4, 20, 3});
+    auto ws = mlp.MakeWorkspace();
+    std::vector<float> params(mlp.num_params());
+    mlp.InitParams(params, 2);
+    ds.features[5] = INFINITY;
+    const std::vector<float> before = params;
+    const double loss = mlp.SgdStep(params, BatchView{ds.features.data(), ds.labels.data(), 8}, 0.1f, *ws);
+    CHECK_FALSE(std::isfinite(loss));
+    CHECK(params == before);
+  }
+
   TEST_CASE("A large FedProx mu keeps the weights closer to where they started") {
     const Dataset ds = Synthetic(300, 10, 4, 7);
     Mlp mlp({10, 8, 4});

@@ -103,6 +103,13 @@ class Model {
   // SUM of cross-entropy losses over the batch. Same preconditions as above.
   virtual double Predict(std::span<const float> params, BatchView batch, std::span<int32_t> predicted,
                          ModelWorkspace& ws) const = 0;
+  // One plain SGD step in place: params -= learning_rate * d(mean loss)/d(params);
+  // returns the mean loss before the step. If that loss is not finite, params
+  // are left unchanged. Equals LossAndGradient followed by the update up to
+  // float rounding. The default does exactly that (through ws.trainer.grad);
+  // models override it to apply each layer's gradient as it is computed,
+  // never storing the whole gradient. Same preconditions as LossAndGradient.
+  virtual double SgdStep(std::span<float> params, BatchView batch, float learning_rate, ModelWorkspace& ws) const;
 };
 
 // Multilayer perceptron with ReLU hidden layers and a softmax output.
@@ -123,12 +130,19 @@ class Mlp final : public Model {
                          ModelWorkspace& ws) const override;
   double Predict(std::span<const float> params, BatchView batch, std::span<int32_t> predicted,
                  ModelWorkspace& ws) const override;
+  double SgdStep(std::span<float> params, BatchView batch, float learning_rate, ModelWorkspace& ws) const override;
 
   const std::vector<size_t>& layer_sizes() const { return sizes_; }
 
  private:
   // Runs the forward pass, leaving every layer's activations (logits last) in ws.
   void Forward(std::span<const float> params, BatchView batch, ModelWorkspace& ws) const;
+  // Forward and backward. With step == nullptr, writes the gradient into grad
+  // (if non-empty); otherwise adds -learning_rate * gradient to step (the
+  // parameters themselves, which params views), layer by layer, each layer's
+  // input gradient taken before its weights change. Returns the mean loss.
+  double Backprop(std::span<const float> params, BatchView batch, std::span<float> grad, float* step,
+                  float learning_rate, ModelWorkspace& ws) const;
 
   std::vector<size_t> sizes_;
   std::vector<size_t> offsets_;  // start of each layer's weights in params
