@@ -21,6 +21,9 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
                                                  const std::vector<std::string>& overrides) {
   FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
   CoordinatorConfig c;
+  if (Status st = ApplyPipelineTable(t, c.pipeline, overrides); !st.ok()) {
+    return st.error().WithContext(std::string(source));
+  }
   ConfigReader r(t);
   r.Get("run_id", c.run_id);
   r.Get("seed", c.seed);

@@ -453,8 +453,38 @@ void RoundDriver::OpenRound(double now_s) {
   const uint32_t round = next_round_;
   std::vector<uint32_t> available;
   for (const auto& [id, conn] : client_conn_) available.push_back(static_cast<uint32_t>(id));
-  std::vector<uint32_t> selected = SelectClients(available, config_.plan.SelectCount(),
-                                                 DeriveSeed(DeriveSeed(config_.seed, kSelect), round));
+  const uint64_t select_seed = DeriveSeed(DeriveSeed(config_.seed, kSelect), round);
+  std::vector<uint32_t> selected;
+  if (config_.plan.selection == SelectionPolicy::kUniform) {
+    selected = SelectClients(available, config_.plan.SelectCount(), select_seed);
+  } else {
+    // Energy- or carbon-aware: each client's expected cost from its own device,
+    // radio and region, its examples, the exact payload it would download and
+    // the previous round's mean upload (the same estimate frugal-sim makes).
+    uint64_t up_sum = 0, up_n = 0;
+    for (const auto& [id, slot] : slots_) {
+      if (slot.bytes_up > 0) up_sum += slot.bytes_up, ++up_n;
+    }
+    const FlopCount f = model_->flops_per_example();
+    std::vector<double> weights(available.size(), 0.0);
+    for (size_t i = 0; i < available.size(); ++i) {
+      auto it = clients_.find(available[i]);
+      if (it == clients_.end()) continue;
+      const Client& c = it->second;
+      auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
+      if (!payload.ok()) {
+        fatal_ = payload.error().WithContext("model payload for selecting round " + std::to_string(round));
+        return;
+      }
+      const uint64_t down = (*payload)->size();
+      const ParticipationEstimate e{(f.forward + f.backward) * static_cast<double>(c.num_examples) *
+                                        config_.task.train.epochs,
+                                    down, up_n > 0 ? up_sum / up_n : down};
+      weights[i] = SelectionWeight(config_.plan.selection, *c.device_profile, *c.radio_profile, *c.region_profile,
+                                   deps_.utc_hour(), e);
+    }
+    selected = SelectClientsWeighted(available, weights, config_.plan.SelectCount(), select_seed);
+  }
   std::vector<uint64_t> sel64(selected.begin(), selected.end());
   if (Status st = engine_->OpenRound(round, sel64); !st.ok()) {
     fatal_ = st.error().WithContext("opening round " + std::to_string(round));

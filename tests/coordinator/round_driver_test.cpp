@@ -468,3 +468,53 @@ TEST_SUITE("coordinator") {
 }
 
 }  // namespace frugal::coordinator
+
+namespace frugal::coordinator {
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("energy-aware selection in the driver favours clients whose participation costs fewer joules") {
+    // 10 Wi-Fi and 10 LTE phones; 10 are selected. An LTE participation pays a
+    // multi-joule radio tail, so energy-aware selection must pick mostly Wi-Fi.
+    auto count_wifi_selected = [](const std::string& policy) {
+      testing::TempDir dir;
+      auto test = LoadFashionMnist(Split::kTest);
+      REQUIRE(test.ok());
+      auto store = Store::Open(dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=10",
+                                                     "round.min_clients=20", "data.eval_examples=200",
+                                                     "round.selection=\"" + policy + "\""});
+      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+      cfg->service.out_dir = dir.Path("run");
+      FakeTransport transport;
+      DriverDeps deps;
+      deps.store = store->get();
+      deps.test = &*test;
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &transport;
+      auto driver = RoundDriver::Create(*cfg, std::move(deps));
+      REQUIRE(driver.ok());
+      for (uint64_t conn = 1; conn <= 20; ++conn) {
+        v1::Hello h = MakeHello("phone-" + std::to_string(conn));
+        h.set_radio(conn <= 10 ? "wifi" : "lte");
+        REQUIRE((*driver)->OnHello(conn, h.client_name(), h, 0).ok());
+      }
+      (*driver)->Tick(0);
+      REQUIRE((*driver)->Metrics().round_open);
+      int wifi = 0, total = 0;
+      for (uint64_t conn = 1; conn <= 20; ++conn) {
+        if (transport.Last(conn, v1::Envelope::kTask) == nullptr) continue;
+        ++total;
+        wifi += conn <= 10 ? 1 : 0;
+      }
+      CHECK(total == 10);
+      return wifi;
+    };
+    CHECK(count_wifi_selected("energy") >= 9);
+    CHECK(count_wifi_selected("uniform") <= 7);
+  }
+}
+
+}  // namespace frugal::coordinator
