@@ -230,7 +230,14 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   // The slot file exists only while residuals spill; ResidualStore deletes it.
   const std::string spill = (spill_dir / ("frugal-residuals." + std::to_string(comm->rank()) + "." +
                                           std::to_string(::getpid()) + ".bin")).string();
-  ResidualStore residuals(dim, static_cast<size_t>(cfg.residual_memory_mb * 1024 * 1024), spill);
+  // Where the population's fp32 residuals could not all stay in the memory
+  // budget (fleet scale), they are kept as bf16: half the memory and spill
+  // traffic. Smaller populations keep them exactly, as a device does.
+  const auto residual_budget = static_cast<size_t>(cfg.residual_memory_mb * 1024 * 1024);
+  const bool bf16_residuals = static_cast<double>(pop.size()) * static_cast<double>(dim) * sizeof(float) >
+                              static_cast<double>(residual_budget);
+  ResidualStore residuals(dim, residual_budget, spill,
+                          bf16_residuals ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
   const bool use_residuals = cfg.pipeline == Pipeline::kFrugal;
 
   std::vector<std::unique_ptr<ModelWorkspace>> ws;
@@ -545,6 +552,10 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
                         "so cheap devices take part more often than costly ones.");
   }
   sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) + " Fashion-MNIST test examples, evaluated on the server's model.");
+  if (bf16_residuals && use_residuals) {
+    sum.notes.push_back("Clients' error-feedback residuals are kept as bf16 between rounds (the population's fp32 "
+                        "residuals would exceed run.residual_memory_mb); a device keeps its own in fp32.");
+  }
   if (gemm_gflops > 0) {
     // (client-updates/s x FLOPs per update) / (sgemm FLOP/s x threads), all measured in this run.
     const double achieved = train_wall > 0 ? train_flops / train_wall / 1e9 : 0;

@@ -286,6 +286,42 @@ train.learning_rate = 0.2
     std::vector<float> wrong(d + 1);
     CHECK_FALSE(store.Store(1, wrong).ok());
   }
+
+  TEST_CASE("residual store in bf16: half the bytes, values rounded to nearest even, resident and spilled alike") {
+    const size_t d = 777;
+    const std::string spill = (std::filesystem::temp_directory_path() / "frugal-residual-bf16-test.bin").string();
+    ResidualStore store(d, 2 * d * sizeof(uint16_t), spill, ResidualPrecision::kBf16);
+    CHECK(store.bytes_per_residual() == d * sizeof(uint16_t));
+    Rng rng(3);
+    std::vector<std::vector<float>> in(5, std::vector<float>(d));
+    for (auto& v : in) {
+      for (float& x : v) x = static_cast<float>(rng.Normal() * 1e-6);
+    }
+    in[0][0] = 1.0f + 1.0f / 256.0f;  // exactly halfway between two bf16 values: ties to even (1.0)
+    in[0][1] = 1.0f + 3.0f / 256.0f;  // halfway, rounds up to the even 1 + 4/256
+    for (uint64_t c = 0; c < in.size(); ++c) REQUIRE(store.Store(c, in[c]).ok());
+    CHECK(store.resident_bytes() == 2 * d * sizeof(uint16_t));
+    CHECK(store.spilled_bytes() == 3 * d * sizeof(uint16_t));
+    std::vector<float> out(d);
+    for (uint64_t c = 0; c < in.size(); ++c) {
+      REQUIRE(store.Load(c, out).ok());
+      for (size_t i = 0; i < d; ++i) {
+        // Plain reference: the nearest bf16, found by trying both neighbours.
+        uint32_t u;
+        std::memcpy(&u, &in[c][i], sizeof u);
+        const uint32_t lo = u & 0xFFFF0000u, hi = lo + 0x10000u;
+        float flo, fhi;
+        std::memcpy(&flo, &lo, sizeof lo);
+        std::memcpy(&fhi, &hi, sizeof hi);
+        const double dlo = std::abs(double{in[c][i]} - flo), dhi = std::abs(double{in[c][i]} - fhi);
+        const float expect = dlo < dhi ? flo : dhi < dlo ? fhi : (((lo >> 16) & 1) == 0 ? flo : fhi);
+        CHECK(out[i] == expect);
+      }
+    }
+    REQUIRE(store.Load(0, out).ok());
+    CHECK(out[0] == 1.0f);
+    CHECK(out[1] == 1.0f + 4.0f / 256.0f);
+  }
 }
 
 }  // namespace
