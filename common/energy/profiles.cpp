@@ -9,6 +9,8 @@
 #include <type_traits>
 #include <toml++/toml.h>
 
+#include "frugal/energy/default_profiles.h"
+
 namespace frugal {
 namespace {
 
@@ -497,7 +499,9 @@ Result<EnergyProfiles> EnergyProfiles::LoadOverrideFile(const std::string& path)
 
 std::string EnergyProfiles::DefaultPath() { return FRUGAL_SOURCE_DIR "/common/energy/profiles.toml"; }
 
-Result<EnergyProfiles> EnergyProfiles::LoadDefault() { return LoadFile(DefaultPath()); }
+Result<EnergyProfiles> EnergyProfiles::LoadDefault() {
+  return Parse(energy_assets::kDefaultProfilesToml, "profiles.toml (built in)");
+}
 
 Result<EnergyProfiles> EnergyProfiles::LoadDefaultWithOverride(const std::string& user_path) {
   FRUGAL_ASSIGN_OR_RETURN(EnergyProfiles base, LoadDefault());

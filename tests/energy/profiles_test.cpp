@@ -52,6 +52,25 @@ TEST_SUITE("energy") {
     CHECK((*p->Radio("lte"))->bandwidth_down_bps == doctest::Approx(13e6));
   }
 
+  TEST_CASE("the built-in profiles equal common/energy/profiles.toml, so no source tree is needed at run time") {
+    auto built_in = EnergyProfiles::LoadDefault();
+    auto file = EnergyProfiles::LoadFile(EnergyProfiles::DefaultPath());
+    REQUIRE(built_in.ok());
+    REQUIRE(file.ok());
+    REQUIRE(built_in->devices().size() == file->devices().size());
+    for (size_t i = 0; i < file->devices().size(); ++i) {
+      CHECK(built_in->devices()[i].id == file->devices()[i].id);
+      CHECK(built_in->devices()[i].joules_per_flop_fp32 == file->devices()[i].joules_per_flop_fp32);
+    }
+    REQUIRE(built_in->radios().size() == file->radios().size());
+    for (size_t i = 0; i < file->radios().size(); ++i) {
+      CHECK(built_in->radios()[i].id == file->radios()[i].id);
+      CHECK(built_in->radios()[i].tail_seconds == file->radios()[i].tail_seconds);
+    }
+    CHECK(built_in->regions().size() == file->regions().size());
+    CHECK(built_in->server_watts() == file->server_watts());
+  }
+
   TEST_CASE("shipped device figures follow the documented derivation and respect the arithmetic floor") {
     auto p = EnergyProfiles::LoadDefault();
     REQUIRE(p.ok());

@@ -79,9 +79,10 @@ class EnergyProfiles {
   static Result<EnergyProfiles> Parse(std::string_view toml_text, std::string_view source_name);
   // Parse() of a file's contents; kNotFound if the file cannot be opened.
   static Result<EnergyProfiles> LoadFile(const std::string& path);
-  // The shipped FRUGAL_SOURCE_DIR "/common/energy/profiles.toml".
+  // The shipped profiles: common/energy/profiles.toml as compiled into the
+  // library, so no source tree is needed at run time.
   static Result<EnergyProfiles> LoadDefault();
-  // Path of the shipped profile file.
+  // Path of the shipped profile file in the source tree (for docs and tests).
   static std::string DefaultPath();
 
   // Parses a user override file: an entry may give only some fields (they will
