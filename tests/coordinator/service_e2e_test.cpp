@@ -285,7 +285,7 @@ TEST_SUITE("coordinator") {
                                                "pipeline=\"frugal\"", "round.clients_per_round=10",
                                                "round.min_clients=10", "round.deadline_s=600", "train.epochs=2",
                                                "train.learning_rate=0.05", "uplink.density=0.05",
-                                               "downlink.broadcast_density=0.05"}),
+                                               "downlink.broadcast_density=0.05", "round.eval_every=5"}),
                         fleet.dir.Path("coordinator.log"));
     WaitPort(fleet.dir.Path("port"), coordinator);
     std::vector<std::unique_ptr<Process>> clients;
@@ -316,6 +316,27 @@ TEST_SUITE("coordinator") {
     CHECK(summary["rounds"] == 20);
     CHECK(std::filesystem::exists(fleet.dir.Path("run/ledger.csv")));
     CHECK(std::filesystem::exists(fleet.dir.Path("run/emissions.csv")));
+
+    // Federated evaluation after rounds 5, 10, 15 and 20: the agents applied
+    // the payload that followed each EvalTask and evaluated on their local data.
+    std::istringstream fed(ReadFile(fleet.dir.Path("run/federated_eval.csv")));
+    std::string line;
+    REQUIRE(std::getline(fed, line));
+    CHECK(line == "round,model_version,asked,answered,examples,accuracy,loss,bytes_down");
+    int evaluations = 0;
+    while (std::getline(fed, line)) {
+      ++evaluations;
+      INFO(line);
+      std::vector<std::string> f;
+      std::istringstream row(line);
+      for (std::string cell; std::getline(row, cell, ',');) f.push_back(cell);
+      REQUIRE(f.size() == 8);
+      CHECK(std::stoi(f[0]) == 5 * evaluations);
+      CHECK(std::stoi(f[3]) == 10);                   // every agent answered
+      CHECK(std::stoull(f[4]) == 60000);              // together they hold the whole training set
+      if (evaluations > 1) CHECK(std::stod(f[5]) > 0.6);  // a trained model, on the agents' own data
+    }
+    CHECK(evaluations == 4);
   }
 
   TEST_CASE("foreign certificates, plaintext, revoked identities and malformed streams are refused while the others are served") {
