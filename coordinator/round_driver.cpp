@@ -330,20 +330,25 @@ void RoundDriver::OnEvalResult(uint64_t conn, const v1::EvalResult& result, doub
   if (it == conn_client_.end()) return;
   const uint64_t id = it->second;
   const std::string& name = clients_[id].name;
-  if (!eval_ || result.round() != eval_->result.round || result.model_version() != eval_->result.model_version) {
-    spdlog::info("ignoring an evaluation result from {} for round {} (v{}): no such evaluation is open", name,
-                 result.round(), result.model_version());
+  if (!eval_ || result.round() != eval_->result.round) {
+    spdlog::info("ignoring an evaluation result from {} for round {}: no such evaluation is open", name,
+                 result.round());
     return;
   }
   auto a = eval_->answers.find(id);
   if (a == eval_->answers.end() || a->second.answered || a->second.gone) return;
   a->second.answered = true;
-  const bool valid = std::isfinite(result.accuracy()) && result.accuracy() >= 0 && result.accuracy() <= 1 &&
+  // A client that could not reach the version (its payload failed to apply)
+  // has answered, with nothing evaluated: the evaluation need not wait for it.
+  const bool valid = result.model_version() == eval_->result.model_version && std::isfinite(result.accuracy()) &&
+                     result.accuracy() >= 0 && result.accuracy() <= 1 &&
                      std::isfinite(result.loss()) && result.loss() >= 0 &&
                      result.examples() <= clients_[id].num_examples;
   if (!valid) {
-    spdlog::warn("evaluation result from {} is not plausible (accuracy {}, loss {}, {} examples of {}); ignored",
-                 name, result.accuracy(), result.loss(), result.examples(), clients_[id].num_examples);
+    spdlog::warn("evaluation result from {} for v{} is not usable (accuracy {}, loss {}, {} examples of {}); "
+                 "counted as answered with no examples",
+                 name, result.model_version(), result.accuracy(), result.loss(), result.examples(),
+                 clients_[id].num_examples);
   } else {
     a->second.examples = result.examples();
     a->second.accuracy = result.accuracy();

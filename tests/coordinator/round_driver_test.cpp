@@ -373,15 +373,17 @@ TEST_SUITE("coordinator") {
     CHECK(driver.Metrics().round == 3);
     CHECK(transport.Last(1, v1::Envelope::kTask)->task().model_version() == 3);
 
-    // A result for another version is ignored; the real ones are weighted by examples.
+    // A result for another evaluation is ignored; the real ones are weighted by examples.
     v1::EvalResult stale;
-    stale.set_round(2);
+    stale.set_round(1);
     stale.set_model_version(2);
     stale.set_examples(100);
     stale.set_accuracy(1.0);
     driver.OnEvalResult(1, stale, 3);
     CHECK(driver.federated_evals().empty());
     v1::EvalResult a = stale, b = stale;
+    a.set_round(2);
+    b.set_round(2);
     a.set_model_version(3);
     a.set_accuracy(0.5);
     a.set_loss(1.0);
@@ -464,6 +466,53 @@ TEST_SUITE("coordinator") {
     REQUIRE(driver.federated_evals().size() == 1);
     CHECK(driver.federated_evals()[0].answered == 1);
     CHECK(driver.federated_evals()[0].accuracy == doctest::Approx(0.7));
+  }
+
+  TEST_CASE("a client that could not reach the evaluated version answers without examples and is not waited for") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+                                                   "round.min_clients=2", "round.eval_every=1",
+                                                   "data.eval_examples=200", "uplink.density=0.1"});
+    REQUIRE(cfg.ok());
+    cfg->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &transport;
+    auto made = RoundDriver::Create(*cfg, std::move(deps));
+    REQUIRE(made.ok());
+    RoundDriver& driver = **made;
+    REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver.Tick(0);
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
+    REQUIRE_FALSE(driver.finished());
+    v1::EvalResult good;
+    good.set_round(1);
+    good.set_model_version(driver.version());
+    good.set_examples(40);
+    good.set_accuracy(0.6);
+    good.set_loss(1.1);
+    v1::EvalResult failed;  // what an agent sends when the payload did not apply
+    failed.set_round(1);
+    failed.set_model_version(0);
+    driver.OnEvalResult(1, good, 2);
+    driver.OnEvalResult(2, failed, 2);
+    CHECK(driver.finished());
+    REQUIRE(driver.federated_evals().size() == 1);
+    CHECK(driver.federated_evals()[0].answered == 2);
+    CHECK(driver.federated_evals()[0].examples == 40);
+    CHECK(driver.federated_evals()[0].accuracy == doctest::Approx(0.6));
   }
 }
 
