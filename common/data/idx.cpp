@@ -104,71 +104,136 @@ Status ReadBody(gzFile f, const std::string& path, uint64_t count, std::string_v
 
 }  // namespace
 
-Result<Dataset> LoadIdx(const std::string& images_gz_path, const std::string& labels_gz_path) {
-  FRUGAL_ASSIGN_OR_RETURN(GzFile images, OpenGz(images_gz_path));
-  FRUGAL_ASSIGN_OR_RETURN(IdxHeader ih, ReadHeader(images.get(), images_gz_path));
+namespace {
+
+// The validated shape of an IDX image file, its stream positioned at the pixels.
+struct ImageFile {
+  GzFile file;
+  uint64_t items = 0, features = 0, values = 0;
+};
+
+Result<ImageFile> OpenImages(const std::string& path) {
+  ImageFile im;
+  FRUGAL_ASSIGN_OR_RETURN(im.file, OpenGz(path));
+  FRUGAL_ASSIGN_OR_RETURN(IdxHeader ih, ReadHeader(im.file.get(), path));
   if (ih.dims.size() < 2) {
-    return InvalidArgumentError(images_gz_path + ": IDX image file needs at least 2 dimensions, has " +
+    return InvalidArgumentError(path + ": IDX image file needs at least 2 dimensions, has " +
                                 std::to_string(ih.dims.size()));
   }
-  const uint64_t items = ih.dims[0];
-  if (items > kIdxMaxItems) {
-    return InvalidArgumentError(images_gz_path + ": IDX item count " + std::to_string(items) + " exceeds the limit " +
+  im.items = ih.dims[0];
+  if (im.items > kIdxMaxItems) {
+    return InvalidArgumentError(path + ": IDX item count " + std::to_string(im.items) + " exceeds the limit " +
                                 std::to_string(kIdxMaxItems));
   }
-  uint64_t features = 1;
+  im.features = 1;
   for (size_t i = 1; i < ih.dims.size(); ++i) {
-    if (ih.dims[i] == 0) {
-      return InvalidArgumentError(images_gz_path + ": IDX dimension " + std::to_string(i) + " is zero");
+    if (ih.dims[i] == 0) return InvalidArgumentError(path + ": IDX dimension " + std::to_string(i) + " is zero");
+    if (__builtin_mul_overflow(im.features, ih.dims[i], &im.features)) {
+      return InvalidArgumentError(path + ": IDX dimensions overflow when multiplied");
     }
-    if (__builtin_mul_overflow(features, ih.dims[i], &features)) {
-      return InvalidArgumentError(images_gz_path + ": IDX dimensions overflow when multiplied");
-    }
-    if (features > kIdxMaxFeatures) {
-      return InvalidArgumentError(images_gz_path + ": IDX per-item size " + std::to_string(features) +
+    if (im.features > kIdxMaxFeatures) {
+      return InvalidArgumentError(path + ": IDX per-item size " + std::to_string(im.features) +
                                   " exceeds the limit " + std::to_string(kIdxMaxFeatures));
     }
   }
-  uint64_t values = 0;
-  if (__builtin_mul_overflow(items, features, &values) || values > kIdxMaxValues) {
-    return InvalidArgumentError(images_gz_path + ": IDX total size " + std::to_string(items) + " x " +
-                                std::to_string(features) + " exceeds the limit " + std::to_string(kIdxMaxValues));
+  if (__builtin_mul_overflow(im.items, im.features, &im.values) || im.values > kIdxMaxValues) {
+    return InvalidArgumentError(path + ": IDX total size " + std::to_string(im.items) + " x " +
+                                std::to_string(im.features) + " exceeds the limit " + std::to_string(kIdxMaxValues));
   }
+  return im;
+}
 
-  FRUGAL_ASSIGN_OR_RETURN(GzFile labels, OpenGz(labels_gz_path));
-  FRUGAL_ASSIGN_OR_RETURN(IdxHeader lh, ReadHeader(labels.get(), labels_gz_path));
+// Every label of an IDX label file; `expected_items` (if not UINT64_MAX) must match its count.
+Result<std::vector<int32_t>> ReadLabels(const std::string& path, uint64_t expected_items, std::string_view against) {
+  FRUGAL_ASSIGN_OR_RETURN(GzFile labels, OpenGz(path));
+  FRUGAL_ASSIGN_OR_RETURN(IdxHeader lh, ReadHeader(labels.get(), path));
   if (lh.dims.size() != 1) {
-    return InvalidArgumentError(labels_gz_path + ": IDX label file must have 1 dimension, has " +
-                                std::to_string(lh.dims.size()));
+    return InvalidArgumentError(path + ": IDX label file must have 1 dimension, has " + std::to_string(lh.dims.size()));
   }
-  if (lh.dims[0] != items) {
-    return InvalidArgumentError(labels_gz_path + ": label count " + std::to_string(lh.dims[0]) +
-                                " does not match image count " + std::to_string(items));
+  if (expected_items != UINT64_MAX && lh.dims[0] != expected_items) {
+    return InvalidArgumentError(path + ": label count " + std::to_string(lh.dims[0]) + " does not match " +
+                                std::string(against) + " " + std::to_string(expected_items));
   }
+  if (lh.dims[0] > kIdxMaxItems) {
+    return InvalidArgumentError(path + ": IDX item count " + std::to_string(lh.dims[0]) + " exceeds the limit " +
+                                std::to_string(kIdxMaxItems));
+  }
+  std::vector<int32_t> out;
+  out.reserve(static_cast<size_t>(std::min<uint64_t>(lh.dims[0], uint64_t{1} << 24)));
+  FRUGAL_RETURN_IF_ERROR(ReadBody(labels.get(), path, lh.dims[0], "label data", [&](const uint8_t* b, size_t n) {
+    out.insert(out.end(), b, b + n);
+  }));
+  return out;
+}
 
+int32_t MaxLabel(const std::vector<int32_t>& labels) {
+  int32_t m = -1;
+  for (int32_t l : labels) m = std::max(m, l);
+  return m;
+}
+
+}  // namespace
+
+Result<Dataset> LoadIdx(const std::string& images_gz_path, const std::string& labels_gz_path) {
+  FRUGAL_ASSIGN_OR_RETURN(ImageFile im, OpenImages(images_gz_path));
   Dataset ds;
-  ds.num_features = static_cast<size_t>(features);
+  FRUGAL_ASSIGN_OR_RETURN(ds.labels, ReadLabels(labels_gz_path, im.items, "image count"));
+  ds.num_features = static_cast<size_t>(im.features);
   // Reserve what a real file of this header needs, capped so a lying header cannot force a huge allocation.
-  ds.codes.reserve(static_cast<size_t>(std::min<uint64_t>(values, uint64_t{1} << 24)));
+  ds.codes.reserve(static_cast<size_t>(std::min<uint64_t>(im.values, uint64_t{1} << 24)));
   ds.code_divisor = 255.0f;
-  FRUGAL_RETURN_IF_ERROR(ReadBody(images.get(), images_gz_path, values, "pixel data", [&](const uint8_t* b, size_t n) {
-    ds.codes.insert(ds.codes.end(), b, b + n);
-  }));
-  ds.labels.reserve(static_cast<size_t>(std::min<uint64_t>(items, uint64_t{1} << 24)));
-  int32_t max_label = -1;
-  FRUGAL_RETURN_IF_ERROR(ReadBody(labels.get(), labels_gz_path, items, "label data", [&](const uint8_t* b, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      ds.labels.push_back(b[i]);
-      max_label = std::max<int32_t>(max_label, b[i]);
-    }
-  }));
-  ds.num_classes = static_cast<size_t>(max_label + 1);
+  FRUGAL_RETURN_IF_ERROR(ReadBody(im.file.get(), images_gz_path, im.values, "pixel data",
+                                  [&](const uint8_t* b, size_t n) { ds.codes.insert(ds.codes.end(), b, b + n); }));
+  ds.num_classes = static_cast<size_t>(MaxLabel(ds.labels) + 1);
   return ds;
 }
 
-Result<Dataset> LoadFashionMnist(Split split, const std::string& dir) {
-  const std::string prefix = dir + (split == Split::kTrain ? "/train" : "/t10k");
-  auto ds = LoadIdx(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz");
+Result<std::vector<int32_t>> LoadIdxLabels(const std::string& labels_gz_path) {
+  return ReadLabels(labels_gz_path, UINT64_MAX, "");
+}
+
+Result<Dataset> LoadIdxRows(const std::string& images_gz_path, const std::string& labels_gz_path,
+                            std::span<const uint32_t> rows) {
+  FRUGAL_ASSIGN_OR_RETURN(ImageFile im, OpenImages(images_gz_path));
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<int32_t> all_labels, ReadLabels(labels_gz_path, im.items, "image count"));
+  for (size_t k = 0; k < rows.size(); ++k) {
+    if (rows[k] >= im.items || (k > 0 && rows[k] <= rows[k - 1])) {
+      return InvalidArgumentError(images_gz_path + ": row " + std::to_string(rows[k]) + " (position " +
+                                  std::to_string(k) + ") is out of range or out of order; rows must ascend below " +
+                                  std::to_string(im.items));
+    }
+  }
+  Dataset ds;
+  ds.num_features = static_cast<size_t>(im.features);
+  ds.num_classes = static_cast<size_t>(MaxLabel(all_labels) + 1);
+  ds.code_divisor = 255.0f;
+  ds.labels.reserve(rows.size());
+  for (uint32_t r : rows) ds.labels.push_back(all_labels[r]);
+  ds.codes.resize(rows.size() * ds.num_features);
+  // Stream the pixels once, copying the bytes of kept rows as they pass.
+  const uint64_t f = im.features;
+  uint64_t offset = 0;  // of the chunk's first byte in the pixel data
+  size_t next = 0;      // first kept row not yet complete
+  FRUGAL_RETURN_IF_ERROR(ReadBody(im.file.get(), images_gz_path, im.values, "pixel data", [&](const uint8_t* b, size_t n) {
+    const uint64_t end = offset + n;
+    for (size_t k = next; k < rows.size() && uint64_t{rows[k]} * f < end; ++k) {
+      const uint64_t lo = std::max<uint64_t>(uint64_t{rows[k]} * f, offset);
+      const uint64_t hi = std::min<uint64_t>(uint64_t{rows[k] + 1} * f, end);
+      std::memcpy(ds.codes.data() + k * f + (lo - uint64_t{rows[k]} * f), b + (lo - offset), hi - lo);
+      if (hi == uint64_t{rows[k] + 1} * f) next = k + 1;
+    }
+    offset = end;
+  }));
+  return ds;
+}
+
+namespace {
+
+std::string FashionMnistPrefix(Split split, const std::string& dir) {
+  return dir + (split == Split::kTrain ? "/train" : "/t10k");
+}
+
+Result<Dataset> CheckFashionMnist(Result<Dataset> ds, const std::string& dir) {
   if (!ds.ok()) return ds.error().WithContext("Fashion-MNIST");
   if (ds->num_features != 784 || ds->num_classes > 10) {
     return InvalidArgumentError("Fashion-MNIST in " + dir + ": expected 28x28 images and labels 0..9, got " +
@@ -177,6 +242,25 @@ Result<Dataset> LoadFashionMnist(Split split, const std::string& dir) {
   }
   ds->num_classes = 10;
   return ds;
+}
+
+}  // namespace
+
+Result<Dataset> LoadFashionMnist(Split split, const std::string& dir) {
+  const std::string prefix = FashionMnistPrefix(split, dir);
+  return CheckFashionMnist(LoadIdx(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz"), dir);
+}
+
+Result<std::vector<int32_t>> LoadFashionMnistLabels(Split split, const std::string& dir) {
+  auto labels = LoadIdxLabels(FashionMnistPrefix(split, dir) + "-labels-idx1-ubyte.gz");
+  if (!labels.ok()) return labels.error().WithContext("Fashion-MNIST");
+  return labels;
+}
+
+Result<Dataset> LoadFashionMnistRows(Split split, std::span<const uint32_t> rows, const std::string& dir) {
+  const std::string prefix = FashionMnistPrefix(split, dir);
+  return CheckFashionMnist(
+      LoadIdxRows(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz", rows), dir);
 }
 
 }  // namespace frugal

@@ -70,6 +70,53 @@ TEST_SUITE("data") {
     CHECK(test->labels[0] == 9);
   }
 
+  TEST_CASE("Reading chosen rows of Fashion-MNIST equals the same rows of the whole set, labels alone too") {
+    auto full = LoadFashionMnist(Split::kTrain);
+    REQUIRE(full.ok());
+    // Every 7th row, plus rows that straddle the reader's 1 MiB chunks (1 MiB / 784 = 1337.4 rows) and the last one.
+    std::vector<uint32_t> rows;
+    for (uint32_t r = 0; r < 60000; r += 7) rows.push_back(r);
+    for (uint32_t r : {1337u, 1338u, 2674u, 2675u, 59999u}) rows.push_back(r);
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    auto part = LoadFashionMnistRows(Split::kTrain, rows);
+    REQUIRE_MESSAGE(part.ok(), part.status().ToString());
+    REQUIRE(part->size() == rows.size());
+    CHECK(part->num_features == 784);
+    CHECK(part->num_classes == 10);
+    CHECK(part->consistent());
+    CHECK(part->codes.size() == rows.size() * 784);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      CHECK(part->labels[k] == full->labels[rows[k]]);
+      CHECK(std::equal(part->codes.begin() + k * 784, part->codes.begin() + (k + 1) * 784,
+                       full->codes.begin() + size_t{rows[k]} * 784));
+    }
+    auto labels = LoadFashionMnistLabels(Split::kTrain);
+    REQUIRE(labels.ok());
+    CHECK(*labels == full->labels);
+    auto none = LoadFashionMnistRows(Split::kTest, {});
+    REQUIRE(none.ok());
+    CHECK(none->size() == 0);
+  }
+
+  TEST_CASE("Rows out of range or out of order are refused, naming the row") {
+    TempDir dir;
+    const std::string ip = dir.Write("i", Idx({3, 2, 2}, {0, 255, 51, 102, 10, 20, 30, 40, 7, 8, 9, 250}));
+    const std::string lp = dir.Write("l", Idx({3}, {2, 0, 4}));
+    const std::vector<uint32_t> ok_rows = {0, 2};
+    auto two = LoadIdxRows(ip, lp, ok_rows);
+    REQUIRE(two.ok());
+    CHECK(two->labels == std::vector<int32_t>{2, 4});
+    CHECK(two->codes == std::vector<uint8_t>{0, 255, 51, 102, 7, 8, 9, 250});
+    CHECK(two->num_classes == 5);
+    const std::vector<uint32_t> past = {0, 3}, unordered = {2, 1}, repeated = {1, 1};
+    for (const auto* rows : {&past, &unordered, &repeated}) {
+      auto bad = LoadIdxRows(ip, lp, *rows);
+      REQUIRE_FALSE(bad.ok());
+      CHECK(Mentions(bad.error(), "row " + std::to_string(rows->back())));
+    }
+  }
+
   TEST_CASE("A small IDX pair reads back exactly, gzip'd or plain") {
     TempDir dir;
     const std::vector<uint8_t> pixels = {0, 255, 51, 102, 10, 20, 30, 40, 7, 8, 9, 250};

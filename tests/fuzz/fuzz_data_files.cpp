@@ -1,4 +1,5 @@
-// libFuzzer target for the data-file readers (LoadIdx, LoadCsv): the input is
+// libFuzzer target for the data-file readers (LoadIdx, LoadIdxRows,
+// LoadIdxLabels, LoadCsv): the input is
 // written to a temporary file and read back; any bytes give an Error or a
 // data set whose sizes, labels and features are consistent.
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "frugal/data/dataset.h"
 #include "fuzz_common.h"
@@ -45,6 +47,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string labels = WriteTemp(data + 1 + cut, rest - cut, "-labels.idx");
     auto r = frugal::LoadIdx(images, labels);
     if (r.ok()) Check(*r);
+    // The streaming row reader on the same files, keeping rows 0, 2, 4, ... 10:
+    // whatever the whole read gave, these rows must equal its rows.
+    const std::vector<uint32_t> rows = {0, 2, 4, 6, 8, 10};
+    auto some = frugal::LoadIdxRows(images, labels, rows);
+    if (some.ok()) {
+      Check(*some);
+      frugal::fuzz::Require(r.ok() && some->size() == rows.size());
+      for (size_t k = 0; k < rows.size(); ++k) {
+        frugal::fuzz::Require(some->labels[k] == r->labels[rows[k]]);
+        for (size_t j = 0; j < some->num_features; ++j) {
+          frugal::fuzz::Require(some->codes[k * some->num_features + j] == r->codes[rows[k] * r->num_features + j]);
+        }
+      }
+    }
+    auto only_labels = frugal::LoadIdxLabels(labels);
+    if (r.ok()) frugal::fuzz::Require(only_labels.ok() && *only_labels == r->labels);
     std::remove(images.c_str());
     std::remove(labels.c_str());
   } else {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,11 +59,27 @@ inline constexpr uint64_t kIdxMaxValues = uint64_t{1} << 32;    // 4G values in 
 // coded: pixels stay bytes, with code_divisor 255.
 Result<Dataset> LoadIdx(const std::string& images_gz_path, const std::string& labels_gz_path);
 
+// The labels of an IDX label file alone (e.g. to partition a data set before
+// loading the pixels of one part). Errors as LoadIdx.
+Result<std::vector<int32_t>> LoadIdxLabels(const std::string& labels_gz_path);
+
+// LoadIdx keeping only `rows` (ascending, distinct, each below the file's item
+// count; row k of the result is file row rows[k]). The image file is streamed,
+// so memory holds the kept rows only. num_classes comes from every label in
+// the file, as LoadIdx. Errors as LoadIdx, plus kInvalidArgument naming a row
+// out of range or out of order.
+Result<Dataset> LoadIdxRows(const std::string& images_gz_path, const std::string& labels_gz_path,
+                            std::span<const uint32_t> rows);
+
 enum class Split { kTrain, kTest };
 
 // Fashion-MNIST from dir ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz):
 // 60000 or 10000 examples, 784 features in [0,1], 10 classes.
 Result<Dataset> LoadFashionMnist(Split split, const std::string& dir = FRUGAL_FMNIST_DIR);
+// The labels of a Fashion-MNIST split, and the split restricted to `rows` (see LoadIdxRows).
+Result<std::vector<int32_t>> LoadFashionMnistLabels(Split split, const std::string& dir = FRUGAL_FMNIST_DIR);
+Result<Dataset> LoadFashionMnistRows(Split split, std::span<const uint32_t> rows,
+                                     const std::string& dir = FRUGAL_FMNIST_DIR);
 
 struct CsvOptions {
   size_t num_classes = 0;     // 0: infer as largest label + 1; else labels must be < num_classes
