@@ -81,8 +81,9 @@ run_e2e() {  # $1 = pipeline (dense | frugal)
   done
   local last
   last=$(tail -n 1 "$d/run/rounds.csv")
-  printf '{"bench": "e2e", "pipeline": "%s", "wall_seconds": %.2f, "server_peak_rss_mb": %.1f, "max_client_peak_rss_mb": %.1f, "exit_ok": %s, "last_rounds_csv_row": "%s", "load": "%s"}\n' \
-    "$p" "$(echo "$t1 - $t0" | bc)" "$(echo "$server_kb / 1024" | bc -l)" "$(echo "$client_kb / 1024" | bc -l)" \
+  # /usr/bin/time reports KiB.
+  printf '{"bench": "e2e", "pipeline": "%s", "wall_seconds": %.2f, "server_peak_rss_kib": %d, "max_client_peak_rss_kib": %d, "server_peak_rss_mib": %.1f, "max_client_peak_rss_mib": %.1f, "exit_ok": %s, "last_rounds_csv_row": "%s", "load": "%s"}\n' \
+    "$p" "$(echo "$t1 - $t0" | bc)" "$server_kb" "$client_kb" "$(echo "$server_kb / 1024" | bc -l)" "$(echo "$client_kb / 1024" | bc -l)" \
     "$([[ $failed == 0 ]] && echo true || echo false)" "$last" "$(cut -d' ' -f1-3 /proc/loadavg)"
   head -n 1 "$d/run/rounds.csv" | sed 's/^/# rounds.csv columns: /'
 }
