@@ -170,6 +170,16 @@ train.learning_rate = 0.2
     // And a different seed gives a different run.
     RunResult other = Run(Parse({"seed=8"}));
     CHECK(std::memcmp(one.final_model.data(), other.final_model.data(), 4 * one.final_model.size()) != 0);
+    // The 2NN too (GEMM and fused-step paths), with energy-aware selection, whose
+    // weights use the previous round's encoded sizes.
+    const std::vector<std::string> mlp = {"model=mlp", "rounds=2", "round.selection=energy"};
+    std::vector<std::string> mlp1 = mlp, mlp2 = mlp;
+    mlp1.push_back("run.threads=1");
+    mlp2.push_back("run.threads=2");
+    RunResult m1 = Run(Parse(mlp1)), m2 = Run(Parse(mlp2));
+    REQUIRE(m1.final_model.size() == 199210);
+    CHECK(std::memcmp(m1.final_model.data(), m2.final_model.data(), 4 * m1.final_model.size()) == 0);
+    CHECK(m1.rounds.back().bytes_up == m2.rounds.back().bytes_up);
   }
 
   TEST_CASE("frugal sends far fewer bytes than dense and both learn") {
