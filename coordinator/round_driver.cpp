@@ -690,6 +690,7 @@ Status RoundDriver::WriteRunDirectory() {
   for (const RoundRecord& r : records_) wall += r.wall_seconds;
   sum.wall_seconds = wall;
   sum.client_updates_per_second = wall > 0 ? static_cast<double>(totals.participated) / wall : 0;
+  sum.peak_rss_bytes = ProcessPeakRssBytes();
   for (const auto& [radio, t] : ledger_.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
   for (const auto& [device, t] : ledger_.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
   sum.config = config_.flat;

@@ -1,6 +1,5 @@
 #include "frugal/sim/runner.h"
 
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,12 +39,6 @@ double ThreadCpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-uint64_t PeakRssBytes() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
 // Runs fn(thread, i) for i in [0, n) on `threads` threads pulling indices.
@@ -525,7 +518,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   sum.gco2e += totals.server_gco2e;
   sum.wall_seconds = Since(run_start);
   sum.client_updates_per_second = train_wall > 0 ? static_cast<double>(updates_total) / train_wall : 0;
-  sum.peak_rss_bytes = PeakRssBytes();
+  sum.peak_rss_bytes = ProcessPeakRssBytes();
   for (const auto& [radio, t] : ledger.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
   for (const auto& [device, t] : ledger.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
   sum.config = cfg.flat;

@@ -1,5 +1,7 @@
 #include "frugal/report/run_report.h"
 
+#include <sys/resource.h>
+
 #include <array>
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -239,6 +241,12 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
   // `replace` turns bytes that are not UTF-8 into U+FFFD instead of throwing:
   // names and config values come from users.
   out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+}
+
+uint64_t ProcessPeakRssBytes() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 }  // namespace frugal

@@ -224,6 +224,15 @@ TEST_SUITE("coordinator") {
       CHECK((*ledger)[2].outcome == ClientOutcome::kDropped);  // alice, id 1, round 2
       CHECK(std::filesystem::exists(dir.Path("run/rounds.csv")));
       CHECK(std::filesystem::exists(dir.Path("run/summary.json")));
+      {
+        // The coordinator's own peak RSS is in its summary, as in the simulator's.
+        std::ifstream in(dir.Path("run/summary.json"));
+        const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const size_t at = json.find("\"peak_rss_bytes\"");
+        REQUIRE(at != std::string::npos);
+        const size_t colon = json.find(':', at);
+        CHECK(std::stoull(json.substr(colon + 1)) > 1000000);  // a process with Fashion-MNIST loaded
+      }
       const std::vector<float> v3(driver->global_model().begin(), driver->global_model().end());
 
       // A restarted coordinator resumes at round 3 with the committed model.

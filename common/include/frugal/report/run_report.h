@@ -96,6 +96,10 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text);
 // that are not valid UTF-8 are written with U+FFFD in place of bad bytes.
 void WriteSummaryJson(std::ostream& out, const RunSummary& s);
 
+// This process's peak resident set size so far, in bytes (getrusage
+// ru_maxrss), for RunSummary::peak_rss_bytes; 0 if the OS will not say.
+uint64_t ProcessPeakRssBytes();
+
 // Writes report.html: one self-contained page (uPlot's JS and CSS inlined at
 // build time, no network needed) with accuracy against round, against
 // cumulative bytes (log axis) and against cumulative client joules, and tables
