@@ -13,6 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "data/temp_dir.h"
 #include "frugal/codec/frame.h"
@@ -93,6 +96,44 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
   u.mutable_ledger()->set_bytes_down(bytes.size());
   u.mutable_ledger()->set_bytes_up(enc->size());
   return u;
+}
+
+// What most driver tests need: a temp dir with a real SQLite store, the test
+// set, the shipped energy profiles, a FakeTransport, and a driver made from
+// `overrides`. Held by pointer, so the driver's references stay valid.
+struct Rig {
+  testing::TempDir dir;
+  Dataset test;
+  std::unique_ptr<Store> store;
+  CoordinatorConfig cfg;
+  FakeTransport transport;
+  std::unique_ptr<RoundDriver> driver;
+};
+
+std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
+  auto rig = std::make_unique<Rig>();
+  held.clear();
+  auto test = LoadFashionMnist(Split::kTest);
+  REQUIRE(test.ok());
+  rig->test = std::move(*test);
+  auto store = Store::Open(rig->dir.Path("coordinator.db"));
+  REQUIRE(store.ok());
+  rig->store = std::move(*store);
+  auto cfg = ParseCoordinatorConfig("", "test", overrides);
+  REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+  rig->cfg = std::move(*cfg);
+  rig->cfg.service.out_dir = rig->dir.Path("run");
+  DriverDeps deps;
+  deps.store = rig->store.get();
+  deps.test = &rig->test;
+  auto profiles = EnergyProfiles::LoadDefault();
+  REQUIRE(profiles.ok());
+  deps.profiles = *profiles;
+  deps.transport = &rig->transport;
+  auto driver = RoundDriver::Create(rig->cfg, std::move(deps));
+  REQUIRE(driver.ok());
+  rig->driver = std::move(*driver);
+  return rig;
 }
 
 }  // namespace
@@ -270,36 +311,20 @@ namespace frugal::coordinator {
 
 TEST_SUITE("coordinator") {
   TEST_CASE("the dense baseline pipeline runs and commits rounds through the same driver") {
-    testing::TempDir dir;
-    held.clear();
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto dense = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"",
-                                                     "round.clients_per_round=1", "data.eval_examples=200"});
-    REQUIRE(dense.ok());
-    dense->service.out_dir = dir.Path("run");
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    auto profiles = EnergyProfiles::LoadDefault();
-    REQUIRE(profiles.ok());
-    deps.profiles = *profiles;
-    deps.transport = &transport;
-    auto driver = RoundDriver::Create(*dense, std::move(deps));
-    REQUIRE(driver.ok());
-    REQUIRE((*driver)->OnHello(1, "alice", MakeHello("alice"), 0).ok());
-    (*driver)->Tick(0);
-    REQUIRE((*driver)->Metrics().round_open);
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=1",
+                        "data.eval_examples=200"});
+    RoundDriver* driver = rig->driver.get();
+    FakeTransport& transport = rig->transport;
+    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    driver->Tick(0);
+    REQUIRE(driver->Metrics().round_open);
     const v1::Envelope* task = transport.Last(1, v1::Envelope::kTask);
     REQUIRE(task != nullptr);
     CHECK(task->task().codec().dense());
-    (*driver)->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
-    CHECK((*driver)->done());
-    CHECK((*driver)->version() == 2);
-    auto rows = (*store)->Rounds(dense->run_id);
+    driver->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    CHECK(driver->done());
+    CHECK(driver->version() == 2);
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
     REQUIRE(rows.ok());
     REQUIRE(rows->size() == 1);
     CHECK((*rows)[0].applied);
@@ -312,29 +337,13 @@ namespace frugal::coordinator {
 
 TEST_SUITE("coordinator") {
   TEST_CASE("federated evaluation every eval_every rounds sends the new model and weights clients' results") {
-    testing::TempDir dir;
-    held.clear();
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=3", "model=\"logreg\"", "round.clients_per_round=2",
+    auto rig = MakeRig({"rounds=3", "model=\"logreg\"", "round.clients_per_round=2",
                                                    "round.min_clients=2", "round.deadline_s=100",
                                                    "round.eval_every=2", "data.eval_examples=200",
                                                    "uplink.density=0.1"});
-    REQUIRE(cfg.ok());
-    cfg->service.out_dir = dir.Path("run");
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    auto profiles = EnergyProfiles::LoadDefault();
-    REQUIRE(profiles.ok());
-    deps.profiles = *profiles;
-    deps.transport = &transport;
-    auto made = RoundDriver::Create(*cfg, std::move(deps));
-    REQUIRE(made.ok());
-    RoundDriver& driver = **made;
+    RoundDriver& driver = *rig->driver;
+    FakeTransport& transport = rig->transport;
+    testing::TempDir& dir = rig->dir;
     REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
     REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
     driver.Tick(0);
@@ -431,28 +440,11 @@ TEST_SUITE("coordinator") {
   }
 
   TEST_CASE("a federated evaluation closes when an asked client vanishes, and the run finishes only after it") {
-    testing::TempDir dir;
-    held.clear();
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
                                                    "round.min_clients=2", "round.eval_every=1",
                                                    "data.eval_examples=200", "uplink.density=0.1"});
-    REQUIRE(cfg.ok());
-    cfg->service.out_dir = dir.Path("run");
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    auto profiles = EnergyProfiles::LoadDefault();
-    REQUIRE(profiles.ok());
-    deps.profiles = *profiles;
-    deps.transport = &transport;
-    auto made = RoundDriver::Create(*cfg, std::move(deps));
-    REQUIRE(made.ok());
-    RoundDriver& driver = **made;
+    RoundDriver& driver = *rig->driver;
+    FakeTransport& transport = rig->transport;
     REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
     REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
     driver.Tick(0);
@@ -478,28 +470,11 @@ TEST_SUITE("coordinator") {
   }
 
   TEST_CASE("a client that could not reach the evaluated version answers without examples and is not waited for") {
-    testing::TempDir dir;
-    held.clear();
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
                                                    "round.min_clients=2", "round.eval_every=1",
                                                    "data.eval_examples=200", "uplink.density=0.1"});
-    REQUIRE(cfg.ok());
-    cfg->service.out_dir = dir.Path("run");
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    auto profiles = EnergyProfiles::LoadDefault();
-    REQUIRE(profiles.ok());
-    deps.profiles = *profiles;
-    deps.transport = &transport;
-    auto made = RoundDriver::Create(*cfg, std::move(deps));
-    REQUIRE(made.ok());
-    RoundDriver& driver = **made;
+    RoundDriver& driver = *rig->driver;
+    FakeTransport& transport = rig->transport;
     REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
     REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
     driver.Tick(0);
@@ -534,33 +509,17 @@ TEST_SUITE("coordinator") {
     // 10 Wi-Fi and 10 LTE phones; 10 are selected. An LTE participation pays a
     // multi-joule radio tail, so energy-aware selection must pick mostly Wi-Fi.
     auto count_wifi_selected = [](const std::string& policy) {
-      testing::TempDir dir;
-      auto test = LoadFashionMnist(Split::kTest);
-      REQUIRE(test.ok());
-      auto store = Store::Open(dir.Path("coordinator.db"));
-      REQUIRE(store.ok());
-      auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=10",
-                                                     "round.min_clients=20", "data.eval_examples=200",
-                                                     "round.selection=\"" + policy + "\""});
-      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
-      cfg->service.out_dir = dir.Path("run");
-      FakeTransport transport;
-      DriverDeps deps;
-      deps.store = store->get();
-      deps.test = &*test;
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &transport;
-      auto driver = RoundDriver::Create(*cfg, std::move(deps));
-      REQUIRE(driver.ok());
+      auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=10", "round.min_clients=20",
+                          "data.eval_examples=200", "round.selection=\"" + policy + "\""});
+      RoundDriver* driver = rig->driver.get();
+      FakeTransport& transport = rig->transport;
       for (uint64_t conn = 1; conn <= 20; ++conn) {
         v1::Hello h = MakeHello("phone-" + std::to_string(conn));
         h.set_radio(conn <= 10 ? "wifi" : "lte");
-        REQUIRE((*driver)->OnHello(conn, h.client_name(), h, 0).ok());
+        REQUIRE(driver->OnHello(conn, h.client_name(), h, 0).ok());
       }
-      (*driver)->Tick(0);
-      REQUIRE((*driver)->Metrics().round_open);
+      driver->Tick(0);
+      REQUIRE(driver->Metrics().round_open);
       int wifi = 0, total = 0;
       for (uint64_t conn = 1; conn <= 20; ++conn) {
         if (transport.Last(conn, v1::Envelope::kTask) == nullptr) continue;
