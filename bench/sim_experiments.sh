@@ -26,17 +26,21 @@ run() {  # name, args...
 }
 
 if [[ $what == thrift || $what == all ]]; then
-  # Dense FedAvg against Frugal's pipeline for seeds 1-3 (SEEDS to change),
-  # then each of Frugal's choices alone on seed 1, to show where savings come from.
-  for seed in ${SEEDS:-1 2 3}; do
+  # Dense FedAvg against Frugal's pipeline for seeds 1-5 (SEEDS to change), and
+  # dense with the same released moving average as Frugal's (the second
+  # comparison of docs/benchmarks.md); then each of Frugal's choices alone on
+  # seed 1, to show where savings and accuracy come from.
+  thrift=(--config sim/scenarios/fmnist-dir0.5.toml --set rounds=150)
+  for seed in ${SEEDS:-1 2 3 4 5}; do
     for p in dense frugal; do
-      run "thrift-$p-s$seed" --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=$p --set rounds=150 --set seed=$seed
+      run "thrift-$p-s$seed" "${thrift[@]}" --set pipeline=$p --set seed=$seed
     done
+    run "thrift-dense-ema-s$seed" "${thrift[@]}" --set pipeline=dense --set seed=$seed --set server.release_ema=0.8
   done
-  run thrift-dense-energy --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=dense --set rounds=150 \
-    --set round.selection=energy
-  run thrift-frugal-uniform --config sim/scenarios/fmnist-dir0.5.toml --set pipeline=frugal --set rounds=150 \
-    --set round.selection=uniform
+  run thrift-dense-energy "${thrift[@]}" --set pipeline=dense --set round.selection=energy
+  run thrift-frugal-uniform "${thrift[@]}" --set pipeline=frugal --set round.selection=uniform
+  run thrift-frugal-no-ema "${thrift[@]}" --set pipeline=frugal --set server.release_ema=0
+  run thrift-frugal-all-lr3 "${thrift[@]}" --set pipeline=frugal --set server.averaging=all --set server.learning_rate=3
 fi
 if [[ $what == flower || $what == all ]]; then
   for p in dense frugal; do

@@ -566,12 +566,12 @@ void RoundDriver::CloseRound(double now_s) {
 
 Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s) {
   const uint32_t round = outcome.round;
-  // Evaluation of the new global model on the test set.
+  // Evaluation of the released model (the global model, or its average) on the test set.
   // Batches of 250 rather than Evaluate's default 1000: the workspace, which
   // the coordinator keeps for the whole run, shrinks by about 2.4 MB (logreg).
   // Accuracy is the same count; the mean loss may differ in its last digits.
   FRUGAL_ASSIGN_OR_RETURN(EvalResult ev,
-                          Evaluate(*model_, engine_->global_model(), *deps_.test, eval_indices_, *ws_, kEvalBatch));
+                          Evaluate(*model_, engine_->release_model(), *deps_.test, eval_indices_, *ws_, kEvalBatch));
 
   RoundCommit commit;
   commit.run_id = config_.run_id;

@@ -491,7 +491,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
     train_wall += round_train_wall;
 
     if (leader && (round % cfg.eval_every == 0 || round == cfg.rounds)) {
-      FRUGAL_ASSIGN_OR_RETURN(last_eval, EvaluateOnThreads(*model, engine.global_model(), test, test_idx, ws));
+      FRUGAL_ASSIGN_OR_RETURN(last_eval, EvaluateOnThreads(*model, engine.release_model(), test, test_idx, ws));
     }
     rec.accuracy = last_eval.accuracy;
     rec.loss = last_eval.loss;
@@ -565,7 +565,7 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   sum.extra_metrics["server_joules"] = totals.server_j;
   result.population_bytes_per_client = pop.BytesPerClient();
   result.residual_clients = residuals.clients();
-  result.final_model.assign(engine.global_model().begin(), engine.global_model().end());
+  result.final_model.assign(engine.release_model().begin(), engine.release_model().end());
 
   if (leader && !opts.out_dir.empty()) {
     const std::filesystem::path o(opts.out_dir);

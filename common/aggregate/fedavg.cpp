@@ -5,7 +5,16 @@
 
 namespace frugal {
 
-FedAvgAccumulator::FedAvgAccumulator(size_t dim) : sum_(dim, 0.0) {}
+Result<Averaging> ParseAveraging(std::string_view name) {
+  if (name == "all") return Averaging::kAll;
+  if (name == "support") return Averaging::kSupport;
+  return InvalidArgumentError("unknown averaging '" + std::string(name) + "' (known: all, support)");
+}
+
+std::string_view AveragingName(Averaging a) { return a == Averaging::kSupport ? "support" : "all"; }
+
+FedAvgAccumulator::FedAvgAccumulator(size_t dim, Averaging averaging)
+    : sum_(dim, 0.0), support_weight_(averaging == Averaging::kSupport ? dim : 0, 0.0) {}
 
 Status FedAvgAccumulator::AddSparse(std::span<const uint32_t> indices, std::span<const float> values,
                                     double weight) {
@@ -23,6 +32,9 @@ Status FedAvgAccumulator::AddSparse(std::span<const uint32_t> indices, std::span
     }
   }
   for (size_t j = 0; j < indices.size(); ++j) sum_[indices[j]] += weight * values[j];
+  if (!support_weight_.empty()) {
+    for (uint32_t i : indices) support_weight_[i] += weight;
+  }
   total_weight_ += weight;
   ++count_;
   return OkStatus();
@@ -37,18 +49,26 @@ Status FedAvgAccumulator::AddDense(std::span<const float> values, double weight)
     return InvalidArgumentError("update weight must be positive and finite, got " + std::to_string(weight));
   }
   for (size_t j = 0; j < values.size(); ++j) sum_[j] += weight * values[j];
+  for (double& w : support_weight_) w += weight;
   total_weight_ += weight;
   ++count_;
   return OkStatus();
 }
 
 void FedAvgAccumulator::Mean(std::span<float> out) const {
+  if (!support_weight_.empty()) {
+    for (size_t j = 0; j < sum_.size(); ++j) {
+      out[j] = support_weight_[j] > 0 ? static_cast<float>(sum_[j] / support_weight_[j]) : 0.0f;
+    }
+    return;
+  }
   const double inv = total_weight_ > 0 ? 1.0 / total_weight_ : 0.0;
   for (size_t j = 0; j < sum_.size(); ++j) out[j] = static_cast<float>(sum_[j] * inv);
 }
 
 void FedAvgAccumulator::Reset() {
   std::fill(sum_.begin(), sum_.end(), 0.0);
+  std::fill(support_weight_.begin(), support_weight_.end(), 0.0);
   total_weight_ = 0;
   count_ = 0;
 }

@@ -40,7 +40,8 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
     : cfg_(cfg),
       model_(std::move(initial)),
       server_residual_(cfg.pipeline == Pipeline::kFrugal ? model_.size() : 0, 0.0f),
-      accumulator_(model_.size()),
+      release_(cfg.release_ema > 0 ? model_ : std::vector<float>{}),
+      accumulator_(model_.size(), cfg.averaging),
       server_opt_(model_.size(), cfg.server_opt),
       scratch_(model_.size()) {
   if (cfg_.pipeline == Pipeline::kDense) {
@@ -65,25 +66,31 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   engine->steps_base_ = first - 1;
   for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
   if (!state.server_state.empty()) {
-    const size_t residual = engine->server_residual_.size(), velocity = engine->server_opt_.velocity().size();
-    if (state.server_state.size() != 4 * (residual + velocity)) {
+    const size_t residual = engine->server_residual_.size(), velocity = engine->server_opt_.velocity().size(),
+                 release = engine->release_.size();
+    if (state.server_state.size() != 4 * (residual + velocity + release)) {
       return DataLossError("engine server state has " + std::to_string(state.server_state.size()) +
-                           " bytes, expected " + std::to_string(4 * (residual + velocity)) + " for dimension " +
-                           std::to_string(d));
+                           " bytes, expected " + std::to_string(4 * (residual + velocity + release)) +
+                           " for dimension " + std::to_string(d));
     }
-    if (residual != 0) std::memcpy(engine->server_residual_.data(), state.server_state.data(), 4 * residual);
+    const uint8_t* p = state.server_state.data();
+    if (residual != 0) std::memcpy(engine->server_residual_.data(), p, 4 * residual);
     std::vector<float> v(velocity);
-    if (velocity != 0) std::memcpy(v.data(), state.server_state.data() + 4 * residual, 4 * velocity);
+    if (velocity != 0) std::memcpy(v.data(), p + 4 * residual, 4 * velocity);
     FRUGAL_RETURN_IF_ERROR(engine->server_opt_.SetVelocity(v));
+    if (release != 0) std::memcpy(engine->release_.data(), p + 4 * (residual + velocity), 4 * release);
   }
   return engine;
 }
 
 std::vector<uint8_t> RoundEngine::ServerState() const {
-  const auto velocity = server_opt_.velocity();
-  std::vector<uint8_t> out(4 * (server_residual_.size() + velocity.size()));
-  if (!server_residual_.empty()) std::memcpy(out.data(), server_residual_.data(), 4 * server_residual_.size());
-  if (!velocity.empty()) std::memcpy(out.data() + 4 * server_residual_.size(), velocity.data(), 4 * velocity.size());
+  std::vector<uint8_t> out;
+  out.reserve(4 * (server_residual_.size() + server_opt_.velocity().size() + release_.size()));
+  for (std::span<const float> part : {std::span<const float>(server_residual_), server_opt_.velocity(),
+                                      std::span<const float>(release_)}) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(part.data());
+    out.insert(out.end(), bytes, bytes + 4 * part.size());
+  }
   return out;
 }
 
@@ -228,6 +235,12 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
     while (steps_.size() > cfg_.delta_window) {
       steps_.pop_front();
       ++steps_base_;
+    }
+  }
+  if (!release_.empty()) {
+    const double b = cfg_.release_ema;
+    for (size_t j = 0; j < model_.size(); ++j) {
+      release_[j] = static_cast<float>(b * release_[j] + (1.0 - b) * model_[j]);
     }
   }
   ++version_;

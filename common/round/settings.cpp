@@ -56,6 +56,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   std::string pipeline_name(PipelineName(pipeline));
   std::string values = "ternary", broadcast_values = "ternary";
   std::string selection(SelectionPolicyName(plan.selection));
+  std::string averaging(AveragingName(engine.averaging));
   r.Get("pipeline", pipeline_name);
   r.Get("round.clients_per_round", plan.clients_per_round);
   r.Get("round.over_selection", plan.over_selection);
@@ -83,12 +84,15 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
 
   r.Get("server.learning_rate", engine.server_opt.learning_rate);
   r.Get("server.momentum", engine.server_opt.momentum);
+  r.Get("server.averaging", averaging);
+  r.Get("server.release_ema", engine.release_ema);
   if (r.error()) return *r.error();
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
   FRUGAL_ASSIGN_OR_RETURN(plan.selection, ParseSelectionPolicy(selection));
   FRUGAL_ASSIGN_OR_RETURN(task.uplink.values, ParseValueCoding(values));
   FRUGAL_ASSIGN_OR_RETURN(engine.broadcast.values, ParseValueCoding(broadcast_values));
+  FRUGAL_ASSIGN_OR_RETURN(engine.averaging, ParseAveraging(averaging));
   engine.pipeline = pipeline;
   if (pipeline == Pipeline::kDense) {
     task.uplink.dense = true;
@@ -102,6 +106,9 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
   if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
     return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");
+  }
+  if (!(engine.release_ema >= 0 && engine.release_ema < 1)) {
+    return InvalidArgumentError("server.release_ema must be in [0, 1)");
   }
   return OkStatus();
 }

@@ -145,6 +145,82 @@ TEST_SUITE("round") {
     CHECK_FALSE(acc.AddDense(RandomVector(d, 1), std::nan("")).ok());
   }
 
+  TEST_CASE("support averaging divides each coordinate by the weights of the updates carrying it") {
+    const size_t d = 50;
+    FedAvgAccumulator all(d), support(d, Averaging::kSupport);
+    std::vector<double> sum(d, 0.0), carried(d, 0.0);
+    double wsum = 0;
+    // Three sparse updates with partly overlapping supports; coordinates 45..49 carried by none.
+    for (uint32_t c = 0; c < 3; ++c) {
+      const double w = 1.0 + 2.0 * c;
+      std::vector<uint32_t> idx;
+      std::vector<float> val;
+      for (uint32_t j = 10 * c; j < 10 * c + 15; ++j) idx.push_back(j), val.push_back(0.25f * static_cast<float>(j) - 3.0f);
+      REQUIRE(all.AddSparse(idx, val, w).ok());
+      REQUIRE(support.AddSparse(idx, val, w).ok());
+      for (size_t k = 0; k < idx.size(); ++k) sum[idx[k]] += w * val[k], carried[idx[k]] += w;
+      wsum += w;
+    }
+    std::vector<float> m_all(d), m_support(d);
+    all.Mean(m_all);
+    support.Mean(m_support);
+    for (size_t j = 0; j < d; ++j) {
+      CHECK(m_all[j] == doctest::Approx(sum[j] / wsum));
+      CHECK(m_support[j] == doctest::Approx(carried[j] > 0 ? sum[j] / carried[j] : 0.0));
+    }
+    CHECK(m_support[3] == doctest::Approx(0.25 * 3 - 3));  // carried by one update: its own value
+    CHECK(m_all[3] == doctest::Approx((0.25 * 3 - 3) / 9));
+    CHECK(m_support[47] == 0.0f);
+    // A dense update carries every coordinate: both averagings agree.
+    support.Reset();
+    all.Reset();
+    auto u = RandomVector(d, 5), v = RandomVector(d, 6);
+    for (FedAvgAccumulator* acc : {&all, &support}) {
+      REQUIRE(acc->AddDense(u, 1.0).ok());
+      REQUIRE(acc->AddDense(v, 3.0).ok());
+    }
+    all.Mean(m_all);
+    support.Mean(m_support);
+    for (size_t j = 0; j < d; ++j) CHECK(m_support[j] == doctest::Approx(m_all[j]));
+    CHECK(ParseAveraging("support").value() == Averaging::kSupport);
+    auto bad = ParseAveraging("median");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("'median'") != std::string::npos);
+  }
+
+  TEST_CASE("the released model is a moving average of the versions; clients still get the model") {
+    const size_t d = 32;
+    auto init = RandomVector(d, 2);
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.release_ema = 0.75;
+    RoundEngine engine(init, cfg);
+    EngineConfig plain_cfg = cfg;
+    plain_cfg.release_ema = 0;
+    RoundEngine plain(init, plain_cfg);
+    std::vector<double> ref(init.begin(), init.end());
+    CHECK(std::memcmp(engine.release_model().data(), init.data(), 4 * d) == 0);
+    for (uint32_t r = 1; r <= 4; ++r) {
+      for (RoundEngine* e : {&engine, &plain}) {
+        REQUIRE(e->OpenRound(r, std::vector<uint64_t>{1}).ok());
+        REQUIRE(e->Ingest(r, 1, e->version(), DenseUpdate(RandomVector(d, 40 + r, 0.5f)), 1.0).ok());
+        REQUIRE(e->CloseRound(1).ok());
+      }
+      for (size_t j = 0; j < d; ++j) ref[j] = 0.75 * ref[j] + 0.25 * engine.global_model()[j];
+    }
+    for (size_t j = 0; j < d; ++j) CHECK(engine.release_model()[j] == doctest::Approx(ref[j]).epsilon(1e-6));
+    // Training is unaffected: the model itself is the plain engine's, and so is what clients download.
+    CHECK(std::memcmp(engine.global_model().data(), plain.global_model().data(), 4 * d) == 0);
+    CHECK(std::memcmp(engine.release_model().data(), engine.global_model().data(), 4 * d) != 0);
+    auto p = engine.ModelPayloadFor(0);
+    REQUIRE(p.ok());
+    std::vector<float> copy;
+    REQUIRE(ApplyModelPayload(**p, 0, copy, d).ok());
+    CHECK(std::memcmp(copy.data(), engine.global_model().data(), 4 * d) == 0);
+    // Without an average, the released model is the model.
+    CHECK(plain.release_model().data() == plain.global_model().data());
+  }
+
   TEST_CASE("server momentum follows v = m*v + avg, step = lr*v") {
     ServerOptimizer opt(2, {.learning_rate = 0.5f, .momentum = 0.9f});
     std::vector<float> g{1.0f, -2.0f};
@@ -285,11 +361,13 @@ TEST_SUITE("round") {
     CHECK(copy == client);
   }
 
-  TEST_CASE("a restored engine continues with the same versions, chains, residual and momentum") {
+  TEST_CASE("a restored engine continues with the same versions, chains, residual, momentum and average") {
     const size_t d = 3000;
     EngineConfig cfg;
     cfg.broadcast.density = 0.02;
     cfg.server_opt.momentum = 0.9f;
+    cfg.averaging = Averaging::kSupport;
+    cfg.release_ema = 0.8;
     cfg.delta_window = 4;
     RoundEngine a(RandomVector(d, 21), cfg);
     UplinkConfig up;
@@ -329,12 +407,14 @@ TEST_SUITE("round") {
       run_round(**b, r);
     }
     CHECK(std::memcmp(a.global_model().data(), (*b)->global_model().data(), 4 * d) == 0);
+    CHECK(std::memcmp(a.release_model().data(), (*b)->release_model().data(), 4 * d) == 0);
     // Without the server state the run diverges: the restore really carries it.
     state.server_state.clear();
     auto c = RoundEngine::Restore(state, cfg);
     REQUIRE(c.ok());
     for (uint32_t r = 7; r <= 8; ++r) run_round(**c, r);
     CHECK(std::memcmp(a.global_model().data(), (*c)->global_model().data(), 4 * d) != 0);
+    CHECK(std::memcmp(a.release_model().data(), (*c)->release_model().data(), 4 * d) != 0);
     state.server_state = {1, 2, 3};
     auto bad = RoundEngine::Restore(state, cfg);
     REQUIRE_FALSE(bad.ok());

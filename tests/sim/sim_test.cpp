@@ -114,6 +114,16 @@ train.learning_rate = 0.2
     auto typo = ParseSimConfig(std::string(kSmall) + "[pipelines.frugl]\nrounds = 2\n", "p.toml", {});
     REQUIRE_FALSE(typo.ok());
     CHECK(typo.error().message().find("[pipelines.frugl]") != std::string::npos);
+    auto server = ParseSimConfig(kSmall, "p.toml", {"server.averaging=\"support\"", "server.release_ema=0.8"});
+    REQUIRE_MESSAGE(server.ok(), server.error().ToString());
+    CHECK(server->engine.averaging == Averaging::kSupport);
+    CHECK(server->engine.release_ema == doctest::Approx(0.8));
+    auto averaging = ParseSimConfig(kSmall, "p.toml", {"server.averaging=\"median\""});
+    REQUIRE_FALSE(averaging.ok());
+    CHECK(averaging.error().message().find("unknown averaging 'median'") != std::string::npos);
+    auto ema = ParseSimConfig(kSmall, "p.toml", {"server.release_ema=1"});
+    REQUIRE_FALSE(ema.ok());
+    CHECK(ema.error().message().find("server.release_ema") != std::string::npos);
     auto policy = ParseSimConfig(kSmall, "p.toml", {"round.selection=greedy"});
     REQUIRE_FALSE(policy.ok());
     CHECK(policy.error().message().find("unknown selection policy 'greedy'") != std::string::npos);
@@ -171,8 +181,9 @@ train.learning_rate = 0.2
     RunResult other = Run(Parse({"seed=8"}));
     CHECK(std::memcmp(one.final_model.data(), other.final_model.data(), 4 * one.final_model.size()) != 0);
     // The 2NN too (GEMM and fused-step paths), with energy-aware selection, whose
-    // weights use the previous round's encoded sizes.
-    const std::vector<std::string> mlp = {"model=mlp", "rounds=2", "round.selection=energy"};
+    // weights use the previous round's encoded sizes, support averaging and a released average.
+    const std::vector<std::string> mlp = {"model=mlp", "rounds=2", "round.selection=energy", "server.averaging=support",
+                                          "server.release_ema=0.8"};
     std::vector<std::string> mlp1 = mlp, mlp2 = mlp;
     mlp1.push_back("run.threads=1");
     mlp2.push_back("run.threads=2");

@@ -6,16 +6,32 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "frugal/core/status.h"
 
 namespace frugal {
 
-// Accumulates sum_i w_i * u_i and sum_i w_i. Not thread-safe: callers serialise Add().
+// What each coordinate of the mean is divided by.
+enum class Averaging : uint8_t {
+  // sum_i w_i: plain FedAvg; a coordinate an update does not carry counts as 0.
+  kAll,
+  // The weights of the updates that carry the coordinate. Sparse updates whose
+  // supports barely overlap are otherwise diluted up to K-fold; a coordinate no
+  // update carries stays 0. Same as kAll for dense updates.
+  kSupport,
+};
+
+// Parses "all" or "support".
+Result<Averaging> ParseAveraging(std::string_view name);
+std::string_view AveragingName(Averaging a);
+
+// Accumulates sum_i w_i * u_i and sum_i w_i (kSupport: also, per coordinate,
+// the sum of w_i over the updates carrying it). Not thread-safe: callers serialise Add().
 class FedAvgAccumulator {
  public:
-  explicit FedAvgAccumulator(size_t dim);
+  explicit FedAvgAccumulator(size_t dim, Averaging averaging = Averaging::kAll);
 
   size_t dim() const { return sum_.size(); }
   size_t count() const { return count_; }
@@ -25,12 +41,14 @@ class FedAvgAccumulator {
   Status AddSparse(std::span<const uint32_t> indices, std::span<const float> values, double weight);
   // Adds weight * values for a dense update of size dim.
   Status AddDense(std::span<const float> values, double weight);
-  // Writes the weighted mean into out (size dim); zeros when nothing was added.
+  // Writes the weighted mean into out (size dim), each coordinate divided as
+  // the Averaging says; zeros when nothing was added.
   void Mean(std::span<float> out) const;
   void Reset();
 
  private:
   std::vector<double> sum_;
+  std::vector<double> support_weight_;  // kSupport only
   double total_weight_ = 0;
   size_t count_ = 0;
 };

@@ -56,7 +56,13 @@ struct EngineConfig {
   // How a full model is sent to a client that holds none (or one too old).
   DownlinkConfig full_model{.bits = 8, .block_size = 256};
   uint32_t delta_window = 64;  // number of past steps kept for chains
+  Averaging averaging = Averaging::kAll;
   ServerOptimizerConfig server_opt;
+  // The released model (release_model(): what is evaluated and exported) is an
+  // exponential moving average of the model versions: r = b*r + (1-b)*model
+  // after each new version, starting from version 1. 0: the model itself.
+  // Clients always train from the model, never from the average.
+  double release_ema = 0.0;
 };
 
 // Why an update was refused; the coordinator counts these per reason.
@@ -92,7 +98,7 @@ class RoundEngine {
   // chains, same server residual and momentum. Errors name what does not fit.
   static Result<std::unique_ptr<RoundEngine>> Restore(EngineState state, EngineConfig cfg);
   // The server-side state beyond the model (error-feedback residual, server
-  // momentum) as bytes for EngineState::server_state.
+  // momentum, released average) as bytes for EngineState::server_state.
   std::vector<uint8_t> ServerState() const;
 
   size_t dim() const { return model_.size(); }
@@ -100,6 +106,8 @@ class RoundEngine {
   const EngineConfig& config() const { return cfg_; }
   // The model every up-to-date client holds (bit-exact for chain downloads).
   std::span<const float> global_model() const { return model_; }
+  // The model to evaluate and hand out as the result (see EngineConfig::release_ema).
+  std::span<const float> release_model() const { return release_.empty() ? std::span<const float>(model_) : release_; }
 
   // Opens `round` for the given selected clients. Fails if a round is open.
   Status OpenRound(uint32_t round, std::span<const uint64_t> selected);
@@ -133,6 +141,7 @@ class RoundEngine {
   std::deque<std::vector<uint8_t>> steps_;
   uint32_t steps_base_ = 1;
   std::vector<float> server_residual_;
+  std::vector<float> release_;  // release_ema > 0 only
   FedAvgAccumulator accumulator_;
   ServerOptimizer server_opt_;
   std::vector<float> scratch_;

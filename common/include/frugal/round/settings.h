@@ -23,7 +23,7 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
 // Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum,selection},
 // train.*, uplink.{density,values,exact_topk,try_zstd},
 // downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window} and
-// server.{learning_rate,momentum} from `r`; the values passed in are the
+// server.{learning_rate,momentum,averaging,release_ema} from `r`; the values passed in are the
 // defaults. Applies the pipeline (dense: fp32 both ways) and validates. Errors
 // name the key; a type error already recorded by `r` is returned first.
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine);

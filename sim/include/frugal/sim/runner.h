@@ -36,7 +36,7 @@ struct RunResult {
   // Bytes of per-client state the population and residual store held at the end, per client.
   double population_bytes_per_client = 0;
   size_t residual_clients = 0;
-  std::vector<float> final_model;
+  std::vector<float> final_model;  // the released model (RoundEngine::release_model)
 };
 
 // Runs the whole simulation. Deterministic for cfg.seed whatever cfg.threads
