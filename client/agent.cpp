@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "frugal/client/device_policy.h"
+#include "frugal/core/random.h"
 #include "frugal/data/partition.h"
 #include "frugal/energy/meter.h"
 #include "frugal/energy/model.h"
@@ -33,6 +34,8 @@ namespace {
 
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
+
+constexpr uint64_t kHoldoutStream = 5;  // DeriveSeed stream of the holdout split
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kResidualMagic = 0x53455246;  // "FRES"
@@ -210,6 +213,11 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
     for (uint32_t i = 0; i < out.data.size(); ++i) out.indices[i] = i;
   }
   if (out.indices.empty()) return InvalidArgumentError("the local data set is empty");
+  if (cfg.holdout > 0) {
+    HoldoutSplit split = SplitHoldout(out.indices, cfg.holdout, DeriveSeed(DeriveSeed(cfg.seed, kHoldoutStream), cfg.index));
+    out.indices = std::move(split.train);
+    out.holdout = std::move(split.holdout);
+  }
   return out;
 }
 
@@ -477,7 +485,7 @@ v1::EvalResult Agent::Impl::DoEval(const v1::EvalTask& task, const v1::ModelPayl
   }
   held_version = *now_holds;
   r.set_model_version(held_version);
-  auto ev = Evaluate(*model, params, local.data, local.indices, *ws);
+  auto ev = Evaluate(*model, params, local.data, local.holdout.empty() ? local.indices : local.holdout, *ws);
   if (!ev.ok()) {
     spdlog::warn("{}: evaluation after round {}: {}", cfg.name, task.round(), ev.error().message());
     return r;

@@ -36,6 +36,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("data.index", d.index);
   r.Get("data.alpha", d.alpha);
   r.Get("data.seed", d.seed);
+  r.Get("data.holdout", d.holdout);
   r.Get("data.idx_images", d.idx_images);
   r.Get("data.idx_labels", d.idx_labels);
   r.Get("data.csv", d.csv);
@@ -69,6 +70,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   } else {
     return err("data.source must be fmnist-partition, idx or csv, got '" + d.source + "'");
   }
+  if (!(d.holdout >= 0 && d.holdout < 1)) return err("data.holdout must be in [0, 1)");
   if (p.network != "auto" && p.network != "metered" && p.network != "unmetered") {
     return err("policy.network must be auto, metered or unmetered");
   }

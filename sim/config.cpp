@@ -45,6 +45,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("data.alpha", c.alpha);
   r.Get("data.shards_per_client", c.shards_per_client);
   r.Get("data.samples_per_client", c.samples_per_client);
+  r.Get("data.holdout", c.holdout);
   r.Get("data.eval_every", c.eval_every);
   r.Get("data.eval_examples", c.eval_examples);
 
@@ -78,6 +79,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
     return err("data.partition must be iid, dirichlet or shards, got '" + c.partition + "'");
   }
   if (!(c.alpha > 0)) return err("data.alpha must be positive");
+  if (!(c.holdout >= 0 && c.holdout < 1)) return err("data.holdout must be in [0, 1)");
   if (c.dropout < 0 || c.dropout >= 1) return err("population.dropout must be in [0, 1)");
   if (c.devices.empty() || c.radios.empty() || c.regions.empty() || c.availability.empty()) {
     return err("population mixes (devices, radios, regions, availability) must not be empty");

@@ -8,7 +8,7 @@ namespace frugal::sim {
 namespace {
 
 // Streams of DeriveSeed(seed, ...) so every draw is independent of the others.
-enum Stream : uint64_t { kTraits = 1, kPartition = 2, kSample = 3, kOnline = 4 };
+enum Stream : uint64_t { kTraits = 1, kPartition = 2, kSample = 3, kOnline = 4, kHoldout = 5 };
 
 size_t PickIndex(const std::vector<MixWeight>& mix, double u) {
   double total = 0;
@@ -96,8 +96,18 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
       return InvalidArgumentError("cannot partition the training set " + cfg.partition + "-wise into " + std::to_string(n) + " clients (partitioner returned " + std::to_string(p.partition_.size()) + "); wanted " +
                            std::to_string(n));
     }
+    if (cfg.holdout > 0) {
+      // The held-out examples are dropped: the simulator evaluates on the test set.
+      for (size_t i = 0; i < n; ++i) {
+        p.partition_[i] = SplitHoldout(p.partition_[i], cfg.holdout, DeriveSeed(DeriveSeed(cfg.seed, kHoldout), i)).train;
+      }
+    }
   } else {
     if (cfg.samples_per_client == 0) return InvalidArgumentError("data.samples_per_client must be >= 1");
+    if (cfg.holdout > 0) {
+      return InvalidArgumentError("data.holdout needs partitioned data (at least 10 training examples per client); "
+                                  "sampled clients have none to hold out");
+    }
     p.by_class_.resize(train.num_classes);
     for (uint32_t i = 0; i < train.size(); ++i) p.by_class_[train.labels[i]].push_back(i);
     for (size_t c = 0; c < p.by_class_.size(); ++c) {

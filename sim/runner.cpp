@@ -533,6 +533,11 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   } else {
     sum.notes.push_back("Each of the " + WithCommas(cfg.clients) + " clients holds its own " + cfg.partition +
                         " partition of the Fashion-MNIST training set.");
+    if (cfg.holdout > 0) {
+      sum.notes.push_back("Each client trains on its partition less a seeded holdout of " +
+                          std::to_string(static_cast<int>(std::lround(cfg.holdout * 100))) +
+                          "% (data.holdout), as Flower's examples keep for local evaluation.");
+    }
   }
   sum.notes.push_back("Energy is modelled from profiles (docs/energy-model.md): compute from exact FLOPs, radio from the "
                       "encoded bytes actually produced and each burst's tail. Server energy is measured CPU time times "

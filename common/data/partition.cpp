@@ -1,6 +1,7 @@
 #include "frugal/data/partition.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "frugal/core/random.h"
@@ -142,6 +143,23 @@ Partition PartitionShards(std::span<const int32_t> labels, size_t num_clients, s
   }
   SortEach(p);
   return p;
+}
+
+HoldoutSplit SplitHoldout(std::span<const uint32_t> examples, double fraction, uint64_t seed) {
+  const size_t n = examples.size();
+  size_t held = fraction > 0 ? static_cast<size_t>(std::ceil(fraction * static_cast<double>(n))) : 0;
+  held = std::min(held, n > 0 ? n - 1 : 0);
+  std::vector<uint32_t> pos(n);
+  std::iota(pos.begin(), pos.end(), 0u);
+  Rng rng(seed);
+  rng.Shuffle(std::span<uint32_t>(pos));
+  std::vector<bool> is_held(n, false);
+  for (size_t k = 0; k < held; ++k) is_held[pos[k]] = true;
+  HoldoutSplit out;
+  out.train.reserve(n - held);
+  out.holdout.reserve(held);
+  for (size_t k = 0; k < n; ++k) (is_held[k] ? out.holdout : out.train).push_back(examples[k]);
+  return out;
 }
 
 }  // namespace frugal

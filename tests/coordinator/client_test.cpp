@@ -3,6 +3,7 @@
 // and configuration parsing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -119,6 +120,33 @@ TEST_SUITE("coordinator") {
     auto out_of_range = ParseClientConfig(kMinimalClient, "client.toml", {"data.index=10"});
     REQUIRE_FALSE(out_of_range.ok());
     CHECK(out_of_range.error().message().find("data.index") != std::string::npos);
+    auto holdout = ParseClientConfig(kMinimalClient, "client.toml", {"data.holdout=1.5"});
+    REQUIRE_FALSE(holdout.ok());
+    CHECK(holdout.error().message().find("data.holdout") != std::string::npos);
+  }
+
+  TEST_CASE("data.holdout: the agent trains on its partition less a seeded fifth and evaluates on that fifth") {
+    auto c = ParseClientConfig(kMinimalClient, "client.toml", {"data.index=3", "data.partition=\"iid\""});
+    REQUIRE(c.ok());
+    auto whole = LoadLocalData(c->data);
+    REQUIRE(whole.ok());
+    c->data.holdout = 0.2;
+    auto split = LoadLocalData(c->data);
+    REQUIRE(split.ok());
+    REQUIRE(whole->indices.size() == 6000);
+    CHECK(whole->holdout.empty());
+    CHECK(split->holdout.size() == 1200);
+    CHECK(split->indices.size() == 4800);
+    std::vector<uint32_t> both = split->indices;
+    both.insert(both.end(), split->holdout.begin(), split->holdout.end());
+    std::sort(both.begin(), both.end());
+    std::vector<uint32_t> all = whole->indices;
+    std::sort(all.begin(), all.end());
+    CHECK(both == all);
+    // Same split on every load (the seed and index fix it).
+    auto again = LoadLocalData(c->data);
+    REQUIRE(again.ok());
+    CHECK(again->holdout == split->holdout);
   }
 }
 

@@ -120,6 +120,38 @@ TEST_SUITE("data") {
     CHECK(PartitionShards(y, 3, 0, 5).empty());
     CHECK(PartitionShards(std::vector<int32_t>(5, 0), 3, 2, 5).empty());  // fewer examples than shards
   }
+
+  TEST_CASE("holdout split: ceil(fraction * n) held out, disjoint, order kept, reproducible per seed") {
+    std::vector<uint32_t> ex;
+    for (uint32_t i = 0; i < 6000; ++i) ex.push_back(3 * i + 7);
+    const HoldoutSplit a = SplitHoldout(ex, 0.2, 11);
+    CHECK(a.holdout.size() == 1200);
+    CHECK(a.train.size() == 4800);
+    CHECK(std::is_sorted(a.train.begin(), a.train.end()));  // the input's order (ascending here)
+    CHECK(std::is_sorted(a.holdout.begin(), a.holdout.end()));
+    std::vector<uint32_t> both = a.train;
+    both.insert(both.end(), a.holdout.begin(), a.holdout.end());
+    std::sort(both.begin(), both.end());
+    CHECK(both == ex);
+    // Picked at random, not a contiguous block: held-out examples from both ends.
+    CHECK(a.holdout.front() < ex[600]);
+    CHECK(a.holdout.back() > ex[5400]);
+    CHECK(SplitHoldout(ex, 0.2, 11).holdout == a.holdout);
+    CHECK(SplitHoldout(ex, 0.2, 12).holdout != a.holdout);
+    // Rounded up, as train_test_split does; never everything; 0 holds out nothing.
+    const std::vector<uint32_t> seven{5, 1, 4, 2, 6, 0, 3};
+    const HoldoutSplit b = SplitHoldout(seven, 0.2, 1);
+    CHECK(b.holdout.size() == 2);
+    std::vector<uint32_t> kept;
+    for (uint32_t x : seven) {
+      if (std::find(b.holdout.begin(), b.holdout.end(), x) == b.holdout.end()) kept.push_back(x);
+    }
+    CHECK(b.train == kept);  // unsorted input: its order survives in the train part
+    CHECK(SplitHoldout(std::vector<uint32_t>{9}, 0.5, 1).train == std::vector<uint32_t>{9});
+    CHECK(SplitHoldout(seven, 0.0, 1).train == seven);
+    CHECK(SplitHoldout(seven, 0.0, 1).holdout.empty());
+    CHECK(SplitHoldout(std::vector<uint32_t>{}, 0.2, 1).train.empty());
+  }
 }
 
 }  // namespace

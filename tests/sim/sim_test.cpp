@@ -285,6 +285,36 @@ train.learning_rate = 0.2
     CHECK(per_client[3] <= per_client[1]);
   }
 
+  TEST_CASE("data.holdout keeps a seeded fifth of each partition out of training") {
+    auto train = LoadFashionMnist(Split::kTrain);
+    REQUIRE(train.ok());
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    auto whole = Population::Create(Parse({}), *train, *profiles);
+    auto held = Population::Create(Parse({"data.holdout=0.2"}), *train, *profiles);
+    REQUIRE(whole.ok());
+    REQUIRE(held.ok());
+    size_t total = 0;
+    for (size_t i = 0; i < whole->size(); ++i) {
+      std::vector<uint32_t> a, b;
+      auto all = whole->Examples(i, a);
+      auto kept = held->Examples(i, b);
+      CHECK(kept.size() == all.size() - (all.size() * 2 + 9) / 10);  // all - ceil(0.2 * all)
+      CHECK(held->NumExamples(i) == kept.size());
+      // A subset of the same partition, in its order.
+      CHECK(std::includes(all.begin(), all.end(), kept.begin(), kept.end()));
+      total += kept.size();
+    }
+    CHECK(total < 48100);
+    CHECK(total > 47900);
+    auto bad = ParseSimConfig(kSmall, "small.toml", {"data.holdout=1"});
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("data.holdout") != std::string::npos);
+    auto sampled = Population::Create(Parse({"data.holdout=0.2", "population.clients=10000"}), *train, *profiles);
+    REQUIRE_FALSE(sampled.ok());
+    CHECK(sampled.error().message().find("data.holdout needs partitioned data") != std::string::npos);
+  }
+
   TEST_CASE("residual store: only clients with a residual cost memory, and spilled residuals round-trip") {
     const size_t d = 1000;
     const std::string spill = (std::filesystem::temp_directory_path() / "frugal-residual-test.bin").string();

@@ -33,7 +33,8 @@ Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim);
 // The local data and the example indices this client trains on.
 struct LocalData {
   Dataset data;
-  std::vector<uint32_t> indices;
+  std::vector<uint32_t> indices;  // the examples trained on
+  std::vector<uint32_t> holdout;  // data.holdout's share, evaluated instead of `indices` when not empty
 };
 // Loads the configured data source (a Fashion-MNIST partition, IDX or CSV files).
 Result<LocalData> LoadLocalData(const DataConfig& cfg);

@@ -21,6 +21,9 @@ struct DataConfig {
   uint32_t index = 0;
   double alpha = 0.5;
   uint64_t seed = 1;                 // must equal the coordinator's seed for a consistent split
+  // Fraction of the local examples kept out of training and used for federated
+  // evaluation (SplitHoldout; as Flower's examples do). 0: train and evaluate on all.
+  double holdout = 0.0;
   std::string idx_images, idx_labels;
   std::string csv;
   uint32_t csv_num_classes = 10;

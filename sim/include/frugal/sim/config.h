@@ -32,6 +32,7 @@ struct SimConfig {
   double alpha = 0.5;            // Dirichlet concentration
   uint32_t shards_per_client = 2;
   uint32_t samples_per_client = 32;  // for populations larger than the data set
+  double holdout = 0.0;              // fraction of each partition kept out of training (SplitHoldout)
   uint32_t eval_every = 1;
   uint32_t eval_examples = 0;        // 0 = the whole test set
 
