@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -549,7 +550,20 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
                         " for a participation (its own compute, the previous round's mean payload sizes, radio tails), "
                         "so cheap devices take part more often than costly ones.");
   }
-  sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) + " Fashion-MNIST test examples, evaluated on the server's model.");
+  if (cfg.engine.release_ema > 0) {
+    char weight[32];
+    std::snprintf(weight, sizeof weight, "%g", cfg.engine.release_ema);
+    sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
+                        " Fashion-MNIST test examples, evaluated on the released model: the moving average (weight " +
+                        weight + " on the past) of the server's model versions. Clients train from the model itself.");
+  } else {
+    sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
+                        " Fashion-MNIST test examples, evaluated on the server's model.");
+  }
+  if (cfg.engine.averaging == Averaging::kSupport) {
+    sum.notes.push_back("Each coordinate of the aggregate is divided by the weights of the updates that carry it "
+                        "(support averaging), not by all of them.");
+  }
   if (bf16_residuals && use_residuals) {
     sum.notes.push_back("Clients' error-feedback residuals are kept as bf16 between rounds (the population's fp32 "
                         "residuals would exceed run.residual_memory_mb); a device keeps its own in fp32.");

@@ -191,6 +191,15 @@ train.learning_rate = 0.2
     REQUIRE(m1.final_model.size() == 199210);
     CHECK(std::memcmp(m1.final_model.data(), m2.final_model.data(), 4 * m1.final_model.size()) == 0);
     CHECK(m1.rounds.back().bytes_up == m2.rounds.back().bytes_up);
+    // The report says what its accuracy is of.
+    auto said = [&](const std::string& what) {
+      return std::any_of(m1.summary.notes.begin(), m1.summary.notes.end(),
+                         [&](const std::string& n) { return n.find(what) != std::string::npos; });
+    };
+    CHECK(said("evaluated on the released model"));
+    CHECK(said("support averaging"));
+    CHECK_FALSE(std::any_of(one.summary.notes.begin(), one.summary.notes.end(),
+                            [](const std::string& n) { return n.find("released model") != std::string::npos; }));
   }
 
   TEST_CASE("frugal sends far fewer bytes than dense and both learn") {
