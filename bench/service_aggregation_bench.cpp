@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
     }
   } else {
     const Dataset train = Must(LoadFashionMnist(Split::kTrain), "Fashion-MNIST training set");
-    const Partition part = PartitionIid(train.size(), clients, 1);
+    const Partition part = Must(PartitionIid(train.size(), clients, 1), "partition");
     std::vector<float> scratch;
     for (uint32_t c = 0; c < clients; ++c) {
       TrainConfig tc = cfg.task.train;

@@ -171,7 +171,7 @@ struct RoundTiming {
 RoundTiming FlowerRound(const Dataset& train, const Dataset& test, int threads, double min_seconds) {
   auto model = MakeModel("logreg");
   const Model& m = **model;
-  const Partition clients = PartitionIid(train.size(), 10, 1);
+  const Partition clients = PartitionIid(train.size(), 10, 1).value();
   std::vector<float> global(m.num_params());
   m.InitParams(global, 1);
   std::vector<std::vector<float>> params(clients.size(), global);
@@ -293,7 +293,7 @@ int Main(int argc, char** argv) {
       const bool resident = std::strcmp(data, "resident") == 0;
       if (cnn && resident) continue;
       const size_t pool = resident ? 2048 : train->size();
-      Partition clients = PartitionIid(pool, pool / 32, 7);
+      Partition clients = PartitionIid(pool, pool / 32, 7).value();
       if (cnn) clients.resize(std::max<size_t>(1, opt.cnn_examples / 32));
       size_t examples = 0;
       for (const auto& c : clients) examples += c.size();

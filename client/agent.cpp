@@ -188,9 +188,10 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
     // Partition on the labels alone, then read only this client's rows: a
     // tenth of the set costs a tenth of the memory (pixels stay bytes).
     FRUGAL_ASSIGN_OR_RETURN(std::vector<int32_t> labels, LoadFashionMnistLabels(Split::kTrain, dir));
-    const Partition part = cfg.partition == "iid" ? PartitionIid(labels.size(), cfg.clients, cfg.seed)
-                                                  : PartitionDirichlet(labels, 10, cfg.clients, cfg.alpha, cfg.seed);
-    if (part.size() != cfg.clients) return InvalidArgumentError("cannot partition Fashion-MNIST as configured");
+    Result<Partition> split = cfg.partition == "iid" ? PartitionIid(labels.size(), cfg.clients, cfg.seed)
+                                                     : PartitionDirichlet(labels, 10, cfg.clients, cfg.alpha, cfg.seed);
+    if (!split.ok()) return split.error().WithContext("partitioning Fashion-MNIST");
+    const Partition& part = *split;
     std::vector<uint32_t> rows = part[cfg.index];
     std::sort(rows.begin(), rows.end());
     FRUGAL_ASSIGN_OR_RETURN(out.data, LoadFashionMnistRows(Split::kTrain, rows, dir));

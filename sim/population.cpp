@@ -85,17 +85,15 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
   const uint64_t pseed = DeriveSeed(cfg.seed, kPartition);
   p.sampled_ = n * 10 > train.size();
   if (!p.sampled_) {
-    if (cfg.partition == "iid") {
-      p.partition_ = PartitionIid(train.size(), n, pseed);
-    } else if (cfg.partition == "dirichlet") {
-      p.partition_ = PartitionDirichlet(train.labels, train.num_classes, n, cfg.alpha, pseed);
-    } else {
-      p.partition_ = PartitionShards(train.labels, n, cfg.shards_per_client, pseed);
+    Result<Partition> split = cfg.partition == "iid" ? PartitionIid(train.size(), n, pseed)
+                              : cfg.partition == "dirichlet"
+                                  ? PartitionDirichlet(train.labels, train.num_classes, n, cfg.alpha, pseed)
+                                  : PartitionShards(train.labels, n, cfg.shards_per_client, pseed);
+    if (!split.ok()) {
+      return split.error().WithContext("partitioning the training set " + cfg.partition + "-wise into " +
+                                       std::to_string(n) + " clients");
     }
-    if (p.partition_.size() != n) {
-      return InvalidArgumentError("cannot partition the training set " + cfg.partition + "-wise into " + std::to_string(n) + " clients (partitioner returned " + std::to_string(p.partition_.size()) + "); wanted " +
-                           std::to_string(n));
-    }
+    p.partition_ = std::move(*split);
     if (cfg.holdout > 0) {
       // The held-out examples are dropped: the simulator evaluates on the test set.
       for (size_t i = 0; i < n; ++i) {

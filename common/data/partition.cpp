@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <numeric>
 
 #include "frugal/core/random.h"
@@ -15,8 +16,8 @@ void SortEach(Partition& p) {
 
 }  // namespace
 
-Partition PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed) {
-  if (num_clients == 0) return {};
+Result<Partition> PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed) {
+  if (num_clients == 0) return InvalidArgumentError("cannot partition among 0 clients");
   std::vector<uint32_t> perm(num_examples);
   std::iota(perm.begin(), perm.end(), 0u);
   Rng rng(seed);
@@ -33,12 +34,18 @@ Partition PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed) {
   return p;
 }
 
-Partition PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes, size_t num_clients, double alpha,
-                             uint64_t seed) {
-  if (num_clients == 0 || !(alpha > 0.0)) return {};
+Result<Partition> PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes, size_t num_clients,
+                                     double alpha, uint64_t seed) {
+  if (num_clients == 0) return InvalidArgumentError("cannot partition among 0 clients");
+  if (!(alpha > 0.0) || !std::isfinite(alpha)) {
+    return InvalidArgumentError("Dirichlet alpha must be positive and finite, got " + std::to_string(alpha));
+  }
   std::vector<std::vector<uint32_t>> by_class(num_classes);
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0 || static_cast<size_t>(labels[i]) >= num_classes) return {};
+    if (labels[i] < 0 || static_cast<size_t>(labels[i]) >= num_classes) {
+      return InvalidArgumentError("label " + std::to_string(labels[i]) + " of example " + std::to_string(i) +
+                                  " is outside [0, " + std::to_string(num_classes) + ")");
+    }
     by_class[static_cast<size_t>(labels[i])].push_back(static_cast<uint32_t>(i));
   }
   const size_t n = labels.size();
@@ -90,11 +97,15 @@ Partition PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes
   return best;
 }
 
-Partition PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
-                          uint64_t seed) {
+Result<Partition> PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
+                                  uint64_t seed) {
   const size_t n = labels.size();
   const size_t shards = num_clients * shards_per_client;
-  if (shards == 0 || n < shards) return {};
+  if (shards == 0) return InvalidArgumentError("cannot cut 0 shards (num_clients and shards_per_client must be >= 1)");
+  if (n < shards) {
+    return InvalidArgumentError("cannot cut " + std::to_string(n) + " examples into " + std::to_string(shards) +
+                                " shards");
+  }
   std::vector<uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return labels[a] < labels[b]; });

@@ -245,13 +245,13 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   float* g = grad.data();
   ConstMatMap dl(dlog, Ix(nc), Ix(n));
   MatMap(g + off_d2w_, Ix(d), Ix(nc)).noalias() += h * dl.transpose();
-  VecMap(g + off_d2b_, Ix(nc)).noalias() += dl.rowwise().sum();
+  internal::BiasGradient(dlog, nc, n, 1.0f, true, g + off_d2b_);
 
   MatMap dh(Grow(ws.dd1, d * n), Ix(d), Ix(n));
   dh.noalias() = wd2t * dl;
   dh = (h.array() > 0.0f).select(dh, 0.0f);
   MatMap(g + off_d1w_, Ix(flat_), Ix(d)).noalias() += x3 * dh.transpose();
-  VecMap(g + off_d1b_, Ix(d)).noalias() += dh.rowwise().sum();
+  internal::BiasGradient(dh.data(), d, n, 1.0f, true, g + off_d1b_);
 
   MatMap dx3(Grow(ws.dp2, flat_ * n), Ix(flat_), Ix(n));
   dx3.noalias() = wd1t * dh;
@@ -261,7 +261,7 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   ConstMatMap dz2m(dz2, Ix(c2), Ix(px2));
   ConstMatMap cols2m(cols2, Ix(kk * c1), Ix(px2));
   MatMap(g + off_c2w_, Ix(c2), Ix(kk * c1)).noalias() += dz2m * cols2m.transpose();
-  VecMap(g + off_c2b_, Ix(c2)).noalias() += dz2m.rowwise().sum();
+  internal::BiasGradient(dz2, c2, px2, 1.0f, true, g + off_c2b_);
   MatMap dcols2(Grow(ws.dcols2, kk * c1 * px2), Ix(kk * c1), Ix(px2));
   dcols2.noalias() = wc2.transpose() * dz2m;
   float* dp1 = Grow(ws.dp1, c1 * px2);
@@ -271,7 +271,7 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   MaxPoolBackward(dp1, ws.idx1.data(), c1 * px2, a1.data(), c1 * px1, dz1);
   ConstMatMap dz1m(dz1, Ix(c1), Ix(px1));
   MatMap(g + off_c1w_, Ix(c1), Ix(kk * c0)).noalias() += dz1m * ConstMatMap(cols1, Ix(kk * c0), Ix(px1)).transpose();
-  VecMap(g + off_c1b_, Ix(c1)).noalias() += dz1m.rowwise().sum();
+  internal::BiasGradient(dz1, c1, px1, 1.0f, true, g + off_c1b_);
   return loss;
 }
 

@@ -25,20 +25,6 @@ struct MlpWorkspace final : ModelWorkspace {
 
 inline Eigen::Index Ix(size_t v) { return static_cast<Eigen::Index>(v); }
 
-// The bias gradient: the sum over the n columns of each row of d (rows x n,
-// column-major), in column order, then out[j] = sum (kStore) or out[j] +=
-// alpha * sum. Not Eigen's rowwise().sum(): assigned into an arbitrary
-// destination, it vectorises, and so rounds, differently by the destination's
-// address, which made training depend on which buffer held the parameters
-// (and so on the thread that ran a client).
-void BiasGradient(const float* d, size_t rows, size_t n, float alpha, bool accumulate, float* out) {
-  for (size_t j = 0; j < rows; ++j) {
-    float s = 0.0f;
-    for (size_t e = 0; e < n; ++e) s += d[e * rows + j];
-    if (accumulate) out[j] += alpha * s; else out[j] = s;
-  }
-}
-
 }  // namespace
 
 Mlp::Mlp(std::vector<size_t> layer_sizes, std::string name) : sizes_(std::move(layer_sizes)), name_(std::move(name)) {
@@ -166,7 +152,7 @@ double Mlp::Backprop(std::span<const float> params, BatchView batch, std::span<f
         // One GEMM adds alpha * A * dZ^T into the weights: no gradient buffer,
         // no zeroing, no separate update pass over the layer.
         MatMap(w, fan_in, fan_out).noalias() += alpha * (a_prev * d.transpose());
-        BiasGradient(dz, sizes_[l + 1], batch.n, alpha, true, b);
+        internal::BiasGradient(dz, sizes_[l + 1], batch.n, alpha, true, b);
       }
     } else {
       float* gw = grad.data() + offsets_[l];
@@ -175,7 +161,7 @@ double Mlp::Backprop(std::span<const float> params, BatchView batch, std::span<f
         internal::SmallDenseGradient(prev, batch.n, sizes_[l], dz, sizes_[l + 1], gw, gb);
       } else {
         MatMap(gw, fan_in, fan_out).noalias() = a_prev * d.transpose();
-        BiasGradient(dz, sizes_[l + 1], batch.n, 0.0f, false, gb);
+        internal::BiasGradient(dz, sizes_[l + 1], batch.n, 0.0f, false, gb);
       }
     }
     if (l > 0) std::swap(dz, da);

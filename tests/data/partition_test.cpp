@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "frugal/data/dataset.h"
@@ -42,7 +44,7 @@ double MeanMaxClassFraction(const Partition& p, const std::vector<int32_t>& y, s
 
 TEST_SUITE("data") {
   TEST_CASE("IID partition assigns every example once, evenly, reproducibly per seed") {
-    const Partition a = PartitionIid(1003, 10, 1);
+    const Partition a = PartitionIid(1003, 10, 1).value();
     REQUIRE(a.size() == 10);
     CHECK(ExactlyOnce(a, 1003));
     for (const auto& client : a) {
@@ -50,11 +52,13 @@ TEST_SUITE("data") {
       CHECK(client.size() <= 101);
       CHECK(std::is_sorted(client.begin(), client.end()));
     }
-    CHECK(PartitionIid(1003, 10, 1) == a);
-    CHECK(PartitionIid(1003, 10, 2) != a);
-    CHECK(PartitionIid(10, 0, 1).empty());
+    CHECK(PartitionIid(1003, 10, 1).value() == a);
+    CHECK(PartitionIid(1003, 10, 2).value() != a);
+    auto none = PartitionIid(10, 0, 1);
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.error().message().find("0 clients") != std::string::npos);
     // More clients than examples: some clients are empty, still exactly once.
-    const Partition sparse = PartitionIid(3, 5, 1);
+    const Partition sparse = PartitionIid(3, 5, 1).value();
     CHECK(ExactlyOnce(sparse, 3));
   }
 
@@ -62,20 +66,20 @@ TEST_SUITE("data") {
     const auto y = BalancedLabels(1000, 10);
     for (double alpha : {100.0, 1.0, 0.1}) {
       CAPTURE(alpha);
-      const Partition p = PartitionDirichlet(y, 10, 50, alpha, 7);
+      const Partition p = PartitionDirichlet(y, 10, 50, alpha, 7).value();
       REQUIRE(p.size() == 50);
       CHECK(ExactlyOnce(p, y.size()));
       for (const auto& client : p) CHECK(client.size() >= kDirichletMinSize);
-      CHECK(PartitionDirichlet(y, 10, 50, alpha, 7) == p);
-      CHECK(PartitionDirichlet(y, 10, 50, alpha, 8) != p);
+      CHECK(PartitionDirichlet(y, 10, 50, alpha, 7).value() == p);
+      CHECK(PartitionDirichlet(y, 10, 50, alpha, 8).value() != p);
     }
   }
 
   TEST_CASE("Dirichlet label skew grows as alpha falls") {
     const auto y = BalancedLabels(1000, 10);
-    const double skew100 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 100.0, 3), y, 10);
-    const double skew1 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 1.0, 3), y, 10);
-    const double skew01 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 0.1, 3), y, 10);
+    const double skew100 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 100.0, 3).value(), y, 10);
+    const double skew1 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 1.0, 3).value(), y, 10);
+    const double skew01 = MeanMaxClassFraction(PartitionDirichlet(y, 10, 50, 0.1, 3).value(), y, 10);
     INFO("mean max-class fraction: alpha 100 ", skew100, ", alpha 1 ", skew1, ", alpha 0.1 ", skew01);
     CHECK(skew100 < 0.2);  // near IID (0.1)
     CHECK(skew100 < skew1);
@@ -83,11 +87,14 @@ TEST_SUITE("data") {
     CHECK(skew01 > 0.6);
   }
 
-  TEST_CASE("Dirichlet partition rejects bad arguments with an empty result") {
+  TEST_CASE("Dirichlet partition rejects bad arguments with an error naming them") {
     const std::vector<int32_t> y = {0, 1, 2, 5};
-    CHECK(PartitionDirichlet(y, 3, 2, 1.0, 1).empty());  // label 5 >= 3 classes
-    CHECK(PartitionDirichlet(y, 6, 0, 1.0, 1).empty());
-    CHECK(PartitionDirichlet(y, 6, 2, 0.0, 1).empty());
+    auto Message = [](const Result<Partition>& r) { return r.ok() ? std::string("ok") : r.error().message(); };
+    CHECK(Message(PartitionDirichlet(y, 3, 2, 1.0, 1)).find("label 5 of example 3 is outside [0, 3)") != std::string::npos);
+    CHECK(Message(PartitionDirichlet(y, 6, 0, 1.0, 1)).find("0 clients") != std::string::npos);
+    CHECK(Message(PartitionDirichlet(y, 6, 2, 0.0, 1)).find("alpha must be positive") != std::string::npos);
+    CHECK(Message(PartitionDirichlet(y, 6, 2, std::numeric_limits<double>::infinity(), 1)).find("alpha") !=
+          std::string::npos);
   }
 
   TEST_CASE("Shards of the real Fashion-MNIST labels give each client exactly k classes") {
@@ -97,7 +104,7 @@ TEST_SUITE("data") {
     // McMahan et al.: 100 clients x 2 shards of 300; 6000 per class makes every shard label-pure.
     for (size_t k : {size_t{1}, size_t{2}, size_t{5}}) {
       CAPTURE(k);
-      const Partition p = PartitionShards(y, 100, k, 11);
+      const Partition p = PartitionShards(y, 100, k, 11).value();
       REQUIRE(p.size() == 100);
       CHECK(ExactlyOnce(p, y.size()));
       for (const auto& client : p) {
@@ -107,18 +114,20 @@ TEST_SUITE("data") {
         CHECK(classes.size() == k);
       }
     }
-    CHECK(PartitionShards(y, 100, 2, 11) == PartitionShards(y, 100, 2, 11));
-    CHECK(PartitionShards(y, 100, 2, 11) != PartitionShards(y, 100, 2, 12));
+    CHECK(PartitionShards(y, 100, 2, 11).value() == PartitionShards(y, 100, 2, 11).value());
+    CHECK(PartitionShards(y, 100, 2, 11).value() != PartitionShards(y, 100, 2, 12).value());
   }
 
   TEST_CASE("Shards use every example even when the count does not divide") {
     const auto y = BalancedLabels(101, 10);  // 1010 examples, 3 clients x 4 shards
-    const Partition p = PartitionShards(y, 3, 4, 5);
+    const Partition p = PartitionShards(y, 3, 4, 5).value();
     REQUIRE(p.size() == 3);
     CHECK(ExactlyOnce(p, y.size()));
-    CHECK(PartitionShards(y, 0, 4, 5).empty());
-    CHECK(PartitionShards(y, 3, 0, 5).empty());
-    CHECK(PartitionShards(std::vector<int32_t>(5, 0), 3, 2, 5).empty());  // fewer examples than shards
+    CHECK_FALSE(PartitionShards(y, 0, 4, 5).ok());
+    CHECK_FALSE(PartitionShards(y, 3, 0, 5).ok());
+    auto few = PartitionShards(std::vector<int32_t>(5, 0), 3, 2, 5);
+    REQUIRE_FALSE(few.ok());
+    CHECK(few.error().message().find("cannot cut 5 examples into 6 shards") != std::string::npos);
   }
 
   TEST_CASE("holdout split: ceil(fraction * n) held out, disjoint, order kept, reproducible per seed") {

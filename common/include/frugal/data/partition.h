@@ -8,32 +8,36 @@
 #include <span>
 #include <vector>
 
+#include "frugal/core/status.h"
+
 namespace frugal {
 
 using Partition = std::vector<std::vector<uint32_t>>;
 
 // Every example to exactly one client, client sizes differing by at most one.
-// Empty if num_clients == 0.
-Partition PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed);
+// Error (kInvalidArgument) if num_clients == 0.
+Result<Partition> PartitionIid(size_t num_examples, size_t num_clients, uint64_t seed);
 
 // Per class, client shares drawn from Dirichlet(alpha); clients already
 // holding N/num_clients examples get no more of later classes. Re-drawn (up to
 // kDirichletMaxTries times) until every client holds at least
 // min(kDirichletMinSize, N/num_clients) examples; if no draw succeeds, the draw
 // with the largest smallest client is returned. Every example to exactly one
-// client. Empty if num_clients == 0, alpha <= 0, or a label is outside [0, num_classes).
+// client. Errors (kInvalidArgument) name the problem: num_clients == 0,
+// alpha <= 0 or not finite, or a label outside [0, num_classes).
 inline constexpr size_t kDirichletMinSize = 10;
 inline constexpr int kDirichletMaxTries = 1000;
-Partition PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes, size_t num_clients, double alpha,
-                             uint64_t seed);
+Result<Partition> PartitionDirichlet(std::span<const int32_t> labels, size_t num_classes, size_t num_clients,
+                                     double alpha, uint64_t seed);
 
 // Sorts examples by label, cuts them into num_clients*shards_per_client shards
 // of equal size (the first N mod shards one larger, so all examples are used)
 // and gives each client shards_per_client random shards, re-pairing so that,
-// where possible, no client holds two shards of one label. Empty if
-// num_clients == 0, shards_per_client == 0, or there are fewer examples than shards.
-Partition PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
-                          uint64_t seed);
+// where possible, no client holds two shards of one label. Errors
+// (kInvalidArgument): num_clients == 0, shards_per_client == 0, or fewer
+// examples than shards.
+Result<Partition> PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
+                                  uint64_t seed);
 
 // One client's examples split into those it trains on and a local holdout, as
 // Flower's examples split each partition with train_test_split(test_size=f):
