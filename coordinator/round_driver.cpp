@@ -15,6 +15,7 @@
 #include "frugal/proto/frame.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/selection.h"
+#include "frugal/round/settings.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -702,6 +703,7 @@ Status RoundDriver::WriteRunDirectory() {
                       "times a power figure.");
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
+  for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
   FRUGAL_RETURN_IF_ERROR(WriteFile(o / "rounds.csv", [&](std::ostream& os) { WriteRoundsCsv(os, records_); }));
   FRUGAL_RETURN_IF_ERROR(WriteFile(o / "ledger.csv", [&](std::ostream& os) { ledger_.WriteLedgerCsv(os); }));
   EnergyLedger::EmissionsMeta meta;

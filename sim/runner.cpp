@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +23,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/selection.h"
+#include "frugal/round/settings.h"
 #include "frugal/sim/population.h"
 #include "frugal/sim/progress.h"
 #include "frugal/sim/residual_store.h"
@@ -550,20 +550,9 @@ Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
                         " for a participation (its own compute, the previous round's mean payload sizes, radio tails), "
                         "so cheap devices take part more often than costly ones.");
   }
-  if (cfg.engine.release_ema > 0) {
-    char weight[32];
-    std::snprintf(weight, sizeof weight, "%g", cfg.engine.release_ema);
-    sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
-                        " Fashion-MNIST test examples, evaluated on the released model: the moving average (weight " +
-                        weight + " on the past) of the server's model versions. Clients train from the model itself.");
-  } else {
-    sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
-                        " Fashion-MNIST test examples, evaluated on the server's model.");
-  }
-  if (cfg.engine.averaging == Averaging::kSupport) {
-    sum.notes.push_back("Each coordinate of the aggregate is divided by the weights of the updates that carry it "
-                        "(support averaging), not by all of them.");
-  }
+  sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
+                      " Fashion-MNIST test examples, evaluated on the server's model.");
+  for (std::string& n : ServerNotes(cfg.engine)) sum.notes.push_back(std::move(n));
   if (bf16_residuals && use_residuals) {
     sum.notes.push_back("Clients' error-feedback residuals are kept as bf16 between rounds (the population's fp32 "
                         "residuals would exceed run.residual_memory_mb); a device keeps its own in fp32.");

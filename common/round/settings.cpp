@@ -1,5 +1,6 @@
 #include "frugal/round/settings.h"
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,21 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("server.release_ema must be in [0, 1)");
   }
   return OkStatus();
+}
+
+std::vector<std::string> ServerNotes(const EngineConfig& engine) {
+  std::vector<std::string> notes;
+  if (engine.release_ema > 0) {
+    char weight[32];
+    std::snprintf(weight, sizeof weight, "%g", engine.release_ema);
+    notes.push_back(std::string("The evaluated model is the released one: the moving average (weight ") + weight +
+                    " on the past) of the server's model versions. Clients train from the model itself.");
+  }
+  if (engine.averaging == Averaging::kSupport) {
+    notes.push_back("Each coordinate of the aggregate is divided by the weights of the updates that carry it "
+                    "(support averaging), not by all of them.");
+  }
+  return notes;
 }
 
 }  // namespace frugal

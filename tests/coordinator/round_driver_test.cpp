@@ -20,8 +20,10 @@
 #include "data/temp_dir.h"
 #include "frugal/codec/frame.h"
 #include "frugal/codec/uplink.h"
+#include "frugal/model/model.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
 namespace {
@@ -328,6 +330,35 @@ TEST_SUITE("coordinator") {
     REQUIRE(rows.ok());
     REQUIRE(rows->size() == 1);
     CHECK((*rows)[0].applied);
+  }
+
+  TEST_CASE("with server.release_ema the coordinator evaluates and records the moving average of the versions") {
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "data.eval_examples=300",
+                        "server.release_ema=0.5"});
+    RoundDriver* driver = rig->driver.get();
+    const std::vector<float> v1(driver->global_model().begin(), driver->global_model().end());
+    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    driver->Tick(0);
+    driver->OnUpdate(1, GoodUpdate(rig->transport, 1, 0.05f), 1);
+    REQUIRE(driver->done());
+    const auto v2 = driver->global_model();
+    const auto release = driver->release_model();
+    REQUIRE(release.size() == v1.size());
+    CHECK(std::memcmp(release.data(), v2.data(), 4 * v1.size()) != 0);
+    for (size_t j = 0; j < v1.size(); ++j) {
+      CHECK(release[j] == static_cast<float>(0.5 * double{v1[j]} + 0.5 * double{v2[j]}));
+    }
+    auto model = MakeModel("logreg", 784, 10);
+    REQUIRE(model.ok());
+    auto ws = (*model)->MakeWorkspace();
+    std::vector<uint32_t> first(300);
+    for (uint32_t i = 0; i < 300; ++i) first[i] = i;
+    auto of_release = Evaluate(**model, release, rig->test, first, *ws);
+    REQUIRE(of_release.ok());
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK((*rows)[0].accuracy == of_release->accuracy);
   }
 }
 

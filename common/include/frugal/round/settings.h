@@ -3,6 +3,9 @@
 // so the simulator and the coordinator can never disagree on a key's meaning.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "frugal/core/config_reader.h"
 #include "frugal/core/status.h"
 #include "frugal/round/engine.h"
@@ -27,5 +30,9 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
 // defaults. Applies the pipeline (dense: fp32 both ways) and validates. Errors
 // name the key; a type error already recorded by `r` is returned first.
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine);
+
+// Sentences for a run report saying how the server averages and which model
+// its accuracy is of, when that differs from plain FedAvg; empty otherwise.
+std::vector<std::string> ServerNotes(const EngineConfig& engine);
 
 }  // namespace frugal

@@ -111,6 +111,8 @@ class RoundDriver {
   // The global model version clients see (continues across restarts).
   uint32_t version() const;
   std::span<const float> global_model() const { return engine_->global_model(); }
+  // The model evaluated and reported: the global model, or its moving average (server.release_ema).
+  std::span<const float> release_model() const { return engine_->release_model(); }
   const std::vector<RoundRecord>& records() const { return records_; }
   // Completed federated evaluations of this process, oldest first.
   const std::vector<FederatedEval>& federated_evals() const { return fed_evals_; }
