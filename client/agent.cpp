@@ -34,9 +34,9 @@ namespace {
 
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
 
 constexpr uint64_t kHoldoutStream = 5;  // DeriveSeed stream of the holdout split
-using tcp = asio::ip::tcp;
 
 constexpr uint32_t kResidualMagic = 0x53455246;  // "FRES"
 
@@ -215,7 +215,8 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
   }
   if (out.indices.empty()) return InvalidArgumentError("the local data set is empty");
   if (cfg.holdout > 0) {
-    HoldoutSplit split = SplitHoldout(out.indices, cfg.holdout, DeriveSeed(DeriveSeed(cfg.seed, kHoldoutStream), cfg.index));
+    const uint64_t seed = DeriveSeed(DeriveSeed(cfg.seed, kHoldoutStream), cfg.index);
+    HoldoutSplit split = SplitHoldout(out.indices, cfg.holdout, seed);
     out.indices = std::move(split.train);
     out.holdout = std::move(split.holdout);
   }

@@ -96,9 +96,8 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
     p.partition_ = std::move(*split);
     if (cfg.holdout > 0) {
       // The held-out examples are dropped: the simulator evaluates on the test set.
-      for (size_t i = 0; i < n; ++i) {
-        p.partition_[i] = SplitHoldout(p.partition_[i], cfg.holdout, DeriveSeed(DeriveSeed(cfg.seed, kHoldout), i)).train;
-      }
+      const uint64_t hseed = DeriveSeed(cfg.seed, kHoldout);
+      for (size_t i = 0; i < n; ++i) p.partition_[i] = SplitHoldout(p.partition_[i], cfg.holdout, DeriveSeed(hseed, i)).train;
     }
   } else {
     if (cfg.samples_per_client == 0) return InvalidArgumentError("data.samples_per_client must be >= 1");

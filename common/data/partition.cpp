@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <numeric>
+#include <string>
 
 #include "frugal/core/random.h"
 
