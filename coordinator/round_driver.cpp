@@ -392,7 +392,7 @@ void RoundDriver::StartEvaluation(uint32_t round, double now_s) {
     c.held_version = version();
     ev.result.bytes_down += bytes.size();
     metrics_.payload_bytes_down += bytes.size();
-    ev.answers[id] = EvalAnswer{};
+    ev.answers[id] = EvalAnswer{.bytes_down = bytes.size()};
   }
   ev.result.asked = static_cast<uint32_t>(ev.answers.size());
   spdlog::info("federated evaluation of model v{} after round {}: asked {} clients", ev.result.model_version, round,
@@ -415,7 +415,33 @@ void RoundDriver::FinishEvaluation() {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   r.accuracy = r.examples > 0 ? acc / static_cast<double>(r.examples) : nan;
   r.loss = r.examples > 0 ? loss / static_cast<double>(r.examples) : nan;
+  // On the ledger: every asked client received the payload; those that
+  // answered also ran the model forward over the examples they evaluated.
+  std::vector<LedgerRow> rows;
+  const double forward_flops = model_->flops_per_example().forward;
+  const double utc_hour = deps_.utc_hour();
+  for (const auto& [id, a] : eval_->answers) {
+    const Client& c = clients_[id];
+    const Transfer download{0.0, a.bytes_down, Direction::kDown};
+    ClientRoundUsage usage;
+    usage.round = r.round;
+    usage.client_id = id;
+    usage.flops = forward_flops * static_cast<double>(a.examples);
+    usage.transfers = std::span(&download, 1);
+    usage.utc_hour = utc_hour;
+    usage.outcome = ClientOutcome::kEvaluated;
+    LedgerRow row = MakeLedgerRow(config_.run_id, *c.device_profile, *c.radio_profile, *c.region_profile, usage);
+    row.device = c.device;
+    row.radio = c.radio;
+    row.region = c.region;
+    rows.push_back(std::move(row));
+  }
   eval_.reset();
+  if (Status st = deps_.store->AddLedgerRows(config_.run_id, rows); !st.ok()) {
+    fatal_ = st.error().WithContext("recording the federated evaluation after round " + std::to_string(r.round));
+    return;
+  }
+  for (LedgerRow& row : rows) ledger_.Add(std::move(row));
   fed_evals_.push_back(r);
   ++metrics_.federated_evaluations;
   if (r.examples > 0) metrics_.last_federated_accuracy = r.accuracy;

@@ -41,6 +41,7 @@ std::string_view ClientOutcomeName(ClientOutcome o) {
     case ClientOutcome::kParticipated: return "participated";
     case ClientOutcome::kStraggled: return "straggled";
     case ClientOutcome::kDropped: return "dropped";
+    case ClientOutcome::kEvaluated: return "evaluated";
   }
   return "unknown";
 }
@@ -66,6 +67,7 @@ void EnergyTotals::Add(const LedgerRow& row) {
     case ClientOutcome::kParticipated: ++participated; break;
     case ClientOutcome::kStraggled: ++straggled; break;
     case ClientOutcome::kDropped: ++dropped; break;
+    case ClientOutcome::kEvaluated: ++evaluated; break;
   }
   if (row.source == EnergySource::kMeasured) ++measured;
 }

@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -96,6 +96,35 @@ CREATE TABLE ledger (
   outcome    TEXT NOT NULL CHECK (outcome IN ('participated', 'straggled', 'dropped')),
   FOREIGN KEY (run_id, round) REFERENCES rounds(run_id, round)
 );
+CREATE INDEX ledger_by_round ON ledger(run_id, round, id);
+)sql";
+
+// Version 2: ledger rows may record a federated evaluation ('evaluated').
+// SQLite cannot change a CHECK constraint, so the table is rebuilt, ids kept.
+constexpr const char* kMigrateV1toV2 = R"sql(
+CREATE TABLE ledger_v2 (
+  id         INTEGER PRIMARY KEY,
+  run_id     TEXT NOT NULL,
+  round      INTEGER NOT NULL,
+  client_id  INTEGER NOT NULL,
+  device     TEXT NOT NULL,
+  radio      TEXT NOT NULL,
+  region     TEXT NOT NULL,
+  bytes_up   INTEGER NOT NULL,
+  bytes_down INTEGER NOT NULL,
+  flops      REAL,
+  compute_j  REAL,
+  radio_j    REAL,
+  total_j    REAL,
+  gco2e      REAL,
+  source     TEXT NOT NULL CHECK (source IN ('modelled', 'measured')),
+  outcome    TEXT NOT NULL CHECK (outcome IN ('participated', 'straggled', 'dropped', 'evaluated')),
+  FOREIGN KEY (run_id, round) REFERENCES rounds(run_id, round)
+);
+INSERT INTO ledger_v2 SELECT id, run_id, round, client_id, device, radio, region, bytes_up, bytes_down,
+  flops, compute_j, radio_j, total_j, gco2e, source, outcome FROM ledger;
+DROP TABLE ledger;
+ALTER TABLE ledger_v2 RENAME TO ledger;
 CREATE INDEX ledger_by_round ON ledger(run_id, round, id);
 )sql";
 
@@ -372,7 +401,8 @@ std::vector<float> DecodeFloats(std::span<const uint8_t> bytes) {
 
 std::optional<ClientOutcome> ParseOutcome(std::string_view s) {
   for (ClientOutcome o :
-       {ClientOutcome::kParticipated, ClientOutcome::kStraggled, ClientOutcome::kDropped}) {
+       {ClientOutcome::kParticipated, ClientOutcome::kStraggled, ClientOutcome::kDropped,
+        ClientOutcome::kEvaluated}) {
     if (ClientOutcomeName(o) == s) return o;
   }
   return std::nullopt;
@@ -532,17 +562,23 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
   FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
   FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys=ON"));
 
-  if (fresh) {
+  if (fresh || user_version < kSchemaVersion) {
+    // A new file gets version 1 and then every migration, so each migration
+    // runs on every new store, not only on old files.
     Transaction txn(store->db_.get(), store->path_);
     FRUGAL_RETURN_IF_ERROR(txn.Begin(/*write=*/true));
-    // Another process may have initialised the file between our check and the lock.
+    // Another process may have initialised or migrated the file between our check and the lock.
     FRUGAL_ASSIGN_OR_RETURN(int64_t app_now,
                             PragmaInt(store->db_.get(), path, "PRAGMA application_id"));
     if (app_now == 0) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kSchemaV1));
-      const std::string ids = "PRAGMA application_id=" + std::to_string(kApplicationId) +
-                              "; PRAGMA user_version=" + std::to_string(kSchemaVersion);
+      const std::string ids = "PRAGMA application_id=" + std::to_string(kApplicationId) + "; PRAGMA user_version=1";
       FRUGAL_RETURN_IF_ERROR(store->Exec(ids.c_str()));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(int64_t version_now, PragmaInt(store->db_.get(), path, "PRAGMA user_version"));
+    if (version_now == 1) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV1toV2));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=2"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -834,22 +870,7 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
       FRUGAL_RETURN_IF_ERROR(st.Reset());
     }
   }
-  if (!c.ledger_rows.empty()) {
-    FRUGAL_ASSIGN_OR_RETURN(
-        Statement st,
-        Statement::Prepare(db_.get(), path_,
-                           "INSERT INTO ledger (run_id, round, client_id, device, radio, region, "
-                           "bytes_up, bytes_down, flops, compute_j, radio_j, total_j, gco2e, "
-                           "source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-    for (const LedgerRow& r : c.ledger_rows) {
-      st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, r.client_id).Bind(4, r.device);
-      st.Bind(5, r.radio).Bind(6, r.region).Bind(7, r.bytes_up).Bind(8, r.bytes_down);
-      st.Bind(9, r.flops).Bind(10, r.compute_j).Bind(11, r.radio_j).Bind(12, r.total_j);
-      st.Bind(13, r.gco2e).Bind(14, EnergySourceName(r.source)).Bind(15, ClientOutcomeName(r.outcome));
-      FRUGAL_RETURN_IF_ERROR(st.Run());
-      FRUGAL_RETURN_IF_ERROR(st.Reset());
-    }
-  }
+  FRUGAL_RETURN_IF_ERROR(InsertLedgerRows(c.run_id, c.ledger_rows));
   if (c.applied && c.new_version > options_.keep_versions) {
     FRUGAL_ASSIGN_OR_RETURN(
         Statement st, Statement::Prepare(db_.get(), path_,
@@ -857,6 +878,53 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     st.Bind(1, c.run_id).Bind(2, c.new_version - options_.keep_versions);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
+  return txn.Commit();
+}
+
+Status Store::InsertLedgerRows(const std::string& run_id, const std::vector<LedgerRow>& rows) {
+  if (rows.empty()) return OkStatus();
+  FRUGAL_ASSIGN_OR_RETURN(
+      Statement st,
+      Statement::Prepare(db_.get(), path_,
+                         "INSERT INTO ledger (run_id, round, client_id, device, radio, region, "
+                         "bytes_up, bytes_down, flops, compute_j, radio_j, total_j, gco2e, "
+                         "source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  for (const LedgerRow& r : rows) {
+    st.Bind(1, run_id).Bind(2, r.round).Bind(3, r.client_id).Bind(4, r.device);
+    st.Bind(5, r.radio).Bind(6, r.region).Bind(7, r.bytes_up).Bind(8, r.bytes_down);
+    st.Bind(9, r.flops).Bind(10, r.compute_j).Bind(11, r.radio_j).Bind(12, r.total_j);
+    st.Bind(13, r.gco2e).Bind(14, EnergySourceName(r.source)).Bind(15, ClientOutcomeName(r.outcome));
+    FRUGAL_RETURN_IF_ERROR(st.Run());
+    FRUGAL_RETURN_IF_ERROR(st.Reset());
+  }
+  return OkStatus();
+}
+
+Status Store::AddLedgerRows(const std::string& run_id, const std::vector<LedgerRow>& rows) {
+  const std::string where = "store " + path_ + ": run '" + run_id + "'";
+  for (const LedgerRow& r : rows) {
+    if (r.round == 0 || (!r.run_id.empty() && r.run_id != run_id)) {
+      return InvalidArgumentError(where + ": ledger row for client " + std::to_string(r.client_id) +
+                                  " belongs to run '" + r.run_id + "' round " + std::to_string(r.round));
+    }
+  }
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get(), path_);
+  FRUGAL_RETURN_IF_ERROR(txn.Begin(/*write=*/true));
+  FRUGAL_ASSIGN_OR_RETURN(Statement st,
+                          Statement::Prepare(db_.get(), path_, "SELECT last_round FROM runs WHERE run_id = ?"));
+  st.Bind(1, run_id);
+  FRUGAL_ASSIGN_OR_RETURN(bool found, st.Step());
+  if (!found) return NotFoundError(where + ": no such run");
+  const uint32_t last_round = st.U32(0);
+  for (const LedgerRow& r : rows) {
+    if (r.round > last_round) {
+      return FailedPreconditionError(where + ": ledger row for client " + std::to_string(r.client_id) +
+                                     " is for round " + std::to_string(r.round) + ", but the last committed round is " +
+                                     std::to_string(last_round));
+    }
+  }
+  FRUGAL_RETURN_IF_ERROR(InsertLedgerRows(run_id, rows));
   return txn.Commit();
 }
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -462,6 +463,31 @@ TEST_SUITE("coordinator") {
     REQUIRE(std::getline(csv, row));
     CHECK(header == "round,model_version,asked,answered,examples,accuracy,loss,bytes_down");
     CHECK(row.rfind("2,3,2,2,100,0.8,", 0) == 0);
+
+    // Both evaluations are on the energy ledger, in the store: each client's
+    // download, and a forward pass over the examples it evaluated.
+    auto ledger = rig->store->Ledger(rig->cfg.run_id);
+    REQUIRE(ledger.ok());
+    std::map<uint64_t, LedgerRow> evals;
+    for (const LedgerRow& r : *ledger) {
+      if (r.outcome == ClientOutcome::kEvaluated) evals[r.client_id] = r;
+    }
+    REQUIRE(evals.size() == 2);
+    uint64_t eval_bytes = 0;
+    const double forward = (*MakeModel("logreg"))->flops_per_example().forward;
+    for (const auto& [id, r] : evals) {
+      CHECK(r.round == 2);
+      CHECK(r.bytes_up == 0);
+      CHECK(r.bytes_down > 0);
+      CHECK(r.radio_j > 0);
+      eval_bytes += r.bytes_down;
+    }
+    CHECK(eval_bytes == fe.bytes_down);
+    std::vector<double> flops;
+    for (const auto& [id, r] : evals) flops.push_back(r.flops);
+    std::sort(flops.begin(), flops.end());
+    CHECK(flops[0] == doctest::Approx(25 * forward));
+    CHECK(flops[1] == doctest::Approx(75 * forward));
 
     // The training of round 3 still works from the evaluated copy.
     driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 4);

@@ -636,6 +636,105 @@ TEST_CASE("A SQLite database that is not a Frugal store, or has a newer schema, 
   CHECK(store->CreateRun("r", "cfg", ModelFor(1, 8)).ok());
 }
 
+// Rewrites a store as the previous schema wrote it: version 1, whose ledger
+// refused the outcome 'evaluated'. The table's own SQL is edited, so the
+// test does not carry a copy of the schema.
+void DowngradeToV1(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'ledger'", -1, &st,
+                             nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  const std::string evaluated = ", 'evaluated'";
+  const size_t at = sql.find(evaluated);
+  REQUIRE(at != std::string::npos);
+  sql.erase(at, evaluated.size());
+  sql.replace(sql.find("ledger"), 6, "ledger_v1");
+  const std::string script = "BEGIN; " + sql + "; INSERT INTO ledger_v1 SELECT * FROM ledger; DROP TABLE ledger; " +
+                             "ALTER TABLE ledger_v1 RENAME TO ledger; " +
+                             "CREATE INDEX ledger_by_round ON ledger(run_id, round, id); PRAGMA user_version = 1; COMMIT;";
+  REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  // Version 1 indeed refuses an evaluation row.
+  CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
+                         "source, outcome) VALUES ('r', 1, 1, 'd', 'r', 'g', 0, 0, 'modelled', 'evaluated')",
+                     nullptr, nullptr, nullptr) != SQLITE_OK);
+  sqlite3_close(db);
+}
+
+LedgerRow EvaluationRow(uint32_t round, uint64_t client) {
+  LedgerRow r;
+  r.round = round;
+  r.client_id = client;
+  r.device = "phone-mid";
+  r.radio = "wifi";
+  r.region = "world";
+  r.bytes_down = 7000 + client;
+  r.flops = 1.5e6;
+  r.compute_j = 0.01;
+  r.radio_j = 0.02;
+  r.total_j = 0.03;
+  r.outcome = ClientOutcome::kEvaluated;
+  return r;
+}
+
+TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation rows accepted") {
+  ScratchDir dir;
+  const std::string path = dir.Path("v1.db");
+  {
+    auto store = MustOpen(path);
+    REQUIRE(store->CreateRun("r", "cfg", ModelFor(1, 8)).ok());
+    for (uint32_t round = 1; round <= 2; ++round) REQUIRE(store->CommitRound(CommitFor("r", round, 8)).ok());
+  }
+  DowngradeToV1(path);
+  auto store = MustOpen(path);
+  CheckCommittedPrefix(*store, "r", 2, 8, StoreOptions{}.keep_versions);
+  REQUIRE(store->AddLedgerRows("r", {EvaluationRow(2, 5), EvaluationRow(2, 6)}).ok());
+  store.reset();
+  store = MustOpen(path);
+  auto ledger = store->Ledger("r");
+  REQUIRE(ledger.ok());
+  REQUIRE(ledger->size() == 2 * kLedgerRowsPerRound + 2);
+  const LedgerRow& last = ledger->back();
+  CHECK(last.outcome == ClientOutcome::kEvaluated);
+  CHECK(last.client_id == 6);
+  CHECK(last.bytes_down == 7006);
+  CHECK(last.flops == 1.5e6);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_CASE("Ledger rows added after a round need a committed round of a known run, all or nothing") {
+  ScratchDir dir;
+  auto store = MustOpen(dir.Path("state.db"));
+  REQUIRE(store->CreateRun("r", "cfg", ModelFor(1, 8)).ok());
+  REQUIRE(store->CommitRound(CommitFor("r", 1, 8)).ok());
+  const Snapshot before = Take(*store, "r");
+  auto future = store->AddLedgerRows("r", {EvaluationRow(1, 3), EvaluationRow(2, 4)});
+  REQUIRE_FALSE(future.ok());
+  CHECK(future.error().code() == ErrorCode::kFailedPrecondition);
+  CHECK(future.error().message().find("round 2, but the last committed round is 1") != std::string::npos);
+  CheckSameSnapshot(before, Take(*store, "r"));  // the good first row was not added either
+  CHECK(store->AddLedgerRows("nope", {EvaluationRow(1, 3)}).error().code() == ErrorCode::kNotFound);
+  LedgerRow other = EvaluationRow(1, 3);
+  other.run_id = "other";
+  CHECK(store->AddLedgerRows("r", {other}).error().code() == ErrorCode::kInvalidArgument);
+  CHECK(store->AddLedgerRows("r", {EvaluationRow(0, 3)}).error().code() == ErrorCode::kInvalidArgument);
+  CHECK(store->AddLedgerRows("r", {}).ok());
+  REQUIRE(store->AddLedgerRows("r", {EvaluationRow(1, 3)}).ok());
+  auto ledger = store->Ledger("r");
+  REQUIRE(ledger.ok());
+  CHECK(ledger->size() == kLedgerRowsPerRound + 1);
+}
+
 // The child side of the crash test: resumes the run and commits rounds until
 // killed (or until `limit`), writing each committed round number to `fd`.
 [[noreturn]] void CommitUntilKilled(const std::string& path, int fd, size_t dim, uint32_t keep,

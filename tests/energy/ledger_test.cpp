@@ -266,6 +266,36 @@ TEST_SUITE("energy") {
     CHECK(SplitCsv(lines[1]).size() == 15);
   }
 
+  TEST_CASE("a federated evaluation's row is counted as evaluated, not as a participation") {
+    Fixture f;
+    const DeviceProfile& d1 = **f.profiles.Device("d1");
+    const RadioProfile& r1 = **f.profiles.Radio("r1");
+    const RegionProfile& x = **f.profiles.Region("X");
+    const std::vector<Transfer> down = {{0.0, 500000, Direction::kDown}};
+    ClientRoundUsage u;
+    u.round = 2;
+    u.client_id = 11;
+    u.flops = 1e8;
+    u.transfers = down;
+    u.outcome = ClientOutcome::kEvaluated;
+    const LedgerRow row = MakeLedgerRow("run-1", d1, r1, x, u);
+    CHECK(row.radio_j > 0);
+    CHECK(row.compute_j > 0);
+    const EnergyTotals before = f.ledger.RoundTotals(2);
+    f.ledger.Add(row);
+    const EnergyTotals after = f.ledger.RoundTotals(2);
+    CHECK(after.evaluated == 1);
+    CHECK(after.participated == before.participated);
+    CHECK(after.rows == before.rows + 1);
+    CHECK(after.total_j == doctest::Approx(before.total_j + row.total_j));
+    std::ostringstream out;
+    f.ledger.WriteLedgerCsv(out);
+    auto lines = SplitLines(out.str());
+    REQUIRE(lines.size() > 5);
+    CHECK(SplitCsv(lines[5])[2] == "11");  // the fifth client row, after the fixture's four
+    CHECK(SplitCsv(lines[5])[14] == "evaluated");
+  }
+
   TEST_CASE("emissions.csv follows CodeCarbon's columns and units: kg, kWh, kg/s, s") {
     Fixture f;
     EnergyLedger::EmissionsMeta meta{.project_name = "frugal",

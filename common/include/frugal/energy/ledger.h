@@ -18,10 +18,12 @@
 
 namespace frugal {
 
-enum class ClientOutcome : uint8_t { kParticipated, kStraggled, kDropped };
+// kEvaluated: a federated evaluation (model download and a forward pass over
+// local examples), not a training participation.
+enum class ClientOutcome : uint8_t { kParticipated, kStraggled, kDropped, kEvaluated };
 enum class EnergySource : uint8_t { kModelled, kMeasured };
 
-// "participated" / "straggled" / "dropped"; "modelled" / "measured".
+// "participated" / "straggled" / "dropped" / "evaluated"; "modelled" / "measured".
 std::string_view ClientOutcomeName(ClientOutcome o);
 std::string_view EnergySourceName(EnergySource s);
 
@@ -44,7 +46,7 @@ struct EnergyTotals {
   uint64_t bytes_up = 0, bytes_down = 0;
   double flops = 0, compute_j = 0, radio_j = 0, total_j = 0, gco2e = 0;
   size_t rows = 0;
-  size_t participated = 0, straggled = 0, dropped = 0, measured = 0;
+  size_t participated = 0, straggled = 0, dropped = 0, evaluated = 0, measured = 0;
   double server_j = 0, server_gco2e = 0;
 
   double all_j() const { return total_j + server_j; }

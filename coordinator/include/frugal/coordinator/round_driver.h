@@ -177,6 +177,7 @@ class RoundDriver {
   struct EvalAnswer {
     bool answered = false;
     bool gone = false;  // disconnected before answering
+    uint64_t bytes_down = 0;  // the model payload sent for the evaluation
     uint64_t examples = 0;
     double accuracy = 0, loss = 0;
   };

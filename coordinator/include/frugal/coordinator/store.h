@@ -114,6 +114,10 @@ class Store {
 
   // Committed rounds in round order; NotFound if no such run.
   Result<std::vector<RoundRow>> Rounds(const std::string& run_id);
+  // Appends ledger rows outside a round commit (a federated evaluation after
+  // a committed round). Each row's round must be committed already
+  // (FailedPrecondition otherwise); NotFound if no such run. All or nothing.
+  Status AddLedgerRows(const std::string& run_id, const std::vector<LedgerRow>& rows);
   // Ledger rows in (round, insertion) order; NotFound if no such run.
   Result<std::vector<LedgerRow>> Ledger(const std::string& run_id);
   // Known clients by id; NotFound if no such run.
@@ -137,6 +141,7 @@ class Store {
   Result<int64_t> RunDim(const std::string& run_id);
   Result<RunState> LoadRunLocked(const std::string& run_id);
   Status CommitRoundLocked(const RoundCommit& c);
+  Status InsertLedgerRows(const std::string& run_id, const std::vector<LedgerRow>& rows);
 
   std::string path_;
   StoreOptions options_;
