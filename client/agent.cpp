@@ -36,8 +36,6 @@ namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
-constexpr uint64_t kHoldoutStream = 5;  // DeriveSeed stream of the holdout split
-
 constexpr uint32_t kResidualMagic = 0x53455246;  // "FRES"
 
 uint32_t Crc(std::span<const float> v) {
@@ -188,18 +186,23 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
     // Partition on the labels alone, then read only this client's rows: a
     // tenth of the set costs a tenth of the memory (pixels stay bytes).
     FRUGAL_ASSIGN_OR_RETURN(std::vector<int32_t> labels, LoadFashionMnistLabels(Split::kTrain, dir));
-    Result<Partition> split = cfg.partition == "iid" ? PartitionIid(labels.size(), cfg.clients, cfg.seed)
-                                                     : PartitionDirichlet(labels, 10, cfg.clients, cfg.alpha, cfg.seed);
+    // The simulator's own partition of the same seed (PartitionForClient).
+    const PartitionSpec spec{.scheme = cfg.partition, .clients = cfg.clients, .alpha = cfg.alpha,
+                             .shards_per_client = cfg.shards_per_client, .seed = cfg.seed, .holdout = cfg.holdout};
+    Result<HoldoutSplit> split = PartitionForClient(labels, kFashionMnistClasses, spec, cfg.index);
     if (!split.ok()) return split.error().WithContext("partitioning Fashion-MNIST");
-    const Partition& part = *split;
-    std::vector<uint32_t> rows = part[cfg.index];
+    std::vector<uint32_t> rows = split->train;
+    rows.insert(rows.end(), split->holdout.begin(), split->holdout.end());
     std::sort(rows.begin(), rows.end());
     FRUGAL_ASSIGN_OR_RETURN(out.data, LoadFashionMnistRows(Split::kTrain, rows, dir));
     // The partition's own order of examples, as positions in the rows read.
-    out.indices.reserve(rows.size());
-    for (uint32_t r : part[cfg.index]) {
-      out.indices.push_back(static_cast<uint32_t>(std::lower_bound(rows.begin(), rows.end(), r) - rows.begin()));
-    }
+    auto position = [&](uint32_t r) {
+      return static_cast<uint32_t>(std::lower_bound(rows.begin(), rows.end(), r) - rows.begin());
+    };
+    for (uint32_t r : split->train) out.indices.push_back(position(r));
+    for (uint32_t r : split->holdout) out.holdout.push_back(position(r));
+    if (out.indices.empty()) return InvalidArgumentError("the local data set is empty");
+    return out;
   } else {
     if (cfg.source == "idx") {
       FRUGAL_ASSIGN_OR_RETURN(out.data, LoadIdx(cfg.idx_images, cfg.idx_labels));
@@ -214,12 +217,10 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
     for (uint32_t i = 0; i < out.data.size(); ++i) out.indices[i] = i;
   }
   if (out.indices.empty()) return InvalidArgumentError("the local data set is empty");
-  if (cfg.holdout > 0) {
-    const uint64_t seed = DeriveSeed(DeriveSeed(cfg.seed, kHoldoutStream), cfg.index);
-    HoldoutSplit split = SplitHoldout(out.indices, cfg.holdout, seed);
-    out.indices = std::move(split.train);
-    out.holdout = std::move(split.holdout);
-  }
+  const PartitionSpec whole{.clients = 1, .seed = cfg.seed, .holdout = cfg.holdout};
+  HoldoutSplit split = SplitClientHoldout(out.indices, whole, cfg.index);
+  out.indices = std::move(split.train);
+  out.holdout = std::move(split.holdout);
   return out;
 }
 

@@ -35,6 +35,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("data.clients", d.clients);
   r.Get("data.index", d.index);
   r.Get("data.alpha", d.alpha);
+  r.Get("data.shards_per_client", d.shards_per_client);
   r.Get("data.seed", d.seed);
   r.Get("data.holdout", d.holdout);
   r.Get("data.idx_images", d.idx_images);
@@ -60,7 +61,9 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   if (c.port > 65535) return err("coordinator.port must be in [1, 65535]");
   if (d.source == "fmnist-partition") {
     if (d.clients == 0 || d.index >= d.clients) return err("data.index must be below data.clients");
-    if (d.partition != "iid" && d.partition != "dirichlet") return err("data.partition must be iid or dirichlet");
+    if (d.partition != "iid" && d.partition != "dirichlet" && d.partition != "shards") {
+      return err("data.partition must be iid, dirichlet or shards");
+    }
     if (!(d.alpha > 0)) return err("data.alpha must be positive");
   } else if (d.source == "idx") {
     if (d.idx_images.empty() || d.idx_labels.empty()) return err("data.idx_images and data.idx_labels are required");

@@ -3,12 +3,11 @@
 #include <cmath>
 
 #include "frugal/core/random.h"
+#include "frugal/core/streams.h"
+#include "frugal/data/partition.h"
 
 namespace frugal::sim {
 namespace {
-
-// Streams of DeriveSeed(seed, ...) so every draw is independent of the others.
-enum Stream : uint64_t { kTraits = 1, kPartition = 2, kSample = 3, kOnline = 4, kHoldout = 5 };
 
 size_t PickIndex(const std::vector<MixWeight>& mix, double u) {
   double total = 0;
@@ -74,7 +73,7 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
   p.held_.assign(n, 0);
   p.base_.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
-    Rng rng(DeriveSeed(DeriveSeed(cfg.seed, kTraits), i));
+    Rng rng(StreamSeed(cfg.seed, SeedStream::kTraits, i));
     ClientTraits& t = p.traits_[i];
     t.device = static_cast<uint8_t>(PickIndex(cfg.devices, rng.Uniform()));
     t.radio = static_cast<uint8_t>(PickIndex(cfg.radios, rng.Uniform()));
@@ -82,23 +81,18 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
     t.availability = cfg.availability[PickIndex(cfg.availability, rng.Uniform())].id == "always" ? 0 : 1;
   }
 
-  const uint64_t pseed = DeriveSeed(cfg.seed, kPartition);
   p.sampled_ = n * 10 > train.size();
   if (!p.sampled_) {
-    Result<Partition> split = cfg.partition == "iid" ? PartitionIid(train.size(), n, pseed)
-                              : cfg.partition == "dirichlet"
-                                  ? PartitionDirichlet(train.labels, train.num_classes, n, cfg.alpha, pseed)
-                                  : PartitionShards(train.labels, n, cfg.shards_per_client, pseed);
+    const PartitionSpec spec{.scheme = cfg.partition, .clients = n, .alpha = cfg.alpha,
+                             .shards_per_client = cfg.shards_per_client, .seed = cfg.seed, .holdout = cfg.holdout};
+    Result<Partition> split = PartitionFleet(train.labels, train.num_classes, spec);
     if (!split.ok()) {
       return split.error().WithContext("partitioning the training set " + cfg.partition + "-wise into " +
                                        std::to_string(n) + " clients");
     }
     p.partition_ = std::move(*split);
-    if (cfg.holdout > 0) {
-      // The held-out examples are dropped: the simulator evaluates on the test set.
-      const uint64_t hseed = DeriveSeed(cfg.seed, kHoldout);
-      for (size_t i = 0; i < n; ++i) p.partition_[i] = SplitHoldout(p.partition_[i], cfg.holdout, DeriveSeed(hseed, i)).train;
-    }
+    // The held-out examples are dropped: the simulator evaluates on the test set.
+    for (size_t i = 0; i < n; ++i) p.partition_[i] = SplitClientHoldout(p.partition_[i], spec, i).train;
   } else {
     if (cfg.samples_per_client == 0) return InvalidArgumentError("data.samples_per_client must be >= 1");
     if (cfg.holdout > 0) {
@@ -122,7 +116,7 @@ std::span<const uint32_t> Population::Examples(size_t i, std::vector<uint32_t>& 
   if (!sampled_) return partition_[i];
   // Each client's own class mixture, drawn from its seed every time it is
   // needed: storing nothing per client is what lets a million of them fit.
-  Rng rng(DeriveSeed(DeriveSeed(cfg_->seed, kSample), i));
+  Rng rng(StreamSeed(cfg_->seed, SeedStream::kSample, i));
   const size_t k = by_class_.size();
   std::vector<double> mix(k, 1.0);
   if (cfg_->partition == "dirichlet") {
@@ -155,7 +149,7 @@ std::span<const uint32_t> Population::Examples(size_t i, std::vector<uint32_t>& 
 std::vector<uint32_t> Population::Available(uint32_t round, double utc_hour) const {
   std::vector<uint32_t> out;
   out.reserve(traits_.size());
-  const uint64_t seed = DeriveSeed(DeriveSeed(cfg_->seed, kOnline), round);
+  const uint64_t seed = StreamSeed(cfg_->seed, SeedStream::kOnline, round);
   for (size_t i = 0; i < traits_.size(); ++i) {
     const ClientTraits& t = traits_[i];
     if (t.availability == 0) {

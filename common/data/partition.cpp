@@ -6,6 +6,7 @@
 #include <string>
 
 #include "frugal/core/random.h"
+#include "frugal/core/streams.h"
 
 namespace frugal {
 namespace {
@@ -171,6 +172,29 @@ HoldoutSplit SplitHoldout(std::span<const uint32_t> examples, double fraction, u
   out.holdout.reserve(held);
   for (size_t k = 0; k < n; ++k) (is_held[k] ? out.holdout : out.train).push_back(examples[k]);
   return out;
+}
+
+Result<Partition> PartitionFleet(std::span<const int32_t> labels, size_t num_classes, const PartitionSpec& spec) {
+  const uint64_t seed = StreamSeed(spec.seed, SeedStream::kPartition);
+  if (spec.scheme == "iid") return PartitionIid(labels.size(), spec.clients, seed);
+  if (spec.scheme == "dirichlet") return PartitionDirichlet(labels, num_classes, spec.clients, spec.alpha, seed);
+  if (spec.scheme == "shards") return PartitionShards(labels, spec.clients, spec.shards_per_client, seed);
+  return InvalidArgumentError("unknown partition scheme '" + spec.scheme + "' (iid, dirichlet, shards)");
+}
+
+HoldoutSplit SplitClientHoldout(std::span<const uint32_t> examples, const PartitionSpec& spec, size_t index) {
+  if (spec.holdout <= 0) return HoldoutSplit{{examples.begin(), examples.end()}, {}};
+  return SplitHoldout(examples, spec.holdout, StreamSeed(spec.seed, SeedStream::kHoldout, index));
+}
+
+Result<HoldoutSplit> PartitionForClient(std::span<const int32_t> labels, size_t num_classes,
+                                        const PartitionSpec& spec, size_t index) {
+  if (index >= spec.clients) {
+    return InvalidArgumentError("client index " + std::to_string(index) + " is not below the " +
+                                std::to_string(spec.clients) + " clients of the partition");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(Partition all, PartitionFleet(labels, num_classes, spec));
+  return SplitClientHoldout(all[index], spec, index);
 }
 
 }  // namespace frugal

@@ -16,13 +16,14 @@ struct DataConfig {
   // split among `clients` with the coordinator's seed; "idx" or "csv": local files.
   std::string source = "fmnist-partition";
   std::string fmnist_dir;            // default: Debian's dataset-fashion-mnist
-  std::string partition = "dirichlet";  // iid | dirichlet
+  std::string partition = "dirichlet";  // iid | dirichlet | shards (PartitionForClient, as frugal-sim)
   uint32_t clients = 10;
   uint32_t index = 0;
   double alpha = 0.5;
+  uint32_t shards_per_client = 2;
   uint64_t seed = 1;                 // must equal the coordinator's seed for a consistent split
   // Fraction of the local examples kept out of training and used for federated
-  // evaluation (SplitHoldout; as Flower's examples do). 0: train and evaluate on all.
+  // evaluation (SplitHoldout). 0: train and evaluate on all.
   double holdout = 0.0;
   std::string idx_images, idx_labels;
   std::string csv;

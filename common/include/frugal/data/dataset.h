@@ -73,6 +73,9 @@ Result<Dataset> LoadIdxRows(const std::string& images_gz_path, const std::string
 
 enum class Split { kTrain, kTest };
 
+// Fashion-MNIST has ten classes (its label file says so; partitioning before loading needs it first).
+inline constexpr size_t kFashionMnistClasses = 10;
+
 // Fashion-MNIST from dir ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz):
 // 60000 or 10000 examples, 784 features in [0,1], 10 classes.
 Result<Dataset> LoadFashionMnist(Split split, const std::string& dir = FRUGAL_FMNIST_DIR);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "frugal/core/status.h"
@@ -49,5 +50,27 @@ struct HoldoutSplit {
   std::vector<uint32_t> holdout;
 };
 HoldoutSplit SplitHoldout(std::span<const uint32_t> examples, double fraction, uint64_t seed);
+
+// How a run splits a data set among its clients. The simulator and the client
+// agent both go through PartitionFleet / PartitionForClient, so the same run
+// seed gives a client the same examples in simulation and in deployment.
+struct PartitionSpec {
+  std::string scheme = "iid";     // iid | dirichlet | shards
+  size_t clients = 1;
+  double alpha = 0.5;             // dirichlet
+  size_t shards_per_client = 2;   // shards
+  uint64_t seed = 1;              // the run seed; the partition uses its kPartition stream
+  double holdout = 0;             // fraction each client keeps out of training (kHoldout stream, by index)
+};
+
+// Every client's examples (before any holdout). Errors name an unknown scheme or a bad argument.
+Result<Partition> PartitionFleet(std::span<const int32_t> labels, size_t num_classes, const PartitionSpec& spec);
+
+// Client `index`'s share of PartitionFleet, in the partition's order, split by
+// spec.holdout into what it trains on and what it holds out.
+Result<HoldoutSplit> PartitionForClient(std::span<const int32_t> labels, size_t num_classes,
+                                        const PartitionSpec& spec, size_t index);
+// The holdout split of client `index`'s examples (identity when spec.holdout is 0).
+HoldoutSplit SplitClientHoldout(std::span<const uint32_t> examples, const PartitionSpec& spec, size_t index);
 
 }  // namespace frugal

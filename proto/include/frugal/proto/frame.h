@@ -19,7 +19,7 @@ inline constexpr size_t kFramePrefixBytes = 4;
 // Default ceiling on one frame's body; a full fp32 CNN model is ~13 MiB.
 inline constexpr uint32_t kDefaultMaxFrameBytes = 64u << 20;
 // The protocol version this build speaks (frugal.v1.PROTOCOL_VERSION_CURRENT).
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // Appends the length prefix and `body` to `out`. kResourceExhausted if the body
 // is larger than max_frame_bytes.
