@@ -8,8 +8,8 @@ namespace frugal::coordinator {
 std::string CoordinatorConfig::RunFingerprint() const {
   std::string s;
   for (const auto& [k, v] : flat) {
-    if (k.rfind("service.", 0) == 0 || k == "rounds" || k == "target_accuracy" || k == "data.eval_examples" ||
-        k == "round.min_clients" || k == "round.interval_s" || k == "round.eval_every" || k == "data.dir") {
+    if (k.rfind("service.", 0) == 0 || k.rfind("eval.", 0) == 0 || k == "rounds" || k == "target_accuracy" ||
+        k == "round.min_clients" || k == "round.interval_s" || k == "data.dir") {
       continue;  // may change between restarts without changing the run
     }
     s += k + "=" + v + "\n";
@@ -17,29 +17,25 @@ std::string CoordinatorConfig::RunFingerprint() const {
   return s;
 }
 
+std::string CoordinatorConfig::RunToml() const {
+  toml::table run = effective;
+  run.erase("service");
+  return TomlText(run);
+}
+
 Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std::string_view source,
                                                  const std::vector<std::string>& overrides) {
   FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides(toml_text, source, overrides));
   CoordinatorConfig c;
+  c.run_id = "frugal-run";
+  c.model = "logreg";
+  c.target_accuracy = 0.8;
   if (Status st = ApplyPipelineTable(t, c.pipeline, overrides); !st.ok()) {
     return st.error().WithContext(std::string(source));
   }
+  if (Status st = RenameDeprecatedKeys(t, c.warnings); !st.ok()) return st.error().WithContext(std::string(source));
   ConfigReader r(t);
-  r.Get("run_id", c.run_id);
-  r.Get("seed", c.seed);
-  r.Get("rounds", c.rounds);
-  r.Get("model", c.model);
-  r.Get("target_accuracy", c.target_accuracy);
-  r.Get("data.dir", c.data_dir);
-  r.Get("data.eval_examples", c.eval_examples);
-
-  if (Status st = ReadRoundSettings(r, c.pipeline, c.plan, c.task, c.engine); !st.ok()) {
-    return st.error().WithContext(std::string(source));
-  }
-  r.Get("round.min_clients", c.min_clients);
-  r.Get("round.interval_s", c.round_interval_s);
-  r.Get("round.eval_every", c.eval_every);
-  r.Get("uplink.error_feedback", c.error_feedback);
+  if (Status st = ReadRunSettings(r, c); !st.ok()) return st.error().WithContext(std::string(source));
 
   ServiceConfig& s = c.service;
   r.Get("service.listen_address", s.listen_address);
@@ -64,18 +60,16 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   r.CheckUnknown();
   if (r.error()) return r.error()->WithContext(std::string(source));
   c.flat = r.flat();
+  c.effective = r.effective();
 
   auto err = [&](const std::string& m) { return InvalidArgumentError(std::string(source) + ": " + m); };
-  if (c.pipeline == Pipeline::kDense) c.error_feedback = false;
   if (c.run_id.empty()) return err("run_id must not be empty");
-  if (c.rounds == 0) return err("rounds must be at least 1");
   if (s.max_frame_mb == 0 || s.max_frame_mb > 2047) return err("service.max_frame_mb must be in [1, 2047]");
   if (s.port > 65535 || s.status_port > 65535) return err("service ports must be in [0, 65535]");
   if (s.max_connections == 0) return err("service.max_connections must be at least 1");
   if (!(s.heartbeat_s > 0) || !(s.idle_timeout_s > s.heartbeat_s)) {
     return err("service.idle_timeout_s must exceed service.heartbeat_s > 0");
   }
-  if (c.min_clients == 0) c.min_clients = 1;
   return c;
 }
 

@@ -11,9 +11,13 @@
 #include <limits>
 
 #include "frugal/core/random.h"
+#include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
 #include "frugal/proto/frame.h"
+#include "frugal/report/run_dir.h"
+#include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/planner.h"
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
 #include "frugal/train/trainer.h"
@@ -21,7 +25,6 @@
 namespace frugal::coordinator {
 namespace {
 
-enum Stream : uint64_t { kSelect = 11, kTrain = 12, kInit = 14 };
 constexpr size_t kEvalBatch = 250;
 
 double ThreadCpuSeconds() {
@@ -54,22 +57,6 @@ v1::CodecConfig::Values ToWire(ValueCoding v) {
   return v1::CodecConfig::VALUES_TERNARY;
 }
 
-Status WriteFile(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
-  // Written beside and renamed, so a kill -9 never leaves a half-written report.
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) return UnavailableError("cannot create " + tmp.string());
-    write(out);
-    out.close();
-    if (!out) return UnavailableError("error writing " + tmp.string());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return UnavailableError("cannot rename " + tmp.string() + ": " + ec.message());
-  return OkStatus();
-}
-
 RoundRecord RecordFromRow(const RoundRow& r) {
   RoundRecord rec;
   rec.round = r.round;
@@ -85,6 +72,7 @@ RoundRecord RecordFromRow(const RoundRow& r) {
   rec.stragglers = r.stragglers;
   rec.virtual_seconds = r.virtual_seconds;
   rec.wall_seconds = r.wall_seconds;
+  rec.utc_hour = r.utc_hour;
   return rec;
 }
 
@@ -106,7 +94,9 @@ Status RoundDriver::Init() {
   FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(config_.model, test.num_features, test.num_classes));
   ws_ = model_->MakeWorkspace();
   std::vector<float> init(model_->num_params());
-  model_->InitParams(init, DeriveSeed(config_.seed, kInit));
+  model_->InitParams(init, StreamSeed(config_.seed, SeedStream::kInit));
+  for (const std::string& w : config_.warnings) spdlog::warn("{}", w);
+  planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
 
   Store& store = *deps_.store;
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
@@ -137,6 +127,8 @@ Status RoundDriver::Init() {
     ledger_.AddServer(r.round, r.server_joules, r.server_gco2e);
   }
   metrics_.rounds_completed = static_cast<uint32_t>(records_.size());
+  // A resumed run estimates its next round's payloads from its last one, as an uninterrupted one would.
+  if (!records_.empty()) planner_->Observe(records_.back());
   FRUGAL_ASSIGN_OR_RETURN(std::vector<ClientRow> known, store.Clients(config_.run_id));
   for (const ClientRow& c : known) {
     ids_by_name_[c.name] = c.client_id;
@@ -210,6 +202,16 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   c.region_profile = *region;
   c.num_examples = hello.num_examples();
   c.held_version = hello.model_version() <= version() ? hello.model_version() : 0;
+  // Register (sent before any task) tells a client holding nothing to build
+  // version 1 from the seed, so it is counted as holding version 1.
+  const bool seed_init = config_.builds_version_one() && c.held_version == 0;
+  if (seed_init) c.held_version = 1;
+  if (hello.has_data_split()) {
+    const v1::DataSplit& d = hello.data_split();
+    c.partition = PartitionSpec{.scheme = d.scheme(), .clients = d.clients(), .alpha = d.alpha(),
+                                .shards_per_client = d.shards_per_client(), .seed = d.seed(), .holdout = d.holdout()};
+    c.partition_index = d.index();
+  }
 
   auto known = ids_by_name_.find(identity);
   if (known != ids_by_name_.end()) {
@@ -244,6 +246,8 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   reg.set_model(config_.model);
   reg.set_dim(static_cast<uint32_t>(model_->num_params()));
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
+  reg.set_seed_init(seed_init);
+  if (seed_init) reg.set_seed(config_.seed);
   (void)now_s;  // the caller sends Register, then calls Tick(), so Register precedes any Task
   return reg;
 }
@@ -418,23 +422,12 @@ void RoundDriver::FinishEvaluation() {
   // On the ledger: every asked client received the payload; those that
   // answered also ran the model forward over the examples they evaluated.
   std::vector<LedgerRow> rows;
-  const double forward_flops = model_->flops_per_example().forward;
   const double utc_hour = deps_.utc_hour();
   for (const auto& [id, a] : eval_->answers) {
     const Client& c = clients_[id];
-    const Transfer download{0.0, a.bytes_down, Direction::kDown};
-    ClientRoundUsage usage;
-    usage.round = r.round;
-    usage.client_id = id;
-    usage.flops = forward_flops * static_cast<double>(a.examples);
-    usage.transfers = std::span(&download, 1);
-    usage.utc_hour = utc_hour;
-    usage.outcome = ClientOutcome::kEvaluated;
-    LedgerRow row = MakeLedgerRow(config_.run_id, *c.device_profile, *c.radio_profile, *c.region_profile, usage);
-    row.device = c.device;
-    row.radio = c.radio;
-    row.region = c.region;
-    rows.push_back(std::move(row));
+    rows.push_back(EvaluationRow(config_.run_id, r.round, static_cast<uint32_t>(id), *c.device_profile,
+                                 *c.radio_profile, *c.region_profile, a.bytes_down,
+                                 model_->flops_per_example().forward, a.examples, utc_hour));
   }
   eval_.reset();
   if (Status st = deps_.store->AddLedgerRows(config_.run_id, rows); !st.ok()) {
@@ -483,40 +476,24 @@ void RoundDriver::Tick(double now_s) {
 
 void RoundDriver::OpenRound(double now_s) {
   const uint32_t round = next_round_;
-  std::vector<uint32_t> available;
-  for (const auto& [id, conn] : client_conn_) available.push_back(static_cast<uint32_t>(id));
-  const uint64_t select_seed = DeriveSeed(DeriveSeed(config_.seed, kSelect), round);
-  std::vector<uint32_t> selected;
-  if (config_.plan.selection == SelectionPolicy::kUniform) {
-    selected = SelectClients(available, config_.plan.SelectCount(), select_seed);
-  } else {
-    // Energy- or carbon-aware: each client's expected cost from its own device,
-    // radio and region, its examples, the exact payload it would download and
-    // the previous round's mean upload (the same estimate frugal-sim makes).
-    uint64_t up_sum = 0, up_n = 0;
-    for (const auto& [id, slot] : slots_) {
-      if (slot.bytes_up > 0) up_sum += slot.bytes_up, ++up_n;
-    }
-    const FlopCount f = model_->flops_per_example();
-    std::vector<double> weights(available.size(), 0.0);
-    for (size_t i = 0; i < available.size(); ++i) {
-      auto it = clients_.find(available[i]);
-      if (it == clients_.end()) continue;
-      const Client& c = it->second;
-      auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
-      if (!payload.ok()) {
-        fatal_ = payload.error().WithContext("model payload for selecting round " + std::to_string(round));
-        return;
-      }
-      const uint64_t down = (*payload)->size();
-      const ParticipationEstimate e{(f.forward + f.backward) * static_cast<double>(c.num_examples) *
-                                        config_.task.train.epochs,
-                                    down, up_n > 0 ? up_sum / up_n : down};
-      weights[i] = SelectionWeight(config_.plan.selection, *c.device_profile, *c.radio_profile, *c.region_profile,
-                                   deps_.utc_hour(), e);
-    }
-    selected = SelectClientsWeighted(available, weights, config_.plan.SelectCount(), select_seed);
+  // One hour for the whole round: selection weighs carbon at it, the ledger prices it.
+  round_utc_hour_ = deps_.utc_hour();
+  std::vector<Candidate> candidates;  // connected clients, ascending by id
+  for (const auto& [id, conn] : client_conn_) {
+    const Client& c = clients_.at(id);
+    candidates.push_back(Candidate{static_cast<uint32_t>(id), c.device_profile, c.radio_profile, c.region_profile,
+                                   c.num_examples});
   }
+  uint64_t first_payload = 0;
+  if (config_.plan.selection != SelectionPolicy::kUniform && records_.empty() && !candidates.empty()) {
+    auto payload = engine_->ModelPayloadFor(clients_.at(candidates.front().id).held_version);
+    if (!payload.ok()) {
+      fatal_ = payload.error().WithContext("model payload for selecting round " + std::to_string(round));
+      return;
+    }
+    first_payload = (*payload)->size();
+  }
+  const std::vector<uint32_t> selected = planner_->Select(round, candidates, round_utc_hour_, first_payload);
   std::vector<uint64_t> sel64(selected.begin(), selected.end());
   if (Status st = engine_->OpenRound(round, sel64); !st.ok()) {
     fatal_ = st.error().WithContext("opening round " + std::to_string(round));
@@ -525,7 +502,6 @@ void RoundDriver::OpenRound(double now_s) {
   opened_at_ = now_s;
   round_version_ = version();
   round_cpu_s_ = 0;
-  round_utc_hour_ = deps_.utc_hour();
   accepted_ = 0;
   slots_.clear();
   const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
@@ -553,7 +529,7 @@ void RoundDriver::OpenRound(double now_s) {
     tc->set_momentum(t.momentum);
     tc->set_prox_mu(t.prox_mu);
     tc->set_weight_decay(t.weight_decay);
-    tc->set_seed(DeriveSeed(DeriveSeed(config_.seed, kTrain), (static_cast<uint64_t>(round) << 32) | id));
+    tc->set_seed(RoundClientSeed(config_.seed, SeedStream::kTrain, round, id));
     v1::CodecConfig* cc = task->mutable_codec();
     const UplinkConfig& u = config_.task.uplink;
     cc->set_dense(u.dense);
@@ -577,7 +553,7 @@ void RoundDriver::OpenRound(double now_s) {
     c.held_version = round_version_;
   }
   spdlog::info("round {} opened: {} of {} connected clients selected, model v{}", round, selected.size(),
-               available.size(), round_version_);
+               candidates.size(), round_version_);
 }
 
 void RoundDriver::CloseRound(double now_s) {
@@ -591,14 +567,58 @@ void RoundDriver::CloseRound(double now_s) {
   if (Status st = FinishRound(*outcome, cpu, now_s); !st.ok()) fatal_ = st.error();
 }
 
+Participation RoundDriver::ParticipationOf(const Slot& s) const {
+  const Client& c = clients_.at(s.client_id);
+  const v1::LedgerFigures& f = s.figures;
+  Participation p;
+  p.client = static_cast<uint32_t>(s.client_id);
+  p.device = c.device_profile;
+  p.radio = c.radio_profile;
+  p.region = c.region_profile;
+  p.bytes_down = s.bytes_down;
+  switch (s.state) {
+    case SlotState::kAccepted:
+    case SlotState::kRejected:
+      // It trained and sent an update: what it reports of its work, within reason.
+      p.outcome = s.state == SlotState::kAccepted ? ClientOutcome::kParticipated : ClientOutcome::kStraggled;
+      p.bytes_up = s.bytes_up;
+      p.upload_start_s = std::isfinite(f.upload_start_s()) && f.upload_start_s() >= 0 ? f.upload_start_s() : 0;
+      p.flops = std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0;
+      p.int8 = f.int8();
+      if (f.measured() && std::isfinite(f.measured_compute_j()) && f.measured_compute_j() >= 0) {
+        p.measured_compute_j = f.measured_compute_j();
+      }
+      break;
+    case SlotState::kWaiting:
+      p.outcome = ClientOutcome::kStraggled;
+      break;
+    case SlotState::kDeclined:
+    case SlotState::kGone:
+      p.outcome = ClientOutcome::kDropped;
+      break;
+  }
+  return p;
+}
+
 Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s) {
   const uint32_t round = outcome.round;
-  // Evaluation of the released model (the global model, or its average) on the test set.
+  // The released model (the global model, or its average) on the test set,
+  // every eval.every rounds and after the last; between, the last figures stand.
   // Batches of 250 rather than Evaluate's default 1000: the workspace, which
   // the coordinator keeps for the whole run, shrinks by about 2.4 MB (logreg).
-  // Accuracy is the same count; the mean loss may differ in its last digits.
-  FRUGAL_ASSIGN_OR_RETURN(EvalResult ev,
-                          Evaluate(*model_, engine_->release_model(), *deps_.test, eval_indices_, *ws_, kEvalBatch));
+  if (round % config_.eval_every == 0 || round == config_.rounds || !last_eval_) {
+    FRUGAL_ASSIGN_OR_RETURN(last_eval_, Evaluate(*model_, engine_->release_model(), *deps_.test, eval_indices_, *ws_,
+                                                 kEvalBatch));
+  }
+  RoundAccount account(config_.run_id, round, round_utc_hour_);
+  for (const auto& [id, s] : slots_) account.Add(ParticipationOf(s));
+  account.SetCompleted(outcome.accepted);
+  RoundRecord& rec = account.record();
+  rec.accuracy = last_eval_->accuracy;
+  rec.loss = last_eval_->loss;
+  rec.virtual_seconds = now_s - opened_at_;
+  rec.wall_seconds = now_s - opened_at_;
+  FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(deps_.profiles, server_cpu_s, round_utc_hour_));
 
   RoundCommit commit;
   commit.run_id = config_.run_id;
@@ -611,80 +631,32 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
     commit.step_payload.assign(step.begin(), step.end());
   }
   commit.engine_state = engine_->ServerState();
-  commit.accuracy = ev.accuracy;
-  commit.loss = ev.loss;
-  commit.selected = static_cast<uint32_t>(slots_.size());
-  commit.completed = outcome.accepted;
-  for (const auto& [id, s] : slots_) {
-    const Client& c = clients_[id];
-    const v1::LedgerFigures& f = s.figures;
-    std::vector<Transfer> transfers{{f.download_start_s(), s.bytes_down, Direction::kDown}};
-    ClientOutcome oc = ClientOutcome::kParticipated;
-    ClientRoundUsage usage;
-    switch (s.state) {
-      case SlotState::kAccepted:
-      case SlotState::kRejected:
-        transfers.push_back({f.upload_start_s(), s.bytes_up, Direction::kUp});
-        usage.flops = std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0;
-        usage.int8 = f.int8();
-        if (f.measured() && std::isfinite(f.measured_compute_j()) && f.measured_compute_j() >= 0) {
-          usage.measured_compute_j = f.measured_compute_j();
-        }
-        if (s.state == SlotState::kRejected) oc = ClientOutcome::kStraggled;
-        break;
-      case SlotState::kWaiting:
-        oc = ClientOutcome::kStraggled;
-        ++commit.stragglers;
-        break;
-      case SlotState::kDeclined:
-      case SlotState::kGone:
-        oc = ClientOutcome::kDropped;
-        break;
-    }
-    usage.round = round;
-    usage.client_id = id;
-    usage.transfers = transfers;
-    usage.utc_hour = round_utc_hour_;
-    usage.outcome = oc;
-    LedgerRow row = MakeLedgerRow(config_.run_id, *c.device_profile, *c.radio_profile, *c.region_profile, usage);
-    row.device = c.device;
-    row.radio = c.radio;
-    row.region = c.region;
-    commit.bytes_up += row.bytes_up;
-    commit.bytes_down += row.bytes_down;
-    commit.joules_compute += row.compute_j;
-    commit.joules_radio += row.radio_j;
-    commit.gco2e += row.gco2e;
-    commit.ledger_rows.push_back(row);
-    commit.client_versions.emplace_back(id, round_version_);
-  }
-  FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(deps_.profiles, server_cpu_s, round_utc_hour_));
+  commit.accuracy = rec.accuracy;
+  commit.loss = rec.loss;
+  commit.selected = rec.selected;
+  commit.completed = rec.completed;
+  commit.stragglers = rec.stragglers;
+  commit.bytes_up = rec.bytes_up;
+  commit.bytes_down = rec.bytes_down;
+  commit.joules_compute = rec.joules_compute;
+  commit.joules_radio = rec.joules_radio;
+  commit.gco2e = rec.gco2e;
+  commit.ledger_rows = account.rows();
+  for (const auto& [id, s] : slots_) commit.client_versions.emplace_back(id, round_version_);
   commit.server_joules = server.joules;
   commit.server_gco2e = server.gco2e;
-  commit.virtual_seconds = now_s - opened_at_;
-  commit.wall_seconds = now_s - opened_at_;
+  commit.virtual_seconds = rec.virtual_seconds;
+  commit.wall_seconds = rec.wall_seconds;
+  commit.utc_hour = rec.utc_hour;
   FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
 
   // Committed: only now does the in-memory run advance.
-  RoundRecord rec;
-  rec.round = round;
-  rec.accuracy = ev.accuracy;
-  rec.loss = ev.loss;
-  rec.bytes_up = commit.bytes_up;
-  rec.bytes_down = commit.bytes_down;
-  rec.joules_compute = commit.joules_compute;
-  rec.joules_radio = commit.joules_radio;
-  rec.gco2e = commit.gco2e;
-  rec.selected = commit.selected;
-  rec.completed = commit.completed;
-  rec.stragglers = commit.stragglers;
-  rec.virtual_seconds = commit.virtual_seconds;
-  rec.wall_seconds = commit.wall_seconds;
   records_.push_back(rec);
-  for (LedgerRow& row : commit.ledger_rows) ledger_.Add(std::move(row));
+  planner_->Observe(rec);
+  for (LedgerRow& row : account.rows()) ledger_.Add(std::move(row));
   ledger_.AddServer(round, server.joules, server.gco2e);
   metrics_.rounds_completed = static_cast<uint32_t>(records_.size());
-  metrics_.last_accuracy = ev.accuracy;
+  metrics_.last_accuracy = rec.accuracy;
   next_round_ = round + 1;
   next_round_at_ = now_s + config_.round_interval_s;
   slots_.clear();
@@ -694,53 +666,49 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
                outcome.applied ? "" : " (quorum not met, unchanged)", rec.accuracy, rec.bytes_up, rec.bytes_down,
                rec.joules_compute + rec.joules_radio);
   FRUGAL_RETURN_IF_ERROR(WriteRunDirectory());
-  if (config_.eval_every > 0 && round % config_.eval_every == 0) StartEvaluation(round, now_s);
+  if (config_.federated_eval_every > 0 && round % config_.federated_eval_every == 0) StartEvaluation(round, now_s);
   return OkStatus();
+}
+
+std::vector<RosterEntry> RoundDriver::Roster() const {
+  std::vector<RosterEntry> out;
+  for (const auto& [id, c] : clients_) {
+    out.push_back(RosterEntry{.id = static_cast<uint32_t>(id), .name = c.name, .device = c.device_profile->id,
+                              .radio = c.radio_profile->id, .region = c.region_profile->id,
+                              .examples = c.num_examples, .partition = c.partition,
+                              .partition_index = c.partition_index});
+  }
+  return out;
 }
 
 Status RoundDriver::WriteRunDirectory() {
   const std::filesystem::path o(config_.service.out_dir);
   if (o.empty()) return OkStatus();
-  std::error_code ec;
-  std::filesystem::create_directories(o, ec);
-  if (ec) return UnavailableError("cannot create " + o.string() + ": " + ec.message());
-  RunSummary sum;
-  sum.run_id = config_.run_id;
-  sum.scenario = "coordinator";
-  sum.pipeline = std::string(PipelineName(config_.pipeline));
-  sum.model = config_.model;
-  ComputeTargets(records_, config_.target_accuracy, sum);
-  const EnergyTotals totals = ledger_.RunTotals();
-  sum.joules_server = totals.server_j;
-  sum.gco2e += totals.server_gco2e;
+  RunSummary sum = SummarizeRun(config_, "coordinator", records_, ledger_, config_.flat);
   double wall = 0;
   for (const RoundRecord& r : records_) wall += r.wall_seconds;
   sum.wall_seconds = wall;
-  sum.client_updates_per_second = wall > 0 ? static_cast<double>(totals.participated) / wall : 0;
-  sum.peak_rss_bytes = ProcessPeakRssBytes();
-  for (const auto& [radio, t] : ledger_.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
-  for (const auto& [device, t] : ledger_.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
-  sum.config = config_.flat;
-  sum.config["pipeline"] = sum.pipeline;
+  sum.client_updates_per_second = wall > 0 ? static_cast<double>(ledger_.RunTotals().participated) / wall : 0;
   sum.notes.push_back("Rounds ran on the real service: frugal-client processes over mutual TLS 1.3; bytes are the "
                       "encoded model payloads and updates actually sent.");
   sum.notes.push_back("Client energy is modelled from the FLOPs and transfer schedule each client reported "
-                      "(measured compute joules where the client had RAPL); server energy is measured CPU time "
-                      "times a power figure.");
+                      "(measured compute joules where the client had RAPL); server energy is modelled: measured CPU "
+                      "time times a power figure.");
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
-  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "rounds.csv", [&](std::ostream& os) { WriteRoundsCsv(os, records_); }));
-  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "ledger.csv", [&](std::ostream& os) { ledger_.WriteLedgerCsv(os); }));
-  EnergyLedger::EmissionsMeta meta;
-  meta.timestamp = deps_.iso_timestamp();
-  meta.duration_s = wall;
-  meta.region = deps_.profiles.server_region();
-  meta.pue = deps_.profiles.server_pue();
-  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "emissions.csv", [&](std::ostream& os) { ledger_.WriteEmissionsCsv(os, meta); }));
-  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "summary.json", [&](std::ostream& os) { WriteSummaryJson(os, sum); }));
-  FRUGAL_RETURN_IF_ERROR(WriteFile(o / "report.html", [&](std::ostream& os) { WriteReportHtml(os, sum, records_); }));
-  return OkStatus();
+  const std::vector<RosterEntry> roster = Roster();
+  RunFiles files;
+  files.summary = &sum;
+  files.rounds = records_;
+  files.ledger = &ledger_;
+  files.run_toml = config_.RunToml();
+  files.clients = roster;
+  files.emissions.timestamp = deps_.iso_timestamp();
+  files.emissions.duration_s = wall;
+  files.emissions.region = deps_.profiles.server_region();
+  files.emissions.pue = deps_.profiles.server_pue();
+  return frugal::WriteRunDirectory(o, files);
 }
 
 DriverMetrics RoundDriver::Metrics() const {

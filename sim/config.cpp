@@ -1,6 +1,9 @@
 #include "frugal/sim/config.h"
 
+#include <filesystem>
+
 #include "frugal/core/config_reader.h"
+#include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
 
 namespace frugal::sim {
@@ -24,6 +27,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   if (Status st = ApplyPipelineTable(t, c.pipeline, overrides); !st.ok()) {
     return st.error().WithContext(std::string(source));
   }
+  if (Status st = RenameDeprecatedKeys(t, c.warnings); !st.ok()) return st.error().WithContext(std::string(source));
   // Defaults that differ from the structs' own.
   c.devices = {{"phone-low", 0.2}, {"phone-mid", 0.4}, {"phone-flagship", 0.2}, {"rpi4", 0.1}, {"laptop", 0.1}};
   c.radios = {{"wifi", 0.5}, {"lte", 0.35}, {"5g", 0.15}};
@@ -35,19 +39,11 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
 
   ConfigReader r(t);
   r.Get("name", c.name);
-  r.Get("seed", c.seed);
-  r.Get("rounds", c.rounds);
-  r.Get("target_accuracy", c.target_accuracy);
-  r.Get("model", c.model);
-
-  r.Get("data.dir", c.data_dir);
   r.Get("data.partition", c.partition);
   r.Get("data.alpha", c.alpha);
   r.Get("data.shards_per_client", c.shards_per_client);
   r.Get("data.samples_per_client", c.samples_per_client);
   r.Get("data.holdout", c.holdout);
-  r.Get("data.eval_every", c.eval_every);
-  r.Get("data.eval_examples", c.eval_examples);
 
   r.Get("population.clients", c.clients);
   GetMix(r, "population.devices", c.devices);
@@ -58,22 +54,23 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("population.dropout", c.dropout);
   r.Get("population.profiles", c.profiles);
 
-  if (Status st = ReadRoundSettings(r, c.pipeline, c.plan, c.task, c.engine); !st.ok()) {
-    return st.error().WithContext(std::string(source));
-  }
-  r.Get("downlink.seed_init", c.seed_init);
+  if (Status st = ReadRunSettings(r, c); !st.ok()) return st.error().WithContext(std::string(source));
 
   r.Get("run.threads", c.threads);
   r.Get("run.start_utc_hour", c.start_utc_hour);
-  r.Get("run.round_interval_s", c.round_interval_s);
   r.Get("run.residual_memory_mb", c.residual_memory_mb);
   r.Get("run.spill_dir", c.spill_dir);
   r.CheckUnknown();
   if (r.error()) return r.error()->WithContext(std::string(source));
   c.flat = r.flat();
+  c.effective = r.effective();
+  if (c.run_id.empty()) {
+    c.run_id = c.name + "-" + std::to_string(c.seed);
+    c.flat["run_id"] = c.run_id;
+    c.effective.insert_or_assign("run_id", c.run_id);
+  }
 
   auto err = [&](const std::string& m) { return InvalidArgumentError(std::string(source) + ": " + m); };
-  if (c.rounds == 0) return err("rounds must be at least 1");
   if (c.clients == 0 || c.clients > 100'000'000) return err("population.clients must be in [1, 1e8]");
   if (c.partition != "iid" && c.partition != "dirichlet" && c.partition != "shards") {
     return err("data.partition must be iid, dirichlet or shards, got '" + c.partition + "'");
@@ -87,13 +84,39 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   for (const auto& a : c.availability) {
     if (a.id != "always" && a.id != "diurnal") return err("unknown availability pattern '" + a.id + "' (always, diurnal)");
   }
-  if (c.eval_every == 0) c.eval_every = 1;
   return c;
 }
 
 Result<SimConfig> LoadSimConfig(const std::string& path, const std::vector<std::string>& overrides) {
   FRUGAL_ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path));
   return ParseSimConfig(text, path, overrides);
+}
+
+Result<SimConfig> LoadReplayConfig(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  const std::filesystem::path dir(run_dir);
+  FRUGAL_ASSIGN_OR_RETURN(const std::string toml_text, ReadTextFile((dir / "run.toml").string()));
+  FRUGAL_ASSIGN_OR_RETURN(SimConfig c, ParseSimConfig(toml_text, (dir / "run.toml").string(), overrides));
+  FRUGAL_ASSIGN_OR_RETURN(const std::string clients_text, ReadTextFile((dir / "clients.csv").string()));
+  auto roster = ParseClientsCsv(clients_text);
+  if (!roster.ok()) return roster.error().WithContext((dir / "clients.csv").string());
+  if (roster->empty()) return InvalidArgumentError((dir / "clients.csv").string() + " lists no clients");
+  FRUGAL_ASSIGN_OR_RETURN(const std::string rounds_text, ReadTextFile((dir / "rounds.csv").string()));
+  auto rounds = ParseRoundsCsv(rounds_text);
+  if (!rounds.ok()) return rounds.error().WithContext((dir / "rounds.csv").string());
+  if (rounds->empty()) return InvalidArgumentError((dir / "rounds.csv").string() + " holds no finished round");
+  c.name = "replay";
+  c.rounds = static_cast<uint32_t>(rounds->size());
+  for (const RoundRecord& r : *rounds) c.replay_utc_hours.push_back(r.utc_hour);
+  c.roster = std::move(*roster);
+  c.clients = c.roster.size();
+  if (const auto& p = c.roster.front().partition) {
+    c.partition = p->scheme;
+    c.alpha = p->alpha;
+    c.shards_per_client = static_cast<uint32_t>(p->shards_per_client);
+    c.holdout = p->holdout;
+  }
+  c.flat["replay_of"] = run_dir;
+  return c;
 }
 
 }  // namespace frugal::sim

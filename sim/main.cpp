@@ -16,7 +16,13 @@ int main(int argc, char** argv) {
   std::string config_path, out_dir;
   std::vector<std::string> sets;
   bool quiet = false, no_progress = false;
-  app.add_option("-c,--config", config_path, "scenario TOML file (see sim/scenarios/)")->required();
+  std::string replay_dir;
+  auto* config_opt = app.add_option("-c,--config", config_path, "scenario TOML file (see sim/scenarios/)");
+  auto* replay_opt = app.add_option("--replay", replay_dir,
+                                    "re-run a finished run directory (a frugal-coordinator or frugal-sim run): its "
+                                    "run.toml, its clients (clients.csv) and its rounds' UTC hours");
+  config_opt->excludes(replay_opt);
+  replay_opt->excludes(config_opt);
   app.add_option("--set", sets, "override a key, e.g. --set pipeline=dense --set rounds=50")->take_all();
   app.add_option("-o,--out", out_dir, "run directory for rounds.csv, ledger.csv, emissions.csv, summary.json, report.html");
   app.add_flag("-q,--quiet", quiet, "no per-round lines");
@@ -24,11 +30,19 @@ int main(int argc, char** argv) {
   bool gemm = false;
   app.add_flag("--gemm-baseline", gemm, "measure Eigen sgemm first and report the trainer's efficiency against it");
   CLI11_PARSE(app, argc, argv);
+  if (config_path.empty() && replay_dir.empty()) {
+    std::fprintf(stderr, "frugal-sim: give a scenario (--config FILE) or a run to replay (--replay RUN_DIR)\n");
+    return 2;
+  }
 
-  auto cfg = frugal::sim::LoadSimConfig(config_path, sets);
+  auto cfg = replay_dir.empty() ? frugal::sim::LoadSimConfig(config_path, sets)
+                                : frugal::sim::LoadReplayConfig(replay_dir, sets);
   if (!cfg.ok()) {
     std::fprintf(stderr, "frugal-sim: %s\n", cfg.error().ToString().c_str());
     return 2;
+  }
+  if (leader) {
+    for (const std::string& w : cfg->warnings) std::fprintf(stderr, "frugal-sim: warning: %s\n", w.c_str());
   }
   frugal::sim::RunOptions opts;
   opts.out_dir = out_dir;

@@ -1,5 +1,6 @@
 #include "frugal/sim/population.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "frugal/core/random.h"
@@ -53,6 +54,10 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
   Population p;
   p.cfg_ = &cfg;
   p.train_ = &train;
+  if (!cfg.roster.empty()) {
+    FRUGAL_RETURN_IF_ERROR(p.FromRoster(cfg, train, profiles));
+    return p;
+  }
   if (cfg.devices.size() > 255 || cfg.radios.size() > 255 || cfg.regions.size() > 255) {
     return InvalidArgumentError("population mixes are limited to 255 entries each");
   }
@@ -106,6 +111,63 @@ Result<Population> Population::Create(const SimConfig& cfg, const Dataset& train
     }
   }
   return p;
+}
+
+Status Population::FromRoster(const SimConfig& cfg, const Dataset& train, const EnergyProfiles& profiles) {
+  const std::vector<RosterEntry>& roster = cfg.roster;
+  const std::optional<PartitionSpec>& spec = roster.front().partition;
+  if (!spec) {
+    return InvalidArgumentError("client " + roster.front().name + " trained on its own data, not on a seeded split "
+                                "of Fashion-MNIST, so the simulator cannot give it the same examples");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(Partition all, PartitionFleet(train.labels, train.num_classes, *spec));
+  auto index_of = [](auto& list, const std::string& id) {
+    auto it = std::find(list.begin(), list.end(), id);
+    if (it == list.end()) it = list.insert(list.end(), id);
+    return static_cast<uint8_t>(it - list.begin());
+  };
+  std::vector<std::string> devices, radios, regions;
+  for (const RosterEntry& c : roster) {
+    const std::string who = "client " + c.name + " (id " + std::to_string(c.id) + ")";
+    if (!c.partition || c.partition->scheme != spec->scheme || c.partition->clients != spec->clients ||
+        c.partition->alpha != spec->alpha || c.partition->shards_per_client != spec->shards_per_client ||
+        c.partition->seed != spec->seed || c.partition->holdout != spec->holdout) {
+      return InvalidArgumentError(who + " holds a share of another split than " + roster.front().name);
+    }
+    if (c.partition_index >= all.size()) return InvalidArgumentError(who + " has no share in its split");
+    if (!ids_.empty() && c.id <= ids_.back()) return InvalidArgumentError("clients.csv ids must ascend");
+    std::vector<uint32_t> examples = SplitClientHoldout(all[c.partition_index], *spec, c.partition_index).train;
+    if (examples.size() != c.examples) {
+      return InvalidArgumentError(who + " trained on " + std::to_string(c.examples) + " examples, its share gives " +
+                                  std::to_string(examples.size()));
+    }
+    ids_.push_back(c.id);
+    traits_.push_back(ClientTraits{index_of(devices, c.device), index_of(radios, c.radio), index_of(regions, c.region), 0});
+    partition_.push_back(std::move(examples));
+    if (devices.size() > 255 || radios.size() > 255 || regions.size() > 255) {
+      return InvalidArgumentError("a roster is limited to 255 device, radio and region ids each");
+    }
+  }
+  for (const std::string& d : devices) {
+    FRUGAL_ASSIGN_OR_RETURN(const DeviceProfile* dp, profiles.Device(d));
+    devices_.push_back(dp);
+  }
+  for (const std::string& r : radios) {
+    FRUGAL_ASSIGN_OR_RETURN(const RadioProfile* rp, profiles.Radio(r));
+    radios_.push_back(rp);
+  }
+  for (const std::string& r : regions) {
+    FRUGAL_ASSIGN_OR_RETURN(const RegionProfile* rp, profiles.Region(r));
+    regions_.push_back(rp);
+  }
+  held_.assign(roster.size(), 0);
+  base_.assign(roster.size(), 0);
+  return OkStatus();
+}
+
+size_t Population::IndexOf(uint32_t id) const {
+  if (ids_.empty()) return id;
+  return static_cast<size_t>(std::lower_bound(ids_.begin(), ids_.end(), id) - ids_.begin());
 }
 
 size_t Population::NumExamples(size_t i) const {

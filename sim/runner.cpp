@@ -15,14 +15,18 @@
 #include <thread>
 
 #include "frugal/core/random.h"
+#include "frugal/core/streams.h"
 #include "frugal/data/dataset.h"
 #include "frugal/energy/model.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/round/client_task.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/planner.h"
 #include "frugal/round/selection.h"
+#include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
 #include "frugal/sim/population.h"
 #include "frugal/sim/progress.h"
@@ -30,8 +34,6 @@
 
 namespace frugal::sim {
 namespace {
-
-enum Stream : uint64_t { kSelect = 11, kTrain = 12, kDropout = 13, kInit = 14 };
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -134,15 +136,6 @@ std::string WithCommas(uint64_t n) {
   return out;
 }
 
-Status WriteFile(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
-  std::ofstream out(path);
-  if (!out) return UnavailableError("cannot create " + path.string());
-  write(out);
-  out.close();
-  if (!out) return UnavailableError("error writing " + path.string());
-  return OkStatus();
-}
-
 // Evaluates on the test rows split across the workspaces' threads, combined in a fixed order.
 Result<EvalResult> EvaluateOnThreads(const Model& model, std::span<const float> params, const Dataset& test,
                                      std::span<const uint32_t> rows,
@@ -155,16 +148,19 @@ Result<EvalResult> EvaluateOnThreads(const Model& model, std::span<const float> 
     auto e = Evaluate(model, params, test, rows.subspan(lo, hi - lo), *ws[t]);
     if (e.ok()) ev[p] = *e; else status[p] = e.error();
   });
+  // Correct answers are counted, so the accuracy is the one a single
+  // Evaluate over all rows gives (the coordinator's), however it was split.
   EvalResult all;
+  uint64_t correct = 0;
   for (size_t p = 0; p < parts; ++p) {
     FRUGAL_RETURN_IF_ERROR(status[p]);
-    all.accuracy += ev[p].accuracy * static_cast<double>(ev[p].examples);
+    correct += static_cast<uint64_t>(std::llround(ev[p].accuracy * static_cast<double>(ev[p].examples)));
     all.loss += ev[p].loss * static_cast<double>(ev[p].examples);
     all.examples += ev[p].examples;
     all.flops += ev[p].flops;
   }
   if (all.examples > 0) {
-    all.accuracy /= static_cast<double>(all.examples);
+    all.accuracy = static_cast<double>(correct) / static_cast<double>(all.examples);
     all.loss /= static_cast<double>(all.examples);
   }
   return all;
@@ -187,408 +183,531 @@ double MeasureGemmGflops(int n, double min_seconds) {
   return 2.0 * n * n * static_cast<double>(n) * reps / secs / 1e9;
 }
 
-Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
-  const auto run_start = Clock::now();
-  std::unique_ptr<Communicator> local;
-  Communicator* comm = opts.comm;
-  if (comm == nullptr) {
-    local = MakeLocalCommunicator();
-    comm = local.get();
+namespace {
+
+// A client's copy is its last full download (its base) plus every step
+// since, applied in order. Each base is kept advanced to the current
+// version, which is exactly what every client holding it has after its
+// chain download; clients never need a copy of their own.
+struct Base {
+  std::vector<float> model;
+  uint64_t holders = 0;
+};
+
+// One selected client's download: the payload and whether it is a full model.
+struct Download {
+  std::shared_ptr<const std::vector<uint8_t>> payload;
+  bool full = false;
+};
+
+// The virtual clock's verdict on a round: who counted, and when it closed.
+struct Timing {
+  std::vector<bool> accepted;    // by slot
+  std::vector<double> t_down, t_comp;  // by slot, seconds
+  uint32_t accepted_count = 0;
+  double close_s = 0;
+};
+
+// One simulated run: Create() sets it up, Step() runs one round, Finish()
+// writes the summary and the run directory. The round's planning, accounting
+// and files are the core's (RoundPlanner, RoundAccount, WriteRunDirectory),
+// exactly as frugal-coordinator uses them; this class only supplies the
+// virtual clock and the thread pool.
+class Simulation {
+ public:
+  static Result<std::unique_ptr<Simulation>> Create(const SimConfig& cfg, const RunOptions& opts);
+  Status Step(uint32_t round);
+  Result<RunResult> Finish();
+
+ private:
+  Simulation(const SimConfig& cfg, const RunOptions& opts) : cfg_(cfg), opts_(opts) {}
+  Status SetUp();
+  double RoundUtcHour(uint32_t round) const;
+  Result<std::vector<uint32_t>> Plan(uint32_t round, double utc_hour);
+  Result<std::vector<Download>> Downloads(std::span<const uint32_t> selected, uint32_t version);
+  std::vector<SlotResult> Train(uint32_t round, std::span<const uint32_t> selected, std::span<const Download> downloads,
+                                uint32_t version);
+  Result<std::vector<SlotResult>> Exchange(std::vector<SlotResult> local);
+  Result<Timing> Schedule(std::span<const uint32_t> selected, std::span<const Download> downloads,
+                       const std::map<uint32_t, SlotResult*>& by_client) const;
+  Status AdvanceBases(std::span<const uint32_t> selected, std::span<const Download> downloads, uint32_t version,
+                      const RoundOutcome& outcome);
+  RoundAccount Account(uint32_t round, double utc_hour, std::span<const uint32_t> selected,
+                       std::span<const Download> downloads, const std::map<uint32_t, SlotResult*>& by_client,
+                       const Timing& timing);
+  void AddNotes(RunSummary& sum) const;
+  std::vector<RosterEntry> Roster() const;
+
+  const SimConfig& cfg_;
+  const RunOptions& opts_;
+  std::unique_ptr<Communicator> local_comm_;
+  Communicator* comm_ = nullptr;
+  bool leader_ = true;
+  size_t threads_ = 1;
+  Clock::time_point run_start_ = Clock::now();
+  double gemm_gflops_ = 0;
+
+  Dataset train_, test_;
+  std::unique_ptr<Model> model_;
+  EnergyProfiles profiles_;
+  std::optional<Population> pop_;
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<ResidualStore> residuals_;
+  bool bf16_residuals_ = false;
+  std::unique_ptr<RoundPlanner> planner_;
+  std::vector<std::unique_ptr<ModelWorkspace>> ws_;
+  std::vector<std::vector<float>> scratch_, resid_buf_;
+  std::vector<std::vector<uint32_t>> example_buf_;
+  std::vector<uint32_t> test_idx_;
+  std::map<uint32_t, Base> bases_;
+  std::unique_ptr<ProgressBar> bar_;
+
+  EnergyLedger ledger_{""};
+  std::vector<RoundRecord> rounds_;
+  EvalResult last_eval_;
+  double clock_s_ = 0;
+  double train_wall_ = 0, train_flops_ = 0;
+  uint64_t updates_total_ = 0;
+};
+
+Result<std::unique_ptr<Simulation>> Simulation::Create(const SimConfig& cfg, const RunOptions& opts) {
+  std::unique_ptr<Simulation> sim(new Simulation(cfg, opts));
+  FRUGAL_RETURN_IF_ERROR(sim->SetUp());
+  return sim;
+}
+
+Status Simulation::SetUp() {
+  comm_ = opts_.comm;
+  if (comm_ == nullptr) {
+    local_comm_ = MakeLocalCommunicator();
+    comm_ = local_comm_.get();
   }
-  const bool leader = comm->rank() == 0;
-  const size_t threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  leader_ = comm_->rank() == 0;
+  threads_ = cfg_.threads != 0 ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
+  if (cfg_.federated_eval_every > 0) {
+    return InvalidArgumentError("eval.federated_every: federated evaluation is not simulated yet (the service runs "
+                                "it); set it to 0");
+  }
+  gemm_gflops_ = opts_.gemm_baseline ? MeasureGemmGflops(1024, 2.0) : 0.0;
 
-  const double gemm_gflops = opts.gemm_baseline ? MeasureGemmGflops(1024, 2.0) : 0.0;
-
-  // ---- set-up: data, model, profiles, population
-  const std::string dir = cfg.data_dir.empty() ? std::string(FRUGAL_FMNIST_DIR) : cfg.data_dir;
-  FRUGAL_ASSIGN_OR_RETURN(Dataset train, LoadFashionMnist(Split::kTrain, dir));
-  FRUGAL_ASSIGN_OR_RETURN(Dataset test, LoadFashionMnist(Split::kTest, dir));
-  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, MakeModel(cfg.model, train.num_features, train.num_classes));
-  FRUGAL_ASSIGN_OR_RETURN(EnergyProfiles profiles, cfg.profiles.empty()
-                                                       ? EnergyProfiles::LoadDefault()
-                                                       : EnergyProfiles::LoadDefaultWithOverride(cfg.profiles));
-  FRUGAL_ASSIGN_OR_RETURN(Population pop, Population::Create(cfg, train, profiles));
-  const size_t dim = model->num_params();
+  const std::string dir = cfg_.data_dir.empty() ? std::string(FRUGAL_FMNIST_DIR) : cfg_.data_dir;
+  FRUGAL_ASSIGN_OR_RETURN(train_, LoadFashionMnist(Split::kTrain, dir));
+  FRUGAL_ASSIGN_OR_RETURN(test_, LoadFashionMnist(Split::kTest, dir));
+  FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(cfg_.model, train_.num_features, train_.num_classes));
+  FRUGAL_ASSIGN_OR_RETURN(profiles_, cfg_.profiles.empty() ? EnergyProfiles::LoadDefault()
+                                                           : EnergyProfiles::LoadDefaultWithOverride(cfg_.profiles));
+  FRUGAL_ASSIGN_OR_RETURN(pop_, Population::Create(cfg_, train_, profiles_));
+  const size_t dim = model_->num_params();
 
   std::vector<float> init(dim);
-  model->InitParams(init, DeriveSeed(cfg.seed, kInit));
-  RoundEngine engine(std::move(init), cfg.engine);
+  model_->InitParams(init, StreamSeed(cfg_.seed, SeedStream::kInit));
+  engine_ = std::make_unique<RoundEngine>(std::move(init), cfg_.engine);
+  planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
 
-  if (!opts.out_dir.empty() && leader) std::filesystem::create_directories(opts.out_dir);
-  const std::filesystem::path spill_dir = !cfg.spill_dir.empty()   ? std::filesystem::path(cfg.spill_dir)
-                                          : !opts.out_dir.empty() ? std::filesystem::path(opts.out_dir)
-                                                                  : std::filesystem::temp_directory_path();
+  if (!opts_.out_dir.empty() && leader_) std::filesystem::create_directories(opts_.out_dir);
+  const std::filesystem::path spill_dir = !cfg_.spill_dir.empty()   ? std::filesystem::path(cfg_.spill_dir)
+                                          : !opts_.out_dir.empty() ? std::filesystem::path(opts_.out_dir)
+                                                                   : std::filesystem::temp_directory_path();
   std::error_code ec;
   std::filesystem::create_directories(spill_dir, ec);
   // The slot file exists only while residuals spill; ResidualStore deletes it.
-  const std::string spill = (spill_dir / ("frugal-residuals." + std::to_string(comm->rank()) + "." +
+  const std::string spill = (spill_dir / ("frugal-residuals." + std::to_string(comm_->rank()) + "." +
                                           std::to_string(::getpid()) + ".bin")).string();
   // Where the population's fp32 residuals could not all stay in the memory
   // budget (fleet scale), they are kept as bf16: half the memory and spill
   // traffic. Smaller populations keep them exactly, as a device does.
-  const auto residual_budget = static_cast<size_t>(cfg.residual_memory_mb * 1024 * 1024);
-  const bool bf16_residuals = static_cast<double>(pop.size()) * static_cast<double>(dim) * sizeof(float) >
-                              static_cast<double>(residual_budget);
-  ResidualStore residuals(dim, residual_budget, spill,
-                          bf16_residuals ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
-  const bool use_residuals = cfg.pipeline == Pipeline::kFrugal;
+  const auto residual_budget = static_cast<size_t>(cfg_.residual_memory_mb * 1024 * 1024);
+  bf16_residuals_ = static_cast<double>(pop_->size()) * static_cast<double>(dim) * sizeof(float) >
+                    static_cast<double>(residual_budget);
+  residuals_ = std::make_unique<ResidualStore>(dim, residual_budget, spill,
+                                               bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
 
-  std::vector<std::unique_ptr<ModelWorkspace>> ws;
-  for (size_t t = 0; t < threads; ++t) ws.push_back(model->MakeWorkspace());
-  std::vector<std::vector<float>> scratch(threads), resid_buf(threads);
-  std::vector<std::vector<uint32_t>> example_buf(threads);
+  for (size_t t = 0; t < threads_; ++t) ws_.push_back(model_->MakeWorkspace());
+  scratch_.resize(threads_);
+  resid_buf_.resize(threads_);
+  example_buf_.resize(threads_);
+  const uint32_t n_eval = cfg_.eval_examples != 0 && cfg_.eval_examples < test_.size()
+                              ? cfg_.eval_examples
+                              : static_cast<uint32_t>(test_.size());
+  test_idx_.resize(n_eval);
+  for (uint32_t i = 0; i < n_eval; ++i) test_idx_[i] = i;
 
-  std::vector<uint32_t> test_idx;
-  if (cfg.eval_examples != 0 && cfg.eval_examples < test.size()) {
-    test_idx.resize(cfg.eval_examples);
-    for (uint32_t i = 0; i < cfg.eval_examples; ++i) test_idx[i] = i;
-  } else {
-    test_idx.resize(test.size());
-    for (uint32_t i = 0; i < test.size(); ++i) test_idx[i] = i;
-  }
-
-  // A client's copy is its last full download (its base) plus every step
-  // since, applied in order. Each base is kept advanced to the current
-  // version, which is exactly what every client holding it has after its
-  // chain download; clients never need a copy of their own.
-  struct Base {
-    std::vector<float> model;
-    uint64_t holders = 0;
-  };
-  std::map<uint32_t, Base> bases;
-  if (cfg.seed_init && cfg.pipeline == Pipeline::kFrugal) {
+  if (cfg_.builds_version_one()) {
     // Version 1 is InitParams(seed): every client can make it locally, so it
     // holds version 1 from the start and its first download is a chain.
-    bases[1] = Base{std::vector<float>(engine.global_model().begin(), engine.global_model().end()), pop.size()};
-    for (size_t i = 0; i < pop.size(); ++i) pop.SetHeld(i, 1, 1);
+    bases_[1] = Base{std::vector<float>(engine_->global_model().begin(), engine_->global_model().end()), pop_->size()};
+    for (size_t i = 0; i < pop_->size(); ++i) pop_->SetHeld(i, 1, 1);
   }
+  ledger_ = EnergyLedger(cfg_.run_id);
+  bar_ = std::make_unique<ProgressBar>(opts_.progress && leader_, cfg_.rounds);
+  return OkStatus();
+}
 
-  EnergyLedger ledger(cfg.name + "-" + std::to_string(cfg.seed));
-  RunResult result;
-  double clock_s = 0;
-  double train_wall = 0, train_flops = 0;
-  uint64_t updates_total = 0;
-  ProgressBar bar(opts.progress && leader, cfg.rounds);
-  EvalResult last_eval;
-  const double flops_per_example = model->flops_per_example().forward + model->flops_per_example().backward;
-  uint64_t expected_bytes_down = 0, expected_bytes_up = 0;  // for energy- and carbon-aware selection
+double Simulation::RoundUtcHour(uint32_t round) const {
+  if (round - 1 < cfg_.replay_utc_hours.size()) return cfg_.replay_utc_hours[round - 1];
+  return cfg_.start_utc_hour + clock_s_ / 3600.0;
+}
 
-  for (uint32_t round = 1; round <= cfg.rounds; ++round) {
-    const auto round_start = Clock::now();
-    const double utc_hour = cfg.start_utc_hour + clock_s / 3600.0;
-    std::vector<uint32_t> available = pop.Available(round, utc_hour);
-    const uint64_t select_seed = DeriveSeed(DeriveSeed(cfg.seed, kSelect), round);
-    std::vector<uint32_t> selected;
-    if (cfg.plan.selection == SelectionPolicy::kUniform) {
-      selected = SelectClients(available, cfg.plan.SelectCount(), select_seed);
-    } else {
-      // Each client's expected cost: its own compute for its examples, and the
-      // previous round's mean encoded sizes (round 1: the payload clients hold).
-      if (round == 1) {
-        FRUGAL_ASSIGN_OR_RETURN(auto first, engine.ModelPayloadFor(pop.held_version(0)));
-        expected_bytes_down = expected_bytes_up = first->size();
-      }
-      std::vector<double> weights(available.size());
-      for (size_t i = 0; i < available.size(); ++i) {
-        const uint32_t c = available[i];
-        const ParticipationEstimate e{flops_per_example * static_cast<double>(pop.NumExamples(c) * cfg.task.train.epochs),
-                                      expected_bytes_down, expected_bytes_up};
-        weights[i] = SelectionWeight(cfg.plan.selection, pop.device(c), pop.radio(c), pop.region(c), utc_hour, e);
-      }
-      selected = SelectClientsWeighted(available, weights, cfg.plan.SelectCount(), select_seed);
+// Available clients, chosen by the core's planner; returns population indices.
+Result<std::vector<uint32_t>> Simulation::Plan(uint32_t round, double utc_hour) {
+  const std::vector<uint32_t> available = pop_->Available(round, utc_hour);
+  std::vector<Candidate> candidates(available.size());
+  for (size_t i = 0; i < available.size(); ++i) {
+    const uint32_t c = available[i];
+    candidates[i] = Candidate{pop_->id(c), &pop_->device(c), &pop_->radio(c), &pop_->region(c), pop_->NumExamples(c)};
+  }
+  uint64_t first_payload = 0;
+  if (cfg_.plan.selection != SelectionPolicy::kUniform && rounds_.empty()) {
+    FRUGAL_ASSIGN_OR_RETURN(auto first, engine_->ModelPayloadFor(pop_->held_version(0)));
+    first_payload = first->size();
+  }
+  std::vector<uint32_t> selected = planner_->Select(round, candidates, utc_hour, first_payload);
+  for (uint32_t& id : selected) id = static_cast<uint32_t>(pop_->IndexOf(id));
+  return selected;
+}
+
+// One payload per distinct held version, shared by the clients holding it.
+Result<std::vector<Download>> Simulation::Downloads(std::span<const uint32_t> selected, uint32_t version) {
+  const auto dim = static_cast<uint32_t>(model_->num_params());
+  std::vector<Download> out(selected.size());
+  for (size_t s = 0; s < selected.size(); ++s) {
+    FRUGAL_ASSIGN_OR_RETURN(out[s].payload, engine_->ModelPayloadFor(pop_->held_version(selected[s])));
+    std::vector<std::span<const uint8_t>> pieces;
+    FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*out[s].payload, dim, &pieces));
+    out[s].full = h.kind == ModelPayloadKind::kFull;
+    if (out[s].full && !bases_.contains(version)) {
+      std::vector<float> copy;
+      FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(*out[s].payload, 0, copy, dim).status());
+      bases_[version] = Base{std::move(copy), 0};
     }
-    std::vector<uint64_t> sel64(selected.begin(), selected.end());
-    FRUGAL_RETURN_IF_ERROR(engine.OpenRound(round, sel64));
-    const uint32_t version = engine.version();
+  }
+  return out;
+}
 
-    // Downloads: one payload per distinct held version, shared by the clients holding it.
-    std::vector<std::shared_ptr<const std::vector<uint8_t>>> payloads(selected.size());
-    std::vector<bool> full(selected.size());
-    for (size_t s = 0; s < selected.size(); ++s) {
-      const uint32_t c = selected[s];
-      FRUGAL_ASSIGN_OR_RETURN(payloads[s], engine.ModelPayloadFor(pop.held_version(c)));
-      std::vector<std::span<const uint8_t>> pieces;
-      FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*payloads[s], static_cast<uint32_t>(dim), &pieces));
-      full[s] = h.kind == ModelPayloadKind::kFull;
-      if (full[s] && !bases.contains(version)) {
-        std::vector<float> copy;
-        FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(*payloads[s], 0, copy, static_cast<uint32_t>(dim)).status());
-        bases[version] = Base{std::move(copy), 0};
-      }
+// This rank's selected clients train on the thread pool.
+std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32_t> selected,
+                                          std::span<const Download> downloads, uint32_t version) {
+  std::vector<size_t> mine;
+  for (size_t s = 0; s < selected.size(); ++s) {
+    if (static_cast<int>(pop_->id(selected[s]) % static_cast<uint32_t>(comm_->size())) == comm_->rank()) {
+      mine.push_back(s);
     }
-
-    // Training: this rank's clients, on the thread pool.
-    std::vector<size_t> mine;
-    for (size_t s = 0; s < selected.size(); ++s) {
-      if (static_cast<int>(selected[s] % static_cast<uint32_t>(comm->size())) == comm->rank()) mine.push_back(s);
-    }
-    std::vector<SlotResult> local_results(mine.size());
-    std::atomic<size_t> done{0};
-    const auto train_start = Clock::now();
-    ParallelFor(mine.size(), threads, [&](size_t t, size_t k) {
-      const size_t s = mine[k];
-      const uint32_t c = selected[s];
-      SlotResult& r = local_results[k];
-      r.client = c;
-      auto fail = [&](const Error& e) {
-        r.status = 2;
-        r.error = e.ToString();
-      };
-      // The copy the client trains from, after its download (see Base).
-      const std::vector<float>& start = bases.at(full[s] ? version : pop.base_version(c)).model;
-      std::span<const uint32_t> examples = pop.Examples(c, example_buf[t]);
-      TrainConfig tc = cfg.task.train;
-      tc.seed = DeriveSeed(DeriveSeed(cfg.seed, kTrain), (static_cast<uint64_t>(round) << 32) | c);
-      Rng drop_rng(DeriveSeed(DeriveSeed(cfg.seed, kDropout), (static_cast<uint64_t>(round) << 32) | c));
-      const bool dropped = cfg.dropout > 0 && drop_rng.Uniform() < cfg.dropout;
-      const double fraction = drop_rng.Uniform();
-      std::span<float> resid;
-      if (use_residuals) {
-        resid_buf[t].resize(dim);
-        if (Status st = residuals.Load(c, resid_buf[t]); !st.ok()) return fail(st.error());
-        resid = resid_buf[t];
-      }
-      auto task = RunClientTask(*model, start, train, examples, tc, cfg.task.uplink, resid, *ws[t], scratch[t]);
-      if (!task.ok()) return fail(task.error());
-      if (dropped) {
-        // Vanished mid-training: the work done so far is spent, nothing is sent,
-        // and the residual keeps its old value (the device never finished).
-        r.status = 1;
-        r.flops = task->train.flops * fraction;
-      } else {
-        if (use_residuals) {
-          if (Status st = residuals.Store(c, resid); !st.ok()) return fail(st.error());
-        }
-        r.status = 0;
-        r.flops = task->train.flops;
-        r.loss = task->train.mean_loss;
-        r.update = std::move(task->update);
-      }
-      bar.Update(round, done.fetch_add(1) + 1, mine.size());
-    });
-    const double round_train_wall = Since(train_start);
-
-    // Exchange results between ranks; every rank then runs the same aggregation.
-    std::vector<const SlotResult*> mine_ptrs;
-    for (const auto& r : local_results) mine_ptrs.push_back(&r);
-    std::vector<SlotResult> all_results;
-    if (comm->size() == 1) {
-      all_results = std::move(local_results);
-    } else {
-      FRUGAL_ASSIGN_OR_RETURN(auto gathered, comm->AllGather(Serialize(mine_ptrs)));
-      for (const auto& g : gathered) {
-        FRUGAL_ASSIGN_OR_RETURN(auto part, Deserialize(g));
-        for (auto& r : part) all_results.push_back(std::move(r));
-      }
-    }
-    std::map<uint32_t, SlotResult*> by_client;
-    for (auto& r : all_results) by_client[r.client] = &r;
-
-    // Virtual clock: download, compute, upload per client; the round closes at
-    // the K-th completion or at the deadline.
-    struct Timing {
-      size_t slot;
-      double finish;
+  }
+  std::vector<SlotResult> results(mine.size());
+  std::atomic<size_t> done{0};
+  const size_t dim = model_->num_params();
+  const bool use_residuals = cfg_.uses_residuals();
+  ParallelFor(mine.size(), threads_, [&](size_t t, size_t k) {
+    const size_t s = mine[k];
+    const uint32_t c = selected[s];
+    const uint32_t id = pop_->id(c);
+    SlotResult& r = results[k];
+    r.client = id;
+    auto fail = [&](const Error& e) {
+      r.status = 2;
+      r.error = e.ToString();
     };
-    std::vector<Timing> finishers;
-    std::vector<double> t_down(selected.size()), t_comp(selected.size());
-    for (size_t s = 0; s < selected.size(); ++s) {
-      const uint32_t c = selected[s];
-      const SlotResult& r = *by_client.at(c);
-      if (r.status == 2) return InternalError("client " + std::to_string(c) + " failed: " + r.error);
-      t_down[s] = TransferSeconds(pop.radio(c), payloads[s]->size(), Direction::kDown);
-      t_comp[s] = ComputeSeconds(pop.device(c), r.flops);
-      if (r.status == 0) {
-        finishers.push_back({s, t_down[s] + t_comp[s] + TransferSeconds(pop.radio(c), r.update.size(), Direction::kUp)});
+    // The copy the client trains from, after its download (see Base).
+    const std::vector<float>& start = bases_.at(downloads[s].full ? version : pop_->base_version(c)).model;
+    std::span<const uint32_t> examples = pop_->Examples(c, example_buf_[t]);
+    TrainConfig tc = cfg_.task.train;
+    tc.seed = RoundClientSeed(cfg_.seed, SeedStream::kTrain, round, id);
+    Rng drop_rng(RoundClientSeed(cfg_.seed, SeedStream::kDropout, round, id));
+    const bool dropped = cfg_.dropout > 0 && drop_rng.Uniform() < cfg_.dropout;
+    const double fraction = drop_rng.Uniform();
+    std::span<float> resid;
+    if (use_residuals) {
+      resid_buf_[t].resize(dim);
+      if (Status st = residuals_->Load(c, resid_buf_[t]); !st.ok()) return fail(st.error());
+      resid = resid_buf_[t];
+    }
+    auto task = RunClientTask(*model_, start, train_, examples, tc, cfg_.task.uplink, resid, *ws_[t], scratch_[t]);
+    if (!task.ok()) return fail(task.error());
+    if (dropped) {
+      // Vanished mid-training: the work done so far is spent, nothing is sent,
+      // and the residual keeps its old value (the device never finished).
+      r.status = 1;
+      r.flops = task->train.flops * fraction;
+    } else {
+      if (use_residuals) {
+        if (Status st = residuals_->Store(c, resid); !st.ok()) return fail(st.error());
       }
+      r.status = 0;
+      r.flops = task->train.flops;
+      r.loss = task->train.mean_loss;
+      r.update = std::move(task->update);
     }
-    std::stable_sort(finishers.begin(), finishers.end(), [](const Timing& a, const Timing& b) { return a.finish < b.finish; });
-    std::vector<bool> accepted(selected.size(), false);
-    uint32_t n_accepted = 0;
-    double close_s = 0;
-    for (const Timing& f : finishers) {
-      if (n_accepted == cfg.plan.clients_per_round || f.finish > cfg.plan.deadline_s) break;
-      accepted[f.slot] = true;
-      ++n_accepted;
-      close_s = f.finish;
-    }
-    if (n_accepted < cfg.plan.clients_per_round && n_accepted < selected.size()) close_s = cfg.plan.deadline_s;
+    bar_->Update(round, done.fetch_add(1) + 1, mine.size());
+  });
+  return results;
+}
 
-    // Aggregate in slot order (selection is sorted by id): same sums on every rank and thread count.
-    const double cpu0 = ThreadCpuSeconds();
-    for (size_t s = 0; s < selected.size(); ++s) {
-      if (!accepted[s]) continue;
-      const uint32_t c = selected[s];
-      FRUGAL_RETURN_IF_ERROR(engine.Ingest(round, c, version, by_client.at(c)->update,
-                                           static_cast<double>(pop.NumExamples(c))));
-    }
-    FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine.CloseRound(cfg.plan.min_quorum));
-    const double server_cpu = ThreadCpuSeconds() - cpu0;
+// Every rank gets every rank's results, so each runs the same aggregation.
+Result<std::vector<SlotResult>> Simulation::Exchange(std::vector<SlotResult> local) {
+  if (comm_->size() == 1) return local;
+  std::vector<const SlotResult*> mine;
+  for (const auto& r : local) mine.push_back(&r);
+  FRUGAL_ASSIGN_OR_RETURN(auto gathered, comm_->AllGather(Serialize(mine)));
+  std::vector<SlotResult> all;
+  for (const auto& g : gathered) {
+    FRUGAL_ASSIGN_OR_RETURN(auto part, Deserialize(g));
+    for (auto& r : part) all.push_back(std::move(r));
+  }
+  return all;
+}
 
-    // Every selected client now holds the version it downloaded; a full download is its new base.
-    for (size_t s = 0; s < selected.size(); ++s) {
-      const uint32_t c = selected[s];
-      const uint32_t old_base = pop.base_version(c);
-      // The dense baseline sends the full model every time: its clients keep no base.
-      const uint32_t new_base = cfg.pipeline == Pipeline::kDense ? 0 : full[s] ? version : old_base;
-      if (new_base != old_base) {
-        if (old_base != 0) --bases.at(old_base).holders;
-        if (new_base != 0) ++bases.at(new_base).holders;
-      }
-      pop.SetHeld(c, version, new_base);
-    }
-    for (auto it = bases.begin(); it != bases.end();) it = it->second.holders == 0 ? bases.erase(it) : std::next(it);
-    // Advance every base by the new step, through the same code the agent runs.
-    if (outcome.applied && cfg.pipeline == Pipeline::kFrugal) {
-      const std::span<const uint8_t> piece = engine.StepPayload(outcome.new_version);
-      const ModelPayloadHeader h{ModelPayloadKind::kChain, version, outcome.new_version, static_cast<uint32_t>(dim), 1};
-      const std::vector<uint8_t> step = EncodeModelPayload(h, std::span(&piece, 1));
-      for (auto& [b, base] : bases) {
-        FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(step, version, base.model, static_cast<uint32_t>(dim)).status());
-      }
-    }
-
-    // Ledger: every selected client, stragglers' and drop-outs' energy included.
-    RoundRecord rec;
-    rec.round = round;
-    rec.selected = static_cast<uint32_t>(selected.size());
-    rec.completed = outcome.accepted;
-    for (size_t s = 0; s < selected.size(); ++s) {
-      const uint32_t c = selected[s];
-      const SlotResult& r = *by_client.at(c);
-      std::vector<Transfer> transfers{{0.0, payloads[s]->size(), Direction::kDown}};
-      ClientOutcome oc = ClientOutcome::kParticipated;
-      if (r.status == 1) {
-        oc = ClientOutcome::kDropped;
-      } else {
-        transfers.push_back({t_down[s] + t_comp[s], r.update.size(), Direction::kUp});
-        if (!accepted[s]) {
-          oc = ClientOutcome::kStraggled;
-          ++rec.stragglers;
-        }
-      }
-      ClientRoundUsage usage;
-      usage.round = round;
-      usage.client_id = c;
-      usage.flops = r.flops;
-      usage.transfers = transfers;
-      usage.utc_hour = utc_hour;
-      usage.outcome = oc;
-      LedgerRow row = MakeLedgerRow(ledger.run_id(), pop.device(c), pop.radio(c), pop.region(c), usage);
-      rec.bytes_up += row.bytes_up;
-      rec.bytes_down += row.bytes_down;
-      rec.joules_compute += row.compute_j;
-      rec.joules_radio += row.radio_j;
-      rec.gco2e += row.gco2e;
-      train_flops += r.flops;
-      ledger.Add(std::move(row));
-    }
-    FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles, server_cpu, utc_hour));
-    ledger.AddServer(round, server.joules, server.gco2e);
-    updates_total += n_accepted;
-    expected_bytes_down = rec.bytes_down / std::max<uint32_t>(1, rec.selected);
-    expected_bytes_up = rec.bytes_up / std::max<uint32_t>(1, rec.selected);
-    train_wall += round_train_wall;
-
-    if (leader && (round % cfg.eval_every == 0 || round == cfg.rounds)) {
-      FRUGAL_ASSIGN_OR_RETURN(last_eval, EvaluateOnThreads(*model, engine.release_model(), test, test_idx, ws));
-    }
-    rec.accuracy = last_eval.accuracy;
-    rec.loss = last_eval.loss;
-    rec.virtual_seconds = close_s;
-    rec.wall_seconds = Since(round_start);
-    clock_s += close_s + cfg.round_interval_s;
-    result.rounds.push_back(rec);
-    if (leader && opts.on_round) {
-      bar.Clear();
-      opts.on_round(rec);
+// Download, compute, upload per client on the profiles; the round closes at
+// the K-th completion or at the deadline.
+Result<Timing> Simulation::Schedule(std::span<const uint32_t> selected, std::span<const Download> downloads,
+                                 const std::map<uint32_t, SlotResult*>& by_client) const {
+  struct Finish {
+    size_t slot;
+    double at;
+  };
+  Timing t;
+  t.accepted.assign(selected.size(), false);
+  t.t_down.resize(selected.size());
+  t.t_comp.resize(selected.size());
+  std::vector<Finish> finishers;
+  for (size_t s = 0; s < selected.size(); ++s) {
+    const uint32_t c = selected[s];
+    const SlotResult& r = *by_client.at(pop_->id(c));
+    if (r.status == 2) return InternalError("client " + std::to_string(pop_->id(c)) + " failed: " + r.error);
+    t.t_down[s] = TransferSeconds(pop_->radio(c), downloads[s].payload->size(), Direction::kDown);
+    t.t_comp[s] = ComputeSeconds(pop_->device(c), r.flops);
+    if (r.status == 0) {
+      finishers.push_back(
+          {s, t.t_down[s] + t.t_comp[s] + TransferSeconds(pop_->radio(c), r.update.size(), Direction::kUp)});
     }
   }
-  bar.Clear();
+  std::stable_sort(finishers.begin(), finishers.end(), [](const Finish& a, const Finish& b) { return a.at < b.at; });
+  for (const Finish& f : finishers) {
+    if (t.accepted_count == cfg_.plan.clients_per_round || f.at > cfg_.plan.deadline_s) break;
+    t.accepted[f.slot] = true;
+    ++t.accepted_count;
+    t.close_s = f.at;
+  }
+  if (t.accepted_count < cfg_.plan.clients_per_round && t.accepted_count < selected.size()) {
+    t.close_s = cfg_.plan.deadline_s;
+  }
+  return t;
+}
 
-  // ---- summary and run directory
-  RunSummary& sum = result.summary;
-  sum.run_id = ledger.run_id();
-  sum.scenario = cfg.name;
-  sum.pipeline = std::string(PipelineName(cfg.pipeline));
-  sum.model = cfg.model;
-  ComputeTargets(result.rounds, cfg.target_accuracy, sum);
-  const EnergyTotals totals = ledger.RunTotals();
-  sum.joules_server = totals.server_j;
-  sum.gco2e += totals.server_gco2e;
-  sum.wall_seconds = Since(run_start);
-  sum.client_updates_per_second = train_wall > 0 ? static_cast<double>(updates_total) / train_wall : 0;
-  sum.peak_rss_bytes = ProcessPeakRssBytes();
-  for (const auto& [radio, t] : ledger.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
-  for (const auto& [device, t] : ledger.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
-  sum.config = cfg.flat;
-  sum.config["pipeline"] = sum.pipeline;
-  sum.config["mpi_ranks"] = std::to_string(comm->size());
-  sum.config["threads"] = std::to_string(threads);
-  if (pop.sampled()) {
-    sum.notes.push_back("The population (" + WithCommas(cfg.clients) +
+// Every selected client now holds the version it downloaded; a full download
+// is its new base. Every base then advances by the new step, through the same
+// code the agent runs.
+Status Simulation::AdvanceBases(std::span<const uint32_t> selected, std::span<const Download> downloads,
+                                uint32_t version, const RoundOutcome& outcome) {
+  for (size_t s = 0; s < selected.size(); ++s) {
+    const uint32_t c = selected[s];
+    const uint32_t old_base = pop_->base_version(c);
+    // The dense baseline sends the full model every time: its clients keep no base.
+    const uint32_t new_base = cfg_.pipeline == Pipeline::kDense ? 0 : downloads[s].full ? version : old_base;
+    if (new_base != old_base) {
+      if (old_base != 0) --bases_.at(old_base).holders;
+      if (new_base != 0) ++bases_.at(new_base).holders;
+    }
+    pop_->SetHeld(c, version, new_base);
+  }
+  for (auto it = bases_.begin(); it != bases_.end();) it = it->second.holders == 0 ? bases_.erase(it) : std::next(it);
+  if (!outcome.applied || cfg_.pipeline != Pipeline::kFrugal) return OkStatus();
+  const auto dim = static_cast<uint32_t>(model_->num_params());
+  const std::span<const uint8_t> piece = engine_->StepPayload(outcome.new_version);
+  const ModelPayloadHeader h{ModelPayloadKind::kChain, version, outcome.new_version, dim, 1};
+  const std::vector<uint8_t> step = EncodeModelPayload(h, std::span(&piece, 1));
+  for (auto& [b, base] : bases_) FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(step, version, base.model, dim).status());
+  return OkStatus();
+}
+
+// Every selected client on the ledger, stragglers' and drop-outs' energy included.
+RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<const uint32_t> selected,
+                                 std::span<const Download> downloads, const std::map<uint32_t, SlotResult*>& by_client,
+                                 const Timing& timing) {
+  RoundAccount account(ledger_.run_id(), round, utc_hour);
+  for (size_t s = 0; s < selected.size(); ++s) {
+    const uint32_t c = selected[s];
+    const SlotResult& r = *by_client.at(pop_->id(c));
+    Participation p;
+    p.client = pop_->id(c);
+    p.device = &pop_->device(c);
+    p.radio = &pop_->radio(c);
+    p.region = &pop_->region(c);
+    p.flops = r.flops;
+    p.bytes_down = downloads[s].payload->size();
+    if (r.status == 1) {
+      p.outcome = ClientOutcome::kDropped;
+    } else {
+      p.bytes_up = r.update.size();
+      p.upload_start_s = timing.t_down[s] + timing.t_comp[s];
+      p.outcome = timing.accepted[s] ? ClientOutcome::kParticipated : ClientOutcome::kStraggled;
+    }
+    account.Add(p);
+    train_flops_ += r.flops;
+  }
+  return account;
+}
+
+Status Simulation::Step(uint32_t round) {
+  const auto round_start = Clock::now();
+  const double utc_hour = RoundUtcHour(round);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> selected, Plan(round, utc_hour));
+  std::vector<uint64_t> ids;
+  for (uint32_t c : selected) ids.push_back(pop_->id(c));
+  FRUGAL_RETURN_IF_ERROR(engine_->OpenRound(round, ids));
+  const uint32_t version = engine_->version();
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<Download> downloads, Downloads(selected, version));
+
+  const auto train_start = Clock::now();
+  std::vector<SlotResult> local = Train(round, selected, downloads, version);
+  train_wall_ += Since(train_start);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<SlotResult> results, Exchange(std::move(local)));
+  std::map<uint32_t, SlotResult*> by_client;
+  for (auto& r : results) by_client[r.client] = &r;
+  FRUGAL_ASSIGN_OR_RETURN(Timing timing, Schedule(selected, downloads, by_client));
+
+  const double cpu0 = ThreadCpuSeconds();
+  for (size_t s = 0; s < selected.size(); ++s) {
+    if (!timing.accepted[s]) continue;
+    const uint32_t id = pop_->id(selected[s]);
+    FRUGAL_RETURN_IF_ERROR(engine_->Ingest(round, id, version, by_client.at(id)->update,
+                                           static_cast<double>(pop_->NumExamples(selected[s]))));
+  }
+  FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine_->CloseRound(cfg_.plan.min_quorum));
+  const double server_cpu = ThreadCpuSeconds() - cpu0;
+  FRUGAL_RETURN_IF_ERROR(AdvanceBases(selected, downloads, version, outcome));
+
+  RoundAccount account = Account(round, utc_hour, selected, downloads, by_client, timing);
+  account.SetCompleted(outcome.accepted);
+  for (LedgerRow& row : account.rows()) ledger_.Add(std::move(row));
+  FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles_, server_cpu, utc_hour));
+  ledger_.AddServer(round, server.joules, server.gco2e);
+  updates_total_ += timing.accepted_count;
+  RoundRecord& rec = account.record();
+  planner_->Observe(rec);
+
+  if (leader_ && (round % cfg_.eval_every == 0 || round == cfg_.rounds)) {
+    FRUGAL_ASSIGN_OR_RETURN(last_eval_, EvaluateOnThreads(*model_, engine_->release_model(), test_, test_idx_, ws_));
+  }
+  rec.accuracy = last_eval_.accuracy;
+  rec.loss = last_eval_.loss;
+  rec.virtual_seconds = timing.close_s;
+  rec.wall_seconds = Since(round_start);
+  clock_s_ += timing.close_s + cfg_.round_interval_s;
+  rounds_.push_back(rec);
+  if (leader_ && opts_.on_round) {
+    bar_->Clear();
+    opts_.on_round(rec);
+  }
+  return OkStatus();
+}
+
+void Simulation::AddNotes(RunSummary& sum) const {
+  if (!cfg_.roster.empty()) {
+    sum.notes.push_back("A replay of a recorded run: its " + std::to_string(cfg_.roster.size()) +
+                        " clients (ids, profiles and data shares from clients.csv), its configuration (run.toml) and "
+                        "each round at the UTC hour it ran.");
+  } else if (pop_->sampled()) {
+    sum.notes.push_back("The population (" + WithCommas(cfg_.clients) +
                         " clients) is larger than a tenth of the training set, so each client holds a seeded sample of " +
-                        std::to_string(cfg.samples_per_client) + " examples drawn from its own class mixture (" +
-                        cfg.partition + "), regenerated on demand rather than stored.");
+                        std::to_string(cfg_.samples_per_client) + " examples drawn from its own class mixture (" +
+                        cfg_.partition + "), regenerated on demand rather than stored.");
   } else {
-    sum.notes.push_back("Each of the " + WithCommas(cfg.clients) + " clients holds its own " + cfg.partition +
+    sum.notes.push_back("Each of the " + WithCommas(cfg_.clients) + " clients holds its own " + cfg_.partition +
                         " partition of the Fashion-MNIST training set.");
-    if (cfg.holdout > 0) {
+    if (cfg_.holdout > 0) {
       sum.notes.push_back("Each client trains on its partition less a seeded holdout of " +
-                          std::to_string(static_cast<int>(std::lround(cfg.holdout * 100))) +
-                          "% (data.holdout), as Flower's examples keep for local evaluation.");
+                          std::to_string(static_cast<int>(std::lround(cfg_.holdout * 100))) +
+                          "% (data.holdout); the held-out examples are not used by the simulator.");
     }
   }
   sum.notes.push_back("Energy is modelled from profiles (docs/energy-model.md): compute from exact FLOPs, radio from the "
-                      "encoded bytes actually produced and each burst's tail. Server energy is measured CPU time times "
-                      "a power figure.");
-  if (cfg.plan.selection != SelectionPolicy::kUniform) {
-    sum.notes.push_back(std::string("Selection is ") + std::string(SelectionPolicyName(cfg.plan.selection)) +
+                      "encoded bytes actually produced and each burst's tail. Server energy is modelled: measured CPU "
+                      "time times a power figure.");
+  if (cfg_.plan.selection != SelectionPolicy::kUniform) {
+    sum.notes.push_back(std::string("Selection is ") + std::string(SelectionPolicyName(cfg_.plan.selection)) +
                         "-aware: each available client is drawn with probability proportional to 1 / its expected " +
-                        (cfg.plan.selection == SelectionPolicy::kEnergy ? "joules" : "grams of CO2e") +
+                        (cfg_.plan.selection == SelectionPolicy::kEnergy ? "joules" : "grams of CO2e") +
                         " for a participation (its own compute, the previous round's mean payload sizes, radio tails), "
                         "so cheap devices take part more often than costly ones.");
   }
-  sum.notes.push_back("Accuracy is on " + std::to_string(test_idx.size()) +
+  sum.notes.push_back("Accuracy is on " + std::to_string(test_idx_.size()) +
                       " Fashion-MNIST test examples, evaluated on the server's model.");
-  for (std::string& n : ServerNotes(cfg.engine)) sum.notes.push_back(std::move(n));
-  if (bf16_residuals && use_residuals) {
+  for (std::string& n : ServerNotes(cfg_.engine)) sum.notes.push_back(std::move(n));
+  if (bf16_residuals_ && cfg_.uses_residuals()) {
     sum.notes.push_back("Clients' error-feedback residuals are kept as bf16 between rounds (the population's fp32 "
                         "residuals would exceed run.residual_memory_mb); a device keeps its own in fp32.");
   }
-  if (gemm_gflops > 0) {
-    // (client-updates/s x FLOPs per update) / (sgemm FLOP/s x threads), all measured in this run.
-    const double achieved = train_wall > 0 ? train_flops / train_wall / 1e9 : 0;
-    sum.extra_metrics["gemm_gflops_per_thread"] = gemm_gflops;
-    sum.extra_metrics["trainer_efficiency"] = achieved / (gemm_gflops * static_cast<double>(threads));
-  }
-  sum.extra_metrics["train_wall_seconds"] = train_wall;
-  sum.extra_metrics["train_gflops_per_second"] = train_wall > 0 ? train_flops / train_wall / 1e9 : 0;
-  sum.extra_metrics["flops_per_update"] = updates_total > 0 ? train_flops / static_cast<double>(updates_total) : 0;
-  sum.extra_metrics["residual_clients"] = static_cast<double>(residuals.clients());
-  sum.extra_metrics["residual_resident_bytes"] = static_cast<double>(residuals.resident_bytes());
-  sum.extra_metrics["residual_spilled_bytes"] = static_cast<double>(residuals.spilled_bytes());
-  sum.extra_metrics["population_bytes_per_client"] = pop.BytesPerClient();
-  sum.extra_metrics["server_joules"] = totals.server_j;
-  result.population_bytes_per_client = pop.BytesPerClient();
-  result.residual_clients = residuals.clients();
-  result.final_model.assign(engine.release_model().begin(), engine.release_model().end());
+}
 
-  if (leader && !opts.out_dir.empty()) {
-    const std::filesystem::path o(opts.out_dir);
-    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "rounds.csv", [&](std::ostream& os) { WriteRoundsCsv(os, result.rounds); }));
-    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "ledger.csv", [&](std::ostream& os) { ledger.WriteLedgerCsv(os); }));
-    EnergyLedger::EmissionsMeta meta;
-    meta.timestamp = IsoTimestamp();
-    meta.duration_s = sum.wall_seconds;
-    meta.region = cfg.regions.size() == 1 ? cfg.regions[0].id : "mixed";
-    meta.pue = profiles.server_pue();
-    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "emissions.csv", [&](std::ostream& os) { ledger.WriteEmissionsCsv(os, meta); }));
-    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "summary.json", [&](std::ostream& os) { WriteSummaryJson(os, sum); }));
-    FRUGAL_RETURN_IF_ERROR(WriteFile(o / "report.html", [&](std::ostream& os) { WriteReportHtml(os, sum, result.rounds); }));
+// The fleet for clients.csv; none for sampled fleets (no data share to name).
+std::vector<RosterEntry> Simulation::Roster() const {
+  if (!cfg_.roster.empty()) return cfg_.roster;
+  std::vector<RosterEntry> out;
+  if (pop_->sampled() || pop_->size() > 100'000) return out;
+  const PartitionSpec spec{.scheme = cfg_.partition, .clients = pop_->size(), .alpha = cfg_.alpha,
+                           .shards_per_client = cfg_.shards_per_client, .seed = cfg_.seed, .holdout = cfg_.holdout};
+  for (size_t i = 0; i < pop_->size(); ++i) {
+    out.push_back(RosterEntry{.id = pop_->id(i), .name = "sim-" + std::to_string(pop_->id(i)),
+                              .device = pop_->device(i).id, .radio = pop_->radio(i).id,
+                              .region = pop_->region(i).id, .examples = pop_->NumExamples(i), .partition = spec,
+                              .partition_index = static_cast<uint32_t>(i)});
+  }
+  return out;
+}
+
+Result<RunResult> Simulation::Finish() {
+  bar_->Clear();
+  RunResult result;
+  result.rounds = rounds_;
+  RunSummary& sum = result.summary;
+  sum = SummarizeRun(cfg_, cfg_.name, rounds_, ledger_, cfg_.flat);
+  sum.wall_seconds = Since(run_start_);
+  sum.client_updates_per_second = train_wall_ > 0 ? static_cast<double>(updates_total_) / train_wall_ : 0;
+  sum.config["mpi_ranks"] = std::to_string(comm_->size());
+  sum.config["threads"] = std::to_string(threads_);
+  AddNotes(sum);
+  if (gemm_gflops_ > 0) {
+    // (client-updates/s x FLOPs per update) / (sgemm FLOP/s x threads of every rank), all measured in this run:
+    // the ranks train at the same time, each on its own threads.
+    const double achieved = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
+    sum.extra_metrics["gemm_gflops_per_thread"] = gemm_gflops_;
+    sum.extra_metrics["trainer_efficiency"] =
+        achieved / (gemm_gflops_ * static_cast<double>(threads_) * static_cast<double>(comm_->size()));
+  }
+  sum.extra_metrics["train_wall_seconds"] = train_wall_;
+  sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
+  sum.extra_metrics["flops_per_update"] = updates_total_ > 0 ? train_flops_ / static_cast<double>(updates_total_) : 0;
+  sum.extra_metrics["residual_clients"] = static_cast<double>(residuals_->clients());
+  sum.extra_metrics["residual_resident_bytes"] = static_cast<double>(residuals_->resident_bytes());
+  sum.extra_metrics["residual_spilled_bytes"] = static_cast<double>(residuals_->spilled_bytes());
+  sum.extra_metrics["population_bytes_per_client"] = pop_->BytesPerClient();
+  result.population_bytes_per_client = pop_->BytesPerClient();
+  result.residual_clients = residuals_->clients();
+  result.final_model.assign(engine_->release_model().begin(), engine_->release_model().end());
+
+  if (leader_ && !opts_.out_dir.empty()) {
+    const std::vector<RosterEntry> roster = Roster();
+    RunFiles files;
+    files.summary = &sum;
+    files.rounds = result.rounds;
+    files.ledger = &ledger_;
+    files.run_toml = TomlText(cfg_.effective);
+    files.clients = roster;
+    files.emissions.timestamp = IsoTimestamp();
+    files.emissions.duration_s = sum.wall_seconds;
+    files.emissions.region = cfg_.regions.size() == 1 ? cfg_.regions[0].id : "mixed";
+    files.emissions.pue = profiles_.server_pue();
+    FRUGAL_RETURN_IF_ERROR(WriteRunDirectory(opts_.out_dir, files));
   }
   return result;
+}
+
+}  // namespace
+
+Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Simulation> sim, Simulation::Create(cfg, opts));
+  for (uint32_t round = 1; round <= cfg.rounds; ++round) FRUGAL_RETURN_IF_ERROR(sim->Step(round));
+  return sim->Finish();
 }
 
 }  // namespace frugal::sim

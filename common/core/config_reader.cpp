@@ -1,6 +1,7 @@
 #include "frugal/core/config_reader.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -65,6 +66,10 @@ Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_vi
 }
 
 Result<std::string> ReadTextFile(const std::string& path) {
+  // std::ifstream opens a directory without error and reads it as empty text,
+  // which would run the program on defaults instead of refusing the path.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return InvalidArgumentError(path + " is a directory");
   std::ifstream in(path);
   if (!in) return NotFoundError("cannot open " + path);
   std::stringstream ss;
@@ -86,6 +91,7 @@ void ConfigReader::Get(const std::string& path, bool& out) {
     if (auto v = n->value_exact<bool>()) out = *v; else Fail(path, "a boolean");
   }
   flat_[path] = out ? "true" : "false";
+  Put(path, out);
 }
 
 void ConfigReader::Get(const std::string& path, int& out) {
@@ -94,6 +100,7 @@ void ConfigReader::Get(const std::string& path, int& out) {
     if (v && *v >= 0 && *v <= INT32_MAX) out = static_cast<int>(*v); else Fail(path, "a non-negative integer");
   }
   flat_[path] = std::to_string(out);
+  Put(path, static_cast<int64_t>(out));
 }
 
 void ConfigReader::Get(const std::string& path, uint32_t& out) {
@@ -102,6 +109,7 @@ void ConfigReader::Get(const std::string& path, uint32_t& out) {
     if (v && *v >= 0 && *v <= UINT32_MAX) out = static_cast<uint32_t>(*v); else Fail(path, "a non-negative integer");
   }
   flat_[path] = std::to_string(out);
+  Put(path, static_cast<int64_t>(out));
 }
 
 void ConfigReader::Get(const std::string& path, uint64_t& out) {
@@ -110,6 +118,8 @@ void ConfigReader::Get(const std::string& path, uint64_t& out) {
     if (v && *v >= 0) out = static_cast<uint64_t>(*v); else Fail(path, "a non-negative integer");
   }
   flat_[path] = std::to_string(out);
+  // TOML integers are signed 64-bit; a larger seed is kept as its bit pattern.
+  Put(path, static_cast<int64_t>(out));
 }
 
 void ConfigReader::Get(const std::string& path, float& out) {
@@ -124,6 +134,7 @@ void ConfigReader::Get(const std::string& path, double& out) {
     if (v && std::isfinite(*v)) out = *v; else Fail(path, "a finite number");
   }
   flat_[path] = Show(out);
+  Put(path, out);
 }
 
 void ConfigReader::Get(const std::string& path, std::string& out) {
@@ -131,6 +142,7 @@ void ConfigReader::Get(const std::string& path, std::string& out) {
     if (auto v = n->value_exact<std::string>()) out = *v; else Fail(path, "a string");
   }
   flat_[path] = out;
+  Put(path, out);
 }
 
 void ConfigReader::Get(const std::string& path, std::vector<std::string>& out) {
@@ -148,6 +160,9 @@ void ConfigReader::Get(const std::string& path, std::vector<std::string>& out) {
   std::string s;
   for (const auto& e : out) s += (s.empty() ? "" : ",") + e;
   flat_[path] = s;
+  toml::array a;
+  for (const auto& e : out) a.push_back(e);
+  Put(path, std::move(a));
 }
 
 void ConfigReader::Get(const std::string& path, std::vector<std::pair<std::string, double>>& out) {
@@ -166,6 +181,9 @@ void ConfigReader::Get(const std::string& path, std::vector<std::pair<std::strin
   std::string s;
   for (const auto& [id, w] : out) s += (s.empty() ? "" : ", ") + id + "=" + Show(w);
   flat_[path] = s;
+  toml::table shares;
+  for (const auto& [id, w] : out) shares.insert_or_assign(id, w);
+  Put(path, std::move(shares));
 }
 
 void ConfigReader::Walk(const toml::table& t, const std::string& prefix) {
@@ -181,5 +199,24 @@ void ConfigReader::Walk(const toml::table& t, const std::string& prefix) {
 }
 
 void ConfigReader::CheckUnknown() { Walk(t_, ""); }
+
+template <typename V>
+void ConfigReader::Put(const std::string& path, V&& value) {
+  toml::table* at = &effective_;
+  size_t start = 0;
+  for (size_t dot; (dot = path.find('.', start)) != std::string::npos; start = dot + 1) {
+    const std::string part = path.substr(start, dot - start);
+    toml::table* sub = (*at)[part].as_table();
+    if (sub == nullptr) sub = at->insert_or_assign(part, toml::table{}).first->second.as_table();
+    at = sub;
+  }
+  at->insert_or_assign(path.substr(start), std::forward<V>(value));
+}
+
+std::string TomlText(const toml::table& t) {
+  std::ostringstream out;
+  out << t << "\n";
+  return out.str();
+}
 
 }  // namespace frugal

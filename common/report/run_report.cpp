@@ -57,7 +57,7 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 13;
+constexpr size_t kRoundsCsvColumns = 14;
 
 // Shortest text that parses back to the same value (std::to_chars guarantees it).
 template <typename T>
@@ -126,7 +126,7 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
-    for (double v : {r.virtual_seconds, r.wall_seconds}) {
+    for (double v : {r.virtual_seconds, r.wall_seconds, r.utc_hour}) {
       line += ',';
       AppendNumber(line, v);
     }
@@ -139,7 +139,7 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
   static constexpr std::array<std::string_view, kRoundsCsvColumns> kColumns = {
       "round",          "accuracy",        "loss",        "bytes_up", "bytes_down",
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
-      "stragglers",     "virtual_seconds", "wall_seconds"};
+      "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour"};
   std::vector<RoundRecord> records;
   size_t line_number = 0;
   bool saw_header = false;
@@ -192,6 +192,7 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     FRUGAL_RETURN_IF_ERROR(next(r.stragglers));
     FRUGAL_RETURN_IF_ERROR(next(r.virtual_seconds));
     FRUGAL_RETURN_IF_ERROR(next(r.wall_seconds));
+    FRUGAL_RETURN_IF_ERROR(next(r.utc_hour));
     records.push_back(r);
   }
   if (!saw_header) return InvalidArgumentError("rounds.csv is empty: no header line");

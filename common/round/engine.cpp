@@ -103,6 +103,7 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   round_ = round;
   selected_ = std::set<uint64_t>(selected.begin(), selected.end());
   ingested_.clear();
+  pending_.clear();
   accumulator_.Reset();
   return OkStatus();
 }
@@ -205,8 +206,8 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
     return Reject(non_finite ? RejectReason::kNonFinite : RejectReason::kMalformed, reason,
                   decoded.error().WithContext(who));
   }
-  FRUGAL_RETURN_IF_ERROR(accumulator_.AddSparse(decoded->indices, decoded->values, weight));
   ingested_.insert(client_id);
+  pending_.emplace(client_id, PendingUpdate{std::move(*decoded), weight});
   return OkStatus();
 }
 
@@ -216,10 +217,17 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   payload_cache_.clear();
   RoundOutcome out;
   out.round = round_;
-  out.accepted = static_cast<uint32_t>(accumulator_.count());
+  out.accepted = static_cast<uint32_t>(pending_.size());
   out.new_version = version_;
+  // Folded in client-id order, not arrival order: floating-point sums depend
+  // on order, and the same updates must give the same model whether they came
+  // over sockets (coordinator) or from a thread pool (simulator).
+  std::map<uint64_t, PendingUpdate> pending = std::move(pending_);
+  pending_.clear();
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
-
+  for (const auto& [client, u] : pending) {
+    FRUGAL_RETURN_IF_ERROR(accumulator_.AddSparse(u.update.indices, u.update.values, u.weight));
+  }
   accumulator_.Mean(scratch_);
   server_opt_.Step(scratch_);
   if (cfg_.pipeline == Pipeline::kDense) {

@@ -114,6 +114,59 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   return OkStatus();
 }
 
+Status RenameDeprecatedKeys(toml::table& t, std::vector<std::string>& warnings) {
+  struct Rename {
+    const char *table, *key, *new_table, *new_key;
+  };
+  static constexpr Rename kRenames[] = {
+      {"run", "round_interval_s", "round", "interval_s"},   // frugal-sim
+      {"data", "eval_every", "eval", "every"},              // frugal-sim: server test evaluation
+      {"data", "eval_examples", "eval", "examples"},        // both
+      {"round", "eval_every", "eval", "federated_every"},   // frugal-coordinator: federated evaluation
+  };
+  for (const Rename& r : kRenames) {
+    toml::table* from = t[r.table].as_table();
+    if (from == nullptr || !from->contains(r.key)) continue;
+    const std::string old_name = std::string(r.table) + "." + r.key, new_name = std::string(r.new_table) + "." + r.new_key;
+    toml::table* to = t[r.new_table].as_table();
+    if (to == nullptr) to = t.insert_or_assign(r.new_table, toml::table{}).first->second.as_table();
+    if (to->contains(r.new_key)) {
+      return InvalidArgumentError("both '" + old_name + "' (deprecated) and '" + new_name + "' are set; keep '" +
+                                  new_name + "'");
+    }
+    to->insert_or_assign(r.new_key, *from->get(r.key));
+    from->erase(r.key);
+    if (from->empty()) t.erase(r.table);
+    warnings.push_back("configuration key '" + old_name + "' is deprecated and will be removed in the next release; "
+                       "use '" + new_name + "'");
+  }
+  return OkStatus();
+}
+
+Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
+  r.Get("run_id", s.run_id);
+  r.Get("seed", s.seed);
+  r.Get("rounds", s.rounds);
+  r.Get("model", s.model);
+  r.Get("target_accuracy", s.target_accuracy);
+  r.Get("data.dir", s.data_dir);
+  FRUGAL_RETURN_IF_ERROR(ReadRoundSettings(r, s.pipeline, s.plan, s.task, s.engine));
+  r.Get("uplink.error_feedback", s.error_feedback);
+  r.Get("downlink.seed_init", s.seed_init);
+  r.Get("round.min_clients", s.min_clients);
+  r.Get("round.interval_s", s.round_interval_s);
+  r.Get("eval.every", s.eval_every);
+  r.Get("eval.examples", s.eval_examples);
+  r.Get("eval.federated_every", s.federated_eval_every);
+  if (r.error()) return *r.error();
+  if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");
+  if (s.eval_every == 0) return InvalidArgumentError("eval.every must be at least 1");
+  if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");
+  if (s.min_clients == 0) s.min_clients = 1;
+  if (s.pipeline == Pipeline::kDense) s.error_feedback = false;
+  return OkStatus();
+}
+
 std::vector<std::string> ServerNotes(const EngineConfig& engine) {
   std::vector<std::string> notes;
   if (engine.release_ema > 0) {

@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -126,6 +126,12 @@ INSERT INTO ledger_v2 SELECT id, run_id, round, client_id, device, radio, region
 DROP TABLE ledger;
 ALTER TABLE ledger_v2 RENAME TO ledger;
 CREATE INDEX ledger_by_round ON ledger(run_id, round, id);
+)sql";
+
+// Schema v3: the UTC hour each round ran at (its energy's carbon price; a
+// replay runs each round at it). Rounds stored before it read as hour 0.
+constexpr const char* kMigrateV2toV3 = R"sql(
+ALTER TABLE rounds ADD COLUMN utc_hour REAL NOT NULL DEFAULT 0;
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -579,6 +585,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 1) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV1toV2));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=2"));
+      version_now = 2;
+    }
+    if (version_now == 2) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV2toV3));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=3"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -823,14 +834,14 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
             db_.get(), path_,
             "INSERT INTO rounds (run_id, round, new_version, applied, accuracy, loss, bytes_up, "
             "bytes_down, joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
-            "selected, completed, stragglers, virtual_seconds, wall_seconds) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+            "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, c.new_version).Bind(4, c.applied);
     st.Bind(5, c.accuracy).Bind(6, c.loss).Bind(7, c.bytes_up).Bind(8, c.bytes_down);
     st.Bind(9, c.joules_compute).Bind(10, c.joules_radio).Bind(11, c.gco2e);
     st.Bind(12, c.server_joules).Bind(13, c.server_gco2e);
     st.Bind(14, c.selected).Bind(15, c.completed).Bind(16, c.stragglers);
-    st.Bind(17, c.virtual_seconds).Bind(18, c.wall_seconds);
+    st.Bind(17, c.virtual_seconds).Bind(18, c.wall_seconds).Bind(19, c.utc_hour);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (c.applied) {
@@ -959,7 +970,7 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
       Statement::Prepare(db_.get(), path_,
                          "SELECT round, new_version, applied, accuracy, loss, bytes_up, bytes_down, "
                          "joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
-                         "selected, completed, stragglers, virtual_seconds, wall_seconds "
+                         "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour "
                          "FROM rounds WHERE run_id = ? ORDER BY round"));
   st.Bind(1, run_id);
   std::vector<RoundRow> rows;
@@ -984,6 +995,7 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
     r.stragglers = st.U32(14);
     r.virtual_seconds = st.Double(15);
     r.wall_seconds = st.Double(16);
+    r.utc_hour = st.Double(17);
     rows.push_back(r);
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());

@@ -30,7 +30,8 @@ std::vector<RoundRecord> ThreeRounds() {
           .completed = 9,
           .stragglers = 1,
           .virtual_seconds = 60,
-          .wall_seconds = 0.25};
+          .wall_seconds = 0.25,
+          .utc_hour = 13.5};
   r[1] = {.round = 2,
           .accuracy = 0.70,
           .loss = 0.9,
@@ -72,8 +73,8 @@ TEST_SUITE("report") {
 
     CHECK(text.substr(0, text.find('\n')) ==
           "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
-          "selected,completed,stragglers,virtual_seconds,wall_seconds");
-    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25\n") != std::string::npos);
+          "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour");
+    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5\n") != std::string::npos);
 
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
@@ -94,6 +95,7 @@ TEST_SUITE("report") {
       CHECK(b.stragglers == a.stragglers);
       CHECK(b.virtual_seconds == a.virtual_seconds);
       CHECK(b.wall_seconds == a.wall_seconds);
+      CHECK(b.utc_hour == a.utc_hour);
     }
   }
 

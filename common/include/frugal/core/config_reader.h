@@ -24,6 +24,8 @@ Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_vi
                                            const std::vector<std::string>& overrides);
 // Applies one "a.b=value" override to `t`.
 Status ApplyOverride(toml::table& t, const std::string& key_value);
+// `t` as TOML text (tables as [sections]); parses back to an equal table.
+std::string TomlText(const toml::table& t);
 // Reads a file's text; kNotFound naming the path if it cannot be opened.
 Result<std::string> ReadTextFile(const std::string& path);
 
@@ -50,15 +52,21 @@ class ConfigReader {
   const std::optional<Error>& error() const { return error_; }
   // Every key read, with its effective value.
   const std::map<std::string, std::string>& flat() const { return flat_; }
+  // The same keys as a typed TOML table (nested by the dots), for writing the
+  // complete configuration a run ran with (run.toml) so it can be run again.
+  const toml::table& effective() const { return effective_; }
 
  private:
   const toml::node* Find(const std::string& path);
   void Fail(const std::string& path, const char* want);
   void Walk(const toml::table& t, const std::string& prefix);
+  template <typename V>
+  void Put(const std::string& path, V&& value);
 
   const toml::table& t_;
   std::set<std::string> used_;
   std::map<std::string, std::string> flat_;
+  toml::table effective_;
   std::optional<Error> error_;
 };
 

@@ -14,20 +14,9 @@
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/round/record.h"
 
 namespace frugal {
-
-// One finished round, all clients together. Round numbers are expected to
-// start at 1, so that `round` reads as "rounds run so far".
-struct RoundRecord {
-  uint32_t round = 0;
-  double accuracy = 0, loss = 0;
-  uint64_t bytes_up = 0, bytes_down = 0;  // this round, all clients, measured encoded bytes
-  // This round, all selected clients (incl. stragglers' wasted energy).
-  double joules_compute = 0, joules_radio = 0, gco2e = 0;
-  uint32_t selected = 0, completed = 0, stragglers = 0;
-  double virtual_seconds = 0, wall_seconds = 0;
-};
 
 // Everything summary.json holds, and the header of report.html.
 struct RunSummary {
@@ -79,7 +68,7 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 // The exact header line of rounds.csv (without the newline).
 inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
-    "selected,completed,stragglers,virtual_seconds,wall_seconds";
+    "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left

@@ -118,8 +118,10 @@ class RoundEngine {
   // held version until the round closes; the pointer stays valid until then.
   Result<std::shared_ptr<const std::vector<uint8_t>>> ModelPayloadFor(uint32_t held_version);
 
-  // Validates and aggregates one client's encoded update. On error nothing is
-  // aggregated, `reason` (if non-null) says why, and the message names the problem.
+  // Validates one client's encoded update and keeps it for the round's
+  // aggregate, which CloseRound folds in client-id order (so arrival order
+  // never changes the model). On error nothing is kept, `reason` (if
+  // non-null) says why, and the message names the problem.
   Status Ingest(uint32_t round, uint64_t client_id, uint32_t base_version, std::span<const uint8_t> update,
                 double weight, RejectReason* reason = nullptr);
 
@@ -150,6 +152,12 @@ class RoundEngine {
   uint32_t round_ = 0;
   std::set<uint64_t> selected_;
   std::set<uint64_t> ingested_;
+  // Accepted updates of the open round, decoded, folded at CloseRound.
+  struct PendingUpdate {
+    SparseUpdate update;
+    double weight = 0;
+  };
+  std::map<uint64_t, PendingUpdate> pending_;
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
 };
 

@@ -12,6 +12,44 @@
 
 namespace frugal {
 
+// The keys that define a run, named and read the same way by every front end
+// (frugal-sim and frugal-coordinator derive their configurations from it).
+// A front end adds only what is its own: the simulated population, or the
+// service's sockets and files.
+struct RunSettings {
+  std::string run_id;                 // run_id ("" = the front end's default)
+  uint64_t seed = 1;                  // every seed stream (frugal/core/streams.h)
+  uint32_t rounds = 20;
+  std::string model = "mlp";
+  double target_accuracy = 0.85;
+  std::string data_dir;               // data.dir: Fashion-MNIST (default: Debian's)
+  Pipeline pipeline = Pipeline::kFrugal;
+  RoundPlan plan;                     // [round]
+  TaskConfig task;                    // [train], [uplink]
+  EngineConfig engine;                // [downlink], [server]
+  bool error_feedback = true;         // uplink.error_feedback: clients keep a residual (frugal)
+  bool seed_init = true;              // downlink.seed_init: version 1 is built from the seed (frugal)
+  uint32_t min_clients = 1;           // round.min_clients: clients needed before a round opens (service)
+  double round_interval_s = 0;        // round.interval_s: pause between rounds
+  uint32_t eval_every = 1;            // eval.every: the server evaluates on the test set every N rounds
+  uint32_t eval_examples = 0;         // eval.examples: test examples evaluated (0 = all)
+  uint32_t federated_eval_every = 0;  // eval.federated_every: clients evaluate on local data every N rounds (0 = never)
+
+  // Clients keep an error-feedback residual between rounds.
+  bool uses_residuals() const { return pipeline == Pipeline::kFrugal && error_feedback; }
+  // Clients build version 1 from the seed and never download it.
+  bool builds_version_one() const { return pipeline == Pipeline::kFrugal && seed_init; }
+};
+
+// Keys renamed so that both front ends share one name; the old name still
+// works for one release. Moves each old key found in `t` to its new name and
+// appends a deprecation message to `warnings`; an error if both are set.
+Status RenameDeprecatedKeys(toml::table& t, std::vector<std::string>& warnings);
+
+// Reads every RunSettings key (ReadRoundSettings included); the values in `s`
+// are the defaults. Errors name the key.
+Status ReadRunSettings(ConfigReader& r, RunSettings& s);
+
 // Parses "ternary", "int8", "fp16" or "fp32".
 Result<ValueCoding> ParseValueCoding(std::string_view name);
 

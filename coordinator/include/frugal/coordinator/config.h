@@ -11,6 +11,7 @@
 
 #include "frugal/core/status.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/settings.h"
 
 namespace frugal::coordinator {
 
@@ -34,30 +35,17 @@ struct ServiceConfig {
   std::string profiles;              // energy profile override file (optional)
 };
 
-struct CoordinatorConfig {
-  std::string run_id = "frugal-run";
-  uint64_t seed = 1;
-  uint32_t rounds = 20;
-  Pipeline pipeline = Pipeline::kFrugal;
-  std::string model = "logreg";
-  double target_accuracy = 0.8;
-  std::string data_dir;              // Fashion-MNIST for evaluation (default: Debian's)
-  uint32_t eval_examples = 0;        // 0: the whole test set
-  uint32_t min_clients = 1;          // connected clients needed before a round opens
-  double round_interval_s = 0;       // pause between rounds
-  // Federated evaluation: after every eval_every-th committed round, each
-  // connected client evaluates the new global model on its local data
-  // (EvalTask + ModelPayload -> EvalResult). 0: off.
-  uint32_t eval_every = 0;
-  RoundPlan plan;
-  TaskConfig task;
-  EngineConfig engine;
-  bool error_feedback = true;        // clients keep a residual (frugal pipeline)
+// The run keys every front end shares (RunSettings) plus the service's own [service] table.
+struct CoordinatorConfig : RunSettings {
   ServiceConfig service;
 
   std::map<std::string, std::string> flat;  // every key with its effective value
+  toml::table effective;                     // the same, typed (run.toml holds its run keys)
+  std::vector<std::string> warnings;         // deprecated keys used
   // Canonical text of the keys that define the run (not the service keys).
   std::string RunFingerprint() const;
+  // The run keys as TOML (everything but [service]): the run.toml of the run directory.
+  std::string RunToml() const;
 };
 
 // Parses TOML text, applies overrides ("a.b=value"), validates. Errors name the key.

@@ -25,7 +25,11 @@
 #include "frugal/model/model.h"
 #include "frugal/proto/frugal.pb.h"
 #include "frugal/report/run_report.h"
+#include "frugal/report/run_dir.h"
+#include "frugal/round/accounting.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/planner.h"
+#include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
 
@@ -127,6 +131,8 @@ class RoundDriver {
     const RegionProfile* region_profile = nullptr;
     uint64_t num_examples = 0;
     uint32_t held_version = 0;  // coordinator numbering, 0 = none
+    std::optional<PartitionSpec> partition;  // its data's split, when it said (Hello.data_split)
+    uint32_t partition_index = 0;
   };
   enum class SlotState { kWaiting, kAccepted, kRejected, kDeclined, kGone };
   struct Slot {
@@ -141,7 +147,9 @@ class RoundDriver {
   Status Init();
   void OpenRound(double now_s);
   void CloseRound(double now_s);
+  Participation ParticipationOf(const Slot& s) const;
   Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
+  std::vector<RosterEntry> Roster() const;
   Status WriteRunDirectory();
   void StartEvaluation(uint32_t round, double now_s);
   void FinishEvaluation();
@@ -154,6 +162,8 @@ class RoundDriver {
   std::unique_ptr<Model> model_;
   std::unique_ptr<ModelWorkspace> ws_;
   std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<RoundPlanner> planner_;
+  std::optional<EvalResult> last_eval_;
   uint32_t next_round_ = 1;
   double next_round_at_ = 0;
   EnergyLedger ledger_{""};

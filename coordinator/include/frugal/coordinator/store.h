@@ -35,6 +35,7 @@ struct RoundCommit {
   double server_joules = 0, server_gco2e = 0;  // the coordinator's aggregation energy
   uint32_t selected = 0, completed = 0, stragglers = 0;
   double virtual_seconds = 0, wall_seconds = 0;
+  double utc_hour = 0;  // when the round opened (hours since a UTC midnight)
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
 };
@@ -50,6 +51,7 @@ struct RoundRow {
   double server_joules = 0, server_gco2e = 0;
   uint32_t selected = 0, completed = 0, stragglers = 0;
   double virtual_seconds = 0, wall_seconds = 0;
+  double utc_hour = 0;
 };
 
 struct ClientRow {

@@ -10,6 +10,8 @@
 
 #include "frugal/core/status.h"
 #include "frugal/round/engine.h"
+#include "frugal/report/run_dir.h"
+#include "frugal/round/settings.h"
 
 namespace frugal::sim {
 
@@ -18,23 +20,18 @@ struct MixWeight {
   double weight = 0;
 };
 
-struct SimConfig {
-  std::string name = "unnamed";
-  uint64_t seed = 1;
-  uint32_t rounds = 20;
-  Pipeline pipeline = Pipeline::kFrugal;
-  double target_accuracy = 0.85;
-  std::string model = "mlp";
+// The run keys every front end shares (RunSettings: seed, rounds, model,
+// pipeline, [round], [train], [uplink], [downlink], [server], [eval]) plus the
+// simulated population and how the simulator runs.
+struct SimConfig : RunSettings {
+  std::string name = "unnamed";      // scenario name; run_id defaults to name-seed
 
   // [data]
-  std::string data_dir;          // Fashion-MNIST directory (default: Debian's)
   std::string partition = "iid"; // iid | dirichlet | shards
   double alpha = 0.5;            // Dirichlet concentration
   uint32_t shards_per_client = 2;
   uint32_t samples_per_client = 32;  // for populations larger than the data set
   double holdout = 0.0;              // fraction of each partition kept out of training (SplitHoldout)
-  uint32_t eval_every = 1;
-  uint32_t eval_examples = 0;        // 0 = the whole test set
 
   // [population]
   uint64_t clients = 100;
@@ -44,27 +41,32 @@ struct SimConfig {
   double dropout = 0.0;                 // probability a selected client vanishes mid-task
   std::string profiles;                 // user energy profile override file (optional)
 
-  // [round], [train], [uplink], [downlink], [server]
-  RoundPlan plan;
-  TaskConfig task;
-  EngineConfig engine;
-  // Frugal: clients build version 1 from the shared seed (InitParams) instead of downloading it.
-  bool seed_init = true;
-
   // [run]
   uint32_t threads = 0;        // 0 = all hardware threads
   double start_utc_hour = 12;
-  double round_interval_s = 0;  // idle virtual time between rounds
   double residual_memory_mb = 1024;  // error-feedback residuals beyond this spill to disk
   std::string spill_dir;             // default: the --out directory, else the temp directory
 
-  // Every key with its effective value, for the report.
+  // A replay (frugal-sim --replay): the recorded run's clients replace the
+  // population, and each round runs at the UTC hour the recorded one did.
+  std::vector<RosterEntry> roster;
+  std::vector<double> replay_utc_hours;
+
+  // Every key with its effective value, for the report, and as TOML (run.toml).
   std::map<std::string, std::string> flat;
+  toml::table effective;
+  std::vector<std::string> warnings;  // deprecated keys used
 };
 
 // Parses TOML text, applies `overrides` ("a.b=value"), validates. Errors name the key.
 Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view source,
                                  const std::vector<std::string>& overrides);
 Result<SimConfig> LoadSimConfig(const std::string& path, const std::vector<std::string>& overrides);
+
+// The configuration that re-runs a finished run directory (frugal-sim --replay):
+// its run.toml, its clients (clients.csv) as the population, and as many
+// rounds as its rounds.csv holds, each at the UTC hour it ran. Errors name the
+// missing or malformed file.
+Result<SimConfig> LoadReplayConfig(const std::string& run_dir, const std::vector<std::string>& overrides);
 
 }  // namespace frugal::sim

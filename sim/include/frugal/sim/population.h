@@ -37,10 +37,16 @@ const AvailabilityPattern& Pattern(uint8_t id);
 class Population {
  public:
   // Draws every client's traits; partitions `train` when it has at least 10
-  // examples per client, else switches to per-client sampling.
+  // examples per client, else switches to per-client sampling. With a roster
+  // (cfg.roster, a replay) the clients are exactly the roster's: its ids,
+  // profiles and partition shares, always available.
   static Result<Population> Create(const SimConfig& cfg, const Dataset& train, const EnergyProfiles& profiles);
 
   size_t size() const { return traits_.size(); }
+  // Client i's id: what seeds, selection, the engine and the ledger see (i itself unless a roster says otherwise).
+  uint32_t id(size_t i) const { return ids_.empty() ? static_cast<uint32_t>(i) : ids_[i]; }
+  // The index of the client with this id.
+  size_t IndexOf(uint32_t id) const;
   bool sampled() const { return sampled_; }
   const ClientTraits& traits(size_t i) const { return traits_[i]; }
   const DeviceProfile& device(size_t i) const { return *devices_[traits_[i].device]; }
@@ -69,7 +75,10 @@ class Population {
   double BytesPerClient() const;
 
  private:
+  Status FromRoster(const SimConfig& cfg, const Dataset& train, const EnergyProfiles& profiles);
+
   const SimConfig* cfg_ = nullptr;
+  std::vector<uint32_t> ids_;  // roster ids, ascending; empty: ids are indices
   const Dataset* train_ = nullptr;
   std::vector<const DeviceProfile*> devices_;
   std::vector<const RadioProfile*> radios_;

@@ -1,0 +1,60 @@
+// Planning a round, the same in every front end: which of the eligible
+// clients take part, drawn from the run's seed streams, uniformly or weighted
+// by what a participation is expected to cost. The simulator hands it its
+// available population, the coordinator its connected clients. No I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "frugal/energy/profiles.h"
+#include "frugal/model/model.h"
+#include "frugal/round/record.h"
+#include "frugal/round/selection.h"
+#include "frugal/round/settings.h"
+
+namespace frugal {
+
+// What the planner knows of a client that could take part in a round.
+struct Candidate {
+  uint32_t id = 0;
+  const DeviceProfile* device = nullptr;
+  const RadioProfile* radio = nullptr;
+  const RegionProfile* region = nullptr;
+  uint64_t examples = 0;  // local training examples
+};
+
+// Selection with its estimates. Not thread-safe.
+class RoundPlanner {
+ public:
+  RoundPlanner(const RunSettings& settings, FlopCount flops_per_example);
+
+  // The clients of `round`, ascending by id: SelectClients (uniform) or
+  // SelectClientsWeighted with each candidate's SelectionWeight at `utc_hour`.
+  // `candidates` must be ascending by id. The weights' expected payload sizes
+  // are the previous round's mean per selected client (Observe); before any
+  // round, `first_payload_bytes` (the payload a client holding what clients
+  // start with downloads) stands for both directions.
+  std::vector<uint32_t> Select(uint32_t round, std::span<const Candidate> candidates, double utc_hour,
+                               uint64_t first_payload_bytes) const;
+
+  // The estimate a weighted selection uses for one candidate (exposed for tests and reports).
+  ParticipationEstimate Estimate(const Candidate& c, uint64_t first_payload_bytes) const;
+
+  // A finished round: its mean bytes per selected client become the next estimates.
+  void Observe(const RoundRecord& round);
+
+ private:
+  uint64_t seed_;
+  RoundPlan plan_;
+  double flops_per_example_;  // forward + backward
+  uint64_t epochs_;
+  struct Sizes {
+    uint64_t down = 0, up = 0;
+  };
+  std::optional<Sizes> expected_;
+};
+
+}  // namespace frugal

@@ -1,0 +1,23 @@
+// What one finished round amounts to, all selected clients together: the row
+// of rounds.csv. Built by RoundAccount in both front ends.
+#pragma once
+
+#include <cstdint>
+
+namespace frugal {
+
+// Round numbers start at 1, so that `round` reads as "rounds run so far".
+struct RoundRecord {
+  uint32_t round = 0;
+  double accuracy = 0, loss = 0;
+  uint64_t bytes_up = 0, bytes_down = 0;  // this round, all clients, measured encoded bytes
+  // This round, all selected clients (incl. stragglers' wasted energy).
+  double joules_compute = 0, joules_radio = 0, gco2e = 0;
+  uint32_t selected = 0, completed = 0, stragglers = 0;
+  double virtual_seconds = 0, wall_seconds = 0;
+  // Hours since a UTC midnight when the round opened: the hour its energy is
+  // priced at. A replay runs each round at the hour the original did.
+  double utc_hour = 0;
+};
+
+}  // namespace frugal
