@@ -9,6 +9,15 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"Frugal client agent: trains on local data for a coordinator over mutual TLS"};
+  app.footer(
+      "Exit status:\n"
+      "  0  the coordinator said the run is complete\n"
+      "  1  PERMISSION_DENIED: the coordinator refused this identity (revoked)\n"
+      "  2  bad configuration, data, energy profiles or TLS files\n"
+      "  3  PROTOCOL_VERSION: the coordinator speaks another protocol version\n"
+      "  4  UNAUTHENTICATED: the coordinator refused the certificate, or its name is not the client's\n"
+      "  5  gave up after connection.max_attempts consecutive failed attempts\n"
+      "Codes 1, 3 and 4 are not retried: fix the deployment before restarting.");
   std::string config_path;
   std::vector<std::string> overrides;
   bool verbose = false, info = false;
@@ -22,17 +31,14 @@ int main(int argc, char** argv) {
   auto config = frugal::client::LoadClientConfig(config_path, overrides);
   if (!config.ok()) {
     std::fprintf(stderr, "frugal-client: %s\n", config.error().ToString().c_str());
-    return 2;
+    return frugal::client::kExitSetup;
   }
   auto agent = frugal::client::Agent::Create(*config);
   if (!agent.ok()) {
     std::fprintf(stderr, "frugal-client: %s\n", agent.error().ToString().c_str());
-    return 2;
+    return frugal::client::kExitSetup;
   }
   const frugal::Status st = (*agent)->Run();
-  if (!st.ok()) {
-    std::fprintf(stderr, "frugal-client: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  if (!st.ok()) std::fprintf(stderr, "frugal-client: %s\n", st.ToString().c_str());
+  return frugal::client::ExitCodeFor(st);
 }

@@ -99,12 +99,13 @@ Result<std::vector<uint8_t>> EncodeEnvelope(const v1::Envelope& env, uint32_t ma
   return out;
 }
 
-Result<v1::Envelope> ParseEnvelope(std::span<const uint8_t> body) {
+Result<v1::Envelope> ParseEnvelope(std::span<const uint8_t> body, std::optional<uint32_t>* foreign_version) {
   v1::Envelope env;
   if (body.size() > static_cast<size_t>(INT32_MAX) || !env.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return InvalidArgumentError("frame of " + std::to_string(body.size()) + " bytes is not a valid Envelope");
   }
   if (env.protocol_version() != kProtocolVersion) {
+    if (foreign_version != nullptr) *foreign_version = env.protocol_version();
     return InvalidArgumentError("protocol version " + std::to_string(env.protocol_version()) + " (this peer speaks " +
                                 std::to_string(kProtocolVersion) + ")");
   }
@@ -117,7 +118,7 @@ Result<std::optional<v1::Envelope>> EnvelopeDecoder::Next() {
   auto frame = frames_.Next();
   if (!frame.ok()) return frame.error();
   if (!frame->has_value()) return std::optional<v1::Envelope>();
-  auto env = ParseEnvelope(**frame);
+  auto env = ParseEnvelope(**frame, &foreign_version_);
   if (!env.ok()) {
     error_ = env.error();
     return *error_;

@@ -1,8 +1,9 @@
 // The device agent: holds the local data, connects to the coordinator over
-// mutual TLS 1.3, registers, and for each Task applies the model payload
-// (ApplyModelPayload), trains and encodes with RunClientTask, and sends the
-// Update with its ledger figures. Reconnects with exponential backoff and
-// jitter; keeps its error-feedback residual in a file so it survives restarts.
+// mutual TLS 1.3, and runs the task loop (frugal/client/task_loop.h) on what
+// the coordinator sends: it applies each model payload, trains and encodes
+// with RunClientTask, and sends the Update with its ledger figures.
+// Reconnects with exponential backoff and jitter; keeps its error-feedback
+// residual in a file so it survives restarts (frugal/client/local_state.h).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "frugal/client/config.h"
+#include "frugal/client/local_state.h"
+#include "frugal/client/task_loop.h"
 #include "frugal/core/random.h"
 #include "frugal/core/status.h"
 #include "frugal/data/dataset.h"
@@ -23,31 +26,32 @@ namespace frugal::client {
 // fleet that lost its coordinator does not reconnect in lockstep.
 double BackoffSeconds(double initial_s, double max_s, uint32_t attempt, Rng& rng);
 
-// The residual file: magic, dimension, CRC32, floats. Written to a temporary
-// file and renamed, so a crash leaves the old or the new one, never a mix.
-Status SaveResidual(const std::string& path, std::span<const float> residual);
-// Loads a residual of `dim` floats; NotFound if absent, DataLoss if corrupt or
-// of another dimension (the caller then starts from zeros).
-Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim);
-
-// The local data and the example indices this client trains on.
-struct LocalData {
-  Dataset data;
-  std::vector<uint32_t> indices;  // the examples trained on
-  std::vector<uint32_t> holdout;  // data.holdout's share, evaluated instead of `indices` when not empty
-};
 // Loads the configured data source (a Fashion-MNIST partition, IDX or CSV files).
 Result<LocalData> LoadLocalData(const DataConfig& cfg);
 
+// frugal-client's process exit codes (listed by `frugal-client --help`).
+enum ExitCode : int {
+  kExitOk = 0,               // the coordinator said the run is complete
+  kExitPermissionDenied = 1, // PERMISSION_DENIED: this identity is revoked
+  kExitSetup = 2,            // bad configuration, data, profiles or TLS files
+  kExitProtocolVersion = 3,  // PROTOCOL_VERSION: the coordinator speaks another protocol
+  kExitUnauthenticated = 4,  // UNAUTHENTICATED: certificate refused, or its name is not the client's
+  kExitGaveUp = 5,           // connection.max_attempts consecutive attempts failed
+};
+// The exit code for what Agent::Run returned.
+int ExitCodeFor(const Status& run_result);
+
 class Agent {
  public:
-  // Loads data, energy profiles and the RAPL meter (if any). Not thread-safe.
+  // Loads data, energy profiles, the RAPL meter (if any) and the TLS files. Not thread-safe.
   static Result<std::unique_ptr<Agent>> Create(const ClientConfig& config);
   ~Agent();
 
-  // Serves the coordinator until it says the run is complete (returns ok), or
-  // until max_attempts consecutive connection attempts failed (kUnavailable),
-  // or the coordinator refuses this identity (kPermissionDenied).
+  // Serves the coordinator until it says the run is complete (ok), or until
+  // max_attempts consecutive connection attempts failed (kUnavailable), or
+  // the coordinator refuses this client for good: kPermissionDenied (revoked),
+  // kUnauthenticated (certificate or name), kFailedPrecondition (protocol
+  // version); the message names the wire code.
   Status Run();
 
   struct Impl;

@@ -59,8 +59,11 @@ class FrameDecoder {
 Result<std::vector<uint8_t>> EncodeEnvelope(const v1::Envelope& env, uint32_t max_frame_bytes = kDefaultMaxFrameBytes);
 
 // Parses one frame body: a valid Envelope of this protocol version with a body
-// set. kInvalidArgument naming the defect otherwise; never throws.
-Result<v1::Envelope> ParseEnvelope(std::span<const uint8_t> body);
+// set. kInvalidArgument naming the defect otherwise; never throws. When the
+// body is an Envelope of another protocol version, *foreign_version (if given)
+// is set to that version, so the caller can answer or stop with
+// PROTOCOL_VERSION instead of treating the peer as malformed.
+Result<v1::Envelope> ParseEnvelope(std::span<const uint8_t> body, std::optional<uint32_t>* foreign_version = nullptr);
 
 // FrameDecoder + ParseEnvelope: whole Envelopes out of a byte stream. A frame
 // that does not parse fails the decoder like an oversize length does.
@@ -80,10 +83,14 @@ class EnvelopeDecoder {
     return frames_.Finish();
   }
   size_t buffered() const { return frames_.buffered(); }
+  // Set when the decoder failed on an Envelope of another protocol version:
+  // that version (the caller answers PROTOCOL_VERSION rather than a generic error).
+  std::optional<uint32_t> foreign_version() const { return foreign_version_; }
 
  private:
   FrameDecoder frames_;
   std::optional<Error> error_;
+  std::optional<uint32_t> foreign_version_;
 };
 
 // Routes libprotobuf's own log lines (e.g. "invalid UTF-8" on every malformed

@@ -1,0 +1,68 @@
+// What the device agent holds between tasks and across reconnects: the model
+// (architecture, parameters, the version they are), and the error-feedback
+// residual, kept in a file so that it survives restarts.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frugal/core/status.h"
+#include "frugal/data/dataset.h"
+#include "frugal/model/model.h"
+
+namespace frugal::client {
+
+// The residual file: magic, dimension, CRC32, floats. Written to a temporary
+// file and renamed, so a crash leaves the old or the new one, never a mix.
+Status SaveResidual(const std::string& path, std::span<const float> residual);
+// Loads a residual of `dim` floats; NotFound if absent, DataLoss if corrupt or
+// of another dimension (the caller then starts from zeros).
+Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim);
+
+// Not thread-safe; one per agent.
+class LocalState {
+ public:
+  explicit LocalState(std::string residual_path) : residual_path_(std::move(residual_path)) {}
+
+  // Takes on the coordinator's architecture for the local data: a new model,
+  // holding nothing, unless the same one is already held. Errors: an unknown
+  // architecture, or `dim` parameters where the local model has others.
+  Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data);
+  // Builds version 1 as every front end does, model.InitParams(StreamSeed(seed,
+  // kInit)), if nothing is held; returns whether it did. Needs a model.
+  bool InitFromSeed(uint64_t seed);
+  // Applies a ModelPayload to the held copy: the version now held, or an
+  // error after which nothing is held (the next payload must be a full model).
+  Result<uint32_t> Apply(std::span<const uint8_t> payload);
+  // Holds nothing from now on (the next Hello announces version 0).
+  void Forget();
+
+  // The residual of the model's dimension: from its file on first use, zeros
+  // if there is none or it is unreadable (logged).
+  std::vector<float>& Residual();
+  // Writes the residual to its file; a failure is logged, not fatal.
+  void SaveResidualFile() const;
+
+  bool has_model() const { return model_ != nullptr; }
+  const Model& model() const { return *model_; }
+  ModelWorkspace& workspace() { return *ws_; }
+  std::vector<float>& scratch() { return scratch_; }
+  const std::vector<float>& params() const { return params_; }
+  uint32_t held_version() const { return held_version_; }
+  uint32_t dim() const { return model_ ? static_cast<uint32_t>(model_->num_params()) : 0; }
+
+ private:
+  std::string residual_path_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<ModelWorkspace> ws_;
+  std::string model_name_;
+  std::vector<float> params_;
+  uint32_t held_version_ = 0;
+  std::vector<float> residual_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace frugal::client

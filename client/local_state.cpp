@@ -1,0 +1,119 @@
+#include "frugal/client/local_state.h"
+
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "frugal/core/streams.h"
+#include "frugal/round/model_payload.h"
+
+namespace frugal::client {
+namespace {
+
+constexpr uint32_t kResidualMagic = 0x53455246;  // "FRES"
+
+uint32_t Crc(std::span<const float> v) {
+  return static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(v.data()), static_cast<uInt>(v.size() * sizeof(float))));
+}
+
+}  // namespace
+
+Status SaveResidual(const std::string& path, std::span<const float> residual) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return UnavailableError("cannot create " + tmp);
+    const uint32_t header[3] = {kResidualMagic, static_cast<uint32_t>(residual.size()), Crc(residual)};
+    out.write(reinterpret_cast<const char*>(header), sizeof header);
+    out.write(reinterpret_cast<const char*>(residual.data()), static_cast<std::streamsize>(residual.size_bytes()));
+    out.flush();
+    if (!out) return UnavailableError("error writing " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return UnavailableError("cannot rename " + tmp + ": " + ec.message());
+  return OkStatus();
+}
+
+Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("no residual file " + path);
+  uint32_t header[3] = {0, 0, 0};
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  if (!in || header[0] != kResidualMagic) return DataLossError(path + " is not a residual file");
+  if (header[1] != dim) {
+    return DataLossError(path + " holds " + std::to_string(header[1]) + " values, the model has " +
+                         std::to_string(dim));
+  }
+  std::vector<float> v(dim);
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(dim * sizeof(float)));
+  if (!in || in.peek() != std::char_traits<char>::eof()) return DataLossError(path + " has the wrong length");
+  if (Crc(v) != header[2]) return DataLossError(path + " fails its checksum");
+  return v;
+}
+
+Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Dataset& data) {
+  if (!model_ || model_name_ != model_name) {
+    FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(model_name, data.num_features, data.num_classes));
+    ws_ = model_->MakeWorkspace();
+    model_name_ = model_name;
+    Forget();
+  }
+  if (model_->num_params() != dim) {
+    return InvalidArgumentError("coordinator's model has " + std::to_string(dim) + " parameters, the local " +
+                                model_name + " has " + std::to_string(model_->num_params()));
+  }
+  return OkStatus();
+}
+
+bool LocalState::InitFromSeed(uint64_t seed) {
+  if (!model_ || held_version_ != 0) return false;
+  params_.assign(model_->num_params(), 0.0f);
+  model_->InitParams(params_, StreamSeed(seed, SeedStream::kInit));
+  held_version_ = 1;
+  return true;
+}
+
+Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
+  const uint32_t d = dim();
+  if (params_.size() != d) Forget();
+  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d);
+  if (!now_holds.ok()) {
+    Forget();
+    return now_holds.error();
+  }
+  held_version_ = *now_holds;
+  return held_version_;
+}
+
+void LocalState::Forget() {
+  params_.clear();
+  held_version_ = 0;
+}
+
+std::vector<float>& LocalState::Residual() {
+  const uint32_t d = dim();
+  if (residual_.size() != d) {
+    auto loaded = LoadResidual(residual_path_, d);
+    if (loaded.ok()) {
+      residual_ = std::move(*loaded);
+    } else {
+      if (loaded.error().code() != ErrorCode::kNotFound) {
+        spdlog::warn("{}; starting from a zero residual", loaded.error().message());
+      }
+      residual_.assign(d, 0.0f);
+    }
+  }
+  return residual_;
+}
+
+void LocalState::SaveResidualFile() const {
+  if (Status st = SaveResidual(residual_path_, residual_); !st.ok()) {
+    spdlog::warn("residual not saved: {}", st.error().message());
+  }
+}
+
+}  // namespace frugal::client

@@ -1,0 +1,272 @@
+#include "frugal/client/task_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include "frugal/energy/model.h"
+#include "frugal/proto/convert.h"
+#include "frugal/proto/frame.h"
+
+namespace frugal::client {
+namespace {
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+v1::Envelope Wrap(v1::Update update) {
+  v1::Envelope env;
+  *env.mutable_update() = std::move(update);
+  return env;
+}
+
+// A refusal the client must not retry: the wire's code through the table,
+// named in the message.
+Error Refused(const v1::Error& e) {
+  return Error(FromWireErrorCode(e.code()),
+               "the coordinator refused this client: " + WireErrorCodeName(e.code()) + ": " + e.message());
+}
+
+}  // namespace
+
+v1::Envelope TaskLoop::Hello() const {
+  const ClientConfig& cfg = *env_.config;
+  v1::Envelope env;
+  v1::Hello* hello = env.mutable_hello();
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_client_name(cfg.name);
+  hello->set_device_class(cfg.device);
+  hello->set_radio(cfg.radio);
+  hello->set_region(cfg.region);
+  for (const char* c : {"uplink-sparse", "uplink-dense", "downlink-quantized", "downlink-fp32"}) hello->add_codecs(c);
+  hello->set_num_examples(env_.local->indices.size());
+  hello->set_model_version(state_.held_version());
+  hello->set_input_dim(static_cast<uint32_t>(env_.local->data.num_features));
+  return env;
+}
+
+LoopStep TaskLoop::OnEnvelope(const v1::Envelope& env) {
+  const std::string& name = env_.config->name;
+  switch (env.body_case()) {
+    case v1::Envelope::kRegister:
+      return OnRegister(env.register_());
+    case v1::Envelope::kTask:
+      pending_task_ = env.task();
+      return {};
+    case v1::Envelope::kModel:
+      return OnModel(env.model());
+    case v1::Envelope::kHeartbeat: {
+      LoopStep step;
+      if (!env.heartbeat().reply()) {
+        v1::Envelope& reply = step.send.emplace_back();
+        reply.mutable_heartbeat()->set_sequence(env.heartbeat().sequence());
+        reply.mutable_heartbeat()->set_reply(true);
+      }
+      return step;
+    }
+    case v1::Envelope::kEvalTask:
+      // The ModelPayload that follows brings the held copy to the version to evaluate.
+      pending_eval_ = env.eval_task();
+      return {};
+    case v1::Envelope::kError:
+      return OnError(env.error());
+    case v1::Envelope::kBye:
+      spdlog::info("{}: coordinator says bye: {}", name, env.bye().reason());
+      if (env.bye().reason() == "run complete" && env_.config->exit_on_run_complete) {
+        return {{}, LoopDecision::Stop()};
+      }
+      return {{}, LoopDecision::Reconnect()};
+    default:
+      spdlog::warn("{}: unexpected {} from the coordinator; ignored", name, EnvelopeKindName(env));
+      return {};
+  }
+}
+
+LoopStep TaskLoop::OnRegister(const v1::Register& reg) {
+  const std::string& name = env_.config->name;
+  if (Status st = state_.Adopt(reg.model(), reg.dim(), env_.local->data); !st.ok()) {
+    return {{}, LoopDecision::Reconnect(st.error())};
+  }
+  registered_ = true;
+  spdlog::info("{}: registered as client {} of run {} ({} with {} parameters)", name, reg.client_id(), reg.run_id(),
+               reg.model(), reg.dim());
+  // Version 1 is built from the run's seed, as in the simulator: the first
+  // download is then a chain from version 1, never a full model.
+  if (reg.seed_init() && state_.InitFromSeed(reg.seed())) {
+    spdlog::info("{}: built version 1 from the run's seed", name);
+  }
+  return {};
+}
+
+LoopStep TaskLoop::OnModel(const v1::ModelPayload& payload) {
+  const std::string& name = env_.config->name;
+  LoopStep step;
+  if (pending_eval_ && pending_eval_->round() == payload.round() &&
+      (!pending_task_ || pending_task_->round() != payload.round())) {
+    const v1::EvalTask task = *pending_eval_;
+    pending_eval_.reset();
+    *step.send.emplace_back().mutable_eval_result() = DoEval(task, payload);
+    return step;
+  }
+  if (!pending_task_ || pending_task_->round() != payload.round()) {
+    spdlog::warn("{}: model payload without its task; ignored", name);
+    return step;
+  }
+  const v1::Task task = *pending_task_;
+  pending_task_.reset();
+  const PolicyDecision d = env_.decide();
+  if (!d.accept) {
+    spdlog::info("{}: declining round {}: {}", name, task.round(), d.reason);
+    v1::Error* e = step.send.emplace_back().mutable_error();
+    e->set_code(v1::Error::DECLINED);  // wire-only: the device's choice, not a failure
+    e->set_message(d.reason);
+    e->set_round(task.round());
+    return step;
+  }
+  auto update = DoTask(task, payload);
+  if (!update.ok()) {
+    // The held copy cannot be trusted: start over with a full model.
+    spdlog::warn("{}: round {} failed: {}", name, task.round(), update.error().message());
+    state_.Forget();
+    step.send.push_back(ErrorEnvelope(update.error(), task.round()));
+    step.decision = LoopDecision::Reconnect();  // reconnect, announcing version 0
+    return step;
+  }
+  step.send.push_back(Wrap(std::move(*update)));
+  return step;
+}
+
+LoopStep TaskLoop::OnError(const v1::Error& e) const {
+  const std::string& name = env_.config->name;
+  switch (e.code()) {
+    case v1::Error::PROTOCOL_VERSION:
+    case v1::Error::UNAUTHENTICATED:
+    case v1::Error::PERMISSION_DENIED:
+      spdlog::error("{}: refused by the coordinator ({}): {}", name, WireErrorCodeName(e.code()), e.message());
+      return {{}, LoopDecision::Stop(Refused(e))};
+    case v1::Error::UNAVAILABLE:
+    case v1::Error::RESOURCE_EXHAUSTED:
+      spdlog::warn("{}: coordinator reports {}: {}", name, WireErrorCodeName(e.code()), e.message());
+      return {{}, LoopDecision::Reconnect(FromWire(e))};
+    default:
+      break;
+  }
+  const std::optional<RejectReason> reject = FromWireReject(e.reject());
+  spdlog::warn("{}: coordinator reports {}{} for round {}: {}", name, WireErrorCodeName(e.code()),
+               reject ? " (" + std::string(RejectReasonName(*reject)) + ")" : std::string(), e.round(), e.message());
+  // Before Register the Hello itself was refused: try again later.
+  if (!registered_) return {{}, LoopDecision::Reconnect(FromWire(e))};
+  return {};
+}
+
+LoopDecision TaskLoop::OnDecodeError(const Error& e, std::optional<uint32_t> foreign_version) const {
+  if (foreign_version) {
+    return LoopDecision::Stop(Error(FromWireErrorCode(v1::Error::PROTOCOL_VERSION),
+                                    "PROTOCOL_VERSION: the coordinator speaks protocol " +
+                                        std::to_string(*foreign_version) + ", this client speaks " +
+                                        std::to_string(kProtocolVersion)));
+  }
+  return LoopDecision::Reconnect(e);
+}
+
+LoopDecision TaskLoop::OnConnectionLost(const Error& e) const {
+  if (e.code() == ErrorCode::kUnauthenticated) {
+    return LoopDecision::Stop(Error(e.code(), "the coordinator refused this client: UNAUTHENTICATED: " + e.message()));
+  }
+  if (registered_) {
+    spdlog::info("{}: {}", env_.config->name, e.message());
+    return LoopDecision::Reconnect();
+  }
+  return LoopDecision::Reconnect(e);
+}
+
+v1::EvalResult TaskLoop::DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload) {
+  const std::string& name = env_.config->name;
+  v1::EvalResult r;
+  r.set_round(task.round());
+  if (!state_.has_model()) return r;  // not registered: nothing to evaluate
+  auto now_holds = state_.Apply(Bytes(payload.payload()));
+  if (!now_holds.ok()) {
+    // Nothing evaluated; the next task's payload starts over with a full model.
+    spdlog::warn("{}: evaluation after round {}: {}", name, task.round(), now_holds.error().message());
+    r.set_model_version(0);
+    return r;
+  }
+  r.set_model_version(*now_holds);
+  const LocalData& local = *env_.local;
+  auto ev = Evaluate(state_.model(), state_.params(), local.data, local.holdout.empty() ? local.indices : local.holdout,
+                     state_.workspace());
+  if (!ev.ok()) {
+    spdlog::warn("{}: evaluation after round {}: {}", name, task.round(), ev.error().message());
+    return r;
+  }
+  r.set_examples(ev->examples);
+  r.set_accuracy(ev->accuracy);
+  r.set_loss(ev->loss);
+  spdlog::debug("{}: evaluated v{} on {} local examples: accuracy {:.4f}", name, *now_holds, ev->examples,
+                ev->accuracy);
+  return r;
+}
+
+Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload& payload) {
+  if (!state_.has_model()) return FailedPreconditionError("a task arrived before Register");
+  const std::span<const uint8_t> bytes = Bytes(payload.payload());
+  FRUGAL_ASSIGN_OR_RETURN(uint32_t now_holds, state_.Apply(bytes));
+  if (now_holds != task.model_version()) {
+    return InvalidArgumentError("payload brought the model to v" + std::to_string(now_holds) + ", the task is for v" +
+                                std::to_string(task.model_version()));
+  }
+  const TrainConfig tc = FromWire(task.train());
+  FRUGAL_ASSIGN_OR_RETURN(const UplinkConfig uc, FromWire(task.codec()));
+  const bool ef = FromWireErrorFeedback(task.codec());
+  std::vector<float> resid_copy;
+  std::span<float> resid;
+  if (ef) {
+    resid_copy = state_.Residual();  // committed only once the update is built
+    resid = resid_copy;
+  }
+  EnergyWindow window(env_.meter);
+  const bool measuring = env_.meter != nullptr && window.Start().ok();
+  const LocalData& local = *env_.local;
+  FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
+                          RunClientTask(state_.model(), state_.params(), local.data, local.indices, tc, uc, resid,
+                                        state_.workspace(), state_.scratch()));
+  std::optional<double> measured_j;
+  if (measuring) {
+    if (auto j = window.Stop(); j.ok()) measured_j = *j;
+  }
+  if (ef) {
+    state_.Residual() = std::move(resid_copy);
+    state_.SaveResidualFile();
+  }
+  spdlog::debug("{}: round {} trained on {} examples, loss {:.4f}, {} B update", env_.config->name, task.round(),
+                result.train.examples, result.train.mean_loss, result.update.size());
+  return UpdateMessage(task, bytes.size(), result, measured_j);
+}
+
+v1::Update TaskLoop::UpdateMessage(const v1::Task& task, size_t bytes_down, const ClientTaskResult& result,
+                                   std::optional<double> measured_j) const {
+  v1::Update u;
+  u.set_round(task.round());
+  u.set_base_version(state_.held_version());
+  u.set_update(reinterpret_cast<const char*>(result.update.data()), result.update.size());
+  u.set_examples(env_.local->indices.size());
+  u.set_local_loss(result.train.mean_loss);
+  v1::LedgerFigures* f = u.mutable_ledger();
+  // Transfer schedule on the radio profile's bandwidth, as the simulator models it.
+  const double t_down = TransferSeconds(*env_.radio, bytes_down, Direction::kDown);
+  const double t_comp = ComputeSeconds(*env_.device, result.train.flops);
+  f->set_flops(result.train.flops);
+  f->set_int8(false);
+  f->set_bytes_down(bytes_down);
+  f->set_bytes_up(result.update.size());
+  f->set_compute_seconds(t_comp);
+  f->set_download_start_s(0);
+  f->set_upload_start_s(t_down + t_comp);
+  if (measured_j) {
+    f->set_measured(true);
+    f->set_measured_compute_j(*measured_j);
+  }
+  return u;
+}
+
+}  // namespace frugal::client

@@ -1,0 +1,58 @@
+#include "session_manager.h"
+
+#include <algorithm>
+
+#include "session.h"
+
+namespace frugal::coordinator {
+
+SessionManager::SessionManager(const CoordinatorConfig& config) : config_(config) {}
+
+SessionManager::~SessionManager() = default;
+
+void SessionManager::Add(std::shared_ptr<Session> s) { sessions_[s->conn_id()] = std::move(s); }
+
+void SessionManager::Remove(uint64_t conn_id) {
+  if (sessions_.erase(conn_id) != 0 && driver_ != nullptr && !stopping_) driver_->OnDisconnect(conn_id, Now());
+}
+
+void SessionManager::StopAll() {
+  auto copy = sessions_;
+  for (auto& [id, s] : copy) s->Stop();
+  sessions_.clear();
+}
+
+void SessionManager::ByeAll(const std::string& reason) {
+  v1::Envelope bye;
+  bye.mutable_bye()->set_reason(reason);
+  auto copy = sessions_;
+  for (auto& [id, s] : copy) {
+    s->Send(bye);
+    s->CloseAfterWrites();
+  }
+}
+
+void SessionManager::HeartbeatAll() {
+  v1::Envelope hb;
+  hb.mutable_heartbeat()->set_sequence(++heartbeat_seq_);
+  auto copy = sessions_;
+  for (auto& [id, s] : copy) {
+    if (s->registered()) s->Send(hb);
+  }
+}
+
+void SessionManager::Send(uint64_t conn, const v1::Envelope& env) {
+  auto it = sessions_.find(conn);
+  if (it != sessions_.end()) it->second->Send(env);
+}
+
+double SessionManager::Now() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+bool SessionManager::Revoked(const std::string& identity) const {
+  const auto& revoked = config_.service.revoked;
+  return std::find(revoked.begin(), revoked.end(), identity) != revoked.end();
+}
+
+}  // namespace frugal::coordinator

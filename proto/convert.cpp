@@ -1,0 +1,168 @@
+#include "frugal/proto/convert.h"
+
+#include "frugal/proto/frame.h"
+
+namespace frugal {
+namespace {
+
+struct ErrorRow {
+  ErrorCode core;
+  v1::Error::Code wire;
+};
+
+// The one table. A core code is sent as the wire code of its first row; a wire
+// code reads back as the core code of its first row.
+constexpr ErrorRow kErrorTable[] = {
+    {ErrorCode::kInvalidArgument, v1::Error::INVALID_ARGUMENT},
+    {ErrorCode::kFailedPrecondition, v1::Error::FAILED_PRECONDITION},
+    {ErrorCode::kResourceExhausted, v1::Error::RESOURCE_EXHAUSTED},
+    {ErrorCode::kUnauthenticated, v1::Error::UNAUTHENTICATED},
+    {ErrorCode::kPermissionDenied, v1::Error::PERMISSION_DENIED},
+    {ErrorCode::kUnavailable, v1::Error::UNAVAILABLE},
+    {ErrorCode::kInternal, v1::Error::INTERNAL},
+    // Core codes the wire has no word for travel as the code of the same
+    // policy: bad input is rejected, a duplicate is a precondition, a timeout
+    // is retried.
+    {ErrorCode::kOutOfRange, v1::Error::INVALID_ARGUMENT},
+    {ErrorCode::kDataLoss, v1::Error::INVALID_ARGUMENT},
+    {ErrorCode::kNotFound, v1::Error::INVALID_ARGUMENT},
+    {ErrorCode::kAlreadyExists, v1::Error::FAILED_PRECONDITION},
+    {ErrorCode::kDeadlineExceeded, v1::Error::UNAVAILABLE},
+    // Wire-only codes, read back as the core code of their policy.
+    {ErrorCode::kFailedPrecondition, v1::Error::PROTOCOL_VERSION},
+    {ErrorCode::kUnavailable, v1::Error::DECLINED},
+};
+
+struct RejectRow {
+  RejectReason core;
+  v1::Error::Reject wire;
+};
+
+constexpr RejectRow kRejectTable[] = {
+    {RejectReason::kRoundClosed, v1::Error::REJECT_ROUND_CLOSED},
+    {RejectReason::kStaleRound, v1::Error::REJECT_STALE_ROUND},
+    {RejectReason::kNotSelected, v1::Error::REJECT_NOT_SELECTED},
+    {RejectReason::kDuplicate, v1::Error::REJECT_DUPLICATE},
+    {RejectReason::kStaleBase, v1::Error::REJECT_STALE_BASE},
+    {RejectReason::kMalformed, v1::Error::REJECT_MALFORMED},
+    {RejectReason::kWrongDimension, v1::Error::REJECT_WRONG_DIMENSION},
+    {RejectReason::kNonFinite, v1::Error::REJECT_NON_FINITE},
+    {RejectReason::kBadWeight, v1::Error::REJECT_BAD_WEIGHT},
+};
+
+}  // namespace
+
+void ToWire(const TrainConfig& train, uint64_t seed, v1::TrainingConfig* out) {
+  out->set_epochs(train.epochs);
+  out->set_batch_size(train.batch_size);
+  out->set_learning_rate(train.learning_rate);
+  out->set_momentum(train.momentum);
+  out->set_prox_mu(train.prox_mu);
+  out->set_weight_decay(train.weight_decay);
+  out->set_seed(seed);
+}
+
+TrainConfig FromWire(const v1::TrainingConfig& wire) {
+  TrainConfig t;
+  t.epochs = wire.epochs();
+  t.batch_size = wire.batch_size();
+  t.learning_rate = wire.learning_rate();
+  t.momentum = wire.momentum();
+  t.prox_mu = wire.prox_mu();
+  t.weight_decay = wire.weight_decay();
+  t.seed = wire.seed();
+  return t;
+}
+
+void ToWire(const UplinkConfig& uplink, bool error_feedback, v1::CodecConfig* out) {
+  out->set_dense(uplink.dense);
+  out->set_density(uplink.density);
+  switch (uplink.values) {
+    case ValueCoding::kTernary: out->set_values(v1::CodecConfig::VALUES_TERNARY); break;
+    case ValueCoding::kInt8: out->set_values(v1::CodecConfig::VALUES_INT8); break;
+    case ValueCoding::kFp16: out->set_values(v1::CodecConfig::VALUES_FP16); break;
+    case ValueCoding::kFp32: out->set_values(v1::CodecConfig::VALUES_FP32); break;
+  }
+  out->set_exact_topk(uplink.exact_topk);
+  out->set_try_zstd(uplink.try_zstd);
+  out->set_error_feedback(error_feedback && !uplink.dense);
+}
+
+Result<UplinkConfig> FromWire(const v1::CodecConfig& wire) {
+  UplinkConfig u;
+  u.dense = wire.dense();
+  u.density = wire.density();
+  switch (wire.values()) {
+    case v1::CodecConfig::VALUES_TERNARY: u.values = ValueCoding::kTernary; break;
+    case v1::CodecConfig::VALUES_INT8: u.values = ValueCoding::kInt8; break;
+    case v1::CodecConfig::VALUES_FP16: u.values = ValueCoding::kFp16; break;
+    case v1::CodecConfig::VALUES_FP32: u.values = ValueCoding::kFp32; break;
+    default:
+      return InvalidArgumentError("codec value coding " + std::to_string(static_cast<int>(wire.values())) +
+                                  " is unknown to this peer");
+  }
+  u.exact_topk = wire.exact_topk();
+  u.try_zstd = wire.try_zstd();
+  return u;
+}
+
+bool FromWireErrorFeedback(const v1::CodecConfig& wire) { return wire.error_feedback() && !wire.dense(); }
+
+v1::Error::Code WireErrorCode(ErrorCode code) {
+  for (const ErrorRow& row : kErrorTable) {
+    if (row.core == code) return row.wire;
+  }
+  return v1::Error::INTERNAL;  // unreachable while the table is total (tested)
+}
+
+ErrorCode FromWireErrorCode(v1::Error::Code code) {
+  for (const ErrorRow& row : kErrorTable) {
+    if (row.wire == code) return row.core;
+  }
+  return ErrorCode::kInternal;  // CODE_UNSPECIFIED or a code from a newer peer
+}
+
+v1::Error::Reject WireReject(RejectReason reason) {
+  for (const RejectRow& row : kRejectTable) {
+    if (row.core == reason) return row.wire;
+  }
+  return v1::Error::REJECT_UNSPECIFIED;
+}
+
+std::optional<RejectReason> FromWireReject(v1::Error::Reject reject) {
+  for (const RejectRow& row : kRejectTable) {
+    if (row.wire == reject) return row.core;
+  }
+  return std::nullopt;
+}
+
+v1::Envelope ErrorEnvelope(const Error& e, uint32_t round, std::optional<RejectReason> reject) {
+  v1::Envelope env;
+  v1::Error* w = env.mutable_error();
+  w->set_code(WireErrorCode(e.code()));
+  w->set_message(e.message());
+  w->set_round(round);
+  if (reject) {
+    w->set_reject(WireReject(*reject));
+    w->set_reason(std::string(RejectReasonName(*reject)));
+  }
+  return env;
+}
+
+v1::Envelope ProtocolVersionEnvelope(uint32_t peer_version) {
+  v1::Envelope env;
+  v1::Error* w = env.mutable_error();
+  w->set_code(v1::Error::PROTOCOL_VERSION);
+  w->set_message("the peer speaks protocol " + std::to_string(peer_version) + ", this one speaks " +
+                 std::to_string(kProtocolVersion));
+  return env;
+}
+
+Error FromWire(const v1::Error& wire) { return Error(FromWireErrorCode(wire.code()), wire.message()); }
+
+std::string WireErrorCodeName(v1::Error::Code code) {
+  if (v1::Error::Code_IsValid(code)) return v1::Error::Code_Name(code);
+  return std::to_string(static_cast<int>(code));
+}
+
+}  // namespace frugal

@@ -1,0 +1,59 @@
+// Core types <-> wire messages, in one place for both ends: the training and
+// codec configuration of a Task, and errors. One table maps frugal::ErrorCode
+// to v1::Error::Code and back, so "unavailable: retry" and "invalid: reject"
+// mean the same from the round engine to the device.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "frugal/codec/uplink.h"
+#include "frugal/core/status.h"
+#include "frugal/proto/frugal.pb.h"
+#include "frugal/round/engine.h"
+#include "frugal/train/trainer.h"
+
+namespace frugal {
+
+// Task configuration. `seed` is the client's training seed for the round; it
+// comes back as TrainConfig::seed (the TrainConfig's own seed is not sent).
+void ToWire(const TrainConfig& train, uint64_t seed, v1::TrainingConfig* out);
+TrainConfig FromWire(const v1::TrainingConfig& wire);
+
+// Uplink codec. error_feedback is sent only for a sparse codec (a dense update
+// leaves no residual). FromWire refuses (kInvalidArgument, naming the value) a
+// value coding this build does not know instead of guessing one.
+void ToWire(const UplinkConfig& uplink, bool error_feedback, v1::CodecConfig* out);
+Result<UplinkConfig> FromWire(const v1::CodecConfig& wire);
+// Whether the client keeps an error-feedback residual for this codec.
+bool FromWireErrorFeedback(const v1::CodecConfig& wire);
+
+// The error table. Total in both directions; the wire has fewer codes than
+// ErrorCode, so WireErrorCode(FromWireErrorCode(c)) == c holds for the wire
+// codes while ErrorCode -> wire -> ErrorCode keeps the policy, not the code
+// (kOutOfRange, kDataLoss and kNotFound travel as INVALID_ARGUMENT, ...).
+// PROTOCOL_VERSION and DECLINED are wire-only: ProtocolVersionEnvelope sends
+// the first, a client's device policy the second; read back they are
+// kFailedPrecondition and kUnavailable. Unknown wire values read as kInternal.
+v1::Error::Code WireErrorCode(ErrorCode code);
+ErrorCode FromWireErrorCode(v1::Error::Code code);
+
+// Reject reasons of the round engine. FromWireReject: nullopt for
+// REJECT_UNSPECIFIED and for values this build does not know.
+v1::Error::Reject WireReject(RejectReason reason);
+std::optional<RejectReason> FromWireReject(v1::Error::Reject reject);
+
+// An Envelope carrying `e`: code through the table, message, round, reject
+// and, for older peers and logs, the reject's name in `reason`.
+v1::Envelope ErrorEnvelope(const Error& e, uint32_t round = 0, std::optional<RejectReason> reject = {});
+// The refusal of a peer that speaks `peer_version` (its Hello or its Envelope):
+// code PROTOCOL_VERSION, the message naming both versions.
+v1::Envelope ProtocolVersionEnvelope(uint32_t peer_version);
+// An Error received from the peer as a core Error (code through the table,
+// message as sent); for logs and Status returns.
+Error FromWire(const v1::Error& wire);
+// "PROTOCOL_VERSION", "UNAVAILABLE", ...; the number for unknown values.
+std::string WireErrorCodeName(v1::Error::Code code);
+
+}  // namespace frugal

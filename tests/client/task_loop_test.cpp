@@ -1,0 +1,289 @@
+// The agent's I/O-free task loop, driven with hand-made Envelopes: version 1
+// built from the run's seed, a task served end to end against the round
+// engine, and the policy on the coordinator's error codes (stop, reconnect
+// with backoff, or keep serving), with the process exit code each stop gives.
+#include "frugal/client/task_loop.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "data/temp_dir.h"
+#include "frugal/client/agent.h"
+#include "frugal/core/streams.h"
+#include "frugal/proto/convert.h"
+#include "frugal/proto/frame.h"
+#include "frugal/round/engine.h"
+
+namespace frugal::client {
+namespace {
+
+using Kind = LoopDecision::Kind;
+
+// Synthetic on purpose: the loop's decisions, not learning, are under test,
+// and a 4-feature, 3-class set keeps the model at 15 parameters.
+LocalData TinyData() {
+  LocalData d;
+  d.data.num_features = 4;
+  d.data.num_classes = 3;
+  for (int i = 0; i < 24; ++i) {
+    for (int f = 0; f < 4; ++f) d.data.features.push_back(static_cast<float>((i * 7 + f * 3) % 11) / 11.0f);
+    d.data.labels.push_back(i % 3);
+    d.indices.push_back(static_cast<uint32_t>(i));
+  }
+  return d;
+}
+
+// One agent's world: config, data, profiles, state, and a loop per session.
+struct Rig {
+  testing::TempDir dir;
+  ClientConfig cfg;
+  LocalData local = TinyData();
+  EnergyProfiles profiles = *EnergyProfiles::LoadDefault();
+  TaskLoopEnv env;
+  LocalState state{dir.Path("residual.bin")};
+  bool accept = true;
+
+  Rig() {
+    cfg.name = "dev-1";
+    env.config = &cfg;
+    env.local = &local;
+    env.device = *profiles.Device("phone-mid");
+    env.radio = *profiles.Radio("wifi");
+    env.decide = [this] { return PolicyDecision{accept, accept ? "" : "battery low"}; };
+  }
+  uint32_t Dim() const { return static_cast<uint32_t>((*MakeModel("logreg", 4, 3))->num_params()); }
+};
+
+v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed) {
+  v1::Envelope env;
+  v1::Register* r = env.mutable_register_();
+  r->set_protocol_version(kProtocolVersion);
+  r->set_client_id(7);
+  r->set_run_id("test");
+  r->set_model("logreg");
+  r->set_dim(dim);
+  r->set_seed_init(seed_init);
+  r->set_seed(seed);
+  return env;
+}
+
+v1::Envelope ErrorFromCoordinator(v1::Error::Code code, const std::string& message, uint32_t round = 0) {
+  v1::Envelope env;
+  env.mutable_error()->set_code(code);
+  env.mutable_error()->set_message(message);
+  env.mutable_error()->set_round(round);
+  return env;
+}
+
+v1::Envelope TaskEnvelope(uint32_t round, uint32_t version, v1::CodecConfig::Values values) {
+  v1::Envelope env;
+  v1::Task* t = env.mutable_task();
+  t->set_round(round);
+  t->set_model_version(version);
+  TrainConfig tc;
+  tc.batch_size = 8;
+  ToWire(tc, 99, t->mutable_train());
+  ToWire(UplinkConfig{.density = 0.3}, true, t->mutable_codec());
+  t->mutable_codec()->set_values(values);
+  return env;
+}
+
+v1::Envelope ModelEnvelope(uint32_t round, const std::vector<uint8_t>& bytes) {
+  v1::Envelope env;
+  env.mutable_model()->set_round(round);
+  env.mutable_model()->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return env;
+}
+
+}  // namespace
+
+TEST_SUITE("client") {
+  TEST_CASE("after a Register with seed_init the agent holds version 1 built from the run's seed") {
+    Rig rig;
+    const uint64_t seed = 20240611;
+    TaskLoop loop(rig.env, rig.state);
+    CHECK(loop.Hello().hello().model_version() == 0);
+    const LoopStep step = loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, seed));
+    CHECK(step.decision.kind == Kind::kContinue);
+    CHECK(loop.registered());
+    REQUIRE(rig.state.held_version() == 1);
+    std::vector<float> expected(rig.Dim());
+    (*MakeModel("logreg", 4, 3))->InitParams(expected, StreamSeed(seed, SeedStream::kInit));
+    CHECK(rig.state.params() == expected);
+    // The next session announces it, so the coordinator sends a chain.
+    CHECK(TaskLoop(rig.env, rig.state).Hello().hello().model_version() == 1);
+
+    // A client that already holds a version keeps it.
+    rig.state.InitFromSeed(seed + 1);
+    CHECK(rig.state.params() == expected);
+    // Without seed_init nothing is built: the first download is a full model.
+    Rig plain;
+    TaskLoop other(plain.env, plain.state);
+    other.OnEnvelope(RegisterEnvelope(plain.Dim(), false, seed));
+    CHECK(plain.state.held_version() == 0);
+  }
+
+  TEST_CASE("a task on the seed-built version 1 is trained and accepted by the round engine") {
+    Rig rig;
+    const uint64_t seed = 5;
+    std::vector<float> v1(rig.Dim());
+    (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(seed, SeedStream::kInit));
+    RoundEngine engine(v1, EngineConfig{});
+    const uint64_t selected[] = {7};
+    REQUIRE(engine.OpenRound(1, selected).ok());
+    auto payload = engine.ModelPayloadFor(1);  // the empty chain of an up-to-date client
+    REQUIRE(payload.ok());
+
+    TaskLoop loop(rig.env, rig.state);
+    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, seed));
+    CHECK(loop.OnEnvelope(TaskEnvelope(1, 1, v1::CodecConfig::VALUES_TERNARY)).send.empty());
+    const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, **payload));
+    CHECK(step.decision.kind == Kind::kContinue);
+    REQUIRE(step.send.size() == 1);
+    REQUIRE(step.send[0].has_update());
+    const v1::Update& u = step.send[0].update();
+    CHECK(u.round() == 1);
+    CHECK(u.base_version() == 1);
+    CHECK(u.examples() == 24);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(u.update().data());
+    CHECK(engine.Ingest(1, 7, u.base_version(), std::span(bytes, u.update().size()), 24).ok());
+  }
+
+  TEST_CASE("a task with a value coding unknown to the client is refused by code, not trained as ternary") {
+    Rig rig;
+    std::vector<float> v1(rig.Dim());
+    (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(3, SeedStream::kInit));
+    RoundEngine engine(v1, EngineConfig{});
+    const uint64_t selected[] = {7};
+    REQUIRE(engine.OpenRound(1, selected).ok());
+    TaskLoop loop(rig.env, rig.state);
+    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 3));
+    loop.OnEnvelope(TaskEnvelope(1, 1, static_cast<v1::CodecConfig::Values>(9)));
+    const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, **engine.ModelPayloadFor(1)));
+    REQUIRE(step.send.size() == 1);
+    REQUIRE(step.send[0].has_error());
+    CHECK(step.send[0].error().code() == v1::Error::INVALID_ARGUMENT);
+    CHECK(step.send[0].error().message().find("9") != std::string::npos);
+    CHECK(step.send[0].error().round() == 1);
+    // The held copy is no longer trusted: reconnect announcing version 0.
+    CHECK(step.decision.kind == Kind::kReconnect);
+    CHECK_FALSE(step.decision.error.has_value());
+    CHECK(rig.state.held_version() == 0);
+  }
+
+  TEST_CASE("a device policy that declines sends DECLINED and keeps serving") {
+    Rig rig;
+    rig.accept = false;
+    TaskLoop loop(rig.env, rig.state);
+    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 1));
+    loop.OnEnvelope(TaskEnvelope(4, 1, v1::CodecConfig::VALUES_TERNARY));
+    const LoopStep step = loop.OnEnvelope(ModelEnvelope(4, {}));
+    REQUIRE(step.send.size() == 1);
+    CHECK(step.send[0].error().code() == v1::Error::DECLINED);
+    CHECK(step.send[0].error().round() == 4);
+    CHECK(step.decision.kind == Kind::kContinue);
+  }
+
+  TEST_CASE("PROTOCOL_VERSION stops the client with its own exit code instead of retrying") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    const LoopStep step = loop.OnEnvelope(ProtocolVersionEnvelope(1));
+    REQUIRE(step.decision.kind == Kind::kStop);
+    REQUIRE(step.decision.error.has_value());
+    CHECK(step.decision.error->message().find("PROTOCOL_VERSION") != std::string::npos);
+    CHECK(ExitCodeFor(*step.decision.error) == kExitProtocolVersion);
+
+    // A coordinator whose Envelopes this client cannot parse: the same stop.
+    const LoopDecision d = loop.OnDecodeError(InvalidArgumentError("protocol version 3"), 3u);
+    REQUIRE(d.kind == Kind::kStop);
+    CHECK(d.error->message().find("PROTOCOL_VERSION") != std::string::npos);
+    CHECK(ExitCodeFor(*d.error) == kExitProtocolVersion);
+    // Malformed bytes are not a protocol mismatch: reconnect, counted as a failure.
+    const LoopDecision junk = loop.OnDecodeError(InvalidArgumentError("not an Envelope"), std::nullopt);
+    CHECK(junk.kind == Kind::kReconnect);
+    CHECK(junk.error.has_value());
+  }
+
+  TEST_CASE("UNAUTHENTICATED stops the client, from an Error or from the TLS layer") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    const LoopStep step =
+        loop.OnEnvelope(ErrorFromCoordinator(v1::Error::UNAUTHENTICATED, "Hello names client 'x'"));
+    REQUIRE(step.decision.kind == Kind::kStop);
+    CHECK(step.decision.error->code() == ErrorCode::kUnauthenticated);
+    CHECK(step.decision.error->message().find("UNAUTHENTICATED") != std::string::npos);
+    CHECK(ExitCodeFor(*step.decision.error) == kExitUnauthenticated);
+
+    const LoopDecision tls = loop.OnConnectionLost(Error(ErrorCode::kUnauthenticated, "tlsv1 alert unknown ca"));
+    REQUIRE(tls.kind == Kind::kStop);
+    CHECK(ExitCodeFor(*tls.error) == kExitUnauthenticated);
+  }
+
+  TEST_CASE("PERMISSION_DENIED stops the client as before, with exit code 1") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    const LoopStep step = loop.OnEnvelope(ErrorFromCoordinator(v1::Error::PERMISSION_DENIED, "identity dev-1 is revoked"));
+    REQUIRE(step.decision.kind == Kind::kStop);
+    CHECK(step.decision.error->message().find("revoked") != std::string::npos);
+    CHECK(ExitCodeFor(*step.decision.error) == kExitPermissionDenied);
+    CHECK(kExitPermissionDenied == 1);
+  }
+
+  TEST_CASE("UNAVAILABLE and the connection cap reconnect with backoff") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    LoopStep step = loop.OnEnvelope(ErrorFromCoordinator(v1::Error::RESOURCE_EXHAUSTED, "connection cap of 2"));
+    CHECK(step.decision.kind == Kind::kReconnect);
+    CHECK(step.decision.error.has_value());  // counts toward connection.max_attempts
+    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), false, 0));
+    step = loop.OnEnvelope(ErrorFromCoordinator(v1::Error::UNAVAILABLE, "try later"));
+    CHECK(step.decision.kind == Kind::kReconnect);
+    REQUIRE(step.decision.error.has_value());
+    CHECK(step.decision.error->code() == ErrorCode::kUnavailable);
+    CHECK(ExitCodeFor(UnavailableError("giving up after 3 attempts")) == kExitGaveUp);
+    // A connection that a registered client loses is not a failed attempt.
+    const LoopDecision lost = loop.OnConnectionLost(UnavailableError("the coordinator closed the connection"));
+    CHECK(lost.kind == Kind::kReconnect);
+    CHECK_FALSE(lost.error.has_value());
+  }
+
+  TEST_CASE("an update refused as stale or duplicate leaves a registered client serving") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 1));
+    for (RejectReason r : {RejectReason::kStaleRound, RejectReason::kDuplicate, RejectReason::kNotSelected}) {
+      const LoopStep step = loop.OnEnvelope(ErrorEnvelope(FailedPreconditionError("late"), 3, r));
+      CHECK(step.decision.kind == Kind::kContinue);
+      CHECK(step.send.empty());
+    }
+    const LoopStep bad = loop.OnEnvelope(ErrorEnvelope(InvalidArgumentError("NaN"), 3, RejectReason::kNonFinite));
+    CHECK(bad.decision.kind == Kind::kContinue);
+    CHECK(rig.state.held_version() == 1);
+    // Heartbeats are answered in the meantime.
+    v1::Envelope hb;
+    hb.mutable_heartbeat()->set_sequence(41);
+    const LoopStep reply = loop.OnEnvelope(hb);
+    REQUIRE(reply.send.size() == 1);
+    CHECK(reply.send[0].heartbeat().reply());
+    CHECK(reply.send[0].heartbeat().sequence() == 41);
+  }
+
+  TEST_CASE("Bye ends the session: the run's end stops the client, anything else reconnects") {
+    Rig rig;
+    TaskLoop loop(rig.env, rig.state);
+    v1::Envelope bye;
+    bye.mutable_bye()->set_reason("run complete");
+    LoopStep step = loop.OnEnvelope(bye);
+    CHECK(step.decision.kind == Kind::kStop);
+    CHECK_FALSE(step.decision.error.has_value());
+    CHECK(ExitCodeFor(OkStatus()) == kExitOk);
+    bye.mutable_bye()->set_reason("coordinator stopping");
+    step = loop.OnEnvelope(bye);
+    CHECK(step.decision.kind == Kind::kReconnect);
+    CHECK_FALSE(step.decision.error.has_value());
+  }
+}
+
+}  // namespace frugal::client
