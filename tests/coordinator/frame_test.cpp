@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -136,16 +137,21 @@ TEST_SUITE("coordinator") {
     env.set_protocol_version(kProtocolVersion + 1);
     env.mutable_bye()->set_reason("x");
     std::string bytes = env.SerializeAsString();
-    auto r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    std::optional<uint32_t> foreign;
+    auto r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &foreign);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().message().find("protocol version 2") != std::string::npos);
+    CHECK(r.error().message().find("protocol version " + std::to_string(kProtocolVersion + 1)) != std::string::npos);
+    // The caller learns the version, to answer PROTOCOL_VERSION rather than "malformed".
+    CHECK(foreign == std::optional<uint32_t>(kProtocolVersion + 1));
 
     v1::Envelope empty;
     empty.set_protocol_version(kProtocolVersion);
     bytes = empty.SerializeAsString();
-    r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    foreign.reset();
+    r = ParseEnvelope(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), &foreign);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message().find("no message") != std::string::npos);
+    CHECK_FALSE(foreign.has_value());
   }
 
   TEST_CASE("a frame that is not protobuf fails the envelope decoder") {
