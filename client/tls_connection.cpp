@@ -34,6 +34,9 @@ bool CertificateRefused(int reason) {
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
     case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    // The server could not verify a signature of ours: a certificate from a
+    // CA of the same name, or a key that does not match it.
+    case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
       return true;
     default:
       return false;
