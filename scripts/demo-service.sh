@@ -6,22 +6,26 @@
 # partitions, 2NN, Frugal's compressed pipeline) for 20 rounds, printing each
 # round's accuracy, bytes and joules, and where the run directory is.
 #   scripts/demo-service.sh [--set key=value ...]   (extra coordinator overrides)
-#   env: ROUNDS=20 CLIENTS=10 OUT=runs/demo-service BUILD=build/release JOBS=$(nproc)
+#   env: ROUNDS=20 CLIENTS=10 CLIENTS_PER_ROUND=$CLIENTS OUT=runs/demo-service BUILD=build/release
+#        JOBS=$(nproc) PREBUILT=1 (use BUILD's binaries as they are: no setup, no build; for tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 ROUNDS=${ROUNDS:-20}
 CLIENTS=${CLIENTS:-10}
+CLIENTS_PER_ROUND=${CLIENTS_PER_ROUND:-$CLIENTS}
 OUT=${OUT:-runs/demo-service}
 BUILD=${BUILD:-build/release}
 
-bash scripts/setup.sh
-if [ "$BUILD" = build/release ]; then
-  cmake --preset release >/dev/null
-else
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+if [ -z "${PREBUILT:-}" ]; then
+  bash scripts/setup.sh
+  if [ "$BUILD" = build/release ]; then
+    cmake --preset release >/dev/null
+  else
+    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+  cmake --build "$BUILD" -j "$JOBS" --target frugal-coordinator frugal-client
 fi
-cmake --build "$BUILD" -j "$JOBS" --target frugal-coordinator frugal-client
 COORD=$BUILD/coordinator/frugal-coordinator
 AGENT=$BUILD/client/frugal-client
 
@@ -41,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$COORD" run --config docs/examples/coordinator.toml \
-  --set rounds="$ROUNDS" --set round.clients_per_round="$CLIENTS" --set round.min_clients="$CLIENTS" \
+  --set rounds="$ROUNDS" --set round.clients_per_round="$CLIENTS_PER_ROUND" --set round.min_clients="$CLIENTS" \
   --set service.port=0 --set service.port_file="\"$OUT/port\"" \
   --set service.status_port=0 --set service.status_port_file="\"$OUT/status_port\"" \
   --set service.ca_cert="\"$OUT/ca/ca.crt\"" --set service.server_cert="\"$OUT/ca/server.crt\"" \
@@ -94,5 +98,6 @@ for p in "${pids[@]:1}"; do wait "$p" || true; done
 trap - EXIT
 
 echo
-echo "run directory: $OUT/run (rounds.csv, ledger.csv, emissions.csv, summary.json, report.html)"
+echo "run directory: $OUT/run (rounds.csv, ledger.csv, emissions.csv, summary.json, report.html, run.toml, clients.csv)"
+echo "replay it in the simulator: frugal-sim --replay $OUT/run --out $OUT/replay"
 echo "state: $OUT/coordinator.db (SQLite); logs: $OUT/logs"

@@ -4,6 +4,7 @@
 // resuming a run from the store as a restarted coordinator does, and federated
 // evaluation (EvalTask + ModelPayload, results weighted by examples).
 #include "frugal/coordinator/round_driver.h"
+#include "frugal/core/streams.h"
 
 #include <doctest/doctest.h>
 
@@ -24,6 +25,7 @@
 #include "frugal/model/model.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/planner.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -76,6 +78,20 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
   REQUIRE(model != nullptr);
   auto& [version, params] = held[conn];
   const auto& bytes = model->model().payload();
+  const std::span<const uint8_t> payload(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  std::vector<std::span<const uint8_t>> pieces;
+  auto header = ParseModelPayload(payload, 7850, &pieces);
+  REQUIRE(header.ok());
+  if (version == 0 && header->kind == ModelPayloadKind::kChain) {
+    // Register said seed_init (the driver returns it from OnHello; see the
+    // seed_init test): a client holding nothing builds version 1 from the
+    // run's seed (1 in every test here), as the agent does.
+    auto m = MakeModel("logreg", 784, 10);
+    REQUIRE(m.ok());
+    params.assign(7850, 0.0f);
+    (*m)->InitParams(params, StreamSeed(1, SeedStream::kInit));
+    version = 1;
+  }
   if (version != task->task().model_version()) {
     auto v = ApplyModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), version,
                                params, 7850);
@@ -331,6 +347,102 @@ TEST_SUITE("coordinator") {
     REQUIRE(rows.ok());
     REQUIRE(rows->size() == 1);
     CHECK((*rows)[0].applied);
+  }
+
+  TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "eval.examples=100", "seed=7"});
+    auto reg = rig->driver->OnHello(1, "alice", MakeHello("alice"), 0);
+    REQUIRE(reg.ok());
+    CHECK(reg->seed_init());
+    CHECK(reg->seed() == 7);
+    rig->driver->Tick(0);
+    const v1::Envelope* model = rig->transport.Last(1, v1::Envelope::kModel);
+    REQUIRE(model != nullptr);
+    CHECK(model->model().from_version() == 1);
+    const auto& bytes = model->model().payload();
+    std::vector<std::span<const uint8_t>> pieces;
+    auto h = ParseModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 7850, &pieces);
+    REQUIRE(h.ok());
+    CHECK(h->kind == ModelPayloadKind::kChain);
+    CHECK(bytes.size() < 100);  // an empty chain; a full 8-bit logreg model is about 8 KB
+    // The copy the client builds is the coordinator's version 1, bit for bit.
+    auto m = MakeModel("logreg", 784, 10);
+    REQUIRE(m.ok());
+    std::vector<float> v1(7850);
+    (*m)->InitParams(v1, StreamSeed(7, SeedStream::kInit));
+    CHECK(std::memcmp(v1.data(), rig->driver->global_model().data(), 4 * v1.size()) == 0);
+
+    auto dense = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=1"});
+    auto dense_reg = dense->driver->OnHello(1, "alice", MakeHello("alice"), 0);
+    REQUIRE(dense_reg.ok());
+    CHECK_FALSE(dense_reg->seed_init());
+  }
+
+  TEST_CASE("ledger rows keep the profiles' ids, whatever spelling the client used") {
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "eval.examples=100"});
+    v1::Hello h = MakeHello("alice");
+    h.set_device_class("PHONE-MID");
+    h.set_radio("WiFi");
+    h.set_region("WORLD");
+    REQUIRE(rig->driver->OnHello(1, "alice", h, 0).ok());
+    rig->driver->Tick(0);
+    rig->driver->OnUpdate(1, GoodUpdate(rig->transport, 1, 0.01f), 1);
+    REQUIRE(rig->driver->done());
+    auto ledger = rig->store->Ledger(rig->cfg.run_id);
+    REQUIRE(ledger.ok());
+    REQUIRE(ledger->size() == 1);
+    CHECK((*ledger)[0].device == "phone-mid");
+    CHECK((*ledger)[0].radio == "wifi");
+    CHECK((*ledger)[0].region == "world");
+  }
+
+  TEST_CASE("energy-aware selection estimates the upload from the previous round's updates, not the download") {
+    // Two rounds of 1 of 2 clients; the run directory's rounds.csv says what round 1 moved.
+    auto rig = MakeRig({"rounds=2", "model=\"logreg\"", "round.clients_per_round=1", "round.min_clients=2",
+                        "round.selection=\"energy\"", "eval.examples=100"});
+    RoundDriver* driver = rig->driver.get();
+    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(driver->OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver->Tick(0);
+    for (uint64_t conn : {1, 2}) {
+      if (driver->Busy(conn)) driver->OnUpdate(conn, GoodUpdate(rig->transport, conn, 0.01f), 1);
+    }
+    REQUIRE(driver->records().size() == 1);
+    const RoundRecord& r1 = driver->records()[0];
+    REQUIRE(r1.bytes_up > 0);
+    REQUIRE(r1.bytes_up != r1.bytes_down);
+    // The planner the driver uses, fed the same round, estimates what the driver's did.
+    RoundPlanner planner(rig->cfg, FlopCount{1, 1});
+    planner.Observe(r1);
+    const Candidate c{1, nullptr, nullptr, nullptr, 100};
+    const ParticipationEstimate e = planner.Estimate(c, 0);
+    CHECK(e.bytes_up == r1.bytes_up / r1.selected);
+    CHECK(e.bytes_down == r1.bytes_down / r1.selected);
+    // And the driver's own planner was fed: a restart resumes it from the stored round.
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    CHECK((*rows)[0].bytes_up == r1.bytes_up);
+  }
+
+  TEST_CASE("the old names of renamed keys still work, with a deprecation warning; both at once are refused") {
+    auto old = ParseCoordinatorConfig("", "test", {"round.eval_every=3", "data.eval_examples=200"});
+    REQUIRE(old.ok());
+    CHECK(old->federated_eval_every == 3);
+    CHECK(old->eval_examples == 200);
+    CHECK(old->eval_every == 1);  // the server still evaluates every round
+    REQUIRE(old->warnings.size() == 2);
+    CHECK(old->warnings[0].find("deprecated") != std::string::npos);
+    auto both = ParseCoordinatorConfig("", "test", {"round.eval_every=3", "eval.federated_every=2"});
+    REQUIRE_FALSE(both.ok());
+    CHECK(both.error().message().find("round.eval_every") != std::string::npos);
+    auto run = ParseCoordinatorConfig("", "test", {"round.interval_s=5", "eval.every=2"});
+    REQUIRE(run.ok());
+    CHECK(run->round_interval_s == 5);
+    CHECK(run->eval_every == 2);
+    // run.toml holds the run keys, not the service's.
+    const std::string toml = run->RunToml();
+    CHECK(toml.find("[service]") == std::string::npos);
+    CHECK(toml.find("interval_s = 5") != std::string::npos);
   }
 
   TEST_CASE("with server.release_ema the coordinator evaluates and records the moving average of the versions") {

@@ -108,6 +108,7 @@ RoundCommit CommitFor(const std::string& run_id, uint32_t round, size_t dim) {
   c.completed = 10;
   c.stragglers = 2;
   c.virtual_seconds = 60.0 * round;
+  c.utc_hour = 0.5 * round;
   c.wall_seconds = 0.75;
   for (uint64_t k = 0; k < kLedgerRowsPerRound; ++k) {
     LedgerRow r;
@@ -245,6 +246,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c1.completed = 10;
   c1.stragglers = 2;
   c1.virtual_seconds = 600.5;
+  c1.utc_hour = 23.75;
   c1.wall_seconds = 1.75;
   c1.client_versions = {{5, 2}, {0xFFFFFFFFFFFFFFF0ull, 1}};
   LedgerRow row;
@@ -337,6 +339,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r1.completed == c1.completed);
   CHECK(r1.stragglers == c1.stragglers);
   CHECK(r1.virtual_seconds == c1.virtual_seconds);
+  CHECK(r1.utc_hour == c1.utc_hour);
   CHECK(r1.wall_seconds == c1.wall_seconds);
   const RoundRow& r2 = (*rounds)[1];
   CHECK(r2.round == 2);
@@ -655,7 +658,8 @@ void DowngradeToV1(const std::string& path) {
   sql.replace(sql.find("ledger"), 6, "ledger_v1");
   const std::string script = "BEGIN; " + sql + "; INSERT INTO ledger_v1 SELECT * FROM ledger; DROP TABLE ledger; " +
                              "ALTER TABLE ledger_v1 RENAME TO ledger; " +
-                             "CREATE INDEX ledger_by_round ON ledger(run_id, round, id); PRAGMA user_version = 1; COMMIT;";
+                             "CREATE INDEX ledger_by_round ON ledger(run_id, round, id); "
+                             "ALTER TABLE rounds DROP COLUMN utc_hour; PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -707,7 +711,7 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 2);
+  CHECK(sqlite3_column_int(st, 0) == 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }

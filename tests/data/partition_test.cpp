@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/core/streams.h"
 #include "frugal/data/dataset.h"
 #include "frugal/data/partition.h"
 
@@ -164,4 +165,42 @@ TEST_SUITE("data") {
 }
 
 }  // namespace
+}  // namespace frugal
+
+namespace frugal {
+
+TEST_SUITE("data") {
+  TEST_CASE("PartitionForClient is the fleet's share on the run's partition stream, less its seeded holdout") {
+    std::vector<int32_t> y(3000);
+    for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>((i * 7) % 10);
+    PartitionSpec spec{.scheme = "dirichlet", .clients = 12, .alpha = 0.3, .shards_per_client = 2, .seed = 9,
+                       .holdout = 0.25};
+    auto fleet = PartitionFleet(y, 10, spec);
+    REQUIRE(fleet.ok());
+    // The partition stream of the run seed, not the raw seed.
+    CHECK(*fleet == PartitionDirichlet(y, 10, 12, 0.3, StreamSeed(9, SeedStream::kPartition)).value());
+    CHECK(*fleet != PartitionDirichlet(y, 10, 12, 0.3, 9).value());
+    for (size_t i = 0; i < 12; ++i) {
+      auto mine = PartitionForClient(y, 10, spec, i);
+      REQUIRE(mine.ok());
+      const HoldoutSplit expect = SplitHoldout((*fleet)[i], 0.25, StreamSeed(9, SeedStream::kHoldout, i));
+      CHECK(mine->train == expect.train);
+      CHECK(mine->holdout == expect.holdout);
+      CHECK(mine->train.size() + mine->holdout.size() == (*fleet)[i].size());
+    }
+    spec.scheme = "shards";
+    CHECK(PartitionFleet(y, 10, spec).value() == PartitionShards(y, 12, 2, StreamSeed(9, SeedStream::kPartition)).value());
+    spec.scheme = "iid";
+    CHECK(PartitionFleet(y, 10, spec).value() == PartitionIid(y.size(), 12, StreamSeed(9, SeedStream::kPartition)).value());
+    spec.scheme = "zipf";
+    auto unknown = PartitionFleet(y, 10, spec);
+    REQUIRE_FALSE(unknown.ok());
+    CHECK(unknown.error().message().find("zipf") != std::string::npos);
+    spec.scheme = "iid";
+    auto outside = PartitionForClient(y, 10, spec, 12);
+    REQUIRE_FALSE(outside.ok());
+    CHECK(outside.error().message().find("12") != std::string::npos);
+  }
+}
+
 }  // namespace frugal

@@ -1,0 +1,191 @@
+// The round's orchestration in the core, which both front ends drive: the
+// planner (selection and its estimates), the accounting (ledger rows and the
+// round record), the shared run settings and their renamed keys, and the
+// engine's arrival-order independence.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "frugal/codec/uplink.h"
+#include "frugal/core/config_reader.h"
+#include "frugal/core/random.h"
+#include "frugal/core/streams.h"
+#include "frugal/energy/model.h"
+#include "frugal/energy/profiles.h"
+#include "frugal/round/accounting.h"
+#include "frugal/round/engine.h"
+#include "frugal/round/planner.h"
+#include "frugal/round/settings.h"
+
+namespace frugal {
+namespace {
+
+struct Profiles {
+  EnergyProfiles all = *EnergyProfiles::LoadDefault();
+  const DeviceProfile* phone = *all.Device("phone-low");
+  const DeviceProfile* laptop = *all.Device("laptop");
+  const RadioProfile* wifi = *all.Radio("wifi");
+  const RadioProfile* lte = *all.Radio("lte");
+  const RegionProfile* world = *all.Region("world");
+};
+
+}  // namespace
+
+TEST_SUITE("round") {
+  TEST_CASE("the same updates give the same model bit for bit whatever order they arrive in") {
+    // Floating-point sums depend on order: (1e30 + 1) - 1e30 is 0, (1e30 - 1e30) + 1 is 1.
+    const size_t d = 8;
+    auto dense = [&](float v) {
+      std::vector<float> u(d, 0.0f);
+      u[0] = v;
+      u[5] = v / 3;
+      UplinkConfig cfg;
+      cfg.dense = true;
+      auto r = EncodeUplink(u, cfg, {});
+      REQUIRE(r.ok());
+      return *r;
+    };
+    const std::map<uint64_t, std::vector<uint8_t>> updates{{1, dense(1e30f)}, {2, dense(1.0f)}, {3, dense(-1e30f)}};
+    std::vector<std::vector<float>> models;
+    for (const std::vector<uint64_t>& order : {std::vector<uint64_t>{1, 2, 3}, {1, 3, 2}, {3, 2, 1}}) {
+      EngineConfig cfg;
+      cfg.pipeline = Pipeline::kDense;
+      RoundEngine engine(std::vector<float>(d, 0.0f), cfg);
+      const std::vector<uint64_t> selected{1, 2, 3};
+      REQUIRE(engine.OpenRound(1, selected).ok());
+      for (uint64_t c : order) REQUIRE(engine.Ingest(1, c, 1, updates.at(c), 1.0).ok());
+      REQUIRE(engine.CloseRound(1).ok());
+      models.emplace_back(engine.global_model().begin(), engine.global_model().end());
+    }
+    // Folded in client-id order: ((1e30 + 1) - 1e30) / 3 = 0 every time.
+    CHECK(models[0][0] == 0.0f);
+    CHECK(std::memcmp(models[0].data(), models[1].data(), 4 * d) == 0);
+    CHECK(std::memcmp(models[0].data(), models[2].data(), 4 * d) == 0);
+  }
+
+  TEST_CASE("the planner selects as SelectClients / SelectClientsWeighted with the run's select stream") {
+    Profiles p;
+    RunSettings s;
+    s.seed = 5;
+    s.plan.clients_per_round = 3;
+    std::vector<Candidate> c;
+    for (uint32_t id = 10; id < 30; ++id) {
+      c.push_back(Candidate{id, id % 2 ? p.phone : p.laptop, id % 3 ? p.wifi : p.lte, p.world, 100 + id});
+    }
+    std::vector<uint32_t> ids;
+    for (const Candidate& x : c) ids.push_back(x.id);
+    const RoundPlanner uniform(s, FlopCount{10, 20});
+    CHECK(uniform.Select(4, c, 12, 1000) == SelectClients(ids, 3, StreamSeed(5, SeedStream::kSelect, 4)));
+
+    s.plan.selection = SelectionPolicy::kEnergy;
+    s.task.train.epochs = 2;
+    RoundPlanner energy(s, FlopCount{10, 20});
+    // Before any round, the first payload stands for both directions.
+    const ParticipationEstimate first = energy.Estimate(c[0], 1000);
+    CHECK(first.flops == 30.0 * (110 * 2));
+    CHECK(first.bytes_down == 1000);
+    CHECK(first.bytes_up == 1000);
+    std::vector<double> w;
+    for (const Candidate& x : c) {
+      w.push_back(SelectionWeight(SelectionPolicy::kEnergy, *x.device, *x.radio, *x.region, 12, energy.Estimate(x, 1000)));
+    }
+    CHECK(energy.Select(4, c, 12, 1000) == SelectClientsWeighted(ids, w, 3, StreamSeed(5, SeedStream::kSelect, 4)));
+    // After a round, its mean sizes per selected client.
+    RoundRecord r;
+    r.selected = 4;
+    r.bytes_down = 4000;
+    r.bytes_up = 400;
+    energy.Observe(r);
+    const ParticipationEstimate next = energy.Estimate(c[0], 1000);
+    CHECK(next.bytes_down == 1000);
+    CHECK(next.bytes_up == 100);
+  }
+
+  TEST_CASE("the round account costs each participation as MakeLedgerRow and sums the record from the rows") {
+    Profiles p;
+    RoundAccount account("run", 3, 18.5);
+    Participation done;
+    done.client = 7;
+    done.device = p.phone;
+    done.radio = p.lte;
+    done.region = p.world;
+    done.flops = 2e9;
+    done.bytes_down = 50000;
+    done.bytes_up = 3000;
+    done.upload_start_s = 4.0;
+    Participation late = done;
+    late.client = 8;
+    late.outcome = ClientOutcome::kStraggled;
+    Participation gone = done;
+    gone.client = 9;
+    gone.outcome = ClientOutcome::kDropped;
+    gone.bytes_up.reset();
+    for (const Participation& x : {done, late, gone}) account.Add(x);
+    account.SetCompleted(1);
+
+    const Transfer sched[] = {{0.0, 50000, Direction::kDown}, {4.0, 3000, Direction::kUp}};
+    ClientRoundUsage u;
+    u.round = 3;
+    u.client_id = 7;
+    u.flops = 2e9;
+    u.transfers = sched;
+    u.utc_hour = 18.5;
+    const LedgerRow plain = MakeLedgerRow("run", *p.phone, *p.lte, *p.world, u);
+    REQUIRE(account.rows().size() == 3);
+    const LedgerRow& row = account.rows()[0];
+    CHECK(row.client_id == 7);
+    CHECK(row.device == "phone-low");
+    CHECK(row.compute_j == plain.compute_j);
+    CHECK(row.radio_j == plain.radio_j);
+    CHECK(row.gco2e == plain.gco2e);
+    CHECK(account.rows()[2].bytes_up == 0);
+    CHECK(account.rows()[2].outcome == ClientOutcome::kDropped);
+    const RoundRecord& rec = account.record();
+    CHECK(rec.round == 3);
+    CHECK(rec.utc_hour == 18.5);
+    CHECK(rec.selected == 3);
+    CHECK(rec.completed == 1);
+    CHECK(rec.stragglers == 1);
+    CHECK(rec.bytes_up == 6000);
+    CHECK(rec.bytes_down == 150000);
+    double j = 0;
+    for (const LedgerRow& x : account.rows()) j += x.compute_j;
+    CHECK(rec.joules_compute == j);
+  }
+
+  TEST_CASE("one reader for the run keys: renamed keys move with a warning, run.toml round-trips") {
+    auto t = ParseTomlWithOverrides("seed = 9\n[run]\nround_interval_s = 30\n[data]\neval_every = 5\n", "x", {});
+    REQUIRE(t.ok());
+    std::vector<std::string> warnings;
+    REQUIRE(RenameDeprecatedKeys(*t, warnings).ok());
+    CHECK(warnings.size() == 2);
+    CHECK_FALSE(t->contains("run"));
+    ConfigReader r(*t);
+    RunSettings s;
+    REQUIRE(ReadRunSettings(r, s).ok());
+    r.CheckUnknown();
+    CHECK_FALSE(r.error().has_value());
+    CHECK(s.seed == 9);
+    CHECK(s.round_interval_s == 30);
+    CHECK(s.eval_every == 5);
+    CHECK(s.builds_version_one());
+    CHECK(s.uses_residuals());
+    // The effective configuration written as TOML reads back to the same settings.
+    auto again = ParseTomlWithOverrides(TomlText(r.effective()), "run.toml", {});
+    REQUIRE(again.ok());
+    ConfigReader r2(*again);
+    RunSettings s2;
+    REQUIRE(ReadRunSettings(r2, s2).ok());
+    CHECK(r2.flat() == r.flat());
+
+    auto zero = ParseTomlWithOverrides("[eval]\nevery = 0\n", "x", {});
+    REQUIRE(zero.ok());
+    ConfigReader r3(*zero);
+    RunSettings s3;
+    CHECK_FALSE(ReadRunSettings(r3, s3).ok());
+  }
+}
+
+}  // namespace frugal
