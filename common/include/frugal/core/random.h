@@ -1,7 +1,12 @@
 // Frugal's own seeded random numbers. std:: distributions differ between
 // standard libraries, so every draw that decides a result (partitions, init,
-// shuffles, selection, stochastic rounding) goes through this file and is
-// reproducible on any platform for the same seed.
+// shuffles, selection, stochastic rounding) goes through this file. For a seed,
+// the integer and uniform draws (NextU64, Uniform, UniformFloat, UniformInt,
+// Shuffle, SplitMix64, DeriveSeed) are exact integer arithmetic and give the
+// same bits on every platform (known-answer tests in tests/core/random_test.cpp).
+// Normal and Gamma call libm (log, sqrt, cos, pow), which is not correctly
+// rounded: they repeat bit for bit on the same libm, and may differ in the last
+// bits elsewhere.
 #pragma once
 
 #include <cmath>
