@@ -41,6 +41,18 @@ v1::Envelope TaskLoop::Hello() const {
   hello->set_num_examples(env_.local->indices.size());
   hello->set_model_version(state_.held_version());
   hello->set_input_dim(static_cast<uint32_t>(env_.local->data.num_features));
+  if (cfg.data.source == "fmnist-partition") {
+    // A seeded split of a public data set: the coordinator records it in the
+    // run directory, so frugal-sim --replay can give this client its examples.
+    v1::DataSplit* d = hello->mutable_data_split();
+    d->set_scheme(cfg.data.partition);
+    d->set_clients(cfg.data.clients);
+    d->set_index(cfg.data.index);
+    d->set_alpha(cfg.data.alpha);
+    d->set_shards_per_client(cfg.data.shards_per_client);
+    d->set_seed(cfg.data.seed);
+    d->set_holdout(cfg.data.holdout);
+  }
   return env;
 }
 

@@ -15,7 +15,7 @@ build=$(cd "$1" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${ROUNDS:-20}
 work=$(mktemp -d /tmp/frugal-replay.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 cd "$root"
 
 fail() { echo "replay_e2e: $*" >&2; exit 1; }
