@@ -66,9 +66,7 @@ double ComputeJoules(const DeviceProfile& d, double flops, bool int8) {
   return flops * (int8 ? d.joules_per_flop_int8 : d.joules_per_flop_fp32);
 }
 
-double ComputeSeconds(const DeviceProfile& d, double flops, bool int8) {
-  return flops / (int8 ? d.flops_per_s_int8 : d.flops_per_s_fp32);
-}
+double ComputeSeconds(const DeviceProfile& d, double flops) { return flops / d.flops_per_s_fp32; }
 
 double CarbonIntensity(const RegionProfile& region, double utc_hour) {
   if (!region.hourly_gco2e_per_kwh.has_value() || !std::isfinite(utc_hour)) return region.gco2e_per_kwh;

@@ -29,13 +29,13 @@ struct NumberField {
 
 constexpr NumberField<DeviceProfile> kDeviceFields[] = {
     {"flops_per_s_fp32", &DeviceProfile::flops_per_s_fp32, Bound::kPositive, true},
-    {"flops_per_s_int8", &DeviceProfile::flops_per_s_int8, Bound::kPositive, true},
     {"joules_per_flop_fp32", &DeviceProfile::joules_per_flop_fp32, Bound::kPositive, true},
     {"joules_per_flop_int8", &DeviceProfile::joules_per_flop_int8, Bound::kPositive, true},
-    {"idle_watts", &DeviceProfile::idle_watts, Bound::kNonNegative, true},
     {"active_watts", &DeviceProfile::active_watts, Bound::kPositive, true},
-    {"battery_wh", &DeviceProfile::battery_wh, Bound::kNonNegative, true},
 };
+// Device fields of schema 1 files that no code read; named in their error so
+// an older override file says what to delete instead of "not a known field".
+constexpr std::string_view kRemovedDeviceFields[] = {"flops_per_s_int8", "idle_watts", "battery_wh"};
 
 constexpr NumberField<RadioProfile> kRadioFields[] = {
     {"joules_per_bit_up", &RadioProfile::joules_per_bit_up, Bound::kPositive, true},
@@ -176,6 +176,14 @@ Status ReadFields(const toml::table& tbl, const NumberField<T> (&fields)[N],
       mask |= 1u << i;
     }
     for (std::string_view e : extra_keys) known = known || k == e;
+    if constexpr (std::is_same_v<T, DeviceProfile>) {
+      for (std::string_view removed : kRemovedDeviceFields) {
+        if (k == removed) {
+          return InvalidArgumentError(Where(source, section, id, k) +
+                                      " is no longer a profile field (nothing used it): delete the line");
+        }
+      }
+    }
     if (!known) {
       std::string m = Where(source, section, id, k) + " is not a known field (expected one of:";
       for (size_t i = 0; i < N; ++i) {
@@ -458,13 +466,6 @@ Result<EnergyProfiles> EnergyProfiles::ParseImpl(std::string_view toml_text, std
 }
 
 Status EnergyProfiles::ValidateReferences(std::string_view source) const {
-  for (const DeviceProfile& d : devices_) {
-    if (d.idle_watts > d.active_watts) {
-      return InvalidArgumentError(Where(source, "devices", d.id, "idle_watts") + " (" +
-                                  FormatDouble(d.idle_watts) + ") exceeds active_watts (" +
-                                  FormatDouble(d.active_watts) + ")");
-    }
-  }
   if (!server_region_.empty() || masks_.server & kServerRegionBit) {
     if (FindIndex(regions_, server_region_) < 0) {
       return InvalidArgumentError(Where(source, "server", "", "region") + " references " +

@@ -1,11 +1,14 @@
 #include <doctest/doctest.h>
 
+#include <linux/capability.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "frugal/energy/meter.h"
 
@@ -47,6 +50,31 @@ class FakePowercap {
 
  private:
   fs::path root_;
+};
+
+// Root reads any file whatever its mode (CAP_DAC_OVERRIDE), so on CI, which
+// runs as root, a mode-000 energy_uj would be read and the permission-denied
+// path would never run. While this guard lives, the calling thread's effective
+// set lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so the kernel checks the
+// mode bits for root as for anyone; the capabilities stay in the permitted set
+// and the destructor restores them. Unprivileged processes have neither, and
+// the guard changes nothing for them. Dropping effective capabilities needs no
+// privilege, so this works in containers too.
+class WithoutDacOverride {
+ public:
+  WithoutDacOverride() {
+    REQUIRE(::syscall(SYS_capget, &header_, saved_) == 0);
+    __user_cap_data_struct lowered[2] = {saved_[0], saved_[1]};
+    for (int cap : {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH}) lowered[cap / 32].effective &= ~(1u << (cap % 32));
+    REQUIRE(::syscall(SYS_capset, &header_, lowered) == 0);
+  }
+  ~WithoutDacOverride() { ::syscall(SYS_capset, &header_, saved_); }
+  WithoutDacOverride(const WithoutDacOverride&) = delete;
+  WithoutDacOverride& operator=(const WithoutDacOverride&) = delete;
+
+ private:
+  __user_cap_header_struct header_{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved_[2] = {};
 };
 
 // The layout of a two-socket machine: two packages, their core/dram
@@ -161,15 +189,38 @@ TEST_SUITE("energy") {
     garbage.Write("intel-rapl:0", "energy_uj", "-5\n");
     CHECK(OpenRapl(garbage.root()).error().code() == ErrorCode::kDataLoss);
 
-    // Permission bits do not stop root, so this part only runs unprivileged.
-    if (::geteuid() != 0) {
-      FakePowercap locked;
-      locked.Domain("intel-rapl:0", "package-0", 1, 100);
-      ::chmod((locked.path() / "intel-rapl:0" / "energy_uj").c_str(), 0);
-      auto denied = OpenRapl(locked.root());
-      REQUIRE_FALSE(denied.ok());
-      CHECK(denied.error().code() == ErrorCode::kUnavailable);
-    }
+  }
+
+  TEST_CASE("an energy_uj the process may not read is kUnavailable, at open and at a later read, as root too") {
+    // The usual case on a desktop: the powercap tree is there, energy_uj is 0400 root.
+    FakePowercap pc;
+    TwoPackages(pc);
+    const fs::path counter = pc.path() / "intel-rapl:1" / "energy_uj";
+    REQUIRE(::chmod(counter.c_str(), 0) == 0);
+    WithoutDacOverride unprivileged;
+    // The guard must really take root's override away, or this test proves nothing.
+    REQUIRE_MESSAGE(!std::ifstream(counter), "a mode-000 file is still readable: the permission path is not exercised");
+
+    auto denied = OpenRapl(pc.root());
+    REQUIRE_FALSE(denied.ok());
+    CHECK(denied.error().code() == ErrorCode::kUnavailable);
+    CHECK(denied.error().message().find(counter.string()) != std::string::npos);
+    CHECK(denied.error().message().find("Permission denied") != std::string::npos);
+
+    // Readable at open, then locked (a permission change under a running
+    // client): that read fails, and the meter counts on once it is readable again.
+    REQUIRE(::chmod(counter.c_str(), 0444) == 0);
+    auto meter = OpenRapl(pc.root());
+    REQUIRE_MESSAGE(meter.ok(), meter.status().ToString());
+    pc.SetEnergy("intel-rapl:0", 1500000);  // +0.5 J
+    REQUIRE(::chmod(counter.c_str(), 0) == 0);
+    auto locked = (*meter)->ReadJoules();
+    REQUIRE_FALSE(locked.ok());
+    CHECK(locked.error().code() == ErrorCode::kUnavailable);
+    REQUIRE(::chmod(counter.c_str(), 0444) == 0);
+    auto again = (*meter)->ReadJoules();
+    REQUIRE(again.ok());
+    CHECK(*again == doctest::Approx(0.5));
   }
 }
 

@@ -20,21 +20,15 @@ region = "X"
 
 [devices.d1]
 flops_per_s_fp32 = 1e10
-flops_per_s_int8 = 4e10
 joules_per_flop_fp32 = 2e-10
 joules_per_flop_int8 = 5e-11
-idle_watts = 0.5
 active_watts = 2
-battery_wh = 10
 
 [devices.d2]
 flops_per_s_fp32 = 2e10
-flops_per_s_int8 = 8e10
 joules_per_flop_fp32 = 1e-10
 joules_per_flop_int8 = 2.5e-11
-idle_watts = 0.5
 active_watts = 2
-battery_wh = 0
 
 [radios.r1]
 joules_per_bit_up = 5e-7

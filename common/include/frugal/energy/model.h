@@ -38,10 +38,11 @@ double TransferSeconds(const RadioProfile& r, uint64_t bytes, Direction dir);
 // skipped; a non-finite start is taken as 0.
 RadioCost RadioEnergy(const RadioProfile& r, std::span<const Transfer> schedule);
 
-// flops * joules per FLOP of the device class at that precision.
+// flops * joules per FLOP of the device class at that precision (int8 only for
+// FLOPs a client reports as int8; Frugal's own trainer runs fp32).
 double ComputeJoules(const DeviceProfile& d, double flops, bool int8 = false);
-// flops / sustained FLOP/s of the device class at that precision.
-double ComputeSeconds(const DeviceProfile& d, double flops, bool int8 = false);
+// flops / sustained fp32 FLOP/s of the device class.
+double ComputeSeconds(const DeviceProfile& d, double flops);
 
 // Grid carbon intensity (gCO2e/kWh) of `region` at `utc_hour` (hours since any
 // UTC midnight; wraps modulo 24): the hourly profile at local hour

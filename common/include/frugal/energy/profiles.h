@@ -1,5 +1,5 @@
-// Energy profiles: device classes (compute throughput, joules per FLOP, power,
-// battery), radios (joules per bit, tail, bandwidth), grid regions (carbon
+// Energy profiles: device classes (compute throughput, joules per FLOP, power),
+// radios (joules per bit, tail, bandwidth), grid regions (carbon
 // intensity, optional hourly profile) and the coordinator's server figures.
 // Loaded from common/energy/profiles.toml, optionally overridden by a user TOML;
 // every shipped number is sourced in docs/energy-model.md.
@@ -16,17 +16,16 @@
 
 namespace frugal {
 
-// One device class. Throughputs are sustained (not peak) FLOP/s while training;
-// joules per FLOP are whole-device energy while computing (see the docs).
+// One device class. The throughput is sustained (not peak) fp32 FLOP/s while
+// training; joules per FLOP are whole-device energy while computing (see the
+// docs). Frugal trains in fp32; joules_per_flop_int8 prices only FLOPs that a
+// client reports as int8 (LedgerFigures.int8), which frugal-client never does.
 struct DeviceProfile {
   std::string id;
   double flops_per_s_fp32 = 0;
-  double flops_per_s_int8 = 0;
   double joules_per_flop_fp32 = 0;
   double joules_per_flop_int8 = 0;
-  double idle_watts = 0;
   double active_watts = 0;
-  double battery_wh = 0;  // 0 for mains-powered devices
 };
 
 // One radio technology. Energy per bit includes the radio's base power while a
@@ -125,7 +124,7 @@ class EnergyProfiles {
 
   static Result<EnergyProfiles> ParseImpl(std::string_view toml_text, std::string_view source_name,
                                           bool complete);
-  // Cross-entry checks: references to known ids, idle <= active, mix weights.
+  // Cross-entry checks: references to known ids, mix weights.
   Status ValidateReferences(std::string_view source_name) const;
 
   std::vector<DeviceProfile> devices_;
