@@ -1,7 +1,8 @@
 // frugal-store-bench: measures the state store on this machine's disk — the
 // latency of one round commit (one fsynced transaction), the cost of Open on
 // an existing file (PRAGMA quick_check reads every page) and of LoadRun.
-// Usage: frugal-store-bench [dim] [rounds] [keep_versions] [path]
+// Usage: frugal-store-bench [dim] [rounds] [keep_versions] [path]; dim defaults
+// to the parameter count of the project's 2NN (784-200-200-10, 199,210).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "frugal/coordinator/store.h"
 #include "frugal/core/random.h"
+#include "frugal/model/model.h"
 
 namespace {
 
@@ -32,7 +34,9 @@ int main(int argc, char** argv) {
   using frugal::coordinator::RoundCommit;
   using frugal::coordinator::Store;
   using frugal::coordinator::StoreOptions;
-  const size_t dim = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 101770;  // Fashion-MNIST MLP
+  auto two_nn = frugal::MakeModel("2nn");
+  if (!two_nn.ok()) return Fail(two_nn.error());
+  const size_t dim = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : (*two_nn)->num_params();
   const uint32_t rounds = argc > 2 ? static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10)) : 100;
   const uint32_t keep = argc > 3 ? static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10)) : 64;
   const std::string path = argc > 4 ? argv[4] : "frugal-store-bench.db";

@@ -277,7 +277,7 @@ double MetricValue(const std::string& text, const std::string& name) {
 }  // namespace
 
 TEST_SUITE("coordinator") {
-  TEST_CASE("ten client processes over mutual TLS reach 80% test accuracy within 20 rounds") {
+  TEST_CASE("ten client processes over mutual TLS reach 80% test accuracy at round 20, sending compressed updates") {
     std::vector<std::string> names;
     for (int i = 0; i < 10; ++i) names.push_back("device-" + std::to_string(i));
     Fleet fleet(names);
@@ -302,18 +302,33 @@ TEST_SUITE("coordinator") {
     auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
     REQUIRE(records.ok());
     REQUIRE(records->size() == 20);
-    double best = 0;
+    uint64_t updates = 0, bytes_up = 0, bytes_down = 0, downloads = 0;
     for (const RoundRecord& r : *records) {
-      best = std::max(best, r.accuracy);
       CHECK(r.completed >= 1);
       CHECK(r.bytes_up > 0);
-      CHECK(r.bytes_down > 0);
       CHECK(r.joules_compute > 0);
+      updates += r.completed;
+      bytes_up += r.bytes_up;
+      bytes_down += r.bytes_down;
+      downloads += r.selected;
     }
-    MESSAGE("best accuracy " << best << ", final " << records->back().accuracy);
-    CHECK(best >= 0.80);
+    // The model the run ends with, not its best round.
+    MESSAGE("final accuracy " << records->back().accuracy);
+    CHECK(records->back().accuracy >= 0.80);
+    // The Frugal pipeline really compressed: a dense fp32 update of the
+    // 784-200-200-10 MLP is 4 x 199,210 bytes; at 5% density with ternary
+    // values and coded indices an update is about 1/80 of that. A pipeline
+    // that fell back to dense (or to fp32 values) cannot pass 1/20.
+    const double dense_bytes = 4.0 * 199210;
+    REQUIRE(updates > 0);
+    const double per_update = static_cast<double>(bytes_up) / static_cast<double>(updates);
+    const double per_download = static_cast<double>(bytes_down) / static_cast<double>(downloads);
+    MESSAGE("bytes per update " << per_update << ", per download " << per_download << ", dense " << dense_bytes);
+    CHECK(per_update < dense_bytes / 20);
+    CHECK(per_download < dense_bytes / 10);
     const auto summary = nlohmann::json::parse(ReadFile(fleet.dir.Path("run/summary.json")));
     CHECK(summary["rounds"] == 20);
+    CHECK(summary["peak_rss_bytes"].get<uint64_t>() > 0);  // the coordinator's own peak, read by the core
     CHECK(std::filesystem::exists(fleet.dir.Path("run/ledger.csv")));
     CHECK(std::filesystem::exists(fleet.dir.Path("run/emissions.csv")));
 
@@ -340,7 +355,9 @@ TEST_SUITE("coordinator") {
   }
 
   TEST_CASE("foreign certificates, plaintext, revoked identities and malformed streams are refused while the others are served") {
-    Fleet fleet({"device-0", "device-1", "revoked-device"});
+    // The revoked identity's name does not contain "revoked", so finding that
+    // word in a log can only come from the refusal itself.
+    Fleet fleet({"device-0", "device-1", "device-9"});
     // A second, unrelated CA whose client certificate must not be accepted.
     const std::string other_ca = fleet.dir.Path("other-ca");
     REQUIRE(InitCa(other_ca).ok());
@@ -348,7 +365,7 @@ TEST_SUITE("coordinator") {
 
     Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-refusals\"", "rounds=5", "model=\"logreg\"",
                                                "round.clients_per_round=2", "round.min_clients=2",
-                                               "round.interval_s=1.5", "service.revoked=[\"revoked-device\"]"}),
+                                               "round.interval_s=1.5", "service.revoked=[\"device-9\"]"}),
                         fleet.dir.Path("coordinator.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
     const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), coordinator);
@@ -424,13 +441,30 @@ TEST_SUITE("coordinator") {
         t.ShutdownWrite();
         CHECK(t.ReadUntilClosed().empty());
       }
-      // A revoked identity: the real client is told so and exits non-zero.
-      Process revoked(fleet.ClientArgs("revoked-device", 0, 2, {"connection.max_attempts=3"}),
+      // A revoked identity: the coordinator refuses it by name, the real client
+      // is told PERMISSION_DENIED and stops at once with the refusal's exit code
+      // (1), not the "gave up retrying" one (5) it would reach after
+      // max_attempts failed connections.
+      Process revoked(fleet.ClientArgs("device-9", 0, 2, {"connection.max_attempts=3"}),
                       fleet.dir.Path("revoked.log"));
       const auto revoked_code = revoked.Wait(120);
       REQUIRE(revoked_code.has_value());
+      const std::string client_log = ReadFile(fleet.dir.Path("revoked.log"));
+      INFO(client_log);
       CHECK(*revoked_code == 1);
-      CHECK(ReadFile(fleet.dir.Path("revoked.log")).find("revoked") != std::string::npos);
+      CHECK(client_log.find("PERMISSION_DENIED") != std::string::npos);
+      CHECK(client_log.find("identity device-9 is revoked") != std::string::npos);
+      // The coordinator's log line for the refusal names the identity and why.
+      bool logged = false;
+      for (int i = 0; i < 100 && !logged; ++i) {
+        std::istringstream log(ReadFile(fleet.dir.Path("coordinator.log")));
+        for (std::string line; std::getline(log, line) && !logged;) {
+          logged = line.find("refusing") != std::string::npos && line.find("device-9") != std::string::npos &&
+                   line.find("revoked") != std::string::npos;
+        }
+        if (!logged) SleepMs(50);
+      }
+      CHECK_MESSAGE(logged, "no coordinator log line refusing device-9 as revoked");
 
       const std::string metrics = HttpGet(status_port, "/metrics");
       INFO(metrics);

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -205,9 +206,17 @@ train.learning_rate = 0.2
   TEST_CASE("frugal sends far fewer bytes than dense and both learn") {
     RunResult frugal = Run(Parse({}));
     RunResult dense = Run(Parse({"pipeline=dense"}));
-    CHECK(dense.rounds.back().accuracy > 0.4);  // from 0.1 at random init
-    CHECK(frugal.rounds.back().accuracy > 0.2);
-    CHECK(frugal.rounds.back().accuracy > frugal.rounds.front().accuracy);
+    // Measured for this configuration (seed 7): dense 0.3355, 0.557, 0.5105 and
+    // frugal 0.1555, 0.2515, 0.2535 after rounds 1-3; seed 7 is the lowest of
+    // seeds 1-24 for frugal (0.25-0.56 at round 3). The untrained model scores
+    // 0.014 and a pipeline that delivers nothing (uplink or downlink density
+    // 0.00002) 0.02; one that delivers a fifth of the coordinates (1% instead of
+    // 5%, either way) about 0.19. The thresholds sit under the measured values
+    // by a margin and above all of those.
+    CHECK(dense.rounds.back().accuracy > 0.45);
+    CHECK(frugal.rounds.back().accuracy > 0.23);
+    CHECK(frugal.rounds.back().accuracy > frugal.rounds.front().accuracy + 0.05);
+    CHECK(frugal.rounds.back().loss < frugal.rounds.front().loss);
     // Dense uplink is header + 4 bytes per parameter per client.
     CHECK(dense.rounds[0].bytes_up == 6 * (4 * 7850 + 24));
     CHECK(frugal.summary.bytes_up * 10 < dense.summary.bytes_up);
@@ -221,8 +230,11 @@ train.learning_rate = 0.2
     // 24 bytes) against an 8-bit full model of 7,850 parameters each.
     CHECK(seeded.rounds[0].bytes_down == 6 * 24);
     CHECK(downloaded.rounds[0].bytes_down > 6 * 7850);
-    // Both train the same way from there: the quantized start costs little accuracy.
-    CHECK(downloaded.rounds[1].accuracy > 0.2);
+    // Both train the same way from there: the quantized start costs little
+    // accuracy (measured 0.2550 against 0.2515 from the seed; runs whose
+    // updates do not arrive score about 0.02).
+    CHECK(downloaded.rounds[1].accuracy > 0.23);
+    CHECK(std::abs(downloaded.rounds[1].accuracy - seeded.rounds[1].accuracy) < 0.02);
   }
 
   TEST_CASE("stragglers past the deadline and drop-outs are counted, and their energy stays on the ledger") {
