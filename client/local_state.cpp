@@ -69,10 +69,10 @@ Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Data
   return OkStatus();
 }
 
-bool LocalState::InitFromSeed(uint64_t seed) {
+bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
   if (!model_ || held_version_ != 0) return false;
   params_.assign(model_->num_params(), 0.0f);
-  model_->InitParams(params_, StreamSeed(seed, SeedStream::kInit));
+  InitialModel(*model_, init, seed, params_);
   held_version_ = 1;
   return true;
 }

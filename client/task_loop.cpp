@@ -103,8 +103,11 @@ LoopStep TaskLoop::OnRegister(const v1::Register& reg) {
                reg.model(), reg.dim());
   // Version 1 is built from the run's seed, as in the simulator: the first
   // download is then a chain from version 1, never a full model.
-  if (reg.seed_init() && state_.InitFromSeed(reg.seed())) {
-    spdlog::info("{}: built version 1 from the run's seed", name);
+  if (reg.seed_init()) {
+    // An older coordinator sends no model_init: its version 1 is InitParams'.
+    auto init = reg.model_init().empty() ? Result<ModelInit>(ModelInit::kGlorot) : ParseModelInit(reg.model_init());
+    if (!init.ok()) return {{}, LoopDecision::Stop(init.error().WithContext("Register"))};
+    if (state_.InitFromSeed(reg.seed(), *init)) spdlog::info("{}: built version 1 from the run's seed", name);
   }
   return {};
 }

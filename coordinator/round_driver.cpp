@@ -13,6 +13,7 @@
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
+#include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/accounting.h"
@@ -45,16 +46,6 @@ std::string SystemIsoTimestamp() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-v1::CodecConfig::Values ToWire(ValueCoding v) {
-  switch (v) {
-    case ValueCoding::kTernary: return v1::CodecConfig::VALUES_TERNARY;
-    case ValueCoding::kInt8: return v1::CodecConfig::VALUES_INT8;
-    case ValueCoding::kFp16: return v1::CodecConfig::VALUES_FP16;
-    case ValueCoding::kFp32: return v1::CodecConfig::VALUES_FP32;
-  }
-  return v1::CodecConfig::VALUES_TERNARY;
 }
 
 RoundRecord RecordFromRow(const RoundRow& r) {
@@ -94,7 +85,7 @@ Status RoundDriver::Init() {
   FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(config_.model, test.num_features, test.num_classes));
   ws_ = model_->MakeWorkspace();
   std::vector<float> init(model_->num_params());
-  model_->InitParams(init, StreamSeed(config_.seed, SeedStream::kInit));
+  InitialModel(*model_, config_.model_init, config_.seed, init);
   for (const std::string& w : config_.warnings) spdlog::warn("{}", w);
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
 
@@ -160,17 +151,6 @@ bool RoundDriver::Busy(uint64_t conn) const {
   return slot != slots_.end() && slot->second.state == SlotState::kWaiting;
 }
 
-void RoundDriver::SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
-                            const std::string& reason) {
-  v1::Envelope env;
-  v1::Error* e = env.mutable_error();
-  e->set_code(code);
-  e->set_message(message);
-  e->set_round(round);
-  e->set_reason(reason);
-  deps_.transport->Send(conn, env);
-}
-
 Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& identity, const v1::Hello& hello,
                                           double now_s) {
   if (hello.protocol_version() != kProtocolVersion) {
@@ -178,7 +158,7 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
                                 ", the coordinator speaks " + std::to_string(kProtocolVersion));
   }
   if (hello.client_name() != identity) {
-    return Error(ErrorCode::kPermissionDenied, "Hello names client '" + hello.client_name() +
+    return Error(ErrorCode::kUnauthenticated, "Hello names client '" + hello.client_name() +
                                                    "' but the certificate is for '" + identity + "'");
   }
   if (hello.input_dim() != model_->input_dim()) {
@@ -247,7 +227,10 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   reg.set_dim(static_cast<uint32_t>(model_->num_params()));
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
   reg.set_seed_init(seed_init);
-  if (seed_init) reg.set_seed(config_.seed);
+  if (seed_init) {
+    reg.set_seed(config_.seed);
+    reg.set_model_init(std::string(ModelInitName(config_.model_init)));
+  }
   (void)now_s;  // the caller sends Register, then calls Tick(), so Register precedes any Task
   return reg;
 }
@@ -292,7 +275,7 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
     const std::string why(RejectReasonName(reason));
     ++metrics_.updates_rejected[why];
     spdlog::warn("rejected update from {} for round {} ({}): {}", c.name, update.round(), why, st.error().message());
-    SendError(conn, v1::Error::INVALID_ARGUMENT, st.error().message(), update.round(), why);
+    deps_.transport->Send(conn, ErrorEnvelope(st.error(), update.round(), reason));
     if (in_round && slot->second.state == SlotState::kWaiting) {
       slot->second.state = SlotState::kRejected;
       slot->second.bytes_up = bytes.size();
@@ -521,23 +504,8 @@ void RoundDriver::OpenRound(double now_s) {
     task->set_round(round);
     task->set_model_version(round_version_);
     task->set_deadline_ms(deadline_ms);
-    v1::TrainingConfig* tc = task->mutable_train();
-    const TrainConfig& t = config_.task.train;
-    tc->set_epochs(t.epochs);
-    tc->set_batch_size(t.batch_size);
-    tc->set_learning_rate(t.learning_rate);
-    tc->set_momentum(t.momentum);
-    tc->set_prox_mu(t.prox_mu);
-    tc->set_weight_decay(t.weight_decay);
-    tc->set_seed(RoundClientSeed(config_.seed, SeedStream::kTrain, round, id));
-    v1::CodecConfig* cc = task->mutable_codec();
-    const UplinkConfig& u = config_.task.uplink;
-    cc->set_dense(u.dense);
-    cc->set_density(u.density);
-    cc->set_values(ToWire(u.values));
-    cc->set_exact_topk(u.exact_topk);
-    cc->set_try_zstd(u.try_zstd);
-    cc->set_error_feedback(config_.error_feedback && !u.dense);
+    ToWire(config_.task.train, RoundClientSeed(config_.seed, SeedStream::kTrain, round, id), task->mutable_train());
+    ToWire(config_.task.uplink, config_.uses_residuals(), task->mutable_codec());
 
     v1::Envelope model_env;
     v1::ModelPayload* mp = model_env.mutable_model();

@@ -77,6 +77,13 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   }
   if (!(c.alpha > 0)) return err("data.alpha must be positive");
   if (!(c.holdout >= 0 && c.holdout < 1)) return err("data.holdout must be in [0, 1)");
+  // Held-out examples serve federated evaluation, which the simulator does not
+  // run: they would only be thrown away while the run looked like another task.
+  // (A replay keeps its clients' holdouts: they decide what each trained on.)
+  if (c.holdout > 0) {
+    return err("data.holdout: frugal-sim evaluates on the test set and does not simulate federated evaluation, so "
+               "held-out examples would only be thrown away; set it to 0");
+  }
   if (c.dropout < 0 || c.dropout >= 1) return err("population.dropout must be in [0, 1)");
   if (c.devices.empty() || c.radios.empty() || c.regions.empty() || c.availability.empty()) {
     return err("population mixes (devices, radios, regions, availability) must not be empty");

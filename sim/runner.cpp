@@ -300,7 +300,7 @@ Status Simulation::SetUp() {
   const size_t dim = model_->num_params();
 
   std::vector<float> init(dim);
-  model_->InitParams(init, StreamSeed(cfg_.seed, SeedStream::kInit));
+  InitialModel(*model_, cfg_.model_init, cfg_.seed, init);
   engine_ = std::make_unique<RoundEngine>(std::move(init), cfg_.engine);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
 
@@ -333,7 +333,7 @@ Status Simulation::SetUp() {
   for (uint32_t i = 0; i < n_eval; ++i) test_idx_[i] = i;
 
   if (cfg_.builds_version_one()) {
-    // Version 1 is InitParams(seed): every client can make it locally, so it
+    // Version 1 is made from the seed (InitialModel): every client can make it locally, so it
     // holds version 1 from the start and its first download is a chain.
     bases_[1] = Base{std::vector<float>(engine_->global_model().begin(), engine_->global_model().end()), pop_->size()};
     for (size_t i = 0; i < pop_->size(); ++i) pop_->SetHeld(i, 1, 1);
@@ -606,6 +606,11 @@ void Simulation::AddNotes(RunSummary& sum) const {
     sum.notes.push_back("A replay of a recorded run: its " + std::to_string(cfg_.roster.size()) +
                         " clients (ids, profiles and data shares from clients.csv), its configuration (run.toml) and "
                         "each round at the UTC hour it ran.");
+    if (cfg_.holdout > 0) {
+      sum.notes.push_back("Each client trains on its share less the seeded holdout of " +
+                          std::to_string(static_cast<int>(std::lround(cfg_.holdout * 100))) +
+                          "% it kept for federated evaluation in the recorded run.");
+    }
   } else if (pop_->sampled()) {
     sum.notes.push_back("The population (" + WithCommas(cfg_.clients) +
                         " clients) is larger than a tenth of the training set, so each client holds a seeded sample of " +
@@ -613,12 +618,7 @@ void Simulation::AddNotes(RunSummary& sum) const {
                         cfg_.partition + "), regenerated on demand rather than stored.");
   } else {
     sum.notes.push_back("Each of the " + WithCommas(cfg_.clients) + " clients holds its own " + cfg_.partition +
-                        " partition of the Fashion-MNIST training set.");
-    if (cfg_.holdout > 0) {
-      sum.notes.push_back("Each client trains on its partition less a seeded holdout of " +
-                          std::to_string(static_cast<int>(std::lround(cfg_.holdout * 100))) +
-                          "% (data.holdout); the held-out examples are not used by the simulator.");
-    }
+                        " partition of the Fashion-MNIST training set and trains on all of it.");
   }
   sum.notes.push_back("Energy is modelled from profiles (docs/energy-model.md): compute from exact FLOPs, radio from the "
                       "encoded bytes actually produced and each burst's tail. Server energy is modelled: measured CPU "

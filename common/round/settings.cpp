@@ -1,5 +1,8 @@
 #include "frugal/round/settings.h"
 
+#include "frugal/core/streams.h"
+
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -114,6 +117,22 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   return OkStatus();
 }
 
+Result<ModelInit> ParseModelInit(std::string_view name) {
+  if (name == "glorot") return ModelInit::kGlorot;
+  if (name == "zeros") return ModelInit::kZeros;
+  return InvalidArgumentError("unknown model_init '" + std::string(name) + "' (glorot, zeros)");
+}
+
+std::string_view ModelInitName(ModelInit init) { return init == ModelInit::kZeros ? "zeros" : "glorot"; }
+
+void InitialModel(const Model& model, ModelInit init, uint64_t seed, std::span<float> params) {
+  if (init == ModelInit::kZeros) {
+    std::fill(params.begin(), params.end(), 0.0f);
+    return;
+  }
+  model.InitParams(params, StreamSeed(seed, SeedStream::kInit));
+}
+
 Status RenameDeprecatedKeys(toml::table& t, std::vector<std::string>& warnings) {
   struct Rename {
     const char *table, *key, *new_table, *new_key;
@@ -148,6 +167,8 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("seed", s.seed);
   r.Get("rounds", s.rounds);
   r.Get("model", s.model);
+  std::string init(ModelInitName(s.model_init));
+  r.Get("model_init", init);
   r.Get("target_accuracy", s.target_accuracy);
   r.Get("data.dir", s.data_dir);
   FRUGAL_RETURN_IF_ERROR(ReadRoundSettings(r, s.pipeline, s.plan, s.task, s.engine));
@@ -159,6 +180,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("eval.examples", s.eval_examples);
   r.Get("eval.federated_every", s.federated_eval_every);
   if (r.error()) return *r.error();
+  FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");
   if (s.eval_every == 0) return InvalidArgumentError("eval.every must be at least 1");
   if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");

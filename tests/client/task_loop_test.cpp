@@ -116,13 +116,27 @@ TEST_SUITE("client") {
     CHECK(TaskLoop(rig.env, rig.state).Hello().hello().model_version() == 1);
 
     // A client that already holds a version keeps it.
-    rig.state.InitFromSeed(seed + 1);
+    rig.state.InitFromSeed(seed + 1, ModelInit::kGlorot);
     CHECK(rig.state.params() == expected);
     // Without seed_init nothing is built: the first download is a full model.
     Rig plain;
     TaskLoop other(plain.env, plain.state);
     other.OnEnvelope(RegisterEnvelope(plain.Dim(), false, seed));
     CHECK(plain.state.held_version() == 0);
+    // model_init = "zeros": version 1 is all zeros; an unknown init stops the client, naming it.
+    Rig zeros;
+    v1::Envelope reg = RegisterEnvelope(zeros.Dim(), true, seed);
+    reg.mutable_register_()->set_model_init("zeros");
+    TaskLoop(zeros.env, zeros.state).OnEnvelope(reg);
+    REQUIRE(zeros.state.held_version() == 1);
+    CHECK(zeros.state.params() == std::vector<float>(zeros.Dim(), 0.0f));
+    Rig odd;
+    reg.mutable_register_()->set_model_init("he-normal");
+    const LoopStep refused = TaskLoop(odd.env, odd.state).OnEnvelope(reg);
+    CHECK(refused.decision.kind == Kind::kStop);
+    REQUIRE(refused.decision.error.has_value());
+    CHECK(refused.decision.error->message().find("he-normal") != std::string::npos);
+    CHECK(odd.state.held_version() == 0);
   }
 
   TEST_CASE("a task on the seed-built version 1 is trained and accepted by the round engine") {

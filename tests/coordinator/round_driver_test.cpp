@@ -187,7 +187,7 @@ TEST_SUITE("coordinator") {
     v1::Hello wrong_name = MakeHello("mallory");
     auto refused = driver->OnHello(9, "alice", wrong_name, 0);
     REQUIRE_FALSE(refused.ok());
-    CHECK(refused.error().code() == ErrorCode::kPermissionDenied);
+    CHECK(refused.error().code() == ErrorCode::kUnauthenticated);
     v1::Hello wrong_dim = MakeHello("alice");
     wrong_dim.set_input_dim(100);
     CHECK_FALSE(driver->OnHello(9, "alice", wrong_dim, 0).ok());

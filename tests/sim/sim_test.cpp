@@ -306,34 +306,51 @@ train.learning_rate = 0.2
     CHECK(per_client[3] <= per_client[1]);
   }
 
-  TEST_CASE("data.holdout keeps a seeded fifth of each partition out of training") {
+  TEST_CASE("data.holdout is refused: the simulator would only throw the held-out examples away") {
+    auto held = ParseSimConfig(kSmall, "small.toml", {"data.holdout=0.2"});
+    REQUIRE_FALSE(held.ok());
+    CHECK(held.error().message().find("data.holdout") != std::string::npos);
+    CHECK(held.error().message().find("thrown away") != std::string::npos);
+    CHECK(ParseSimConfig(kSmall, "small.toml", {"data.holdout=0"}).ok());
+  }
+
+  TEST_CASE("a replay's roster is the population: its ids, profiles, and shares less their recorded holdout") {
     auto train = LoadFashionMnist(Split::kTrain);
     REQUIRE(train.ok());
     auto profiles = EnergyProfiles::LoadDefault();
     REQUIRE(profiles.ok());
-    auto whole = Population::Create(Parse({}), *train, *profiles);
-    auto held = Population::Create(Parse({"data.holdout=0.2"}), *train, *profiles);
-    REQUIRE(whole.ok());
-    REQUIRE(held.ok());
-    size_t total = 0;
-    for (size_t i = 0; i < whole->size(); ++i) {
-      std::vector<uint32_t> a, b;
-      auto all = whole->Examples(i, a);
-      auto kept = held->Examples(i, b);
-      CHECK(kept.size() == all.size() - (all.size() * 2 + 9) / 10);  // all - ceil(0.2 * all)
-      CHECK(held->NumExamples(i) == kept.size());
-      // A subset of the same partition, in its order.
-      CHECK(std::includes(all.begin(), all.end(), kept.begin(), kept.end()));
-      total += kept.size();
+    SimConfig cfg = Parse({});
+    const PartitionSpec spec{.scheme = "dirichlet", .clients = 10, .alpha = 0.5, .shards_per_client = 2, .seed = 3,
+                             .holdout = 0.2};
+    auto fleet = PartitionFleet(train->labels, 10, spec);
+    REQUIRE(fleet.ok());
+    for (uint32_t index : {2u, 5u, 9u}) {
+      const size_t kept = SplitClientHoldout((*fleet)[index], spec, index).train.size();
+      cfg.roster.push_back(RosterEntry{.id = 10 + index, .name = "device-" + std::to_string(index),
+                                       .device = "rpi4", .radio = index == 5 ? "lte" : "wifi", .region = "world",
+                                       .examples = kept, .partition = spec, .partition_index = index});
     }
-    CHECK(total < 48100);
-    CHECK(total > 47900);
-    auto bad = ParseSimConfig(kSmall, "small.toml", {"data.holdout=1"});
-    REQUIRE_FALSE(bad.ok());
-    CHECK(bad.error().message().find("data.holdout") != std::string::npos);
-    auto sampled = Population::Create(Parse({"data.holdout=0.2", "population.clients=10000"}), *train, *profiles);
-    REQUIRE_FALSE(sampled.ok());
-    CHECK(sampled.error().message().find("data.holdout needs partitioned data") != std::string::npos);
+    auto pop = Population::Create(cfg, *train, *profiles);
+    REQUIRE_MESSAGE(pop.ok(), pop.error().ToString());
+    REQUIRE(pop->size() == 3);
+    CHECK(pop->id(1) == 15);
+    CHECK(pop->IndexOf(19) == 2);
+    CHECK(pop->radio(1).id == "lte");
+    std::vector<uint32_t> buf;
+    auto ex = pop->Examples(1, buf);
+    const std::vector<uint32_t> expect = SplitClientHoldout((*fleet)[5], spec, 5).train;
+    CHECK(std::vector<uint32_t>(ex.begin(), ex.end()) == expect);
+    CHECK(expect.size() < (*fleet)[5].size());
+    // A roster that disagrees with its split is refused, naming the client.
+    cfg.roster[2].examples += 1;
+    auto wrong = Population::Create(cfg, *train, *profiles);
+    REQUIRE_FALSE(wrong.ok());
+    CHECK(wrong.error().message().find("device-9") != std::string::npos);
+    cfg.roster[2].examples -= 1;
+    cfg.roster[0].partition.reset();
+    auto own_data = Population::Create(cfg, *train, *profiles);
+    REQUIRE_FALSE(own_data.ok());
+    CHECK(own_data.error().message().find("own data") != std::string::npos);
   }
 
   TEST_CASE("residual store: only clients with a residual cost memory, and spilled residuals round-trip") {

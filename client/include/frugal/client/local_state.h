@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/round/settings.h"
 #include "frugal/data/dataset.h"
 #include "frugal/model/model.h"
 
@@ -31,9 +32,9 @@ class LocalState {
   // holding nothing, unless the same one is already held. Errors: an unknown
   // architecture, or `dim` parameters where the local model has others.
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data);
-  // Builds version 1 as every front end does, model.InitParams(StreamSeed(seed,
-  // kInit)), if nothing is held; returns whether it did. Needs a model.
-  bool InitFromSeed(uint64_t seed);
+  // Builds version 1 as every front end does (InitialModel of the run's seed
+  // and init), if nothing is held; returns whether it did. Needs a model.
+  bool InitFromSeed(uint64_t seed, ModelInit init);
   // Applies a ModelPayload to the held copy: the version now held, or an
   // error after which nothing is held (the next payload must be a full model).
   Result<uint32_t> Apply(std::span<const uint8_t> payload);

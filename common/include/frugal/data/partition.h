@@ -40,9 +40,9 @@ Result<Partition> PartitionDirichlet(std::span<const int32_t> labels, size_t num
 Result<Partition> PartitionShards(std::span<const int32_t> labels, size_t num_clients, size_t shards_per_client,
                                   uint64_t seed);
 
-// One client's examples split into those it trains on and a local holdout, as
-// Flower's examples split each partition with train_test_split(test_size=f):
-// ceil(fraction * n) examples, picked by a shuffle seeded with `seed`, are held
+// One client's examples split into those it trains on and a local holdout
+// (for federated evaluation): ceil(fraction * n) examples, picked by a shuffle
+// seeded with `seed`, are held
 // out, but always at least one is left to train on. Both parts keep the
 // input's order. fraction in [0, 1); 0 holds out nothing.
 struct HoldoutSplit {

@@ -3,14 +3,27 @@
 // so the simulator and the coordinator can never disagree on a key's meaning.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
 #include "frugal/core/config_reader.h"
 #include "frugal/core/status.h"
+#include "frugal/model/model.h"
 #include "frugal/round/engine.h"
 
 namespace frugal {
+
+// How version 1 of a run's model is made (model_init).
+enum class ModelInit : uint8_t {
+  kGlorot,  // Model::InitParams on the run's kInit seed stream (the default)
+  kZeros,   // every parameter 0, as Flower's logistic-regression example starts
+};
+Result<ModelInit> ParseModelInit(std::string_view name);
+std::string_view ModelInitName(ModelInit init);
+// Writes version 1 of a run with seed `seed` into `params` (size model.num_params()):
+// what every front end and every client that builds it from the seed holds.
+void InitialModel(const Model& model, ModelInit init, uint64_t seed, std::span<float> params);
 
 // The keys that define a run, named and read the same way by every front end
 // (frugal-sim and frugal-coordinator derive their configurations from it).
@@ -21,6 +34,7 @@ struct RunSettings {
   uint64_t seed = 1;                  // every seed stream (frugal/core/streams.h)
   uint32_t rounds = 20;
   std::string model = "mlp";
+  ModelInit model_init = ModelInit::kGlorot;  // model_init: "glorot" | "zeros"
   double target_accuracy = 0.85;
   std::string data_dir;               // data.dir: Fashion-MNIST (default: Debian's)
   Pipeline pipeline = Pipeline::kFrugal;

@@ -153,8 +153,6 @@ class RoundDriver {
   Status WriteRunDirectory();
   void StartEvaluation(uint32_t round, double now_s);
   void FinishEvaluation();
-  void SendError(uint64_t conn, v1::Error::Code code, const std::string& message, uint32_t round,
-                 const std::string& reason);
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
 
   CoordinatorConfig config_;
