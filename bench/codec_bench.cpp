@@ -5,7 +5,16 @@
 // per call: *_mb_s over the median thread CPU time of `reps` calls on one thread,
 // *_wall_mb_s over the median wall time (lower when the machine is shared).
 //
+// `real` mode records real updates instead: per model and density, a few FedAvg
+// rounds on Fashion-MNIST (Dirichlet 0.5 over 100 clients), each selected client
+// running RunClientTask (the trainer, top-k with its own error-feedback residual,
+// ternary values) from the current global model. Every update's index section is
+// measured from the bytes the uplink encoder wrote, against log2 C(d,k)/k and
+// against the version-1 coder (plain Rice, actually encoded), with the index
+// coders' speeds as ratios in this process.
+//
 // Usage: frugal-codec-bench [reps]   (default 11)
+//        frugal-codec-bench real [rounds=4] [clients_per_round=10] [models=logreg,mlp,cnn]
 
 #include <algorithm>
 #include <chrono>
@@ -19,10 +28,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
+#include "frugal/data/dataset.h"
+#include "frugal/data/partition.h"
+#include "frugal/model/model.h"
+#include "frugal/round/client_task.h"
 
 namespace frugal {
 namespace {
@@ -195,11 +209,220 @@ void BenchDownlink(const std::vector<float>& target, const std::vector<float>& b
   std::fflush(stdout);
 }
 
+
+// ---- real updates -------------------------------------------------------------
+
+struct Quantiles {
+  double min = 0, median = 0, max = 0;
+};
+
+Quantiles Summarize(std::vector<double> v) {
+  Quantiles q;
+  if (v.empty()) return q;
+  std::sort(v.begin(), v.end());
+  q.min = v.front();
+  q.max = v.back();
+  const size_t n = v.size();
+  q.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return q;
+}
+
+Json ToJson(const Quantiles& q) { return Json{{"min", q.min}, {"median", q.median}, {"max", q.max}}; }
+
+template <typename T>
+T Must(Result<T> r, const char* what) {
+  if (!r.ok()) {
+    std::fprintf(stderr, "codec bench: %s: %s\n", what, r.error().ToString().c_str());
+    std::exit(1);
+  }
+  return std::move(r).value();
+}
+
+// One recorded update: its kept indices and what each coder made of them.
+struct RecordedUpdate {
+  uint32_t dim = 0;
+  std::vector<uint32_t> indices;
+  size_t new_index_bytes = 0;  // from the uplink payload the encoder wrote (InspectUplink)
+  size_t old_index_bytes = 0;  // plain Rice(ChooseRiceParameter), actually encoded
+  bool adaptive = false;
+  size_t examples = 0;  // trained on for this update
+  double loss = 0;      // the trainer's mean loss
+};
+
+TrainConfig ScenarioTrain(const std::string& model) {
+  TrainConfig tc;  // fmnist-dir0.5 (2NN) and fmnist-logreg-c10; the CNN as the 2NN, one epoch
+  if (model == "logreg") {
+    tc.epochs = 1;
+    tc.learning_rate = 0.1f;
+  } else {
+    tc.epochs = model == "cnn" ? 1 : 2;
+    tc.learning_rate = 0.05f;
+  }
+  tc.batch_size = 32;
+  return tc;
+}
+
+std::vector<RecordedUpdate> RecordRealUpdates(const Dataset& train, const Partition& part, const std::string& name,
+                                              double density, int rounds, uint32_t per_round) {
+  auto model = Must(MakeModel(name, train.num_features, train.num_classes), "model");
+  auto ws = model->MakeWorkspace();
+  std::vector<float> global(model->num_params());
+  model->InitParams(global, 1);
+  const auto d = static_cast<uint32_t>(global.size());
+  UplinkConfig uc;
+  uc.density = density;
+  uc.values = ValueCoding::kTernary;
+  std::vector<std::vector<float>> residual(part.size());
+  std::vector<float> scratch, sum(d);
+  std::vector<RecordedUpdate> out;
+  for (int r = 1; r <= rounds; ++r) {
+    Rng pick(DeriveSeed(2024, static_cast<uint64_t>(r)));
+    std::vector<uint32_t> ids(part.size());
+    for (uint32_t i = 0; i < ids.size(); ++i) ids[i] = i;
+    for (uint32_t i = 0; i < per_round; ++i) std::swap(ids[i], ids[i + pick.UniformInt(ids.size() - i)]);
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (uint32_t j = 0; j < per_round; ++j) {
+      const uint32_t c = ids[j];
+      if (residual[c].empty()) residual[c].assign(d, 0.0f);
+      TrainConfig tc = ScenarioTrain(name);
+      tc.seed = DeriveSeed(static_cast<uint64_t>(r), c);
+      auto task = Must(RunClientTask(*model, global, train, part[c], tc, uc, residual[c], *ws, scratch), "train");
+      const UplinkInfo info = Must(InspectUplink(task.update, d), "inspect");
+      SparseUpdate u = Must(DecodeUplink(task.update, d), "decode");
+      for (size_t e = 0; e < u.indices.size(); ++e) sum[u.indices[e]] += u.values[e];
+      RecordedUpdate rec;
+      rec.dim = d;
+      rec.new_index_bytes = info.index_bytes;
+      rec.adaptive = info.adaptive_indices;
+      rec.examples = task.train.examples;
+      rec.loss = task.train.mean_loss;
+      rec.old_index_bytes = Must(EncodeRiceIndices(u.indices, d, ChooseRiceParameter(u.indices, d)), "rice").size();
+      rec.indices = std::move(u.indices);
+      out.push_back(std::move(rec));
+    }
+    for (uint32_t i = 0; i < d; ++i) global[i] += sum[i] / static_cast<float>(per_round);
+  }
+  return out;
+}
+
+// Index-section speed of both coders over the recorded updates, median of `reps` passes.
+Json IndexSpeed(const std::vector<RecordedUpdate>& recs, int reps) {
+  size_t total = 0;
+  for (const auto& r : recs) total += r.indices.size();
+  std::vector<IndexSection> sections;
+  std::vector<std::vector<uint8_t>> old_sections;
+  std::vector<int> old_b;
+  for (const auto& r : recs) {
+    sections.push_back(Must(EncodeIndexSection(r.indices, r.dim), "encode"));
+    old_b.push_back(ChooseRiceParameter(r.indices, r.dim));
+    old_sections.push_back(Must(EncodeRiceIndices(r.indices, r.dim, old_b.back()), "rice"));
+  }
+  const Timing old_enc = Measure(reps, [&] {
+    for (const auto& r : recs) Must(EncodeRiceIndices(r.indices, r.dim, ChooseRiceParameter(r.indices, r.dim)), "rice");
+  });
+  const Timing new_enc = Measure(reps, [&] {
+    for (const auto& r : recs) Must(EncodeIndexSection(r.indices, r.dim), "encode");
+  });
+  const Timing old_dec = Measure(reps, [&] {
+    for (size_t i = 0; i < recs.size(); ++i) {
+      Must(DecodeRiceIndices(old_sections[i], static_cast<uint32_t>(recs[i].indices.size()), recs[i].dim, old_b[i]),
+           "rice decode");
+    }
+  });
+  const Timing new_dec = Measure(reps, [&] {
+    for (size_t i = 0; i < recs.size(); ++i) {
+      const IndexSection& s = sections[i];
+      Must(DecodeIndexSection(s.bytes, static_cast<uint32_t>(recs[i].indices.size()), recs[i].dim, s.rice_parameter,
+                              s.adaptive),
+           "decode");
+    }
+  });
+  const double m = static_cast<double>(total) / 1e6;
+  return Json{{"old_encode_mindex_s", m / old_enc.cpu_s},
+              {"new_encode_mindex_s", m / new_enc.cpu_s},
+              {"old_decode_mindex_s", m / old_dec.cpu_s},
+              {"new_decode_mindex_s", m / new_dec.cpu_s},
+              {"encode_speed_new_over_old", old_enc.cpu_s / new_enc.cpu_s},
+              {"decode_speed_new_over_old", old_dec.cpu_s / new_dec.cpu_s}};
+}
+
+// Full uplink encode (top-k, values, index section) of one recorded-size update, for scale.
+void RealMode(int rounds, uint32_t per_round, const std::vector<std::string>& models) {
+  const Dataset train = Must(LoadFashionMnist(Split::kTrain), "Fashion-MNIST training set");
+  const Partition part =
+      Must(PartitionDirichlet(train.labels, train.num_classes, 100, 0.5, DeriveSeed(1, 7)), "partition");
+  for (const std::string& name : models) {
+    for (double density : {0.01, 0.02, 0.05, 0.1}) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::vector<RecordedUpdate> recs = RecordRealUpdates(train, part, name, density, rounds, per_round);
+      std::vector<double> over_new, over_old, bits_new, bits_old, bound, loss;
+      size_t examples = 0;
+      int past_new = 0, past_old = 0, adaptive = 0;
+      size_t bytes_new = 0, bytes_old = 0;
+      for (const auto& r : recs) {
+        const double k = static_cast<double>(r.indices.size());
+        const double b = Log2Binomial(r.dim, k) / k;
+        const double n = 8.0 * static_cast<double>(r.new_index_bytes) / k;
+        const double o = 8.0 * static_cast<double>(r.old_index_bytes) / k;
+        bound.push_back(b);
+        loss.push_back(r.loss);
+        examples += r.examples;
+        bits_new.push_back(n);
+        bits_old.push_back(o);
+        over_new.push_back(100.0 * (n / b - 1.0));
+        over_old.push_back(100.0 * (o / b - 1.0));
+        past_new += n > 1.02 * b;
+        past_old += o > 1.02 * b;
+        adaptive += r.adaptive;
+        bytes_new += r.new_index_bytes;
+        bytes_old += r.old_index_bytes;
+      }
+      Json j;
+      j["mode"] = "real";
+      j["model"] = name;
+      j["dim"] = recs.front().dim;
+      j["density"] = density;
+      j["k"] = recs.front().indices.size();
+      j["updates"] = recs.size();
+      j["rounds"] = rounds;
+      j["clients_per_round"] = per_round;
+      j["examples_trained"] = examples;
+      j["train_loss"] = ToJson(Summarize(loss));
+      j["bound_bits_per_index"] = ToJson(Summarize(bound));
+      j["old_bits_per_index"] = ToJson(Summarize(bits_old));
+      j["new_bits_per_index"] = ToJson(Summarize(bits_new));
+      j["old_pct_over_bound"] = ToJson(Summarize(over_old));
+      j["new_pct_over_bound"] = ToJson(Summarize(over_new));
+      j["old_updates_past_2pct"] = past_old;
+      j["new_updates_past_2pct"] = past_new;
+      j["new_adaptive_sections"] = adaptive;
+      j["index_bytes_new_over_old"] = static_cast<double>(bytes_new) / static_cast<double>(bytes_old);
+      j["index_speed"] = IndexSpeed(recs, 5);
+      j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("%s\n", j.dump().c_str());
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace frugal
 
 int main(int argc, char** argv) {
   using namespace frugal;
+  if (argc > 1 && std::string(argv[1]) == "real") {
+    const int rounds = argc > 2 ? std::max(1, std::atoi(argv[2])) : 4;
+    const uint32_t per_round = argc > 3 ? static_cast<uint32_t>(std::clamp(std::atoi(argv[3]), 1, 100)) : 10;
+    std::vector<std::string> models;
+    std::string list = argc > 4 ? argv[4] : "logreg,mlp,cnn";
+    for (size_t start = 0; start <= list.size();) {
+      const size_t comma = std::min(list.find(',', start), list.size());
+      if (comma > start) models.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    RealMode(rounds, per_round, models);
+    return 0;
+  }
   const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 11;
   for (uint32_t d : {199210u, 1663370u}) {
     const std::vector<float> gauss = GaussianVector(d, 1, 0.01);

@@ -30,6 +30,10 @@ std::string_view CodecName(CodecId codec) {
   return "unknown";
 }
 
+uint8_t LatestFrameVersion(CodecId codec) {
+  return codec == CodecId::kUplinkSparse ? kUplinkSparseVersion : kFrameVersion;
+}
+
 Status AppendFrame(const FrameHeader& header, std::span<const uint8_t> body, std::vector<uint8_t>* out) {
   if (body.size() > kMaxBodyBytes) {
     return ResourceExhaustedError("codec body of " + std::to_string(body.size()) + " bytes exceeds the limit of " +
@@ -60,9 +64,11 @@ Result<ParsedFrame> ParseFrame(std::span<const uint8_t> payload) {
   ParsedFrame f;
   f.header.codec = static_cast<CodecId>(h[4]);
   f.header.version = h[5];
-  if (f.header.version != kFrameVersion) {
-    return InvalidArgumentError("unsupported codec version " + std::to_string(f.header.version) + " (this build reads " +
-                                std::to_string(kFrameVersion) + ")");
+  const uint8_t latest = LatestFrameVersion(f.header.codec);
+  if (f.header.version < 1 || f.header.version > latest) {
+    return InvalidArgumentError("unsupported codec version " + std::to_string(f.header.version) + " of " +
+                                std::string(CodecName(f.header.codec)) + " (this build reads 1 to " +
+                                std::to_string(latest) + ")");
   }
   f.header.flags = GetU16(h + 6);
   f.header.dim = GetU32(h + 8);

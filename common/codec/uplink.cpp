@@ -8,6 +8,7 @@
 #include <string>
 
 #include "byte_io.h"
+#include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/bit_io.h"
 #include "frugal/codec/fp16.h"
 #include "frugal/codec/frame.h"
@@ -20,6 +21,10 @@ namespace {
 constexpr uint16_t kFlagZstd = 1;
 constexpr int kZstdLevel = 3;
 constexpr size_t kSparseFixedBytes = 2;  // value coding, Rice parameter
+// Version 2: bit 7 of the Rice parameter byte marks an adaptive Rice index section;
+// bits 5 and 6 are reserved (0). Version 1 knows only plain Rice (byte = b).
+constexpr uint8_t kAdaptiveIndexFlag = 0x80;
+constexpr uint8_t kRiceParameterMask = 0x1f;
 
 bool IsFinite(float v) { return (std::bit_cast<uint32_t>(v) & 0x7f800000u) != 0x7f800000u; }
 
@@ -105,24 +110,25 @@ QuantizedValues QuantizeValues(std::span<const float> v, ValueCoding coding) {
 
 Result<std::vector<uint8_t>> WriteSparsePayload(uint32_t dim, std::span<const uint32_t> indices, ValueCoding coding,
                                                 const QuantizedValues& q, bool try_zstd) {
-  const int b = ChooseRiceParameter(indices, dim);
+  // Plain Rice stays the fallback, so a section is never longer than version 1 made it.
+  FRUGAL_ASSIGN_OR_RETURN(const IndexSection index, EncodeIndexSection(indices, dim));
+  const uint8_t parameter_byte =
+      static_cast<uint8_t>(index.rice_parameter) | (index.adaptive ? kAdaptiveIndexFlag : uint8_t{0});
   std::vector<uint8_t> body;
-  const uint64_t index_bits = RiceCodeBits(indices, b);
-  body.reserve(kSparseFixedBytes + ValueParamBytes(coding) + index_bits / 8 + 8 + q.section.size());
+  body.reserve(kSparseFixedBytes + ValueParamBytes(coding) + index.bytes.size() + q.section.size());
   body.push_back(static_cast<uint8_t>(coding));
-  body.push_back(static_cast<uint8_t>(b));
+  body.push_back(parameter_byte);
   if (ValueParamBytes(coding) == 4) {
     uint8_t p[4];
     PutF32(p, q.param);
     body.insert(body.end(), p, p + 4);
   }
-  BitWriter writer(&body);
-  WriteRiceIndices(indices, b, writer);
-  writer.Finish();
+  body.insert(body.end(), index.bytes.begin(), index.bytes.end());
   body.insert(body.end(), q.section.begin(), q.section.end());
 
   FrameHeader header;
   header.codec = CodecId::kUplinkSparse;
+  header.version = kUplinkSparseVersion;
   header.dim = dim;
   header.count = static_cast<uint32_t>(indices.size());
   std::vector<uint8_t> out;
@@ -241,7 +247,11 @@ Result<SparseUpdate> ParseSparse(const ParsedFrame& f, UplinkInfo* info) {
     return InvalidArgumentError("unknown value coding " + std::to_string(body[0]));
   }
   const auto coding = static_cast<ValueCoding>(body[0]);
-  const int b = body[1];
+  const bool adaptive = h.version >= 2 && (body[1] & kAdaptiveIndexFlag) != 0;
+  if (h.version >= 2 && (body[1] & ~(kAdaptiveIndexFlag | kRiceParameterMask)) != 0) {
+    return InvalidArgumentError("reserved bits set in the Rice parameter byte " + std::to_string(body[1]));
+  }
+  const int b = h.version >= 2 ? (body[1] & kRiceParameterMask) : body[1];
   if (b > kMaxRiceParameter) {
     return InvalidArgumentError("Rice parameter " + std::to_string(b) + " exceeds " + std::to_string(kMaxRiceParameter));
   }
@@ -265,7 +275,8 @@ Result<SparseUpdate> ParseSparse(const ParsedFrame& f, UplinkInfo* info) {
   const size_t index_bytes = body.size() - fixed - value_bytes;
   SparseUpdate u;
   u.dim = h.dim;
-  auto index_status = DecodeRiceIndices(body.subspan(fixed, index_bytes), h.count, h.dim, b);
+  const std::span<const uint8_t> index_section = body.subspan(fixed, index_bytes);
+  auto index_status = DecodeIndexSection(index_section, h.count, h.dim, b, adaptive);
   if (!index_status.ok()) return index_status.error().WithContext("index section");
   u.indices = std::move(index_status).value();
 
@@ -301,6 +312,7 @@ Result<SparseUpdate> ParseSparse(const ParsedFrame& f, UplinkInfo* info) {
   }
   info->values = coding;
   info->rice_parameter = b;
+  info->adaptive_indices = adaptive;
   info->index_bytes = index_bytes;
   info->value_bytes = value_bytes + ValueParamBytes(coding);
   return u;

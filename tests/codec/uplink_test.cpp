@@ -238,12 +238,13 @@ TEST_SUITE("codec") {
     p[1] = 'X';
     CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "bad magic"));
     p = good;
-    p[5] = 2;
+    p[5] = 3;
     REQUIRE(SealFrame(p).ok());
-    CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "unsupported codec version 2"));
+    CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "unsupported codec version 3 of uplink-sparse"));
     CHECK(Contains(ErrorMessage(DecodeUplink(good, 999)), "dimension mismatch: payload declares 1000, expected 999"));
     p = good;
     p[4] = 3;
+    p[5] = 1;  // a downlink frame of a version it has
     REQUIRE(SealFrame(p).ok());
     CHECK(Contains(ErrorMessage(DecodeUplink(p, 1000)), "not an uplink codec"));
     // count > dim

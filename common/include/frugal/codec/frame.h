@@ -23,6 +23,9 @@ enum class CodecId : uint8_t {
 
 inline constexpr uint32_t kFrameMagic = 0x47555246;  // bytes "FRUG"
 inline constexpr uint8_t kFrameVersion = 1;
+// Uplink-sparse bodies are at version 2 (the index section may be adaptive Rice,
+// flagged in the Rice parameter byte); version 1 bodies (plain Rice) still decode.
+inline constexpr uint8_t kUplinkSparseVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 24;
 // Hard limits every decoder enforces before allocating.
 inline constexpr uint32_t kMaxCodecDim = 1u << 28;        // parameters in one vector
@@ -50,7 +53,10 @@ struct ParsedFrame {
   std::span<const uint8_t> body;
 };
 
-// Validates magic, version, lengths (truncation and trailing bytes) and the checksum, in
+// The highest version of `codec` this build reads (kFrameVersion for unknown codecs).
+uint8_t LatestFrameVersion(CodecId codec);
+
+// Validates magic, version (1 to LatestFrameVersion(codec)), lengths (truncation and trailing bytes) and the checksum, in
 // that order, then that dim <= kMaxCodecDim. Codec-specific fields are left to the caller.
 Result<ParsedFrame> ParseFrame(std::span<const uint8_t> payload);
 

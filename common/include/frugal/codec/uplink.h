@@ -1,6 +1,7 @@
 // Uplink codec (client -> coordinator): top-k sparsification with error
 // feedback, values coded ternary (STC), int8, fp16 or fp32, indices coded
-// Golomb-Rice, optional zstd stage; or the dense fp32 baseline.
+// Golomb-Rice (plain, or adaptive: range-coded, whichever is shorter), optional
+// zstd stage; or the dense fp32 baseline.
 #pragma once
 
 #include <cstddef>
@@ -53,9 +54,10 @@ struct UplinkInfo {
   uint32_t count = 0;       // entries sent
   ValueCoding values = ValueCoding::kFp32;
   int rice_parameter = 0;
+  bool adaptive_indices = false;  // index section is adaptive Rice (version 2), else plain Rice
   bool zstd = false;
   size_t total_bytes = 0;   // whole payload
-  size_t index_bytes = 0;   // Rice index section (uncompressed)
+  size_t index_bytes = 0;   // index section (uncompressed)
   size_t value_bytes = 0;   // value parameter + value section (uncompressed)
 };
 // Parses and fully validates a payload like DecodeUplink, returning its layout.
