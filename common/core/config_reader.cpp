@@ -1,11 +1,285 @@
 #include "frugal/core/config_reader.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace frugal {
+
+namespace {
+
+// Checks text before toml++ 3.3.0 (Debian's) sees it. Its generated
+// is_non_ascii_horizontal_whitespace() reaches __builtin_unreachable() for most
+// code points in U+00A1..U+0499, U+2F4E..U+3347 and U+FB06..U+FEFE: undefined
+// behaviour. The parser asks that question of every character outside strings
+// and comments (a bare value is scanned up to a terminator, quotes included), and
+// inside a """ string of the character after a backslash and of the first one
+// after a line-ending backslash's whitespace (found by parsing every code point
+// in each context against a copy of the header that counts the unreachable
+// branch, and by fuzzing; config_reader_test.cpp tries them all). Those places
+// are refused; TOML allows only ASCII outside strings and comments anyway.
+// Strings and comments are parsed safely and keep any UTF-8. To know where a
+// quote opens a string as toml++ will, the guard follows TOML's structure:
+// keys, values, arrays, inline tables and table headers.
+class TomlTextGuard {
+ public:
+  TomlTextGuard(std::string_view text, std::string_view source) : text_(text), source_(source) {}
+
+  Status Check() {
+    // toml++ skips a UTF-8 byte order mark at the very start.
+    if (text_.starts_with("\xEF\xBB\xBF")) i_ = 3;
+    while (i_ < text_.size()) {
+      switch (state_) {
+        case State::kOutside: FRUGAL_RETURN_IF_ERROR(Outside()); break;
+        case State::kComment: Comment(); break;
+        case State::kBasic: FRUGAL_RETURN_IF_ERROR(Basic(false)); break;
+        case State::kMultiBasic: FRUGAL_RETURN_IF_ERROR(Basic(true)); break;
+        case State::kLiteral: Literal(false); break;
+        case State::kMultiLiteral: Literal(true); break;
+      }
+    }
+    return OkStatus();
+  }
+
+ private:
+  enum class State { kOutside, kComment, kBasic, kMultiBasic, kLiteral, kMultiLiteral };
+  // What toml++ expects outside strings. A quote opens a string only at the
+  // start of a key segment or a value; anywhere else toml++ either refuses it
+  // or scans it as part of a bare value, so the text after it stays "outside".
+  enum class Expect {
+    kKeyStart,  // a key segment: line start, after '.', '[', '{' or ',' in an inline table
+    kKey,       // inside a key (bare segment or after a quoted one)
+    kValue,     // a value: after '=', '[' or ',' in an array
+    kBare,      // inside a bare value (number, boolean, date), up to a terminator
+    kAfter,     // after a value or header, or text toml++ refuses
+  };
+
+  unsigned char At(size_t i) const { return i < text_.size() ? static_cast<unsigned char>(text_[i]) : 0; }
+  bool NonAscii() const { return At(i_) >= 0x80; }
+
+  // Columns count code points, as toml++'s do.
+  void Advance(size_t n = 1) {
+    for (; n > 0 && i_ < text_.size(); --n, ++i_) {
+      const unsigned char b = At(i_);
+      if (b == '\n') {
+        ++line_;
+        column_ = 1;
+      } else if ((b & 0xC0) != 0x80) {
+        ++column_;
+      }
+    }
+  }
+
+  size_t RunOf(char c) const {
+    size_t n = 0;
+    while (i_ + n < text_.size() && text_[i_ + n] == c) ++n;
+    return n;
+  }
+
+  static bool IsBareKeyChar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  }
+
+  Status Outside() {
+    if (NonAscii()) return Refuse("outside a string or comment (TOML allows only ASCII there)");
+    const char c = text_[i_];
+    if (c == '"' || c == '\'') {
+      if (expect_ == Expect::kKeyStart || expect_ == Expect::kValue) {
+        string_in_key_ = expect_ == Expect::kKeyStart;
+        const bool multi = RunOf(c) >= 3;
+        state_ = c == '"' ? (multi ? State::kMultiBasic : State::kBasic)
+                          : (multi ? State::kMultiLiteral : State::kLiteral);
+        Advance(multi ? 3 : 1);
+        return OkStatus();
+      }
+      if (expect_ != Expect::kBare) expect_ = Expect::kAfter;
+    } else if (c == '#') {
+      if (expect_ == Expect::kBare) expect_ = Expect::kAfter;
+      state_ = State::kComment;
+    } else {
+      Structure(c);
+    }
+    Advance();
+    return OkStatus();
+  }
+
+  void Structure(char c) {
+    const bool space = c == ' ' || c == '\t';
+    const bool newline = c == '\n' || c == '\r';
+    const bool ends_value = space || newline || c == ',' || c == ']' || c == '}';
+    if (expect_ == Expect::kBare) {
+      if (!ends_value) return;
+      expect_ = Expect::kAfter;
+    }
+    const char open = nesting_.empty() ? '\0' : nesting_.back();
+    if (newline) {
+      // Only arrays span lines; at the top level a line starts a key.
+      if (open == '\0') expect_ = Expect::kKeyStart;
+      return;
+    }
+    if (space) return;
+    if (c == ',') {
+      expect_ = open == '[' ? Expect::kValue : open == '{' ? Expect::kKeyStart : Expect::kAfter;
+      return;
+    }
+    if (c == ']' || c == '}') {
+      if ((c == ']' && (open == '[' || open == 'h')) || (c == '}' && open == '{')) nesting_.pop_back();
+      expect_ = Expect::kAfter;
+      return;
+    }
+    switch (expect_) {
+      case Expect::kKeyStart:
+        if (c == '[') {
+          if (open != 'h') nesting_.push_back('h');  // a table header; "[[" is one
+        } else {
+          expect_ = IsBareKeyChar(c) ? Expect::kKey : Expect::kAfter;
+        }
+        return;
+      case Expect::kKey:
+        if (c == '.') {
+          expect_ = Expect::kKeyStart;
+        } else if (c == '=') {
+          expect_ = Expect::kValue;
+        } else if (!IsBareKeyChar(c)) {
+          expect_ = Expect::kAfter;
+        }
+        return;
+      case Expect::kValue:
+        if (c == '[') {
+          nesting_.push_back('[');
+        } else if (c == '{') {
+          nesting_.push_back('{');
+          expect_ = Expect::kKeyStart;
+        } else {
+          expect_ = Expect::kBare;
+        }
+        return;
+      case Expect::kBare:
+      case Expect::kAfter:
+        return;
+    }
+  }
+
+  void EndString() {
+    state_ = State::kOutside;
+    expect_ = string_in_key_ ? Expect::kKey : Expect::kAfter;
+  }
+
+  // A line break ends a comment; the outside state then reads it.
+  void Comment() {
+    if (text_[i_] == '\n' || text_[i_] == '\r') {
+      state_ = State::kOutside;
+      return;
+    }
+    Advance();
+  }
+
+  Status Basic(bool multi) {
+    const char c = text_[i_];
+    if (c == '\\') {
+      Advance();
+      if (NonAscii()) return Refuse("after a backslash (not an escape)");
+      if (multi && IsAsciiSpace(At(i_))) {
+        // A line-ending backslash: toml++ asks whether the first character after
+        // the whitespace and line breaks it trims is whitespace.
+        while (IsAsciiSpace(At(i_))) Advance();
+        if (NonAscii()) {
+          return Refuse("first after a line-ending backslash (toml++ 3.3.0 mishandles it there; "
+                        "write it as a \\u escape)");
+        }
+        return OkStatus();
+      }
+      Advance();  // the escaped character
+      return OkStatus();
+    }
+    if (c == '"') {
+      CloseQuote('"', multi);
+      return OkStatus();
+    }
+    // A single-line string cannot span lines; toml++ refuses it there.
+    if (!multi && (c == '\n' || c == '\r')) {
+      EndString();
+    } else {
+      Advance();
+    }
+    return OkStatus();
+  }
+
+  void Literal(bool multi) {
+    const char c = text_[i_];
+    if (c == '\'') {
+      CloseQuote('\'', multi);
+    } else if (!multi && (c == '\n' || c == '\r')) {
+      EndString();
+    } else {
+      Advance();
+    }
+  }
+
+  // In a multi-line string, a run of three to five quotes closes it (up to two of
+  // them are content) and a shorter run is content, as in toml++.
+  void CloseQuote(char quote, bool multi) {
+    const size_t run = multi ? RunOf(quote) : 1;
+    Advance(std::min<size_t>(run, 5));
+    if (!multi || run >= 3) EndString();
+  }
+
+  static bool IsAsciiSpace(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+
+  Error Refuse(std::string_view where) const {
+    std::ostringstream os;
+    os << source_ << ":" << line_ << ":" << column_ << ": malformed TOML: character " << CodePoint()
+       << " " << where;
+    return InvalidArgumentError(os.str());
+  }
+
+  // "U+03D3", or the byte ("byte 0xCF") when it does not start valid UTF-8.
+  std::string CodePoint() const {
+    const unsigned char b = At(i_);
+    const size_t len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    char32_t cp = b & (0x7F >> len);
+    bool valid = len > 0 && i_ + len <= text_.size();
+    for (size_t k = 1; valid && k < len; ++k) {
+      const unsigned char cont = At(i_ + k);
+      valid = (cont & 0xC0) == 0x80;
+      cp = (cp << 6) | (cont & 0x3F);
+    }
+    char buf[16];
+    if (!valid) {
+      std::snprintf(buf, sizeof buf, "byte 0x%02X", static_cast<unsigned>(b));
+    } else {
+      std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
+    }
+    return buf;
+  }
+
+  std::string_view text_;
+  std::string_view source_;
+  State state_ = State::kOutside;
+  Expect expect_ = Expect::kKeyStart;
+  bool string_in_key_ = false;
+  std::vector<char> nesting_;  // '[' array, '{' inline table, 'h' table header
+  size_t i_ = 0;
+  size_t line_ = 1;
+  size_t column_ = 1;
+};
+
+}  // namespace
+
+Result<toml::table> ParseToml(std::string_view text, std::string_view source) {
+  FRUGAL_RETURN_IF_ERROR(TomlTextGuard(text, source).Check());
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
+       << ": malformed TOML: " << e.description();
+    return InvalidArgumentError(os.str());
+  }
+}
 
 Status ApplyOverride(toml::table& t, const std::string& kv) {
   const size_t eq = kv.find('=');
@@ -14,10 +288,12 @@ Status ApplyOverride(toml::table& t, const std::string& kv) {
   }
   const std::string key = kv.substr(0, eq);
   const std::string value = kv.substr(eq + 1);
+  // A value that is not a TOML literal (or that the guard refuses) is a string.
+  auto literal = ParseToml("v = " + value, "override");
   toml::table parsed;
-  try {
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
+  if (literal.ok()) {
+    parsed = std::move(*literal);
+  } else {
     parsed.insert_or_assign("v", value);
   }
   toml::table* cur = &t;
@@ -53,14 +329,7 @@ std::string Show(double v) {
 
 Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_view source,
                                            const std::vector<std::string>& overrides) {
-  toml::table t;
-  try {
-    t = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
-    return InvalidArgumentError(os.str());
-  }
+  FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, source));
   for (const std::string& o : overrides) FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, o));
   return t;
 }

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <toml++/toml.h>
 
+#include "frugal/core/config_reader.h"
 #include "frugal/energy/default_profiles.h"
 
 namespace frugal {
@@ -298,15 +299,7 @@ std::string_view PickWeighted(const std::vector<WeightedId>& items, double u) {
 
 Result<EnergyProfiles> EnergyProfiles::ParseImpl(std::string_view toml_text, std::string_view source,
                                                  bool complete) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream m;
-    m << source << ":" << e.source().begin.line << ":" << e.source().begin.column
-      << ": malformed TOML: " << e.description();
-    return InvalidArgumentError(m.str());
-  }
+  FRUGAL_ASSIGN_OR_RETURN(toml::table root, ParseToml(toml_text, source));
 
   EnergyProfiles p;
   for (auto&& [key, node] : root) {

@@ -18,6 +18,11 @@
 
 namespace frugal {
 
+// Parses TOML text; every TOML parse goes through here. Refuses, naming source,
+// line and column, a non-ASCII character where toml++ 3.3.0 has undefined
+// behaviour (outside strings and comments, and two places in """ strings);
+// UTF-8 inside strings and comments is kept. Thread-safe.
+Result<toml::table> ParseToml(std::string_view text, std::string_view source);
 // Parses TOML text and applies "a.b=value" overrides (a value that is not a
 // TOML literal is taken as a string). Errors name the source, line and key.
 Result<toml::table> ParseTomlWithOverrides(std::string_view text, std::string_view source,
