@@ -30,6 +30,7 @@
 
 #include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/downlink.h"
+#include "frugal/codec/frame.h"
 #include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
@@ -245,9 +246,34 @@ struct RecordedUpdate {
   size_t new_index_bytes = 0;  // from the uplink payload the encoder wrote (InspectUplink)
   size_t old_index_bytes = 0;  // plain Rice(ChooseRiceParameter), actually encoded
   bool adaptive = false;
+  std::vector<uint8_t> payload;     // the uplink payload the encoder wrote (version 2)
+  std::vector<uint8_t> v1_payload;  // the same update as version 1 wrote it (plain Rice)
   size_t examples = 0;  // trained on for this update
   double loss = 0;      // the trainer's mean loss
 };
+
+// The payload a version-1 encoder would have sent: same values, plain Rice indices.
+std::vector<uint8_t> VersionOnePayload(std::span<const uint8_t> v2, std::span<const uint32_t> indices, uint32_t d,
+                                       const UplinkInfo& info) {
+  if (info.zstd) Die(InvalidArgumentError("real mode records payloads without the zstd stage"));
+  const std::span<const uint8_t> body = v2.subspan(kFrameHeaderSize);
+  const size_t value_param_bytes = (info.values == ValueCoding::kTernary || info.values == ValueCoding::kInt8) ? 4 : 0;
+  const int b = ChooseRiceParameter(indices, d);
+  std::vector<uint8_t> out_body = {body[0], static_cast<uint8_t>(b)};
+  out_body.insert(out_body.end(), body.begin() + 2, body.begin() + 2 + static_cast<std::ptrdiff_t>(value_param_bytes));
+  const auto rice = Must(EncodeRiceIndices(indices, d, b), "rice");
+  out_body.insert(out_body.end(), rice.begin(), rice.end());
+  out_body.insert(out_body.end(), body.end() - static_cast<std::ptrdiff_t>(info.value_bytes - value_param_bytes),
+                  body.end());
+  FrameHeader h;
+  h.codec = CodecId::kUplinkSparse;
+  h.version = 1;
+  h.dim = d;
+  h.count = static_cast<uint32_t>(indices.size());
+  std::vector<uint8_t> out;
+  if (Status st = AppendFrame(h, out_body, &out); !st.ok()) Die(st.error());
+  return out;
+}
 
 TrainConfig ScenarioTrain(const std::string& model) {
   TrainConfig tc;  // fmnist-dir0.5 (2NN) and fmnist-logreg-c10; the CNN as the 2NN, one epoch
@@ -297,7 +323,9 @@ std::vector<RecordedUpdate> RecordRealUpdates(const Dataset& train, const Partit
       rec.examples = task.train.examples;
       rec.loss = task.train.mean_loss;
       rec.old_index_bytes = Must(EncodeRiceIndices(u.indices, d, ChooseRiceParameter(u.indices, d)), "rice").size();
+      rec.v1_payload = VersionOnePayload(task.update, u.indices, d, info);
       rec.indices = std::move(u.indices);
+      rec.payload = std::move(task.update);
       out.push_back(std::move(rec));
     }
     for (uint32_t i = 0; i < d; ++i) global[i] += sum[i] / static_cast<float>(per_round);
@@ -337,13 +365,21 @@ Json IndexSpeed(const std::vector<RecordedUpdate>& recs, int reps) {
            "decode");
     }
   });
+  const Timing v1_payload = Measure(reps, [&] {
+    for (const auto& r : recs) Must(DecodeUplink(r.v1_payload, r.dim), "decode v1");
+  });
+  const Timing v2_payload = Measure(reps, [&] {
+    for (const auto& r : recs) Must(DecodeUplink(r.payload, r.dim), "decode v2");
+  });
   const double m = static_cast<double>(total) / 1e6;
   return Json{{"old_encode_mindex_s", m / old_enc.cpu_s},
               {"new_encode_mindex_s", m / new_enc.cpu_s},
               {"old_decode_mindex_s", m / old_dec.cpu_s},
               {"new_decode_mindex_s", m / new_dec.cpu_s},
               {"encode_speed_new_over_old", old_enc.cpu_s / new_enc.cpu_s},
-              {"decode_speed_new_over_old", old_dec.cpu_s / new_dec.cpu_s}};
+              {"decode_speed_new_over_old", old_dec.cpu_s / new_dec.cpu_s},
+              {"payload_decode_v2_over_v1_speed", v1_payload.cpu_s / v2_payload.cpu_s},
+              {"payload_decode_v2_ms", 1e3 * v2_payload.cpu_s / static_cast<double>(recs.size())}};
 }
 
 // Full uplink encode (top-k, values, index section) of one recorded-size update, for scale.

@@ -1,12 +1,15 @@
-// Writes the seed corpus: valid payloads of every codec and mode, small enough to
-// commit. Usage: frugal-fuzz-corpus-gen OUT_DIR  (creates OUT_DIR/<target>/seed-*)
+// Writes the seed corpus: valid payloads of every codec and mode (uplink-sparse
+// version 2 with plain and adaptive Rice sections, and one version-1 frame), small
+// enough to commit. Usage: frugal-fuzz-corpus-gen OUT_DIR  (creates OUT_DIR/<target>/seed-*)
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/downlink.h"
+#include "frugal/codec/frame.h"
 #include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
@@ -73,6 +76,31 @@ int main(int argc, char** argv) {
     repetitive.values.push_back(1.0f);
   }
   failures += Write(up, "seed-" + std::to_string(n++), Must(EncodeSparseUpdate(repetitive, ValueCoding::kFp32, true)));
+  // Clustered positions (one dense block, a few runs): version-2 adaptive Rice sections.
+  for (ValueCoding c : {ValueCoding::kTernary, ValueCoding::kInt8}) {
+    SparseUpdate clustered;
+    clustered.dim = 5000;
+    for (uint32_t i = 4000; i < 4300; ++i) clustered.indices.push_back(i);
+    for (uint32_t i = 4700; i < 5000; i += 3) clustered.indices.push_back(i);
+    for (size_t j = 0; j < clustered.indices.size(); ++j) clustered.values.push_back(j % 3 ? 0.5f : -0.25f);
+    failures += Write(up, "seed-" + std::to_string(n++), Must(EncodeSparseUpdate(clustered, c)));
+  }
+  {  // A version-1 frame (plain Rice, the byte is b), which this build still decodes.
+    const std::vector<uint32_t> idx = {3, 70, 71, 500, 999};
+    const int b = ChooseRiceParameter(idx, 1000);
+    std::vector<uint8_t> body = {static_cast<uint8_t>(ValueCoding::kFp16), static_cast<uint8_t>(b)};
+    const std::vector<uint8_t> coded = Must(EncodeRiceIndices(idx, 1000, b));
+    body.insert(body.end(), coded.begin(), coded.end());
+    for (size_t j = 0; j < idx.size(); ++j) body.insert(body.end(), {0x00, 0x3c});  // fp16 1.0
+    FrameHeader h;
+    h.codec = CodecId::kUplinkSparse;
+    h.version = 1;
+    h.dim = 1000;
+    h.count = static_cast<uint32_t>(idx.size());
+    std::vector<uint8_t> v1;
+    if (!AppendFrame(h, body, &v1).ok()) return 1;
+    failures += Write(up, "seed-v1-" + std::to_string(n++), v1);
+  }
 
   const std::filesystem::path down = out / "fuzz_downlink_decode";
   n = 0;
@@ -113,6 +141,26 @@ int main(int argc, char** argv) {
       input.insert(input.end(), coded.begin(), coded.end());
       failures += Write(rice, "seed-" + std::to_string(n++), input);
     }
+  }
+  // Adaptive Rice sections (mode bit 7): clustered runs, a dense block, one far index.
+  std::vector<std::vector<uint32_t>> clustered_sets;
+  clustered_sets.push_back({});
+  for (uint32_t i = 100; i < 160; ++i) clustered_sets.back().push_back(i);
+  clustered_sets.push_back({});
+  for (uint32_t start : {5u, 900u, 3000u, 4900u}) {
+    for (uint32_t i = start; i < start + 15; i += 1 + i % 2) clustered_sets.back().push_back(i);
+  }
+  clustered_sets.push_back({0, 4999});
+  for (const auto& idx : clustered_sets) {
+    const uint32_t dim = 5000;
+    const int b = ChooseRiceParameter(idx, dim);
+    const std::vector<uint8_t> coded = Must(EncodeAdaptiveRiceIndices(idx, dim, b));
+    std::vector<uint8_t> input = {static_cast<uint8_t>(idx.size()), static_cast<uint8_t>(idx.size() >> 8),
+                                  static_cast<uint8_t>(dim), static_cast<uint8_t>(dim >> 8),
+                                  static_cast<uint8_t>(dim >> 16), static_cast<uint8_t>(dim >> 24),
+                                  static_cast<uint8_t>(0x80 | b)};
+    input.insert(input.end(), coded.begin(), coded.end());
+    failures += Write(rice, "seed-adaptive-" + std::to_string(n++), input);
   }
   if (failures) std::fprintf(stderr, "corpus generator: %d files could not be written\n", failures);
   return failures ? 1 : 0;

@@ -1,9 +1,11 @@
 // libFuzzer target for DecodeUplink / InspectUplink: any bytes must give either an
-// Error or a sparse update that satisfies every documented invariant.
+// Error or a sparse update that satisfies every documented invariant. The seed corpus
+// holds version-2 frames with plain and adaptive Rice index sections and version-1 frames.
 #include <cstdint>
 #include <vector>
 
 #include "frugal/codec/frame.h"
+#include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
 #include "fuzz_common.h"
 
@@ -22,6 +24,9 @@ void DecodeAndCheck(std::span<const uint8_t> in) {
   fuzz::Require(fuzz::StrictlyIncreasingBelow(r->indices, dim));
   fuzz::Require(fuzz::AllFinite(r->values));
   fuzz::Require(ValidateSparseUpdate(*r, dim).ok());
+  fuzz::Require(info->rice_parameter >= 0 && info->rice_parameter <= kMaxRiceParameter);
+  // Only a version-2 sparse frame can carry an adaptive section.
+  fuzz::Require(!info->adaptive_indices || (!info->dense && in.size() > 5 && in[5] == kUplinkSparseVersion));
 }
 
 }  // namespace
