@@ -9,7 +9,8 @@
 #         first launch until every process has exited, server peak RSS, max
 #         client peak RSS, final accuracy. Dense and frugal pipelines.
 #   idle  concurrent idle mutual-TLS connections one coordinator holds and its
-#         RSS per connection (frugal-service-idle-conns).
+#         RSS per connection (frugal-service-idle-conns), one client
+#         certificate per connection (idle-0 .. idle-N-1, issued once).
 #   agg   time from the last accepted update to the new model version for a
 #         round of 1,000 sparse 2NN updates (frugal-service-aggregation-bench).
 #
@@ -93,6 +94,11 @@ run_idle() {
   local d=$work/idle
   rm -rf "$d"; mkdir -p "$d"
   ulimit -n 20000
+  if [[ ! -f $ca/clients/idle-$((idle_n - 1)).crt ]]; then
+    local t0=$(date +%s.%N)
+    "$coord" ca issue --dir "$ca" --count "$idle_n" --prefix idle- >/dev/null
+    echo "# issued $idle_n client certificates (idle-0 .. idle-$((idle_n - 1))) in $(echo "$(date +%s.%N) - $t0" | bc) s"
+  fi
   # No round ever opens (min_clients is out of reach): every connection idles,
   # answering the coordinator's heartbeats (every 10 s; silent for 60 s = dropped).
   "$coord" run -q --set run_id=\"idle\" --set model=\"logreg\" --set round.min_clients=1000000 \
@@ -105,11 +111,12 @@ run_idle() {
   local cpid=$!
   for _ in $(seq 200); do [[ -s $d/status_port ]] && break; sleep 0.1; done
   sleep 1  # let the coordinator finish starting before the baseline RSS is read
-  local ids
-  ids=$(seq -s, -f 'device-%g' 0 15)
+  # One certificate per connection: each connection registers as its own client,
+  # so the coordinator's clients map and the store's clients table grow with them.
   "$idle_bin" --pid "$cpid" --port "$(cat "$d/port")" --status-port "$(cat "$d/status_port")" \
-    --ca "$ca/ca.crt" --certs "$ca/clients" --identities "$ids" --connections "$idle_n" \
-    --hold-s "${FRUGAL_IDLE_HOLD_S:-75}" || true
+    --ca "$ca/ca.crt" --certs "$ca/clients" --identity-prefix idle- --identity-count "$idle_n" \
+    --connections "$idle_n" --hold-s "${FRUGAL_IDLE_HOLD_S:-75}" || true
+  echo "# clients in the store: $(sqlite3 "$d/coordinator.db" 'SELECT COUNT(*) FROM clients' 2>/dev/null || echo '?')"
   kill -TERM "$cpid"; wait "$cpid" || true
 }
 

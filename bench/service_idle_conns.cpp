@@ -8,8 +8,12 @@
 // JSON object.
 //
 //   frugal-service-idle-conns --pid PID --port P --status-port SP --ca CA_CRT
-//       --certs DIR --identities NAME[,NAME...] --connections N
-//       [--in-flight 200] [--settle-s 5] [--hold-s 75]
+//       --certs DIR (--identities NAME[,NAME...] | --identity-prefix P --identity-count K)
+//       --connections N [--in-flight 200] [--settle-s 5] [--hold-s 75]
+// Connection i presents identity i mod K; with K = N every connection is its own
+// client (`frugal-coordinator ca issue --count N --prefix P` issues them), so the
+// coordinator's per-client state (its clients map, the store's clients table)
+// grows with the connections too.
 #include <signal.h>
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
@@ -20,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <functional>
@@ -71,6 +76,13 @@ double Metric(uint16_t port, const std::string& name) {
   }
   const size_t at = out.find("\n" + name + " ");
   return at == std::string::npos ? -1 : std::stod(out.substr(at + name.size() + 2));
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
 }
 
 struct Totals {
@@ -198,6 +210,8 @@ int main(int argc, char** argv) {
   std::string ca, certs;
   std::vector<std::string> identities;
   size_t connections = 1000, max_in_flight = 200;
+  std::string identity_prefix;
+  size_t identity_count = 0;
   double settle_s = 5, hold_s = 75;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -213,14 +227,17 @@ int main(int argc, char** argv) {
     else if (a == "--identities") {
       std::stringstream ss(next());
       for (std::string n; std::getline(ss, n, ',');) identities.push_back(n);
-    } else if (a == "--connections") connections = std::stoul(next());
+    } else if (a == "--identity-prefix") identity_prefix = next();
+    else if (a == "--identity-count") identity_count = std::stoul(next());
+    else if (a == "--connections") connections = std::stoul(next());
     else if (a == "--in-flight") max_in_flight = std::stoul(next());
     else if (a == "--settle-s") settle_s = std::stod(next());
     else if (a == "--hold-s") hold_s = std::stod(next());
     else Die("unknown argument " + a);
   }
+  for (size_t k = 0; k < identity_count; ++k) identities.push_back(identity_prefix + std::to_string(k));
   if (pid <= 0 || port == 0 || status_port == 0 || ca.empty() || certs.empty() || identities.empty()) {
-    Die("--pid, --port, --status-port, --ca, --certs and --identities are required");
+    Die("--pid, --port, --status-port, --ca, --certs and --identities (or --identity-count) are required");
   }
   ::signal(SIGPIPE, SIG_IGN);
   frugal::SilenceProtobufLogs();
@@ -238,6 +255,8 @@ int main(int argc, char** argv) {
     ctxs.push_back(std::move(ctx));
   }
   const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+
+  std::fprintf(stderr, "%zu identities loaded\n", ctxs.size());
 
   const uint64_t rss_before = ProcKb(pid, "VmRSS");
   const double sessions_before = Metric(status_port, "frugal_sessions");
@@ -288,6 +307,7 @@ int main(int argc, char** argv) {
       out = {{"bench", "idle_mtls_connections"},
              {"connections", connections},
              {"identities", identities.size()},
+             {"distinct_identities_connected", std::min(connections, identities.size())},
              {"registered", totals.registered + totals.lost},
              {"failed", totals.failed},
              {"first_error", totals.first_error},
@@ -302,7 +322,8 @@ int main(int argc, char** argv) {
              {"heartbeats_answered", totals.heartbeats},
              {"alive_after_hold", alive},
              {"lost_during_hold", totals.lost},
-             {"rss_after_hold_bytes", rss_end}};
+             {"rss_after_hold_bytes", rss_end},
+             {"load_average", LoadAverage()}};
       io.stop();
     }
   };

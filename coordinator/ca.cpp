@@ -175,6 +175,34 @@ Status InitCa(const std::string& dir) {
   return OkStatus();
 }
 
+namespace {
+
+// Writes <dir>/clients/<name>.{key,crt} signed by `ca`.
+Status IssueWith(const std::string& dir, const std::string& name, X509* ca, EVP_PKEY* ca_key) {
+  if (!ValidClientName(name)) {
+    return InvalidArgumentError("client name '" + name + "' must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  const std::string key_path = CaPaths::ClientKey(dir, name), cert_path = CaPaths::ClientCert(dir, name);
+  if (std::filesystem::exists(key_path)) return Error(ErrorCode::kAlreadyExists, "client " + name + " already exists");
+  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, NewP256Key());
+  FRUGAL_ASSIGN_OR_RETURN(X509Ptr cert, MakeCert(key.get(), name, ca, ca_key, 825,
+                                                 {{NID_basic_constraints, "critical,CA:FALSE"},
+                                                  {NID_key_usage, "critical,digitalSignature"},
+                                                  {NID_ext_key_usage, "clientAuth"}}));
+  FRUGAL_RETURN_IF_ERROR(WriteKey(key_path, key.get()));
+  FRUGAL_RETURN_IF_ERROR(WriteCert(cert_path, cert.get()));
+  return OkStatus();
+}
+
+Status CreateClientsDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(dir) / "clients", ec);
+  if (ec) return UnavailableError("cannot create " + dir + "/clients: " + ec.message());
+  return OkStatus();
+}
+
+}  // namespace
+
 Status IssueClientCert(const std::string& dir, const std::string& name) {
   if (!ValidClientName(name)) {
     return InvalidArgumentError("client name '" + name + "' must be 1-64 characters of A-Z a-z 0-9 . _ -");
@@ -182,18 +210,23 @@ Status IssueClientCert(const std::string& dir, const std::string& name) {
   const CaPaths p = CaPaths::In(dir);
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr ca_key, ReadKey(p.ca_key));
   FRUGAL_ASSIGN_OR_RETURN(X509Ptr ca, ReadCert(p.ca_cert));
-  const std::string key_path = CaPaths::ClientKey(dir, name), cert_path = CaPaths::ClientCert(dir, name);
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(dir) / "clients", ec);
-  if (ec) return UnavailableError("cannot create " + dir + "/clients: " + ec.message());
-  if (std::filesystem::exists(key_path)) return Error(ErrorCode::kAlreadyExists, "client " + name + " already exists");
-  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, NewP256Key());
-  FRUGAL_ASSIGN_OR_RETURN(X509Ptr cert, MakeCert(key.get(), name, ca.get(), ca_key.get(), 825,
-                                                 {{NID_basic_constraints, "critical,CA:FALSE"},
-                                                  {NID_key_usage, "critical,digitalSignature"},
-                                                  {NID_ext_key_usage, "clientAuth"}}));
-  FRUGAL_RETURN_IF_ERROR(WriteKey(key_path, key.get()));
-  FRUGAL_RETURN_IF_ERROR(WriteCert(cert_path, cert.get()));
+  FRUGAL_RETURN_IF_ERROR(CreateClientsDir(dir));
+  return IssueWith(dir, name, ca.get(), ca_key.get());
+}
+
+Status IssueClientCerts(const std::string& dir, const std::string& prefix, size_t count) {
+  // The longest name is checked before anything is written.
+  if (count == 0) return InvalidArgumentError("--count must be at least 1");
+  if (!ValidClientName(prefix + std::to_string(count - 1))) {
+    return InvalidArgumentError("client names '" + prefix + "N' must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  const CaPaths p = CaPaths::In(dir);
+  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr ca_key, ReadKey(p.ca_key));
+  FRUGAL_ASSIGN_OR_RETURN(X509Ptr ca, ReadCert(p.ca_cert));
+  FRUGAL_RETURN_IF_ERROR(CreateClientsDir(dir));
+  for (size_t i = 0; i < count; ++i) {
+    FRUGAL_RETURN_IF_ERROR(IssueWith(dir, prefix + std::to_string(i), ca.get(), ca_key.get()));
+  }
   return OkStatus();
 }
 

@@ -20,7 +20,12 @@ int main(int argc, char** argv) {
   ca_init->add_option("--dir", ca_dir, "directory for ca.{key,crt} and server.{key,crt}")->required();
   auto* ca_issue = ca->add_subcommand("issue", "issue a device key and certificate (CN = client name)");
   ca_issue->add_option("--dir", ca_dir, "the CA directory")->required();
-  ca_issue->add_option("--client", client_name, "client identity")->required();
+  std::string prefix;
+  size_t count = 0;
+  auto* one = ca_issue->add_option("--client", client_name, "client identity");
+  auto* many = ca_issue->add_option("--count", count, "issue N clients named <prefix>0 .. <prefix>N-1");
+  ca_issue->add_option("--prefix", prefix, "name prefix for --count (e.g. device-)")->needs(many);
+  one->excludes(many);
 
   auto* run = app.add_subcommand("run", "serve the configured rounds, resuming the run from the store");
   std::string config_path;
@@ -37,7 +42,14 @@ int main(int argc, char** argv) {
   if (ca_init->parsed()) {
     st = frugal::coordinator::InitCa(ca_dir);
     if (st.ok()) std::printf("CA and server certificate written to %s\n", ca_dir.c_str());
+  } else if (ca_issue->parsed() && count > 0) {
+    st = frugal::coordinator::IssueClientCerts(ca_dir, prefix, count);
+    if (st.ok()) std::printf("%zu clients written to %s/clients\n", count, ca_dir.c_str());
   } else if (ca_issue->parsed()) {
+    if (client_name.empty()) {
+      std::fprintf(stderr, "frugal-coordinator: ca issue needs --client NAME or --count N [--prefix P]\n");
+      return 1;
+    }
     st = frugal::coordinator::IssueClientCert(ca_dir, client_name);
     if (st.ok()) {
       std::printf("%s\n%s\n", frugal::coordinator::CaPaths::ClientCert(ca_dir, client_name).c_str(),
