@@ -52,7 +52,21 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
   const toml::table overlay = chosen != nullptr ? *chosen : toml::table{};
   t.erase("pipelines");
   MergeTable(t, overlay);
-  for (const std::string& o : overrides) FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, o));
+  for (const std::string& o : overrides) {
+    // "pipelines.<name>.<key>=v" already landed in its pipeline's table (the
+    // overrides were applied once before this call); re-applied as "<key>=v"
+    // for the pipeline that runs, in command-line order, and dropped with the
+    // table for any other.
+    const std::string_view kv = o;
+    if (!kv.starts_with("pipelines.") && !kv.starts_with("pipelines=")) {
+      FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, o));
+      continue;
+    }
+    const std::string_view rest = kv.substr(std::string_view("pipelines.").size());
+    if (rest.starts_with(pipeline + ".")) {
+      FRUGAL_RETURN_IF_ERROR(ApplyOverride(t, std::string(rest.substr(pipeline.size() + 1))));
+    }
+  }
   return OkStatus();
 }
 

@@ -71,7 +71,9 @@ Result<ValueCoding> ParseValueCoding(std::string_view name);
 // `default_pipeline` when absent) over the rest of `t`, so a scenario can give
 // one pipeline its own settings (e.g. Frugal's energy-aware selection) while
 // `pipeline = "dense"` stays the plain FedAvg baseline; then re-applies
-// `overrides`, so the command line still wins, and removes [pipelines].
+// `overrides`, so the command line still wins, and removes [pipelines]. An
+// override "pipelines.<name>.<key>=v" (already applied to `t`) counts as
+// "<key>=v" when <name> runs and is dropped otherwise.
 // Errors name an unknown pipeline table or a [pipelines] entry that is not a table.
 Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::vector<std::string>& overrides);
 

@@ -1,0 +1,87 @@
+// The run settings both front ends read: a scenario's [pipelines.<name>] table
+// and command-line overrides of it ("--set pipelines.frugal.<key>=...").
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "frugal/core/config_reader.h"
+#include "frugal/round/settings.h"
+
+namespace frugal {
+namespace {
+
+// What frugal-sim and frugal-coordinator do with a configuration and --set
+// overrides before reading their own keys: parse, lay the pipeline's table,
+// rename old keys, read the run settings and refuse unknown keys.
+Result<RunSettings> Read(const std::string& text, const std::vector<std::string>& overrides) {
+  FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides(text, "scenario.toml", overrides));
+  RunSettings s;
+  FRUGAL_RETURN_IF_ERROR(ApplyPipelineTable(t, s.pipeline, overrides));
+  std::vector<std::string> warnings;
+  FRUGAL_RETURN_IF_ERROR(RenameDeprecatedKeys(t, warnings));
+  ConfigReader r(t);
+  FRUGAL_RETURN_IF_ERROR(ReadRunSettings(r, s));
+  r.CheckUnknown();
+  if (r.error()) return *r.error();
+  return s;
+}
+
+const char* kScenario =
+    "[uplink]\n"
+    "density = 0.1\n"
+    "[pipelines.frugal]\n"
+    "uplink.density = 0.02\n"
+    "round.selection = \"energy\"\n";
+
+TEST_SUITE("round") {
+  TEST_CASE("--set pipelines.<name>.<key> lands in that pipeline's table and applies when it runs") {
+    auto s = Read(kScenario, {"pipelines.frugal.uplink.density=0.05"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->pipeline == Pipeline::kFrugal);
+    CHECK(s->task.uplink.density == doctest::Approx(0.05));
+    CHECK(s->plan.selection == SelectionPolicy::kEnergy);
+
+    // The same override with the dense pipeline running changes nothing: dense
+    // stays plain FedAvg on the top-level keys.
+    s = Read(kScenario, {"pipeline=dense", "pipelines.frugal.uplink.density=0.05"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->pipeline == Pipeline::kDense);
+    CHECK(s->plan.selection == SelectionPolicy::kUniform);
+
+    // A scenario without [pipelines] gets the table from the command line.
+    s = Read("[uplink]\ndensity = 0.1\n", {"pipelines.frugal.uplink.density=0.03"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->task.uplink.density == doctest::Approx(0.03));
+
+    // A key of another pipeline's table is carried and dropped with it.
+    s = Read(kScenario, {"pipelines.dense.round.clients_per_round=7"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->plan.clients_per_round != 7);
+  }
+
+  TEST_CASE("overrides apply in command-line order, pipeline keys and plain keys alike") {
+    auto s = Read(kScenario, {"pipelines.frugal.uplink.density=0.05", "uplink.density=0.07"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->task.uplink.density == doctest::Approx(0.07));
+    s = Read(kScenario, {"uplink.density=0.07", "pipelines.frugal.uplink.density=0.05"});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->task.uplink.density == doctest::Approx(0.05));
+    // Without a pipeline override the scenario's pipeline table still beats its top level.
+    s = Read(kScenario, {});
+    REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+    CHECK(s->task.uplink.density == doctest::Approx(0.02));
+  }
+
+  TEST_CASE("a pipeline override with an unknown pipeline or key is refused, naming it") {
+    auto s = Read(kScenario, {"pipelines.frugl.uplink.density=0.05"});
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("pipelines.frugl") != std::string::npos);
+    s = Read(kScenario, {"pipelines.frugal.uplink.densty=0.05"});
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("uplink.densty") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace frugal
