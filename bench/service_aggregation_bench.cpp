@@ -216,7 +216,6 @@ int main(int argc, char** argv) {
         u.set_round(r);
         u.set_base_version(base);
         u.set_update(reinterpret_cast<const char*>(updates[c].data()), updates[c].size());
-        u.set_examples(static_cast<uint64_t>(weights[c]));
         u.mutable_ledger()->set_flops(1e6);
         const auto t0 = Clock::now();
         driver->OnUpdate(c + 1, u, now);

@@ -48,7 +48,7 @@ run_e2e() {  # $1 = pipeline (dense | frugal)
   local d=$work/e2e-$p
   rm -rf "$d"; mkdir -p "$d"
   # fmnist-logreg-c10 (sim/scenarios/fmnist-logreg-c10.toml) as coordinator keys.
-  local sets=(run_id=\"fmnist-logreg-c10\" seed=1 rounds=20 pipeline=\"$p\" model=\"logreg\"
+  local sets=(run_id=\"fmnist-logreg-c10\" seed=1 rounds=20 pipeline=\"$p\" model=\"logreg\" model_init=\"zeros\"
     target_accuracy=0.83 round.clients_per_round=10 round.min_clients=10 round.deadline_s=3600
     train.epochs=1 train.batch_size=32 train.learning_rate=0.1
     uplink.density=0.1 uplink.values=\"ternary\" downlink.bits=8 downlink.broadcast_density=0.1
@@ -87,6 +87,22 @@ run_e2e() {  # $1 = pipeline (dense | frugal)
     "$p" "$(echo "$t1 - $t0" | bc)" "$server_kb" "$client_kb" "$(echo "$server_kb / 1024" | bc -l)" "$(echo "$client_kb / 1024" | bc -l)" \
     "$([[ $failed == 0 ]] && echo true || echo false)" "$last" "$(cut -d' ' -f1-3 /proc/loadavg)"
   head -n 1 "$d/run/rounds.csv" | sed 's/^/# rounds.csv columns: /'
+  wire_vs_sim "$d"
+}
+
+# Bytes per round on the wire (the coordinator's TCP payload, TLS records and
+# handshakes included, wire.csv) against the simulator's payload bytes for the
+# same run (frugal-sim --replay of the run directory), round by round.
+wire_vs_sim() {
+  local d=$1 sim=${build}/sim/frugal-sim
+  [[ -x $sim && -s $d/run/wire.csv ]] || { echo "# wire_vs_sim: needs $sim and $d/run/wire.csv" >&2; return; }
+  "$sim" --replay "$d/run" --out "$d/replay" -q --no-progress >/dev/null
+  join -t, <(tail -n +2 "$d/run/wire.csv" | sort -t, -k1,1) \
+           <(tail -n +2 "$d/replay/rounds.csv" | cut -d, -f1,4,5 | sort -t, -k1,1) | sort -t, -n -k1,1 |
+    awk -F, -v p="$(basename "$d")" '
+      { wire = $2 + $3; sim = $6 + $7; r = wire / sim; printf "# %s round %d: wire %d B (up %d, down %d), simulator payload %d B, wire/sim %.3f\n", p, $1, wire, $2, $3, sim, r
+        if (r > max || NR == 1) max = r; if (r < min || NR == 1) min = r; tw += wire; ts += sim; if ($1 == 1) r1 = r }
+      END { printf "{\"bench\": \"wire_vs_sim\", \"run\": \"%s\", \"rounds\": %d, \"wire_bytes_per_round\": %.0f, \"sim_payload_bytes_per_round\": %.0f, \"ratio_total\": %.4f, \"ratio_min\": %.4f, \"ratio_max\": %.4f, \"ratio_round1\": %.4f}\n", p, NR, tw / NR, ts / NR, tw / ts, min, max, r1 }'
 }
 
 run_idle() {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
@@ -98,6 +99,10 @@ LoopStep TaskLoop::OnRegister(const v1::Register& reg) {
   if (Status st = state_.Adopt(reg.model(), reg.dim(), env_.local->data); !st.ok()) {
     return {{}, LoopDecision::Reconnect(st.error())};
   }
+  auto uplink = FromWire(reg.codec());
+  if (!uplink.ok()) return {{}, LoopDecision::Stop(uplink.error().WithContext("Register"))};
+  task_settings_ =
+      TaskSettings{FromWire(reg.train()), *uplink, FromWireErrorFeedback(reg.codec()), reg.seed(), reg.client_id()};
   registered_ = true;
   spdlog::info("{}: registered as client {} of run {} ({} with {} parameters)", name, reg.client_id(), reg.run_id(),
                reg.model(), reg.dim());
@@ -230,9 +235,12 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
     return InvalidArgumentError("payload brought the model to v" + std::to_string(now_holds) + ", the task is for v" +
                                 std::to_string(task.model_version()));
   }
-  const TrainConfig tc = FromWire(task.train());
-  FRUGAL_ASSIGN_OR_RETURN(const UplinkConfig uc, FromWire(task.codec()));
-  const bool ef = FromWireErrorFeedback(task.codec());
+  if (!task_settings_) return FailedPreconditionError("a task arrived before Register");
+  TrainConfig tc = task_settings_->train;
+  // The seed the coordinator and the simulator use for this client's round.
+  tc.seed = RoundClientSeed(task_settings_->run_seed, SeedStream::kTrain, task.round(), task_settings_->client_id);
+  const UplinkConfig& uc = task_settings_->uplink;
+  const bool ef = task_settings_->error_feedback;
   std::vector<float> resid_copy;
   std::span<float> resid;
   if (ef) {
@@ -255,28 +263,19 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   }
   spdlog::debug("{}: round {} trained on {} examples, loss {:.4f}, {} B update", env_.config->name, task.round(),
                 result.train.examples, result.train.mean_loss, result.update.size());
-  return UpdateMessage(task, bytes.size(), result, measured_j);
+  return UpdateMessage(task, result, measured_j);
 }
 
-v1::Update TaskLoop::UpdateMessage(const v1::Task& task, size_t bytes_down, const ClientTaskResult& result,
+v1::Update TaskLoop::UpdateMessage(const v1::Task& task, const ClientTaskResult& result,
                                    std::optional<double> measured_j) const {
   v1::Update u;
   u.set_round(task.round());
   u.set_base_version(state_.held_version());
   u.set_update(reinterpret_cast<const char*>(result.update.data()), result.update.size());
-  u.set_examples(env_.local->indices.size());
   u.set_local_loss(result.train.mean_loss);
   v1::LedgerFigures* f = u.mutable_ledger();
-  // Transfer schedule on the radio profile's bandwidth, as the simulator models it.
-  const double t_down = TransferSeconds(*env_.radio, bytes_down, Direction::kDown);
-  const double t_comp = ComputeSeconds(*env_.device, result.train.flops);
   f->set_flops(result.train.flops);
   f->set_int8(false);
-  f->set_bytes_down(bytes_down);
-  f->set_bytes_up(result.update.size());
-  f->set_compute_seconds(t_comp);
-  f->set_download_start_s(0);
-  f->set_upload_start_s(t_down + t_comp);
   if (measured_j) {
     f->set_measured(true);
     f->set_measured_compute_j(*measured_j);

@@ -226,11 +226,12 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   reg.set_model(config_.model);
   reg.set_dim(static_cast<uint32_t>(model_->num_params()));
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
+  // The run's task configuration once per session; each Task then carries only its seed.
+  ToWire(config_.task.train, 0, reg.mutable_train());
+  ToWire(config_.task.uplink, config_.uses_residuals(), reg.mutable_codec());
+  reg.set_seed(config_.seed);
   reg.set_seed_init(seed_init);
-  if (seed_init) {
-    reg.set_seed(config_.seed);
-    reg.set_model_init(std::string(ModelInitName(config_.model_init)));
-  }
+  if (seed_init) reg.set_model_init(std::string(ModelInitName(config_.model_init)));
   (void)now_s;  // the caller sends Register, then calls Tick(), so Register precedes any Task
   return reg;
 }
@@ -267,7 +268,7 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
   RejectReason reason = RejectReason::kMalformed;
   const double cpu0 = ThreadCpuSeconds();
   const Status st = engine_->Ingest(update.round(), id, update.base_version(), bytes,
-                                    static_cast<double>(update.examples()), &reason);
+                                    static_cast<double>(c.num_examples), &reason);
   round_cpu_s_ += ThreadCpuSeconds() - cpu0;
   auto slot = slots_.find(id);
   const bool in_round = engine_->round_open() && update.round() == engine_->round() && slot != slots_.end();
@@ -374,8 +375,8 @@ void RoundDriver::StartEvaluation(uint32_t round, double now_s) {
     mp->set_from_version(c.held_version);
     mp->set_to_version(version());
     mp->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    deps_.transport->Send(conn, task_env);
-    deps_.transport->Send(conn, model_env);
+    const v1::Envelope both[] = {std::move(task_env), std::move(model_env)};
+    deps_.transport->SendTogether(conn, both);
     c.held_version = version();
     ev.result.bytes_down += bytes.size();
     metrics_.payload_bytes_down += bytes.size();
@@ -461,6 +462,7 @@ void RoundDriver::OpenRound(double now_s) {
   const uint32_t round = next_round_;
   // One hour for the whole round: selection weighs carbon at it, the ledger prices it.
   round_utc_hour_ = deps_.utc_hour();
+  if (deps_.wire_totals) round_wire_start_ = deps_.wire_totals();
   std::vector<Candidate> candidates;  // connected clients, ascending by id
   for (const auto& [id, conn] : client_conn_) {
     const Client& c = clients_.at(id);
@@ -504,8 +506,6 @@ void RoundDriver::OpenRound(double now_s) {
     task->set_round(round);
     task->set_model_version(round_version_);
     task->set_deadline_ms(deadline_ms);
-    ToWire(config_.task.train, RoundClientSeed(config_.seed, SeedStream::kTrain, round, id), task->mutable_train());
-    ToWire(config_.task.uplink, config_.uses_residuals(), task->mutable_codec());
 
     v1::Envelope model_env;
     v1::ModelPayload* mp = model_env.mutable_model();
@@ -514,8 +514,8 @@ void RoundDriver::OpenRound(double now_s) {
     mp->set_to_version(round_version_);
     mp->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     const uint64_t conn = client_conn_.at(id);
-    deps_.transport->Send(conn, task_env);
-    deps_.transport->Send(conn, model_env);
+    const v1::Envelope both[] = {std::move(task_env), std::move(model_env)};
+    deps_.transport->SendTogether(conn, both);
     s.bytes_down = bytes.size();
     metrics_.payload_bytes_down += bytes.size();
     c.held_version = round_version_;
@@ -550,7 +550,6 @@ Participation RoundDriver::ParticipationOf(const Slot& s) const {
       // It trained and sent an update: what it reports of its work, within reason.
       p.outcome = s.state == SlotState::kAccepted ? ClientOutcome::kParticipated : ClientOutcome::kStraggled;
       p.bytes_up = s.bytes_up;
-      p.upload_start_s = std::isfinite(f.upload_start_s()) && f.upload_start_s() >= 0 ? f.upload_start_s() : 0;
       p.flops = std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0;
       p.int8 = f.int8();
       if (f.measured() && std::isfinite(f.measured_compute_j()) && f.measured_compute_j() >= 0) {
@@ -634,8 +633,25 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
                outcome.applied ? "" : " (quorum not met, unchanged)", rec.accuracy, rec.bytes_up, rec.bytes_down,
                rec.joules_compute + rec.joules_radio);
   FRUGAL_RETURN_IF_ERROR(WriteRunDirectory());
+  AppendWireRow(rec);
   if (config_.federated_eval_every > 0 && round % config_.federated_eval_every == 0) StartEvaluation(round, now_s);
   return OkStatus();
+}
+
+void RoundDriver::AppendWireRow(const RoundRecord& rec) {
+  const std::filesystem::path o(config_.service.out_dir);
+  if (!deps_.wire_totals || o.empty()) return;
+  const WireTotals now = deps_.wire_totals();
+  // Appended, so a resumed run keeps the rows of the rounds before its restart.
+  const std::filesystem::path csv = o / "wire.csv";
+  std::error_code ec;
+  const bool fresh = !std::filesystem::exists(csv, ec);
+  std::ofstream out(csv, std::ios::app);
+  if (fresh) out << "round,tcp_bytes_up,tcp_bytes_down,payload_bytes_up,payload_bytes_down\n";
+  out << rec.round << ',' << now.tcp_bytes_in - round_wire_start_.tcp_bytes_in << ','
+      << now.tcp_bytes_out - round_wire_start_.tcp_bytes_out << ',' << rec.bytes_up << ',' << rec.bytes_down << '\n';
+  out.flush();
+  if (!out) spdlog::warn("cannot append to {}", csv.string());
 }
 
 std::vector<RosterEntry> RoundDriver::Roster() const {

@@ -93,6 +93,7 @@ Status Service::Open() {
   deps.store = store_.get();
   deps.test = &test_;
   deps.transport = &manager_;
+  deps.wire_totals = [this] { return WireTotals{manager_.tcp_bytes_in, manager_.tcp_bytes_out}; };
   FRUGAL_ASSIGN_OR_RETURN(driver_, RoundDriver::Create(config_, std::move(deps)));
   manager_.set_driver(driver_.get());
   return OkStatus();

@@ -104,8 +104,19 @@ void Session::Refuse(const v1::Envelope& error, const std::string& why) {
   CloseAfterWrites();
 }
 
+void Session::CountTcpBytes() {
+  if (!ssl_) return;
+  const uint64_t read = BIO_number_read(SSL_get_rbio(ssl_.get()));
+  const uint64_t written = BIO_number_written(SSL_get_wbio(ssl_.get()));
+  manager_.tcp_bytes_in += read - tcp_read_;
+  manager_.tcp_bytes_out += written - tcp_written_;
+  tcp_read_ = read;
+  tcp_written_ = written;
+}
+
 void Session::Stop() {
   if (stopped_) return;
+  CountTcpBytes();
   stopped_ = true;
   timer_.cancel();
   boost::system::error_code ignored;
@@ -190,6 +201,7 @@ void Session::OnReadEnd(int ssl_error) {
 
 bool Session::OnRead(size_t n) {
   manager_.wire_bytes_in += n;
+  CountTcpBytes();
   if (registered_) ArmTimer(manager_.config().service.idle_timeout_s, "traffic (idle timeout)");
   if (Status st = decoder_.Feed(std::span(manager_.read_buffer.data(), n)); !st.ok()) {
     Fail(st.error().message());
@@ -283,19 +295,25 @@ void Session::Dispatch(const v1::Envelope& env) {
   }
 }
 
-void Session::Send(const v1::Envelope& env) {
+void Session::Send(const v1::Envelope& env) { Send(std::span(&env, 1)); }
+
+void Session::Send(std::span<const v1::Envelope> envs) {
   if (stopped_ || closing_) return;
   const uint32_t limit = manager_.config().service.write_queue_limit;
   if (write_queue_.size() >= limit) {
     Fail("write queue over " + std::to_string(limit) + " messages (peer not reading)");
     return;
   }
-  auto bytes = EncodeEnvelope(env, manager_.config().service.max_frame_mb << 20);
-  if (!bytes.ok()) {
-    spdlog::error("cannot send a {} to {}: {}", EnvelopeKindName(env), identity_, bytes.error().message());
-    return;
+  std::vector<uint8_t> frames;
+  for (const v1::Envelope& env : envs) {
+    auto bytes = EncodeEnvelope(env, manager_.config().service.max_frame_mb << 20);
+    if (!bytes.ok()) {
+      spdlog::error("cannot send a {} to {}: {}", EnvelopeKindName(env), identity_, bytes.error().message());
+      return;
+    }
+    frames.insert(frames.end(), bytes->begin(), bytes->end());
   }
-  write_queue_.push_back(std::move(*bytes));
+  write_queue_.push_back(std::move(frames));
   DoWrite();
 }
 
@@ -328,6 +346,7 @@ void Session::DoWrite() {
       write_offset_ = 0;
     }
   }
+  CountTcpBytes();
   if (!stopped_ && closing_ && write_queue_.empty()) Stop();
 }
 

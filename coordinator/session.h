@@ -44,6 +44,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Start();
   // Queues one message; closes the session if the queue is over its bound.
   void Send(const v1::Envelope& env);
+  // Several messages framed into one write, so they share TLS records.
+  void Send(std::span<const v1::Envelope> envs);
   // Sends what is queued, then closes.
   void CloseAfterWrites();
   // Closes now.
@@ -62,6 +64,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Feeds `n` plaintext bytes to the decoder and dispatches whole Envelopes;
   // false once the session is closing.
   bool OnRead(size_t n);
+  // Adds the TCP bytes OpenSSL's socket BIOs moved since the last call to the manager's counters.
+  void CountTcpBytes();
   void OnReadEnd(int ssl_error);
   void Dispatch(const v1::Envelope& env);
   void OnHello(const v1::Hello& hello);
@@ -77,6 +81,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::steady_timer timer_;
   SessionManager& manager_;
   uint64_t conn_id_;
+  uint64_t tcp_read_ = 0, tcp_written_ = 0;  // BIO totals already counted
   std::string peer_;
   std::string identity_;
   std::optional<v1::Envelope> refusal_;

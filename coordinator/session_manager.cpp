@@ -46,6 +46,11 @@ void SessionManager::Send(uint64_t conn, const v1::Envelope& env) {
   if (it != sessions_.end()) it->second->Send(env);
 }
 
+void SessionManager::SendTogether(uint64_t conn, std::span<const v1::Envelope> envs) {
+  auto it = sessions_.find(conn);
+  if (it != sessions_.end()) it->second->Send(envs);
+}
+
 double SessionManager::Now() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }

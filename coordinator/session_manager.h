@@ -37,6 +37,7 @@ class SessionManager : public DriverTransport {
 
   // DriverTransport: queues `env` on the session of `conn`, if it is still open.
   void Send(uint64_t conn, const v1::Envelope& env) override;
+  void SendTogether(uint64_t conn, std::span<const v1::Envelope> envs) override;
 
   // Seconds since the manager was created: the round driver's clock.
   double Now() const;
@@ -46,8 +47,11 @@ class SessionManager : public DriverTransport {
   RoundDriver& driver() const { return *driver_; }
   void set_driver(RoundDriver* driver) { driver_ = driver; }
 
-  // Counters of the wire, for /metrics.
+  // Counters of the wire, for /metrics: TLS plaintext (frames), and TCP
+  // payload (TLS records, handshakes and alerts included) as OpenSSL's socket
+  // BIOs counted them.
   uint64_t wire_bytes_in = 0, wire_bytes_out = 0;
+  uint64_t tcp_bytes_in = 0, tcp_bytes_out = 0;
   uint64_t connections_refused = 0, connections_closed_on_error = 0, handshakes_failed = 0;
   // Sessions beyond the cap that are being told so; bounded so that a flood
   // beyond the cap costs at most this many handshakes at a time.

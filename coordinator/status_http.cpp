@@ -84,6 +84,10 @@ std::string MetricsText(const DriverMetrics& m, const SessionManager& mgr) {
   metric("frugal_payload_bytes_down_total", "counter", "Model payload bytes sent.", m.payload_bytes_down);
   metric("frugal_wire_bytes_in_total", "counter", "TLS plaintext bytes read (frames).", mgr.wire_bytes_in);
   metric("frugal_wire_bytes_out_total", "counter", "TLS plaintext bytes written (frames).", mgr.wire_bytes_out);
+  metric("frugal_tcp_bytes_in_total", "counter", "TCP payload bytes read: TLS records, handshakes included.",
+         mgr.tcp_bytes_in);
+  metric("frugal_tcp_bytes_out_total", "counter", "TCP payload bytes written: TLS records, handshakes included.",
+         mgr.tcp_bytes_out);
   metric("frugal_joules_total", "counter", "Ledger joules, clients plus server.", m.joules);
   metric("frugal_updates_accepted_total", "counter", "Updates aggregated.", m.updates_accepted);
   os << "# HELP frugal_updates_rejected_total Updates refused, by reason.\n"

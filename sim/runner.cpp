@@ -538,7 +538,6 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
       p.outcome = ClientOutcome::kDropped;
     } else {
       p.bytes_up = r.update.size();
-      p.upload_start_s = timing.t_down[s] + timing.t_comp[s];
       p.outcome = timing.accepted[s] ? ClientOutcome::kParticipated : ClientOutcome::kStraggled;
     }
     account.Add(p);

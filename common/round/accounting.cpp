@@ -14,7 +14,11 @@ RoundAccount::RoundAccount(std::string run_id, uint32_t round, double utc_hour) 
 void RoundAccount::Add(const Participation& p) {
   Transfer transfers[2] = {{0.0, p.bytes_down, Direction::kDown}, {}};
   size_t n = 1;
-  if (p.bytes_up) transfers[n++] = {p.upload_start_s, *p.bytes_up, Direction::kUp};
+  if (p.bytes_up) {
+    const double upload_start_s =
+        TransferSeconds(*p.radio, p.bytes_down, Direction::kDown) + ComputeSeconds(*p.device, p.flops);
+    transfers[n++] = {upload_start_s, *p.bytes_up, Direction::kUp};
+  }
   ClientRoundUsage usage;
   usage.round = record_.round;
   usage.client_id = p.client;

@@ -56,7 +56,8 @@ struct Rig {
   uint32_t Dim() const { return static_cast<uint32_t>((*MakeModel("logreg", 4, 3))->num_params()); }
 };
 
-v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed) {
+v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed,
+                              v1::CodecConfig::Values values = v1::CodecConfig::VALUES_TERNARY) {
   v1::Envelope env;
   v1::Register* r = env.mutable_register_();
   r->set_protocol_version(kProtocolVersion);
@@ -66,6 +67,12 @@ v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed) {
   r->set_dim(dim);
   r->set_seed_init(seed_init);
   r->set_seed(seed);
+  // The run's task configuration travels once, in Register.
+  TrainConfig tc;
+  tc.batch_size = 8;
+  ToWire(tc, 0, r->mutable_train());
+  ToWire(UplinkConfig{.density = 0.3}, true, r->mutable_codec());
+  r->mutable_codec()->set_values(values);
   return env;
 }
 
@@ -77,16 +84,11 @@ v1::Envelope ErrorFromCoordinator(v1::Error::Code code, const std::string& messa
   return env;
 }
 
-v1::Envelope TaskEnvelope(uint32_t round, uint32_t version, v1::CodecConfig::Values values) {
+v1::Envelope TaskEnvelope(uint32_t round, uint32_t version) {
   v1::Envelope env;
   v1::Task* t = env.mutable_task();
   t->set_round(round);
   t->set_model_version(version);
-  TrainConfig tc;
-  tc.batch_size = 8;
-  ToWire(tc, 99, t->mutable_train());
-  ToWire(UplinkConfig{.density = 0.3}, true, t->mutable_codec());
-  t->mutable_codec()->set_values(values);
   return env;
 }
 
@@ -152,7 +154,7 @@ TEST_SUITE("client") {
 
     TaskLoop loop(rig.env, rig.state);
     loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, seed));
-    CHECK(loop.OnEnvelope(TaskEnvelope(1, 1, v1::CodecConfig::VALUES_TERNARY)).send.empty());
+    CHECK(loop.OnEnvelope(TaskEnvelope(1, 1)).send.empty());
     const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, **payload));
     CHECK(step.decision.kind == Kind::kContinue);
     REQUIRE(step.send.size() == 1);
@@ -160,31 +162,23 @@ TEST_SUITE("client") {
     const v1::Update& u = step.send[0].update();
     CHECK(u.round() == 1);
     CHECK(u.base_version() == 1);
-    CHECK(u.examples() == 24);
     const auto* bytes = reinterpret_cast<const uint8_t*>(u.update().data());
     CHECK(engine.Ingest(1, 7, u.base_version(), std::span(bytes, u.update().size()), 24).ok());
   }
 
-  TEST_CASE("a task with a value coding unknown to the client is refused by code, not trained as ternary") {
+  TEST_CASE("a run whose value coding the client does not know is refused at Register, not trained as ternary") {
     Rig rig;
-    std::vector<float> v1(rig.Dim());
-    (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(3, SeedStream::kInit));
-    RoundEngine engine(v1, EngineConfig{});
-    const uint64_t selected[] = {7};
-    REQUIRE(engine.OpenRound(1, selected).ok());
     TaskLoop loop(rig.env, rig.state);
-    loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 3));
-    loop.OnEnvelope(TaskEnvelope(1, 1, static_cast<v1::CodecConfig::Values>(9)));
-    const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, **engine.ModelPayloadFor(1)));
-    REQUIRE(step.send.size() == 1);
-    REQUIRE(step.send[0].has_error());
-    CHECK(step.send[0].error().code() == v1::Error::INVALID_ARGUMENT);
-    CHECK(step.send[0].error().message().find("9") != std::string::npos);
-    CHECK(step.send[0].error().round() == 1);
-    // The held copy is no longer trusted: reconnect announcing version 0.
-    CHECK(step.decision.kind == Kind::kReconnect);
-    CHECK_FALSE(step.decision.error.has_value());
-    CHECK(rig.state.held_version() == 0);
+    const LoopStep step = loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 3, static_cast<v1::CodecConfig::Values>(9)));
+    CHECK(step.decision.kind == Kind::kStop);
+    REQUIRE(step.decision.error.has_value());
+    CHECK(step.decision.error->message().find("9") != std::string::npos);
+    CHECK_FALSE(loop.registered());
+    // Without a Register there is no task configuration: a task is refused, not trained on defaults.
+    loop.OnEnvelope(TaskEnvelope(1, 1));
+    const LoopStep task = loop.OnEnvelope(ModelEnvelope(1, {}));
+    REQUIRE(task.send.size() == 1);
+    CHECK(task.send[0].has_error());
   }
 
   TEST_CASE("a device policy that declines sends DECLINED and keeps serving") {
@@ -192,7 +186,7 @@ TEST_SUITE("client") {
     rig.accept = false;
     TaskLoop loop(rig.env, rig.state);
     loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, 1));
-    loop.OnEnvelope(TaskEnvelope(4, 1, v1::CodecConfig::VALUES_TERNARY));
+    loop.OnEnvelope(TaskEnvelope(4, 1));
     const LoopStep step = loop.OnEnvelope(ModelEnvelope(4, {}));
     REQUIRE(step.send.size() == 1);
     CHECK(step.send[0].error().code() == v1::Error::DECLINED);

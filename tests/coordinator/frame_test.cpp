@@ -20,7 +20,7 @@ v1::Envelope UpdateEnvelope(uint32_t round, size_t payload_bytes) {
   u->set_round(round);
   u->set_base_version(round);
   u->set_update(std::string(payload_bytes, static_cast<char>(round)));
-  u->set_examples(100 + round);
+  u->set_local_loss(static_cast<float>(round));
   return env;
 }
 

@@ -110,10 +110,7 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
   u.set_round(task->task().round());
   u.set_base_version(task->task().model_version());
   u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
-  u.set_examples(100);
   u.mutable_ledger()->set_flops(1e6);
-  u.mutable_ledger()->set_bytes_down(bytes.size());
-  u.mutable_ledger()->set_bytes_up(enc->size());
   return u;
 }
 
@@ -334,12 +331,16 @@ TEST_SUITE("coordinator") {
                         "data.eval_examples=200"});
     RoundDriver* driver = rig->driver.get();
     FakeTransport& transport = rig->transport;
-    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    auto reg = driver->OnHello(1, "alice", MakeHello("alice"), 0);
+    REQUIRE(reg.ok());
+    CHECK(reg->codec().dense());  // the run's task configuration travels in Register
+    CHECK_FALSE(reg->codec().error_feedback());
     driver->Tick(0);
     REQUIRE(driver->Metrics().round_open);
     const v1::Envelope* task = transport.Last(1, v1::Envelope::kTask);
     REQUIRE(task != nullptr);
-    CHECK(task->task().codec().dense());
+    CHECK(reg->seed() == 1);  // the client derives its training seed: RoundClientSeed(seed, kTrain, round, id)
+    CHECK(reg->client_id() == 1);
     driver->OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
     CHECK(driver->done());
     CHECK(driver->version() == 2);

@@ -114,7 +114,6 @@ TEST_SUITE("round") {
     done.flops = 2e9;
     done.bytes_down = 50000;
     done.bytes_up = 3000;
-    done.upload_start_s = 4.0;
     Participation late = done;
     late.client = 8;
     late.outcome = ClientOutcome::kStraggled;
@@ -125,7 +124,9 @@ TEST_SUITE("round") {
     for (const Participation& x : {done, late, gone}) account.Add(x);
     account.SetCompleted(1);
 
-    const Transfer sched[] = {{0.0, 50000, Direction::kDown}, {4.0, 3000, Direction::kUp}};
+    // The schedule the simulator's virtual clock uses: upload after the download and the compute.
+    const double up_at = TransferSeconds(*p.lte, 50000, Direction::kDown) + ComputeSeconds(*p.phone, 2e9);
+    const Transfer sched[] = {{0.0, 50000, Direction::kDown}, {up_at, 3000, Direction::kUp}};
     ClientRoundUsage u;
     u.round = 3;
     u.client_id = 7;

@@ -90,12 +90,21 @@ class TaskLoop {
   LoopStep OnError(const v1::Error& e) const;
   v1::EvalResult DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload);
   Result<v1::Update> DoTask(const v1::Task& task, const v1::ModelPayload& payload);
-  v1::Update UpdateMessage(const v1::Task& task, size_t bytes_down, const ClientTaskResult& result,
+  v1::Update UpdateMessage(const v1::Task& task, const ClientTaskResult& result,
                            std::optional<double> measured_j) const;
 
   const TaskLoopEnv& env_;
   LocalState& state_;
   bool registered_ = false;
+  // The run's task configuration, from Register: every task asks the same, only its seed differs.
+  struct TaskSettings {
+    TrainConfig train;
+    UplinkConfig uplink;
+    bool error_feedback = false;
+    uint64_t run_seed = 0;   // Register.seed
+    uint64_t client_id = 0;  // Register.client_id
+  };
+  std::optional<TaskSettings> task_settings_;
   std::optional<v1::Task> pending_task_;
   std::optional<v1::EvalTask> pending_eval_;
 };

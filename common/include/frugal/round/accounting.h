@@ -30,7 +30,6 @@ struct Participation {
   std::optional<double> measured_compute_j;
   uint64_t bytes_down = 0;             // the model payload it received
   std::optional<uint64_t> bytes_up;    // the update it sent, if it sent one
-  double upload_start_s = 0;           // seconds after its download started
 };
 
 class RoundAccount {
@@ -38,7 +37,11 @@ class RoundAccount {
   RoundAccount(std::string run_id, uint32_t round, double utc_hour);
 
   // Costs one selected client's participation: a ledger row, and its bytes,
-  // joules and grams added to the record (stragglers counted).
+  // joules and grams added to the record (stragglers counted). Its transfer
+  // schedule is modelled from its profiles: the download at 0, the upload
+  // when the download (at its radio's bandwidth) and the compute (at its
+  // device's sustained FLOP/s) are done, so an upload inside the download's
+  // radio tail pays no second tail.
   void Add(const Participation& p);
   // Updates accepted into the aggregate.
   void SetCompleted(uint32_t completed) { record_.completed = completed; }

@@ -39,6 +39,11 @@ class DriverTransport {
  public:
   virtual ~DriverTransport() = default;
   virtual void Send(uint64_t conn, const v1::Envelope& env) = 0;
+  // Messages that go together (a task and its model payload), in order. A
+  // transport may write them at once (one TLS record instead of several).
+  virtual void SendTogether(uint64_t conn, std::span<const v1::Envelope> envs) {
+    for (const v1::Envelope& e : envs) Send(conn, e);
+  }
 };
 
 // Counters for /metrics and /status.
@@ -71,6 +76,12 @@ struct FederatedEval {
   uint64_t bytes_down = 0;        // model payloads sent for it (not in the energy ledger)
 };
 
+// Bytes the transport has moved so far: TCP payload, TLS records, handshakes
+// and alerts included (what a radio would carry above TCP/IP).
+struct WireTotals {
+  uint64_t tcp_bytes_in = 0, tcp_bytes_out = 0;
+};
+
 struct DriverDeps {
   Store* store = nullptr;           // required
   const Dataset* test = nullptr;    // evaluation set (Fashion-MNIST test)
@@ -78,6 +89,9 @@ struct DriverDeps {
   DriverTransport* transport = nullptr;
   std::function<double()> utc_hour;  // hours since a UTC midnight, for carbon; default: the system clock
   std::function<std::string()> iso_timestamp;  // for emissions.csv; default: the system clock
+  // Optional: when set, the run directory's wire.csv gets each round's TCP
+  // bytes (from the round's opening to its commit) beside its payload bytes.
+  std::function<WireTotals()> wire_totals;
 };
 
 class RoundDriver {
@@ -151,6 +165,7 @@ class RoundDriver {
   Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
   std::vector<RosterEntry> Roster() const;
   Status WriteRunDirectory();
+  void AppendWireRow(const RoundRecord& rec);
   void StartEvaluation(uint32_t round, double now_s);
   void FinishEvaluation();
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
@@ -180,6 +195,7 @@ class RoundDriver {
   uint32_t accepted_ = 0;
   double round_cpu_s_ = 0;
   double round_utc_hour_ = 0;
+  WireTotals round_wire_start_;
 
   // The open federated evaluation: what each asked client answered.
   struct EvalAnswer {
