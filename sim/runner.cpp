@@ -266,7 +266,9 @@ class Simulation {
   std::vector<RoundRecord> rounds_;
   EvalResult last_eval_;
   double clock_s_ = 0;
-  double train_wall_ = 0, train_flops_ = 0;
+  double train_wall_ = 0;
+  double train_flops_ = 0;    // every selected client's training, stragglers' and drop-outs' included
+  double accepted_flops_ = 0;  // the training behind the updates that counted
   uint64_t updates_total_ = 0;
 };
 
@@ -542,6 +544,7 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
     }
     account.Add(p);
     train_flops_ += r.flops;
+    if (p.outcome == ClientOutcome::kParticipated) accepted_flops_ += r.flops;
   }
   return account;
 }
@@ -675,7 +678,9 @@ Result<RunResult> Simulation::Finish() {
   }
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
   sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
-  sum.extra_metrics["flops_per_update"] = updates_total_ > 0 ? train_flops_ / static_cast<double>(updates_total_) : 0;
+  // Per update that counted, so stragglers' wasted work does not inflate it (it is in train_gflops_per_second).
+  sum.extra_metrics["flops_per_update"] =
+      updates_total_ > 0 ? accepted_flops_ / static_cast<double>(updates_total_) : 0;
   sum.extra_metrics["residual_clients"] = static_cast<double>(residuals_->clients());
   sum.extra_metrics["residual_resident_bytes"] = static_cast<double>(residuals_->resident_bytes());
   sum.extra_metrics["residual_spilled_bytes"] = static_cast<double>(residuals_->spilled_bytes());
