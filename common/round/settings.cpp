@@ -34,11 +34,46 @@ void MergeTable(toml::table& dst, const toml::table& src) {
 
 }  // namespace
 
+// Frugal's pipeline, defined once for every scenario and the coordinator: the
+// settings measured on fmnist-dir0.5, shards2 and iid (docs/benchmarks.md).
+// - Energy-aware selection draws each available client with probability
+//   proportional to 1 / the joules a participation is expected to cost it.
+// - Support averaging divides each coordinate by the weights of the updates
+//   that carry it: ten 2% updates barely overlap, and dividing by all ten
+//   would shrink each step about ten-fold.
+// - The released model (evaluated, reported) is an exponential moving average
+//   of the versions (0.8 on the past, about a 5-round window); clients keep
+//   training from the model itself.
+// - 2% ternary uplinks; 8-bit full models and 0.5% ternary broadcast steps,
+//   256 of them kept for chains, down.
+// They sit under everything a configuration says (its top level, then its
+// [pipelines.frugal] table, then --set), so a file that needs other values
+// says so; the dense pipeline stays plain FedAvg.
+constexpr std::string_view kFrugalPipeline = R"(
+[round]
+selection = "energy"
+[uplink]
+density = 0.02
+values = "ternary"
+[downlink]
+bits = 8
+block_size = 256
+broadcast_density = 0.005
+broadcast_values = "ternary"
+delta_window = 256
+[server]
+averaging = "support"
+release_ema = 0.8
+)";
+
 Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::vector<std::string>& overrides) {
   const toml::node* tables = t.get("pipelines");
-  if (tables == nullptr) return OkStatus();
-  if (!tables->is_table()) return InvalidArgumentError("configuration key 'pipelines' must be a table");
-  for (auto&& [name, node] : *tables->as_table()) {
+  if (tables != nullptr && !tables->is_table()) {
+    return InvalidArgumentError("configuration key 'pipelines' must be a table");
+  }
+  const toml::table no_tables;
+  const toml::table& by_name = tables != nullptr ? *tables->as_table() : no_tables;
+  for (auto&& [name, node] : by_name) {
     const std::string id(name.str());
     if (auto known = ParsePipeline(id); !known.ok()) return known.error().WithContext("table [pipelines." + id + "]");
     if (!node.is_table()) return InvalidArgumentError("configuration key 'pipelines." + id + "' must be a table");
@@ -48,9 +83,14 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
     if (auto v = p->value_exact<std::string>()) pipeline = *v;
   }
   // Copied out first: merging may replace nodes of `t`.
-  const toml::table* chosen = tables->as_table()->get_as<toml::table>(pipeline);
+  const toml::table* chosen = by_name.get_as<toml::table>(pipeline);
   const toml::table overlay = chosen != nullptr ? *chosen : toml::table{};
   t.erase("pipelines");
+  if (pipeline == PipelineName(Pipeline::kFrugal)) {
+    FRUGAL_ASSIGN_OR_RETURN(toml::table base, ParseToml(kFrugalPipeline, "Frugal's pipeline"));
+    MergeTable(base, t);
+    t = std::move(base);
+  }
   MergeTable(t, overlay);
   for (const std::string& o : overrides) {
     // "pipelines.<name>.<key>=v" already landed in its pipeline's table (the

@@ -73,6 +73,34 @@ TEST_SUITE("round") {
     CHECK(s->task.uplink.density == doctest::Approx(0.02));
   }
 
+  TEST_CASE("Frugal's pipeline is defined once in the core; dense stays plain FedAvg") {
+    auto frugal = Read("", {});
+    REQUIRE_MESSAGE(frugal.ok(), frugal.error().ToString());
+    CHECK(frugal->pipeline == Pipeline::kFrugal);
+    CHECK(frugal->plan.selection == SelectionPolicy::kEnergy);
+    CHECK(frugal->engine.averaging == Averaging::kSupport);
+    CHECK(frugal->engine.release_ema == doctest::Approx(0.8));
+    CHECK(frugal->task.uplink.density == doctest::Approx(0.02));
+    CHECK(frugal->engine.broadcast.density == doctest::Approx(0.005));
+    CHECK(frugal->engine.delta_window == 256);
+
+    auto dense = Read("pipeline = \"dense\"\n", {});
+    REQUIRE_MESSAGE(dense.ok(), dense.error().ToString());
+    CHECK(dense->plan.selection == SelectionPolicy::kUniform);
+    CHECK(dense->engine.averaging == Averaging::kAll);
+    CHECK(dense->engine.release_ema == 0);
+    CHECK(dense->task.uplink.dense);
+
+    // What a configuration says wins over the pipeline's settings: its top level,
+    // its [pipelines.frugal] table and --set, in that order.
+    auto own = Read("[uplink]\ndensity = 0.05\n[round]\nselection = \"uniform\"\n", {"server.release_ema=0.5"});
+    REQUIRE_MESSAGE(own.ok(), own.error().ToString());
+    CHECK(own->task.uplink.density == doctest::Approx(0.05));
+    CHECK(own->plan.selection == SelectionPolicy::kUniform);
+    CHECK(own->engine.release_ema == doctest::Approx(0.5));
+    CHECK(own->engine.averaging == Averaging::kSupport);
+  }
+
   TEST_CASE("a pipeline override with an unknown pipeline or key is refused, naming it") {
     auto s = Read(kScenario, {"pipelines.frugl.uplink.density=0.05"});
     REQUIRE_FALSE(s.ok());

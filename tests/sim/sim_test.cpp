@@ -43,7 +43,12 @@ broadcast_density = 0.05
 )";
 
 SimConfig Parse(const std::vector<std::string>& sets) {
-  auto c = ParseSimConfig(kSmall, "small.toml", sets);
+  // The thresholds of these tests were measured with uniform selection, plain
+  // averaging and the model itself evaluated, not Frugal's pipeline of the
+  // scenarios (common/round/settings.cpp); `sets` come after, so a test may change them.
+  std::vector<std::string> all = {"round.selection=uniform", "server.averaging=\"all\"", "server.release_ema=0"};
+  all.insert(all.end(), sets.begin(), sets.end());
+  auto c = ParseSimConfig(kSmall, "small.toml", all);
   REQUIRE_MESSAGE(c.ok(), c.error().ToString());
   return *c;
 }

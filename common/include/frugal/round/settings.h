@@ -67,7 +67,11 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s);
 // Parses "ternary", "int8", "fp16" or "fp32".
 Result<ValueCoding> ParseValueCoding(std::string_view name);
 
-// Lays the table [pipelines.<name>] of the configured pipeline (`pipeline`, or
+// When Frugal's pipeline runs, first lays `t` over Frugal's settings, defined
+// once in the core (energy selection, support averaging, released average,
+// 2% uplinks, 0.5% broadcast steps; settings.cpp), so every scenario and the
+// coordinator get them unless they set other values. Then lays the table
+// [pipelines.<name>] of the configured pipeline (`pipeline`, or
 // `default_pipeline` when absent) over the rest of `t`, so a scenario can give
 // one pipeline its own settings (e.g. Frugal's energy-aware selection) while
 // `pipeline = "dense"` stays the plain FedAvg baseline; then re-applies
