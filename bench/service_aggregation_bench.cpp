@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
       "run_id=\"aggregation-bench\"", "model=\"mlp\"", "pipeline=\"frugal\"", "rounds=" + std::to_string(rounds),
       "round.clients_per_round=" + std::to_string(clients), "round.min_clients=" + std::to_string(clients),
       "round.deadline_s=100000", "uplink.density=" + std::to_string(density), "uplink.values=\"ternary\"",
-      "data.eval_examples=" + std::to_string(eval_examples)};
+      "eval.examples=" + std::to_string(eval_examples)};
   coordinator::CoordinatorConfig cfg = Must(coordinator::ParseCoordinatorConfig("", "bench", sets), "config");
 
   const Dataset test = Must(LoadFashionMnist(Split::kTest), "Fashion-MNIST test set");
