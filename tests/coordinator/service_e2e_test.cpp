@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "coordinator/child_process.h"
 #include "data/temp_dir.h"
 #include "frugal/coordinator/ca.h"
 #include "frugal/coordinator/store.h"
@@ -37,69 +38,9 @@ namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
-void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
-// A child process with its output in a log file.
-class Process {
- public:
-  Process(std::vector<std::string> argv, const std::string& log) {
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Process() {
-    if (!exited_) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-  // Exit code, or nullopt if still running after `seconds`. 128+signal if killed.
-  std::optional<int> Wait(double seconds) {
-    if (exited_) return code_;
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    do {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        return code_;
-      }
-      SleepMs(50);
-    } while (std::chrono::steady_clock::now() < end);
-    return std::nullopt;
-  }
-  void Kill9() {
-    ::kill(pid_, SIGKILL);
-    Wait(30);
-  }
-  void Terminate() {
-    if (!exited_) ::kill(pid_, SIGTERM);
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int code_ = -1;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::Process;
+using testing::ReadFile;
+using testing::SleepMs;
 
 uint16_t WaitPort(const std::string& path, Process& owner) {
   for (int i = 0; i < 1200; ++i) {

@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "coordinator/child_process.h"
 #include "data/temp_dir.h"
 #include "frugal/coordinator/ca.h"
 #include "frugal/proto/frame.h"
@@ -36,14 +37,9 @@ namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
-void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::Process;
+using testing::ReadFile;
+using testing::SleepMs;
 
 // Whether the log at `path` says `text`, once the writer gets there (the
 // peer sees a refusal before the coordinator's log line is written).
@@ -54,52 +50,6 @@ bool LogSays(const std::string& path, const std::string& text) {
   }
   return false;
 }
-
-// A child process with its output in a log file; killed if still running at scope exit.
-class Process {
- public:
-  Process(std::vector<std::string> argv, const std::string& log) {
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Process() {
-    if (!code_) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-  // Exit code, or nullopt if still running after `seconds`.
-  std::optional<int> Wait(double seconds) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (!code_) {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
-      if (std::chrono::steady_clock::now() >= end) break;
-      SleepMs(50);
-    }
-    return code_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> code_;
-};
 
 // A CA with two client identities and the coordinator's command line.
 struct Fixture {
