@@ -246,14 +246,7 @@ Status CheckParameters(uint32_t count, uint32_t dim, int b) {
 
 Result<std::vector<uint8_t>> EncodeAdaptiveRiceIndices(std::span<const uint32_t> sorted, uint32_t dim, int b) {
   FRUGAL_RETURN_IF_ERROR(CheckParameters(static_cast<uint32_t>(std::min<size_t>(sorted.size(), UINT32_MAX)), dim, b));
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    if (sorted[i] >= dim) {
-      return OutOfRangeError("index " + std::to_string(sorted[i]) + " is >= dimension " + std::to_string(dim));
-    }
-    if (i > 0 && sorted[i] <= sorted[i - 1]) {
-      return InvalidArgumentError("indices not strictly increasing at position " + std::to_string(i));
-    }
-  }
+  FRUGAL_RETURN_IF_ERROR(CheckSortedIndices(sorted, dim));
   std::vector<uint8_t> out;
   out.reserve(sorted.size() + 8);
   RangeEncoder rc(&out);

@@ -90,8 +90,7 @@ Status ReadRiceIndices(BitReader& reader, uint32_t count, uint32_t dim, int b, s
   return OkStatus();
 }
 
-Result<std::vector<uint8_t>> EncodeRiceIndices(std::span<const uint32_t> sorted, uint32_t dim, int b) {
-  if (b < 0 || b > kMaxRiceParameter) return InvalidArgumentError("Rice parameter " + std::to_string(b) + " out of range");
+Status CheckSortedIndices(std::span<const uint32_t> sorted, uint32_t dim) {
   for (size_t i = 0; i < sorted.size(); ++i) {
     if (sorted[i] >= dim) {
       return OutOfRangeError("index " + std::to_string(sorted[i]) + " is >= dimension " + std::to_string(dim));
@@ -100,6 +99,12 @@ Result<std::vector<uint8_t>> EncodeRiceIndices(std::span<const uint32_t> sorted,
       return InvalidArgumentError("indices not strictly increasing at position " + std::to_string(i));
     }
   }
+  return OkStatus();
+}
+
+Result<std::vector<uint8_t>> EncodeRiceIndices(std::span<const uint32_t> sorted, uint32_t dim, int b) {
+  if (b < 0 || b > kMaxRiceParameter) return InvalidArgumentError("Rice parameter " + std::to_string(b) + " out of range");
+  FRUGAL_RETURN_IF_ERROR(CheckSortedIndices(sorted, dim));
   std::vector<uint8_t> out;
   BitWriter writer(&out);
   WriteRiceIndices(sorted, b, writer);

@@ -32,6 +32,11 @@ Result<std::vector<uint8_t>> EncodeRiceIndices(std::span<const uint32_t> sorted,
 // Also rejects non-zero padding bits and bytes left over after `count` indices.
 Result<std::vector<uint32_t>> DecodeRiceIndices(std::span<const uint8_t> bytes, uint32_t count, uint32_t dim, int b);
 
+// OkStatus if `sorted` is strictly increasing and every index is below `dim`;
+// otherwise kOutOfRange or kInvalidArgument naming the first offending position.
+// Every index encoder checks its input with it.
+Status CheckSortedIndices(std::span<const uint32_t> sorted, uint32_t dim);
+
 // log2 of the binomial coefficient C(n, k), via lgamma in double.
 double Log2Binomial(double n, double k);
 
