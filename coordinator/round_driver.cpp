@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
@@ -46,6 +47,22 @@ std::string SystemIsoTimestamp() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+// Appends one line to a CSV of the run directory (creating the directory, and
+// the file with its header), so the rows of rounds before a restart are kept.
+// Failures are logged: these files are reports, not state.
+void AppendCsvLine(const std::filesystem::path& dir, const char* name, std::string_view header,
+                   const std::string& line) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::filesystem::path csv = dir / name;
+  const bool fresh = !std::filesystem::exists(csv, ec);
+  std::ofstream out(csv, std::ios::app);
+  if (fresh) out << header << '\n';
+  out << line << '\n';
+  out.flush();
+  if (!out) spdlog::warn("cannot append to {}", csv.string());
 }
 
 RoundRecord RecordFromRow(const RoundRow& r) {
@@ -428,16 +445,11 @@ void RoundDriver::FinishEvaluation() {
   // Appended, so the evaluations of a run survive coordinator restarts.
   const std::filesystem::path o(config_.service.out_dir);
   if (o.empty()) return;
-  std::error_code ec;
-  std::filesystem::create_directories(o, ec);
-  const std::filesystem::path csv = o / "federated_eval.csv";
-  const bool fresh = !std::filesystem::exists(csv, ec);
-  std::ofstream out(csv, std::ios::app);
-  if (fresh) out << "round,model_version,asked,answered,examples,accuracy,loss,bytes_down\n";
-  out << r.round << ',' << r.model_version << ',' << r.asked << ',' << r.answered << ',' << r.examples << ','
-      << r.accuracy << ',' << r.loss << ',' << r.bytes_down << '\n';
-  out.flush();
-  if (!out) spdlog::warn("cannot append to {}", csv.string());
+  std::ostringstream line;
+  line << r.round << ',' << r.model_version << ',' << r.asked << ',' << r.answered << ',' << r.examples << ','
+       << r.accuracy << ',' << r.loss << ',' << r.bytes_down;
+  AppendCsvLine(o, "federated_eval.csv", "round,model_version,asked,answered,examples,accuracy,loss,bytes_down",
+                line.str());
 }
 
 void RoundDriver::Tick(double now_s) {
@@ -642,16 +654,10 @@ void RoundDriver::AppendWireRow(const RoundRecord& rec) {
   const std::filesystem::path o(config_.service.out_dir);
   if (!deps_.wire_totals || o.empty()) return;
   const WireTotals now = deps_.wire_totals();
-  // Appended, so a resumed run keeps the rows of the rounds before its restart.
-  const std::filesystem::path csv = o / "wire.csv";
-  std::error_code ec;
-  const bool fresh = !std::filesystem::exists(csv, ec);
-  std::ofstream out(csv, std::ios::app);
-  if (fresh) out << "round,tcp_bytes_up,tcp_bytes_down,payload_bytes_up,payload_bytes_down\n";
-  out << rec.round << ',' << now.tcp_bytes_in - round_wire_start_.tcp_bytes_in << ','
-      << now.tcp_bytes_out - round_wire_start_.tcp_bytes_out << ',' << rec.bytes_up << ',' << rec.bytes_down << '\n';
-  out.flush();
-  if (!out) spdlog::warn("cannot append to {}", csv.string());
+  AppendCsvLine(o, "wire.csv", "round,tcp_bytes_up,tcp_bytes_down,payload_bytes_up,payload_bytes_down",
+                std::to_string(rec.round) + ',' + std::to_string(now.tcp_bytes_in - round_wire_start_.tcp_bytes_in) +
+                    ',' + std::to_string(now.tcp_bytes_out - round_wire_start_.tcp_bytes_out) + ',' +
+                    std::to_string(rec.bytes_up) + ',' + std::to_string(rec.bytes_down));
 }
 
 std::vector<RosterEntry> RoundDriver::Roster() const {

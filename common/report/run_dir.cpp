@@ -5,6 +5,8 @@
 #include <ostream>
 #include <sstream>
 
+#include "csv_text.h"
+
 namespace frugal {
 namespace {
 
@@ -12,17 +14,6 @@ void WriteDouble(std::ostream& out, double v) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.write(buf, ec == std::errc() ? end - buf : 0);
-}
-
-std::vector<std::string_view> SplitCsvLine(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = line.find(',', start);
-    fields.push_back(line.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-    if (comma == std::string_view::npos) return fields;
-    start = comma + 1;
-  }
 }
 
 template <typename T>
@@ -71,14 +62,10 @@ void WriteClientsCsv(std::ostream& out, std::span<const RosterEntry> clients) {
 
 Result<std::vector<RosterEntry>> ParseClientsCsv(std::string_view text) {
   std::vector<RosterEntry> out;
-  size_t start = 0, line_number = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    start = end + 1;
-    ++line_number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  csv_text::Lines lines(text);
+  std::string_view line;
+  while (lines.Next(line)) {
+    const size_t line_number = lines.number();
     auto bad = [&](const std::string& what) {
       return InvalidArgumentError("clients.csv line " + std::to_string(line_number) + ": " + what);
     };
@@ -87,7 +74,7 @@ Result<std::vector<RosterEntry>> ParseClientsCsv(std::string_view text) {
       continue;
     }
     if (line.empty()) continue;
-    const std::vector<std::string_view> f = SplitCsvLine(line);
+    const std::vector<std::string_view> f = csv_text::SplitFields(line);
     if (f.size() != 13) return bad(std::to_string(f.size()) + " columns, expected 13");
     RosterEntry c;
     c.name = f[1];
@@ -110,7 +97,7 @@ Result<std::vector<RosterEntry>> ParseClientsCsv(std::string_view text) {
     }
     out.push_back(std::move(c));
   }
-  if (line_number == 0) return InvalidArgumentError("clients.csv is empty: no header line");
+  if (lines.number() == 0) return InvalidArgumentError("clients.csv is empty: no header line");
   return out;
 }
 

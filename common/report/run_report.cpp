@@ -9,6 +9,8 @@
 #include <system_error>
 #include <type_traits>
 
+#include "csv_text.h"
+
 namespace frugal {
 
 TargetFigures FindTarget(std::span<const RoundRecord> records, double target_accuracy) {
@@ -88,19 +90,6 @@ Status ParseNumber(std::string_view field, size_t line_number, std::string_view 
   return OkStatus();
 }
 
-std::vector<std::string_view> SplitFields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = line.find(',', start);
-    if (comma == std::string_view::npos) {
-      fields.push_back(line.substr(start));
-      return fields;
-    }
-    fields.push_back(line.substr(start, comma - start));
-    start = comma + 1;
-  }
-}
 
 }  // namespace
 
@@ -141,16 +130,11 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour"};
   std::vector<RoundRecord> records;
-  size_t line_number = 0;
   bool saw_header = false;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    start = end + 1;
-    ++line_number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  csv_text::Lines lines(text);
+  std::string_view line;
+  while (lines.Next(line)) {
+    const size_t line_number = lines.number();
     if (!saw_header) {
       if (line != kRoundsCsvHeader) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
@@ -163,11 +147,11 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     // Only a final newline may leave an empty line; an empty line in the
     // middle means the file was spliced or truncated.
     if (line.empty()) {
-      if (start >= text.size()) break;
+      if (lines.done()) break;
       return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) +
                                   ": empty line before the end of the file");
     }
-    const std::vector<std::string_view> fields = SplitFields(line);
+    const std::vector<std::string_view> fields = csv_text::SplitFields(line);
     if (fields.size() != kRoundsCsvColumns) {
       return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) + ": " +
                                   std::to_string(fields.size()) + " columns, expected " +
