@@ -17,19 +17,8 @@ namespace frugal {
 namespace {
 using codec_test::Contains;
 using codec_test::ErrorMessage;
+using codec_test::RandomSubset;
 
-std::vector<uint32_t> RandomSubset(uint32_t d, uint32_t k, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<uint32_t> out;
-  uint32_t needed = k;
-  for (uint32_t i = 0; i < d && needed > 0; ++i) {
-    if (rng.UniformInt(d - i) < needed) {
-      out.push_back(i);
-      --needed;
-    }
-  }
-  return out;
-}
 
 std::vector<uint32_t> Range(uint32_t from, uint32_t to, uint32_t step = 1) {
   std::vector<uint32_t> v;

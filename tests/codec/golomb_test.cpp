@@ -11,21 +11,7 @@ namespace frugal {
 namespace {
 using codec_test::Contains;
 using codec_test::ErrorMessage;
-
-// k distinct indices of [0, d) drawn uniformly, in increasing order (Knuth's selection sampling).
-std::vector<uint32_t> RandomSubset(uint32_t d, uint32_t k, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<uint32_t> out;
-  out.reserve(k);
-  uint32_t needed = k;
-  for (uint32_t i = 0; i < d && needed > 0; ++i) {
-    if (rng.UniformInt(d - i) < needed) {
-      out.push_back(i);
-      --needed;
-    }
-  }
-  return out;
-}
+using codec_test::RandomSubset;
 
 TEST_SUITE("codec") {
   TEST_CASE("the STC Rice parameter follows b* = 1 + floor(log2(ln(phi-1)/ln(1-p)))") {

@@ -31,4 +31,19 @@ inline void PutU32At(std::vector<uint8_t>& p, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[at + i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
+// k distinct indices of [0, d) drawn uniformly, in increasing order (Knuth's selection sampling).
+inline std::vector<uint32_t> RandomSubset(uint32_t d, uint32_t k, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<uint32_t> out;
+  out.reserve(k);
+  uint32_t needed = k;
+  for (uint32_t i = 0; i < d && needed > 0; ++i) {
+    if (rng.UniformInt(d - i) < needed) {
+      out.push_back(i);
+      --needed;
+    }
+  }
+  return out;
+}
+
 }  // namespace frugal::codec_test
