@@ -19,7 +19,6 @@ using codec_test::Contains;
 using codec_test::ErrorMessage;
 using codec_test::RandomSubset;
 
-
 std::vector<uint32_t> Range(uint32_t from, uint32_t to, uint32_t step = 1) {
   std::vector<uint32_t> v;
   for (uint32_t i = from; i < to; i += step) v.push_back(i);
