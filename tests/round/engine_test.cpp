@@ -221,17 +221,6 @@ TEST_SUITE("round") {
     CHECK(plain.release_model().data() == plain.global_model().data());
   }
 
-  TEST_CASE("server momentum follows v = m*v + avg, step = lr*v") {
-    ServerOptimizer opt(2, {.learning_rate = 0.5f, .momentum = 0.9f});
-    std::vector<float> g{1.0f, -2.0f};
-    opt.Step(g);
-    CHECK(g[0] == doctest::Approx(0.5));
-    std::vector<float> g2{1.0f, 0.0f};
-    opt.Step(g2);
-    CHECK(g2[0] == doctest::Approx(0.5 * (0.9 * 1.0 + 1.0)));
-    CHECK(g2[1] == doctest::Approx(0.5 * (0.9 * -2.0)));
-  }
-
   TEST_CASE("dense pipeline: applying the mean update of two clients moves the model by the weighted mean") {
     const size_t d = 64;
     auto init = RandomVector(d, 1);

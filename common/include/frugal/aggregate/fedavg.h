@@ -1,7 +1,7 @@
 // Weighted FedAvg over sparse client updates, streamed: each update is folded
 // into a dense accumulator as it arrives, so aggregation finishes when the last
-// update does. A server optimizer (SGD with learning rate and momentum) turns
-// the average into the step applied to the global model.
+// update does. A server optimizer (SGD with momentum, or FedAdam, FedYogi,
+// FedAdagrad) turns the average into the step applied to the global model.
 #pragma once
 
 #include <cstdint>
@@ -53,24 +53,76 @@ class FedAvgAccumulator {
   size_t count_ = 0;
 };
 
+// The server's optimizer, ServerOpt in FedOpt (Reddi et al., "Adaptive
+// Federated Optimization", ICLR 2021, Algorithm 2).
+enum class ServerOptimizerKind : uint8_t { kSgd, kAdam, kYogi, kAdagrad };
+
+// Parses "sgd", "adam", "yogi" or "adagrad"; the error names the value and the known ones.
+Result<ServerOptimizerKind> ParseServerOptimizer(std::string_view name);
+std::string_view ServerOptimizerName(ServerOptimizerKind kind);
+
 struct ServerOptimizerConfig {
-  float learning_rate = 1.0f;  // 1.0 with momentum 0 is plain FedAvg
-  float momentum = 0.0f;       // server momentum (FedAvgM, Hsu et al. 2019)
+  ServerOptimizerKind kind = ServerOptimizerKind::kSgd;
+  float learning_rate = 1.0f;  // eta; 1.0 with kSgd and momentum 0 is plain FedAvg
+  float momentum = 0.0f;       // kSgd only: server momentum (FedAvgM, Hsu et al. 2019)
+  // kAdam, kYogi, kAdagrad only; the paper's defaults. beta1 is the first
+  // moment's decay (also Adagrad's), beta2 the second's (Adam, Yogi), tau the
+  // adaptivity: the smaller, the more adaptive.
+  float beta1 = 0.9f;
+  float beta2 = 0.99f;
+  float tau = 1e-3f;
 };
 
-// Turns an averaged client update into the server step: v = m*v + avg; step = lr * v.
+// Rejects what would make the optimizer meaningless: a learning rate or tau
+// that is not positive and finite, momentum, beta1 or beta2 outside [0, 1)
+// (the fields a kind ignores are not checked).
+Status CheckServerOptimizerConfig(const ServerOptimizerConfig& cfg);
+
+// Turns the averaged client update into the server step, in place. Here avg is
+// the mean model delta Delta = mean_i (x_i - x), i.e. the paper's Delta_t, the
+// negative of a pseudo-gradient, so every step is *added* to the model:
+//   kSgd:     momentum 0: step = lr * Delta (lr 1: plain FedAvg);
+//             else v = momentum * v + Delta; step = lr * v.
+//   adaptive: m = beta1 * m + (1 - beta1) * Delta              (m starts at 0)
+//             kAdagrad: v = v + Delta^2
+//             kAdam:    v = beta2 * v + (1 - beta2) * Delta^2
+//             kYogi:    v = v - (1 - beta2) * Delta^2 * sign(v - Delta^2)   (sign(0) = 0)
+//             step = lr * m / (sqrt(v) + tau)
+// all per coordinate, as the paper: no bias correction, and v starts at tau^2
+// (the paper requires v_{-1} >= tau^2; tau^2 is its smallest choice). v stays
+// positive: Yogi only shrinks v by (1 - beta2) * Delta^2 when Delta^2 < v.
+// Not thread-safe.
 class ServerOptimizer {
  public:
+  // cfg is taken as given; callers validate it with CheckServerOptimizerConfig.
   ServerOptimizer(size_t dim, ServerOptimizerConfig cfg);
-  // In place: avg becomes the step to add to the model.
-  void Step(std::span<float> avg);
-  std::span<const float> velocity() const { return velocity_; }
-  // Restores state saved by a previous run (size must equal dim).
-  Status SetVelocity(std::span<const float> v);
+
+  const ServerOptimizerConfig& config() const { return cfg_; }
+  size_t dim() const { return dim_; }
+
+  // In place: avg (size dim) becomes the step to add to the model. All or
+  // nothing: if avg has the wrong size, or the step or the new state would not
+  // be finite (a non-finite average, or Delta^2 overflowing float), returns
+  // invalid argument and leaves avg and the state unchanged.
+  Status Step(std::span<float> avg);
+
+  // The optimizer's state, to persist across restarts: kSgd with momentum: v;
+  // kAdam, kYogi, kAdagrad: m then v (2 * dim floats); empty for plain kSgd.
+  std::span<const float> state() const { return state_; }
+  size_t state_size() const { return state_.size(); }
+  // Restores state() saved by an optimizer of the same kind and dimension. Its
+  // size must equal state_size(), every value be finite and v >= 0 (adaptive
+  // kinds); otherwise returns invalid argument and keeps the current state.
+  Status SetState(std::span<const float> state);
+
+  // Transitional aliases of state() and SetState() until the round engine switches.
+  std::span<const float> velocity() const { return state(); }
+  Status SetVelocity(std::span<const float> v) { return SetState(v); }
 
  private:
   ServerOptimizerConfig cfg_;
-  std::vector<float> velocity_;
+  size_t dim_;
+  std::vector<float> state_;  // see state()
 };
 
 }  // namespace frugal
