@@ -1,0 +1,696 @@
+// Robust aggregation rules against plain dense reference implementations
+// written here: each rule's output, verdicts and state on small random sparse
+// updates (synthetic: the rules' arithmetic does not depend on where the
+// updates came from).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include "codec/test_util.h"
+#include "frugal/aggregate/fedavg.h"
+#include "frugal/aggregate/robust.h"
+#include "frugal/core/random.h"
+
+namespace frugal {
+namespace {
+
+using Dense = std::vector<double>;
+
+SparseUpdate RandomSparse(uint32_t dim, uint32_t k, uint64_t seed, double scale = 1.0, double shift = 0.0) {
+  SparseUpdate u;
+  u.dim = dim;
+  u.indices = codec_test::RandomSubset(dim, k, seed);
+  Rng rng(DeriveSeed(seed, 1));
+  for (size_t t = 0; t < u.indices.size(); ++t) u.values.push_back(static_cast<float>(shift + scale * rng.Normal()));
+  return u;
+}
+
+SparseUpdate FromDense(const std::vector<float>& v) {
+  SparseUpdate u;
+  u.dim = static_cast<uint32_t>(v.size());
+  for (uint32_t j = 0; j < v.size(); ++j) {
+    u.indices.push_back(j);
+    u.values.push_back(v[j]);
+  }
+  return u;
+}
+
+Dense ToDense(const SparseUpdate& u) {
+  Dense d(u.dim, 0.0);
+  for (size_t t = 0; t < u.indices.size(); ++t) d[u.indices[t]] = u.values[t];
+  return d;
+}
+
+std::vector<bool> Support(const SparseUpdate& u) {
+  std::vector<bool> s(u.dim, false);
+  for (uint32_t j : u.indices) s[j] = true;
+  return s;
+}
+
+double Norm(const Dense& d) {
+  double s = 0;
+  for (double x : d) s += x * x;
+  return std::sqrt(s);
+}
+
+std::vector<RobustInput> Inputs(const std::vector<SparseUpdate>& us, const std::vector<double>& weights = {}) {
+  std::vector<RobustInput> in(us.size());
+  for (size_t i = 0; i < us.size(); ++i) in[i] = {100 + i, &us[i], weights.empty() ? 1.0 : weights[i]};
+  return in;
+}
+
+std::vector<SparseUpdate> RandomRound(size_t n, uint32_t dim, uint32_t k, uint64_t seed) {
+  std::vector<SparseUpdate> us;
+  for (size_t i = 0; i < n; ++i) us.push_back(RandomSparse(dim, k, DeriveSeed(seed, i)));
+  return us;
+}
+
+std::vector<double> RandomWeights(size_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<double> w(n);
+  for (double& x : w) x = 1.0 + 9.0 * rng.Uniform();
+  return w;
+}
+
+// Plain weighted mean, each coordinate divided as the Averaging says.
+Dense ReferenceMean(const std::vector<Dense>& xs, const std::vector<std::vector<bool>>& supports,
+                    const std::vector<double>& w, Averaging averaging) {
+  const size_t dim = xs[0].size();
+  Dense sum(dim, 0.0), carried(dim, 0.0);
+  double total = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    total += w[i];
+    for (size_t j = 0; j < dim; ++j) {
+      sum[j] += w[i] * xs[i][j];
+      if (supports[i][j]) carried[j] += w[i];
+    }
+  }
+  for (size_t j = 0; j < dim; ++j) {
+    const double denom = averaging == Averaging::kAll ? total : carried[j];
+    sum[j] = denom > 0 ? sum[j] / denom : 0.0;
+  }
+  return sum;
+}
+
+Dense ReferenceMean(const std::vector<SparseUpdate>& us, const std::vector<double>& w, Averaging averaging) {
+  std::vector<Dense> xs;
+  std::vector<std::vector<bool>> sup;
+  for (const SparseUpdate& u : us) xs.push_back(ToDense(u)), sup.push_back(Support(u));
+  return ReferenceMean(xs, sup, w, averaging);
+}
+
+void CheckClose(const std::vector<float>& got, const Dense& want, double tol = 1e-5) {
+  REQUIRE(got.size() == want.size());
+  for (size_t j = 0; j < got.size(); ++j) {
+    INFO("coordinate " << j);
+    CHECK(std::abs(got[j] - want[j]) <= tol * (1.0 + std::abs(want[j])));
+  }
+}
+
+struct Outcome {
+  Status status;
+  std::vector<float> out;
+  std::vector<RobustVerdict> verdicts;
+};
+
+Outcome Run(RobustAggregator& agg, const std::vector<RobustInput>& in, const SparseUpdate* reference = nullptr,
+            size_t dim = 0) {
+  Outcome o;
+  o.out.assign(dim ? dim : in.at(0).update->dim, -7.0f);
+  o.status = agg.Aggregate(in, reference, o.out, o.verdicts);
+  return o;
+}
+
+RobustConfig Rule(RobustRule r) {
+  RobustConfig c;
+  c.rule = r;
+  return c;
+}
+
+double NearestRank(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const size_t rank = std::clamp<size_t>(static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))), 1,
+                                         v.size());
+  return v[rank - 1];
+}
+
+// Dense reference of centered clipping on the values present: deviations on
+// each update's support, each coordinate moved by the weighted mean of the
+// clipped deviations of the updates carrying it.
+Dense ReferenceCenteredClip(const std::vector<SparseUpdate>& us, const std::vector<double>& w, Dense& centre,
+                            double tau, int iterations, Averaging averaging, std::vector<double>& factors) {
+  const size_t dim = centre.size(), n = us.size();
+  factors.assign(n, 1.0);
+  for (int it = 0; it < iterations; ++it) {
+    Dense num(dim, 0.0), den(dim, 0.0);
+    for (size_t i = 0; i < n; ++i) {
+      const Dense x = ToDense(us[i]);
+      const std::vector<bool> s = Support(us[i]);
+      double dist2 = 0;
+      for (size_t j = 0; j < dim; ++j) {
+        if (s[j]) dist2 += (x[j] - centre[j]) * (x[j] - centre[j]);
+      }
+      const double dist = std::sqrt(dist2);
+      factors[i] = dist > tau ? tau / dist : 1.0;
+      for (size_t j = 0; j < dim; ++j) {
+        if (!s[j]) continue;
+        num[j] += w[i] * factors[i] * (x[j] - centre[j]);
+        den[j] += w[i];
+      }
+    }
+    for (size_t j = 0; j < dim; ++j) {
+      if (den[j] > 0) centre[j] += num[j] / den[j];
+    }
+  }
+  Dense out(dim, 0.0), carried(dim, 0.0);
+  const double total = std::accumulate(w.begin(), w.end(), 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    for (uint32_t j : us[i].indices) carried[j] += w[i];
+  }
+  for (size_t j = 0; j < dim; ++j) {
+    if (carried[j] > 0) out[j] = averaging == Averaging::kAll ? centre[j] * carried[j] / total : centre[j];
+  }
+  return out;
+}
+
+// Brute-force coordinate-wise median / trimmed mean over the values present,
+// and how many of each update's values were used.
+Dense ReferenceCoordinateWise(const std::vector<SparseUpdate>& us, bool trimmed, double trim, Averaging averaging,
+                              std::vector<size_t>& used) {
+  const size_t dim = us[0].dim, n = us.size();
+  Dense out(dim, 0.0);
+  used.assign(n, 0);
+  for (size_t j = 0; j < dim; ++j) {
+    std::vector<std::pair<double, size_t>> present;
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t t = 0; t < us[i].indices.size(); ++t) {
+        if (us[i].indices[t] == j) present.push_back({us[i].values[t], i});
+      }
+    }
+    if (present.empty()) continue;
+    std::sort(present.begin(), present.end());
+    const size_t c = present.size();
+    size_t cut = trimmed ? static_cast<size_t>(std::floor(trim * static_cast<double>(c))) : 0;
+    std::vector<size_t> keep;
+    if (trimmed && c > 2 * cut) {
+      for (size_t t = cut; t < c - cut; ++t) keep.push_back(t);
+    } else if (c % 2 == 1) {
+      keep = {c / 2};
+    } else {
+      keep = {c / 2 - 1, c / 2};
+    }
+    double s = 0;
+    for (size_t t : keep) s += present[t].first, ++used[present[t].second];
+    out[j] = s / static_cast<double>(keep.size()) *
+             (averaging == Averaging::kAll ? static_cast<double>(c) / static_cast<double>(n) : 1.0);
+  }
+  return out;
+}
+
+std::vector<size_t> ReferenceKrumSelection(const std::vector<SparseUpdate>& us, size_t f, size_t m) {
+  const size_t n = us.size();
+  std::vector<Dense> xs;
+  for (const SparseUpdate& u : us) xs.push_back(ToDense(u));
+  std::vector<double> score(n, 0.0);
+  const size_t nb = n - f - 2;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<double> d;
+    for (size_t j = 0; j < n; ++j) {
+      if (j == i) continue;
+      double s = 0;
+      for (size_t c = 0; c < xs[i].size(); ++c) s += (xs[i][c] - xs[j][c]) * (xs[i][c] - xs[j][c]);
+      d.push_back(s);
+    }
+    std::sort(d.begin(), d.end());
+    score[i] = std::accumulate(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(nb), 0.0);
+  }
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score[a] < score[b]; });
+  order.resize(m);
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+TEST_SUITE("aggregate") {
+  TEST_CASE("rule and action names parse and print, unknown names are refused") {
+    for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip, RobustRule::kMedian,
+                         RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust}) {
+      auto parsed = ParseRobustRule(RobustRuleName(r));
+      REQUIRE(parsed.ok());
+      CHECK(*parsed == r);
+    }
+    CHECK(RobustRuleName(RobustRule::kMultiKrum) == "multi_krum");
+    auto bad = ParseRobustRule("krum");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("multi_krum") != std::string::npos);
+    CHECK(RobustActionName(RobustAction::kDownweighted) == "downweighted");
+    CHECK(RobustActionName(RobustAction::kRejected) == "rejected");
+  }
+
+  TEST_CASE("none is the weighted FedAvg mean under both averagings, every update kept") {
+    const auto us = RandomRound(12, 200, 9, 1);
+    const auto w = RandomWeights(12, 2);
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      RobustAggregator agg(200, a, Rule(RobustRule::kNone));
+      Outcome o = Run(agg, Inputs(us, w));
+      REQUIRE(o.status.ok());
+      CheckClose(o.out, ReferenceMean(us, w, a));
+      REQUIRE(o.verdicts.size() == 12);
+      for (size_t i = 0; i < 12; ++i) {
+        CHECK(o.verdicts[i].client == 100 + i);
+        CHECK(o.verdicts[i].action == RobustAction::kKept);
+        CHECK(o.verdicts[i].reason.empty());
+      }
+      CHECK(agg.StateSize() == 0);
+      CHECK(agg.State().empty());
+    }
+  }
+
+  TEST_CASE("norm bound clips each update to exactly the fixed bound") {
+    std::vector<SparseUpdate> us = RandomRound(8, 100, 10, 3);
+    for (float& v : us[2].values) v *= 50.0f;  // far above the others
+    const auto w = RandomWeights(8, 4);
+    RobustConfig cfg = Rule(RobustRule::kNormBound);
+    cfg.clip_bound = 2.5;
+    RobustAggregator agg(100, Averaging::kSupport, cfg);
+    Outcome o = Run(agg, Inputs(us, w));
+    REQUIRE(o.status.ok());
+    std::vector<Dense> xs;
+    std::vector<std::vector<bool>> sup;
+    size_t clipped = 0;
+    for (size_t i = 0; i < us.size(); ++i) {
+      Dense x = ToDense(us[i]);
+      const double norm = Norm(x);
+      if (norm > 2.5) {
+        ++clipped;
+        for (double& v : x) v *= 2.5 / norm;
+        CHECK(Norm(x) == doctest::Approx(2.5));
+        CHECK(o.verdicts[i].action == RobustAction::kClipped);
+        CHECK(o.verdicts[i].factor == doctest::Approx(2.5 / norm));
+        CHECK(o.verdicts[i].reason.find("> bound 2.5") != std::string::npos);
+      } else {
+        CHECK(o.verdicts[i].action == RobustAction::kKept);
+        CHECK(o.verdicts[i].factor == 1.0);
+      }
+      xs.push_back(x);
+      sup.push_back(Support(us[i]));
+    }
+    CHECK(clipped >= 1);
+    CHECK(clipped < us.size());
+    CHECK(o.verdicts[2].action == RobustAction::kClipped);
+    CheckClose(o.out, ReferenceMean(xs, sup, w, Averaging::kSupport));
+  }
+
+  TEST_CASE("norm bound's running quantile: the round's nearest-rank quantile, then a geometric mean across rounds") {
+    RobustConfig cfg = Rule(RobustRule::kNormBound);
+    cfg.clip_quantile = 0.5;
+    RobustAggregator agg(300, Averaging::kAll, cfg);
+    CHECK(agg.StateSize() == 1);
+    CHECK(agg.State() == std::vector<float>{0.0f});
+    const auto r1 = RandomRound(9, 300, 20, 5);
+    std::vector<double> n1;
+    for (const auto& u : r1) n1.push_back(Norm(ToDense(u)));
+    Outcome o1 = Run(agg, Inputs(r1));
+    REQUIRE(o1.status.ok());
+    const double q1 = NearestRank(n1, 0.5);
+    CHECK(agg.State()[0] == doctest::Approx(q1).epsilon(1e-6));
+    // Exactly the updates above the median are clipped (4 of 9).
+    size_t clipped = 0;
+    for (size_t i = 0; i < 9; ++i) clipped += n1[i] > agg.State()[0] ? 1 : 0;
+    CHECK(clipped == 4);
+    CHECK(std::count_if(o1.verdicts.begin(), o1.verdicts.end(),
+                        [](const RobustVerdict& v) { return v.action == RobustAction::kClipped; }) == 4);
+
+    // A second round with larger norms: the bound moves halfway in log space.
+    std::vector<SparseUpdate> r2 = RandomRound(9, 300, 20, 6);
+    for (auto& u : r2) {
+      for (float& v : u.values) v *= 4.0f;
+    }
+    std::vector<double> n2;
+    for (const auto& u : r2) n2.push_back(Norm(ToDense(u)));
+    const std::vector<float> saved = agg.State();
+    Outcome o2 = Run(agg, Inputs(r2));
+    REQUIRE(o2.status.ok());
+    const double b2 = std::sqrt(static_cast<double>(saved[0]) * NearestRank(n2, 0.5));
+    CHECK(agg.State()[0] == doctest::Approx(b2).epsilon(1e-6));
+
+    // A restart from the saved state aggregates the second round bit for bit alike.
+    RobustAggregator restarted(300, Averaging::kAll, cfg);
+    REQUIRE(restarted.SetState(saved).ok());
+    CHECK(restarted.State() == saved);
+    Outcome o2b = Run(restarted, Inputs(r2));
+    REQUIRE(o2b.status.ok());
+    CHECK(o2b.out == o2.out);
+    CHECK(restarted.State() == agg.State());
+  }
+
+  TEST_CASE("centered clipping with nothing clipped is FedAvg under both averagings") {
+    const auto us = RandomRound(10, 150, 12, 7);
+    const auto w = RandomWeights(10, 8);
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      RobustConfig cfg = Rule(RobustRule::kCenteredClip);
+      cfg.clip_bound = 1e6;
+      RobustAggregator agg(150, a, cfg);
+      Outcome o = Run(agg, Inputs(us, w));
+      REQUIRE(o.status.ok());
+      CheckClose(o.out, ReferenceMean(us, w, a));
+      for (const auto& v : o.verdicts) CHECK(v.action == RobustAction::kKept);
+    }
+  }
+
+  TEST_CASE("centered clipping matches the dense reference over rounds and iterations, and its centre round-trips") {
+    const uint32_t dim = 80;
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      RobustConfig cfg = Rule(RobustRule::kCenteredClip);
+      cfg.clip_bound = 1.5;
+      cfg.cc_iterations = 3;
+      RobustAggregator agg(dim, a, cfg);
+      CHECK(agg.StateSize() == 1 + dim);
+      Dense centre(dim, 0.0);
+      for (uint64_t round = 0; round < 3; ++round) {
+        std::vector<SparseUpdate> us = RandomRound(7, dim, 15, 20 + round);
+        for (float& v : us[round].values) v += 10.0f;  // one update far from the rest
+        const auto w = RandomWeights(7, 30 + round);
+        std::vector<double> factors;
+        const Dense want = ReferenceCenteredClip(us, w, centre, 1.5, 3, a, factors);
+        Outcome o = Run(agg, Inputs(us, w));
+        REQUIRE(o.status.ok());
+        CheckClose(o.out, want, 1e-4);
+        for (size_t i = 0; i < us.size(); ++i) {
+          if (factors[i] < 1.0) {
+            CHECK(o.verdicts[i].action == RobustAction::kClipped);
+            CHECK(o.verdicts[i].factor == doctest::Approx(factors[i]).epsilon(1e-4));
+            CHECK(o.verdicts[i].reason.find("from the centre > tau 1.5") != std::string::npos);
+          } else {
+            CHECK(o.verdicts[i].action == RobustAction::kKept);
+          }
+        }
+        CHECK(o.verdicts[round].action == RobustAction::kClipped);
+        const std::vector<float> state = agg.State();
+        REQUIRE(state.size() == 1 + dim);
+        for (size_t j = 0; j < dim; ++j) CHECK(state[1 + j] == doctest::Approx(centre[j]).epsilon(1e-4));
+      }
+      RobustAggregator restarted(dim, a, cfg);
+      REQUIRE(restarted.SetState(agg.State()).ok());
+      CHECK(restarted.State() == agg.State());
+      const auto next = RandomRound(7, dim, 15, 99);
+      Outcome x = Run(agg, Inputs(next)), y = Run(restarted, Inputs(next));
+      REQUIRE(x.status.ok());
+      REQUIRE(y.status.ok());
+      CHECK(x.out == y.out);
+    }
+  }
+
+  TEST_CASE("centered clipping's running tau starts as the quantile of the norms (centre zero)") {
+    RobustConfig cfg = Rule(RobustRule::kCenteredClip);
+    cfg.clip_quantile = 0.75;
+    RobustAggregator agg(120, Averaging::kSupport, cfg);
+    const auto us = RandomRound(8, 120, 10, 40);
+    std::vector<double> norms;
+    for (const auto& u : us) norms.push_back(Norm(ToDense(u)));
+    Outcome o = Run(agg, Inputs(us));
+    REQUIRE(o.status.ok());
+    const double tau = NearestRank(norms, 0.75);
+    CHECK(agg.State()[0] == doctest::Approx(tau).epsilon(1e-6));
+    Dense centre(120, 0.0);
+    std::vector<double> factors;
+    CheckClose(o.out, ReferenceCenteredClip(us, std::vector<double>(8, 1.0), centre, agg.State()[0], 1,
+                                            Averaging::kSupport, factors),
+               1e-4);
+    CHECK(std::count(factors.begin(), factors.end(), 1.0) == 6);  // 2 of 8 above the 0.75 quantile
+  }
+
+  TEST_CASE("median and trimmed mean match brute force over the values present, verdicts count what was cut") {
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      const size_t n = 3 + seed % 9;
+      const auto us = RandomRound(n, 40, static_cast<uint32_t>(5 + seed % 20), 100 + seed);
+      for (bool trimmed : {false, true}) {
+        for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+          RobustConfig cfg = Rule(trimmed ? RobustRule::kTrimmedMean : RobustRule::kMedian);
+          cfg.trim_fraction = 0.25;
+          RobustAggregator agg(40, a, cfg);
+          // Weights do not enter the coordinate-wise rules.
+          Outcome o = Run(agg, Inputs(us, RandomWeights(n, seed)));
+          REQUIRE(o.status.ok());
+          std::vector<size_t> used;
+          CheckClose(o.out, ReferenceCoordinateWise(us, trimmed, 0.25, a, used));
+          for (size_t i = 0; i < n; ++i) {
+            const size_t k = us[i].indices.size();
+            if (used[i] == k) {
+              CHECK(o.verdicts[i].action == RobustAction::kKept);
+            } else {
+              CHECK(o.verdicts[i].action == RobustAction::kDownweighted);
+              CHECK(o.verdicts[i].factor == doctest::Approx(static_cast<double>(used[i]) / static_cast<double>(k)));
+              CHECK(o.verdicts[i].reason == std::to_string(k - used[i]) + " of " + std::to_string(k) + " values " +
+                                                (trimmed ? "trimmed" : "off the median"));
+            }
+          }
+        }
+      }
+    }
+  }
+
+  TEST_CASE("a coordinate carried by 2 of 10 updates gets their median, not zero") {
+    std::vector<SparseUpdate> us(10);
+    for (size_t i = 0; i < 10; ++i) {
+      us[i].dim = 6;
+      us[i].indices = {static_cast<uint32_t>(i < 2 ? 1 : 3)};
+      us[i].values = {i < 2 ? 0.5f + static_cast<float>(i) : -1.0f};
+    }
+    for (RobustRule r : {RobustRule::kMedian, RobustRule::kTrimmedMean}) {
+      RobustAggregator agg(6, Averaging::kSupport, Rule(r));
+      Outcome o = Run(agg, Inputs(us));
+      REQUIRE(o.status.ok());
+      CHECK(o.out[1] == doctest::Approx(1.0));  // median of {0.5, 1.5}
+      CHECK(o.out[3] == doctest::Approx(-1.0));
+      CHECK(o.out[0] == 0.0f);  // carried by none
+      // kAll scales by the share carrying the coordinate, as FedAvg would.
+      RobustAggregator diluted(6, Averaging::kAll, Rule(r));
+      Outcome d = Run(diluted, Inputs(us));
+      REQUIRE(d.status.ok());
+      CHECK(d.out[1] == doctest::Approx(0.2));
+    }
+  }
+
+  TEST_CASE("trimmed mean falls back to the median when trimming would leave nothing") {
+    std::vector<SparseUpdate> us;
+    for (float v : {1.0f, 2.0f, 10.0f, 40.0f}) us.push_back(FromDense({v}));
+    RobustConfig cfg = Rule(RobustRule::kTrimmedMean);
+    cfg.trim_fraction = 0.5;
+    RobustAggregator agg(1, Averaging::kSupport, cfg);
+    Outcome o = Run(agg, Inputs(us));
+    REQUIRE(o.status.ok());
+    CHECK(o.out[0] == doctest::Approx(6.0));
+    cfg.trim_fraction = 0.25;  // cuts 1 at each end
+    RobustAggregator quarter(1, Averaging::kSupport, cfg);
+    o = Run(quarter, Inputs(us));
+    REQUIRE(o.status.ok());
+    CHECK(o.out[0] == doctest::Approx(6.0));
+    CHECK(o.verdicts[3].action == RobustAction::kDownweighted);
+    CHECK(o.verdicts[3].reason == "1 of 1 values trimmed");
+    CHECK(o.verdicts[1].action == RobustAction::kKept);
+  }
+
+  TEST_CASE("sparse pairwise distances equal dense ones") {
+    std::vector<SparseUpdate> us = RandomRound(9, 500, 60, 200);
+    us.push_back(RandomSparse(500, 0, 1));    // empty update
+    us.push_back(RandomSparse(500, 500, 2));  // dense
+    std::vector<const SparseUpdate*> ptrs;
+    for (const auto& u : us) ptrs.push_back(&u);
+    const std::vector<double> d = PairwiseSquaredDistances(ptrs, 500);
+    const size_t n = us.size();
+    REQUIRE(d.size() == n * n);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) {
+        const Dense a = ToDense(us[i]), b = ToDense(us[j]);
+        double want = 0;
+        for (size_t c = 0; c < 500; ++c) want += (a[c] - b[c]) * (a[c] - b[c]);
+        CHECK(d[i * n + j] == doctest::Approx(want).epsilon(1e-9).scale(1.0));
+      }
+    }
+  }
+
+  TEST_CASE("multi-Krum selects as the dense reference does and rejects a far outlier") {
+    const uint32_t dim = 60;
+    std::vector<SparseUpdate> us;
+    for (size_t i = 0; i < 11; ++i) us.push_back(RandomSparse(dim, 30, 300 + i, 0.3, 1.0));
+    for (float& v : us[4].values) v = -20.0f;  // the outlier
+    const auto w = RandomWeights(11, 9);
+    RobustAggregator agg(dim, Averaging::kAll, Rule(RobustRule::kMultiKrum));  // f = 2, m = 9
+    Outcome o = Run(agg, Inputs(us, w));
+    REQUIRE(o.status.ok());
+    const std::vector<size_t> want = ReferenceKrumSelection(us, 2, 9);
+    std::vector<size_t> got;
+    std::vector<SparseUpdate> kept;
+    std::vector<double> kept_w;
+    for (size_t i = 0; i < us.size(); ++i) {
+      if (o.verdicts[i].action == RobustAction::kKept) {
+        got.push_back(i), kept.push_back(us[i]), kept_w.push_back(w[i]);
+      } else {
+        CHECK(o.verdicts[i].action == RobustAction::kRejected);
+        CHECK(o.verdicts[i].factor == 0.0);
+        CHECK(o.verdicts[i].reason.find("Krum score") != std::string::npos);
+      }
+    }
+    CHECK(got == want);
+    CHECK(std::find(got.begin(), got.end(), 4) == got.end());
+    CheckClose(o.out, ReferenceMean(kept, kept_w, Averaging::kAll));
+
+    RobustConfig one = Rule(RobustRule::kMultiKrum);
+    one.krum_byzantine = 3;
+    one.krum_select = 1;  // classic Krum
+    RobustAggregator krum(dim, Averaging::kSupport, one);
+    Outcome k = Run(krum, Inputs(us, w));
+    REQUIRE(k.status.ok());
+    const std::vector<size_t> chosen = ReferenceKrumSelection(us, 3, 1);
+    CHECK(k.verdicts[chosen[0]].action == RobustAction::kKept);
+    CheckClose(k.out, ToDense(us[chosen[0]]));
+  }
+
+  TEST_CASE("multi-Krum copes with one, two and three updates") {
+    for (size_t n = 1; n <= 3; ++n) {
+      const auto us = RandomRound(n, 20, 5, 400 + n);
+      RobustAggregator agg(20, Averaging::kSupport, Rule(RobustRule::kMultiKrum));
+      Outcome o = Run(agg, Inputs(us));
+      REQUIRE(o.status.ok());
+      REQUIRE(o.verdicts.size() == n);
+      // f = 0 for n < 5, so all n are selected: the mean of all.
+      CheckClose(o.out, ReferenceMean(us, std::vector<double>(n, 1.0), Averaging::kSupport));
+    }
+    RobustConfig cfg = Rule(RobustRule::kMultiKrum);
+    cfg.krum_byzantine = 5;  // more than n: still one nearest neighbour, m clamped to 1
+    RobustAggregator agg(20, Averaging::kSupport, cfg);
+    const auto us = RandomRound(3, 20, 5, 410);
+    Outcome o = Run(agg, Inputs(us));
+    REQUIRE(o.status.ok());
+    CHECK(std::count_if(o.verdicts.begin(), o.verdicts.end(),
+                        [](const RobustVerdict& v) { return v.action == RobustAction::kKept; }) == 1);
+  }
+
+  TEST_CASE("FLTrust rejects a sign-flipped update and matches the dense reference") {
+    const uint32_t dim = 50;
+    std::vector<float> g(dim);
+    Rng rng(500);
+    for (float& x : g) x = static_cast<float>(rng.Normal());
+    const SparseUpdate reference = FromDense(g);
+    std::vector<SparseUpdate> us;
+    for (size_t i = 0; i < 6; ++i) {
+      SparseUpdate u = RandomSparse(dim, 20, 510 + i, 0.5);
+      for (size_t t = 0; t < u.indices.size(); ++t) u.values[t] += g[u.indices[t]];  // honest: near g
+      us.push_back(u);
+    }
+    for (float& v : us[3].values) v = -5.0f * v;  // sign-flipped and scaled up
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      RobustAggregator agg(dim, a, Rule(RobustRule::kFlTrust));
+      Outcome o = Run(agg, Inputs(us, RandomWeights(6, 1)), &reference);
+      REQUIRE(o.status.ok());
+      const Dense g0 = ToDense(reference);
+      const double g0n = Norm(g0);
+      std::vector<Dense> xs;
+      std::vector<std::vector<bool>> sup;
+      std::vector<double> trust;
+      for (size_t i = 0; i < us.size(); ++i) {
+        Dense x = ToDense(us[i]);
+        const double xn = Norm(x);
+        double dot = 0;
+        for (size_t j = 0; j < dim; ++j) dot += x[j] * g0[j];
+        const double cosine = dot / (xn * g0n);
+        const double t = std::max(0.0, cosine);
+        if (t == 0) {
+          CHECK(o.verdicts[i].action == RobustAction::kRejected);
+          CHECK(o.verdicts[i].reason.find("with the server update") != std::string::npos);
+          continue;
+        }
+        CHECK(o.verdicts[i].action == RobustAction::kDownweighted);
+        CHECK(o.verdicts[i].factor == doctest::Approx(t));
+        for (double& v : x) v *= g0n / xn;
+        xs.push_back(x), sup.push_back(Support(us[i])), trust.push_back(t);
+      }
+      CHECK(o.verdicts[3].action == RobustAction::kRejected);
+      CHECK(o.verdicts[3].reason.rfind("cosine -", 0) == 0);
+      CheckClose(o.out, ReferenceMean(xs, sup, trust, a), 1e-4);
+    }
+  }
+
+  TEST_CASE("FLTrust with no positive cosine gives a zero aggregate and says so") {
+    const SparseUpdate reference = FromDense({1.0f, 1.0f, 1.0f});
+    std::vector<SparseUpdate> us = {FromDense({-1.0f, 0.0f, 0.0f}), FromDense({0.0f, -2.0f, 1.0f})};
+    RobustAggregator agg(3, Averaging::kAll, Rule(RobustRule::kFlTrust));
+    Outcome o = Run(agg, Inputs(us), &reference);
+    REQUIRE(o.status.ok());
+    CHECK(o.out == std::vector<float>{0.0f, 0.0f, 0.0f});
+    for (const auto& v : o.verdicts) {
+      CHECK(v.action == RobustAction::kRejected);
+      CHECK(v.reason.find("the aggregate is zero") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("bad input is refused with an error naming it, and leaves the state alone") {
+    const auto us = RandomRound(3, 30, 5, 600);
+    RobustConfig cfg = Rule(RobustRule::kNormBound);
+    RobustAggregator agg(30, Averaging::kAll, cfg);
+    std::vector<float> out(30);
+    std::vector<RobustVerdict> verdicts;
+    auto message = [&](std::vector<RobustInput> in, const SparseUpdate* ref = nullptr) {
+      Status s = agg.Aggregate(in, ref, out, verdicts);
+      REQUIRE_FALSE(s.ok());
+      CHECK(verdicts.empty());
+      return s.error().message();
+    };
+    CHECK(message({}).find("no updates") != std::string::npos);
+    auto in = Inputs(us);
+    in[1].update = nullptr;
+    CHECK(message(in) == "update of client 101 is null");
+    SparseUpdate wrong_dim = us[0];
+    wrong_dim.dim = 31;
+    in = Inputs(us);
+    in[2].update = &wrong_dim;
+    CHECK(message(in).find("dimension 31") != std::string::npos);
+    SparseUpdate nan = us[0];
+    nan.values[1] = std::numeric_limits<float>::quiet_NaN();
+    in = Inputs(us);
+    in[0].update = &nan;
+    CHECK(message(in).find("update of client 100") != std::string::npos);
+    SparseUpdate unsorted = us[0];
+    std::swap(unsorted.indices[0], unsorted.indices[1]);
+    in[0].update = &unsorted;
+    CHECK(message(in).find("update of client 100") != std::string::npos);
+    in = Inputs(us);
+    in[1].weight = 0;
+    CHECK(message(in).find("weight") != std::string::npos);
+    std::vector<float> short_out(29);
+    CHECK_FALSE(agg.Aggregate(Inputs(us), nullptr, short_out, verdicts).ok());
+    CHECK(agg.State() == std::vector<float>{0.0f});  // no round was folded into the bound
+
+    RobustAggregator fltrust(30, Averaging::kAll, Rule(RobustRule::kFlTrust));
+    Status s = fltrust.Aggregate(Inputs(us), nullptr, out, verdicts);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("fltrust needs") != std::string::npos);
+    const SparseUpdate zero = FromDense(std::vector<float>(30, 0.0f));
+    s = fltrust.Aggregate(Inputs(us), &zero, out, verdicts);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("reference update is zero") != std::string::npos);
+
+    RobustConfig bad = Rule(RobustRule::kTrimmedMean);
+    bad.trim_fraction = 0.7;
+    RobustAggregator trim(30, Averaging::kAll, bad);
+    s = trim.Aggregate(Inputs(us), nullptr, out, verdicts);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message().find("trim_fraction") != std::string::npos);
+
+    CHECK_FALSE(agg.SetState(std::vector<float>{1.0f, 2.0f}).ok());
+    CHECK_FALSE(agg.SetState(std::vector<float>{-1.0f}).ok());
+    CHECK_FALSE(agg.SetState(std::vector<float>{std::numeric_limits<float>::infinity()}).ok());
+    CHECK(agg.SetState(std::vector<float>{3.0f}).ok());
+    CHECK(agg.State() == std::vector<float>{3.0f});
+  }
+}
+
+}  // namespace
+}  // namespace frugal
