@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "codec/test_util.h"
@@ -497,21 +498,26 @@ TEST_SUITE("aggregate") {
     CHECK(o.verdicts[1].action == RobustAction::kKept);
   }
 
-  TEST_CASE("sparse pairwise distances equal dense ones") {
-    std::vector<SparseUpdate> us = RandomRound(9, 500, 60, 200);
-    us.push_back(RandomSparse(500, 0, 1));    // empty update
-    us.push_back(RandomSparse(500, 500, 2));  // dense
-    std::vector<const SparseUpdate*> ptrs;
-    for (const auto& u : us) ptrs.push_back(&u);
-    const std::vector<double> d = PairwiseSquaredDistances(ptrs, 500);
-    const size_t n = us.size();
-    REQUIRE(d.size() == n * n);
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t j = 0; j < n; ++j) {
-        const Dense a = ToDense(us[i]), b = ToDense(us[j]);
-        double want = 0;
-        for (size_t c = 0; c < 500; ++c) want += (a[c] - b[c]) * (a[c] - b[c]);
-        CHECK(d[i * n + j] == doctest::Approx(want).epsilon(1e-9).scale(1.0));
+  TEST_CASE("sparse pairwise distances equal dense ones, coordinate by coordinate and pair by pair") {
+    // Spread sparse supports take the per-coordinate path, dense updates the pairwise one.
+    std::vector<SparseUpdate> sparse = RandomRound(9, 500, 60, 200);
+    sparse.push_back(RandomSparse(500, 0, 1));    // empty update
+    sparse.push_back(RandomSparse(500, 500, 2));  // dense
+    const std::vector<SparseUpdate> dense = RandomRound(6, 50, 50, 210);
+    for (const std::vector<SparseUpdate>* us : {&std::as_const(sparse), &dense}) {
+      const uint32_t dim = (*us)[0].dim;
+      std::vector<const SparseUpdate*> ptrs;
+      for (const auto& u : *us) ptrs.push_back(&u);
+      const std::vector<double> d = PairwiseSquaredDistances(ptrs, dim);
+      const size_t n = us->size();
+      REQUIRE(d.size() == n * n);
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < n; ++j) {
+          const Dense a = ToDense((*us)[i]), b = ToDense((*us)[j]);
+          double want = 0;
+          for (size_t c = 0; c < dim; ++c) want += (a[c] - b[c]) * (a[c] - b[c]);
+          CHECK(d[i * n + j] == doctest::Approx(want).epsilon(1e-9).scale(1.0));
+        }
       }
     }
   }

@@ -70,9 +70,11 @@ struct RobustInput {
 };
 
 // Squared L2 distances between every pair of updates (all of dimension dim,
-// validated), row-major n x n, as ||a||^2 + ||b||^2 - 2<a,b>: each dot product
-// is O(k) (one update scattered into a dense scratch row, the other gathered),
-// O(n^2 k) in all. Multi-Krum's distances; public so tests can check them.
+// validated), row-major n x n, as ||a||^2 + ||b||^2 - 2<a,b>. The dot products
+// cost O(n^2 k) pair by pair (O(k) each, by a gather against a dense row), or
+// O(n k + d + sum_j c_j^2) coordinate by coordinate over the c_j values present
+// at j, whichever is less: about (n k)^2 / d on spread sparse supports.
+// Multi-Krum's distances; public so tests can check them.
 std::vector<double> PairwiseSquaredDistances(std::span<const SparseUpdate* const> updates, size_t dim);
 
 // Not thread-safe: one aggregator per round engine, Aggregate() calls serialised.
