@@ -65,39 +65,55 @@ void Unscatter(const SparseUpdate& u, std::span<float> dense) {
   for (uint32_t i : u.indices) dense[i] = 0.0f;
 }
 
-// The updates transposed into per-coordinate columns by a counting sort on the
-// index, O(n k + d): column j holds the value and the position (owner) of
-// every update carrying j, owners ascending.
-struct Columns {
-  struct Entry {
-    float value;
-    uint32_t owner;
-  };
-  std::vector<size_t> start;  // column j is entries[start[j], start[j + 1])
-  std::vector<Entry> entries;
+// One value of a coordinate's column: the value and the position (owner) of
+// the update carrying it.
+struct ColumnEntry {
+  float value;
+  uint32_t owner;
 };
 
-std::vector<size_t> ColumnStarts(std::span<const SparseUpdate* const> updates, size_t dim) {
-  std::vector<size_t> start(dim + 1, 0);
-  for (const SparseUpdate* u : updates) {
-    for (uint32_t j : u->indices) ++start[j + 1];
-  }
-  std::partial_sum(start.begin(), start.end(), start.begin());
-  return start;
-}
+// Entries transposed at a time: 8 MB, so a dense round of 1,000 updates does
+// not need a second copy of itself, and a block stays near the cache.
+constexpr size_t kBlockEntries = size_t{1} << 20;
 
-Columns Transpose(std::span<const SparseUpdate* const> updates, std::vector<size_t> start) {
-  Columns c;
-  c.start = std::move(start);
-  c.entries.resize(c.start.back());
-  std::vector<size_t> cursor(c.start.begin(), c.start.end() - 1);
-  for (size_t i = 0; i < updates.size(); ++i) {
-    const SparseUpdate& u = *updates[i];
-    for (size_t t = 0; t < u.indices.size(); ++t) {
-      c.entries[cursor[u.indices[t]]++] = {u.values[t], static_cast<uint32_t>(i)};
+// Calls visit(j, column, c) for every coordinate j that c > 0 updates carry,
+// j ascending, the column's entries in update order (visit may reorder them).
+// The updates are transposed a block of coordinates at a time by a counting
+// sort, each update's cursor moving forward through its sorted indices:
+// O(n k + d + n * blocks) time, O(kBlockEntries + n) scratch.
+template <typename Visit>
+void ForEachColumn(std::span<const SparseUpdate* const> updates, size_t dim, Visit&& visit) {
+  const size_t n = updates.size();
+  size_t total = 0;
+  for (const SparseUpdate* u : updates) total += u->indices.size();
+  if (total == 0) return;
+  const size_t width = std::clamp<size_t>(dim * kBlockEntries / total, 1, dim);
+  std::vector<size_t> pos(n, 0), end(n), start(width + 1), cursor(width);
+  std::vector<ColumnEntry> entries;
+  for (size_t b0 = 0; b0 < dim; b0 += width) {
+    const size_t b1 = std::min(dim, b0 + width);
+    std::fill(start.begin(), start.end(), 0);
+    for (size_t i = 0; i < n; ++i) {
+      const std::vector<uint32_t>& idx = updates[i]->indices;
+      size_t e = pos[i];
+      for (; e < idx.size() && idx[e] < b1; ++e) ++start[idx[e] - b0 + 1];
+      end[i] = e;
+    }
+    std::partial_sum(start.begin(), start.end(), start.begin());
+    entries.resize(start[b1 - b0]);
+    std::copy(start.begin(), start.begin() + static_cast<std::ptrdiff_t>(b1 - b0), cursor.begin());
+    for (size_t i = 0; i < n; ++i) {
+      const SparseUpdate& u = *updates[i];
+      for (size_t t = pos[i]; t < end[i]; ++t) {
+        entries[cursor[u.indices[t] - b0]++] = {u.values[t], static_cast<uint32_t>(i)};
+      }
+      pos[i] = end[i];
+    }
+    for (size_t j = b0; j < b1; ++j) {
+      const size_t c = start[j - b0 + 1] - start[j - b0];
+      if (c > 0) visit(j, entries.data() + start[j - b0], c);
     }
   }
-  return c;
 }
 
 std::string ClientName(uint64_t client) { return "update of client " + std::to_string(client); }
@@ -155,24 +171,23 @@ std::vector<double> PairwiseSquaredDistances(std::span<const SparseUpdate* const
   // at j into their pairs' entries: sum_j c_j^2 / 2 products, about
   // (n k)^2 / (2 d), which is k/d of the pairwise work when supports are
   // spread. Its scattered adds miss the cache more, hence the factor 4.
-  std::vector<size_t> start = ColumnStarts(updates, dim);
-  double column_pairs = 0;
-  for (size_t j = 0; j < dim; ++j) {
-    const auto c = static_cast<double>(start[j + 1] - start[j]);
-    column_pairs += c * (c - 1) / 2;
+  std::vector<size_t> carried(dim, 0);
+  size_t total = 0;
+  for (const SparseUpdate* u : updates) {
+    for (uint32_t j : u->indices) ++carried[j];
+    total += u->indices.size();
   }
-  const double update_pairs = static_cast<double>(start.back()) * static_cast<double>(n > 0 ? n - 1 : 0) / 2;
+  double column_pairs = 0;
+  for (size_t c : carried) column_pairs += static_cast<double>(c) * static_cast<double>(c - (c > 0)) / 2;
+  const double update_pairs = static_cast<double>(total) * static_cast<double>(n > 0 ? n - 1 : 0) / 2;
   if (4 * column_pairs < update_pairs) {
-    const Columns cols = Transpose(updates, std::move(start));
-    for (size_t j = 0; j < dim; ++j) {
-      const Columns::Entry* col = cols.entries.data() + cols.start[j];
-      const size_t c = cols.start[j + 1] - cols.start[j];
+    ForEachColumn(updates, dim, [&](size_t, const ColumnEntry* col, size_t c) {
       for (size_t a = 0; a < c; ++a) {
         double* row = d.data() + static_cast<size_t>(col[a].owner) * n;
         const double va = col[a].value;
         for (size_t b = a + 1; b < c; ++b) row[col[b].owner] += va * col[b].value;
       }
-    }
+    });
   } else {
     std::vector<float> row(dim, 0.0f);
     for (size_t i = 0; i < n; ++i) {
@@ -400,25 +415,18 @@ Status RobustAggregator::CenteredClip(std::span<const RobustInput> updates, std:
 
 // Median and trimmed mean over the values present at each coordinate,
 // unweighted (a client's claimed weight would otherwise buy it the median).
-// The updates are transposed into per-coordinate columns, then each column is
-// sorted: O(n k log c + d) for columns of c values.
+// Each column of c values present is sorted: O(n k log c + d).
 Status RobustAggregator::CoordinateWise(std::span<const RobustInput> updates, std::span<float> out,
                                         std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
   std::vector<const SparseUpdate*> ptrs(n);
   for (size_t i = 0; i < n; ++i) ptrs[i] = updates[i].update;
-  Columns cols = Transpose(ptrs, ColumnStarts(ptrs, dim_));
   const bool trimmed = cfg_.rule == RobustRule::kTrimmedMean;
   std::vector<uint32_t> used(n, 0);
-  for (size_t j = 0; j < dim_; ++j) {
-    const size_t c = cols.start[j + 1] - cols.start[j];
-    if (c == 0) {
-      out[j] = 0.0f;
-      continue;
-    }
-    Columns::Entry* col = cols.entries.data() + cols.start[j];
+  std::fill(out.begin(), out.end(), 0.0f);
+  ForEachColumn(ptrs, dim_, [&](size_t j, ColumnEntry* col, size_t c) {
     // Ties broken by update order, so which values count as cut is deterministic.
-    std::sort(col, col + c, [](const Columns::Entry& a, const Columns::Entry& b) {
+    std::sort(col, col + c, [](const ColumnEntry& a, const ColumnEntry& b) {
       return a.value < b.value || (a.value == b.value && a.owner < b.owner);
     });
     size_t lo = (c - 1) / 2, hi = c / 2 + 1;  // the median's one or two middle values
@@ -436,7 +444,7 @@ Status RobustAggregator::CoordinateWise(std::span<const RobustInput> updates, st
     // so that switching the rule keeps the step's scale.
     if (averaging_ == Averaging::kAll) value *= static_cast<double>(c) / static_cast<double>(n);
     out[j] = static_cast<float>(value);
-  }
+  });
   verdicts = KeptVerdicts(updates);
   for (size_t i = 0; i < n; ++i) {
     const size_t carried = updates[i].update->indices.size();

@@ -186,13 +186,12 @@ Dense ReferenceCoordinateWise(const std::vector<SparseUpdate>& us, bool trimmed,
   const size_t dim = us[0].dim, n = us.size();
   Dense out(dim, 0.0);
   used.assign(n, 0);
+  std::vector<std::vector<std::pair<double, size_t>>> columns(dim);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t t = 0; t < us[i].indices.size(); ++t) columns[us[i].indices[t]].push_back({us[i].values[t], i});
+  }
   for (size_t j = 0; j < dim; ++j) {
-    std::vector<std::pair<double, size_t>> present;
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t t = 0; t < us[i].indices.size(); ++t) {
-        if (us[i].indices[t] == j) present.push_back({us[i].values[t], i});
-      }
-    }
+    std::vector<std::pair<double, size_t>>& present = columns[j];
     if (present.empty()) continue;
     std::sort(present.begin(), present.end());
     const size_t c = present.size();
@@ -453,6 +452,33 @@ TEST_SUITE("aggregate") {
             }
           }
         }
+      }
+    }
+  }
+
+  TEST_CASE("median, trimmed mean and Krum distances hold over more values than one transposition block") {
+    // 300 updates of 4,000 values: 1.2 million values, transposed in two blocks.
+    const uint32_t dim = 200000;
+    const auto us = RandomRound(300, dim, 4000, 700);
+    for (bool trimmed : {false, true}) {
+      RobustAggregator agg(dim, Averaging::kSupport, Rule(trimmed ? RobustRule::kTrimmedMean : RobustRule::kMedian));
+      Outcome o = Run(agg, Inputs(us));
+      REQUIRE(o.status.ok());
+      std::vector<size_t> used;
+      CheckClose(o.out, ReferenceCoordinateWise(us, trimmed, RobustConfig{}.trim_fraction, Averaging::kSupport, used));
+      for (size_t i = 0; i < us.size(); ++i) {
+        CHECK(o.verdicts[i].factor == doctest::Approx(static_cast<double>(used[i]) / 4000.0));
+      }
+    }
+    std::vector<const SparseUpdate*> ptrs;
+    for (const auto& u : us) ptrs.push_back(&u);
+    const std::vector<double> d = PairwiseSquaredDistances(ptrs, dim);
+    for (size_t i = 0; i < us.size(); i += 37) {
+      for (size_t j = 0; j < us.size(); j += 23) {
+        const Dense a = ToDense(us[i]), b = ToDense(us[j]);
+        double want = 0;
+        for (size_t c = 0; c < dim; ++c) want += (a[c] - b[c]) * (a[c] - b[c]);
+        CHECK(d[i * us.size() + j] == doctest::Approx(want).epsilon(1e-9));
       }
     }
   }
