@@ -3,12 +3,17 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <string_view>
+
+#include "accountant_cli.h"
 
 #include "frugal/sim/comm.h"
 #include "frugal/sim/config.h"
 #include "frugal/sim/runner.h"
 
 int main(int argc, char** argv) {
+  // `frugal-sim accountant ...` is a calculator: no MPI, no scenario.
+  if (argc >= 2 && std::string_view(argv[1]) == "accountant") return frugal::sim::RunAccountantCommand(argc - 1, argv + 1);
   std::unique_ptr<frugal::sim::Communicator> mpi = frugal::sim::MakeMpiCommunicator(&argc, &argv);
   const bool leader = mpi == nullptr || mpi->rank() == 0;
 

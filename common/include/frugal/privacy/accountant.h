@@ -1,0 +1,96 @@
+// Rényi-DP accounting for the Gaussian mechanism under Poisson subsampling
+// (Mironov, Talwar, Zhang 2019), composed over rounds and converted to (ε, δ);
+// and its inverse, the noise multiplier that reaches a target ε. Pure numeric
+// code: no state beyond what RdpAccountant holds, thread-compatible.
+//
+// What the bound assumes, and how Frugal's rounds differ from it:
+//  - Adjacency is add/remove one client (user-level DP): a client's whole
+//    contribution to a round is one update, clipped to L2 norm C, and the noise
+//    added to the sum of clipped updates is Gaussian with std z·C (z is the
+//    noise multiplier). The released values are the noisy sums only.
+//  - Each client takes part in each round independently with probability q
+//    (Poisson sampling), and which clients took part stays hidden. Frugal's
+//    rounds instead select a fixed number m of N eligible clients without
+//    replacement (and over-select, and lose stragglers). The accountant uses
+//    the Poisson bound at q = m/N as an approximation, as DP-FedAvg (McMahan et
+//    al. 2018) and TensorFlow Federated do; it is not a proven bound for
+//    fixed-size sampling. Over-selected clients count in m; a dropped client's
+//    update is simply absent, which does not weaken central noise, but in
+//    distributed DP its share of the noise is lost and z must be the noise that
+//    actually reached the sum (the caller's job).
+//  - Eligibility must not depend on the data, and every round is accounted,
+//    including rounds whose result is later discarded.
+// Numbers match Opacus (analysis/rdp.py) and Google's dp_accounting: integer
+// orders by the binomial expansion in log space, fractional orders by the
+// series of Mironov et al. §3.3, and ε from the improved conversion
+// ε = rdp − (ln δ + ln α)/(α − 1) + ln((α − 1)/α) minimized over the orders.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "frugal/core/status.h"
+
+namespace frugal::privacy {
+
+// Opacus's default orders: 1.1, 1.2, ..., 10.9, then 12, 13, ..., 63.
+std::vector<double> DefaultRdpOrders();
+
+// RDP of order `order` (> 1) of the unsampled Gaussian mechanism with noise
+// multiplier z (> 0): order / (2 z²).
+double GaussianRdp(double noise_multiplier, double order);
+
+// RDP of one step of the Poisson-subsampled Gaussian mechanism, sampling rate
+// q in [0, 1], noise multiplier z >= 0, order > 1. q = 0 gives 0, z = 0 gives
+// +inf, q = 1 gives GaussianRdp. Invalid arguments (NaN, out of range) are an
+// error.
+Result<double> SubsampledGaussianRdp(double sampling_rate, double noise_multiplier, double order);
+
+// RDP at each order after `steps` identical steps (composition adds RDP).
+Result<std::vector<double>> ComputeRdp(double sampling_rate, double noise_multiplier,
+                                       uint64_t steps, std::span<const double> orders);
+
+struct PrivacySpent {
+  double epsilon = 0;  // +inf when no order gives a finite bound
+  double order = 0;    // the order at which epsilon is smallest (NaN when epsilon is +inf)
+};
+
+// (ε, δ) from RDP values at the given orders (same length, orders > 1), δ in (0, 1).
+Result<PrivacySpent> RdpToEpsilon(std::span<const double> orders, std::span<const double> rdp,
+                                  double delta);
+
+// ε after `steps` steps of the subsampled Gaussian over `orders` (Opacus's
+// defaults when empty).
+Result<PrivacySpent> SubsampledGaussianEpsilon(double sampling_rate, double noise_multiplier,
+                                               uint64_t steps, double delta,
+                                               std::span<const double> orders = {});
+
+// The smallest noise multiplier (to a relative 1e-6, rounded up so the result
+// meets the target) whose ε after `steps` steps at rate q is at most
+// target_epsilon. OutOfRange when even z = 1e4 does not reach it.
+Result<double> NoiseMultiplierForEpsilon(double target_epsilon, double sampling_rate,
+                                         uint64_t steps, double delta,
+                                         std::span<const double> orders = {});
+
+// Running composition of possibly different steps (a round's q or z may
+// change over a run). Not thread-safe.
+class RdpAccountant {
+ public:
+  // Opacus's default orders when `orders` is empty.
+  explicit RdpAccountant(std::span<const double> orders = {});
+
+  // Adds `steps` steps of the subsampled Gaussian; on error nothing is added.
+  Status Compose(double sampling_rate, double noise_multiplier, uint64_t steps = 1);
+  // ε at δ for everything composed so far (ε = 0, order NaN, before any step).
+  Result<PrivacySpent> Spent(double delta) const;
+  const std::vector<double>& orders() const { return orders_; }
+  const std::vector<double>& rdp() const { return rdp_; }
+
+ private:
+  std::vector<double> orders_;
+  std::vector<double> rdp_;
+  bool composed_ = false;
+};
+
+}  // namespace frugal::privacy

@@ -1,0 +1,257 @@
+#include "frugal/privacy/accountant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <string>
+
+namespace frugal::privacy {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// log(exp(a) + exp(b)) without overflow.
+double LogAdd(double a, double b) {
+  const double lo = std::min(a, b), hi = std::max(a, b);
+  if (lo == -kInf) return hi;
+  return std::log1p(std::exp(lo - hi)) + hi;
+}
+
+// log(exp(a) - exp(b)), a >= b; NaN when a < b (the series went wrong).
+double LogSub(double a, double b) {
+  if (a < b) return std::numeric_limits<double>::quiet_NaN();
+  if (b == -kInf) return a;
+  if (a == b) return -kInf;
+  const double d = a - b;
+  // expm1 overflows past ~709, where log(expm1(d)) is d to double precision.
+  if (d > 700) return a;
+  return std::log(std::expm1(d)) + b;
+}
+
+// log(erfc(x)), accurate where erfc(x) underflows (x beyond ~26).
+double LogErfc(double x) {
+  if (x < 25) return std::log(std::erfc(x));
+  // Asymptotic series: erfc(x) = exp(-x²)/(x√π) (1 - 1/(2x²) + 3/(4x⁴) - 15/(8x⁶) + 105/(16x⁸) -
+  // ...); at x >= 25 the next term is below 1e-15.
+  const double r = 1.0 / (x * x);
+  const double series = r * (-0.5 + r * (0.75 + r * (-1.875 + r * 6.5625)));
+  return -x * x - std::log(x) - 0.5 * std::log(std::numbers::pi) + std::log1p(series);
+}
+
+// log A_α for integer α: the binomial expansion of E[(μ(z)/μ0(z))^α] (Mironov et
+// al. 2019, §3.3), summed in log space.
+double LogAInteger(double q, double sigma, int alpha) {
+  const double log_q = std::log(q), log_1mq = std::log1p(-q);
+  double log_a = -kInf;
+  double log_binom = 0;  // log C(α, i), built term by term (no lgamma: it writes a global)
+  for (int i = 0; i <= alpha; ++i) {
+    if (i > 0)
+      log_binom += std::log(static_cast<double>(alpha - i + 1)) - std::log(static_cast<double>(i));
+    const double di = i;
+    const double term =
+        log_binom + di * log_q + (alpha - di) * log_1mq + (di * di - di) / (2 * sigma * sigma);
+    log_a = LogAdd(log_a, term);
+  }
+  return log_a;
+}
+
+// log A_α for fractional α: the two-sided series split at z0 (Mironov et al.
+// 2019, §3.3), run until both terms fall below e^-30.
+double LogAFractional(double q, double sigma, double alpha) {
+  double log_a0 = -kInf, log_a1 = -kInf;
+  const double z0 = sigma * sigma * std::log(1 / q - 1) + 0.5;
+  const double log_q = std::log(q), log_1mq = std::log1p(-q);
+  const double log_half = std::log(0.5), sqrt2_sigma = std::numbers::sqrt2 * sigma;
+  double log_abs_binom = 0;  // log |C(α, i)|
+  bool binom_positive = true;
+  // The terms decay like a Gaussian tail in i; a cap keeps absurd inputs finite.
+  constexpr int kMaxTerms = 1 << 22;
+  for (int i = 0; i < kMaxTerms; ++i) {
+    if (i > 0) {
+      const double factor = (alpha - i + 1) / i;
+      log_abs_binom += std::log(std::fabs(factor));
+      if (factor < 0) binom_positive = !binom_positive;
+    }
+    const double di = i, j = alpha - i;
+    const double log_t0 = log_abs_binom + di * log_q + j * log_1mq;
+    const double log_t1 = log_abs_binom + j * log_q + di * log_1mq;
+    const double log_e0 = log_half + LogErfc((di - z0) / sqrt2_sigma);
+    const double log_e1 = log_half + LogErfc((z0 - j) / sqrt2_sigma);
+    const double log_s0 = log_t0 + (di * di - di) / (2 * sigma * sigma) + log_e0;
+    const double log_s1 = log_t1 + (j * j - j) / (2 * sigma * sigma) + log_e1;
+    if (binom_positive) {
+      log_a0 = LogAdd(log_a0, log_s0);
+      log_a1 = LogAdd(log_a1, log_s1);
+    } else {
+      log_a0 = LogSub(log_a0, log_s0);
+      log_a1 = LogSub(log_a1, log_s1);
+    }
+    if (std::isnan(log_a0) || std::isnan(log_a1))
+      return kInf;  // no usable bound: the order drops out
+    if (std::max(log_s0, log_s1) < -30) break;
+  }
+  return LogAdd(log_a0, log_a1);
+}
+
+Status CheckRate(double q) {
+  if (!(q >= 0 && q <= 1))
+    return InvalidArgumentError("sampling rate must be in [0, 1], got " + std::to_string(q));
+  return OkStatus();
+}
+
+Status CheckNoise(double z) {
+  if (!(z >= 0) || std::isinf(z)) {
+    return InvalidArgumentError("noise multiplier must be finite and >= 0, got " +
+                                std::to_string(z));
+  }
+  return OkStatus();
+}
+
+Status CheckDelta(double delta) {
+  if (!(delta > 0 && delta < 1))
+    return InvalidArgumentError("delta must be in (0, 1), got " + std::to_string(delta));
+  return OkStatus();
+}
+
+std::vector<double> OrdersOrDefault(std::span<const double> orders) {
+  return orders.empty() ? DefaultRdpOrders() : std::vector<double>(orders.begin(), orders.end());
+}
+
+}  // namespace
+
+std::vector<double> DefaultRdpOrders() {
+  std::vector<double> orders;
+  // 1 + x/10.0 exactly as Opacus writes it, so the integers among them (2.0, 3.0, ...)
+  // take the integer expansion there and here alike.
+  for (int x = 1; x < 100; ++x) orders.push_back(1.0 + x / 10.0);
+  for (int a = 12; a < 64; ++a) orders.push_back(a);
+  return orders;
+}
+
+double GaussianRdp(double noise_multiplier, double order) {
+  return order / (2 * noise_multiplier * noise_multiplier);
+}
+
+Result<double> SubsampledGaussianRdp(double sampling_rate, double noise_multiplier, double order) {
+  FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
+  FRUGAL_RETURN_IF_ERROR(CheckNoise(noise_multiplier));
+  if (!(order > 1))
+    return InvalidArgumentError("RDP order must be > 1, got " + std::to_string(order));
+  if (sampling_rate == 0) return 0.0;
+  if (noise_multiplier == 0 || std::isinf(order)) return kInf;
+  if (sampling_rate == 1) return GaussianRdp(noise_multiplier, order);
+  double log_a;
+  if (order == std::floor(order) && order <= std::numeric_limits<int>::max()) {
+    log_a = LogAInteger(sampling_rate, noise_multiplier, static_cast<int>(order));
+  } else {
+    log_a = LogAFractional(sampling_rate, noise_multiplier, order);
+  }
+  // RDP is never negative; rounding can leave log A a hair below zero when q is tiny.
+  return std::max(log_a / (order - 1), 0.0);
+}
+
+Result<std::vector<double>> ComputeRdp(double sampling_rate, double noise_multiplier,
+                                       uint64_t steps, std::span<const double> orders) {
+  std::vector<double> rdp;
+  rdp.reserve(orders.size());
+  for (double order : orders) {
+    FRUGAL_ASSIGN_OR_RETURN(double one,
+                            SubsampledGaussianRdp(sampling_rate, noise_multiplier, order));
+    rdp.push_back(steps == 0 ? 0.0 : one * static_cast<double>(steps));
+  }
+  return rdp;
+}
+
+Result<PrivacySpent> RdpToEpsilon(std::span<const double> orders, std::span<const double> rdp,
+                                  double delta) {
+  FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
+  if (orders.size() != rdp.size() || orders.empty()) {
+    return InvalidArgumentError("RDP needs one value per order (" + std::to_string(orders.size()) +
+                                " orders, " + std::to_string(rdp.size()) + " values)");
+  }
+  PrivacySpent best{kInf, std::numeric_limits<double>::quiet_NaN()};
+  const double log_delta = std::log(delta);
+  for (size_t i = 0; i < orders.size(); ++i) {
+    const double a = orders[i];
+    if (!(a > 1)) return InvalidArgumentError("RDP order must be > 1, got " + std::to_string(a));
+    if (std::isnan(rdp[i]) || rdp[i] < 0) return InvalidArgumentError("RDP values must be >= 0");
+    const double eps = rdp[i] - (log_delta + std::log(a)) / (a - 1) + std::log((a - 1) / a);
+    if (eps < best.epsilon) best = {eps, a};
+  }
+  // A negative bound still implies (0, δ)-DP.
+  best.epsilon = std::max(best.epsilon, 0.0);
+  return best;
+}
+
+Result<PrivacySpent> SubsampledGaussianEpsilon(double sampling_rate, double noise_multiplier,
+                                               uint64_t steps, double delta,
+                                               std::span<const double> orders) {
+  const std::vector<double> used = OrdersOrDefault(orders);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp,
+                          ComputeRdp(sampling_rate, noise_multiplier, steps, used));
+  return RdpToEpsilon(used, rdp, delta);
+}
+
+Result<double> NoiseMultiplierForEpsilon(double target_epsilon, double sampling_rate,
+                                         uint64_t steps, double delta,
+                                         std::span<const double> orders) {
+  if (!(target_epsilon > 0) || std::isinf(target_epsilon)) {
+    return InvalidArgumentError("target epsilon must be finite and > 0, got " +
+                                std::to_string(target_epsilon));
+  }
+  FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
+  FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
+  const std::vector<double> used = OrdersOrDefault(orders);
+  auto epsilon_at = [&](double z) -> Result<double> {
+    FRUGAL_ASSIGN_OR_RETURN(PrivacySpent s,
+                            SubsampledGaussianEpsilon(sampling_rate, z, steps, delta, used));
+    return s.epsilon;
+  };
+  // ε falls as z grows: bracket the target by doubling, then bisect.
+  constexpr double kMaxNoise = 1e4;
+  double hi = 1;
+  for (;;) {
+    FRUGAL_ASSIGN_OR_RETURN(double eps, epsilon_at(hi));
+    if (eps <= target_epsilon) break;
+    if (hi >= kMaxNoise) {
+      return OutOfRangeError("no noise multiplier up to 1e4 reaches epsilon " +
+                             std::to_string(target_epsilon));
+    }
+    hi *= 2;
+  }
+  double lo = hi / 2;
+  for (;;) {
+    FRUGAL_ASSIGN_OR_RETURN(double eps, epsilon_at(lo));
+    if (eps > target_epsilon) break;
+    hi = lo;
+    if (lo < 1e-6) return hi;  // almost no noise already meets the target (q or steps are tiny)
+    lo /= 2;
+  }
+  while (hi - lo > 1e-6 * hi) {
+    const double mid = 0.5 * (lo + hi);
+    FRUGAL_ASSIGN_OR_RETURN(double eps, epsilon_at(mid));
+    (eps <= target_epsilon ? hi : lo) = mid;
+  }
+  return hi;
+}
+
+RdpAccountant::RdpAccountant(std::span<const double> orders)
+    : orders_(OrdersOrDefault(orders)), rdp_(orders_.size(), 0.0) {}
+
+Status RdpAccountant::Compose(double sampling_rate, double noise_multiplier, uint64_t steps) {
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> add,
+                          ComputeRdp(sampling_rate, noise_multiplier, steps, orders_));
+  for (size_t i = 0; i < rdp_.size(); ++i) rdp_[i] += add[i];
+  composed_ = composed_ || steps > 0;
+  return OkStatus();
+}
+
+Result<PrivacySpent> RdpAccountant::Spent(double delta) const {
+  FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
+  // The conversion's slack terms would report a small ε for nothing released.
+  if (!composed_) return PrivacySpent{0.0, std::numeric_limits<double>::quiet_NaN()};
+  return RdpToEpsilon(orders_, rdp_, delta);
+}
+
+}  // namespace frugal::privacy
