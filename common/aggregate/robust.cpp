@@ -206,7 +206,13 @@ std::vector<double> PairwiseSquaredDistances(std::span<const SparseUpdate* const
 }
 
 RobustAggregator::RobustAggregator(size_t dim, Averaging averaging, RobustConfig cfg)
-    : dim_(dim), averaging_(averaging), cfg_(cfg), centre_(cfg.rule == RobustRule::kCenteredClip ? dim : 0, 0.0f) {}
+    : dim_(dim),
+      averaging_(averaging),
+      cfg_(cfg),
+      centre_(cfg.rule == RobustRule::kCenteredClip ? dim : 0, 0.0f),
+      acc_(dim, averaging),
+      support_acc_(cfg.rule == RobustRule::kCenteredClip ? dim : 0, Averaging::kSupport),
+      dense_scratch_(cfg.rule == RobustRule::kCenteredClip || cfg.rule == RobustRule::kFlTrust ? dim : 0, 0.0f) {}
 
 size_t RobustAggregator::StateSize() const {
   switch (cfg_.rule) {
@@ -322,7 +328,8 @@ double RobustAggregator::RoundBound(std::span<const double> norms) {
 
 Status RobustAggregator::Mean(std::span<const RobustInput> updates, std::span<float> out,
                               std::vector<RobustVerdict>& verdicts) {
-  FedAvgAccumulator acc(dim_, averaging_);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
   for (const RobustInput& in : updates) {
     FRUGAL_RETURN_IF_ERROR(acc.AddSparse(in.update->indices, in.update->values, in.weight));
   }
@@ -337,7 +344,8 @@ Status RobustAggregator::NormBound(std::span<const RobustInput> updates, std::sp
   for (size_t i = 0; i < updates.size(); ++i) norms[i] = std::sqrt(SquaredNorm(updates[i].update->values));
   const double bound = RoundBound(norms);
   verdicts = KeptVerdicts(updates);
-  FedAvgAccumulator acc(dim_, averaging_);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
   std::vector<float> scaled;
   for (size_t i = 0; i < updates.size(); ++i) {
     const SparseUpdate& u = *updates[i].update;
@@ -366,34 +374,41 @@ Status RobustAggregator::NormBound(std::span<const RobustInput> updates, std::sp
 Status RobustAggregator::CenteredClip(std::span<const RobustInput> updates, std::span<float> out,
                                       std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
-  std::vector<float> v = centre_;
-  std::vector<float> step(dim_);
+  // The centre moves in place: every input was validated, nothing below fails.
+  std::vector<float>& v = centre_;
+  std::vector<float>& step = dense_scratch_;
   std::vector<double> dist(n), factor(n, 1.0);
-  std::vector<std::vector<float>> dev(n);
+  // One update's deviation at a time, computed twice (for its distance, then
+  // clipped) rather than kept for all n updates.
+  std::vector<float> dev;
+  auto deviation = [&](const SparseUpdate& u) {
+    dev.resize(u.values.size());
+    for (size_t t = 0; t < u.values.size(); ++t) dev[t] = u.values[t] - v[u.indices[t]];
+  };
   double tau = 0;
-  FedAvgAccumulator acc(dim_, Averaging::kSupport);
+  FedAvgAccumulator& acc = support_acc_;
   for (uint32_t it = 0; it < cfg_.cc_iterations; ++it) {
     for (size_t i = 0; i < n; ++i) {
-      const SparseUpdate& u = *updates[i].update;
-      dev[i].resize(u.values.size());
-      for (size_t t = 0; t < u.values.size(); ++t) dev[i][t] = u.values[t] - v[u.indices[t]];
-      dist[i] = std::sqrt(SquaredNorm(dev[i]));
+      deviation(*updates[i].update);
+      dist[i] = std::sqrt(SquaredNorm(dev));
     }
     if (it == 0) tau = RoundBound(dist);
     acc.Reset();
     for (size_t i = 0; i < n; ++i) {
+      deviation(*updates[i].update);
       factor[i] = dist[i] > tau ? tau / dist[i] : 1.0;
       if (factor[i] < 1.0) {
-        for (float& x : dev[i]) x = static_cast<float>(x * factor[i]);
+        for (float& x : dev) x = static_cast<float>(x * factor[i]);
       }
-      FRUGAL_RETURN_IF_ERROR(acc.AddSparse(updates[i].update->indices, dev[i], updates[i].weight));
+      FRUGAL_RETURN_IF_ERROR(acc.AddSparse(updates[i].update->indices, dev, updates[i].weight));
     }
     acc.Mean(step);
     for (size_t j = 0; j < dim_; ++j) v[j] += step[j];
   }
   // The output carries the centre on the coordinates some update carries,
   // divided as the Averaging says (kAll dilutes it as FedAvg would); elsewhere 0.
-  FedAvgAccumulator result(dim_, averaging_);
+  FedAvgAccumulator& result = acc_;
+  result.Reset();
   std::vector<float> at_support;
   for (size_t i = 0; i < n; ++i) {
     const SparseUpdate& u = *updates[i].update;
@@ -402,7 +417,6 @@ Status RobustAggregator::CenteredClip(std::span<const RobustInput> updates, std:
     FRUGAL_RETURN_IF_ERROR(result.AddSparse(u.indices, at_support, updates[i].weight));
   }
   result.Mean(out);
-  centre_ = std::move(v);
   verdicts = KeptVerdicts(updates);
   for (size_t i = 0; i < n; ++i) {
     if (factor[i] >= 1.0) continue;
@@ -484,7 +498,8 @@ Status RobustAggregator::MultiKrum(std::span<const RobustInput> updates, std::sp
   for (size_t r = 0; r < m; ++r) selected[order[r]] = true;
   const double last_selected = score[order[m - 1]];
 
-  FedAvgAccumulator acc(dim_, averaging_);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
   verdicts = KeptVerdicts(updates);
   for (size_t i = 0; i < n; ++i) {
     if (selected[i]) {
@@ -508,9 +523,11 @@ Status RobustAggregator::FlTrust(std::span<const RobustInput> updates, const Spa
                                  std::span<float> out, std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
   const double ref_norm = std::sqrt(SquaredNorm(reference.values));
-  std::vector<float> ref_dense(dim_, 0.0f);
+  std::vector<float>& ref_dense = dense_scratch_;
+  std::fill(ref_dense.begin(), ref_dense.end(), 0.0f);
   Scatter(reference, ref_dense);
-  FedAvgAccumulator acc(dim_, averaging_);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
   verdicts = KeptVerdicts(updates);
   std::vector<float> scaled;
   size_t trusted = 0;

@@ -122,6 +122,11 @@ class RobustAggregator {
   // restart from State() continues bit for bit. 0: no round seen yet.
   double running_bound_ = 0;
   std::vector<float> centre_;  // centered_clip only (size dim): the previous round's centre, see CenteredClip
+  // Scratch kept across rounds: fresh dim-sized buffers each round cost page
+  // faults that were most of a small round's time (docs/benchmarks.md).
+  FedAvgAccumulator acc_;          // the Averaging's weighted mean
+  FedAvgAccumulator support_acc_;  // centered_clip: the mean of the clipped deviations
+  std::vector<float> dense_scratch_;  // centered_clip's step, fltrust's reference
 };
 
 }  // namespace frugal
