@@ -1,5 +1,6 @@
 #include "frugal/sim/config.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "frugal/core/config_reader.h"
@@ -16,6 +17,81 @@ void GetMix(ConfigReader& r, const std::string& path, std::vector<MixWeight>& ou
   r.Get(path, shares);
   out.clear();
   for (auto& [id, w] : shares) out.push_back({std::move(id), w});
+}
+
+Status CheckAttack(const AttackConfig& a) {
+  if (!a.active()) return OkStatus();
+  if (!(a.fraction >= 0 && a.fraction <= 1)) return InvalidArgumentError("attack.fraction must be in [0, 1]");
+  if (!(a.scale > 0)) return InvalidArgumentError("attack.scale must be positive");
+  if (!(a.sigma > 0)) return InvalidArgumentError("attack.sigma must be positive");
+  if (!(a.epsilon > 0)) return InvalidArgumentError("attack.epsilon must be positive");
+  if (!(a.poison_fraction > 0 && a.poison_fraction <= 1)) {
+    return InvalidArgumentError("attack.poison_fraction must be in (0, 1]");
+  }
+  if (a.target_label < 0 || static_cast<size_t>(a.target_label) >= kFashionMnistClasses) {
+    return InvalidArgumentError("attack.target_label must be a Fashion-MNIST class, 0 to 9");
+  }
+  return OkStatus();
+}
+
+// Reads [attack]. Only the keys of the chosen kind are read, and any other
+// key of the table is refused by name: a scale given to a Gaussian attack
+// would otherwise be silently ignored. Defaults that depend on the kind are
+// set before the read, so the effective configuration records them.
+Status ReadAttack(ConfigReader& r, const toml::table& t, SimConfig& c) {
+  std::string kind = "none";
+  r.Get("attack.kind", kind);
+  FRUGAL_ASSIGN_OR_RETURN(c.attack.kind, ParseAttackKind(kind));
+  AttackConfig& a = c.attack;
+  std::vector<std::string> keys = {"kind"};
+  if (a.active()) keys.push_back("fraction");
+  switch (a.kind) {
+    case AttackKind::kSignFlip:
+    case AttackKind::kBackdoor:
+      keys.push_back("scale");
+      break;
+    case AttackKind::kScaling:
+      // Model replacement (Bagdasaryan et al. 2020): scaled by n / eta, with
+      // n the clients per round and eta the server learning rate (1 here).
+      a.scale = c.plan.clients_per_round;
+      keys.push_back("scale");
+      break;
+    case AttackKind::kGaussian: keys.push_back("sigma"); break;
+    case AttackKind::kAlie: keys.push_back("z"); break;
+    case AttackKind::kIpm: keys.push_back("epsilon"); break;
+    case AttackKind::kLabelFlip:
+    case AttackKind::kNone: break;
+  }
+  if (a.kind == AttackKind::kBackdoor) {
+    keys.push_back("poison_fraction");
+    keys.push_back("target_label");
+  }
+  if (const toml::table* at = t["attack"].as_table()) {
+    for (const auto& [k, v] : *at) {
+      if (std::find(keys.begin(), keys.end(), k.str()) == keys.end()) {
+        return InvalidArgumentError("attack." + std::string(k.str()) + " does not apply to attack.kind = '" + kind +
+                                    "'");
+      }
+    }
+  }
+  if (!a.active()) return OkStatus();
+  r.Get("attack.fraction", a.fraction);
+  if (a.kind == AttackKind::kAlie) {
+    // Unset: z from n and m each round (AlieZ); only a value given is recorded.
+    if (t.at_path("attack.z").node() != nullptr) {
+      double z = 0;
+      r.Get("attack.z", z);
+      a.z = z;
+    }
+  }
+  r.Get("attack.scale", a.scale);
+  r.Get("attack.sigma", a.sigma);
+  r.Get("attack.epsilon", a.epsilon);
+  r.Get("attack.poison_fraction", a.poison_fraction);
+  int target = a.target_label;
+  r.Get("attack.target_label", target);
+  a.target_label = target;
+  return OkStatus();
 }
 
 }  // namespace
@@ -60,6 +136,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   r.Get("run.start_utc_hour", c.start_utc_hour);
   r.Get("run.residual_memory_mb", c.residual_memory_mb);
   r.Get("run.spill_dir", c.spill_dir);
+  if (Status st = ReadAttack(r, t, c); !st.ok()) return st.error().WithContext(std::string(source));
   r.CheckUnknown();
   if (r.error()) return r.error()->WithContext(std::string(source));
   c.flat = r.flat();
@@ -91,6 +168,7 @@ Result<SimConfig> ParseSimConfig(std::string_view toml_text, std::string_view so
   for (const auto& a : c.availability) {
     if (a.id != "always" && a.id != "diurnal") return err("unknown availability pattern '" + a.id + "' (always, diurnal)");
   }
+  if (Status st = CheckAttack(c.attack); !st.ok()) return err(st.error().message());
   return c;
 }
 

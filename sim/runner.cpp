@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <thread>
 
 #include "frugal/core/random.h"
@@ -28,6 +29,7 @@
 #include "frugal/round/selection.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
+#include "frugal/sim/attack.h"
 #include "frugal/sim/population.h"
 #include "frugal/sim/progress.h"
 #include "frugal/sim/residual_store.h"
@@ -227,6 +229,13 @@ class Simulation {
   Result<std::vector<Download>> Downloads(std::span<const uint32_t> selected, uint32_t version);
   std::vector<SlotResult> Train(uint32_t round, std::span<const uint32_t> selected, std::span<const Download> downloads,
                                 uint32_t version);
+  bool Dropped(uint32_t round, uint32_t id, double* fraction) const;
+  bool IsAttacker(uint32_t c) const { return !attackers_.empty() && attackers_[c]; }
+  void PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta) const;
+  Status EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
+  void OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
+                        std::vector<std::vector<float>>& held, const std::vector<bool>& pending,
+                        std::vector<SlotResult>& results);
   Result<std::vector<SlotResult>> Exchange(std::vector<SlotResult> local);
   Result<Timing> Schedule(std::span<const uint32_t> selected, std::span<const Download> downloads,
                        const std::map<uint32_t, SlotResult*>& by_client) const;
@@ -259,6 +268,10 @@ class Simulation {
   std::vector<std::vector<float>> scratch_, resid_buf_;
   std::vector<std::vector<uint32_t>> example_buf_;
   std::vector<uint32_t> test_idx_;
+  std::vector<bool> attackers_;        // by population index; empty without attack.kind
+  Dataset backdoor_test_;              // triggered test images (attack.kind = "backdoor")
+  std::vector<uint32_t> backdoor_idx_;
+  double last_backdoor_ = -1;
   std::map<uint32_t, Base> bases_;
   std::unique_ptr<ProgressBar> bar_;
 
@@ -334,6 +347,15 @@ Status Simulation::SetUp() {
   test_idx_.resize(n_eval);
   for (uint32_t i = 0; i < n_eval; ++i) test_idx_[i] = i;
 
+  if (cfg_.attack.active()) {
+    attackers_ = ChooseAttackers(pop_->size(), cfg_.attack.fraction, StreamSeed(cfg_.seed, SeedStream::kAttack));
+  }
+  if (cfg_.attack.kind == AttackKind::kBackdoor) {
+    FRUGAL_ASSIGN_OR_RETURN(backdoor_test_, TriggeredTestSet(test_, test_idx_, cfg_.attack.target_label));
+    backdoor_idx_.resize(backdoor_test_.size());
+    std::iota(backdoor_idx_.begin(), backdoor_idx_.end(), 0u);
+  }
+
   if (cfg_.builds_version_one()) {
     // Version 1 is made from the seed (InitialModel): every client can make it locally, so it
     // holds version 1 from the start and its first download is a chain.
@@ -386,7 +408,48 @@ Result<std::vector<Download>> Simulation::Downloads(std::span<const uint32_t> se
   return out;
 }
 
-// This rank's selected clients train on the thread pool.
+// Whether `id` vanishes mid-task in `round`, and after what fraction of its
+// training. Seeded by round and client, so every rank knows of every client.
+bool Simulation::Dropped(uint32_t round, uint32_t id, double* fraction) const {
+  Rng drop_rng(RoundClientSeed(cfg_.seed, SeedStream::kDropout, round, id));
+  const bool dropped = cfg_.dropout > 0 && drop_rng.Uniform() < cfg_.dropout;
+  *fraction = drop_rng.Uniform();
+  return dropped;
+}
+
+// An attacker's replacement of its own delta (the attacks that need no one else's).
+void Simulation::PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta) const {
+  const AttackConfig& a = cfg_.attack;
+  switch (a.kind) {
+    case AttackKind::kSignFlip: SignFlip(delta, a.scale); break;
+    case AttackKind::kScaling: ScaleDelta(delta, a.scale); break;
+    case AttackKind::kGaussian:
+      GaussianDelta(delta, a.sigma, RoundClientSeed(cfg_.seed, SeedStream::kAttack, round, id));
+      break;
+    case AttackKind::kBackdoor:
+      if (a.scale != 1) ScaleDelta(delta, a.scale);
+      break;
+    default: break;
+  }
+}
+
+// The uplink codec with the client's error feedback: the bytes it sends.
+Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r) {
+  std::span<float> resid;
+  if (cfg_.uses_residuals()) {
+    resid_buf_[thread].resize(model_->num_params());
+    FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, resid_buf_[thread]));
+    resid = resid_buf_[thread];
+  }
+  FRUGAL_ASSIGN_OR_RETURN(r.update, EncodeUplink(delta, cfg_.task.uplink, resid));
+  if (cfg_.uses_residuals()) FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid));
+  return OkStatus();
+}
+
+// This rank's selected clients train on the thread pool. An attacker trains
+// too (on its poisoned copy for a data attack), so its energy and its update's
+// size are those of a real client; a model attack then replaces its delta
+// before the same uplink codec encodes it.
 std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32_t> selected,
                                           std::span<const Download> downloads, uint32_t version) {
   std::vector<size_t> mine;
@@ -397,8 +460,12 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
   }
   std::vector<SlotResult> results(mine.size());
   std::atomic<size_t> done{0};
-  const size_t dim = model_->num_params();
-  const bool use_residuals = cfg_.uses_residuals();
+  const AttackConfig& attack = cfg_.attack;
+  // ALIE and IPM need the round's honest deltas: every sender's is kept, and
+  // the attackers encode once all are known.
+  const bool hold = attack.needs_honest_deltas();
+  std::vector<std::vector<float>> held(hold ? mine.size() : 0);
+  std::vector<bool> pending(mine.size(), false);
   ParallelFor(mine.size(), threads_, [&](size_t t, size_t k) {
     const size_t s = mine[k];
     const uint32_t c = selected[s];
@@ -409,39 +476,126 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
       r.status = 2;
       r.error = e.ToString();
     };
+    const bool attacker = IsAttacker(c);
     // The copy the client trains from, after its download (see Base).
     const std::vector<float>& start = bases_.at(downloads[s].full ? version : pop_->base_version(c)).model;
     std::span<const uint32_t> examples = pop_->Examples(c, example_buf_[t]);
+    const Dataset* data = &train_;
+    Dataset poisoned;
+    std::vector<uint32_t> poisoned_rows;
+    if (attacker && attack.poisons_data()) {
+      // A poisoned copy of this client's examples only; the same ones every round.
+      auto copy = PoisonedCopy(train_, examples, attack, StreamSeed(cfg_.seed, SeedStream::kAttack, id));
+      if (!copy.ok()) return fail(copy.error());
+      poisoned = std::move(*copy);
+      poisoned_rows.resize(poisoned.size());
+      std::iota(poisoned_rows.begin(), poisoned_rows.end(), 0u);
+      data = &poisoned;
+      examples = poisoned_rows;
+    }
     TrainConfig tc = cfg_.task.train;
     tc.seed = RoundClientSeed(cfg_.seed, SeedStream::kTrain, round, id);
-    Rng drop_rng(RoundClientSeed(cfg_.seed, SeedStream::kDropout, round, id));
-    const bool dropped = cfg_.dropout > 0 && drop_rng.Uniform() < cfg_.dropout;
-    const double fraction = drop_rng.Uniform();
-    std::span<float> resid;
-    if (use_residuals) {
-      resid_buf_[t].resize(dim);
-      if (Status st = residuals_->Load(c, resid_buf_[t]); !st.ok()) return fail(st.error());
-      resid = resid_buf_[t];
-    }
-    auto task = RunClientTask(*model_, start, train_, examples, tc, cfg_.task.uplink, resid, *ws_[t], scratch_[t]);
-    if (!task.ok()) return fail(task.error());
+    double fraction = 0;
+    const bool dropped = Dropped(round, id, &fraction);
+    auto stats = TrainClientDelta(*model_, start, *data, examples, tc, *ws_[t], scratch_[t]);
+    if (!stats.ok()) return fail(stats.error());
     if (dropped) {
       // Vanished mid-training: the work done so far is spent, nothing is sent,
       // and the residual keeps its old value (the device never finished).
       r.status = 1;
-      r.flops = task->train.flops * fraction;
+      r.flops = stats->flops * fraction;
     } else {
-      if (use_residuals) {
-        if (Status st = residuals_->Store(c, resid); !st.ok()) return fail(st.error());
-      }
       r.status = 0;
-      r.flops = task->train.flops;
-      r.loss = task->train.mean_loss;
-      r.update = std::move(task->update);
+      r.flops = stats->flops;
+      r.loss = stats->mean_loss;
+      if (hold) {
+        held[k] = scratch_[t];
+        pending[k] = attacker;
+      } else if (attacker && attack.poisons_model()) {
+        PoisonDelta(round, id, scratch_[t]);
+      }
+      if (!pending[k]) {
+        if (Status st = EncodeUpdate(t, c, scratch_[t], r); !st.ok()) return fail(st.error());
+      }
     }
     bar_->Update(round, done.fetch_add(1) + 1, mine.size());
   });
+  if (hold) OmniscientAttack(selected, mine, held, pending, results);
   return results;
+}
+
+// ALIE and IPM: every sender's delta of the round, from every rank, in slot
+// order (so the statistics do not depend on threads or ranks); the moments of
+// the honest ones (of the attackers' own where none is honest); then each of
+// this rank's attackers encodes its crafted update.
+void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
+                                  std::vector<std::vector<float>>& held, const std::vector<bool>& pending,
+                                  std::vector<SlotResult>& results) {
+  struct Entry {
+    uint32_t slot = 0;
+    bool attacker = false;
+    std::span<const float> delta;
+  };
+  const size_t dim = model_->num_params();
+  std::vector<Entry> entries;
+  for (size_t k = 0; k < mine.size(); ++k) {
+    if (results[k].status == 0) entries.push_back({static_cast<uint32_t>(mine[k]), pending[k], held[k]});
+  }
+  std::vector<std::vector<float>> remote;  // every rank's deltas, this one's included
+  auto fail_all = [&](const Error& e) {
+    for (size_t k = 0; k < mine.size(); ++k) {
+      if (pending[k]) {
+        results[k].status = 2;
+        results[k].error = e.ToString();
+      }
+    }
+  };
+  if (comm_->size() > 1) {
+    std::vector<uint8_t> out;
+    for (const Entry& e : entries) {
+      const uint8_t a = e.attacker ? 1 : 0;
+      PutBytes(out, &e.slot, sizeof e.slot);
+      PutBytes(out, &a, 1);
+      PutBytes(out, e.delta.data(), dim * sizeof(float));
+    }
+    auto all = comm_->AllGather(out);
+    if (!all.ok()) return fail_all(all.error());
+    const size_t entry_bytes = sizeof(uint32_t) + 1 + dim * sizeof(float);
+    std::vector<Entry> every;
+    for (const auto& g : *all) {
+      if (g.size() % entry_bytes != 0) return fail_all(InternalError("corrupt delta exchange between simulator ranks"));
+      for (size_t at = 0; at < g.size(); at += entry_bytes) {
+        Entry e;
+        std::memcpy(&e.slot, g.data() + at, sizeof e.slot);
+        e.attacker = g[at + sizeof e.slot] != 0;
+        every.push_back(e);
+        remote.emplace_back(dim);
+        std::memcpy(remote.back().data(), g.data() + at + sizeof e.slot + 1, dim * sizeof(float));
+      }
+    }
+    for (size_t i = 0; i < every.size(); ++i) every[i].delta = remote[i];
+    entries = std::move(every);
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.slot < b.slot; });
+  std::vector<std::span<const float>> honest, own;
+  for (const Entry& e : entries) (e.attacker ? own : honest).push_back(e.delta);
+  const size_t n = entries.size(), m = own.size();
+  if (m == 0) return;
+  const DeltaMoments moments = Moments(honest.empty() ? own : honest);
+  const double z = cfg_.attack.z.value_or(AlieZ(n, m));
+  std::vector<size_t> attackers;
+  for (size_t k = 0; k < mine.size(); ++k) {
+    if (pending[k] && results[k].status == 0) attackers.push_back(k);
+  }
+  ParallelFor(attackers.size(), threads_, [&](size_t t, size_t i) {
+    const size_t k = attackers[i];
+    std::span<float> delta = held[k];
+    if (cfg_.attack.kind == AttackKind::kAlie) AlieDelta(moments, z, delta); else IpmDelta(moments, cfg_.attack.epsilon, delta);
+    if (Status st = EncodeUpdate(t, selected[mine[k]], delta, results[k]); !st.ok()) {
+      results[k].status = 2;
+      results[k].error = st.error().ToString();
+    }
+  });
 }
 
 // Every rank gets every rank's results, so each runs the same aggregation.
@@ -589,7 +743,14 @@ Status Simulation::Step(uint32_t round) {
 
   if (leader_ && (round % cfg_.eval_every == 0 || round == cfg_.rounds)) {
     FRUGAL_ASSIGN_OR_RETURN(last_eval_, EvaluateOnThreads(*model_, engine_->release_model(), test_, test_idx_, ws_));
+    if (!backdoor_idx_.empty()) {
+      // Accuracy against the target label on triggered images: the backdoor's success rate.
+      FRUGAL_ASSIGN_OR_RETURN(EvalResult bd, EvaluateOnThreads(*model_, engine_->release_model(), backdoor_test_,
+                                                                backdoor_idx_, ws_));
+      last_backdoor_ = bd.accuracy;
+    }
   }
+  rec.backdoor_success = last_backdoor_;
   rec.accuracy = last_eval_.accuracy;
   rec.loss = last_eval_.loss;
   rec.virtual_seconds = timing.close_s;
@@ -635,6 +796,19 @@ void Simulation::AddNotes(RunSummary& sum) const {
   sum.notes.push_back("Accuracy is on " + std::to_string(test_idx_.size()) +
                       " Fashion-MNIST test examples, evaluated on the server's model.");
   for (std::string& n : ServerNotes(cfg_.engine)) sum.notes.push_back(std::move(n));
+  if (cfg_.attack.active()) {
+    const auto count = static_cast<size_t>(std::count(attackers_.begin(), attackers_.end(), true));
+    std::string note = "Under attack: " + WithCommas(count) + " of the " + WithCommas(pop_->size()) +
+                       " clients (chosen by the seed) are malicious for the whole run (attack.kind = " +
+                       std::string(AttackKindName(cfg_.attack.kind)) + ", docs/simulator.md). They train, spend and " +
+                       "are counted like any client; their updates go through the same uplink codec.";
+    if (cfg_.attack.kind == AttackKind::kBackdoor) {
+      note += " Backdoor success is the share of the " + std::to_string(backdoor_test_.size()) +
+              " evaluated test images not of class " + std::to_string(cfg_.attack.target_label) +
+              " that the server's model puts in that class once the trigger is stamped.";
+    }
+    sum.notes.push_back(std::move(note));
+  }
   if (bf16_residuals_ && cfg_.uses_residuals()) {
     sum.notes.push_back("Clients' error-feedback residuals are kept as bf16 between rounds (the population's fp32 "
                         "residuals would exceed run.residual_memory_mb); a device keeps its own in fp32.");
@@ -676,6 +850,7 @@ Result<RunResult> Simulation::Finish() {
     sum.extra_metrics["trainer_efficiency"] =
         achieved / (gemm_gflops_ * static_cast<double>(threads_) * static_cast<double>(comm_->size()));
   }
+  if (cfg_.attack.kind == AttackKind::kBackdoor) sum.extra_metrics["backdoor_success"] = last_backdoor_;
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
   sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
   // Per update that counted, so stragglers' wasted work does not inflate it (it is in train_gflops_per_second).

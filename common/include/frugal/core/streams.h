@@ -20,6 +20,8 @@ enum class SeedStream : uint64_t {
   kTrain = 12,     // a client's training in a round (by round and client)
   kDropout = 13,   // whether a simulated client vanishes mid-round (by round and client)
   kInit = 14,      // the initial model, version 1
+  kAttack = 15,    // frugal-sim's attackers (no index), an attacker's poisoned examples (by client),
+                   // its Gaussian update (by round and client)
 };
 
 inline uint64_t StreamSeed(uint64_t seed, SeedStream s) { return DeriveSeed(seed, static_cast<uint64_t>(s)); }

@@ -22,10 +22,19 @@ struct ClientTaskResult {
 
 // Trains a copy of `start` on data[indices], encodes (trained - start) with
 // `uplink`, folding in and refreshing `residual` (empty: no error feedback).
-// `scratch` is reused between calls. Thread-compatible.
+// `scratch` is reused between calls. Thread-compatible. It is
+// TrainClientDelta followed by EncodeUplink(delta, uplink, residual).
 Result<ClientTaskResult> RunClientTask(const Model& model, std::span<const float> start, const Dataset& data,
                                        std::span<const uint32_t> indices, const TrainConfig& train,
                                        const UplinkConfig& uplink, std::span<float> residual,
                                        ModelWorkspace& ws, std::vector<float>& scratch);
+
+// The training half alone: trains a copy of `start` on data[indices] and
+// leaves (trained - start) in `delta` (resized to start.size()), for a caller
+// that looks at the dense update before encoding it (the simulator's attacks).
+// Errors as Train, or a dimension mismatch. Thread-compatible.
+Result<TrainStats> TrainClientDelta(const Model& model, std::span<const float> start, const Dataset& data,
+                                    std::span<const uint32_t> indices, const TrainConfig& train, ModelWorkspace& ws,
+                                    std::vector<float>& delta);
 
 }  // namespace frugal

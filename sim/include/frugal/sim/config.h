@@ -12,6 +12,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
+#include "frugal/sim/attack.h"
 
 namespace frugal::sim {
 
@@ -46,6 +47,9 @@ struct SimConfig : RunSettings {
   double start_utc_hour = 12;
   double residual_memory_mb = 1024;  // error-feedback residuals beyond this spill to disk
   std::string spill_dir;             // default: the --out directory, else the temp directory
+
+  // [attack]: malicious clients (frugal-sim only; see attack.h)
+  AttackConfig attack;
 
   // A replay (frugal-sim --replay): the recorded run's clients replace the
   // population, and each round runs at the UTC hour the recorded one did.
