@@ -13,7 +13,9 @@
 #include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
+#include "frugal/privacy/secagg.h"
 #include "fuzz_common.h"
+#include "fuzz_secagg_common.h"
 
 namespace {
 
@@ -161,6 +163,22 @@ int main(int argc, char** argv) {
                                   static_cast<uint8_t>(0x80 | b)};
     input.insert(input.end(), coded.begin(), coded.end());
     failures += Write(rice, "seed-adaptive-" + std::to_string(n++), input);
+  }
+  // SecAgg+ share bundles (mode 0) and the same sealed (mode 1). IVs are random,
+  // so the sealed seeds differ from one generation to the next.
+  const std::filesystem::path share = out / "fuzz_secagg_share";
+  for (size_t secret_size : {32u, 11u}) {
+    const std::vector<uint8_t> secret(secret_size, 0xa5);
+    const std::vector<uint32_t> xs = {1, 2, 3, 4};
+    const auto shares = Must(privacy::ShamirSplit(secret, 3, xs));
+    const std::vector<uint8_t> bundle = privacy::EncodeShareBundle({3, 9, shares[0], shares[1]});
+    std::vector<uint8_t> plain = {0};
+    plain.insert(plain.end(), bundle.begin(), bundle.end());
+    failures += Write(share, "seed-" + std::to_string(n++), plain);
+    const auto sealed = Must(privacy::SealShareMessage(fuzz::SecAggShareKey(), fuzz::kSecAggShareContext, bundle));
+    std::vector<uint8_t> input = {1};
+    input.insert(input.end(), sealed.begin(), sealed.end());
+    failures += Write(share, "seed-" + std::to_string(n++), input);
   }
   if (failures) std::fprintf(stderr, "corpus generator: %d files could not be written\n", failures);
   return failures ? 1 : 0;

@@ -5,8 +5,9 @@
 // and the AES-256-CTR mask PRG with pairwise and self masks in the ring Z_2^b.
 // The four-stage protocol that uses them is not here yet (docs/privacy.md).
 // Crypto is OpenSSL's libcrypto; every secret comes from RAND_bytes. All
-// functions are thread-safe (no shared state); errors are Result/Status, never
-// an abort, for any bytes that came from outside.
+// functions but ComputeSecAggGraphParameters are thread-safe (no shared
+// state); errors are Result/Status, never an abort, for any bytes that came
+// from outside.
 #pragma once
 
 #include <array>
@@ -87,7 +88,9 @@ struct SecAggGraphParameters {
 // quantile). Matches that finder's published table (tests/privacy). Needs
 // corrupt + dropout <= 0.9 (semi-honest) or corrupt + 2·dropout <= 0.9
 // (semi-malicious), 1 <= clients <= 10^6; FailedPrecondition when no k < n − 1
-// works (small n: use the complete graph, plain SecAgg, instead).
+// works (small n: use the complete graph, plain SecAgg, instead). A planning
+// call: it uses std::lgamma, which glibc lets write the global signgam, so call
+// it from one thread at a time.
 Result<SecAggGraphParameters> ComputeSecAggGraphParameters(
     uint32_t clients, double corrupt, double dropout,
     SecAggAdversary adversary = SecAggAdversary::kSemiHonest);
