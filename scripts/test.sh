@@ -17,7 +17,7 @@ ctest --test-dir build/release --output-on-failure -j "$JOBS"
 echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes, network, fork, threads or hand-written kernels"
 # test_train stays out: its accuracy tests take about 100 s under ASan on 2 cores.
 ASAN_SUITES=(test_core test_data test_codec test_energy test_round test_report test_service test_coordinator
-             test_model test_sim test_proto test_client)
+             test_model test_sim test_proto test_client test_privacy)
 cmake --preset asan >/dev/null
 cmake --build build/asan -j "$JOBS" --target "${ASAN_SUITES[@]}"
 ctest --test-dir build/asan --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${ASAN_SUITES[*]}"))\$"
