@@ -65,12 +65,8 @@ void Unscatter(const SparseUpdate& u, std::span<float> dense) {
   for (uint32_t i : u.indices) dense[i] = 0.0f;
 }
 
-// One value of a coordinate's column: the value and the position (owner) of
-// the update carrying it.
-struct ColumnEntry {
-  float value;
-  uint32_t owner;
-};
+using ColumnScratch = robust_internal::ColumnScratch;
+using ColumnEntry = ColumnScratch::Entry;
 
 // Entries transposed at a time: 8 MB, so a dense round of 1,000 updates does
 // not need a second copy of itself, and a block stays near the cache.
@@ -82,14 +78,19 @@ constexpr size_t kBlockEntries = size_t{1} << 20;
 // sort, each update's cursor moving forward through its sorted indices:
 // O(n k + d + n * blocks) time, O(kBlockEntries + n) scratch.
 template <typename Visit>
-void ForEachColumn(std::span<const SparseUpdate* const> updates, size_t dim, Visit&& visit) {
+void ForEachColumn(std::span<const SparseUpdate* const> updates, size_t dim, ColumnScratch& scratch,
+                   Visit&& visit) {
   const size_t n = updates.size();
   size_t total = 0;
   for (const SparseUpdate* u : updates) total += u->indices.size();
   if (total == 0) return;
   const size_t width = std::clamp<size_t>(dim * kBlockEntries / total, 1, dim);
-  std::vector<size_t> pos(n, 0), end(n), start(width + 1), cursor(width);
-  std::vector<ColumnEntry> entries;
+  std::vector<size_t>&pos = scratch.pos, &end = scratch.end, &start = scratch.start, &cursor = scratch.cursor;
+  std::vector<ColumnEntry>& entries = scratch.entries;
+  pos.assign(n, 0);
+  end.resize(n);
+  start.resize(width + 1);
+  cursor.resize(width);
   for (size_t b0 = 0; b0 < dim; b0 += width) {
     const size_t b1 = std::min(dim, b0 + width);
     std::fill(start.begin(), start.end(), 0);
@@ -112,6 +113,56 @@ void ForEachColumn(std::span<const SparseUpdate* const> updates, size_t dim, Vis
     for (size_t j = b0; j < b1; ++j) {
       const size_t c = start[j - b0 + 1] - start[j - b0];
       if (c > 0) visit(j, entries.data() + start[j - b0], c);
+    }
+  }
+}
+
+// PairwiseSquaredDistances into d, with the caller's scratch.
+void SquaredDistancesInto(std::span<const SparseUpdate* const> updates, size_t dim, ColumnScratch& scratch,
+                          std::vector<double>& d) {
+  const size_t n = updates.size();
+  d.assign(n * n, 0.0);
+  // The dot products, in d's upper triangle, one of two ways. Pair by pair,
+  // n^2/2 dots of O(k) each: one update scattered into a dense row, the other
+  // gathered against it (no data-dependent branch, where a sorted-index merge
+  // mispredicts on random supports; bench/robust_bench.cpp measures both).
+  // Or coordinate by coordinate, adding the products of the c_j values present
+  // at j into their pairs' entries: sum_j c_j^2 / 2 products, about
+  // (n k)^2 / (2 d), which is k/d of the pairwise work when supports are
+  // spread. Its scattered adds miss the cache more, hence the factor 4.
+  std::vector<size_t>& carried = scratch.carried;
+  carried.assign(dim, 0);
+  size_t total = 0;
+  for (const SparseUpdate* u : updates) {
+    for (uint32_t j : u->indices) ++carried[j];
+    total += u->indices.size();
+  }
+  double column_pairs = 0;
+  for (size_t c : carried) column_pairs += static_cast<double>(c) * static_cast<double>(c - (c > 0)) / 2;
+  const double update_pairs = static_cast<double>(total) * static_cast<double>(n > 0 ? n - 1 : 0) / 2;
+  if (4 * column_pairs < update_pairs) {
+    ForEachColumn(updates, dim, scratch, [&](size_t, const ColumnEntry* col, size_t c) {
+      for (size_t a = 0; a < c; ++a) {
+        double* row = d.data() + static_cast<size_t>(col[a].owner) * n;
+        const double va = col[a].value;
+        for (size_t b = a + 1; b < c; ++b) row[col[b].owner] += va * col[b].value;
+      }
+    });
+  } else {
+    std::vector<float>& row = scratch.row;
+    row.assign(dim, 0.0f);
+    for (size_t i = 0; i < n; ++i) {
+      Scatter(*updates[i], row);
+      for (size_t j = i + 1; j < n; ++j) d[i * n + j] = GatherDot(*updates[j], row);
+      Unscatter(*updates[i], row);
+    }
+  }
+  std::vector<double> sq(n);
+  for (size_t i = 0; i < n; ++i) sq[i] = SquaredNorm(updates[i]->values);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = i + 1; j < n; ++j) {
+      // Rounding can take a near-zero distance below 0.
+      d[i * n + j] = d[j * n + i] = std::max(0.0, sq[i] + sq[j] - 2.0 * d[i * n + j]);
     }
   }
 }
@@ -160,48 +211,9 @@ std::string_view RobustActionName(RobustAction a) {
 }
 
 std::vector<double> PairwiseSquaredDistances(std::span<const SparseUpdate* const> updates, size_t dim) {
-  const size_t n = updates.size();
-  std::vector<double> sq(n), d(n * n, 0.0);
-  for (size_t i = 0; i < n; ++i) sq[i] = SquaredNorm(updates[i]->values);
-  // The dot products, in d's upper triangle, one of two ways. Pair by pair,
-  // n^2/2 dots of O(k) each: one update scattered into a dense row, the other
-  // gathered against it (no data-dependent branch, where a sorted-index merge
-  // mispredicts on random supports; bench/robust_bench.cpp measures both).
-  // Or coordinate by coordinate, adding the products of the c_j values present
-  // at j into their pairs' entries: sum_j c_j^2 / 2 products, about
-  // (n k)^2 / (2 d), which is k/d of the pairwise work when supports are
-  // spread. Its scattered adds miss the cache more, hence the factor 4.
-  std::vector<size_t> carried(dim, 0);
-  size_t total = 0;
-  for (const SparseUpdate* u : updates) {
-    for (uint32_t j : u->indices) ++carried[j];
-    total += u->indices.size();
-  }
-  double column_pairs = 0;
-  for (size_t c : carried) column_pairs += static_cast<double>(c) * static_cast<double>(c - (c > 0)) / 2;
-  const double update_pairs = static_cast<double>(total) * static_cast<double>(n > 0 ? n - 1 : 0) / 2;
-  if (4 * column_pairs < update_pairs) {
-    ForEachColumn(updates, dim, [&](size_t, const ColumnEntry* col, size_t c) {
-      for (size_t a = 0; a < c; ++a) {
-        double* row = d.data() + static_cast<size_t>(col[a].owner) * n;
-        const double va = col[a].value;
-        for (size_t b = a + 1; b < c; ++b) row[col[b].owner] += va * col[b].value;
-      }
-    });
-  } else {
-    std::vector<float> row(dim, 0.0f);
-    for (size_t i = 0; i < n; ++i) {
-      Scatter(*updates[i], row);
-      for (size_t j = i + 1; j < n; ++j) d[i * n + j] = GatherDot(*updates[j], row);
-      Unscatter(*updates[i], row);
-    }
-  }
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = i + 1; j < n; ++j) {
-      // Rounding can take a near-zero distance below 0.
-      d[i * n + j] = d[j * n + i] = std::max(0.0, sq[i] + sq[j] - 2.0 * d[i * n + j]);
-    }
-  }
+  ColumnScratch scratch;
+  std::vector<double> d;
+  SquaredDistancesInto(updates, dim, scratch, d);
   return d;
 }
 
@@ -438,7 +450,7 @@ Status RobustAggregator::CoordinateWise(std::span<const RobustInput> updates, st
   const bool trimmed = cfg_.rule == RobustRule::kTrimmedMean;
   std::vector<uint32_t> used(n, 0);
   std::fill(out.begin(), out.end(), 0.0f);
-  ForEachColumn(ptrs, dim_, [&](size_t j, ColumnEntry* col, size_t c) {
+  ForEachColumn(ptrs, dim_, columns_, [&](size_t j, ColumnEntry* col, size_t c) {
     // Ties broken by update order, so which values count as cut is deterministic.
     std::sort(col, col + c, [](const ColumnEntry& a, const ColumnEntry& b) {
       return a.value < b.value || (a.value == b.value && a.owner < b.owner);
@@ -481,7 +493,8 @@ Status RobustAggregator::MultiKrum(std::span<const RobustInput> updates, std::sp
   const size_t neighbours = n < 2 ? 0 : std::clamp<size_t>(n > f + 2 ? n - f - 2 : 1, 1, n - 1);
   std::vector<const SparseUpdate*> ptrs(n);
   for (size_t i = 0; i < n; ++i) ptrs[i] = updates[i].update;
-  const std::vector<double> d = PairwiseSquaredDistances(ptrs, dim_);
+  SquaredDistancesInto(ptrs, dim_, columns_, distances_);
+  const std::vector<double>& d = distances_;
   std::vector<double> score(n, 0.0), row;
   for (size_t i = 0; i < n; ++i) {
     row.clear();

@@ -69,6 +69,20 @@ struct RobustInput {
   double weight = 0;
 };
 
+namespace robust_internal {
+// Scratch of the per-coordinate passes (median, trimmed mean, Krum's
+// distances), which a RobustAggregator keeps across rounds.
+struct ColumnScratch {
+  struct Entry {
+    float value;
+    uint32_t owner;  // the update's position in the round
+  };
+  std::vector<Entry> entries;
+  std::vector<size_t> start, cursor, pos, end, carried;
+  std::vector<float> row;
+};
+}  // namespace robust_internal
+
 // Squared L2 distances between every pair of updates (all of dimension dim,
 // validated), row-major n x n, as ||a||^2 + ||b||^2 - 2<a,b>. The dot products
 // cost O(n^2 k) pair by pair (O(k) each, by a gather against a dense row), or
@@ -127,6 +141,8 @@ class RobustAggregator {
   FedAvgAccumulator acc_;          // the Averaging's weighted mean
   FedAvgAccumulator support_acc_;  // centered_clip: the mean of the clipped deviations
   std::vector<float> dense_scratch_;  // centered_clip's step, fltrust's reference
+  robust_internal::ColumnScratch columns_;
+  std::vector<double> distances_;  // multi_krum: n x n
 };
 
 }  // namespace frugal
