@@ -119,7 +119,9 @@ std::optional<uint32_t> ThresholdForDegree(int n, int k, double corrupt, double 
   // Security splits its budget over two bad events: the honest survivors'
   // graph disconnecting, and a client with t corrupt neighbours.
   const double log_security_per_event = -(kSecurityBits + 1) * std::log(2.0);
-  const int bad = CountOf(corrupt, n, false) + CountOf(dropout, n, false);
+  const int corrupt_count = CountOf(corrupt, n, false);
+  const int survivor_count = CountOf(1 - dropout, n, true);
+  const int bad = corrupt_count + CountOf(dropout, n, false);
   // Removed nodes disconnect H(k, n) only by covering k/2 consecutive positions in
   // two places: union bound over the n(n − k − 1)/2 pairs of gaps, each gap
   // needing k specific clients among the bad ones.
@@ -130,8 +132,6 @@ std::optional<uint32_t> ThresholdForDegree(int n, int k, double corrupt, double 
                                   std::lgamma(n + 1.0) - std::lgamma(bad - k + 1.0);
     if (log_disconnect >= log_security_per_event) return std::nullopt;
   }
-  const int corrupt_count = CountOf(corrupt, n, false);
-  const int survivor_count = CountOf(1 - dropout, n, true);
   // t1: the smallest a with P(corrupt neighbours > a) < 2^-41 / n, via the honest
   // neighbours' lower tail (P(corrupt >= k − h) = P(honest <= h)).
   const double q_security = std::exp(log_security_per_event) / n;
@@ -144,8 +144,10 @@ std::optional<uint32_t> ThresholdForDegree(int n, int k, double corrupt, double 
   // A semi-malicious server may claim honest clients dropped out: it must not
   // gather t shares of both kinds, so 2t − k must exceed the corrupt quantile.
   if (adversary == SecAggAdversary::kSemiMalicious) t1 = std::ceil((t1 + k - 1.25) / 2);
-  if (t2 <= t1) return std::nullopt;
-  return static_cast<uint32_t>(std::max(t1 + 1, 2.0));
+  // Shamir needs t >= 2; a t above t2 would break correctness, so try a larger k.
+  const double t = std::max(t1 + 1, 2.0);
+  if (t > t2) return std::nullopt;
+  return static_cast<uint32_t>(t);
 }
 
 void AppendShare(std::vector<uint8_t>& out, const ShamirShare& share) {

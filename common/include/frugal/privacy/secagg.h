@@ -84,8 +84,10 @@ struct SecAggGraphParameters {
 // statistical security 2^-40 and failure probability below 2^-20, by the
 // method of Bell et al. 2020 as Google's SecAgg parameter finder applies it
 // (the smallest even k whose graph of honest survivors stays connected, then
-// the smallest t above the corrupt-neighbour quantile and below the survivor
-// quantile). Matches that finder's published table (tests/privacy). Needs
+// the smallest t >= 2 above the corrupt-neighbour quantile and at most the
+// survivor quantile). Matches that finder's published table (tests/privacy)
+// except where its floor t = 2 passes the survivor quantile (n = 10 at 5%/33%:
+// 6/2 here, 4/2 there; docs/privacy.md). Needs
 // corrupt + dropout <= 0.9 (semi-honest) or corrupt + 2·dropout <= 0.9
 // (semi-malicious), 1 <= clients <= 10^6; FailedPrecondition when no k < n − 1
 // works (small n: use the complete graph, plain SecAgg, instead). A planning
