@@ -22,6 +22,7 @@
 #include "frugal/round/planner.h"
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
+#include "frugal/round/trusted.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -81,6 +82,9 @@ RoundRecord RecordFromRow(const RoundRow& r) {
   rec.virtual_seconds = r.virtual_seconds;
   rec.wall_seconds = r.wall_seconds;
   rec.utc_hour = r.utc_hour;
+  rec.robust_clipped = r.robust_clipped;
+  rec.robust_downweighted = r.robust_downweighted;
+  rec.robust_rejected = r.robust_rejected;
   return rec;
 }
 
@@ -105,6 +109,10 @@ Status RoundDriver::Init() {
   InitialModel(*model_, config_.model_init, config_.seed, init);
   for (const std::string& w : config_.warnings) spdlog::warn("{}", w);
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
+  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
+    if (deps_.train == nullptr) return InvalidArgumentError("server.robust = \"fltrust\" needs the training set");
+    FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(config_.seed, deps_.train->size(), config_.trusted_examples));
+  }
 
   Store& store = *deps_.store;
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
@@ -538,6 +546,16 @@ void RoundDriver::OpenRound(double now_s) {
 
 void RoundDriver::CloseRound(double now_s) {
   const double cpu0 = ThreadCpuSeconds();
+  if (!trusted_.empty()) {
+    // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
+    auto reference = TrustedUpdate(*model_, engine_->global_model(), *deps_.train, trusted_, config_.task.train,
+                                   config_.seed, engine_->round(), *ws_, trusted_scratch_);
+    if (Status st = reference.ok() ? engine_->SetReference(std::move(*reference)) : reference.status(); !st.ok()) {
+      fatal_ = st.error().WithContext("the server update on its trusted set for round " +
+                                      std::to_string(engine_->round()));
+      return;
+    }
+  }
   auto outcome = engine_->CloseRound(config_.plan.min_quorum);
   const double cpu = round_cpu_s_ + (ThreadCpuSeconds() - cpu0);
   if (!outcome.ok()) {
@@ -592,6 +610,14 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   RoundAccount account(config_.run_id, round, round_utc_hour_);
   for (const auto& [id, s] : slots_) account.Add(ParticipationOf(s));
   account.SetCompleted(outcome.accepted);
+  account.SetVerdicts(outcome.verdicts);
+  for (const RobustVerdict& v : outcome.verdicts) {
+    if (v.action == RobustAction::kKept) continue;
+    auto it = clients_.find(v.client);
+    spdlog::warn("round {}: update of client {} ({}) {} by server.robust = {}: {}", round, v.client,
+                 it != clients_.end() ? it->second.name : std::string("unknown"), RobustActionName(v.action),
+                 RobustRuleName(config_.engine.robust.rule), v.reason);
+  }
   RoundRecord& rec = account.record();
   rec.accuracy = last_eval_->accuracy;
   rec.loss = last_eval_->loss;
@@ -627,6 +653,9 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.virtual_seconds = rec.virtual_seconds;
   commit.wall_seconds = rec.wall_seconds;
   commit.utc_hour = rec.utc_hour;
+  commit.robust_clipped = rec.robust_clipped;
+  commit.robust_downweighted = rec.robust_downweighted;
+  commit.robust_rejected = rec.robust_rejected;
   FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
 
   // Committed: only now does the in-memory run advance.

@@ -66,6 +66,7 @@ class Service {
   SessionManager manager_;
   std::unique_ptr<asio::ssl::context> ctx_;
   Dataset test_;
+  Dataset train_;  // loaded only when server.robust = "fltrust" (its trusted set)
   std::unique_ptr<Store> store_;
   std::unique_ptr<RoundDriver> driver_;
   std::optional<tcp::acceptor> acceptor_, status_acceptor_;
@@ -92,6 +93,10 @@ Status Service::Open() {
   FRUGAL_ASSIGN_OR_RETURN(store_, Store::Open(s.store));
   deps.store = store_.get();
   deps.test = &test_;
+  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
+    FRUGAL_ASSIGN_OR_RETURN(train_, LoadFashionMnist(Split::kTrain, dir));
+    deps.train = &train_;
+  }
   deps.transport = &manager_;
   deps.wire_totals = [this] { return WireTotals{manager_.tcp_bytes_in, manager_.tcp_bytes_out}; };
   FRUGAL_ASSIGN_OR_RETURN(driver_, RoundDriver::Create(config_, std::move(deps)));

@@ -22,6 +22,7 @@
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/round/client_task.h"
+#include "frugal/round/trusted.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
@@ -272,6 +273,7 @@ class Simulation {
   Dataset backdoor_test_;              // triggered test images (attack.kind = "backdoor")
   std::vector<uint32_t> backdoor_idx_;
   double last_backdoor_ = -1;
+  std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::map<uint32_t, Base> bases_;
   std::unique_ptr<ProgressBar> bar_;
 
@@ -318,6 +320,9 @@ Status Simulation::SetUp() {
   InitialModel(*model_, cfg_.model_init, cfg_.seed, init);
   engine_ = std::make_unique<RoundEngine>(std::move(init), cfg_.engine);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
+  if (cfg_.engine.robust.rule == RobustRule::kFlTrust) {
+    FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(cfg_.seed, train_.size(), cfg_.trusted_examples));
+  }
 
   if (!opts_.out_dir.empty() && leader_) std::filesystem::create_directories(opts_.out_dir);
   const std::filesystem::path spill_dir = !cfg_.spill_dir.empty()   ? std::filesystem::path(cfg_.spill_dir)
@@ -728,12 +733,20 @@ Status Simulation::Step(uint32_t round) {
     FRUGAL_RETURN_IF_ERROR(engine_->Ingest(round, id, version, by_client.at(id)->update,
                                            static_cast<double>(pop_->NumExamples(selected[s]))));
   }
+  if (!trusted_.empty()) {
+    // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate reference,
+                            TrustedUpdate(*model_, engine_->global_model(), train_, trusted_, cfg_.task.train,
+                                          cfg_.seed, round, *ws_[0], scratch_[0]));
+    FRUGAL_RETURN_IF_ERROR(engine_->SetReference(std::move(reference)));
+  }
   FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine_->CloseRound(cfg_.plan.min_quorum));
   const double server_cpu = ThreadCpuSeconds() - cpu0;
   FRUGAL_RETURN_IF_ERROR(AdvanceBases(selected, downloads, version, outcome));
 
   RoundAccount account = Account(round, utc_hour, selected, downloads, by_client, timing);
   account.SetCompleted(outcome.accepted);
+  account.SetVerdicts(outcome.verdicts);
   for (LedgerRow& row : account.rows()) ledger_.Add(std::move(row));
   FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles_, server_cpu, utc_hour));
   ledger_.AddServer(round, server.joules, server.gco2e);

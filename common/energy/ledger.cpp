@@ -154,7 +154,7 @@ std::map<std::string, EnergyTotals> EnergyLedger::TotalsByDevice() const {
 
 void EnergyLedger::WriteLedgerCsv(std::ostream& out) const {
   out << "run_id,round,client_id,device,radio,region,bytes_up,bytes_down,flops,compute_j,radio_j,"
-         "total_j,gco2e,source,outcome\n";
+         "total_j,gco2e,source,outcome,robust\n";
   for (const LedgerRow& r : rows_) {
     WriteField(out, r.run_id);
     out << ',' << r.round << ',' << r.client_id << ',';
@@ -173,7 +173,9 @@ void EnergyLedger::WriteLedgerCsv(std::ostream& out) const {
     WriteNumber(out, r.total_j);
     out << ',';
     WriteNumber(out, r.gco2e);
-    out << ',' << EnergySourceName(r.source) << ',' << ClientOutcomeName(r.outcome) << '\n';
+    out << ',' << EnergySourceName(r.source) << ',' << ClientOutcomeName(r.outcome) << ',';
+    WriteField(out, r.robust);
+    out << '\n';
   }
   for (const ServerEntry& e : server_) {
     WriteField(out, run_id_);
@@ -183,7 +185,7 @@ void EnergyLedger::WriteLedgerCsv(std::ostream& out) const {
     WriteNumber(out, e.joules);
     out << ',';
     WriteNumber(out, e.gco2e);
-    out << ',' << EnergySourceName(e.source) << ",aggregation\n";
+    out << ',' << EnergySourceName(e.source) << ",aggregation,\n";
   }
 }
 

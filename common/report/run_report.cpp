@@ -59,7 +59,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 14;
+constexpr size_t kRoundsCsvColumns = 18;
+// Run directories written before the robust_* and backdoor_success columns.
+constexpr size_t kRoundsCsvColumnsV1 = 14;
 
 // Shortest text that parses back to the same value (std::to_chars guarantees it).
 template <typename T>
@@ -119,6 +121,12 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
+    for (uint32_t v : {r.robust_clipped, r.robust_downweighted, r.robust_rejected}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    line += ',';
+    AppendNumber(line, r.backdoor_success);
     line += '\n';
     out << line;
   }
@@ -128,7 +136,10 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
   static constexpr std::array<std::string_view, kRoundsCsvColumns> kColumns = {
       "round",          "accuracy",        "loss",        "bytes_up", "bytes_down",
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
-      "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour"};
+      "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
+      "robust_downweighted", "robust_rejected", "backdoor_success"};
+  const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
+  size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
   csv_text::Lines lines(text);
@@ -136,7 +147,8 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
   while (lines.Next(line)) {
     const size_t line_number = lines.number();
     if (!saw_header) {
-      if (line != kRoundsCsvHeader) {
+      if (line == header_v1) columns = kRoundsCsvColumnsV1;
+      if (line != kRoundsCsvHeader && line != header_v1) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -152,10 +164,10 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
                                   ": empty line before the end of the file");
     }
     const std::vector<std::string_view> fields = csv_text::SplitFields(line);
-    if (fields.size() != kRoundsCsvColumns) {
+    if (fields.size() != columns) {
       return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) + ": " +
                                   std::to_string(fields.size()) + " columns, expected " +
-                                  std::to_string(kRoundsCsvColumns));
+                                  std::to_string(columns));
     }
     RoundRecord r;
     size_t i = 0;
@@ -177,6 +189,12 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     FRUGAL_RETURN_IF_ERROR(next(r.virtual_seconds));
     FRUGAL_RETURN_IF_ERROR(next(r.wall_seconds));
     FRUGAL_RETURN_IF_ERROR(next(r.utc_hour));
+    if (columns == kRoundsCsvColumns) {
+      FRUGAL_RETURN_IF_ERROR(next(r.robust_clipped));
+      FRUGAL_RETURN_IF_ERROR(next(r.robust_downweighted));
+      FRUGAL_RETURN_IF_ERROR(next(r.robust_rejected));
+      FRUGAL_RETURN_IF_ERROR(next(r.backdoor_success));
+    }
     records.push_back(r);
   }
   if (!saw_header) return InvalidArgumentError("rounds.csv is empty: no header line");

@@ -39,6 +39,18 @@ void RoundAccount::Add(const Participation& p) {
   rows_.push_back(std::move(row));
 }
 
+void RoundAccount::SetVerdicts(std::span<const RobustVerdict> verdicts) {
+  for (const RobustVerdict& v : verdicts) {
+    record_.robust_clipped += v.action == RobustAction::kClipped;
+    record_.robust_downweighted += v.action == RobustAction::kDownweighted;
+    record_.robust_rejected += v.action == RobustAction::kRejected;
+    if (v.action == RobustAction::kKept) continue;
+    for (LedgerRow& row : rows_) {
+      if (row.client_id == v.client) row.robust = std::string(RobustActionName(v.action)) + ": " + v.reason;
+    }
+  }
+}
+
 LedgerRow EvaluationRow(std::string_view run_id, uint32_t round, uint32_t client, const DeviceProfile& device,
                         const RadioProfile& radio, const RegionProfile& region, uint64_t bytes_down,
                         double forward_flops_per_example, uint64_t examples, double utc_hour) {

@@ -41,7 +41,7 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
       model_(std::move(initial)),
       server_residual_(cfg.pipeline == Pipeline::kFrugal ? model_.size() : 0, 0.0f),
       release_(cfg.release_ema > 0 ? model_ : std::vector<float>{}),
-      accumulator_(model_.size(), cfg.averaging),
+      aggregator_(model_.size(), cfg.averaging, cfg.robust),
       server_opt_(model_.size(), cfg.server_opt),
       scratch_(model_.size()) {
   if (cfg_.pipeline == Pipeline::kDense) {
@@ -66,28 +66,36 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   engine->steps_base_ = first - 1;
   for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
   if (!state.server_state.empty()) {
-    const size_t residual = engine->server_residual_.size(), velocity = engine->server_opt_.velocity().size(),
-                 release = engine->release_.size();
-    if (state.server_state.size() != 4 * (residual + velocity + release)) {
+    const size_t residual = engine->server_residual_.size(), optimizer = engine->server_opt_.state_size(),
+                 release = engine->release_.size(), robust = engine->aggregator_.StateSize();
+    const size_t floats = residual + optimizer + release + robust;
+    if (state.server_state.size() != 4 * floats) {
       return DataLossError("engine server state has " + std::to_string(state.server_state.size()) +
-                           " bytes, expected " + std::to_string(4 * (residual + velocity + release)) +
-                           " for dimension " + std::to_string(d));
+                           " bytes, expected " + std::to_string(4 * floats) + " for dimension " + std::to_string(d) +
+                           " and this configuration (server optimizer, released average, robust rule)");
     }
-    const uint8_t* p = state.server_state.data();
-    if (residual != 0) std::memcpy(engine->server_residual_.data(), p, 4 * residual);
-    std::vector<float> v(velocity);
-    if (velocity != 0) std::memcpy(v.data(), p + 4 * residual, 4 * velocity);
-    FRUGAL_RETURN_IF_ERROR(engine->server_opt_.SetVelocity(v));
-    if (release != 0) std::memcpy(engine->release_.data(), p + 4 * (residual + velocity), 4 * release);
+    std::vector<float> all(floats);
+    std::memcpy(all.data(), state.server_state.data(), 4 * floats);
+    std::span<const float> rest(all);
+    auto take = [&rest](size_t n) {
+      std::span<const float> part = rest.first(n);
+      rest = rest.subspan(n);
+      return part;
+    };
+    std::ranges::copy(take(residual), engine->server_residual_.begin());
+    FRUGAL_RETURN_IF_ERROR(engine->server_opt_.SetState(take(optimizer)));
+    std::ranges::copy(take(release), engine->release_.begin());
+    FRUGAL_RETURN_IF_ERROR(engine->aggregator_.SetState(take(robust)));
   }
   return engine;
 }
 
 std::vector<uint8_t> RoundEngine::ServerState() const {
   std::vector<uint8_t> out;
-  out.reserve(4 * (server_residual_.size() + server_opt_.velocity().size() + release_.size()));
-  for (std::span<const float> part : {std::span<const float>(server_residual_), server_opt_.velocity(),
-                                      std::span<const float>(release_)}) {
+  const std::vector<float> robust = aggregator_.State();
+  out.reserve(4 * (server_residual_.size() + server_opt_.state_size() + release_.size() + robust.size()));
+  for (std::span<const float> part : {std::span<const float>(server_residual_), server_opt_.state(),
+                                      std::span<const float>(release_), std::span<const float>(robust)}) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(part.data());
     out.insert(out.end(), bytes, bytes + 4 * part.size());
   }
@@ -104,7 +112,7 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   selected_ = std::set<uint64_t>(selected.begin(), selected.end());
   ingested_.clear();
   pending_.clear();
-  accumulator_.Reset();
+  reference_.reset();
   return OkStatus();
 }
 
@@ -211,6 +219,16 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
   return OkStatus();
 }
 
+Status RoundEngine::SetReference(SparseUpdate reference) {
+  if (!open_) return FailedPreconditionError("server reference update: no round is open");
+  if (reference.dim != model_.size() || reference.indices.size() != reference.values.size()) {
+    return InvalidArgumentError("server reference update has dimension " + std::to_string(reference.dim) +
+                                ", the model has " + std::to_string(model_.size()));
+  }
+  reference_ = std::move(reference);
+  return OkStatus();
+}
+
 Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (!open_) return FailedPreconditionError("no round is open");
   open_ = false;
@@ -224,12 +242,16 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   // over sockets (coordinator) or from a thread pool (simulator).
   std::map<uint64_t, PendingUpdate> pending = std::move(pending_);
   pending_.clear();
+  std::optional<SparseUpdate> reference = std::move(reference_);
+  reference_.reset();
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
-  for (const auto& [client, u] : pending) {
-    FRUGAL_RETURN_IF_ERROR(accumulator_.AddSparse(u.update.indices, u.update.values, u.weight));
+  std::vector<RobustInput> inputs;
+  inputs.reserve(pending.size());
+  for (const auto& [client, u] : pending) inputs.push_back({client, &u.update, u.weight});
+  FRUGAL_RETURN_IF_ERROR(aggregator_.Aggregate(inputs, reference ? &*reference : nullptr, scratch_, out.verdicts));
+  if (Status st = server_opt_.Step(scratch_); !st.ok()) {
+    return st.error().WithContext("server optimizer, round " + std::to_string(round_));
   }
-  accumulator_.Mean(scratch_);
-  server_opt_.Step(scratch_);
   if (cfg_.pipeline == Pipeline::kDense) {
     for (size_t j = 0; j < model_.size(); ++j) model_[j] += scratch_[j];
   } else {

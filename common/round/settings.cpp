@@ -3,6 +3,7 @@
 #include "frugal/core/streams.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -142,8 +143,21 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
 
   r.Get("server.learning_rate", engine.server_opt.learning_rate);
   r.Get("server.momentum", engine.server_opt.momentum);
+  std::string optimizer(ServerOptimizerName(engine.server_opt.kind));
+  r.Get("server.optimizer", optimizer);
+  r.Get("server.beta1", engine.server_opt.beta1);
+  r.Get("server.beta2", engine.server_opt.beta2);
+  r.Get("server.tau", engine.server_opt.tau);
   r.Get("server.averaging", averaging);
   r.Get("server.release_ema", engine.release_ema);
+  std::string robust(RobustRuleName(engine.robust.rule));
+  r.Get("server.robust", robust);
+  r.Get("server.clip_bound", engine.robust.clip_bound);
+  r.Get("server.clip_quantile", engine.robust.clip_quantile);
+  r.Get("server.cc_iterations", engine.robust.cc_iterations);
+  r.Get("server.trim_fraction", engine.robust.trim_fraction);
+  r.Get("server.krum_byzantine", engine.robust.krum_byzantine);
+  r.Get("server.krum_select", engine.robust.krum_select);
   if (r.error()) return *r.error();
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
@@ -151,6 +165,9 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   FRUGAL_ASSIGN_OR_RETURN(task.uplink.values, ParseValueCoding(values));
   FRUGAL_ASSIGN_OR_RETURN(engine.broadcast.values, ParseValueCoding(broadcast_values));
   FRUGAL_ASSIGN_OR_RETURN(engine.averaging, ParseAveraging(averaging));
+  FRUGAL_ASSIGN_OR_RETURN(engine.robust.rule, ParseRobustRule(robust));
+  FRUGAL_ASSIGN_OR_RETURN(engine.server_opt.kind, ParseServerOptimizer(optimizer));
+  if (Status st = CheckServerOptimizerConfig(engine.server_opt); !st.ok()) return st.error().WithContext("[server]");
   engine.pipeline = pipeline;
   if (pipeline == Pipeline::kDense) {
     task.uplink.dense = true;
@@ -167,6 +184,16 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   }
   if (!(engine.release_ema >= 0 && engine.release_ema < 1)) {
     return InvalidArgumentError("server.release_ema must be in [0, 1)");
+  }
+  if (!(engine.robust.clip_bound >= 0) || !std::isfinite(engine.robust.clip_bound)) {
+    return InvalidArgumentError("server.clip_bound must be a finite number >= 0 (0: a running quantile)");
+  }
+  if (!(engine.robust.clip_quantile > 0 && engine.robust.clip_quantile <= 1)) {
+    return InvalidArgumentError("server.clip_quantile must be in (0, 1]");
+  }
+  if (engine.robust.cc_iterations < 1) return InvalidArgumentError("server.cc_iterations must be at least 1");
+  if (!(engine.robust.trim_fraction >= 0 && engine.robust.trim_fraction < 0.5)) {
+    return InvalidArgumentError("server.trim_fraction must be in [0, 0.5)");
   }
   return OkStatus();
 }
@@ -233,6 +260,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("eval.every", s.eval_every);
   r.Get("eval.examples", s.eval_examples);
   r.Get("eval.federated_every", s.federated_eval_every);
+  r.Get("server.trusted_examples", s.trusted_examples);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");
@@ -240,6 +268,9 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");
   if (s.min_clients == 0) s.min_clients = 1;
   if (s.pipeline == Pipeline::kDense) s.error_feedback = false;
+  if (s.engine.robust.rule == RobustRule::kFlTrust && s.trusted_examples == 0) {
+    return InvalidArgumentError("server.robust = \"fltrust\" needs a trusted set: server.trusted_examples must be at least 1");
+  }
   return OkStatus();
 }
 
@@ -250,6 +281,11 @@ std::vector<std::string> ServerNotes(const EngineConfig& engine) {
     std::snprintf(weight, sizeof weight, "%g", engine.release_ema);
     notes.push_back(std::string("The evaluated model is the released one: the moving average (weight ") + weight +
                     " on the past) of the server's model versions. Clients train from the model itself.");
+  }
+  if (engine.robust.rule != RobustRule::kNone) {
+    notes.push_back("Updates are aggregated with the robust rule '" + std::string(RobustRuleName(engine.robust.rule)) +
+                    "' (server.robust); rounds.csv counts the updates it clipped, down-weighted or rejected and "
+                    "ledger.csv says which and why.");
   }
   if (engine.averaging == Averaging::kSupport) {
     notes.push_back("Each coordinate of the aggregate is divided by the weights of the updates that carry it "

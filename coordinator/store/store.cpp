@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -132,6 +132,16 @@ CREATE INDEX ledger_by_round ON ledger(run_id, round, id);
 // replay runs each round at it). Rounds stored before it read as hour 0.
 constexpr const char* kMigrateV2toV3 = R"sql(
 ALTER TABLE rounds ADD COLUMN utc_hour REAL NOT NULL DEFAULT 0;
+)sql";
+
+// Schema v4: robust aggregation's verdicts (server.robust): per round, the
+// updates it clipped, down-weighted or rejected; per ledger row, which and
+// why ('' when kept as sent). Older rounds and rows read as none.
+constexpr const char* kMigrateV3toV4 = R"sql(
+ALTER TABLE rounds ADD COLUMN robust_clipped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN robust_downweighted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN robust_rejected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN robust TEXT NOT NULL DEFAULT '';
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -590,6 +600,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 2) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV2toV3));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=3"));
+      version_now = 3;
+    }
+    if (version_now == 3) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV3toV4));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=4"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -834,14 +849,16 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
             db_.get(), path_,
             "INSERT INTO rounds (run_id, round, new_version, applied, accuracy, loss, bytes_up, "
             "bytes_down, joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
-            "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+            "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
+            "robust_clipped, robust_downweighted, robust_rejected) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, c.new_version).Bind(4, c.applied);
     st.Bind(5, c.accuracy).Bind(6, c.loss).Bind(7, c.bytes_up).Bind(8, c.bytes_down);
     st.Bind(9, c.joules_compute).Bind(10, c.joules_radio).Bind(11, c.gco2e);
     st.Bind(12, c.server_joules).Bind(13, c.server_gco2e);
     st.Bind(14, c.selected).Bind(15, c.completed).Bind(16, c.stragglers);
     st.Bind(17, c.virtual_seconds).Bind(18, c.wall_seconds).Bind(19, c.utc_hour);
+    st.Bind(20, c.robust_clipped).Bind(21, c.robust_downweighted).Bind(22, c.robust_rejected);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (c.applied) {
@@ -899,12 +916,13 @@ Status Store::InsertLedgerRows(const std::string& run_id, const std::vector<Ledg
       Statement::Prepare(db_.get(), path_,
                          "INSERT INTO ledger (run_id, round, client_id, device, radio, region, "
                          "bytes_up, bytes_down, flops, compute_j, radio_j, total_j, gco2e, "
-                         "source, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                         "source, outcome, robust) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   for (const LedgerRow& r : rows) {
     st.Bind(1, run_id).Bind(2, r.round).Bind(3, r.client_id).Bind(4, r.device);
     st.Bind(5, r.radio).Bind(6, r.region).Bind(7, r.bytes_up).Bind(8, r.bytes_down);
     st.Bind(9, r.flops).Bind(10, r.compute_j).Bind(11, r.radio_j).Bind(12, r.total_j);
     st.Bind(13, r.gco2e).Bind(14, EnergySourceName(r.source)).Bind(15, ClientOutcomeName(r.outcome));
+    st.Bind(16, r.robust);
     FRUGAL_RETURN_IF_ERROR(st.Run());
     FRUGAL_RETURN_IF_ERROR(st.Reset());
   }
@@ -970,7 +988,8 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
       Statement::Prepare(db_.get(), path_,
                          "SELECT round, new_version, applied, accuracy, loss, bytes_up, bytes_down, "
                          "joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
-                         "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour "
+                         "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
+                         "robust_clipped, robust_downweighted, robust_rejected "
                          "FROM rounds WHERE run_id = ? ORDER BY round"));
   st.Bind(1, run_id);
   std::vector<RoundRow> rows;
@@ -996,6 +1015,9 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
     r.virtual_seconds = st.Double(15);
     r.wall_seconds = st.Double(16);
     r.utc_hour = st.Double(17);
+    r.robust_clipped = st.U32(18);
+    r.robust_downweighted = st.U32(19);
+    r.robust_rejected = st.U32(20);
     rows.push_back(r);
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());
@@ -1011,7 +1033,7 @@ Result<std::vector<LedgerRow>> Store::Ledger(const std::string& run_id) {
       Statement st,
       Statement::Prepare(db_.get(), path_,
                          "SELECT round, client_id, device, radio, region, bytes_up, bytes_down, "
-                         "flops, compute_j, radio_j, total_j, gco2e, source, outcome "
+                         "flops, compute_j, radio_j, total_j, gco2e, source, outcome, robust "
                          "FROM ledger WHERE run_id = ? ORDER BY round, id"));
   st.Bind(1, run_id);
   std::vector<LedgerRow> rows;
@@ -1041,6 +1063,7 @@ Result<std::vector<LedgerRow>> Store::Ledger(const std::string& run_id) {
     }
     r.source = *source;
     r.outcome = *outcome;
+    r.robust = st.Text(14);
     rows.push_back(std::move(r));
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());

@@ -247,6 +247,9 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c1.stragglers = 2;
   c1.virtual_seconds = 600.5;
   c1.utc_hour = 23.75;
+  c1.robust_clipped = 3;
+  c1.robust_downweighted = 1;
+  c1.robust_rejected = 2;
   c1.wall_seconds = 1.75;
   c1.client_versions = {{5, 2}, {0xFFFFFFFFFFFFFFF0ull, 1}};
   LedgerRow row;
@@ -264,6 +267,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   row.gco2e = 5e-5;
   row.source = EnergySource::kMeasured;
   row.outcome = ClientOutcome::kStraggled;
+  row.robust = "rejected: multi-krum score 12.5, 2 updates ranked better";
   c1.ledger_rows = {row};
 
   RoundCommit c2;  // a round that missed its quorum: model unchanged, NaN accuracy
@@ -340,6 +344,9 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r1.stragglers == c1.stragglers);
   CHECK(r1.virtual_seconds == c1.virtual_seconds);
   CHECK(r1.utc_hour == c1.utc_hour);
+  CHECK(r1.robust_clipped == 3);
+  CHECK(r1.robust_downweighted == 1);
+  CHECK(r1.robust_rejected == 2);
   CHECK(r1.wall_seconds == c1.wall_seconds);
   const RoundRow& r2 = (*rounds)[1];
   CHECK(r2.round == 2);
@@ -367,6 +374,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(l.gco2e == row.gco2e);
   CHECK(l.source == EnergySource::kMeasured);
   CHECK(l.outcome == ClientOutcome::kStraggled);
+  CHECK(l.robust == row.robust);
 
   auto clients = store->Clients("run-a");
   REQUIRE(clients.ok());
@@ -655,11 +663,20 @@ void DowngradeToV1(const std::string& path) {
   const size_t at = sql.find(evaluated);
   REQUIRE(at != std::string::npos);
   sql.erase(at, evaluated.size());
+  // Schema 4's column, which ALTER TABLE wrote after the last column.
+  const std::string robust = ", robust TEXT NOT NULL DEFAULT ''";
+  const size_t robust_at = sql.find(robust);
+  REQUIRE(robust_at != std::string::npos);
+  sql.erase(robust_at, robust.size());
   sql.replace(sql.find("ledger"), 6, "ledger_v1");
-  const std::string script = "BEGIN; " + sql + "; INSERT INTO ledger_v1 SELECT * FROM ledger; DROP TABLE ledger; " +
+  const std::string script = "BEGIN; " + sql + "; INSERT INTO ledger_v1 SELECT id, run_id, round, client_id, device, "
+                             "radio, region, bytes_up, bytes_down, flops, compute_j, radio_j, total_j, gco2e, source, "
+                             "outcome FROM ledger; DROP TABLE ledger; " +
                              "ALTER TABLE ledger_v1 RENAME TO ledger; " +
                              "CREATE INDEX ledger_by_round ON ledger(run_id, round, id); "
-                             "ALTER TABLE rounds DROP COLUMN utc_hour; PRAGMA user_version = 1; COMMIT;";
+                             "ALTER TABLE rounds DROP COLUMN utc_hour; ALTER TABLE rounds DROP COLUMN robust_clipped; "
+                             "ALTER TABLE rounds DROP COLUMN robust_downweighted; "
+                             "ALTER TABLE rounds DROP COLUMN robust_rejected; PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -711,7 +728,7 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 3);
+  CHECK(sqlite3_column_int(st, 0) == 4);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }

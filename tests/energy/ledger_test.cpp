@@ -99,7 +99,9 @@ struct Fixture {
     u4.client_id = 9;
     u4.flops = 1e9;
     u4.transfers = t4;
-    ledger.Add(MakeLedgerRow("", d2, r2, x, u4));
+    LedgerRow r4 = MakeLedgerRow("", d2, r2, x, u4);
+    r4.robust = "clipped: norm 4.2 > bound 1.3";  // a comma-free verdict, as the engine writes them
+    ledger.Add(r4);
 
     ledger.AddServer(1, 5400.0, 0.75);
     ledger.AddServer(2, 3000.0, 0.4);
@@ -218,9 +220,9 @@ TEST_SUITE("energy") {
     REQUIRE(lines.size() == 1 + 4 + 2);  // header, client rows, one server line per round
     CHECK(lines[0] ==
           "run_id,round,client_id,device,radio,region,bytes_up,bytes_down,flops,compute_j,radio_j,"
-          "total_j,gco2e,source,outcome");
+          "total_j,gco2e,source,outcome,robust");
     auto c1 = SplitCsv(lines[1]);
-    REQUIRE(c1.size() == 15);
+    REQUIRE(c1.size() == 16);
     CHECK(c1[0] == "run-1");
     CHECK(c1[1] == "1");
     CHECK(c1[2] == "7");
@@ -236,14 +238,16 @@ TEST_SUITE("energy") {
     CHECK(std::stod(c1[12]) == doctest::Approx(GramsAt500(14.5)));
     CHECK(c1[13] == "modelled");
     CHECK(c1[14] == "participated");
+    CHECK(c1[15].empty());  // kept as sent
     CHECK(SplitCsv(lines[2])[14] == "dropped");
+    CHECK(SplitCsv(lines[4])[15] == "clipped: norm 4.2 > bound 1.3");
     CHECK(SplitCsv(lines[3])[13] == "measured");
     CHECK(SplitCsv(lines[3])[14] == "straggled");
     // Numbers are written so they read back exactly.
     CHECK(std::stod(SplitCsv(lines[4])[11]) == f.ledger.rows()[3].total_j);
 
     auto s2 = SplitCsv(lines[6]);
-    REQUIRE(s2.size() == 15);
+    REQUIRE(s2.size() == 16);
     CHECK(s2[1] == "2");
     CHECK(s2[2].empty());
     CHECK(s2[3] == "server");
@@ -263,7 +267,7 @@ TEST_SUITE("energy") {
     REQUIRE(lines.size() == 2);
     CHECK(lines[1].substr(0, 11) == "\"run,\"\"x\"\"\"");
     CHECK(SplitCsv(lines[1])[0] == "run,\"x\"");
-    CHECK(SplitCsv(lines[1]).size() == 15);
+    CHECK(SplitCsv(lines[1]).size() == 16);
   }
 
   TEST_CASE("a federated evaluation's row is counted as evaluated, not as a participation") {

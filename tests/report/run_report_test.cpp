@@ -57,7 +57,11 @@ std::vector<RoundRecord> ThreeRounds() {
           .completed = 11,
           .stragglers = 1,
           .virtual_seconds = 180,
-          .wall_seconds = 0.75};
+          .wall_seconds = 0.75,
+          .robust_clipped = 2,
+          .robust_downweighted = 1,
+          .robust_rejected = 3,
+          .backdoor_success = 0.125};
   return r;
 }
 
@@ -73,8 +77,10 @@ TEST_SUITE("report") {
 
     CHECK(text.substr(0, text.find('\n')) ==
           "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
-          "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour");
-    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5\n") != std::string::npos);
+          "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
+          "robust_clipped,robust_downweighted,robust_rejected,backdoor_success");
+    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1\n") != std::string::npos);
+    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125\n"));  // round 3's robust counts and backdoor rate
 
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
@@ -96,7 +102,27 @@ TEST_SUITE("report") {
       CHECK(b.virtual_seconds == a.virtual_seconds);
       CHECK(b.wall_seconds == a.wall_seconds);
       CHECK(b.utc_hour == a.utc_hour);
+      CHECK(b.robust_clipped == a.robust_clipped);
+      CHECK(b.robust_downweighted == a.robust_downweighted);
+      CHECK(b.robust_rejected == a.robust_rejected);
+      CHECK(b.backdoor_success == a.backdoor_success);
     }
+  }
+
+  TEST_CASE("rounds.csv written before the robust and backdoor columns still parses") {
+    const std::string old_header =
+        "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
+        "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour\n";
+    auto parsed = ParseRoundsCsv(old_header + "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\n");
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->size() == 1);
+    CHECK((*parsed)[0].utc_hour == 12);
+    CHECK((*parsed)[0].robust_rejected == 0);
+    CHECK((*parsed)[0].backdoor_success == -1);
+    // A row of the new width under the old header is still a column error.
+    auto mixed = ParseRoundsCsv(old_header + "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
+    REQUIRE_FALSE(mixed.ok());
+    CHECK(mixed.error().message().find("18 columns, expected 14") != std::string::npos);
   }
 
   TEST_CASE("rounds.csv of no rounds is the header alone and parses to no records") {
@@ -120,7 +146,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("malformed rounds.csv text is rejected with an error naming the line and column") {
     const std::string header = std::string(kRoundsCsvHeader) + "\n";
-    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\n";
+    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n";
 
     auto empty = ParseRoundsCsv("");
     REQUIRE_FALSE(empty.ok());
@@ -136,21 +162,21 @@ TEST_SUITE("report") {
     CHECK(short_row.error().message().find("3 columns") != std::string::npos);
 
     auto negative_bytes =
-        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12\n");
+        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
     REQUIRE_FALSE(negative_bytes.ok());
     CHECK(negative_bytes.error().message().find("line 3") != std::string::npos);
     CHECK(negative_bytes.error().message().find("bytes_up") != std::string::npos);
 
-    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\n");
+    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
     REQUIRE_FALSE(junk_number.ok());
     CHECK(junk_number.error().message().find("accuracy") != std::string::npos);
 
     auto too_big =
-        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\n");
+        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
     REQUIRE_FALSE(too_big.ok());
     CHECK(too_big.error().message().find("round") != std::string::npos);
 
-    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\n");
+    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
     REQUIRE_FALSE(empty_field.ok());
 
     auto gap = ParseRoundsCsv(header + good_row + "\n" + good_row);
@@ -198,7 +224,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("rounds.csv with CRLF line endings parses like LF") {
     const std::string text =
-        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12\r\n";
+        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\r\n";
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->size() == 1);

@@ -22,6 +22,8 @@ enum class SeedStream : uint64_t {
   kInit = 14,      // the initial model, version 1
   kAttack = 15,    // frugal-sim's attackers (no index), an attacker's poisoned examples (by client),
                    // its Gaussian update (by round and client)
+  kTrusted = 21,   // the server's trusted set (server.trusted_examples, FLTrust)
+  kTrustedTrain = 22,  // the server's training on its trusted set (by round)
 };
 
 inline uint64_t StreamSeed(uint64_t seed, SeedStream s) { return DeriveSeed(seed, static_cast<uint64_t>(s)); }

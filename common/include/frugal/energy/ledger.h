@@ -38,6 +38,10 @@ struct LedgerRow {
   double gco2e = 0;
   EnergySource source = EnergySource::kModelled;
   ClientOutcome outcome = ClientOutcome::kParticipated;
+  // What robust aggregation (server.robust) did to this client's update:
+  // empty when it was kept as sent (or no rule ran), else the action and why,
+  // e.g. "clipped: norm 4.21 > bound 1.30" or "rejected: multi-krum score ...".
+  std::string robust;
 };
 
 // Client sums (total_j and gco2e are clients only) plus, separately, the
@@ -101,9 +105,9 @@ class EnergyLedger {
   const std::vector<ServerEntry>& server_entries() const { return server_; }
 
   // ledger.csv: header run_id,round,client_id,device,radio,region,bytes_up,
-  // bytes_down,flops,compute_j,radio_j,total_j,gco2e,source,outcome; one line per
-  // client row in insertion order, then one per server entry (client_id empty,
-  // device "server", outcome "aggregation"). Joules in J, carbon in grams.
+  // bytes_down,flops,compute_j,radio_j,total_j,gco2e,source,outcome,robust; one
+  // line per client row in insertion order, then one per server entry (client_id
+  // empty, device "server", outcome "aggregation"). Joules in J, carbon in grams.
   void WriteLedgerCsv(std::ostream& out) const;
 
   struct EmissionsMeta {

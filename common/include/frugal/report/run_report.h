@@ -68,14 +68,17 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 // The exact header line of rounds.csv (without the newline).
 inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
-    "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour";
+    "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
+    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left
 // in `out`'s state for the caller to check.
 void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records);
 
-// Parses text written by WriteRoundsCsv (e.g. a baseline run's rounds.csv).
+// Parses text written by WriteRoundsCsv (e.g. a baseline run's rounds.csv),
+// or by a writer before the robust_* and backdoor_success columns (their
+// fields then keep RoundRecord's defaults).
 // Returns InvalidArgument naming the line and column of the first malformed
 // field, a missing or different header, or a wrong number of columns.
 Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/aggregate/robust.h"
 #include "frugal/energy/ledger.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/round/record.h"
@@ -45,6 +46,10 @@ class RoundAccount {
   void Add(const Participation& p);
   // Updates accepted into the aggregate.
   void SetCompleted(uint32_t completed) { record_.completed = completed; }
+  // The robust rule's verdicts on the accepted updates (RoundOutcome::verdicts):
+  // counted in the record, and each non-kept one written into its client's
+  // ledger row as "<action>: <reason>". Call after every Add().
+  void SetVerdicts(std::span<const RobustVerdict> verdicts);
 
   RoundRecord& record() { return record_; }
   const RoundRecord& record() const { return record_; }

@@ -9,12 +9,14 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "frugal/aggregate/fedavg.h"
+#include "frugal/aggregate/robust.h"
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
@@ -57,6 +59,9 @@ struct EngineConfig {
   DownlinkConfig full_model{.bits = 8, .block_size = 256};
   uint32_t delta_window = 64;  // number of past steps kept for chains
   Averaging averaging = Averaging::kAll;
+  // How the round's accepted updates are combined (server.robust); kNone is
+  // the weighted mean the Averaging says.
+  RobustConfig robust;
   ServerOptimizerConfig server_opt;
   // The released model (release_model(): what is evaluated and exported) is an
   // exponential moving average of the model versions: r = b*r + (1-b)*model
@@ -77,6 +82,9 @@ struct RoundOutcome {
   bool applied = false;           // false when the quorum was not met
   uint32_t new_version = 0;
   uint64_t broadcast_bytes = 0;   // size of the compressed step (frugal), 0 for dense
+  // One verdict of the robust rule per accepted update, in client-id order
+  // (empty when the quorum was not met).
+  std::vector<RobustVerdict> verdicts;
 };
 
 // What a service stores to resume an engine after a restart (see Restore()).
@@ -125,6 +133,12 @@ class RoundEngine {
   Status Ingest(uint32_t round, uint64_t client_id, uint32_t base_version, std::span<const uint8_t> update,
                 double weight, RejectReason* reason = nullptr);
 
+  // The server's own update for the open round, computed on its trusted set
+  // from the model of version() (FLTrust's reference; see TrustedUpdate in
+  // frugal/round/trusted.h). Required before CloseRound when server.robust is
+  // "fltrust", ignored otherwise.
+  Status SetReference(SparseUpdate reference);
+
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
@@ -144,7 +158,7 @@ class RoundEngine {
   uint32_t steps_base_ = 1;
   std::vector<float> server_residual_;
   std::vector<float> release_;  // release_ema > 0 only
-  FedAvgAccumulator accumulator_;
+  RobustAggregator aggregator_;
   ServerOptimizer server_opt_;
   std::vector<float> scratch_;
 
@@ -158,6 +172,7 @@ class RoundEngine {
     double weight = 0;
   };
   std::map<uint64_t, PendingUpdate> pending_;
+  std::optional<SparseUpdate> reference_;  // the open round's (fltrust)
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
 };
 

@@ -18,6 +18,13 @@ struct RoundRecord {
   // Hours since a UTC midnight when the round opened: the hour its energy is
   // priced at. A replay runs each round at the hour the original did.
   double utc_hour = 0;
+  // Robust aggregation (server.robust): accepted updates the rule clipped,
+  // down-weighted or rejected (the ledger says which and why).
+  uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;
+  // The simulator's backdoor attack (attack.kind = "backdoor"): the fraction
+  // of triggered test images (true label not the target) classified as the
+  // target label by the evaluated model. -1: not measured.
+  double backdoor_success = -1;
 };
 
 }  // namespace frugal

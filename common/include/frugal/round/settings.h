@@ -48,6 +48,10 @@ struct RunSettings {
   uint32_t eval_every = 1;            // eval.every: the server evaluates on the test set every N rounds
   uint32_t eval_examples = 0;         // eval.examples: test examples evaluated (0 = all)
   uint32_t federated_eval_every = 0;  // eval.federated_every: clients evaluate on local data every N rounds (0 = never)
+  // server.trusted_examples: the size of the server's trusted set (FLTrust's
+  // root data set, server.robust = "fltrust"): a seeded uniform sample of the
+  // training set, on which the server computes its own update each round.
+  uint32_t trusted_examples = 100;
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return pipeline == Pipeline::kFrugal && error_feedback; }
@@ -84,7 +88,9 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
 // Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum,selection},
 // train.*, uplink.{density,values,exact_topk,try_zstd},
 // downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window} and
-// server.{learning_rate,momentum,averaging,release_ema} from `r`; the values passed in are the
+// server.{learning_rate,momentum,optimizer,beta1,beta2,tau,averaging,release_ema}, and the robust rule's
+// server.{robust,clip_bound,clip_quantile,cc_iterations,trim_fraction,
+// krum_byzantine,krum_select} from `r`; the values passed in are the
 // defaults. Applies the pipeline (dense: fp32 both ways) and validates. Errors
 // name the key; a type error already recorded by `r` is returned first.
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine);

@@ -85,6 +85,9 @@ struct WireTotals {
 struct DriverDeps {
   Store* store = nullptr;           // required
   const Dataset* test = nullptr;    // evaluation set (Fashion-MNIST test)
+  // The training set the server's trusted set is drawn from (server.robust =
+  // "fltrust"; server.trusted_examples of it); unused by other rules.
+  const Dataset* train = nullptr;
   EnergyProfiles profiles;
   DriverTransport* transport = nullptr;
   std::function<double()> utc_hour;  // hours since a UTC midnight, for carbon; default: the system clock
@@ -176,6 +179,8 @@ class RoundDriver {
   std::unique_ptr<ModelWorkspace> ws_;
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<RoundPlanner> planner_;
+  std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
+  std::vector<float> trusted_scratch_;
   std::optional<EvalResult> last_eval_;
   uint32_t next_round_ = 1;
   double next_round_at_ = 0;

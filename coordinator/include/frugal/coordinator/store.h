@@ -36,6 +36,7 @@ struct RoundCommit {
   uint32_t selected = 0, completed = 0, stragglers = 0;
   double virtual_seconds = 0, wall_seconds = 0;
   double utc_hour = 0;  // when the round opened (hours since a UTC midnight)
+  uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;  // server.robust's verdicts
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
 };
@@ -52,6 +53,7 @@ struct RoundRow {
   uint32_t selected = 0, completed = 0, stragglers = 0;
   double virtual_seconds = 0, wall_seconds = 0;
   double utc_hour = 0;
+  uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;
 };
 
 struct ClientRow {
