@@ -101,7 +101,10 @@ class RobustAggregator {
   // Writes the robust aggregate of `updates` into out (size dim) and one
   // verdict per update, in the order given. `reference` is the server's own
   // update on its trusted set, required by fltrust and ignored otherwise.
-  // Errors name what does not fit (dimension, missing reference, no updates).
+  // Errors name what does not fit (dimension, missing reference, no updates);
+  // every input is checked first, so on error neither out nor the state moved.
+  // Scratch is kept for the next round: O(d), plus up to 8 MB of columns
+  // (median, trimmed mean, multi_krum) and n^2 doubles (multi_krum).
   Status Aggregate(std::span<const RobustInput> updates, const SparseUpdate* reference, std::span<float> out,
                    std::vector<RobustVerdict>& verdicts);
 
