@@ -4,6 +4,7 @@
 set -euo pipefail
 sim=$1
 config=$2
+shift 2  # anything further is passed to frugal-sim (e.g. --set attack.kind=alie)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if ! command -v mpirun >/dev/null; then
@@ -13,7 +14,7 @@ fi
 # Root is allowed here because CI runs as root; --oversubscribe lets 2 ranks share a small machine.
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp)
 for np in 1 2; do
-  "${MPIRUN[@]}" -np "$np" "$sim" --config "$config" --set run.threads=1 --out "$work/np$np" --quiet --no-progress
+  "${MPIRUN[@]}" -np "$np" "$sim" --config "$config" --set run.threads=1 "$@" --out "$work/np$np" --quiet --no-progress
   # A frugal-sim built without MPI would run np independent copies of the whole
   # simulation and agree with itself: require the ranks to have been one run.
   if ! grep -Eq "\"mpi_ranks\": *\"$np\"" "$work/np$np/summary.json"; then

@@ -30,7 +30,7 @@ struct AttackConfig {
   AttackKind kind = AttackKind::kNone;
   double fraction = 0.2;          // of the population, malicious for the whole run
   double scale = 1.0;             // sign_flip, scaling (default: clients_per_round), backdoor
-  double sigma = 0.1;             // gaussian: std of each coordinate
+  double sigma = 1.0;             // gaussian: std of each coordinate
   std::optional<double> z;        // alie: fixed z; unset: AlieZ(n, m) each round
   double epsilon = 0.1;           // ipm
   double poison_fraction = 0.5;   // backdoor: share of an attacker's examples stamped and relabelled
