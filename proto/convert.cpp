@@ -48,6 +48,7 @@ constexpr RejectRow kRejectTable[] = {
     {RejectReason::kWrongDimension, v1::Error::REJECT_WRONG_DIMENSION},
     {RejectReason::kNonFinite, v1::Error::REJECT_NON_FINITE},
     {RejectReason::kBadWeight, v1::Error::REJECT_BAD_WEIGHT},
+    {RejectReason::kTooDense, v1::Error::REJECT_TOO_DENSE},
 };
 
 }  // namespace

@@ -339,6 +339,10 @@ Result<SparseUpdate> ParseUplink(std::span<const uint8_t> payload, uint32_t expe
 
 }  // namespace
 
+size_t UplinkKeepCount(double density, size_t d) {
+  return std::clamp<size_t>(static_cast<size_t>(std::llround(density * static_cast<double>(d))), 1, d);
+}
+
 Result<std::vector<uint8_t>> EncodeUplink(std::span<const float> update, const UplinkConfig& cfg,
                                           std::span<float> residual) {
   const size_t d = update.size();
@@ -373,7 +377,7 @@ Result<std::vector<uint8_t>> EncodeUplink(std::span<const float> update, const U
     std::fill(residual.begin(), residual.end(), 0.0f);
     return out;
   }
-  const size_t k = std::clamp<size_t>(static_cast<size_t>(std::llround(cfg.density * static_cast<double>(d))), 1, d);
+  const size_t k = UplinkKeepCount(cfg.density, d);
   const std::vector<uint32_t> indices = cfg.exact_topk ? TopKExact(acc, k) : TopKSampled(acc, k);
   std::vector<float> picked(indices.size());
   for (size_t j = 0; j < indices.size(); ++j) picked[j] = acc[indices[j]];

@@ -32,6 +32,7 @@ std::string_view RejectReasonName(RejectReason r) {
     case RejectReason::kWrongDimension: return "wrong_dimension";
     case RejectReason::kNonFinite: return "non_finite";
     case RejectReason::kBadWeight: return "bad_weight";
+    case RejectReason::kTooDense: return "too_dense";
   }
   return "unknown";
 }
@@ -213,6 +214,11 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
     const bool non_finite = m.find("NaN") != std::string::npos || m.find("Inf") != std::string::npos;
     return Reject(non_finite ? RejectReason::kNonFinite : RejectReason::kMalformed, reason,
                   decoded.error().WithContext(who));
+  }
+  if (const size_t limit = UplinkKeepCount(cfg_.uplink_density, model_.size()); decoded->indices.size() > limit) {
+    return Reject(RejectReason::kTooDense, reason,
+                  InvalidArgumentError(who + ": update carries " + std::to_string(decoded->indices.size()) +
+                                       " values, the round's uplink density allows " + std::to_string(limit)));
   }
   ingested_.insert(client_id);
   pending_.emplace(client_id, PendingUpdate{std::move(*decoded), weight});

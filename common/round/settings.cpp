@@ -169,9 +169,11 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   FRUGAL_ASSIGN_OR_RETURN(engine.server_opt.kind, ParseServerOptimizer(optimizer));
   if (Status st = CheckServerOptimizerConfig(engine.server_opt); !st.ok()) return st.error().WithContext("[server]");
   engine.pipeline = pipeline;
+  engine.uplink_density = task.uplink.density;
   if (pipeline == Pipeline::kDense) {
     task.uplink.dense = true;
     engine.full_model.bits = 0;
+    engine.uplink_density = 1.0;
   }
   if (plan.clients_per_round == 0) return InvalidArgumentError("round.clients_per_round must be at least 1");
   if (!(plan.deadline_s > 0)) return InvalidArgumentError("round.deadline_s must be positive");

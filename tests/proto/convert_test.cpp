@@ -23,6 +23,7 @@ constexpr RejectReason kAllReasons[] = {
     RejectReason::kRoundClosed, RejectReason::kStaleRound,     RejectReason::kNotSelected,
     RejectReason::kDuplicate,   RejectReason::kStaleBase,      RejectReason::kMalformed,
     RejectReason::kWrongDimension, RejectReason::kNonFinite,   RejectReason::kBadWeight,
+    RejectReason::kTooDense,
 };
 
 }  // namespace

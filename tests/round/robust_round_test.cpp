@@ -162,6 +162,31 @@ TEST_SUITE("round") {
     CHECK(bad.error().message().find("robust rule") != std::string::npos);
   }
 
+  TEST_CASE("an update with more values than the round's uplink density is refused as too dense") {
+    const size_t d = 200;
+    EngineConfig cfg;
+    cfg.uplink_density = 0.05;  // 10 values of 200
+    RoundEngine e(std::vector<float>(d, 0.0f), cfg);
+    REQUIRE(e.OpenRound(1, std::vector<uint64_t>{1, 2, 3}).ok());
+    RejectReason why{};
+    auto dense = e.Ingest(1, 1, 1, Dense(Noise(d, 30, 1.0f)), 1.0, &why);
+    REQUIRE_FALSE(dense.ok());
+    CHECK(why == RejectReason::kTooDense);
+    CHECK(RejectReasonName(why) == "too_dense");
+    CHECK(dense.error().message().find("carries 200 values") != std::string::npos);
+    UplinkConfig up;
+    up.density = 0.06;  // 12 values: over the limit, a well-formed sparse update all the same
+    auto over = EncodeUplink(Noise(d, 31, 1.0f), up, {});
+    REQUIRE(over.ok());
+    CHECK_FALSE(e.Ingest(1, 2, 1, *over, 1.0, &why).ok());
+    CHECK(why == RejectReason::kTooDense);
+    up.density = 0.05;
+    auto fits = EncodeUplink(Noise(d, 32, 1.0f), up, {});
+    REQUIRE(fits.ok());
+    CHECK(e.Ingest(1, 3, 1, *fits, 1.0).ok());
+    CHECK(UplinkKeepCount(0.05, d) == 10);
+  }
+
   TEST_CASE("the account counts the verdicts and writes each non-kept one into its client's ledger row") {
     auto profiles = EnergyProfiles::LoadDefault();
     REQUIRE(profiles.ok());

@@ -30,6 +30,9 @@ struct SparseUpdate {
   std::vector<float> values;
 };
 
+// Values a sparse uplink of `density` keeps of `d`: round(density * d), at least 1, at most d.
+size_t UplinkKeepCount(double density, size_t d);
+
 // Adds `residual` (if non-empty, same size) to `update`, selects + quantizes, writes what
 // was not sent back into `residual`. Thread-compatible (no shared state). Fails on
 // non-finite input, size mismatch, d = 0 or d > kMaxCodecDim, or density outside (0, 1].

@@ -59,6 +59,11 @@ struct EngineConfig {
   DownlinkConfig full_model{.bits = 8, .block_size = 256};
   uint32_t delta_window = 64;  // number of past steps kept for chains
   Averaging averaging = Averaging::kAll;
+  // The uplink density clients are asked for (frugal): an update carrying
+  // more than UplinkKeepCount(uplink_density, dim) values is refused, so no
+  // client can outvote the others at a coordinate, or send a dense update,
+  // by ignoring it. 1: no limit (the dense pipeline).
+  double uplink_density = 1.0;
   // How the round's accepted updates are combined (server.robust); kNone is
   // the weighted mean the Averaging says.
   RobustConfig robust;
@@ -73,6 +78,7 @@ struct EngineConfig {
 // Why an update was refused; the coordinator counts these per reason.
 enum class RejectReason : uint8_t {
   kRoundClosed, kStaleRound, kNotSelected, kDuplicate, kStaleBase, kMalformed, kWrongDimension, kNonFinite, kBadWeight,
+  kTooDense,  // more values than EngineConfig::uplink_density allows
 };
 std::string_view RejectReasonName(RejectReason r);
 
