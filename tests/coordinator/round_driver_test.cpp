@@ -350,6 +350,65 @@ TEST_SUITE("coordinator") {
     CHECK((*rows)[0].applied);
   }
 
+  TEST_CASE("server.robust in the driver: an oversized update is clipped, logged, counted and stored per client") {
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=3", "round.min_clients=3",
+                        "uplink.density=0.1", "eval.examples=200", "server.robust=\"norm_bound\"",
+                        "server.clip_bound=0.5"});
+    RoundDriver* driver = rig->driver.get();
+    FakeTransport& transport = rig->transport;
+    for (uint64_t conn : {1, 2, 3}) {
+      const std::string name = "client-" + std::to_string(conn);
+      REQUIRE(driver->OnHello(conn, name, MakeHello(name), 0).ok());
+    }
+    driver->Tick(0);
+    REQUIRE(driver->Metrics().round_open);
+    // Two small steps (norm about 0.03) and one of norm about 280: clipped to 0.5.
+    driver->OnUpdate(1, GoodUpdate(transport, 1, 0.001f), 1);
+    driver->OnUpdate(2, GoodUpdate(transport, 2, 0.001f), 1);
+    driver->OnUpdate(3, GoodUpdate(transport, 3, 10.0f), 1);
+    REQUIRE(driver->done());
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK((*rows)[0].robust_clipped == 1);
+    CHECK((*rows)[0].robust_rejected == 0);
+    auto ledger = rig->store->Ledger(rig->cfg.run_id);
+    REQUIRE(ledger.ok());
+    int clipped = 0;
+    for (const LedgerRow& row : *ledger) {
+      if (row.robust.empty()) continue;
+      ++clipped;
+      CHECK(row.robust.starts_with("clipped: "));
+      CHECK(row.robust.find("0.5") != std::string::npos);  // names the bound
+    }
+    CHECK(clipped == 1);
+    // The run directory says the same.
+    std::ifstream csv(rig->dir.Path("run") + "/rounds.csv");
+    std::string header, line;
+    std::getline(csv, header);
+    std::getline(csv, line);
+    CHECK(header.find("robust_clipped,robust_downweighted,robust_rejected") != std::string::npos);
+    CHECK(line.find(",1,0,0,-1") != std::string::npos);
+  }
+
+  TEST_CASE("server.robust = fltrust without a training set for the trusted sample is refused at start") {
+    testing::TempDir dir;
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test", {"model=\"logreg\"", "server.robust=\"fltrust\""});
+    REQUIRE(cfg.ok());
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    deps.transport = &transport;
+    auto driver = RoundDriver::Create(*cfg, std::move(deps));
+    REQUIRE_FALSE(driver.ok());
+    CHECK(driver.error().message().find("fltrust") != std::string::npos);
+  }
+
   TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {
     auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "eval.examples=100", "seed=7"});
     auto reg = rig->driver->OnHello(1, "alice", MakeHello("alice"), 0);
