@@ -115,10 +115,6 @@ class ServerOptimizer {
   // kinds); otherwise returns invalid argument and keeps the current state.
   Status SetState(std::span<const float> state);
 
-  // Transitional aliases of state() and SetState() until the round engine switches.
-  std::span<const float> velocity() const { return state(); }
-  Status SetVelocity(std::span<const float> v) { return SetState(v); }
-
  private:
   ServerOptimizerConfig cfg_;
   size_t dim_;
