@@ -235,7 +235,7 @@ class Simulation {
   void PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta) const;
   Status EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
   void OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
-                        std::vector<std::vector<float>>& held, const std::vector<bool>& pending,
+                        std::vector<std::vector<float>>& held, const std::vector<uint8_t>& pending,
                         std::vector<SlotResult>& results);
   Result<std::vector<SlotResult>> Exchange(std::vector<SlotResult> local);
   Result<Timing> Schedule(std::span<const uint32_t> selected, std::span<const Download> downloads,
@@ -273,6 +273,7 @@ class Simulation {
   Dataset backdoor_test_;              // triggered test images (attack.kind = "backdoor")
   std::vector<uint32_t> backdoor_idx_;
   double last_backdoor_ = -1;
+  uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::map<uint32_t, Base> bases_;
   std::unique_ptr<ProgressBar> bar_;
@@ -404,9 +405,15 @@ Result<std::vector<Download>> Simulation::Downloads(std::span<const uint32_t> se
     std::vector<std::span<const uint8_t>> pieces;
     FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*out[s].payload, dim, &pieces));
     out[s].full = h.kind == ModelPayloadKind::kFull;
-    if (out[s].full && !bases_.contains(version)) {
+    // A client with no base (the dense pipeline's) that is up to date, after a
+    // round that changed nothing, holds what the current full model decodes to.
+    if ((out[s].full || pop_->base_version(selected[s]) == 0) && !bases_.contains(version)) {
+      std::shared_ptr<const std::vector<uint8_t>> full = out[s].payload;
+      if (!out[s].full) {
+        FRUGAL_ASSIGN_OR_RETURN(full, engine_->ModelPayloadFor(0));
+      }
       std::vector<float> copy;
-      FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(*out[s].payload, 0, copy, dim).status());
+      FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(*full, 0, copy, dim).status());
       bases_[version] = Base{std::move(copy), 0};
     }
   }
@@ -470,7 +477,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
   // the attackers encode once all are known.
   const bool hold = attack.needs_honest_deltas();
   std::vector<std::vector<float>> held(hold ? mine.size() : 0);
-  std::vector<bool> pending(mine.size(), false);
+  std::vector<uint8_t> pending(mine.size(), 0);  // not vector<bool>: threads write neighbouring entries
   ParallelFor(mine.size(), threads_, [&](size_t t, size_t k) {
     const size_t s = mine[k];
     const uint32_t c = selected[s];
@@ -483,7 +490,8 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     };
     const bool attacker = IsAttacker(c);
     // The copy the client trains from, after its download (see Base).
-    const std::vector<float>& start = bases_.at(downloads[s].full ? version : pop_->base_version(c)).model;
+    const uint32_t base = downloads[s].full || pop_->base_version(c) == 0 ? version : pop_->base_version(c);
+    const std::vector<float>& start = bases_.at(base).model;
     std::span<const uint32_t> examples = pop_->Examples(c, example_buf_[t]);
     const Dataset* data = &train_;
     Dataset poisoned;
@@ -503,6 +511,17 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     double fraction = 0;
     const bool dropped = Dropped(round, id, &fraction);
     auto stats = TrainClientDelta(*model_, start, *data, examples, tc, *ws_[t], scratch_[t]);
+    if (!stats.ok() && attack.active() && stats.error().code() == ErrorCode::kInvalidArgument) {
+      // An attack can drive the global model where training no longer has a
+      // finite loss. The device then fails its task and sends nothing, like a
+      // drop-out; the run goes on (and shows the damage) instead of stopping.
+      // Its energy is charged for the whole task, an upper bound.
+      r.status = 1;
+      r.flops = static_cast<double>(examples.size()) * tc.epochs *
+                (model_->flops_per_example().forward + model_->flops_per_example().backward);
+      bar_->Update(round, done.fetch_add(1) + 1, mine.size());
+      return;
+    }
     if (!stats.ok()) return fail(stats.error());
     if (dropped) {
       // Vanished mid-training: the work done so far is spent, nothing is sent,
@@ -515,7 +534,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
       r.loss = stats->mean_loss;
       if (hold) {
         held[k] = scratch_[t];
-        pending[k] = attacker;
+        pending[k] = attacker ? 1 : 0;
       } else if (attacker && attack.poisons_model()) {
         PoisonDelta(round, id, scratch_[t]);
       }
@@ -534,7 +553,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
 // the honest ones (of the attackers' own where none is honest); then each of
 // this rank's attackers encodes its crafted update.
 void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
-                                  std::vector<std::vector<float>>& held, const std::vector<bool>& pending,
+                                  std::vector<std::vector<float>>& held, const std::vector<uint8_t>& pending,
                                   std::vector<SlotResult>& results) {
   struct Entry {
     uint32_t slot = 0;
@@ -544,7 +563,7 @@ void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<
   const size_t dim = model_->num_params();
   std::vector<Entry> entries;
   for (size_t k = 0; k < mine.size(); ++k) {
-    if (results[k].status == 0) entries.push_back({static_cast<uint32_t>(mine[k]), pending[k], held[k]});
+    if (results[k].status == 0) entries.push_back({static_cast<uint32_t>(mine[k]), pending[k] != 0, held[k]});
   }
   std::vector<std::vector<float>> remote;  // every rank's deltas, this one's included
   auto fail_all = [&](const Error& e) {
@@ -724,6 +743,13 @@ Status Simulation::Step(uint32_t round) {
   FRUGAL_ASSIGN_OR_RETURN(std::vector<SlotResult> results, Exchange(std::move(local)));
   std::map<uint32_t, SlotResult*> by_client;
   for (auto& r : results) by_client[r.client] = &r;
+  if (cfg_.attack.active()) {
+    // Sent nothing without drawing a drop-out: its training diverged (see Train).
+    for (const auto& r : results) {
+      double unused = 0;
+      if (r.status == 1 && !Dropped(round, r.client, &unused)) ++diverged_;
+    }
+  }
   FRUGAL_ASSIGN_OR_RETURN(Timing timing, Schedule(selected, downloads, by_client));
 
   const double cpu0 = ThreadCpuSeconds();
@@ -820,6 +846,11 @@ void Simulation::AddNotes(RunSummary& sum) const {
               " evaluated test images not of class " + std::to_string(cfg_.attack.target_label) +
               " that the server's model puts in that class once the trigger is stamped.";
     }
+    if (diverged_ > 0) {
+      note += " The attack drove the model where " + WithCommas(diverged_) +
+              " client tasks could not train (non-finite loss): those clients sent nothing, as drop-outs do, and "
+              "their energy is charged for the whole task.";
+    }
     sum.notes.push_back(std::move(note));
   }
   if (bf16_residuals_ && cfg_.uses_residuals()) {
@@ -864,6 +895,7 @@ Result<RunResult> Simulation::Finish() {
         achieved / (gemm_gflops_ * static_cast<double>(threads_) * static_cast<double>(comm_->size()));
   }
   if (cfg_.attack.kind == AttackKind::kBackdoor) sum.extra_metrics["backdoor_success"] = last_backdoor_;
+  if (cfg_.attack.active()) sum.extra_metrics["attack_diverged_tasks"] = static_cast<double>(diverged_);
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
   sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
   // Per update that counted, so stragglers' wasted work does not inflate it (it is in train_gflops_per_second).

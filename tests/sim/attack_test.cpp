@@ -328,6 +328,15 @@ TEST_SUITE("sim") {
     CHECK(ipm.final_model != one.final_model);
   }
 
+  TEST_CASE("a run whose model an attack destroys goes on: clients that cannot train send nothing") {
+    // Weights of 1e18 overflow the 2NN's second layer: training has no finite loss after round 1.
+    const RunResult r = Run(Parse({"model=\"mlp\"", "attack.kind=\"gaussian\"", "attack.sigma=1e18", "rounds=3",
+                                   "attack.fraction=0.5"}));
+    CHECK(r.rounds.size() == 3);
+    CHECK(r.summary.extra_metrics.at("attack_diverged_tasks") > 0);
+    CHECK(r.rounds.back().completed < r.rounds.back().selected);
+  }
+
   TEST_CASE("a backdoor run records its success rate every round") {
     const RunResult r = Run(Parse({"attack.kind=\"backdoor\"", "rounds=2", "attack.fraction=0.5"}));
     for (const RoundRecord& rec : r.rounds) {
