@@ -162,6 +162,37 @@ TEST_SUITE("round") {
     CHECK(bad.error().message().find("robust rule") != std::string::npos);
   }
 
+  TEST_CASE("a restored engine continues FedAdam/FedYogi/FedAdagrad bit for bit: the moments are in ServerState") {
+    const size_t d = 300;
+    for (ServerOptimizerKind kind : {ServerOptimizerKind::kAdam, ServerOptimizerKind::kYogi,
+                                     ServerOptimizerKind::kAdagrad}) {
+      CAPTURE(ServerOptimizerName(kind));
+      EngineConfig cfg;
+      cfg.pipeline = Pipeline::kFrugal;
+      cfg.broadcast.density = 0.05;
+      cfg.server_opt.kind = kind;
+      cfg.server_opt.learning_rate = 0.03f;
+      RoundEngine a(Noise(d, 40, 0.1f), cfg);
+      auto updates = [&](uint32_t r) {
+        return std::vector<std::vector<float>>{Noise(d, 50 * r + 1, 0.01f), Noise(d, 50 * r + 2, 0.01f)};
+      };
+      for (uint32_t r = 1; r <= 3; ++r) RunRound(a, r, updates(r));
+      EngineState state;
+      state.version = a.version();
+      state.model.assign(a.global_model().begin(), a.global_model().end());
+      state.server_state = a.ServerState();
+      CHECK(state.server_state.size() == 4 * (d + 2 * d));  // residual, then m and v
+      auto b = RoundEngine::Restore(state, cfg);
+      REQUIRE(b.ok());
+      state.server_state.clear();  // zero moments: the run diverges
+      auto c = RoundEngine::Restore(state, cfg);
+      REQUIRE(c.ok());
+      for (RoundEngine* e : {&a, b->get(), c->get()}) RunRound(*e, 4, updates(4));
+      CHECK(std::memcmp(a.global_model().data(), (*b)->global_model().data(), 4 * d) == 0);
+      CHECK(std::memcmp(a.global_model().data(), (*c)->global_model().data(), 4 * d) != 0);
+    }
+  }
+
   TEST_CASE("an update with more values than the round's uplink density is refused as too dense") {
     const size_t d = 200;
     EngineConfig cfg;
