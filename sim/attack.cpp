@@ -68,7 +68,8 @@ Result<AttackKind> ParseAttackKind(std::string_view name) {
 }
 
 std::vector<bool> ChooseAttackers(size_t population, double fraction, uint64_t seed) {
-  const auto count = std::min(population, static_cast<size_t>(std::llround(fraction * static_cast<double>(population))));
+  const auto wanted = static_cast<size_t>(std::llround(fraction * static_cast<double>(population)));
+  const size_t count = std::min(population, wanted);
   std::vector<uint32_t> order(population);
   std::iota(order.begin(), order.end(), 0u);
   // The first `count` places of a Fisher-Yates shuffle: a uniform subset.

@@ -614,7 +614,11 @@ void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<
   ParallelFor(attackers.size(), threads_, [&](size_t t, size_t i) {
     const size_t k = attackers[i];
     std::span<float> delta = held[k];
-    if (cfg_.attack.kind == AttackKind::kAlie) AlieDelta(moments, z, delta); else IpmDelta(moments, cfg_.attack.epsilon, delta);
+    if (cfg_.attack.kind == AttackKind::kAlie) {
+      AlieDelta(moments, z, delta);
+    } else {
+      IpmDelta(moments, cfg_.attack.epsilon, delta);
+    }
     if (Status st = EncodeUpdate(t, selected[mine[k]], delta, results[k]); !st.ok()) {
       results[k].status = 2;
       results[k].error = st.error().ToString();
