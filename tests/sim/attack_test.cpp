@@ -344,6 +344,15 @@ TEST_SUITE("sim") {
       CHECK(rec.backdoor_success <= 1);
     }
     CHECK(r.summary.extra_metrics.at("backdoor_success") == r.rounds.back().backdoor_success);
+    // attack.scale boosts the backdoored delta (model replacement): another model.
+    const RunResult boosted =
+        Run(Parse({"attack.kind=\"backdoor\"", "rounds=2", "attack.fraction=0.5", "attack.scale=10"}));
+    CHECK(boosted.final_model != r.final_model);
+    AttackConfig a;
+    a.kind = AttackKind::kBackdoor;
+    CHECK_FALSE(a.poisons_model());
+    a.scale = 10;
+    CHECK(a.poisons_model());
   }
 }
 

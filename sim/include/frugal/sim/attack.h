@@ -37,8 +37,11 @@ struct AttackConfig {
   int32_t target_label = 0;       // backdoor
 
   bool active() const { return kind != AttackKind::kNone; }
-  // Attackers replace their trained delta (all but the two data attacks).
-  bool poisons_model() const { return active() && !poisons_data(); }
+  // Attackers change their trained delta: every model attack, and a backdoor
+  // boosted by a scale other than 1 (model replacement).
+  bool poisons_model() const {
+    return active() && (!poisons_data() || (kind == AttackKind::kBackdoor && scale != 1));
+  }
   bool poisons_data() const { return kind == AttackKind::kLabelFlip || kind == AttackKind::kBackdoor; }
   // ALIE and IPM are omniscient: they need the round's honest deltas.
   bool needs_honest_deltas() const { return kind == AttackKind::kAlie || kind == AttackKind::kIpm; }
