@@ -80,6 +80,7 @@ TEST_SUITE("round") {
     CHECK(frugal->plan.selection == SelectionPolicy::kEnergy);
     CHECK(frugal->engine.averaging == Averaging::kSupport);
     CHECK(frugal->engine.release_ema == doctest::Approx(0.8));
+    CHECK(frugal->engine.robust.rule == RobustRule::kCenteredClip);
     CHECK(frugal->task.uplink.density == doctest::Approx(0.02));
     CHECK(frugal->engine.broadcast.density == doctest::Approx(0.005));
     CHECK(frugal->engine.delta_window == 256);
@@ -89,6 +90,7 @@ TEST_SUITE("round") {
     CHECK(dense->plan.selection == SelectionPolicy::kUniform);
     CHECK(dense->engine.averaging == Averaging::kAll);
     CHECK(dense->engine.release_ema == 0);
+    CHECK(dense->engine.robust.rule == RobustRule::kNone);
     CHECK(dense->task.uplink.dense);
 
     // What a configuration says wins over the pipeline's settings: its top level,
