@@ -506,8 +506,8 @@ TEST_SUITE("coordinator") {
   }
 
   TEST_CASE("with server.release_ema the coordinator evaluates and records the moving average of the versions") {
-    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "data.eval_examples=300",
-                        "server.release_ema=0.5"});
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "eval.examples=300",
+                        "server.release_ema=0.5", "uplink.density=0.1"});  // GoodUpdate's density
     RoundDriver* driver = rig->driver.get();
     const std::vector<float> v1(driver->global_model().begin(), driver->global_model().end());
     REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());

@@ -229,8 +229,10 @@ train.learning_rate = 0.2
   }
 
   TEST_CASE("clients that make version 1 from the seed download chains instead of a first full model") {
-    RunResult seeded = Run(Parse({"rounds=2"}));
-    RunResult downloaded = Run(Parse({"rounds=2", "downlink.seed_init=false"}));
+    // Without Frugal's robust rule, as the figures below were measured: centered
+    // clipping's first rounds, from a zero centre, are slower (0.19 at round 2).
+    RunResult seeded = Run(Parse({"rounds=2", "server.robust=\"none\""}));
+    RunResult downloaded = Run(Parse({"rounds=2", "downlink.seed_init=false", "server.robust=\"none\""}));
     // Round 1: everyone holds the current version already (an empty chain of
     // 24 bytes) against an 8-bit full model of 7,850 parameters each.
     CHECK(seeded.rounds[0].bytes_down == 6 * 24);
