@@ -28,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "measure.h"
+
 #include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/frame.h"
@@ -41,6 +43,10 @@
 
 namespace frugal {
 namespace {
+
+using bench::Measure;
+using bench::ThreadCpuSeconds;
+using bench::Timing;
 
 using Json = nlohmann::ordered_json;
 
@@ -59,34 +65,6 @@ std::vector<float> StudentT3Vector(size_t n, uint64_t seed, double scale) {
     x = static_cast<float>(scale * rng.Normal() / std::sqrt(chi2 / 3.0));
   }
   return v;
-}
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-struct Timing {
-  double cpu_s;   // median CPU time of this thread per call
-  double wall_s;  // median wall time per call
-};
-
-// The machine may be shared: thread CPU time is what one core spent, wall time is what
-// a caller waited. Both are medians over `reps` calls.
-Timing Measure(int reps, const std::function<void()>& fn) {
-  std::vector<double> cpu, wall;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    const double cpu_start = ThreadCpuSeconds();
-    fn();
-    cpu.push_back(ThreadCpuSeconds() - cpu_start);
-    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  const auto mid = static_cast<std::ptrdiff_t>(reps / 2);
-  std::nth_element(cpu.begin(), cpu.begin() + mid, cpu.end());
-  std::nth_element(wall.begin(), wall.begin() + mid, wall.end());
-  return {cpu[static_cast<size_t>(mid)], wall[static_cast<size_t>(mid)]};
 }
 
 double RelL2(std::span<const float> approx, std::span<const float> exact) {

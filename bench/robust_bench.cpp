@@ -29,46 +29,24 @@
 
 #include <nlohmann/json.hpp>
 
+#include "measure.h"
+
 #include "frugal/aggregate/robust.h"
 #include "frugal/core/random.h"
 
 namespace frugal {
 namespace {
 
+using bench::Measure;
+using bench::ThreadCpuSeconds;
+using bench::Timing;
+
 using Json = nlohmann::ordered_json;
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-struct Timing {
-  double cpu_s;
-  double wall_s;
-};
 
 double Median(std::vector<double> v) {
   const auto mid = static_cast<std::ptrdiff_t>(v.size() / 2);
   std::nth_element(v.begin(), v.begin() + mid, v.end());
   return v[static_cast<size_t>(mid)];
-}
-
-// Median thread CPU and wall time of `reps` calls after an untimed one.
-Timing Measure(int reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> cpu, wall;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    const double cpu_start = ThreadCpuSeconds();
-    fn();
-    cpu.push_back(ThreadCpuSeconds() - cpu_start);
-    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  const auto mid = static_cast<std::ptrdiff_t>(reps / 2);
-  std::nth_element(cpu.begin(), cpu.begin() + mid, cpu.end());
-  std::nth_element(wall.begin(), wall.begin() + mid, wall.end());
-  return {cpu[static_cast<size_t>(mid)], wall[static_cast<size_t>(mid)]};
 }
 
 [[noreturn]] void Die(const Error& e) {
@@ -130,7 +108,7 @@ void CompareDots(const std::vector<SparseUpdate>& us, uint32_t dim, int pairs_pe
     for (size_t i = 0; i < rows; ++i) {
       for (int p = 1; p <= pairs_per_row; ++p) sink += MergeDot(us[i], us[(i + static_cast<size_t>(p)) % us.size()]);
     }
-  });
+  }, /*warm_up=*/1);
   std::vector<float> row(dim, 0.0f);
   const Timing gather = Measure(3, [&] {
     for (size_t i = 0; i < rows; ++i) {
@@ -138,7 +116,7 @@ void CompareDots(const std::vector<SparseUpdate>& us, uint32_t dim, int pairs_pe
       for (int p = 1; p <= pairs_per_row; ++p) sink += GatherDot(us[(i + static_cast<size_t>(p)) % us.size()], row);
       for (uint32_t j : us[i].indices) row[j] = 0.0f;
     }
-  });
+  }, /*warm_up=*/1);
   const double pairs = static_cast<double>(rows) * pairs_per_row;
   Json j;
   j["bench"] = "sparse_dot";

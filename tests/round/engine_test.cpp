@@ -17,16 +17,12 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/selection.h"
+#include "round_test_util.h"
 
 namespace frugal {
 namespace {
 
-std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Normal()) * scale;
-  return v;
-}
+using round_test::RandomVector;
 
 std::vector<uint8_t> DenseUpdate(const std::vector<float>& u) {
   UplinkConfig cfg;

@@ -18,9 +18,12 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trusted.h"
+#include "round_test_util.h"
 
 namespace frugal {
 namespace {
+
+using round_test::RandomVector;
 
 std::vector<uint8_t> Dense(const std::vector<float>& u) {
   UplinkConfig cfg;
@@ -30,12 +33,6 @@ std::vector<uint8_t> Dense(const std::vector<float>& u) {
   return *r;
 }
 
-std::vector<float> Noise(size_t n, uint64_t seed, float scale) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Normal()) * scale;
-  return v;
-}
 
 double Norm(std::span<const float> v) {
   double s = 0;
@@ -65,7 +62,7 @@ TEST_SUITE("round") {
     cfg.robust.rule = RobustRule::kNormBound;
     cfg.robust.clip_bound = 1.0;
     RoundEngine e(std::vector<float>(d, 0.0f), cfg);
-    std::vector<std::vector<float>> updates = {Noise(d, 1, 0.01f), Noise(d, 2, 0.01f), Noise(d, 3, 100.0f)};
+    std::vector<std::vector<float>> updates = {RandomVector(d, 1, 0.01f), RandomVector(d, 2, 0.01f), RandomVector(d, 3, 100.0f)};
     const RoundOutcome out = RunRound(e, 1, updates);
     REQUIRE(out.verdicts.size() == 3);
     CHECK(out.verdicts[0].client == 1);
@@ -87,7 +84,7 @@ TEST_SUITE("round") {
     EngineConfig cfg;
     cfg.pipeline = Pipeline::kDense;
     RoundEngine e(std::vector<float>(d, 0.0f), cfg);
-    std::vector<std::vector<float>> updates = {Noise(d, 4, 1.0f), Noise(d, 5, 1.0f)};
+    std::vector<std::vector<float>> updates = {RandomVector(d, 4, 1.0f), RandomVector(d, 5, 1.0f)};
     const RoundOutcome out = RunRound(e, 1, updates);
     for (const RobustVerdict& v : out.verdicts) CHECK(v.action == RobustAction::kKept);
     for (size_t j = 0; j < d; ++j) CHECK(e.global_model()[j] == static_cast<float>((double{updates[0][j]} + updates[1][j]) / 2));
@@ -99,7 +96,7 @@ TEST_SUITE("round") {
     cfg.pipeline = Pipeline::kDense;
     cfg.robust.rule = RobustRule::kFlTrust;
     RoundEngine e(std::vector<float>(d, 0.0f), cfg);
-    const std::vector<float> good = Noise(d, 6, 1.0f);
+    const std::vector<float> good = RandomVector(d, 6, 1.0f);
     std::vector<float> flipped(good);
     for (float& x : flipped) x = -x;
     REQUIRE(e.OpenRound(1, std::vector<uint64_t>{1, 2}).ok());
@@ -137,8 +134,8 @@ TEST_SUITE("round") {
     cfg.robust.rule = RobustRule::kCenteredClip;
     RoundEngine a(std::vector<float>(d, 0.0f), cfg);
     auto round_updates = [&](uint32_t r) {
-      return std::vector<std::vector<float>>{Noise(d, 10 * r + 1, 0.1f), Noise(d, 10 * r + 2, 0.1f),
-                                             Noise(d, 10 * r + 3, 5.0f)};
+      return std::vector<std::vector<float>>{RandomVector(d, 10 * r + 1, 0.1f), RandomVector(d, 10 * r + 2, 0.1f),
+                                             RandomVector(d, 10 * r + 3, 5.0f)};
     };
     for (uint32_t r = 1; r <= 3; ++r) RunRound(a, r, round_updates(r));
     EngineState state;
@@ -172,9 +169,9 @@ TEST_SUITE("round") {
       cfg.broadcast.density = 0.05;
       cfg.server_opt.kind = kind;
       cfg.server_opt.learning_rate = 0.03f;
-      RoundEngine a(Noise(d, 40, 0.1f), cfg);
+      RoundEngine a(RandomVector(d, 40, 0.1f), cfg);
       auto updates = [&](uint32_t r) {
-        return std::vector<std::vector<float>>{Noise(d, 50 * r + 1, 0.01f), Noise(d, 50 * r + 2, 0.01f)};
+        return std::vector<std::vector<float>>{RandomVector(d, 50 * r + 1, 0.01f), RandomVector(d, 50 * r + 2, 0.01f)};
       };
       for (uint32_t r = 1; r <= 3; ++r) RunRound(a, r, updates(r));
       EngineState state;
@@ -200,19 +197,19 @@ TEST_SUITE("round") {
     RoundEngine e(std::vector<float>(d, 0.0f), cfg);
     REQUIRE(e.OpenRound(1, std::vector<uint64_t>{1, 2, 3}).ok());
     RejectReason why{};
-    auto dense = e.Ingest(1, 1, 1, Dense(Noise(d, 30, 1.0f)), 1.0, &why);
+    auto dense = e.Ingest(1, 1, 1, Dense(RandomVector(d, 30, 1.0f)), 1.0, &why);
     REQUIRE_FALSE(dense.ok());
     CHECK(why == RejectReason::kTooDense);
     CHECK(RejectReasonName(why) == "too_dense");
     CHECK(dense.error().message().find("carries 200 values") != std::string::npos);
     UplinkConfig up;
     up.density = 0.06;  // 12 values: over the limit, a well-formed sparse update all the same
-    auto over = EncodeUplink(Noise(d, 31, 1.0f), up, {});
+    auto over = EncodeUplink(RandomVector(d, 31, 1.0f), up, {});
     REQUIRE(over.ok());
     CHECK_FALSE(e.Ingest(1, 2, 1, *over, 1.0, &why).ok());
     CHECK(why == RejectReason::kTooDense);
     up.density = 0.05;
-    auto fits = EncodeUplink(Noise(d, 32, 1.0f), up, {});
+    auto fits = EncodeUplink(RandomVector(d, 32, 1.0f), up, {});
     REQUIRE(fits.ok());
     CHECK(e.Ingest(1, 3, 1, *fits, 1.0).ok());
     CHECK(UplinkKeepCount(0.05, d) == 10);

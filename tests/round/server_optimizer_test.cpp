@@ -8,16 +8,12 @@
 
 #include "frugal/aggregate/fedavg.h"
 #include "frugal/core/random.h"
+#include "round_test_util.h"
 
 namespace frugal {
 namespace {
 
-std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Normal()) * scale;
-  return v;
-}
+using round_test::RandomVector;
 
 bool SameBits(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), 4 * a.size()) == 0;
