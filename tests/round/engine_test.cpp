@@ -22,15 +22,8 @@
 namespace frugal {
 namespace {
 
+using round_test::DenseUpdate;
 using round_test::RandomVector;
-
-std::vector<uint8_t> DenseUpdate(const std::vector<float>& u) {
-  UplinkConfig cfg;
-  cfg.dense = true;
-  auto r = EncodeUplink(u, cfg, {});
-  REQUIRE(r.ok());
-  return *r;
-}
 
 TEST_SUITE("round") {
   TEST_CASE("selection is reproducible, distinct, sorted and covers clients uniformly") {

@@ -23,16 +23,8 @@
 namespace frugal {
 namespace {
 
+using round_test::DenseUpdate;
 using round_test::RandomVector;
-
-std::vector<uint8_t> Dense(const std::vector<float>& u) {
-  UplinkConfig cfg;
-  cfg.dense = true;
-  auto r = EncodeUplink(u, cfg, {});
-  REQUIRE(r.ok());
-  return *r;
-}
-
 
 double Norm(std::span<const float> v) {
   double s = 0;
@@ -47,7 +39,7 @@ RoundOutcome RunRound(RoundEngine& e, uint32_t round, const std::vector<std::vec
   std::vector<uint64_t> ids;
   for (uint64_t c = 1; c <= updates.size(); ++c) ids.push_back(c);
   REQUIRE(e.OpenRound(round, ids).ok());
-  for (uint64_t c = 1; c <= updates.size(); ++c) REQUIRE(e.Ingest(round, c, e.version(), Dense(updates[c - 1]), 1.0).ok());
+  for (uint64_t c = 1; c <= updates.size(); ++c) REQUIRE(e.Ingest(round, c, e.version(), DenseUpdate(updates[c - 1]), 1.0).ok());
   if (reference != nullptr) REQUIRE(e.SetReference(*reference).ok());
   auto out = e.CloseRound(1);
   REQUIRE_MESSAGE(out.ok(), out.status().ToString());
@@ -100,8 +92,8 @@ TEST_SUITE("round") {
     std::vector<float> flipped(good);
     for (float& x : flipped) x = -x;
     REQUIRE(e.OpenRound(1, std::vector<uint64_t>{1, 2}).ok());
-    REQUIRE(e.Ingest(1, 1, 1, Dense(good), 1.0).ok());
-    REQUIRE(e.Ingest(1, 2, 1, Dense(flipped), 1.0).ok());
+    REQUIRE(e.Ingest(1, 1, 1, DenseUpdate(good), 1.0).ok());
+    REQUIRE(e.Ingest(1, 2, 1, DenseUpdate(flipped), 1.0).ok());
     auto missing = e.CloseRound(1);
     REQUIRE_FALSE(missing.ok());  // no reference set
     CHECK(e.version() == 1);
@@ -113,8 +105,8 @@ TEST_SUITE("round") {
     wrong.dim = d + 1;
     REQUIRE(e.OpenRound(2, std::vector<uint64_t>{1, 2}).ok());
     CHECK_FALSE(e.SetReference(wrong).ok());
-    REQUIRE(e.Ingest(2, 1, 1, Dense(good), 1.0).ok());
-    REQUIRE(e.Ingest(2, 2, 1, Dense(flipped), 1.0).ok());
+    REQUIRE(e.Ingest(2, 1, 1, DenseUpdate(good), 1.0).ok());
+    REQUIRE(e.Ingest(2, 2, 1, DenseUpdate(flipped), 1.0).ok());
     REQUIRE(e.SetReference(reference).ok());
     auto out = e.CloseRound(1);
     REQUIRE(out.ok());
@@ -197,7 +189,7 @@ TEST_SUITE("round") {
     RoundEngine e(std::vector<float>(d, 0.0f), cfg);
     REQUIRE(e.OpenRound(1, std::vector<uint64_t>{1, 2, 3}).ok());
     RejectReason why{};
-    auto dense = e.Ingest(1, 1, 1, Dense(RandomVector(d, 30, 1.0f)), 1.0, &why);
+    auto dense = e.Ingest(1, 1, 1, DenseUpdate(RandomVector(d, 30, 1.0f)), 1.0, &why);
     REQUIRE_FALSE(dense.ok());
     CHECK(why == RejectReason::kTooDense);
     CHECK(RejectReasonName(why) == "too_dense");

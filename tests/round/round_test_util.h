@@ -1,9 +1,12 @@
 // Helpers shared by the round tests.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <cstdint>
 #include <vector>
 
+#include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
 
 namespace frugal::round_test {
@@ -14,6 +17,15 @@ inline std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.
   std::vector<float> v(n);
   for (float& x : v) x = static_cast<float>(rng.Normal()) * scale;
   return v;
+}
+
+// `u` encoded as a dense fp32 uplink frame, as a dense-pipeline client sends it.
+inline std::vector<uint8_t> DenseUpdate(const std::vector<float>& u) {
+  UplinkConfig cfg;
+  cfg.dense = true;
+  auto r = EncodeUplink(u, cfg, {});
+  REQUIRE(r.ok());
+  return *r;
 }
 
 }  // namespace frugal::round_test
