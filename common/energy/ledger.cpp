@@ -85,11 +85,12 @@ LedgerRow MakeLedgerRow(std::string_view run_id, const DeviceProfile& device, co
     (t.dir == Direction::kUp ? row.bytes_up : row.bytes_down) += t.bytes;
   }
   row.flops = usage.flops;
+  row.modelled_compute_j = ComputeJoules(device, usage.flops, usage.int8);
   if (usage.measured_compute_j.has_value()) {
     row.compute_j = *usage.measured_compute_j;
     row.source = EnergySource::kMeasured;
   } else {
-    row.compute_j = ComputeJoules(device, usage.flops, usage.int8);
+    row.compute_j = *row.modelled_compute_j;
     row.source = EnergySource::kModelled;
   }
   row.radio_j = RadioEnergy(radio, usage.transfers).joules;
@@ -97,6 +98,18 @@ LedgerRow MakeLedgerRow(std::string_view run_id, const DeviceProfile& device, co
   row.gco2e = CarbonGrams(row.total_j, region, usage.utc_hour, 1.0);
   row.outcome = usage.outcome;
   return row;
+}
+
+std::map<std::string, MeasuredVsModelled> EnergyLedger::MeasuredVsModelledByDevice() const {
+  std::map<std::string, MeasuredVsModelled> out;
+  for (const LedgerRow& row : rows_) {
+    if (row.source != EnergySource::kMeasured || !row.modelled_compute_j) continue;
+    MeasuredVsModelled& m = out[row.device];
+    ++m.rows;
+    m.measured_j += row.compute_j;
+    m.modelled_j += *row.modelled_compute_j;
+  }
+  return out;
 }
 
 EnergyLedger::EnergyLedger(std::string run_id) : run_id_(std::move(run_id)) {}

@@ -42,6 +42,10 @@ struct LedgerRow {
   // empty when it was kept as sent (or no rule ran), else the action and why,
   // e.g. "clipped: norm 4.21 > bound 1.30" or "rejected: multi-krum score ...".
   std::string robust;
+  // The model's compute joules for the same FLOPs, kept beside a measured
+  // compute_j so measured and modelled can be compared (MakeLedgerRow sets
+  // it; nullopt for rows read back from a store that does not keep it).
+  std::optional<double> modelled_compute_j;
 };
 
 // Client sums (total_j and gco2e are clients only) plus, separately, the
@@ -56,6 +60,14 @@ struct EnergyTotals {
   double all_j() const { return total_j + server_j; }
   double all_gco2e() const { return gco2e + server_gco2e; }
   void Add(const LedgerRow& row);
+};
+
+// Measured against modelled compute energy over the rows that carry both.
+struct MeasuredVsModelled {
+  size_t rows = 0;          // measured rows with a modelled figure beside
+  double measured_j = 0;    // their measured compute joules
+  double modelled_j = 0;    // the model's compute joules for the same FLOPs
+  double ratio() const { return modelled_j > 0 ? measured_j / modelled_j : 0; }
 };
 
 // What one client did in one round, for MakeLedgerRow().
@@ -92,6 +104,9 @@ class EnergyLedger {
   // Client sums keyed by radio id / device id (no server energy).
   std::map<std::string, EnergyTotals> TotalsByRadio() const;
   std::map<std::string, EnergyTotals> TotalsByDevice() const;
+  // Per device id, the measured rows against the model's figure for them
+  // (devices without a measured row are absent).
+  std::map<std::string, MeasuredVsModelled> MeasuredVsModelledByDevice() const;
 
   const std::string& run_id() const { return run_id_; }
   const std::vector<LedgerRow>& rows() const { return rows_; }
