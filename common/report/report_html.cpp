@@ -1,16 +1,20 @@
-// report.html: one self-contained page per run. The chart library (uPlot) is
-// inlined from the build-time generated header, the series travel as JSON in
-// a non-executed <script type="application/json"> block, and every user
-// string in the markup is HTML-escaped.
+// The one Frugal page (frugal/report/dashboard.h): report.html, the
+// coordinator's live dashboard and the comparison of runs. The chart library
+// (uPlot) is inlined from the build-time generated header, the data travel as
+// JSON in a non-executed <script type="application/json"> block (and, live,
+// from GET api/state), and every user string in the markup is HTML-escaped.
 #include <algorithm>
 #include <array>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <ostream>
+#include <sstream>
 #include <string>
 
+#include "frugal/report/dashboard.h"
 #include "frugal/report/run_report.h"
 #include "frugal/report/uplot_assets.h"
 
@@ -184,17 +188,19 @@ std::string FormatRatio(double numerator, double denominator) {
 
 Json SeriesJson(std::string_view label, std::span<const RoundRecord> records) {
   Json round = Json::array(), accuracy = Json::array(), loss = Json::array();
-  Json cum_bytes = Json::array(), cum_joules = Json::array();
+  Json cum_bytes = Json::array(), cum_joules = Json::array(), cum_gco2e = Json::array();
   uint64_t bytes = 0;
-  double joules = 0;
+  double joules = 0, grams = 0;
   for (const RoundRecord& r : records) {
     bytes += r.bytes_up + r.bytes_down;
     joules += r.joules_compute + r.joules_radio;
+    grams += r.gco2e;
     round.push_back(r.round);
     accuracy.push_back(r.accuracy);  // NaN is dumped as null: a gap in the line
     loss.push_back(r.loss);
     cum_bytes.push_back(bytes);
     cum_joules.push_back(joules);
+    cum_gco2e.push_back(grams);
   }
   Json j;
   j["label"] = std::string(label);
@@ -203,6 +209,7 @@ Json SeriesJson(std::string_view label, std::span<const RoundRecord> records) {
   j["loss"] = std::move(loss);
   j["cum_bytes"] = std::move(cum_bytes);
   j["cum_joules"] = std::move(cum_joules);
+  j["cum_gco2e"] = std::move(cum_gco2e);
   return j;
 }
 
@@ -334,41 +341,72 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 h1 { font-size: 24px; margin: 8px 0 2px; }
 h2 { font-size: 19px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 16px; margin: 18px 0 6px; }
-.sub { color: #555; margin: 0 0 8px; }
+.sub { color: #555; margin: 0 0 8px; overflow-wrap: anywhere; }
 .headline { font-size: 16px; background: #f4f7fb; border-left: 4px solid #1f77b4; padding: 8px 12px; }
-.chart { margin: 8px 0 20px; min-height: 360px; }
+.chart { margin: 8px 0 20px; min-height: 300px; }
 .chart h3 { margin-bottom: 2px; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 4px 0 12px; }
 th, td { text-align: left; padding: 3px 12px 3px 0; border-bottom: 1px solid #eee; vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 th[scope=row] { font-weight: 600; color: #444; white-space: nowrap; }
 table.cmp td, table.cmp thead th { padding-right: 24px; }
 table.config td { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; word-break: break-all; }
+table.grid td, table.grid th { padding: 4px 10px; white-space: nowrap; }
+table.grid thead th { border-bottom: 2px solid #ccc; }
 .columns { display: flex; flex-wrap: wrap; gap: 0 48px; }
+.status { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 6px 16px;
+          background: #f4f7fb; padding: 10px 12px; margin: 8px 0; }
+.status div b { display: block; font-size: 12px; color: #555; font-weight: 600; text-transform: uppercase; }
+.status div span { font-size: 18px; font-variant-numeric: tabular-nums; }
+.state { display: inline-block; padding: 0 6px; border-radius: 3px; border: 1px solid; font-size: 13px; }
+.state-training, .state-uploading { color: #084c8d; border-color: #1f77b4; background: #e8f1fa; }
+.state-idle, .state-connected { color: #225522; border-color: #4a4; background: #eef8ee; }
+.state-ineligible { color: #6b4a00; border-color: #c90; background: #fdf6e3; }
+.state-gone { color: #7a1010; border-color: #c33; background: #fbeaea; text-decoration: line-through; }
 footer { margin-top: 32px; color: #777; font-size: 13px; }
 .empty { color: #999; font-style: italic; }
+@media (max-width: 600px) {
+  body { padding: 8px 10px 32px; font-size: 14px; }
+  h1 { font-size: 20px; }
+  .chart { min-height: 240px; }
+  th[scope=row] { white-space: normal; }
+}
 )CSS";
 
-// Draws accuracy against round, cumulative bytes and cumulative client joules
-// for the run and, when present, the baseline; uPlot.join aligns two series
-// whose x values differ.
+// Draws the page from its JSON document: the status line, accuracy against
+// round, cumulative bytes (log axis), cumulative client joules and gCO2e for
+// every run (uPlot.join aligns runs whose x values differ), the current round
+// and the clients table. A live page fetches the document again every
+// poll_ms and redraws what changed.
 constexpr std::string_view kPageJs = R"JS(
 (function () {
   'use strict';
   var data = JSON.parse(document.getElementById('frugal-data').textContent);
-  var colors = ['#1f77b4', '#d62728'];
+  var colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+  var dashes = [[], [8, 4], [2, 3], [12, 3, 2, 3], [6, 6], [1, 5]];
+  function count(v) { return v == null || !isFinite(v) ? 'n/a' : Math.round(v).toLocaleString('en-US'); }
   function si(v, unit) {
     if (v == null || !isFinite(v)) return '';
     var prefixes = ['', 'k', 'M', 'G', 'T', 'P'], i = 0;
     while (Math.abs(v) >= 1000 && i < prefixes.length - 1) { v /= 1000; i++; }
-    return (+v.toPrecision(3)) + ' ' + prefixes[i] + unit;
+    if (Math.abs(v) > 0 && Math.abs(v) < 0.01) return v.toExponential(1) + ' ' + prefixes[i] + unit;
+    return (+v.toPrecision(3)).toLocaleString('en-US') + ' ' + prefixes[i] + unit;
   }
-  function fmt(unit) {
-    return function (v) { return unit ? si(v, unit) : (v == null ? '' : String(v)); };
+  function grams(v) {
+    if (v == null || !isFinite(v)) return 'n/a';
+    if (Math.abs(v) >= 1e6) return si(v / 1e6, '') + 't CO2e';
+    if (Math.abs(v) >= 1e3) return si(v / 1e3, '') + 'kg CO2e';
+    return si(v, '') + 'g CO2e';
   }
-  var list = [data.run];
-  if (data.baseline) list.push(data.baseline);
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text != null) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
 
-  // [xs, ys] of one series; a log axis cannot show x <= 0.
+  // [xs, ys] of one run; a log axis cannot show x <= 0.
   function table(s, key, positiveOnly) {
     var xs = [], ys = [];
     for (var i = 0; i < s[key].length; i++) {
@@ -383,7 +421,6 @@ constexpr std::string_view kPageJs = R"JS(
     }
     return [xs, ys];
   }
-
   function accuracyRange(u, min, max) {
     if (min == null || max == null) return [0, 1];
     var lo = Math.max(0, Math.floor(Math.min(min, data.target || min) * 10) / 10);
@@ -391,125 +428,349 @@ constexpr std::string_view kPageJs = R"JS(
     if (hi <= lo) hi = lo + 0.1;
     return [lo, hi];
   }
-
   var roundSteps = [];
   for (var m = 1; m <= 1e9; m *= 10) roundSteps.push(m, 2 * m, 5 * m);
 
-  var charts = [];
-  function draw(id, key, xLabel, unit, logX) {
-    var el = document.getElementById(id);
-    var tables = list.map(function (s) { return table(s, key, logX); });
+  var specs = [
+    ['chart-accuracy', 'round', 'round', function (v) { return count(v); }, false],
+    ['chart-bytes', 'cum_bytes', 'cumulative bytes on the radio, up + down (log scale)', function (v) { return si(v, 'B'); }, true],
+    ['chart-energy', 'cum_joules', 'cumulative client energy, compute + radio', function (v) { return si(v, 'J'); }, false],
+    ['chart-carbon', 'cum_gco2e', 'cumulative client carbon', grams, false]
+  ];
+  var charts = {};
+  function chartWidth(box) { return Math.max(260, Math.min(1100, box.clientWidth || 1100)); }
+  function chartHeight() { return window.innerWidth < 600 ? 240 : 320; }
+  function draw(spec) {
+    var id = spec[0], key = spec[1], xLabel = spec[2], fmt = spec[3], logX = spec[4];
+    var box = document.getElementById(id);
+    if (!box) return;
+    var tables = data.runs.map(function (s) { return table(s, key, logX); });
     var aligned = tables.length === 1 ? tables[0] : uPlot.join(tables);
+    var sig = JSON.stringify(aligned);
+    var old = charts[id];
+    if (old && old.sig === sig) return;
+    if (old && old.plot) old.plot.destroy();
+    var empty = box.querySelector('.empty');
+    if (empty) empty.remove();
+    charts[id] = { sig: sig, plot: null };
+    box.setAttribute('data-points', String(aligned[0].length));
     if (!aligned[0].length) {
-      el.insertAdjacentHTML('beforeend', '<p class="empty">no data to draw</p>');
+      box.appendChild(el('p', data.live ? 'no round committed yet' : 'no data to draw', 'empty'));
       return;
     }
-    var series = [{ label: xLabel, value: function (u, v) { return fmt(unit)(v); } }];
-    list.forEach(function (s, i) {
-      series.push({ label: s.label, stroke: colors[i], width: 2, spanGaps: true,
-                    points: { show: s.round.length <= 60 },
+    var series = [{ label: xLabel, value: function (u, v) { return fmt(v); } }];
+    data.runs.forEach(function (s, i) {
+      series.push({ label: s.label, stroke: colors[i % colors.length], dash: dashes[i % dashes.length], width: 2,
+                    spanGaps: true, points: { show: s.round.length <= 60, size: 6 },
                     value: function (u, v) { return v == null ? '' : v.toFixed(4); } });
     });
     if (data.target > 0) {
-      aligned.push(aligned[0].map(function () { return data.target; }));
-      series.push({ label: 'target', stroke: '#999', width: 1, dash: [6, 4], points: { show: false },
+      aligned = aligned.concat([aligned[0].map(function () { return data.target; })]);
+      series.push({ label: 'target ' + data.target, stroke: '#777', width: 1, dash: [3, 3], points: { show: false },
                     value: function () { return String(data.target); } });
     }
     var xScale = { time: false };
     if (logX) { xScale.distr = 3; xScale.log = 10; }
-    var xAxis = { label: xLabel, values: function (u, splits) { return splits.map(fmt(unit)); } };
+    var xAxis = { label: xLabel, values: function (u, splits) { return splits.map(fmt); } };
     if (key === 'round') xAxis.incrs = roundSteps;  // whole rounds only: no tick at 2.5
     var opts = {
-      width: Math.max(320, Math.min(1100, el.clientWidth || 1100)),
-      height: 320,
+      width: chartWidth(box), height: chartHeight(),
       scales: { x: xScale, y: { range: accuracyRange } },
-      axes: [
-        xAxis,
-        { label: 'accuracy' }
-      ],
+      axes: [xAxis, { label: 'accuracy (fraction of test examples)', size: 60 }],
       series: series
     };
-    charts.push([new uPlot(opts, aligned, el), el]);
+    charts[id].plot = new uPlot(opts, aligned, box);
   }
 
-  draw('chart-accuracy-round', 'round', 'round', '', false);
-  draw('chart-accuracy-bytes', 'cum_bytes', 'cumulative bytes, up + down (log)', 'B', true);
-  draw('chart-accuracy-joules', 'cum_joules', 'cumulative client energy', 'J', false);
+  function renderStatus(s) {
+    var box = document.getElementById('status');
+    if (!box || !s) return;
+    var next = '';
+    if (s.state === 'done') next = 'run complete';
+    else if (s.round_open) next = 'round ' + count(s.round) + ' open';
+    else if (s.connected < s.min_clients) next = 'waiting for ' + count(s.min_clients - s.connected) + ' more client(s)';
+    else if (s.next_round_in_s != null) next = s.next_round_in_s.toFixed(1) + ' s';
+    var cells = [['state', s.state], ['round', count(s.round) + ' of ' + count(s.rounds_total)],
+                 ['model version', count(s.model_version)], ['next round', next],
+                 ['connected clients', count(s.connected)],
+                 ['target accuracy', data.target > 0 ? String(data.target) : 'none']];
+    if (s.epsilon != null) cells.push(['\u03b5 spent (DP)', s.epsilon.toFixed(3)]);
+    box.textContent = '';
+    cells.forEach(function (c) {
+      var d = el('div');
+      d.setAttribute('data-field', c[0]);
+      d.appendChild(el('b', c[0]));
+      d.appendChild(el('span', c[1]));
+      box.appendChild(d);
+    });
+  }
+
+  function renderRound(r) {
+    var box = document.getElementById('round');
+    if (!box || !r) return;
+    box.textContent = '';
+    if (!r.round) { box.appendChild(el('p', 'no round opened yet', 'empty')); return; }
+    box.appendChild(el('p', 'Round ' + count(r.round) + (r.open ? ' (open)' : ' (closed)') + ': ' +
+        count(r.selected) + ' selected, ' + count(r.received) + ' updates received, ' +
+        count(r.rejected.length) + ' rejected, ' + count(r.stragglers) + (r.open ? ' still training.' : ' stragglers.')));
+    if (r.rejected.length) {
+      var ul = el('ul');
+      r.rejected.forEach(function (x) { ul.appendChild(el('li', x.client + ': ' + x.reason)); });
+      box.appendChild(ul);
+    }
+  }
+
+  function renderClients(list) {
+    var t = document.getElementById('clients');
+    if (!t || !list) return;
+    var body = t.tBodies[0];
+    body.textContent = '';
+    list.forEach(function (c) {
+      var tr = el('tr');
+      tr.setAttribute('data-client', c.name);
+      tr.setAttribute('data-state', c.state);
+      var state = el('td');
+      state.appendChild(el('span', c.state, 'state state-' + c.state));
+      var cells = [el('td', c.name), el('td', c.device), el('td', c.radio), el('td', c.region), state,
+                   el('td', 'v' + count(c.held_version), 'num'),
+                   el('td', c.last_seen_s == null ? 'not this session' : c.last_seen_s.toFixed(1) + ' s ago', 'num'),
+                   el('td', count(c.rounds), 'num'), el('td', count(c.bytes) + ' B', 'num'),
+                   el('td', si(c.joules, 'J') + (c.measured ? ' (measured)' : ' (modelled)'), 'num'),
+                   el('td', grams(c.gco2e), 'num')];
+      if (!c.joules) cells[9].textContent = '0 J';
+      cells.forEach(function (td) { tr.appendChild(td); });
+      body.appendChild(tr);
+    });
+    var caption = document.getElementById('clients-count');
+    if (caption) caption.textContent = count(list.length) + ' known client(s)';
+  }
+
+  function render() {
+    renderStatus(data.status);
+    specs.forEach(draw);
+    renderRound(data.round);
+    renderClients(data.clients);
+  }
+  render();
 
   window.addEventListener('resize', function () {
-    charts.forEach(function (c) {
-      c[0].setSize({ width: Math.max(320, Math.min(1100, c[1].clientWidth || 1100)), height: 320 });
+    Object.keys(charts).forEach(function (id) {
+      var c = charts[id];
+      if (c.plot) c.plot.setSize({ width: chartWidth(document.getElementById(id)), height: chartHeight() });
     });
   });
+
+  if (data.live) {
+    var live = document.getElementById('live');
+    var poll = function () {
+      fetch('api/state' + window.location.search, { cache: 'no-store' }).then(function (r) {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        return r.json();
+      }).then(function (next) {
+        data = next;
+        render();
+        if (live) live.textContent = 'live: updated ' + new Date().toLocaleTimeString('en-GB');
+      }).catch(function (e) {
+        if (live) live.textContent = 'live: coordinator not answering (' + e.message + '); retrying';
+      }).then(function () { setTimeout(poll, data.poll_ms || 1000); });
+    };
+    setTimeout(poll, data.poll_ms || 1000);
+  }
 })();
 )JS";
 
+std::string OptionalCount(const std::optional<uint32_t>& v) {
+  return v.has_value() ? FormatCount(*v) : std::string(kNotReached);
+}
+
+// The comparison table of WriteCompareHtml: each figure of each run, and its
+// ratio to the first run's.
+void WriteCompareTable(std::ostream& out, std::span<const ComparedRun> runs, double target) {
+  struct Figures {
+    TargetFigures to_target;
+    uint64_t bytes = 0, rounds = 0;
+    double joules = 0, grams = 0, final_accuracy = 0;
+  };
+  std::vector<Figures> figures;
+  for (const ComparedRun& r : runs) {
+    Figures f;
+    f.to_target = FindTarget(r.records, target);
+    for (const RoundRecord& rec : r.records) {
+      f.bytes += rec.bytes_up + rec.bytes_down;
+      f.joules += rec.joules_compute + rec.joules_radio;
+      f.grams += rec.gco2e;
+    }
+    f.rounds = r.records.size();
+    f.final_accuracy = r.records.empty() ? 0.0 : r.records.back().accuracy;
+    figures.push_back(f);
+  }
+  const std::string base = runs.empty() ? std::string() : runs.front().label;
+  out << "<h2>Comparison</h2>\n<p>Each figure of each run; the figure in brackets is " << EscapeHtml(base)
+      << "'s divided by that run's: above 1&times; means the run needed less than " << EscapeHtml(base)
+      << ". Target accuracy " << FormatNumber(target) << ".</p>\n"
+      << "<div class=\"scroll\"><table class=\"cmp grid\" id=\"compare\"><thead><tr><th></th>";
+  for (const ComparedRun& r : runs) out << "<th scope=\"col\">" << EscapeHtml(r.label) << "</th>";
+  out << "</tr></thead><tbody>\n";
+  const auto row = [&](std::string_view label, auto value, auto number) {
+    out << "<tr><th scope=\"row\">" << EscapeHtml(label) << "</th>";
+    for (size_t i = 0; i < figures.size(); ++i) {
+      std::string text = value(figures[i]);
+      const std::optional<double> base_n = number(figures[0]), this_n = number(figures[i]);
+      if (i > 0 && base_n && this_n) text += " (" + FormatRatio(*base_n, *this_n) + ")";
+      out << "<td class=\"num\">" << EscapeHtml(text) << "</td>";
+    }
+    out << "</tr>\n";
+  };
+  const auto opt = [](const auto& v) -> std::optional<double> {
+    if (!v.has_value()) return std::nullopt;
+    return static_cast<double>(*v);
+  };
+  row("rounds to target", [](const Figures& f) { return OptionalCount(f.to_target.rounds_to_target); },
+      [&](const Figures& f) { return opt(f.to_target.rounds_to_target); });
+  row("bytes to target", [](const Figures& f) { return FormatOptional(f.to_target.bytes_to_target, FormatBytes); },
+      [&](const Figures& f) { return opt(f.to_target.bytes_to_target); });
+  row("client joules to target",
+      [](const Figures& f) { return FormatOptional(f.to_target.joules_to_target, FormatJoules); },
+      [&](const Figures& f) { return opt(f.to_target.joules_to_target); });
+  row("carbon to target", [](const Figures& f) { return FormatOptional(f.to_target.gco2e_to_target, FormatGrams); },
+      [&](const Figures& f) { return opt(f.to_target.gco2e_to_target); });
+  row("rounds run", [](const Figures& f) { return FormatCount(f.rounds); },
+      [](const Figures&) { return std::optional<double>(); });
+  row("final accuracy", [](const Figures& f) { return FormatNumber(f.final_accuracy); },
+      [](const Figures&) { return std::optional<double>(); });
+  row("bytes, whole run", [](const Figures& f) { return FormatBytes(f.bytes); },
+      [](const Figures& f) { return std::optional<double>(static_cast<double>(f.bytes)); });
+  row("client joules, whole run", [](const Figures& f) { return FormatJoules(f.joules); },
+      [](const Figures& f) { return std::optional<double>(f.joules); });
+  row("carbon, whole run", [](const Figures& f) { return FormatGrams(f.grams); },
+      [](const Figures& f) { return std::optional<double>(f.grams); });
+  out << "</tbody></table></div>\n";
+}
+
+Json ClientJson(const DashboardClient& c) {
+  Json j;
+  j["id"] = c.id;
+  j["name"] = c.name;
+  j["device"] = c.device;
+  j["radio"] = c.radio;
+  j["region"] = c.region;
+  j["state"] = c.state;
+  j["held_version"] = c.held_version;
+  j["last_seen_s"] = c.last_seen_s.has_value() ? Json(*c.last_seen_s) : Json(nullptr);
+  j["rounds"] = c.rounds;
+  j["bytes"] = c.bytes;
+  j["joules"] = c.joules;
+  j["gco2e"] = c.gco2e;
+  j["measured"] = c.measured;
+  return j;
+}
+
+Json PageJson(const PageData& page) {
+  Json data;
+  data["title"] = page.title;
+  data["live"] = page.live;
+  data["poll_ms"] = page.poll_ms;
+  data["target"] = page.target_accuracy;
+  data["runs"] = Json::array();
+  for (const PageData::Run& r : page.runs) data["runs"].push_back(SeriesJson(r.label, r.records));
+  if (page.status.has_value()) {
+    const DashboardStatus& s = *page.status;
+    Json st;
+    st["run_id"] = s.run_id;
+    st["state"] = s.state;
+    st["round"] = s.round;
+    st["rounds_total"] = s.rounds_total;
+    st["round_open"] = s.round_open;
+    st["model_version"] = s.model_version;
+    st["connected"] = s.connected;
+    st["min_clients"] = s.min_clients;
+    st["next_round_in_s"] = s.next_round_in_s.has_value() ? Json(*s.next_round_in_s) : Json(nullptr);
+    // Absent rather than null: the page shows the field only for a run that reports one.
+    if (s.epsilon.has_value()) st["epsilon"] = *s.epsilon;
+    data["status"] = std::move(st);
+  }
+  if (page.clients.has_value()) {
+    data["clients"] = Json::array();
+    for (const DashboardClient& c : *page.clients) data["clients"].push_back(ClientJson(c));
+  }
+  if (page.round.has_value()) {
+    const DashboardRound& r = *page.round;
+    Json rj;
+    rj["round"] = r.round;
+    rj["open"] = r.open;
+    rj["selected"] = r.selected;
+    rj["received"] = r.received;
+    rj["stragglers"] = r.stragglers;
+    rj["rejected"] = Json::array();
+    for (const auto& x : r.rejected) rj["rejected"].push_back(Json{{"client", x.client}, {"reason", x.reason}});
+    data["round"] = std::move(rj);
+  }
+  return data;
+}
+
 }  // namespace
 
-void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const RoundRecord> records,
-                     std::span<const RoundRecord> baseline_records,
-                     std::string_view baseline_label) {
-  const std::string run_label = s.pipeline.empty() ? "this run" : s.pipeline;
-
-  Json data;
-  data["target"] = s.target_accuracy;
-  data["run"] = SeriesJson(run_label, records);
-  data["baseline"] =
-      baseline_records.empty() ? Json(nullptr) : SeriesJson(baseline_label, baseline_records);
-
-  std::string subtitle;
-  for (const std::string* part : {&s.scenario, &s.pipeline, &s.model, &s.run_id}) {
-    if (part->empty()) continue;
-    if (!subtitle.empty()) subtitle += " \xC2\xB7 ";  // U+00B7 middle dot
-    subtitle += *part;
+void FillClientTotals(std::span<const LedgerRow> rows, std::vector<DashboardClient>& clients) {
+  std::map<uint64_t, DashboardClient*> by_id;
+  for (DashboardClient& c : clients) by_id[c.id] = &c;
+  for (const LedgerRow& row : rows) {
+    auto it = by_id.find(row.client_id);
+    if (it == by_id.end()) continue;
+    DashboardClient& c = *it->second;
+    if (row.outcome == ClientOutcome::kParticipated) ++c.rounds;
+    c.bytes += row.bytes_up + row.bytes_down;
+    c.joules += row.total_j;
+    c.gco2e += row.gco2e;
+    c.measured = c.measured || row.source == EnergySource::kMeasured;
   }
+}
 
+std::string PageDataJson(const PageData& page) {
+  return PageJson(page).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void WritePageHtml(std::ostream& out, const PageData& page, std::string_view body_html) {
   out << "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
       << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-      << "<title>Frugal run report" << (subtitle.empty() ? "" : ": ") << EscapeHtml(subtitle)
+      << "<title>" << EscapeHtml(page.title) << (page.subtitle.empty() ? "" : ": ") << EscapeHtml(page.subtitle)
       << "</title>\n"
       << "<style>\n"
       << report_assets::kUplotCss << "\n</style>\n"
       << "<style>" << kPageCss << "</style>\n</head>\n<body>\n"
-      << "<header>\n<h1>Frugal run report</h1>\n<p class=\"sub\">" << EscapeHtml(subtitle)
-      << "</p>\n<p class=\"headline\">" << EscapeHtml(Headline(s)) << "</p>\n</header>\n";
+      << "<header>\n<h1>" << EscapeHtml(page.title) << "</h1>\n<p class=\"sub\">" << EscapeHtml(page.subtitle)
+      << "</p>\n";
+  if (page.live) out << "<p class=\"sub\" id=\"live\" aria-live=\"polite\">live: loading</p>\n";
+  if (!page.headline.empty()) out << "<p class=\"headline\">" << EscapeHtml(page.headline) << "</p>\n";
+  out << "</header>\n";
+  if (page.status.has_value()) out << "<section class=\"status\" id=\"status\" aria-label=\"run state\"></section>\n";
 
   out << "<section>\n<h2>Accuracy</h2>\n"
-      << "<div class=\"chart\" id=\"chart-accuracy-round\"><h3>Accuracy against round</h3></div>\n"
-      << "<div class=\"chart\" id=\"chart-accuracy-bytes\"><h3>Accuracy against cumulative bytes "
-         "on the radio (up + down, log scale)</h3></div>\n"
-      << "<div class=\"chart\" id=\"chart-accuracy-joules\"><h3>Accuracy against cumulative client "
-         "energy (compute + radio)</h3></div>\n"
+      << "<div class=\"chart\" id=\"chart-accuracy\"><h3>Accuracy against round</h3></div>\n"
+      << "<div class=\"chart\" id=\"chart-bytes\"><h3>Accuracy against cumulative bytes on the radio (up + down, "
+         "log scale)</h3></div>\n"
+      << "<div class=\"chart\" id=\"chart-energy\"><h3>Accuracy against cumulative client energy (compute + radio, "
+         "joules)</h3></div>\n"
+      << "<div class=\"chart\" id=\"chart-carbon\"><h3>Accuracy against cumulative client carbon (grams "
+         "CO2e)</h3></div>\n"
       << "</section>\n";
 
-  if (!baseline_records.empty()) {
-    WriteBaselineTable(out, s, baseline_records, run_label, baseline_label);
+  if (page.round.has_value()) {
+    out << "<section>\n<h2>Current round</h2>\n<div id=\"round\"></div>\n</section>\n";
   }
-
-  out << "<section>\n<h2>Summary</h2>\n<div class=\"columns\">\n<div>\n";
-  WriteSummaryTable(out, s);
-  out << "</div>\n<div>\n";
-  WriteMapTable(out, "Client energy by radio class", "radio", "joules",
-                WithShares(s.joules_by_radio), [](const std::string& v) { return v; });
-  WriteMapTable(out, "Client energy by device class", "device", "joules",
-                WithShares(s.joules_by_device), [](const std::string& v) { return v; });
-  WriteMapTable(out, "Other metrics", "metric", "value", s.extra_metrics, FormatNumber);
-  out << "</div>\n</div>\n</section>\n";
-
-  if (!s.notes.empty()) {
-    out << "<section>\n<h2>Notes</h2>\n<ul>\n";
-    for (const std::string& note : s.notes) out << "<li>" << EscapeHtml(note) << "</li>\n";
-    out << "</ul>\n</section>\n";
+  if (page.clients.has_value()) {
+    out << "<section>\n<h2>Clients</h2>\n<p class=\"sub\" id=\"clients-count\"></p>\n"
+        << "<div class=\"scroll\"><table class=\"grid\" id=\"clients\"><thead><tr>"
+        << "<th scope=\"col\">name</th><th scope=\"col\">device</th><th scope=\"col\">radio</th>"
+        << "<th scope=\"col\">region</th><th scope=\"col\">state</th><th scope=\"col\" class=\"num\">holds</th>"
+        << "<th scope=\"col\" class=\"num\">last seen</th><th scope=\"col\" class=\"num\">rounds</th>"
+        << "<th scope=\"col\" class=\"num\">bytes, up + down</th><th scope=\"col\" class=\"num\">energy</th>"
+        << "<th scope=\"col\" class=\"num\">carbon</th></tr></thead><tbody></tbody></table></div>\n</section>\n";
   }
-
-  if (!s.config.empty()) {
-    out << "<section>\n<h2>Configuration</h2>\n<table class=\"kv config\"><tbody>\n";
-    for (const auto& [key, value] : s.config) WriteRow(out, key, value);
-    out << "</tbody></table>\n</section>\n";
-  }
+  out << body_html;
 
   out << "<footer>Written by Frugal. Charts drawn by uPlot " << report_assets::kUplotVersion
-      << " (MIT licence, inlined below; the page needs no network).</footer>\n";
+      << " (MIT licence, inlined below; the page needs no network" << (page.live ? " beyond this coordinator" : "")
+      << ").</footer>\n";
 
   // The licence must travel with the inlined code; "--" cannot occur inside an
   // HTML comment, so it is broken up.
@@ -519,11 +780,71 @@ void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const Rou
   }
   out << "<!-- uPlot licence:\n" << license << "\n-->\n";
 
-  out << "<script type=\"application/json\" id=\"frugal-data\">" << JsonForScript(data)
-      << "</script>\n"
+  out << "<script type=\"application/json\" id=\"frugal-data\">" << JsonForScript(PageJson(page)) << "</script>\n"
       << "<script>\n"
       << report_assets::kUplotJs << "\n</script>\n"
       << "<script>" << kPageJs << "</script>\n</body>\n</html>\n";
+}
+
+void WriteDashboardHtml(std::ostream& out, const PageData& page) {
+  PageData live = page;
+  live.live = true;
+  WritePageHtml(out, live);
+}
+
+void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const RoundRecord> records,
+                     std::span<const RoundRecord> baseline_records, std::string_view baseline_label) {
+  const std::string run_label = s.pipeline.empty() ? "this run" : s.pipeline;
+  PageData page;
+  page.title = "Frugal run report";
+  for (const std::string* part : {&s.scenario, &s.pipeline, &s.model, &s.run_id}) {
+    if (part->empty()) continue;
+    if (!page.subtitle.empty()) page.subtitle += " \xC2\xB7 ";  // U+00B7 middle dot
+    page.subtitle += *part;
+  }
+  page.headline = Headline(s);
+  page.target_accuracy = s.target_accuracy;
+  page.runs.push_back({run_label, records});
+  if (!baseline_records.empty()) page.runs.push_back({std::string(baseline_label), baseline_records});
+
+  std::ostringstream body;
+  if (!baseline_records.empty()) WriteBaselineTable(body, s, baseline_records, run_label, baseline_label);
+
+  body << "<section>\n<h2>Summary</h2>\n<div class=\"columns\">\n<div>\n";
+  WriteSummaryTable(body, s);
+  body << "</div>\n<div>\n";
+  WriteMapTable(body, "Client energy by radio class", "radio", "joules", WithShares(s.joules_by_radio),
+                [](const std::string& v) { return v; });
+  WriteMapTable(body, "Client energy by device class", "device", "joules", WithShares(s.joules_by_device),
+                [](const std::string& v) { return v; });
+  WriteMapTable(body, "Other metrics", "metric", "value", s.extra_metrics, FormatNumber);
+  body << "</div>\n</div>\n</section>\n";
+
+  if (!s.notes.empty()) {
+    body << "<section>\n<h2>Notes</h2>\n<ul>\n";
+    for (const std::string& note : s.notes) body << "<li>" << EscapeHtml(note) << "</li>\n";
+    body << "</ul>\n</section>\n";
+  }
+  if (!s.config.empty()) {
+    body << "<section>\n<h2>Configuration</h2>\n<div class=\"scroll\"><table class=\"kv config\"><tbody>\n";
+    for (const auto& [key, value] : s.config) WriteRow(body, key, value);
+    body << "</tbody></table></div>\n</section>\n";
+  }
+  WritePageHtml(out, page, body.str());
+}
+
+void WriteCompareHtml(std::ostream& out, std::span<const ComparedRun> runs, double target_accuracy) {
+  PageData page;
+  page.title = "Frugal run comparison";
+  for (const ComparedRun& r : runs) {
+    if (!page.subtitle.empty()) page.subtitle += " vs ";
+    page.subtitle += r.label;
+  }
+  page.target_accuracy = target_accuracy;
+  for (const ComparedRun& r : runs) page.runs.push_back({r.label, r.records});
+  std::ostringstream body;
+  WriteCompareTable(body, runs, target_accuracy);
+  WritePageHtml(out, page, body.str());
 }
 
 }  // namespace frugal

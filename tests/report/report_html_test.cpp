@@ -131,25 +131,33 @@ TEST_SUITE("report") {
           std::string::npos);  // MIT licence travels along
   }
 
-  TEST_CASE("report.html has the three chart containers and the series as JSON") {
+  TEST_CASE("report.html has the four chart containers and the series as JSON") {
     const auto records = FakeRun(30, 0.85, 0.12, 2'000'000, 900);
     std::ostringstream out;
     WriteReportHtml(out, FakeSummary(records), records);
     const std::string html = out.str();
 
-    CHECK(html.find("id=\"chart-accuracy-round\"") != std::string::npos);
-    CHECK(html.find("id=\"chart-accuracy-bytes\"") != std::string::npos);
-    CHECK(html.find("id=\"chart-accuracy-joules\"") != std::string::npos);
+    CHECK(html.find("id=\"chart-accuracy\"") != std::string::npos);
+    CHECK(html.find("id=\"chart-bytes\"") != std::string::npos);
+    CHECK(html.find("id=\"chart-energy\"") != std::string::npos);
+    CHECK(html.find("id=\"chart-carbon\"") != std::string::npos);
+    // A finished run's page neither polls nor shows the live-only parts.
+    CHECK(html.find("id=\"clients\"") == std::string::npos);
+    CHECK(html.find("id=\"status\"") == std::string::npos);
 
     const nlohmann::json data = EmbeddedData(html);
     CHECK(data["target"] == 0.80);
-    CHECK(data["baseline"].is_null());
-    REQUIRE(data["run"]["round"].size() == 30);
-    CHECK(data["run"]["round"][0] == 1);
-    CHECK(data["run"]["accuracy"][29].get<double>() == records[29].accuracy);
-    CHECK(data["run"]["cum_bytes"][0] == 2'000'000);
-    CHECK(data["run"]["cum_bytes"][29] == 60'000'000);
-    CHECK(data["run"]["cum_joules"][29].get<double>() == doctest::Approx(27'000));
+    CHECK(data["live"] == false);
+    REQUIRE(data["runs"].size() == 1);
+    REQUIRE(data["runs"][0]["round"].size() == 30);
+    CHECK(data["runs"][0]["round"][0] == 1);
+    CHECK(data["runs"][0]["accuracy"][29].get<double>() == records[29].accuracy);
+    CHECK(data["runs"][0]["cum_bytes"][0] == 2'000'000);
+    CHECK(data["runs"][0]["cum_bytes"][29] == 60'000'000);
+    CHECK(data["runs"][0]["cum_joules"][29].get<double>() == doctest::Approx(27'000));
+    double grams = 0;
+    for (const RoundRecord& r : records) grams += r.gco2e;
+    CHECK(data["runs"][0]["cum_gco2e"][29].get<double>() == doctest::Approx(grams));
   }
 
   TEST_CASE("report.html escapes user strings in the markup and in the embedded JSON") {
@@ -183,8 +191,8 @@ TEST_SUITE("report") {
     CHECK(scripts == 3);
     // The labels still reach the charts intact, via JSON.
     const nlohmann::json data = EmbeddedData(html);
-    CHECK(data["run"]["label"] == "a&b \"quoted\" 'single'");
-    CHECK(data["baseline"]["label"] == "<u>dense</u>");
+    CHECK(data["runs"][0]["label"] == "a&b \"quoted\" 'single'");
+    CHECK(data["runs"][1]["label"] == "<u>dense</u>");
   }
 
   TEST_CASE("report.html replaces bytes that are not UTF-8 instead of passing them through") {
@@ -229,9 +237,9 @@ TEST_SUITE("report") {
 
     CHECK(html.find("Against dense fp32") != std::string::npos);
     const nlohmann::json data = EmbeddedData(html);
-    REQUIRE(data["baseline"].is_object());
-    CHECK(data["baseline"]["label"] == "dense fp32");
-    CHECK(data["baseline"]["cum_bytes"][39] == 640'000'000);
+    REQUIRE(data["runs"].size() == 2);
+    CHECK(data["runs"][1]["label"] == "dense fp32");
+    CHECK(data["runs"][1]["cum_bytes"][39] == 640'000'000);
 
     // Both reach 0.80; the table shows each one's rounds and bytes to it.
     const TargetFigures b = FindTarget(dense, 0.80);
@@ -257,7 +265,7 @@ TEST_SUITE("report") {
     WriteReportHtml(out, s, {});
     const std::string html = out.str();
     CHECK(html.find("</html>") != std::string::npos);
-    CHECK(EmbeddedData(html)["run"]["round"].empty());
+    CHECK(EmbeddedData(html)["runs"][0]["round"].empty());
   }
 
   // Writes report_sample.html, rounds_sample.csv and summary_sample.json into
