@@ -18,6 +18,7 @@
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 #include "frugal/data/dataset.h"
+#include "frugal/energy/grid_curves.h"
 #include "frugal/energy/model.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
@@ -27,6 +28,7 @@
 #include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/planner.h"
+#include "frugal/round/representation.h"
 #include "frugal/round/selection.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
@@ -226,6 +228,8 @@ class Simulation {
   Simulation(const SimConfig& cfg, const RunOptions& opts) : cfg_(cfg), opts_(opts) {}
   Status SetUp();
   double RoundUtcHour(uint32_t round) const;
+  std::vector<Candidate> Candidates(uint32_t round, double utc_hour) const;
+  double ShiftRound(uint32_t round, double utc_hour);
   Result<std::vector<uint32_t>> Plan(uint32_t round, double utc_hour);
   Result<std::vector<Download>> Downloads(std::span<const uint32_t> selected, uint32_t version);
   std::vector<SlotResult> Train(uint32_t round, std::span<const uint32_t> selected, std::span<const Download> downloads,
@@ -246,6 +250,7 @@ class Simulation {
                        std::span<const Download> downloads, const std::map<uint32_t, SlotResult*>& by_client,
                        const Timing& timing);
   void AddNotes(RunSummary& sum) const;
+  void AddCarbonFigures(RunSummary& sum) const;
   std::vector<RosterEntry> Roster() const;
 
   const SimConfig& cfg_;
@@ -282,6 +287,8 @@ class Simulation {
   std::vector<RoundRecord> rounds_;
   EvalResult last_eval_;
   double clock_s_ = 0;
+  double shift_wait_s_ = 0;                 // virtual seconds rounds waited for cleaner hours (carbon.shift_slack_h)
+  std::vector<double> round_end_clock_s_;  // the virtual clock when each round closed, waits included
   double train_wall_ = 0;
   double train_flops_ = 0;    // every selected client's training, stragglers' and drop-outs' included
   double accepted_flops_ = 0;  // the training behind the updates that counted
@@ -314,6 +321,16 @@ Status Simulation::SetUp() {
   FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(cfg_.model, train_.num_features, train_.num_classes));
   FRUGAL_ASSIGN_OR_RETURN(profiles_, cfg_.profiles.empty() ? EnergyProfiles::LoadDefault()
                                                            : EnergyProfiles::LoadDefaultWithOverride(cfg_.profiles));
+  {
+    // Hourly curves before the population takes pointers to the regions.
+    std::vector<HourlyCurve> curves;
+    if (!cfg_.carbon.grid_csv.empty()) {
+      FRUGAL_ASSIGN_OR_RETURN(std::string text, ReadTextFile(cfg_.carbon.grid_csv));
+      FRUGAL_ASSIGN_OR_RETURN(curves, ParseHourlyIntensityCsv(text, cfg_.carbon.grid_csv));
+    }
+    FRUGAL_RETURN_IF_ERROR(
+        ApplyHourlyCurves(profiles_, cfg_.carbon.hourly, cfg_.carbon.day_of_year, curves, cfg_.carbon.grid_csv));
+  }
   FRUGAL_ASSIGN_OR_RETURN(pop_, Population::Create(cfg_, train_, profiles_));
   const size_t dim = model_->num_params();
 
@@ -378,14 +395,35 @@ double Simulation::RoundUtcHour(uint32_t round) const {
   return cfg_.start_utc_hour + clock_s_ / 3600.0;
 }
 
-// Available clients, chosen by the core's planner; returns population indices.
-Result<std::vector<uint32_t>> Simulation::Plan(uint32_t round, double utc_hour) {
+// The clients available at `utc_hour` in `round`, as the core's planner sees them.
+std::vector<Candidate> Simulation::Candidates(uint32_t round, double utc_hour) const {
   const std::vector<uint32_t> available = pop_->Available(round, utc_hour);
   std::vector<Candidate> candidates(available.size());
   for (size_t i = 0; i < available.size(); ++i) {
     const uint32_t c = available[i];
-    candidates[i] = Candidate{pop_->id(c), &pop_->device(c), &pop_->radio(c), &pop_->region(c), pop_->NumExamples(c)};
+    const double local = utc_hour + pop_->region(c).utc_offset_hours;
+    const auto hour = static_cast<size_t>(std::floor(std::fmod(std::fmod(local, 24.0) + 24.0, 24.0))) % 24;
+    candidates[i] = Candidate{pop_->id(c), &pop_->device(c), &pop_->radio(c), &pop_->region(c), pop_->NumExamples(c),
+                              Pattern(pop_->traits(c).availability).charging[hour]};
   }
+  return candidates;
+}
+
+// Time shifting on the virtual clock: the round due now waits as long as the
+// core's planner says (0 unless carbon.shift_slack_h); a replay runs each round
+// at its recorded hour and never waits again. Returns the round's UTC hour.
+double Simulation::ShiftRound(uint32_t round, double utc_hour) {
+  if (!cfg_.carbon.shifts() || round - 1 < cfg_.replay_utc_hours.size()) return utc_hour;
+  const double wait_h = planner_->ShiftDelayHours(Candidates(round, utc_hour), utc_hour);
+  if (!(wait_h > 0)) return utc_hour;
+  clock_s_ += wait_h * 3600.0;
+  shift_wait_s_ += wait_h * 3600.0;
+  return RoundUtcHour(round);
+}
+
+// Available clients, chosen by the core's planner; returns population indices.
+Result<std::vector<uint32_t>> Simulation::Plan(uint32_t round, double utc_hour) {
+  const std::vector<Candidate> candidates = Candidates(round, utc_hour);
   uint64_t first_payload = 0;
   if (cfg_.plan.selection != SelectionPolicy::kUniform && rounds_.empty()) {
     FRUGAL_ASSIGN_OR_RETURN(auto first, engine_->ModelPayloadFor(pop_->held_version(0)));
@@ -733,7 +771,7 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
 
 Status Simulation::Step(uint32_t round) {
   const auto round_start = Clock::now();
-  const double utc_hour = RoundUtcHour(round);
+  const double utc_hour = ShiftRound(round, RoundUtcHour(round));
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> selected, Plan(round, utc_hour));
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
@@ -798,13 +836,68 @@ Status Simulation::Step(uint32_t round) {
   rec.loss = last_eval_.loss;
   rec.virtual_seconds = timing.close_s;
   rec.wall_seconds = Since(round_start);
+  round_end_clock_s_.push_back(clock_s_ + timing.close_s);
   clock_s_ += timing.close_s + cfg_.round_interval_s;
+  planner_->AddActiveHours((timing.close_s + cfg_.round_interval_s) / 3600.0);
   rounds_.push_back(rec);
   if (leader_ && opts_.on_round) {
     bar_->Clear();
     opts_.on_round(rec);
   }
   return OkStatus();
+}
+
+std::string FormatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+// Virtual time (waits included) and representativeness: what a carbon saving cost.
+void Simulation::AddCarbonFigures(RunSummary& sum) const {
+  if (!round_end_clock_s_.empty()) sum.extra_metrics["virtual_seconds_total"] = round_end_clock_s_.back();
+  if (sum.rounds_to_target && *sum.rounds_to_target >= 1 && *sum.rounds_to_target <= round_end_clock_s_.size()) {
+    sum.extra_metrics["virtual_seconds_to_target"] = round_end_clock_s_[*sum.rounds_to_target - 1];
+  }
+  if (cfg_.carbon.shifts()) {
+    sum.extra_metrics["shift_wait_seconds"] = shift_wait_s_;
+    sum.notes.push_back("Time shifting: a round waited up to " + FormatDouble(cfg_.carbon.shift_slack_h) +
+                        " h on the virtual clock for its candidates' cleaner hours (carbon.shift_slack_h), " +
+                        FormatDouble(shift_wait_s_ / 3600.0) + " h in all.");
+  }
+  // Clients with the same device class and region counted together: a
+  // million-client fleet needs only a few dozen entries.
+  std::map<std::pair<std::string_view, std::string_view>, FleetMember> groups;
+  for (size_t i = 0; i < pop_->size(); ++i) {
+    FleetMember& m = groups[{pop_->device(i).id, pop_->region(i).id}];
+    m.device = pop_->device(i).id;
+    m.region = pop_->region(i).id;
+    m.examples += pop_->NumExamples(i);
+    ++m.clients;
+  }
+  std::vector<FleetMember> fleet;
+  for (const auto& [key, m] : groups) fleet.push_back(m);
+  sum.representation = RepresentationShares(fleet, ledger_.rows());
+  std::string hourly;  // the fleet's regions priced by an hourly curve, and where it came from
+  for (const ShareRow& row : sum.representation) {
+    auto r = profiles_.Region(row.id);
+    if (row.kind != "region" || !r.ok() || (*r)->hourly_source.empty()) continue;
+    hourly += (hourly.empty() ? "" : ", ") + row.id + " (" + (*r)->hourly_source + ")";
+  }
+  if (!hourly.empty()) {
+    sum.notes.push_back("Carbon is priced at the UTC hour each round ran, from hourly curves (docs/energy-model.md): " +
+                        hourly + ".");
+  }
+  const auto [region, ratio] = LowestRegionRatio(sum.representation);
+  if (!region.empty()) {
+    sum.extra_metrics["lowest_region_participation_ratio"] = ratio;
+    if (cfg_.plan.selection != SelectionPolicy::kUniform || cfg_.carbon.shifts()) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.2f", ratio);
+      sum.notes.push_back("Representativeness (representation.csv): the least represented region, " + region +
+                          ", has " + buf + "x its share of the clients among the participations.");
+    }
+  }
 }
 
 void Simulation::AddNotes(RunSummary& sum) const {
@@ -901,6 +994,7 @@ Result<RunResult> Simulation::Finish() {
   if (cfg_.attack.kind == AttackKind::kBackdoor) sum.extra_metrics["backdoor_success"] = last_backdoor_;
   if (cfg_.attack.active()) sum.extra_metrics["attack_diverged_tasks"] = static_cast<double>(diverged_);
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
+  AddCarbonFigures(sum);
   sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;
   // Per update that counted, so stragglers' wasted work does not inflate it (it is in train_gflops_per_second).
   sum.extra_metrics["flops_per_update"] =

@@ -69,7 +69,13 @@ double ComputeJoules(const DeviceProfile& d, double flops, bool int8) {
 double ComputeSeconds(const DeviceProfile& d, double flops) { return flops / d.flops_per_s_fp32; }
 
 double CarbonIntensity(const RegionProfile& region, double utc_hour) {
-  if (!region.hourly_gco2e_per_kwh.has_value() || !std::isfinite(utc_hour)) return region.gco2e_per_kwh;
+  if (!std::isfinite(utc_hour)) return region.gco2e_per_kwh;
+  if (region.utc_hourly_gco2e_per_kwh.has_value()) {
+    double h = std::fmod(utc_hour, 24.0);
+    if (h < 0) h += 24.0;
+    return (*region.utc_hourly_gco2e_per_kwh)[std::min<size_t>(static_cast<size_t>(std::floor(h)), 23)];
+  }
+  if (!region.hourly_gco2e_per_kwh.has_value()) return region.gco2e_per_kwh;
   double local = std::fmod(utc_hour + region.utc_offset_hours, 24.0);
   if (local < 0) local += 24.0;
   // fmod of a value just below 0 can round up to exactly 24 after the add.

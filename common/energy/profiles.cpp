@@ -592,6 +592,22 @@ Result<const RegionProfile*> EnergyProfiles::Region(std::string_view id) const {
   return &regions_[static_cast<size_t>(i)];
 }
 
+Status EnergyProfiles::SetUtcHourly(std::string_view region, const std::array<double, 24>& gco2e_per_kwh,
+                                    std::string source) {
+  int i = FindIndex(regions_, region);
+  if (i < 0) return UnknownId(regions_, "region", region);
+  for (size_t h = 0; h < 24; ++h) {
+    if (!std::isfinite(gco2e_per_kwh[h]) || gco2e_per_kwh[h] < 0) {
+      return InvalidArgumentError("hourly intensity of region '" + std::string(region) + "' at UTC hour " +
+                                  std::to_string(h) + " must be finite and >= 0");
+    }
+  }
+  RegionProfile& g = regions_[static_cast<size_t>(i)];
+  g.utc_hourly_gco2e_per_kwh = gco2e_per_kwh;
+  g.hourly_source = std::move(source);
+  return OkStatus();
+}
+
 Result<const ClassMix*> EnergyProfiles::Mix(std::string_view id) const {
   int i = FindIndex(mixes_, id);
   if (i < 0) return UnknownId(mixes_, "mix", id);

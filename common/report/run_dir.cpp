@@ -114,6 +114,10 @@ Status WriteRunDirectory(const std::filesystem::path& dir, const RunFiles& f) {
   FRUGAL_RETURN_IF_ERROR(
       WriteFileAtomic(dir / "emissions.csv", [&](std::ostream& os) { f.ledger->WriteEmissionsCsv(os, f.emissions); }));
   FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(dir / "summary.json", [&](std::ostream& os) { WriteSummaryJson(os, *f.summary); }));
+  if (!f.summary->representation.empty()) {
+    FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(
+        dir / "representation.csv", [&](std::ostream& os) { WriteRepresentationCsv(os, f.summary->representation); }));
+  }
   return WriteFileAtomic(dir / "report.html", [&](std::ostream& os) { WriteReportHtml(os, *f.summary, f.rounds); });
 }
 

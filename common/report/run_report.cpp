@@ -4,6 +4,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <system_error>
@@ -241,9 +242,29 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
   for (const auto& [key, value] : s.config) j["config"][key] = value;
   j["extra_metrics"] = nlohmann::ordered_json::object();
   for (const auto& [key, value] : s.extra_metrics) j["extra_metrics"][key] = value;
+  j["representation"] = nlohmann::ordered_json::array();
+  for (const ShareRow& r : s.representation) {
+    j["representation"].push_back({{"kind", r.kind}, {"id", r.id}, {"clients", r.clients}, {"examples", r.examples},
+                                   {"participations", r.participations}, {"selections", r.selections},
+                                   {"client_share", r.client_share}, {"data_share", r.data_share},
+                                   {"participation_share", r.participation_share},
+                                   {"selection_share", r.selection_share}});
+  }
   // `replace` turns bytes that are not UTF-8 into U+FFFD instead of throwing:
   // names and config values come from users.
   out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+}
+
+void WriteRepresentationCsv(std::ostream& out, std::span<const ShareRow> rows) {
+  out << "kind,id,clients,examples,participations,selections,client_share,data_share,participation_share,"
+         "selection_share\n";
+  char buf[160];
+  for (const ShareRow& r : rows) {
+    std::snprintf(buf, sizeof buf, ",%.17g,%.17g,%.17g,%.17g", r.client_share, r.data_share, r.participation_share,
+                  r.selection_share);
+    out << r.kind << ',' << r.id << ',' << r.clients << ',' << r.examples << ',' << r.participations << ','
+        << r.selections << buf << '\n';
+  }
 }
 
 uint64_t ProcessPeakRssBytes() {

@@ -1,6 +1,8 @@
 #include "frugal/round/planner.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "frugal/core/streams.h"
 
@@ -10,26 +12,87 @@ RoundPlanner::RoundPlanner(const RunSettings& settings, FlopCount flops_per_exam
     : seed_(settings.seed),
       plan_(settings.plan),
       flops_per_example_(flops_per_example.forward + flops_per_example.backward),
-      epochs_(static_cast<uint64_t>(settings.task.train.epochs)) {}
+      epochs_(static_cast<uint64_t>(settings.task.train.epochs)),
+      carbon_(settings.carbon),
+      shifter_(settings.carbon),
+      budget_(settings.carbon.region_budget_j_per_h) {}
 
 ParticipationEstimate RoundPlanner::Estimate(const Candidate& c, uint64_t first_payload_bytes) const {
   const Sizes sizes = expected_.value_or(Sizes{first_payload_bytes, first_payload_bytes});
   return ParticipationEstimate{flops_per_example_ * static_cast<double>(c.examples * epochs_), sizes.down, sizes.up};
 }
 
-std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candidate> candidates, double utc_hour,
+bool RoundPlanner::Eligible(const Candidate& c) const {
+  if (carbon_.require_charging && !c.charging) return false;
+  if (carbon_.require_unmetered && !IsUnmetered(*c.radio)) return false;
+  return true;
+}
+
+std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candidate> all, double utc_hour,
                                            uint64_t first_payload_bytes) const {
+  std::vector<Candidate> kept;
+  const bool filters = carbon_.require_charging || carbon_.require_unmetered;
+  if (filters) {
+    for (const Candidate& c : all) {
+      if (Eligible(c)) kept.push_back(c);
+    }
+  }
+  const std::span<const Candidate> candidates = filters ? std::span<const Candidate>(kept) : all;
   std::vector<uint32_t> ids(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) ids[i] = candidates[i].id;
   const uint64_t seed = StreamSeed(seed_, SeedStream::kSelect, round);
-  if (plan_.selection == SelectionPolicy::kUniform) return SelectClients(ids, plan_.SelectCount(), seed);
-  std::vector<double> weights(candidates.size());
+  const bool limits = carbon_.region_floor > 0 || budget_.active();
+  if (!limits) {
+    if (plan_.selection == SelectionPolicy::kUniform) return SelectClients(ids, plan_.SelectCount(), seed);
+    std::vector<double> weights(candidates.size());
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const Candidate& c = candidates[i];
+      weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
+                                   Estimate(c, first_payload_bytes));
+    }
+    return SelectClientsWeighted(ids, weights, plan_.SelectCount(), seed);
+  }
+  // Regions indexed in order of first appearance (candidates ascend by id, so this is deterministic).
+  std::map<const RegionProfile*, uint32_t> index;
+  std::vector<const RegionProfile*> regions;
+  std::vector<BudgetedCandidate> budgeted(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
-    weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
-                                 Estimate(c, first_payload_bytes));
+    auto [it, fresh] = index.emplace(c.region, static_cast<uint32_t>(regions.size()));
+    if (fresh) regions.push_back(c.region);
+    const ParticipationEstimate e = Estimate(c, first_payload_bytes);
+    budgeted[i] = BudgetedCandidate{c.id,
+                                    SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour, e),
+                                    it->second, ExpectedParticipationJoules(*c.device, *c.radio, e)};
   }
-  return SelectClientsWeighted(ids, weights, plan_.SelectCount(), seed);
+  std::vector<double> left;
+  if (budget_.active()) {
+    for (const RegionProfile* r : regions) left.push_back(budget_.Left(r->id, utc_hour));
+  }
+  std::vector<uint32_t> out = SelectWithRegionLimits(budgeted, plan_.SelectCount(), seed, carbon_.region_floor, left);
+  if (budget_.active()) {
+    size_t i = 0;
+    for (uint32_t id : out) {  // both ascend by id
+      while (budgeted[i].id != id) ++i;
+      budget_.Spend(regions[budgeted[i].region]->id, utc_hour, budgeted[i].expected_j);
+    }
+  }
+  return out;
+}
+
+double RoundPlanner::ShiftDelayHours(std::span<const Candidate> candidates, double utc_hour) {
+  if (!carbon_.shifts()) return 0;
+  // Keyed by id, not address, so every front end sums in the same order.
+  std::map<std::string, RegionCount> counts;
+  for (const Candidate& c : candidates) {
+    if (!Eligible(c)) continue;
+    RegionCount& rc = counts[c.region->id];
+    rc.region = c.region;
+    ++rc.count;
+  }
+  std::vector<RegionCount> mix;
+  for (const auto& [id, rc] : counts) mix.push_back(rc);
+  return shifter_.Delay(mix, plan_.selection, utc_hour);
 }
 
 void RoundPlanner::Observe(const RoundRecord& round) {

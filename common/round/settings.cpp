@@ -268,6 +268,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("eval.examples", s.eval_examples);
   r.Get("eval.federated_every", s.federated_eval_every);
   r.Get("server.trusted_examples", s.trusted_examples);
+  FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");

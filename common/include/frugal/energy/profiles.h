@@ -42,11 +42,16 @@ struct RadioProfile {
 
 // A grid region. hourly_gco2e_per_kwh[h] is the intensity during local hour
 // [h, h+1); local time = UTC + utc_offset_hours (no daylight saving).
+// utc_hourly_gco2e_per_kwh[h], set by ApplyHourlyCurves (a user's CSV or a
+// derived curve, frugal/energy/grid_curves.h), is the intensity during UTC hour
+// [h, h+1) and wins over both; hourly_source says where it came from.
 struct RegionProfile {
   std::string id;
   double gco2e_per_kwh = 0;
   std::optional<std::array<double, 24>> hourly_gco2e_per_kwh;
   double utc_offset_hours = 0;
+  std::optional<std::array<double, 24>> utc_hourly_gco2e_per_kwh;
+  std::string hourly_source;  // "" (none), "derived" or "csv:<source>"
 };
 
 // One id with a relative weight, an entry of a ClassMix.
@@ -102,6 +107,9 @@ class EnergyProfiles {
   Result<const RadioProfile*> Radio(std::string_view id) const;
   Result<const RegionProfile*> Region(std::string_view id) const;
   Result<const ClassMix*> Mix(std::string_view id) const;
+  // Sets a region's UTC-hour curve (see RegionProfile); kNotFound for an
+  // unknown id, kInvalidArgument for a negative or non-finite value.
+  Status SetUtcHourly(std::string_view region, const std::array<double, 24>& gco2e_per_kwh, std::string source);
 
   const std::vector<DeviceProfile>& devices() const { return devices_; }
   const std::vector<RadioProfile>& radios() const { return radios_; }

@@ -15,6 +15,7 @@
 
 #include "frugal/core/status.h"
 #include "frugal/round/record.h"
+#include "frugal/round/representation.h"
 
 namespace frugal {
 
@@ -39,7 +40,13 @@ struct RunSummary {
   std::vector<std::string> notes;
   std::map<std::string, std::string> config;    // flattened key -> value of the run configuration
   std::map<std::string, double> extra_metrics;  // anything else worth a number in summary.json
+  // Each region's and device class's share of participations against its
+  // share of clients and data (RepresentationShares); empty if not computed.
+  std::vector<ShareRow> representation;
 };
+
+// Writes representation.csv: a header and one line per ShareRow.
+void WriteRepresentationCsv(std::ostream& out, std::span<const ShareRow> rows);
 
 // Totals and first-reach figures of a series of rounds, as ComputeTargets
 // derives them. Also used for the baseline series in report.html.

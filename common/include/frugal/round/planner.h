@@ -11,6 +11,7 @@
 
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
+#include "frugal/round/carbon_schedule.h"
 #include "frugal/round/record.h"
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
@@ -24,6 +25,7 @@ struct Candidate {
   const RadioProfile* radio = nullptr;
   const RegionProfile* region = nullptr;
   uint64_t examples = 0;  // local training examples
+  bool charging = true;   // on charge now (carbon.require_charging); a front end that cannot tell says true
 };
 
 // Selection with its estimates. Not thread-safe.
@@ -36,9 +38,20 @@ class RoundPlanner {
   // `candidates` must be ascending by id. The weights' expected payload sizes
   // are the previous round's mean per selected client (Observe); before any
   // round, `first_payload_bytes` (the payload a client holding what clients
-  // start with downloads) stands for both directions.
+  // start with downloads) stands for both directions. Under [carbon]:
+  // ineligible candidates (not charging, metered) are left out, and with a
+  // region floor or budget SelectWithRegionLimits draws instead, charging
+  // each selected client's expected joules to its region's hour.
   std::vector<uint32_t> Select(uint32_t round, std::span<const Candidate> candidates, double utc_hour,
                                uint64_t first_payload_bytes) const;
+
+  // Hours the round due at `utc_hour` waits for its candidates' cleaner hours
+  // (TimeShifter::Delay over the eligible candidates' regions); 0 without
+  // carbon.shift_slack_h. A front end calls it once per round, before Select.
+  double ShiftDelayHours(std::span<const Candidate> candidates, double utc_hour);
+  // Time the run spent not waiting (a round and the pause after it), hours.
+  void AddActiveHours(double hours) { shifter_.AddActive(hours); }
+  double waited_hours() const { return shifter_.waited_hours(); }
 
   // The estimate a weighted selection uses for one candidate (exposed for tests and reports).
   ParticipationEstimate Estimate(const Candidate& c, uint64_t first_payload_bytes) const;
@@ -55,6 +68,13 @@ class RoundPlanner {
     uint64_t down = 0, up = 0;
   };
   std::optional<Sizes> expected_;
+  CarbonSettings carbon_;
+  TimeShifter shifter_;
+  // What selections have committed against the per-region hourly budgets:
+  // bookkeeping that Select (a const draw for every other purpose) updates.
+  mutable RegionBudget budget_;
+
+  bool Eligible(const Candidate& c) const;
 };
 
 }  // namespace frugal

@@ -10,6 +10,7 @@
 #include "frugal/core/config_reader.h"
 #include "frugal/core/status.h"
 #include "frugal/model/model.h"
+#include "frugal/round/carbon_schedule.h"
 #include "frugal/round/engine.h"
 
 namespace frugal {
@@ -52,6 +53,7 @@ struct RunSettings {
   // root data set, server.robust = "fltrust"): a seeded uniform sample of the
   // training set, on which the server computes its own update each round.
   uint32_t trusted_examples = 100;
+  CarbonSettings carbon;              // [carbon]: hourly intensity, time shifting, budgets, eligibility
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return pipeline == Pipeline::kFrugal && error_feedback; }

@@ -1,0 +1,152 @@
+#include "frugal/round/carbon_schedule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "frugal/core/random.h"
+#include "frugal/energy/model.h"
+
+namespace frugal {
+
+Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
+  std::string hourly(HourlyModeName(s.hourly));
+  r.Get("carbon.hourly", hourly);
+  r.Get("carbon.grid_csv", s.grid_csv);
+  r.Get("carbon.day_of_year", s.day_of_year);
+  r.Get("carbon.shift_slack_h", s.shift_slack_h);
+  r.Get("carbon.shift_step_h", s.shift_step_h);
+  r.Get("carbon.shift_max_wait_ratio", s.shift_max_wait_ratio);
+  r.Get("carbon.shift_min_saving", s.shift_min_saving);
+  r.Get("carbon.region_budget_j_per_h", s.region_budget_j_per_h);
+  r.Get("carbon.region_floor", s.region_floor);
+  r.Get("carbon.require_charging", s.require_charging);
+  r.Get("carbon.require_unmetered", s.require_unmetered);
+  if (r.error()) return *r.error();
+  FRUGAL_ASSIGN_OR_RETURN(s.hourly, ParseHourlyMode(hourly));
+  auto bad = [](const char* key, const std::string& want) {
+    return InvalidArgumentError(std::string(key) + " must be " + want);
+  };
+  if (s.day_of_year < 1 || s.day_of_year > 365) return bad("carbon.day_of_year", "1..365");
+  if (!(s.shift_slack_h >= 0) || s.shift_slack_h > 48) return bad("carbon.shift_slack_h", "in [0, 48] hours");
+  if (!(s.shift_step_h >= 1.0 / 60) || s.shift_step_h > 24) {
+    return bad("carbon.shift_step_h", "in [1/60, 24] hours");
+  }
+  if (!(s.shift_max_wait_ratio >= 0) || !std::isfinite(s.shift_max_wait_ratio)) {
+    return bad("carbon.shift_max_wait_ratio", "finite and >= 0");
+  }
+  if (!(s.shift_min_saving >= 0) || s.shift_min_saving >= 1) return bad("carbon.shift_min_saving", "in [0, 1)");
+  if (!(s.region_budget_j_per_h >= 0) || !std::isfinite(s.region_budget_j_per_h)) {
+    return bad("carbon.region_budget_j_per_h", "finite and >= 0");
+  }
+  if (!(s.region_floor >= 0) || s.region_floor > 1) return bad("carbon.region_floor", "in [0, 1]");
+  return OkStatus();
+}
+
+bool IsUnmetered(const RadioProfile& radio) {
+  return radio.id.starts_with("wifi") || radio.id.starts_with("ethernet");
+}
+
+double ExpectedIntensity(std::span<const RegionCount> mix, SelectionPolicy policy, double utc_hour) {
+  double n = 0, sum = 0, inv = 0;
+  for (const RegionCount& m : mix) {
+    if (m.region == nullptr || m.count == 0) continue;
+    const double c = static_cast<double>(m.count);
+    const double i = CarbonIntensity(*m.region, utc_hour);
+    n += c;
+    sum += c * i;
+    inv += i > 0 ? c / i : 0;
+  }
+  if (n == 0) return 0;
+  if (policy == SelectionPolicy::kCarbon) return inv > 0 ? n / inv : 0;
+  return sum / n;
+}
+
+double TimeShifter::Delay(std::span<const RegionCount> mix, SelectionPolicy policy, double now_utc_hour) {
+  if (!s_.shifts() || !std::isfinite(now_utc_hour)) return 0;
+  double allowed = s_.shift_slack_h;
+  if (s_.shift_max_wait_ratio > 0) allowed = std::min(allowed, s_.shift_max_wait_ratio * active_h_ - waited_h_);
+  if (!(allowed >= s_.shift_step_h)) return 0;
+  const auto steps = static_cast<int>(std::floor(allowed / s_.shift_step_h + 1e-9));
+  std::vector<double> score(static_cast<size_t>(steps) + 1);
+  for (int k = 0; k <= steps; ++k) {
+    score[static_cast<size_t>(k)] = ExpectedIntensity(mix, policy, now_utc_hour + k * s_.shift_step_h);
+  }
+  const double best = *std::min_element(score.begin(), score.end());
+  if (!(score[0] > 0) || best > score[0] * (1.0 - s_.shift_min_saving)) return 0;
+  for (int k = 0; k <= steps; ++k) {
+    if (score[static_cast<size_t>(k)] <= best * 1.01) {
+      const double d = k * s_.shift_step_h;
+      waited_h_ += d;
+      return d;
+    }
+  }
+  return 0;
+}
+
+std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> candidates, size_t count,
+                                             uint64_t seed, double floor, std::span<double> budget_left) {
+  Rng rng(seed);
+  struct Keyed {
+    double key;
+    size_t i;
+  };
+  std::vector<Keyed> keyed;
+  keyed.reserve(candidates.size());
+  uint32_t regions = 0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const double u = rng.Uniform();  // one draw per candidate, eligible or not
+    const double w = candidates[i].weight;
+    regions = std::max(regions, candidates[i].region + 1);
+    if (!(w > 0) || !std::isfinite(w)) continue;
+    keyed.push_back({std::log(std::max(u, 1e-300)) / w, i});
+  }
+  // Best key first; ties (equal keys) by position, so the order is total.
+  std::sort(keyed.begin(), keyed.end(),
+            [](const Keyed& a, const Keyed& b) { return a.key != b.key ? a.key > b.key : a.i < b.i; });
+  std::vector<uint64_t> in_region(regions, 0);
+  for (const Keyed& k : keyed) ++in_region[candidates[k.i].region];
+  std::vector<bool> taken(candidates.size(), false);
+  std::vector<uint32_t> out;
+  auto fits = [&](const BudgetedCandidate& c) {
+    return budget_left.empty() || c.expected_j <= budget_left[c.region];
+  };
+  auto take = [&](size_t i) {
+    taken[i] = true;
+    out.push_back(candidates[i].id);
+    if (!budget_left.empty()) budget_left[candidates[i].region] -= candidates[i].expected_j;
+  };
+  if (floor > 0 && !keyed.empty()) {
+    std::vector<uint64_t> quota(regions, 0);
+    for (uint32_t r = 0; r < regions; ++r) {
+      const double share = static_cast<double>(in_region[r]) / static_cast<double>(keyed.size());
+      quota[r] = std::min<uint64_t>(in_region[r],
+                                    static_cast<uint64_t>(std::ceil(floor * static_cast<double>(count) * share - 1e-9)));
+    }
+    for (const Keyed& k : keyed) {
+      if (out.size() >= count) break;
+      const BudgetedCandidate& c = candidates[k.i];
+      if (quota[c.region] == 0 || !fits(c)) continue;
+      --quota[c.region];
+      take(k.i);
+    }
+  }
+  for (const Keyed& k : keyed) {
+    if (out.size() >= count) break;
+    if (taken[k.i] || !fits(candidates[k.i])) continue;
+    take(k.i);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double RegionBudget::Left(const std::string& region, double utc_hour) const {
+  const auto it = spent_.find({region, static_cast<int64_t>(std::floor(utc_hour))});
+  return per_hour_ - (it == spent_.end() ? 0.0 : it->second);
+}
+
+void RegionBudget::Spend(const std::string& region, double utc_hour, double joules) {
+  spent_[{region, static_cast<int64_t>(std::floor(utc_hour))}] += joules;
+}
+
+}  // namespace frugal
