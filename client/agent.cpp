@@ -12,6 +12,8 @@
 
 #include "frugal/client/device_policy.h"
 #include "frugal/data/partition.h"
+#include "frugal/client/battery_meter.h"
+#include "frugal/data/table.h"
 #include "frugal/energy/meter.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/proto/frame.h"
@@ -74,6 +76,10 @@ Result<LocalData> LoadLocalData(const DataConfig& cfg) {
   } else {
     if (cfg.source == "idx") {
       FRUGAL_ASSIGN_OR_RETURN(out.data, LoadIdx(cfg.idx_images, cfg.idx_labels));
+    } else if (cfg.source == "table") {
+      // The device's own table, declared by a manifest (label and feature
+      // columns, normalisation): its training split is this client's data.
+      FRUGAL_ASSIGN_OR_RETURN(out.data, LoadDataSplit(Split::kTrain, cfg.table));
     } else {
       CsvOptions o;
       o.num_classes = cfg.csv_num_classes;
@@ -97,6 +103,7 @@ struct Agent::Impl {
   LocalData local;
   EnergyProfiles profiles;
   std::unique_ptr<EnergyMeter> meter;  // RAPL when the machine exposes it
+  std::unique_ptr<BatteryMeter> battery;  // the battery's fuel gauge, when it has one
   std::unique_ptr<boost::asio::ssl::context> ctx;
   Rng rng{1};
   TaskLoopEnv env;
@@ -129,6 +136,19 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config) {
     s.meter = std::move(*rapl);
     spdlog::info("measuring compute energy with RAPL under {}", config.rapl_root);
   }
+  if (config.battery_meter) {
+    auto battery = FindBattery(config.policy.power_supply_root);
+    auto opened = battery.ok() ? BatteryMeter::Open(*battery, config.battery_sample_hz)
+                               : Result<std::unique_ptr<BatteryMeter>>(battery.error());
+    if (opened.ok()) {
+      s.battery = std::move(*opened);
+      s.battery->StartSampling();
+      spdlog::info("measuring task energy with the fuel gauge of {} at {} Hz while a task runs",
+                   s.battery->Describe(), config.battery_sample_hz);
+    } else {
+      spdlog::info("no battery fuel gauge: energy is modelled ({})", opened.error().message());
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) return UnavailableError("cannot create state_dir " + config.state_dir + ": " + ec.message());
@@ -138,6 +158,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config) {
   s.env.config = &s.cfg;
   s.env.local = &s.local;
   s.env.meter = s.meter.get();
+  s.env.phases = s.battery.get();
   s.env.decide = [&cfg = s.cfg] {
     return DecideTask(cfg.policy, ReadPowerState(cfg.policy.power_supply_root), cfg.radio);
   };

@@ -21,6 +21,8 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("device.region", c.region);
   r.Get("device.profiles", c.profiles);
   r.Get("device.rapl_root", c.rapl_root);
+  r.Get("device.battery_meter", c.battery_meter);
+  r.Get("device.battery_sample_hz", c.battery_sample_hz);
   r.Get("state_dir", c.state_dir);
   r.Get("connection.backoff_initial_s", c.backoff_initial_s);
   r.Get("connection.backoff_max_s", c.backoff_max_s);
@@ -41,6 +43,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("data.idx_images", d.idx_images);
   r.Get("data.idx_labels", d.idx_labels);
   r.Get("data.csv", d.csv);
+  r.Get("data.table", d.table);
   r.Get("data.csv_num_classes", d.csv_num_classes);
   r.Get("data.csv_feature_scale", d.csv_feature_scale);
   r.Get("data.csv_header", d.csv_header);
@@ -70,8 +73,10 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   } else if (d.source == "csv") {
     if (d.csv.empty()) return err("data.csv is required");
     if (!(d.csv_feature_scale > 0)) return err("data.csv_feature_scale must be positive");
+  } else if (d.source == "table") {
+    if (d.table.empty()) return err("data.table (a dataset manifest) is required");
   } else {
-    return err("data.source must be fmnist-partition, idx or csv, got '" + d.source + "'");
+    return err("data.source must be fmnist-partition, idx, csv or table, got '" + d.source + "'");
   }
   if (!(d.holdout >= 0 && d.holdout < 1)) return err("data.holdout must be in [0, 1)");
   if (p.network != "auto" && p.network != "metered" && p.network != "unmetered") {
@@ -82,6 +87,9 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   }
   if (c.max_frame_mb == 0 || c.max_frame_mb > 2047) return err("connection.max_frame_mb must be in [1, 2047]");
   if (!(c.read_timeout_s > 0)) return err("connection.read_timeout_s must be positive");
+  if (!(c.battery_sample_hz >= 1 && c.battery_sample_hz <= 100)) {
+    return err("device.battery_sample_hz must be in [1, 100]");
+  }
   return c;
 }
 

@@ -29,6 +29,14 @@ Error Refused(const v1::Error& e) {
 
 }  // namespace
 
+TaskLoop::~TaskLoop() { HoldPhases(false); }
+
+void TaskLoop::HoldPhases(bool active) {
+  if (env_.phases == nullptr) return;
+  env_.phases->Hold(active);
+  task_arrived_s_ = active ? std::optional<double>(env_.phases->NowSeconds()) : std::nullopt;
+}
+
 v1::Envelope TaskLoop::Hello() const {
   const ClientConfig& cfg = *env_.config;
   v1::Envelope env;
@@ -64,6 +72,7 @@ LoopStep TaskLoop::OnEnvelope(const v1::Envelope& env) {
       return OnRegister(env.register_());
     case v1::Envelope::kTask:
       pending_task_ = env.task();
+      HoldPhases(true);  // the download starts now
       return {};
     case v1::Envelope::kModel:
       return OnModel(env.model());
@@ -135,6 +144,7 @@ LoopStep TaskLoop::OnModel(const v1::ModelPayload& payload) {
   pending_task_.reset();
   const PolicyDecision d = env_.decide();
   if (!d.accept) {
+    HoldPhases(false);
     spdlog::info("{}: declining round {}: {}", name, task.round(), d.reason);
     v1::Error* e = step.send.emplace_back().mutable_error();
     e->set_code(v1::Error::DECLINED);  // wire-only: the device's choice, not a failure
@@ -143,6 +153,7 @@ LoopStep TaskLoop::OnModel(const v1::ModelPayload& payload) {
     return step;
   }
   auto update = DoTask(task, payload);
+  HoldPhases(false);
   if (!update.ok()) {
     // The held copy cannot be trusted: start over with a full model.
     spdlog::warn("{}: round {} failed: {}", name, task.round(), update.error().message());
@@ -229,6 +240,10 @@ v1::EvalResult TaskLoop::DoEval(const v1::EvalTask& task, const v1::ModelPayload
 
 Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload& payload) {
   if (!state_.has_model()) return FailedPreconditionError("a task arrived before Register");
+  TaskEnergy energy;
+  if (env_.phases != nullptr && task_arrived_s_) {
+    energy.phases.push_back(env_.phases->Measure("download", *task_arrived_s_, env_.phases->NowSeconds()));
+  }
   const std::span<const uint8_t> bytes = Bytes(payload.payload());
   FRUGAL_ASSIGN_OR_RETURN(uint32_t now_holds, state_.Apply(bytes));
   if (now_holds != task.model_version()) {
@@ -249,13 +264,29 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   }
   EnergyWindow window(env_.meter);
   const bool measuring = env_.meter != nullptr && window.Start().ok();
+  const double train_start_s = env_.phases != nullptr ? env_.phases->NowSeconds() : 0;
   const LocalData& local = *env_.local;
   FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
                           RunClientTask(state_.model(), state_.params(), local.data, local.indices, tc, uc, resid,
                                         state_.workspace(), state_.scratch()));
-  std::optional<double> measured_j;
+  if (env_.phases != nullptr) {
+    PhaseEnergy train = env_.phases->Measure("train", train_start_s, env_.phases->NowSeconds());
+    // The gauge sees the whole device, so it wins over RAPL's package counter when it resolves the phase.
+    if (train.source == EnergySource::kMeasured) {
+      energy.measured_j = train.joules;
+      energy.meter = env_.phases->Describe();
+    }
+    energy.phases.push_back(std::move(train));
+  }
   if (measuring) {
-    if (auto j = window.Stop(); j.ok()) measured_j = *j;
+    if (auto j = window.Stop(); j.ok() && !energy.measured_j) {
+      energy.measured_j = *j;
+      energy.meter = "rapl";
+    }
+  }
+  for (const PhaseEnergy& p : energy.phases) {
+    spdlog::info("{}: round {} {}: {:.1f} s, {}{}", env_.config->name, task.round(), p.phase, p.seconds,
+                 p.source == EnergySource::kMeasured ? fmt::format("{:.3f} J ", p.joules) : std::string(), p.note);
   }
   if (ef) {
     state_.Residual() = std::move(resid_copy);
@@ -263,11 +294,11 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   }
   spdlog::debug("{}: round {} trained on {} examples, loss {:.4f}, {} B update", env_.config->name, task.round(),
                 result.train.examples, result.train.mean_loss, result.update.size());
-  return UpdateMessage(task, result, measured_j);
+  return UpdateMessage(task, result, energy);
 }
 
 v1::Update TaskLoop::UpdateMessage(const v1::Task& task, const ClientTaskResult& result,
-                                   std::optional<double> measured_j) const {
+                                   const TaskEnergy& energy) const {
   v1::Update u;
   u.set_round(task.round());
   u.set_base_version(state_.held_version());
@@ -276,9 +307,18 @@ v1::Update TaskLoop::UpdateMessage(const v1::Task& task, const ClientTaskResult&
   v1::LedgerFigures* f = u.mutable_ledger();
   f->set_flops(result.train.flops);
   f->set_int8(false);
-  if (measured_j) {
+  if (energy.measured_j) {
     f->set_measured(true);
-    f->set_measured_compute_j(*measured_j);
+    f->set_measured_compute_j(*energy.measured_j);
+    f->set_meter(energy.meter);
+  }
+  for (const PhaseEnergy& p : energy.phases) {
+    v1::PhaseFigures* pf = f->add_phases();
+    pf->set_phase(p.phase);
+    pf->set_seconds(p.seconds);
+    pf->set_measured(p.source == EnergySource::kMeasured);
+    pf->set_joules(p.joules);
+    pf->set_note(p.note);
   }
   return u;
 }

@@ -738,6 +738,7 @@ DriverMetrics RoundDriver::Metrics() const {
   m.connected_clients = client_conn_.size();
   const EnergyTotals t = ledger_.RunTotals();
   m.joules = t.all_j();
+  m.measured_vs_modelled = ledger_.MeasuredVsModelledByDevice();
   m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));
   return m;
 }

@@ -13,6 +13,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   clang-14 libclang-rt-14-dev
   dataset-fashion-mnist
+  python3-sklearn  # only for its data files: the second real data set (sim/scenarios/data/sklearn-*.toml)
 )
 
 missing=()

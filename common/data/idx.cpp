@@ -8,6 +8,7 @@
 #include <string>
 
 #include "frugal/data/dataset.h"
+#include "frugal/data/table.h"
 
 namespace frugal {
 namespace {
@@ -246,18 +247,41 @@ Result<Dataset> CheckFashionMnist(Result<Dataset> ds, const std::string& dir) {
 
 }  // namespace
 
+// A data_dir that names a dataset manifest (frugal/data/table.h) is loaded
+// through it, so every front end that reads Fashion-MNIST from a directory
+// trains on any declared table the same way.
 Result<Dataset> LoadFashionMnist(Split split, const std::string& dir) {
+  if (IsDatasetManifest(dir)) return LoadDataSplit(split, dir);
   const std::string prefix = FashionMnistPrefix(split, dir);
   return CheckFashionMnist(LoadIdx(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz"), dir);
 }
 
 Result<std::vector<int32_t>> LoadFashionMnistLabels(Split split, const std::string& dir) {
+  if (IsDatasetManifest(dir)) {
+    FRUGAL_ASSIGN_OR_RETURN(Dataset ds, LoadDataSplit(split, dir));
+    return std::move(ds.labels);
+  }
   auto labels = LoadIdxLabels(FashionMnistPrefix(split, dir) + "-labels-idx1-ubyte.gz");
   if (!labels.ok()) return labels.error().WithContext("Fashion-MNIST");
   return labels;
 }
 
 Result<Dataset> LoadFashionMnistRows(Split split, std::span<const uint32_t> rows, const std::string& dir) {
+  if (IsDatasetManifest(dir)) {
+    FRUGAL_ASSIGN_OR_RETURN(Dataset all, LoadDataSplit(split, dir));
+    Dataset out;
+    out.num_features = all.num_features;
+    out.num_classes = all.num_classes;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      if (rows[k] >= all.size() || (k > 0 && rows[k] <= rows[k - 1])) {
+        return InvalidArgumentError("row " + std::to_string(rows[k]) + " is out of range or out of order (" +
+                                    std::to_string(all.size()) + " rows in " + dir + ")");
+      }
+      out.labels.push_back(all.labels[rows[k]]);
+      out.features.insert(out.features.end(), all.row(rows[k]), all.row(rows[k]) + all.num_features);
+    }
+    return out;
+  }
   const std::string prefix = FashionMnistPrefix(split, dir);
   return CheckFashionMnist(
       LoadIdxRows(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz", rows), dir);

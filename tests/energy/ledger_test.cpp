@@ -270,6 +270,25 @@ TEST_SUITE("energy") {
     CHECK(SplitCsv(lines[1]).size() == 16);
   }
 
+  TEST_CASE("a measured row keeps the model's figure beside it, summed per device class") {
+    Fixture f;
+    const DeviceProfile& d1 = **f.profiles.Device("d1");
+    // Row 3 (d1, 3e9 fp32 FLOPs) is the only measured one: 2.5 J against the model's figure.
+    const auto by_device = f.ledger.MeasuredVsModelledByDevice();
+    REQUIRE(by_device.size() == 1);
+    const MeasuredVsModelled& m = by_device.at("d1");
+    CHECK(m.rows == 1);
+    CHECK(m.measured_j == 2.5);
+    CHECK(m.modelled_j == doctest::Approx(3e9 * d1.joules_per_flop_fp32));
+    CHECK(m.ratio() == doctest::Approx(2.5 / (3e9 * d1.joules_per_flop_fp32)));
+    // Every row carries the modelled figure; a row without it (read back from a store) is left out.
+    for (const LedgerRow& row : f.ledger.rows()) CHECK(row.modelled_compute_j.has_value());
+    LedgerRow restored = f.ledger.rows()[2];
+    restored.modelled_compute_j.reset();
+    f.ledger.Add(restored);
+    CHECK(f.ledger.MeasuredVsModelledByDevice().at("d1").rows == 1);
+  }
+
   TEST_CASE("a federated evaluation's row is counted as evaluated, not as a participation") {
     Fixture f;
     const DeviceProfile& d1 = **f.profiles.Device("d1");

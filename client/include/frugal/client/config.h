@@ -27,6 +27,7 @@ struct DataConfig {
   double holdout = 0.0;
   std::string idx_images, idx_labels;
   std::string csv;
+  std::string table;                 // source "table": a dataset manifest (frugal/data/table.h)
   uint32_t csv_num_classes = 10;
   double csv_feature_scale = 255;
   bool csv_header = false;
@@ -52,6 +53,11 @@ struct ClientConfig {
   std::string state_dir = "client-state";  // error-feedback residual lives here
   std::string profiles;              // energy profile override file (optional)
   std::string rapl_root = "/sys/class/powercap";
+  // Measure phases with the battery's fuel gauge under policy.power_supply_root
+  // when it has one (docs/operations.md, "Measured energy"), read at this rate
+  // while a task runs.
+  bool battery_meter = true;
+  double battery_sample_hz = 5;
   double backoff_initial_s = 0.5;
   double backoff_max_s = 30;
   uint32_t max_attempts = 0;         // consecutive failed connects before giving up; 0 = never

@@ -15,6 +15,7 @@
 #include "frugal/client/local_state.h"
 #include "frugal/core/status.h"
 #include "frugal/data/dataset.h"
+#include "frugal/energy/battery.h"
 #include "frugal/energy/meter.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/proto/frugal.pb.h"
@@ -36,6 +37,7 @@ struct TaskLoopEnv {
   const DeviceProfile* device = nullptr;
   const RadioProfile* radio = nullptr;
   EnergyMeter* meter = nullptr;             // RAPL, or none
+  PhaseMeter* phases = nullptr;             // the battery's fuel gauge, or none (held from a Task to its Update)
   std::function<PolicyDecision()> decide;   // the device policy now (battery, network)
 };
 
@@ -72,6 +74,7 @@ struct LoopStep {
 class TaskLoop {
  public:
   TaskLoop(const TaskLoopEnv& env, LocalState& state) : env_(env), state_(state) {}
+  ~TaskLoop();  // releases the phase meter
 
   // The Hello that opens the session (announces the version held).
   v1::Envelope Hello() const;
@@ -90,8 +93,15 @@ class TaskLoop {
   LoopStep OnError(const v1::Error& e) const;
   v1::EvalResult DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload);
   Result<v1::Update> DoTask(const v1::Task& task, const v1::ModelPayload& payload);
-  v1::Update UpdateMessage(const v1::Task& task, const ClientTaskResult& result,
-                           std::optional<double> measured_j) const;
+  // What the meters saw of a task: the measured training joules (battery
+  // gauge, else RAPL) and who measured them, and every phase the gauge saw.
+  struct TaskEnergy {
+    std::optional<double> measured_j;
+    std::string meter;
+    std::vector<PhaseEnergy> phases;
+  };
+  v1::Update UpdateMessage(const v1::Task& task, const ClientTaskResult& result, const TaskEnergy& energy) const;
+  void HoldPhases(bool active);
 
   const TaskLoopEnv& env_;
   LocalState& state_;
@@ -107,6 +117,7 @@ class TaskLoop {
   std::optional<TaskSettings> task_settings_;
   std::optional<v1::Task> pending_task_;
   std::optional<v1::EvalTask> pending_eval_;
+  std::optional<double> task_arrived_s_;  // on env_.phases' clock
 };
 
 }  // namespace frugal::client

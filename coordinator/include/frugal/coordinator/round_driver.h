@@ -62,6 +62,10 @@ struct DriverMetrics {
   // Federated evaluation (round.eval_every): the last completed one.
   uint32_t federated_evaluations = 0;
   std::optional<double> last_federated_accuracy;
+  // Per device class, the clients' measured compute joules (battery gauge or
+  // RAPL) against the model's figure for the same rows (EnergyLedger::
+  // MeasuredVsModelledByDevice); empty when no client measured.
+  std::map<std::string, MeasuredVsModelled> measured_vs_modelled;
 };
 
 // One federated evaluation: the global model after `round` (version
