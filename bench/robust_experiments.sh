@@ -31,7 +31,12 @@ for seed in $SEEDS; do
         name="$p-$a-$r-s$seed"
         [[ -f $OUT/$name/summary.json ]] && continue  # already run: rerun by deleting the directory
         args="-c sim/scenarios/fmnist-dir0.5.toml --set rounds=$ROUNDS --set seed=$seed --set pipeline=$p"
-        args+=" --set server.robust=$r --set run.threads=1"
+        case $r in
+          # foolsgold_out: FoolsGold's similarity on the 2NN's output layer only (200 x 10 + 10)
+          foolsgold_out) args+=" --set server.robust=foolsgold --set server.foolsgold_tail=2010" ;;
+          *) args+=" --set server.robust=$r" ;;
+        esac
+        args+=" --set run.threads=1"
         case $a in
           none) ;;
           alie3) args+=" --set attack.kind=alie --set attack.z=3" ;;

@@ -14,15 +14,15 @@ awk -F, '
     if (!($3 in R)) { R[$3] = 1; ru[++nr] = $3 } }
   END {
     split("none sign_flip scaling gaussian alie alie3 ipm label_flip backdoor backdoor10", order, " ")
-    split("none norm_bound centered_clip median trimmed_mean multi_krum fltrust", rorder, " ")
+    nrules = split("none norm_bound centered_clip median trimmed_mean multi_krum fltrust foolsgold foolsgold_out", rorder, " ")
     for (p = 1; p <= np; ++p) {
       printf "\n%s pipeline: final accuracy, mean over %d seeds (fewer where a cell says so)\n\n", pl[p], maxn
-      printf "| attack |"; for (r = 1; r <= 7; ++r) if (rorder[r] in R) printf " %s |", rorder[r]; printf "\n"
-      printf "|---|"; for (r = 1; r <= 7; ++r) if (rorder[r] in R) printf "---|"; printf "\n"
+      printf "| attack |"; for (r = 1; r <= nrules; ++r) if (rorder[r] in R) printf " %s |", rorder[r]; printf "\n"
+      printf "|---|"; for (r = 1; r <= nrules; ++r) if (rorder[r] in R) printf "---|"; printf "\n"
       for (a = 1; a <= 10; ++a) {
         if (!(order[a] in A)) continue
         printf "| %s |", order[a]
-        for (r = 1; r <= 7; ++r) {
+        for (r = 1; r <= nrules; ++r) {
           if (!(rorder[r] in R)) continue
           k = pl[p] SUBSEP order[a] SUBSEP rorder[r]
           if (!(k in n)) { printf " |"; continue }

@@ -1,6 +1,7 @@
 #include "frugal/aggregate/robust.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -63,6 +64,27 @@ void Scatter(const SparseUpdate& u, std::span<float> dense) {
 
 void Unscatter(const SparseUpdate& u, std::span<float> dense) {
   for (uint32_t i : u.indices) dense[i] = 0.0f;
+}
+
+// FoolsGold's stored state names each client by its 64-bit id split into
+// 22-bit pieces, each exact (and finite) as a float.
+constexpr size_t kIdFloats = 3;
+constexpr uint64_t kIdPiece = uint64_t{1} << 22;
+
+std::array<float, kIdFloats> IdToFloats(uint64_t id) {
+  std::array<float, kIdFloats> f{};
+  for (size_t k = 0; k < kIdFloats; ++k, id /= kIdPiece) f[k] = static_cast<float>(id % kIdPiece);
+  return f;
+}
+
+bool FloatsToId(std::span<const float> f, uint64_t& id) {
+  id = 0;
+  for (size_t k = kIdFloats; k-- > 0;) {
+    if (!(f[k] >= 0 && f[k] < static_cast<float>(kIdPiece)) || f[k] != std::floor(f[k])) return false;
+    if (k == kIdFloats - 1 && f[k] >= static_cast<float>(uint64_t{1} << (64 - 2 * 22))) return false;
+    id = id * kIdPiece + static_cast<uint64_t>(f[k]);
+  }
+  return true;
 }
 
 using ColumnScratch = robust_internal::ColumnScratch;
@@ -179,12 +201,13 @@ std::vector<RobustVerdict> KeptVerdicts(std::span<const RobustInput> updates) {
 
 Result<RobustRule> ParseRobustRule(std::string_view name) {
   for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip, RobustRule::kMedian,
-                       RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust}) {
+                       RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust,
+                       RobustRule::kFoolsGold}) {
     if (name == RobustRuleName(r)) return r;
   }
   return InvalidArgumentError("unknown robust rule '" + std::string(name) +
                               "' (known: none, norm_bound, centered_clip, median, trimmed_mean, multi_krum, "
-                              "fltrust)");
+                              "fltrust, foolsgold)");
 }
 
 std::string_view RobustRuleName(RobustRule r) {
@@ -196,6 +219,7 @@ std::string_view RobustRuleName(RobustRule r) {
     case RobustRule::kTrimmedMean: return "trimmed_mean";
     case RobustRule::kMultiKrum: return "multi_krum";
     case RobustRule::kFlTrust: return "fltrust";
+    case RobustRule::kFoolsGold: return "foolsgold";
   }
   return "unknown";
 }
@@ -230,13 +254,29 @@ size_t RobustAggregator::StateSize() const {
   switch (cfg_.rule) {
     case RobustRule::kNormBound: return 1;
     case RobustRule::kCenteredClip: return 1 + dim_;
+    case RobustRule::kFoolsGold: return history_clients_.size() * (kIdFloats + HistoryWidth());
     default: return 0;
   }
+}
+
+size_t RobustAggregator::HistoryWidth() const {
+  return cfg_.foolsgold_tail > 0 ? std::min<size_t>(cfg_.foolsgold_tail, dim_) : dim_;
 }
 
 std::vector<float> RobustAggregator::State() const {
   std::vector<float> s;
   if (StateSize() == 0) return s;
+  if (cfg_.rule == RobustRule::kFoolsGold) {
+    const size_t w = HistoryWidth();
+    s.reserve(StateSize());
+    for (size_t r = 0; r < history_clients_.size(); ++r) {
+      const std::array<float, kIdFloats> id = IdToFloats(history_clients_[r]);
+      s.insert(s.end(), id.begin(), id.end());
+      s.insert(s.end(), history_.begin() + static_cast<std::ptrdiff_t>(r * w),
+               history_.begin() + static_cast<std::ptrdiff_t>((r + 1) * w));
+    }
+    return s;
+  }
   s.reserve(StateSize());
   s.push_back(static_cast<float>(running_bound_));
   s.insert(s.end(), centre_.begin(), centre_.end());
@@ -244,6 +284,7 @@ std::vector<float> RobustAggregator::State() const {
 }
 
 Status RobustAggregator::SetState(std::span<const float> state) {
+  if (cfg_.rule == RobustRule::kFoolsGold) return SetHistories(state);
   if (state.size() != StateSize()) {
     return InvalidArgumentError("robust aggregation state for rule " + std::string(RobustRuleName(cfg_.rule)) +
                                 " has size " + std::to_string(state.size()) + ", expected " +
@@ -318,6 +359,7 @@ Status RobustAggregator::Aggregate(std::span<const RobustInput> updates, const S
     case RobustRule::kTrimmedMean: return CoordinateWise(updates, out, verdicts);
     case RobustRule::kMultiKrum: return MultiKrum(updates, out, verdicts);
     case RobustRule::kFlTrust: return FlTrust(updates, *reference, out, verdicts);
+    case RobustRule::kFoolsGold: return FoolsGold(updates, out, verdicts);
   }
   return InternalError("unhandled robust rule");
 }
@@ -571,6 +613,145 @@ Status RobustAggregator::FlTrust(std::span<const RobustInput> updates, const Spa
     for (RobustVerdict& verdict : verdicts) verdict.reason += "; no update has a positive cosine, the aggregate is zero";
   }
   acc.Mean(out);  // zeros when nothing was added
+  return OkStatus();
+}
+
+Status RobustAggregator::SetHistories(std::span<const float> state) {
+  const size_t w = HistoryWidth(), record = kIdFloats + w;
+  if (state.size() % record != 0) {
+    return InvalidArgumentError("foolsgold state has " + std::to_string(state.size()) +
+                                " values, not a whole number of client records of " + std::to_string(record));
+  }
+  std::vector<uint64_t> clients;
+  std::vector<float> history;
+  history.reserve(state.size() / record * w);
+  for (size_t at = 0; at < state.size(); at += record) {
+    uint64_t id = 0;
+    if (!FloatsToId(state.subspan(at, kIdFloats), id)) {
+      return InvalidArgumentError("foolsgold state: client record " + std::to_string(at / record) +
+                                  " has no valid client id");
+    }
+    if (std::ranges::find(clients, id) != clients.end()) {
+      return InvalidArgumentError("foolsgold state names client " + std::to_string(id) + " twice");
+    }
+    std::span<const float> row = state.subspan(at + kIdFloats, w);
+    if (!std::ranges::all_of(row, [](float v) { return std::isfinite(v); })) {
+      return InvalidArgumentError("foolsgold state: the history of client " + std::to_string(id) +
+                                  " holds a non-finite value");
+    }
+    clients.push_back(id);
+    history.insert(history.end(), row.begin(), row.end());
+  }
+  history_clients_ = std::move(clients);
+  history_ = std::move(history);
+  gram_.assign(history_clients_.size() * history_clients_.size(), 0.0);
+  for (size_t r = 0; r < history_clients_.size(); ++r) RefreshGramRow(r);
+  return OkStatus();
+}
+
+size_t RobustAggregator::HistoryRow(uint64_t client) {
+  auto it = std::ranges::find(history_clients_, client);
+  if (it != history_clients_.end()) return static_cast<size_t>(it - history_clients_.begin());
+  const size_t k = history_clients_.size();
+  history_clients_.push_back(client);
+  history_.resize(history_.size() + HistoryWidth(), 0.0f);
+  std::vector<double> grown((k + 1) * (k + 1), 0.0);  // the new row's products are all zero until it is refreshed
+  for (size_t a = 0; a < k; ++a) {
+    std::copy_n(gram_.begin() + static_cast<std::ptrdiff_t>(a * k), k,
+                grown.begin() + static_cast<std::ptrdiff_t>(a * (k + 1)));
+  }
+  gram_ = std::move(grown);
+  return k;
+}
+
+void RobustAggregator::RefreshGramRow(size_t r) {
+  const size_t k = history_clients_.size(), w = HistoryWidth();
+  const float* a = history_.data() + r * w;
+  for (size_t j = 0; j < k; ++j) {
+    const float* b = history_.data() + j * w;
+    double dot = 0;
+    for (size_t t = 0; t < w; ++t) dot += static_cast<double>(a[t]) * b[t];
+    gram_[r * k + j] = dot;
+    gram_[j * k + r] = dot;
+  }
+}
+
+// FoolsGold (Fung, Yoon and Beschastnikh, RAID 2020, Algorithm 1): each
+// client's history is the sum of its updates (over the compared coordinates);
+// clients whose histories point the same way are taken for sybils pursuing one
+// objective. For a participant i, with cs the cosines between histories and
+// v_j = max_k cs_jk over every client seen, the pardoned similarity is
+// cs_ij * v_i / v_j where v_j > v_i; alpha_i = 1 - max_j of it, divided by the
+// round's largest alpha, then passed through the paper's logit
+// (ln(alpha / (1 - alpha)) + 0.5, kappa = 1) and clipped to [0, 1]. The
+// alphas multiply the clients' weights in the Averaging's mean.
+Status RobustAggregator::FoolsGold(std::span<const RobustInput> updates, std::span<float> out,
+                                   std::vector<RobustVerdict>& verdicts) {
+  const size_t n = updates.size(), w = HistoryWidth(), first = dim_ - w;
+  std::vector<size_t> rows(n);
+  for (size_t i = 0; i < n; ++i) rows[i] = HistoryRow(updates[i].client);
+  for (size_t i = 0; i < n; ++i) {
+    const SparseUpdate& u = *updates[i].update;
+    float* h = history_.data() + rows[i] * w;
+    for (size_t t = 0; t < u.indices.size(); ++t) {
+      if (u.indices[t] >= first) h[u.indices[t] - first] += u.values[t];
+    }
+  }
+  for (size_t i = 0; i < n; ++i) RefreshGramRow(rows[i]);
+
+  const size_t k = history_clients_.size();
+  auto cosine = [&](size_t a, size_t b) {
+    const double na = gram_[a * k + a], nb = gram_[b * k + b];
+    return na > 0 && nb > 0 ? gram_[a * k + b] / std::sqrt(na * nb) : 0.0;
+  };
+  std::vector<double> v(k, 0.0);  // each client's largest similarity to another
+  for (size_t a = 0; a < k; ++a) {
+    for (size_t b = 0; b < k; ++b) {
+      if (a != b) v[a] = std::max(v[a], cosine(a, b));
+    }
+  }
+  std::vector<double> alpha(n);
+  std::vector<size_t> closest(n, k);
+  std::vector<double> closest_cs(n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t a = rows[i];
+    double most = 0;
+    for (size_t b = 0; b < k; ++b) {
+      if (b == a) continue;
+      double cs = cosine(a, b);
+      if (v[b] > v[a] && v[b] > 0) cs *= v[a] / v[b];
+      if (cs > most) most = cs, closest[i] = b;
+    }
+    closest_cs[i] = most;
+    alpha[i] = std::clamp(1.0 - most, 0.0, 1.0);
+  }
+  const double top = *std::ranges::max_element(alpha);
+  verdicts = KeptVerdicts(updates);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
+  for (size_t i = 0; i < n; ++i) {
+    double a = top > 0 ? alpha[i] / top : 0.0;
+    if (a >= 1.0) a = 0.99;
+    a = a > 0 ? std::clamp(std::log(a / (1 - a)) + 0.5, 0.0, 1.0) : 0.0;
+    RobustVerdict& verdict = verdicts[i];
+    const std::string why = closest[i] < k ? "history cosine " + Num(closest_cs[i]) + " with client " +
+                                                 std::to_string(history_clients_[closest[i]]) + " (pardoned)"
+                                           : "no similar history";
+    if (!(a > 0)) {
+      verdict.action = RobustAction::kRejected;
+      verdict.factor = 0;
+      verdict.reason = why;
+      continue;
+    }
+    const SparseUpdate& u = *updates[i].update;
+    FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, u.values, updates[i].weight * a));
+    if (a < 1.0) {
+      verdict.action = RobustAction::kDownweighted;
+      verdict.factor = a;
+      verdict.reason = why;
+    }
+  }
+  acc.Mean(out);  // zeros when every update was rejected
   return OkStatus();
 }
 

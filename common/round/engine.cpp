@@ -68,8 +68,12 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
   if (!state.server_state.empty()) {
     const size_t residual = engine->server_residual_.size(), optimizer = engine->server_opt_.state_size(),
-                 release = engine->release_.size(), robust = engine->aggregator_.StateSize();
-    const size_t floats = residual + optimizer + release + robust;
+                 release = engine->release_.size(), fixed = residual + optimizer + release;
+    // A robust rule whose state grows (foolsgold's client histories) takes the rest; its SetState checks it.
+    const size_t robust = engine->aggregator_.VariableState() && state.server_state.size() >= 4 * fixed
+                              ? state.server_state.size() / 4 - fixed
+                              : engine->aggregator_.StateSize();
+    const size_t floats = fixed + robust;
     if (state.server_state.size() != 4 * floats) {
       return DataLossError("engine server state has " + std::to_string(state.server_state.size()) +
                            " bytes, expected " + std::to_string(4 * floats) + " for dimension " + std::to_string(d) +

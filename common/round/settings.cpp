@@ -163,6 +163,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("server.trim_fraction", engine.robust.trim_fraction);
   r.Get("server.krum_byzantine", engine.robust.krum_byzantine);
   r.Get("server.krum_select", engine.robust.krum_select);
+  r.Get("server.foolsgold_tail", engine.robust.foolsgold_tail);
   if (r.error()) return *r.error();
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));

@@ -30,9 +30,10 @@ enum class RobustRule : uint8_t {
   kTrimmedMean,   // coordinate-wise trimmed mean over the values present
   kMultiKrum,     // Blanchard et al. 2017 / El Mhamdi et al. 2018, distances on sparse supports
   kFlTrust,       // Cao et al. 2021: trust from cosine similarity with a server update on a trusted set
+  kFoolsGold,     // Fung et al. 2020: down-weights clients whose update histories are alike (sybils)
 };
 
-// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust.
+// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust | foolsgold.
 Result<RobustRule> ParseRobustRule(std::string_view name);
 std::string_view RobustRuleName(RobustRule r);
 
@@ -49,6 +50,10 @@ struct RobustConfig {
   // f = floor(0.2 n) and m = n - f for the n updates of the round.
   uint32_t krum_byzantine = 0;
   uint32_t krum_select = 0;
+  // foolsgold: the similarity of two clients is the cosine of their summed
+  // updates over the last foolsgold_tail coordinates of the parameter vector
+  // (the output layer, as the paper suggests), 0: over all of them.
+  uint32_t foolsgold_tail = 0;
 };
 
 // Verdict on one update.
@@ -109,10 +114,15 @@ class RobustAggregator {
                    std::vector<RobustVerdict>& verdicts);
 
   // State carried across rounds (the running clip bound, centered clipping's
-  // centre) for a coordinator restart; empty when the rule keeps none.
+  // centre, FoolsGold's per-client histories) for a coordinator restart; empty
+  // when the rule keeps none. StateSize() is the size State() has now:
+  // foolsgold's grows with the clients seen, so SetState takes any multiple
+  // of its record size.
   std::vector<float> State() const;
   Status SetState(std::span<const float> state);
   size_t StateSize() const;
+  // True when StateSize() varies (foolsgold): a restart gives SetState the rest of the stored state.
+  bool VariableState() const { return cfg_.rule == RobustRule::kFoolsGold; }
 
  private:
   Status Validate(std::span<const RobustInput> updates, const SparseUpdate* reference,
@@ -131,6 +141,14 @@ class RobustAggregator {
                    std::vector<RobustVerdict>& verdicts);
   Status FlTrust(std::span<const RobustInput> updates, const SparseUpdate& reference, std::span<float> out,
                  std::vector<RobustVerdict>& verdicts);
+  Status FoolsGold(std::span<const RobustInput> updates, std::span<float> out,
+                   std::vector<RobustVerdict>& verdicts);
+  // foolsgold: the history row of a client, added (zeros) when first seen.
+  size_t HistoryRow(uint64_t client);
+  size_t HistoryWidth() const;
+  // foolsgold: row r's dot products with every row, into the Gram matrix.
+  void RefreshGramRow(size_t r);
+  Status SetHistories(std::span<const float> state);
 
   size_t dim_;
   Averaging averaging_;
@@ -146,6 +164,12 @@ class RobustAggregator {
   std::vector<float> dense_scratch_;  // centered_clip's step, fltrust's reference
   robust_internal::ColumnScratch columns_;
   std::vector<double> distances_;  // multi_krum: n x n
+  // foolsgold: every client seen, its summed updates over the compared
+  // coordinates (row-major, one row per client) and the Gram matrix of those
+  // rows (dot products, clients x clients), kept current as rows change.
+  std::vector<uint64_t> history_clients_;
+  std::vector<float> history_;
+  std::vector<double> gram_;
 };
 
 }  // namespace frugal
