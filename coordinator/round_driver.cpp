@@ -13,6 +13,7 @@
 
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
+#include "frugal/energy/grid_curves.h"
 #include "frugal/energy/model.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
@@ -20,6 +21,7 @@
 #include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/planner.h"
+#include "frugal/round/representation.h"
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trusted.h"
@@ -108,6 +110,16 @@ Status RoundDriver::Init() {
   std::vector<float> init(model_->num_params());
   InitialModel(*model_, config_.model_init, config_.seed, init);
   for (const std::string& w : config_.warnings) spdlog::warn("{}", w);
+  {
+    // Hourly curves now, before any client takes a pointer to its region (OnHello).
+    std::vector<HourlyCurve> curves;
+    if (!config_.carbon.grid_csv.empty()) {
+      FRUGAL_ASSIGN_OR_RETURN(std::string text, ReadTextFile(config_.carbon.grid_csv));
+      FRUGAL_ASSIGN_OR_RETURN(curves, ParseHourlyIntensityCsv(text, config_.carbon.grid_csv));
+    }
+    FRUGAL_RETURN_IF_ERROR(ApplyHourlyCurves(deps_.profiles, config_.carbon.hourly, config_.carbon.day_of_year, curves,
+                                             config_.carbon.grid_csv));
+  }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
   if (config_.engine.robust.rule == RobustRule::kFlTrust) {
     if (deps_.train == nullptr) return InvalidArgumentError("server.robust = \"fltrust\" needs the training set");
@@ -475,7 +487,25 @@ void RoundDriver::Tick(double now_s) {
   if (done() || now_s < next_round_at_) return;
   size_t eligible = 0;
   for (const auto& [id, conn] : client_conn_) eligible += clients_.contains(id) ? 1 : 0;
-  if (eligible >= config_.min_clients) OpenRound(now_s);
+  if (eligible >= config_.min_clients && !ShiftRound(now_s)) OpenRound(now_s);
+}
+
+bool RoundDriver::ShiftRound(double now_s) {
+  if (!config_.carbon.shifts() || shift_checked_round_ == next_round_) return false;
+  shift_checked_round_ = next_round_;
+  std::vector<Candidate> candidates;  // connected clients, ascending by id, as OpenRound lists them
+  for (const auto& [id, conn] : client_conn_) {
+    const Client& c = clients_.at(id);
+    candidates.push_back(Candidate{static_cast<uint32_t>(id), c.device_profile, c.radio_profile, c.region_profile,
+                                   c.num_examples});
+  }
+  const double wait_h = planner_->ShiftDelayHours(candidates, deps_.utc_hour());
+  if (!(wait_h > 0)) return false;
+  // The service clock (now_s) and deps_.utc_hour() move together in a real
+  // run; a test injects both and moves them itself.
+  next_round_at_ = now_s + wait_h * 3600.0;
+  spdlog::info("round {} waits {:.2f} h for cleaner grid hours (carbon.shift_slack_h)", next_round_, wait_h);
+  return true;
 }
 
 void RoundDriver::OpenRound(double now_s) {
@@ -667,6 +697,7 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   metrics_.last_accuracy = rec.accuracy;
   next_round_ = round + 1;
   next_round_at_ = now_s + config_.round_interval_s;
+  planner_->AddActiveHours((now_s - opened_at_ + config_.round_interval_s) / 3600.0);
   slots_.clear();
   spdlog::info("round {} closed: {} accepted of {} selected, {} stragglers; model v{}{}; accuracy {:.4f}; "
                "{} B up, {} B down; {:.3f} J",
@@ -717,6 +748,9 @@ Status RoundDriver::WriteRunDirectory() {
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
   const std::vector<RosterEntry> roster = Roster();
+  std::vector<FleetMember> fleet;
+  for (const RosterEntry& e : roster) fleet.push_back(FleetMember{e.device, e.region, e.examples});
+  sum.representation = RepresentationShares(fleet, ledger_.rows());
   RunFiles files;
   files.summary = &sum;
   files.rounds = records_;

@@ -167,6 +167,9 @@ class RoundDriver {
   RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
   Status Init();
   void OpenRound(double now_s);
+  // Time shifting on the service clock: true if round next_round_ waits
+  // (carbon.shift_slack_h); decided once per round, then next_round_at_ moves.
+  bool ShiftRound(double now_s);
   void CloseRound(double now_s);
   Participation ParticipationOf(const Slot& s) const;
   Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
@@ -188,6 +191,7 @@ class RoundDriver {
   std::optional<EvalResult> last_eval_;
   uint32_t next_round_ = 1;
   double next_round_at_ = 0;
+  uint32_t shift_checked_round_ = 0;  // the last round whose time shift was decided
   EnergyLedger ledger_{""};
   std::vector<RoundRecord> records_;
   std::vector<RoundRow> stored_rows_;
