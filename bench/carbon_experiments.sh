@@ -38,7 +38,8 @@ for seed in $SEEDS; do
       carbon_shift) ;;
       *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
-    echo "$name $args" >> "$jobs_file"
+    # xargs -L 1 joins a line ending in a blank to the next: squeeze blanks.
+    echo "$name $(echo $args)" >> "$jobs_file"
   done
 done
 echo "$(wc -l < "$jobs_file") runs to do, $JOBS at a time, into $OUT"
