@@ -1,5 +1,6 @@
 #include <string>
 
+#include "frugal/model/layers.h"
 #include "frugal/model/model.h"
 
 namespace frugal {
@@ -9,6 +10,8 @@ Result<std::unique_ptr<Model>> MakeModel(std::string_view name, size_t input_dim
     return InvalidArgumentError("model '" + std::string(name) + "' needs input_dim > 0 and num_classes >= 2, got " +
                                 std::to_string(input_dim) + " and " + std::to_string(num_classes));
   }
+  // "layers: <list>" (frugal/model/layers.h): a model described in configuration.
+  if (name.substr(0, 7) == "layers:") return MakeLayerModel(name.substr(7), input_dim, num_classes);
   if (name == "logreg") return std::unique_ptr<Model>(new Mlp({input_dim, num_classes}, "logreg"));
   if (name == "mlp" || name == "2nn") {
     return std::unique_ptr<Model>(new Mlp({input_dim, 200, 200, num_classes}, "mlp"));
@@ -22,7 +25,7 @@ Result<std::unique_ptr<Model>> MakeModel(std::string_view name, size_t input_dim
     cfg.num_classes = num_classes;
     return std::unique_ptr<Model>(new Cnn(cfg, "cnn"));
   }
-  return InvalidArgumentError("unknown model '" + std::string(name) + "' (known: logreg, mlp, 2nn, cnn)");
+  return InvalidArgumentError("unknown model '" + std::string(name) + "' (known: logreg, mlp, 2nn, cnn, or 'layers: ...' with a layer list)");
 }
 
 }  // namespace frugal
