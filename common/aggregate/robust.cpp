@@ -202,12 +202,12 @@ std::vector<RobustVerdict> KeptVerdicts(std::span<const RobustInput> updates) {
 Result<RobustRule> ParseRobustRule(std::string_view name) {
   for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip, RobustRule::kMedian,
                        RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust,
-                       RobustRule::kFoolsGold}) {
+                       RobustRule::kFoolsGold, RobustRule::kBulyan}) {
     if (name == RobustRuleName(r)) return r;
   }
   return InvalidArgumentError("unknown robust rule '" + std::string(name) +
                               "' (known: none, norm_bound, centered_clip, median, trimmed_mean, multi_krum, "
-                              "fltrust, foolsgold)");
+                              "fltrust, foolsgold, bulyan)");
 }
 
 std::string_view RobustRuleName(RobustRule r) {
@@ -220,6 +220,7 @@ std::string_view RobustRuleName(RobustRule r) {
     case RobustRule::kMultiKrum: return "multi_krum";
     case RobustRule::kFlTrust: return "fltrust";
     case RobustRule::kFoolsGold: return "foolsgold";
+    case RobustRule::kBulyan: return "bulyan";
   }
   return "unknown";
 }
@@ -360,6 +361,7 @@ Status RobustAggregator::Aggregate(std::span<const RobustInput> updates, const S
     case RobustRule::kMultiKrum: return MultiKrum(updates, out, verdicts);
     case RobustRule::kFlTrust: return FlTrust(updates, *reference, out, verdicts);
     case RobustRule::kFoolsGold: return FoolsGold(updates, out, verdicts);
+    case RobustRule::kBulyan: return Bulyan(updates, out, verdicts);
   }
   return InternalError("unhandled robust rule");
 }
@@ -752,6 +754,99 @@ Status RobustAggregator::FoolsGold(std::span<const RobustInput> updates, std::sp
     }
   }
   acc.Mean(out);  // zeros when every update was rejected
+  return OkStatus();
+}
+
+// Bulyan (El Mhamdi, Guerraoui and Rouault, ICML 2018) with f =
+// krum_byzantine (0: floor(0.2 n)). Selection: Krum, applied theta = n - 2f
+// times (at least 1), each time over the updates not yet selected, with
+// scores summing the |remaining| - f - 2 nearest squared distances (at least
+// one). Aggregation, coordinate by coordinate over the values the selected
+// updates carry there (c of them): the mean of the beta = c - 2 floor(c f /
+// theta) values nearest their median (at least one), which is the paper's
+// beta = theta - 2f when every selected update carries the coordinate. kAll
+// dilutes by c / n as median and trimmed_mean do.
+Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<float> out,
+                                std::vector<RobustVerdict>& verdicts) {
+  const size_t n = updates.size();
+  const size_t f = cfg_.krum_byzantine > 0 ? cfg_.krum_byzantine : n / 5;
+  const size_t theta = n > 2 * f ? n - 2 * f : 1;
+  std::vector<const SparseUpdate*> ptrs(n);
+  for (size_t i = 0; i < n; ++i) ptrs[i] = updates[i].update;
+  SquaredDistancesInto(ptrs, dim_, columns_, distances_);
+  const std::vector<double>& d = distances_;
+  std::vector<bool> selected(n, false);
+  std::vector<double> score(n, 0.0), row;
+  std::vector<size_t> round_selected(n, 0);  // the Krum round in which each was picked (1-based)
+  for (size_t pick = 1; pick <= theta; ++pick) {
+    const size_t left = n - (pick - 1);
+    const size_t neighbours = left < 2 ? 0 : std::clamp<size_t>(left > f + 2 ? left - f - 2 : 1, 1, left - 1);
+    size_t best = n;
+    for (size_t i = 0; i < n; ++i) {
+      if (selected[i]) continue;
+      row.clear();
+      for (size_t j = 0; j < n; ++j) {
+        if (j != i && !selected[j]) row.push_back(d[i * n + j]);
+      }
+      std::nth_element(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(neighbours), row.end());
+      score[i] = std::accumulate(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(neighbours), 0.0);
+      if (best == n || score[i] < score[best]) best = i;  // ties: the earlier update
+    }
+    selected[best] = true;
+    round_selected[best] = pick;
+  }
+  std::vector<const SparseUpdate*> chosen;
+  std::vector<size_t> chosen_index;
+  for (size_t i = 0; i < n; ++i) {
+    if (selected[i]) chosen.push_back(ptrs[i]), chosen_index.push_back(i);
+  }
+  std::vector<uint32_t> used(n, 0);
+  std::fill(out.begin(), out.end(), 0.0f);
+  ForEachColumn(chosen, dim_, columns_, [&](size_t j, ColumnEntry* col, size_t c) {
+    std::sort(col, col + c, [](const ColumnEntry& a, const ColumnEntry& b) {
+      return a.value < b.value || (a.value == b.value && a.owner < b.owner);
+    });
+    const double median = c % 2 == 1 ? col[c / 2].value : 0.5 * (double{col[c / 2 - 1].value} + col[c / 2].value);
+    const size_t cut = (c * f) / theta;
+    const size_t beta = c > 2 * cut ? c - 2 * cut : 1;
+    // The beta values nearest the median form a window of the sorted column:
+    // grow it from the middle, taking the nearer neighbour (the lower on a tie).
+    size_t lo = (c - 1) / 2, hi = lo + 1;
+    while (hi - lo < beta) {
+      if (lo == 0) {
+        ++hi;
+      } else if (hi == c || median - col[lo - 1].value <= col[hi].value - median) {
+        --lo;
+      } else {
+        ++hi;
+      }
+    }
+    double sum = 0;
+    for (size_t t = lo; t < hi; ++t) {
+      sum += col[t].value;
+      ++used[chosen_index[col[t].owner]];
+    }
+    double value = sum / static_cast<double>(hi - lo);
+    if (averaging_ == Averaging::kAll) value *= static_cast<double>(c) / static_cast<double>(n);
+    out[j] = static_cast<float>(value);
+  });
+  verdicts = KeptVerdicts(updates);
+  for (size_t i = 0; i < n; ++i) {
+    if (!selected[i]) {
+      verdicts[i].action = RobustAction::kRejected;
+      verdicts[i].factor = 0;
+      verdicts[i].reason = "not among Bulyan's " + std::to_string(theta) + " Krum selections (f = " +
+                           std::to_string(f) + ")";
+      continue;
+    }
+    const size_t carried = updates[i].update->indices.size();
+    if (used[i] == carried) continue;
+    verdicts[i].action = RobustAction::kDownweighted;
+    verdicts[i].factor = carried > 0 ? static_cast<double>(used[i]) / static_cast<double>(carried) : 0.0;
+    verdicts[i].reason = "selected (Krum pick " + std::to_string(round_selected[i]) + "); " +
+                         std::to_string(carried - used[i]) + " of " + std::to_string(carried) +
+                         " values away from the median";
+  }
   return OkStatus();
 }
 

@@ -858,6 +858,77 @@ TEST_SUITE("aggregate") {
     CHECK(fresh.SetState(state).ok());
     CHECK(fresh.State() == state);
   }
+
+  // Bulyan by brute force on dense copies: Krum theta times over what is left,
+  // then per coordinate the mean of the beta values nearest the median among
+  // the values the selected updates carry.
+  std::pair<Dense, std::vector<bool>> ReferenceBulyan(const std::vector<SparseUpdate>& us, size_t f, Averaging a) {
+    const size_t n = us.size(), dim = us[0].dim, theta = n > 2 * f ? n - 2 * f : 1;
+    std::vector<Dense> xs;
+    for (const auto& u : us) xs.push_back(ToDense(u));
+    auto dist = [&](size_t i, size_t j) {
+      double s2 = 0;
+      for (size_t t = 0; t < dim; ++t) s2 += (xs[i][t] - xs[j][t]) * (xs[i][t] - xs[j][t]);
+      return s2;
+    };
+    std::vector<bool> sel(n, false);
+    for (size_t pick = 0; pick < theta; ++pick) {
+      const size_t left = n - pick;
+      const size_t nb = left < 2 ? 0 : std::clamp<size_t>(left > f + 2 ? left - f - 2 : 1, 1, left - 1);
+      size_t best = n;
+      double best_score = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (sel[i]) continue;
+        std::vector<double> ds;
+        for (size_t j = 0; j < n; ++j)
+          if (j != i && !sel[j]) ds.push_back(dist(i, j));
+        std::sort(ds.begin(), ds.end());
+        const double score = std::accumulate(ds.begin(), ds.begin() + static_cast<std::ptrdiff_t>(nb), 0.0);
+        if (best == n || score < best_score) best = i, best_score = score;
+      }
+      sel[best] = true;
+    }
+    Dense out(dim, 0.0);
+    for (size_t j = 0; j < dim; ++j) {
+      std::vector<double> vals;
+      for (size_t i = 0; i < n; ++i) {
+        if (sel[i] && Support(us[i])[j]) vals.push_back(static_cast<float>(xs[i][j]));
+      }
+      if (vals.empty()) continue;
+      std::sort(vals.begin(), vals.end());
+      const size_t c = vals.size();
+      const double med = c % 2 ? vals[c / 2] : 0.5 * (vals[c / 2 - 1] + vals[c / 2]);
+      const size_t cut = c * f / theta, beta = c > 2 * cut ? c - 2 * cut : 1;
+      std::vector<double> near = vals;
+      std::stable_sort(near.begin(), near.end(), [&](double x, double y) { return std::abs(x - med) < std::abs(y - med); });
+      const double mean = std::accumulate(near.begin(), near.begin() + static_cast<std::ptrdiff_t>(beta), 0.0) / beta;
+      out[j] = a == Averaging::kAll ? mean * static_cast<double>(c) / static_cast<double>(n) : mean;
+    }
+    return {out, sel};
+  }
+
+  TEST_CASE("Bulyan selects and averages as the brute-force reference does, and rejects far outliers") {
+    const uint32_t dim = 60;
+    for (size_t n : {3u, 7u, 10u}) {
+      for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+        auto us = RandomRound(n, dim, 25, 1000 + n);
+        for (float& v : us[1].values) v *= 40.0f;  // a scaled attacker
+        RobustAggregator agg(dim, a, Rule(RobustRule::kBulyan));
+        Outcome o = Run(agg, Inputs(us));
+        REQUIRE(o.status.ok());
+        const auto [want, sel] = ReferenceBulyan(us, n / 5, a);
+        CheckClose(o.out, want, 1e-5);
+        for (size_t i = 0; i < n; ++i) {
+          INFO("n " << n << " update " << i);
+          CHECK((o.verdicts[i].action == RobustAction::kRejected) == !sel[i]);
+        }
+        if (n >= 7) {
+          CHECK(o.verdicts[1].action == RobustAction::kRejected);
+          CHECK(o.verdicts[1].reason.find("not among Bulyan's") != std::string::npos);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

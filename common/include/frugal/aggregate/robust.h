@@ -31,9 +31,10 @@ enum class RobustRule : uint8_t {
   kMultiKrum,     // Blanchard et al. 2017 / El Mhamdi et al. 2018, distances on sparse supports
   kFlTrust,       // Cao et al. 2021: trust from cosine similarity with a server update on a trusted set
   kFoolsGold,     // Fung et al. 2020: down-weights clients whose update histories are alike (sybils)
+  kBulyan,        // El Mhamdi et al. 2018: Krum applied n - 2f times, then the values nearest the median
 };
 
-// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust | foolsgold.
+// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust | foolsgold | bulyan.
 Result<RobustRule> ParseRobustRule(std::string_view name);
 std::string_view RobustRuleName(RobustRule r);
 
@@ -47,7 +48,8 @@ struct RobustConfig {
   // trimmed_mean: the fraction of the values present at a coordinate cut at each end.
   double trim_fraction = 0.2;
   // multi_krum: updates assumed Byzantine (f) and updates averaged (m); 0 picks
-  // f = floor(0.2 n) and m = n - f for the n updates of the round.
+  // f = floor(0.2 n) and m = n - f for the n updates of the round. bulyan
+  // uses the same f (krum_select does not apply).
   uint32_t krum_byzantine = 0;
   uint32_t krum_select = 0;
   // foolsgold: the similarity of two clients is the cosine of their summed
@@ -143,6 +145,7 @@ class RobustAggregator {
                  std::vector<RobustVerdict>& verdicts);
   Status FoolsGold(std::span<const RobustInput> updates, std::span<float> out,
                    std::vector<RobustVerdict>& verdicts);
+  Status Bulyan(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
   // foolsgold: the history row of a client, added (zeros) when first seen.
   size_t HistoryRow(uint64_t client);
   size_t HistoryWidth() const;
@@ -163,7 +166,7 @@ class RobustAggregator {
   FedAvgAccumulator support_acc_;  // centered_clip: the mean of the clipped deviations
   std::vector<float> dense_scratch_;  // centered_clip's step, fltrust's reference
   robust_internal::ColumnScratch columns_;
-  std::vector<double> distances_;  // multi_krum: n x n
+  std::vector<double> distances_;  // multi_krum, bulyan: n x n
   // foolsgold: every client seen, its summed updates over the compared
   // coordinates (row-major, one row per client) and the Gram matrix of those
   // rows (dot products, clients x clients), kept current as rows change.
