@@ -14,7 +14,19 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   dataset-fashion-mnist
   python3-sklearn  # only for its data files: the second real data set (sim/scenarios/data/sklearn-*.toml)
+  # issue 16: the arm64 cross build of frugal-client, the agent under
+  # user-mode QEMU, and the package test (dpkg-deb, systemd-analyze)
+  crossbuild-essential-arm64 qemu-user systemd
+  libssl-dev:arm64 libprotobuf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64 libspdlog-dev:arm64
+  libfmt-dev:arm64 libtomlplusplus-dev:arm64 libboost-dev:arm64 libsqlite3-dev:arm64
 )
+
+# The :arm64 -dev packages come through multiarch (they install beside the
+# host's; headers are shared, libraries go to /usr/lib/aarch64-linux-gnu).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: dpkg --add-architecture arm64"
+  if [ "$(id -u)" -ne 0 ]; then sudo dpkg --add-architecture arm64; else dpkg --add-architecture arm64; fi
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Command (b) of the README: installs what is missing, builds, runs every test.
-#   1. release build + every ctest suite
+#   1. release build, the arm64 cross build of frugal-client, every ctest suite
 #   2. the parsing, networking and store suites again under AddressSanitizer + UBSan
 #   3. each libFuzzer target for a bounded time
 set -euo pipefail
@@ -12,6 +12,12 @@ bash scripts/setup.sh
 echo "== release build and tests"
 cmake --preset release >/dev/null
 cmake --build build/release -j "$JOBS"
+# frugal-client cross-compiled for aarch64 (only that target: no tests, sim or
+# coordinator); ctest's arm64_qemu_e2e runs it under qemu-aarch64, and
+# package_amd64_e2e packages and unpacks the release build (issue 16).
+echo "== arm64 cross build of frugal-client"
+cmake --preset arm64 >/dev/null
+cmake --build --preset arm64 -j "$JOBS"
 ctest --test-dir build/release --output-on-failure -j "$JOBS"
 
 echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes, network, fork, threads or hand-written kernels"
