@@ -44,6 +44,7 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   r.Get("service.status_address", s.status_address);
   r.Get("service.status_port", s.status_port);
   r.Get("service.status_port_file", s.status_port_file);
+  r.Get("service.status_token_file", s.status_token_file);
   r.Get("service.ca_cert", s.ca_cert);
   r.Get("service.server_cert", s.server_cert);
   r.Get("service.server_key", s.server_key);
@@ -67,6 +68,12 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   if (s.max_frame_mb == 0 || s.max_frame_mb > 2047) return err("service.max_frame_mb must be in [1, 2047]");
   if (s.port > 65535 || s.status_port > 65535) return err("service ports must be in [0, 65535]");
   if (s.max_connections == 0) return err("service.max_connections must be at least 1");
+  const bool loopback_status = s.status_address == "localhost" || s.status_address == "::1" ||
+                               s.status_address.rfind("127.", 0) == 0;
+  if (!loopback_status && s.status_token_file.empty()) {
+    return err("service.status_address = \"" + s.status_address +
+               "\" is not loopback: the status port then needs a bearer token (set service.status_token_file)");
+  }
   if (!(s.heartbeat_s > 0) || !(s.idle_timeout_s > s.heartbeat_s)) {
     return err("service.idle_timeout_s must exceed service.heartbeat_s > 0");
   }

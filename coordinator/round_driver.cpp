@@ -316,6 +316,7 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
     deps_.transport->Send(conn, ErrorEnvelope(st.error(), update.round(), reason));
     if (in_round && slot->second.state == SlotState::kWaiting) {
       slot->second.state = SlotState::kRejected;
+      slot->second.reject_reason = why;
       slot->second.bytes_up = bytes.size();
       slot->second.figures = update.ledger();
     }
@@ -698,6 +699,8 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   next_round_ = round + 1;
   next_round_at_ = now_s + config_.round_interval_s;
   planner_->AddActiveHours((now_s - opened_at_ + config_.round_interval_s) / 3600.0);
+  last_round_ = RoundView(outcome.verdicts);
+  last_round_.stragglers = rec.stragglers;
   slots_.clear();
   spdlog::info("round {} closed: {} accepted of {} selected, {} stragglers; model v{}{}; accuracy {:.4f}; "
                "{} B up, {} B down; {:.3f} J",
@@ -762,6 +765,71 @@ Status RoundDriver::WriteRunDirectory() {
   files.emissions.region = deps_.profiles.server_region();
   files.emissions.pue = deps_.profiles.server_pue();
   return frugal::WriteRunDirectory(o, files);
+}
+
+DashboardRound RoundDriver::RoundView(std::span<const RobustVerdict> verdicts) const {
+  DashboardRound r;
+  r.round = engine_->round();
+  r.open = engine_->round_open();
+  r.selected = static_cast<uint32_t>(slots_.size());
+  const auto name = [&](uint64_t id) {
+    auto it = clients_.find(id);
+    return it != clients_.end() ? it->second.name : std::to_string(id);
+  };
+  for (const auto& [id, s] : slots_) {
+    if (s.state == SlotState::kAccepted || s.state == SlotState::kRejected) ++r.received;
+    if (s.state == SlotState::kWaiting) ++r.stragglers;
+    if (s.state == SlotState::kRejected) r.rejected.push_back({name(id), s.reject_reason});
+  }
+  for (const RobustVerdict& v : verdicts) {
+    if (v.action != RobustAction::kRejected) continue;
+    r.rejected.push_back({name(v.client), "server.robust = " + std::string(RobustRuleName(config_.engine.robust.rule)) +
+                                              ": " + v.reason});
+  }
+  return r;
+}
+
+DashboardView RoundDriver::Dashboard(double now_s) const {
+  DashboardView v;
+  const DriverMetrics m = Metrics();
+  DashboardStatus& st = v.status;
+  st.run_id = config_.run_id;
+  st.state = m.state;
+  st.round = m.round;
+  st.rounds_total = config_.rounds;
+  st.model_version = m.model_version;
+  st.round_open = m.round_open;
+  st.connected = m.connected_clients;
+  st.min_clients = config_.min_clients;
+  if (!m.round_open && !done() && st.connected >= st.min_clients) st.next_round_in_s = std::max(0.0, next_round_at_ - now_s);
+  // No differential privacy in the round yet: st.epsilon stays unset until the round reports one.
+  for (const auto& [id, c] : clients_) {
+    DashboardClient d;
+    d.id = id;
+    d.name = c.name;
+    d.device = c.device;
+    d.radio = c.radio;
+    d.region = c.region;
+    d.held_version = c.held_version;
+    auto slot = slots_.find(id);
+    const bool in_round = engine_->round_open() && slot != slots_.end();
+    if (!client_conn_.contains(id)) {
+      d.state = "gone";
+    } else if (in_round && slot->second.state == SlotState::kWaiting) {
+      d.state = "training";
+    } else if (in_round && slot->second.state == SlotState::kDeclined) {
+      d.state = "ineligible";
+    } else {
+      d.state = "idle";
+    }
+    v.clients.push_back(std::move(d));
+  }
+  FillClientTotals(ledger_.rows(), v.clients);
+  for (DashboardClient& d : v.clients) {
+    if (d.state == "idle" && d.rounds == 0 && !engine_->round_open()) d.state = "connected";
+  }
+  v.round = engine_->round_open() ? RoundView({}) : last_round_;
+  return v;
 }
 
 DriverMetrics RoundDriver::Metrics() const {

@@ -72,6 +72,7 @@ class Service {
   std::optional<tcp::acceptor> acceptor_, status_acceptor_;
   std::shared_ptr<Listener> listener_;
   std::shared_ptr<StatusServer> status_;
+  std::string status_token_;  // service.status_token_file's token, or "" (loopback, no token)
   asio::steady_timer tick_{io_};
   asio::steady_timer grace_{io_};
   double next_heartbeat_ = 0;
@@ -89,6 +90,7 @@ Status Service::Open() {
                                                             : EnergyProfiles::LoadDefaultWithOverride(s.profiles));
   FRUGAL_RETURN_IF_ERROR(MakeModel(config_.model, test_.num_features, test_.num_classes).status());
   FRUGAL_ASSIGN_OR_RETURN(acceptor_, Bind(io_, s.listen_address, s.port, "clients"));
+  FRUGAL_ASSIGN_OR_RETURN(status_token_, LoadStatusToken(s));
   FRUGAL_ASSIGN_OR_RETURN(status_acceptor_, Bind(io_, s.status_address, s.status_port, "status"));
   FRUGAL_ASSIGN_OR_RETURN(store_, Store::Open(s.store));
   deps.store = store_.get();
@@ -109,13 +111,15 @@ Status Service::Serve() {
   const uint16_t port = acceptor_->local_endpoint().port();
   const uint16_t status_port = status_acceptor_->local_endpoint().port();
   listener_ = std::make_shared<Listener>(io_, std::move(*acceptor_), ctx_->native_handle(), manager_);
-  status_ = std::make_shared<StatusServer>(std::move(*status_acceptor_), manager_);
+  status_ = std::make_shared<StatusServer>(std::move(*status_acceptor_), manager_, status_token_);
   listener_->Start();
   status_->Start();
   FRUGAL_RETURN_IF_ERROR(WritePortFile(s.port_file, port));
   FRUGAL_RETURN_IF_ERROR(WritePortFile(s.status_port_file, status_port));
   spdlog::info("frugal-coordinator: run {} on {}:{} (mutual TLS 1.3), status on http://{}:{}/status", config_.run_id,
                s.listen_address, port, s.status_address, status_port);
+  spdlog::info("dashboard: http://{}:{}/{}", s.status_address.find(':') != std::string::npos ? "[" + s.status_address + "]" : s.status_address,
+               status_port, status_token_.empty() ? "" : " (add ?access_token=TOKEN, the token of service.status_token_file)");
 
   asio::signal_set signals(io_, SIGINT, SIGTERM);
   signals.async_wait([this](const boost::system::error_code& ec, int sig) {

@@ -220,7 +220,11 @@ bool Session::OnRead(size_t n) {
       }
       return false;
     }
-    if (!env->has_value()) return true;
+    if (!env->has_value()) {
+      // For the dashboard: last seen, and whether an update is still arriving.
+      if (registered_) manager_.Seen(identity_, decoder_.buffered() > 0);
+      return true;
+    }
     Dispatch(**env);
     if (stopped_ || closing_) return false;
   }

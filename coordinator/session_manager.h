@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "frugal/coordinator/config.h"
@@ -43,6 +44,17 @@ class SessionManager : public DriverTransport {
   double Now() const;
   bool Revoked(const std::string& identity) const;
 
+  // Dashboard bookkeeping by client identity: a registered session read
+  // bytes now; `mid_frame` when a frame (an update) is still arriving.
+  void Seen(const std::string& identity, bool mid_frame);
+  // Seconds since `identity` last sent bytes to this process; nullopt: never.
+  std::optional<double> SecondsSinceSeen(const std::string& identity) const;
+  // A connected session of `identity` is part-way through a frame.
+  bool Receiving(const std::string& identity) const;
+  // The driver's dashboard view with the transport's part added: last seen,
+  // and "uploading" for a training client whose update is arriving.
+  DashboardView Dashboard() const;
+
   const CoordinatorConfig& config() const { return config_; }
   RoundDriver& driver() const { return *driver_; }
   void set_driver(RoundDriver* driver) { driver_ = driver; }
@@ -66,6 +78,11 @@ class SessionManager : public DriverTransport {
   RoundDriver* driver_ = nullptr;
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   uint64_t heartbeat_seq_ = 0;
+  struct Presence {
+    double last_seen = 0;
+    bool mid_frame = false;
+  };
+  std::map<std::string, Presence> presence_;  // by identity: one per client certificate seen
   bool stopping_ = false;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

@@ -1,9 +1,13 @@
 #include "status_http.h"
 
+#include <cctype>
 #include <chrono>
-#include <istream>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "frugal/report/dashboard.h"
+#include "frugal/round/engine.h"
 
 #include "session_manager.h"
 
@@ -13,11 +17,11 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-// One HTTP/1.0 request on the loopback status port: GET /metrics or /status.
+// One HTTP/1.0 request on the status port.
 class StatusConnection : public std::enable_shared_from_this<StatusConnection> {
  public:
-  StatusConnection(tcp::socket socket, const SessionManager& mgr)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), mgr_(mgr) {}
+  StatusConnection(tcp::socket socket, const SessionManager& mgr, const std::string& token)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), mgr_(mgr), token_(token) {}
   void Start() {
     // A request must arrive promptly; a silent connection is closed.
     timer_.expires_after(std::chrono::seconds(5));
@@ -27,32 +31,25 @@ class StatusConnection : public std::enable_shared_from_this<StatusConnection> {
       self->socket_.close(ignored);
     });
     asio::async_read_until(socket_, buf_, "\r\n\r\n",
-                           [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                             if (!ec) self->Respond();
+                           [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+                             if (!ec) self->Respond(n);
                            });
   }
 
  private:
-  void Respond() {
-    std::istream is(&buf_);
-    std::string method, path;
-    is >> method >> path;
-    std::string body, type = "text/plain; version=0.0.4", status = "200 OK";
-    const DriverMetrics m = mgr_.driver().Metrics();
-    if (method != "GET") {
-      status = "405 Method Not Allowed";
-      body = "GET only\n";
-    } else if (path == "/metrics") {
-      body = MetricsText(m, mgr_);
-    } else if (path == "/status") {
-      type = "application/json";
-      body = StatusJson(m, mgr_.driver().run_id());
+  void Respond(size_t head_size) {
+    const std::string_view head(static_cast<const char*>(buf_.data().data()), head_size);
+    auto request = ParseStatusRequest(head);
+    StatusResponse r;
+    bool head_only = false;
+    if (!request.ok()) {
+      r.status = "400 Bad Request";
+      r.body = request.error().message() + "\n";
     } else {
-      status = "404 Not Found";
-      body = "try /metrics or /status\n";
+      head_only = request->method == "HEAD";
+      r = coordinator::Respond(*request, mgr_, token_);
     }
-    out_ = "HTTP/1.0 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\nConnection: close\r\n\r\n" + body;
+    out_ = SerializeResponse(r, head_only);
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](const boost::system::error_code&, size_t) {
       boost::system::error_code ignored;
       self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -63,9 +60,32 @@ class StatusConnection : public std::enable_shared_from_this<StatusConnection> {
   tcp::socket socket_;
   asio::steady_timer timer_;
   const SessionManager& mgr_;
+  const std::string& token_;
   asio::streambuf buf_{8192};  // a request larger than this is dropped
   std::string out_;
 };
+
+constexpr size_t kMaxHead = 8192;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
 }  // namespace
 
@@ -127,13 +147,179 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-StatusServer::StatusServer(tcp::acceptor acceptor, const SessionManager& mgr)
-    : acceptor_(std::move(acceptor)), mgr_(mgr) {}
+Result<StatusRequest> ParseStatusRequest(std::string_view head) {
+  if (head.size() > kMaxHead) return InvalidArgumentError("request head over 8 KiB");
+  const size_t line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) return InvalidArgumentError("request line does not end in CRLF");
+  const std::string_view line = head.substr(0, line_end);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
+    return InvalidArgumentError("request line is not 'METHOD TARGET HTTP/1.x'");
+  }
+  StatusRequest r;
+  r.method = std::string(line.substr(0, sp1));
+  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  if (r.method.empty() || target.empty() || target.front() != '/') {
+    return InvalidArgumentError("request target must be a path starting with '/'");
+  }
+  if (version != "HTTP/1.0" && version != "HTTP/1.1") return InvalidArgumentError("not HTTP/1.0 or HTTP/1.1");
+  const size_t q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
+
+  std::string_view rest = head.substr(line_end + 2);
+  while (!rest.empty()) {
+    const size_t end = rest.find("\r\n");
+    const std::string_view field = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
+    if (field.empty()) break;  // the blank line that ends the head
+    const size_t colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0) return InvalidArgumentError("header line without a name and ':'");
+    if (Lower(field.substr(0, colon)) != "authorization") continue;
+    const std::string_view value = Trim(field.substr(colon + 1));
+    if (value.size() > 7 && Lower(value.substr(0, 7)) == "bearer ") r.bearer = std::string(Trim(value.substr(7)));
+  }
+  return r;
+}
+
+std::optional<std::string> QueryValue(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != key || eq == std::string_view::npos) continue;
+    std::string out;
+    const std::string_view v = pair.substr(eq + 1);
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '+') {
+        out += ' ';
+      } else if (v[i] == '%') {
+        if (i + 2 >= v.size() || HexDigit(v[i + 1]) < 0 || HexDigit(v[i + 2]) < 0) return std::nullopt;
+        out += static_cast<char>(HexDigit(v[i + 1]) * 16 + HexDigit(v[i + 2]));
+        i += 2;
+      } else {
+        out += v[i];
+      }
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Equal strings, compared without an early exit at the first difference.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const char x = i < a.size() ? a[i] : 0, y = i < b.size() ? b[i] : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+PageData DashboardPage(const SessionManager& mgr, const DashboardView& view) {
+  const CoordinatorConfig& c = mgr.config();
+  PageData page;
+  page.title = "Frugal coordinator";
+  page.subtitle = c.run_id + " \xC2\xB7 " + std::string(PipelineName(c.pipeline)) + " \xC2\xB7 " + c.model;
+  page.target_accuracy = c.target_accuracy;
+  page.runs.push_back({std::string(PipelineName(c.pipeline)), mgr.driver().records()});
+  page.status = view.status;
+  page.clients = view.clients;
+  page.round = view.round;
+  return page;
+}
+
+}  // namespace
+
+bool Authorized(const StatusRequest& request, std::string_view token) {
+  if (token.empty()) return true;
+  if (request.bearer && ConstantTimeEquals(*request.bearer, token)) return true;
+  const std::optional<std::string> q = QueryValue(request.query, "access_token");
+  return q && ConstantTimeEquals(*q, token);
+}
+
+Result<std::string> LoadStatusToken(const ServiceConfig& service) {
+  if (service.status_token_file.empty()) return std::string();
+  std::ifstream in(service.status_token_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in) return InvalidArgumentError("service.status_token_file: cannot read " + service.status_token_file);
+  const std::string text = ss.str();
+  const std::string_view t = Trim(text);
+  if (t.size() < 16) {
+    return InvalidArgumentError("service.status_token_file: " + service.status_token_file +
+                                " holds fewer than 16 characters; put a long random token in it");
+  }
+  for (char ch : t) {
+    if (ch <= ' ' || ch > '~') {
+      return InvalidArgumentError("service.status_token_file: " + service.status_token_file +
+                                  " must hold one token of printable ASCII without spaces");
+    }
+  }
+  return std::string(t);
+}
+
+StatusResponse Respond(const StatusRequest& request, const SessionManager& mgr, std::string_view token) {
+  StatusResponse r;
+  if (request.method != "GET" && request.method != "HEAD") {
+    r.status = "405 Method Not Allowed";
+    r.body = "the status port is read-only: GET or HEAD\n";
+    return r;
+  }
+  if (!Authorized(request, token)) {
+    r.status = "401 Unauthorized";
+    r.body = "this status port needs its bearer token (Authorization: Bearer, or ?access_token=)\n";
+    r.challenge = true;
+    return r;
+  }
+  if (request.path == "/metrics") {
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = MetricsText(mgr.driver().Metrics(), mgr);
+  } else if (request.path == "/status") {
+    r.content_type = "application/json";
+    r.body = StatusJson(mgr.driver().Metrics(), mgr.driver().run_id());
+  } else if (request.path == "/api/state") {
+    r.content_type = "application/json";
+    r.body = PageDataJson(DashboardPage(mgr, mgr.Dashboard())) + "\n";
+  } else if (request.path == "/" || request.path == "/index.html") {
+    r.content_type = "text/html; charset=utf-8";
+    std::ostringstream html;
+    WriteDashboardHtml(html, DashboardPage(mgr, mgr.Dashboard()));
+    r.body = html.str();
+  } else {
+    r.status = "404 Not Found";
+    r.body = "try /, /api/state, /metrics or /status\n";
+  }
+  return r;
+}
+
+std::string SerializeResponse(const StatusResponse& r, bool head_only) {
+  std::string out = "HTTP/1.0 " + r.status + "\r\nContent-Type: " + r.content_type +
+                    "\r\nContent-Length: " + std::to_string(r.body.size()) +
+                    "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer"
+                    // The page may talk to this coordinator only: no request leaves it.
+                    "\r\nContent-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+                    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; "
+                    "form-action 'none'; frame-ancestors 'none'";
+  if (r.challenge) out += "\r\nWWW-Authenticate: Bearer realm=\"frugal-status\"";
+  out += "\r\nConnection: close\r\n\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+StatusServer::StatusServer(tcp::acceptor acceptor, const SessionManager& mgr, std::string token)
+    : acceptor_(std::move(acceptor)), mgr_(mgr), token_(std::move(token)) {}
 
 void StatusServer::Start() {
   acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<StatusConnection>(std::move(socket), self->mgr_)->Start();
+    if (!ec) std::make_shared<StatusConnection>(std::move(socket), self->mgr_, self->token_)->Start();
     self->Start();
   });
 }

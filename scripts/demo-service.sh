@@ -60,6 +60,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 echo "coordinator on 127.0.0.1:$(cat "$OUT/port") (mutual TLS 1.3); status: http://127.0.0.1:$(cat "$OUT/status_port")/status"
+echo "dashboard: http://127.0.0.1:$(cat "$OUT/status_port")/  (live while the run lasts; open it in a browser)"
 
 # A mixed fleet: device classes and radios from the energy profiles.
 devices=(phone-low phone-mid phone-flagship rpi4 laptop)

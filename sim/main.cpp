@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "accountant_cli.h"
+#include "compare.h"
 
 #include "frugal/sim/comm.h"
 #include "frugal/sim/config.h"
@@ -14,6 +15,8 @@
 int main(int argc, char** argv) {
   // `frugal-sim accountant ...` is a calculator: no MPI, no scenario.
   if (argc >= 2 && std::string_view(argv[1]) == "accountant") return frugal::sim::RunAccountantCommand(argc - 1, argv + 1);
+  // `frugal-sim compare RUN_DIR... --out FILE`: one page overlaying finished runs.
+  if (argc >= 2 && std::string_view(argv[1]) == "compare") return frugal::sim::RunCompareCommand(argc - 1, argv + 1);
   std::unique_ptr<frugal::sim::Communicator> mpi = frugal::sim::MakeMpiCommunicator(&argc, &argv);
   const bool leader = mpi == nullptr || mpi->rank() == 0;
 

@@ -386,19 +386,15 @@ constexpr std::string_view kPageJs = R"JS(
   var colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
   var dashes = [[], [8, 4], [2, 3], [12, 3, 2, 3], [6, 6], [1, 5]];
   function count(v) { return v == null || !isFinite(v) ? 'n/a' : Math.round(v).toLocaleString('en-US'); }
+  // 3 significant digits with an SI prefix: 0.0042 g -> "4.2 mg", 2515040 B -> "2.52 MB".
   function si(v, unit) {
     if (v == null || !isFinite(v)) return '';
-    var prefixes = ['', 'k', 'M', 'G', 'T', 'P'], i = 0;
+    var prefixes = ['n', '\u00b5', 'm', '', 'k', 'M', 'G', 'T', 'P'], i = 3;
     while (Math.abs(v) >= 1000 && i < prefixes.length - 1) { v /= 1000; i++; }
-    if (Math.abs(v) > 0 && Math.abs(v) < 0.01) return v.toExponential(1) + ' ' + prefixes[i] + unit;
+    while (v !== 0 && Math.abs(v) < 1 && i > 0) { v *= 1000; i--; }
     return (+v.toPrecision(3)).toLocaleString('en-US') + ' ' + prefixes[i] + unit;
   }
-  function grams(v) {
-    if (v == null || !isFinite(v)) return 'n/a';
-    if (Math.abs(v) >= 1e6) return si(v / 1e6, '') + 't CO2e';
-    if (Math.abs(v) >= 1e3) return si(v / 1e3, '') + 'kg CO2e';
-    return si(v, '') + 'g CO2e';
-  }
+  function grams(v) { return v == null || !isFinite(v) ? 'n/a' : si(v, 'g CO2e'); }
   function el(tag, text, cls) {
     var e = document.createElement(tag);
     if (text != null) e.textContent = text;
@@ -432,10 +428,10 @@ constexpr std::string_view kPageJs = R"JS(
   for (var m = 1; m <= 1e9; m *= 10) roundSteps.push(m, 2 * m, 5 * m);
 
   var specs = [
-    ['chart-accuracy', 'round', 'round', function (v) { return count(v); }, false],
-    ['chart-bytes', 'cum_bytes', 'cumulative bytes on the radio, up + down (log scale)', function (v) { return si(v, 'B'); }, true],
-    ['chart-energy', 'cum_joules', 'cumulative client energy, compute + radio', function (v) { return si(v, 'J'); }, false],
-    ['chart-carbon', 'cum_gco2e', 'cumulative client carbon', grams, false]
+    ['chart-accuracy', 'round', 'round', function (v) { return v == null ? '' : count(v); }, false],
+    ['chart-bytes', 'cum_bytes', 'bytes, up + down (log)', function (v) { return si(v, 'B'); }, true],
+    ['chart-energy', 'cum_joules', 'client energy, joules (log)', function (v) { return si(v, 'J'); }, true],
+    ['chart-carbon', 'cum_gco2e', 'client carbon, grams CO2e (log)', function (v) { return si(v, 'g'); }, true]
   ];
   var charts = {};
   function chartWidth(box) { return Math.max(260, Math.min(1100, box.clientWidth || 1100)); }
@@ -476,7 +472,7 @@ constexpr std::string_view kPageJs = R"JS(
     var opts = {
       width: chartWidth(box), height: chartHeight(),
       scales: { x: xScale, y: { range: accuracyRange } },
-      axes: [xAxis, { label: 'accuracy (fraction of test examples)', size: 60 }],
+      axes: [xAxis, { label: 'accuracy', size: 50 }],
       series: series
     };
     charts[id].plot = new uPlot(opts, aligned, box);
@@ -531,13 +527,12 @@ constexpr std::string_view kPageJs = R"JS(
       tr.setAttribute('data-state', c.state);
       var state = el('td');
       state.appendChild(el('span', c.state, 'state state-' + c.state));
-      var cells = [el('td', c.name), el('td', c.device), el('td', c.radio), el('td', c.region), state,
+      var cells = [el('td', c.name), state, el('td', c.device), el('td', c.radio), el('td', c.region),
                    el('td', 'v' + count(c.held_version), 'num'),
                    el('td', c.last_seen_s == null ? 'not this session' : c.last_seen_s.toFixed(1) + ' s ago', 'num'),
                    el('td', count(c.rounds), 'num'), el('td', count(c.bytes) + ' B', 'num'),
                    el('td', si(c.joules, 'J') + (c.measured ? ' (measured)' : ' (modelled)'), 'num'),
                    el('td', grams(c.gco2e), 'num')];
-      if (!c.joules) cells[9].textContent = '0 J';
       cells.forEach(function (td) { tr.appendChild(td); });
       body.appendChild(tr);
     });
@@ -749,9 +744,9 @@ void WritePageHtml(std::ostream& out, const PageData& page, std::string_view bod
       << "<div class=\"chart\" id=\"chart-bytes\"><h3>Accuracy against cumulative bytes on the radio (up + down, "
          "log scale)</h3></div>\n"
       << "<div class=\"chart\" id=\"chart-energy\"><h3>Accuracy against cumulative client energy (compute + radio, "
-         "joules)</h3></div>\n"
-      << "<div class=\"chart\" id=\"chart-carbon\"><h3>Accuracy against cumulative client carbon (grams "
-         "CO2e)</h3></div>\n"
+         "joules, log scale)</h3></div>\n"
+      << "<div class=\"chart\" id=\"chart-carbon\"><h3>Accuracy against cumulative client carbon (grams CO2e, log "
+         "scale)</h3></div>\n"
       << "</section>\n";
 
   if (page.round.has_value()) {
@@ -760,8 +755,8 @@ void WritePageHtml(std::ostream& out, const PageData& page, std::string_view bod
   if (page.clients.has_value()) {
     out << "<section>\n<h2>Clients</h2>\n<p class=\"sub\" id=\"clients-count\"></p>\n"
         << "<div class=\"scroll\"><table class=\"grid\" id=\"clients\"><thead><tr>"
-        << "<th scope=\"col\">name</th><th scope=\"col\">device</th><th scope=\"col\">radio</th>"
-        << "<th scope=\"col\">region</th><th scope=\"col\">state</th><th scope=\"col\" class=\"num\">holds</th>"
+        << "<th scope=\"col\">name</th><th scope=\"col\">state</th><th scope=\"col\">device</th>"
+        << "<th scope=\"col\">radio</th><th scope=\"col\">region</th><th scope=\"col\" class=\"num\">holds</th>"
         << "<th scope=\"col\" class=\"num\">last seen</th><th scope=\"col\" class=\"num\">rounds</th>"
         << "<th scope=\"col\" class=\"num\">bytes, up + down</th><th scope=\"col\" class=\"num\">energy</th>"
         << "<th scope=\"col\" class=\"num\">carbon</th></tr></thead><tbody></tbody></table></div>\n</section>\n";

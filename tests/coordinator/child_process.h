@@ -77,6 +77,7 @@ class Process {
   void Terminate() {
     if (!code_) ::kill(pid_, SIGTERM);
   }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

@@ -22,6 +22,11 @@ struct ServiceConfig {
   std::string status_address = "127.0.0.1";
   uint32_t status_port = 0;          // loopback HTTP /metrics and /status; 0: pick a free port
   std::string status_port_file;
+  // A file holding the bearer token the status port then requires of every
+  // request (the dashboard, /api/state, /metrics, /status). Required when
+  // status_address is not a loopback address. A file, not the token itself,
+  // so that the token never reaches run.toml, summary.json or report.html.
+  std::string status_token_file;
   std::string ca_cert, server_cert, server_key;  // PEM paths
   std::vector<std::string> revoked;  // client identities (cert CN) refused
   uint32_t max_connections = 1024;

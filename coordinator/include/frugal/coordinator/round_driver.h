@@ -24,6 +24,7 @@
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/proto/frugal.pb.h"
+#include "frugal/report/dashboard.h"
 #include "frugal/report/run_report.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/accounting.h"
@@ -86,6 +87,15 @@ struct WireTotals {
   uint64_t tcp_bytes_in = 0, tcp_bytes_out = 0;
 };
 
+// What the dashboard shows of the run (GET / and /api/state on the status
+// port). Clients' last_seen_s and the "uploading" state are the transport's
+// to fill in: the driver does not see bytes arrive.
+struct DashboardView {
+  DashboardStatus status;
+  std::vector<DashboardClient> clients;  // every client known to this process, by id
+  DashboardRound round;                  // the open round, or the last one closed
+};
+
 struct DriverDeps {
   Store* store = nullptr;           // required
   const Dataset* test = nullptr;    // evaluation set (Fashion-MNIST test)
@@ -133,6 +143,8 @@ class RoundDriver {
   // A failure that stops the service (store commit, evaluation, run directory).
   const std::optional<Error>& fatal() const { return fatal_; }
   DriverMetrics Metrics() const;
+  // The dashboard's view at `now_s` (the driver's clock).
+  DashboardView Dashboard(double now_s) const;
   // The global model version clients see (continues across restarts).
   uint32_t version() const;
   std::span<const float> global_model() const { return engine_->global_model(); }
@@ -162,6 +174,7 @@ class RoundDriver {
     uint64_t bytes_down = 0, bytes_up = 0;
     v1::LedgerFigures figures;
     double loss = 0;
+    std::string reject_reason;  // RejectReason name of a rejected update, for the dashboard
   };
 
   RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
@@ -176,6 +189,8 @@ class RoundDriver {
   std::vector<RosterEntry> Roster() const;
   Status WriteRunDirectory();
   void AppendWireRow(const RoundRecord& rec);
+  // The open round's slots as the dashboard shows them, plus robust rejections at its close.
+  DashboardRound RoundView(std::span<const RobustVerdict> verdicts) const;
   void StartEvaluation(uint32_t round, double now_s);
   void FinishEvaluation();
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
@@ -227,6 +242,7 @@ class RoundDriver {
   std::vector<FederatedEval> fed_evals_;
 
   DriverMetrics metrics_;
+  DashboardRound last_round_;  // the last round closed, for the dashboard
   std::optional<Error> fatal_;
   std::vector<uint32_t> eval_indices_;
 };
