@@ -13,6 +13,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   clang-14 libclang-rt-14-dev
   dataset-fashion-mnist
+  chromium  # headless, for the dashboard's browser test (tests/browser/)
   python3-sklearn  # only for its data files: the second real data set (sim/scenarios/data/sklearn-*.toml)
   # issue 16: the arm64 cross build of frugal-client, the agent under
   # user-mode QEMU, and the package test (dpkg-deb, systemd-analyze)
@@ -46,7 +47,8 @@ fi
 
 # ---------------------------------------------------------------------------
 # npm: front-end assets that report.html inlines at build time (the uPlot chart
-# library, pinned in package.json / package-lock.json at the repository root).
+# library, pinned in package.json / package-lock.json at the repository root),
+# and playwright-core, which drives the chromium above in the browser test.
 # Cheap when node_modules/ is current: one `command -v` and two file tests.
 # ---------------------------------------------------------------------------
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +65,7 @@ fi
 # npm writes node_modules/.package-lock.json on every install, so a lock file
 # newer than it means the pin changed since node_modules/ was filled.
 if [ ! -f "$REPO_ROOT/node_modules/uplot/dist/uPlot.iife.min.js" ] ||
+   [ ! -f "$REPO_ROOT/node_modules/playwright-core/package.json" ] ||
    [ ! -f "$REPO_ROOT/node_modules/.package-lock.json" ] ||
    [ "$REPO_ROOT/package-lock.json" -nt "$REPO_ROOT/node_modules/.package-lock.json" ]; then
   echo "setup: npm ci (report assets)"
