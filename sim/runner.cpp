@@ -869,9 +869,9 @@ void Simulation::AddCarbonFigures(RunSummary& sum) const {
   // million-client fleet needs only a few dozen entries.
   std::map<std::pair<std::string_view, std::string_view>, FleetMember> groups;
   for (size_t i = 0; i < pop_->size(); ++i) {
-    FleetMember& m = groups[{pop_->device(i).id, pop_->region(i).id}];
-    m.device = pop_->device(i).id;
-    m.region = pop_->region(i).id;
+    FleetMember& m = groups.try_emplace({pop_->device(i).id, pop_->region(i).id},
+                                        FleetMember{pop_->device(i).id, pop_->region(i).id, 0, 0})
+                         .first->second;
     m.examples += pop_->NumExamples(i);
     ++m.clients;
   }
