@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 namespace frugal {
@@ -163,9 +164,18 @@ PhaseEnergy GaugeTrace::Measure(std::string_view phase, double t0_s, double t1_s
 PhaseEnergy GaugeTrace::MeasureCounter(PhaseEnergy out, double t0_s, double t1_s) const {
   // Indices of the readings inside [t0, t1] at which the counter changed.
   std::vector<size_t> updates;
+  bool first_inside = true;
   for (size_t i = 1; i < samples_.size(); ++i) {
     const Sample& s = samples_[i];
-    if (s.t_s < t0_s || s.t_s > t1_s || s.segment_start) continue;
+    if (s.t_s < t0_s || s.t_s > t1_s) continue;
+    const bool first = std::exchange(first_inside, false);
+    if (s.segment_start) {
+      // Sampling that resumes as the phase starts is fine; a pause inside it
+      // hides how far the counter moved.
+      if (first) continue;
+      out.note = "modelled: the gauge was not read for part of the phase";
+      return out;
+    }
     if (s.value > samples_[i - 1].value) {
       out.note = "modelled: the gauge's counter rose during the phase (charging or recalibration)";
       return out;

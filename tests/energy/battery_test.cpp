@@ -191,6 +191,19 @@ TEST_SUITE("energy") {
     }
     const PhaseEnergy p = trace.Measure("train", 100, 104);
     CHECK(p.source == EnergySource::kModelled);
+    // A pause inside a phase, after which the counter reads higher (a charger
+    // came and went): never a negative or a made-up measurement.
+    GaugeTrace paused(GaugeKind::kEnergy);
+    for (const GaugeReading& r : EnergyCounter(2.0, 1.0, 0.2, 10.0)) REQUIRE(paused.Add(r).ok());
+    paused.Break();
+    for (GaugeReading r : EnergyCounter(2.0, 1.0, 0.2, 10.0, 45'000'000)) {
+      r.t_s += 10.2;
+      REQUIRE(paused.Add(r).ok());
+    }
+    const PhaseEnergy q = paused.Measure("train", 2, 18);
+    CHECK(q.source == EnergySource::kModelled);
+    CHECK(q.note.find("not read for part of the phase") != std::string::npos);
+    CHECK(paused.Measure("train", 10.2, 20).source == EnergySource::kMeasured);  // resumed as the phase began
   }
 
   TEST_CASE("the gauge kind follows the files a driver exposes") {
