@@ -121,12 +121,22 @@ struct Agent::Impl {
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() = default;
 
-Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config) {
+Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config, embed::Trainer* app) {
   SilenceProtobufLogs();
   auto impl = std::make_unique<Impl>();
   Impl& s = *impl;
   s.cfg = config;
-  FRUGAL_ASSIGN_OR_RETURN(s.local, LoadLocalData(config.data));
+  if (app != nullptr) {
+    // The app's data stay the app's: only their shape and count reach the agent.
+    if (app->input_dim() == 0 || app->num_classes() < 2 || app->num_examples() == 0) {
+      return InvalidArgumentError("the embedding app needs input_dim > 0, num_classes >= 2 and examples");
+    }
+    s.local.data.num_features = app->input_dim();
+    s.local.data.num_classes = app->num_classes();
+    s.env.app = app;
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(s.local, LoadLocalData(config.data));
+  }
   FRUGAL_ASSIGN_OR_RETURN(s.profiles, config.profiles.empty() ? EnergyProfiles::LoadDefault()
                                                               : EnergyProfiles::LoadDefaultWithOverride(config.profiles));
   FRUGAL_ASSIGN_OR_RETURN(s.env.device, s.profiles.Device(config.device));

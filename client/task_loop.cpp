@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+
 #include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
 #include "frugal/proto/convert.h"
@@ -47,7 +49,7 @@ v1::Envelope TaskLoop::Hello() const {
   hello->set_radio(cfg.radio);
   hello->set_region(cfg.region);
   for (const char* c : {"uplink-sparse", "uplink-dense", "downlink-quantized", "downlink-fp32"}) hello->add_codecs(c);
-  hello->set_num_examples(env_.local->indices.size());
+  hello->set_num_examples(env_.app != nullptr ? env_.app->num_examples() : env_.local->indices.size());
   hello->set_model_version(state_.held_version());
   hello->set_input_dim(static_cast<uint32_t>(env_.local->data.num_features));
   if (cfg.data.source == "fmnist-partition") {
@@ -224,6 +226,17 @@ v1::EvalResult TaskLoop::DoEval(const v1::EvalTask& task, const v1::ModelPayload
   }
   r.set_model_version(*now_holds);
   const LocalData& local = *env_.local;
+  if (env_.app != nullptr) {
+    embed::EvalReport rep;
+    if (Status st = env_.app->Evaluate(state_.params(), &rep); !st.ok()) {
+      spdlog::warn("{}: evaluation after round {}: {}", name, task.round(), st.error().message());
+      return r;
+    }
+    r.set_examples(rep.examples);
+    r.set_accuracy(rep.accuracy);
+    r.set_loss(rep.loss);
+    return r;
+  }
   auto ev = Evaluate(state_.model(), state_.params(), local.data, local.holdout.empty() ? local.indices : local.holdout,
                      state_.workspace());
   if (!ev.ok()) {
@@ -267,8 +280,10 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   const double train_start_s = env_.phases != nullptr ? env_.phases->NowSeconds() : 0;
   const LocalData& local = *env_.local;
   FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
-                          RunClientTask(state_.model(), state_.params(), local.data, local.indices, tc, uc, resid,
-                                        state_.workspace(), state_.scratch()));
+                          env_.app != nullptr
+                              ? RunAppTask(task, tc, uc, resid)
+                              : RunClientTask(state_.model(), state_.params(), local.data, local.indices, tc, uc, resid,
+                                              state_.workspace(), state_.scratch()));
   if (env_.phases != nullptr) {
     PhaseEnergy train = env_.phases->Measure("train", train_start_s, env_.phases->NowSeconds());
     // The gauge sees the whole device, so it wins over RAPL's package counter when it resolves the phase.
@@ -295,6 +310,36 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   spdlog::debug("{}: round {} trained on {} examples, loss {:.4f}, {} B update", env_.config->name, task.round(),
                 result.train.examples, result.train.mean_loss, result.update.size());
   return UpdateMessage(task, result, energy);
+}
+
+Result<ClientTaskResult> TaskLoop::RunAppTask(const v1::Task& task, const TrainConfig& tc, const UplinkConfig& uc,
+                                              std::span<float> residual) {
+  const std::span<const float> start = state_.params();
+  std::vector<float>& trained = state_.scratch();
+  trained.assign(start.begin(), start.end());
+  embed::TrainRequest req;
+  req.round = task.round();
+  req.seed = tc.seed;
+  req.epochs = tc.epochs;
+  req.batch_size = tc.batch_size;
+  req.learning_rate = tc.learning_rate;
+  embed::TrainReport rep;
+  FRUGAL_RETURN_IF_ERROR(env_.app->Train(trained, req, &rep));
+  if (trained.size() != start.size()) {
+    return InternalError("the app's Train changed the parameter count from " + std::to_string(start.size()) +
+                         " to " + std::to_string(trained.size()));
+  }
+  // The update is (trained - start), exactly as RunClientTask's.
+  for (size_t i = 0; i < trained.size(); ++i) {
+    if (!std::isfinite(trained[i])) return InvalidArgumentError("the app's Train left parameter " + std::to_string(i) + " non-finite");
+    trained[i] -= start[i];
+  }
+  ClientTaskResult result;
+  FRUGAL_ASSIGN_OR_RETURN(result.update, EncodeUplink(trained, uc, residual));
+  result.train.examples = rep.examples;
+  result.train.mean_loss = rep.mean_loss;
+  result.train.flops = std::isfinite(rep.flops) && rep.flops >= 0 ? rep.flops : 0;
+  return result;
 }
 
 v1::Update TaskLoop::UpdateMessage(const v1::Task& task, const ClientTaskResult& result,

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "frugal/client/config.h"
+#include "frugal/client/embed.h"
 #include "frugal/client/local_state.h"
 #include "frugal/client/task_loop.h"
 #include "frugal/core/random.h"
@@ -44,7 +45,9 @@ int ExitCodeFor(const Status& run_result);
 class Agent {
  public:
   // Loads data, energy profiles, the RAPL meter (if any) and the TLS files. Not thread-safe.
-  static Result<std::unique_ptr<Agent>> Create(const ClientConfig& config);
+  // With an embedding app (borrowed, outlives the agent), the app's data and
+  // trainer replace the data.* keys and the core's trainer.
+  static Result<std::unique_ptr<Agent>> Create(const ClientConfig& config, embed::Trainer* app = nullptr);
   ~Agent();
 
   // Serves the coordinator until it says the run is complete (ok), or until

@@ -12,6 +12,7 @@
 
 #include "frugal/client/config.h"
 #include "frugal/client/device_policy.h"
+#include "frugal/client/embed.h"
 #include "frugal/client/local_state.h"
 #include "frugal/core/status.h"
 #include "frugal/data/dataset.h"
@@ -39,6 +40,7 @@ struct TaskLoopEnv {
   EnergyMeter* meter = nullptr;             // RAPL, or none
   PhaseMeter* phases = nullptr;             // the battery's fuel gauge, or none (held from a Task to its Update)
   std::function<PolicyDecision()> decide;   // the device policy now (battery, network)
+  embed::Trainer* app = nullptr;            // an embedding app trains and evaluates instead of the core's trainer
 };
 
 // What the session does after an Envelope.
@@ -93,6 +95,9 @@ class TaskLoop {
   LoopStep OnError(const v1::Error& e) const;
   v1::EvalResult DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload);
   Result<v1::Update> DoTask(const v1::Task& task, const v1::ModelPayload& payload);
+  // The embedding app's training, then the same encoding as RunClientTask.
+  Result<ClientTaskResult> RunAppTask(const v1::Task& task, const TrainConfig& tc, const UplinkConfig& uc,
+                                      std::span<float> residual);
   // What the meters saw of a task: the measured training joules (battery
   // gauge, else RAPL) and who measured them, and every phase the gauge saw.
   struct TaskEnergy {
