@@ -19,6 +19,7 @@
 #include "frugal/coordinator/config.h"
 #include "frugal/coordinator/round_driver.h"
 #include "frugal/core/status.h"
+#include "status_request.h"
 
 namespace frugal::coordinator {
 
@@ -28,26 +29,6 @@ class SessionManager;
 std::string MetricsText(const DriverMetrics& m, const SessionManager& mgr);
 // The /status body; invalid UTF-8 in the run id is replaced, never thrown on.
 std::string StatusJson(const DriverMetrics& m, const std::string& run_id);
-
-// The head of one request on the status port, as ParseStatusRequest reads it.
-struct StatusRequest {
-  std::string method, path, query;  // "/api/state?x=1": path "/api/state", query "x=1"
-  std::optional<std::string> bearer;  // the token of an "Authorization: Bearer" header
-};
-
-// Parses an HTTP/1.x request head (request line and headers, up to and
-// including the blank line; outside bytes). InvalidArgument naming what is
-// wrong: a malformed request line, a header without a colon, a head over 8 KiB.
-Result<StatusRequest> ParseStatusRequest(std::string_view head);
-
-// The value of `key` in an application/x-www-form-urlencoded query
-// ("a=1&access_token=x"), percent-decoded; nullopt when absent or malformed.
-std::optional<std::string> QueryValue(std::string_view query, std::string_view key);
-
-// Whether the request carries `token` (RFC 6750: an Authorization: Bearer
-// header, or the access_token query parameter a browser can put in a link).
-// Compared in time independent of where the strings differ.
-bool Authorized(const StatusRequest& request, std::string_view token);
 
 // The token of service.status_token_file ("" when not set), trimmed of
 // surrounding whitespace. InvalidArgument naming the file when it cannot be
