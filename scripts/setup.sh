@@ -17,7 +17,7 @@ PACKAGES=(
   python3-sklearn  # only for its data files: the second real data set (sim/scenarios/data/sklearn-*.toml)
   # issue 16: the arm64 cross build of frugal-client, the agent under
   # user-mode QEMU, and the package test (dpkg-deb, systemd-analyze)
-  crossbuild-essential-arm64 qemu-user systemd
+  crossbuild-essential-arm64 qemu-user systemd file   # file: CPack reads ELF types with it
   libssl-dev:arm64 libprotobuf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64 libspdlog-dev:arm64
   libfmt-dev:arm64 libtomlplusplus-dev:arm64 libboost-dev:arm64 libsqlite3-dev:arm64
 )
