@@ -28,7 +28,7 @@ model = "logreg"
 [data]
 partition = "dirichlet"
 alpha = 0.5
-eval_examples = 1000
+eval_examples = 300
 [population]
 clients = 30
 regions = { DE = 1.0 }
@@ -96,7 +96,7 @@ TEST_SUITE("sim") {
   }
 
   TEST_CASE("a run reports each region's and device class's share of participations against clients and data") {
-    const RunResult r = Run({"population.regions={ DE = 0.5, FR = 0.5 }"});
+    const RunResult r = Run({"population.regions={ DE = 0.5, FR = 0.5 }", "rounds=2"});
     uint64_t clients = 0, participations = 0;
     double share = 0;
     for (const ShareRow& row : r.summary.representation) {
