@@ -151,6 +151,37 @@ TEST_SUITE("round") {
     CHECK(bad.error().message().find("robust rule") != std::string::npos);
   }
 
+  TEST_CASE("a restored engine carries FoolsGold's client histories, whose size grows with the clients seen") {
+    const size_t d = 48;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.robust.rule = RobustRule::kFoolsGold;
+    RoundEngine a(std::vector<float>(d, 0.0f), cfg);
+    const std::vector<float> sybil = RandomVector(d, 77, 0.2f);
+    auto round_updates = [&](uint32_t r) {
+      return std::vector<std::vector<float>>{RandomVector(d, 10 * r + 1, 0.1f), sybil, sybil};
+    };
+    RunRound(a, 1, round_updates(1));
+    const size_t after_one = a.ServerState().size();
+    for (uint32_t r = 2; r <= 3; ++r) RunRound(a, r, round_updates(r));
+    CHECK(a.ServerState().size() == after_one);  // the same three clients: no new rows
+    EngineState state;
+    state.version = a.version();
+    state.model.assign(a.global_model().begin(), a.global_model().end());
+    state.server_state = a.ServerState();
+    auto b = RoundEngine::Restore(state, cfg);
+    REQUIRE(b.ok());
+    RunRound(a, 4, round_updates(4));
+    RunRound(**b, 4, round_updates(4));
+    CHECK(std::memcmp(a.global_model().data(), (*b)->global_model().data(), 4 * d) == 0);
+    CHECK(a.ServerState() == (*b)->ServerState());
+    // A state cut short by one float is no whole number of client records.
+    state.server_state.resize(state.server_state.size() - 4);
+    auto bad = RoundEngine::Restore(state, cfg);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("foolsgold state") != std::string::npos);
+  }
+
   TEST_CASE("a restored engine continues FedAdam/FedYogi/FedAdagrad bit for bit: the moments are in ServerState") {
     const size_t d = 300;
     for (ServerOptimizerKind kind : {ServerOptimizerKind::kAdam, ServerOptimizerKind::kYogi,
@@ -273,9 +304,16 @@ TEST_SUITE("round") {
     auto trimmed = read("[server]\nrobust = \"trimmed_mean\"\ntrim_fraction = 0.1\n");
     REQUIRE(trimmed.ok());
     CHECK(trimmed->engine.robust.trim_fraction == 0.1);
-    auto unknown = read("[server]\nrobust = \"bulyan\"\n");
+    auto unknown = read("[server]\nrobust = \"krum\"\n");
     REQUIRE_FALSE(unknown.ok());
-    CHECK(unknown.error().message().find("bulyan") != std::string::npos);
+    CHECK(unknown.error().message().find("krum") != std::string::npos);
+    auto foolsgold = read("[server]\nrobust = \"foolsgold\"\nfoolsgold_tail = 2010\n");
+    REQUIRE(foolsgold.ok());
+    CHECK(foolsgold->engine.robust.rule == RobustRule::kFoolsGold);
+    CHECK(foolsgold->engine.robust.foolsgold_tail == 2010);
+    auto bulyan = read("[server]\nrobust = \"bulyan\"\nkrum_byzantine = 1\n");
+    REQUIRE(bulyan.ok());
+    CHECK(bulyan->engine.robust.rule == RobustRule::kBulyan);
     auto trim = read("[server]\nrobust = \"trimmed_mean\"\ntrim_fraction = 0.5\n");
     REQUIRE_FALSE(trim.ok());
     CHECK(trim.error().message().find("server.trim_fraction") != std::string::npos);
