@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "frugal/core/text.h"
 #include "frugal/report/dashboard.h"
 #include "frugal/round/engine.h"
 #include "status_request.h"
@@ -143,17 +144,6 @@ PageData DashboardPage(const SessionManager& mgr, const DashboardView& view) {
 
 }  // namespace
 
-namespace {
-
-std::string_view Trim(std::string_view s) {
-  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-}  // namespace
-
 Result<std::string> LoadStatusToken(const ServiceConfig& service) {
   if (service.status_token_file.empty()) return std::string();
   std::ifstream in(service.status_token_file);
@@ -161,7 +151,7 @@ Result<std::string> LoadStatusToken(const ServiceConfig& service) {
   ss << in.rdbuf();
   if (!in) return InvalidArgumentError("service.status_token_file: cannot read " + service.status_token_file);
   const std::string text = ss.str();
-  const std::string_view t = Trim(text);
+  const std::string_view t = TrimSpace(text);
   if (t.size() < 16) {
     return InvalidArgumentError("service.status_token_file: " + service.status_token_file +
                                 " holds fewer than 16 characters; put a long random token in it");

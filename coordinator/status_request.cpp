@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "frugal/core/text.h"
+
 namespace frugal::coordinator {
 namespace {
 
@@ -12,13 +14,6 @@ std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 int HexDigit(char c) {
@@ -73,8 +68,8 @@ Result<StatusRequest> ParseStatusRequest(std::string_view head) {
     const size_t colon = field.find(':');
     if (colon == std::string_view::npos || colon == 0) return InvalidArgumentError("header line without a name and ':'");
     if (Lower(field.substr(0, colon)) != "authorization") continue;
-    const std::string_view value = Trim(field.substr(colon + 1));
-    if (value.size() > 7 && Lower(value.substr(0, 7)) == "bearer ") r.bearer = std::string(Trim(value.substr(7)));
+    const std::string_view value = TrimSpace(field.substr(colon + 1));
+    if (value.size() > 7 && Lower(value.substr(0, 7)) == "bearer ") r.bearer = std::string(TrimSpace(value.substr(7)));
   }
   return r;
 }

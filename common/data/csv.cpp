@@ -6,16 +6,11 @@
 #include <string>
 #include <string_view>
 
+#include "frugal/core/text.h"
 #include "frugal/data/dataset.h"
 
 namespace frugal {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
 
 std::string Where(const std::string& path, size_t line, size_t column) {
   return path + ":" + std::to_string(line) + ": column " + std::to_string(column);
@@ -38,13 +33,13 @@ Result<Dataset> LoadCsv(const std::string& path, const CsvOptions& opts) {
   while (std::getline(in, line)) {
     ++line_no;
     if (line_no == 1 && opts.has_header) continue;
-    if (Trim(line).empty()) continue;
+    if (TrimSpace(line).empty()) continue;
     std::string_view rest(line);
     size_t col = 0;
     bool more = true;
     while (more) {
       const size_t cut = rest.find(opts.delimiter);
-      std::string_view field = Trim(rest.substr(0, cut));
+      std::string_view field = TrimSpace(rest.substr(0, cut));
       more = cut != std::string_view::npos;
       rest = more ? rest.substr(cut + 1) : std::string_view();
       ++col;

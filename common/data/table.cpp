@@ -10,16 +10,11 @@
 #include <numeric>
 
 #include "frugal/core/config_reader.h"
+#include "frugal/core/text.h"
 #include "frugal/core/random.h"
 
 namespace frugal {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
 
 std::string At(const std::string& source, size_t line) { return source + ":" + std::to_string(line); }
 
@@ -28,7 +23,7 @@ Status SplitRow(std::string_view line, char delimiter, std::vector<std::string_v
   fields.clear();
   for (;;) {
     const size_t cut = line.find(delimiter);
-    fields.push_back(Trim(line.substr(0, cut)));
+    fields.push_back(TrimSpace(line.substr(0, cut)));
     if (fields.size() > kTableMaxColumns) {
       return InvalidArgumentError(where + ": more than " + std::to_string(kTableMaxColumns) + " columns");
     }
@@ -52,7 +47,7 @@ Result<std::vector<size_t>> FeatureColumns(const TableSchema& schema, size_t col
                                            const std::string& where) {
   std::vector<size_t> out;
   const std::string what = where + ": feature_columns";
-  if (Trim(schema.feature_columns) == "all") {
+  if (TrimSpace(schema.feature_columns) == "all") {
     for (size_t c = 0; c < columns; ++c) {
       if (c != label) out.push_back(c);
     }
@@ -60,12 +55,12 @@ Result<std::vector<size_t>> FeatureColumns(const TableSchema& schema, size_t col
     std::string_view spec = schema.feature_columns;
     for (;;) {
       const size_t comma = spec.find(',');
-      const std::string_view item = Trim(spec.substr(0, comma));
+      const std::string_view item = TrimSpace(spec.substr(0, comma));
       const size_t dash = item.find('-');
-      FRUGAL_ASSIGN_OR_RETURN(size_t lo, ParseIndex(Trim(item.substr(0, dash)), what));
+      FRUGAL_ASSIGN_OR_RETURN(size_t lo, ParseIndex(TrimSpace(item.substr(0, dash)), what));
       size_t hi = lo;
       if (dash != std::string_view::npos) {
-        FRUGAL_ASSIGN_OR_RETURN(hi, ParseIndex(Trim(item.substr(dash + 1)), what));
+        FRUGAL_ASSIGN_OR_RETURN(hi, ParseIndex(TrimSpace(item.substr(dash + 1)), what));
         if (hi < lo) return InvalidArgumentError(what + ": range '" + std::string(item) + "' runs backwards");
       }
       if (hi >= columns) {
@@ -110,7 +105,7 @@ Result<Dataset> ParseTable(std::string_view text, const TableSchema& schema, con
     const std::string_view line = text.substr(0, nl);
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     ++line_no;
-    if (line_no <= schema.header_lines || Trim(line).empty()) continue;
+    if (line_no <= schema.header_lines || TrimSpace(line).empty()) continue;
     const std::string where = At(source, line_no);
     FRUGAL_RETURN_IF_ERROR(SplitRow(line, schema.delimiter, fields, where));
     if (columns == 0) {
