@@ -124,6 +124,12 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
                       {"last_federated_accuracy", nullptr}};
   if (m.last_accuracy) j["last_accuracy"] = *m.last_accuracy;
   if (m.last_federated_accuracy) j["last_federated_accuracy"] = *m.last_federated_accuracy;
+  // Per device class, measured compute joules against the model's figure for the same rows.
+  j["energy_measured_vs_modelled"] = nlohmann::json::object();
+  for (const auto& [device, mv] : m.measured_vs_modelled) {
+    j["energy_measured_vs_modelled"][device] = {
+        {"rows", mv.rows}, {"measured_j", mv.measured_j}, {"modelled_j", mv.modelled_j}, {"ratio", mv.ratio()}};
+  }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -139,6 +145,7 @@ PageData DashboardPage(const SessionManager& mgr, const DashboardView& view) {
   page.status = view.status;
   page.clients = view.clients;
   page.round = view.round;
+  page.measured_vs_modelled = mgr.driver().Metrics().measured_vs_modelled;
   return page;
 }
 

@@ -540,11 +540,31 @@ constexpr std::string_view kPageJs = R"JS(
     if (caption) caption.textContent = count(list.length) + ' known client(s)';
   }
 
+  function renderMeasured(list) {
+    var section = document.getElementById('measured-section');
+    var t = document.getElementById('measured');
+    if (!section || !t || !list) return;
+    section.hidden = list.length === 0;
+    var body = t.tBodies[0];
+    body.textContent = '';
+    list.forEach(function (m) {
+      var tr = el('tr');
+      tr.setAttribute('data-device', m.device);
+      [el('td', m.device), el('td', count(m.rows), 'num'), el('td', si(m.measured_j, 'J'), 'num'),
+       el('td', si(m.modelled_j, 'J'), 'num'),
+       el('td', m.ratio == null ? 'n/a' : m.ratio.toFixed(2) + '\u00d7', 'num')].forEach(function (td) {
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+  }
+
   function render() {
     renderStatus(data.status);
     specs.forEach(draw);
     renderRound(data.round);
     renderClients(data.clients);
+    renderMeasured(data.measured_vs_modelled);
   }
   render();
 
@@ -688,6 +708,14 @@ Json PageJson(const PageData& page) {
     data["clients"] = Json::array();
     for (const DashboardClient& c : *page.clients) data["clients"].push_back(ClientJson(c));
   }
+  data["measured_vs_modelled"] = Json::array();
+  for (const auto& [device, m] : page.measured_vs_modelled) {
+    data["measured_vs_modelled"].push_back(Json{{"device", device},
+                                                {"rows", m.rows},
+                                                {"measured_j", m.measured_j},
+                                                {"modelled_j", m.modelled_j},
+                                                {"ratio", m.ratio()}});
+  }
   if (page.round.has_value()) {
     const DashboardRound& r = *page.round;
     Json rj;
@@ -761,6 +789,15 @@ void WritePageHtml(std::ostream& out, const PageData& page, std::string_view bod
         << "<th scope=\"col\" class=\"num\">bytes, up + down</th><th scope=\"col\" class=\"num\">energy</th>"
         << "<th scope=\"col\" class=\"num\">carbon</th></tr></thead><tbody></tbody></table></div>\n</section>\n";
   }
+  // Filled by the script when a client measured its energy (hidden otherwise).
+  out << "<section id=\"measured-section\" hidden>\n<h2>Device energy: measured against modelled</h2>\n"
+      << "<p class=\"sub\">Compute joules of the participations whose device measured them (battery fuel gauge "
+         "or RAPL), beside what the energy model gives for the same FLOPs.</p>\n"
+      << "<div class=\"scroll\"><table class=\"grid\" id=\"measured\"><thead><tr>"
+      << "<th scope=\"col\">device class</th><th scope=\"col\" class=\"num\">measured participations</th>"
+      << "<th scope=\"col\" class=\"num\">measured</th><th scope=\"col\" class=\"num\">modelled</th>"
+      << "<th scope=\"col\" class=\"num\">measured / modelled</th></tr></thead><tbody></tbody></table></div>\n"
+      << "</section>\n";
   out << body_html;
 
   out << "<footer>Written by Frugal. Charts drawn by uPlot " << report_assets::kUplotVersion
@@ -801,6 +838,7 @@ void WriteReportHtml(std::ostream& out, const RunSummary& s, std::span<const Rou
   page.target_accuracy = s.target_accuracy;
   page.runs.push_back({run_label, records});
   if (!baseline_records.empty()) page.runs.push_back({std::string(baseline_label), baseline_records});
+  page.measured_vs_modelled = s.measured_vs_modelled;
 
   std::ostringstream body;
   if (!baseline_records.empty()) WriteBaselineTable(body, s, baseline_records, run_label, baseline_label);

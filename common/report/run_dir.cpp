@@ -135,6 +135,7 @@ RunSummary SummarizeRun(const RunSettings& settings, std::string_view scenario, 
   sum.peak_rss_bytes = ProcessPeakRssBytes();
   for (const auto& [radio, t] : ledger.TotalsByRadio()) sum.joules_by_radio[radio] = t.total_j;
   for (const auto& [device, t] : ledger.TotalsByDevice()) sum.joules_by_device[device] = t.total_j;
+  sum.measured_vs_modelled = ledger.MeasuredVsModelledByDevice();
   sum.config = config;
   sum.config["pipeline"] = sum.pipeline;
   sum.extra_metrics["server_joules"] = totals.server_j;

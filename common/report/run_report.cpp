@@ -237,6 +237,11 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
   for (const auto& [name, joules] : s.joules_by_radio) j["joules_by_radio"][name] = joules;
   j["joules_by_device"] = nlohmann::ordered_json::object();
   for (const auto& [name, joules] : s.joules_by_device) j["joules_by_device"][name] = joules;
+  j["measured_vs_modelled"] = nlohmann::ordered_json::object();
+  for (const auto& [device, m] : s.measured_vs_modelled) {
+    j["measured_vs_modelled"][device] = {{"rows", m.rows}, {"measured_j", m.measured_j},
+                                         {"modelled_j", m.modelled_j}, {"ratio", m.ratio()}};
+  }
   j["notes"] = s.notes;
   j["config"] = nlohmann::ordered_json::object();
   for (const auto& [key, value] : s.config) j["config"][key] = value;

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "coordinator/status_http.h"
 #include "data/temp_dir.h"
@@ -102,6 +103,16 @@ TEST_SUITE("status_http") {
               .ok());
     CHECK(ParseCoordinatorConfig("", "(test)", {"service.status_address=\"127.0.0.1\""}).ok());
     CHECK(ParseCoordinatorConfig("", "(test)", {"service.status_address=\"::1\""}).ok());
+  }
+
+  TEST_CASE("/status carries measured against modelled compute energy per device class") {
+    DriverMetrics m;
+    nlohmann::json plain = nlohmann::json::parse(StatusJson(m, "r1"));
+    CHECK(plain["energy_measured_vs_modelled"].empty());
+    m.measured_vs_modelled["rpi4"] = MeasuredVsModelled{.rows = 4, .measured_j = 9.0, .modelled_j = 12.0};
+    nlohmann::json j = nlohmann::json::parse(StatusJson(m, "r1"));
+    CHECK(j["energy_measured_vs_modelled"]["rpi4"]["rows"] == 4);
+    CHECK(j["energy_measured_vs_modelled"]["rpi4"]["ratio"].get<double>() == doctest::Approx(0.75));
   }
 }
 

@@ -150,6 +150,36 @@ TEST_SUITE("report") {
     CHECK(j["clients"][0]["last_seen_s"] == 0.5);
   }
 
+  TEST_CASE("measured against modelled energy per device class reaches the page only when a client measured") {
+    const auto records = Rounds(3, 0.2, 100);
+    PageData page = LivePage(records);
+    std::ostringstream none;
+    WriteDashboardHtml(none, page);
+    CHECK(EmbeddedJson(none.str())["measured_vs_modelled"].empty());
+    CHECK(none.str().find("<section id=\"measured-section\" hidden>") != std::string::npos);
+
+    // From a ledger: one measured row of phone-mid beside its modelled figure, one modelled row.
+    EnergyLedger ledger("r1");
+    LedgerRow measured;
+    measured.device = "phone-mid";
+    measured.compute_j = 3.0;
+    measured.modelled_compute_j = 2.0;
+    measured.source = EnergySource::kMeasured;
+    LedgerRow modelled;
+    modelled.device = "rpi4";
+    modelled.compute_j = 5.0;
+    ledger.Add(measured);
+    ledger.Add(modelled);
+    page.measured_vs_modelled = ledger.MeasuredVsModelledByDevice();
+    const nlohmann::json data = nlohmann::json::parse(PageDataJson(page));
+    REQUIRE(data["measured_vs_modelled"].size() == 1);
+    CHECK(data["measured_vs_modelled"][0]["device"] == "phone-mid");
+    CHECK(data["measured_vs_modelled"][0]["rows"] == 1);
+    CHECK(data["measured_vs_modelled"][0]["measured_j"].get<double>() == 3.0);
+    CHECK(data["measured_vs_modelled"][0]["modelled_j"].get<double>() == 2.0);
+    CHECK(data["measured_vs_modelled"][0]["ratio"].get<double>() == doctest::Approx(1.5));
+  }
+
   TEST_CASE("a comparison overlays every run and gives each figure's ratio to the first run") {
     std::vector<ComparedRun> runs = {{"dense", Rounds(10, 0.1, 1'000'000)}, {"<i>frugal</i>", Rounds(10, 0.05, 10'000)}};
     std::ostringstream out;

@@ -300,6 +300,7 @@ TEST_SUITE("report") {
     s.peak_rss_bytes = 1ULL << 33;
     s.joules_by_radio = {{"lte", 3.0}, {"wifi", 1.5}};
     s.joules_by_device = {{"phone-mid", 4.5}};
+    s.measured_vs_modelled["phone-mid"] = MeasuredVsModelled{.rows = 2, .measured_j = 3.0, .modelled_j = 2.0};
     s.notes = {"each client holds 32 examples"};
     s.config = {{"train.lr", "0.05"}, {"codec.topk", "0.01"}};
     s.extra_metrics = {{"mean_staleness", 0.5}};
@@ -308,6 +309,8 @@ TEST_SUITE("report") {
 
     const nlohmann::json j =
         nlohmann::json::parse(out.str());  // throws (fails the test) if malformed
+    CHECK(j["measured_vs_modelled"]["phone-mid"]["rows"] == 2);
+    CHECK(j["measured_vs_modelled"]["phone-mid"]["ratio"].get<double>() == doctest::Approx(1.5));
     for (const char* key : {"run_id",           "scenario",
                             "pipeline",         "model",
                             "rounds",           "final_accuracy",

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -73,6 +74,9 @@ struct PageData {
   std::optional<DashboardStatus> status;
   std::optional<std::vector<DashboardClient>> clients;
   std::optional<DashboardRound> round;
+  // Per device class, measured compute joules against the model's figure for
+  // the same rows; the page shows the table only when a client measured.
+  std::map<std::string, MeasuredVsModelled> measured_vs_modelled;
 };
 
 // Adds each ledger row to the client of the same id in `clients`: rounds

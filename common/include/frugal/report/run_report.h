@@ -35,6 +35,10 @@ struct RunSummary {
   uint64_t peak_rss_bytes = 0;
   std::map<std::string, double> joules_by_radio;   // client joules per radio class
   std::map<std::string, double> joules_by_device;  // client joules per device class
+  // Per device class, its measured compute joules against the model's figure
+  // for the same rows (EnergyLedger::MeasuredVsModelledByDevice); empty when
+  // no client measured (every simulated run).
+  std::map<std::string, MeasuredVsModelled> measured_vs_modelled;
   // Plain sentences a reader needs to judge the run, e.g. "each of the
   // 1,000,000 clients holds a seeded sample of 32 examples ...".
   std::vector<std::string> notes;
