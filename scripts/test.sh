@@ -9,18 +9,19 @@ JOBS=${JOBS:-$(nproc)}
 
 bash scripts/setup.sh
 
-echo "== release build and tests"
+echo "== release build and tests (at ${SECONDS}s)"
 cmake --preset release >/dev/null
 cmake --build build/release -j "$JOBS"
 # frugal-client cross-compiled for aarch64 (only that target: no tests, sim or
 # coordinator); ctest's arm64_qemu_e2e runs it under qemu-aarch64, and
 # package_amd64_e2e packages and unpacks the release build (issue 16).
-echo "== arm64 cross build of frugal-client"
+echo "== arm64 cross build of frugal-client (at ${SECONDS}s)"
 cmake --preset arm64 >/dev/null
 cmake --build --preset arm64 -j "$JOBS"
+echo "== every ctest suite of the release build (at ${SECONDS}s)"
 ctest --test-dir build/release --output-on-failure -j "$JOBS"
 
-echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes, network, fork, threads or hand-written kernels"
+echo "== sanitizer build (asan+ubsan) of the suites that parse outside bytes, network, fork, threads or hand-written kernels (at ${SECONDS}s)"
 # test_train stays out: its accuracy tests take about 100 s under ASan on 2 cores.
 ASAN_SUITES=(test_core test_data test_codec test_energy test_round test_report test_service test_coordinator
              test_model test_sim test_proto test_client test_privacy)
@@ -29,10 +30,10 @@ cmake --build build/asan -j "$JOBS" --target "${ASAN_SUITES[@]}"
 ctest --test-dir build/asan --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${ASAN_SUITES[*]}"))\$"
 
 if [ -x tests/fuzz/run_fuzzers.sh ]; then
-  echo "== fuzzing (libFuzzer, clang-14)"
+  echo "== fuzzing (libFuzzer, clang-14) (at ${SECONDS}s)"
   cmake --preset fuzz >/dev/null
   # shellcheck disable=SC2046
   cmake --build build/fuzz -j "$JOBS" --target $(tests/fuzz/run_fuzzers.sh --list)
   tests/fuzz/run_fuzzers.sh build/fuzz
 fi
-echo "== all tests passed"
+echo "== all tests passed (at ${SECONDS}s)"
