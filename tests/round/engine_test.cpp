@@ -364,11 +364,8 @@ TEST_SUITE("round") {
       steps[e.version()].assign(step.begin(), step.end());
     };
     for (uint32_t r = 1; r <= 6; ++r) run_round(a, r);
-    EngineState state;
-    state.version = a.version();
-    state.model.assign(a.global_model().begin(), a.global_model().end());
+    EngineState state = round_test::Snapshot(a);
     state.steps = steps;
-    state.server_state = a.ServerState();
     auto b = RoundEngine::Restore(state, cfg);
     REQUIRE(b.ok());
     CHECK((*b)->version() == 7);

@@ -25,6 +25,7 @@ namespace {
 
 using round_test::DenseUpdate;
 using round_test::RandomVector;
+using round_test::Snapshot;
 
 double Norm(std::span<const float> v) {
   double s = 0;
@@ -130,10 +131,7 @@ TEST_SUITE("round") {
                                              RandomVector(d, 10 * r + 3, 5.0f)};
     };
     for (uint32_t r = 1; r <= 3; ++r) RunRound(a, r, round_updates(r));
-    EngineState state;
-    state.version = a.version();
-    state.model.assign(a.global_model().begin(), a.global_model().end());
-    state.server_state = a.ServerState();
+    EngineState state = Snapshot(a);
     auto b = RoundEngine::Restore(state, cfg);
     REQUIRE(b.ok());
     RunRound(a, 4, round_updates(4));
@@ -165,10 +163,7 @@ TEST_SUITE("round") {
     const size_t after_one = a.ServerState().size();
     for (uint32_t r = 2; r <= 3; ++r) RunRound(a, r, round_updates(r));
     CHECK(a.ServerState().size() == after_one);  // the same three clients: no new rows
-    EngineState state;
-    state.version = a.version();
-    state.model.assign(a.global_model().begin(), a.global_model().end());
-    state.server_state = a.ServerState();
+    EngineState state = Snapshot(a);
     auto b = RoundEngine::Restore(state, cfg);
     REQUIRE(b.ok());
     RunRound(a, 4, round_updates(4));
@@ -197,10 +192,7 @@ TEST_SUITE("round") {
         return std::vector<std::vector<float>>{RandomVector(d, 50 * r + 1, 0.01f), RandomVector(d, 50 * r + 2, 0.01f)};
       };
       for (uint32_t r = 1; r <= 3; ++r) RunRound(a, r, updates(r));
-      EngineState state;
-      state.version = a.version();
-      state.model.assign(a.global_model().begin(), a.global_model().end());
-      state.server_state = a.ServerState();
+      EngineState state = Snapshot(a);
       CHECK(state.server_state.size() == 4 * (d + 2 * d));  // residual, then m and v
       auto b = RoundEngine::Restore(state, cfg);
       REQUIRE(b.ok());

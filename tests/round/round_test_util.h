@@ -8,6 +8,7 @@
 
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
+#include "frugal/round/engine.h"
 
 namespace frugal::round_test {
 
@@ -26,6 +27,16 @@ inline std::vector<uint8_t> DenseUpdate(const std::vector<float>& u) {
   auto r = EncodeUplink(u, cfg, {});
   REQUIRE(r.ok());
   return *r;
+}
+
+// What a coordinator stores of `e` to restart it (no steps: a dense engine's,
+// or a Frugal one's that needs no chain), for RoundEngine::Restore.
+inline EngineState Snapshot(const RoundEngine& e) {
+  EngineState state;
+  state.version = e.version();
+  state.model.assign(e.global_model().begin(), e.global_model().end());
+  state.server_state = e.ServerState();
+  return state;
 }
 
 }  // namespace frugal::round_test
