@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "client/task_loop_rig.h"
 #include "data/temp_dir.h"
 #include "frugal/client/task_loop.h"
 #include "frugal/core/streams.h"
@@ -243,29 +244,11 @@ TEST_SUITE("client") {
   }
 
   TEST_CASE("the task loop reports the gauge's training joules as measured, with every phase and its reason") {
-    // A 4-feature, 3-class synthetic set: the report, not learning, is under test.
-    testing::TempDir dir;
-    ClientConfig cfg;
-    cfg.name = "dev-1";
-    LocalData local;
-    local.data.num_features = 4;
-    local.data.num_classes = 3;
-    for (int i = 0; i < 12; ++i) {
-      for (int f = 0; f < 4; ++f) local.data.features.push_back(static_cast<float>((i + f) % 5) / 5.0f);
-      local.data.labels.push_back(i % 3);
-      local.indices.push_back(static_cast<uint32_t>(i));
-    }
-    EnergyProfiles profiles = *EnergyProfiles::LoadDefault();
+    // The task loop's synthetic 4-feature, 3-class rig: the report, not learning, is under test.
+    Rig rig;
     ScriptedMeter meter;
-    TaskLoopEnv env;
-    env.config = &cfg;
-    env.local = &local;
-    env.device = *profiles.Device("phone-mid");
-    env.radio = *profiles.Radio("wifi");
-    env.phases = &meter;
-    env.decide = [] { return PolicyDecision{true, ""}; };
-    LocalState state{dir.Path("residual.bin")};
-    TaskLoop loop(env, state);
+    rig.env.phases = &meter;
+    TaskLoop loop(rig.env, rig.state);
 
     v1::Envelope reg;
     v1::Register* r = reg.mutable_register_();
@@ -280,7 +263,7 @@ TEST_SUITE("client") {
     ToWire(tc, 0, r->mutable_train());
     ToWire(UplinkConfig{.density = 0.3}, true, r->mutable_codec());
     REQUIRE(loop.OnEnvelope(reg).decision.kind == LoopDecision::Kind::kContinue);
-    REQUIRE(state.held_version() == 1);
+    REQUIRE(rig.state.held_version() == 1);
 
     v1::Envelope task;
     task.mutable_task()->set_round(1);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "client/task_loop_rig.h"
 #include "data/temp_dir.h"
 #include "frugal/client/task_loop.h"
 #include "frugal/codec/uplink.h"
@@ -40,23 +41,14 @@ class StepApp final : public embed::Trainer {
 
 TEST_SUITE("client") {
   TEST_CASE("an embedding app's training is sent as its exact parameter change, with its own figures") {
-    testing::TempDir dir;
-    ClientConfig cfg;
-    cfg.name = "app-1";
-    LocalData local;  // the app keeps its data: the agent knows only the shape
-    local.data.num_features = 4;
-    local.data.num_classes = 3;
-    EnergyProfiles profiles = *EnergyProfiles::LoadDefault();
+    Rig rig;
+    rig.cfg.name = "app-1";
+    rig.local = LocalData{};  // the app keeps its data: the agent knows only the shape
+    rig.local.data.num_features = 4;
+    rig.local.data.num_classes = 3;
     StepApp app;
-    TaskLoopEnv env;
-    env.config = &cfg;
-    env.local = &local;
-    env.device = *profiles.Device("phone-mid");
-    env.radio = *profiles.Radio("wifi");
-    env.app = &app;
-    env.decide = [] { return PolicyDecision{true, ""}; };
-    LocalState state{dir.Path("residual.bin")};
-    TaskLoop loop(env, state);
+    rig.env.app = &app;
+    TaskLoop loop(rig.env, rig.state);
     CHECK(loop.Hello().hello().num_examples() == 40);
 
     v1::Envelope reg;
@@ -73,7 +65,7 @@ TEST_SUITE("client") {
     ToWire(tc, 0, r->mutable_train());
     ToWire(UplinkConfig{.density = 1.0, .values = ValueCoding::kFp32}, false, r->mutable_codec());
     REQUIRE(loop.OnEnvelope(reg).decision.kind == LoopDecision::Kind::kContinue);
-    const std::vector<float> start = std::vector<float>(state.params().begin(), state.params().end());
+    const std::vector<float> start = std::vector<float>(rig.state.params().begin(), rig.state.params().end());
 
     v1::Envelope task;
     task.mutable_task()->set_round(1);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "client/task_loop_rig.h"
 #include "data/temp_dir.h"
 #include "frugal/client/agent.h"
 #include "frugal/core/streams.h"
@@ -20,41 +21,6 @@ namespace frugal::client {
 namespace {
 
 using Kind = LoopDecision::Kind;
-
-// Synthetic on purpose: the loop's decisions, not learning, are under test,
-// and a 4-feature, 3-class set keeps the model at 15 parameters.
-LocalData TinyData() {
-  LocalData d;
-  d.data.num_features = 4;
-  d.data.num_classes = 3;
-  for (int i = 0; i < 24; ++i) {
-    for (int f = 0; f < 4; ++f) d.data.features.push_back(static_cast<float>((i * 7 + f * 3) % 11) / 11.0f);
-    d.data.labels.push_back(i % 3);
-    d.indices.push_back(static_cast<uint32_t>(i));
-  }
-  return d;
-}
-
-// One agent's world: config, data, profiles, state, and a loop per session.
-struct Rig {
-  testing::TempDir dir;
-  ClientConfig cfg;
-  LocalData local = TinyData();
-  EnergyProfiles profiles = *EnergyProfiles::LoadDefault();
-  TaskLoopEnv env;
-  LocalState state{dir.Path("residual.bin")};
-  bool accept = true;
-
-  Rig() {
-    cfg.name = "dev-1";
-    env.config = &cfg;
-    env.local = &local;
-    env.device = *profiles.Device("phone-mid");
-    env.radio = *profiles.Radio("wifi");
-    env.decide = [this] { return PolicyDecision{accept, accept ? "" : "battery low"}; };
-  }
-  uint32_t Dim() const { return static_cast<uint32_t>((*MakeModel("logreg", 4, 3))->num_params()); }
-};
 
 v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed,
                               v1::CodecConfig::Values values = v1::CodecConfig::VALUES_TERNARY) {
