@@ -247,6 +247,19 @@ Status RdpAccountant::Compose(double sampling_rate, double noise_multiplier, uin
   return OkStatus();
 }
 
+Status RdpAccountant::ComposeRdp(std::span<const double> rdp) {
+  if (rdp.size() != rdp_.size()) {
+    return InvalidArgumentError("RDP has " + std::to_string(rdp.size()) + " values, the accountant has " +
+                                std::to_string(rdp_.size()) + " orders");
+  }
+  for (double v : rdp) {
+    if (!(v >= 0)) return InvalidArgumentError("RDP values must be >= 0 (got " + std::to_string(v) + ")");
+  }
+  for (size_t i = 0; i < rdp_.size(); ++i) rdp_[i] += rdp[i];
+  composed_ = true;
+  return OkStatus();
+}
+
 Result<PrivacySpent> RdpAccountant::Spent(double delta) const {
   FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
   // The conversion's slack terms would report a small ε for nothing released.

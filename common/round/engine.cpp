@@ -44,7 +44,8 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
       release_(cfg.release_ema > 0 ? model_ : std::vector<float>{}),
       aggregator_(model_.size(), cfg.averaging, cfg.robust),
       server_opt_(model_.size(), cfg.server_opt),
-      scratch_(model_.size()) {
+      scratch_(model_.size()),
+      dp_(cfg.dp.mode == privacy::DpMode::kCentral ? std::make_unique<privacy::CentralDp>(cfg.dp) : nullptr) {
   if (cfg_.pipeline == Pipeline::kDense) {
     cfg_.full_model.bits = 0;  // the baseline sends fp32
   }
@@ -66,6 +67,17 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   }
   engine->steps_base_ = first - 1;
   for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
+  if (engine->dp_ && !state.server_state.empty()) {
+    // The DP block (clip, accountant) is the state's tail; a state without one is refused.
+    const size_t n = engine->dp_->StateBytes();
+    if (state.server_state.size() < n) {
+      return DataLossError("engine server state has " + std::to_string(state.server_state.size()) +
+                           " bytes, too few for the DP state (" + std::to_string(n) + " bytes)");
+    }
+    const std::span<const uint8_t> tail = std::span<const uint8_t>(state.server_state).last(n);
+    FRUGAL_RETURN_IF_ERROR(engine->dp_->SetState(tail));
+    state.server_state.resize(state.server_state.size() - n);
+  }
   if (!state.server_state.empty()) {
     const size_t residual = engine->server_residual_.size(), optimizer = engine->server_opt_.state_size(),
                  release = engine->release_.size(), fixed = residual + optimizer + release;
@@ -104,6 +116,10 @@ std::vector<uint8_t> RoundEngine::ServerState() const {
     const auto* bytes = reinterpret_cast<const uint8_t*>(part.data());
     out.insert(out.end(), bytes, bytes + 4 * part.size());
   }
+  if (dp_) {
+    const std::vector<uint8_t> dp = dp_->State();
+    out.insert(out.end(), dp.begin(), dp.end());
+  }
   return out;
 }
 
@@ -118,7 +134,23 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   ingested_.clear();
   pending_.clear();
   reference_.reset();
+  sampling_rate_ = 1;
   return OkStatus();
+}
+
+Status RoundEngine::SetEligible(uint64_t eligible) {
+  if (!open_) return FailedPreconditionError("SetEligible: no round is open");
+  if (eligible < selected_.size() || eligible == 0) {
+    return InvalidArgumentError("round " + std::to_string(round_) + ": " + std::to_string(eligible) +
+                                " eligible clients, fewer than the " + std::to_string(selected_.size()) + " selected");
+  }
+  sampling_rate_ = static_cast<double>(selected_.size()) / static_cast<double>(eligible);
+  return OkStatus();
+}
+
+Status RoundEngine::CheckPrivacyBudget(uint32_t round, double sampling_rate) const {
+  if (!dp_) return OkStatus();
+  return dp_->CheckBudget(round, sampling_rate);
 }
 
 Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor(uint32_t held_version) {
@@ -257,8 +289,17 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
   std::vector<RobustInput> inputs;
   inputs.reserve(pending.size());
-  for (const auto& [client, u] : pending) inputs.push_back({client, &u.update, u.weight});
-  FRUGAL_RETURN_IF_ERROR(aggregator_.Aggregate(inputs, reference ? &*reference : nullptr, scratch_, out.verdicts));
+  if (dp_) {
+    // DP-FedAvg: every update weighs the same (a client's example count is its data).
+    std::vector<const SparseUpdate*> updates;
+    for (const auto& [client, u] : pending) updates.push_back(&u.update);
+    auto dp = dp_->Aggregate(round_, updates, sampling_rate_, scratch_);
+    if (!dp.ok()) return dp.error().WithContext("central DP, round " + std::to_string(round_));
+    out.dp = *dp;
+  } else {
+    for (const auto& [client, u] : pending) inputs.push_back({client, &u.update, u.weight});
+    FRUGAL_RETURN_IF_ERROR(aggregator_.Aggregate(inputs, reference ? &*reference : nullptr, scratch_, out.verdicts));
+  }
   if (Status st = server_opt_.Step(scratch_); !st.ok()) {
     return st.error().WithContext("server optimizer, round " + std::to_string(round_));
   }

@@ -116,6 +116,50 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
   return OkStatus();
 }
 
+Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConfig& engine) {
+  privacy::DpConfig& dp = engine.dp;
+  dp.expected_clients = plan.clients_per_round;
+  if (!dp.enabled()) return OkStatus();
+  if (dp.mode == privacy::DpMode::kDistributed) {
+    return InvalidArgumentError("privacy.mode = \"distributed\" needs the secure pipeline's client-side noise, which "
+                                "is not wired yet (docs/privacy.md); use privacy.mode = \"central\"");
+  }
+  // Top-k keeps the coordinates where a client's own update is largest: the
+  // index set is data the noise does not cover. Until a data-independent
+  // support (rand-k from a public seed) is wired, the combination is refused.
+  if (pipeline != Pipeline::kDense) {
+    return InvalidArgumentError("privacy.mode = \"" + std::string(privacy::DpModeName(dp.mode)) +
+                                "\" with pipeline = \"" + std::string(PipelineName(pipeline)) +
+                                "\": the top-k uplink's kept coordinates depend on each client's data and would leak "
+                                "outside the DP accounting; set pipeline = \"dense\"");
+  }
+  if (engine.robust.rule != RobustRule::kNone) {
+    return InvalidArgumentError("privacy.mode = \"central\" replaces the server's aggregation rule: server.robust must "
+                                "be \"none\" (got \"" + std::string(RobustRuleName(engine.robust.rule)) + "\")");
+  }
+  // A front end that knows its population derives the noise from the target
+  // (DeriveNoiseFromTarget) and checks again.
+  if (dp.noise_multiplier == 0 && dp.target_epsilon > 0) {
+    privacy::DpConfig probe = dp;
+    probe.noise_multiplier = 1;
+    if (Status st = privacy::CheckDpConfig(probe); !st.ok()) {
+      // Only the value errors: adaptive clipping's noise bound is checked once z is known.
+      if (st.error().code() != ErrorCode::kOutOfRange) return st;
+    }
+    return OkStatus();
+  }
+  return privacy::CheckDpConfig(dp);
+}
+
+Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds) {
+  privacy::DpConfig& dp = engine.dp;
+  if (!dp.enabled() || dp.noise_multiplier > 0) return OkStatus();
+  auto z = privacy::NoiseMultiplierForEpsilon(dp.target_epsilon, sampling_rate, rounds, dp.delta);
+  if (!z.ok()) return z.error().WithContext("privacy.target_epsilon");
+  dp.noise_multiplier = *z;
+  return privacy::CheckDpConfig(dp);
+}
+
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine) {
   std::string pipeline_name(PipelineName(pipeline));
   std::string values = "ternary", broadcast_values = "ternary";
@@ -164,7 +208,17 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("server.krum_byzantine", engine.robust.krum_byzantine);
   r.Get("server.krum_select", engine.robust.krum_select);
   r.Get("server.foolsgold_tail", engine.robust.foolsgold_tail);
+  std::string dp_mode(privacy::DpModeName(engine.dp.mode));
+  r.Get("privacy.mode", dp_mode);
+  r.Get("privacy.clip", engine.dp.clip);
+  r.Get("privacy.adaptive_clip_quantile", engine.dp.adaptive_quantile);
+  r.Get("privacy.clip_learning_rate", engine.dp.clip_learning_rate);
+  r.Get("privacy.clip_count_stddev", engine.dp.clip_count_stddev);
+  r.Get("privacy.noise_multiplier", engine.dp.noise_multiplier);
+  r.Get("privacy.target_epsilon", engine.dp.target_epsilon);
+  r.Get("privacy.delta", engine.dp.delta);
   if (r.error()) return *r.error();
+  FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
   FRUGAL_ASSIGN_OR_RETURN(plan.selection, ParseSelectionPolicy(selection));
@@ -200,6 +254,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("server.clip_quantile must be in (0, 1]");
   }
   if (engine.robust.cc_iterations < 1) return InvalidArgumentError("server.cc_iterations must be at least 1");
+  FRUGAL_RETURN_IF_ERROR(CheckPrivacySettings(pipeline, plan, engine));
   if (!(engine.robust.trim_fraction >= 0 && engine.robust.trim_fraction < 0.5)) {
     return InvalidArgumentError("server.trim_fraction must be in [0, 0.5)");
   }
@@ -270,6 +325,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("eval.federated_every", s.federated_eval_every);
   r.Get("server.trusted_examples", s.trusted_examples);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
+  s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");

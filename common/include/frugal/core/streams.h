@@ -24,6 +24,7 @@ enum class SeedStream : uint64_t {
                    // its Gaussian update (by round and client)
   kTrusted = 21,   // the server's trusted set (server.trusted_examples, FLTrust)
   kTrustedTrain = 22,  // the server's training on its trusted set (by round)
+  kDpNoise = 31,   // the simulator's central DP noise (by round; the service draws RAND_bytes instead)
 };
 
 inline uint64_t StreamSeed(uint64_t seed, SeedStream s) { return DeriveSeed(seed, static_cast<uint64_t>(s)); }

@@ -82,6 +82,10 @@ class RdpAccountant {
 
   // Adds `steps` steps of the subsampled Gaussian; on error nothing is added.
   Status Compose(double sampling_rate, double noise_multiplier, uint64_t steps = 1);
+  // Adds one step of any mechanism given by its RDP at orders() (e.g. the
+  // Skellam mechanism of frugal/privacy/dp.h, or a restored total); values
+  // must be >= 0 and not NaN, one per order. On error nothing is added.
+  Status ComposeRdp(std::span<const double> rdp);
   // ε at δ for everything composed so far (ε = 0, order NaN, before any step).
   Result<PrivacySpent> Spent(double delta) const;
   const std::vector<double>& orders() const { return orders_; }

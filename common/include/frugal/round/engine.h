@@ -20,6 +20,7 @@
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
+#include "frugal/privacy/dp.h"
 #include "frugal/round/selection.h"
 #include "frugal/train/trainer.h"
 
@@ -73,6 +74,11 @@ struct EngineConfig {
   // after each new version, starting from version 1. 0: the model itself.
   // Clients always train from the model, never from the average.
   double release_ema = 0.0;
+  // Differential privacy ([privacy]): central DP-FedAvg replaces the robust
+  // rule and the weighted mean with clipped updates, Gaussian noise on their
+  // sum and the fixed denominator dp.expected_clients; every round released is
+  // accounted (frugal/privacy/dp.h).
+  privacy::DpConfig dp;
 };
 
 // Why an update was refused; the coordinator counts these per reason.
@@ -91,6 +97,8 @@ struct RoundOutcome {
   // One verdict of the robust rule per accepted update, in client-id order
   // (empty when the quorum was not met).
   std::vector<RobustVerdict> verdicts;
+  // Central DP: the round's clip, noise and the (ε, δ) spent after it (applied rounds only).
+  std::optional<privacy::RoundDp> dp;
 };
 
 // What a service stores to resume an engine after a restart (see Restore()).
@@ -126,6 +134,16 @@ class RoundEngine {
   // Opens `round` for the given selected clients. Fails if a round is open.
   Status OpenRound(uint32_t round, std::span<const uint64_t> selected);
   bool round_open() const { return open_; }
+  // The number of clients the open round's selection was drawn from: its
+  // DP sampling rate is selected / eligible (1 when never said: the most
+  // conservative). InvalidArgument when fewer than the selected.
+  Status SetEligible(uint64_t eligible);
+  // Central DP with privacy.target_epsilon: ResourceExhausted, naming the
+  // round, the ε spent and the target, when running `round` at sampling rate
+  // q would take ε past the target; Ok otherwise (and without DP).
+  Status CheckPrivacyBudget(uint32_t round, double sampling_rate) const;
+  // The central DP state (clip, accountant), or null without DP.
+  const privacy::CentralDp* dp() const { return dp_.get(); }
   uint32_t round() const { return round_; }
 
   // Payload that brings a client holding `held_version` to version(). Cached per
@@ -167,6 +185,8 @@ class RoundEngine {
   RobustAggregator aggregator_;
   ServerOptimizer server_opt_;
   std::vector<float> scratch_;
+  std::unique_ptr<privacy::CentralDp> dp_;  // central DP only
+  double sampling_rate_ = 1;                 // the open round's (SetEligible)
 
   bool open_ = false;
   uint32_t round_ = 0;

@@ -97,6 +97,19 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
 // name the key; a type error already recorded by `r` is returned first.
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine);
 
+// The [privacy] table against the rest of the round: sets
+// engine.dp.expected_clients to round.clients_per_round (the DP mean's fixed
+// denominator) and refuses, naming the keys, DP with a top-k pipeline (its
+// kept coordinates depend on the data), with a robust rule, or distributed DP
+// (not wired yet). A missing noise multiplier is allowed when
+// privacy.target_epsilon is set (see DeriveNoiseFromTarget).
+Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConfig& engine);
+
+// privacy.target_epsilon without privacy.noise_multiplier: sets the smallest
+// noise multiplier that keeps `rounds` rounds at `sampling_rate` within the
+// target (NoiseMultiplierForEpsilon). A no-op without DP or when the noise is set.
+Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds);
+
 // Sentences for a run report saying how the server averages and which model
 // its accuracy is of, when that differs from plain FedAvg; empty otherwise.
 std::vector<std::string> ServerNotes(const EngineConfig& engine);

@@ -1,0 +1,251 @@
+#include "frugal/privacy/dp.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "frugal/core/random.h"
+
+namespace frugal::privacy {
+
+Result<DpMode> ParseDpMode(std::string_view name) {
+  if (name == "none") return DpMode::kNone;
+  if (name == "central") return DpMode::kCentral;
+  if (name == "distributed") return DpMode::kDistributed;
+  return InvalidArgumentError("unknown privacy.mode '" + std::string(name) + "' (none, central, distributed)");
+}
+
+std::string_view DpModeName(DpMode mode) {
+  switch (mode) {
+    case DpMode::kNone: return "none";
+    case DpMode::kCentral: return "central";
+    case DpMode::kDistributed: return "distributed";
+  }
+  return "none";
+}
+
+Status CheckDpConfig(const DpConfig& cfg) {
+  if (!cfg.enabled()) return OkStatus();
+  if (!(cfg.clip > 0) || !std::isfinite(cfg.clip)) return InvalidArgumentError("privacy.clip must be a finite number > 0");
+  if (!(cfg.adaptive_quantile >= 0 && cfg.adaptive_quantile < 1)) {
+    return InvalidArgumentError("privacy.adaptive_clip_quantile must be in [0, 1) (0: a fixed clip)");
+  }
+  if (!(cfg.clip_learning_rate > 0) || !std::isfinite(cfg.clip_learning_rate)) {
+    return InvalidArgumentError("privacy.clip_learning_rate must be a finite number > 0");
+  }
+  if (!(cfg.clip_count_stddev >= 0) || !std::isfinite(cfg.clip_count_stddev)) {
+    return InvalidArgumentError("privacy.clip_count_stddev must be a finite number >= 0 (0: clients per round / 20)");
+  }
+  if (!(cfg.delta > 0 && cfg.delta < 1)) return InvalidArgumentError("privacy.delta must be in (0, 1)");
+  if (!(cfg.target_epsilon >= 0) || !std::isfinite(cfg.target_epsilon)) {
+    return InvalidArgumentError("privacy.target_epsilon must be a finite number >= 0 (0: no target)");
+  }
+  if (!(cfg.noise_multiplier >= 0) || !std::isfinite(cfg.noise_multiplier)) {
+    return InvalidArgumentError("privacy.noise_multiplier must be a finite number >= 0");
+  }
+  if (cfg.noise_multiplier == 0) {
+    return InvalidArgumentError("privacy.mode = \"" + std::string(DpModeName(cfg.mode)) +
+                                "\" needs privacy.noise_multiplier > 0 (or privacy.target_epsilon, where the front end "
+                                "can derive the noise from it)");
+  }
+  if (cfg.expected_clients == 0) return InvalidArgumentError("privacy: round.clients_per_round must be at least 1");
+  if (cfg.adaptive()) {
+    FRUGAL_RETURN_IF_ERROR(UpdateNoiseMultiplier(cfg.noise_multiplier, cfg.CountStddev()).status());
+  }
+  return OkStatus();
+}
+
+double ClipL2(std::span<float> v, double clip) {
+  double sq = 0;
+  for (float x : v) sq += static_cast<double>(x) * x;
+  const double norm = std::sqrt(sq);
+  if (norm > clip) {
+    const double scale = clip / norm;
+    for (float& x : v) x = static_cast<float>(x * scale);
+  }
+  return norm;
+}
+
+Result<double> UpdateNoiseMultiplier(double z, double count_stddev) {
+  if (!(z > 0) || !(count_stddev > 0)) {
+    return InvalidArgumentError("adaptive clipping needs privacy.noise_multiplier > 0 and privacy.clip_count_stddev > 0");
+  }
+  const double inv = 1.0 / (z * z) - 1.0 / (4.0 * count_stddev * count_stddev);
+  if (!(inv > 0)) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "adaptive clipping: the count noise 2*sigma_b = %g must exceed the noise multiplier %g "
+                  "(raise privacy.clip_count_stddev or round.clients_per_round)",
+                  2 * count_stddev, z);
+    return OutOfRangeError(buf);
+  }
+  return 1.0 / std::sqrt(inv);
+}
+
+double NextClip(double clip, double noisy_fraction, double quantile, double learning_rate) {
+  return clip * std::exp(-learning_rate * (noisy_fraction - quantile));
+}
+
+CentralDp::CentralDp(const DpConfig& cfg) : cfg_(cfg), clip_(cfg.clip) {}
+
+namespace {
+
+Result<uint64_t> NoiseSeed(const DpConfig& cfg, uint32_t round) {
+  if (cfg.secret_noise) {
+    uint64_t seed = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) == 1) return seed;
+    // Never fall back to a guessable seed: the round fails instead.
+    return UnavailableError("DP round " + std::to_string(round) + ": RAND_bytes could not seed the noise");
+  }
+  return DeriveSeed(cfg.noise_seed, round);
+}
+
+}  // namespace
+
+Result<RoundDp> CentralDp::Aggregate(uint32_t round, std::span<const SparseUpdate* const> updates,
+                                     double sampling_rate, std::span<float> out) {
+  if (!(sampling_rate > 0 && sampling_rate <= 1)) {
+    return InvalidArgumentError("DP round " + std::to_string(round) + ": sampling rate " +
+                                std::to_string(sampling_rate) + " is outside (0, 1]");
+  }
+  RoundDp r;
+  r.sampling_rate = sampling_rate;
+  r.clip = clip_;
+  double z_update = cfg_.noise_multiplier;
+  if (cfg_.adaptive()) {
+    FRUGAL_ASSIGN_OR_RETURN(z_update, UpdateNoiseMultiplier(cfg_.noise_multiplier, cfg_.CountStddev()));
+  }
+  r.noise_stddev = z_update * clip_;
+  RdpAccountant next = accountant_;
+  FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
+  FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
+
+  // The sum in double: many clipped updates of one coordinate.
+  std::vector<double> sum(out.size(), 0.0);
+  std::vector<float> values;
+  uint32_t within = 0;
+  for (const SparseUpdate* u : updates) {
+    if (u->dim != out.size() || u->indices.size() != u->values.size()) {
+      return InvalidArgumentError("DP round " + std::to_string(round) + ": an update of dimension " +
+                                  std::to_string(u->dim) + " for a model of " + std::to_string(out.size()));
+    }
+    values = u->values;
+    const double norm = ClipL2(values, clip_);
+    if (norm <= clip_) {
+      ++within;
+    } else {
+      ++r.clipped;
+    }
+    for (size_t i = 0; i < values.size(); ++i) sum[u->indices[i]] += values[i];
+  }
+  FRUGAL_ASSIGN_OR_RETURN(uint64_t seed, NoiseSeed(cfg_, round));
+  Rng rng(seed);
+  const double denominator = cfg_.expected_clients;
+  for (size_t j = 0; j < out.size(); ++j) {
+    out[j] = static_cast<float>((sum[j] + r.noise_stddev * rng.Normal()) / denominator);
+  }
+  r.next_clip = clip_;
+  if (cfg_.adaptive()) {
+    // The count is noised after the model's noise, from the same stream.
+    const double noisy_fraction = (within + cfg_.CountStddev() * rng.Normal()) / denominator;
+    r.next_clip = NextClip(clip_, noisy_fraction, cfg_.adaptive_quantile, cfg_.clip_learning_rate);
+  }
+  clip_ = r.next_clip;
+  accountant_ = std::move(next);
+  ++rounds_;
+  r.epsilon = spent.epsilon;
+  r.delta = cfg_.delta;
+  return r;
+}
+
+Result<PrivacySpent> CentralDp::SpentAfterOneMore(double sampling_rate) const {
+  RdpAccountant next = accountant_;
+  FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
+  return next.Spent(cfg_.delta);
+}
+
+Status CentralDp::CheckBudget(uint32_t round, double sampling_rate) const {
+  if (cfg_.target_epsilon <= 0) return OkStatus();
+  FRUGAL_ASSIGN_OR_RETURN(PrivacySpent after, SpentAfterOneMore(sampling_rate));
+  if (after.epsilon <= cfg_.target_epsilon) return OkStatus();
+  FRUGAL_ASSIGN_OR_RETURN(PrivacySpent now, Spent());
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "privacy budget: round %u would take epsilon from %.4g to %.4g, past privacy.target_epsilon = %g "
+                "(delta %g, sampling rate %.4g, noise multiplier %g); the run stops after %u DP rounds",
+                round, now.epsilon, after.epsilon, cfg_.target_epsilon, cfg_.delta, sampling_rate,
+                cfg_.noise_multiplier, rounds_);
+  return ResourceExhaustedError(buf);
+}
+
+size_t CentralDp::StateBytes() const { return 8 * (2 + accountant_.orders().size()); }
+
+std::vector<uint8_t> CentralDp::State() const {
+  std::vector<double> all;
+  all.push_back(clip_);
+  all.push_back(static_cast<double>(rounds_));
+  all.insert(all.end(), accountant_.rdp().begin(), accountant_.rdp().end());
+  std::vector<uint8_t> out(8 * all.size());
+  std::memcpy(out.data(), all.data(), out.size());
+  return out;
+}
+
+Status CentralDp::SetState(std::span<const uint8_t> bytes) {
+  if (bytes.size() != StateBytes()) {
+    return DataLossError("DP state has " + std::to_string(bytes.size()) + " bytes, expected " +
+                         std::to_string(StateBytes()) + " (clip, rounds, RDP at " +
+                         std::to_string(accountant_.orders().size()) + " orders)");
+  }
+  std::vector<double> all(bytes.size() / 8);
+  std::memcpy(all.data(), bytes.data(), bytes.size());
+  const double clip = all[0], rounds = all[1];
+  if (!(clip > 0) || !std::isfinite(clip) || !(rounds >= 0) || rounds > 4e9 || rounds != std::floor(rounds)) {
+    return DataLossError("DP state holds an invalid clip or round count");
+  }
+  RdpAccountant restored(accountant_.orders());
+  if (rounds > 0) {
+    if (Status st = restored.ComposeRdp(std::span<const double>(all).subspan(2)); !st.ok()) {
+      return DataLossError("DP state: " + st.error().message());
+    }
+  }
+  clip_ = clip;
+  rounds_ = static_cast<uint32_t>(rounds);
+  accountant_ = std::move(restored);
+  return OkStatus();
+}
+
+double SkellamRdp(double order, double mu, double l1, double l2) {
+  const double a = order;
+  return a * l2 * l2 / (4 * mu) + std::min(((2 * a - 1) * l2 * l2 + 6 * l1) / (16 * mu * mu), 3 * l1 / (4 * mu));
+}
+
+Result<DistributedNoise> DistributedSkellamNoise(double mu_per_client, uint32_t survivors, double l2) {
+  if (!(mu_per_client > 0) || !std::isfinite(mu_per_client)) {
+    return InvalidArgumentError("distributed DP: each client's Skellam parameter must be a finite number > 0");
+  }
+  if (survivors == 0) return InvalidArgumentError("distributed DP: no client's noise reached the sum");
+  if (!(l2 > 0) || !std::isfinite(l2)) return InvalidArgumentError("distributed DP: the L2 sensitivity must be > 0");
+  DistributedNoise n;
+  n.mu = mu_per_client * survivors;
+  n.noise_multiplier = std::sqrt(2 * n.mu) / l2;
+  return n;
+}
+
+Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate, double mu_per_client,
+                                 uint32_t survivors, double l1, double l2) {
+  FRUGAL_ASSIGN_OR_RETURN(DistributedNoise noise, DistributedSkellamNoise(mu_per_client, survivors, l2));
+  if (!(l1 > 0) || !std::isfinite(l1)) return InvalidArgumentError("distributed DP: the L1 sensitivity must be > 0");
+  if (!(sampling_rate > 0 && sampling_rate <= 1)) {
+    return InvalidArgumentError("distributed DP: the sampling rate must be in (0, 1]");
+  }
+  if (sampling_rate < 1) return accountant.Compose(sampling_rate, noise.noise_multiplier);
+  std::vector<double> rdp;
+  for (double a : accountant.orders()) rdp.push_back(SkellamRdp(a, noise.mu, l1, l2));
+  return accountant.ComposeRdp(rdp);
+}
+
+}  // namespace frugal::privacy
