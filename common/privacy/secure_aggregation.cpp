@@ -1,0 +1,710 @@
+#include "frugal/privacy/secure_aggregation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "frugal/codec/ring_quant.h"
+
+namespace frugal::privacy {
+
+namespace {
+
+constexpr uint8_t kWireVersion = 1;
+constexpr size_t kMaxSealedShareBytes = 4096;  // a sealed bundle is 128 bytes
+constexpr size_t kMaxShareChunks = 16;
+
+void PutU32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void PutU64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void PutKey(std::vector<uint8_t>& out, const Key256& k) { out.insert(out.end(), k.begin(), k.end()); }
+
+// Little-endian reads from outside bytes; each checks the length first.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  bool Read(size_t width, uint64_t* v) {
+    if (bytes_.size() - pos_ < width) return false;
+    *v = 0;
+    for (size_t i = 0; i < width; ++i) *v |= uint64_t{bytes_[pos_ + i]} << (8 * i);
+    pos_ += width;
+    return true;
+  }
+  bool U32(uint32_t* v) {
+    uint64_t w = 0;
+    if (!Read(4, &w)) return false;
+    *v = static_cast<uint32_t>(w);
+    return true;
+  }
+  bool Key(Key256* k) {
+    if (bytes_.size() - pos_ < k->size()) return false;
+    std::copy_n(bytes_.begin() + static_cast<std::ptrdiff_t>(pos_), k->size(), k->begin());
+    pos_ += k->size();
+    return true;
+  }
+  std::span<const uint8_t> Take(size_t n) {
+    if (bytes_.size() - pos_ < n) return {};
+    auto s = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  size_t left() const { return bytes_.size() - pos_; }
+  bool done() const { return pos_ == bytes_.size(); }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t pos_ = 0;
+};
+
+Error Bad(SecureMessageType type, const std::string& what) {
+  return InvalidArgumentError("secure aggregation message (type " + std::to_string(static_cast<int>(type)) + "): " +
+                              what);
+}
+
+void AppendShare(std::vector<uint8_t>& out, const ShamirShare& share) {
+  PutU32(out, share.x);
+  out.push_back(static_cast<uint8_t>(share.y.size()));
+  for (uint64_t y : share.y) PutU64(out, y);
+}
+
+bool ReadShare(Reader& r, ShamirShare* share) {
+  uint64_t count = 0;
+  if (!r.U32(&share->x) || !r.Read(1, &count) || share->x == 0 || count == 0 || count > kMaxShareChunks) return false;
+  share->y.resize(count);
+  for (auto& y : share->y) {
+    if (!r.Read(8, &y) || y >= kShamirPrime) return false;
+  }
+  return true;
+}
+
+bool StrictlyAscending(std::span<const uint32_t> v) {
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (v[i] <= v[i - 1]) return false;
+  }
+  return true;
+}
+
+Result<std::vector<uint32_t>> ReadPositions(Reader& r, SecureMessageType type, const char* what) {
+  uint32_t count = 0;
+  if (!r.U32(&count)) return Bad(type, std::string("truncated ") + what + " count");
+  if (count > kMaxSecureListEntries || count > r.left() / 4) return Bad(type, std::string("too many ") + what);
+  std::vector<uint32_t> out(count);
+  for (auto& p : out) r.U32(&p);
+  if (!StrictlyAscending(out)) return Bad(type, std::string(what) + " not ascending and distinct");
+  return out;
+}
+
+Key256 ToKey(std::span<const uint8_t> bytes) {
+  Key256 k{};
+  std::copy_n(bytes.begin(), std::min(bytes.size(), k.size()), k.begin());
+  return k;
+}
+
+MaskSign Opposite(MaskSign s) { return s == MaskSign::kAdd ? MaskSign::kSubtract : MaskSign::kAdd; }
+
+std::string Pos(uint32_t p) { return std::to_string(p); }
+
+Error PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
+
+}  // namespace
+
+// ---- Planning ---------------------------------------------------------------------
+
+Status ValidateSecureRoundConfig(const SecureRoundConfig& c) {
+  if (c.clients < 3) return InvalidArgumentError("secure round: needs at least 3 clients, has " + Pos(c.clients));
+  if (c.degree < 2 || c.degree > c.clients - 1 || (c.degree % 2 != 0 && c.degree != c.clients - 1)) {
+    return InvalidArgumentError("secure round: degree " + Pos(c.degree) + " does not fit " + Pos(c.clients) +
+                                " clients (even and < n - 1, or n - 1)");
+  }
+  if (c.threshold < 2 || c.threshold > c.degree) {
+    return InvalidArgumentError("secure round: threshold " + Pos(c.threshold) + " outside 2.." + Pos(c.degree));
+  }
+  if (c.bits < 8 || c.bits > 62) return InvalidArgumentError("secure round: bits " + std::to_string(c.bits) + " outside 8..62");
+  if (c.length == 0 || c.length > kMaxSecureVectorEntries) {
+    return InvalidArgumentError("secure round: vector length " + Pos(c.length) + " outside 1..2^28");
+  }
+  return OkStatus();
+}
+
+Result<SecureRoundConfig> PlanSecureRound(uint64_t session_id, uint32_t round, uint32_t clients, double corrupt,
+                                          double dropout, int bits, uint32_t length) {
+  if (clients < 3) return InvalidArgumentError("secure round: needs at least 3 clients, has " + Pos(clients));
+  if (!(dropout >= 0 && dropout < 1) || !(corrupt >= 0 && corrupt < 1)) {
+    return InvalidArgumentError("secure round: corrupt and dropout fractions must be in [0, 1)");
+  }
+  SecureRoundConfig cfg{.session_id = session_id, .round = round, .clients = clients, .bits = bits, .length = length};
+  auto params = ComputeSecAggGraphParameters(clients, corrupt, dropout);
+  if (params.ok()) {
+    cfg.degree = params->degree;
+    cfg.threshold = params->threshold;
+  } else if (params.error().code() == ErrorCode::kFailedPrecondition) {
+    cfg.degree = clients - 1;
+    const auto t = static_cast<uint32_t>(std::floor((1.0 - dropout) * (clients - 1)));
+    cfg.threshold = std::clamp<uint32_t>(t, 2, clients - 1);
+  } else {
+    return params.error();
+  }
+  FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
+  return cfg;
+}
+
+Result<std::vector<uint32_t>> SecureNeighbours(const SecureRoundConfig& cfg, uint32_t position) {
+  if (position >= cfg.clients) return InvalidArgumentError("secure round: position " + Pos(position) + " out of range");
+  if (cfg.degree + 1 >= cfg.clients) {
+    std::vector<uint32_t> all;
+    for (uint32_t v = 0; v < cfg.clients; ++v) {
+      if (v != position) all.push_back(v);
+    }
+    return all;
+  }
+  return HararyNeighbours(cfg.clients, cfg.degree, position);
+}
+
+// ---- Wire ---------------------------------------------------------------------------
+
+std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
+  std::vector<uint8_t> out;
+  out.push_back(kWireVersion);
+  out.push_back(static_cast<uint8_t>(m.header.type));
+  PutU64(out, m.header.session_id);
+  PutU32(out, m.header.round);
+  PutU32(out, m.header.party);
+  switch (m.header.type) {
+    case SecureMessageType::kAdvertiseKeys:
+      PutKey(out, m.keys.channel_public);
+      PutKey(out, m.keys.mask_public);
+      break;
+    case SecureMessageType::kKeyDirectory:
+      PutU32(out, static_cast<uint32_t>(m.directory.size()));
+      for (const auto& k : m.directory) {
+        PutU32(out, k.position);
+        PutKey(out, k.channel_public);
+        PutKey(out, k.mask_public);
+      }
+      break;
+    case SecureMessageType::kShareKeys:
+    case SecureMessageType::kShareInbox:
+      PutU32(out, static_cast<uint32_t>(m.shares.size()));
+      for (const auto& s : m.shares) {
+        PutU32(out, s.peer);
+        PutU32(out, static_cast<uint32_t>(s.sealed.size()));
+        out.insert(out.end(), s.sealed.begin(), s.sealed.end());
+      }
+      break;
+    case SecureMessageType::kMaskedInput: {
+      out.push_back(m.bits);
+      PutU32(out, static_cast<uint32_t>(m.masked.size()));
+      const auto packed = PackRing(m.masked, m.bits);
+      out.insert(out.end(), packed.begin(), packed.end());
+      break;
+    }
+    case SecureMessageType::kUnmaskRequest:
+      PutU32(out, static_cast<uint32_t>(m.survivors.size()));
+      for (uint32_t p : m.survivors) PutU32(out, p);
+      PutU32(out, static_cast<uint32_t>(m.dropped.size()));
+      for (uint32_t p : m.dropped) PutU32(out, p);
+      break;
+    case SecureMessageType::kUnmaskResponse:
+      PutU32(out, static_cast<uint32_t>(m.revealed.size()));
+      for (const auto& r : m.revealed) {
+        PutU32(out, r.owner);
+        out.push_back(static_cast<uint8_t>(r.kind));
+        AppendShare(out, r.share);
+      }
+      break;
+  }
+  return out;
+}
+
+Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
+  Reader r(bytes);
+  uint64_t version = 0, type = 0;
+  if (!r.Read(1, &version) || version != kWireVersion) {
+    return InvalidArgumentError("secure aggregation message: unknown version");
+  }
+  if (!r.Read(1, &type) || type < 1 || type > 7) return InvalidArgumentError("secure aggregation message: unknown type");
+  SecureMessage m;
+  const auto t = static_cast<SecureMessageType>(type);
+  m.header.type = t;
+  if (!r.Read(8, &m.header.session_id) || !r.U32(&m.header.round) || !r.U32(&m.header.party)) {
+    return Bad(t, "truncated header");
+  }
+  switch (t) {
+    case SecureMessageType::kAdvertiseKeys:
+      m.keys.position = m.header.party;
+      if (!r.Key(&m.keys.channel_public) || !r.Key(&m.keys.mask_public)) return Bad(t, "truncated keys");
+      break;
+    case SecureMessageType::kKeyDirectory: {
+      uint32_t count = 0;
+      if (!r.U32(&count)) return Bad(t, "truncated count");
+      if (count > kMaxSecureListEntries || count > r.left() / 68) return Bad(t, "more entries than bytes");
+      m.directory.resize(count);
+      for (uint32_t i = 0; i < count; ++i) {
+        auto& k = m.directory[i];
+        if (!r.U32(&k.position) || !r.Key(&k.channel_public) || !r.Key(&k.mask_public)) return Bad(t, "truncated entry");
+        if (i > 0 && k.position <= m.directory[i - 1].position) return Bad(t, "positions not ascending and distinct");
+      }
+      break;
+    }
+    case SecureMessageType::kShareKeys:
+    case SecureMessageType::kShareInbox: {
+      uint32_t count = 0;
+      if (!r.U32(&count)) return Bad(t, "truncated count");
+      if (count > kMaxSecureListEntries || count > r.left() / 8) return Bad(t, "more entries than bytes");
+      m.shares.resize(count);
+      for (uint32_t i = 0; i < count; ++i) {
+        auto& s = m.shares[i];
+        uint32_t len = 0;
+        if (!r.U32(&s.peer) || !r.U32(&len)) return Bad(t, "truncated share entry");
+        if (len == 0 || len > kMaxSealedShareBytes || len > r.left()) return Bad(t, "share length out of range");
+        auto body = r.Take(len);
+        s.sealed.assign(body.begin(), body.end());
+        if (i > 0 && s.peer <= m.shares[i - 1].peer) return Bad(t, "peers not ascending and distinct");
+      }
+      break;
+    }
+    case SecureMessageType::kMaskedInput: {
+      uint64_t bits = 0;
+      uint32_t count = 0;
+      if (!r.Read(1, &bits) || !r.U32(&count)) return Bad(t, "truncated vector header");
+      if (bits < 1 || bits > 64) return Bad(t, "ring bits " + std::to_string(bits) + " outside 1..64");
+      if (count > kMaxSecureVectorEntries) return Bad(t, "vector too long");
+      m.bits = static_cast<uint8_t>(bits);
+      auto values = UnpackRing(r.Take(r.left()), count, m.bits);
+      if (!values.ok()) return Bad(t, values.error().message());
+      m.masked = std::move(*values);
+      break;
+    }
+    case SecureMessageType::kUnmaskRequest: {
+      FRUGAL_ASSIGN_OR_RETURN(m.survivors, ReadPositions(r, t, "survivors"));
+      FRUGAL_ASSIGN_OR_RETURN(m.dropped, ReadPositions(r, t, "dropped"));
+      break;
+    }
+    case SecureMessageType::kUnmaskResponse: {
+      uint32_t count = 0;
+      if (!r.U32(&count)) return Bad(t, "truncated count");
+      if (count > kMaxSecureListEntries || count > r.left() / 18) return Bad(t, "more entries than bytes");
+      m.revealed.resize(count);
+      for (uint32_t i = 0; i < count; ++i) {
+        auto& s = m.revealed[i];
+        uint64_t kind = 0;
+        if (!r.U32(&s.owner) || !r.Read(1, &kind) || kind > 1) return Bad(t, "bad revealed-share header");
+        s.kind = static_cast<RevealedKind>(kind);
+        if (!ReadShare(r, &s.share)) return Bad(t, "bad revealed share");
+        if (i > 0) {
+          const auto& p = m.revealed[i - 1];
+          if (std::pair(s.owner, s.kind) <= std::pair(p.owner, p.kind)) return Bad(t, "shares not ascending by owner");
+        }
+      }
+      break;
+    }
+  }
+  if (!r.done()) return Bad(t, "trailing bytes");
+  return m;
+}
+
+// ---- Client -----------------------------------------------------------------------------
+
+Result<SecureAggClient> SecureAggClient::Create(const SecureRoundConfig& cfg, uint32_t position) {
+  FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
+  FRUGAL_ASSIGN_OR_RETURN(auto neighbours, SecureNeighbours(cfg, position));
+  return SecureAggClient(cfg, position, std::move(neighbours));
+}
+
+Status SecureAggClient::CheckHeader(const SecureMessage& m, SecureMessageType type) const {
+  if (m.header.type != type) {
+    return InvalidArgumentError("secure client " + Pos(position_) + ": expected message type " +
+                                std::to_string(static_cast<int>(type)) + ", got " +
+                                std::to_string(static_cast<int>(m.header.type)));
+  }
+  if (m.header.session_id != cfg_.session_id || m.header.round != cfg_.round) {
+    return InvalidArgumentError("secure client " + Pos(position_) + ": message of session " +
+                                std::to_string(m.header.session_id) + " round " + Pos(m.header.round) +
+                                ", this is session " + std::to_string(cfg_.session_id) + " round " + Pos(cfg_.round));
+  }
+  if (m.header.party != position_) {
+    return InvalidArgumentError("secure client " + Pos(position_) + ": message addressed to " + Pos(m.header.party));
+  }
+  return OkStatus();
+}
+
+Result<std::vector<uint8_t>> SecureAggClient::AdvertiseKeys() {
+  if (stage_ != 0) return FailedPreconditionError("secure client: keys already advertised");
+  FRUGAL_ASSIGN_OR_RETURN(channel_keys_, GenerateX25519KeyPair());
+  FRUGAL_ASSIGN_OR_RETURN(mask_keys_, GenerateX25519KeyPair());
+  FRUGAL_ASSIGN_OR_RETURN(self_seed_, RandomKey());
+  stage_ = 1;
+  SecureMessage m;
+  m.header = {SecureMessageType::kAdvertiseKeys, cfg_.session_id, cfg_.round, position_};
+  m.keys = {position_, channel_keys_.public_key, mask_keys_.public_key};
+  return EncodeSecureMessage(m);
+}
+
+Result<std::vector<uint8_t>> SecureAggClient::ShareKeys(std::span<const uint8_t> key_directory) {
+  if (stage_ != 1) return FailedPreconditionError("secure client: share keys out of order");
+  FRUGAL_ASSIGN_OR_RETURN(SecureMessage dir, DecodeSecureMessage(key_directory));
+  FRUGAL_RETURN_IF_ERROR(CheckHeader(dir, SecureMessageType::kKeyDirectory));
+  if (dir.directory.size() < cfg_.threshold) {
+    return FailedPreconditionError("secure client " + Pos(position_) + ": " + std::to_string(dir.directory.size()) +
+                                   " neighbours advertised keys, threshold is " + Pos(cfg_.threshold));
+  }
+  std::vector<uint32_t> xs;
+  for (const auto& k : dir.directory) {
+    if (!std::binary_search(neighbours_.begin(), neighbours_.end(), k.position)) {
+      return InvalidArgumentError("secure client " + Pos(position_) + ": key directory names " + Pos(k.position) +
+                                  ", not a neighbour");
+    }
+    xs.push_back(k.position + 1);
+  }
+  FRUGAL_ASSIGN_OR_RETURN(auto key_shares, ShamirSplit(mask_keys_.private_key, cfg_.threshold, xs));
+  FRUGAL_ASSIGN_OR_RETURN(auto seed_shares, ShamirSplit(self_seed_, cfg_.threshold, xs));
+  SecureMessage out;
+  out.header = {SecureMessageType::kShareKeys, cfg_.session_id, cfg_.round, position_};
+  std::map<uint32_t, AdvertisedKeys> keys;
+  for (size_t i = 0; i < dir.directory.size(); ++i) {
+    const auto& peer = dir.directory[i];
+    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, AgreeKey(channel_keys_.private_key, peer.channel_public,
+                                                     PairKeyInfo("channel", cfg_.session_id, cfg_.round, position_,
+                                                                 peer.position)));
+    const ShareBundle bundle{position_, peer.position, key_shares[i], seed_shares[i]};
+    auto sealed = SealShareMessage(channel, {cfg_.session_id, cfg_.round, position_, peer.position},
+                                   EncodeShareBundle(bundle));
+    Cleanse(channel);
+    if (!sealed.ok()) return sealed.error();
+    out.shares.push_back({peer.position, std::move(*sealed)});
+    keys[peer.position] = peer;
+  }
+  peer_keys_ = std::move(keys);
+  stage_ = 2;
+  return EncodeSecureMessage(out);
+}
+
+Result<std::vector<uint8_t>> SecureAggClient::MaskedInput(std::span<const uint8_t> share_inbox,
+                                                          std::span<const uint64_t> input) {
+  if (stage_ != 2) return FailedPreconditionError("secure client: masked input out of order");
+  if (input.size() != cfg_.length) {
+    return InvalidArgumentError("secure client: input has " + std::to_string(input.size()) + " entries, round wants " +
+                                Pos(cfg_.length));
+  }
+  const uint64_t ring = RingMask(cfg_.bits);
+  for (uint64_t v : input) {
+    if (v > ring) return InvalidArgumentError("secure client: input entry outside Z_2^" + std::to_string(cfg_.bits));
+  }
+  FRUGAL_ASSIGN_OR_RETURN(SecureMessage inbox, DecodeSecureMessage(share_inbox));
+  FRUGAL_RETURN_IF_ERROR(CheckHeader(inbox, SecureMessageType::kShareInbox));
+  if (inbox.shares.size() < cfg_.threshold) {
+    return FailedPreconditionError("secure client " + Pos(position_) + ": shares from " +
+                                   std::to_string(inbox.shares.size()) + " neighbours, threshold is " +
+                                   Pos(cfg_.threshold));
+  }
+  std::map<uint32_t, ShareBundle> received;
+  for (const auto& s : inbox.shares) {
+    auto peer = peer_keys_.find(s.peer);
+    if (peer == peer_keys_.end()) {
+      return InvalidArgumentError("secure client " + Pos(position_) + ": shares from " + Pos(s.peer) +
+                                  ", which is not in its key directory");
+    }
+    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, AgreeKey(channel_keys_.private_key, peer->second.channel_public,
+                                                     PairKeyInfo("channel", cfg_.session_id, cfg_.round, position_,
+                                                                 s.peer)));
+    auto plain = OpenShareMessage(channel, {cfg_.session_id, cfg_.round, s.peer, position_}, s.sealed);
+    Cleanse(channel);
+    if (!plain.ok()) return plain.error().WithContext("secure client " + Pos(position_) + ": share from " + Pos(s.peer));
+    FRUGAL_ASSIGN_OR_RETURN(ShareBundle bundle, DecodeShareBundle(*plain));
+    if (bundle.sender != s.peer || bundle.recipient != position_ || bundle.mask_key_share.x != position_ + 1 ||
+        bundle.self_seed_share.x != position_ + 1) {
+      return InvalidArgumentError("secure client " + Pos(position_) + ": bundle from " + Pos(s.peer) +
+                                  " names the wrong pair or point");
+    }
+    received[s.peer] = std::move(bundle);
+  }
+  std::vector<uint64_t> y(input.begin(), input.end());
+  FRUGAL_RETURN_IF_ERROR(ApplyMask(self_seed_, cfg_.bits, MaskSign::kAdd, y));
+  std::vector<uint32_t> masked_with;
+  for (const auto& [peer, bundle] : received) {
+    FRUGAL_ASSIGN_OR_RETURN(Key256 pair, AgreeKey(mask_keys_.private_key, peer_keys_[peer].mask_public,
+                                                  PairKeyInfo("mask", cfg_.session_id, cfg_.round, position_, peer)));
+    const Status st = ApplyMask(pair, cfg_.bits, PairwiseMaskSign(position_, peer), y);
+    Cleanse(pair);
+    FRUGAL_RETURN_IF_ERROR(st);
+    masked_with.push_back(peer);
+  }
+  received_ = std::move(received);
+  masked_with_ = std::move(masked_with);
+  Cleanse(mask_keys_.private_key);
+  Cleanse(channel_keys_.private_key);
+  stage_ = 3;
+  SecureMessage out;
+  out.header = {SecureMessageType::kMaskedInput, cfg_.session_id, cfg_.round, position_};
+  out.bits = static_cast<uint8_t>(cfg_.bits);
+  out.masked = std::move(y);
+  Cleanse(self_seed_);
+  return EncodeSecureMessage(out);
+}
+
+Result<std::vector<uint8_t>> SecureAggClient::Unmask(std::span<const uint8_t> unmask_request) {
+  if (stage_ == 4) {
+    return PermissionDeniedError("secure client " + Pos(position_) +
+                                 ": already answered an unmask request this round; a second could draw both shares");
+  }
+  if (stage_ != 3) return FailedPreconditionError("secure client: unmask out of order");
+  FRUGAL_ASSIGN_OR_RETURN(SecureMessage req, DecodeSecureMessage(unmask_request));
+  FRUGAL_RETURN_IF_ERROR(CheckHeader(req, SecureMessageType::kUnmaskRequest));
+  for (uint32_t p : req.survivors) {
+    if (std::binary_search(req.dropped.begin(), req.dropped.end(), p)) {
+      return PermissionDeniedError("secure client " + Pos(position_) + ": refuses to reveal both shares of " + Pos(p) +
+                                   ", named survivor and dropped");
+    }
+  }
+  for (const auto* list : {&req.survivors, &req.dropped}) {
+    for (uint32_t p : *list) {
+      if (!received_.contains(p)) {
+        return PermissionDeniedError("secure client " + Pos(position_) + ": holds no shares of " + Pos(p));
+      }
+    }
+  }
+  // This client survived too; fewer than t survivors would let the server
+  // unmask (nearly) one input.
+  if (req.survivors.size() + 1 < cfg_.threshold) {
+    return PermissionDeniedError("secure client " + Pos(position_) + ": only " +
+                                 std::to_string(req.survivors.size() + 1) + " survivors, threshold is " +
+                                 Pos(cfg_.threshold));
+  }
+  SecureMessage out;
+  out.header = {SecureMessageType::kUnmaskResponse, cfg_.session_id, cfg_.round, position_};
+  // Ascending by owner: the two lists are disjoint, so merge them.
+  std::map<uint32_t, RevealedShare> by_owner;
+  for (uint32_t p : req.survivors) by_owner[p] = {p, RevealedKind::kSelfSeed, received_[p].self_seed_share};
+  for (uint32_t p : req.dropped) by_owner[p] = {p, RevealedKind::kMaskKey, received_[p].mask_key_share};
+  for (auto& [p, r] : by_owner) out.revealed.push_back(std::move(r));
+  stage_ = 4;
+  received_.clear();
+  return EncodeSecureMessage(out);
+}
+
+// ---- Server ---------------------------------------------------------------------------------
+
+Result<SecureAggServer> SecureAggServer::Create(const SecureRoundConfig& cfg) {
+  FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
+  SecureAggServer s(cfg);
+  s.neighbours_.resize(cfg.clients);
+  for (uint32_t u = 0; u < cfg.clients; ++u) {
+    FRUGAL_ASSIGN_OR_RETURN(s.neighbours_[u], SecureNeighbours(cfg, u));
+  }
+  return s;
+}
+
+Status SecureAggServer::Accept(uint32_t from, int stage, SecureMessageType type, std::span<const uint8_t> bytes,
+                               SecureMessage* out) {
+  if (stage_ != stage) {
+    return FailedPreconditionError("secure server: message type " + std::to_string(static_cast<int>(type)) +
+                                   " outside its stage");
+  }
+  if (from >= cfg_.clients) return InvalidArgumentError("secure server: sender " + Pos(from) + " is not in the round");
+  FRUGAL_ASSIGN_OR_RETURN(*out, DecodeSecureMessage(bytes));
+  const auto& h = out->header;
+  if (h.type != type) return InvalidArgumentError("secure server: wrong message type for this stage");
+  if (h.session_id != cfg_.session_id || h.round != cfg_.round) {
+    return InvalidArgumentError("secure server: message of session " + std::to_string(h.session_id) + " round " +
+                                Pos(h.round) + ", this is session " + std::to_string(cfg_.session_id) + " round " +
+                                Pos(cfg_.round));
+  }
+  if (h.party != from) return InvalidArgumentError("secure server: " + Pos(from) + " sent a message signed " + Pos(h.party));
+  return OkStatus();
+}
+
+Status SecureAggServer::Live(size_t count, const char* stage) const {
+  if (count < cfg_.threshold + 1) {
+    return FailedPreconditionError("secure round " + Pos(cfg_.round) + " aborted: " + std::to_string(count) +
+                                   " clients left after " + stage + ", fewer than threshold + 1 = " +
+                                   Pos(cfg_.threshold + 1));
+  }
+  return OkStatus();
+}
+
+Status SecureAggServer::OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> bytes) {
+  SecureMessage m;
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 0, SecureMessageType::kAdvertiseKeys, bytes, &m));
+  if (keys_.contains(from)) return InvalidArgumentError("secure server: duplicate keys from " + Pos(from));
+  if (m.keys.channel_public == m.keys.mask_public) {
+    return InvalidArgumentError("secure server: " + Pos(from) + " advertised one key for two uses");
+  }
+  keys_[from] = m.keys;
+  return OkStatus();
+}
+
+Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseAdvertiseKeys() {
+  if (stage_ != 0) return FailedPreconditionError("secure server: advertise-keys stage already closed");
+  FRUGAL_RETURN_IF_ERROR(Live(keys_.size(), "advertising keys"));
+  std::map<uint32_t, std::vector<uint8_t>> out;
+  for (const auto& [u, k] : keys_) {
+    SecureMessage m;
+    m.header = {SecureMessageType::kKeyDirectory, cfg_.session_id, cfg_.round, u};
+    for (uint32_t v : neighbours_[u]) {
+      if (auto it = keys_.find(v); it != keys_.end()) m.directory.push_back(it->second);
+    }
+    if (m.directory.size() >= cfg_.threshold) out[u] = EncodeSecureMessage(m);
+  }
+  stage_ = 1;
+  return out;
+}
+
+Status SecureAggServer::OnShareKeys(uint32_t from, std::span<const uint8_t> bytes) {
+  SecureMessage m;
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 1, SecureMessageType::kShareKeys, bytes, &m));
+  if (outgoing_.contains(from)) return InvalidArgumentError("secure server: duplicate shares from " + Pos(from));
+  if (!keys_.contains(from)) return InvalidArgumentError("secure server: shares from " + Pos(from) + ", which advertised no keys");
+  for (const auto& s : m.shares) {
+    if (!keys_.contains(s.peer) || !std::binary_search(neighbours_[from].begin(), neighbours_[from].end(), s.peer)) {
+      return InvalidArgumentError("secure server: " + Pos(from) + " sent a share to " + Pos(s.peer) +
+                                  ", not a neighbour with keys");
+    }
+  }
+  if (m.shares.size() < cfg_.threshold) {
+    return InvalidArgumentError("secure server: " + Pos(from) + " sent " + std::to_string(m.shares.size()) +
+                                " shares, threshold is " + Pos(cfg_.threshold));
+  }
+  outgoing_[from] = std::move(m.shares);
+  return OkStatus();
+}
+
+Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseShareKeys() {
+  if (stage_ != 1) return FailedPreconditionError("secure server: share-keys stage not open");
+  FRUGAL_RETURN_IF_ERROR(Live(outgoing_.size(), "sharing keys"));
+  std::map<uint32_t, SecureMessage> inbox;
+  for (const auto& [u, _] : outgoing_) {
+    inbox[u].header = {SecureMessageType::kShareInbox, cfg_.session_id, cfg_.round, u};
+  }
+  for (const auto& [u, shares] : outgoing_) {  // ascending u, so each inbox stays ascending
+    for (const auto& s : shares) {
+      if (auto it = inbox.find(s.peer); it != inbox.end()) it->second.shares.push_back({u, s.sealed});
+    }
+  }
+  std::map<uint32_t, std::vector<uint8_t>> out;
+  for (const auto& [u, m] : inbox) {
+    if (m.shares.size() >= cfg_.threshold) out[u] = EncodeSecureMessage(m);
+  }
+  stage_ = 2;
+  return out;
+}
+
+Status SecureAggServer::OnMaskedInput(uint32_t from, std::span<const uint8_t> bytes) {
+  SecureMessage m;
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 2, SecureMessageType::kMaskedInput, bytes, &m));
+  if (masked_.contains(from)) return InvalidArgumentError("secure server: duplicate masked input from " + Pos(from));
+  if (!outgoing_.contains(from)) {
+    return InvalidArgumentError("secure server: masked input from " + Pos(from) + ", which shared no keys");
+  }
+  if (m.bits != cfg_.bits || m.masked.size() != cfg_.length) {
+    return InvalidArgumentError("secure server: masked input from " + Pos(from) + " has " +
+                                std::to_string(m.masked.size()) + " entries of " + std::to_string(m.bits) +
+                                " bits, the round wants " + Pos(cfg_.length) + " of " + std::to_string(cfg_.bits));
+  }
+  masked_[from] = std::move(m.masked);
+  return OkStatus();
+}
+
+Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseMaskedInput() {
+  if (stage_ != 2) return FailedPreconditionError("secure server: masked-input stage not open");
+  FRUGAL_RETURN_IF_ERROR(Live(masked_.size(), "masked input"));
+  std::map<uint32_t, std::vector<uint8_t>> out;
+  for (const auto& [u, _] : masked_) {
+    SecureMessage m;
+    m.header = {SecureMessageType::kUnmaskRequest, cfg_.session_id, cfg_.round, u};
+    for (uint32_t v : neighbours_[u]) {
+      // u holds shares of v exactly when v shared keys and u was in v's directory
+      // (u advertised keys, as it got this far).
+      if (!outgoing_.contains(v)) continue;
+      (masked_.contains(v) ? m.survivors : m.dropped).push_back(v);
+    }
+    out[u] = EncodeSecureMessage(m);
+  }
+  stage_ = 3;
+  return out;
+}
+
+Status SecureAggServer::OnUnmaskResponse(uint32_t from, std::span<const uint8_t> bytes) {
+  SecureMessage m;
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 3, SecureMessageType::kUnmaskResponse, bytes, &m));
+  if (responses_.contains(from)) return InvalidArgumentError("secure server: duplicate unmask response from " + Pos(from));
+  if (!masked_.contains(from)) return InvalidArgumentError("secure server: unmask response from " + Pos(from) + ", not a survivor");
+  for (const auto& r : m.revealed) {
+    const bool survivor = masked_.contains(r.owner);
+    const bool dropped = !survivor && outgoing_.contains(r.owner);
+    const bool right_kind = (survivor && r.kind == RevealedKind::kSelfSeed) || (dropped && r.kind == RevealedKind::kMaskKey);
+    if (!right_kind || r.share.x != from + 1 ||
+        !std::binary_search(neighbours_[from].begin(), neighbours_[from].end(), r.owner)) {
+      return InvalidArgumentError("secure server: " + Pos(from) + " revealed a share of " + Pos(r.owner) +
+                                  " that was not asked for");
+    }
+  }
+  responses_[from] = std::move(m.revealed);
+  return OkStatus();
+}
+
+Result<SecureAggregate> SecureAggServer::Finish() {
+  if (stage_ != 3) return FailedPreconditionError("secure server: unmasking stage not open");
+  stage_ = 4;
+  std::map<uint32_t, std::vector<ShamirShare>> seed_shares, key_shares;
+  for (const auto& [from, revealed] : responses_) {
+    for (const auto& r : revealed) {
+      (r.kind == RevealedKind::kSelfSeed ? seed_shares : key_shares)[r.owner].push_back(r.share);
+    }
+  }
+  SecureAggregate out;
+  out.sum.assign(cfg_.length, 0);
+  const uint64_t ring = RingMask(cfg_.bits);
+  for (const auto& [u, y] : masked_) {
+    for (size_t i = 0; i < y.size(); ++i) out.sum[i] = (out.sum[i] + y[i]) & ring;
+    out.survivors.push_back(u);
+  }
+  for (uint32_t u : out.survivors) {
+    auto seed = ShamirReconstruct(seed_shares[u], cfg_.threshold, 32);
+    if (!seed.ok()) {
+      return FailedPreconditionError("secure round " + Pos(cfg_.round) + " aborted: the self mask of " + Pos(u) +
+                                     " cannot be removed: " + seed.error().message());
+    }
+    Key256 b = ToKey(*seed);
+    const Status st = ApplyMask(b, cfg_.bits, MaskSign::kSubtract, out.sum);
+    Cleanse(b);
+    FRUGAL_RETURN_IF_ERROR(st);
+  }
+  for (const auto& [d, _] : outgoing_) {
+    if (masked_.contains(d)) continue;
+    out.dropped.push_back(d);
+    auto key = ShamirReconstruct(key_shares[d], cfg_.threshold, 32);
+    if (!key.ok()) {
+      return FailedPreconditionError("secure round " + Pos(cfg_.round) + " aborted: the pairwise masks of dropped " +
+                                     Pos(d) + " cannot be removed: " + key.error().message());
+    }
+    Key256 sk = ToKey(*key);
+    FRUGAL_ASSIGN_OR_RETURN(Key256 pk, X25519PublicKey(sk));
+    if (pk != keys_[d].mask_public) {
+      Cleanse(sk);
+      return DataLossError("secure round " + Pos(cfg_.round) + ": the rebuilt mask key of " + Pos(d) +
+                           " does not match the one it advertised (a forged share)");
+    }
+    for (uint32_t v : neighbours_[d]) {
+      // v masked with d exactly when v survived and d's shares reached it.
+      if (!masked_.contains(v)) continue;
+      auto pair = AgreeKey(sk, keys_[v].mask_public, PairKeyInfo("mask", cfg_.session_id, cfg_.round, d, v));
+      if (!pair.ok()) {
+        Cleanse(sk);
+        return pair.error();
+      }
+      const Status st = ApplyMask(*pair, cfg_.bits, Opposite(PairwiseMaskSign(v, d)), out.sum);
+      Cleanse(*pair);
+      if (!st.ok()) {
+        Cleanse(sk);
+        return st.error();
+      }
+    }
+    Cleanse(sk);
+  }
+  return out;
+}
+
+}  // namespace frugal::privacy
