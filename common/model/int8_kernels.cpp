@@ -15,6 +15,14 @@
 #include <arm_neon.h>
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports "used uninitialized" inside its own AVX-512 intrinsics
+// (_mm512_reduce_add_epi32, lane extracts): GCC bug 105593, as CMakeLists.txt
+// notes for Eigen's kernels.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace frugal {
 namespace {
 
@@ -136,73 +144,65 @@ void GemmAvxVnni(const uint8_t* a, size_t lda, const int8_t* w, size_t ldw, size
 #endif  // __AVX2__
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// 64 bytes a step; the tail is a masked load (zeros past k, no fault), so no
-// scalar loop. Two activation rows against four weight rows: eight
-// accumulators, six loads per eight dot-product instructions.
+// The four sums of four accumulators, in order: interleave and add within
+// 128-bit lanes first (each add then serves two accumulators), then fold the
+// four lanes.
+inline __m128i Reduce4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+  // Per 128-bit lane: [s0, s1, s2, s3] partial sums.
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+  const __m512i v = _mm512_add_epi32(u, _mm512_shuffle_i64x2(u, u, 0x4E));  // lanes 0+2, 1+3
+  const __m512i x = _mm512_add_epi32(v, _mm512_shuffle_i64x2(v, v, 0xB1));  // all four
+  return _mm512_castsi512_si128(x);
+}
+
+// R activation rows against four weight rows: 4R accumulators, R + 4 loads
+// per 4R dot-product instructions. 64 bytes a step; the tail is one masked
+// step (zeros past k, and a masked load never faults), so no scalar loop.
+template <size_t R>
+inline void Block512(const uint8_t* a, size_t lda, const int8_t* w, size_t ldw, size_t k, int32_t* c, size_t ldc) {
+  const size_t k64 = k & ~size_t{63};
+  __m512i s[R][4];
+  for (size_t r = 0; r < R; ++r) {
+    for (size_t q = 0; q < 4; ++q) s[r][q] = _mm512_setzero_si512();
+  }
+  auto step = [&]<bool kMasked>(size_t p, __mmask64 mask) {
+    auto load = [mask](const void* ptr) {
+      if constexpr (kMasked) return _mm512_maskz_loadu_epi8(mask, ptr);
+      else return _mm512_loadu_si512(ptr);
+    };
+    __m512i x[R];
+    for (size_t r = 0; r < R; ++r) x[r] = load(a + r * lda + p);
+    for (size_t q = 0; q < 4; ++q) {
+      const __m512i v = load(w + q * ldw + p);
+      for (size_t r = 0; r < R; ++r) s[r][q] = _mm512_dpbusd_epi32(s[r][q], x[r], v);
+    }
+  };
+  for (size_t p = 0; p < k64; p += 64) step.template operator()<false>(p, 0);
+  if (k > k64) step.template operator()<true>(k64, ~__mmask64{0} >> (64 - (k - k64)));
+  for (size_t r = 0; r < R; ++r) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + r * ldc), Reduce4(s[r][0], s[r][1], s[r][2], s[r][3]));
+  }
+}
+
 void GemmAvx512Vnni(const uint8_t* a, size_t lda, const int8_t* w, size_t ldw, size_t m, size_t n, size_t k,
                     int32_t* c, size_t ldc) {
   const size_t k64 = k & ~size_t{63};
-  const __mmask64 tail = (k == k64) ? 0 : (~__mmask64{0} >> (64 - (k - k64)));
-  auto load_a = [&](const uint8_t* p, size_t at) {
-    return at < k64 ? _mm512_loadu_si512(p + at) : _mm512_maskz_loadu_epi8(tail, p + at);
-  };
-  auto load_w = [&](const int8_t* p, size_t at) {
-    return at < k64 ? _mm512_loadu_si512(p + at) : _mm512_maskz_loadu_epi8(tail, p + at);
-  };
-  const size_t steps_end = (k == k64) ? k64 : k64 + 64;
-  size_t i = 0;
-  for (; i + 2 <= m; i += 2) {
-    const uint8_t* a0 = a + i * lda;
-    const uint8_t* a1 = a0 + lda;
-    size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      const int8_t* w0 = w + j * ldw;
-      __m512i s00 = _mm512_setzero_si512(), s01 = s00, s02 = s00, s03 = s00;
-      __m512i s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-      for (size_t p = 0; p < steps_end; p += 64) {
-        const __m512i x0 = load_a(a0, p), x1 = load_a(a1, p);
-        __m512i v = load_w(w0, p);
-        s00 = _mm512_dpbusd_epi32(s00, x0, v);
-        s10 = _mm512_dpbusd_epi32(s10, x1, v);
-        v = load_w(w0 + ldw, p);
-        s01 = _mm512_dpbusd_epi32(s01, x0, v);
-        s11 = _mm512_dpbusd_epi32(s11, x1, v);
-        v = load_w(w0 + 2 * ldw, p);
-        s02 = _mm512_dpbusd_epi32(s02, x0, v);
-        s12 = _mm512_dpbusd_epi32(s12, x1, v);
-        v = load_w(w0 + 3 * ldw, p);
-        s03 = _mm512_dpbusd_epi32(s03, x0, v);
-        s13 = _mm512_dpbusd_epi32(s13, x1, v);
-      }
-      int32_t* c0 = c + i * ldc + j;
-      int32_t* c1 = c0 + ldc;
-      c0[0] = _mm512_reduce_add_epi32(s00);
-      c0[1] = _mm512_reduce_add_epi32(s01);
-      c0[2] = _mm512_reduce_add_epi32(s02);
-      c0[3] = _mm512_reduce_add_epi32(s03);
-      c1[0] = _mm512_reduce_add_epi32(s10);
-      c1[1] = _mm512_reduce_add_epi32(s11);
-      c1[2] = _mm512_reduce_add_epi32(s12);
-      c1[3] = _mm512_reduce_add_epi32(s13);
-    }
-    for (; j < n; ++j) {
-      const int8_t* wr = w + j * ldw;
-      __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-      for (size_t p = 0; p < steps_end; p += 64) {
-        const __m512i v = load_w(wr, p);
-        s0 = _mm512_dpbusd_epi32(s0, load_a(a0, p), v);
-        s1 = _mm512_dpbusd_epi32(s1, load_a(a1, p), v);
-      }
-      c[i * ldc + j] = _mm512_reduce_add_epi32(s0);
-      c[(i + 1) * ldc + j] = _mm512_reduce_add_epi32(s1);
-    }
+  const __mmask64 tail = ~__mmask64{0} >> (64 - (k - k64) % 64);
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) Block512<4>(a + i * lda, lda, w + j * ldw, ldw, k, c + i * ldc + j, ldc);
+    for (; i < m; ++i) Block512<1>(a + i * lda, lda, w + j * ldw, ldw, k, c + i * ldc + j, ldc);
   }
-  for (; i < m; ++i) {
-    const uint8_t* ar = a + i * lda;
-    for (size_t j = 0; j < n; ++j) {
-      const int8_t* wr = w + j * ldw;
+  for (; j < n; ++j) {
+    const int8_t* wr = w + j * ldw;
+    for (size_t i = 0; i < m; ++i) {
+      const uint8_t* ar = a + i * lda;
       __m512i s = _mm512_setzero_si512();
-      for (size_t p = 0; p < steps_end; p += 64) s = _mm512_dpbusd_epi32(s, load_a(ar, p), load_w(wr, p));
+      for (size_t p = 0; p < k64; p += 64) s = _mm512_dpbusd_epi32(s, _mm512_loadu_si512(ar + p), _mm512_loadu_si512(wr + p));
+      if (k > k64) s = _mm512_dpbusd_epi32(s, _mm512_maskz_loadu_epi8(tail, ar + k64), _mm512_maskz_loadu_epi8(tail, wr + k64));
       c[i * ldc + j] = _mm512_reduce_add_epi32(s);
     }
   }

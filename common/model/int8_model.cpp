@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "frugal/model/eigen.h"
 #include "frugal/model/int8.h"
 #include "loss.h"
 
@@ -25,7 +26,8 @@ QuantizedMatrix QuantizeRows(const float* w, size_t rows, size_t cols) {
   QuantizedMatrix q;
   q.rows = rows;
   q.cols = cols;
-  q.values.resize(rows * cols);
+  q.stride = Int8Stride(cols);
+  q.values.assign(rows * q.stride, 0);
   q.scales.resize(rows);
   q.row_sums.resize(rows);
   for (size_t r = 0; r < rows; ++r) {
@@ -36,7 +38,7 @@ QuantizedMatrix QuantizeRows(const float* w, size_t rows, size_t cols) {
     int32_t sum = 0;
     for (size_t c = 0; c < cols; ++c) {
       const float v = std::clamp(std::nearbyint(row[c] / scale), -127.0f, 127.0f);
-      q.values[r * cols + c] = static_cast<int8_t>(v);
+      q.values[r * q.stride + c] = static_cast<int8_t>(v);
       sum += static_cast<int32_t>(v);
     }
     q.scales[r] = scale;
@@ -47,16 +49,14 @@ QuantizedMatrix QuantizeRows(const float* w, size_t rows, size_t cols) {
 
 void DequantizeRows(const QuantizedMatrix& q, float* out) {
   for (size_t r = 0; r < q.rows; ++r) {
-    for (size_t c = 0; c < q.cols; ++c) out[r * q.cols + c] = static_cast<float>(q.values[r * q.cols + c]) * q.scales[r];
+    for (size_t c = 0; c < q.cols; ++c) out[r * q.cols + c] = static_cast<float>(q.values[r * q.stride + c]) * q.scales[r];
   }
 }
 
 ActivationScale QuantizeActivations(const float* x, size_t n, uint8_t* out) {
-  float lo = 0.0f, hi = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
+  if (n == 0) return {};
+  const Eigen::Map<const Eigen::ArrayXf> v(x, static_cast<Eigen::Index>(n));
+  const float lo = std::min(0.0f, v.minCoeff()), hi = std::max(0.0f, v.maxCoeff());
   ActivationScale s;
   if (hi > lo) {
     s.scale = (hi - lo) / 127.0f;
@@ -64,7 +64,12 @@ ActivationScale QuantizeActivations(const float* x, size_t n, uint8_t* out) {
   }
   const float inv = 1.0f / s.scale;
   const float zp = static_cast<float>(s.zero_point);
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] * inv) + zp, 0.0f, 127.0f));
+  // Clamped first, so the value is non-negative and truncating v + 0.5 rounds
+  // it to nearest (ties up); written so the compiler vectorises it.
+  for (size_t i = 0; i < n; ++i) {
+    const float q = std::min(std::max(x[i] * inv + zp, 0.0f), 127.0f);
+    out[i] = static_cast<uint8_t>(static_cast<int32_t>(q + 0.5f));
+  }
   return s;
 }
 
@@ -111,17 +116,49 @@ size_t Int8Mlp::encoded_bytes() const {
 
 void Int8Mlp::Forward(const float* features, size_t n, float* logits, Int8Workspace& ws,
                       const Int8Kernel* kernel) const {
+  Run(features, n, logits, ws, kernel);
+}
+
+void Int8Mlp::ForwardCoded(const uint8_t* codes, size_t row_stride, float divisor, size_t n, float* logits,
+                           Int8Workspace& ws, const Int8Kernel* kernel) const {
+  const size_t d = sizes_.front(), lda = Int8Stride(d);
+  if (ws.codes.size() < n * lda) ws.codes.resize(n * lda);
+  ws.scales.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* x = codes + i * row_stride;
+    uint8_t* row = ws.codes.data() + i * lda;
+    uint8_t top = 0;
+    for (size_t p = 0; p < d; ++p) top = std::max(top, x[p]);
+    // x = code / divisor >= 0, so the range is [0, top / divisor]: zero point 0.
+    ActivationScale s;
+    if (top > 0) s.scale = (static_cast<float>(top) / divisor) / 127.0f;
+    const float f = top > 0 ? 127.0f / static_cast<float>(top) : 0.0f;
+    for (size_t p = 0; p < d; ++p) row[p] = static_cast<uint8_t>(static_cast<int32_t>(static_cast<float>(x[p]) * f + 0.5f));
+    std::memset(row + d, 0, lda - d);
+    ws.scales[i] = s;
+  }
+  Run(nullptr, n, logits, ws, kernel);
+}
+
+void Int8Mlp::Run(const float* features, size_t n, float* logits, Int8Workspace& ws, const Int8Kernel* kernel) const {
   const Int8Kernel& k = kernel != nullptr ? *kernel : BestInt8Kernel();
   const size_t layers = sizes_.size() - 1;
   const float* in = features;
   for (size_t l = 0; l < layers; ++l) {
     const size_t fan_in = sizes_[l], fan_out = sizes_[l + 1];
-    ws.codes.resize(n * fan_in);
-    ws.scales.resize(n);
+    const size_t lda = Int8Stride(fan_in);
     ws.acc.resize(n * fan_out);
-    for (size_t i = 0; i < n; ++i) ws.scales[i] = QuantizeActivations(in + i * fan_in, fan_in, ws.codes.data() + i * fan_in);
+    if (l > 0 || features != nullptr) {  // else ForwardCoded has filled the first layer's codes
+      if (ws.codes.size() < n * lda) ws.codes.resize(n * lda);
+      ws.scales.resize(n);
+      for (size_t i = 0; i < n; ++i) {
+        uint8_t* row = ws.codes.data() + i * lda;
+        ws.scales[i] = QuantizeActivations(in + i * fan_in, fan_in, row);
+        std::memset(row + fan_in, 0, lda - fan_in);  // kernels read only k codes; kept zero all the same
+      }
+    }
     const QuantizedMatrix& w = weights_[l];
-    k.gemm(ws.codes.data(), fan_in, w.values.data(), fan_in, n, fan_out, fan_in, ws.acc.data(), fan_out);
+    k.gemm(ws.codes.data(), lda, w.values.data(), w.stride, n, fan_out, fan_in, ws.acc.data(), fan_out);
     const bool last = l + 1 == layers;
     std::vector<float>& out_buf = (l % 2 == 0) ? ws.act_a : ws.act_b;
     float* out = last ? logits : (out_buf.resize(n * fan_out), out_buf.data());
@@ -165,7 +202,7 @@ Result<EvalResult> EvaluateInt8(const Int8Mlp& model, const Dataset& data, std::
   if (n == 0) return InvalidArgumentError("no examples to evaluate");
   const size_t d = data.num_features, classes = model.num_classes();
   const size_t bs = std::min(batch_size, n);
-  ws.features.resize(bs * d);
+  if (data.coded()) ws.input_codes.resize(bs * d); else ws.features.resize(bs * d);
   ws.predicted.resize(bs);
   std::vector<int32_t> labels(bs);
   size_t correct = 0;
@@ -183,11 +220,23 @@ Result<EvalResult> EvaluateInt8(const Int8Mlp& model, const Dataset& data, std::
         return InvalidArgumentError("label " + std::to_string(label) + " of example " + std::to_string(row) +
                                     " out of range [0, " + std::to_string(classes) + ")");
       }
-      data.CopyRow(row, ws.features.data() + i * d);
+      if (data.coded()) {
+        std::memcpy(ws.input_codes.data() + i * d, data.codes.data() + row * d, d);
+      } else {
+        data.CopyRow(row, ws.features.data() + i * d);
+      }
       labels[i] = label;
     }
-    loss_sum += model.Predict(BatchView{ws.features.data(), labels.data(), m},
-                              std::span<int32_t>(ws.predicted.data(), m), ws, kernel);
+    ws.scratch.resize(2 * classes * m);
+    float* logits = ws.scratch.data();
+    if (data.coded()) {
+      // Pixels are already bytes: quantized straight from them, no float detour.
+      model.ForwardCoded(ws.input_codes.data(), d, data.code_divisor, m, logits, ws, kernel);
+    } else {
+      model.Forward(ws.features.data(), m, logits, ws, kernel);
+    }
+    loss_sum += internal::SoftmaxCrossEntropy(logits, classes, m, labels.data(), logits + classes * m, false, 0.0f,
+                                              ws.predicted.data());
     for (size_t i = 0; i < m; ++i) correct += ws.predicted[i] == labels[i] ? 1 : 0;
   }
   EvalResult r;
@@ -207,8 +256,10 @@ std::vector<uint8_t> EncodeInt8Model(const Int8Mlp& model) {
     const QuantizedMatrix& w = model.weights(l);
     for (float f : w.scales) PutF32(out, f);
     for (float f : model.bias(l)) PutF32(out, f);
-    out.insert(out.end(), reinterpret_cast<const uint8_t*>(w.values.data()),
-               reinterpret_cast<const uint8_t*>(w.values.data()) + w.values.size());
+    for (size_t r = 0; r < w.rows; ++r) {
+      const auto* row = reinterpret_cast<const uint8_t*>(w.values.data() + r * w.stride);
+      out.insert(out.end(), row, row + w.cols);
+    }
   }
   return out;
 }

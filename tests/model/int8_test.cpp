@@ -91,8 +91,8 @@ TEST_SUITE("model") {
       int32_t sum = 0;
       for (size_t c = 0; c < cols; ++c) {
         amax = std::max(amax, std::fabs(w[r * cols + c]));
-        sum += q.values[r * cols + c];
-        CHECK(q.values[r * cols + c] >= -127);
+        sum += q.values[r * q.stride + c];
+        CHECK(q.values[r * q.stride + c] >= -127);
         CHECK(std::fabs(back[r * cols + c] - w[r * cols + c]) <= q.scales[r] * 0.5f * 1.0001f);
       }
       CHECK(q.row_sums[r] == sum);
@@ -148,7 +148,7 @@ TEST_SUITE("model") {
         for (size_t j = 0; j < fo; ++j) {
           int64_t dot = 0;
           for (size_t p = 0; p < fi; ++p) {
-            dot += (int64_t{codes[p]} - s.zero_point) * int64_t{q->weights(l).values[j * fi + p]};
+            dot += (int64_t{codes[p]} - s.zero_point) * int64_t{q->weights(l).values[j * q->weights(l).stride + p]};
           }
           float v = static_cast<float>(static_cast<double>(dot)) * (s.scale * q->weights(l).scales[j]) + q->bias(l)[j];
           if (l + 2 < sizes.size()) v = std::max(v, 0.0f);
