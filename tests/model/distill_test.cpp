@@ -7,6 +7,7 @@
 #include "frugal/core/random.h"
 #include "frugal/data/dataset.h"
 #include "frugal/model/distill.h"
+#include "frugal/model/release_models.h"
 #include "frugal/model/model.h"
 #include "frugal/train/trainer.h"
 
@@ -138,6 +139,36 @@ TEST_SUITE("model") {
     auto oob = Distill(**mlp, mp, **student, sp, d, bad_pool, DistillConfig{});
     REQUIRE_FALSE(oob.ok());
     CHECK(oob.error().message().find("out of range") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST_SUITE("model") {
+  TEST_CASE("The distillation pool is a seeded sample of distinct training rows; settings errors name the key") {
+    const std::vector<uint32_t> a = DistillPoolRows(60000, 5000, 7), b = DistillPoolRows(60000, 5000, 7);
+    const std::vector<uint32_t> c = DistillPoolRows(60000, 5000, 8);
+    CHECK(a == b);
+    CHECK(a != c);
+    REQUIRE(a.size() == 5000);
+    for (size_t i = 1; i < a.size(); ++i) CHECK(a[i - 1] < a[i]);
+    CHECK(a.back() < 60000);
+    CHECK(DistillPoolRows(10, 50, 1).size() == 10);
+    DistillSettings s;
+    s.at_end = true;
+    CHECK(CheckDistillSettings(s).ok());
+    s.config.student = "mlp:abc";
+    CHECK(CheckDistillSettings(s).error().message().find("distill.student") != std::string::npos);
+    s.config.student = "logreg";
+    s.config.temperature = -1;
+    CHECK(CheckDistillSettings(s).error().message().find("distill.temperature") != std::string::npos);
+    s.config.temperature = 2;
+    s.config.pool_examples = 0;
+    CHECK(CheckDistillSettings(s).error().message().find("distill.pool_examples") != std::string::npos);
   }
 }
 
