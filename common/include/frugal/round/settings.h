@@ -10,6 +10,7 @@
 #include "frugal/core/config_reader.h"
 #include "frugal/core/status.h"
 #include "frugal/model/model.h"
+#include "frugal/model/release_models.h"
 #include "frugal/round/carbon_schedule.h"
 #include "frugal/round/engine.h"
 
@@ -54,6 +55,11 @@ struct RunSettings {
   // training set, on which the server computes its own update each round.
   uint32_t trusted_examples = 100;
   CarbonSettings carbon;              // [carbon]: hourly intensity, time shifting, budgets, eligibility
+  // eval.int8: the server also evaluates the released model quantized to
+  // int8 (dense models; rounds.csv accuracy_int8), and clients price their
+  // federated evaluation as int8 FLOPs (docs/frugal-models.md).
+  bool eval_int8 = false;
+  DistillSettings distill;            // [distill]: a student distilled from the released model at the end
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return pipeline == Pipeline::kFrugal && error_feedback; }
