@@ -121,6 +121,16 @@ Status RoundDriver::Init() {
                                              config_.carbon.grid_csv));
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
+  if (config_.engine.dp.enabled()) {
+    // The service cannot derive the noise from a target: it does not know its population ahead.
+    if (config_.engine.dp.noise_multiplier <= 0) {
+      return InvalidArgumentError("privacy.mode = \"central\" on the coordinator needs privacy.noise_multiplier > 0 "
+                                  "(privacy.target_epsilon then only stops the run; the coordinator does not know its "
+                                  "population ahead to derive the noise from it)");
+    }
+    // Noise seeded from RAND_bytes every round: the run's seed is no secret.
+    config_.engine.dp.secret_noise = true;
+  }
   if (config_.engine.robust.rule == RobustRule::kFlTrust) {
     if (deps_.train == nullptr) return InvalidArgumentError("server.robust = \"fltrust\" needs the training set");
     FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(config_.seed, deps_.train->size(), config_.trusted_examples));
@@ -530,10 +540,30 @@ void RoundDriver::OpenRound(double now_s) {
     first_payload = (*payload)->size();
   }
   const std::vector<uint32_t> selected = planner_->Select(round, candidates, round_utc_hour_, first_payload);
+  if (engine_->dp() != nullptr && !selected.empty()) {
+    // privacy.target_epsilon: the round that would pass it is not run, and the run ends.
+    const double q = static_cast<double>(selected.size()) / static_cast<double>(candidates.size());
+    if (Status st = engine_->CheckPrivacyBudget(round, q); !st.ok()) {
+      if (st.error().code() != ErrorCode::kResourceExhausted) {
+        fatal_ = st.error().WithContext("privacy budget for round " + std::to_string(round));
+        return;
+      }
+      stop_reason_ = st.error().message();
+      spdlog::warn("run {} ends: {}", config_.run_id, stop_reason_);
+      if (Status w = WriteRunDirectory(); !w.ok()) fatal_ = w.error();
+      return;
+    }
+  }
   std::vector<uint64_t> sel64(selected.begin(), selected.end());
   if (Status st = engine_->OpenRound(round, sel64); !st.ok()) {
     fatal_ = st.error().WithContext("opening round " + std::to_string(round));
     return;
+  }
+  if (!selected.empty()) {
+    if (Status st = engine_->SetEligible(candidates.size()); !st.ok()) {
+      fatal_ = st.error().WithContext("opening round " + std::to_string(round));
+      return;
+    }
   }
   opened_at_ = now_s;
   round_version_ = version();
@@ -650,6 +680,11 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
                  RobustRuleName(config_.engine.robust.rule), v.reason);
   }
   RoundRecord& rec = account.record();
+  if (const privacy::CentralDp* dp = engine_->dp()) {
+    FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
+    rec.dp_epsilon = spent.epsilon;
+    rec.dp_delta = dp->config().delta;
+  }
   rec.accuracy = last_eval_->accuracy;
   rec.loss = last_eval_->loss;
   rec.virtual_seconds = now_s - opened_at_;
@@ -750,6 +785,18 @@ Status RoundDriver::WriteRunDirectory() {
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
+  if (const privacy::CentralDp* dp = engine_->dp()) {
+    FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
+    sum.dp_epsilon = spent.epsilon;
+    sum.dp_delta = dp->config().delta;
+    sum.stop_reason = stop_reason_;
+    sum.extra_metrics["dp_noise_multiplier"] = dp->config().noise_multiplier;
+    sum.extra_metrics["dp_clip"] = dp->clip();
+    sum.notes.push_back("Central differential privacy (DP-FedAvg): updates clipped, Gaussian noise seeded from "
+                        "RAND_bytes on their sum, each round accounted at q = selected / connected clients "
+                        "(docs/privacy.md).");
+    if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
+  }
   const std::vector<RosterEntry> roster = Roster();
   std::vector<FleetMember> fleet;
   for (const RosterEntry& e : roster) fleet.push_back(FleetMember{e.device, e.region, e.examples});
@@ -802,7 +849,7 @@ DashboardView RoundDriver::Dashboard(double now_s) const {
   st.connected = m.connected_clients;
   st.min_clients = config_.min_clients;
   if (!m.round_open && !done() && st.connected >= st.min_clients) st.next_round_in_s = std::max(0.0, next_round_at_ - now_s);
-  // No differential privacy in the round yet: st.epsilon stays unset until the round reports one.
+  st.epsilon = m.dp_epsilon;
   for (const auto& [id, c] : clients_) {
     DashboardClient d;
     d.id = id;
@@ -841,6 +888,11 @@ DriverMetrics RoundDriver::Metrics() const {
   const EnergyTotals t = ledger_.RunTotals();
   m.joules = t.all_j();
   m.measured_vs_modelled = ledger_.MeasuredVsModelledByDevice();
+  if (const privacy::CentralDp* dp = engine_->dp()) {
+    if (auto spent = dp->Spent(); spent.ok()) m.dp_epsilon = spent->epsilon;
+    m.dp_delta = dp->config().delta;
+  }
+  m.stop_reason = stop_reason_;
   m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));
   return m;
 }

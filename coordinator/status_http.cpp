@@ -124,6 +124,10 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
                       {"last_federated_accuracy", nullptr}};
   if (m.last_accuracy) j["last_accuracy"] = *m.last_accuracy;
   if (m.last_federated_accuracy) j["last_federated_accuracy"] = *m.last_federated_accuracy;
+  // Differential privacy: only for a run that has it.
+  if (m.dp_epsilon) j["dp_epsilon"] = *m.dp_epsilon;
+  if (m.dp_delta) j["dp_delta"] = *m.dp_delta;
+  if (!m.stop_reason.empty()) j["stop_reason"] = m.stop_reason;
   // Per device class, measured compute joules against the model's figure for the same rows.
   j["energy_measured_vs_modelled"] = nlohmann::json::object();
   for (const auto& [device, mv] : m.measured_vs_modelled) {

@@ -282,6 +282,10 @@ void WriteSummaryTable(std::ostream& out, const RunSummary& s) {
   WriteRow(out, "wall time", FormatNumber(s.wall_seconds) + " s");
   WriteRow(out, "client updates per second", FormatNumber(s.client_updates_per_second));
   WriteRow(out, "peak RSS", FormatBytes(s.peak_rss_bytes));
+  if (s.dp_epsilon.has_value()) {
+    WriteRow(out, "\u03b5 spent (DP)", FormatNumber(*s.dp_epsilon) + " at \u03b4 = " + FormatNumber(s.dp_delta.value_or(0)));
+  }
+  if (!s.stop_reason.empty()) WriteRow(out, "stopped early", s.stop_reason);
   out << "</tbody></table>\n";
 }
 

@@ -60,7 +60,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 18;
+constexpr size_t kRoundsCsvColumns = 20;
+// Run directories written before the dp_epsilon and dp_delta columns.
+constexpr size_t kRoundsCsvColumnsV2 = 18;
 // Run directories written before the robust_* and backdoor_success columns.
 constexpr size_t kRoundsCsvColumnsV1 = 14;
 
@@ -126,8 +128,10 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
-    line += ',';
-    AppendNumber(line, r.backdoor_success);
+    for (double v : {r.backdoor_success, r.dp_epsilon, r.dp_delta}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
     line += '\n';
     out << line;
   }
@@ -138,8 +142,9 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "round",          "accuracy",        "loss",        "bytes_up", "bytes_down",
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
-      "robust_downweighted", "robust_rejected", "backdoor_success"};
+      "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta"};
   const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
+  const std::string_view header_v2 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon"));
   size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
@@ -149,7 +154,8 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     const size_t line_number = lines.number();
     if (!saw_header) {
       if (line == header_v1) columns = kRoundsCsvColumnsV1;
-      if (line != kRoundsCsvHeader && line != header_v1) {
+      if (line == header_v2) columns = kRoundsCsvColumnsV2;
+      if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -190,11 +196,15 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     FRUGAL_RETURN_IF_ERROR(next(r.virtual_seconds));
     FRUGAL_RETURN_IF_ERROR(next(r.wall_seconds));
     FRUGAL_RETURN_IF_ERROR(next(r.utc_hour));
-    if (columns == kRoundsCsvColumns) {
+    if (columns >= kRoundsCsvColumnsV2) {
       FRUGAL_RETURN_IF_ERROR(next(r.robust_clipped));
       FRUGAL_RETURN_IF_ERROR(next(r.robust_downweighted));
       FRUGAL_RETURN_IF_ERROR(next(r.robust_rejected));
       FRUGAL_RETURN_IF_ERROR(next(r.backdoor_success));
+    }
+    if (columns == kRoundsCsvColumns) {
+      FRUGAL_RETURN_IF_ERROR(next(r.dp_epsilon));
+      FRUGAL_RETURN_IF_ERROR(next(r.dp_delta));
     }
     records.push_back(r);
   }
@@ -233,6 +243,9 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
   j["wall_seconds"] = s.wall_seconds;
   j["client_updates_per_second"] = s.client_updates_per_second;
   j["peak_rss_bytes"] = s.peak_rss_bytes;
+  j["dp_epsilon"] = OptionalToJson(s.dp_epsilon);
+  j["dp_delta"] = OptionalToJson(s.dp_delta);
+  j["stop_reason"] = s.stop_reason.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.stop_reason);
   j["joules_by_radio"] = nlohmann::ordered_json::object();
   for (const auto& [name, joules] : s.joules_by_radio) j["joules_by_radio"][name] = joules;
   j["joules_by_device"] = nlohmann::ordered_json::object();

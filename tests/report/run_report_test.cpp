@@ -61,7 +61,9 @@ std::vector<RoundRecord> ThreeRounds() {
           .robust_clipped = 2,
           .robust_downweighted = 1,
           .robust_rejected = 3,
-          .backdoor_success = 0.125};
+          .backdoor_success = 0.125,
+          .dp_epsilon = 2.5,
+          .dp_delta = 1e-5};
   return r;
 }
 
@@ -78,9 +80,10 @@ TEST_SUITE("report") {
     CHECK(text.substr(0, text.find('\n')) ==
           "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
           "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
-          "robust_clipped,robust_downweighted,robust_rejected,backdoor_success");
-    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1\n") != std::string::npos);
-    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125\n"));  // round 3's robust counts and backdoor rate
+          "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta");
+    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1,-1,-1\n") != std::string::npos);
+    // round 3's robust counts, backdoor rate and privacy spent
+    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125,2.5,1e-05\n"));
 
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
@@ -106,6 +109,8 @@ TEST_SUITE("report") {
       CHECK(b.robust_downweighted == a.robust_downweighted);
       CHECK(b.robust_rejected == a.robust_rejected);
       CHECK(b.backdoor_success == a.backdoor_success);
+      CHECK(b.dp_epsilon == a.dp_epsilon);
+      CHECK(b.dp_delta == a.dp_delta);
     }
   }
 
@@ -123,6 +128,20 @@ TEST_SUITE("report") {
     auto mixed = ParseRoundsCsv(old_header + "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
     REQUIRE_FALSE(mixed.ok());
     CHECK(mixed.error().message().find("18 columns, expected 14") != std::string::npos);
+  }
+
+  TEST_CASE("rounds.csv written before the dp_epsilon and dp_delta columns still parses") {
+    const std::string v2_header(kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon")));
+    auto parsed = ParseRoundsCsv(v2_header + "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,1,0,0,0.5\n");
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->size() == 1);
+    CHECK((*parsed)[0].robust_clipped == 1);
+    CHECK((*parsed)[0].backdoor_success == 0.5);
+    CHECK((*parsed)[0].dp_epsilon == -1);
+    CHECK((*parsed)[0].dp_delta == -1);
+    auto mixed = ParseRoundsCsv(v2_header + "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,3,1e-5\n");
+    REQUIRE_FALSE(mixed.ok());
+    CHECK(mixed.error().message().find("20 columns, expected 18") != std::string::npos);
   }
 
   TEST_CASE("rounds.csv of no rounds is the header alone and parses to no records") {
@@ -146,7 +165,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("malformed rounds.csv text is rejected with an error naming the line and column") {
     const std::string header = std::string(kRoundsCsvHeader) + "\n";
-    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n";
+    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\n";
 
     auto empty = ParseRoundsCsv("");
     REQUIRE_FALSE(empty.ok());
@@ -162,21 +181,21 @@ TEST_SUITE("report") {
     CHECK(short_row.error().message().find("3 columns") != std::string::npos);
 
     auto negative_bytes =
-        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
+        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\n");
     REQUIRE_FALSE(negative_bytes.ok());
     CHECK(negative_bytes.error().message().find("line 3") != std::string::npos);
     CHECK(negative_bytes.error().message().find("bytes_up") != std::string::npos);
 
-    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
+    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\n");
     REQUIRE_FALSE(junk_number.ok());
     CHECK(junk_number.error().message().find("accuracy") != std::string::npos);
 
     auto too_big =
-        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
+        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\n");
     REQUIRE_FALSE(too_big.ok());
     CHECK(too_big.error().message().find("round") != std::string::npos);
 
-    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\n");
+    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\n");
     REQUIRE_FALSE(empty_field.ok());
 
     auto gap = ParseRoundsCsv(header + good_row + "\n" + good_row);
@@ -224,7 +243,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("rounds.csv with CRLF line endings parses like LF") {
     const std::string text =
-        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1\r\n";
+        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1\r\n";
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->size() == 1);

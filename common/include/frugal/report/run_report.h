@@ -47,6 +47,11 @@ struct RunSummary {
   // Each region's and device class's share of participations against its
   // share of clients and data (RepresentationShares); empty if not computed.
   std::vector<ShareRow> representation;
+  // Differential privacy: (ε, δ) spent by the whole run (nullopt: no DP).
+  std::optional<double> dp_epsilon, dp_delta;
+  // Why the run ended before its configured rounds (e.g. privacy.target_epsilon
+  // reached), empty when it ran them all.
+  std::string stop_reason;
 };
 
 // Writes representation.csv: a header and one line per ShareRow.
@@ -80,7 +85,7 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
     "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
-    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success";
+    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left
@@ -88,8 +93,9 @@ inline constexpr std::string_view kRoundsCsvHeader =
 void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records);
 
 // Parses text written by WriteRoundsCsv (e.g. a baseline run's rounds.csv),
-// or by a writer before the robust_* and backdoor_success columns (their
-// fields then keep RoundRecord's defaults).
+// or by a writer before the robust_* and backdoor_success columns or before
+// the dp_epsilon and dp_delta columns (their fields then keep RoundRecord's
+// defaults).
 // Returns InvalidArgument naming the line and column of the first malformed
 // field, a missing or different header, or a wrong number of columns.
 Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text);

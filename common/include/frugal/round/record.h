@@ -25,6 +25,9 @@ struct RoundRecord {
   // of triggered test images (true label not the target) classified as the
   // target label by the evaluated model. -1: not measured.
   double backdoor_success = -1;
+  // Differential privacy (privacy.mode): the (ε, δ) spent through this round,
+  // by the run's accountant. -1: the run has no DP.
+  double dp_epsilon = -1, dp_delta = -1;
 };
 
 }  // namespace frugal

@@ -67,6 +67,10 @@ struct DriverMetrics {
   // RAPL) against the model's figure for the same rows (EnergyLedger::
   // MeasuredVsModelledByDevice); empty when no client measured.
   std::map<std::string, MeasuredVsModelled> measured_vs_modelled;
+  // Differential privacy (privacy.mode): (ε, δ) spent so far, and why the run
+  // ended early (privacy.target_epsilon), empty while it has not.
+  std::optional<double> dp_epsilon, dp_delta;
+  std::string stop_reason;
 };
 
 // One federated evaluation: the global model after `round` (version
@@ -137,7 +141,8 @@ class RoundDriver {
   // silence is training, which the round deadline bounds, not idleness.
   bool Busy(uint64_t conn) const;
   // All configured rounds are committed.
-  bool done() const { return next_round_ > config_.rounds; }
+  // Or the run stopped early (privacy.target_epsilon reached).
+  bool done() const { return next_round_ > config_.rounds || !stop_reason_.empty(); }
   // Done, and no federated evaluation is waiting for answers: the service may stop.
   bool finished() const { return done() && !eval_.has_value(); }
   // A failure that stops the service (store commit, evaluation, run directory).
@@ -196,6 +201,7 @@ class RoundDriver {
   std::optional<uint64_t> ConnOf(uint64_t client_id) const;
 
   CoordinatorConfig config_;
+  std::string stop_reason_;  // why the run ended before config_.rounds, if it did
   DriverDeps deps_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<ModelWorkspace> ws_;

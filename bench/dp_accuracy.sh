@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Issue 13's DP measurement (docs/benchmarks.md and docs/privacy.md, "Accuracy
+# against epsilon"): test accuracy of the 2NN on sim/scenarios/fmnist-dp.toml
+# (60,000 clients, 1,000 per round, central DP-FedAvg, adaptive clipping) for
+# each target epsilon at delta = 1e-5, and the same scenario without DP, one
+# run directory each under $OUT/dp/eps<E>-s<seed>/ (eps0: no DP), then one CSV
+# line per run in $OUT/dp/table.csv.
+#   bench/dp_accuracy.sh            (env EPSILONS, SEEDS, ROUNDS, JOBS, OUT, SIM)
+# Needs a release build. Runs JOBS simulations at once (nice), one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIM=${SIM:-build/release/sim/frugal-sim}
+OUT=${OUT:-runs/bench}/dp
+EPSILONS=${EPSILONS:-1 2 4 8 0}
+SEEDS=${SEEDS:-1 2}
+ROUNDS=${ROUNDS:-100}
+JOBS=${JOBS:-2}
+mkdir -p "$OUT"
+
+jobs_file=$(mktemp)
+trap 'rm -f "$jobs_file"' EXIT
+for seed in $SEEDS; do
+  for e in $EPSILONS; do
+    name="eps$e-s$seed"
+    [[ -f $OUT/$name/summary.json ]] && continue  # already run: rerun by deleting the directory
+    args="-c sim/scenarios/fmnist-dp.toml --set rounds=$ROUNDS --set seed=$seed --set run.threads=1"
+    if [[ $e == 0 ]]; then
+      args+=" --set privacy.mode=none"
+    else
+      args+=" --set privacy.target_epsilon=$e"
+    fi
+    echo "$name $args" >> "$jobs_file"
+  done
+done
+echo "$(wc -l < "$jobs_file") runs to do, $JOBS at a time, into $OUT"
+# shellcheck disable=SC2016
+xargs -P "$JOBS" -L 1 bash -c 'name=$0; nice "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
+  > "'"$OUT"'/$name.log" 2>&1 || echo "FAILED: $name (see '"$OUT"'/$name.log)"' < "$jobs_file"
+
+# One line per run: the epsilon spent, the noise multiplier, the final clip,
+# the final accuracy and the best accuracy evaluated.
+{
+  echo "target_epsilon,seed,epsilon,delta,noise_multiplier,final_clip,rounds,final_accuracy,best_accuracy"
+  for dir in "$OUT"/eps*-s*/; do
+    [[ -f $dir/summary.json ]] || continue
+    name=$(basename "$dir")
+    e=${name#eps}; e=${e%-s*}; seed=${name##*-s}
+    python3 - "$dir" "$e" "$seed" <<'PY'
+import csv, json, sys
+d, e, seed = sys.argv[1:]
+s = json.load(open(d + "/summary.json"))
+rows = list(csv.DictReader(open(d + "/rounds.csv")))
+m = s["extra_metrics"]
+print(",".join(str(x) for x in [e, seed, s["dp_epsilon"], s["dp_delta"], m.get("dp_noise_multiplier", 0),
+      m.get("dp_final_clip", ""), s["rounds"], s["final_accuracy"], max(float(r["accuracy"]) for r in rows)]))
+PY
+  done
+} > "$OUT/table.csv"
+cat "$OUT/table.csv"

@@ -1,0 +1,400 @@
+// Central DP-FedAvg (frugal/privacy/dp.h) and its place in the round engine:
+// clipping and the noised mean against a plain loop, the noise's variance, ε
+// against the standalone accountant, adaptive clipping's convergence, a
+// restart that continues bit for bit, the target-ε stop, the [privacy]
+// settings' refusals, and the Skellam accounting against the exact divergence.
+// Updates are synthetic vectors: these properties hold for any update, and
+// the simulator test (privacy_target_epsilon_sim) runs the real data.
+#include "frugal/privacy/dp.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "frugal/core/config_reader.h"
+#include "frugal/core/random.h"
+#include "frugal/privacy/accountant.h"
+#include "frugal/round/engine.h"
+#include "frugal/round/settings.h"
+
+namespace frugal::privacy {
+namespace {
+
+SparseUpdate Dense(std::vector<float> v) {
+  SparseUpdate u;
+  u.dim = static_cast<uint32_t>(v.size());
+  for (uint32_t i = 0; i < v.size(); ++i) u.indices.push_back(i);
+  u.values = std::move(v);
+  return u;
+}
+
+std::vector<float> Gaussian(size_t n, uint64_t seed, double scale) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(rng.Normal() * scale);
+  return v;
+}
+
+DpConfig Central(double clip, double z, uint32_t expected) {
+  DpConfig c;
+  c.mode = DpMode::kCentral;
+  c.clip = clip;
+  c.noise_multiplier = z;
+  c.expected_clients = expected;
+  c.noise_seed = 424242;
+  return c;
+}
+
+// Rényi divergence D_α(P || Q) of the Skellam Sk(μ, μ) against itself shifted
+// by one, by summing the pmf (a convolution of two Poisson pmfs) directly.
+double ExactSkellamDivergence(double mu, double alpha) {
+  const int range = static_cast<int>(mu + 60 * std::sqrt(mu) + 60);
+  std::vector<double> pois(2 * range + 1);
+  for (int j = 0; j <= 2 * range; ++j) pois[j] = std::exp(j * std::log(mu) - mu - std::lgamma(j + 1.0));
+  auto pmf = [&](int k) {  // P(X - Y = k)
+    double p = 0;
+    for (int j = std::max(0, k); j <= 2 * range && j - k <= 2 * range; ++j) p += pois[j] * pois[j - k];
+    return p;
+  };
+  double sum = 0;
+  for (int k = -range; k <= range; ++k) {
+    const double p = pmf(k), q = pmf(k - 1);
+    if (p > 0 && q > 0) sum += std::exp(alpha * std::log(p) + (1 - alpha) * std::log(q));
+  }
+  return std::log(sum) / (alpha - 1);
+}
+
+}  // namespace
+
+TEST_SUITE("privacy") {
+  TEST_CASE("ClipL2 scales a vector to the bound exactly as a plain loop, and leaves shorter ones alone") {
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+      std::vector<float> v = Gaussian(257, seed, seed % 3 == 0 ? 0.01 : 1.0);
+      const double clip = 0.5;
+      double sq = 0;
+      for (float x : v) sq += double(x) * x;
+      const double norm = std::sqrt(sq);
+      std::vector<float> want = v;
+      if (norm > clip) {
+        for (float& x : want) x = static_cast<float>(x * (clip / norm));
+      }
+      CHECK(ClipL2(v, clip) == doctest::Approx(norm).epsilon(1e-12));
+      CHECK(v == want);
+      double after = 0;
+      for (float x : v) after += double(x) * x;
+      CHECK(std::sqrt(after) <= clip * (1 + 1e-6));
+    }
+  }
+
+  TEST_CASE("the DP mean is the sum of clipped updates plus seeded noise over the expected count, as a plain loop") {
+    const size_t d = 300;
+    const uint32_t expected = 8;  // more than the 5 that arrive: the denominator stays fixed
+    DpConfig cfg = Central(0.7, 1.3, expected);
+    CentralDp dp(cfg);
+    std::vector<SparseUpdate> updates;
+    for (uint64_t c = 0; c < 5; ++c) updates.push_back(Dense(Gaussian(d, 100 + c, c % 2 ? 0.01 : 1.0)));
+    // A sparse one too: only its coordinates receive it.
+    SparseUpdate sparse;
+    sparse.dim = d;
+    sparse.indices = {3, 50, 299};
+    sparse.values = {2.0f, -1.0f, 0.5f};
+    updates.push_back(sparse);
+    std::vector<const SparseUpdate*> ptrs;
+    for (const auto& u : updates) ptrs.push_back(&u);
+    std::vector<float> out(d);
+    auto r = dp.Aggregate(7, ptrs, 0.01, out);
+    REQUIRE(r.ok());
+
+    std::vector<double> sum(d, 0.0);
+    uint32_t clipped = 0;
+    for (const auto& u : updates) {
+      double sq = 0;
+      for (float x : u.values) sq += double(x) * x;
+      const double scale = std::sqrt(sq) > cfg.clip ? cfg.clip / std::sqrt(sq) : 1.0;
+      clipped += scale < 1;
+      for (size_t i = 0; i < u.indices.size(); ++i) sum[u.indices[i]] += static_cast<float>(u.values[i] * scale);
+    }
+    Rng rng(DeriveSeed(cfg.noise_seed, 7));
+    for (size_t j = 0; j < d; ++j) {
+      const double want = (sum[j] + cfg.noise_multiplier * cfg.clip * rng.Normal()) / expected;
+      CHECK(out[j] == doctest::Approx(want).epsilon(1e-6));
+    }
+    CHECK(r->clipped == clipped);
+    CHECK(r->noise_stddev == doctest::Approx(1.3 * 0.7));
+    CHECK(r->clip == 0.7);
+    CHECK(r->next_clip == 0.7);  // fixed clip
+  }
+
+  TEST_CASE("the noise added to the sum has variance (z C)^2 and mean 0 (seeded, 200,000 coordinates)") {
+    const size_t d = 200'000;
+    DpConfig cfg = Central(0.5, 1.3, 1);
+    CentralDp dp(cfg);
+    const SparseUpdate zero = Dense(std::vector<float>(d, 0.0f));
+    const SparseUpdate* ptr = &zero;
+    std::vector<float> out(d);
+    REQUIRE(dp.Aggregate(1, std::span(&ptr, 1), 1.0, out).ok());
+    double mean = 0, var = 0;
+    for (float x : out) mean += x;
+    mean /= d;
+    for (float x : out) var += (x - mean) * (x - mean);
+    var /= d - 1;
+    const double want = 0.65 * 0.65;
+    // The sample variance's standard error is want * sqrt(2 / d) = 0.32%: 5 of them.
+    CHECK(std::fabs(var / want - 1) < 5 * std::sqrt(2.0 / d));
+    CHECK(std::fabs(mean) < 5 * 0.65 / std::sqrt(double(d)));
+    // A different round draws different noise.
+    std::vector<float> again(d);
+    REQUIRE(dp.Aggregate(2, std::span(&ptr, 1), 1.0, again).ok());
+    CHECK(again != out);
+  }
+
+  TEST_CASE("epsilon after T rounds equals the accountant's standalone value for the same q, z, T") {
+    DpConfig cfg = Central(1.0, 1.1, 10);
+    cfg.delta = 1e-5;
+    CentralDp dp(cfg);
+    const SparseUpdate u = Dense({0.3f, -0.2f});
+    const SparseUpdate* ptr = &u;
+    std::vector<float> out(2);
+    double eps = 0;
+    for (uint32_t t = 1; t <= 25; ++t) {
+      auto r = dp.Aggregate(t, std::span(&ptr, 1), 0.05, out);
+      REQUIRE(r.ok());
+      eps = r->epsilon;
+      CHECK(r->delta == 1e-5);
+    }
+    auto want = SubsampledGaussianEpsilon(0.05, 1.1, 25, 1e-5);
+    REQUIRE(want.ok());
+    CHECK(std::fabs(eps - want->epsilon) <= 1e-12 * want->epsilon);
+    CHECK(dp.rounds() == 25);
+    // Changing q mid-run composes as RdpAccountant does.
+    RdpAccountant acc;
+    REQUIRE(acc.Compose(0.05, 1.1, 25).ok());
+    REQUIRE(acc.Compose(0.2, 1.1).ok());
+    auto r = dp.Aggregate(26, std::span(&ptr, 1), 0.2, out);
+    REQUIRE(r.ok());
+    CHECK(std::fabs(r->epsilon - acc.Spent(1e-5)->epsilon) <= 1e-12 * r->epsilon);
+  }
+
+  TEST_CASE("adaptive clipping: the update noise and the count noise compose to the accounted z (Andrew et al.)") {
+    auto z_update = UpdateNoiseMultiplier(1.0, 5.0);
+    REQUIRE(z_update.ok());
+    CHECK(1 / (*z_update * *z_update) + 1 / (10.0 * 10.0) == doctest::Approx(1.0).epsilon(1e-12));
+    CHECK_FALSE(UpdateNoiseMultiplier(2.0, 1.0).ok());  // 2 σ_b must exceed z
+    CHECK(NextClip(2.0, 0.8, 0.5, 0.2) == doctest::Approx(2.0 * std::exp(-0.2 * 0.3)));
+  }
+
+  TEST_CASE("adaptive clipping converges toward the target quantile of a synthetic norm distribution") {
+    // Norms uniform on [0, 10]: the 0.5 quantile is 5, the 0.8 quantile 8.
+    for (double quantile : {0.5, 0.8}) {
+      DpConfig cfg = Central(0.1, 0.5, 200);
+      cfg.adaptive_quantile = quantile;
+      cfg.clip_learning_rate = 0.2;  // σ_b defaults to 200 / 20 = 10
+      CentralDp dp(cfg);
+      Rng rng(7);
+      std::vector<float> out(2);
+      double late = 0;
+      for (uint32_t t = 1; t <= 300; ++t) {
+        std::vector<SparseUpdate> updates;
+        for (int i = 0; i < 200; ++i) updates.push_back(Dense({static_cast<float>(10 * rng.Uniform()), 0.0f}));
+        std::vector<const SparseUpdate*> ptrs;
+        for (const auto& u : updates) ptrs.push_back(&u);
+        auto r = dp.Aggregate(t, ptrs, 0.1, out);
+        REQUIRE(r.ok());
+        if (t > 200) late += r->next_clip / 100;
+      }
+      CHECK(late == doctest::Approx(10 * quantile).epsilon(0.1));
+    }
+  }
+
+  TEST_CASE("a DP engine restored from its stored state continues bit for bit; a cut state is refused") {
+    const size_t d = 64;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.full_model.bits = 0;
+    cfg.dp = Central(0.3, 0.9, 4);
+    cfg.dp.adaptive_quantile = 0.5;
+    cfg.dp.clip_count_stddev = 2;
+    auto encode = [](const std::vector<float>& v) {
+      UplinkConfig up;
+      up.dense = true;
+      auto r = EncodeUplink(v, up, {});
+      REQUIRE(r.ok());
+      return *r;
+    };
+    auto run_round = [&](RoundEngine& e, uint32_t round) {
+      const std::vector<uint64_t> ids = {1, 2, 3, 4};
+      REQUIRE(e.OpenRound(round, ids).ok());
+      REQUIRE(e.SetEligible(40).ok());
+      for (uint64_t c : ids) {
+        REQUIRE(e.Ingest(round, c, e.version(), encode(Gaussian(d, round * 10 + c, 0.2)), 1.0).ok());
+      }
+      auto out = e.CloseRound(1);
+      REQUIRE(out.ok());
+      REQUIRE(out->dp.has_value());
+      CHECK(out->dp->sampling_rate == 0.1);
+      return *out;
+    };
+    RoundEngine a(Gaussian(d, 1, 0.1), cfg);
+    run_round(a, 1);
+    run_round(a, 2);
+    EngineState state;
+    state.version = a.version();
+    state.model.assign(a.global_model().begin(), a.global_model().end());
+    state.server_state = a.ServerState();
+    auto b = RoundEngine::Restore(state, cfg);
+    REQUIRE(b.ok());
+    CHECK((*b)->dp()->clip() == a.dp()->clip());
+    CHECK((*b)->dp()->rounds() == 2);
+    const RoundOutcome oa = run_round(a, 3), ob = run_round(**b, 3);
+    CHECK(oa.dp->epsilon == ob.dp->epsilon);
+    CHECK(oa.dp->next_clip == ob.dp->next_clip);
+    CHECK(std::memcmp(a.global_model().data(), (*b)->global_model().data(), 4 * d) == 0);
+    CHECK(a.ServerState() == (*b)->ServerState());
+
+    EngineState cut = state;
+    cut.server_state.resize(cut.server_state.size() - 8);
+    CHECK_FALSE(RoundEngine::Restore(cut, cfg).ok());
+  }
+
+  TEST_CASE("target_epsilon: the engine refuses the round that would pass it, naming the round, epsilon and target") {
+    const double q = 0.1, z = 1.0, delta = 1e-5;
+    const double eps3 = SubsampledGaussianEpsilon(q, z, 3, delta)->epsilon;
+    const double eps4 = SubsampledGaussianEpsilon(q, z, 4, delta)->epsilon;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.dp = Central(1.0, z, 2);
+    cfg.dp.target_epsilon = (eps3 + eps4) / 2;
+    RoundEngine e(std::vector<float>(4, 0.0f), cfg);
+    UplinkConfig up;
+    up.dense = true;
+    uint32_t round = 1;
+    Status refused = OkStatus();
+    for (; round <= 10; ++round) {
+      refused = e.CheckPrivacyBudget(round, q);
+      if (!refused.ok()) break;
+      const std::vector<uint64_t> ids = {1, 2};
+      REQUIRE(e.OpenRound(round, ids).ok());
+      REQUIRE(e.SetEligible(20).ok());
+      for (uint64_t c : ids) REQUIRE(e.Ingest(round, c, e.version(), *EncodeUplink(std::vector<float>(4, 0.1f), up, {}), 1).ok());
+      auto out = e.CloseRound(1);
+      REQUIRE(out.ok());
+      CHECK(out->dp->epsilon <= cfg.dp.target_epsilon);
+    }
+    CHECK(round == 4);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code() == ErrorCode::kResourceExhausted);
+    const std::string& m = refused.error().message();
+    CHECK(m.find("round 4") != std::string::npos);
+    CHECK(m.find("privacy.target_epsilon") != std::string::npos);
+    CHECK(e.dp()->Spent()->epsilon == doctest::Approx(eps3).epsilon(1e-12));
+    // Without DP the engine never refuses.
+    RoundEngine plain(std::vector<float>(4, 0.0f), EngineConfig{});
+    CHECK(plain.CheckPrivacyBudget(1, 1.0).ok());
+  }
+
+  TEST_CASE("[privacy] settings: DP with the top-k pipeline, a robust rule or distributed mode is refused by key") {
+    auto read = [](const std::string& text) {
+      auto t = ParseToml(text, "test");
+      REQUIRE(t.ok());
+      ConfigReader r(*t);
+      Pipeline pipeline = Pipeline::kFrugal;
+      RoundPlan plan;
+      TaskConfig task;
+      EngineConfig engine;
+      Status st = ReadRoundSettings(r, pipeline, plan, task, engine);
+      return std::make_pair(st, engine);
+    };
+    auto [ok, engine] = read("pipeline = \"dense\"\n[round]\nclients_per_round = 50\n"
+                             "[privacy]\nmode = \"central\"\nclip = 0.2\nnoise_multiplier = 1.1\n");
+    CHECK(ok.ok());
+    CHECK(engine.dp.mode == DpMode::kCentral);
+    CHECK(engine.dp.expected_clients == 50);
+    CHECK(engine.dp.clip == 0.2);
+
+    auto [topk, e1] = read("pipeline = \"frugal\"\n[privacy]\nmode = \"central\"\nnoise_multiplier = 1\n");
+    REQUIRE_FALSE(topk.ok());
+    CHECK(topk.error().message().find("pipeline") != std::string::npos);
+    CHECK(topk.error().message().find("privacy.mode") != std::string::npos);
+
+    auto [robust, e2] = read("pipeline = \"dense\"\n[server]\nrobust = \"median\"\n"
+                             "[privacy]\nmode = \"central\"\nnoise_multiplier = 1\n");
+    REQUIRE_FALSE(robust.ok());
+    CHECK(robust.error().message().find("server.robust") != std::string::npos);
+
+    auto [dist, e3] = read("pipeline = \"dense\"\n[privacy]\nmode = \"distributed\"\nnoise_multiplier = 1\n");
+    REQUIRE_FALSE(dist.ok());
+    CHECK(dist.error().message().find("distributed") != std::string::npos);
+
+    auto [no_noise, e4] = read("pipeline = \"dense\"\n[privacy]\nmode = \"central\"\n");
+    REQUIRE_FALSE(no_noise.ok());
+    CHECK(no_noise.error().message().find("privacy.noise_multiplier") != std::string::npos);
+
+    // A target alone is accepted; the front end derives the noise from it.
+    auto [target, e5] = read("pipeline = \"dense\"\n[round]\nclients_per_round = 10\n"
+                             "[privacy]\nmode = \"central\"\ntarget_epsilon = 4\n");
+    REQUIRE(target.ok());
+    EngineConfig derived = e5;
+    REQUIRE(DeriveNoiseFromTarget(derived, 0.01, 100).ok());
+    CHECK(derived.dp.noise_multiplier == *NoiseMultiplierForEpsilon(4, 0.01, 100, 1e-5));
+
+    auto [bad_delta, e6] = read("pipeline = \"dense\"\n[privacy]\nmode = \"central\"\nnoise_multiplier = 1\ndelta = 2\n");
+    REQUIRE_FALSE(bad_delta.ok());
+    CHECK(bad_delta.error().message().find("privacy.delta") != std::string::npos);
+  }
+
+  TEST_CASE("Skellam RDP bounds the exact Renyi divergence of the shifted Skellam, and is tight at large mu") {
+    for (double mu : {5.0, 50.0}) {
+      for (double alpha : {1.5, 2.0, 3.0, 8.0}) {
+        const double exact = ExactSkellamDivergence(mu, alpha);
+        const double bound = SkellamRdp(alpha, mu, 1, 1);
+        CAPTURE(mu);
+        CAPTURE(alpha);
+        CHECK(bound >= exact);
+        if (mu == 50.0) CHECK(exact >= 0.95 * bound);
+      }
+    }
+  }
+
+  TEST_CASE("distributed noise: only survivors' shares reach the sum, and the accounting uses that noise") {
+    auto all = DistributedSkellamNoise(30.0, 10, 4.0);
+    auto dropped = DistributedSkellamNoise(30.0, 8, 4.0);
+    REQUIRE(all.ok());
+    REQUIRE(dropped.ok());
+    CHECK(all->mu == 300.0);
+    CHECK(dropped->mu == 240.0);
+    CHECK(dropped->noise_multiplier == doctest::Approx(std::sqrt(480.0) / 4.0));
+    CHECK_FALSE(DistributedSkellamNoise(30.0, 0, 4.0).ok());
+
+    // q = 1: the Skellam RDP itself, at the survivors' noise.
+    RdpAccountant exact;
+    REQUIRE(ComposeDistributedSkellam(exact, 1.0, 30.0, 8, 16.0, 4.0).ok());
+    for (size_t i = 0; i < exact.orders().size(); ++i) {
+      CHECK(exact.rdp()[i] == SkellamRdp(exact.orders()[i], 240.0, 16.0, 4.0));
+    }
+    // q < 1: the subsampled Gaussian at the equivalent noise multiplier.
+    RdpAccountant sampled, gaussian;
+    REQUIRE(ComposeDistributedSkellam(sampled, 0.02, 30.0, 8, 16.0, 4.0).ok());
+    REQUIRE(gaussian.Compose(0.02, dropped->noise_multiplier).ok());
+    CHECK(sampled.rdp() == gaussian.rdp());
+    // Fewer survivors: less noise, more epsilon.
+    RdpAccountant more;
+    REQUIRE(ComposeDistributedSkellam(more, 1.0, 30.0, 10, 16.0, 4.0).ok());
+    CHECK(more.Spent(1e-5)->epsilon < exact.Spent(1e-5)->epsilon);
+  }
+
+  TEST_CASE("RdpAccountant::ComposeRdp adds per-order values and refuses a wrong length or a negative value") {
+    RdpAccountant a, b;
+    REQUIRE(a.Compose(0.1, 1.2, 3).ok());
+    REQUIRE(b.ComposeRdp(a.rdp()).ok());
+    CHECK(b.rdp() == a.rdp());
+    CHECK(b.Spent(1e-5)->epsilon == a.Spent(1e-5)->epsilon);
+    CHECK_FALSE(b.ComposeRdp(std::vector<double>{1.0}).ok());
+    std::vector<double> negative(a.orders().size(), -1.0);
+    CHECK_FALSE(b.ComposeRdp(negative).ok());
+  }
+}
+
+}  // namespace frugal::privacy
