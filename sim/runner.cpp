@@ -223,12 +223,15 @@ class Simulation {
   static Result<std::unique_ptr<Simulation>> Create(const SimConfig& cfg, const RunOptions& opts);
   Status Step(uint32_t round);
   Result<RunResult> Finish();
+  // The run ended before its configured rounds (privacy.target_epsilon).
+  bool stopped() const { return !stop_reason_.empty(); }
 
  private:
   Simulation(const SimConfig& cfg, const RunOptions& opts) : cfg_(cfg), opts_(opts) {}
   Status SetUp();
   double RoundUtcHour(uint32_t round) const;
   std::vector<Candidate> Candidates(uint32_t round, double utc_hour) const;
+  void AddPrivacy(RunSummary& sum) const;
   double ShiftRound(uint32_t round, double utc_hour);
   Result<std::vector<uint32_t>> Plan(uint32_t round, double utc_hour);
   Result<std::vector<Download>> Downloads(std::span<const uint32_t> selected, uint32_t version);
@@ -278,6 +281,13 @@ class Simulation {
   Dataset backdoor_test_;              // triggered test images (attack.kind = "backdoor")
   std::vector<uint32_t> backdoor_idx_;
   double last_backdoor_ = -1;
+  // Differential privacy: the engine's configuration (its noise derived from
+  // privacy.target_epsilon when not given), the last round's candidates (the
+  // sampling rate's denominator), (ε, δ) so far, and why the run stopped.
+  EngineConfig engine_cfg_;
+  uint64_t last_eligible_ = 0;
+  double dp_epsilon_ = -1, dp_delta_ = -1;
+  std::string stop_reason_;
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::map<uint32_t, Base> bases_;
@@ -336,7 +346,13 @@ Status Simulation::SetUp() {
 
   std::vector<float> init(dim);
   InitialModel(*model_, cfg_.model_init, cfg_.seed, init);
-  engine_ = std::make_unique<RoundEngine>(std::move(init), cfg_.engine);
+  engine_cfg_ = cfg_.engine;
+  if (engine_cfg_.dp.enabled()) {
+    // The planned sampling rate: the selected count over the whole population.
+    const double q = std::min(1.0, static_cast<double>(cfg_.plan.SelectCount()) / static_cast<double>(pop_->size()));
+    FRUGAL_RETURN_IF_ERROR(DeriveNoiseFromTarget(engine_cfg_, q, cfg_.rounds));
+  }
+  engine_ = std::make_unique<RoundEngine>(std::move(init), engine_cfg_);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
   if (cfg_.engine.robust.rule == RobustRule::kFlTrust) {
     FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(cfg_.seed, train_.size(), cfg_.trusted_examples));
@@ -430,6 +446,7 @@ Result<std::vector<uint32_t>> Simulation::Plan(uint32_t round, double utc_hour) 
     first_payload = first->size();
   }
   std::vector<uint32_t> selected = planner_->Select(round, candidates, utc_hour, first_payload);
+  last_eligible_ = candidates.size();
   for (uint32_t& id : selected) id = static_cast<uint32_t>(pop_->IndexOf(id));
   return selected;
 }
@@ -773,9 +790,21 @@ Status Simulation::Step(uint32_t round) {
   const auto round_start = Clock::now();
   const double utc_hour = ShiftRound(round, RoundUtcHour(round));
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> selected, Plan(round, utc_hour));
+  if (engine_cfg_.dp.enabled() && !selected.empty()) {
+    // privacy.target_epsilon: a round that would spend past it is not run, and the run ends here.
+    const double q = static_cast<double>(selected.size()) / static_cast<double>(last_eligible_);
+    if (Status st = engine_->CheckPrivacyBudget(round, q); !st.ok()) {
+      if (st.error().code() != ErrorCode::kResourceExhausted) return st;
+      stop_reason_ = st.error().message();
+      if (leader_) std::fprintf(stderr, "frugal-sim: the run ends: %s
+", stop_reason_.c_str());
+      return OkStatus();
+    }
+  }
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
   FRUGAL_RETURN_IF_ERROR(engine_->OpenRound(round, ids));
+  if (!selected.empty()) FRUGAL_RETURN_IF_ERROR(engine_->SetEligible(last_eligible_));
   const uint32_t version = engine_->version();
   FRUGAL_ASSIGN_OR_RETURN(std::vector<Download> downloads, Downloads(selected, version));
 
@@ -832,6 +861,15 @@ Status Simulation::Step(uint32_t round) {
     }
   }
   rec.backdoor_success = last_backdoor_;
+  if (outcome.dp) {
+    dp_epsilon_ = outcome.dp->epsilon;
+    dp_delta_ = outcome.dp->delta;
+  } else if (engine_cfg_.dp.enabled() && dp_epsilon_ < 0) {
+    dp_epsilon_ = 0;  // nothing released yet
+    dp_delta_ = engine_cfg_.dp.delta;
+  }
+  rec.dp_epsilon = dp_epsilon_;
+  rec.dp_delta = dp_delta_;
   rec.accuracy = last_eval_.accuracy;
   rec.loss = last_eval_.loss;
   rec.virtual_seconds = timing.close_s;
@@ -898,6 +936,28 @@ void Simulation::AddCarbonFigures(RunSummary& sum) const {
                           ", has " + buf + "x its share of the clients among the participations.");
     }
   }
+}
+
+// Central DP: what was spent, with what noise, and why the run stopped if it did.
+void Simulation::AddPrivacy(RunSummary& sum) const {
+  const privacy::DpConfig& dp = engine_cfg_.dp;
+  sum.dp_epsilon = std::max(0.0, dp_epsilon_);
+  sum.dp_delta = dp.delta;
+  sum.stop_reason = stop_reason_;
+  sum.extra_metrics["dp_noise_multiplier"] = dp.noise_multiplier;
+  sum.extra_metrics["dp_final_clip"] = engine_->dp()->clip();
+  sum.extra_metrics["dp_rounds"] = engine_->dp()->rounds();
+  std::string note = "Central differential privacy (DP-FedAvg): every accepted update is clipped to L2 norm " +
+                     FormatDouble(dp.clip) + (dp.adaptive() ? " at first, then adapted toward its " +
+                                                                  FormatDouble(dp.adaptive_quantile) + " quantile" : "") +
+                     ", Gaussian noise of " + FormatDouble(dp.noise_multiplier) +
+                     " x the clip is added to their sum and the sum is divided by the " +
+                     std::to_string(dp.expected_clients) +
+                     " clients a round asks for. Each round is accounted by the Renyi-DP accountant for the "
+                     "Poisson-subsampled Gaussian at q = selected / eligible clients, an approximation for Frugal's "
+                     "fixed-size selection (docs/privacy.md).";
+  sum.notes.push_back(std::move(note));
+  if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
 }
 
 void Simulation::AddNotes(RunSummary& sum) const {
@@ -992,6 +1052,7 @@ Result<RunResult> Simulation::Finish() {
         achieved / (gemm_gflops_ * static_cast<double>(threads_) * static_cast<double>(comm_->size()));
   }
   if (cfg_.attack.kind == AttackKind::kBackdoor) sum.extra_metrics["backdoor_success"] = last_backdoor_;
+  if (engine_cfg_.dp.enabled()) AddPrivacy(sum);
   if (cfg_.attack.active()) sum.extra_metrics["attack_diverged_tasks"] = static_cast<double>(diverged_);
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
   AddCarbonFigures(sum);
@@ -1028,7 +1089,7 @@ Result<RunResult> Simulation::Finish() {
 
 Result<RunResult> RunSimulation(const SimConfig& cfg, const RunOptions& opts) {
   FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Simulation> sim, Simulation::Create(cfg, opts));
-  for (uint32_t round = 1; round <= cfg.rounds; ++round) FRUGAL_RETURN_IF_ERROR(sim->Step(round));
+  for (uint32_t round = 1; round <= cfg.rounds && !sim->stopped(); ++round) FRUGAL_RETURN_IF_ERROR(sim->Step(round));
   return sim->Finish();
 }
 
