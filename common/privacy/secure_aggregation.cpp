@@ -5,6 +5,8 @@
 #include <string>
 
 #include "frugal/codec/ring_quant.h"
+#include "frugal/codec/shared_support.h"
+#include "frugal/privacy/secure_pipeline.h"
 
 namespace frugal::privacy {
 
@@ -705,6 +707,28 @@ Result<SecureAggregate> SecureAggServer::Finish() {
     Cleanse(sk);
   }
   return out;
+}
+
+}  // namespace frugal::privacy
+
+// ---- Pipeline parameters (frugal/privacy/secure_pipeline.h) ------------------------------
+
+namespace frugal::privacy {
+
+Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg) {
+  if (Status st = ValidateRingQuantConfig(cfg.ring); !st.ok()) {
+    return st.error().WithContext("[secure] bits, clip, max_clients");
+  }
+  if (cfg.ring.bits > 62) return InvalidArgumentError("secure.bits must be at most 62");
+  if (!(cfg.corrupt >= 0 && cfg.corrupt < 1)) return InvalidArgumentError("secure.corrupt must be in [0, 1)");
+  if (!(cfg.dropout >= 0 && cfg.dropout < 1)) return InvalidArgumentError("secure.dropout must be in [0, 1)");
+  if (cfg.corrupt + cfg.dropout > 0.9) return InvalidArgumentError("secure.corrupt + secure.dropout must be at most 0.9");
+  return OkStatus();
+}
+
+Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
+                                           double density) {
+  return SharedSupport(SharedSupportSeed(cfg.support_seed, round), dim, density);
 }
 
 }  // namespace frugal::privacy

@@ -6,16 +6,25 @@
 
 #include "frugal/codec/frame.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/codec/ring_quant.h"
 
 namespace frugal {
 
 Result<Pipeline> ParsePipeline(std::string_view name) {
   if (name == "dense") return Pipeline::kDense;
   if (name == "frugal") return Pipeline::kFrugal;
-  return InvalidArgumentError("unknown pipeline '" + std::string(name) + "' (expected dense or frugal)");
+  if (name == "secure") return Pipeline::kSecure;
+  return InvalidArgumentError("unknown pipeline '" + std::string(name) + "' (expected dense, frugal or secure)");
 }
 
-std::string_view PipelineName(Pipeline p) { return p == Pipeline::kDense ? "dense" : "frugal"; }
+std::string_view PipelineName(Pipeline p) {
+  switch (p) {
+    case Pipeline::kDense: return "dense";
+    case Pipeline::kFrugal: return "frugal";
+    case Pipeline::kSecure: return "secure";
+  }
+  return "unknown";
+}
 
 uint32_t RoundPlan::SelectCount() const {
   return static_cast<uint32_t>(std::ceil(clients_per_round * std::max(1.0, over_selection) - 1e-9));
@@ -40,7 +49,7 @@ std::string_view RejectReasonName(RejectReason r) {
 RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
     : cfg_(cfg),
       model_(std::move(initial)),
-      server_residual_(cfg.pipeline == Pipeline::kFrugal ? model_.size() : 0, 0.0f),
+      server_residual_(SendsSteps(cfg.pipeline) ? model_.size() : 0, 0.0f),
       release_(cfg.release_ema > 0 ? model_ : std::vector<float>{}),
       aggregator_(model_.size(), cfg.averaging, cfg.robust),
       server_opt_(model_.size(), cfg.server_opt),
@@ -60,7 +69,7 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   // Keep the consecutive steps ending at the current version (step v takes
   // v-1 to v, so the first possible one is 2), at most delta_window of them.
   uint32_t first = state.version + 1;
-  if (engine->cfg_.pipeline == Pipeline::kFrugal) {
+  if (SendsSteps(engine->cfg_.pipeline)) {
     while (first > 2 && state.steps.contains(first - 1) && state.version + 2 - first <= engine->cfg_.delta_window) {
       --first;
     }
@@ -135,6 +144,9 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   pending_.clear();
   reference_.reset();
   sampling_rate_ = 1;
+  secure_support_.clear();
+  secure_sum_.clear();
+  secure_count_ = 0;
   return OkStatus();
 }
 
@@ -162,7 +174,7 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
   if (it != payload_cache_.end()) return it->second;
 
   std::vector<uint8_t> bytes;
-  const bool chain_possible = cfg_.pipeline == Pipeline::kFrugal && held_version != 0 &&
+  const bool chain_possible = SendsSteps(cfg_.pipeline) && held_version != 0 &&
                               held_version >= steps_base_ && held_version < version_;
   size_t chain_bytes = 0;
   if (chain_possible) {
@@ -233,6 +245,10 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
                   FailedPreconditionError(who + ": trained on version " + std::to_string(base_version) +
                                           ", current is " + std::to_string(version_)));
   }
+  if (cfg_.pipeline == Pipeline::kSecure) {
+    return Reject(RejectReason::kMalformed, reason,
+                  InvalidArgumentError(who + ": the secure pipeline takes only the round's unmasked SecAgg+ sum"));
+  }
   if (!(weight > 0) || !std::isfinite(weight)) {
     return Reject(RejectReason::kBadWeight, reason,
                   InvalidArgumentError(who + ": weight must be positive and finite"));
@@ -261,6 +277,37 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
   return OkStatus();
 }
 
+Result<std::vector<uint32_t>> RoundEngine::SecureSupport(uint32_t round) const {
+  if (cfg_.pipeline != Pipeline::kSecure) return InvalidArgumentError("a shared support exists only in the secure pipeline");
+  return privacy::RoundSupport(cfg_.secure, round, model_.size(), cfg_.uplink_density);
+}
+
+Status RoundEngine::IngestSecureSum(uint32_t round, std::span<const uint64_t> clients,
+                                    std::span<const uint64_t> ring_sum) {
+  const std::string what = "secure sum for round " + std::to_string(round);
+  if (cfg_.pipeline != Pipeline::kSecure) return FailedPreconditionError(what + ": not the secure pipeline");
+  if (!open_ || round != round_) return FailedPreconditionError(what + ": the open round is " + std::to_string(round_));
+  if (secure_count_ != 0) return FailedPreconditionError(what + ": already received");
+  const std::set<uint64_t> distinct(clients.begin(), clients.end());
+  if (clients.empty() || distinct.size() != clients.size()) {
+    return InvalidArgumentError(what + ": needs at least one client, each once");
+  }
+  for (uint64_t c : clients) {
+    if (!selected_.contains(c)) return InvalidArgumentError(what + ": client " + std::to_string(c) + " was not selected");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> support, SecureSupport(round));
+  if (ring_sum.size() != support.size()) {
+    return InvalidArgumentError(what + ": " + std::to_string(ring_sum.size()) + " entries, the support has " +
+                                std::to_string(support.size()));
+  }
+  auto sum = RingDecodeSum(ring_sum, static_cast<uint32_t>(clients.size()), cfg_.secure.ring);
+  if (!sum.ok()) return sum.error().WithContext(what);
+  secure_support_ = std::move(support);
+  secure_sum_ = std::move(*sum);
+  secure_count_ = static_cast<uint32_t>(clients.size());
+  return OkStatus();
+}
+
 Status RoundEngine::SetReference(SparseUpdate reference) {
   if (!open_) return FailedPreconditionError("server reference update: no round is open");
   if (reference.dim != model_.size() || reference.indices.size() != reference.values.size()) {
@@ -286,10 +333,18 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   pending_.clear();
   std::optional<SparseUpdate> reference = std::move(reference_);
   reference_.reset();
+  const bool secure = cfg_.pipeline == Pipeline::kSecure;
+  if (secure) out.accepted = secure_count_;
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
   std::vector<RobustInput> inputs;
   inputs.reserve(pending.size());
-  if (dp_) {
+  if (secure) {
+    // The server knows only the sum: every survivor weighs the same.
+    std::fill(scratch_.begin(), scratch_.end(), 0.0f);
+    for (size_t j = 0; j < secure_support_.size(); ++j) {
+      scratch_[secure_support_[j]] = static_cast<float>(secure_sum_[j] / secure_count_);
+    }
+  } else if (dp_) {
     // DP-FedAvg: every update weighs the same (a client's example count is its data).
     std::vector<const SparseUpdate*> updates;
     for (const auto& [client, u] : pending) updates.push_back(&u.update);

@@ -72,6 +72,25 @@ release_ema = 0.8
 robust = "centered_clip"
 )";
 
+// The secure pipeline's defaults: Frugal's downlink, selection and released
+// average; up, a 2% shared random support in a 16-bit ring (clip 0.05 per
+// coordinate), summed under SecAgg+ at 5% corrupt / 33% dropout. No robust
+// rule: the server sees only the sum (docs/privacy.md).
+constexpr std::string_view kSecurePipeline = R"(
+[round]
+selection = "energy"
+[uplink]
+density = 0.02
+[downlink]
+bits = 8
+block_size = 256
+broadcast_density = 0.005
+broadcast_values = "ternary"
+delta_window = 256
+[server]
+release_ema = 0.8
+)";
+
 Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::vector<std::string>& overrides) {
   const toml::node* tables = t.get("pipelines");
   if (tables != nullptr && !tables->is_table()) {
@@ -94,6 +113,10 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
   t.erase("pipelines");
   if (pipeline == PipelineName(Pipeline::kFrugal)) {
     FRUGAL_ASSIGN_OR_RETURN(toml::table base, ParseToml(kFrugalPipeline, "Frugal's pipeline"));
+    MergeTable(base, t);
+    t = std::move(base);
+  } else if (pipeline == PipelineName(Pipeline::kSecure)) {
+    FRUGAL_ASSIGN_OR_RETURN(toml::table base, ParseToml(kSecurePipeline, "the secure pipeline"));
     MergeTable(base, t);
     t = std::move(base);
   }
@@ -217,6 +240,14 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("privacy.noise_multiplier", engine.dp.noise_multiplier);
   r.Get("privacy.target_epsilon", engine.dp.target_epsilon);
   r.Get("privacy.delta", engine.dp.delta);
+  uint32_t secure_max_clients = 0;  // 0: the round's selected count
+  int secure_bits = engine.secure.ring.bits;
+  double secure_clip = engine.secure.ring.clip;
+  r.Get("secure.bits", secure_bits);
+  r.Get("secure.clip", secure_clip);
+  r.Get("secure.max_clients", secure_max_clients);
+  r.Get("secure.corrupt", engine.secure.corrupt);
+  r.Get("secure.dropout", engine.secure.dropout);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 
@@ -236,6 +267,16 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     engine.uplink_density = 1.0;
   }
   if (plan.clients_per_round == 0) return InvalidArgumentError("round.clients_per_round must be at least 1");
+  if (pipeline == Pipeline::kSecure) {
+    engine.secure.ring.bits = secure_bits;
+    engine.secure.ring.clip = static_cast<float>(secure_clip);
+    engine.secure.ring.max_summands = secure_max_clients != 0 ? secure_max_clients : plan.SelectCount();
+    FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
+    if (engine.robust.rule != RobustRule::kNone) {
+      return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, so server.robust "
+                                  "must be \"none\" (got \"" + std::string(RobustRuleName(engine.robust.rule)) + "\")");
+    }
+  }
   if (!(plan.deadline_s > 0)) return InvalidArgumentError("round.deadline_s must be positive");
   if (task.train.epochs < 1 || task.train.batch_size < 1) {
     return InvalidArgumentError("train.epochs and train.batch_size must be >= 1");
@@ -335,6 +376,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("distill.temperature", s.distill.config.temperature);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
+  s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");

@@ -21,6 +21,7 @@
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 #include "frugal/privacy/dp.h"
+#include "frugal/privacy/secure_pipeline.h"
 #include "frugal/round/selection.h"
 #include "frugal/train/trainer.h"
 
@@ -29,9 +30,14 @@ namespace frugal {
 enum class Pipeline : uint8_t {
   kDense,   // FedAvg baseline: fp32 model down, fp32 update up
   kFrugal,  // quantized/delta model down, top-k + error feedback + ternary + Golomb up
+  // Frugal's downlink; up, each round's shared random support quantized into
+  // a ring with error feedback and summed under SecAgg+ (the server sees only the sum).
+  kSecure,
 };
+// Pipelines whose clients hold a model version and receive compressed steps.
+inline bool SendsSteps(Pipeline p) { return p != Pipeline::kDense; }
 
-// Parses "dense" or "frugal".
+// Parses "dense", "frugal" or "secure".
 Result<Pipeline> ParsePipeline(std::string_view name);
 std::string_view PipelineName(Pipeline p);
 
@@ -79,6 +85,8 @@ struct EngineConfig {
   // sum and the fixed denominator dp.expected_clients; every round released is
   // accounted (frugal/privacy/dp.h).
   privacy::DpConfig dp;
+  // The secure pipeline's ring, graph fractions and support seed ([secure]).
+  privacy::SecurePipelineConfig secure;
 };
 
 // Why an update was refused; the coordinator counts these per reason.
@@ -167,6 +175,15 @@ class RoundEngine {
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
 
+  // Secure pipeline: round `round`'s shared support (what every client
+  // quantizes and sends, ascending); InvalidArgument for another pipeline.
+  Result<std::vector<uint32_t>> SecureSupport(uint32_t round) const;
+  // Secure pipeline: the unmasked SecAgg+ sum of the open round, one ring
+  // element per support entry, of the inputs of `clients` (the survivors,
+  // each selected, each once). Decoded with its headroom checked; the round's
+  // update is its mean. Once per round; errors leave the round as it was.
+  Status IngestSecureSum(uint32_t round, std::span<const uint64_t> clients, std::span<const uint64_t> ring_sum);
+
   // Closes the round: applies the aggregate if at least `min_quorum` updates
   // were accepted, producing version()+1.
   Result<RoundOutcome> CloseRound(uint32_t min_quorum);
@@ -187,6 +204,10 @@ class RoundEngine {
   std::vector<float> scratch_;
   std::unique_ptr<privacy::CentralDp> dp_;  // central DP only
   double sampling_rate_ = 1;                 // the open round's (SetEligible)
+  // Secure pipeline: the open round's decoded sum on its support, and how many summed.
+  std::vector<uint32_t> secure_support_;
+  std::vector<double> secure_sum_;
+  uint32_t secure_count_ = 0;
 
   bool open_ = false;
   uint32_t round_ = 0;

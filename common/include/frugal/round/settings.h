@@ -62,9 +62,9 @@ struct RunSettings {
   DistillSettings distill;            // [distill]: a student distilled from the released model at the end
 
   // Clients keep an error-feedback residual between rounds.
-  bool uses_residuals() const { return pipeline == Pipeline::kFrugal && error_feedback; }
+  bool uses_residuals() const { return SendsSteps(pipeline) && error_feedback; }
   // Clients build version 1 from the seed and never download it.
-  bool builds_version_one() const { return pipeline == Pipeline::kFrugal && seed_init; }
+  bool builds_version_one() const { return SendsSteps(pipeline) && seed_init; }
 };
 
 // Keys renamed so that both front ends share one name; the old name still

@@ -1,0 +1,68 @@
+// One SecAgg+ round with every party in this process: the simulator's way of
+// running the real protocol (real keys, shares, AEAD and masks) for a round's
+// selected clients, and a test harness. It moves the encoded messages between
+// SecureAggClient and SecureAggServer, counts each client's bytes from those
+// messages, and times each party's work with a CPU clock the caller injects
+// (a thread CPU clock in the simulator), so the core does no I/O.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "frugal/core/status.h"
+#include "frugal/privacy/secure_aggregation.h"
+
+namespace frugal::privacy {
+
+// What one client spent on the protocol, beyond its training.
+struct SecureClientCost {
+  uint64_t bytes_up = 0;        // advertise + share keys + masked input + unmask response, as encoded
+  uint64_t bytes_down = 0;      // key directory + share inbox + unmask request, as encoded
+  uint64_t setup_bytes_up = 0, setup_bytes_down = 0;  // the part before the masked input (stages 1-2)
+  uint64_t masked_bytes = 0;    // the masked input message alone
+  double setup_cpu_s = 0;       // stages 1-2 (keys, Shamir, sealing)
+  double mask_cpu_s = 0;        // stage 3 (opening shares, expanding masks)
+  double unmask_cpu_s = 0;      // stage 4
+};
+
+class LocalSecureRound {
+ public:
+  using CpuClock = std::function<double()>;  // seconds of CPU used by the calling thread
+
+  // Runs stages 1-2 (advertise keys, share keys) for all cfg.clients clients.
+  // Errors: a config ValidateSecureRoundConfig refuses, or a protocol failure.
+  static Result<std::unique_ptr<LocalSecureRound>> Start(const SecureRoundConfig& cfg, CpuClock cpu);
+
+  // Stage 3 for client `position`: masks `input` (cfg.length ring elements)
+  // and returns the kMaskedInput message (its size is what goes up). Distinct
+  // positions may call concurrently (each touches only its own client).
+  Result<std::vector<uint8_t>> MaskedInput(uint32_t position, std::span<const uint64_t> input);
+
+  // Delivers the masked inputs of `delivered` (positions whose message reached
+  // the server before its deadline; the others dropped), runs unmasking with
+  // every survivor answering, and returns the unmasked sum.
+  Result<SecureAggregate> Finish(std::span<const uint32_t> delivered);
+
+  const SecureRoundConfig& config() const { return cfg_; }
+  const SecureClientCost& cost(uint32_t position) const { return costs_[position]; }
+  double server_cpu_s() const { return server_cpu_s_; }  // every server stage, unmasking included
+  double server_unmask_cpu_s() const { return server_unmask_cpu_s_; }  // Finish's reconstruction and unmasking
+
+ private:
+  LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, SecureAggServer server)
+      : cfg_(cfg), cpu_(std::move(cpu)), server_(std::move(server)) {}
+
+  SecureRoundConfig cfg_;
+  CpuClock cpu_;
+  SecureAggServer server_;
+  std::vector<SecureAggClient> clients_;
+  std::vector<std::vector<uint8_t>> inboxes_;   // by position (empty: dropped by the server)
+  std::vector<std::vector<uint8_t>> masked_;    // by position, set by MaskedInput
+  std::vector<SecureClientCost> costs_;
+  double server_cpu_s_ = 0, server_unmask_cpu_s_ = 0;
+};
+
+}  // namespace frugal::privacy

@@ -1,0 +1,30 @@
+// The secure pipeline's round parameters, shared by the engine, the client
+// task and the front ends: the ring each client quantizes into, the SecAgg+
+// graph's tolerated corrupt and dropout fractions, and the public seed that
+// fixes each round's shared support (rand-k; no index is ever sent).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "frugal/codec/ring_quant.h"
+#include "frugal/core/status.h"
+
+namespace frugal::privacy {
+
+struct SecurePipelineConfig {
+  RingQuantConfig ring{.bits = 16, .clip = 0.05f, .max_summands = 16};  // secure.{bits,clip,max_clients}
+  double corrupt = 0.05;   // secure.corrupt: fraction of clients colluding with the server
+  double dropout = 0.33;   // secure.dropout: fraction that may drop out (graph and threshold)
+  uint64_t support_seed = 0;  // the run's; round r's support comes from SharedSupportSeed(support_seed, r)
+};
+
+// Ok when the ring and the fractions are in range; errors name the key.
+Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg);
+
+// Round `round`'s shared support for a model of `dim` parameters at uplink
+// density `density`: what every selected client sends and the server sums.
+Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
+                                           double density);
+
+}  // namespace frugal::privacy

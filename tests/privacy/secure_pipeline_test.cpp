@@ -1,0 +1,127 @@
+// The secure pipeline through the round engine: clients quantize on the
+// round's shared support, run the real SecAgg+ protocol in process
+// (LocalSecureRound), and the engine applies the unmasked sum. Checked against
+// a plain reference: the mean of the survivors' quantized values, added to the
+// model (lossless fp32 broadcast, plain SGD at rate 1).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <ctime>
+#include <vector>
+
+#include "frugal/codec/ring_quant.h"
+#include "frugal/core/random.h"
+#include "frugal/privacy/secure_local_round.h"
+#include "frugal/round/engine.h"
+
+namespace frugal {
+namespace {
+
+double CpuClock() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+EngineConfig SecureEngine(uint32_t clients) {
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kSecure;
+  cfg.uplink_density = 0.1;
+  cfg.broadcast = {.dense = false, .density = 1.0, .values = ValueCoding::kFp32};  // lossless steps
+  cfg.secure.ring = {.bits = 24, .clip = 0.5f, .max_summands = clients};
+  cfg.secure.support_seed = 77;
+  return cfg;
+}
+
+TEST_SUITE("secure_pipeline") {
+
+TEST_CASE("the engine's model moves by exactly the mean of the survivors' quantized updates") {
+  constexpr uint32_t n = 12;
+  constexpr size_t dim = 500;
+  std::vector<float> init(dim, 0.25f);
+  RoundEngine engine(init, SecureEngine(n));
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 100 + u;
+  std::vector<std::vector<float>> residuals(n, std::vector<float>(dim, 0.0f));
+  Rng rng(4);
+  std::vector<float> model(init);
+  for (uint32_t round = 1; round <= 3; ++round) {
+    REQUIRE(engine.OpenRound(round, ids).ok());
+    auto support = engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    CHECK(support->size() == 50);
+    auto plan = privacy::PlanSecureRound(1, round, n, 0.05, 0.33, 24, static_cast<uint32_t>(support->size()));
+    REQUIRE(plan.ok());
+    auto protocol = privacy::LocalSecureRound::Start(*plan, CpuClock);
+    REQUIRE(protocol.ok());
+    const RingQuantConfig& ring = engine.config().secure.ring;
+    const double scale = RingScale(ring);
+    std::vector<int64_t> level_sum(support->size(), 0);
+    std::vector<uint32_t> delivered;
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      for (auto& v : delta) v = static_cast<float>(rng.Normal() * 0.1);
+      auto input = RingQuantize(delta, *support, ring, round * 1000 + u, residuals[u]);
+      REQUIRE(input.ok());
+      REQUIRE((*protocol)->MaskedInput(u, *input).ok());
+      if (u == 3 || u == 8) continue;  // their masked inputs never arrive
+      delivered.push_back(u);
+      const uint64_t half = uint64_t{1} << (ring.bits - 1);
+      for (size_t j = 0; j < input->size(); ++j) {
+        const uint64_t e = (*input)[j];
+        level_sum[j] += e >= half ? static_cast<int64_t>(e) - static_cast<int64_t>(2 * half) : static_cast<int64_t>(e);
+      }
+    }
+    auto agg = (*protocol)->Finish(delivered);
+    REQUIRE_MESSAGE(agg.ok(), agg.status().ToString());
+    CHECK(agg->survivors == delivered);
+    CHECK(agg->dropped == std::vector<uint32_t>{3, 8});
+    std::vector<uint64_t> survivors;
+    for (uint32_t u : agg->survivors) survivors.push_back(ids[u]);
+    REQUIRE(engine.IngestSecureSum(round, survivors, agg->sum).ok());
+    CHECK(!engine.IngestSecureSum(round, survivors, agg->sum).ok());  // once per round
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    CHECK(out->applied);
+    CHECK(out->accepted == n - 2);
+    // Plain reference.
+    for (size_t j = 0; j < support->size(); ++j) {
+      const double mean = static_cast<double>(level_sum[j]) / scale / static_cast<double>(delivered.size());
+      model[(*support)[j]] += static_cast<float>(mean);
+    }
+    const auto got = engine.global_model();
+    for (size_t i = 0; i < dim; ++i) REQUIRE(got[i] == doctest::Approx(model[i]).epsilon(1e-6));
+    std::copy(got.begin(), got.end(), model.begin());  // next round starts from the engine's exact floats
+  }
+}
+
+TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyond its headroom") {
+  constexpr uint32_t n = 4;
+  RoundEngine engine(std::vector<float>(100, 0.0f), SecureEngine(n));
+  std::vector<uint64_t> ids = {1, 2, 3, 4};
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  RejectReason why{};
+  const std::vector<uint8_t> plain(40, 0);
+  CHECK(!engine.Ingest(1, 1, 1, plain, 1.0, &why).ok());
+  CHECK(why == RejectReason::kMalformed);
+  const std::vector<uint64_t> zeros(10, 0);
+  CHECK(!engine.IngestSecureSum(2, ids, zeros).ok());                               // another round
+  CHECK(!engine.IngestSecureSum(1, std::vector<uint64_t>{1, 9}, zeros).ok());       // not selected
+  CHECK(!engine.IngestSecureSum(1, std::vector<uint64_t>{1, 1}, zeros).ok());       // twice
+  CHECK(!engine.IngestSecureSum(1, ids, std::vector<uint64_t>(11, 0)).ok());        // wrong length
+  std::vector<uint64_t> wrapped(10, 0);
+  wrapped[0] = uint64_t{1} << 23;  // -2^23: beyond what 2 clients can send
+  CHECK(engine.IngestSecureSum(1, std::vector<uint64_t>{1, 2}, wrapped).error().code() == ErrorCode::kDataLoss);
+  auto out = engine.CloseRound(1);
+  REQUIRE(out.ok());
+  CHECK(!out->applied);  // nothing valid arrived: the model stays
+  CHECK(engine.version() == 1);
+  EngineConfig frugal_cfg;
+  RoundEngine frugal(std::vector<float>(100, 0.0f), frugal_cfg);
+  CHECK(!frugal.SecureSupport(1).ok());
+}
+
+}  // TEST_SUITE
+
+}  // namespace
+}  // namespace frugal
