@@ -22,6 +22,7 @@
 #include "frugal/energy/model.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
+#include "frugal/model/release_models.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/round/client_task.h"
@@ -289,6 +290,7 @@ class Simulation {
   Dataset backdoor_test_;              // triggered test images (attack.kind = "backdoor")
   std::vector<uint32_t> backdoor_idx_;
   double last_backdoor_ = -1;
+  double last_int8_ = -1;  // eval.int8: the released model's int8 accuracy (-1: not measured)
   // Differential privacy: the engine's configuration (its noise derived from
   // privacy.target_epsilon when not given), the last round's candidates (the
   // sampling rate's denominator), (ε, δ) so far, and why the run stopped.
@@ -980,6 +982,11 @@ Status Simulation::Step(uint32_t round) {
                                                                 backdoor_idx_, ws_));
       last_backdoor_ = bd.accuracy;
     }
+    if (cfg_.eval_int8) {
+      FRUGAL_ASSIGN_OR_RETURN(std::optional<EvalResult> i8,
+                              EvaluateReleasedInt8(*model_, engine_->release_model(), test_, test_idx_));
+      last_int8_ = i8 ? i8->accuracy : -1;
+    }
   }
   rec.backdoor_success = last_backdoor_;
   if (outcome.dp) {
@@ -1205,6 +1212,14 @@ Result<RunResult> Simulation::Finish() {
   result.residual_clients = residuals_->clients();
   result.final_model.assign(engine_->release_model().begin(), engine_->release_model().end());
 
+  if (leader_ && cfg_.eval_int8 && last_int8_ >= 0) sum.extra_metrics["final_accuracy_int8"] = last_int8_;
+  std::optional<StudentReport> student;
+  if (leader_ && cfg_.distill.at_end) {
+    FRUGAL_ASSIGN_OR_RETURN(student, DistillReleased(*model_, engine_->release_model(), train_, test_, test_idx_,
+                                                     cfg_.distill.config, cfg_.seed));
+    AddStudentToSummary(*student, sum.extra_metrics, sum.notes);
+  }
+
   if (leader_ && !opts_.out_dir.empty()) {
     const std::vector<RosterEntry> roster = Roster();
     RunFiles files;
@@ -1218,6 +1233,15 @@ Result<RunResult> Simulation::Finish() {
     files.emissions.region = cfg_.regions.size() == 1 ? cfg_.regions[0].id : "mixed";
     files.emissions.pue = profiles_.server_pue();
     FRUGAL_RETURN_IF_ERROR(WriteRunDirectory(opts_.out_dir, files));
+    if (student) {
+      // The student beside the run's files: fp32 (EncodeStudentModel) and int8 (EncodeInt8Model).
+      for (const auto& [name, bytes] : {std::pair{"student.f32", EncodeStudentModel(*student)},
+                                        std::pair{"student.int8", student->student_int8}}) {
+        FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(std::filesystem::path(opts_.out_dir) / name, [&](std::ostream& o) {
+          o.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        }));
+      }
+    }
   }
   return result;
 }
