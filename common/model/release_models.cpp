@@ -89,6 +89,15 @@ Result<StudentReport> DistillReleased(const Model& teacher, std::span<const floa
   return r;
 }
 
+Result<std::optional<EvalResult>> EvaluateReleasedInt8(const Model& model, std::span<const float> params,
+                                                       const Dataset& data, std::span<const uint32_t> rows) {
+  if (dynamic_cast<const Mlp*>(&model) == nullptr) return std::optional<EvalResult>();
+  FRUGAL_ASSIGN_OR_RETURN(Int8Mlp q, Int8Mlp::Quantize(model, params));
+  Int8Workspace ws;
+  FRUGAL_ASSIGN_OR_RETURN(EvalResult r, EvaluateInt8(q, data, rows, ws));
+  return std::optional<EvalResult>(r);
+}
+
 void AddStudentToSummary(const StudentReport& r, std::map<std::string, double>& m, std::vector<std::string>& notes) {
   m["teacher_accuracy"] = r.teacher_accuracy;
   if (r.teacher_int8_accuracy >= 0) m["teacher_int8_accuracy"] = r.teacher_int8_accuracy;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "frugal/data/dataset.h"
 #include "frugal/model/distill.h"
 #include "frugal/model/model.h"
+#include "frugal/train/trainer.h"
 
 namespace frugal {
 
@@ -59,6 +61,12 @@ struct StudentReport {
 Result<StudentReport> DistillReleased(const Model& teacher, std::span<const float> teacher_params,
                                       const Dataset& train, const Dataset& test, std::span<const uint32_t> test_rows,
                                       const DistillConfig& cfg, uint64_t run_seed);
+
+// The released model's int8 evaluation (EvaluateInt8 of its quantization)
+// on the rows `rows` of data (empty = all); nullopt for a model that is not
+// dense (the CNN), which has no int8 kernel yet.
+Result<std::optional<EvalResult>> EvaluateReleasedInt8(const Model& model, std::span<const float> params,
+                                                       const Dataset& data, std::span<const uint32_t> rows);
 
 // Adds the report to a run summary's metrics ("student_accuracy", ...) and a
 // sentence to its notes.
