@@ -60,7 +60,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 20;
+constexpr size_t kRoundsCsvColumns = 21;
+// Run directories written before the accuracy_int8 column.
+constexpr size_t kRoundsCsvColumnsV3 = 20;
 // Run directories written before the dp_epsilon and dp_delta columns.
 constexpr size_t kRoundsCsvColumnsV2 = 18;
 // Run directories written before the robust_* and backdoor_success columns.
@@ -128,7 +130,7 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
-    for (double v : {r.backdoor_success, r.dp_epsilon, r.dp_delta}) {
+    for (double v : {r.backdoor_success, r.dp_epsilon, r.dp_delta, r.accuracy_int8}) {
       line += ',';
       AppendNumber(line, v);
     }
@@ -142,9 +144,11 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "round",          "accuracy",        "loss",        "bytes_up", "bytes_down",
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
-      "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta"};
+      "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta",
+      "accuracy_int8"};
   const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
   const std::string_view header_v2 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon"));
+  const std::string_view header_v3 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",accuracy_int8"));
   size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
@@ -155,7 +159,8 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
     if (!saw_header) {
       if (line == header_v1) columns = kRoundsCsvColumnsV1;
       if (line == header_v2) columns = kRoundsCsvColumnsV2;
-      if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2) {
+      if (line == header_v3) columns = kRoundsCsvColumnsV3;
+      if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2 && line != header_v3) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -202,10 +207,11 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       FRUGAL_RETURN_IF_ERROR(next(r.robust_rejected));
       FRUGAL_RETURN_IF_ERROR(next(r.backdoor_success));
     }
-    if (columns == kRoundsCsvColumns) {
+    if (columns >= kRoundsCsvColumnsV3) {
       FRUGAL_RETURN_IF_ERROR(next(r.dp_epsilon));
       FRUGAL_RETURN_IF_ERROR(next(r.dp_delta));
     }
+    if (columns == kRoundsCsvColumns) FRUGAL_RETURN_IF_ERROR(next(r.accuracy_int8));
     records.push_back(r);
   }
   if (!saw_header) return InvalidArgumentError("rounds.csv is empty: no header line");

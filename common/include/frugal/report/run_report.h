@@ -85,7 +85,7 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
     "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
-    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta";
+    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left
@@ -94,8 +94,8 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records);
 
 // Parses text written by WriteRoundsCsv (e.g. a baseline run's rounds.csv),
 // or by a writer before the robust_* and backdoor_success columns or before
-// the dp_epsilon and dp_delta columns (their fields then keep RoundRecord's
-// defaults).
+// the dp_epsilon and dp_delta columns, or before accuracy_int8 (their fields
+// then keep RoundRecord's defaults).
 // Returns InvalidArgument naming the line and column of the first malformed
 // field, a missing or different header, or a wrong number of columns.
 Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text);

@@ -28,6 +28,9 @@ struct RoundRecord {
   // Differential privacy (privacy.mode): the (ε, δ) spent through this round,
   // by the run's accountant. -1: the run has no DP.
   double dp_epsilon = -1, dp_delta = -1;
+  // eval.int8: the accuracy of the released model quantized to int8
+  // (frugal/model/int8.h) on the same test examples. -1: not measured.
+  double accuracy_int8 = -1;
 };
 
 }  // namespace frugal
