@@ -1028,15 +1028,9 @@ void Simulation::AddCarbonFigures(RunSummary& sum) const {
   }
   if (cfg_.carbon.shifts()) {
     sum.extra_metrics["shift_wait_seconds"] = shift_wait_s_;
-    if (cfg_.carbon.shift_mode == ShiftMode::kRegion) {
-      sum.notes.push_back("Per-region time shifting (carbon.shift_mode = \"region\"): rounds ran on time; a region "
-                          "with a cleaner hour within " + FormatDouble(cfg_.carbon.shift_slack_h) +
-                          " h was drawn after the others and its floor waited for that hour.");
-    } else {
-      sum.notes.push_back("Time shifting: a round waited up to " + FormatDouble(cfg_.carbon.shift_slack_h) +
-                          " h on the virtual clock for its candidates' cleaner hours (carbon.shift_slack_h), " +
-                          FormatDouble(shift_wait_s_ / 3600.0) + " h in all.");
-    }
+    sum.notes.push_back("Time shifting: a round waited up to " + FormatDouble(cfg_.carbon.shift_slack_h) +
+                        " h on the virtual clock for its candidates' cleaner hours (carbon.shift_slack_h), " +
+                        FormatDouble(shift_wait_s_ / 3600.0) + " h in all.");
   }
   // Clients with the same device class and region counted together: a
   // million-client fleet needs only a few dozen entries.
