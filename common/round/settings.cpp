@@ -150,6 +150,12 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
   // Top-k keeps the coordinates where a client's own update is largest: the
   // index set is data the noise does not cover. Until a data-independent
   // support (rand-k from a public seed) is wired, the combination is refused.
+  if (pipeline == Pipeline::kSecure) {
+    return InvalidArgumentError("privacy.mode = \"" + std::string(privacy::DpModeName(dp.mode)) +
+                                "\" with pipeline = \"secure\": central DP clips each update, and under secure "
+                                "aggregation the server sees only the sum (client-side clipping and distributed noise "
+                                "are not wired yet, docs/privacy.md); set pipeline = \"dense\"");
+  }
   if (pipeline != Pipeline::kDense) {
     return InvalidArgumentError("privacy.mode = \"" + std::string(privacy::DpModeName(dp.mode)) +
                                 "\" with pipeline = \"" + std::string(PipelineName(pipeline)) +
