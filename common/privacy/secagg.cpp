@@ -287,6 +287,46 @@ Result<std::vector<ShamirShare>> ShamirSplit(std::span<const uint8_t> secret, ui
   return shares;
 }
 
+namespace {
+
+// The Lagrange weights of basis points `xs` (distinct) at `at`, in barycentric
+// form: w_i = prod_{j != i} (at - x_j) / (x_i - x_j), with inv_den[i] the
+// inverse of prod_{j != i} (x_i - x_j). One field inversion per point (batch
+// inversion of the at - x_j), so checking m extra shares costs O(m t), not the
+// O(m t^2) inversions of calling Interpolate for each.
+std::vector<uint64_t> LagrangeWeights(std::span<const uint64_t> xs, std::span<const uint64_t> inv_den, uint64_t at,
+                                      uint64_t p) {
+  const size_t t = xs.size();
+  std::vector<uint64_t> w(t, 0);
+  for (size_t i = 0; i < t; ++i) {
+    if (xs[i] == at) {  // `at` is a basis point: its own value
+      w[i] = 1;
+      return w;
+    }
+  }
+  std::vector<uint64_t> d(t), prefix(t + 1, 1);
+  for (size_t j = 0; j < t; ++j) {
+    d[j] = FieldSub(at, xs[j], p);
+    prefix[j + 1] = FieldMul(prefix[j], d[j], p);
+  }
+  const uint64_t l = prefix[t];
+  uint64_t inv_suffix = FieldInverse(l, p);  // 1 / (d_0 ... d_{t-1})
+  for (size_t i = t; i-- > 0;) {
+    const uint64_t inv_di = FieldMul(inv_suffix, prefix[i], p);  // 1 / d_i
+    inv_suffix = FieldMul(inv_suffix, d[i], p);                  // 1 / (d_0 ... d_{i-1})
+    w[i] = FieldMul(FieldMul(l, inv_di, p), inv_den[i], p);
+  }
+  return w;
+}
+
+uint64_t Dot(std::span<const uint64_t> w, std::span<const uint64_t> ys, uint64_t p) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < w.size(); ++i) sum = FieldAdd(sum, FieldMul(w[i], ys[i], p), p);
+  return sum;
+}
+
+}  // namespace
+
 Result<std::vector<uint8_t>> ShamirReconstruct(std::span<const ShamirShare> shares,
                                                uint32_t threshold, size_t secret_size) {
   if (threshold < 2) return InvalidArgumentError("Shamir threshold must be >= 2");
@@ -316,18 +356,31 @@ Result<std::vector<uint8_t>> ShamirReconstruct(std::span<const ShamirShare> shar
     return InvalidArgumentError("Shamir shares repeat a point");
   }
   const std::span<const uint64_t> basis_x(xs.data(), threshold);
+  std::vector<uint64_t> inv_den(threshold);
+  for (uint32_t i = 0; i < threshold; ++i) {
+    uint64_t den = 1;
+    for (uint32_t j = 0; j < threshold; ++j) {
+      if (j != i) den = FieldMul(den, FieldSub(basis_x[i], basis_x[j], kShamirPrime), kShamirPrime);
+    }
+    inv_den[i] = FieldInverse(den, kShamirPrime);
+  }
+  const std::vector<uint64_t> at_zero = LagrangeWeights(basis_x, inv_den, 0, kShamirPrime);
+  std::vector<std::vector<uint64_t>> at_extra;
+  for (size_t extra = threshold; extra < shares.size(); ++extra) {
+    at_extra.push_back(LagrangeWeights(basis_x, inv_den, xs[extra], kShamirPrime));
+  }
   std::vector<uint8_t> secret(secret_size);
   std::vector<uint64_t> ys(threshold);
   for (size_t c = 0; c < chunks; ++c) {
     for (uint32_t i = 0; i < threshold; ++i) ys[i] = shares[i].y[c];
-    FRUGAL_ASSIGN_OR_RETURN(uint64_t chunk, Interpolate(basis_x, ys, 0, kShamirPrime));
+    const uint64_t chunk = Dot(at_zero, ys, kShamirPrime);
     const size_t width = std::min(kShamirChunkBytes, secret_size - c * kShamirChunkBytes);
     if (width < 8 && (chunk >> (8 * width)) != 0)
       return DataLossError("Shamir shares do not decode to a secret");
     for (size_t b = 0; b < width; ++b)
       secret[c * kShamirChunkBytes + b] = static_cast<uint8_t>(chunk >> (8 * b));
     for (size_t extra = threshold; extra < shares.size(); ++extra) {
-      FRUGAL_ASSIGN_OR_RETURN(uint64_t expected, Interpolate(basis_x, ys, xs[extra], kShamirPrime));
+      const uint64_t expected = Dot(at_extra[extra - threshold], ys, kShamirPrime);
       if (expected != shares[extra].y[c])
         return DataLossError("Shamir shares are inconsistent (x = " + std::to_string(xs[extra]) +
                              ")");
