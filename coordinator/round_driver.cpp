@@ -667,6 +667,21 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   if (round % config_.eval_every == 0 || round == config_.rounds || !last_eval_) {
     FRUGAL_ASSIGN_OR_RETURN(last_eval_, Evaluate(*model_, engine_->release_model(), *deps_.test, eval_indices_, *ws_,
                                                  kEvalBatch));
+    if (config_.eval_int8) {
+      FRUGAL_ASSIGN_OR_RETURN(std::optional<EvalResult> i8,
+                              EvaluateReleasedInt8(*model_, engine_->release_model(), *deps_.test, eval_indices_));
+      last_int8_ = i8 ? i8->accuracy : -1;
+    }
+  }
+  if (round == config_.rounds && config_.distill.at_end && !student_) {
+    // After the last round, on this thread: the run is over, no round waits.
+    if (deps_.train == nullptr) return InvalidArgumentError("distill.at_end needs the training set (its pool)");
+    FRUGAL_ASSIGN_OR_RETURN(StudentReport student, DistillReleased(*model_, engine_->release_model(), *deps_.train,
+                                                                   *deps_.test, eval_indices_, config_.distill.config,
+                                                                   config_.seed));
+    spdlog::info("distilled {}: {:.4f} fp32, {:.4f} int8 (released model {:.4f})", student.student,
+                 student.student_accuracy, student.student_int8_accuracy, student.teacher_accuracy);
+    student_ = std::move(student);
   }
   RoundAccount account(config_.run_id, round, round_utc_hour_);
   for (const auto& [id, s] : slots_) account.Add(ParticipationOf(s));
@@ -687,6 +702,7 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   }
   rec.accuracy = last_eval_->accuracy;
   rec.loss = last_eval_->loss;
+  rec.accuracy_int8 = last_int8_;
   rec.virtual_seconds = now_s - opened_at_;
   rec.wall_seconds = now_s - opened_at_;
   FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(deps_.profiles, server_cpu_s, round_utc_hour_));
@@ -796,6 +812,16 @@ Status RoundDriver::WriteRunDirectory() {
                         "RAND_bytes on their sum, each round accounted at q = selected / connected clients "
                         "(docs/privacy.md).");
     if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
+  }
+  if (config_.eval_int8 && last_int8_ >= 0) sum.extra_metrics["final_accuracy_int8"] = last_int8_;
+  if (student_) {
+    AddStudentToSummary(*student_, sum.extra_metrics, sum.notes);
+    for (const auto& [name, bytes] : {std::pair{"student.f32", EncodeStudentModel(*student_)},
+                                      std::pair{"student.int8", student_->student_int8}}) {
+      FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(o / name, [&](std::ostream& out) {
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      }));
+    }
   }
   const std::vector<RosterEntry> roster = Roster();
   std::vector<FleetMember> fleet;

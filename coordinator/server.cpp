@@ -95,7 +95,8 @@ Status Service::Open() {
   FRUGAL_ASSIGN_OR_RETURN(store_, Store::Open(s.store));
   deps.store = store_.get();
   deps.test = &test_;
-  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
+  // The training set: FLTrust's trusted set, distillation's unlabeled pool.
+  if (config_.engine.robust.rule == RobustRule::kFlTrust || config_.distill.at_end) {
     FRUGAL_ASSIGN_OR_RETURN(train_, LoadFashionMnist(Split::kTrain, dir));
     deps.train = &train_;
   }

@@ -23,6 +23,7 @@
 #include "frugal/energy/ledger.h"
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
+#include "frugal/model/release_models.h"
 #include "frugal/proto/frugal.pb.h"
 #include "frugal/report/dashboard.h"
 #include "frugal/report/run_report.h"
@@ -210,6 +211,8 @@ class RoundDriver {
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::vector<float> trusted_scratch_;
   std::optional<EvalResult> last_eval_;
+  double last_int8_ = -1;                // eval.int8: the released model's int8 accuracy (-1: not measured)
+  std::optional<StudentReport> student_;  // distill.at_end: the student, after the last round
   uint32_t next_round_ = 1;
   double next_round_at_ = 0;
   uint32_t shift_checked_round_ = 0;  // the last round whose time shift was decided
