@@ -89,6 +89,13 @@ Result<Int8Mlp> Int8Mlp::Quantize(const Model& model, std::span<const float> par
       return InvalidArgumentError("int8 quantization: parameter " + std::to_string(i) + " is not finite");
     }
   }
+  for (size_t l = 0; l + 1 < mlp->layer_sizes().size(); ++l) {
+    if (mlp->layer_sizes()[l] > kInt8MaxFanIn) {
+      return InvalidArgumentError("int8 quantization: layer " + std::to_string(l + 1) + " has " +
+                                  std::to_string(mlp->layer_sizes()[l]) + " inputs, more than the int8 kernels' " +
+                                  std::to_string(kInt8MaxFanIn));
+    }
+  }
   Int8Mlp q;
   q.sizes_ = mlp->layer_sizes();
   size_t off = 0;
@@ -165,13 +172,14 @@ void Int8Mlp::Run(const float* features, size_t n, float* logits, Int8Workspace&
     const float* bias = bias_[l].data();
     for (size_t i = 0; i < n; ++i) {
       const float sa = ws.scales[i].scale;
-      const int64_t zp = ws.scales[i].zero_point;
+      const int32_t zp = ws.scales[i].zero_point;
       const int32_t* acc = ws.acc.data() + i * fan_out;
       float* y = out + i * fan_out;
+      // acc - zp * row_sum is the exact integer dot product of the centred
+      // codes; both terms are at most 127 * 127 * fan_in < 2^31 (Quantize
+      // caps fan_in at kInt8MaxFanIn), so int32 holds them.
       for (size_t j = 0; j < fan_out; ++j) {
-        // acc - zp * row_sum is the exact integer dot product of the centred codes.
-        const double dot = static_cast<double>(static_cast<int64_t>(acc[j]) - zp * w.row_sums[j]);
-        const float v = static_cast<float>(dot) * (sa * w.scales[j]) + bias[j];
+        const float v = static_cast<float>(acc[j] - zp * w.row_sums[j]) * (sa * w.scales[j]) + bias[j];
         y[j] = last ? v : std::max(v, 0.0f);
       }
     }

@@ -67,6 +67,9 @@ struct ActivationScale {
 // Writes n codes into out; |x - (code - zero_point) * scale| <= scale / 2 for finite x.
 ActivationScale QuantizeActivations(const float* x, size_t n, uint8_t* out);
 
+// Widest layer input quantized: 127 * 127 * fan_in must fit int32.
+inline constexpr size_t kInt8MaxFanIn = 131072;
+
 // Scratch of an Int8Mlp forward pass; one per thread.
 struct Int8Workspace {
   AlignedVector<uint8_t> codes;  // n rows of Int8Stride(in) codes, zero padded
@@ -84,8 +87,8 @@ struct Int8Workspace {
 class Int8Mlp {
  public:
   // kInvalidArgument for a model that is not dense (the CNN: its convolutions
-  // have no int8 kernel yet), a parameter count that does not match, or
-  // non-finite parameters.
+  // have no int8 kernel yet), a parameter count that does not match,
+  // non-finite parameters, or a layer wider than kInt8MaxFanIn inputs.
   static Result<Int8Mlp> Quantize(const Model& model, std::span<const float> params);
 
   const std::vector<size_t>& layer_sizes() const { return sizes_; }
