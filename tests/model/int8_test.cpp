@@ -249,6 +249,32 @@ TEST_SUITE("model") {
     CHECK(counted->accuracy == int8->accuracy);
     CHECK(counted->flops == 2 * g_counted_macs);
     CHECK(int8->flops == 2 * g_counted_macs);
+    // Pixels quantized straight from their bytes: the float path's codes up
+    // to a half-way tie that float rounding sends the other way (a pixel
+    // code * 127 / max pixel of exactly k + 0.5), so logits agree to a few
+    // quantization steps and the predictions agree.
+    {
+      const size_t n = 64, d = 784;
+      std::vector<float> x(n * d);
+      for (size_t i = 0; i < n; ++i) TestSet().CopyRow(i, x.data() + i * d);
+      std::vector<float> from_floats(n * 10), from_bytes(n * 10);
+      Int8Workspace a, b;
+      q->Forward(x.data(), n, from_floats.data(), a);
+      q->ForwardCoded(TestSet().codes.data(), d, TestSet().code_divisor, n, from_bytes.data(), b);
+      float worst = 0;
+      for (size_t i = 0; i < n * 10; ++i) worst = std::max(worst, std::fabs(from_floats[i] - from_bytes[i]));
+      size_t agree = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const auto arg = [&](const std::vector<float>& v) {
+          return std::max_element(v.begin() + static_cast<std::ptrdiff_t>(i * 10),
+                                  v.begin() + static_cast<std::ptrdiff_t>(i * 10 + 10)) - v.begin();
+        };
+        agree += arg(from_floats) == arg(from_bytes) ? 1 : 0;
+      }
+      INFO("largest logit difference ", worst, ", predictions agreeing ", agree, " of ", n);
+      CHECK(worst < 0.15f);
+      CHECK(agree >= n - 1);
+    }
     CHECK(q->macs_per_example() == 784.0 * 200 + 200.0 * 200 + 200.0 * 10);
     CHECK(EncodeInt8Model(*q).size() == q->encoded_bytes());
     CHECK(q->encoded_bytes() < m.num_params() * sizeof(float) / 3);
