@@ -8,7 +8,11 @@
 #   energy         round.selection = energy, no shifting, no floor
 #   carbon_nofloor round.selection = carbon, no shifting, no floor
 #   carbon         round.selection = carbon, region floor 0.5, no shifting
-#   carbon_shift   the scenario's Frugal pipeline: carbon, floor 0.5, shifting (slack 3 h)
+#   carbon_shift   the scenario's Frugal pipeline: carbon, floor 0.5, per-region
+#                  shifting (carbon.shift_mode = "region", slack 3 h; rounds run on time)
+#   carbon_shift_last  carbon_shift, and a deferring region is drawn after the others
+#                  (carbon.shift_draw_last = true)
+#   carbon_wait    carbon, floor 0.5, the whole round waits (carbon.shift_mode = "round")
 #   bench/carbon_experiments.sh         (env SEEDS, JOBS, OUT, SIM, VARIANTS, EXTRA)
 # Needs a release build; copy frugal-sim elsewhere first so a rebuild cannot
 # change it mid-grid (SIM=/tmp/frugal-sim). Runs JOBS simulations at once, one thread each.
@@ -18,7 +22,7 @@ SIM=${SIM:-build/release/sim/frugal-sim}
 OUT=${OUT:-runs/bench}/carbon
 SEEDS=${SEEDS:-1 2 3}
 JOBS=${JOBS:-2}
-VARIANTS=${VARIANTS:-uniform energy carbon_nofloor carbon carbon_shift}
+VARIANTS=${VARIANTS:-uniform energy carbon_nofloor carbon carbon_shift carbon_shift_last carbon_wait}
 EXTRA=${EXTRA:-}
 SCENARIO=sim/scenarios/fleet-carbon.toml
 mkdir -p "$OUT"
@@ -36,6 +40,8 @@ for seed in $SEEDS; do
       carbon_nofloor) args+=" --set round.selection=carbon --set carbon.shift_slack_h=0 --set carbon.region_floor=0" ;;
       carbon) args+=" --set round.selection=carbon --set carbon.shift_slack_h=0" ;;
       carbon_shift) ;;
+      carbon_shift_last) args+=" --set carbon.shift_draw_last=true" ;;
+      carbon_wait) args+=" --set carbon.shift_mode=round" ;;
       *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     # xargs -L 1 joins a line ending in a blank to the next: squeeze blanks.

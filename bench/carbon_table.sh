@@ -3,20 +3,22 @@
 # table.csv and regions.csv: per variant, over seeds, gCO2e and virtual time
 # to the target accuracy (mean, and the mean of per-seed ratios to uniform on
 # the same seed), final accuracy (and its difference from uniform, in
-# points), the lowest region participation/client ratio; then each region's
+# points), the lowest region participation/client ratio, the grams per kWh
+# of all the clients' joules over the whole runs; then each region's
 # participation share per variant (mean over seeds) against its client share.
 #   bench/carbon_table.sh [DIR]      (DIR: $OUT/carbon, default runs/bench/carbon)
 set -euo pipefail
 dir=${1:-runs/bench/carbon}
-order="uniform energy carbon_nofloor carbon carbon_shift"
+order="uniform energy carbon_nofloor carbon carbon_shift carbon_shift_last carbon_wait"
 
 awk -F, -v order="$order" '
   NR == 1 { next }
   { v = $1; s = $2; seeds[v] = seeds[v] " " s
-    g[v, s] = $5; t[v, s] = $6; a[v, s] = $7; low[v, s] = $10; r[v, s] = $4 }
+    g[v, s] = $5; t[v, s] = $6; a[v, s] = $7; low[v, s] = $10; r[v, s] = $4
+    gt[v] += $8; jt[v] += $9 }
   END {
-    print "| selection | seeds | gCO2e to target | uniform / it (per seed) | virtual h to target | it / uniform | rounds | final accuracy | vs uniform (points) | lowest region share ratio |"
-    print "|---|---|---|---|---|---|---|---|---|---|"
+    print "| selection | seeds | gCO2e to target | uniform / it (per seed) | virtual h to target | it / uniform | rounds | final accuracy | vs uniform (points) | lowest region share ratio | run gCO2e/kWh |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|"
     n = split(order, vs, " ")
     for (i = 1; i <= n; ++i) {
       v = vs[i]; if (!(v in seeds)) continue
@@ -29,10 +31,10 @@ awk -F, -v order="$order" '
         if (low[v, s] < lo) lo = low[v, s]
         if (g["uniform", s] != "" && g[v, s] > 0) { ++kr; gr += g["uniform", s] / g[v, s]; tr += t[v, s] / t["uniform", s]; da += 100 * (a[v, s] - a["uniform", s]) }
       }
-      if (k == 0) { printf "| %s | %d | not reached | | | | | | | |\n", v, m; continue }
-      printf "| %s | %d%s | %.4g g | %s | %.2f | %s | %.1f | %.4f | %s | %.2f |\n", v, m, miss ? " (" miss " missed)" : "",
+      if (k == 0) { printf "| %s | %d | not reached | | | | | | | | |\n", v, m; continue }
+      printf "| %s | %d%s | %.4g g | %s | %.2f | %s | %.1f | %.4f | %s | %.2f | %.0f |\n", v, m, miss ? " (" miss " missed)" : "",
         sg / k, kr ? sprintf("%.1fx", gr / kr) : "", st / k, kr ? sprintf("%.2fx", tr / kr) : "", sr / k, sa / k,
-        kr ? sprintf("%+.2f", da / kr) : "", lo
+        kr ? sprintf("%+.2f", da / kr) : "", lo, (jt[v] > 0 ? gt[v] / (jt[v] / 3.6e6) : 0)
     }
   }' "$dir/table.csv"
 echo

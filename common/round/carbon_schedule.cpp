@@ -15,6 +15,9 @@ Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
   r.Get("carbon.grid_csv", s.grid_csv);
   r.Get("carbon.day_of_year", s.day_of_year);
   r.Get("carbon.shift_slack_h", s.shift_slack_h);
+  std::string shift_mode(ShiftModeName(s.shift_mode));
+  r.Get("carbon.shift_mode", shift_mode);
+  r.Get("carbon.shift_draw_last", s.shift_draw_last);
   r.Get("carbon.shift_step_h", s.shift_step_h);
   r.Get("carbon.shift_max_wait_ratio", s.shift_max_wait_ratio);
   r.Get("carbon.shift_min_saving", s.shift_min_saving);
@@ -24,6 +27,7 @@ Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
   r.Get("carbon.require_unmetered", s.require_unmetered);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.hourly, ParseHourlyMode(hourly));
+  FRUGAL_ASSIGN_OR_RETURN(s.shift_mode, ParseShiftMode(shift_mode));
   auto bad = [](const char* key, const std::string& want) {
     return InvalidArgumentError(std::string(key) + " must be " + want);
   };
@@ -42,6 +46,14 @@ Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
   if (!(s.region_floor >= 0) || s.region_floor > 1) return bad("carbon.region_floor", "in [0, 1]");
   return OkStatus();
 }
+
+Result<ShiftMode> ParseShiftMode(std::string_view name) {
+  if (name == "region") return ShiftMode::kRegion;
+  if (name == "round") return ShiftMode::kRound;
+  return InvalidArgumentError("carbon.shift_mode must be \"region\" or \"round\", not \"" + std::string(name) + "\"");
+}
+
+std::string_view ShiftModeName(ShiftMode m) { return m == ShiftMode::kRegion ? "region" : "round"; }
 
 bool IsUnmetered(const RadioProfile& radio) {
   return radio.id.starts_with("wifi") || radio.id.starts_with("ethernet");
@@ -84,8 +96,9 @@ double TimeShifter::Delay(std::span<const RegionCount> mix, SelectionPolicy poli
   return 0;
 }
 
-std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> candidates, size_t count,
-                                             uint64_t seed, double floor, std::span<double> budget_left) {
+std::vector<uint32_t> SelectWithRegionQuotas(std::span<const BudgetedCandidate> candidates, size_t count,
+                                             uint64_t seed, std::span<const uint64_t> floor_slots,
+                                             std::span<const uint8_t> deferred, std::span<double> budget_left) {
   Rng rng(seed);
   struct Keyed {
     double key;
@@ -93,19 +106,15 @@ std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> 
   };
   std::vector<Keyed> keyed;
   keyed.reserve(candidates.size());
-  uint32_t regions = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const double u = rng.Uniform();  // one draw per candidate, eligible or not
     const double w = candidates[i].weight;
-    regions = std::max(regions, candidates[i].region + 1);
     if (!(w > 0) || !std::isfinite(w)) continue;
     keyed.push_back({std::log(std::max(u, 1e-300)) / w, i});
   }
   // Best key first; ties (equal keys) by position, so the order is total.
   std::sort(keyed.begin(), keyed.end(),
             [](const Keyed& a, const Keyed& b) { return a.key != b.key ? a.key > b.key : a.i < b.i; });
-  std::vector<uint64_t> in_region(regions, 0);
-  for (const Keyed& k : keyed) ++in_region[candidates[k.i].region];
   std::vector<bool> taken(candidates.size(), false);
   std::vector<uint32_t> out;
   auto fits = [&](const BudgetedCandidate& c) {
@@ -116,28 +125,77 @@ std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> 
     out.push_back(candidates[i].id);
     if (!budget_left.empty()) budget_left[candidates[i].region] -= candidates[i].expected_j;
   };
-  if (floor > 0 && !keyed.empty()) {
-    std::vector<uint64_t> quota(regions, 0);
-    for (uint32_t r = 0; r < regions; ++r) {
-      const double share = static_cast<double>(in_region[r]) / static_cast<double>(keyed.size());
-      quota[r] = std::min<uint64_t>(in_region[r],
-                                    static_cast<uint64_t>(std::ceil(floor * static_cast<double>(count) * share - 1e-9)));
-    }
+  auto is_deferred = [&](uint32_t r) { return r < deferred.size() && deferred[r] != 0; };
+  std::vector<uint64_t> quota(floor_slots.begin(), floor_slots.end());
+  for (const Keyed& k : keyed) {
+    if (out.size() >= count) break;
+    const BudgetedCandidate& c = candidates[k.i];
+    if (c.region >= quota.size() || quota[c.region] == 0 || !fits(c)) continue;
+    --quota[c.region];
+    take(k.i);
+  }
+  // Regions that do not defer first, then the deferred ones.
+  for (const bool second : {false, true}) {
     for (const Keyed& k : keyed) {
       if (out.size() >= count) break;
       const BudgetedCandidate& c = candidates[k.i];
-      if (quota[c.region] == 0 || !fits(c)) continue;
-      --quota[c.region];
+      if (taken[k.i] || is_deferred(c.region) != second || !fits(c)) continue;
       take(k.i);
     }
   }
-  for (const Keyed& k : keyed) {
-    if (out.size() >= count) break;
-    if (taken[k.i] || !fits(candidates[k.i])) continue;
-    take(k.i);
-  }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> candidates, size_t count,
+                                             uint64_t seed, double floor, std::span<double> budget_left) {
+  std::vector<uint64_t> in_region;
+  uint64_t eligible = 0;
+  for (const BudgetedCandidate& c : candidates) {
+    if (!(c.weight > 0) || !std::isfinite(c.weight)) continue;
+    if (c.region >= in_region.size()) in_region.resize(c.region + 1, 0);
+    ++in_region[c.region];
+    ++eligible;
+  }
+  std::vector<uint64_t> quota(in_region.size(), 0);
+  if (floor > 0) {
+    for (size_t r = 0; r < in_region.size(); ++r) {
+      const double share = static_cast<double>(in_region[r]) / static_cast<double>(eligible);
+      const double slots = std::ceil(floor * static_cast<double>(count) * share - 1e-9);
+      quota[r] = std::min<uint64_t>(in_region[r], static_cast<uint64_t>(slots));
+    }
+  }
+  return SelectWithRegionQuotas(candidates, count, seed, quota, {}, budget_left);
+}
+
+bool RegionDefers(const RegionProfile& region, const CarbonSettings& s, double utc_hour) {
+  if (!s.shifts() || s.shift_mode != ShiftMode::kRegion || !std::isfinite(utc_hour)) return false;
+  const double now = CarbonIntensity(region, utc_hour);
+  if (!(now > 0)) return false;
+  const auto steps = static_cast<int>(std::floor(s.shift_slack_h / s.shift_step_h + 1e-9));
+  for (int k = 1; k <= steps; ++k) {
+    if (CarbonIntensity(region, utc_hour + k * s.shift_step_h) < now * (1.0 - s.shift_min_saving)) return true;
+  }
+  return false;
+}
+
+uint64_t RegionFloorLedger::Due(const std::string& region, double quota, bool defers, double slack_h,
+                                double utc_hour) {
+  Owed& o = owed_[region];
+  if (!(o.slots > 1e-9)) o.since_h = utc_hour;
+  o.slots += std::max(0.0, quota);
+  if (defers && utc_hour - o.since_h < slack_h) return 0;
+  return static_cast<uint64_t>(std::ceil(o.slots - 1e-9));
+}
+
+void RegionFloorLedger::Took(const std::string& region, uint64_t picks) {
+  Owed& o = owed_[region];
+  o.slots = std::max(0.0, o.slots - static_cast<double>(picks));
+}
+
+double RegionFloorLedger::owed(const std::string& region) const {
+  const auto it = owed_.find(region);
+  return it == owed_.end() ? 0.0 : it->second.slots;
 }
 
 double RegionBudget::Left(const std::string& region, double utc_hour) const {

@@ -1,6 +1,7 @@
 #include "frugal/round/planner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -41,7 +42,8 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
   std::vector<uint32_t> ids(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) ids[i] = candidates[i].id;
   const uint64_t seed = StreamSeed(seed_, SeedStream::kSelect, round);
-  const bool limits = carbon_.region_floor > 0 || budget_.active();
+  const bool region_shift = carbon_.shifts() && carbon_.shift_mode == ShiftMode::kRegion;
+  const bool limits = carbon_.region_floor > 0 || budget_.active() || region_shift;
   if (!limits) {
     if (plan_.selection == SelectionPolicy::kUniform) return SelectClients(ids, plan_.SelectCount(), seed);
     std::vector<double> weights(candidates.size());
@@ -69,19 +71,42 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
   if (budget_.active()) {
     for (const RegionProfile* r : regions) left.push_back(budget_.Left(r->id, utc_hour));
   }
-  std::vector<uint32_t> out = SelectWithRegionLimits(budgeted, plan_.SelectCount(), seed, carbon_.region_floor, left);
-  if (budget_.active()) {
-    size_t i = 0;
-    for (uint32_t id : out) {  // both ascend by id
-      while (budgeted[i].id != id) ++i;
-      budget_.Spend(regions[budgeted[i].region]->id, utc_hour, budgeted[i].expected_j);
+  const size_t count = plan_.SelectCount();
+  std::vector<uint64_t> in_region(regions.size(), 0);
+  uint64_t weighted = 0;
+  for (const BudgetedCandidate& b : budgeted) {
+    if (b.weight > 0 && std::isfinite(b.weight)) ++in_region[b.region], ++weighted;
+  }
+  std::vector<uint64_t> floors(regions.size(), 0);
+  std::vector<uint8_t> deferred(regions.size(), 0);
+  for (size_t r = 0; r < regions.size() && weighted > 0; ++r) {
+    const double quota = carbon_.region_floor * static_cast<double>(count) *
+                         (static_cast<double>(in_region[r]) / static_cast<double>(weighted));
+    if (region_shift) {
+      const bool defers = RegionDefers(*regions[r], carbon_, utc_hour);
+      deferred[r] = defers && carbon_.shift_draw_last ? 1 : 0;
+      floors[r] = floors_.Due(regions[r]->id, quota, defers, carbon_.shift_slack_h, utc_hour);
+    } else {
+      floors[r] = static_cast<uint64_t>(std::ceil(quota - 1e-9));
     }
+    floors[r] = std::min(floors[r], in_region[r]);
+  }
+  std::vector<uint32_t> out = SelectWithRegionQuotas(budgeted, count, seed, floors, deferred, left);
+  std::vector<uint64_t> picks(regions.size(), 0);
+  size_t i = 0;
+  for (uint32_t id : out) {  // both ascend by id
+    while (budgeted[i].id != id) ++i;
+    ++picks[budgeted[i].region];
+    if (budget_.active()) budget_.Spend(regions[budgeted[i].region]->id, utc_hour, budgeted[i].expected_j);
+  }
+  if (region_shift) {
+    for (size_t r = 0; r < regions.size(); ++r) floors_.Took(regions[r]->id, picks[r]);
   }
   return out;
 }
 
 double RoundPlanner::ShiftDelayHours(std::span<const Candidate> candidates, double utc_hour) {
-  if (!carbon_.shifts()) return 0;
+  if (!carbon_.shifts() || carbon_.shift_mode != ShiftMode::kRound) return 0;
   // Keyed by id, not address, so every front end sums in the same order.
   std::map<std::string, RegionCount> counts;
   for (const Candidate& c : candidates) {

@@ -62,7 +62,8 @@ std::unique_ptr<ShiftRig> MakeRig(double slack_h, double start_hour) {
       "", "test",
       {"rounds=2", "model=\"logreg\"", "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=100",
        "data.eval_examples=200", "carbon.hourly=\"derived\"", "carbon.shift_step_h=1.0",
-       "carbon.shift_max_wait_ratio=0", "carbon.shift_slack_h=" + std::to_string(slack_h)});
+       "carbon.shift_max_wait_ratio=0", "carbon.shift_mode=\"round\"",
+       "carbon.shift_slack_h=" + std::to_string(slack_h)});
   REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
   cfg->service.out_dir = rig->dir.Path("run");
   DriverDeps deps;
@@ -89,6 +90,7 @@ TEST_SUITE("coordinator") {
     REQUIRE(ApplyHourlyCurves(p, HourlyMode::kDerived, 80, {}, "").ok());
     CarbonSettings s;
     s.shift_slack_h = 6;
+    s.shift_mode = ShiftMode::kRound;
     s.shift_step_h = 1;
     s.shift_max_wait_ratio = 0;
     TimeShifter reference(s);

@@ -6,11 +6,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "frugal/core/config_reader.h"
+#include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 #include "frugal/energy/ledger.h"
 #include "frugal/energy/profiles.h"
@@ -50,6 +53,10 @@ TEST_SUITE("round") {
     REQUIRE(s.ok());
     CHECK(s->carbon.hourly == HourlyMode::kDerived);
     CHECK_FALSE(s->carbon.shifts());
+    CHECK(s->carbon.shift_mode == ShiftMode::kRegion);
+    auto m = Read("[carbon]\nshift_mode = \"round\"\n");
+    REQUIRE(m.ok());
+    CHECK(m->carbon.shift_mode == ShiftMode::kRound);
     auto t = Read("[carbon]\nhourly = \"yearly\"\nshift_slack_h = 2.5\nregion_floor = 0.5\nrequire_unmetered = true\n");
     REQUIRE(t.ok());
     CHECK(t->carbon.hourly == HourlyMode::kYearly);
@@ -57,7 +64,8 @@ TEST_SUITE("round") {
     CHECK(t->carbon.region_floor == 0.5);
     CHECK(t->carbon.require_unmetered);
     for (const char* bad : {"[carbon]\nday_of_year = 0\n", "[carbon]\nregion_floor = 1.5\n",
-                            "[carbon]\nshift_slack_h = -1\n", "[carbon]\nhourly = \"hourly\"\n"}) {
+                            "[carbon]\nshift_slack_h = -1\n", "[carbon]\nhourly = \"hourly\"\n",
+                            "[carbon]\nshift_mode = \"later\"\n"}) {
       auto r = Read(bad);
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().message().find("carbon.") != std::string::npos);
@@ -191,6 +199,168 @@ TEST_SUITE("round") {
     CHECK(planner.Select(2, cands, 10.6, 1000).size() == 5);
     CHECK(planner.Select(3, cands, 10.9, 1000).empty());
     CHECK(planner.Select(4, cands, 11.0, 1000).size() == 10);
+  }
+
+  TEST_CASE("a region defers while a cleaner hour of its own lies within the slack") {
+    const RegionProfile a = Stepped("A", 500, 100, 4, 6);
+    CarbonSettings s;
+    s.shift_slack_h = 2;
+    s.shift_step_h = 1;
+    CHECK_FALSE(RegionDefers(a, s, 0.0));  // hours 1 and 2 are no cleaner
+    CHECK(RegionDefers(a, s, 2.0));        // hour 4 is in reach
+    CHECK(RegionDefers(a, s, 3.5));
+    CHECK_FALSE(RegionDefers(a, s, 4.0));  // clean now
+    CHECK_FALSE(RegionDefers(a, s, 5.0));  // hour 6 and 7 are dirtier
+    s.shift_mode = ShiftMode::kRound;      // the whole round waits instead
+    CHECK_FALSE(RegionDefers(a, s, 2.0));
+    s.shift_mode = ShiftMode::kRegion;
+    s.shift_slack_h = 0;
+    CHECK_FALSE(RegionDefers(a, s, 2.0));
+    s.shift_slack_h = 2;
+    s.shift_min_saving = 0.9;  // 500 -> 100 saves 80%, not 90%
+    CHECK_FALSE(RegionDefers(a, s, 2.0));
+  }
+
+  TEST_CASE("per-region quotas and deferral against a plain reference") {
+    // Directed: three regions of ten equal candidates; region 0 defers.
+    std::vector<BudgetedCandidate> c;
+    for (uint32_t i = 0; i < 30; ++i) c.push_back({i, 1.0, i / 10, 1.0});
+    auto per_region = [](const std::vector<uint32_t>& sel) {
+      std::vector<int> n(3, 0);
+      for (uint32_t id : sel) ++n[id / 10];
+      return n;
+    };
+    const uint64_t floors[] = {0, 1, 1};
+    const uint8_t deferred[] = {1, 0, 0};
+    CHECK(per_region(SelectWithRegionQuotas(c, 6, 5, floors, deferred, {}))[0] == 0);
+    CHECK(per_region(SelectWithRegionQuotas(c, 25, 5, floors, deferred, {})) == std::vector<int>{5, 10, 10});
+    const uint64_t owed[] = {4, 1, 1};  // a deferred region's floor still holds
+    CHECK(per_region(SelectWithRegionQuotas(c, 6, 5, owed, deferred, {}))[0] == 4);
+
+    // Random: the same keys as the sampler (one Rng draw per candidate, log(u) / w),
+    // then each region's floor from its best keys, then the rest by key, deferred regions last.
+    Rng gen(11);
+    for (int trial = 0; trial < 50; ++trial) {
+      const uint32_t regions = 4;
+      std::vector<BudgetedCandidate> cand;
+      const auto n = static_cast<uint32_t>(20 + gen.UniformInt(60));
+      for (uint32_t i = 0; i < n; ++i) {
+        cand.push_back({i * 2 + 1, gen.Uniform() < 0.1 ? 0.0 : 0.1 + gen.Uniform(),
+                        static_cast<uint32_t>(gen.UniformInt(regions)), 1.0});
+      }
+      std::vector<uint64_t> fl(regions);
+      std::vector<uint8_t> df(regions);
+      for (uint32_t r = 0; r < regions; ++r) {
+        fl[r] = gen.UniformInt(4);
+        df[r] = gen.Uniform() < 0.5 ? 1 : 0;
+      }
+      const size_t count = 12 + gen.UniformInt(8);  // at least the floors' 4 x 3
+      const uint64_t seed = 100 + static_cast<uint64_t>(trial);
+      Rng rng(seed);
+      std::vector<std::pair<double, size_t>> keyed;  // (key, index)
+      for (size_t i = 0; i < cand.size(); ++i) {
+        const double u = rng.Uniform();
+        if (cand[i].weight > 0) keyed.push_back({std::log(u) / cand[i].weight, i});
+      }
+      std::vector<size_t> order;  // best key first
+      std::vector<bool> used(keyed.size(), false);
+      for (size_t k = 0; k < keyed.size(); ++k) {
+        size_t best = keyed.size();
+        for (size_t j = 0; j < keyed.size(); ++j) {
+          if (!used[j] && (best == keyed.size() || keyed[j].first > keyed[best].first)) best = j;
+        }
+        used[best] = true;
+        order.push_back(keyed[best].second);
+      }
+      std::set<uint32_t> want;
+      std::vector<uint64_t> left = fl;
+      for (size_t i : order) {
+        if (left[cand[i].region] > 0) --left[cand[i].region], want.insert(cand[i].id);
+      }
+      for (int pass = 0; pass < 2; ++pass) {
+        for (size_t i : order) {
+          if (want.size() >= count) break;
+          if ((df[cand[i].region] != 0) == (pass == 1)) want.insert(cand[i].id);
+        }
+      }
+      const auto got = SelectWithRegionQuotas(cand, count, seed, fl, df, {});
+      CHECK(std::set<uint32_t>(got.begin(), got.end()) == want);
+      CHECK(std::is_sorted(got.begin(), got.end()));
+    }
+  }
+
+  TEST_CASE("a deferred region's floor is owed until its clean hours, or for the slack at most") {
+    RegionFloorLedger ledger;
+    // Owed for three rounds while deferring; the fourth, a slack (3 h) after the first, pays it all.
+    CHECK(ledger.Due("A", 1.0, true, 3, 0.0) == 0);
+    CHECK(ledger.Due("A", 1.0, true, 3, 1.0) == 0);
+    CHECK(ledger.Due("A", 1.0, true, 3, 2.0) == 0);
+    CHECK(ledger.owed("A") == doctest::Approx(3));
+    CHECK(ledger.Due("A", 1.0, true, 3, 3.0) == 4);
+    ledger.Took("A", 4);
+    CHECK(ledger.owed("A") == 0);
+    // Not deferring: the round's own quota, rounded up; picks beyond it owe nothing later.
+    CHECK(ledger.Due("A", 0.5, false, 3, 4.0) == 1);
+    ledger.Took("A", 3);
+    CHECK(ledger.owed("A") == 0);
+    CHECK(ledger.Due("B", 2.5, true, 3, 4.0) == 0);
+    CHECK(ledger.Due("B", 2.5, false, 3, 5.0) == 5);  // clean again: pays what deferring owed
+    ledger.Took("B", 2);
+    CHECK(ledger.owed("B") == doctest::Approx(3));
+  }
+
+  TEST_CASE("per-region shifting moves a region's floor into its clean hours without waiting") {
+    // A is very dirty (3000) except in UTC hours 4-6 (100); B is 300 all day.
+    // Twenty candidates each, ten slots a round, one round an hour, carbon-aware
+    // selection with a floor of 0.2 (one slot each a round).
+    const RegionProfile a = Stepped("A", 3000, 100, 4, 6), b = Stepped("B", 300, 300, 0, 0);
+    EnergyProfiles p = *EnergyProfiles::LoadDefault();
+    std::vector<Candidate> cands;
+    for (uint32_t i = 0; i < 40; ++i) {
+      cands.push_back(Candidate{i, *p.Device("phone-mid"), *p.Radio("wifi"), i < 20 ? &a : &b, 100});
+    }
+    RunSettings s;
+    s.plan.clients_per_round = 10;
+    s.plan.over_selection = 1.0;
+    s.plan.selection = SelectionPolicy::kCarbon;
+    s.carbon.region_floor = 0.2;
+    s.carbon.shift_step_h = 1;
+    struct Outcome {
+      std::vector<int> from_a;
+      double intensity = 0;  // mean over the participations
+    };
+    auto run = [&](double slack_h, bool draw_last) {
+      s.carbon.shift_slack_h = slack_h;
+      s.carbon.shift_draw_last = draw_last;
+      RoundPlanner planner(s, FlopCount{1000, 2000});
+      Outcome o;
+      for (uint32_t h = 0; h < 8; ++h) {
+        CHECK(planner.ShiftDelayHours(cands, h) == 0);  // per-region shifting never delays a round
+        const auto sel = planner.Select(h + 1, cands, h, 1000);
+        REQUIRE(sel.size() == 10);
+        const auto n = static_cast<int>(std::count_if(sel.begin(), sel.end(), [](uint32_t id) { return id < 20; }));
+        o.from_a.push_back(n);
+        o.intensity += (n * CarbonIntensity(a, h) + (10 - n) * CarbonIntensity(b, h)) / 80;
+      }
+      return o;
+    };
+    auto sum = [](const std::vector<int>& v, int from, int to) {
+      int t = 0;
+      for (int h = from; h < to; ++h) t += v[static_cast<size_t>(h)];
+      return t;
+    };
+    const Outcome plain = run(0, false), shifted = run(3, false), last = run(3, true);
+    for (int n : plain.from_a) CHECK(n >= 1);  // the floor, every round
+    // Hours 1-3 see A's clean hour 4 within the slack: A's floor is owed, and
+    // hour 4 pays it (its own slot and the three owed) beside what A's weight wins.
+    CHECK(sum(shifted.from_a, 1, 4) < sum(plain.from_a, 1, 4));
+    CHECK(shifted.from_a[4] >= 4);
+    // Drawn last, A gets nothing while it defers: B fills the rounds.
+    for (int h = 1; h <= 3; ++h) CHECK(last.from_a[static_cast<size_t>(h)] == 0);
+    CHECK(last.from_a[4] >= 4);
+    // Over the eight hours A keeps its floor, and the clients ran on a cleaner grid.
+    CHECK(sum(shifted.from_a, 0, 8) >= 8);
+    CHECK(shifted.intensity < plain.intensity);
   }
 
   TEST_CASE("region and device shares of participations are set against clients and data") {

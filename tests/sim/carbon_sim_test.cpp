@@ -66,6 +66,7 @@ TEST_SUITE("sim") {
     const RegionProfile& de = **p.Region("DE");
     CarbonSettings s;
     s.shift_slack_h = 6;
+    s.shift_mode = ShiftMode::kRound;
     s.shift_step_h = 1;
     s.shift_max_wait_ratio = 0;
     TimeShifter reference(s);
@@ -74,7 +75,7 @@ TEST_SUITE("sim") {
     REQUIRE(first_wait > 0);
 
     const RunResult fixed = Run({});
-    const RunResult shifted = Run({"carbon.shift_slack_h=6"});
+    const RunResult shifted = Run({"carbon.shift_slack_h=6", "carbon.shift_mode=\"round\""});
     CHECK(fixed.rounds[0].utc_hour == doctest::Approx(4.0));
     CHECK(shifted.rounds[0].utc_hour == doctest::Approx(4.0 + first_wait));
     double waited = first_wait;
@@ -93,6 +94,16 @@ TEST_SUITE("sim") {
       }
     }
     CHECK(CarbonIntensity(de, shifted.rounds[0].utc_hour) < CarbonIntensity(de, fixed.rounds[0].utc_hour));
+  }
+
+  TEST_CASE("per-region shifting (the default mode) runs every round on time") {
+    const RunResult fixed = Run({});
+    const RunResult shifted = Run({"carbon.shift_slack_h=6"});
+    REQUIRE(shifted.rounds.size() == fixed.rounds.size());
+    for (size_t i = 0; i < shifted.rounds.size(); ++i) {
+      CHECK(shifted.rounds[i].utc_hour == doctest::Approx(fixed.rounds[i].utc_hour));
+    }
+    CHECK(shifted.summary.extra_metrics.at("shift_wait_seconds") == 0);
   }
 
   TEST_CASE("a run reports each region's and device class's share of participations against clients and data") {

@@ -11,6 +11,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,12 +23,33 @@
 
 namespace frugal {
 
+// How time shifting works (carbon.shift_mode).
+enum class ShiftMode : uint8_t {
+  // Rounds run on time; a region whose cleaner hours lie within the slack is
+  // deferred: the floor it is owed waits (at most the slack) for its clean
+  // hours, and with carbon.shift_draw_last its candidates are drawn only
+  // after every other region's (FedZero's per-region scheduling). The run
+  // takes no longer.
+  kRegion,
+  // The whole round waits, up to the slack and the wait budget, for the
+  // selected regions' cleaner hours (TimeShifter). The run takes longer.
+  kRound,
+};
+Result<ShiftMode> ParseShiftMode(std::string_view name);
+std::string_view ShiftModeName(ShiftMode m);
+
 // The [carbon] table. Every feature is off by default except derived hourly curves.
 struct CarbonSettings {
   HourlyMode hourly = HourlyMode::kDerived;  // carbon.hourly: "derived" | "yearly"
   std::string grid_csv;                      // carbon.grid_csv: a user's hourly CSV (the front end reads it)
   int day_of_year = 80;                      // carbon.day_of_year: the day derived curves are computed for
   double shift_slack_h = 0;                  // carbon.shift_slack_h: the most one round waits (0: no shifting)
+  ShiftMode shift_mode = ShiftMode::kRegion;  // carbon.shift_mode: "region" | "round"
+  // carbon.shift_draw_last: under "region", a deferred region's candidates
+  // beyond its floor come after every other region's. Off by default: the
+  // slots it gives up go to whichever regions do not defer, often dirtier
+  // ones (docs/benchmarks.md, "Carbon-aware rounds").
+  bool shift_draw_last = false;
   double shift_step_h = 0.25;                // carbon.shift_step_h: start times considered, this far apart
   // carbon.shift_max_wait_ratio: all waiting so far at most this times the
   // run's time spent not waiting (0.5: a run takes at most 1.5x as long).
@@ -99,6 +121,44 @@ struct BudgetedCandidate {
 // skipped, and what is taken is subtracted from it. Returns ids ascending.
 std::vector<uint32_t> SelectWithRegionLimits(std::span<const BudgetedCandidate> candidates, size_t count,
                                              uint64_t seed, double floor, std::span<double> budget_left);
+
+// Like SelectWithRegionLimits, with the floors given per region
+// (floor_slots[r] candidates of region r first, best keys first; a region
+// past the end of floor_slots has none) and `deferred` regions (deferred[r]
+// != 0) drawn only once every other region's eligible candidates are taken.
+// Returns ids ascending.
+std::vector<uint32_t> SelectWithRegionQuotas(std::span<const BudgetedCandidate> candidates, size_t count,
+                                             uint64_t seed, std::span<const uint64_t> floor_slots,
+                                             std::span<const uint8_t> deferred, std::span<double> budget_left);
+
+// Whether `region` defers at utc_hour under carbon.shift_mode = "region": some
+// start within the slack (steps of shift_step_h) is cleaner than now by at
+// least shift_min_saving. False without shifting.
+bool RegionDefers(const RegionProfile& region, const CarbonSettings& s, double utc_hour);
+
+// The floor slots each region is owed under per-region shifting: a round adds
+// floor x slots x the region's share of the candidates to what the region is
+// owed; a region that does not defer, or has been owed for the slack or
+// longer, is given all of it (rounded up) as its floor now, one that defers
+// none; what the region then gets, floor or not, is paid off. So a deferred
+// region's floor is made up in its clean hours, at most a slack later.
+// Not thread-safe.
+class RegionFloorLedger {
+ public:
+  // The floor of `region` in the round at utc_hour (quota: this round's floor
+  // x slots x share; defers: RegionDefers); `slack_h` bounds how long it is owed.
+  uint64_t Due(const std::string& region, double quota, bool defers, double slack_h, double utc_hour);
+  // `region` got `picks` candidates in the round at utc_hour.
+  void Took(const std::string& region, uint64_t picks);
+  double owed(const std::string& region) const;
+
+ private:
+  struct Owed {
+    double slots = 0;
+    double since_h = 0;  // when the region last went from owing nothing to owing
+  };
+  std::map<std::string, Owed> owed_;
+};
 
 // Per-region expected joules already committed in each UTC hour, for budgets.
 class RegionBudget {

@@ -40,14 +40,18 @@ class RoundPlanner {
   // round, `first_payload_bytes` (the payload a client holding what clients
   // start with downloads) stands for both directions. Under [carbon]:
   // ineligible candidates (not charging, metered) are left out, and with a
-  // region floor or budget SelectWithRegionLimits draws instead, charging
-  // each selected client's expected joules to its region's hour.
+  // region floor, a budget or per-region shifting SelectWithRegionQuotas
+  // draws instead, charging each selected client's expected joules to its
+  // region's hour; with carbon.shift_mode = "region" the floor of a region
+  // that RegionDefers is owed (RegionFloorLedger), and with
+  // carbon.shift_draw_last the region is drawn last.
   std::vector<uint32_t> Select(uint32_t round, std::span<const Candidate> candidates, double utc_hour,
                                uint64_t first_payload_bytes) const;
 
   // Hours the round due at `utc_hour` waits for its candidates' cleaner hours
   // (TimeShifter::Delay over the eligible candidates' regions); 0 without
-  // carbon.shift_slack_h. A front end calls it once per round, before Select.
+  // carbon.shift_slack_h or with carbon.shift_mode = "region". A front end
+  // calls it once per round, before Select.
   double ShiftDelayHours(std::span<const Candidate> candidates, double utc_hour);
   // Time the run spent not waiting (a round and the pause after it), hours.
   void AddActiveHours(double hours) { shifter_.AddActive(hours); }
@@ -73,6 +77,9 @@ class RoundPlanner {
   // What selections have committed against the per-region hourly budgets:
   // bookkeeping that Select (a const draw for every other purpose) updates.
   mutable RegionBudget budget_;
+  // The floor slots each region is owed under carbon.shift_mode = "region"
+  // (bookkeeping, like budget_).
+  mutable RegionFloorLedger floors_;
 
   bool Eligible(const Candidate& c) const;
 };
