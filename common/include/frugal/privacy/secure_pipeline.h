@@ -13,7 +13,9 @@
 namespace frugal::privacy {
 
 struct SecurePipelineConfig {
-  RingQuantConfig ring{.bits = 16, .clip = 0.05f, .max_summands = 16};  // secure.{bits,clip,max_clients}
+  // secure.{bits,clip,max_clients}; the settings' secure.bits = 0 (the default)
+  // picks the smallest ring with 12 levels per client (frugal/round/settings.h).
+  RingQuantConfig ring{.bits = 16, .clip = 0.1f, .max_summands = 16};
   double corrupt = 0.05;   // secure.corrupt: fraction of clients colluding with the server
   double dropout = 0.33;   // secure.dropout: fraction that may drop out (graph and threshold)
   uint64_t support_seed = 0;  // the run's; round r's support comes from SharedSupportSeed(support_seed, r)
