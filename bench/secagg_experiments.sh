@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The secure pipeline on fmnist-dir0.5 against dense FedAvg and Frugal's
+# pipeline (issue 13; docs/benchmarks.md, "Secure aggregation"): 150 rounds,
+# one seed, at most two simulator processes at a time, then one table row per
+# run: rounds, bytes (up + down) and client joules to 85% and to 80%, final
+# and best accuracy, bytes per round, and the secure runs' protocol totals.
+#   usage: bench/secagg_experiments.sh BUILD_DIR OUT_DIR [SEED]
+set -euo pipefail
+build=${1:?usage: $0 BUILD_DIR OUT_DIR [SEED]}
+out=${2:?usage: $0 BUILD_DIR OUT_DIR [SEED]}
+seed=${3:-1}
+sim="$build/sim/frugal-sim"
+scenario=$(cd "$(dirname "$0")/.." && pwd)/sim/scenarios/fmnist-dir0.5.toml
+mkdir -p "$out"
+run() {
+  local name=$1
+  shift
+  [ -f "$out/$name/summary.json" ] || nice "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" \
+    --set run.threads=1 "$@" --out "$out/$name" --quiet --no-progress >"$out/$name.log" 2>&1
+}
+run dense --set pipeline=dense &
+run frugal --set pipeline=frugal &
+wait
+# Secure: 10% shared support in an 8-bit ring (12 levels per client at 10 clients
+# a round), server learning rate 2; the second also clips at 0.1 and averages
+# the released model over about 10 rounds; the third sends a 20% support.
+run secure-d0.1 --set pipeline=secure --set uplink.density=0.1 --set secure.bits=8 --set server.learning_rate=2 &
+run secure-d0.1-clip0.1 --set pipeline=secure --set uplink.density=0.1 --set secure.bits=8 \
+  --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9 &
+wait
+run secure-d0.2-clip0.1 --set pipeline=secure --set uplink.density=0.2 --set secure.bits=8 \
+  --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9
+python3 - "$out" <<'PY'
+import csv, json, os, sys
+out = sys.argv[1]
+def to(rows, target):
+    b = j = 0
+    for r in rows:
+        b += int(r["bytes_up"]) + int(r["bytes_down"])
+        j += float(r["joules_compute"]) + float(r["joules_radio"])
+        if float(r["accuracy"]) >= target:
+            return int(r["round"]), b, j
+    return None
+runs = [n for n in ["dense", "frugal", "secure-d0.1", "secure-d0.1-clip0.1", "secure-d0.2-clip0.1"]
+        if os.path.exists(f"{out}/{n}/summary.json")]
+data = {n: list(csv.DictReader(open(f"{out}/{n}/rounds.csv"))) for n in runs}
+dense85, dense80 = to(data["dense"], 0.85), to(data["dense"], 0.80)
+print("| run | rounds / bytes / client J to 85% | to 80% (fewer bytes than dense) | final (best) accuracy | bytes per round | protocol bytes up / down, client CPU s, server CPU s |")
+print("|---|---|---|---|---|---|")
+for n in runs:
+    rows = data[n]
+    s = json.load(open(f"{out}/{n}/summary.json"))
+    m = s["extra_metrics"]
+    t85, t80 = to(rows, 0.85), to(rows, 0.80)
+    f85 = f"{t85[0]} / {t85[1]:,} / {t85[2]:,.0f}" if t85 else "not reached"
+    f80 = f"{t80[0]} / {t80[1]:,} / {t80[2]:,.0f} ({dense80[1] / t80[1]:.0f}x)" if t80 else "not reached"
+    total = sum(int(r["bytes_up"]) + int(r["bytes_down"]) for r in rows)
+    best = max(float(r["accuracy"]) for r in rows)
+    proto = (f"{m['secure_protocol_bytes_up']:,.0f} / {m['secure_protocol_bytes_down']:,.0f}, "
+             f"{m['secure_client_cpu_seconds']:.1f}, {m['secure_server_cpu_seconds']:.2f}") if "secure_protocol_bytes_up" in m else ""
+    print(f"| {n} | {f85} | {f80} | {s['final_accuracy']:.4f} ({best:.4f}) | {total // len(rows):,} | {proto} |")
+PY
