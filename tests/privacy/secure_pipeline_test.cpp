@@ -12,7 +12,9 @@
 #include "frugal/codec/ring_quant.h"
 #include "frugal/core/random.h"
 #include "frugal/privacy/secure_local_round.h"
+#include "frugal/core/config_reader.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/settings.h"
 
 namespace frugal {
 namespace {
@@ -119,6 +121,40 @@ TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyon
   EngineConfig frugal_cfg;
   RoundEngine frugal(std::vector<float>(100, 0.0f), frugal_cfg);
   CHECK(!frugal.SecureSupport(1).ok());
+}
+
+TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring by the round, refuses a robust rule") {
+  auto read = [](const std::vector<std::string>& overrides) -> Result<RunSettings> {
+    FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides("pipeline = \"secure\"\n", "s.toml", overrides));
+    RunSettings s;
+    FRUGAL_RETURN_IF_ERROR(ApplyPipelineTable(t, s.pipeline, overrides));
+    ConfigReader r(t);
+    FRUGAL_RETURN_IF_ERROR(ReadRunSettings(r, s));
+    r.CheckUnknown();
+    if (r.error()) return *r.error();
+    return s;
+  };
+  auto ten = read({"round.clients_per_round=10"});
+  REQUIRE_MESSAGE(ten.ok(), ten.status().ToString());
+  CHECK(ten->pipeline == Pipeline::kSecure);
+  CHECK(ten->engine.pipeline == Pipeline::kSecure);
+  CHECK(ten->uses_residuals());
+  CHECK(ten->engine.uplink_density == 0.1);
+  CHECK(ten->engine.secure.ring.max_summands == 10);
+  CHECK(ten->engine.secure.ring.bits == 8);  // 12 levels per client: 2^7 - 1 >= 12 * 10
+  CHECK(RingMaxLevel(ten->engine.secure.ring) >= 12);
+  auto hundred = read({"round.clients_per_round=100"});
+  REQUIRE(hundred.ok());
+  CHECK(hundred->engine.secure.ring.bits == 12);
+  CHECK(RingMaxLevel(hundred->engine.secure.ring) >= 12);
+  auto explicit_bits = read({"round.clients_per_round=10", "secure.bits=20"});
+  REQUIRE(explicit_bits.ok());
+  CHECK(explicit_bits->engine.secure.ring.bits == 20);
+  auto robust = read({"server.robust=\"median\""});
+  REQUIRE(!robust.ok());
+  CHECK(robust.error().message().find("server sees only the sum") != std::string::npos);
+  CHECK(!read({"secure.dropout=0.95"}).ok());
+  CHECK(!read({"secure.bits=7"}).ok());
 }
 
 }  // TEST_SUITE
