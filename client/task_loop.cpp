@@ -6,6 +6,7 @@
 
 #include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
+#include "frugal/model/int8.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 
@@ -237,8 +238,23 @@ v1::EvalResult TaskLoop::DoEval(const v1::EvalTask& task, const v1::ModelPayload
     r.set_loss(rep.loss);
     return r;
   }
-  auto ev = Evaluate(state_.model(), state_.params(), local.data, local.holdout.empty() ? local.indices : local.holdout,
-                     state_.workspace());
+  const std::span<const uint32_t> rows = local.holdout.empty() ? local.indices : local.holdout;
+  if (task.int8()) {
+    // eval.int8: the model quantized to int8, where it is dense (else fp32 below).
+    if (auto q = Int8Mlp::Quantize(state_.model(), state_.params()); q.ok()) {
+      Int8Workspace iws;
+      if (auto i8 = EvaluateInt8(*q, local.data, rows, iws); i8.ok()) {
+        r.set_examples(i8->examples);
+        r.set_accuracy(i8->accuracy);
+        r.set_loss(i8->loss);
+        r.set_int8(true);
+        spdlog::debug("{}: evaluated v{} in int8 on {} local examples: accuracy {:.4f}", name, *now_holds,
+                      i8->examples, i8->accuracy);
+        return r;
+      }
+    }
+  }
+  auto ev = Evaluate(state_.model(), state_.params(), local.data, rows, state_.workspace());
   if (!ev.ok()) {
     spdlog::warn("{}: evaluation after round {}: {}", name, task.round(), ev.error().message());
     return r;

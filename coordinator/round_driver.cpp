@@ -15,6 +15,7 @@
 #include "frugal/core/streams.h"
 #include "frugal/energy/grid_curves.h"
 #include "frugal/energy/model.h"
+#include "frugal/model/int8.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 #include "frugal/report/run_dir.h"
@@ -395,6 +396,7 @@ void RoundDriver::OnEvalResult(uint64_t conn, const v1::EvalResult& result, doub
     a->second.examples = result.examples();
     a->second.accuracy = result.accuracy();
     a->second.loss = result.loss();
+    a->second.int8 = result.int8() && config_.eval_int8;  // only what was asked for is priced as int8
   }
   bool all = true;
   for (const auto& [cid, ans] : eval_->answers) all = all && (ans.answered || ans.gone);
@@ -422,6 +424,7 @@ void RoundDriver::StartEvaluation(uint32_t round, double now_s) {
     v1::Envelope task_env;
     task_env.mutable_eval_task()->set_round(round);
     task_env.mutable_eval_task()->set_model_version(version());
+    task_env.mutable_eval_task()->set_int8(config_.eval_int8);
     v1::Envelope model_env;
     v1::ModelPayload* mp = model_env.mutable_model();
     mp->set_round(round);
@@ -460,11 +463,16 @@ void RoundDriver::FinishEvaluation() {
   // answered also ran the model forward over the examples they evaluated.
   std::vector<LedgerRow> rows;
   const double utc_hour = deps_.utc_hour();
+  // An int8 evaluation is priced at the int8 kernel's work (2 x its
+  // multiply-accumulates) and the device's int8 joules per FLOP.
+  const std::optional<double> int8_flops = Int8FlopsPerExample(*model_);
   for (const auto& [id, a] : eval_->answers) {
     const Client& c = clients_[id];
+    const bool int8 = a.int8 && int8_flops.has_value();
     rows.push_back(EvaluationRow(config_.run_id, r.round, static_cast<uint32_t>(id), *c.device_profile,
                                  *c.radio_profile, *c.region_profile, a.bytes_down,
-                                 model_->flops_per_example().forward, a.examples, utc_hour));
+                                 int8 ? *int8_flops : model_->flops_per_example().forward, a.examples, utc_hour,
+                                 int8));
   }
   eval_.reset();
   if (Status st = deps_.store->AddLedgerRows(config_.run_id, rows); !st.ok()) {

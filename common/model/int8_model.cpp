@@ -198,6 +198,15 @@ double Int8Mlp::Predict(BatchView batch, std::span<int32_t> predicted, Int8Works
                                        predicted.data());
 }
 
+std::optional<double> Int8FlopsPerExample(const Model& model) {
+  const auto* mlp = dynamic_cast<const Mlp*>(&model);
+  if (mlp == nullptr) return std::nullopt;
+  double macs = 0;
+  const std::vector<size_t>& s = mlp->layer_sizes();
+  for (size_t l = 0; l + 1 < s.size(); ++l) macs += static_cast<double>(s[l]) * static_cast<double>(s[l + 1]);
+  return 2.0 * macs;
+}
+
 Result<EvalResult> EvaluateInt8(const Int8Mlp& model, const Dataset& data, std::span<const uint32_t> indices,
                                 Int8Workspace& ws, size_t batch_size, const Int8Kernel* kernel) {
   if (data.num_features != model.input_dim()) {

@@ -53,12 +53,13 @@ void RoundAccount::SetVerdicts(std::span<const RobustVerdict> verdicts) {
 
 LedgerRow EvaluationRow(std::string_view run_id, uint32_t round, uint32_t client, const DeviceProfile& device,
                         const RadioProfile& radio, const RegionProfile& region, uint64_t bytes_down,
-                        double forward_flops_per_example, uint64_t examples, double utc_hour) {
+                        double forward_flops_per_example, uint64_t examples, double utc_hour, bool int8) {
   const Transfer download{0.0, bytes_down, Direction::kDown};
   ClientRoundUsage usage;
   usage.round = round;
   usage.client_id = client;
   usage.flops = forward_flops_per_example * static_cast<double>(examples);
+  usage.int8 = int8;
   usage.transfers = std::span(&download, 1);
   usage.utc_hour = utc_hour;
   usage.outcome = ClientOutcome::kEvaluated;

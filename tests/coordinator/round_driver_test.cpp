@@ -668,6 +668,57 @@ TEST_SUITE("coordinator") {
     CHECK(driver.finished());  // round 3 is not a multiple of 2: nothing to wait for
   }
 
+  TEST_CASE("eval.int8: clients are asked for an int8 evaluation, and only an answer that ran int8 is priced as int8") {
+    auto rig = MakeRig({"rounds=2", "model=\"logreg\"", "round.clients_per_round=2", "round.min_clients=2",
+                        "round.deadline_s=100", "eval.federated_every=1", "eval.int8=true", "data.eval_examples=200",
+                        "uplink.density=0.1"});
+    RoundDriver& driver = *rig->driver;
+    FakeTransport& transport = rig->transport;
+    REQUIRE(driver.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(driver.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    driver.Tick(0);
+    driver.OnUpdate(1, GoodUpdate(transport, 1, 0.01f), 1);
+    driver.OnUpdate(2, GoodUpdate(transport, 2, 0.02f), 1);
+    REQUIRE(driver.Metrics().rounds_completed == 1);
+    const v1::Envelope* task = transport.Last(1, v1::Envelope::kEvalTask);
+    REQUIRE(task != nullptr);
+    CHECK(task->eval_task().int8());
+    v1::EvalResult a, b;
+    for (v1::EvalResult* e : {&a, &b}) {
+      e->set_round(1);
+      e->set_model_version(task->eval_task().model_version());
+      e->set_accuracy(0.7);
+      e->set_loss(1.0);
+    }
+    a.set_examples(25);
+    a.set_int8(true);  // alice ran the int8 kernels
+    b.set_examples(75);  // bob ran fp32 (an agent that cannot, or an older one)
+    driver.OnEvalResult(1, a, 3);
+    driver.OnEvalResult(2, b, 3);
+    REQUIRE(driver.federated_evals().size() == 1);
+    auto ledger = rig->store->Ledger(rig->cfg.run_id);
+    REQUIRE(ledger.ok());
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    const auto model = *MakeModel("logreg");
+    const double int8_flops = 2.0 * 784 * 10;  // the int8 kernel's multiply-accumulates, twice
+    size_t seen = 0;
+    for (const LedgerRow& r : *ledger) {
+      if (r.outcome != ClientOutcome::kEvaluated) continue;
+      auto device = profiles->Device(r.device);
+      REQUIRE(device.ok());
+      ++seen;
+      // Told apart by their examples: alice evaluated 25 in int8, bob 75 in fp32.
+      if (r.flops == 25 * int8_flops) {
+        CHECK(r.compute_j == doctest::Approx(r.flops * (*device)->joules_per_flop_int8));
+      } else {
+        CHECK(r.flops == 75 * model->flops_per_example().forward);
+        CHECK(r.compute_j == doctest::Approx(r.flops * (*device)->joules_per_flop_fp32));
+      }
+    }
+    CHECK(seen == 2);
+  }
+
   TEST_CASE("a federated evaluation closes when an asked client vanishes, and the run finishes only after it") {
     auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
                                                    "round.min_clients=2", "round.eval_every=1",

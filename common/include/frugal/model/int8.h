@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -131,6 +132,10 @@ class Int8Mlp {
   std::vector<QuantizedMatrix> weights_;
   std::vector<std::vector<float>> bias_;
 };
+
+// The int8 FLOPs per example of a model's quantization (Int8Mlp::
+// flops_per_example()) without quantizing it; nullopt for a model that is not dense.
+std::optional<double> Int8FlopsPerExample(const Model& model);
 
 // Accuracy, mean loss and FLOPs (= flops_per_example() * examples: the int8
 // kernel's multiply-accumulates, times 2) of the quantized model over the rows

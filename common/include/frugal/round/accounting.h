@@ -62,9 +62,11 @@ class RoundAccount {
 };
 
 // The ledger row of a federated evaluation: the client received the model
-// payload (`bytes_down`) and ran it forward over `examples` local examples.
+// payload (`bytes_down`) and ran it forward over `examples` local examples,
+// in int8 when `int8` (then priced at the device's joules_per_flop_int8, and
+// forward_flops_per_example must be the int8 kernel's, Int8FlopsPerExample).
 LedgerRow EvaluationRow(std::string_view run_id, uint32_t round, uint32_t client, const DeviceProfile& device,
                         const RadioProfile& radio, const RegionProfile& region, uint64_t bytes_down,
-                        double forward_flops_per_example, uint64_t examples, double utc_hour);
+                        double forward_flops_per_example, uint64_t examples, double utc_hour, bool int8 = false);
 
 }  // namespace frugal

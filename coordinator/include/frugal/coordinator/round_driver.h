@@ -241,6 +241,7 @@ class RoundDriver {
     uint64_t bytes_down = 0;  // the model payload sent for the evaluation
     uint64_t examples = 0;
     double accuracy = 0, loss = 0;
+    bool int8 = false;  // it evaluated the int8 quantization (EvalResult.int8)
   };
   struct Evaluation {
     FederatedEval result;
