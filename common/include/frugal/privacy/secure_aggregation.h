@@ -170,7 +170,7 @@ struct SecureAggregate {
 // with the state unchanged, when it is malformed, of another session, round,
 // stage or sender, or a duplicate); Close<Stage>() ends the stage at its
 // deadline and returns the message for each client still in the protocol, by
-// position. A stage that leaves fewer than t clients fails the round
+// position. A stage that leaves fewer than t + 1 clients fails the round
 // (FailedPrecondition); so does Finish when a survivor's self seed or a
 // dropped client's mask key cannot be rebuilt from t shares (too many
 // dropouts in unmasking) or a rebuilt key does not match its advertised one.
