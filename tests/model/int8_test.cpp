@@ -276,6 +276,10 @@ TEST_SUITE("model") {
       CHECK(agree >= n - 1);
     }
     CHECK(q->macs_per_example() == 784.0 * 200 + 200.0 * 200 + 200.0 * 10);
+    // What the coordinator prices a device's int8 evaluation at, without quantizing.
+    REQUIRE(Int8FlopsPerExample(m).has_value());
+    CHECK(*Int8FlopsPerExample(m) == q->flops_per_example());
+    CHECK_FALSE(Int8FlopsPerExample(**MakeModel("cnn")).has_value());
     CHECK(EncodeInt8Model(*q).size() == q->encoded_bytes());
     CHECK(q->encoded_bytes() < m.num_params() * sizeof(float) / 3);
   }
