@@ -7,12 +7,12 @@
 #   uniform        round.selection = uniform, no shifting, no floor (the baseline)
 #   energy         round.selection = energy, no shifting, no floor
 #   carbon_nofloor round.selection = carbon, no shifting, no floor
-#   carbon         round.selection = carbon, region floor 0.5, no shifting
-#   carbon_shift   the scenario's Frugal pipeline: carbon, floor 0.5, per-region
+#   carbon         round.selection = carbon, the scenario's region floor (0.6), no shifting
+#   carbon_shift   the scenario's Frugal pipeline: carbon, floor 0.6, per-region
 #                  shifting (carbon.shift_mode = "region", slack 3 h; rounds run on time)
 #   carbon_shift_last  carbon_shift, and a deferring region is drawn after the others
 #                  (carbon.shift_draw_last = true)
-#   carbon_wait    carbon, floor 0.5, the whole round waits (carbon.shift_mode = "round")
+#   carbon_wait    carbon, floor 0.6, the whole round waits (carbon.shift_mode = "round")
 #   bench/carbon_experiments.sh         (env SEEDS, JOBS, OUT, SIM, VARIANTS, EXTRA)
 # Needs a release build; copy frugal-sim elsewhere first so a rebuild cannot
 # change it mid-grid (SIM=/tmp/frugal-sim). Runs JOBS simulations at once, one thread each.

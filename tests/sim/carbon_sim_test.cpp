@@ -130,7 +130,7 @@ TEST_SUITE("sim") {
     REQUIRE_MESSAGE(c.ok(), c.error().ToString());
     CHECK(c->plan.selection == SelectionPolicy::kCarbon);
     CHECK(c->carbon.shifts());
-    CHECK(c->carbon.region_floor == 0.5);
+    CHECK(c->carbon.region_floor == 0.6);
     CHECK(c->regions.size() == 8);
     auto base = LoadSimConfig(std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/fleet-carbon.toml",
                               {"round.selection=uniform", "carbon.shift_slack_h=0", "carbon.region_floor=0"});
