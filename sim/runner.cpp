@@ -174,6 +174,23 @@ Result<EvalResult> EvaluateOnThreads(const Model& model, std::span<const float> 
   return all;
 }
 
+// TrainClientDelta's contract with the app's trainer (RunOptions::app_train)
+// in place of the core's: (trained - start) in `delta`, as the agent's
+// embedding path builds it (client/task_loop.cpp, RunAppTask).
+Result<TrainStats> AppTrainDelta(const AppTrainFn& app, const AppTrainInput& in, std::span<const float> start,
+                                 std::vector<float>& delta) {
+  delta.assign(start.begin(), start.end());
+  FRUGAL_ASSIGN_OR_RETURN(TrainStats stats, app(in, delta));
+  for (size_t i = 0; i < delta.size(); ++i) {
+    if (!std::isfinite(delta[i])) {
+      return InvalidArgumentError("the app's trainer left parameter " + std::to_string(i) + " non-finite");
+    }
+    delta[i] -= start[i];
+  }
+  if (!std::isfinite(stats.flops) || stats.flops < 0) stats.flops = 0;
+  return stats;
+}
+
 }  // namespace
 
 double MeasureGemmGflops(int n, double min_seconds) {
@@ -672,7 +689,9 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     tc.seed = RoundClientSeed(cfg_.seed, SeedStream::kTrain, round, id);
     double fraction = 0;
     const bool dropped = Dropped(round, id, &fraction);
-    auto stats = TrainClientDelta(*model_, start, *data, examples, tc, *ws_[t], scratch_[t]);
+    auto stats = opts_.app_train ? AppTrainDelta(opts_.app_train, AppTrainInput{id, round, data, examples, &tc}, start,
+                                                 scratch_[t])
+                                 : TrainClientDelta(*model_, start, *data, examples, tc, *ws_[t], scratch_[t]);
     if (!stats.ok() && attack.active() && stats.error().code() == ErrorCode::kInvalidArgument) {
       // An attack can drive the global model where training no longer has a
       // finite loss. The device then fails its task and sends nothing, like a
@@ -1028,9 +1047,16 @@ void Simulation::AddCarbonFigures(RunSummary& sum) const {
   }
   if (cfg_.carbon.shifts()) {
     sum.extra_metrics["shift_wait_seconds"] = shift_wait_s_;
-    sum.notes.push_back("Time shifting: a round waited up to " + FormatDouble(cfg_.carbon.shift_slack_h) +
-                        " h on the virtual clock for its candidates' cleaner hours (carbon.shift_slack_h), " +
-                        FormatDouble(shift_wait_s_ / 3600.0) + " h in all.");
+    if (cfg_.carbon.shift_mode == ShiftMode::kRegion) {
+      sum.notes.push_back("Per-region time shifting (carbon.shift_mode = \"region\"): rounds ran on time; a region "
+                          "with a cleaner hour within " + FormatDouble(cfg_.carbon.shift_slack_h) +
+                          " h owed its floor until then" +
+                          (cfg_.carbon.shift_draw_last ? " and was drawn after the other regions." : "."));
+    } else {
+      sum.notes.push_back("Time shifting: a round waited up to " + FormatDouble(cfg_.carbon.shift_slack_h) +
+                          " h on the virtual clock for its candidates' cleaner hours (carbon.shift_slack_h), " +
+                          FormatDouble(shift_wait_s_ / 3600.0) + " h in all.");
+    }
   }
   // Clients with the same device class and region counted together: a
   // million-client fleet needs only a few dozen entries.

@@ -2,8 +2,12 @@
 // (frugal/client/frugal_embed.h): it owns its data (a CSV file whose last
 // column is the label, read and standardised here) and its training (softmax
 // regression written by hand on the flat parameter buffer, in the layout of
-// the coordinator's "logreg" model); Frugal does the rest.
+// the coordinator's "logreg" model); Frugal does the rest. With --simulate
+// the same training runs for every client of a simulated fleet, in this
+// process, on the scenario's data (frugal_embed_simulate; the scenario's
+// model must be "logreg").
 //   frugal-embed-example DATA.csv --part I/N [--header] [--config client.toml] [--set key=value ...]
+//   frugal-embed-example --simulate SCENARIO.toml [--out DIR] [--set key=value ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -127,11 +131,50 @@ int Evaluate(void* user, const float* w, size_t n_params, frugal_eval_report* ou
   return 0;
 }
 
+// A simulated client's training: the same Train, on the rows the simulator hands over.
+int TrainClient(void*, const frugal_client_data* d, float* w, size_t n_params, const frugal_train_request* r,
+                frugal_train_report* out) {
+  App a;
+  a.dim = d->input_dim;
+  a.classes = n_params / (a.dim + 1);
+  if (a.classes < 2 || a.classes * (a.dim + 1) != n_params) return 1;
+  a.x.assign(d->features, d->features + d->num_examples * d->input_dim);
+  a.y.assign(d->labels, d->labels + d->num_examples);
+  return Train(&a, w, n_params, r, out);
+}
+
+int Simulate(int argc, char** argv) {
+  const char* scenario = argv[2];
+  const char* out = "";
+  std::vector<const char*> sets;
+  for (int i = 3; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) {
+      out = argv[++i];
+    } else if (!std::strcmp(argv[i], "--set") && i + 1 < argc) {
+      sets.push_back(argv[++i]);
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  frugal_sim_trainer t{};
+  t.struct_size = sizeof t;
+  t.train = TrainClient;
+  char error[512] = "";
+  const int rc = frugal_embed_simulate(scenario, sets.data(), sets.size(), out, &t, error, sizeof error);
+  if (rc != 0) std::fprintf(stderr, "frugal: %s\n", error);
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 3 && !std::strcmp(argv[1], "--simulate")) return Simulate(argc, argv);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s DATA.csv --part I/N [--header] [--config client.toml] [--set key=value ...]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s DATA.csv --part I/N [--header] [--config client.toml] [--set key=value ...]\n"
+                 "       %s --simulate SCENARIO.toml [--out DIR] [--set key=value ...]\n",
+                 argv[0], argv[0]);
     return 2;
   }
   unsigned part = 0, parts = 1;

@@ -8,16 +8,36 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/data/dataset.h"
+#include "frugal/train/trainer.h"
 #include "frugal/energy/ledger.h"
 #include "frugal/report/run_report.h"
 #include "frugal/sim/comm.h"
 #include "frugal/sim/config.h"
 
 namespace frugal::sim {
+
+// One simulated client's training by an application's own trainer (the
+// simulator's counterpart of the embedding API, frugal/client/embed.h): the
+// client's examples (data->CopyRow(i) for i in examples) and the task's
+// settings; params holds the model the client starts from and is trained in
+// place, in the layout of the run's model.
+struct AppTrainInput {
+  uint32_t client = 0;  // the client's id
+  uint32_t round = 0;
+  const Dataset* data = nullptr;
+  std::span<const uint32_t> examples;
+  const TrainConfig* train = nullptr;  // train->seed is the round's seed for this client
+};
+// Returns the training's statistics (examples, mean loss, executed FLOPs for
+// the ledger); an error fails the client's task. Called from the run's
+// threads concurrently when run.threads > 1.
+using AppTrainFn = std::function<Result<TrainStats>(const AppTrainInput&, std::span<float> params)>;
 
 struct RunOptions {
   std::string out_dir;          // empty: write nothing
@@ -28,6 +48,9 @@ struct RunOptions {
   bool gemm_baseline = false;
   // Called after every round (rank 0 only), e.g. to print a line.
   std::function<void(const RoundRecord&)> on_round;
+  // Set: every client trains with the app's trainer instead of the core's
+  // (its update is encoded, aggregated and priced as any other).
+  AppTrainFn app_train;
 };
 
 struct RunResult {
