@@ -11,9 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIM=${SIM:-build/release/sim/frugal-sim}
 OUT=${OUT:-runs/bench}/dp
-EPSILONS=${EPSILONS:-1 2 4 8 0}
-SEEDS=${SEEDS:-1 2}
-ROUNDS=${ROUNDS:-100}
+EPSILONS=${EPSILONS:-8 1 4 2 0}
+SEEDS=${SEEDS:-1}
+ROUNDS=${ROUNDS:-40}
 JOBS=${JOBS:-2}
 mkdir -p "$OUT"
 
