@@ -114,6 +114,20 @@ TEST_SUITE("status_http") {
     CHECK(j["energy_measured_vs_modelled"]["rpi4"]["rows"] == 4);
     CHECK(j["energy_measured_vs_modelled"]["rpi4"]["ratio"].get<double>() == doctest::Approx(0.75));
   }
+
+  TEST_CASE("/status carries the DP epsilon, delta and an early stop's reason only for a run that has them") {
+    DriverMetrics m;
+    nlohmann::json plain = nlohmann::json::parse(StatusJson(m, "r1"));
+    CHECK_FALSE(plain.contains("dp_epsilon"));
+    CHECK_FALSE(plain.contains("stop_reason"));
+    m.dp_epsilon = 2.5;
+    m.dp_delta = 1e-5;
+    m.stop_reason = "privacy budget: round 7 would take epsilon from 2.5 to 2.7, past privacy.target_epsilon = 2.6";
+    nlohmann::json j = nlohmann::json::parse(StatusJson(m, "r1"));
+    CHECK(j["dp_epsilon"].get<double>() == 2.5);
+    CHECK(j["dp_delta"].get<double>() == 1e-5);
+    CHECK(j["stop_reason"].get<std::string>().find("round 7") != std::string::npos);
+  }
 }
 
 }  // namespace
