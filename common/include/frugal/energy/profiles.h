@@ -19,7 +19,8 @@ namespace frugal {
 // One device class. The throughput is sustained (not peak) fp32 FLOP/s while
 // training; joules per FLOP are whole-device energy while computing (see the
 // docs). Frugal trains in fp32; joules_per_flop_int8 prices only FLOPs that a
-// client reports as int8 (LedgerFigures.int8), which frugal-client never does.
+// client reports as int8 (LedgerFigures.int8): today only federated evaluation
+// that ran the int8 kernels (eval.int8; training is always fp32).
 struct DeviceProfile {
   std::string id;
   double flops_per_s_fp32 = 0;
