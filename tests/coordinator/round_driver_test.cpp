@@ -409,6 +409,25 @@ TEST_SUITE("coordinator") {
     CHECK(driver.error().message().find("fltrust") != std::string::npos);
   }
 
+  TEST_CASE("pipeline = secure is refused at start: the service does not carry the SecAgg+ messages yet") {
+    testing::TempDir dir;
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test", {"model=\"logreg\"", "pipeline=\"secure\""});
+    REQUIRE(cfg.ok());
+    FakeTransport transport;
+    DriverDeps deps;
+    deps.store = store->get();
+    deps.test = &*test;
+    deps.transport = &transport;
+    auto driver = RoundDriver::Create(*cfg, std::move(deps));
+    REQUIRE_FALSE(driver.ok());
+    CHECK(driver.error().code() == ErrorCode::kFailedPrecondition);
+    CHECK(driver.error().message().find("secure") != std::string::npos);
+  }
+
   TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {
     auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "round.clients_per_round=1", "eval.examples=100", "seed=7"});
     auto reg = rig->driver->OnHello(1, "alice", MakeHello("alice"), 0);
