@@ -152,6 +152,25 @@ std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
   return rig;
 }
 
+// The error of a driver that must refuse to start with these overrides.
+Error StartRefusal(const std::vector<std::string>& overrides) {
+  testing::TempDir dir;
+  auto test = LoadFashionMnist(Split::kTest);
+  REQUIRE(test.ok());
+  auto store = Store::Open(dir.Path("coordinator.db"));
+  REQUIRE(store.ok());
+  auto cfg = ParseCoordinatorConfig("", "test", overrides);
+  REQUIRE(cfg.ok());
+  FakeTransport transport;
+  DriverDeps deps;
+  deps.store = store->get();
+  deps.test = &*test;
+  deps.transport = &transport;
+  auto driver = RoundDriver::Create(*cfg, std::move(deps));
+  REQUIRE_FALSE(driver.ok());
+  return driver.error();
+}
+
 }  // namespace
 
 TEST_SUITE("coordinator") {
@@ -392,40 +411,14 @@ TEST_SUITE("coordinator") {
   }
 
   TEST_CASE("server.robust = fltrust without a training set for the trusted sample is refused at start") {
-    testing::TempDir dir;
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto cfg = ParseCoordinatorConfig("", "test", {"model=\"logreg\"", "server.robust=\"fltrust\""});
-    REQUIRE(cfg.ok());
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    deps.transport = &transport;
-    auto driver = RoundDriver::Create(*cfg, std::move(deps));
-    REQUIRE_FALSE(driver.ok());
-    CHECK(driver.error().message().find("fltrust") != std::string::npos);
+    const Error e = StartRefusal({"model=\"logreg\"", "server.robust=\"fltrust\""});
+    CHECK(e.message().find("fltrust") != std::string::npos);
   }
 
   TEST_CASE("pipeline = secure is refused at start: the service does not carry the SecAgg+ messages yet") {
-    testing::TempDir dir;
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    auto store = Store::Open(dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto cfg = ParseCoordinatorConfig("", "test", {"model=\"logreg\"", "pipeline=\"secure\""});
-    REQUIRE(cfg.ok());
-    FakeTransport transport;
-    DriverDeps deps;
-    deps.store = store->get();
-    deps.test = &*test;
-    deps.transport = &transport;
-    auto driver = RoundDriver::Create(*cfg, std::move(deps));
-    REQUIRE_FALSE(driver.ok());
-    CHECK(driver.error().code() == ErrorCode::kFailedPrecondition);
-    CHECK(driver.error().message().find("secure") != std::string::npos);
+    const Error e = StartRefusal({"model=\"logreg\"", "pipeline=\"secure\""});
+    CHECK(e.code() == ErrorCode::kFailedPrecondition);
+    CHECK(e.message().find("secure") != std::string::npos);
   }
 
   TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {
