@@ -188,9 +188,14 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
       return OkStatus();
     }
     FRUGAL_ASSIGN_OR_RETURN(DownlinkEncoded enc, EncodeDownlink(model_, {}, cfg_.full_model));
-    std::span<const uint8_t> piece(enc.bytes);
-    ModelPayloadHeader h{ModelPayloadKind::kFull, 0, version_, static_cast<uint32_t>(model_.size()), 1};
-    full = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, std::span(&piece, 1)));
+    // A pruned model comes with its shape, so a client holding nothing learns it.
+    const std::vector<uint8_t> shape = shape_.old_sizes.empty() ? std::vector<uint8_t>{} : EncodeShapeChange(shape_);
+    std::vector<std::span<const uint8_t>> pieces;
+    if (!shape.empty()) pieces.emplace_back(shape);
+    pieces.emplace_back(enc.bytes);
+    ModelPayloadHeader h{ModelPayloadKind::kFull, 0, version_, static_cast<uint32_t>(model_.size()),
+                         static_cast<uint32_t>(pieces.size())};
+    full = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, pieces));
     payload_cache_[0] = full;
     return OkStatus();
   };
@@ -383,6 +388,62 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   out.applied = true;
   out.new_version = version_;
   return out;
+}
+
+Result<uint32_t> RoundEngine::ApplyShapeChange(const MlpShapeChange& change) {
+  if (open_) return FailedPreconditionError("shape change: round " + std::to_string(round_) + " is open");
+  FRUGAL_RETURN_IF_ERROR(CheckShapeChange(change));
+  if (MlpParamCount(change.old_sizes) != model_.size()) {
+    return InvalidArgumentError("shape change is from a model of " + std::to_string(MlpParamCount(change.old_sizes)) +
+                                " parameters, the global model has " + std::to_string(model_.size()));
+  }
+  if (!shape_.old_sizes.empty() && change.old_sizes != shape_.NewSizes()) {
+    return InvalidArgumentError("shape change does not start from the model's current layer sizes");
+  }
+  if (aggregator_.VariableState()) {
+    return InvalidArgumentError("shape change: server.robust = \"foolsgold\" keeps per-client histories that "
+                                "pruning cannot carry");
+  }
+  const std::vector<uint32_t> map = ShapeChangeParamMap(change);
+  const size_t d = model_.size(), nd = map.size();
+  // Model-sized state, block by block: the optimizer's moments, the robust rule's centre after its bound.
+  auto project_blocks = [&](std::span<const float> state, size_t head) {
+    std::vector<float> out(state.begin(), state.begin() + static_cast<std::ptrdiff_t>(head));
+    for (size_t at = head; at + d <= state.size(); at += d) {
+      const std::vector<float> part = ApplyParamMap(map, state.subspan(at, d));
+      out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
+  };
+  const std::vector<float> robust_state = aggregator_.State();
+  RobustAggregator aggregator(nd, cfg_.averaging, cfg_.robust);
+  FRUGAL_RETURN_IF_ERROR(aggregator.SetState(project_blocks(robust_state, robust_state.size() % d)));
+  ServerOptimizer server_opt(nd, cfg_.server_opt);
+  FRUGAL_RETURN_IF_ERROR(server_opt.SetState(project_blocks(server_opt_.state(), 0)));
+  MlpShapeChange total = change;
+  if (!shape_.old_sizes.empty()) {
+    total.old_sizes = shape_.old_sizes;
+    for (size_t l = 0; l < total.kept.size(); ++l) {
+      for (uint32_t& u : total.kept[l]) u = shape_.kept[l][u];
+    }
+  }
+
+  model_ = ApplyParamMap(map, model_);
+  if (!server_residual_.empty()) server_residual_ = ApplyParamMap(map, server_residual_);
+  if (!release_.empty()) release_ = ApplyParamMap(map, release_);
+  aggregator_ = std::move(aggregator);
+  server_opt_ = std::move(server_opt);
+  scratch_.assign(nd, 0.0f);
+  shape_ = std::move(total);
+  if (SendsSteps(cfg_.pipeline)) {
+    steps_.push_back(EncodeShapeChange(change));
+    while (steps_.size() > cfg_.delta_window) {
+      steps_.pop_front();
+      ++steps_base_;
+    }
+  }
+  payload_cache_.clear();
+  return ++version_;
 }
 
 }  // namespace frugal

@@ -1,10 +1,12 @@
 #include "frugal/round/model_payload.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
+#include "frugal/model/prune.h"
 
 namespace frugal {
 namespace {
@@ -32,7 +34,8 @@ std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
   std::memcpy(w, kMagic, 4);
   w[4] = kFormatVersion;
   w[5] = static_cast<uint8_t>(header.kind);
-  w[6] = w[7] = 0;
+  w[6] = std::ranges::any_of(pieces, [](std::span<const uint8_t> p) { return IsShapeChange(p); }) ? 1 : 0;
+  w[7] = 0;
   PutU32(w + 8, header.from_version);
   PutU32(w + 12, header.to_version);
   PutU32(w + 16, header.dim);
@@ -62,16 +65,22 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
     return InvalidArgumentError("model payload: unknown kind " + std::to_string(bytes[5]));
   }
   h.kind = static_cast<ModelPayloadKind>(bytes[5]);
+  if (bytes[6] > 1 || bytes[7] != 0) {
+    return InvalidArgumentError("model payload: unknown flags " + std::to_string(bytes[6]) + ", " +
+                                std::to_string(bytes[7]));
+  }
+  h.shape_change = bytes[6] == 1;
   h.from_version = GetU32(&bytes[8]);
   h.to_version = GetU32(&bytes[12]);
   h.dim = GetU32(&bytes[16]);
   h.pieces = GetU32(&bytes[20]);
-  if (h.dim != expected_dim) {
+  if (h.dim != expected_dim && !h.shape_change) {
     return InvalidArgumentError("model payload dimension " + std::to_string(h.dim) +
                                 " does not match the model's " + std::to_string(expected_dim));
   }
-  if (h.kind == ModelPayloadKind::kFull && h.pieces != 1) {
-    return InvalidArgumentError("full model payload must hold exactly 1 piece, has " + std::to_string(h.pieces));
+  if (h.kind == ModelPayloadKind::kFull && h.pieces != (h.shape_change ? 2u : 1u)) {
+    return InvalidArgumentError("full model payload must hold exactly " + std::string(h.shape_change ? "2 pieces (shape, model)" : "1 piece") +
+                                ", has " + std::to_string(h.pieces));
   }
   if (h.pieces > kMaxChainPieces) {
     return ResourceExhaustedError("model payload declares " + std::to_string(h.pieces) +
@@ -104,11 +113,31 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
 
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim) {
+  return ApplyModelPayload(bytes, held_version, model, expected_dim, nullptr);
+}
+
+Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
+                                   std::vector<float>& model, uint32_t expected_dim,
+                                   std::vector<uint32_t>* new_sizes) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
+  std::vector<uint32_t> sizes;  // the last shape change's layer sizes
   if (h.kind == ModelPayloadKind::kFull) {
-    FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(pieces[0], {}, expected_dim));
+    uint32_t dim = expected_dim;
+    if (h.shape_change) {
+      auto shape = DecodeShapeChange(pieces[0]);
+      if (!shape.ok()) return shape.error().WithContext("full model payload's shape");
+      if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext("full model payload's shape");
+      sizes = shape->NewSizes();
+      if (MlpParamCount(sizes) != h.dim) {
+        return InvalidArgumentError("full model payload's shape has " + std::to_string(MlpParamCount(sizes)) +
+                                    " parameters, its header says " + std::to_string(h.dim));
+      }
+      dim = h.dim;
+    }
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(pieces.back(), {}, dim));
     model = std::move(full);
+    if (new_sizes != nullptr) *new_sizes = std::move(sizes);
     return h.to_version;
   }
   if (held_version != h.from_version || model.size() != expected_dim) {
@@ -116,16 +145,49 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
                                    " but the client holds version " + std::to_string(held_version));
   }
   // Decode every piece before touching the model so a bad piece leaves it intact.
-  std::vector<SparseUpdate> updates;
-  updates.reserve(pieces.size());
+  struct Step {
+    SparseUpdate update;
+    std::vector<uint32_t> map;  // a shape change: new index -> old index
+    bool reshape = false;
+  };
+  std::vector<Step> steps;
+  steps.reserve(pieces.size());
+  uint32_t dim = expected_dim;
   for (size_t i = 0; i < pieces.size(); ++i) {
-    auto u = DecodeUplink(pieces[i], expected_dim);
-    if (!u.ok()) return u.error().WithContext("model payload piece " + std::to_string(i));
-    updates.push_back(std::move(*u));
+    const std::string where = "model payload piece " + std::to_string(i);
+    Step step;
+    if (h.shape_change && IsShapeChange(pieces[i])) {
+      auto shape = DecodeShapeChange(pieces[i]);
+      if (!shape.ok()) return shape.error().WithContext(where);
+      if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext(where);
+      if (MlpParamCount(shape->old_sizes) != dim) {
+        return InvalidArgumentError(where + ": shape change is from a model of " +
+                                    std::to_string(MlpParamCount(shape->old_sizes)) + " parameters, the model has " +
+                                    std::to_string(dim));
+      }
+      step.map = ShapeChangeParamMap(*shape);
+      step.reshape = true;
+      dim = static_cast<uint32_t>(step.map.size());
+      sizes = shape->NewSizes();
+    } else {
+      auto u = DecodeUplink(pieces[i], dim);
+      if (!u.ok()) return u.error().WithContext(where);
+      step.update = std::move(*u);
+    }
+    steps.push_back(std::move(step));
   }
-  for (const SparseUpdate& u : updates) {
-    for (size_t j = 0; j < u.indices.size(); ++j) model[u.indices[j]] += u.values[j];
+  if (dim != h.dim) {
+    return InvalidArgumentError("model payload ends at dimension " + std::to_string(dim) + ", its header says " +
+                                std::to_string(h.dim));
   }
+  for (const Step& s : steps) {
+    if (s.reshape) {
+      model = ApplyParamMap(s.map, model);
+      continue;
+    }
+    for (size_t j = 0; j < s.update.indices.size(); ++j) model[s.update.indices[j]] += s.update.values[j];
+  }
+  if (new_sizes != nullptr) *new_sizes = std::move(sizes);
   return h.to_version;
 }
 

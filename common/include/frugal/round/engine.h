@@ -20,6 +20,7 @@
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
+#include "frugal/model/prune.h"
 #include "frugal/privacy/dp.h"
 #include "frugal/privacy/secure_pipeline.h"
 #include "frugal/round/selection.h"
@@ -188,6 +189,18 @@ class RoundEngine {
   // were accepted, producing version()+1.
   Result<RoundOutcome> CloseRound(uint32_t min_quorum);
 
+  // Structured pruning ([prune], frugal/model/prune.h), between rounds: the
+  // global MLP keeps only the change's hidden units, and the server state
+  // follows its parameter map (error-feedback residual, optimizer moments,
+  // released average, the robust rule's centre). The pruned model is version()+1;
+  // the change is that version's step, so chains carry it to clients holding
+  // older versions, and full models carry the pruned shape. Refused while a
+  // round is open, for a change that does not fit dim(), and with foolsgold
+  // (per-client histories); an error leaves the engine as it was.
+  Result<uint32_t> ApplyShapeChange(const MlpShapeChange& change);
+  // Every shape change so far, relative to the unpruned model (old_sizes empty: never pruned).
+  const MlpShapeChange& shape() const { return shape_; }
+
  private:
   Status Reject(RejectReason why, RejectReason* out, Error e);
 
@@ -221,6 +234,7 @@ class RoundEngine {
   std::map<uint64_t, PendingUpdate> pending_;
   std::optional<SparseUpdate> reference_;  // the open round's (fltrust)
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
+  MlpShapeChange shape_;  // see shape()
 };
 
 }  // namespace frugal

@@ -4,6 +4,9 @@
 // A chain reproduces the server's copy bit-exactly; a quantized full model
 // leaves the client with the codec's reconstruction, which the client's update
 // is then taken relative to, so aggregation stays exact either way.
+// A pruned MLP's payloads carry shape changes (frugal/model/prune.h): a chain
+// piece may be one (the client's copy shrinks there), and a full model is
+// preceded by the pruned shape relative to the unpruned one.
 #pragma once
 
 #include <cstdint>
@@ -20,17 +23,23 @@ struct ModelPayloadHeader {
   ModelPayloadKind kind = ModelPayloadKind::kFull;
   uint32_t from_version = 0;  // version the client must hold (0 for kFull)
   uint32_t to_version = 0;    // version the client holds after applying
-  uint32_t dim = 0;
+  uint32_t dim = 0;      // the model's dimension after applying
   uint32_t pieces = 0;
+  // Some piece is a shape change: `dim` is then the dimension after the last
+  // one, and a full model's first piece is its shape (two pieces).
+  bool shape_change = false;
 };
 
 inline constexpr uint32_t kMaxChainPieces = 4096;
 
-// Frames `pieces` (each a codec payload) into one model payload.
+// Frames `pieces` (each a codec payload or a shape change) into one model
+// payload; header.shape_change is set from the pieces.
 std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
                                         std::span<const std::span<const uint8_t>> pieces);
 
-// Validates the framing and returns the header and views of the pieces (into `bytes`).
+// Validates the framing and returns the header and views of the pieces (into
+// `bytes`). expected_dim is checked against the header's dim unless the
+// payload carries a shape change (ApplyModelPayload checks those piece by piece).
 Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uint32_t expected_dim,
                                              std::vector<std::span<const uint8_t>>* pieces);
 
@@ -39,5 +48,12 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
 // `model` is unchanged and the error names what was wrong.
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim);
+// The same, for a client whose model may be pruned: expected_dim is the
+// dimension the client holds (or, holding nothing, expects when no shape
+// change comes). On success *new_sizes (if non-null) holds the MLP layer sizes
+// of the last shape change applied, or is left empty when none came.
+Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
+                                   std::vector<float>& model, uint32_t expected_dim,
+                                   std::vector<uint32_t>* new_sizes);
 
 }  // namespace frugal

@@ -1,0 +1,262 @@
+#include "frugal/model/prune.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+namespace frugal {
+namespace {
+
+constexpr uint8_t kMagic[4] = {'F', 'R', 'S', 'C'};
+constexpr uint8_t kFormat = 1;
+constexpr uint32_t kMaxLayerSize = 1u << 20;
+constexpr size_t kMaxLayers = 64;  // layer sizes, input and output included
+
+void PutU32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint32_t GetU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
+}
+
+}  // namespace
+
+Status CheckPruneConfig(const PruneConfig& c) {
+  if (!(c.target_flops_fraction > 0 && c.target_flops_fraction <= 1)) {
+    return InvalidArgumentError("prune.target_flops_fraction must be in (0, 1], got " +
+                                std::to_string(c.target_flops_fraction));
+  }
+  if (c.steps == 0) return InvalidArgumentError("prune.steps must be at least 1");
+  if (c.every == 0) return InvalidArgumentError("prune.every must be at least 1");
+  if (c.start_round == 0) return InvalidArgumentError("prune.start_round must be at least 1");
+  return OkStatus();
+}
+
+std::vector<uint32_t> MlpShapeChange::NewSizes() const {
+  std::vector<uint32_t> s = old_sizes;
+  for (size_t l = 0; l < kept.size() && l + 1 < s.size(); ++l) s[l + 1] = static_cast<uint32_t>(kept[l].size());
+  return s;
+}
+
+size_t MlpParamCount(std::span<const uint32_t> sizes) {
+  size_t n = 0;
+  for (size_t l = 0; l + 1 < sizes.size(); ++l) n += size_t{sizes[l + 1]} * sizes[l] + sizes[l + 1];
+  return n;
+}
+
+double MlpTrainFlops(std::span<const uint32_t> sizes) {
+  double f = 0;
+  for (size_t l = 0; l + 1 < sizes.size(); ++l) {
+    const double macs = static_cast<double>(sizes[l]) * static_cast<double>(sizes[l + 1]);
+    f += 2 * (2 * macs + sizes[l + 1]);  // forward; weight and bias gradients
+    if (l > 0) f += 2 * macs;            // input gradient
+  }
+  return f;
+}
+
+Status CheckShapeChange(const MlpShapeChange& c) {
+  if (c.old_sizes.size() < 3 || c.old_sizes.size() > kMaxLayers) {
+    return InvalidArgumentError("shape change: " + std::to_string(c.old_sizes.size()) +
+                                " layer sizes, expected 3 to " + std::to_string(kMaxLayers));
+  }
+  for (size_t l = 0; l < c.old_sizes.size(); ++l) {
+    if (c.old_sizes[l] == 0 || c.old_sizes[l] > kMaxLayerSize) {
+      return InvalidArgumentError("shape change: layer size " + std::to_string(l) + " is " +
+                                  std::to_string(c.old_sizes[l]) + ", expected 1 to " + std::to_string(kMaxLayerSize));
+    }
+  }
+  if (c.kept.size() + 2 != c.old_sizes.size()) {
+    return InvalidArgumentError("shape change: " + std::to_string(c.kept.size()) + " kept lists for " +
+                                std::to_string(c.old_sizes.size() - 2) + " hidden layers");
+  }
+  for (size_t l = 0; l < c.kept.size(); ++l) {
+    const std::vector<uint32_t>& k = c.kept[l];
+    if (k.empty()) return InvalidArgumentError("shape change: hidden layer " + std::to_string(l) + " keeps no unit");
+    for (size_t i = 0; i < k.size(); ++i) {
+      if (k[i] >= c.old_sizes[l + 1] || (i > 0 && k[i] <= k[i - 1])) {
+        return InvalidArgumentError("shape change: hidden layer " + std::to_string(l) +
+                                    "'s kept units are not ascending and below " + std::to_string(c.old_sizes[l + 1]));
+      }
+    }
+  }
+  return OkStatus();
+}
+
+std::vector<uint32_t> ShapeChangeParamMap(const MlpShapeChange& c) {
+  const std::vector<uint32_t>& s = c.old_sizes;
+  std::vector<uint32_t> map;
+  map.reserve(MlpParamCount(c.NewSizes()));
+  std::vector<uint32_t> all_in, all_out;
+  size_t offset = 0;
+  for (size_t l = 0; l + 1 < s.size(); ++l) {
+    const uint32_t in = s[l], out = s[l + 1];
+    if (l == 0) {
+      all_in.resize(in);
+      std::iota(all_in.begin(), all_in.end(), 0u);
+    }
+    const std::vector<uint32_t>& ins = l == 0 ? all_in : c.kept[l - 1];
+    if (l + 2 == s.size()) {
+      all_out.resize(out);
+      std::iota(all_out.begin(), all_out.end(), 0u);
+    }
+    const std::vector<uint32_t>& outs = l + 2 == s.size() ? all_out : c.kept[l];
+    for (uint32_t o : outs) {
+      for (uint32_t i : ins) map.push_back(static_cast<uint32_t>(offset + size_t{o} * in + i));
+    }
+    for (uint32_t o : outs) map.push_back(static_cast<uint32_t>(offset + size_t{out} * in + o));
+    offset += size_t{out} * in + out;
+  }
+  return map;
+}
+
+std::vector<float> ApplyParamMap(std::span<const uint32_t> map, std::span<const float> in) {
+  std::vector<float> out(map.size());
+  for (size_t i = 0; i < map.size(); ++i) out[i] = in[map[i]];
+  return out;
+}
+
+std::vector<std::vector<double>> UnitScores(std::span<const uint32_t> sizes, std::span<const float> params) {
+  std::vector<size_t> offsets;
+  size_t offset = 0;
+  for (size_t l = 0; l + 1 < sizes.size(); ++l) {
+    offsets.push_back(offset);
+    offset += size_t{sizes[l + 1]} * sizes[l] + sizes[l + 1];
+  }
+  std::vector<std::vector<double>> scores;
+  for (size_t l = 1; l + 1 < sizes.size(); ++l) {
+    const size_t in = sizes[l - 1], units = sizes[l], next = sizes[l + 1];
+    const float* w = params.data() + offsets[l - 1];
+    const float* b = w + units * in;
+    const float* w_next = params.data() + offsets[l];
+    std::vector<double> s(units, 0.0);
+    for (size_t u = 0; u < units; ++u) {
+      double sum = static_cast<double>(b[u]) * b[u];
+      for (size_t i = 0; i < in; ++i) sum += static_cast<double>(w[u * in + i]) * w[u * in + i];
+      for (size_t o = 0; o < next; ++o) sum += static_cast<double>(w_next[o * units + u]) * w_next[o * units + u];
+      s[u] = std::sqrt(sum);
+    }
+    scores.push_back(std::move(s));
+  }
+  return scores;
+}
+
+MlpShapeChange ChooseKeptUnits(std::span<const uint32_t> sizes, std::span<const float> params,
+                               std::span<const uint32_t> widths) {
+  MlpShapeChange c;
+  c.old_sizes.assign(sizes.begin(), sizes.end());
+  const std::vector<std::vector<double>> scores = UnitScores(sizes, params);
+  for (size_t l = 0; l < scores.size(); ++l) {
+    std::vector<uint32_t> order(scores[l].size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return scores[l][a] > scores[l][b]; });
+    order.resize(std::min<size_t>(widths[l], order.size()));
+    std::sort(order.begin(), order.end());
+    c.kept.push_back(std::move(order));
+  }
+  return c;
+}
+
+std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction) {
+  const size_t hidden = original_sizes.size() - 2;
+  const uint32_t widest = *std::max_element(original_sizes.begin() + 1, original_sizes.end() - 1);
+  const double budget = fraction * MlpTrainFlops(original_sizes);
+  std::vector<uint32_t> sizes(original_sizes.begin(), original_sizes.end());
+  for (uint32_t k = widest; k >= 1; --k) {
+    for (size_t l = 0; l < hidden; ++l) {
+      sizes[l + 1] = std::max<uint32_t>(1, static_cast<uint32_t>(uint64_t{original_sizes[l + 1]} * k / widest));
+    }
+    if (MlpTrainFlops(sizes) <= budget || k == 1) break;
+  }
+  return std::vector<uint32_t>(sizes.begin() + 1, sizes.end() - 1);
+}
+
+std::optional<std::vector<uint32_t>> PruneStepWidths(const PruneConfig& c, uint32_t round,
+                                                     std::span<const uint32_t> original_sizes) {
+  if (!c.enabled() || c.every == 0 || c.steps == 0 || round < c.start_round || (round - c.start_round) % c.every != 0) {
+    return std::nullopt;
+  }
+  const uint32_t step = (round - c.start_round) / c.every + 1;
+  if (step > c.steps) return std::nullopt;
+  const double fraction = 1.0 - (1.0 - c.target_flops_fraction) * step / c.steps;
+  return WidthsForFlopsFraction(original_sizes, fraction);
+}
+
+std::vector<uint8_t> EncodeShapeChange(const MlpShapeChange& c) {
+  std::vector<uint8_t> out(kMagic, kMagic + 4);
+  out.push_back(kFormat);
+  out.push_back(static_cast<uint8_t>(c.old_sizes.size()));
+  for (uint32_t s : c.old_sizes) PutU32(out, s);
+  for (size_t l = 0; l < c.kept.size(); ++l) {
+    const size_t at = out.size();
+    out.resize(at + (c.old_sizes[l + 1] + 7) / 8, 0);
+    for (uint32_t u : c.kept[l]) out[at + u / 8] |= static_cast<uint8_t>(1u << (u % 8));
+  }
+  return out;
+}
+
+bool IsShapeChange(std::span<const uint8_t> bytes) {
+  return bytes.size() >= 4 && std::memcmp(bytes.data(), kMagic, 4) == 0;
+}
+
+Result<MlpShapeChange> DecodeShapeChange(std::span<const uint8_t> bytes) {
+  if (bytes.size() < 6) {
+    return DataLossError("shape change truncated: " + std::to_string(bytes.size()) + " bytes, the header needs 6");
+  }
+  if (!IsShapeChange(bytes)) return InvalidArgumentError("shape change: bad magic");
+  if (bytes[4] != kFormat) return InvalidArgumentError("shape change: unsupported format " + std::to_string(bytes[4]));
+  const size_t n = bytes[5];
+  if (n < 3 || n > kMaxLayers) {
+    return InvalidArgumentError("shape change: layer count " + std::to_string(n) + ", expected 3 to " +
+                                std::to_string(kMaxLayers));
+  }
+  if (bytes.size() < 6 + 4 * n) {
+    return DataLossError("shape change truncated in its layer sizes: " + std::to_string(bytes.size()) + " bytes");
+  }
+  MlpShapeChange c;
+  for (size_t l = 0; l < n; ++l) {
+    const uint32_t s = GetU32(&bytes[6 + 4 * l]);
+    if (s == 0 || s > kMaxLayerSize) {
+      return InvalidArgumentError("shape change: layer size " + std::to_string(l) + " is " + std::to_string(s) +
+                                  ", expected 1 to " + std::to_string(kMaxLayerSize));
+    }
+    c.old_sizes.push_back(s);
+  }
+  size_t pos = 6 + 4 * n;
+  for (size_t l = 1; l + 1 < n; ++l) {
+    const uint32_t units = c.old_sizes[l];
+    const size_t mask_bytes = (units + 7) / 8;
+    if (bytes.size() - pos < mask_bytes) {
+      return DataLossError("shape change truncated in hidden layer " + std::to_string(l - 1) + "'s mask");
+    }
+    std::vector<uint32_t> kept;
+    for (uint32_t u = 0; u < mask_bytes * 8; ++u) {
+      if ((bytes[pos + u / 8] >> (u % 8)) & 1u) {
+        if (u >= units) {
+          return InvalidArgumentError("shape change: hidden layer " + std::to_string(l - 1) +
+                                      "'s mask sets unit " + std::to_string(u) + " past its " +
+                                      std::to_string(units) + " units");
+        }
+        kept.push_back(u);
+      }
+    }
+    if (kept.empty()) {
+      return InvalidArgumentError("shape change: hidden layer " + std::to_string(l - 1) + "'s mask keeps no unit");
+    }
+    c.kept.push_back(std::move(kept));
+    pos += mask_bytes;
+  }
+  if (pos != bytes.size()) {
+    return InvalidArgumentError("shape change has " + std::to_string(bytes.size() - pos) + " trailing bytes");
+  }
+  if (MlpParamCount(c.old_sizes) > (size_t{1} << 31)) {
+    return InvalidArgumentError("shape change: the old model would hold " + std::to_string(MlpParamCount(c.old_sizes)) +
+                                " parameters, more than 2^31");
+  }
+  return c;
+}
+
+}  // namespace frugal

@@ -1,0 +1,279 @@
+// Structured pruning (frugal/model/prune.h) and its round path: the pruned
+// model against the unpruned one with those units zeroed, FLOPs against the
+// pruned GEMMs' multiply-adds, the parameter map against a plain index loop,
+// the engine's state and a client's chain through a shape change, and the
+// shape change's decoder on corrupted bytes. Tiny synthetic models and
+// batches: the properties are exact ones, which no data set makes clearer.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "frugal/core/random.h"
+#include "frugal/model/model.h"
+#include "frugal/model/prune.h"
+#include "frugal/round/engine.h"
+#include "frugal/round/model_payload.h"
+
+namespace frugal {
+namespace {
+
+std::vector<float> RandomVector(size_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = 2.0f * rng.UniformFloat() - 1.0f;
+  return v;
+}
+
+std::vector<size_t> ToSize(const std::vector<uint32_t>& s) { return {s.begin(), s.end()}; }
+
+// The old index of every new parameter, written as plain loops over (layer, unit, input).
+std::vector<uint32_t> ReferenceMap(const MlpShapeChange& c) {
+  const std::vector<uint32_t>& s = c.old_sizes;
+  std::vector<uint32_t> map;
+  size_t offset = 0;
+  for (size_t l = 0; l + 1 < s.size(); ++l) {
+    auto kept_in = [&](uint32_t i) {
+      if (l == 0) return true;
+      for (uint32_t k : c.kept[l - 1]) if (k == i) return true;
+      return false;
+    };
+    auto kept_out = [&](uint32_t o) {
+      if (l + 2 == s.size()) return true;
+      for (uint32_t k : c.kept[l]) if (k == o) return true;
+      return false;
+    };
+    for (uint32_t o = 0; o < s[l + 1]; ++o) {
+      if (!kept_out(o)) continue;
+      for (uint32_t i = 0; i < s[l]; ++i) {
+        if (kept_in(i)) map.push_back(static_cast<uint32_t>(offset + o * s[l] + i));
+      }
+    }
+    for (uint32_t o = 0; o < s[l + 1]; ++o) {
+      if (kept_out(o)) map.push_back(static_cast<uint32_t>(offset + s[l + 1] * s[l] + o));
+    }
+    offset += size_t{s[l + 1]} * s[l] + s[l + 1];
+  }
+  return map;
+}
+
+const MlpShapeChange kChange{{12, 9, 7, 4}, {{0, 2, 3, 7}, {1, 4, 5}}};
+
+}  // namespace
+
+TEST_SUITE("model") {
+TEST_CASE("a pruned MLP computes what the unpruned one does with the pruned units zeroed") {
+  const Mlp full(ToSize(kChange.old_sizes));
+  const Mlp pruned(ToSize(kChange.NewSizes()));
+  std::vector<float> params = RandomVector(full.num_params(), 3);
+  const std::vector<uint32_t> map = ShapeChangeParamMap(kChange);
+  REQUIRE(map.size() == pruned.num_params());
+  CHECK(map == ReferenceMap(kChange));
+  const std::vector<float> small = ApplyParamMap(map, params);
+  // Zero every parameter that is not kept: a pruned unit's incoming weights,
+  // bias and outgoing weights.
+  std::vector<bool> kept(params.size(), false);
+  for (uint32_t i : map) kept[i] = true;
+  for (size_t i = 0; i < params.size(); ++i) if (!kept[i]) params[i] = 0.0f;
+
+  Rng rng(5);
+  const size_t n = 20;
+  std::vector<float> x(n * 12);
+  for (float& v : x) v = rng.UniformFloat();
+  std::vector<int32_t> y(n);
+  for (auto& v : y) v = static_cast<int32_t>(rng.UniformInt(4));
+  const BatchView batch{x.data(), y.data(), n};
+  auto ws_full = full.MakeWorkspace();
+  auto ws_small = pruned.MakeWorkspace();
+  std::vector<float> g_full(full.num_params()), g_small(pruned.num_params());
+  const double loss_full = full.LossAndGradient(params, batch, g_full, *ws_full);
+  const double loss_small = pruned.LossAndGradient(small, batch, g_small, *ws_small);
+  CHECK(loss_small == doctest::Approx(loss_full).epsilon(1e-6));
+  for (size_t i = 0; i < map.size(); ++i) CHECK(g_small[i] == doctest::Approx(g_full[map[i]]).epsilon(1e-5));
+  std::vector<int32_t> p_full(n), p_small(n);
+  full.Predict(params, batch, p_full, *ws_full);
+  pruned.Predict(small, batch, p_small, *ws_small);
+  CHECK(p_full == p_small);
+}
+
+TEST_CASE("a pruned MLP's FLOPs are its GEMMs' multiply-adds, and the 2NN's schedule halves them") {
+  const std::vector<uint32_t> sizes = kChange.NewSizes();
+  const Mlp pruned(ToSize(sizes));
+  // Forward: 2 x (in x out) per layer plus the bias adds; backward: the weight
+  // gradient's GEMM and bias adds, and the input gradient's GEMM past layer 0.
+  double fwd = 0, bwd = 0;
+  for (size_t l = 0; l + 1 < sizes.size(); ++l) {
+    fwd += 2.0 * sizes[l] * sizes[l + 1] + sizes[l + 1];
+    bwd += 2.0 * sizes[l] * sizes[l + 1] + sizes[l + 1] + (l > 0 ? 2.0 * sizes[l] * sizes[l + 1] : 0.0);
+  }
+  CHECK(pruned.flops_per_example().forward == fwd);
+  CHECK(pruned.flops_per_example().backward == bwd);
+  CHECK(MlpTrainFlops(sizes) == fwd + bwd);
+  CHECK(MlpParamCount(sizes) == pruned.num_params());
+
+  const std::vector<uint32_t> twonn{784, 200, 200, 10};
+  const std::vector<uint32_t> w = WidthsForFlopsFraction(twonn, 0.5);
+  REQUIRE(w.size() == 2);
+  CHECK(w[0] == w[1]);
+  const double all = MlpTrainFlops(twonn);
+  CHECK(MlpTrainFlops(std::vector<uint32_t>{784, w[0], w[1], 10}) <= 0.5 * all);
+  CHECK(MlpTrainFlops(std::vector<uint32_t>{784, w[0] + 1, w[1] + 1, 10}) > 0.5 * all);
+  const PruneConfig cfg{.target_flops_fraction = 0.5, .start_round = 10, .steps = 2, .every = 5};
+  CHECK(!PruneStepWidths(cfg, 9, twonn));
+  CHECK(!PruneStepWidths(cfg, 12, twonn));
+  CHECK(!PruneStepWidths(cfg, 20, twonn));
+  CHECK(*PruneStepWidths(cfg, 10, twonn) == WidthsForFlopsFraction(twonn, 0.75));
+  CHECK(*PruneStepWidths(cfg, 15, twonn) == w);
+}
+
+TEST_CASE("the kept units are the ones with the largest in-and-out weight norms") {
+  const std::vector<uint32_t> sizes{3, 4, 2};
+  // Units' weights set so the norms order 2 > 0 > 3 > 1.
+  std::vector<float> p(MlpParamCount(sizes), 0.0f);
+  const float in_w[4] = {2, 0.5f, 3, 1};
+  for (size_t u = 0; u < 4; ++u) p[u * 3] = in_w[u];
+  const auto scores = UnitScores(sizes, p);
+  CHECK(scores[0][2] == doctest::Approx(3.0));
+  p[16 + 1] = 0.1f;  // layer 1's weight from unit 1 to output 0: sqrt(0.25 + 0.01)
+  CHECK(UnitScores(sizes, p)[0][1] == doctest::Approx(std::sqrt(0.26)));
+  const MlpShapeChange c = ChooseKeptUnits(sizes, p, std::vector<uint32_t>{2});
+  CHECK(c.kept[0] == std::vector<uint32_t>{0, 2});
+}
+
+TEST_CASE("a shape change carries the engine's model and state, and a client's chain, exactly") {
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kFrugal;
+  cfg.server_opt.momentum = 0.9f;
+  cfg.release_ema = 0.5;
+  cfg.robust.rule = RobustRule::kCenteredClip;
+  cfg.robust.clip_bound = 10;
+  const size_t d = MlpParamCount(kChange.old_sizes);
+  RoundEngine engine(RandomVector(d, 7), cfg);
+  std::vector<float> client = std::vector<float>(engine.global_model().begin(), engine.global_model().end());
+  // One round, so the residual, momentum, release average and centre are not zero.
+  const uint64_t ids[] = {1, 2};
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  std::vector<float> residual = RandomVector(d, 11);
+  for (uint64_t id : ids) {
+    auto up = EncodeUplink(RandomVector(d, 20 + id), UplinkConfig{.dense = false, .density = 0.3}, residual);
+    REQUIRE(up.ok());
+    REQUIRE(engine.Ingest(1, id, 1, *up, 1.0).ok());
+  }
+  REQUIRE(engine.CloseRound(1).ok());
+  REQUIRE(engine.version() == 2);
+  const std::vector<float> before(engine.global_model().begin(), engine.global_model().end());
+  const std::vector<float> release_before(engine.release_model().begin(), engine.release_model().end());
+  const std::vector<uint8_t> state_before = engine.ServerState();
+
+  auto v = engine.ApplyShapeChange(kChange);
+  REQUIRE(v.ok());
+  CHECK(*v == 3);
+  const std::vector<uint32_t> ref = ReferenceMap(kChange);
+  const size_t nd = ref.size();
+  REQUIRE(engine.dim() == nd);
+  for (size_t i = 0; i < nd; ++i) {
+    CHECK(engine.global_model()[i] == before[ref[i]]);
+    CHECK(engine.release_model()[i] == release_before[ref[i]]);
+  }
+  // Server state: residual, momentum, release average (d floats each), then the
+  // centre's bound and the centre; each block follows the map.
+  auto floats = [](const std::vector<uint8_t>& b) {
+    std::vector<float> f(b.size() / 4);
+    std::memcpy(f.data(), b.data(), b.size());
+    return f;
+  };
+  const std::vector<float> old_state = floats(state_before), new_state = floats(engine.ServerState());
+  REQUIRE(old_state.size() == 4 * d + 1);
+  REQUIRE(new_state.size() == 4 * nd + 1);
+  for (size_t block = 0; block < 4; ++block) {
+    const size_t head = block == 3 ? 1 : 0, old_at = block * d + head, new_at = block * nd + head;
+    if (block == 3) CHECK(new_state[block * nd] == old_state[block * d]);
+    for (size_t i = 0; i < nd; ++i) CHECK(new_state[new_at + i] == old_state[old_at + ref[i]]);
+  }
+  // A client's residual follows the same map.
+  const std::vector<float> moved = ApplyParamMap(ShapeChangeParamMap(kChange), residual);
+  for (size_t i = 0; i < nd; ++i) CHECK(moved[i] == residual[ref[i]]);
+
+  // A client holding version 1 (old shape) gets round 1's step and the shape change.
+  auto chain = engine.ModelPayloadFor(1);
+  REQUIRE(chain.ok());
+  std::vector<uint32_t> sizes;
+  auto held = ApplyModelPayload(**chain, 1, client, static_cast<uint32_t>(d), &sizes);
+  REQUIRE(held.ok());
+  CHECK(*held == 3);
+  CHECK(sizes == kChange.NewSizes());
+  CHECK(client == std::vector<float>(engine.global_model().begin(), engine.global_model().end()));
+  // A client holding nothing gets the pruned shape with the full model.
+  std::vector<float> fresh;
+  auto full = engine.ModelPayloadFor(0);
+  REQUIRE(full.ok());
+  sizes.clear();
+  REQUIRE(ApplyModelPayload(**full, 0, fresh, static_cast<uint32_t>(d), &sizes).ok());
+  CHECK(sizes == kChange.NewSizes());
+  CHECK(fresh.size() == nd);
+  // Training continues at the new dimension; an update of the old one is refused.
+  REQUIRE(engine.OpenRound(2, ids).ok());
+  auto old_up = EncodeUplink(RandomVector(d, 30), UplinkConfig{.dense = true}, {});
+  REQUIRE(old_up.ok());
+  CHECK(!engine.Ingest(2, 1, 3, *old_up, 1.0).ok());
+  auto new_up = EncodeUplink(RandomVector(nd, 31), UplinkConfig{.dense = true}, {});
+  REQUIRE(new_up.ok());
+  CHECK(engine.Ingest(2, 2, 3, *new_up, 1.0).ok());
+  CHECK(engine.ApplyShapeChange(kChange).status().error().message().find("is open") != std::string::npos);
+}
+
+TEST_CASE("a corrupted shape change is rejected with the field named, and the client's model is untouched") {
+  const std::vector<uint8_t> good = EncodeShapeChange(kChange);
+  CHECK(good.size() == 6 + 4 * 4 + 2 + 1);
+  auto back = DecodeShapeChange(good);
+  REQUIRE(back.ok());
+  CHECK(back->old_sizes == kChange.old_sizes);
+  CHECK(back->kept == kChange.kept);
+  auto message = [](std::vector<uint8_t> b) {
+    auto r = DecodeShapeChange(b);
+    return r.ok() ? std::string("accepted") : r.error().message();
+  };
+  std::vector<uint8_t> b = good;
+  b[0] = 'X';
+  CHECK(message(b).find("magic") != std::string::npos);
+  b = good;
+  b[5] = 2;
+  CHECK(message(b).find("layer count") != std::string::npos);
+  b = good;
+  b[6 + 4] = 0;  b[6 + 5] = 0;  // hidden layer 0 of size 0
+  CHECK(message(b).find("layer size 1") != std::string::npos);
+  b = good;
+  b[6 + 16 + 1] |= 0x80;  // unit 15 of a 9-unit layer
+  CHECK(message(b).find("past its 9 units") != std::string::npos);
+  b = good;
+  b[6 + 16 + 2] = 0;  // hidden layer 1 keeps nothing
+  CHECK(message(b).find("hidden layer 1's mask keeps no unit") != std::string::npos);
+  b = good;
+  b.pop_back();
+  CHECK(message(b).find("truncated in hidden layer 1's mask") != std::string::npos);
+  b = good;
+  b.push_back(0);
+  CHECK(message(b).find("trailing") != std::string::npos);
+
+  // Through a chain: the client's copy stays as it was.
+  const size_t d = MlpParamCount(kChange.old_sizes);
+  b = good;
+  b[6 + 16] = 0;
+  b[6 + 16 + 1] = 0;
+  const std::span<const uint8_t> piece(b);
+  const ModelPayloadHeader h{ModelPayloadKind::kChain, 4, 5, static_cast<uint32_t>(MlpParamCount(kChange.NewSizes())),
+                             1};
+  const std::vector<uint8_t> payload = EncodeModelPayload(h, std::span(&piece, 1));
+  std::vector<float> model = RandomVector(d, 2);
+  const std::vector<float> copy = model;
+  auto r = ApplyModelPayload(payload, 4, model, static_cast<uint32_t>(d), nullptr);
+  REQUIRE(!r.ok());
+  CHECK(r.error().message().find("model payload piece 0: shape change: hidden layer 0's mask keeps no unit") !=
+        std::string::npos);
+  CHECK(model == copy);
+}
+}
+
+}  // namespace frugal
