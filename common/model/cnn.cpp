@@ -6,6 +6,7 @@
 
 #include "frugal/core/random.h"
 #include "frugal/model/model.h"
+#include "conv.h"
 #include "dense.h"
 #include "loss.h"
 
@@ -23,104 +24,16 @@ constexpr size_t kChunk = 32;
 
 inline Eigen::Index Ix(size_t v) { return static_cast<Eigen::Index>(v); }
 
+using internal::Col2Im;
+using internal::Im2Col;
+using internal::MaxPool;
+using internal::MaxPoolBackward;
+
 struct CnnWorkspace final : ModelWorkspace {
   AlignedVector<float> cols1, a1, p1, cols2, a2, p2, d1, logits;
   AlignedVector<uint32_t> idx1, idx2;
   AlignedVector<float> dlogits, dd1, dp2, dz2, dcols2, dp1, dz1;
 };
-
-// Patches of a 'same' convolution: n images of h x w x c (HWC) -> a
-// (k*k*c) x (n*h*w) column-major matrix, one column per output pixel,
-// rows ordered (ky, kx, channel) with channel fastest; zero outside the image.
-void Im2Col(const float* in, size_t n, size_t h, size_t w, size_t c, size_t k, float* cols) {
-  const ptrdiff_t pad = static_cast<ptrdiff_t>(k / 2);
-  const size_t kkc = k * k * c;
-  for (size_t e = 0; e < n; ++e) {
-    const float* img = in + e * h * w * c;
-    for (size_t y = 0; y < h; ++y) {
-      for (size_t x = 0; x < w; ++x) {
-        float* col = cols + ((e * h + y) * w + x) * kkc;
-        for (size_t ky = 0; ky < k; ++ky) {
-          const ptrdiff_t iy = static_cast<ptrdiff_t>(y + ky) - pad;
-          float* dst = col + ky * k * c;
-          if (iy < 0 || iy >= static_cast<ptrdiff_t>(h)) {
-            std::memset(dst, 0, k * c * sizeof(float));
-            continue;
-          }
-          for (size_t kx = 0; kx < k; ++kx) {
-            const ptrdiff_t ix = static_cast<ptrdiff_t>(x + kx) - pad;
-            if (ix < 0 || ix >= static_cast<ptrdiff_t>(w)) {
-              std::memset(dst + kx * c, 0, c * sizeof(float));
-            } else {
-              std::memcpy(dst + kx * c, img + (static_cast<size_t>(iy) * w + static_cast<size_t>(ix)) * c,
-                          c * sizeof(float));
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-// Adjoint of Im2Col: sums each patch gradient back into the image gradient.
-void Col2Im(const float* cols, size_t n, size_t h, size_t w, size_t c, size_t k, float* out) {
-  const ptrdiff_t pad = static_cast<ptrdiff_t>(k / 2);
-  const size_t kkc = k * k * c;
-  std::fill(out, out + n * h * w * c, 0.0f);
-  for (size_t e = 0; e < n; ++e) {
-    float* img = out + e * h * w * c;
-    for (size_t y = 0; y < h; ++y) {
-      for (size_t x = 0; x < w; ++x) {
-        const float* col = cols + ((e * h + y) * w + x) * kkc;
-        for (size_t ky = 0; ky < k; ++ky) {
-          const ptrdiff_t iy = static_cast<ptrdiff_t>(y + ky) - pad;
-          if (iy < 0 || iy >= static_cast<ptrdiff_t>(h)) continue;
-          for (size_t kx = 0; kx < k; ++kx) {
-            const ptrdiff_t ix = static_cast<ptrdiff_t>(x + kx) - pad;
-            if (ix < 0 || ix >= static_cast<ptrdiff_t>(w)) continue;
-            float* dst = img + (static_cast<size_t>(iy) * w + static_cast<size_t>(ix)) * c;
-            const float* src = col + (ky * k + kx) * c;
-            for (size_t ch = 0; ch < c; ++ch) dst[ch] += src[ch];
-          }
-        }
-      }
-    }
-  }
-}
-
-// 2x2 max-pool, stride 2 (odd trailing row/column dropped), HWC images; idx
-// records which input element won, for the backward pass.
-void MaxPool(const float* in, size_t n, size_t h, size_t w, size_t c, float* out, uint32_t* idx) {
-  const size_t ph = h / 2, pw = w / 2;
-  for (size_t e = 0; e < n; ++e) {
-    for (size_t y = 0; y < ph; ++y) {
-      for (size_t x = 0; x < pw; ++x) {
-        const size_t o = ((e * ph + y) * pw + x) * c;
-        const size_t base = ((e * h + 2 * y) * w + 2 * x) * c;
-        const size_t cand[4] = {base, base + c, base + w * c, base + w * c + c};
-        for (size_t ch = 0; ch < c; ++ch) {
-          size_t best = cand[0] + ch;
-          for (int q = 1; q < 4; ++q) {
-            if (in[cand[q] + ch] > in[best]) best = cand[q] + ch;
-          }
-          out[o + ch] = in[best];
-          idx[o + ch] = static_cast<uint32_t>(best);
-        }
-      }
-    }
-  }
-}
-
-// Routes pooled gradients to the winning inputs, zero elsewhere, then applies
-// the ReLU mask of the (post-ReLU) activations `act`.
-void MaxPoolBackward(const float* dout, const uint32_t* idx, size_t pooled, const float* act, size_t in_size,
-                     float* din) {
-  std::fill(din, din + in_size, 0.0f);
-  for (size_t i = 0; i < pooled; ++i) din[idx[i]] = dout[i];
-  for (size_t i = 0; i < in_size; ++i) {
-    if (!(act[i] > 0.0f)) din[i] = 0.0f;
-  }
-}
 
 void FillUniform(Rng& rng, float* w, size_t count, double limit) {
   for (size_t i = 0; i < count; ++i) w[i] = static_cast<float>((2.0 * rng.Uniform() - 1.0) * limit);
@@ -210,7 +123,7 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   a1.noalias() = wc1 * ConstMatMap(cols1, Ix(kk * c0), Ix(px1));
   a1 = (a1.colwise() + bc1).cwiseMax(0.0f);
   float* p1 = Grow(ws.p1, c1 * px2);
-  MaxPool(a1.data(), n, h1_, w1_, c1, p1, Grow(ws.idx1, c1 * px2));
+  MaxPool(a1.data(), n, h1_, w1_, c1, 2, p1, Grow(ws.idx1, c1 * px2));
 
   // conv2 + ReLU + pool
   float* cols2 = Grow(ws.cols2, kk * c1 * px2);
@@ -221,7 +134,7 @@ double Cnn::RunChunk(std::span<const float> params, BatchView batch, size_t tota
   a2.noalias() = wc2 * ConstMatMap(cols2, Ix(kk * c1), Ix(px2));
   a2 = (a2.colwise() + bc2).cwiseMax(0.0f);
   float* p2 = Grow(ws.p2, c2 * px3);
-  MaxPool(a2.data(), n, h2_, w2_, c2, p2, Grow(ws.idx2, c2 * px3));
+  MaxPool(a2.data(), n, h2_, w2_, c2, 2, p2, Grow(ws.idx2, c2 * px3));
 
   // dense + ReLU, dense
   ConstMatMap x3(p2, Ix(flat_), Ix(n));

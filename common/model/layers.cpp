@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstdint>
 
+#include "frugal/model/sequential.h"
+
 namespace frugal {
 namespace {
 
@@ -230,11 +232,8 @@ Result<std::unique_ptr<Model>> MakeLayerModel(std::string_view text, size_t inpu
                   .num_classes = num_classes};
     return std::unique_ptr<Model>(new Cnn(cfg, "layers"));
   }
-  const bool dropout = std::any_of(L.begin(), L.end(), [](const LayerSpec& l) { return l.kind == K::kDropout; });
-  return InvalidArgumentError(
-      "the layer list is valid (" + std::to_string(plan.num_params) + " parameters) but not executable yet: this build "
-      "runs dense stacks with ReLU between layers and conv2d-relu-maxpool(2) twice then dense-relu-dense" +
-      std::string(dropout ? "; dropout is not implemented by a trainer yet" : ""));
+  // Any other valid list: the general sequential model.
+  return std::unique_ptr<Model>(new Sequential(std::move(plan)));
 }
 
 Result<std::string> BuiltinLayerList(std::string_view name, size_t input_dim, size_t num_classes) {

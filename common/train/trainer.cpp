@@ -119,6 +119,8 @@ Result<TrainStats> Train(const Model& model, std::span<float> params, const Data
       // Plain SGD: the model applies each layer's gradient as it computes it.
       const bool plain = vel == nullptr && anchor == nullptr && wd == 0.0f;
       const BatchView batch{feats, labs, m};
+      // Streams 2^32 and up: the epochs' shuffles use 0, 1, ...
+      buf.step_seed = DeriveSeed(cfg.seed, (uint64_t{1} << 32) + stats.steps);
       const double loss = plain ? model.SgdStep(params, batch, lr, ws)
                                 : model.LossAndGradient(params, batch, std::span<float>(grad, p), ws);
       if (!std::isfinite(loss)) {

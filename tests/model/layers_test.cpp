@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "frugal/core/random.h"
+#include "frugal/model/sequential.h"
 
 namespace frugal {
 namespace {
@@ -82,10 +83,12 @@ TEST_SUITE("model") {
     REQUIRE(plan->outputs.size() == 5);
     CHECK(plan->outputs[2].height == 4);
     CHECK(plan->outputs[2].channels == 4);
-    // Valid, but no trainer runs dropout yet: refused by name, never trained as something else.
-    const std::string e = ErrorOf(MakeModel("layers: input(8x8x1) conv2d(4,3) relu maxpool(2) dropout(0.25) dense(10)", 64, 10));
-    CHECK(e.find("not executable yet") != std::string::npos);
-    CHECK(e.find("dropout") != std::string::npos);
+    // Neither built-in's shape: it runs as the general Sequential, with the plan's counts.
+    auto model = MakeModel("layers: input(8x8x1) conv2d(4,3) relu maxpool(2) dropout(0.25) dense(10)", 64, 10);
+    REQUIRE_MESSAGE(model.ok(), model.status().ToString());
+    REQUIRE(dynamic_cast<const Sequential*>(model->get()) != nullptr);
+    CHECK((*model)->num_params() == plan->num_params);
+    CHECK((*model)->flops_per_example().backward == plan->flops.backward);
   }
 
   TEST_CASE("a deeper dense stack and another CNN shape run as the built-in implementations") {

@@ -50,12 +50,11 @@ Result<std::vector<LayerSpec>> ParseLayerList(std::string_view text, TensorShape
 // within limits. Errors name the layer (1-based) and the shapes.
 Result<LayerPlan> PlanLayers(TensorShape input, std::vector<LayerSpec> layers, size_t num_classes);
 
-// "layers: ..." as a model: the plan, run by the built-in implementation of
-// its shape. Executable today: a dense stack with ReLU between layers (Mlp,
-// any depth), and conv2d-relu-maxpool(2) twice with one kernel size, then
-// dense-relu-dense (Cnn). Another valid list is refused (kUnimplemented is
-// not a code here: kInvalidArgument) naming what is not executable yet, e.g.
-// dropout.
+// "layers: ..." as a model. A dense stack with ReLU between layers runs as
+// Mlp (any depth), and conv2d-relu-maxpool(2) twice with one kernel size then
+// dense-relu-dense as Cnn: the built-ins fuse ReLU and pooling into their
+// layers. Every other valid list runs as a Sequential
+// (frugal/model/sequential.h). Errors are the parser's and PlanLayers'.
 Result<std::unique_ptr<Model>> MakeLayerModel(std::string_view text, size_t input_dim, size_t num_classes);
 
 // The layer list of a built-in model ("logreg", "mlp"/"2nn", "cnn"), in the

@@ -71,6 +71,10 @@ class ModelWorkspace {
     AlignedVector<float> grad;
     AlignedVector<float> velocity;
     AlignedVector<float> anchor;
+    // The seed of the current step, set by the trainer before each step:
+    // stochastic layers (dropout) draw their masks from it, so a step is
+    // deterministic for the trainer's seed.
+    uint64_t step_seed = 0;
   };
   TrainerBuffers trainer;
 };
