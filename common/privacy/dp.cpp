@@ -106,15 +106,93 @@ Result<uint64_t> NoiseSeed(const DpConfig& cfg, uint32_t round) {
 
 }  // namespace
 
+void CentralDp::BeginRound(size_t dim) {
+  sum_.assign(dim, 0);
+  within_ = clipped_ = 0;
+  int e = 0;
+  std::frexp(clip_, &e);  // 2^(e-1) <= C < 2^e
+  // A clipped value is at most C < 2^e: in units of 2^(e-90) a sum of up to
+  // 2^36 of them stays below 2^127.
+  sum_exponent_ = e - 90;
+}
+
+namespace {
+
+// x (finite, |x| <= 2^(unit+90)) in units of 2^unit, rounded to nearest (ties
+// away from zero): integer arithmetic on the float's bits, so it is exact
+// wherever x is a multiple of the unit and never depends on a rounding mode.
+__int128 FixedPoint(float x, int unit) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &x, 4);
+  const int biased = static_cast<int>((bits >> 23) & 0xff);
+  if (biased == 0 && (bits & 0x7fffff) == 0) return 0;
+  // x = mantissa * 2^(exponent), mantissa a 24-bit integer (subnormals: 23).
+  const int64_t mantissa = biased == 0 ? (bits & 0x7fffff) : ((bits & 0x7fffff) | 0x800000);
+  const int exponent = (biased == 0 ? 1 : biased) - 150;
+  const int shift = exponent - unit;
+  __int128 magnitude;
+  if (shift >= 0) {
+    magnitude = static_cast<__int128>(mantissa) << std::min(shift, 100);
+  } else if (shift > -40) {
+    magnitude = (mantissa + (int64_t{1} << (-shift - 1))) >> -shift;
+  } else {
+    magnitude = 0;
+  }
+  return (bits >> 31) ? -magnitude : magnitude;
+}
+
+}  // namespace
+
+Status CentralDp::Accumulate(const SparseUpdate& u) {
+  if (u.dim != sum_.size() || u.indices.size() != u.values.size()) {
+    return InvalidArgumentError("DP: an update of dimension " + std::to_string(u.dim) + " for a model of " +
+                                std::to_string(sum_.size()));
+  }
+  for (uint32_t i : u.indices) {
+    if (i >= sum_.size()) return InvalidArgumentError("DP: an update index " + std::to_string(i) + " past the model");
+  }
+  // ClipL2's arithmetic (norm in double, each value scaled then rounded to
+  // float), without copying the update.
+  double sq = 0;
+  for (float x : u.values) sq += static_cast<double>(x) * x;
+  const double norm = std::sqrt(sq);
+  const double scale = norm > clip_ ? clip_ / norm : 1.0;
+  if (norm > clip_) {
+    ++clipped_;
+    for (size_t k = 0; k < u.values.size(); ++k) {
+      sum_[u.indices[k]] += FixedPoint(static_cast<float>(u.values[k] * scale), sum_exponent_);
+    }
+  } else {
+    ++within_;
+    for (size_t k = 0; k < u.values.size(); ++k) sum_[u.indices[k]] += FixedPoint(u.values[k], sum_exponent_);
+  }
+  return OkStatus();
+}
+
+double CentralDp::RunningSum(size_t j) const { return std::ldexp(static_cast<double>(sum_.at(j)), sum_exponent_); }
+
 Result<RoundDp> CentralDp::Aggregate(uint32_t round, std::span<const SparseUpdate* const> updates,
                                      double sampling_rate, std::span<float> out) {
+  BeginRound(out.size());
+  for (const SparseUpdate* u : updates) {
+    if (Status st = Accumulate(*u); !st.ok()) return st.error().WithContext("DP round " + std::to_string(round));
+  }
+  return FinishRound(round, sampling_rate, out);
+}
+
+Result<RoundDp> CentralDp::FinishRound(uint32_t round, double sampling_rate, std::span<float> out) {
   if (!(sampling_rate > 0 && sampling_rate <= 1)) {
     return InvalidArgumentError("DP round " + std::to_string(round) + ": sampling rate " +
                                 std::to_string(sampling_rate) + " is outside (0, 1]");
   }
+  if (out.size() != sum_.size()) {
+    return InvalidArgumentError("DP round " + std::to_string(round) + ": a model of " + std::to_string(out.size()) +
+                                " parameters, the round's sum has " + std::to_string(sum_.size()));
+  }
   RoundDp r;
   r.sampling_rate = sampling_rate;
   r.clip = clip_;
+  r.clipped = clipped_;
   double z_update = cfg_.noise_multiplier;
   if (cfg_.adaptive()) {
     FRUGAL_ASSIGN_OR_RETURN(z_update, UpdateNoiseMultiplier(cfg_.noise_multiplier, cfg_.CountStddev()));
@@ -124,34 +202,17 @@ Result<RoundDp> CentralDp::Aggregate(uint32_t round, std::span<const SparseUpdat
   FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
   FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
 
-  // The sum in double: many clipped updates of one coordinate.
-  std::vector<double> sum(out.size(), 0.0);
-  std::vector<float> values;
-  uint32_t within = 0;
-  for (const SparseUpdate* u : updates) {
-    if (u->dim != out.size() || u->indices.size() != u->values.size()) {
-      return InvalidArgumentError("DP round " + std::to_string(round) + ": an update of dimension " +
-                                  std::to_string(u->dim) + " for a model of " + std::to_string(out.size()));
-    }
-    values = u->values;
-    const double norm = ClipL2(values, clip_);
-    if (norm <= clip_) {
-      ++within;
-    } else {
-      ++r.clipped;
-    }
-    for (size_t i = 0; i < values.size(); ++i) sum[u->indices[i]] += values[i];
-  }
   FRUGAL_ASSIGN_OR_RETURN(uint64_t seed, NoiseSeed(cfg_, round));
   Rng rng(seed);
   const double denominator = cfg_.expected_clients;
   for (size_t j = 0; j < out.size(); ++j) {
-    out[j] = static_cast<float>((sum[j] + r.noise_stddev * rng.Normal()) / denominator);
+    // The exact sum, rounded once to double.
+    out[j] = static_cast<float>((RunningSum(j) + r.noise_stddev * rng.Normal()) / denominator);
   }
   r.next_clip = clip_;
   if (cfg_.adaptive()) {
     // The count is noised after the model's noise, from the same stream.
-    const double noisy_fraction = (within + cfg_.CountStddev() * rng.Normal()) / denominator;
+    const double noisy_fraction = (within_ + cfg_.CountStddev() * rng.Normal()) / denominator;
     r.next_clip = NextClip(clip_, noisy_fraction, cfg_.adaptive_quantile, cfg_.clip_learning_rate);
   }
   clip_ = r.next_clip;

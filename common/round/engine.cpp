@@ -147,6 +147,7 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   secure_support_.clear();
   secure_sum_.clear();
   secure_count_ = 0;
+  if (dp_) dp_->BeginRound(model_.size());
   return OkStatus();
 }
 
@@ -277,6 +278,16 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
                   InvalidArgumentError(who + ": update carries " + std::to_string(decoded->indices.size()) +
                                        " values, the round's uplink density allows " + std::to_string(limit)));
   }
+  if (dp_) {
+    // Central DP streams: the update is clipped into the round's running sum
+    // now, so a round never holds its decoded updates (exact, so arrival
+    // order still changes nothing).
+    if (Status st = dp_->Accumulate(*decoded); !st.ok()) {
+      return Reject(RejectReason::kWrongDimension, reason, st.error().WithContext(who));
+    }
+    ingested_.insert(client_id);
+    return OkStatus();
+  }
   ingested_.insert(client_id);
   pending_.emplace(client_id, PendingUpdate{std::move(*decoded), weight});
   return OkStatus();
@@ -340,6 +351,7 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   reference_.reset();
   const bool secure = cfg_.pipeline == Pipeline::kSecure;
   if (secure) out.accepted = secure_count_;
+  if (dp_) out.accepted = dp_->accumulated();
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
   std::vector<RobustInput> inputs;
   inputs.reserve(pending.size());
@@ -350,10 +362,9 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
       scratch_[secure_support_[j]] = static_cast<float>(secure_sum_[j] / secure_count_);
     }
   } else if (dp_) {
-    // DP-FedAvg: every update weighs the same (a client's example count is its data).
-    std::vector<const SparseUpdate*> updates;
-    for (const auto& [client, u] : pending) updates.push_back(&u.update);
-    auto dp = dp_->Aggregate(round_, updates, sampling_rate_, scratch_);
+    // DP-FedAvg: every update weighs the same (a client's example count is
+    // its data); Ingest clipped each into the running sum.
+    auto dp = dp_->FinishRound(round_, sampling_rate_, scratch_);
     if (!dp.ok()) return dp.error().WithContext("central DP, round " + std::to_string(round_));
     out.dp = *dp;
   } else {

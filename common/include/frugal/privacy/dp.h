@@ -85,13 +85,28 @@ class CentralDp {
  public:
   explicit CentralDp(const DpConfig& cfg);
 
-  // Sums the updates (in the order given) each clipped to C, adds N(0, (z_Δ C)²)
-  // to every coordinate of the sum, divides by expected_clients and writes the
-  // result to `out` (size = dimension, overwritten). Then moves C (adaptive)
-  // and accounts one round at sampling rate q in (0, 1]. On error nothing
-  // changes.
+  // Sums the updates each clipped to C, adds N(0, (z_Δ C)²) to every
+  // coordinate of the sum, divides by expected_clients and writes the result
+  // to `out` (size = dimension, overwritten). Then moves C (adaptive) and
+  // accounts one round at sampling rate q in (0, 1]. On error nothing changes
+  // but the running sum. BeginRound + Accumulate for each + FinishRound.
   Result<RoundDp> Aggregate(uint32_t round, std::span<const SparseUpdate* const> updates, double sampling_rate,
                             std::span<float> out);
+
+  // The same, streamed, so a round never holds its decoded updates: BeginRound
+  // clears the running sum for a model of `dim` parameters; Accumulate clips
+  // one update to this round's C and adds it (InvalidArgument, nothing added,
+  // for a wrong dimension); FinishRound noises, divides and accounts as above.
+  // The running sum is exact fixed point (every clipped value is rounded to a
+  // multiple of 2^(e-90), where 2^(e-1) <= C < 2^e), so the order in which
+  // updates arrive never changes a bit of the result.
+  void BeginRound(size_t dim);
+  Status Accumulate(const SparseUpdate& update);
+  Result<RoundDp> FinishRound(uint32_t round, double sampling_rate, std::span<float> out);
+  // Updates added since BeginRound, and coordinate j of their clipped sum
+  // (exact, rounded once to double).
+  uint32_t accumulated() const { return within_ + clipped_; }
+  double RunningSum(size_t j) const;
 
   // ε spent so far, and what it would be after one more round at q.
   Result<PrivacySpent> Spent() const { return accountant_.Spent(cfg_.delta); }
@@ -115,6 +130,10 @@ class CentralDp {
   double clip_;
   uint32_t rounds_ = 0;
   RdpAccountant accountant_;
+  // The open round's running sum of clipped updates, in units of 2^sum_exponent_.
+  std::vector<__int128> sum_;
+  int sum_exponent_ = 0;
+  uint32_t within_ = 0, clipped_ = 0;  // updates whose norm was at most C / above it
 };
 
 // --- Distributed DP: the accountant side -----------------------------------

@@ -161,8 +161,9 @@ class RoundEngine {
 
   // Validates one client's encoded update and keeps it for the round's
   // aggregate, which CloseRound folds in client-id order (so arrival order
-  // never changes the model). On error nothing is kept, `reason` (if
-  // non-null) says why, and the message names the problem.
+  // never changes the model); under central DP it is clipped into the round's
+  // exact running sum at once instead (frugal/privacy/dp.h). On error nothing
+  // is kept, `reason` (if non-null) says why, and the message names the problem.
   Status Ingest(uint32_t round, uint64_t client_id, uint32_t base_version, std::span<const uint8_t> update,
                 double weight, RejectReason* reason = nullptr);
 
