@@ -25,6 +25,7 @@
 #include "frugal/model/release_models.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/privacy/secure_local_round.h"
+#include "frugal/privacy/secure_round.h"
 #include "frugal/round/client_task.h"
 #include "frugal/round/trusted.h"
 #include "frugal/round/engine.h"
@@ -558,17 +559,13 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
   secure_.reset();
   secure_position_.clear();
   FRUGAL_ASSIGN_OR_RETURN(secure_support_, engine_->SecureSupport(round));
-  const privacy::SecurePipelineConfig& sc = cfg_.engine.secure;
-  FRUGAL_ASSIGN_OR_RETURN(privacy::SecureRoundConfig rc,
-                          privacy::PlanSecureRound(cfg_.seed, round, static_cast<uint32_t>(selected.size()), sc.corrupt,
-                                                   sc.dropout, sc.ring.bits,
-                                                   static_cast<uint32_t>(secure_support_.size())));
-  std::vector<uint32_t> positions(selected.size());
-  std::iota(positions.begin(), positions.end(), 0u);
-  Rng rng(DeriveSeed(StreamSeed(cfg_.seed, SeedStream::kTrain), 0x5ECA66ULL + round));
-  rng.Shuffle(std::span<uint32_t>(positions));
-  for (size_t s = 0; s < selected.size(); ++s) secure_position_[selected[s]] = positions[s];
-  FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(rc, ThreadCpuSeconds));
+  std::vector<uint64_t> ids;
+  for (uint32_t c : selected) ids.push_back(pop_->id(c));
+  FRUGAL_ASSIGN_OR_RETURN(privacy::SecureRoundPlan plan,
+                          privacy::PlanSecureRoundFor(cfg_.engine.secure, cfg_.seed, cfg_.seed, round, ids,
+                                                      static_cast<uint32_t>(secure_support_.size())));
+  for (size_t s = 0; s < selected.size(); ++s) secure_position_[selected[s]] = plan.positions[s];
+  FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(plan.config, ThreadCpuSeconds));
   return OkStatus();
 }
 
@@ -581,10 +578,9 @@ Status Simulation::EncodeSecureInput(size_t thread, uint32_t c, std::span<const 
     FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, resid_buf_[thread]));
     resid = resid_buf_[thread];
   }
-  const uint64_t rounding_seed = DeriveSeed(RoundClientSeed(cfg_.seed, SeedStream::kTrain, engine_->round(), pop_->id(c)),
-                                            0x5ECA66ULL);
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint64_t> input,
-                          RingQuantize(delta, secure_support_, cfg_.engine.secure.ring, rounding_seed, resid));
+                          privacy::SecureClientInput(delta, secure_support_, cfg_.engine.secure.ring, cfg_.seed,
+                                                     engine_->round(), pop_->id(c), resid));
   FRUGAL_ASSIGN_OR_RETURN(r.update, secure_->MaskedInput(secure_position_.at(c), input));
   if (cfg_.uses_residuals()) FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid));
   return OkStatus();

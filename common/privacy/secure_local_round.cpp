@@ -1,12 +1,19 @@
 #include "frugal/privacy/secure_local_round.h"
 
+#include <numeric>
 #include <string>
 
 namespace frugal::privacy {
 
 Result<std::unique_ptr<LocalSecureRound>> LocalSecureRound::Start(const SecureRoundConfig& cfg, CpuClock cpu) {
   if (!cpu) return InvalidArgumentError("local secure round: no CPU clock");
-  FRUGAL_ASSIGN_OR_RETURN(SecureAggServer server, SecureAggServer::Create(cfg));
+  FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
+  // Parties are named by their positions: client id p sits on position p.
+  SecureRoundPlan plan{.config = cfg, .clients = std::vector<uint64_t>(cfg.clients),
+                       .positions = std::vector<uint32_t>(cfg.clients)};
+  std::iota(plan.clients.begin(), plan.clients.end(), uint64_t{0});
+  std::iota(plan.positions.begin(), plan.positions.end(), 0u);
+  FRUGAL_ASSIGN_OR_RETURN(SecureRoundServer server, SecureRoundServer::Open(plan));
   std::unique_ptr<LocalSecureRound> r(new LocalSecureRound(cfg, std::move(cpu), std::move(server)));
   const uint32_t n = cfg.clients;
   r->costs_.resize(n);
@@ -17,37 +24,42 @@ Result<std::unique_ptr<LocalSecureRound>> LocalSecureRound::Start(const SecureRo
     FRUGAL_ASSIGN_OR_RETURN(SecureAggClient c, SecureAggClient::Create(cfg, u));
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, c.AdvertiseKeys());
     r->costs_[u].setup_cpu_s += r->cpu_() - t0;
-    r->costs_[u].setup_bytes_up += msg.size();
     const double s0 = r->cpu_();
-    FRUGAL_RETURN_IF_ERROR(r->server_.OnAdvertiseKeys(u, msg));
+    FRUGAL_RETURN_IF_ERROR(r->server_.Receive(u, cfg.round, 1, msg));
     r->server_cpu_s_ += r->cpu_() - s0;
     r->clients_.push_back(std::move(c));
   }
   double s0 = r->cpu_();
-  FRUGAL_ASSIGN_OR_RETURN(auto directories, r->server_.CloseAdvertiseKeys());
+  FRUGAL_ASSIGN_OR_RETURN(auto directories, r->server_.CloseStage());
   r->server_cpu_s_ += r->cpu_() - s0;
   for (auto& [u, dir] : directories) {
-    r->costs_[u].setup_bytes_down += dir.size();
     const double t0 = r->cpu_();
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, r->clients_[u].ShareKeys(dir));
     r->costs_[u].setup_cpu_s += r->cpu_() - t0;
-    r->costs_[u].setup_bytes_up += msg.size();
     s0 = r->cpu_();
-    FRUGAL_RETURN_IF_ERROR(r->server_.OnShareKeys(u, msg));
+    FRUGAL_RETURN_IF_ERROR(r->server_.Receive(u, cfg.round, 2, msg));
     r->server_cpu_s_ += r->cpu_() - s0;
   }
   s0 = r->cpu_();
-  FRUGAL_ASSIGN_OR_RETURN(auto inboxes, r->server_.CloseShareKeys());
+  FRUGAL_ASSIGN_OR_RETURN(auto inboxes, r->server_.CloseStage());
   r->server_cpu_s_ += r->cpu_() - s0;
-  for (auto& [u, inbox] : inboxes) {
-    r->costs_[u].setup_bytes_down += inbox.size();
-    r->inboxes_[u] = std::move(inbox);
-  }
-  for (auto& c : r->costs_) {
-    c.bytes_up = c.setup_bytes_up;
-    c.bytes_down = c.setup_bytes_down;
-  }
+  for (auto& [u, inbox] : inboxes) r->inboxes_[u] = std::move(inbox);
   return r;
+}
+
+SecureClientCost LocalSecureRound::cost(uint32_t position) const {
+  SecureClientCost c = server_.cost(position);
+  if (position < costs_.size()) {
+    c.setup_cpu_s = costs_[position].setup_cpu_s;
+    c.mask_cpu_s = costs_[position].mask_cpu_s;
+    c.unmask_cpu_s = costs_[position].unmask_cpu_s;
+  }
+  if (position < masked_.size() && c.masked_bytes == 0 && !masked_[position].empty()) {
+    // Masked but not (yet) delivered: what its upload costs all the same.
+    c.masked_bytes = masked_[position].size();
+    c.bytes_up += c.masked_bytes;
+  }
+  return c;
 }
 
 Result<std::vector<uint8_t>> LocalSecureRound::MaskedInput(uint32_t position, std::span<const uint64_t> input) {
@@ -58,10 +70,7 @@ Result<std::vector<uint8_t>> LocalSecureRound::MaskedInput(uint32_t position, st
   }
   const double t0 = cpu_();
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, clients_[position].MaskedInput(inboxes_[position], input));
-  SecureClientCost& c = costs_[position];
-  c.mask_cpu_s = cpu_() - t0;
-  c.masked_bytes = msg.size();
-  c.bytes_up = c.setup_bytes_up + msg.size();
+  costs_[position].mask_cpu_s = cpu_() - t0;
   masked_[position] = msg;
   return msg;
 }
@@ -72,25 +81,27 @@ Result<SecureAggregate> LocalSecureRound::Finish(std::span<const uint32_t> deliv
     if (u >= cfg_.clients || masked_[u].empty()) {
       return InvalidArgumentError("local secure round: no masked input from " + std::to_string(u));
     }
-    FRUGAL_RETURN_IF_ERROR(server_.OnMaskedInput(u, masked_[u]));
+    FRUGAL_RETURN_IF_ERROR(server_.Receive(u, cfg_.round, 3, masked_[u]));
   }
-  FRUGAL_ASSIGN_OR_RETURN(auto requests, server_.CloseMaskedInput());
+  FRUGAL_ASSIGN_OR_RETURN(auto requests, server_.CloseStage());
   server_cpu_s_ += cpu_() - s0;
   for (auto& [u, req] : requests) {
-    SecureClientCost& c = costs_[u];
-    c.bytes_down += req.size();
     const double t0 = cpu_();
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, clients_[u].Unmask(req));
-    c.unmask_cpu_s = cpu_() - t0;
-    c.bytes_up += msg.size();
+    costs_[u].unmask_cpu_s = cpu_() - t0;
     s0 = cpu_();
-    FRUGAL_RETURN_IF_ERROR(server_.OnUnmaskResponse(u, msg));
+    FRUGAL_RETURN_IF_ERROR(server_.Receive(u, cfg_.round, 4, msg));
     server_cpu_s_ += cpu_() - s0;
   }
   s0 = cpu_();
-  auto out = server_.Finish();
+  auto sum = server_.Finish();
   server_unmask_cpu_s_ = cpu_() - s0;
   server_cpu_s_ += server_unmask_cpu_s_;
+  if (!sum.ok()) return sum.error();
+  SecureAggregate out;
+  out.sum = std::move(sum->sum);
+  for (uint64_t u : sum->survivors) out.survivors.push_back(static_cast<uint32_t>(u));
+  for (uint64_t u : sum->dropped) out.dropped.push_back(static_cast<uint32_t>(u));
   return out;
 }
 

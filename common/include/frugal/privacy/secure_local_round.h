@@ -1,8 +1,8 @@
 // One SecAgg+ round with every party in this process: the simulator's way of
 // running the real protocol (real keys, shares, AEAD and masks) for a round's
 // selected clients, and a test harness. It moves the encoded messages between
-// SecureAggClient and SecureAggServer, counts each client's bytes from those
-// messages, and times each party's work with a CPU clock the caller injects
+// SecureAggClient and the coordinator's SecureRoundServer (parties are named by
+// their positions), which counts each client's bytes from those messages, and times each party's work with a CPU clock the caller injects
 // (a thread CPU clock in the simulator), so the core does no I/O.
 #pragma once
 
@@ -14,19 +14,9 @@
 
 #include "frugal/core/status.h"
 #include "frugal/privacy/secure_aggregation.h"
+#include "frugal/privacy/secure_round.h"
 
 namespace frugal::privacy {
-
-// What one client spent on the protocol, beyond its training.
-struct SecureClientCost {
-  uint64_t bytes_up = 0;        // advertise + share keys + masked input + unmask response, as encoded
-  uint64_t bytes_down = 0;      // key directory + share inbox + unmask request, as encoded
-  uint64_t setup_bytes_up = 0, setup_bytes_down = 0;  // the part before the masked input (stages 1-2)
-  uint64_t masked_bytes = 0;    // the masked input message alone
-  double setup_cpu_s = 0;       // stages 1-2 (keys, Shamir, sealing)
-  double mask_cpu_s = 0;        // stage 3 (opening shares, expanding masks)
-  double unmask_cpu_s = 0;      // stage 4
-};
 
 class LocalSecureRound {
  public:
@@ -47,21 +37,22 @@ class LocalSecureRound {
   Result<SecureAggregate> Finish(std::span<const uint32_t> delivered);
 
   const SecureRoundConfig& config() const { return cfg_; }
-  const SecureClientCost& cost(uint32_t position) const { return costs_[position]; }
+  // Bytes as the server counted them, CPU as this process timed it.
+  SecureClientCost cost(uint32_t position) const;
   double server_cpu_s() const { return server_cpu_s_; }  // every server stage, unmasking included
   double server_unmask_cpu_s() const { return server_unmask_cpu_s_; }  // Finish's reconstruction and unmasking
 
  private:
-  LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, SecureAggServer server)
+  LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, SecureRoundServer server)
       : cfg_(cfg), cpu_(std::move(cpu)), server_(std::move(server)) {}
 
   SecureRoundConfig cfg_;
   CpuClock cpu_;
-  SecureAggServer server_;
+  SecureRoundServer server_;
   std::vector<SecureAggClient> clients_;
   std::vector<std::vector<uint8_t>> inboxes_;   // by position (empty: dropped by the server)
   std::vector<std::vector<uint8_t>> masked_;    // by position, set by MaskedInput
-  std::vector<SecureClientCost> costs_;
+  std::vector<SecureClientCost> costs_;          // by position: the CPU fields
   double server_cpu_s_ = 0, server_unmask_cpu_s_ = 0;
 };
 

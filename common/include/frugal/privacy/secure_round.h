@@ -1,0 +1,120 @@
+// One secure-aggregation round as both front ends run it, I/O-free. The server
+// side (PlanSecureRoundFor, SecureRoundServer) places the round's selected
+// clients on the SecAgg+ graph, relays the stage messages, keeps who delivered
+// what in which stage and the bytes each client moved, and returns the
+// unmasked ring sum for the engine; the client side (SecureClientInput) turns
+// a client's update into its ring input on the round's shared support. The
+// simulator (through LocalSecureRound) and the coordinator call these; only
+// the transport differs. Not thread-safe: one caller per object.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <vector>
+
+#include "frugal/codec/ring_quant.h"
+#include "frugal/core/status.h"
+#include "frugal/privacy/secure_aggregation.h"
+#include "frugal/privacy/secure_pipeline.h"
+
+namespace frugal::privacy {
+
+// The round's protocol parameters and each client's position on the graph.
+struct SecureRoundPlan {
+  SecureRoundConfig config;
+  std::vector<uint64_t> clients;    // the selected clients, in the front end's order
+  std::vector<uint32_t> positions;  // positions[i]: clients[i]'s position
+};
+
+// Plans round `round` for `clients` (distinct ids) over a support of
+// `support_size` entries: PlanSecureRound with the pipeline's fractions and
+// ring, positions a shuffle seeded by (run_seed, round), so a replayed run
+// places clients as the original did. Errors as PlanSecureRound, or duplicate ids.
+Result<SecureRoundPlan> PlanSecureRoundFor(const SecurePipelineConfig& pipeline, uint64_t run_seed,
+                                           uint64_t session_id, uint32_t round, std::span<const uint64_t> clients,
+                                           uint32_t support_size);
+
+// The stochastic-rounding seed of client `client`'s ring input in `round`.
+uint64_t SecureRoundingSeed(uint64_t run_seed, uint32_t round, uint64_t client);
+
+// A client's ring input for the round: its update plus its error-feedback
+// residual, clipped and stochastically rounded into Z_2^bits on the support
+// (RingQuantize with SecureRoundingSeed). The residual (may be empty) keeps
+// what was not sent. The one ring-quantization call of both front ends.
+Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, std::span<const uint32_t> support,
+                                                const RingQuantConfig& ring, uint64_t run_seed, uint32_t round,
+                                                uint64_t client, std::span<float> residual);
+
+// What one client spent on the protocol, beyond its training. Bytes are the
+// encoded messages; the CPU fields are filled by whoever can time the client
+// (LocalSecureRound), zero on the server.
+struct SecureClientCost {
+  uint64_t bytes_up = 0;        // advertise + share keys + masked input + unmask response, as encoded
+  uint64_t bytes_down = 0;      // key directory + share inbox + unmask request, as encoded
+  uint64_t setup_bytes_up = 0, setup_bytes_down = 0;  // the part before the masked input (stages 1-2)
+  uint64_t masked_bytes = 0;    // the masked input message alone
+  double setup_cpu_s = 0;       // stages 1-2 (keys, Shamir, sealing)
+  double mask_cpu_s = 0;        // stage 3 (opening shares, expanding masks)
+  double unmask_cpu_s = 0;      // stage 4
+};
+
+// The unmasked sum with the clients' ids.
+struct SecureSum {
+  std::vector<uint64_t> sum;        // the survivors' inputs summed in Z_2^bits
+  std::vector<uint64_t> survivors;  // ids whose inputs are in the sum, ascending
+  std::vector<uint64_t> dropped;    // ids that shared keys but sent no input, ascending
+};
+
+// The server's side of one round. Stages are numbered as the protocol's:
+// 1 advertise keys, 2 share keys, 3 masked input, 4 unmasking; stage() is the
+// stage whose client messages are accepted now (0 once finished or failed).
+class SecureRoundServer {
+ public:
+  static Result<SecureRoundServer> Open(const SecureRoundPlan& plan);
+
+  const SecureRoundConfig& config() const { return server_.config(); }
+  uint32_t round() const { return server_.config().round; }
+  int stage() const { return stage_; }
+  std::optional<uint32_t> PositionOf(uint64_t client) const;
+
+  // One client message of stage `stage` for round `round`. Refused, with the
+  // state unchanged and an error naming the client, round and stage, when the
+  // round is not the open one, the client is not in the round, or the stage is
+  // not the open one (FailedPrecondition, checked in that order), the client already left the protocol or
+  // delivered this stage (FailedPrecondition), the message exceeds the stage's
+  // size bound (InvalidArgument), or the protocol refuses it (as SecureAggServer).
+  Status Receive(uint64_t client, uint32_t round, uint32_t stage, std::span<const uint8_t> bytes);
+  // The client is gone (its connection closed): the open stage stops waiting for it.
+  void Drop(uint64_t client);
+  // Every client still awaited in the open stage has delivered or dropped.
+  bool StageComplete() const;
+  // Closes stage 1, 2 or 3 (at its deadline or when complete): the next
+  // message for each client still in the protocol, by id. A failed round
+  // (FailedPrecondition: fewer than t + 1 left) ends the protocol (stage() = 0).
+  Result<std::map<uint64_t, std::vector<uint8_t>>> CloseStage();
+  // Closes stage 4 and unmasks. FailedPrecondition as SecureAggServer::Finish.
+  Result<SecureSum> Finish();
+
+  // Bytes client `client` moved so far (zero for an unknown id).
+  SecureClientCost cost(uint64_t client) const;
+  // Clients that delivered stage `stage` (1-4), ascending ids.
+  std::vector<uint64_t> Delivered(uint32_t stage) const;
+  // Largest message the server accepts in stage `stage` (1-4).
+  size_t MaxMessageBytes(uint32_t stage) const;
+
+ private:
+  SecureRoundServer(SecureAggServer server, const SecureRoundPlan& plan);
+
+  SecureAggServer server_;
+  std::map<uint64_t, uint32_t> position_;
+  std::vector<uint64_t> client_at_;             // by position
+  int stage_ = 1;
+  std::set<uint32_t> awaited_;                  // positions the open stage waits for
+  std::vector<std::set<uint32_t>> delivered_;   // [stage 1..4]: positions that delivered it
+  std::vector<SecureClientCost> costs_;         // by position
+};
+
+}  // namespace frugal::privacy
