@@ -1,5 +1,6 @@
 #include "frugal/coordinator/round_driver.h"
 
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 
@@ -134,8 +135,14 @@ Status RoundDriver::Init() {
                                   "(privacy.target_epsilon then only stops the run; the coordinator does not know its "
                                   "population ahead to derive the noise from it)");
     }
-    // Noise seeded from RAND_bytes every round: the run's seed is no secret.
-    config_.engine.dp.secret_noise = true;
+    // Noise keyed from RAND_bytes every round: the run's seed is no secret.
+    config_.engine.dp.noise_key = [](uint32_t) -> Result<privacy::NoiseKey> {
+      privacy::NoiseKey key{};
+      if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
+        return UnavailableError("RAND_bytes could not key the DP noise");
+      }
+      return key;
+    };
   }
   if (config_.engine.robust.rule == RobustRule::kFlTrust) {
     if (deps_.train == nullptr) return InvalidArgumentError("server.robust = \"fltrust\" needs the training set");

@@ -1,14 +1,11 @@
 #include "frugal/privacy/dp.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
-#include "frugal/core/random.h"
 
 namespace frugal::privacy {
 
@@ -94,14 +91,17 @@ CentralDp::CentralDp(const DpConfig& cfg) : cfg_(cfg), clip_(cfg.clip) {}
 
 namespace {
 
-Result<uint64_t> NoiseSeed(const DpConfig& cfg, uint32_t round) {
-  if (cfg.secret_noise) {
-    uint64_t seed = 0;
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) == 1) return seed;
-    // Never fall back to a guessable seed: the round fails instead.
-    return UnavailableError("DP round " + std::to_string(round) + ": RAND_bytes could not seed the noise");
+Result<NoiseStream> RoundNoise(const DpConfig& cfg, uint32_t round) {
+  NoiseKey key{};
+  if (cfg.noise_key) {
+    // Never fall back to a guessable key: the round fails instead.
+    auto k = cfg.noise_key(round);
+    if (!k.ok()) return k.error().WithContext("DP round " + std::to_string(round) + ": no noise key");
+    key = *k;
+  } else {
+    key = SeededNoiseKey(cfg.noise_seed, 0, round);
   }
-  return DeriveSeed(cfg.noise_seed, round);
+  return NoiseStream::Create(key);
 }
 
 }  // namespace
@@ -202,8 +202,7 @@ Result<RoundDp> CentralDp::FinishRound(uint32_t round, double sampling_rate, std
   FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
   FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
 
-  FRUGAL_ASSIGN_OR_RETURN(uint64_t seed, NoiseSeed(cfg_, round));
-  Rng rng(seed);
+  FRUGAL_ASSIGN_OR_RETURN(NoiseStream rng, RoundNoise(cfg_, round));
   const double denominator = cfg_.expected_clients;
   for (size_t j = 0; j < out.size(); ++j) {
     // The exact sum, rounded once to double.

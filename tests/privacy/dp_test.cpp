@@ -8,15 +8,18 @@
 #include "frugal/privacy/dp.h"
 
 #include <doctest/doctest.h>
+#include <openssl/evp.h>
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "frugal/core/config_reader.h"
 #include "frugal/core/random.h"
 #include "frugal/privacy/accountant.h"
+#include "frugal/privacy/noise.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/settings.h"
 
@@ -117,7 +120,7 @@ TEST_SUITE("privacy") {
       clipped += scale < 1;
       for (size_t i = 0; i < u.indices.size(); ++i) sum[u.indices[i]] += static_cast<float>(u.values[i] * scale);
     }
-    Rng rng(DeriveSeed(cfg.noise_seed, 7));
+    auto rng = *NoiseStream::Create(SeededNoiseKey(cfg.noise_seed, 0, 7));
     for (size_t j = 0; j < d; ++j) {
       const double want = (sum[j] + cfg.noise_multiplier * cfg.clip * rng.Normal()) / expected;
       CHECK(out[j] == doctest::Approx(want).epsilon(1e-6));
@@ -143,7 +146,7 @@ TEST_SUITE("privacy") {
       ClipL2(v, cfg.clip);
       for (size_t i = 0; i < d; ++i) sum[i] += v[i];
     }
-    Rng rng(DeriveSeed(cfg.noise_seed, 3));
+    auto rng = *NoiseStream::Create(SeededNoiseKey(cfg.noise_seed, 0, 3));
     std::vector<float> want(d);
     for (size_t j = 0; j < d; ++j) {
       want[j] = static_cast<float>((sum[j] + cfg.noise_multiplier * cfg.clip * rng.Normal()) / 30);
@@ -231,6 +234,100 @@ TEST_SUITE("privacy") {
     std::vector<float> again(d);
     REQUIRE(dp.Aggregate(2, std::span(&ptr, 1), 1.0, again).ok());
     CHECK(again != out);
+  }
+
+  TEST_CASE("the noise stream is the AES-256-CTR keystream: AES of counter blocks 0, 1, 2, ... under the key") {
+    // Plain reference: AES-256 in ECB mode on each big-endian counter block.
+    NoiseKey key{};
+    for (int i = 0; i < 32; ++i) key[i] = static_cast<uint8_t>(3 * i + 1);
+    auto stream = NoiseStream::Create(key);
+    REQUIRE(stream.ok());
+    EVP_CIPHER_CTX* ecb = EVP_CIPHER_CTX_new();
+    REQUIRE(EVP_EncryptInit_ex(ecb, EVP_aes_256_ecb(), nullptr, key.data(), nullptr) == 1);
+    EVP_CIPHER_CTX_set_padding(ecb, 0);
+    bool same = true;
+    for (uint64_t block = 0; block < 700; ++block) {  // past the 4 KiB buffer's refills
+      unsigned char counter[16] = {}, out[16];
+      for (int b = 0; b < 8; ++b) counter[15 - b] = static_cast<unsigned char>(block >> (8 * b));
+      int len = 0;
+      REQUIRE(EVP_EncryptUpdate(ecb, out, &len, counter, 16) == 1);
+      for (int half = 0; half < 2; ++half) {
+        uint64_t want = 0;
+        for (int b = 7; b >= 0; --b) want = (want << 8) | out[8 * half + b];
+        same = same && stream->NextU64() == want;
+      }
+    }
+    EVP_CIPHER_CTX_free(ecb);
+    CHECK(same);
+    // The same key repeats the stream; another key or seed does not.
+    auto a = NoiseStream::Create(SeededNoiseKey(9, 0, 4)), b = NoiseStream::Create(SeededNoiseKey(9, 0, 4));
+    auto c = NoiseStream::Create(SeededNoiseKey(9, 0, 5)), e = NoiseStream::Create(SeededNoiseKey(10, 0, 4));
+    const double first = a->Normal();
+    CHECK(first == b->Normal());
+    CHECK(first != c->Normal());
+    CHECK(first != e->Normal());
+    CHECK(SeededNoiseKey(9, 1, 4) != SeededNoiseKey(9, 0, 4));
+  }
+
+  TEST_CASE("noise stream draws: normal moments, Poisson and Skellam against their pmf and variance") {
+    auto s = *NoiseStream::Create(SeededNoiseKey(77, 0, 1));
+    const int n = 400'000;
+    double m1 = 0, m2 = 0, m4 = 0, u = 0;
+    for (int i = 0; i < n; ++i) {
+      const double x = s.Normal();
+      m1 += x;
+      m2 += x * x;
+      m4 += x * x * x * x;
+      u += s.Uniform();
+    }
+    m1 /= n, m2 /= n, m4 /= n, u /= n;
+    // 5 standard errors: sqrt(1/n), sqrt(2/n), sqrt(96/n), sqrt(1/(12 n)).
+    CHECK(std::fabs(m1) < 5 * std::sqrt(1.0 / n));
+    CHECK(std::fabs(m2 - 1) < 5 * std::sqrt(2.0 / n));
+    CHECK(std::fabs(m4 - 3) < 5 * std::sqrt(96.0 / n));
+    CHECK(std::fabs(u - 0.5) < 5 * std::sqrt(1.0 / (12.0 * n)));
+    // Poisson: both samplers (below 10: products of uniforms; from 10: PTRS)
+    // against the pmf by a chi-square test over bins with >= 5 expected.
+    for (double mu : {0.7, 4.0, 12.5, 300.0}) {
+      const int draws = 100'000;
+      std::map<int64_t, int> counts;
+      double mean = 0, var = 0;
+      for (int i = 0; i < draws; ++i) {
+        const int64_t k = s.Poisson(mu);
+        ++counts[k];
+        mean += static_cast<double>(k);
+        var += static_cast<double>(k) * static_cast<double>(k);
+      }
+      mean /= draws;
+      var = var / draws - mean * mean;
+      CAPTURE(mu);
+      CHECK(std::fabs(mean - mu) < 5 * std::sqrt(mu / draws));
+      CHECK(std::fabs(var / mu - 1) < 5 * std::sqrt((2.0 + 1.0 / mu) / draws));
+      double chi2 = 0, tail_expected = 0;
+      int bins = 0, tail_count = 0;
+      for (int64_t k = 0; k < static_cast<int64_t>(mu + 20 * std::sqrt(mu) + 20); ++k) {
+        const double expected = draws * std::exp(k * std::log(mu) - mu - std::lgamma(k + 1.0));
+        const int got = counts.contains(k) ? counts[k] : 0;
+        if (expected >= 5) {
+          chi2 += (got - expected) * (got - expected) / expected;
+          ++bins;
+        } else {
+          tail_expected += expected;
+          tail_count += got;
+        }
+      }
+      if (tail_expected > 0) chi2 += (tail_count - tail_expected) * (tail_count - tail_expected) / tail_expected, ++bins;
+      // Chi-square with bins - 1 degrees of freedom: mean k, sd sqrt(2k); 6 sd.
+      CHECK(chi2 < (bins - 1) + 6 * std::sqrt(2.0 * (bins - 1)));
+    }
+    double sk = 0, sk2 = 0;
+    for (int i = 0; i < 100'000; ++i) {
+      const auto k = static_cast<double>(s.Skellam(50.0));
+      sk += k;
+      sk2 += k * k;
+    }
+    CHECK(std::fabs(sk / 100'000) < 5 * std::sqrt(100.0 / 100'000));
+    CHECK(std::fabs(sk2 / 100'000 / 100.0 - 1) < 5 * std::sqrt(2.0 / 100'000));
   }
 
   TEST_CASE("epsilon after T rounds equals the accountant's standalone value for the same q, z, T") {

@@ -15,6 +15,7 @@
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 #include "frugal/privacy/accountant.h"
+#include "frugal/privacy/noise.h"
 
 namespace frugal::privacy {
 
@@ -41,10 +42,12 @@ struct DpConfig {
   // updates a round asks for. DP-FedAvg divides by the expected count, not the
   // received one, which would depend on who took part and is not noised.
   uint32_t expected_clients = 0;
-  // Where the noise comes from: false, a seeded stream (noise_seed, by round;
-  // the simulator, reproducible); true, a fresh RAND_bytes seed every round
-  // (the service: nobody who knows the run's seed can subtract the noise).
-  bool secret_noise = false;
+  // Where the noise comes from: the AES-256-CTR stream (frugal/privacy/noise.h)
+  // under noise_key(round) when a front end supplies it (the service: a fresh
+  // RAND_bytes key every round, so nobody who knows the run's seed can
+  // subtract the noise), else under SeededNoiseKey(noise_seed, 0, round) (the
+  // simulator: reproducible).
+  NoiseKeySource noise_key;
   uint64_t noise_seed = 0;
 
   bool enabled() const { return mode != DpMode::kNone; }

@@ -1,0 +1,114 @@
+#include "frugal/privacy/noise.h"
+
+#include <openssl/evp.h>
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <utility>
+
+namespace frugal::privacy {
+
+namespace {
+struct CipherCtxDeleter {
+  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
+};
+}  // namespace
+
+struct NoiseStream::Cipher {
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter> ctx;
+};
+
+NoiseKey SeededNoiseKey(uint64_t seed, uint64_t stream, uint32_t round) {
+  static constexpr char kLabel[] = "frugal dp noise v1";
+  unsigned char in[sizeof kLabel + 20] = {};
+  std::memcpy(in, kLabel, sizeof kLabel);
+  for (int i = 0; i < 8; ++i) {
+    in[sizeof kLabel + i] = static_cast<unsigned char>(seed >> (8 * i));
+    in[sizeof kLabel + 8 + i] = static_cast<unsigned char>(stream >> (8 * i));
+  }
+  for (int i = 0; i < 4; ++i) in[sizeof kLabel + 16 + i] = static_cast<unsigned char>(round >> (8 * i));
+  NoiseKey key{};
+  unsigned int len = 0;
+  // SHA-256 cannot fail on a fixed in-memory input short of memory exhaustion.
+  EVP_Digest(in, sizeof in, key.data(), &len, EVP_sha256(), nullptr);
+  return key;
+}
+
+Result<NoiseStream> NoiseStream::Create(const NoiseKey& key) {
+  auto cipher = std::make_unique<Cipher>();
+  cipher->ctx.reset(EVP_CIPHER_CTX_new());
+  const unsigned char iv[16] = {};
+  if (!cipher->ctx || EVP_EncryptInit_ex(cipher->ctx.get(), EVP_aes_256_ctr(), nullptr, key.data(), iv) != 1) {
+    return InternalError("DP noise: OpenSSL could not set up AES-256-CTR");
+  }
+  return NoiseStream(std::move(cipher));
+}
+
+NoiseStream::NoiseStream(std::unique_ptr<Cipher> cipher) : cipher_(std::move(cipher)) {}
+NoiseStream::NoiseStream(NoiseStream&&) noexcept = default;
+NoiseStream& NoiseStream::operator=(NoiseStream&&) noexcept = default;
+NoiseStream::~NoiseStream() = default;
+
+void NoiseStream::Refill() {
+  // The keystream is the encryption of zeros.
+  unsigned char zeros[sizeof buffer_] = {};
+  unsigned char out[sizeof buffer_];
+  int len = 0;
+  if (EVP_EncryptUpdate(cipher_->ctx.get(), out, &len, zeros, sizeof zeros) != 1 || len != sizeof out) {
+    // A set-up CTR context does not fail to encrypt; continuing with a stale
+    // buffer would repeat noise, so this is a bug to stop on.
+    std::abort();
+  }
+  for (size_t i = 0; i < buffer_.size(); ++i) {
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; --b) v = (v << 8) | out[8 * i + b];
+    buffer_[i] = v;
+  }
+  next_ = 0;
+}
+
+uint64_t NoiseStream::NextU64() {
+  if (next_ == buffer_.size()) Refill();
+  return buffer_[next_++];
+}
+
+double NoiseStream::Uniform() { return static_cast<double>(NextU64() >> 11) * 0x1.0p-53; }
+
+double NoiseStream::Normal() {
+  // 1 - U lies in (0, 1]: the log stays finite.
+  const double u1 = 1.0 - Uniform(), u2 = Uniform();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+int64_t NoiseStream::Poisson(double mu) {
+  if (!(mu > 0)) return 0;
+  if (mu < 10) {
+    const double limit = std::exp(-mu);
+    int64_t k = 0;
+    double p = Uniform();
+    while (p > limit) {
+      ++k;
+      p *= Uniform();
+    }
+    return k;
+  }
+  // Hörmann 1993, "The transformed rejection method for generating Poisson
+  // random variables" (PTRS), with NumPy's constants.
+  const double slam = std::sqrt(mu), loglam = std::log(mu);
+  const double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
+  const double invalpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2);
+  for (;;) {
+    const double u = Uniform() - 0.5, v = Uniform();
+    const double us = 0.5 - std::fabs(u);
+    const auto k = static_cast<int64_t>(std::floor((2 * a / us + b) * u + mu + 0.43));
+    if (us >= 0.07 && v <= vr) return k;
+    if (k < 0 || (us < 0.013 && v > us)) continue;
+    if (std::log(v) + std::log(invalpha) - std::log(a / (us * us) + b) <=
+        -mu + static_cast<double>(k) * loglam - std::lgamma(static_cast<double>(k) + 1)) {
+      return k;
+    }
+  }
+}
+
+}  // namespace frugal::privacy
