@@ -23,6 +23,7 @@
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/model/release_models.h"
+#include "frugal/model/prune.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/privacy/secure_round.h"
@@ -282,6 +283,8 @@ class Simulation {
   Status EncodeSecureInput(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
   Status FinishSecureRound(uint32_t round, std::span<const uint32_t> selected, Timing& timing);
   double SecureClientFlops(uint32_t c) const;
+  // Structured pruning ([prune]) after `round`, when the schedule says so.
+  Status Prune(uint32_t round);
 
   const SimConfig& cfg_;
   const RunOptions& opts_;
@@ -319,6 +322,11 @@ class Simulation {
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::map<uint32_t, Base> bases_;
+  // [prune]: the unpruned MLP's layer sizes, and the residual store's settings
+  // (a shape change moves every residual into a store of the new dimension).
+  std::vector<uint32_t> unpruned_sizes_;
+  std::string spill_path_;
+  size_t residual_budget_ = 0;
   std::unique_ptr<ProgressBar> bar_;
 
   EnergyLedger ledger_{""};
@@ -414,6 +422,18 @@ Status Simulation::SetUp() {
                     static_cast<double>(residual_budget);
   residuals_ = std::make_unique<ResidualStore>(dim, residual_budget, spill,
                                                bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
+  spill_path_ = spill;
+  residual_budget_ = residual_budget;
+  if (cfg_.prune.enabled()) {
+    const auto* mlp = dynamic_cast<const Mlp*>(model_.get());
+    if (mlp == nullptr || mlp->layer_sizes().size() < 3) {
+      return InvalidArgumentError("[prune] removes hidden units of an MLP; model '" + cfg_.model + "' has none");
+    }
+    if (cfg_.pipeline == Pipeline::kSecure) {
+      return InvalidArgumentError("[prune] is not built for pipeline = \"secure\"");
+    }
+    unpruned_sizes_.assign(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+  }
 
   for (size_t t = 0; t < threads_; ++t) ws_.push_back(model_->MakeWorkspace());
   scratch_.resize(threads_);
@@ -1026,6 +1046,60 @@ Status Simulation::Step(uint32_t round) {
     bar_->Clear();
     opts_.on_round(rec);
   }
+  return Prune(round);
+}
+
+// The engine prunes its model and state (RoundEngine::ApplyShapeChange); the
+// simulator follows it: the bases every client holds take the shape change
+// through the client's own payload code (as a device applies its chain), the
+// clients' residuals move into a store of the new dimension, and the model,
+// workspaces and planner take the new shape, so the ledger's FLOPs are the
+// pruned model's.
+Status Simulation::Prune(uint32_t round) {
+  if (unpruned_sizes_.empty()) return OkStatus();
+  const auto& mlp = static_cast<const Mlp&>(*model_);
+  const std::vector<uint32_t> sizes(mlp.layer_sizes().begin(), mlp.layer_sizes().end());
+  std::optional<std::vector<uint32_t>> widths = PruneStepWidths(cfg_.prune, round, unpruned_sizes_);
+  if (!widths) return OkStatus();
+  bool narrower = false;
+  for (size_t l = 0; l < widths->size(); ++l) {
+    (*widths)[l] = std::min((*widths)[l], sizes[l + 1]);
+    narrower |= (*widths)[l] < sizes[l + 1];
+  }
+  if (!narrower) return OkStatus();
+  const MlpShapeChange change = ChooseKeptUnits(sizes, engine_->global_model(), *widths);
+  const uint32_t version = engine_->version();
+  const auto old_dim = static_cast<uint32_t>(model_->num_params());
+  FRUGAL_ASSIGN_OR_RETURN(uint32_t new_version, engine_->ApplyShapeChange(change));
+  const std::vector<uint32_t> map = ShapeChangeParamMap(change);
+  const std::vector<uint32_t> new_sizes = change.NewSizes();
+  if (SendsSteps(cfg_.pipeline)) {
+    const std::span<const uint8_t> piece = engine_->StepPayload(new_version);
+    const ModelPayloadHeader h{ModelPayloadKind::kChain, version, new_version, static_cast<uint32_t>(map.size()), 1};
+    const std::vector<uint8_t> step = EncodeModelPayload(h, std::span(&piece, 1));
+    for (auto& [b, base] : bases_) {
+      std::vector<uint32_t> got;
+      FRUGAL_RETURN_IF_ERROR(ApplyModelPayload(step, version, base.model, old_dim, &got).status());
+      if (got != new_sizes) return InternalError("a base's shape change gave other layer sizes than the engine's");
+    }
+  } else {
+    for (auto& [b, base] : bases_) base.model = ApplyParamMap(map, base.model);
+  }
+  if (cfg_.uses_residuals()) {
+    auto moved = std::make_unique<ResidualStore>(map.size(), residual_budget_,
+                                                 spill_path_ + ".v" + std::to_string(new_version),
+                                                 bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
+    std::vector<float> r(old_dim);
+    for (uint32_t c = 0; c < pop_->size(); ++c) {
+      FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, r));
+      if (std::ranges::all_of(r, [](float x) { return x == 0.0f; })) continue;
+      FRUGAL_RETURN_IF_ERROR(moved->Store(c, ApplyParamMap(map, r)));
+    }
+    residuals_ = std::move(moved);
+  }
+  model_ = std::make_unique<Mlp>(std::vector<size_t>(new_sizes.begin(), new_sizes.end()), std::string(mlp.name()));
+  for (auto& w : ws_) w = model_->MakeWorkspace();
+  planner_->SetFlopsPerExample(model_->flops_per_example());
   return OkStatus();
 }
 

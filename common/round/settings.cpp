@@ -386,6 +386,10 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("distill.learning_rate", s.distill.config.learning_rate);
   r.Get("distill.momentum", s.distill.config.momentum);
   r.Get("distill.temperature", s.distill.config.temperature);
+  r.Get("prune.target_flops_fraction", s.prune.target_flops_fraction);
+  r.Get("prune.start_round", s.prune.start_round);
+  r.Get("prune.steps", s.prune.steps);
+  r.Get("prune.every", s.prune.every);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
   s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream
@@ -394,6 +398,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   if (s.rounds == 0) return InvalidArgumentError("rounds must be at least 1");
   if (s.eval_every == 0) return InvalidArgumentError("eval.every must be at least 1");
   if (s.distill.at_end) FRUGAL_RETURN_IF_ERROR(CheckDistillSettings(s.distill));
+  FRUGAL_RETURN_IF_ERROR(CheckPruneConfig(s.prune));
   if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");
   if (s.min_clients == 0) s.min_clients = 1;
   if (s.pipeline == Pipeline::kDense) s.error_feedback = false;

@@ -60,6 +60,9 @@ class RoundPlanner {
   // The estimate a weighted selection uses for one candidate (exposed for tests and reports).
   ParticipationEstimate Estimate(const Candidate& c, uint64_t first_payload_bytes) const;
 
+  // The model's FLOPs after a shape change (structured pruning) for the next estimates.
+  void SetFlopsPerExample(FlopCount flops) { flops_per_example_ = flops.forward + flops.backward; }
+
   // A finished round: its mean bytes per selected client become the next estimates.
   void Observe(const RoundRecord& round);
 

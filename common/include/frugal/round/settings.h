@@ -10,6 +10,7 @@
 #include "frugal/core/config_reader.h"
 #include "frugal/core/status.h"
 #include "frugal/model/model.h"
+#include "frugal/model/prune.h"
 #include "frugal/model/release_models.h"
 #include "frugal/round/carbon_schedule.h"
 #include "frugal/round/engine.h"
@@ -60,6 +61,9 @@ struct RunSettings {
   // federated evaluation as int8 FLOPs (docs/frugal-models.md).
   bool eval_int8 = false;
   DistillSettings distill;            // [distill]: a student distilled from the released model at the end
+  // [prune]: structured pruning of the MLP's hidden units on a schedule
+  // (prune.target_flops_fraction, start_round, steps, every; frugal/model/prune.h).
+  PruneConfig prune;
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return SendsSteps(pipeline) && error_feedback; }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Issue 15's lean-model measurement (docs/benchmarks.md, "Frugal models:
+# pruning"): fmnist-dir0.5 with dense FedAvg, with Frugal's pipeline, and
+# sim/scenarios/fmnist-dir0.5-lean.toml (Frugal's pipeline plus structured
+# pruning to 50% of the FLOPs per example), 150 rounds each, one run directory
+# per run under $OUT/lean/<variant>-s<seed>/, then one table line per run in
+# $OUT/lean/table.csv (rounds, joules and bytes to 85%, final accuracy, mean of
+# the last 20 rounds, the final model's training FLOPs per example).
+#   bench/lean_experiments.sh        (env SEEDS, ROUNDS, VARIANTS, JOBS, OUT, SIM)
+# Needs a release build. Runs JOBS simulations at once (nice), one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIM=${SIM:-build/release/sim/frugal-sim}
+OUT=${OUT:-runs/bench}/lean
+SEEDS=${SEEDS:-1 2 3}
+ROUNDS=${ROUNDS:-150}
+VARIANTS=${VARIANTS:-dense frugal lean}
+JOBS=${JOBS:-2}
+mkdir -p "$OUT"
+
+jobs_file=$(mktemp)
+trap 'rm -f "$jobs_file"' EXIT
+for seed in $SEEDS; do
+  for v in $VARIANTS; do
+    name="$v-s$seed"
+    [[ -f $OUT/$name/summary.json ]] && continue  # already run: rerun by deleting the directory
+    case $v in
+      dense) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipeline=dense" ;;
+      frugal) args="-c sim/scenarios/fmnist-dir0.5.toml" ;;
+      lean) args="-c sim/scenarios/fmnist-dir0.5-lean.toml" ;;
+      *) echo "unknown variant $v" >&2; exit 2 ;;
+    esac
+    echo "$name $args --set rounds=$ROUNDS --set seed=$seed --set run.threads=1" >> "$jobs_file"
+  done
+done
+echo "$(wc -l < "$jobs_file") runs to do, $JOBS at a time, into $OUT"
+# shellcheck disable=SC2016
+xargs -P "$JOBS" -L 1 bash -c 'name=$0; nice -n 10 "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
+  > "'"$OUT"'/$name.log" 2>&1 || echo "FAILED: $name (see '"$OUT"'/$name.log)"' < "$jobs_file"
+
+python3 - "$OUT" <<'PY'
+import csv, json, os, sys
+out = sys.argv[1]
+rows = []
+for name in sorted(os.listdir(out)):
+    p = os.path.join(out, name, "summary.json")
+    if not os.path.isfile(p):
+        continue
+    s = json.load(open(p))
+    rounds = list(csv.DictReader(open(os.path.join(out, name, "rounds.csv"))))
+    last = [float(r["accuracy"]) for r in rounds[-20:]]
+    # Training FLOPs per example of the last round: the ledger's FLOPs over the examples trained.
+    rows.append([name, s["rounds_to_target"], s["joules_to_target"], s["bytes_to_target"], s["final_accuracy"],
+                 round(sum(last) / len(last), 4), round(s["joules_client"], 1)])
+with open(os.path.join(out, "table.csv"), "w") as f:
+    w = csv.writer(f)
+    w.writerow(["run", "rounds_to_85", "client_joules_to_85", "bytes_to_85", "final_accuracy", "mean_last_20",
+                "client_joules_total"])
+    w.writerows(rows)
+for r in rows:
+    print(*r, sep="\t")
+PY
