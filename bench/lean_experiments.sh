@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 15's lean-model measurement (docs/benchmarks.md, "Frugal models:
-# pruning"): fmnist-dir0.5 with dense FedAvg, with Frugal's pipeline, and
-# sim/scenarios/fmnist-dir0.5-lean.toml (Frugal's pipeline plus structured
-# pruning to 50% of the FLOPs per example), 150 rounds each, one run directory
-# per run under $OUT/lean/<variant>-s<seed>/, then one table line per run in
-# $OUT/lean/table.csv (rounds, joules and bytes to 85%, final accuracy, mean of
-# the last 20 rounds, the final model's training FLOPs per example).
+# pruning and widths"): fmnist-dir0.5 with dense FedAvg (dense), with Frugal's
+# pipeline (frugal), and sim/scenarios/fmnist-dir0.5-lean.toml with its
+# pruning alone (pruned) and with pruning and per-device widths (lean), 150
+# rounds each, one run directory per run under $OUT/lean/<variant>-s<seed>/,
+# then one table line per run in $OUT/lean/table.csv (rounds, client joules
+# and bytes to 85%, final accuracy, mean of the last 20 rounds, and phone-low's
+# mean compute joules per participation).
 #   bench/lean_experiments.sh        (env SEEDS, ROUNDS, VARIANTS, JOBS, OUT, SIM)
 # Needs a release build. Runs JOBS simulations at once (nice), one thread each.
 set -euo pipefail
@@ -14,7 +15,7 @@ SIM=${SIM:-build/release/sim/frugal-sim}
 OUT=${OUT:-runs/bench}/lean
 SEEDS=${SEEDS:-1 2 3}
 ROUNDS=${ROUNDS:-150}
-VARIANTS=${VARIANTS:-dense frugal lean}
+VARIANTS=${VARIANTS:-dense frugal pruned lean}
 JOBS=${JOBS:-2}
 mkdir -p "$OUT"
 
@@ -27,6 +28,7 @@ for seed in $SEEDS; do
     case $v in
       dense) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipeline=dense" ;;
       frugal) args="-c sim/scenarios/fmnist-dir0.5.toml" ;;
+      pruned) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipelines.frugal.widths.devices={}" ;;
       lean) args="-c sim/scenarios/fmnist-dir0.5-lean.toml" ;;
       *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
@@ -49,13 +51,15 @@ for name in sorted(os.listdir(out)):
     s = json.load(open(p))
     rounds = list(csv.DictReader(open(os.path.join(out, name, "rounds.csv"))))
     last = [float(r["accuracy"]) for r in rounds[-20:]]
-    # Training FLOPs per example of the last round: the ledger's FLOPs over the examples trained.
+    low = [float(r["compute_j"]) for r in csv.DictReader(open(os.path.join(out, name, "ledger.csv")))
+           if r["device"] == "phone-low" and r["outcome"] == "participated"]
     rows.append([name, s["rounds_to_target"], s["joules_to_target"], s["bytes_to_target"], s["final_accuracy"],
-                 round(sum(last) / len(last), 4), round(s["joules_client"], 1)])
+                 round(sum(last) / len(last), 4), round(s["joules_client"], 1),
+                 round(sum(low) / len(low), 4) if low else "", len(low)])
 with open(os.path.join(out, "table.csv"), "w") as f:
     w = csv.writer(f)
     w.writerow(["run", "rounds_to_85", "client_joules_to_85", "bytes_to_85", "final_accuracy", "mean_last_20",
-                "client_joules_total"])
+                "client_joules_total", "phone_low_compute_j_per_participation", "phone_low_participations"])
     w.writerows(rows)
 for r in rows:
     print(*r, sep="\t")

@@ -262,7 +262,17 @@ class Simulation {
   bool Dropped(uint32_t round, uint32_t id, double* fraction) const;
   bool IsAttacker(uint32_t c) const { return !attackers_.empty() && attackers_[c]; }
   void PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta) const;
-  Status EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
+  // A client's nested sub-network ([widths]): its model and its map into the global model's coordinates.
+  struct Nested {
+    std::unique_ptr<Model> model;
+    std::vector<uint32_t> map;
+  };
+  // The sub-network client c trains, or null for the whole model.
+  const Nested* NestedFor(uint32_t c) const;
+  // Builds the sub-networks of the configured widths for the current model shape.
+  void BuildNested();
+  Status EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r,
+                      const Nested* nested = nullptr);
   void OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
                         std::vector<std::vector<float>>& held, const std::vector<uint8_t>& pending,
                         std::vector<SlotResult>& results);
@@ -325,6 +335,8 @@ class Simulation {
   // [prune]: the unpruned MLP's layer sizes, and the residual store's settings
   // (a shape change moves every residual into a store of the new dimension).
   std::vector<uint32_t> unpruned_sizes_;
+  std::map<std::string, double> width_by_device_;  // [widths]
+  std::map<double, Nested> nested_;                 // by width, for the current shape
   std::string spill_path_;
   size_t residual_budget_ = 0;
   std::unique_ptr<ProgressBar> bar_;
@@ -433,6 +445,20 @@ Status Simulation::SetUp() {
       return InvalidArgumentError("[prune] is not built for pipeline = \"secure\"");
     }
     unpruned_sizes_.assign(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+  }
+  if (!cfg_.widths.empty()) {
+    const auto* mlp = dynamic_cast<const Mlp*>(model_.get());
+    if (mlp == nullptr || mlp->layer_sizes().size() < 3) {
+      return InvalidArgumentError("[widths] narrows hidden layers of an MLP; model '" + cfg_.model + "' has none");
+    }
+    if (cfg_.pipeline == Pipeline::kSecure || cfg_.attack.active() || opts_.app_train) {
+      return InvalidArgumentError("[widths] is not built for the secure pipeline, attacks or an app's trainer");
+    }
+    for (const auto& [device, width] : cfg_.widths) {
+      if (auto known = profiles_.Device(device); !known.ok()) return known.error().WithContext("widths.devices");
+      width_by_device_[device] = width;
+    }
+    BuildNested();
   }
 
   for (size_t t = 0; t < threads_; ++t) ws_.push_back(model_->MakeWorkspace());
@@ -560,17 +586,49 @@ void Simulation::PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta
 }
 
 // The uplink codec with the client's error feedback: the bytes it sends.
-Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r) {
+Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r,
+                                const Nested* nested) {
   if (cfg_.pipeline == Pipeline::kSecure) return EncodeSecureInput(thread, c, delta, r);
   std::span<float> resid;
+  std::vector<float> sub_resid;
   if (cfg_.uses_residuals()) {
     resid_buf_[thread].resize(model_->num_params());
     FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, resid_buf_[thread]));
     resid = resid_buf_[thread];
+    if (nested != nullptr) {
+      // A narrow client's residual covers its sub-network; the rest keeps what it held.
+      sub_resid = ApplyParamMap(nested->map, resid);
+      resid = sub_resid;
+    }
   }
   FRUGAL_ASSIGN_OR_RETURN(r.update, EncodeUplink(delta, cfg_.task.uplink, resid));
-  if (cfg_.uses_residuals()) FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid));
+  if (cfg_.uses_residuals()) {
+    if (nested != nullptr) {
+      for (size_t i = 0; i < nested->map.size(); ++i) resid_buf_[thread][nested->map[i]] = sub_resid[i];
+    }
+    FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid_buf_[thread]));
+  }
   return OkStatus();
+}
+
+const Simulation::Nested* Simulation::NestedFor(uint32_t c) const {
+  if (width_by_device_.empty()) return nullptr;
+  const auto w = width_by_device_.find(pop_->device(c).id);
+  if (w == width_by_device_.end() || w->second >= 1) return nullptr;
+  return &nested_.at(w->second);
+}
+
+void Simulation::BuildNested() {
+  nested_.clear();
+  const auto& mlp = static_cast<const Mlp&>(*model_);
+  const std::vector<uint32_t> sizes(mlp.layer_sizes().begin(), mlp.layer_sizes().end());
+  for (const auto& [device, width] : width_by_device_) {
+    if (width >= 1 || nested_.contains(width)) continue;
+    const MlpShapeChange sub = NestedSubnetwork(sizes, width);
+    const std::vector<uint32_t> sub_sizes = sub.NewSizes();
+    nested_[width] = Nested{std::make_unique<Mlp>(std::vector<size_t>(sub_sizes.begin(), sub_sizes.end())),
+                            ShapeChangeParamMap(sub)};
+  }
 }
 
 // Stages 1-2 of SecAgg+ for every selected client (a client that drops out
@@ -686,7 +744,13 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     const bool attacker = IsAttacker(c);
     // The copy the client trains from, after its download (see Base).
     const uint32_t base = downloads[s].full || pop_->base_version(c) == 0 ? version : pop_->base_version(c);
-    const std::vector<float>& start = bases_.at(base).model;
+    const Nested* nested = NestedFor(c);
+    const Model& model = nested != nullptr ? *nested->model : *model_;
+    // A narrow client trains and sends its nested sub-network ([widths]); the
+    // thread's workspace serves it too (an MLP workspace grows to any MLP of that depth).
+    const std::vector<float> sub_start = nested != nullptr ? ApplyParamMap(nested->map, bases_.at(base).model)
+                                                           : std::vector<float>{};
+    const std::vector<float>& start = nested != nullptr ? sub_start : bases_.at(base).model;
     std::span<const uint32_t> examples = pop_->Examples(c, example_buf_[t]);
     const Dataset* data = &train_;
     Dataset poisoned;
@@ -707,7 +771,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     const bool dropped = Dropped(round, id, &fraction);
     auto stats = opts_.app_train ? AppTrainDelta(opts_.app_train, AppTrainInput{id, round, data, examples, &tc}, start,
                                                  scratch_[t])
-                                 : TrainClientDelta(*model_, start, *data, examples, tc, *ws_[t], scratch_[t]);
+                                 : TrainClientDelta(model, start, *data, examples, tc, *ws_[t], scratch_[t]);
     if (!stats.ok() && attack.active() && stats.error().code() == ErrorCode::kInvalidArgument) {
       // An attack can drive the global model where training no longer has a
       // finite loss. The device then fails its task and sends nothing, like a
@@ -715,7 +779,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
       // Its energy is charged for the whole task, an upper bound.
       r.status = 1;
       r.flops = static_cast<double>(examples.size()) * tc.epochs *
-                (model_->flops_per_example().forward + model_->flops_per_example().backward);
+                (model.flops_per_example().forward + model.flops_per_example().backward);
       bar_->Update(round, done.fetch_add(1) + 1, mine.size());
       return;
     }
@@ -736,7 +800,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
         PoisonDelta(round, id, scratch_[t]);
       }
       if (!pending[k]) {
-        if (Status st = EncodeUpdate(t, c, scratch_[t], r); !st.ok()) return fail(st.error());
+        if (Status st = EncodeUpdate(t, c, scratch_[t], r, nested); !st.ok()) return fail(st.error());
       }
     }
     bar_->Update(round, done.fetch_add(1) + 1, mine.size());
@@ -985,8 +1049,11 @@ Status Simulation::Step(uint32_t round) {
   for (size_t s = 0; s < selected.size(); ++s) {
     if (!timing.accepted[s] || secure_) continue;
     const uint32_t id = pop_->id(selected[s]);
+    const Nested* nested = NestedFor(selected[s]);
     FRUGAL_RETURN_IF_ERROR(engine_->Ingest(round, id, version, by_client.at(id)->update,
-                                           static_cast<double>(pop_->NumExamples(selected[s]))));
+                                           static_cast<double>(pop_->NumExamples(selected[s])), nullptr,
+                                           nested != nullptr ? std::span<const uint32_t>(nested->map)
+                                                             : std::span<const uint32_t>{}));
   }
   if (!trusted_.empty()) {
     // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
@@ -1100,6 +1167,7 @@ Status Simulation::Prune(uint32_t round) {
   model_ = std::make_unique<Mlp>(std::vector<size_t>(new_sizes.begin(), new_sizes.end()), std::string(mlp.name()));
   for (auto& w : ws_) w = model_->MakeWorkspace();
   planner_->SetFlopsPerExample(model_->flops_per_example());
+  if (!width_by_device_.empty()) BuildNested();
   return OkStatus();
 }
 

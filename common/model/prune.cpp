@@ -160,6 +160,18 @@ MlpShapeChange ChooseKeptUnits(std::span<const uint32_t> sizes, std::span<const 
   return c;
 }
 
+MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width) {
+  MlpShapeChange c;
+  c.old_sizes.assign(sizes.begin(), sizes.end());
+  for (size_t l = 1; l + 1 < sizes.size(); ++l) {
+    const auto k = std::clamp<uint32_t>(static_cast<uint32_t>(std::ceil(width * sizes[l] - 1e-9)), 1, sizes[l]);
+    std::vector<uint32_t> kept(k);
+    std::iota(kept.begin(), kept.end(), 0u);
+    c.kept.push_back(std::move(kept));
+  }
+  return c;
+}
+
 std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction) {
   const size_t hidden = original_sizes.size() - 2;
   const uint32_t widest = *std::max_element(original_sizes.begin() + 1, original_sizes.end() - 1);

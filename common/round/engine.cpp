@@ -1,6 +1,8 @@
 #include "frugal/round/engine.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <string>
 
@@ -233,7 +235,8 @@ Status RoundEngine::Reject(RejectReason why, RejectReason* out, Error e) {
 }
 
 Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_version,
-                           std::span<const uint8_t> update, double weight, RejectReason* reason) {
+                           std::span<const uint8_t> update, double weight, RejectReason* reason,
+                           std::span<const uint32_t> nested) {
   const std::string who = "update from client " + std::to_string(client_id) + " for round " + std::to_string(round);
   if (!open_) return Reject(RejectReason::kRoundClosed, reason, FailedPreconditionError(who + ": no round is open"));
   if (round != round_) {
@@ -259,24 +262,40 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
     return Reject(RejectReason::kBadWeight, reason,
                   InvalidArgumentError(who + ": weight must be positive and finite"));
   }
+  // A nested sub-network's update (per-device widths) is of the sub-network's dimension.
+  const size_t dim = nested.empty() ? model_.size() : nested.size();
+  if (!nested.empty() && (nested.size() > model_.size() || nested.back() >= model_.size() ||
+                          std::ranges::adjacent_find(nested, std::greater_equal<uint32_t>{}) != nested.end())) {
+    return Reject(RejectReason::kWrongDimension, reason,
+                  InvalidArgumentError(who + ": its sub-network's map does not fit the model of dimension " +
+                                       std::to_string(model_.size())));
+  }
   auto frame = ParseFrame(update);
   if (!frame.ok()) return Reject(RejectReason::kMalformed, reason, frame.error().WithContext(who));
-  if (frame->header.dim != model_.size()) {
+  if (frame->header.dim != dim) {
     return Reject(RejectReason::kWrongDimension, reason,
-                  InvalidArgumentError(who + ": update has dimension " + std::to_string(frame->header.dim) +
-                                       ", the model has " + std::to_string(model_.size())));
+                  InvalidArgumentError(who + ": update has dimension " + std::to_string(frame->header.dim) + ", the " +
+                                       (nested.empty() ? "model" : "client's sub-network") + " has " +
+                                       std::to_string(dim)));
   }
-  auto decoded = DecodeUplink(update, static_cast<uint32_t>(model_.size()));
+  auto decoded = DecodeUplink(update, static_cast<uint32_t>(dim));
   if (!decoded.ok()) {
     const std::string& m = decoded.error().message();
     const bool non_finite = m.find("NaN") != std::string::npos || m.find("Inf") != std::string::npos;
     return Reject(non_finite ? RejectReason::kNonFinite : RejectReason::kMalformed, reason,
                   decoded.error().WithContext(who));
   }
-  if (const size_t limit = UplinkKeepCount(cfg_.uplink_density, model_.size()); decoded->indices.size() > limit) {
+  if (const size_t limit = UplinkKeepCount(cfg_.uplink_density, dim); decoded->indices.size() > limit) {
     return Reject(RejectReason::kTooDense, reason,
                   InvalidArgumentError(who + ": update carries " + std::to_string(decoded->indices.size()) +
                                        " values, the round's uplink density allows " + std::to_string(limit)));
+  }
+  if (!nested.empty()) {
+    // Into the model's coordinates (the map ascends, so the indices still do);
+    // support averaging then divides each coordinate by the weights of the
+    // clients that trained it.
+    for (uint32_t& i : decoded->indices) i = nested[i];
+    decoded->dim = static_cast<uint32_t>(model_.size());
   }
   if (dp_) {
     // Central DP streams: the update is clipped into the round's running sum

@@ -390,6 +390,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("prune.start_round", s.prune.start_round);
   r.Get("prune.steps", s.prune.steps);
   r.Get("prune.every", s.prune.every);
+  r.Get("widths.devices", s.widths);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
   s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream
@@ -399,6 +400,15 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   if (s.eval_every == 0) return InvalidArgumentError("eval.every must be at least 1");
   if (s.distill.at_end) FRUGAL_RETURN_IF_ERROR(CheckDistillSettings(s.distill));
   FRUGAL_RETURN_IF_ERROR(CheckPruneConfig(s.prune));
+  for (const auto& [device, width] : s.widths) {
+    if (!(width > 0 && width <= 1)) {
+      return InvalidArgumentError("widths.devices." + device + " must be in (0, 1], got " + std::to_string(width));
+    }
+  }
+  if (!s.widths.empty() && s.engine.averaging != Averaging::kSupport) {
+    return InvalidArgumentError("[widths] needs server.averaging = \"support\": each coordinate is averaged over the "
+                                "clients that trained it");
+  }
   if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");
   if (s.min_clients == 0) s.min_clients = 1;
   if (s.pipeline == Pipeline::kDense) s.error_feedback = false;

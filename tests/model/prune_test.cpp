@@ -224,6 +224,60 @@ TEST_CASE("a shape change carries the engine's model and state, and a client's c
   CHECK(engine.ApplyShapeChange(kChange).status().error().message().find("is open") != std::string::npos);
 }
 
+TEST_CASE("per-device widths: each coordinate is averaged over the clients whose nested sub-network holds it") {
+  const std::vector<uint32_t> sizes{6, 5, 4, 3};
+  const size_t d = MlpParamCount(sizes);
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kDense;
+  cfg.averaging = Averaging::kSupport;
+  RoundEngine engine(RandomVector(d, 40), cfg);
+  const std::vector<float> before(engine.global_model().begin(), engine.global_model().end());
+  // Client 1 trains the whole model, 2 the first 3 and 2 units (width 0.5), 3 the first unit of each (0.2).
+  const double widths[] = {1.0, 0.5, 0.2};
+  const double weights[] = {1.0, 2.0, 3.0};
+  const MlpShapeChange half = NestedSubnetwork(sizes, 0.5);
+  CHECK(half.kept[0] == std::vector<uint32_t>{0, 1, 2});
+  CHECK(half.kept[1] == std::vector<uint32_t>{0, 1});
+  const uint64_t ids[] = {1, 2, 3};
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  std::vector<std::vector<uint32_t>> maps;
+  std::vector<std::vector<float>> updates;
+  for (size_t k = 0; k < 3; ++k) {
+    std::vector<uint32_t> map = ShapeChangeParamMap(NestedSubnetwork(sizes, widths[k]));
+    std::vector<float> u = RandomVector(map.size(), 50 + k);
+    auto bytes = EncodeUplink(u, UplinkConfig{.dense = true}, {});
+    REQUIRE(bytes.ok());
+    // The sub-network's update is what goes on the radio: its own dimension, not the model's.
+    auto decoded = DecodeUplink(*bytes, static_cast<uint32_t>(map.size()));
+    REQUIRE(decoded.ok());
+    REQUIRE(engine.Ingest(1, ids[k], 1, *bytes, weights[k], nullptr,
+                          k == 0 ? std::span<const uint32_t>{} : std::span<const uint32_t>(map)).ok());
+    maps.push_back(std::move(map));
+    updates.push_back(std::move(u));
+  }
+  REQUIRE(engine.CloseRound(1).ok());
+  // Plain reference: for every coordinate, the weighted mean over the clients whose map holds it.
+  for (size_t j = 0; j < d; ++j) {
+    double sum = 0, w = 0;
+    for (size_t k = 0; k < 3; ++k) {
+      for (size_t i = 0; i < maps[k].size(); ++i) {
+        if (maps[k][i] == j) {
+          sum += weights[k] * updates[k][i];
+          w += weights[k];
+        }
+      }
+    }
+    CHECK(engine.global_model()[j] - before[j] == doctest::Approx(sum / w).epsilon(1e-5));
+  }
+  // A sub-network's update sent without its map has the wrong dimension.
+  REQUIRE(engine.OpenRound(2, ids).ok());
+  auto narrow = EncodeUplink(updates[1], UplinkConfig{.dense = true}, {});
+  REQUIRE(narrow.ok());
+  RejectReason why{};
+  CHECK(!engine.Ingest(2, 2, 2, *narrow, 1.0, &why).ok());
+  CHECK(why == RejectReason::kWrongDimension);
+}
+
 TEST_CASE("a corrupted shape change is rejected with the field named, and the client's model is untouched") {
   const std::vector<uint8_t> good = EncodeShapeChange(kChange);
   CHECK(good.size() == 6 + 4 * 4 + 2 + 1);

@@ -61,6 +61,12 @@ std::vector<std::vector<double>> UnitScores(std::span<const uint32_t> sizes, std
 MlpShapeChange ChooseKeptUnits(std::span<const uint32_t> sizes, std::span<const float> params,
                                std::span<const uint32_t> widths);
 
+// Per-device widths (HeteroFL): the sub-network of the first
+// max(1, ceil(width * units)) units of every hidden layer, as a shape change
+// of `sizes` (its parameter map takes the model's coordinates to the
+// sub-network's). width must be in (0, 1].
+MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width);
+
 // Hidden widths, each original width scaled by one common factor (at least 1
 // unit), the widest whose FLOPs per example are at most `fraction` of the
 // original's (the narrowest possible if none is).

@@ -164,8 +164,11 @@ class RoundEngine {
   // never changes the model); under central DP it is clipped into the round's
   // exact running sum at once instead (frugal/privacy/dp.h). On error nothing
   // is kept, `reason` (if non-null) says why, and the message names the problem.
+  // Per-device widths: `nested` (non-empty) maps the client's sub-network's
+  // coordinates to the model's (ascending; frugal/model/prune.h
+  // NestedSubnetwork), and the update is of the sub-network's dimension.
   Status Ingest(uint32_t round, uint64_t client_id, uint32_t base_version, std::span<const uint8_t> update,
-                double weight, RejectReason* reason = nullptr);
+                double weight, RejectReason* reason = nullptr, std::span<const uint32_t> nested = {});
 
   // The server's own update for the open round, computed on its trusted set
   // from the model of version() (FLTrust's reference; see TrustedUpdate in

@@ -64,6 +64,10 @@ struct RunSettings {
   // [prune]: structured pruning of the MLP's hidden units on a schedule
   // (prune.target_flops_fraction, start_round, steps, every; frugal/model/prune.h).
   PruneConfig prune;
+  // [widths] devices = { <device class> = width }: per-device widths (HeteroFL):
+  // a class's clients train the nested sub-network of the first width x units
+  // of every hidden layer (MLP only) and send its update; needs support averaging.
+  std::vector<std::pair<std::string, double>> widths;
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return SendsSteps(pipeline) && error_feedback; }
