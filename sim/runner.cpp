@@ -1254,6 +1254,27 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
 }
 
 void Simulation::AddNotes(RunSummary& sum) const {
+  if (!unpruned_sizes_.empty() || !width_by_device_.empty()) {
+    // [prune], [widths]: the shape the run ended with, and what each class trained.
+    const auto& mlp = static_cast<const Mlp&>(*model_);
+    std::string shape;
+    for (size_t s : mlp.layer_sizes()) shape += (shape.empty() ? "" : "-") + std::to_string(s);
+    const FlopCount f = mlp.flops_per_example();
+    sum.extra_metrics["train_flops_per_example_final"] = f.forward + f.backward;
+    std::string note = "The model ended as a " + shape + " MLP";
+    if (!unpruned_sizes_.empty()) {
+      const double fraction = (f.forward + f.backward) / MlpTrainFlops(unpruned_sizes_);
+      sum.extra_metrics["train_flops_fraction_final"] = fraction;
+      note += " (structured pruning, [prune]: " + FormatDouble(100 * fraction) +
+              "% of the unpruned model's training FLOPs per example)";
+    }
+    note += ".";
+    for (const auto& [device, width] : width_by_device_) {
+      note += " " + device + " clients trained the nested sub-network of width " + FormatDouble(width) +
+              " ([widths]); the ledger counts their sub-network's FLOPs.";
+    }
+    sum.notes.push_back(note);
+  }
   if (!cfg_.roster.empty()) {
     sum.notes.push_back("A replay of a recorded run: its " + std::to_string(cfg_.roster.size()) +
                         " clients (ids, profiles and data shares from clients.csv), its configuration (run.toml) and "
