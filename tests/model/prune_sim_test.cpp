@@ -1,0 +1,123 @@
+// [prune] and [widths] through a front end: a small frugal-sim run on real
+// Fashion-MNIST whose ledger must price every participation at the FLOPs of
+// the shape that client actually trained (the pruned model after each step,
+// the nested sub-network for the narrow class), and whose summary names the
+// shape the run ended with.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "frugal/model/prune.h"
+#include "frugal/sim/config.h"
+#include "frugal/sim/runner.h"
+
+namespace frugal::sim {
+namespace {
+
+constexpr const char* kPruned = R"(
+name = "frugal-models-pruned"
+seed = 5
+rounds = 4
+pipeline = "frugal"
+model = "mlp"
+[data]
+partition = "dirichlet"
+alpha = 0.5
+[eval]
+examples = 500
+[population]
+clients = 20
+availability = { always = 1.0 }
+[round]
+clients_per_round = 6
+[train]
+epochs = 1
+batch_size = 32
+learning_rate = 0.05
+[prune]
+target_flops_fraction = 0.5
+start_round = 1
+steps = 2
+every = 1
+[widths]
+devices = { phone-low = 0.5 }
+)";
+
+// A CSV file as rows of named fields (the run directory's files have no quoted commas here).
+std::vector<std::map<std::string, std::string>> ReadCsv(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> names;
+  std::stringstream head(line);
+  for (std::string f; std::getline(head, f, ',');) names.push_back(f);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::map<std::string, std::string> row;
+    size_t i = 0;
+    for (std::string f; std::getline(ss, f, ',') && i < names.size(); ++i) row[names[i]] = f;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_SUITE("model") {
+  TEST_CASE("frugal-sim with [prune] and [widths] prices each participation at the FLOPs of the shape it trained") {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("frugal-pruned-sim-" + std::to_string(getpid()));
+    auto c = ParseSimConfig(kPruned, "frugal-models-pruned.toml", {});
+    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+    RunOptions opts;
+    opts.out_dir = dir.string();
+    auto r = RunSimulation(*c, opts);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+
+    // The schedule: round 1 trains the 2NN, round 2 the 75% shape, rounds 3-4 the 50% one.
+    const std::vector<uint32_t> full{784, 200, 200, 10};
+    auto shape = [&](double fraction) {
+      const std::vector<uint32_t> w = WidthsForFlopsFraction(full, fraction);
+      return std::vector<uint32_t>{784, w[0], w[1], 10};
+    };
+    const std::vector<std::vector<uint32_t>> by_round{full, full, shape(0.75), shape(0.5), shape(0.5)};
+    std::map<std::string, double> examples;
+    for (const auto& row : ReadCsv(dir / "clients.csv")) examples[row.at("client_id")] = std::stod(row.at("examples"));
+    size_t narrow = 0, wide = 0;
+    for (const auto& row : ReadCsv(dir / "ledger.csv")) {
+      if (row.at("outcome") != "participated") continue;
+      const auto round = static_cast<size_t>(std::stoul(row.at("round")));
+      std::vector<uint32_t> trained = by_round.at(round);
+      if (row.at("device") == "phone-low") {
+        trained = NestedSubnetwork(trained, 0.5).NewSizes();
+        ++narrow;
+      } else {
+        ++wide;
+      }
+      INFO("round ", round, " client ", row.at("client_id"), " ", row.at("device"));
+      // One epoch: FLOPs = examples x the trained shape's training FLOPs per example, exactly.
+      CHECK(std::stod(row.at("flops")) == doctest::Approx(examples.at(row.at("client_id")) * MlpTrainFlops(trained))
+                                              .epsilon(1e-12));
+    }
+    CHECK(narrow > 0);
+    CHECK(wide > 0);
+    const auto& m = r->summary.extra_metrics;
+    REQUIRE(m.count("train_flops_fraction_final") == 1);
+    CHECK(m.at("train_flops_fraction_final") == doctest::Approx(MlpTrainFlops(shape(0.5)) / MlpTrainFlops(full)));
+    CHECK(m.at("train_flops_fraction_final") <= 0.5);
+    CHECK(r->final_model.size() == MlpParamCount(shape(0.5)));
+    // Smaller models, smaller updates: 2% of fewer coordinates.
+    CHECK(r->rounds.back().bytes_up < r->rounds.front().bytes_up);
+    CHECK(r->summary.final_accuracy > 0.2);  // it still learns (chance is 0.1)
+    std::filesystem::remove_all(dir);
+  }
+}
+
+}  // namespace frugal::sim
