@@ -128,6 +128,10 @@ Status RoundDriver::Init() {
                                              config_.carbon.grid_csv));
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
+  if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
+    return FailedPreconditionError("privacy.mode = \"distributed\" runs in frugal-sim only for now: the task does not "
+                                   "carry the clip and the noise to frugal-client yet (docs/privacy.md)");
+  }
   if (config_.engine.dp.enabled()) {
     // The service cannot derive the noise from a target: it does not know its population ahead.
     if (config_.engine.dp.noise_multiplier <= 0) {

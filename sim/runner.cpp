@@ -656,9 +656,13 @@ Status Simulation::EncodeSecureInput(size_t thread, uint32_t c, std::span<const 
     FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, resid_buf_[thread]));
     resid = resid_buf_[thread];
   }
+  // Distributed DP: the engine's ring carries the clip and the noise; each
+  // client's noise stream is keyed from the run's seed (reproducible).
+  const privacy::NoiseKey noise_key =
+      privacy::SeededNoiseKey(engine_cfg_.dp.noise_seed, pop_->id(c) + 1, engine_->round());
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint64_t> input,
-                          privacy::SecureClientInput(delta, secure_support_, cfg_.engine.secure.ring, cfg_.seed,
-                                                     engine_->round(), pop_->id(c), resid));
+                          privacy::SecureClientInput(delta, secure_support_, engine_->secure_config().ring, cfg_.seed,
+                                                     engine_->round(), pop_->id(c), resid, &noise_key));
   FRUGAL_ASSIGN_OR_RETURN(r.update, secure_->MaskedInput(secure_position_.at(c), input));
   if (cfg_.uses_residuals()) FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid));
   return OkStatus();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "frugal/core/random.h"
@@ -20,6 +21,10 @@ Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
     return InvalidArgumentError("ring quantization: clip must be finite and > 0");
   }
   if (cfg.max_summands == 0) return InvalidArgumentError("ring quantization: max_summands must be >= 1");
+  if (!(cfg.l2_clip >= 0) || !std::isfinite(cfg.l2_clip) || !(cfg.noise_mu >= 0) || !std::isfinite(cfg.noise_mu) ||
+      cfg.noise_margin < 0) {
+    return InvalidArgumentError("ring quantization: l2_clip, noise_mu and noise_margin must be finite and >= 0");
+  }
   if (RingMaxLevel(cfg) < 2) {
     return InvalidArgumentError("ring quantization: " + std::to_string(cfg.bits) + " bits leave fewer than 2 levels for " +
                                 std::to_string(cfg.max_summands) + " summands");
@@ -28,16 +33,21 @@ Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
 }
 
 int64_t RingMaxLevel(const RingQuantConfig& cfg) {
-  if (cfg.max_summands == 0 || cfg.bits < 2 || cfg.bits > 63) return 0;
-  return static_cast<int64_t>(((uint64_t{1} << (cfg.bits - 1)) - 1) / cfg.max_summands);
+  if (cfg.max_summands == 0 || cfg.bits < 2 || cfg.bits > 63 || cfg.noise_margin < 0) return 0;
+  const uint64_t top = (uint64_t{1} << (cfg.bits - 1)) - 1;
+  if (static_cast<uint64_t>(cfg.noise_margin) >= top) return 0;
+  return static_cast<int64_t>((top - static_cast<uint64_t>(cfg.noise_margin)) / cfg.max_summands);
 }
 
 double RingScale(const RingQuantConfig& cfg) { return static_cast<double>(RingMaxLevel(cfg)) / cfg.clip; }
 
 Result<std::vector<uint64_t>> RingQuantize(std::span<const float> update, std::span<const uint32_t> support,
                                            const RingQuantConfig& cfg, uint64_t rounding_seed,
-                                           std::span<float> residual) {
+                                           std::span<float> residual, const privacy::NoiseKey* noise_key) {
   FRUGAL_RETURN_IF_ERROR(ValidateRingQuantConfig(cfg));
+  if (cfg.noise_mu > 0 && noise_key == nullptr) {
+    return InvalidArgumentError("ring quantization: distributed DP noise needs the client's noise key");
+  }
   const size_t d = update.size();
   if (!residual.empty() && residual.size() != d) {
     return InvalidArgumentError("ring quantization: residual has " + std::to_string(residual.size()) +
@@ -63,15 +73,31 @@ Result<std::vector<uint64_t>> RingQuantize(std::span<const float> update, std::s
   if (!residual.empty()) {
     for (size_t i = 0; i < d; ++i) residual[i] += update[i];
   }
+  auto acc_at = [&](uint32_t i) {
+    return residual.empty() ? static_cast<double>(update[i]) : static_cast<double>(residual[i]);
+  };
+  // Distributed DP: the support values' L2 norm is the sensitivity.
+  double l2_scale = 1;
+  if (cfg.l2_clip > 0) {
+    double sq = 0;
+    for (uint32_t i : support) sq += acc_at(i) * acc_at(i);
+    if (std::sqrt(sq) > cfg.l2_clip) l2_scale = cfg.l2_clip / std::sqrt(sq);
+  }
+  std::optional<privacy::NoiseStream> noise;
+  if (cfg.noise_mu > 0) {
+    FRUGAL_ASSIGN_OR_RETURN(privacy::NoiseStream s, privacy::NoiseStream::Create(*noise_key));
+    noise.emplace(std::move(s));
+  }
   for (size_t j = 0; j < support.size(); ++j) {
     const uint32_t i = support[j];
-    const double acc = residual.empty() ? static_cast<double>(update[i]) : static_cast<double>(residual[i]);
+    const double acc = acc_at(i) * l2_scale;
     const double x = std::clamp(acc * scale, -max_level, max_level);
     // floor(x + u), u uniform in [0, 1): unbiased, and stays within ±max_level.
     const double level = std::clamp(std::floor(x + rng.Uniform()), -max_level, max_level);
     const auto q = static_cast<int64_t>(level);
-    out[j] = static_cast<uint64_t>(q) & mask;
-    if (!residual.empty()) residual[i] = static_cast<float>(acc - static_cast<double>(q) / scale);
+    // The noise goes on the wire only: error feedback keeps what the value lost.
+    out[j] = static_cast<uint64_t>(noise ? q + noise->Skellam(cfg.noise_mu) : q) & mask;
+    if (!residual.empty()) residual[i] = static_cast<float>(acc_at(i) - static_cast<double>(q) / scale);
   }
   return out;
 }
@@ -83,7 +109,7 @@ Result<std::vector<double>> RingDecodeSum(std::span<const uint64_t> ring_sum, ui
     return FailedPreconditionError("ring sum of " + std::to_string(summands) + " clients, but the ring has headroom for " +
                                    std::to_string(cfg.max_summands));
   }
-  const int64_t bound = RingMaxLevel(cfg) * static_cast<int64_t>(summands);
+  const int64_t bound = RingMaxLevel(cfg) * static_cast<int64_t>(summands) + cfg.noise_margin;
   const uint64_t mask = Mask(cfg.bits);
   const uint64_t half = uint64_t{1} << (cfg.bits - 1);
   const double scale = RingScale(cfg);

@@ -50,6 +50,10 @@ Status CheckDpConfig(const DpConfig& cfg) {
                                 "can derive the noise from it)");
   }
   if (cfg.expected_clients == 0) return InvalidArgumentError("privacy: round.clients_per_round must be at least 1");
+  if (cfg.mode == DpMode::kDistributed && cfg.adaptive()) {
+    return InvalidArgumentError("privacy.mode = \"distributed\" clips on the clients to a fixed privacy.clip: "
+                                "privacy.adaptive_clip_quantile must be 0");
+  }
   if (cfg.adaptive()) {
     FRUGAL_RETURN_IF_ERROR(UpdateNoiseMultiplier(cfg.noise_multiplier, cfg.CountStddev()).status());
   }
@@ -88,6 +92,9 @@ double NextClip(double clip, double noisy_fraction, double quantile, double lear
 }
 
 CentralDp::CentralDp(const DpConfig& cfg) : cfg_(cfg), clip_(cfg.clip) {}
+CentralDp::~CentralDp() = default;
+
+void CentralDp::SetDistributedRing(const DistributedRing& ring) { ring_ = std::make_unique<DistributedRing>(ring); }
 
 namespace {
 
@@ -224,6 +231,11 @@ Result<RoundDp> CentralDp::FinishRound(uint32_t round, double sampling_rate, std
 
 Result<PrivacySpent> CentralDp::SpentAfterOneMore(double sampling_rate) const {
   RdpAccountant next = accountant_;
+  if (ring_) {
+    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, sampling_rate, ring_->ring.noise_mu,
+                                                     ring_->expected_survivors, ring_->l1_levels, ring_->l2_levels));
+    return next.Spent(cfg_.delta);
+  }
   FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
   return next.Spent(cfg_.delta);
 }
@@ -276,6 +288,72 @@ Status CentralDp::SetState(std::span<const uint8_t> bytes) {
   rounds_ = static_cast<uint32_t>(rounds);
   accountant_ = std::move(restored);
   return OkStatus();
+}
+
+Result<DistributedRing> PlanDistributedRing(const DpConfig& dp, const RingQuantConfig& ring, double dropout,
+                                            size_t support_size) {
+  if (dp.mode != DpMode::kDistributed) return FailedPreconditionError("PlanDistributedRing: not distributed DP");
+  if (!(dp.noise_multiplier > 0) || !(dp.clip > 0)) {
+    return InvalidArgumentError("distributed DP needs privacy.clip > 0 and privacy.noise_multiplier > 0");
+  }
+  if (support_size == 0) return InvalidArgumentError("distributed DP: an empty support");
+  if (!(dropout >= 0 && dropout < 1)) return InvalidArgumentError("distributed DP: secure.dropout outside [0, 1)");
+  DistributedRing p;
+  p.ring = ring;
+  p.ring.clip = static_cast<float>(dp.clip);
+  p.ring.l2_clip = dp.clip;
+  const double n = ring.max_summands;
+  p.expected_survivors = static_cast<uint32_t>(std::max(1.0, std::ceil(n * (1 - dropout) - 1e-9)));
+  const double root_k = std::sqrt(static_cast<double>(support_size));
+  const double z = dp.noise_multiplier;
+  // Noise of max_summands clients' shares, in units of Δ2: z sqrt(n / n_exp).
+  const double spread = z * std::sqrt(n / p.expected_survivors);
+  // Largest L with n L + 12 spread (L + sqrt k) <= 2^(bits-1) - 1.
+  const double top = std::ldexp(1.0, ring.bits - 1) - 1;
+  const double level = std::floor((top - 12 * spread * root_k) / (n + 12 * spread));
+  if (!(level >= root_k)) {
+    return FailedPreconditionError(
+        "distributed DP: a " + std::to_string(ring.bits) + "-bit ring leaves " + std::to_string(level) +
+        " levels per client for " + std::to_string(ring.max_summands) + " clients and the noise, fewer than sqrt(" +
+        std::to_string(support_size) + ") of the support; raise secure.bits");
+  }
+  p.l2_levels = level + root_k;
+  p.l1_levels = std::min(p.l2_levels * p.l2_levels, root_k * p.l2_levels);
+  const double sigma = z * p.l2_levels;  // of the expected survivors' summed noise
+  p.ring.noise_mu = sigma * sigma / (2.0 * p.expected_survivors);
+  // All the ring above n L is the noise's (at least 12 of its standard
+  // deviations at max_summands clients, by the choice of L), so that
+  // RingMaxLevel is exactly L, the level the sensitivity counts.
+  const int64_t top_levels = static_cast<int64_t>((uint64_t{1} << (ring.bits - 1)) - 1);
+  p.ring.noise_margin = top_levels - static_cast<int64_t>(ring.max_summands) * static_cast<int64_t>(level);
+  FRUGAL_RETURN_IF_ERROR(ValidateRingQuantConfig(p.ring));
+  if (RingMaxLevel(p.ring) != static_cast<int64_t>(level) ||
+      p.ring.noise_margin < 12 * std::sqrt(2 * n * p.ring.noise_mu)) {
+    return InternalError("distributed DP: the ring plan does not hold its level or its noise headroom");
+  }
+  return p;
+}
+
+Result<RoundDp> CentralDp::AccountDistributed(uint32_t round, double sampling_rate, uint32_t survivors) {
+  if (!ring_) return FailedPreconditionError("DP round " + std::to_string(round) + ": no distributed ring plan");
+  const DistributedRing& ring = *ring_;
+  if (!(sampling_rate > 0 && sampling_rate <= 1)) {
+    return InvalidArgumentError("DP round " + std::to_string(round) + ": sampling rate outside (0, 1]");
+  }
+  RdpAccountant next = accountant_;
+  FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, sampling_rate, ring.ring.noise_mu, survivors,
+                                                   ring.l1_levels, ring.l2_levels));
+  FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
+  RoundDp r;
+  r.sampling_rate = sampling_rate;
+  r.clip = r.next_clip = clip_;
+  // In value units on the sum: sqrt(2 n mu) levels over the levels per unit.
+  r.noise_stddev = std::sqrt(2.0 * survivors * ring.ring.noise_mu) / RingScale(ring.ring);
+  r.epsilon = spent.epsilon;
+  r.delta = cfg_.delta;
+  accountant_ = std::move(next);
+  ++rounds_;
+  return r;
 }
 
 double SkellamRdp(double order, double mu, double l1, double l2) {

@@ -40,8 +40,8 @@ uint64_t SecureRoundingSeed(uint64_t run_seed, uint32_t round, uint64_t client) 
 
 Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, std::span<const uint32_t> support,
                                                 const RingQuantConfig& ring, uint64_t run_seed, uint32_t round,
-                                                uint64_t client, std::span<float> residual) {
-  return RingQuantize(update, support, ring, SecureRoundingSeed(run_seed, round, client), residual);
+                                                uint64_t client, std::span<float> residual, const NoiseKey* noise_key) {
+  return RingQuantize(update, support, ring, SecureRoundingSeed(run_seed, round, client), residual, noise_key);
 }
 
 SecureRoundServer::SecureRoundServer(SecureAggServer server, const SecureRoundPlan& plan)

@@ -56,9 +56,24 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
       aggregator_(model_.size(), cfg.averaging, cfg.robust),
       server_opt_(model_.size(), cfg.server_opt),
       scratch_(model_.size()),
-      dp_(cfg.dp.mode == privacy::DpMode::kCentral ? std::make_unique<privacy::CentralDp>(cfg.dp) : nullptr) {
+      dp_(cfg.dp.enabled() ? std::make_unique<privacy::CentralDp>(cfg.dp) : nullptr) {
   if (cfg_.pipeline == Pipeline::kDense) {
     cfg_.full_model.bits = 0;  // the baseline sends fp32
+  }
+  if (cfg_.dp.mode == privacy::DpMode::kDistributed) {
+    // Clients clip and noise in the ring: the plan sets the ring every client
+    // quantizes into (secure_config()) and the server decodes with.
+    auto plan = cfg_.pipeline != Pipeline::kSecure
+                    ? Result<privacy::DistributedRing>(InvalidArgumentError(
+                          "privacy.mode = \"distributed\" needs pipeline = \"secure\""))
+                    : privacy::PlanDistributedRing(cfg_.dp, cfg_.secure.ring, cfg_.secure.dropout,
+                                                   UplinkKeepCount(cfg_.uplink_density, model_.size()));
+    if (plan.ok()) {
+      cfg_.secure.ring = plan->ring;
+      dp_->SetDistributedRing(*plan);
+    } else {
+      dp_error_ = plan.error();
+    }
   }
 }
 
@@ -136,6 +151,7 @@ std::vector<uint8_t> RoundEngine::ServerState() const {
 
 Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected) {
   if (open_) return FailedPreconditionError("round " + std::to_string(round_) + " is still open");
+  if (dp_error_) return *dp_error_;
   if (round <= round_ && round_ != 0) {
     return FailedPreconditionError("round " + std::to_string(round) + " is not after round " + std::to_string(round_));
   }
@@ -149,7 +165,7 @@ Status RoundEngine::OpenRound(uint32_t round, std::span<const uint64_t> selected
   secure_support_.clear();
   secure_sum_.clear();
   secure_count_ = 0;
-  if (dp_) dp_->BeginRound(model_.size());
+  if (central_dp()) dp_->BeginRound(model_.size());
   return OkStatus();
 }
 
@@ -297,7 +313,7 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
     for (uint32_t& i : decoded->indices) i = nested[i];
     decoded->dim = static_cast<uint32_t>(model_.size());
   }
-  if (dp_) {
+  if (central_dp()) {
     // Central DP streams: the update is clipped into the round's running sum
     // now, so a round never holds its decoded updates (exact, so arrival
     // order still changes nothing).
@@ -370,7 +386,7 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   reference_.reset();
   const bool secure = cfg_.pipeline == Pipeline::kSecure;
   if (secure) out.accepted = secure_count_;
-  if (dp_) out.accepted = dp_->accumulated();
+  if (central_dp()) out.accepted = dp_->accumulated();
   if (out.accepted < std::max<uint32_t>(1, min_quorum)) return out;
   std::vector<RobustInput> inputs;
   inputs.reserve(pending.size());
@@ -380,7 +396,13 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
     for (size_t j = 0; j < secure_support_.size(); ++j) {
       scratch_[secure_support_[j]] = static_cast<float>(secure_sum_[j] / secure_count_);
     }
-  } else if (dp_) {
+    if (dp_) {
+      // Distributed DP: the sum carries only the survivors' noise shares.
+      auto dp = dp_->AccountDistributed(round_, sampling_rate_, secure_count_);
+      if (!dp.ok()) return dp.error().WithContext("distributed DP, round " + std::to_string(round_));
+      out.dp = *dp;
+    }
+  } else if (central_dp()) {
     // DP-FedAvg: every update weighs the same (a client's example count is
     // its data); Ingest clipped each into the running sum.
     auto dp = dp_->FinishRound(round_, sampling_rate_, scratch_);

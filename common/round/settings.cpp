@@ -146,20 +146,22 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
   privacy::DpConfig& dp = engine.dp;
   dp.expected_clients = plan.clients_per_round;
   if (!dp.enabled()) return OkStatus();
-  if (dp.mode == privacy::DpMode::kDistributed) {
-    return InvalidArgumentError("privacy.mode = \"distributed\" needs the secure pipeline's client-side noise, which "
-                                "is not wired yet (docs/privacy.md); use privacy.mode = \"central\"");
+  if (dp.mode == privacy::DpMode::kDistributed && pipeline != Pipeline::kSecure) {
+    return InvalidArgumentError("privacy.mode = \"distributed\" with pipeline = \"" +
+                                std::string(PipelineName(pipeline)) +
+                                "\": clients add the noise in the secure pipeline's ring, where the server learns only "
+                                "the sum; set pipeline = \"secure\" (or privacy.mode = \"central\")");
   }
   // Top-k keeps the coordinates where a client's own update is largest: the
   // index set is data the noise does not cover. Until a data-independent
   // support (rand-k from a public seed) is wired, the combination is refused.
-  if (pipeline == Pipeline::kSecure) {
+  if (pipeline == Pipeline::kSecure && dp.mode != privacy::DpMode::kDistributed) {
     return InvalidArgumentError("privacy.mode = \"" + std::string(privacy::DpModeName(dp.mode)) +
                                 "\" with pipeline = \"secure\": central DP clips each update, and under secure "
-                                "aggregation the server sees only the sum (client-side clipping and distributed noise "
-                                "are not wired yet, docs/privacy.md); set pipeline = \"dense\"");
+                                "aggregation the server sees only the sum; use privacy.mode = \"distributed\" "
+                                "(clients clip and add the noise) or pipeline = \"dense\"");
   }
-  if (pipeline != Pipeline::kDense) {
+  if (pipeline != Pipeline::kDense && pipeline != Pipeline::kSecure) {
     return InvalidArgumentError("privacy.mode = \"" + std::string(privacy::DpModeName(dp.mode)) +
                                 "\" with pipeline = \"" + std::string(PipelineName(pipeline)) +
                                 "\": the top-k uplink's kept coordinates depend on each client's data and would leak "
@@ -280,9 +282,13 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     engine.secure.ring.clip = static_cast<float>(secure_clip);
     engine.secure.ring.max_summands = secure_max_clients != 0 ? secure_max_clients : plan.SelectCount();
     // 0: the smallest ring (at least 8 bits) with 12 levels per sign for each of max_summands clients.
+    // Distributed DP needs levels for the clipped values and headroom for the
+    // noise: 32 bits unless secure.bits says otherwise (frugal/privacy/dp.h).
     engine.secure.ring.bits = secure_bits != 0 ? secure_bits
-                                               : std::max(8, 1 + static_cast<int>(std::ceil(std::log2(
-                                                                     12.0 * engine.secure.ring.max_summands + 1))));
+                              : engine.dp.mode == privacy::DpMode::kDistributed
+                                  ? 32
+                                  : std::max(8, 1 + static_cast<int>(std::ceil(std::log2(
+                                                    12.0 * engine.secure.ring.max_summands + 1))));
     FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
     if (engine.robust.rule != RobustRule::kNone) {
       return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, so server.robust "

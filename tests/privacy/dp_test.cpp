@@ -20,6 +20,7 @@
 #include "frugal/core/random.h"
 #include "frugal/privacy/accountant.h"
 #include "frugal/privacy/noise.h"
+#include "frugal/codec/ring_quant.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/settings.h"
 
@@ -506,6 +507,13 @@ TEST_SUITE("privacy") {
     auto [dist, e3] = read("pipeline = \"dense\"\n[privacy]\nmode = \"distributed\"\nnoise_multiplier = 1\n");
     REQUIRE_FALSE(dist.ok());
     CHECK(dist.error().message().find("distributed") != std::string::npos);
+    CHECK(dist.error().message().find("pipeline = \"secure\"") != std::string::npos);
+    auto [dist_secure, e7] = read("pipeline = \"secure\"\n[privacy]\nmode = \"distributed\"\nnoise_multiplier = 1\n");
+    CHECK_MESSAGE(dist_secure.ok(), dist_secure.error().message());
+    CHECK(e7.secure.ring.bits == 32);  // room for the clipped values and the noise
+    auto [central_secure, e8] = read("pipeline = \"secure\"\n[privacy]\nmode = \"central\"\nnoise_multiplier = 1\n");
+    REQUIRE_FALSE(central_secure.ok());
+    CHECK(central_secure.error().message().find("distributed") != std::string::npos);
 
     auto [no_noise, e4] = read("pipeline = \"dense\"\n[privacy]\nmode = \"central\"\n");
     REQUIRE_FALSE(no_noise.ok());
@@ -562,6 +570,160 @@ TEST_SUITE("privacy") {
     RdpAccountant more;
     REQUIRE(ComposeDistributedSkellam(more, 1.0, 30.0, 10, 16.0, 4.0).ok());
     CHECK(more.Spent(1e-5)->epsilon < exact.Spent(1e-5)->epsilon);
+  }
+
+  TEST_CASE("distributed DP in the ring: L2 clip, the key's Skellam draws added to the levels, none in the residual") {
+    const size_t d = 30'000;
+    std::vector<uint32_t> support;
+    for (uint32_t i = 0; i < d; i += 2) support.push_back(i);  // k = 15,000
+    RingQuantConfig ring{.bits = 32, .clip = 1.0f, .max_summands = 10};
+    ring.l2_clip = 1.0;
+    ring.noise_mu = 40.0;
+    ring.noise_margin = 1 << 20;
+    const std::vector<float> update = Gaussian(d, 31, 0.05);  // support norm about 6: clipped to 1
+    std::vector<float> res_noisy(d, 0.0f), res_plain(d, 0.0f);
+    NoiseKey key{};
+    key[0] = 7;
+    RingQuantConfig plain_ring = ring;
+    plain_ring.noise_mu = 0;
+    auto noisy = RingQuantize(update, support, ring, 99, res_noisy, &key);
+    auto plain = RingQuantize(update, support, plain_ring, 99, res_plain);
+    REQUIRE(noisy.ok());
+    REQUIRE(plain.ok());
+    CHECK_FALSE(RingQuantize(update, support, ring, 99, {}).ok());  // noise without a key
+    CHECK(res_noisy == res_plain);  // error feedback never sees the noise
+    // Plain reference: the levels of the clipped vector, then the key's draws in order.
+    auto stream = *NoiseStream::Create(key);
+    double sq = 0, noise_sq = 0, noise_sum = 0;
+    bool exact = true;
+    for (size_t j = 0; j < support.size(); ++j) {
+      const auto level = static_cast<int32_t>(static_cast<uint32_t>((*plain)[j]));
+      const auto sent = static_cast<int32_t>(static_cast<uint32_t>((*noisy)[j]));
+      const int64_t noise = int64_t{sent} - level;
+      exact = exact && noise == stream.Skellam(40.0);
+      sq += double(level) * level;
+      noise_sq += double(noise) * noise;
+      noise_sum += double(noise);
+    }
+    CHECK(exact);
+    const double k = support.size();
+    // The clipped vector's norm in levels: the max level, within the rounding's sqrt(k).
+    CHECK(std::fabs(std::sqrt(sq) - RingMaxLevel(ring)) <= std::sqrt(k));
+    CHECK(std::fabs(noise_sum / k) < 5 * std::sqrt(80.0 / k));
+    CHECK(std::fabs(noise_sq / k / 80.0 - 1) < 5 * std::sqrt(2.0 / k));
+  }
+
+  TEST_CASE("distributed DP plan: the survivors' summed noise has the analytic Skellam variance and fits the ring") {
+    DpConfig dp;
+    dp.mode = DpMode::kDistributed;
+    dp.clip = 0.5;
+    dp.noise_multiplier = 0.8;
+    dp.expected_clients = 20;
+    const size_t k = 4'000;
+    RingQuantConfig base{.bits = 32, .clip = 0.1f, .max_summands = 20};
+    auto plan = PlanDistributedRing(dp, base, 0.25, k);
+    REQUIRE(plan.ok());
+    CHECK(plan->expected_survivors == 15);
+    CHECK(plan->ring.l2_clip == 0.5);
+    CHECK(plan->ring.clip == 0.5f);
+    CHECK(plan->l2_levels == doctest::Approx(RingMaxLevel(plan->ring) + std::sqrt(double(k))));
+    // The expected survivors' noise is z Δ2.
+    CHECK(2 * 15 * plan->ring.noise_mu == doctest::Approx(std::pow(0.8 * plan->l2_levels, 2)).epsilon(1e-12));
+    // No wrap: 20 clients at the max level plus the margin stay inside the ring.
+    CHECK(20 * RingMaxLevel(plan->ring) + plan->ring.noise_margin <= (int64_t{1} << 31) - 1);
+    CHECK(plan->ring.noise_margin >= 12 * std::sqrt(2 * 20 * plan->ring.noise_mu));
+    // Too small a ring is refused by key.
+    RingQuantConfig small = base;
+    small.bits = 12;
+    auto refused = PlanDistributedRing(dp, small, 0.25, k);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message().find("secure.bits") != std::string::npos);
+
+    // 12 of the 20 survive: their noise shares sum to Sk(12 mu) per entry.
+    std::vector<uint32_t> support(k);
+    for (uint32_t i = 0; i < k; ++i) support[i] = i;
+    const std::vector<float> zero(k, 0.0f);
+    std::vector<uint64_t> sum(k, 0);
+    for (uint64_t c = 0; c < 12; ++c) {
+      const NoiseKey key = SeededNoiseKey(5, c + 1, 1);
+      auto in = RingQuantize(zero, support, plan->ring, c, {}, &key);
+      REQUIRE(in.ok());
+      for (size_t j = 0; j < k; ++j) sum[j] = (sum[j] + (*in)[j]) & 0xffffffffULL;
+    }
+    auto decoded = RingDecodeSum(sum, 12, plan->ring);
+    REQUIRE(decoded.ok());
+    const double scale = RingScale(plan->ring);
+    double var = 0;
+    for (double v : *decoded) var += (v * scale) * (v * scale);
+    var /= k;
+    const double want = 2 * 12 * plan->ring.noise_mu;
+    CHECK(std::fabs(var / want - 1) < 5 * std::sqrt(2.0 / k));
+  }
+
+  TEST_CASE("distributed DP accounting counts only the survivors' noise, and the engine accounts each secure round") {
+    DpConfig dp;
+    dp.mode = DpMode::kDistributed;
+    dp.clip = 0.5;
+    dp.noise_multiplier = 1.2;
+    dp.expected_clients = 20;
+    auto plan = PlanDistributedRing(dp, RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 20}, 0.25, 1000);
+    REQUIRE(plan.ok());
+    for (double q : {1.0, 0.05}) {
+      std::vector<double> eps;
+      for (uint32_t survivors : {15u, 11u}) {
+        CentralDp acc(dp);
+        acc.SetDistributedRing(*plan);
+        auto r = acc.AccountDistributed(1, q, survivors);
+        REQUIRE(r.ok());
+        RdpAccountant ref;
+        REQUIRE(ComposeDistributedSkellam(ref, q, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels)
+                    .ok());
+        CHECK(r->epsilon == ref.Spent(dp.delta)->epsilon);
+        eps.push_back(r->epsilon);
+        if (q < 1) {
+          // The Gaussian equivalent: z sqrt(survivors / expected survivors).
+          CHECK(std::sqrt(2 * survivors * plan->ring.noise_mu) / plan->l2_levels ==
+                doctest::Approx(1.2 * std::sqrt(survivors / 15.0)).epsilon(1e-12));
+        }
+      }
+      CHECK(eps[1] > eps[0]);  // four dropped clients took their noise with them
+    }
+    CentralDp bare(dp);
+    CHECK_FALSE(bare.AccountDistributed(1, 1.0, 15).ok());  // no ring plan
+
+    // Through the engine: a secure round with distributed DP accounts its survivors.
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kSecure;
+    cfg.uplink_density = 0.5;
+    cfg.dp = dp;
+    cfg.dp.expected_clients = 4;
+    cfg.secure.ring = RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 4};
+    cfg.secure.dropout = 0.25;
+    RoundEngine engine(std::vector<float>(400, 0.0f), cfg);
+    const RingQuantConfig& ring = engine.secure_config().ring;
+    CHECK(ring.noise_mu > 0);
+    CHECK(ring.l2_clip == 0.5);
+    const std::vector<uint64_t> ids = {1, 2, 3, 4};
+    REQUIRE(engine.OpenRound(1, ids).ok());
+    REQUIRE(engine.SetEligible(40).ok());
+    auto support = engine.SecureSupport(1);
+    REQUIRE(support.ok());
+    std::vector<uint64_t> sum(support->size(), 0);
+    for (uint64_t c : {1, 2, 3}) {  // client 4 dropped
+      const NoiseKey key = SeededNoiseKey(9, c, 1);
+      auto in = RingQuantize(Gaussian(400, c, 0.1), *support, ring, c, {}, &key);
+      REQUIRE(in.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = (sum[j] + (*in)[j]) & 0xffffffffULL;
+    }
+    REQUIRE(engine.IngestSecureSum(1, std::vector<uint64_t>{1, 2, 3}, sum).ok());
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    REQUIRE(out->dp.has_value());
+    auto planned = PlanDistributedRing(cfg.dp, cfg.secure.ring, 0.25, support->size());
+    RdpAccountant ref;
+    REQUIRE(ComposeDistributedSkellam(ref, 0.1, planned->ring.noise_mu, 3, planned->l1_levels, planned->l2_levels).ok());
+    CHECK(out->dp->epsilon == ref.Spent(dp.delta)->epsilon);
+    CHECK(engine.dp()->rounds() == 1);
   }
 
   TEST_CASE("RdpAccountant::ComposeRdp adds per-order values and refuses a wrong length or a negative value") {

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "frugal/codec/ring_quant.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 #include "frugal/privacy/accountant.h"
@@ -22,7 +24,7 @@ namespace frugal::privacy {
 enum class DpMode : uint8_t {
   kNone,         // no clipping, no noise, no accounting
   kCentral,      // the server clips every update and adds Gaussian noise to the sum
-  kDistributed,  // clients add discrete noise under secure aggregation (accountant side only so far)
+  kDistributed,  // clients clip and add Skellam noise in the ring under secure aggregation
 };
 // Parses "none", "central" or "distributed".
 Result<DpMode> ParseDpMode(std::string_view name);
@@ -82,11 +84,14 @@ struct RoundDp {
   double epsilon = 0, delta = 0;  // spent after this round
 };
 
+struct DistributedRing;
+
 // Central DP-FedAvg: per-update clipping, noise on the sum, a fixed
 // denominator, the adaptive clip and the accountant. Not thread-safe.
 class CentralDp {
  public:
   explicit CentralDp(const DpConfig& cfg);
+  ~CentralDp();
 
   // Sums the updates each clipped to C, adds N(0, (z_Δ C)²) to every
   // coordinate of the sum, divides by expected_clients and writes the result
@@ -106,12 +111,21 @@ class CentralDp {
   void BeginRound(size_t dim);
   Status Accumulate(const SparseUpdate& update);
   Result<RoundDp> FinishRound(uint32_t round, double sampling_rate, std::span<float> out);
+  // Distributed DP: the ring plan (PlanDistributedRing) every round uses.
+  void SetDistributedRing(const DistributedRing& ring);
+  // Distributed DP: accounts one secure round whose unmasked sum carried the
+  // noise shares of `survivors` clients (a dropped client's share is lost),
+  // at sampling rate q. FailedPrecondition without a ring plan; errors leave
+  // the state as it was.
+  Result<RoundDp> AccountDistributed(uint32_t round, double sampling_rate, uint32_t survivors);
+
   // Updates added since BeginRound, and coordinate j of their clipped sum
   // (exact, rounded once to double).
   uint32_t accumulated() const { return within_ + clipped_; }
   double RunningSum(size_t j) const;
 
-  // ε spent so far, and what it would be after one more round at q.
+  // ε spent so far, and what it would be after one more round at q (under
+  // distributed DP, with the expected survivors' noise).
   Result<PrivacySpent> Spent() const { return accountant_.Spent(cfg_.delta); }
   Result<PrivacySpent> SpentAfterOneMore(double sampling_rate) const;
   // Error (ResourceExhausted) naming the round, the ε spent and the target
@@ -133,13 +147,35 @@ class CentralDp {
   double clip_;
   uint32_t rounds_ = 0;
   RdpAccountant accountant_;
+  std::unique_ptr<DistributedRing> ring_;  // distributed DP only
   // The open round's running sum of clipped updates, in units of 2^sum_exponent_.
   std::vector<__int128> sum_;
   int sum_exponent_ = 0;
   uint32_t within_ = 0, clipped_ = 0;  // updates whose norm was at most C / above it
 };
 
-// --- Distributed DP: the accountant side -----------------------------------
+// --- Distributed DP ----------------------------------------------------------
+
+// How a distributed-DP round quantizes and noises: the ring (with l2_clip,
+// noise_mu and noise_margin set) and the sensitivities in levels.
+struct DistributedRing {
+  RingQuantConfig ring;
+  uint32_t expected_survivors = 0;  // whose noise shares make up the target noise
+  double l2_levels = 0;             // Δ2: max level + sqrt(k) (stochastic rounding adds < 1 per entry)
+  double l1_levels = 0;             // Δ1: min(Δ2², sqrt(k) Δ2)
+};
+
+// Plans distributed DP on the secure pipeline's ring for a support of
+// `support_size` entries: values clipped to L2 norm C = dp.clip (the ring's
+// per-value clip becomes C too), each client's Skellam parameter sized so that
+// the expected survivors, ceil(max_summands (1 - dropout)) (the fewest the
+// SecAgg+ graph is built to tolerate), together add noise of standard
+// deviation z Δ2, and the ring keeps 12 standard deviations of the noise of
+// max_summands clients as headroom. FailedPrecondition naming secure.bits when
+// the ring leaves fewer levels per client than sqrt(k) (rounding would more
+// than double the sensitivity).
+Result<DistributedRing> PlanDistributedRing(const DpConfig& dp, const RingQuantConfig& ring, double dropout,
+                                            size_t support_size);
 
 // RDP of order α > 1 of the Skellam mechanism: integer-valued queries of L1 and
 // L2 sensitivity Δ1, Δ2 plus Sk(μ, μ) = Poisson(μ) - Poisson(μ) per coordinate

@@ -44,9 +44,13 @@ uint64_t SecureRoundingSeed(uint64_t run_seed, uint32_t round, uint64_t client);
 // residual, clipped and stochastically rounded into Z_2^bits on the support
 // (RingQuantize with SecureRoundingSeed). The residual (may be empty) keeps
 // what was not sent. The one ring-quantization call of both front ends.
+// Under distributed DP (ring.noise_mu > 0) the client's Skellam noise comes
+// from the AES-CTR stream under `noise_key` (RAND_bytes on a device; the
+// simulator's SeededNoiseKey), required then.
 Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, std::span<const uint32_t> support,
                                                 const RingQuantConfig& ring, uint64_t run_seed, uint32_t round,
-                                                uint64_t client, std::span<float> residual);
+                                                uint64_t client, std::span<float> residual,
+                                                const NoiseKey* noise_key = nullptr);
 
 // What one client spent on the protocol, beyond its training. Bytes are the
 // encoded messages; the CPU fields are filled by whoever can time the client

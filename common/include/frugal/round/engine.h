@@ -151,7 +151,10 @@ class RoundEngine {
   // round, the ε spent and the target, when running `round` at sampling rate
   // q would take ε past the target; Ok otherwise (and without DP).
   Status CheckPrivacyBudget(uint32_t round, double sampling_rate) const;
-  // The central DP state (clip, accountant), or null without DP.
+  // The secure pipeline's configuration as clients must use it (under
+  // distributed DP, the ring with its L2 clip and noise planned).
+  const privacy::SecurePipelineConfig& secure_config() const { return cfg_.secure; }
+  // The DP state (clip, accountant), or null without DP.
   const privacy::CentralDp* dp() const { return dp_.get(); }
   uint32_t round() const { return round_; }
 
@@ -219,7 +222,9 @@ class RoundEngine {
   RobustAggregator aggregator_;
   ServerOptimizer server_opt_;
   std::vector<float> scratch_;
-  std::unique_ptr<privacy::CentralDp> dp_;  // central DP only
+  std::unique_ptr<privacy::CentralDp> dp_;  // central or distributed DP
+  std::optional<Error> dp_error_;            // a distributed-DP ring that cannot be planned: OpenRound says why
+  bool central_dp() const { return dp_ && cfg_.dp.mode == privacy::DpMode::kCentral; }
   double sampling_rate_ = 1;                 // the open round's (SetEligible)
   // Secure pipeline: the open round's decoded sum on its support, and how many summed.
   std::vector<uint32_t> secure_support_;
