@@ -5,7 +5,12 @@
 # each target epsilon at delta = 1e-5, and the same scenario without DP, one
 # run directory each under $OUT/dp/eps<E>-s<seed>/ (eps0: no DP), then one CSV
 # line per run in $OUT/dp/table.csv.
-#   bench/dp_accuracy.sh            (env EPSILONS, SEEDS, ROUNDS, JOBS, OUT, SIM)
+#   bench/dp_accuracy.sh            (env EPSILONS, SEEDS, ROUNDS, JOBS, OUT, SIM, MODE, SCENARIO)
+# MODE=distributed runs distributed DP instead (pipeline = secure: clients clip
+# to privacy.clip = DIST_CLIP, default 0.5, and add Skellam noise in the ring;
+# the secure pipeline's 10% support), into $OUT/dp/dist-eps<E>-s<seed>/.
+# SCENARIO=sim/scenarios/fmnist-dp-disjoint.toml runs the disjoint-data
+# variant, into $OUT/dp/disjoint-... directories.
 # Needs a release build. Runs JOBS simulations at once (nice), one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,19 +20,29 @@ EPSILONS=${EPSILONS:-8 1 4 2 0}
 SEEDS=${SEEDS:-1}
 ROUNDS=${ROUNDS:-40}
 JOBS=${JOBS:-2}
+MODE=${MODE:-central}
+SCENARIO=${SCENARIO:-sim/scenarios/fmnist-dp.toml}
+DIST_CLIP=${DIST_CLIP:-0.5}
+prefix=""
+[[ $SCENARIO == *disjoint* ]] && prefix="disjoint-"
+[[ $MODE == distributed ]] && prefix+="dist-"
 mkdir -p "$OUT"
 
 jobs_file=$(mktemp)
 trap 'rm -f "$jobs_file"' EXIT
 for seed in $SEEDS; do
   for e in $EPSILONS; do
-    name="eps$e-s$seed"
+    name="${prefix}eps$e-s$seed"
     [[ -f $OUT/$name/summary.json ]] && continue  # already run: rerun by deleting the directory
-    args="-c sim/scenarios/fmnist-dp.toml --set rounds=$ROUNDS --set seed=$seed --set run.threads=1"
+    args="-c $SCENARIO --set rounds=$ROUNDS --set seed=$seed --set run.threads=1"
     if [[ $e == 0 ]]; then
       args+=" --set privacy.mode=none"
     else
       args+=" --set privacy.target_epsilon=$e"
+    fi
+    if [[ $MODE == distributed ]]; then
+      args+=" --set pipeline=secure"  # eps 0: the secure pipeline without DP
+      [[ $e != 0 ]] && args+=" --set privacy.mode=distributed --set privacy.adaptive_clip_quantile=0 --set privacy.clip=$DIST_CLIP"
     fi
     echo "$name $args" >> "$jobs_file"
   done
@@ -40,11 +55,12 @@ xargs -P "$JOBS" -L 1 bash -c 'name=$0; nice "'"$SIM"'" "$@" --out "'"$OUT"'/$na
 # One line per run: the epsilon spent, the noise multiplier, the final clip,
 # the final accuracy and the best accuracy evaluated.
 {
-  echo "target_epsilon,seed,epsilon,delta,noise_multiplier,final_clip,rounds,final_accuracy,best_accuracy"
-  for dir in "$OUT"/eps*-s*/; do
+  echo "variant:target_epsilon,seed,epsilon,delta,noise_multiplier,final_clip,rounds,final_accuracy,best_accuracy"
+  for dir in "$OUT"/*eps*-s*/; do
     [[ -f $dir/summary.json ]] || continue
     name=$(basename "$dir")
-    e=${name#eps}; e=${e%-s*}; seed=${name##*-s}
+    e=${name#*eps}; e=${e%-s*}; seed=${name##*-s}; variant=${name%eps*}; variant=${variant%-}
+    e="${variant:-central}:$e"
     python3 - "$dir" "$e" "$seed" <<'PY'
 import csv, json, sys
 d, e, seed = sys.argv[1:]
