@@ -160,7 +160,8 @@ int main(int argc, char** argv) {
   std::vector<RobustVerdict> verdicts;
   const std::vector<RobustRule> rules = {RobustRule::kNone,      RobustRule::kNormBound,   RobustRule::kCenteredClip,
                                          RobustRule::kMedian,    RobustRule::kTrimmedMean, RobustRule::kMultiKrum,
-                                         RobustRule::kFlTrust,   RobustRule::kFoolsGold,   RobustRule::kBulyan};
+                                         RobustRule::kFlTrust,   RobustRule::kFoolsGold,   RobustRule::kBulyan,
+                                         RobustRule::kFlame};
   // FoolsGold compares the clients' histories on the 2NN's output layer (its
   // last 2,010 parameters), as the paper suggests; on all d coordinates its
   // cost grows by d / 2,010 (docs/robustness.md). Every call here re-sends the

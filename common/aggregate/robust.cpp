@@ -8,6 +8,8 @@
 #include <numeric>
 #include <string>
 
+#include "frugal/core/random.h"
+
 namespace frugal {
 namespace {
 
@@ -202,12 +204,12 @@ std::vector<RobustVerdict> KeptVerdicts(std::span<const RobustInput> updates) {
 Result<RobustRule> ParseRobustRule(std::string_view name) {
   for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip, RobustRule::kMedian,
                        RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust,
-                       RobustRule::kFoolsGold, RobustRule::kBulyan}) {
+                       RobustRule::kFoolsGold, RobustRule::kBulyan, RobustRule::kFlame}) {
     if (name == RobustRuleName(r)) return r;
   }
   return InvalidArgumentError("unknown robust rule '" + std::string(name) +
                               "' (known: none, norm_bound, centered_clip, median, trimmed_mean, multi_krum, "
-                              "fltrust, foolsgold, bulyan)");
+                              "fltrust, foolsgold, bulyan, flame)");
 }
 
 std::string_view RobustRuleName(RobustRule r) {
@@ -221,6 +223,7 @@ std::string_view RobustRuleName(RobustRule r) {
     case RobustRule::kFlTrust: return "fltrust";
     case RobustRule::kFoolsGold: return "foolsgold";
     case RobustRule::kBulyan: return "bulyan";
+    case RobustRule::kFlame: return "flame";
   }
   return "unknown";
 }
@@ -256,6 +259,7 @@ size_t RobustAggregator::StateSize() const {
     case RobustRule::kNormBound: return 1;
     case RobustRule::kCenteredClip: return 1 + dim_;
     case RobustRule::kFoolsGold: return history_clients_.size() * (kIdFloats + HistoryWidth());
+    case RobustRule::kFlame: return 1;
     default: return 0;
   }
 }
@@ -278,6 +282,7 @@ std::vector<float> RobustAggregator::State() const {
     }
     return s;
   }
+  if (cfg_.rule == RobustRule::kFlame) return {static_cast<float>(flame_rounds_)};  // exact below 2^24 rounds
   s.reserve(StateSize());
   s.push_back(static_cast<float>(running_bound_));
   s.insert(s.end(), centre_.begin(), centre_.end());
@@ -294,6 +299,13 @@ Status RobustAggregator::SetState(std::span<const float> state) {
   if (state.empty()) return OkStatus();
   for (float v : state) {
     if (!std::isfinite(v)) return InvalidArgumentError("robust aggregation state holds a non-finite value");
+  }
+  if (cfg_.rule == RobustRule::kFlame) {
+    if (state[0] < 0 || state[0] != std::floor(state[0])) {
+      return InvalidArgumentError("flame state: the round count " + Num(state[0]) + " is not a whole number >= 0");
+    }
+    flame_rounds_ = static_cast<uint64_t>(state[0]);
+    return OkStatus();
   }
   if (state[0] < 0) return InvalidArgumentError("robust aggregation state: negative clip bound " + Num(state[0]));
   running_bound_ = state[0];
@@ -312,6 +324,9 @@ Status RobustAggregator::Validate(std::span<const RobustInput> updates, const Sp
   if (cfg_.cc_iterations < 1) return InvalidArgumentError("cc_iterations must be at least 1");
   if (!(cfg_.trim_fraction >= 0 && cfg_.trim_fraction <= 0.5)) {
     return InvalidArgumentError("trim_fraction must be in [0, 0.5], got " + Num(cfg_.trim_fraction));
+  }
+  if (!(cfg_.flame_noise >= 0) || !std::isfinite(cfg_.flame_noise)) {
+    return InvalidArgumentError("flame_noise must be finite and >= 0, got " + Num(cfg_.flame_noise));
   }
   if (out.size() != dim_) {
     return InvalidArgumentError("aggregate buffer has size " + std::to_string(out.size()) + ", the model has " +
@@ -362,6 +377,7 @@ Status RobustAggregator::Aggregate(std::span<const RobustInput> updates, const S
     case RobustRule::kFlTrust: return FlTrust(updates, *reference, out, verdicts);
     case RobustRule::kFoolsGold: return FoolsGold(updates, out, verdicts);
     case RobustRule::kBulyan: return Bulyan(updates, out, verdicts);
+    case RobustRule::kFlame: return Flame(updates, out, verdicts);
   }
   return InternalError("unhandled robust rule");
 }
@@ -847,6 +863,124 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
                          std::to_string(carried - used[i]) + " of " + std::to_string(carried) +
                          " values away from the median";
   }
+  return OkStatus();
+}
+
+std::vector<bool> FlameMajorityCluster(std::span<const double> cosine_distances, size_t n) {
+  std::vector<bool> admitted(n, true);
+  if (n <= 2) return admitted;  // no majority can exclude anyone
+  const size_t h = n / 2, majority = n / 2 + 1;
+  std::vector<double> core(n), row;
+  for (size_t i = 0; i < n; ++i) {
+    row.clear();
+    for (size_t j = 0; j < n; ++j) {
+      if (j != i) row.push_back(cosine_distances[i * n + j]);
+    }
+    std::nth_element(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(h - 1), row.end());
+    core[i] = row[h - 1];
+  }
+  struct Link {
+    double level;
+    uint32_t a, b;
+  };
+  std::vector<Link> links;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = i + 1; j < n; ++j) {
+      links.push_back({std::max({core[i], core[j], cosine_distances[i * n + j]}), static_cast<uint32_t>(i),
+                       static_cast<uint32_t>(j)});
+    }
+  }
+  std::stable_sort(links.begin(), links.end(), [](const Link& x, const Link& y) { return x.level < y.level; });
+  std::vector<uint32_t> parent(n), size(n, 1);
+  std::iota(parent.begin(), parent.end(), 0u);
+  auto find = [&](uint32_t x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  size_t root = n;
+  double level = 0;
+  for (size_t l = 0; l < links.size(); ++l) {
+    // Every link at the level that formed the majority joins too.
+    if (root != n && links[l].level > level) break;
+    uint32_t a = find(links[l].a), b = find(links[l].b);
+    if (a != b) {
+      if (size[a] < size[b]) std::swap(a, b);
+      parent[b] = a;
+      size[a] += size[b];
+      if (root == n && size[a] >= majority) {
+        root = a;
+        level = links[l].level;
+      }
+    }
+  }
+  const uint32_t r = find(static_cast<uint32_t>(root));
+  for (size_t i = 0; i < n; ++i) admitted[i] = find(static_cast<uint32_t>(i)) == r;
+  return admitted;
+}
+
+// FLAME on sparse updates: cosine distances from the dot products on shared
+// supports (the same pass as Multi-Krum's distances), the majority cluster,
+// each admitted update clipped to the median norm of all the round's
+// updates, their mean, then Gaussian noise of sd flame_noise x that bound on
+// every coordinate of the step.
+Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<float> out,
+                               std::vector<RobustVerdict>& verdicts) {
+  const size_t n = updates.size();
+  std::vector<const SparseUpdate*> ptrs(n);
+  std::vector<double> sq(n), norms(n);
+  for (size_t i = 0; i < n; ++i) {
+    ptrs[i] = updates[i].update;
+    sq[i] = SquaredNorm(updates[i].update->values);
+    norms[i] = std::sqrt(sq[i]);
+  }
+  SquaredDistancesInto(ptrs, dim_, columns_, distances_);
+  std::vector<double> cd(n * n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      const double denom = norms[i] * norms[j];
+      // <a, b> = (|a|^2 + |b|^2 - |a - b|^2) / 2; a zero update is orthogonal to all.
+      const double cosine = denom > 0 ? (sq[i] + sq[j] - distances_[i * n + j]) / (2 * denom) : 0.0;
+      cd[i * n + j] = 1.0 - std::clamp(cosine, -1.0, 1.0);
+    }
+  }
+  const std::vector<bool> admitted = FlameMajorityCluster(cd, n);
+  const double bound = NearestRankQuantile(norms, 0.5);
+  verdicts = KeptVerdicts(updates);
+  FedAvgAccumulator& acc = acc_;
+  acc.Reset();
+  std::vector<float> scaled;
+  for (size_t i = 0; i < n; ++i) {
+    const SparseUpdate& u = *updates[i].update;
+    if (!admitted[i]) {
+      double nearest = 2;
+      for (size_t j = 0; j < n; ++j) {
+        if (j != i && admitted[j]) nearest = std::min(nearest, cd[i * n + j]);
+      }
+      verdicts[i].action = RobustAction::kRejected;
+      verdicts[i].factor = 0;
+      verdicts[i].reason = "outside the majority cluster (cosine distance " + Num(nearest) + " to its nearest member)";
+      continue;
+    }
+    if (norms[i] <= bound) {
+      FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, u.values, updates[i].weight));
+      continue;
+    }
+    const double factor = bound / norms[i];
+    scaled.resize(u.values.size());
+    for (size_t t = 0; t < scaled.size(); ++t) scaled[t] = static_cast<float>(u.values[t] * factor);
+    FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, scaled, updates[i].weight));
+    verdicts[i].action = RobustAction::kClipped;
+    verdicts[i].factor = factor;
+    verdicts[i].reason = "norm " + Num(norms[i]) + " > median norm " + Num(bound);
+  }
+  acc.Mean(out);
+  const double sigma = cfg_.flame_noise * bound;
+  if (sigma > 0) {
+    Rng rng(DeriveSeed(cfg_.seed, flame_rounds_));
+    for (float& v : out) v += static_cast<float>(sigma * rng.Normal());
+  }
+  ++flame_rounds_;
   return OkStatus();
 }
 

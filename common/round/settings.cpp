@@ -242,6 +242,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("server.krum_byzantine", engine.robust.krum_byzantine);
   r.Get("server.krum_select", engine.robust.krum_select);
   r.Get("server.foolsgold_tail", engine.robust.foolsgold_tail);
+  r.Get("server.flame_noise", engine.robust.flame_noise);
   std::string dp_mode(privacy::DpModeName(engine.dp.mode));
   r.Get("privacy.mode", dp_mode);
   r.Get("privacy.clip", engine.dp.clip);

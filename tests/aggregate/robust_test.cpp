@@ -240,7 +240,7 @@ std::vector<size_t> ReferenceKrumSelection(const std::vector<SparseUpdate>& us, 
 TEST_SUITE("aggregate") {
   TEST_CASE("rule and action names parse and print, unknown names are refused") {
     for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip, RobustRule::kMedian,
-                         RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust}) {
+                         RobustRule::kTrimmedMean, RobustRule::kMultiKrum, RobustRule::kFlTrust, RobustRule::kFlame}) {
       auto parsed = ParseRobustRule(RobustRuleName(r));
       REQUIRE(parsed.ok());
       CHECK(*parsed == r);
@@ -928,6 +928,148 @@ TEST_SUITE("aggregate") {
         }
       }
     }
+  }
+
+  // FLAME's plain reference: the admitted set by breadth-first search over
+  // the links at each candidate level, lowest first (not union-find).
+  std::vector<bool> ReferenceFlameCluster(const std::vector<double>& cd, size_t n) {
+    if (n <= 2) return std::vector<bool>(n, true);
+    std::vector<double> core(n);
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<double> row;
+      for (size_t j = 0; j < n; ++j) if (j != i) row.push_back(cd[i * n + j]);
+      std::sort(row.begin(), row.end());
+      core[i] = row[n / 2 - 1];
+    }
+    auto reach = [&](size_t i, size_t j) { return std::max({core[i], core[j], cd[i * n + j]}); };
+    std::set<double> levels;
+    for (size_t i = 0; i < n; ++i) for (size_t j = i + 1; j < n; ++j) levels.insert(reach(i, j));
+    for (double level : levels) {
+      std::vector<int> comp(n, -1);
+      for (size_t s0 = 0; s0 < n; ++s0) {
+        if (comp[s0] >= 0) continue;
+        std::vector<size_t> stack = {s0}, members;
+        comp[s0] = static_cast<int>(s0);
+        while (!stack.empty()) {
+          const size_t i = stack.back();
+          stack.pop_back();
+          members.push_back(i);
+          for (size_t j = 0; j < n; ++j) {
+            if (comp[j] < 0 && j != i && reach(i, j) <= level) comp[j] = static_cast<int>(s0), stack.push_back(j);
+          }
+        }
+        if (members.size() >= n / 2 + 1) {
+          std::vector<bool> in(n, false);
+          for (size_t i : members) in[i] = true;
+          return in;
+        }
+      }
+    }
+    return std::vector<bool>(n, true);
+  }
+
+  TEST_CASE("FLAME: the majority cluster on sparse cosine distances, clipping at the median norm, as a dense reference") {
+    const uint32_t dim = 60;
+    std::vector<float> g(dim);
+    Rng rng(700);
+    for (float& x : g) x = static_cast<float>(rng.Normal());
+    // Seven honest updates near g on their own 30-coordinate supports, of
+    // different norms; three attackers: two sign-flipped and boosted, one orthogonal-ish noise.
+    std::vector<SparseUpdate> us;
+    for (size_t i = 0; i < 10; ++i) {
+      SparseUpdate u = RandomSparse(dim, 30, 710 + i, 0.3);
+      for (size_t t = 0; t < u.indices.size(); ++t) u.values[t] += g[u.indices[t]] * static_cast<float>(0.5 + 0.2 * i);
+      us.push_back(u);
+    }
+    for (float& v : us[2].values) v *= -4.0f;
+    for (float& v : us[6].values) v *= -4.0f;
+    us[8] = RandomSparse(dim, 30, 799, 3.0);
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      RobustConfig cfg = Rule(RobustRule::kFlame);
+      cfg.flame_noise = 0;  // the noise is checked below
+      RobustAggregator agg(dim, a, cfg);
+      const auto w = RandomWeights(10, 3);
+      Outcome o = Run(agg, Inputs(us, w));
+      REQUIRE(o.status.ok());
+      // The reference, densely.
+      const size_t n = us.size();
+      std::vector<Dense> xs(n);
+      std::vector<double> norms(n);
+      for (size_t i = 0; i < n; ++i) xs[i] = ToDense(us[i]), norms[i] = Norm(xs[i]);
+      std::vector<double> cd(n * n, 0.0);
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < n; ++j) {
+          if (i == j) continue;
+          double dot = 0;
+          for (size_t c = 0; c < dim; ++c) dot += xs[i][c] * xs[j][c];
+          cd[i * n + j] = 1 - dot / (norms[i] * norms[j]);
+        }
+      }
+      const std::vector<bool> admitted = ReferenceFlameCluster(cd, n);
+      CHECK(FlameMajorityCluster(cd, n) == admitted);
+      CHECK_FALSE(admitted[2]);
+      CHECK_FALSE(admitted[6]);
+      CHECK_FALSE(admitted[8]);
+      CHECK(admitted[0]);
+      std::vector<double> sorted = norms;
+      std::sort(sorted.begin(), sorted.end());
+      const double bound = sorted[4];  // nearest-rank median of 10: the 5th smallest
+      std::vector<Dense> kept;
+      std::vector<std::vector<bool>> sup;
+      std::vector<double> kw;
+      for (size_t i = 0; i < n; ++i) {
+        CAPTURE(i);
+        if (!admitted[i]) {
+          CHECK(o.verdicts[i].action == RobustAction::kRejected);
+          CHECK(o.verdicts[i].reason.find("majority cluster") != std::string::npos);
+          continue;
+        }
+        Dense x = xs[i];
+        if (norms[i] > bound) {
+          CHECK(o.verdicts[i].action == RobustAction::kClipped);
+          CHECK(o.verdicts[i].factor == doctest::Approx(bound / norms[i]));
+          for (double& v : x) v *= bound / norms[i];
+        } else {
+          CHECK(o.verdicts[i].action == RobustAction::kKept);
+        }
+        kept.push_back(x), sup.push_back(Support(us[i])), kw.push_back(w[i]);
+      }
+      CHECK(kept.size() >= 6);
+      CheckClose(o.out, ReferenceMean(kept, sup, kw, a), 1e-4);
+      CHECK(agg.State() == std::vector<float>{1.0f});
+    }
+  }
+
+  TEST_CASE("FLAME adds noise of sd flame_noise x the median norm, seeded by the round, which its state carries") {
+    const uint32_t dim = 20000;
+    const auto us = RandomRound(5, dim, 400, 31);
+    RobustConfig cfg = Rule(RobustRule::kFlame);
+    cfg.flame_noise = 0.01;
+    cfg.seed = 4;
+    RobustConfig quiet = cfg;
+    quiet.flame_noise = 0;
+    RobustAggregator noisy(dim, Averaging::kAll, cfg), plain(dim, Averaging::kAll, quiet);
+    Outcome a = Run(noisy, Inputs(us)), b = Run(plain, Inputs(us));
+    REQUIRE(a.status.ok());
+    REQUIRE(b.status.ok());
+    std::vector<double> norms;
+    for (const auto& u : us) norms.push_back(Norm(ToDense(u)));
+    std::sort(norms.begin(), norms.end());
+    const double sigma = 0.01 * norms[2];
+    double sum = 0, sq = 0;
+    for (uint32_t j = 0; j < dim; ++j) {
+      const double e = a.out[j] - b.out[j];
+      sum += e, sq += e * e;
+    }
+    CHECK(std::abs(sum / dim) < 5 * sigma / std::sqrt(dim));
+    CHECK(std::sqrt(sq / dim) == doctest::Approx(sigma).epsilon(0.03));
+    // Round 2 draws other noise; a restart from the state draws round 2's again.
+    RobustAggregator restarted(dim, Averaging::kAll, cfg);
+    REQUIRE(restarted.SetState(noisy.State()).ok());
+    Outcome second = Run(noisy, Inputs(us)), again = Run(restarted, Inputs(us));
+    CHECK(second.out == again.out);
+    CHECK(second.out != a.out);
+    CHECK_FALSE(restarted.SetState(std::vector<float>{1.5f}).ok());
   }
 }
 

@@ -32,9 +32,10 @@ enum class RobustRule : uint8_t {
   kFlTrust,       // Cao et al. 2021: trust from cosine similarity with a server update on a trusted set
   kFoolsGold,     // Fung et al. 2020: down-weights clients whose update histories are alike (sybils)
   kBulyan,        // El Mhamdi et al. 2018: Krum applied n - 2f times, then the values nearest the median
+  kFlame,         // Nguyen et al. 2022: a majority cluster on cosine distances, clipping at the median norm, noise
 };
 
-// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust | foolsgold | bulyan.
+// Parses none | norm_bound | centered_clip | median | trimmed_mean | multi_krum | fltrust | foolsgold | bulyan | flame.
 Result<RobustRule> ParseRobustRule(std::string_view name);
 std::string_view RobustRuleName(RobustRule r);
 
@@ -56,6 +57,11 @@ struct RobustConfig {
   // updates over the last foolsgold_tail coordinates of the parameter vector
   // (the output layer, as the paper suggests), 0: over all of them.
   uint32_t foolsgold_tail = 0;
+  // flame: the noise added to the aggregate is Gaussian with standard
+  // deviation flame_noise times the round's clip bound (the paper's lambda,
+  // 0.001 for image classification), drawn from DeriveSeed(seed, round).
+  double flame_noise = 0.001;
+  uint64_t seed = 0;
 };
 
 // Verdict on one update.
@@ -146,6 +152,7 @@ class RobustAggregator {
   Status FoolsGold(std::span<const RobustInput> updates, std::span<float> out,
                    std::vector<RobustVerdict>& verdicts);
   Status Bulyan(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
+  Status Flame(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
   // foolsgold: the history row of a client, added (zeros) when first seen.
   size_t HistoryRow(uint64_t client);
   size_t HistoryWidth() const;
@@ -173,6 +180,17 @@ class RobustAggregator {
   std::vector<uint64_t> history_clients_;
   std::vector<float> history_;
   std::vector<double> gram_;
+  uint64_t flame_rounds_ = 0;  // flame: rounds aggregated, the noise stream's index (its state)
 };
+
+// FLAME's admitted set on a matrix of cosine distances (n x n, row-major,
+// symmetric, zero diagonal): a density clustering in HDBSCAN's terms, simpler
+// than HDBSCAN. Each update's core distance is the distance to its
+// floor(n/2)-th nearest other update; two updates are linked at their mutual
+// reachability max(core_i, core_j, d_ij); the admitted set is the first
+// component to hold a majority (n/2 + 1) as links are added by increasing
+// level, with every link at that level. Returns one flag per update. Public so
+// tests can check it against a plain reference.
+std::vector<bool> FlameMajorityCluster(std::span<const double> cosine_distances, size_t n);
 
 }  // namespace frugal
