@@ -128,6 +128,11 @@ Status RoundDriver::Init() {
                                              config_.carbon.grid_csv));
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
+  if (config_.prune.enabled() || !config_.widths.empty()) {
+    return FailedPreconditionError("[prune] and [widths] run in frugal-sim only for now: frugal-client does not yet "
+                                   "rebuild its model from a shape change or train a nested sub-network "
+                                   "(docs/frugal-models.md)");
+  }
   if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
     return FailedPreconditionError("privacy.mode = \"distributed\" runs in frugal-sim only for now: the task does not "
                                    "carry the clip and the noise to frugal-client yet (docs/privacy.md)");
