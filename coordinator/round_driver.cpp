@@ -89,6 +89,8 @@ RoundRecord RecordFromRow(const RoundRow& r) {
   rec.robust_clipped = r.robust_clipped;
   rec.robust_downweighted = r.robust_downweighted;
   rec.robust_rejected = r.robust_rejected;
+  rec.dp_epsilon = r.dp_epsilon;  // so a restarted run's rounds.csv keeps the epsilon of earlier rounds
+  rec.dp_delta = r.dp_delta;
   return rec;
 }
 
@@ -767,6 +769,8 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.robust_clipped = rec.robust_clipped;
   commit.robust_downweighted = rec.robust_downweighted;
   commit.robust_rejected = rec.robust_rejected;
+  commit.dp_epsilon = rec.dp_epsilon;
+  commit.dp_delta = rec.dp_delta;
   FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
 
   // Committed: only now does the in-memory run advance.

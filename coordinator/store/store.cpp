@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -142,6 +142,14 @@ ALTER TABLE rounds ADD COLUMN robust_clipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rounds ADD COLUMN robust_downweighted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rounds ADD COLUMN robust_rejected INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN robust TEXT NOT NULL DEFAULT '';
+)sql";
+
+// Schema v5: the differential privacy spent after each round (privacy.mode),
+// so a restarted coordinator's rounds.csv keeps the epsilon of the rounds
+// before it. NULL: no DP, or a round stored before v5.
+constexpr const char* kMigrateV4toV5 = R"sql(
+ALTER TABLE rounds ADD COLUMN dp_epsilon REAL;
+ALTER TABLE rounds ADD COLUMN dp_delta REAL;
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -605,6 +613,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 3) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV3toV4));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=4"));
+      version_now = 4;
+    }
+    if (version_now == 4) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV4toV5));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=5"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -850,8 +863,8 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
             "INSERT INTO rounds (run_id, round, new_version, applied, accuracy, loss, bytes_up, "
             "bytes_down, joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
             "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
-            "robust_clipped, robust_downweighted, robust_rejected) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+            "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, c.new_version).Bind(4, c.applied);
     st.Bind(5, c.accuracy).Bind(6, c.loss).Bind(7, c.bytes_up).Bind(8, c.bytes_down);
     st.Bind(9, c.joules_compute).Bind(10, c.joules_radio).Bind(11, c.gco2e);
@@ -859,6 +872,11 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     st.Bind(14, c.selected).Bind(15, c.completed).Bind(16, c.stragglers);
     st.Bind(17, c.virtual_seconds).Bind(18, c.wall_seconds).Bind(19, c.utc_hour);
     st.Bind(20, c.robust_clipped).Bind(21, c.robust_downweighted).Bind(22, c.robust_rejected);
+    if (c.dp_epsilon >= 0) {
+      st.Bind(23, c.dp_epsilon).Bind(24, c.dp_delta);
+    } else {
+      st.BindNull(23).BindNull(24);
+    }
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (c.applied) {
@@ -989,7 +1007,7 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
                          "SELECT round, new_version, applied, accuracy, loss, bytes_up, bytes_down, "
                          "joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
                          "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
-                         "robust_clipped, robust_downweighted, robust_rejected "
+                         "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta "
                          "FROM rounds WHERE run_id = ? ORDER BY round"));
   st.Bind(1, run_id);
   std::vector<RoundRow> rows;
@@ -1018,6 +1036,8 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
     r.robust_clipped = st.U32(18);
     r.robust_downweighted = st.U32(19);
     r.robust_rejected = st.U32(20);
+    r.dp_epsilon = st.IsNull(21) ? -1 : st.Double(21);
+    r.dp_delta = st.IsNull(22) ? -1 : st.Double(22);
     rows.push_back(r);
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());

@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -823,6 +824,88 @@ TEST_SUITE("coordinator") {
     };
     CHECK(count_wifi_selected("energy") >= 9);
     CHECK(count_wifi_selected("uniform") <= 7);
+  }
+}
+
+}  // namespace frugal::coordinator
+
+namespace frugal::coordinator {
+
+TEST_SUITE("coordinator") {
+  TEST_CASE("central DP: a restarted coordinator's records and rounds.csv keep the epsilon of the rounds before it") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto cfg = ParseCoordinatorConfig("", "test",
+                                      {"rounds=2", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=2",
+                                       "round.min_clients=2", "round.deadline_s=100", "data.eval_examples=200",
+                                       "privacy.mode=\"central\"", "privacy.clip=0.5", "privacy.noise_multiplier=1.0"});
+    REQUIRE(cfg.ok());
+    cfg->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    auto make_driver = [&]() {
+      DriverDeps deps;
+      deps.store = store->get();
+      deps.test = &*test;
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &transport;
+      auto d = RoundDriver::Create(*cfg, std::move(deps));
+      REQUIRE(d.ok());
+      return std::move(*d);
+    };
+    auto run_round = [&](RoundDriver& d, uint64_t a, uint64_t b) {
+      REQUIRE(d.OnHello(a, "alice", MakeHello("alice"), 0).ok());
+      REQUIRE(d.OnHello(b, "bob", MakeHello("bob"), 0).ok());
+      d.Tick(0);
+      REQUIRE(d.Metrics().round_open);
+      d.OnUpdate(a, GoodUpdate(transport, a, 0.01f), 1);
+      d.OnUpdate(b, GoodUpdate(transport, b, 0.02f), 1);
+    };
+    auto driver = make_driver();
+    run_round(*driver, 1, 2);
+    REQUIRE(driver->records().size() == 1);
+    const double eps1 = driver->records()[0].dp_epsilon;
+    CHECK(eps1 > 0);
+    CHECK(driver->records()[0].dp_delta == 1e-5);
+    auto rows = (*store)->Rounds(cfg->run_id);
+    REQUIRE(rows.ok());
+    CHECK((*rows)[0].dp_epsilon == eps1);
+
+    // Restart: the stored round keeps its epsilon, and the next round adds to it.
+    driver.reset();
+    transport.sent.clear();
+    held.clear();
+    auto resumed = make_driver();
+    REQUIRE(resumed->records().size() == 1);
+    CHECK(resumed->records()[0].dp_epsilon == eps1);
+    CHECK(resumed->records()[0].dp_delta == 1e-5);
+    run_round(*resumed, 11, 12);
+    REQUIRE(resumed->done());
+    REQUIRE(resumed->records().size() == 2);
+    CHECK(resumed->records()[1].dp_epsilon > eps1);
+    // rounds.csv, written from the records, has both rounds' epsilon.
+    std::ifstream in(dir.Path("run/rounds.csv"));
+    std::string header, line;
+    REQUIRE(std::getline(in, header));
+    std::vector<std::string> names;
+    for (std::stringstream hs(header); std::getline(hs, line, ',');) names.push_back(line);
+    const auto col = std::find(names.begin(), names.end(), "dp_epsilon") - names.begin();
+    REQUIRE(col < static_cast<long>(names.size()));
+    int lines = 0;
+    while (std::getline(in, line)) {
+      std::vector<std::string> cells;
+      for (std::stringstream ls(line); std::getline(ls, header, ',');) cells.push_back(header);
+      REQUIRE(static_cast<long>(cells.size()) > col);
+      CHECK(std::stod(cells[col]) == resumed->records()[lines].dp_epsilon);
+      CHECK(std::stod(cells[col]) > 0);
+      ++lines;
+    }
+    CHECK(lines == 2);
   }
 }
 

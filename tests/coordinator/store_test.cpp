@@ -250,6 +250,8 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c1.robust_clipped = 3;
   c1.robust_downweighted = 1;
   c1.robust_rejected = 2;
+  c1.dp_epsilon = 1.25;
+  c1.dp_delta = 1e-5;
   c1.wall_seconds = 1.75;
   c1.client_versions = {{5, 2}, {0xFFFFFFFFFFFFFFF0ull, 1}};
   LedgerRow row;
@@ -347,9 +349,13 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r1.robust_clipped == 3);
   CHECK(r1.robust_downweighted == 1);
   CHECK(r1.robust_rejected == 2);
+  CHECK(r1.dp_epsilon == 1.25);
+  CHECK(r1.dp_delta == 1e-5);
   CHECK(r1.wall_seconds == c1.wall_seconds);
   const RoundRow& r2 = (*rounds)[1];
   CHECK(r2.round == 2);
+  CHECK(r2.dp_epsilon == -1);  // no DP: stored as NULL, read back as -1
+  CHECK(r2.dp_delta == -1);
   CHECK(!r2.applied);
   CHECK(r2.new_version == 2);
   CHECK(std::isnan(r2.accuracy));
@@ -676,7 +682,8 @@ void DowngradeToV1(const std::string& path) {
                              "CREATE INDEX ledger_by_round ON ledger(run_id, round, id); "
                              "ALTER TABLE rounds DROP COLUMN utc_hour; ALTER TABLE rounds DROP COLUMN robust_clipped; "
                              "ALTER TABLE rounds DROP COLUMN robust_downweighted; "
-                             "ALTER TABLE rounds DROP COLUMN robust_rejected; PRAGMA user_version = 1; COMMIT;";
+                             "ALTER TABLE rounds DROP COLUMN robust_rejected; ALTER TABLE rounds DROP COLUMN dp_epsilon; "
+                             "ALTER TABLE rounds DROP COLUMN dp_delta; PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -728,7 +735,7 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 4);
+  CHECK(sqlite3_column_int(st, 0) == 5);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }

@@ -37,6 +37,7 @@ struct RoundCommit {
   double virtual_seconds = 0, wall_seconds = 0;
   double utc_hour = 0;  // when the round opened (hours since a UTC midnight)
   uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;  // server.robust's verdicts
+  double dp_epsilon = -1, dp_delta = -1;  // DP spent after this round; -1 without DP (stored as NULL)
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
 };
@@ -54,6 +55,7 @@ struct RoundRow {
   double virtual_seconds = 0, wall_seconds = 0;
   double utc_hour = 0;
   uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;
+  double dp_epsilon = -1, dp_delta = -1;  // -1: no DP, or a round stored before schema 5
 };
 
 struct ClientRow {
