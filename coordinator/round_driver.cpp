@@ -849,12 +849,6 @@ Status RoundDriver::WriteRunDirectory() {
   if (config_.eval_int8 && last_int8_ >= 0) sum.extra_metrics["final_accuracy_int8"] = last_int8_;
   if (student_) {
     AddStudentToSummary(*student_, sum.extra_metrics, sum.notes);
-    for (const auto& [name, bytes] : {std::pair{"student.f32", EncodeStudentModel(*student_)},
-                                      std::pair{"student.int8", student_->student_int8}}) {
-      FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(o / name, [&](std::ostream& out) {
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-      }));
-    }
   }
   const std::vector<RosterEntry> roster = Roster();
   std::vector<FleetMember> fleet;
@@ -866,6 +860,7 @@ Status RoundDriver::WriteRunDirectory() {
   files.ledger = &ledger_;
   files.run_toml = config_.RunToml();
   files.clients = roster;
+  if (student_) files.student = &*student_;
   files.emissions.timestamp = deps_.iso_timestamp();
   files.emissions.duration_s = wall;
   files.emissions.region = deps_.profiles.server_region();

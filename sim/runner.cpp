@@ -1422,16 +1422,8 @@ Result<RunResult> Simulation::Finish() {
     files.emissions.duration_s = sum.wall_seconds;
     files.emissions.region = cfg_.regions.size() == 1 ? cfg_.regions[0].id : "mixed";
     files.emissions.pue = profiles_.server_pue();
+    if (student) files.student = &*student;
     FRUGAL_RETURN_IF_ERROR(WriteRunDirectory(opts_.out_dir, files));
-    if (student) {
-      // The student beside the run's files: fp32 (EncodeStudentModel) and int8 (EncodeInt8Model).
-      for (const auto& [name, bytes] : {std::pair{"student.f32", EncodeStudentModel(*student)},
-                                        std::pair{"student.int8", student->student_int8}}) {
-        FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(std::filesystem::path(opts_.out_dir) / name, [&](std::ostream& o) {
-          o.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        }));
-      }
-    }
   }
   return result;
 }

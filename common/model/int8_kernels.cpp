@@ -170,7 +170,10 @@ inline void Block512(const uint8_t* a, size_t lda, const int8_t* w, size_t ldw, 
   auto step = [&]<bool kMasked>(size_t p, __mmask64 mask) {
     auto load = [mask](const void* ptr) {
       if constexpr (kMasked) return _mm512_maskz_loadu_epi8(mask, ptr);
-      else return _mm512_loadu_si512(ptr);
+      else {
+        (void)mask;  // only the masked tail reads it
+        return _mm512_loadu_si512(ptr);
+      }
     };
     __m512i x[R];
     for (size_t r = 0; r < R; ++r) x[r] = load(a + r * lda + p);

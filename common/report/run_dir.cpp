@@ -118,6 +118,14 @@ Status WriteRunDirectory(const std::filesystem::path& dir, const RunFiles& f) {
     FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(
         dir / "representation.csv", [&](std::ostream& os) { WriteRepresentationCsv(os, f.summary->representation); }));
   }
+  if (f.student) {
+    for (const auto& file : {std::pair{"student.f32", EncodeStudentModel(*f.student)},
+                             std::pair{"student.int8", f.student->student_int8}}) {
+      FRUGAL_RETURN_IF_ERROR(WriteFileAtomic(dir / file.first, [&](std::ostream& os) {
+        os.write(reinterpret_cast<const char*>(file.second.data()), static_cast<std::streamsize>(file.second.size()));
+      }));
+    }
+  }
   return WriteFileAtomic(dir / "report.html", [&](std::ostream& os) { WriteReportHtml(os, *f.summary, f.rounds); });
 }
 

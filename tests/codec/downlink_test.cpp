@@ -115,16 +115,20 @@ TEST_SUITE("codec") {
 
   TEST_CASE("quantized downlink sizes include every scale and offset and meet 3.9x at 8 bits, 7.5x at 4 bits") {
     const std::vector<float> w = Gaussian(199210, 5, 0.05);
-    for (auto [bits, target] : {std::pair{8, 3.9}, std::pair{4, 7.5}, std::pair{2, 14.0}}) {
+    struct Case {
+      int bits;
+      double target;
+    };
+    for (const Case c : {Case{8, 3.9}, Case{4, 7.5}, Case{2, 14.0}}) {
       DownlinkConfig cfg;
-      cfg.bits = bits;
+      cfg.bits = c.bits;
       auto enc = EncodeDownlink(w, {}, cfg);
       REQUIRE(enc.ok());
       const size_t blocks = (199210 + 255) / 256;
-      CHECK(enc->bytes.size() == kFrameHeaderSize + 10 + 4 * blocks + (199210 * static_cast<size_t>(bits) + 7) / 8);
+      CHECK(enc->bytes.size() == kFrameHeaderSize + 10 + 4 * blocks + (199210 * static_cast<size_t>(c.bits) + 7) / 8);
       const double ratio = 4.0 * 199210 / static_cast<double>(enc->bytes.size());
-      INFO("bits " << bits << " ratio " << ratio);
-      CHECK(ratio >= target);
+      INFO("bits " << c.bits << " ratio " << ratio);
+      CHECK(ratio >= c.target);
     }
   }
 

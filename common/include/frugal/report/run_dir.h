@@ -20,6 +20,7 @@
 #include "frugal/core/status.h"
 #include "frugal/data/partition.h"
 #include "frugal/energy/ledger.h"
+#include "frugal/model/release_models.h"
 #include "frugal/report/run_report.h"
 #include "frugal/round/settings.h"
 
@@ -56,6 +57,9 @@ struct RunFiles {
   EnergyLedger::EmissionsMeta emissions;
   std::string run_toml;                  // TomlText of the run's configuration
   std::span<const RosterEntry> clients;  // empty: no clients.csv
+  // The distilled student ([distill]): student.f32 (EncodeStudentModel) and
+  // student.int8 (EncodeInt8Model) beside the run's files. Null: none.
+  const StudentReport* student = nullptr;
 };
 
 // Creates `dir` if needed and (re)writes every file of the run into it.
