@@ -172,6 +172,11 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config, embed::
   s.env.decide = [&cfg = s.cfg] {
     return DecideTask(cfg.policy, ReadPowerState(cfg.policy.power_supply_root), cfg.radio);
   };
+  s.env.cpu_seconds = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  };
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
 }
 

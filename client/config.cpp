@@ -30,6 +30,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("connection.read_timeout_s", c.read_timeout_s);
   r.Get("connection.max_frame_mb", c.max_frame_mb);
   r.Get("connection.exit_on_run_complete", c.exit_on_run_complete);
+  r.Get("debug.secagg_hold_round", c.secagg_hold_round);
   DataConfig& d = c.data;
   r.Get("data.source", d.source);
   r.Get("data.fmnist_dir", d.fmnist_dir);

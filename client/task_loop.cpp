@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
 #include "frugal/model/int8.h"
 #include "frugal/proto/convert.h"
+#include "frugal/privacy/secure_round.h"
 #include "frugal/proto/frame.h"
 
 namespace frugal::client {
@@ -21,6 +24,32 @@ v1::Envelope Wrap(v1::Update update) {
   v1::Envelope env;
   *env.mutable_update() = std::move(update);
   return env;
+}
+
+v1::Envelope Wrap(v1::SecAgg msg) {
+  v1::Envelope env;
+  *env.mutable_secagg() = std::move(msg);
+  return env;
+}
+
+v1::SecAgg SecAggMessage(uint32_t round, uint32_t stage, std::span<const uint8_t> body) {
+  v1::SecAgg m;
+  m.set_round(round);
+  m.set_stage(stage);
+  m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
+  return m;
+}
+
+// secure.debug_dump and debug.secagg_hold_round: files a test reads from the
+// state directory. Failures are logged; they are not the client's state.
+void WriteDebugFile(const std::string& dir, const std::string& name, std::span<const uint64_t> values) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::ofstream out(std::filesystem::path(dir) / name, std::ios::binary | std::ios::trunc);
+  for (uint64_t v : values) {
+    for (int b = 0; b < 8; ++b) out.put(static_cast<char>(v >> (8 * b)));
+  }
+  if (!out) spdlog::warn("cannot write {}/{}", dir, name);
 }
 
 // A refusal the client must not retry: the wire's code through the table,
@@ -92,6 +121,8 @@ LoopStep TaskLoop::OnEnvelope(const v1::Envelope& env) {
       // The ModelPayload that follows brings the held copy to the version to evaluate.
       pending_eval_ = env.eval_task();
       return {};
+    case v1::Envelope::kSecagg:
+      return OnSecAgg(env.secagg());
     case v1::Envelope::kError:
       return OnError(env.error());
     case v1::Envelope::kBye:
@@ -155,6 +186,10 @@ LoopStep TaskLoop::OnModel(const v1::ModelPayload& payload) {
     e->set_round(task.round());
     return step;
   }
+  if (task.has_secagg()) {
+    HoldPhases(false);
+    return StartSecure(task, payload);
+  }
   auto update = DoTask(task, payload);
   HoldPhases(false);
   if (!update.ok()) {
@@ -167,6 +202,136 @@ LoopStep TaskLoop::OnModel(const v1::ModelPayload& payload) {
   }
   step.send.push_back(Wrap(std::move(*update)));
   return step;
+}
+
+LoopStep TaskLoop::StartSecure(const v1::Task& task, const v1::ModelPayload& payload) {
+  const std::string& name = env_.config->name;
+  LoopStep step;
+  auto refuse = [&](const Error& e) {
+    spdlog::warn("{}: secure round {}: {}", name, task.round(), e.message());
+    step.send.push_back(ErrorEnvelope(e, task.round()));
+    return step;
+  };
+  if (!task_settings_) return refuse(FailedPreconditionError("a task arrived before Register"));
+  if (env_.app != nullptr) {
+    return refuse(FailedPreconditionError("the secure pipeline runs the core trainer only, not an embedding app's"));
+  }
+  auto plan = FromWire(task.secagg(), task.round());
+  if (!plan.ok()) return refuse(plan.error());
+  // The payload now, as for any task, so the coordinator's view of the held version holds.
+  auto now_holds = state_.Apply(Bytes(payload.payload()));
+  if (!now_holds.ok() || *now_holds != task.model_version()) {
+    const Error e = now_holds.ok() ? InvalidArgumentError("payload brought the model to v" +
+                                                          std::to_string(*now_holds) + ", the task is for v" +
+                                                          std::to_string(task.model_version()))
+                                   : now_holds.error();
+    spdlog::warn("{}: secure round {} failed: {}", name, task.round(), e.message());
+    state_.Forget();  // the held copy cannot be trusted: start over with a full model
+    step.send.push_back(ErrorEnvelope(e, task.round()));
+    step.decision = LoopDecision::Reconnect();
+    return step;
+  }
+  const double t0 = env_.cpu_seconds ? env_.cpu_seconds() : 0;
+  auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+  if (!client.ok()) return refuse(client.error());
+  auto keys = client->AdvertiseKeys();
+  if (!keys.ok()) return refuse(keys.error());
+  const double cpu = (env_.cpu_seconds ? env_.cpu_seconds() : 0) - t0;
+  secure_.emplace(SecureTask{task, *plan, std::move(*client), cpu});
+  step.send.push_back(Wrap(SecAggMessage(task.round(), 1, *keys)));
+  spdlog::debug("{}: secure round {}: position {} of {}, keys advertised", name, task.round(), plan->position,
+                plan->round.clients);
+  return step;
+}
+
+LoopStep TaskLoop::OnSecAgg(const v1::SecAgg& msg) {
+  const std::string& name = env_.config->name;
+  LoopStep step;
+  const uint32_t round = msg.round();
+  if (!secure_ || secure_->task.round() != round) {
+    spdlog::warn("{}: SecAgg stage {} message for round {} without its secure task; ignored", name, msg.stage(),
+                 round);
+    return step;
+  }
+  const std::span<const uint8_t> body = Bytes(msg.body());
+  auto cpu = [&] { return env_.cpu_seconds ? env_.cpu_seconds() : 0.0; };
+  Result<v1::SecAgg> out = InternalError("unset");
+  if (msg.stage() == 2) {
+    const double t0 = cpu();
+    auto shares = secure_->client.ShareKeys(body);
+    secure_->cpu_s += cpu() - t0;
+    out = shares.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 2, *shares)) : Result<v1::SecAgg>(shares.error());
+  } else if (msg.stage() == 3) {
+    if (env_.config->secagg_hold_round == round) {
+      spdlog::info("{}: secure round {}: keys shared; holding back the masked input (debug.secagg_hold_round)", name,
+                   round);
+      WriteDebugFile(env_.config->state_dir, "secagg_hold_r" + std::to_string(round), {});
+      return step;
+    }
+    out = SecureMaskedInput(body);
+  } else if (msg.stage() == 4) {
+    auto response = secure_->client.Unmask(body);
+    out = response.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 4, *response)) : Result<v1::SecAgg>(response.error());
+  } else {
+    out = InvalidArgumentError("SecAgg message of unknown stage " + std::to_string(msg.stage()));
+  }
+  if (!out.ok()) {
+    // Out of this round's protocol (a drop-out for the server); the client keeps serving.
+    spdlog::warn("{}: secure round {} stage {}: {}", name, round, msg.stage(), out.error().message());
+    secure_.reset();
+    step.send.push_back(ErrorEnvelope(out.error(), round));
+    return step;
+  }
+  step.send.push_back(Wrap(std::move(*out)));
+  if (msg.stage() == 4) secure_.reset();
+  return step;
+}
+
+// Stage 3: train from the held model, quantize the update with error feedback
+// into the ring on the round's support (the simulator's code), mask it.
+Result<v1::SecAgg> TaskLoop::SecureMaskedInput(std::span<const uint8_t> share_inbox) {
+  SecureTask& st = *secure_;
+  const v1::Task& task = st.task;
+  const uint32_t round = task.round();
+  TrainConfig tc = task_settings_->train;
+  tc.seed = RoundClientSeed(task_settings_->run_seed, SeedStream::kTrain, round, task_settings_->client_id);
+  const LocalData& local = *env_.local;
+  std::vector<float>& delta = state_.scratch();
+  FRUGAL_ASSIGN_OR_RETURN(TrainStats stats, TrainClientDelta(state_.model(), state_.params(), local.data,
+                                                             local.indices, tc, state_.workspace(), delta));
+  privacy::SecurePipelineConfig pc;
+  pc.support_seed = st.plan.support_seed;
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> support,
+                          privacy::RoundSupport(pc, round, delta.size(), st.plan.density));
+  if (support.size() != st.plan.round.length) {
+    return InvalidArgumentError("Task.secagg: the round's support has " + std::to_string(support.size()) +
+                                " entries, the plan says " + std::to_string(st.plan.round.length));
+  }
+  const bool ef = task_settings_->error_feedback;
+  std::vector<float> resid_copy;
+  std::span<float> resid;
+  if (ef) {
+    resid_copy = state_.Residual();  // committed only once the masked input is built
+    resid = resid_copy;
+  }
+  const double c0 = env_.cpu_seconds ? env_.cpu_seconds() : 0;
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint64_t> input,
+                          privacy::SecureClientInput(delta, support, st.plan.ring, task_settings_->run_seed, round,
+                                                     task_settings_->client_id, resid));
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> masked, st.client.MaskedInput(share_inbox, input));
+  st.cpu_s += (env_.cpu_seconds ? env_.cpu_seconds() : 0) - c0;
+  if (ef) {
+    state_.Residual() = std::move(resid_copy);
+    state_.SaveResidualFile();
+  }
+  if (st.plan.debug_dump) WriteDebugFile(env_.config->state_dir, "secagg_input_r" + std::to_string(round) + ".bin", input);
+  v1::SecAgg out = SecAggMessage(round, 3, masked);
+  v1::LedgerFigures* f = out.mutable_ledger();
+  // The protocol's CPU so far (stages 1-3), priced as device compute as frugal-sim does.
+  f->set_flops(stats.flops + st.cpu_s * (env_.device != nullptr ? env_.device->flops_per_s_fp32 : 0.0));
+  spdlog::debug("{}: secure round {}: trained on {} examples, loss {:.4f}, {} B masked input", env_.config->name,
+                round, stats.examples, stats.mean_loss, masked.size());
+  return out;
 }
 
 LoopStep TaskLoop::OnError(const v1::Error& e) const {

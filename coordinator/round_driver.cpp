@@ -100,11 +100,6 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(const CoordinatorConfig
   if (deps.store == nullptr || deps.test == nullptr || deps.transport == nullptr) {
     return InvalidArgumentError("RoundDriver needs a store, a test set and a transport");
   }
-  if (config.pipeline == Pipeline::kSecure) {
-    // The engine would refuse every plain update of such a round: say so at start-up instead.
-    return FailedPreconditionError("pipeline = \"secure\" runs in frugal-sim only for now: the coordinator and the "
-                                   "agent do not carry the SecAgg+ messages yet (docs/privacy.md)");
-  }
   if (!deps.utc_hour) deps.utc_hour = SystemUtcHour;
   if (!deps.iso_timestamp) deps.iso_timestamp = SystemIsoTimestamp;
   std::unique_ptr<RoundDriver> d(new RoundDriver(config, std::move(deps)));
@@ -321,6 +316,7 @@ void RoundDriver::OnDisconnect(uint64_t conn, double now_s) {
     for (const auto& [cid, ans] : eval_->answers) all = all && (ans.answered || ans.gone);
     if (all) FinishEvaluation();
   }
+  if (secure_) secure_->Drop(id);  // the open stage stops waiting for it
   auto slot = slots_.find(id);
   if (engine_->round_open() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
     slot->second.state = SlotState::kGone;
@@ -365,6 +361,30 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
     s.loss = update.local_loss();
     spdlog::debug("round {}: update from {} ({} bytes, loss {:.4f})", update.round(), c.name, bytes.size(),
                   update.local_loss());
+  }
+  Tick(now_s);
+}
+
+void RoundDriver::OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s) {
+  auto it = conn_client_.find(conn);
+  if (it == conn_client_.end()) return;
+  const uint64_t id = it->second;
+  const std::string& name = clients_[id].name;
+  const std::span<const uint8_t> body(reinterpret_cast<const uint8_t*>(msg.body().data()), msg.body().size());
+  const double cpu0 = ThreadCpuSeconds();
+  Status st = secure_ ? secure_->Receive(id, msg.round(), msg.stage(), body)
+                      : FailedPreconditionError("SecAgg stage " + std::to_string(msg.stage()) + " message from client " +
+                                                std::to_string(id) + " for round " + std::to_string(msg.round()) +
+                                                ": no secure round is open");
+  round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  if (!st.ok()) {
+    spdlog::warn("refused a SecAgg message from {}: {}", name, st.error().message());
+    deps_.transport->Send(conn, ErrorEnvelope(st.error(), msg.round()));
+  } else if (msg.stage() == 3) {
+    // The masked input: the client trained; its figures price that work.
+    Slot& s = slots_.at(id);
+    s.figures = msg.ledger();
+    spdlog::debug("round {}: masked input from {} ({} bytes)", msg.round(), name, body.size());
   }
   Tick(now_s);
 }
@@ -518,10 +538,15 @@ void RoundDriver::Tick(double now_s) {
   if (fatal_) return;
   if (eval_ && now_s >= eval_->opened_at + config_.plan.deadline_s) FinishEvaluation();
   if (engine_->round_open()) {
-    bool all_answered = true;
-    for (const auto& [id, s] : slots_) all_answered = all_answered && s.state != SlotState::kWaiting;
-    if (accepted_ < config_.plan.clients_per_round && !all_answered && now_s < opened_at_ + config_.plan.deadline_s) {
-      return;
+    if (secure_round_) {
+      if (!TickSecure(now_s)) return;
+    } else {
+      bool all_answered = true;
+      for (const auto& [id, s] : slots_) all_answered = all_answered && s.state != SlotState::kWaiting;
+      if (accepted_ < config_.plan.clients_per_round && !all_answered &&
+          now_s < opened_at_ + config_.plan.deadline_s) {
+        return;
+      }
     }
     CloseRound(now_s);
     if (fatal_ || engine_->round_open()) return;
@@ -601,12 +626,22 @@ void RoundDriver::OpenRound(double now_s) {
   round_cpu_s_ = 0;
   accepted_ = 0;
   slots_.clear();
+  secure_.reset();
+  secure_round_ = config_.pipeline == Pipeline::kSecure;
+  secure_stage_at_ = now_s;
+  std::map<uint64_t, SecureTaskPlan> secure_plans;
+  if (secure_round_ && !selected.empty()) {
+    const double cpu0 = ThreadCpuSeconds();
+    if (auto plans = PlanSecure(round, sel64)) secure_plans = std::move(*plans);
+    round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  }
   const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
   for (uint32_t id32 : selected) {
     const uint64_t id = id32;
     Client& c = clients_[id];
     Slot& s = slots_[id];
     s.client_id = id;
+    if (secure_round_ && !secure_) continue;  // the protocol could not be planned: no task
     auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
     if (!payload.ok()) {
       fatal_ = payload.error().WithContext("model payload for round " + std::to_string(round));
@@ -618,6 +653,7 @@ void RoundDriver::OpenRound(double now_s) {
     task->set_round(round);
     task->set_model_version(round_version_);
     task->set_deadline_ms(deadline_ms);
+    if (auto sp = secure_plans.find(id); sp != secure_plans.end()) ToWire(sp->second, task->mutable_secagg());
 
     v1::Envelope model_env;
     v1::ModelPayload* mp = model_env.mutable_model();
@@ -634,6 +670,123 @@ void RoundDriver::OpenRound(double now_s) {
   }
   spdlog::info("round {} opened: {} of {} connected clients selected, model v{}", round, selected.size(),
                candidates.size(), round_version_);
+}
+
+std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32_t round,
+                                                                           std::span<const uint64_t> selected) {
+  auto fail = [&](const Error& e) {
+    spdlog::warn("round {}: secure aggregation cannot run, the round closes without updates: {}", round, e.message());
+    return std::nullopt;
+  };
+  auto support = engine_->SecureSupport(round);
+  if (!support.ok()) return fail(support.error());
+  // A fresh session each round: messages of an earlier round or run are refused by their header.
+  uint64_t session = 0;
+  if (Status st = privacy::RandomBytes(std::span(reinterpret_cast<uint8_t*>(&session), sizeof session)); !st.ok()) {
+    return fail(st.error());
+  }
+  const privacy::SecurePipelineConfig& sc = config_.engine.secure;
+  auto plan = privacy::PlanSecureRoundFor(sc, config_.seed, session, round, selected,
+                                          static_cast<uint32_t>(support->size()));
+  if (!plan.ok()) return fail(plan.error());
+  auto server = privacy::SecureRoundServer::Open(*plan);
+  if (!server.ok()) return fail(server.error());
+  secure_.emplace(std::move(*server));
+  std::map<uint64_t, SecureTaskPlan> out;
+  for (size_t i = 0; i < plan->clients.size(); ++i) {
+    out[plan->clients[i]] = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
+                                           .support_seed = sc.support_seed, .density = config_.engine.uplink_density,
+                                           .debug_dump = sc.debug_dump};
+  }
+  spdlog::info("round {}: secure aggregation over {} clients, {} neighbours each, threshold {}, {}-bit ring, {} "
+               "entries",
+               round, plan->config.clients, plan->config.degree, plan->config.threshold, plan->config.bits,
+               plan->config.length);
+  return out;
+}
+
+bool RoundDriver::TickSecure(double now_s) {
+  if (!secure_) return true;  // not planned, or already ended: the round closes
+  const uint32_t round = engine_->round();
+  const int stage = secure_->stage();
+  // Stage 3 includes the clients' training: it has the round's deadline.
+  const double limit = stage == 3 ? opened_at_ + config_.plan.deadline_s
+                                  : secure_stage_at_ + config_.engine.secure.stage_timeout_s;
+  if (!secure_->StageComplete() && now_s < limit) return false;
+  const double cpu0 = ThreadCpuSeconds();
+  if (stage >= 1 && stage <= 3) {
+    const size_t delivered = secure_->Delivered(static_cast<uint32_t>(stage)).size();
+    auto next = secure_->CloseStage();
+    if (!next.ok()) {
+      spdlog::warn("round {}: secure aggregation failed after stage {} ({} clients delivered): {}", round, stage,
+                   delivered, next.error().message());
+      SettleSecure();
+      round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+      return true;
+    }
+    spdlog::info("round {}: SecAgg+ stage {} closed with {} clients{}", round, stage, delivered,
+                 now_s >= limit ? " (deadline)" : "");
+    for (auto& [id, body] : *next) {
+      auto conn = ConnOf(id);
+      if (!conn) continue;
+      v1::Envelope env;
+      v1::SecAgg* m = env.mutable_secagg();
+      m->set_round(round);
+      m->set_stage(static_cast<uint32_t>(stage + 1));
+      m->set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      deps_.transport->Send(*conn, env);
+    }
+    secure_stage_at_ = now_s;
+    round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+    return false;
+  }
+  auto sum = secure_->Finish();
+  round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  if (!sum.ok()) {
+    spdlog::warn("round {}: secure aggregation failed in unmasking: {}", round, sum.error().message());
+  } else if (Status st = engine_->IngestSecureSum(round, sum->survivors, sum->sum); !st.ok()) {
+    spdlog::warn("round {}: the unmasked sum was refused: {}", round, st.error().message());
+  } else {
+    for (uint64_t id : sum->survivors) {
+      Slot& s = slots_.at(id);
+      s.state = SlotState::kAccepted;
+      ++accepted_;
+      ++metrics_.updates_accepted;
+    }
+    spdlog::info("round {}: unmasked the sum of {} clients ({} dropped after sharing keys)", round,
+                 sum->survivors.size(), sum->dropped.size());
+    const std::filesystem::path o(config_.service.out_dir);
+    if (config_.engine.secure.debug_dump && !o.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(o, ec);
+      const std::string base = "secagg_sum_r" + std::to_string(round);
+      Status w = WriteFileAtomic(o / (base + ".bin"), [&](std::ostream& out) {
+        for (uint64_t v : sum->sum) {
+          for (int b = 0; b < 8; ++b) out.put(static_cast<char>(v >> (8 * b)));
+        }
+      });
+      if (w.ok()) {
+        w = WriteFileAtomic(o / (base + ".survivors"), [&](std::ostream& out) {
+          for (uint64_t id : sum->survivors) out << clients_.at(id).name << '\n';
+        });
+      }
+      if (!w.ok()) spdlog::warn("secure.debug_dump: {}", w.error().message());
+    }
+  }
+  SettleSecure();
+  return true;
+}
+
+void RoundDriver::SettleSecure() {
+  if (!secure_) return;
+  for (auto& [id, s] : slots_) {
+    const privacy::SecureClientCost c = secure_->cost(id);
+    s.bytes_up = c.bytes_up;
+    s.bytes_down += c.bytes_down;
+    metrics_.payload_bytes_up += c.bytes_up;
+    metrics_.payload_bytes_down += c.bytes_down;
+  }
+  secure_.reset();
 }
 
 void RoundDriver::CloseRound(double now_s) {
@@ -680,10 +833,12 @@ Participation RoundDriver::ParticipationOf(const Slot& s) const {
       break;
     case SlotState::kWaiting:
       p.outcome = ClientOutcome::kStraggled;
+      p.bytes_up = s.bytes_up;  // a secure round's protocol messages, sent before it fell behind
       break;
     case SlotState::kDeclined:
     case SlotState::kGone:
       p.outcome = ClientOutcome::kDropped;
+      p.bytes_up = s.bytes_up;
       break;
   }
   return p;
@@ -834,6 +989,11 @@ Status RoundDriver::WriteRunDirectory() {
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
+  if (config_.pipeline == Pipeline::kSecure) {
+    sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the four "
+                        "stages over the service; the server unmasked only the sum of the survivors' ring inputs. "
+                        "Bytes up and down include every protocol message as encoded.");
+  }
   if (const privacy::CentralDp* dp = engine_->dp()) {
     FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
     sum.dp_epsilon = spent.epsilon;

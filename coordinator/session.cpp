@@ -273,6 +273,9 @@ void Session::Dispatch(const v1::Envelope& env) {
     case v1::Envelope::kUpdate:
       driver.OnUpdate(conn_id_, env.update(), now);
       break;
+    case v1::Envelope::kSecagg:
+      driver.OnSecAgg(conn_id_, env.secagg(), now);
+      break;
     case v1::Envelope::kError:
       driver.OnClientError(conn_id_, env.error(), now);
       break;

@@ -1,5 +1,7 @@
 #include "frugal/proto/convert.h"
 
+#include <algorithm>
+
 #include "frugal/proto/frame.h"
 
 namespace frugal {
@@ -164,6 +166,44 @@ Error FromWire(const v1::Error& wire) { return Error(FromWireErrorCode(wire.code
 std::string WireErrorCodeName(v1::Error::Code code) {
   if (v1::Error::Code_IsValid(code)) return v1::Error::Code_Name(code);
   return std::to_string(static_cast<int>(code));
+}
+
+void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out) {
+  out->set_session(plan.round.session_id);
+  out->set_clients(plan.round.clients);
+  out->set_degree(plan.round.degree);
+  out->set_threshold(plan.round.threshold);
+  out->set_bits(static_cast<uint32_t>(plan.round.bits));
+  out->set_length(plan.round.length);
+  out->set_position(plan.position);
+  out->set_clip(plan.ring.clip);
+  out->set_max_summands(plan.ring.max_summands);
+  out->set_support_seed(plan.support_seed);
+  out->set_density(plan.density);
+  out->set_debug_dump(plan.debug_dump);
+}
+
+Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
+  SecureTaskPlan p;
+  p.round = privacy::SecureRoundConfig{.session_id = wire.session(), .round = round, .clients = wire.clients(),
+                                       .degree = wire.degree(), .threshold = wire.threshold(),
+                                       .bits = static_cast<int>(std::min<uint32_t>(wire.bits(), 64)),
+                                       .length = wire.length()};
+  p.position = wire.position();
+  p.ring = RingQuantConfig{.bits = p.round.bits, .clip = wire.clip(), .max_summands = wire.max_summands()};
+  p.support_seed = wire.support_seed();
+  p.density = wire.density();
+  p.debug_dump = wire.debug_dump();
+  if (Status st = privacy::ValidateSecureRoundConfig(p.round); !st.ok()) return st.error().WithContext("Task.secagg");
+  if (Status st = ValidateRingQuantConfig(p.ring); !st.ok()) return st.error().WithContext("Task.secagg");
+  if (p.position >= p.round.clients) {
+    return InvalidArgumentError("Task.secagg: position " + std::to_string(p.position) + " outside 0.." +
+                                std::to_string(p.round.clients - 1));
+  }
+  if (!(p.density > 0 && p.density <= 1)) {
+    return InvalidArgumentError("Task.secagg: density " + std::to_string(p.density) + " outside (0, 1]");
+  }
+  return p;
 }
 
 }  // namespace frugal

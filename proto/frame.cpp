@@ -140,6 +140,7 @@ const char* EnvelopeKindName(const v1::Envelope& env) {
     case v1::Envelope::kHeartbeat: return "heartbeat";
     case v1::Envelope::kError: return "error";
     case v1::Envelope::kBye: return "bye";
+    case v1::Envelope::kSecagg: return "secagg";
     case v1::Envelope::BODY_NOT_SET: break;
   }
   return "empty";

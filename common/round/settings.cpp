@@ -260,6 +260,8 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.max_clients", secure_max_clients);
   r.Get("secure.corrupt", engine.secure.corrupt);
   r.Get("secure.dropout", engine.secure.dropout);
+  r.Get("secure.stage_timeout_s", engine.secure.stage_timeout_s);
+  r.Get("secure.debug_dump", engine.secure.debug_dump);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 
@@ -291,6 +293,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
                                   : std::max(8, 1 + static_cast<int>(std::ceil(std::log2(
                                                     12.0 * engine.secure.ring.max_summands + 1))));
     FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
+    if (!(engine.secure.stage_timeout_s > 0)) return InvalidArgumentError("secure.stage_timeout_s must be positive");
     if (engine.robust.rule != RobustRule::kNone) {
       return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, so server.robust "
                                   "must be \"none\" (got \"" + std::string(RobustRuleName(engine.robust.rule)) + "\")");

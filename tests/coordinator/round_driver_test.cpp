@@ -2,8 +2,10 @@
 // issued to the selected clients, updates refused by reason with the model
 // untouched, vanished clients not stalling a round, commits to the store, and
 // resuming a run from the store as a restarted coordinator does, and federated
-// evaluation (EvalTask + ModelPayload, results weighted by examples).
+// evaluation (EvalTask + ModelPayload, results weighted by examples), and the
+// secure pipeline's four stages relayed with its refusals and deadlines.
 #include "frugal/coordinator/round_driver.h"
+#include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 
 #include <doctest/doctest.h>
@@ -24,6 +26,8 @@
 #include "frugal/codec/frame.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/model/model.h"
+#include "frugal/privacy/secure_round.h"
+#include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/planner.h"
@@ -416,10 +420,153 @@ TEST_SUITE("coordinator") {
     CHECK(e.message().find("fltrust") != std::string::npos);
   }
 
-  TEST_CASE("pipeline = secure is refused at start: the service does not carry the SecAgg+ messages yet") {
-    const Error e = StartRefusal({"model=\"logreg\"", "pipeline=\"secure\""});
-    CHECK(e.code() == ErrorCode::kFailedPrecondition);
-    CHECK(e.message().find("secure") != std::string::npos);
+  TEST_CASE("pipeline = secure: the driver relays the SecAgg+ stages, refuses messages of another round or stage, and the engine gets the survivors' exact sum") {
+    // The clients are the core's SecureAggClient driven by the test (no agent):
+    // the driver's side is what is under test; tests/coordinator/service_e2e_test.cpp runs real agents.
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4",
+                        "round.min_clients=4", "eval.examples=100", "secure.bits=16", "secure.debug_dump=true",
+                        "secure.stage_timeout_s=5", "round.deadline_s=100"});
+    RoundDriver& d = *rig->driver;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      std::string name = "c";  // not "c" + std::to_string(c): GCC 12 warns (-Wrestrict) on that inlined insert
+      name += std::to_string(c);
+      REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+    }
+    d.Tick(0);
+    std::map<uint64_t, privacy::SecureAggClient> clients;
+    std::map<uint64_t, SecureTaskPlan> plans;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      const v1::Envelope* task = rig->transport.Last(c, v1::Envelope::kTask);
+      REQUIRE(task != nullptr);
+      REQUIRE(task->task().has_secagg());
+      auto plan = FromWire(task->task().secagg(), 1);
+      REQUIRE(plan.ok());
+      auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+      REQUIRE(client.ok());
+      clients.emplace(c, std::move(*client));
+      plans[c] = *plan;
+    }
+    auto send = [&](uint64_t c, uint32_t round, uint32_t stage, std::span<const uint8_t> body) {
+      v1::SecAgg m;
+      m.set_round(round);
+      m.set_stage(stage);
+      m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      d.OnSecAgg(c, m, 1);
+    };
+    auto body_of = [&](uint64_t c, uint32_t stage) {
+      const v1::Envelope* e = rig->transport.Last(c, v1::Envelope::kSecagg);
+      REQUIRE(e != nullptr);
+      REQUIRE(e->secagg().stage() == stage);
+      const std::string& b = e->secagg().body();
+      return std::vector<uint8_t>(b.begin(), b.end());
+    };
+    auto last_error = [&](uint64_t c) {
+      const v1::Envelope* e = rig->transport.Last(c, v1::Envelope::kError);
+      return e != nullptr ? e->error().message() : std::string();
+    };
+    // Stage 1, with refusals that leave the round as it was.
+    auto keys1 = clients.at(1).AdvertiseKeys();
+    REQUIRE(keys1.ok());
+    send(1, 2, 1, *keys1);
+    CHECK(last_error(1).find("for round 2: the open secure round is 1") != std::string::npos);
+    send(1, 1, 3, *keys1);
+    CHECK(last_error(1).find("round 1 is in stage 1") != std::string::npos);
+    send(1, 1, 1, std::vector<uint8_t>(300, 0));
+    CHECK(last_error(1).find("over the stage's bound") != std::string::npos);
+    send(1, 1, 1, *keys1);
+    send(1, 1, 1, *keys1);
+    CHECK(last_error(1).find("duplicate") != std::string::npos);
+    for (uint64_t c = 2; c <= 4; ++c) {
+      CHECK(rig->transport.Last(c, v1::Envelope::kSecagg) == nullptr);  // the stage waits for every client
+      auto keys = clients.at(c).AdvertiseKeys();
+      REQUIRE(keys.ok());
+      send(c, 1, 1, *keys);
+    }
+    // Stage 2: the key directories came; everyone shares keys.
+    for (uint64_t c = 1; c <= 4; ++c) {
+      auto shares = clients.at(c).ShareKeys(body_of(c, 2));
+      REQUIRE(shares.ok());
+      send(c, 1, 2, *shares);
+    }
+    // Stage 3: client 4 vanishes after sharing its keys; the others mask small ring inputs.
+    d.OnDisconnect(4, 1);
+    const uint32_t length = plans[1].round.length;
+    const uint64_t mask = (uint64_t{1} << 16) - 1;
+    std::vector<uint64_t> expect(length, 0);
+    Rng rng(5);
+    for (uint64_t c = 1; c <= 3; ++c) {
+      std::vector<uint64_t> input(length);
+      for (uint64_t& v : input) v = static_cast<uint64_t>(static_cast<int64_t>(rng.UniformInt(201)) - 100) & mask;
+      for (uint32_t j = 0; j < length; ++j) expect[j] = (expect[j] + input[j]) & mask;
+      auto masked = clients.at(c).MaskedInput(body_of(c, 3), input);
+      REQUIRE(masked.ok());
+      send(c, 1, 3, *masked);
+    }
+    CHECK(d.Metrics().round_open);
+    // Stage 4: the survivors reveal their shares; the round closes with their sum.
+    for (uint64_t c = 1; c <= 3; ++c) {
+      auto response = clients.at(c).Unmask(body_of(c, 4));
+      REQUIRE(response.ok());
+      send(c, 1, 4, *response);
+    }
+    REQUIRE_FALSE(d.fatal().has_value());
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].completed == 3);
+    CHECK(d.records()[0].selected == 4);
+    CHECK(d.version() == 2);
+    std::ifstream in(rig->dir.Path("run") + "/secagg_sum_r1.bin", std::ios::binary);
+    std::vector<uint64_t> sum(length, 0);
+    for (uint64_t& v : sum) {
+      for (int b = 0; b < 8; ++b) v |= static_cast<uint64_t>(static_cast<uint8_t>(in.get())) << (8 * b);
+    }
+    CHECK(in.good());
+    CHECK(sum == expect);
+    // The vanished client's keys and shares are on its ledger row.
+    auto ledger = rig->store->Ledger(rig->cfg.run_id);
+    REQUIRE(ledger.ok());
+    for (const LedgerRow& row : *ledger) {
+      CHECK(row.bytes_up > 0);
+      if (row.client_id == 4) CHECK(row.outcome == ClientOutcome::kDropped);
+    }
+  }
+
+  TEST_CASE("pipeline = secure: a stage that misses its deadline with too few clients fails the round cleanly, recorded, model unchanged") {
+    auto rig = MakeRig({"rounds=2", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4",
+                        "round.min_clients=4", "eval.examples=100", "secure.stage_timeout_s=5"});
+    RoundDriver& d = *rig->driver;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      std::string name = "c";  // not "c" + std::to_string(c): GCC 12 warns (-Wrestrict) on that inlined insert
+      name += std::to_string(c);
+      REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+    }
+    d.Tick(0);
+    // Only two advertise keys; the threshold needs three.
+    for (uint64_t c = 1; c <= 2; ++c) {
+      const v1::Envelope* task = rig->transport.Last(c, v1::Envelope::kTask);
+      REQUIRE(task != nullptr);
+      auto plan = FromWire(task->task().secagg(), 1);
+      REQUIRE(plan.ok());
+      auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+      REQUIRE(client.ok());
+      auto keys = client->AdvertiseKeys();
+      REQUIRE(keys.ok());
+      v1::SecAgg m;
+      m.set_round(1);
+      m.set_stage(1);
+      m.set_body(reinterpret_cast<const char*>(keys->data()), keys->size());
+      d.OnSecAgg(c, m, 1);
+    }
+    d.Tick(4);
+    CHECK(d.records().empty());  // before the stage deadline
+    d.Tick(6);
+    REQUIRE_FALSE(d.fatal().has_value());
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].completed == 0);
+    CHECK(d.version() == 1);
+    // The next round opens and plans its own protocol.
+    d.Tick(6 + rig->cfg.round_interval_s);
+    CHECK(d.Metrics().round_open);
+    CHECK(d.Metrics().round == 2);
   }
 
   TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {

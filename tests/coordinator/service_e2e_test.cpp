@@ -1,8 +1,9 @@
 // End-to-end tests of frugal-coordinator and frugal-client as real processes
 // on loopback over mutual TLS 1.3: accuracy with ten clients, refusals at the
 // handshake and of malformed streams while the others are served, the
-// connection cap's refusal, and kill -9
-// of the coordinator mid-round followed by a restart. Ports are chosen by the
+// connection cap's refusal, kill -9
+// of the coordinator mid-round followed by a restart, and the secure pipeline
+// with two clients killed mid-protocol. Ports are chosen by the
 // coordinator binding port 0; no assertion is about time.
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -563,6 +565,133 @@ TEST_SUITE("coordinator") {
     for (uint32_t i = 0; i < 20; ++i) CHECK((*records)[i].round == i + 1);
     CHECK(ReadFile(fleet.dir.Path("coordinator-2.log")).find("resuming run e2e-kill after round 2") !=
           std::string::npos);
+  }
+  TEST_CASE("secure pipeline: ten client processes, two killed after sharing keys, rounds end with the exact sum of the survivors' ring inputs") {
+    std::vector<std::string> names;
+    for (int i = 0; i < 10; ++i) names.push_back("secure-" + std::to_string(i));
+    names.push_back("intruder");
+    Fleet fleet(names);
+    names.pop_back();
+    const int bits = 16;
+    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-secure\"", "rounds=3", "model=\"logreg\"",
+                                               "pipeline=\"secure\"", "round.clients_per_round=10",
+                                               "round.min_clients=10", "round.deadline_s=600", "train.epochs=1",
+                                               "secure.bits=" + std::to_string(bits), "secure.stage_timeout_s=60",
+                                               "secure.debug_dump=true", "eval.examples=500"}),
+                        fleet.dir.Path("coordinator.log"));
+    const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
+    // Two clients hold back their masked input in round 1 (debug.secagg_hold_round),
+    // so they are reliably between stage 2 and stage 3 when the test kills them.
+    const std::set<uint32_t> killed = {3, 7};
+    std::vector<std::unique_ptr<Process>> clients;
+    auto start = [&](uint32_t i) {
+      std::vector<std::string> extra;
+      if (killed.contains(i)) extra.push_back("debug.secagg_hold_round=1");
+      return std::make_unique<Process>(fleet.ClientArgs(names[i], i, 10, extra),
+                                       fleet.dir.Path(names[i] + "-" + std::to_string(clients.size()) + ".log"));
+    };
+    for (uint32_t i = 0; i < 10; ++i) clients.push_back(start(i));
+    auto state = [&](uint32_t i, const std::string& file) { return fleet.dir.Path("state-" + names[i]) + "/" + file; };
+    for (int t = 0; t < 60000; ++t) {
+      bool held = true;
+      for (uint32_t i : killed) held = held && std::filesystem::exists(state(i, "secagg_hold_r1"));
+      if (held) break;
+      REQUIRE_FALSE(coordinator.Wait(0).has_value());
+      SleepMs(10);
+    }
+    for (uint32_t i : killed) REQUIRE(std::filesystem::exists(state(i, "secagg_hold_r1")));
+
+    // While round 1 waits in stage 3: a registered client sends a stage
+    // message for another round; it is refused, naming the round, and leaves.
+    {
+      const CaPaths ca = CaPaths::In(fleet.ca_dir);
+      RawTls intruder(ca.ca_cert, CaPaths::ClientCert(fleet.ca_dir, "intruder"),
+                      CaPaths::ClientKey(fleet.ca_dir, "intruder"));
+      REQUIRE(intruder.Connect(port));
+      REQUIRE(intruder.Write(*EncodeEnvelope(HelloFor("intruder"))));
+      v1::Envelope bad;
+      bad.set_protocol_version(kProtocolVersion);
+      bad.mutable_secagg()->set_round(7);
+      bad.mutable_secagg()->set_stage(3);
+      bad.mutable_secagg()->set_body(std::string(40, '\x01'));
+      REQUIRE(intruder.Write(*EncodeEnvelope(bad)));
+      std::optional<v1::Envelope> reply;
+      do reply = intruder.ReadEnvelope();
+      while (reply && !reply->has_error());
+      REQUIRE(reply.has_value());
+      CHECK(reply->error().code() == v1::Error::FAILED_PRECONDITION);
+      CHECK(reply->error().round() == 7);
+      INFO(reply->error().message());
+      CHECK(reply->error().message().find("for round 7: the open secure round is 1") != std::string::npos);
+    }
+    for (uint32_t i : killed) {
+      clients[i]->Kill9();
+      CHECK(clients[i]->Wait(30) == std::optional<int>(128 + SIGKILL));
+    }
+    // Round 1 completes with the eight survivors; the two come back for rounds 2 and 3.
+    for (int t = 0; t < 60000 && !std::filesystem::exists(fleet.dir.Path("run/secagg_sum_r1.bin")); ++t) {
+      REQUIRE_FALSE(coordinator.Wait(0).has_value());
+      SleepMs(10);
+    }
+    for (uint32_t i : killed) clients[i] = start(i);
+    const auto code = coordinator.Wait(900);
+    const std::string log = ReadFile(fleet.dir.Path("coordinator.log"));
+    INFO(log);
+    REQUIRE(code.has_value());
+    REQUIRE(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+    CHECK(log.find("refused a SecAgg message from intruder") != std::string::npos);
+
+    // Exactness: the coordinator's unmasked sum equals the plain sum, mod
+    // 2^bits, of the ring inputs the survivors wrote (secure.debug_dump).
+    auto read_ring = [](const std::string& path) {
+      const std::string bytes = ReadFile(path);
+      std::vector<uint64_t> v(bytes.size() / 8);
+      for (size_t i = 0; i < v.size(); ++i) {
+        for (int b = 0; b < 8; ++b) v[i] |= uint64_t{static_cast<uint8_t>(bytes[8 * i + b])} << (8 * b);
+      }
+      return v;
+    };
+    const uint64_t mask = (uint64_t{1} << bits) - 1;
+    for (uint32_t round = 1; round <= 3; ++round) {
+      CAPTURE(round);
+      const std::vector<uint64_t> sum = read_ring(fleet.dir.Path("run/secagg_sum_r" + std::to_string(round) + ".bin"));
+      REQUIRE(!sum.empty());
+      std::vector<uint64_t> expect(sum.size(), 0);
+      std::set<std::string> survivors;
+      for (uint32_t i = 0; i < 10; ++i) {
+        if (round == 1 && killed.contains(i)) {
+          CHECK_FALSE(std::filesystem::exists(state(i, "secagg_input_r1.bin")));  // held before quantizing
+          continue;
+        }
+        const std::vector<uint64_t> input = read_ring(state(i, "secagg_input_r" + std::to_string(round) + ".bin"));
+        REQUIRE(input.size() == sum.size());
+        for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
+        survivors.insert(names[i]);
+      }
+      CHECK(sum == expect);
+      std::set<std::string> listed;
+      std::istringstream in(ReadFile(fleet.dir.Path("run/secagg_sum_r" + std::to_string(round) + ".survivors")));
+      for (std::string name; std::getline(in, name);) listed.insert(name);
+      CHECK(listed == survivors);
+    }
+    auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
+    REQUIRE(records.ok());
+    REQUIRE(records->size() == 3);
+    CHECK((*records)[0].selected == 10);
+    CHECK((*records)[0].completed == 8);
+    CHECK((*records)[1].completed == 10);
+    CHECK((*records)[2].completed == 10);
+    // The killed clients' keys and shares went up before they died: on the ledger.
+    std::istringstream ledger(ReadFile(fleet.dir.Path("run/ledger.csv")));
+    std::string line;
+    REQUIRE(std::getline(ledger, line));
+    int dropped = 0;
+    while (std::getline(ledger, line)) {
+      if (line.find(",dropped,") == std::string::npos) continue;
+      ++dropped;
+    }
+    CHECK(dropped == 2);
   }
 }
 

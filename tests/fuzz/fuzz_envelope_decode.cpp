@@ -1,10 +1,15 @@
 // libFuzzer target for the coordinator/client stream decoder (FrameDecoder +
 // ParseEnvelope): any bytes, fed in any chunking, must give envelopes of this
 // protocol version with a body set, or an error after which the decoder stays failed.
+// A secure round's parts of a decoded envelope go through their own checks as
+// the peers run them: Task.secagg through FromWire, a SecAgg body through
+// DecodeSecureMessage (fuzzed alone by fuzz_secagg_messages).
 #include <cstdint>
 #include <cstdlib>
 #include <span>
 
+#include "frugal/privacy/secure_aggregation.h"
+#include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 
 namespace {
@@ -42,6 +47,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!e->has_value()) break;
       Require((*e)->protocol_version() == kProtocolVersion);
       Require((*e)->body_case() != v1::Envelope::BODY_NOT_SET);
+      if ((*e)->has_task() && (*e)->task().has_secagg()) {
+        auto plan = FromWire((*e)->task().secagg(), (*e)->task().round());
+        Require(!plan.ok() || plan->position < plan->round.clients);
+      }
+      if ((*e)->has_secagg()) {
+        const std::string& body = (*e)->secagg().body();
+        (void)privacy::DecodeSecureMessage(
+            std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+      }
       // A decoded envelope re-encodes to a frame that decodes again.
       auto again = EncodeEnvelope(**e, 1u << 20);
       Require(again.ok());

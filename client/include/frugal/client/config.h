@@ -64,6 +64,10 @@ struct ClientConfig {
   double read_timeout_s = 120;       // nothing from the coordinator for this long: reconnect
   uint32_t max_frame_mb = 64;
   bool exit_on_run_complete = true;  // exit 0 when the coordinator says the run is complete
+  // debug.secagg_hold_round (tests only): in this secure round the client
+  // stops after sharing its keys, writes secagg_hold_r<round> to its state
+  // directory and sends no masked input (a drop-out for the protocol). 0: never.
+  uint32_t secagg_hold_round = 0;
   DataConfig data;
   PolicyConfig policy;
   std::map<std::string, std::string> flat;

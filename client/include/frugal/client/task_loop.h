@@ -19,6 +19,8 @@
 #include "frugal/energy/battery.h"
 #include "frugal/energy/meter.h"
 #include "frugal/energy/profiles.h"
+#include "frugal/privacy/secure_aggregation.h"
+#include "frugal/proto/convert.h"
 #include "frugal/proto/frugal.pb.h"
 #include "frugal/round/client_task.h"
 
@@ -41,6 +43,9 @@ struct TaskLoopEnv {
   PhaseMeter* phases = nullptr;             // the battery's fuel gauge, or none (held from a Task to its Update)
   std::function<PolicyDecision()> decide;   // the device policy now (battery, network)
   embed::Trainer* app = nullptr;            // an embedding app trains and evaluates instead of the core's trainer
+  // Seconds of CPU used by the calling thread (the secure pipeline's protocol
+  // work is priced from it); none: the protocol's CPU is not reported.
+  std::function<double()> cpu_seconds;
 };
 
 // What the session does after an Envelope.
@@ -93,6 +98,12 @@ class TaskLoop {
   LoopStep OnRegister(const v1::Register& reg);
   LoopStep OnModel(const v1::ModelPayload& payload);
   LoopStep OnError(const v1::Error& e) const;
+  // Secure pipeline: the task's SecAgg+ client answers each stage; the
+  // payload is applied with the task, the training runs when the share inbox
+  // (stage 3) arrives.
+  LoopStep StartSecure(const v1::Task& task, const v1::ModelPayload& payload);
+  LoopStep OnSecAgg(const v1::SecAgg& msg);
+  Result<v1::SecAgg> SecureMaskedInput(std::span<const uint8_t> share_inbox);
   v1::EvalResult DoEval(const v1::EvalTask& task, const v1::ModelPayload& payload);
   Result<v1::Update> DoTask(const v1::Task& task, const v1::ModelPayload& payload);
   // The embedding app's training, then the same encoding as RunClientTask.
@@ -123,6 +134,14 @@ class TaskLoop {
   std::optional<v1::Task> pending_task_;
   std::optional<v1::EvalTask> pending_eval_;
   std::optional<double> task_arrived_s_;  // on env_.phases' clock
+  // The open secure task: the payload is applied at once, the training waits for stage 3.
+  struct SecureTask {
+    v1::Task task;
+    SecureTaskPlan plan;
+    privacy::SecureAggClient client;
+    double cpu_s = 0;  // protocol CPU so far (env_.cpu_seconds)
+  };
+  std::optional<SecureTask> secure_;
 };
 
 }  // namespace frugal::client

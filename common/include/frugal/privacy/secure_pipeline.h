@@ -19,6 +19,13 @@ struct SecurePipelineConfig {
   double corrupt = 0.05;   // secure.corrupt: fraction of clients colluding with the server
   double dropout = 0.33;   // secure.dropout: fraction that may drop out (graph and threshold)
   uint64_t support_seed = 0;  // the run's; round r's support comes from SharedSupportSeed(support_seed, r)
+  // The coordinator only (frugal-sim's clock places each stage itself):
+  double stage_timeout_s = 30;  // secure.stage_timeout_s: deadline of stages 1, 2 and 4 (stage 3 has the round's)
+  // secure.debug_dump: each client writes its ring input of a round to its
+  // state directory, the coordinator the unmasked sum to its run directory
+  // (secagg_input_r<round>.bin, secagg_sum_r<round>.bin: u64 little-endian
+  // ring elements); for tests that check the sum. It reveals the inputs.
+  bool debug_dump = false;
 };
 
 // Ok when the ring and the fractions are in range; errors name the key.

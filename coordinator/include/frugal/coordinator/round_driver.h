@@ -24,6 +24,8 @@
 #include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/model/release_models.h"
+#include "frugal/privacy/secure_round.h"
+#include "frugal/proto/convert.h"
 #include "frugal/proto/frugal.pb.h"
 #include "frugal/report/dashboard.h"
 #include "frugal/report/run_report.h"
@@ -132,6 +134,10 @@ class RoundDriver {
   // An Update, an Error (e.g. DECLINED) or an EvalResult from a registered connection.
   void OnUpdate(uint64_t conn, const v1::Update& update, double now_s);
   void OnClientError(uint64_t conn, const v1::Error& error, double now_s);
+  // A SecAgg+ stage message of the open secure round (pipeline = "secure").
+  // A message of another round or stage, from a client not in the round, or
+  // refused by the protocol is answered with an Error naming it; the round goes on.
+  void OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s);
   // A result for the open federated evaluation; others are logged and ignored.
   void OnEvalResult(uint64_t conn, const v1::EvalResult& result, double now_s);
   // Opens a round when enough clients are connected, closes one at its
@@ -186,6 +192,14 @@ class RoundDriver {
   RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
   Status Init();
   void OpenRound(double now_s);
+  // Secure pipeline: plans the round's protocol (nullopt and a warning when it cannot run).
+  std::optional<std::map<uint64_t, SecureTaskPlan>> PlanSecure(uint32_t round, std::span<const uint64_t> selected);
+  // Secure pipeline: closes a stage that is complete or past its deadline and
+  // sends the next stage's messages; true once the protocol has ended (the sum
+  // went to the engine, or the round failed) and the round may close.
+  bool TickSecure(double now_s);
+  // Each selected client's protocol bytes into its slot; the protocol ends.
+  void SettleSecure();
   // Time shifting on the service clock: true if round next_round_ waits
   // (carbon.shift_slack_h); decided once per round, then next_round_at_ moves.
   bool ShiftRound(double now_s);
@@ -233,6 +247,10 @@ class RoundDriver {
   double round_cpu_s_ = 0;
   double round_utc_hour_ = 0;
   WireTotals round_wire_start_;
+  // The open secure round's protocol (pipeline = "secure"), and when its stage opened.
+  bool secure_round_ = false;
+  std::optional<privacy::SecureRoundServer> secure_;
+  double secure_stage_at_ = 0;
 
   // The open federated evaluation: what each asked client answered.
   struct EvalAnswer {

@@ -10,6 +10,8 @@
 
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
+#include "frugal/privacy/secure_aggregation.h"
+#include "frugal/privacy/secure_pipeline.h"
 #include "frugal/proto/frugal.pb.h"
 #include "frugal/round/engine.h"
 #include "frugal/train/trainer.h"
@@ -28,6 +30,21 @@ void ToWire(const UplinkConfig& uplink, bool error_feedback, v1::CodecConfig* ou
 Result<UplinkConfig> FromWire(const v1::CodecConfig& wire);
 // Whether the client keeps an error-feedback residual for this codec.
 bool FromWireErrorFeedback(const v1::CodecConfig& wire);
+
+// A secure round's plan for one client (Task.secagg): the SecAgg+ round,
+// the client's position, its ring and what fixes the round's support.
+struct SecureTaskPlan {
+  privacy::SecureRoundConfig round;
+  uint32_t position = 0;
+  RingQuantConfig ring;
+  uint64_t support_seed = 0;
+  double density = 0;
+  bool debug_dump = false;  // secure.debug_dump
+};
+void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out);
+// InvalidArgument naming the field when the round, ring or position do not
+// fit together (ValidateSecureRoundConfig, ValidateRingQuantConfig).
+Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round);
 
 // The error table. Total in both directions; the wire has fewer codes than
 // ErrorCode, so WireErrorCode(FromWireErrorCode(c)) == c holds for the wire
