@@ -199,6 +199,22 @@ std::vector<RobustVerdict> KeptVerdicts(std::span<const RobustInput> updates) {
   return v;
 }
 
+// Adds one update to acc, scaled down to L2 norm `bound` when its norm is
+// above it (NormBound and FLAME's clipping), and records the clip in v.
+Status AddNormBounded(FedAvgAccumulator& acc, const RobustInput& in, double norm, double bound,
+                      std::string_view bound_name, std::vector<float>& scaled, RobustVerdict& v) {
+  const SparseUpdate& u = *in.update;
+  if (norm <= bound) return acc.AddSparse(u.indices, u.values, in.weight);
+  const double factor = bound / norm;
+  scaled.resize(u.values.size());
+  for (size_t t = 0; t < scaled.size(); ++t) scaled[t] = static_cast<float>(u.values[t] * factor);
+  FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, scaled, in.weight));
+  v.action = RobustAction::kClipped;
+  v.factor = factor;
+  v.reason = "norm " + Num(norm) + " > " + std::string(bound_name) + " " + Num(bound);
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<RobustRule> ParseRobustRule(std::string_view name) {
@@ -420,18 +436,7 @@ Status RobustAggregator::NormBound(std::span<const RobustInput> updates, std::sp
   acc.Reset();
   std::vector<float> scaled;
   for (size_t i = 0; i < updates.size(); ++i) {
-    const SparseUpdate& u = *updates[i].update;
-    if (norms[i] <= bound) {
-      FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, u.values, updates[i].weight));
-      continue;
-    }
-    const double factor = bound / norms[i];
-    scaled.resize(u.values.size());
-    for (size_t t = 0; t < scaled.size(); ++t) scaled[t] = static_cast<float>(u.values[t] * factor);
-    FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, scaled, updates[i].weight));
-    verdicts[i].action = RobustAction::kClipped;
-    verdicts[i].factor = factor;
-    verdicts[i].reason = "norm " + Num(norms[i]) + " > bound " + Num(bound);
+    FRUGAL_RETURN_IF_ERROR(AddNormBounded(acc, updates[i], norms[i], bound, "bound", scaled, verdicts[i]));
   }
   acc.Mean(out);
   return OkStatus();
@@ -951,7 +956,6 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
   acc.Reset();
   std::vector<float> scaled;
   for (size_t i = 0; i < n; ++i) {
-    const SparseUpdate& u = *updates[i].update;
     if (!admitted[i]) {
       double nearest = 2;
       for (size_t j = 0; j < n; ++j) {
@@ -962,17 +966,7 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
       verdicts[i].reason = "outside the majority cluster (cosine distance " + Num(nearest) + " to its nearest member)";
       continue;
     }
-    if (norms[i] <= bound) {
-      FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, u.values, updates[i].weight));
-      continue;
-    }
-    const double factor = bound / norms[i];
-    scaled.resize(u.values.size());
-    for (size_t t = 0; t < scaled.size(); ++t) scaled[t] = static_cast<float>(u.values[t] * factor);
-    FRUGAL_RETURN_IF_ERROR(acc.AddSparse(u.indices, scaled, updates[i].weight));
-    verdicts[i].action = RobustAction::kClipped;
-    verdicts[i].factor = factor;
-    verdicts[i].reason = "norm " + Num(norms[i]) + " > median norm " + Num(bound);
+    FRUGAL_RETURN_IF_ERROR(AddNormBounded(acc, updates[i], norms[i], bound, "median norm", scaled, verdicts[i]));
   }
   acc.Mean(out);
   const double sigma = cfg_.flame_noise * bound;
