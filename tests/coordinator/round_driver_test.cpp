@@ -420,6 +420,20 @@ TEST_SUITE("coordinator") {
     CHECK(e.message().find("fltrust") != std::string::npos);
   }
 
+  TEST_CASE("what runs in frugal-sim only is refused at start, naming it: [prune], [widths], distributed DP") {
+    const Error prune = StartRefusal({"model=\"mlp\"", "prune.target_flops_fraction=0.5"});
+    CHECK(prune.code() == ErrorCode::kFailedPrecondition);
+    CHECK(prune.message().find("[prune]") != std::string::npos);
+    const Error widths =
+        StartRefusal({"model=\"mlp\"", "server.averaging=\"support\"", "widths.devices={phone-low=0.5}"});
+    CHECK(widths.code() == ErrorCode::kFailedPrecondition);
+    CHECK(widths.message().find("[widths]") != std::string::npos);
+    const Error dp = StartRefusal({"model=\"logreg\"", "pipeline=\"secure\"", "privacy.mode=\"distributed\"",
+                                   "privacy.clip=0.5", "privacy.noise_multiplier=1"});
+    CHECK(dp.code() == ErrorCode::kFailedPrecondition);
+    CHECK(dp.message().find("distributed") != std::string::npos);
+  }
+
   TEST_CASE("pipeline = secure: the driver relays the SecAgg+ stages, refuses messages of another round or stage, and the engine gets the survivors' exact sum") {
     // The clients are the core's SecureAggClient driven by the test (no agent):
     // the driver's side is what is under test; tests/coordinator/service_e2e_test.cpp runs real agents.
