@@ -491,7 +491,6 @@ Result<EnergyProfiles> EnergyProfiles::LoadOverrideFile(const std::string& path)
   return ParseOverride(text, path);
 }
 
-std::string EnergyProfiles::DefaultPath() { return FRUGAL_SOURCE_DIR "/common/energy/profiles.toml"; }
 
 Result<EnergyProfiles> EnergyProfiles::LoadDefault() {
   return Parse(energy_assets::kDefaultProfilesToml, "profiles.toml (built in)");

@@ -17,6 +17,7 @@
 #include "coordinator/child_process.h"
 #include "data/temp_dir.h"
 #include "frugal/coordinator/ca.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::coordinator {
 namespace {

@@ -14,6 +14,7 @@
 #include "coordinator/child_process.h"
 #include "data/temp_dir.h"
 #include "frugal/coordinator/ca.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::client {
 namespace {

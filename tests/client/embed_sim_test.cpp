@@ -19,6 +19,7 @@
 #include "coordinator/child_process.h"
 #include "data/temp_dir.h"
 #include "frugal/client/frugal_embed.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::client {
 namespace {

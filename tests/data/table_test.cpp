@@ -9,6 +9,7 @@
 #include <string>
 
 #include "data/temp_dir.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal {
 namespace {

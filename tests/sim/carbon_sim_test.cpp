@@ -13,6 +13,7 @@
 #include "frugal/round/carbon_schedule.h"
 #include "frugal/sim/config.h"
 #include "frugal/sim/runner.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::sim {
 namespace {

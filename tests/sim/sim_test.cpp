@@ -13,6 +13,7 @@
 #include "frugal/sim/population.h"
 #include "frugal/sim/residual_store.h"
 #include "frugal/sim/runner.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::sim {
 namespace {

@@ -87,9 +87,6 @@ class EnergyProfiles {
   // The shipped profiles: common/energy/profiles.toml as compiled into the
   // library, so no source tree is needed at run time.
   static Result<EnergyProfiles> LoadDefault();
-  // Path of the shipped profile file in the source tree (for docs and tests).
-  static std::string DefaultPath();
-
   // Parses a user override file: an entry may give only some fields (they will
   // replace those fields of the same-named shipped entry); values present are
   // validated as in Parse(); completeness and references are checked by MergeOverride().
