@@ -2,7 +2,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -442,45 +444,74 @@ Result<X25519KeyPair> GenerateX25519KeyPair() {
 }
 
 Result<Key256> X25519PublicKey(const Key256& private_key) {
-  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, PrivateKeyFromRaw(private_key));
-  Key256 pub;
-  size_t len = pub.size();
-  if (EVP_PKEY_get_raw_public_key(key.get(), pub.data(), &len) != 1 || len != pub.size()) {
-    return OpenSslError("X25519 public key export");
-  }
-  return pub;
+  FRUGAL_ASSIGN_OR_RETURN(X25519Agreement key, X25519Agreement::Load(private_key));
+  return key.PublicKey();
 }
+
+namespace {
+
+struct KdfCtxDeleter {
+  void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
+};
+using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxDeleter>;
+
+// HKDF, fetched once: OpenSSL 3 looks an algorithm up by name on every
+// implicit fetch (EVP_PKEY_CTX_new_id), which cost as much as the derivation
+// (a client derives 3k keys a round). Null when the provider has no HKDF.
+EVP_KDF* HkdfKdf() {
+  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  return kdf;
+}
+
+}  // namespace
 
 Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t> salt,
                           std::span<const uint8_t> info) {
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
-  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) != 1 ||
-      EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), ikm.data(), static_cast<int>(ikm.size())) != 1) {
-    return OpenSslError("HKDF setup");
-  }
-  if (!salt.empty() &&
-      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt.data(), static_cast<int>(salt.size())) != 1) {
-    return OpenSslError("HKDF salt");
-  }
-  if (!info.empty() &&
-      EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), info.data(), static_cast<int>(info.size())) != 1) {
-    return OpenSslError("HKDF info");
-  }
+  EVP_KDF* kdf = HkdfKdf();
+  KdfCtxPtr ctx(kdf == nullptr ? nullptr : EVP_KDF_CTX_new(kdf));
+  if (!ctx) return OpenSslError("HKDF setup");
+  // OSSL_PARAM takes non-const pointers; OpenSSL only reads these.
+  auto bytes = [](const char* key, std::span<const uint8_t> s) {
+    return OSSL_PARAM_construct_octet_string(key, const_cast<uint8_t*>(s.data()), s.size());
+  };
+  char digest[] = "SHA256";
+  OSSL_PARAM params[5];
+  size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+  params[n++] = bytes(OSSL_KDF_PARAM_KEY, ikm);
+  if (!salt.empty()) params[n++] = bytes(OSSL_KDF_PARAM_SALT, salt);
+  if (!info.empty()) params[n++] = bytes(OSSL_KDF_PARAM_INFO, info);
+  params[n] = OSSL_PARAM_construct_end();
   Key256 out;
-  size_t len = out.size();
-  if (EVP_PKEY_derive(ctx.get(), out.data(), &len) != 1 || len != out.size())
-    return OpenSslError("HKDF derive");
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) return OpenSslError("HKDF derive");
   return out;
 }
 
 Result<Key256> AgreeKey(const Key256& private_key, const Key256& peer_public_key,
                         std::span<const uint8_t> info) {
-  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr mine, PrivateKeyFromRaw(private_key));
+  FRUGAL_ASSIGN_OR_RETURN(X25519Agreement mine, X25519Agreement::Load(private_key));
+  return mine.Agree(peer_public_key, info);
+}
+
+Result<X25519Agreement> X25519Agreement::Load(const Key256& private_key) {
+  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, PrivateKeyFromRaw(private_key));
+  return X25519Agreement(std::shared_ptr<EVP_PKEY>(key.release(), PkeyDeleter{}));
+}
+
+Result<Key256> X25519Agreement::PublicKey() const {
+  Key256 pub;
+  size_t len = pub.size();
+  if (EVP_PKEY_get_raw_public_key(key_.get(), pub.data(), &len) != 1 || len != pub.size()) {
+    return OpenSslError("X25519 public key export");
+  }
+  return pub;
+}
+
+Result<Key256> X25519Agreement::Agree(const Key256& peer_public_key, std::span<const uint8_t> info) const {
   PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public_key.data(),
                                            peer_public_key.size()));
   if (!peer) return InvalidArgumentError("not an X25519 public key");
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(mine.get(), nullptr));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(key_.get(), nullptr));
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslError("X25519 derive setup");
   // OpenSSL refuses low-order peer points here (the all-zero shared secret).
   if (EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1)

@@ -366,11 +366,12 @@ Result<std::vector<uint8_t>> SecureAggClient::ShareKeys(std::span<const uint8_t>
   SecureMessage out;
   out.header = {SecureMessageType::kShareKeys, cfg_.session_id, cfg_.round, position_};
   std::map<uint32_t, AdvertisedKeys> keys;
+  FRUGAL_ASSIGN_OR_RETURN(const X25519Agreement channel_key, X25519Agreement::Load(channel_keys_.private_key));
   for (size_t i = 0; i < dir.directory.size(); ++i) {
     const auto& peer = dir.directory[i];
-    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, AgreeKey(channel_keys_.private_key, peer.channel_public,
-                                                     PairKeyInfo("channel", cfg_.session_id, cfg_.round, position_,
-                                                                 peer.position)));
+    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, channel_key.Agree(peer.channel_public,
+                                                              PairKeyInfo("channel", cfg_.session_id, cfg_.round,
+                                                                          position_, peer.position)));
     const ShareBundle bundle{position_, peer.position, key_shares[i], seed_shares[i]};
     auto sealed = SealShareMessage(channel, {cfg_.session_id, cfg_.round, position_, peer.position},
                                    EncodeShareBundle(bundle));
@@ -403,15 +404,16 @@ Result<std::vector<uint8_t>> SecureAggClient::MaskedInput(std::span<const uint8_
                                    Pos(cfg_.threshold));
   }
   std::map<uint32_t, ShareBundle> received;
+  FRUGAL_ASSIGN_OR_RETURN(const X25519Agreement channel_key, X25519Agreement::Load(channel_keys_.private_key));
   for (const auto& s : inbox.shares) {
     auto peer = peer_keys_.find(s.peer);
     if (peer == peer_keys_.end()) {
       return InvalidArgumentError("secure client " + Pos(position_) + ": shares from " + Pos(s.peer) +
                                   ", which is not in its key directory");
     }
-    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, AgreeKey(channel_keys_.private_key, peer->second.channel_public,
-                                                     PairKeyInfo("channel", cfg_.session_id, cfg_.round, position_,
-                                                                 s.peer)));
+    FRUGAL_ASSIGN_OR_RETURN(Key256 channel, channel_key.Agree(peer->second.channel_public,
+                                                              PairKeyInfo("channel", cfg_.session_id, cfg_.round,
+                                                                          position_, s.peer)));
     auto plain = OpenShareMessage(channel, {cfg_.session_id, cfg_.round, s.peer, position_}, s.sealed);
     Cleanse(channel);
     if (!plain.ok()) return plain.error().WithContext("secure client " + Pos(position_) + ": share from " + Pos(s.peer));
@@ -426,9 +428,10 @@ Result<std::vector<uint8_t>> SecureAggClient::MaskedInput(std::span<const uint8_
   std::vector<uint64_t> y(input.begin(), input.end());
   FRUGAL_RETURN_IF_ERROR(ApplyMask(self_seed_, cfg_.bits, MaskSign::kAdd, y));
   std::vector<uint32_t> masked_with;
+  FRUGAL_ASSIGN_OR_RETURN(const X25519Agreement mask_key, X25519Agreement::Load(mask_keys_.private_key));
   for (const auto& [peer, bundle] : received) {
-    FRUGAL_ASSIGN_OR_RETURN(Key256 pair, AgreeKey(mask_keys_.private_key, peer_keys_[peer].mask_public,
-                                                  PairKeyInfo("mask", cfg_.session_id, cfg_.round, position_, peer)));
+    FRUGAL_ASSIGN_OR_RETURN(Key256 pair, mask_key.Agree(peer_keys_[peer].mask_public,
+                                                        PairKeyInfo("mask", cfg_.session_id, cfg_.round, position_, peer)));
     const Status st = ApplyMask(pair, cfg_.bits, PairwiseMaskSign(position_, peer), y);
     Cleanse(pair);
     FRUGAL_RETURN_IF_ERROR(st);
@@ -683,28 +686,24 @@ Result<SecureAggregate> SecureAggServer::Finish() {
                                      Pos(d) + " cannot be removed: " + key.error().message());
     }
     Key256 sk = ToKey(*key);
-    FRUGAL_ASSIGN_OR_RETURN(Key256 pk, X25519PublicKey(sk));
+    auto loaded = X25519Agreement::Load(sk);
+    Cleanse(sk);
+    if (!loaded.ok()) return loaded.error();
+    const X25519Agreement& mask_key = *loaded;
+    FRUGAL_ASSIGN_OR_RETURN(Key256 pk, mask_key.PublicKey());
     if (pk != keys_[d].mask_public) {
-      Cleanse(sk);
       return DataLossError("secure round " + Pos(cfg_.round) + ": the rebuilt mask key of " + Pos(d) +
                            " does not match the one it advertised (a forged share)");
     }
     for (uint32_t v : neighbours_[d]) {
       // v masked with d exactly when v survived and d's shares reached it.
       if (!masked_.contains(v)) continue;
-      auto pair = AgreeKey(sk, keys_[v].mask_public, PairKeyInfo("mask", cfg_.session_id, cfg_.round, d, v));
-      if (!pair.ok()) {
-        Cleanse(sk);
-        return pair.error();
-      }
-      const Status st = ApplyMask(*pair, cfg_.bits, Opposite(PairwiseMaskSign(v, d)), out.sum);
-      Cleanse(*pair);
-      if (!st.ok()) {
-        Cleanse(sk);
-        return st.error();
-      }
+      FRUGAL_ASSIGN_OR_RETURN(Key256 pair,
+                              mask_key.Agree(keys_[v].mask_public, PairKeyInfo("mask", cfg_.session_id, cfg_.round, d, v)));
+      const Status st = ApplyMask(pair, cfg_.bits, Opposite(PairwiseMaskSign(v, d)), out.sum);
+      Cleanse(pair);
+      FRUGAL_RETURN_IF_ERROR(st);
     }
-    Cleanse(sk);
   }
   return out;
 }

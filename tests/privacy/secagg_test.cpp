@@ -254,6 +254,12 @@ TEST_SUITE("privacy") {
     REQUIRE(ba.ok());
     CHECK(*ab == *ba);
     CHECK(*ab == *HkdfSha256(shared, {}, info));
+    // The key imported once for many agreements gives the same keys.
+    auto alice_once = X25519Agreement::Load(alice);
+    REQUIRE(alice_once.ok());
+    CHECK(*alice_once->PublicKey() == alice_pub);
+    CHECK(*alice_once->Agree(bob_pub, info) == *ab);
+    CHECK(*alice_once->Agree(bob_pub, PairKeyInfo("mask", 7, 4, 2, 5)) != *ab);
     CHECK(*AgreeKey(alice, bob_pub, PairKeyInfo("mask", 7, 4, 2, 5)) != *ab);     // another round
     CHECK(*AgreeKey(alice, bob_pub, PairKeyInfo("channel", 7, 3, 2, 5)) != *ab);  // another use
     // RFC 5869 A.1 (the first 32 bytes of its 42-byte output).

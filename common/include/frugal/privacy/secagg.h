@@ -13,11 +13,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
 
 #include "frugal/core/status.h"
+
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY
 
 namespace frugal::privacy {
 
@@ -118,6 +121,22 @@ Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t>
 // peer key is a low-order point (the shared secret would be all zeros).
 Result<Key256> AgreeKey(const Key256& private_key, const Key256& peer_public_key,
                         std::span<const uint8_t> info);
+
+// AgreeKey with the private key imported once, for the k agreements a client
+// makes with its neighbours in a stage (and the server with a dropped
+// client's neighbours): importing a raw X25519 private key costs a scalar
+// multiplication of its own, since OpenSSL derives the public key from it.
+// Agree(peer, info) equals AgreeKey(private_key, peer, info).
+class X25519Agreement {
+ public:
+  static Result<X25519Agreement> Load(const Key256& private_key);
+  Result<Key256> Agree(const Key256& peer_public_key, std::span<const uint8_t> info) const;
+  Result<Key256> PublicKey() const;
+
+ private:
+  explicit X25519Agreement(std::shared_ptr<evp_pkey_st> key) : key_(std::move(key)) {}
+  std::shared_ptr<evp_pkey_st> key_;  // OpenSSL clears the secret when it frees it
+};
 
 // HKDF info binding a derived key to its use, session, round and the unordered
 // pair {a, b}, so both ends derive the same key and no key is reused across
