@@ -34,6 +34,18 @@ for seed in $SEEDS; do
         case $r in
           # foolsgold_out: FoolsGold's similarity on the 2NN's output layer only (200 x 10 + 10)
           foolsgold_out) args+=" --set server.robust=foolsgold --set server.foolsgold_tail=2010" ;;
+          # the robust learning rate (server.rlr) on plain FedAvg, negated (rlr) or zeroed (rlr_zero),
+          # at theta 4 unless the name ends in another (rlr2: theta 2); cc_rlr: on centered clipping
+          rlr | rlr[0-9]*)
+            theta=${r#rlr}
+            args+=" --set server.robust=none --set server.rlr=true --set server.rlr_threshold=${theta:-4}" ;;
+          rlr_zero | rlr_zero[0-9]*)
+            theta=${r#rlr_zero}
+            args+=" --set server.robust=none --set server.rlr=true --set server.rlr_zero=true"
+            args+=" --set server.rlr_threshold=${theta:-4}" ;;
+          cc_rlr) args+=" --set server.robust=centered_clip --set server.rlr=true" ;;
+          # flame_ms1: FLAME with HDBSCAN's min_samples 1 (single linkage) instead of n/2 + 1
+          flame_ms1) args+=" --set server.robust=flame --set server.flame_min_samples=1" ;;
           *) args+=" --set server.robust=$r" ;;
         esac
         args+=" --set run.threads=1"
@@ -61,7 +73,7 @@ xargs -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" -
   for d in "$OUT"/*-s*/; do
     name=$(basename "$d")
     [[ -f $d/rounds.csv ]] || continue
-    IFS=- read -r p a r s <<< "$(echo "$name" | sed -E 's/^(dense|frugal)-([a-z_0-9]+)-([a-z_]+)-s([0-9]+)$/\1-\2-\3-\4/')"
+    IFS=- read -r p a r s <<< "$(echo "$name" | sed -E 's/^(dense|frugal)-([a-z_0-9]+)-([a-z_0-9]+)-s([0-9]+)$/\1-\2-\3-\4/')"
     awk -F, -v p="$p" -v a="$a" -v r="$r" -v s="$s" '
       NR > 1 { acc[NR] = $2; bd = $18; c += $15; w += $16; j += $17; n = NR }
       END {
