@@ -28,7 +28,7 @@ awk -F, '
           if (!(k in n)) { printf " |"; continue }
           printf " %.4f", acc[k] / n[k]
           if (order[a] ~ /^backdoor/) printf " (bd %.1f%%)", 100 * bd[k] / n[k]
-          if (n[k] < maxn) printf " (%d seed%s)", n[k], n[k] > 1 ? "s" : ""
+          if (n[k] < maxn) printf " (%d seed%s)", n[k], (n[k] > 1 ? "s" : "")
           printf " |"
         }
         printf "\n"
