@@ -44,6 +44,10 @@ for seed in $SEEDS; do
             args+=" --set server.robust=none --set server.rlr=true --set server.rlr_zero=true"
             args+=" --set server.rlr_threshold=${theta:-4}" ;;
           cc_rlr) args+=" --set server.robust=centered_clip --set server.rlr=true" ;;
+          # clip_noise: norm clipping plus weak Gaussian noise (Sun et al. 2019) through central DP
+          # (dense only): each update clipped at the running median norm, noise multiplier 0.01
+          clip_noise) args+=" --set server.robust=none --set privacy.mode=central --set privacy.clip=0.1"
+            args+=" --set privacy.adaptive_clip_quantile=0.5 --set privacy.noise_multiplier=0.01" ;;
           # flame_ms1: FLAME with HDBSCAN's min_samples 1 (single linkage) instead of n/2 + 1
           flame_ms1) args+=" --set server.robust=flame --set server.flame_min_samples=1" ;;
           *) args+=" --set server.robust=$r" ;;
