@@ -72,6 +72,27 @@ TEST_SUITE("round") {
     CHECK(Norm(e.global_model()) < 1.0);  // without the bound the step would be ~ 100 * sqrt(50) / 3
   }
 
+  TEST_CASE("server.rlr in the engine: the step is reversed where only one update pushes, and the verdicts say so") {
+    // Two clients agree on coordinates 0-2, a third alone pushes coordinate 5
+    // (dense updates: the zeros are carried and vote 0). theta 2: only 0-2
+    // keep their step; 5, with one vote, is reversed (the plain mean is 5/3).
+    const size_t d = 6;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.robust.rlr = true;
+    cfg.robust.rlr_threshold = 2;
+    RoundEngine e(std::vector<float>(d, 0.0f), cfg);
+    const std::vector<std::vector<float>> updates = {{1, 1, 1, 0, 0, 0}, {1, 1, 1, 0, 0, 0}, {0, 0, 0, 0, 0, 5}};
+    const RoundOutcome out = RunRound(e, 1, updates);
+    for (size_t j = 0; j < 3; ++j) CHECK(e.global_model()[j] == doctest::Approx(2.0 / 3.0));
+    CHECK(e.global_model()[3] == 0.0f);
+    CHECK(e.global_model()[5] == doctest::Approx(-5.0 / 3.0));
+    REQUIRE(out.verdicts.size() == 3);
+    CHECK(out.verdicts[2].action == RobustAction::kDownweighted);
+    CHECK(out.verdicts[2].reason.find("sign vote fell short of 2: step negated (1 coordinates this round)") !=
+          std::string::npos);
+  }
+
   TEST_CASE("server.robust = none folds exactly as before: the weighted mean") {
     const size_t d = 40;
     EngineConfig cfg;
