@@ -66,7 +66,7 @@ for seed in $SEEDS; do
 done
 echo "$(wc -l < "$jobs_file") runs to do, $JOBS at a time, into $OUT"
 # shellcheck disable=SC2016
-xargs -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
+xargs -r -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
   > "'"$OUT"'/$name.log" 2>&1 || echo "FAILED: $name (see '"$OUT"'/$name.log)"' < "$jobs_file"
 
 # One line per run: final accuracy, the mean of the last 10 rounds' accuracy,
