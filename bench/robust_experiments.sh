@@ -34,6 +34,22 @@ for seed in $SEEDS; do
         case $r in
           # foolsgold_out: FoolsGold's similarity on the 2NN's output layer only (200 x 10 + 10)
           foolsgold_out) args+=" --set server.robust=foolsgold --set server.foolsgold_tail=2010" ;;
+          # the robust learning rate (server.rlr) on plain FedAvg, negated (rlr) or zeroed (rlr_zero),
+          # at theta 4 unless the name ends in another (rlr2: theta 2); cc_rlr: on centered clipping
+          rlr | rlr[0-9]*)
+            theta=${r#rlr}
+            args+=" --set server.robust=none --set server.rlr=true --set server.rlr_threshold=${theta:-4}" ;;
+          rlr_zero | rlr_zero[0-9]*)
+            theta=${r#rlr_zero}
+            args+=" --set server.robust=none --set server.rlr=true --set server.rlr_zero=true"
+            args+=" --set server.rlr_threshold=${theta:-4}" ;;
+          cc_rlr) args+=" --set server.robust=centered_clip --set server.rlr=true" ;;
+          # clip_noise: norm clipping plus weak Gaussian noise (Sun et al. 2019) through central DP
+          # (dense only): each update clipped at the running median norm, noise multiplier 0.01
+          clip_noise) args+=" --set server.robust=none --set privacy.mode=central --set privacy.clip=0.1"
+            args+=" --set privacy.adaptive_clip_quantile=0.5 --set privacy.noise_multiplier=0.01" ;;
+          # flame_ms1: FLAME with HDBSCAN's min_samples 1 (single linkage) instead of n/2 + 1
+          flame_ms1) args+=" --set server.robust=flame --set server.flame_min_samples=1" ;;
           *) args+=" --set server.robust=$r" ;;
         esac
         args+=" --set run.threads=1"
@@ -50,7 +66,7 @@ for seed in $SEEDS; do
 done
 echo "$(wc -l < "$jobs_file") runs to do, $JOBS at a time, into $OUT"
 # shellcheck disable=SC2016
-xargs -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
+xargs -r -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" --quiet --no-progress \
   > "'"$OUT"'/$name.log" 2>&1 || echo "FAILED: $name (see '"$OUT"'/$name.log)"' < "$jobs_file"
 
 # One line per run: final accuracy, the mean of the last 10 rounds' accuracy,
@@ -61,7 +77,7 @@ xargs -P "$JOBS" -L 1 bash -c 'name=$0; "'"$SIM"'" "$@" --out "'"$OUT"'/$name" -
   for d in "$OUT"/*-s*/; do
     name=$(basename "$d")
     [[ -f $d/rounds.csv ]] || continue
-    IFS=- read -r p a r s <<< "$(echo "$name" | sed -E 's/^(dense|frugal)-([a-z_0-9]+)-([a-z_]+)-s([0-9]+)$/\1-\2-\3-\4/')"
+    IFS=- read -r p a r s <<< "$(echo "$name" | sed -E 's/^(dense|frugal)-([a-z_0-9]+)-([a-z_0-9]+)-s([0-9]+)$/\1-\2-\3-\4/')"
     awk -F, -v p="$p" -v a="$a" -v r="$r" -v s="$s" '
       NR > 1 { acc[NR] = $2; bd = $18; c += $15; w += $16; j += $17; n = NR }
       END {

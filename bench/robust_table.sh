@@ -14,7 +14,7 @@ awk -F, '
     if (!($3 in R)) { R[$3] = 1; ru[++nr] = $3 } }
   END {
     split("none sign_flip scaling gaussian alie alie3 ipm label_flip backdoor backdoor10", order, " ")
-    nrules = split("none norm_bound centered_clip median trimmed_mean multi_krum fltrust foolsgold foolsgold_out bulyan flame", rorder, " ")
+    nrules = split("none norm_bound centered_clip median trimmed_mean multi_krum fltrust foolsgold foolsgold_out bulyan flame flame_ms1 clip_noise rlr rlr2 rlr3 rlr_zero rlr_zero2 rlr_zero3 cc_rlr", rorder, " ")
     for (p = 1; p <= np; ++p) {
       printf "\n%s pipeline: final accuracy, mean over %d seeds (fewer where a cell says so)\n\n", pl[p], maxn
       printf "| attack |"; for (r = 1; r <= nrules; ++r) if (rorder[r] in R) printf " %s |", rorder[r]; printf "\n"
@@ -28,7 +28,7 @@ awk -F, '
           if (!(k in n)) { printf " |"; continue }
           printf " %.4f", acc[k] / n[k]
           if (order[a] ~ /^backdoor/) printf " (bd %.1f%%)", 100 * bd[k] / n[k]
-          if (n[k] < maxn) printf " (%d seed%s)", n[k], n[k] > 1 ? "s" : ""
+          if (n[k] < maxn) printf " (%d seed%s)", n[k], (n[k] > 1 ? "s" : "")
           printf " |"
         }
         printf "\n"

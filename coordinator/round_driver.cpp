@@ -876,9 +876,10 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   for (const RobustVerdict& v : outcome.verdicts) {
     if (v.action == RobustAction::kKept) continue;
     auto it = clients_.find(v.client);
-    spdlog::warn("round {}: update of client {} ({}) {} by server.robust = {}: {}", round, v.client,
+    spdlog::warn("round {}: update of client {} ({}) {} by server.robust = {}{}: {}", round, v.client,
                  it != clients_.end() ? it->second.name : std::string("unknown"), RobustActionName(v.action),
-                 RobustRuleName(config_.engine.robust.rule), v.reason);
+                 RobustRuleName(config_.engine.robust.rule), config_.engine.robust.rlr ? " with server.rlr" : "",
+                 v.reason);
   }
   RoundRecord& rec = account.record();
   if (const privacy::CentralDp* dp = engine_->dp()) {

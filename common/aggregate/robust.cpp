@@ -4,10 +4,12 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <string>
 
+#include "frugal/aggregate/hdbscan.h"
 #include "frugal/core/random.h"
 
 namespace frugal {
@@ -344,6 +346,9 @@ Status RobustAggregator::Validate(std::span<const RobustInput> updates, const Sp
   if (!(cfg_.flame_noise >= 0) || !std::isfinite(cfg_.flame_noise)) {
     return InvalidArgumentError("flame_noise must be finite and >= 0, got " + Num(cfg_.flame_noise));
   }
+  if (cfg_.rlr && cfg_.rlr_threshold < 1) {
+    return InvalidArgumentError("rlr_threshold must be at least 1");
+  }
   if (out.size() != dim_) {
     return InvalidArgumentError("aggregate buffer has size " + std::to_string(out.size()) + ", the model has " +
                                 std::to_string(dim_));
@@ -383,6 +388,16 @@ Status RobustAggregator::Aggregate(std::span<const RobustInput> updates, const S
                                    std::span<float> out, std::vector<RobustVerdict>& verdicts) {
   verdicts.clear();
   FRUGAL_RETURN_IF_ERROR(Validate(updates, reference, out));
+  if (cfg_.rlr) {
+    FRUGAL_RETURN_IF_ERROR(AggregateRule(updates, reference, out, verdicts));
+    RobustLearningRate(updates, out, verdicts);
+    return OkStatus();
+  }
+  return AggregateRule(updates, reference, out, verdicts);
+}
+
+Status RobustAggregator::AggregateRule(std::span<const RobustInput> updates, const SparseUpdate* reference,
+                                       std::span<float> out, std::vector<RobustVerdict>& verdicts) {
   switch (cfg_.rule) {
     case RobustRule::kNone: return Mean(updates, out, verdicts);
     case RobustRule::kNormBound: return NormBound(updates, out, verdicts);
@@ -871,55 +886,15 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
   return OkStatus();
 }
 
-std::vector<bool> FlameMajorityCluster(std::span<const double> cosine_distances, size_t n) {
+std::vector<bool> FlameCluster(std::span<const double> cosine_distances, size_t n, size_t min_samples) {
   std::vector<bool> admitted(n, true);
   if (n <= 2) return admitted;  // no majority can exclude anyone
-  const size_t h = n / 2, majority = n / 2 + 1;
-  std::vector<double> core(n), row;
-  for (size_t i = 0; i < n; ++i) {
-    row.clear();
-    for (size_t j = 0; j < n; ++j) {
-      if (j != i) row.push_back(cosine_distances[i * n + j]);
-    }
-    std::nth_element(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(h - 1), row.end());
-    core[i] = row[h - 1];
-  }
-  struct Link {
-    double level;
-    uint32_t a, b;
-  };
-  std::vector<Link> links;
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = i + 1; j < n; ++j) {
-      links.push_back({std::max({core[i], core[j], cosine_distances[i * n + j]}), static_cast<uint32_t>(i),
-                       static_cast<uint32_t>(j)});
-    }
-  }
-  std::stable_sort(links.begin(), links.end(), [](const Link& x, const Link& y) { return x.level < y.level; });
-  std::vector<uint32_t> parent(n), size(n, 1);
-  std::iota(parent.begin(), parent.end(), 0u);
-  auto find = [&](uint32_t x) {
-    while (parent[x] != x) x = parent[x] = parent[parent[x]];
-    return x;
-  };
-  size_t root = n;
-  double level = 0;
-  for (size_t l = 0; l < links.size(); ++l) {
-    // Every link at the level that formed the majority joins too.
-    if (root != n && links[l].level > level) break;
-    uint32_t a = find(links[l].a), b = find(links[l].b);
-    if (a != b) {
-      if (size[a] < size[b]) std::swap(a, b);
-      parent[b] = a;
-      size[a] += size[b];
-      if (root == n && size[a] >= majority) {
-        root = a;
-        level = links[l].level;
-      }
-    }
-  }
-  const uint32_t r = find(static_cast<uint32_t>(root));
-  for (size_t i = 0; i < n; ++i) admitted[i] = find(static_cast<uint32_t>(i)) == r;
+  HdbscanParams params;
+  params.min_cluster_size = n / 2 + 1;
+  params.min_samples = min_samples > 0 ? min_samples : params.min_cluster_size;
+  params.allow_single_cluster = true;  // a cluster of more than n/2 has no sibling: the root is the only candidate
+  const std::vector<int32_t> labels = Hdbscan(cosine_distances, n, params);
+  for (size_t i = 0; i < n; ++i) admitted[i] = labels[i] >= 0;
   return admitted;
 }
 
@@ -949,7 +924,7 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
       cd[i * n + j] = 1.0 - std::clamp(cosine, -1.0, 1.0);
     }
   }
-  const std::vector<bool> admitted = FlameMajorityCluster(cd, n);
+  const std::vector<bool> admitted = FlameCluster(cd, n, cfg_.flame_min_samples);
   const double bound = NearestRankQuantile(norms, 0.5);
   verdicts = KeptVerdicts(updates);
   FedAvgAccumulator& acc = acc_;
@@ -963,7 +938,7 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
       }
       verdicts[i].action = RobustAction::kRejected;
       verdicts[i].factor = 0;
-      verdicts[i].reason = "outside the majority cluster (cosine distance " + Num(nearest) + " to its nearest member)";
+      verdicts[i].reason = "outside HDBSCAN's majority cluster (cosine distance " + Num(nearest) + " to its nearest member)";
       continue;
     }
     FRUGAL_RETURN_IF_ERROR(AddNormBounded(acc, updates[i], norms[i], bound, "median norm", scaled, verdicts[i]));
@@ -976,6 +951,60 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
   }
   ++flame_rounds_;
   return OkStatus();
+}
+
+}  // namespace frugal
+
+namespace frugal {
+
+void SignVotes(std::span<const RobustInput> updates, size_t dim, std::vector<int32_t>& votes,
+               const std::vector<bool>& voting) {
+  votes.assign(dim, 0);
+  for (size_t i = 0; i < updates.size(); ++i) {
+    if (!voting.empty() && !voting[i]) continue;
+    const SparseUpdate& u = *updates[i].update;
+    for (size_t t = 0; t < u.indices.size(); ++t) votes[u.indices[t]] += (u.values[t] > 0) - (u.values[t] < 0);
+  }
+}
+
+// The robust learning rate (Ozdayi, Kantarcioglu and Gel, AAAI 2021) on
+// sparse updates, after the rule: on every coordinate whose sign vote falls
+// short of theta the rule's step is negated (or zeroed). Only the updates
+// carrying a coordinate vote on it, and not those the rule rejected, so a
+// coordinate that only attackers push (a backdoor trigger's weights, which
+// clean data never touches) is reversed unless theta of them agree in one
+// round. A coordinate no update carries has a zero step either way.
+void RobustAggregator::RobustLearningRate(std::span<const RobustInput> updates, std::span<float> out,
+                                          std::vector<RobustVerdict>& verdicts) {
+  std::vector<bool> voting(updates.size());
+  for (size_t i = 0; i < updates.size(); ++i) voting[i] = verdicts[i].action != RobustAction::kRejected;
+  SignVotes(updates, dim_, votes_, voting);
+  const int32_t theta = static_cast<int32_t>(std::min<uint32_t>(cfg_.rlr_threshold, std::numeric_limits<int32_t>::max()));
+  size_t flipped = 0;
+  for (size_t j = 0; j < dim_; ++j) {
+    if (out[j] == 0.0f || std::abs(votes_[j]) >= theta) continue;
+    out[j] = cfg_.rlr_zero ? 0.0f : -out[j];
+    ++flipped;
+  }
+  const char* what = cfg_.rlr_zero ? "zeroed" : "negated";
+  for (size_t i = 0; i < updates.size(); ++i) {
+    if (!voting[i]) continue;
+    const SparseUpdate& u = *updates[i].update;
+    size_t short_votes = 0;
+    for (uint32_t j : u.indices) short_votes += std::abs(votes_[j]) < theta;
+    if (short_votes == 0) continue;
+    const std::string reason = std::to_string(short_votes) + " of " + std::to_string(u.indices.size()) +
+                               " values where the sign vote fell short of " + std::to_string(theta) + ": step " +
+                               what + " (" + std::to_string(flipped) + " coordinates this round)";
+    RobustVerdict& v = verdicts[i];
+    if (v.action == RobustAction::kKept) {
+      v.action = RobustAction::kDownweighted;
+      v.factor = static_cast<double>(u.indices.size() - short_votes) / static_cast<double>(u.indices.size());
+      v.reason = reason;
+    } else {
+      v.reason += "; " + reason;  // the rule's own action stays the one counted
+    }
+  }
 }
 
 }  // namespace frugal

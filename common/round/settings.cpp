@@ -171,6 +171,10 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
     return InvalidArgumentError("privacy.mode = \"central\" replaces the server's aggregation rule: server.robust must "
                                 "be \"none\" (got \"" + std::string(RobustRuleName(engine.robust.rule)) + "\")");
   }
+  if (engine.robust.rlr) {
+    return InvalidArgumentError("privacy.mode = \"central\" replaces the server's aggregation rule: server.rlr must be "
+                                "false");
+  }
   // A front end that knows its population derives the noise from the target
   // (DeriveNoiseFromTarget) and checks again.
   if (dp.noise_multiplier == 0 && dp.target_epsilon > 0) {
@@ -243,6 +247,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("server.krum_select", engine.robust.krum_select);
   r.Get("server.foolsgold_tail", engine.robust.foolsgold_tail);
   r.Get("server.flame_noise", engine.robust.flame_noise);
+  r.Get("server.flame_min_samples", engine.robust.flame_min_samples);
+  r.Get("server.rlr", engine.robust.rlr);
+  r.Get("server.rlr_threshold", engine.robust.rlr_threshold);
+  r.Get("server.rlr_zero", engine.robust.rlr_zero);
   std::string dp_mode(privacy::DpModeName(engine.dp.mode));
   r.Get("privacy.mode", dp_mode);
   r.Get("privacy.clip", engine.dp.clip);
@@ -294,6 +302,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
                                                     12.0 * engine.secure.ring.max_summands + 1))));
     FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
     if (!(engine.secure.stage_timeout_s > 0)) return InvalidArgumentError("secure.stage_timeout_s must be positive");
+    if (engine.robust.rlr) {
+      return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, not their "
+                                  "signs, so server.rlr must be false");
+    }
     if (engine.robust.rule != RobustRule::kNone) {
       return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, so server.robust "
                                   "must be \"none\" (got \"" + std::string(RobustRuleName(engine.robust.rule)) + "\")");
@@ -317,6 +329,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("server.clip_quantile must be in (0, 1]");
   }
   if (engine.robust.cc_iterations < 1) return InvalidArgumentError("server.cc_iterations must be at least 1");
+  if (engine.robust.rlr_threshold < 1) return InvalidArgumentError("server.rlr_threshold must be at least 1");
   FRUGAL_RETURN_IF_ERROR(CheckPrivacySettings(pipeline, plan, engine));
   if (!(engine.robust.trim_fraction >= 0 && engine.robust.trim_fraction < 0.5)) {
     return InvalidArgumentError("server.trim_fraction must be in [0, 0.5)");
@@ -403,6 +416,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("widths.devices", s.widths);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
+  s.engine.robust.seed = StreamSeed(s.seed, SeedStream::kRobustNoise);  // FLAME's noise differs by run seed
   s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.model_init, ParseModelInit(init));
@@ -440,6 +454,12 @@ std::vector<std::string> ServerNotes(const EngineConfig& engine) {
     notes.push_back("Updates are aggregated with the robust rule '" + std::string(RobustRuleName(engine.robust.rule)) +
                     "' (server.robust); rounds.csv counts the updates it clipped, down-weighted or rejected and "
                     "ledger.csv says which and why.");
+  }
+  if (engine.robust.rlr) {
+    notes.push_back("The server's step is negated" + std::string(engine.robust.rlr_zero ? " (zeroed)" : "") +
+                    " on every coordinate where fewer than " + std::to_string(engine.robust.rlr_threshold) +
+                    " net sign votes of the updates carrying it agree (server.rlr, the robust learning rate); "
+                    "rounds.csv counts the updates it touched as down-weighted.");
   }
   if (engine.averaging == Averaging::kSupport) {
     notes.push_back("Each coordinate of the aggregate is divided by the weights of the updates that carry it "

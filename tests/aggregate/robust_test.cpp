@@ -14,6 +14,7 @@
 
 #include "codec/test_util.h"
 #include "frugal/aggregate/fedavg.h"
+#include "frugal/aggregate/hdbscan.h"
 #include "frugal/aggregate/robust.h"
 #include "frugal/core/random.h"
 
@@ -1006,7 +1007,7 @@ TEST_SUITE("aggregate") {
         }
       }
       const std::vector<bool> admitted = ReferenceFlameCluster(cd, n);
-      CHECK(FlameMajorityCluster(cd, n) == admitted);
+      CHECK(FlameCluster(cd, n) == admitted);
       CHECK_FALSE(admitted[2]);
       CHECK_FALSE(admitted[6]);
       CHECK_FALSE(admitted[8]);
@@ -1070,6 +1071,224 @@ TEST_SUITE("aggregate") {
     CHECK(second.out == again.out);
     CHECK(second.out != a.out);
     CHECK_FALSE(restarted.SetState(std::vector<float>{1.5f}).ok());
+  }
+
+  TEST_CASE("rlr: sign votes by the updates carrying a coordinate; only the attackers' coordinates are negated") {
+    // Four honest clients on coordinates 0-5, two attackers on 0 (against the
+    // honest sign) and on 8-11, which no honest update carries: the trigger's
+    // weights of a backdoor. theta = 3.
+    const uint32_t dim = 12;
+    auto make = [&](std::vector<std::pair<uint32_t, float>> iv) {
+      SparseUpdate u;
+      u.dim = dim;
+      for (const auto& p : iv) u.indices.push_back(p.first), u.values.push_back(p.second);
+      return u;
+    };
+    std::vector<SparseUpdate> us = {
+        make({{0, 1.0f}, {1, 0.5f}, {2, -0.2f}, {3, 0.3f}}),
+        make({{0, 0.8f}, {1, 0.4f}, {2, -0.1f}, {4, 0.6f}}),
+        make({{0, 0.6f}, {1, 0.7f}, {2, -0.3f}, {5, -0.2f}}),
+        make({{0, 0.9f}, {1, -0.1f}, {2, -0.4f}, {3, 0.2f}}),
+        make({{0, -2.0f}, {8, 1.0f}, {9, 1.0f}, {10, -1.0f}, {11, 1.0f}}),
+        make({{0, -2.0f}, {8, 1.0f}, {9, 1.0f}, {10, -1.0f}}),
+    };
+    const std::vector<double> w = {1, 2, 1, 3, 1, 1};
+    std::vector<int32_t> votes;
+    SignVotes(Inputs(us, w), dim, votes);
+    // By hand: 0: 4 - 2; 1: 3 - 1; 2: -4; 3: 2; 4, 5: +-1; 6, 7: nobody; 8, 9: 2; 10: -2; 11: 1.
+    CHECK(votes == std::vector<int32_t>{2, 2, -4, 2, 1, -1, 0, 0, 2, 2, -2, 1});
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      for (bool zero : {false, true}) {
+        CAPTURE(zero);
+        RobustConfig cfg = Rule(RobustRule::kNone);
+        cfg.rlr = true;
+        cfg.rlr_threshold = 3;
+        cfg.rlr_zero = zero;
+        RobustAggregator agg(dim, a, cfg);
+        Outcome o = Run(agg, Inputs(us, w));
+        REQUIRE(o.status.ok());
+        Dense want = ReferenceMean(us, w, a);
+        for (uint32_t j : {0u, 1u, 3u, 4u, 5u, 8u, 9u, 10u, 11u}) want[j] = zero ? 0.0 : -want[j];
+        CheckClose(o.out, want);
+        CHECK(o.out[2] != 0.0f);  // the one coordinate with 4 agreeing votes keeps its step
+        CHECK(o.out[6] == 0.0f);
+        // Client 2 (index 2) carries 0, 1, 2, 5: three of them short of theta.
+        CHECK(o.verdicts[2].action == RobustAction::kDownweighted);
+        CHECK(o.verdicts[2].factor == doctest::Approx(0.25));
+        CHECK(o.verdicts[4].factor == doctest::Approx(0.0));
+        CHECK(o.verdicts[4].reason.find("5 of 5 values where the sign vote fell short of 3") != std::string::npos);
+        CHECK(o.verdicts[4].reason.find(zero ? "zeroed" : "negated") != std::string::npos);
+      }
+    }
+    // theta = 2: what at least two agreeing carriers push keeps its step, so
+    // the attackers' shared coordinates 8-10 pass and 11 (one attacker) does not.
+    RobustConfig cfg2 = Rule(RobustRule::kNone);
+    cfg2.rlr = true;
+    cfg2.rlr_threshold = 2;
+    RobustAggregator agg2(dim, Averaging::kSupport, cfg2);
+    Outcome o2 = Run(agg2, Inputs(us, w));
+    REQUIRE(o2.status.ok());
+    Dense want2 = ReferenceMean(us, w, Averaging::kSupport);
+    for (uint32_t j : {4u, 5u, 11u}) want2[j] = -want2[j];
+    CheckClose(o2.out, want2);
+    CHECK(o2.verdicts[0].action == RobustAction::kKept);
+    // A threshold of 0 is refused.
+    // Votes of the updates flagged: without the attackers, coordinate 0 has 4.
+    SignVotes(Inputs(us, w), dim, votes, {true, true, true, true, false, false});
+    CHECK(votes == std::vector<int32_t>{4, 2, -4, 2, 1, -1, 0, 0, 0, 0, 0, 0});
+    // On top of a rule: norm_bound clips the attackers (norm > 2) and keeps
+    // its action; the vote's reason is appended.
+    RobustConfig nb = Rule(RobustRule::kNormBound);
+    nb.clip_bound = 2.0;
+    nb.rlr = true;
+    nb.rlr_threshold = 3;
+    RobustAggregator agg_nb(dim, Averaging::kAll, nb);
+    Outcome onb = Run(agg_nb, Inputs(us, w));
+    REQUIRE(onb.status.ok());
+    CHECK(onb.verdicts[4].action == RobustAction::kClipped);
+    CHECK(onb.verdicts[4].reason.find("> bound 2; 5 of 5 values where the sign vote fell short of 3") != std::string::npos);
+    CHECK(onb.verdicts[0].action == RobustAction::kDownweighted);
+    RobustConfig plain_nb = nb;
+    plain_nb.rlr = false;
+    RobustAggregator agg_plain(dim, Averaging::kAll, plain_nb);
+    Outcome oplain = Run(agg_plain, Inputs(us, w));
+    REQUIRE(oplain.status.ok());
+    for (uint32_t j = 0; j < dim; ++j) CHECK(onb.out[j] == (j == 2 ? oplain.out[j] : -oplain.out[j]));
+    RobustConfig bad = Rule(RobustRule::kNone);
+    bad.rlr = true;
+    bad.rlr_threshold = 0;
+    RobustAggregator agg0(dim, Averaging::kAll, bad);
+    Outcome o0 = Run(agg0, Inputs(us, w));
+    REQUIRE_FALSE(o0.status.ok());
+    CHECK(o0.status.error().message().find("rlr_threshold") != std::string::npos);
+  }
+
+  TEST_CASE("rlr matches a dense reference on random sparse rounds, both averagings, negated and zeroed") {
+    const uint32_t dim = 3000;
+    // Heavily overlapping supports (k = 600 of 3,000) so that votes of every size occur.
+    const auto us = RandomRound(10, dim, 600, 91);
+    const auto w = RandomWeights(10, 92);
+    for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+      for (bool zero : {false, true}) {
+        for (uint32_t theta : {1u, 2u, 3u}) {
+          RobustConfig cfg = Rule(RobustRule::kNone);
+          cfg.rlr = true;
+          cfg.rlr_threshold = theta;
+          cfg.rlr_zero = zero;
+          RobustAggregator agg(dim, a, cfg);
+          Outcome o = Run(agg, Inputs(us, w));
+          REQUIRE(o.status.ok());
+          Dense want = ReferenceMean(us, w, a);
+          std::vector<int> vote(dim, 0);
+          for (const SparseUpdate& u : us) {
+            const Dense x = ToDense(u);
+            const std::vector<bool> sup = Support(u);
+            for (uint32_t j = 0; j < dim; ++j) {
+              if (sup[j]) vote[j] += x[j] > 0 ? 1 : x[j] < 0 ? -1 : 0;
+            }
+          }
+          size_t flipped = 0;
+          for (uint32_t j = 0; j < dim; ++j) {
+            if (std::abs(vote[j]) < static_cast<int>(theta) && want[j] != 0) {
+              want[j] = zero ? 0.0 : -want[j];
+              ++flipped;
+            }
+          }
+          if (theta > 1) CHECK(flipped > 100);
+          CheckClose(o.out, want);
+          for (size_t i = 0; i < us.size(); ++i) {
+            size_t short_votes = 0;
+            for (uint32_t j : us[i].indices) short_votes += std::abs(vote[j]) < static_cast<int>(theta);
+            CHECK(o.verdicts[i].factor ==
+                  doctest::Approx(1.0 - static_cast<double>(short_votes) / static_cast<double>(us[i].indices.size())));
+          }
+        }
+      }
+    }
+  }
+
+  // Euclidean distances of points in the plane (or on a line: y = 0).
+  std::vector<double> PlaneDistances(const std::vector<std::pair<double, double>>& p) {
+    const size_t n = p.size();
+    std::vector<double> d(n * n);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) d[i * n + j] = std::hypot(p[i].first - p[j].first, p[i].second - p[j].second);
+    }
+    return d;
+  }
+
+  TEST_CASE("HDBSCAN finds two well-separated groups and leaves far outliers as noise") {
+    // A: a unit square and its centre; B: a unit square 9 to the right; two
+    // points farther from both than the groups are from each other.
+    // min_cluster_size 3, min_samples 2: by hand, the outliers leave the root
+    // (at reachability 11.7 and 11.3) before it splits into A and B at 9, and
+    // A (stability 6.5) and B (3.6) are each more stable than the root (1.2).
+    const std::vector<std::pair<double, double>> pts = {{0, 0},  {1, 0},  {0, 1},  {1, 1},   {0.5, 0.5}, {10, 0},
+                                                        {11, 0}, {10, 1}, {11, 1}, {-8, -8}, {5, 12}};
+    const auto d = PlaneDistances(pts);
+    for (bool single : {false, true}) {
+      const std::vector<int32_t> labels = Hdbscan(d, pts.size(), {2, 3, single});
+      CAPTURE(single);
+      CHECK(labels[0] >= 0);
+      for (size_t i = 1; i < 5; ++i) CHECK(labels[i] == labels[0]);
+      CHECK(labels[5] >= 0);
+      CHECK(labels[5] != labels[0]);
+      for (size_t i = 6; i < 9; ++i) CHECK(labels[i] == labels[5]);
+      CHECK(labels[9] == -1);
+      CHECK(labels[10] == -1);
+    }
+    // A minimum cluster size above either group: no two clusters can form.
+    // Without the root allowed everything is noise; with it, the root, whose
+    // members are what stays to its end: it ends at 9, where A and B part
+    // (both under 6), so the groups are in and the outliers, gone before, not.
+    const std::vector<int32_t> none = Hdbscan(d, pts.size(), {2, 6, false});
+    CHECK(std::count(none.begin(), none.end(), -1) == 11);
+    const std::vector<int32_t> root = Hdbscan(d, pts.size(), {2, 6, true});
+    for (size_t i = 0; i < 9; ++i) CHECK(root[i] == 0);
+    CHECK(root[9] == -1);
+    CHECK(root[10] == -1);
+  }
+
+  TEST_CASE("HDBSCAN's min_samples decides FLAME's cluster where the simpler majority rule does not look") {
+    // Five honest points 0.1 apart on a line and one attacker 0.05 from the
+    // last, three more attackers far away; n = 9, FLAME's min cluster size 5.
+    // By hand, with min_samples 1 (single linkage) the six near points form
+    // the cluster, which ends only when its 0.1 links are cut, all at one
+    // level: the six are admitted. With min_samples 5 (HDBSCAN's default,
+    // and the eighth session's simpler rule, core = the 4th nearest other)
+    // the end point 0 has core 0.4 while the attacker at 0.45 has 0.35, so
+    // the majority forms without 0 and 0 is noise.
+    const std::vector<std::pair<double, double>> pts = {{0, 0},    {0.1, 0},  {0.2, 0},  {0.3, 0}, {0.4, 0},
+                                                        {0.45, 0}, {10.0, 0}, {10.1, 0}, {10.2, 0}};
+    const auto d = PlaneDistances(pts);
+    const std::vector<bool> single = FlameCluster(d, 9, 1), dflt = FlameCluster(d, 9);
+    CHECK(single == std::vector<bool>{true, true, true, true, true, true, false, false, false});
+    CHECK(dflt == std::vector<bool>{false, true, true, true, true, true, false, false, false});
+    CHECK(FlameCluster(d, 9, 5) == dflt);
+    CHECK(ReferenceFlameCluster(d, 9) == dflt);
+  }
+
+  TEST_CASE("HDBSCAN at FLAME's parameters admits what the first majority component does, on random distances") {
+    // With min_cluster_size n/2 + 1 no two clusters fit, so the condensed tree
+    // is the root shedding points; the labelled ones are those left when it
+    // ends, which is the first majority component of the mutual-reachability
+    // graph. Checked against that brute-force reference (min_samples n/2 + 1),
+    // on random points in the plane (distinct distances) and on cosine
+    // distances of random sparse updates.
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      Rng rng(seed);
+      const size_t n = 3 + seed % 12;
+      std::vector<std::pair<double, double>> pts(n);
+      for (auto& p : pts) p = {rng.Normal() * (1 + 3 * (rng.Uniform() < 0.3)), rng.Normal()};
+      const auto d = PlaneDistances(pts);
+      CAPTURE(seed);
+      const std::vector<bool> got = FlameCluster(d, n);
+      CHECK(got == ReferenceFlameCluster(d, n));
+      CHECK(static_cast<size_t>(std::count(got.begin(), got.end(), true)) >= n / 2 + 1);
+    }
+    // Two points: both admitted; one: admitted.
+    CHECK(FlameCluster(std::vector<double>{0, 1, 1, 0}, 2) == std::vector<bool>{true, true});
+    CHECK(FlameCluster(std::vector<double>{0}, 1) == std::vector<bool>{true});
   }
 }
 

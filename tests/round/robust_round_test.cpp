@@ -72,6 +72,27 @@ TEST_SUITE("round") {
     CHECK(Norm(e.global_model()) < 1.0);  // without the bound the step would be ~ 100 * sqrt(50) / 3
   }
 
+  TEST_CASE("server.rlr in the engine: the step is reversed where only one update pushes, and the verdicts say so") {
+    // Two clients agree on coordinates 0-2, a third alone pushes coordinate 5
+    // (dense updates: the zeros are carried and vote 0). theta 2: only 0-2
+    // keep their step; 5, with one vote, is reversed (the plain mean is 5/3).
+    const size_t d = 6;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kDense;
+    cfg.robust.rlr = true;
+    cfg.robust.rlr_threshold = 2;
+    RoundEngine e(std::vector<float>(d, 0.0f), cfg);
+    const std::vector<std::vector<float>> updates = {{1, 1, 1, 0, 0, 0}, {1, 1, 1, 0, 0, 0}, {0, 0, 0, 0, 0, 5}};
+    const RoundOutcome out = RunRound(e, 1, updates);
+    for (size_t j = 0; j < 3; ++j) CHECK(e.global_model()[j] == doctest::Approx(2.0 / 3.0));
+    CHECK(e.global_model()[3] == 0.0f);
+    CHECK(e.global_model()[5] == doctest::Approx(-5.0 / 3.0));
+    REQUIRE(out.verdicts.size() == 3);
+    CHECK(out.verdicts[2].action == RobustAction::kDownweighted);
+    CHECK(out.verdicts[2].reason.find("sign vote fell short of 2: step negated (1 coordinates this round)") !=
+          std::string::npos);
+  }
+
   TEST_CASE("server.robust = none folds exactly as before: the weighted mean") {
     const size_t d = 40;
     EngineConfig cfg;
@@ -278,6 +299,34 @@ TEST_SUITE("round") {
     CHECK(too_many.error().message().find("server.trusted_examples") != std::string::npos);
   }
 
+  TEST_CASE("FLAME's noise seed comes from the run's seed: two seeds draw different noise, one seed the same") {
+    auto noise_of = [](uint64_t seed) {
+      auto t = ParseToml("seed = " + std::to_string(seed) + "\n[server]\nrobust = \"flame\"\nflame_noise = 0.01\n",
+                         "scenario.toml");
+      REQUIRE(t.ok());
+      RunSettings s;
+      ConfigReader r(*t);
+      REQUIRE(ReadRunSettings(r, s).ok());
+      const size_t d = 64;
+      RobustAggregator agg(d, Averaging::kAll, s.engine.robust);
+      std::vector<SparseUpdate> us;
+      for (uint64_t c = 0; c < 3; ++c) {
+        SparseUpdate u{static_cast<uint32_t>(d), {}, RandomVector(d, 10 + c)};
+        for (uint32_t j = 0; j < d; ++j) u.indices.push_back(j);
+        us.push_back(std::move(u));
+      }
+      std::vector<RobustInput> in;
+      for (uint64_t c = 0; c < 3; ++c) in.push_back({c + 1, &us[c], 1.0});
+      std::vector<float> out(d);
+      std::vector<RobustVerdict> verdicts;
+      REQUIRE(agg.Aggregate(in, nullptr, out, verdicts).ok());
+      return out;
+    };
+    const std::vector<float> a = noise_of(1), again = noise_of(1), b = noise_of(2);
+    CHECK(a == again);
+    CHECK(a != b);
+  }
+
   TEST_CASE("server.robust keys are read by the shared settings reader and checked") {
     auto read = [](const std::string& text) -> Result<RunSettings> {
       FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, "scenario.toml"));
@@ -312,6 +361,15 @@ TEST_SUITE("round") {
     auto bound = read("[server]\nrobust = \"norm_bound\"\nclip_bound = -1\n");
     REQUIRE_FALSE(bound.ok());
     CHECK(bound.error().message().find("server.clip_bound") != std::string::npos);
+    auto rlr = read("[server]\nrobust = \"norm_bound\"\nrlr = true\nrlr_threshold = 3\nrlr_zero = true\n");
+    REQUIRE_MESSAGE(rlr.ok(), rlr.status().ToString());
+    CHECK(rlr->engine.robust.rule == RobustRule::kNormBound);
+    CHECK(rlr->engine.robust.rlr);
+    CHECK(rlr->engine.robust.rlr_threshold == 3);
+    CHECK(rlr->engine.robust.rlr_zero);
+    auto no_theta = read("[server]\nrlr = true\nrlr_threshold = 0\n");
+    REQUIRE_FALSE(no_theta.ok());
+    CHECK(no_theta.error().message().find("server.rlr_threshold") != std::string::npos);
     auto no_trusted = read("[server]\nrobust = \"fltrust\"\ntrusted_examples = 0\n");
     REQUIRE_FALSE(no_trusted.ok());
     CHECK(no_trusted.error().message().find("server.trusted_examples") != std::string::npos);

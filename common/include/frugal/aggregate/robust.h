@@ -61,6 +61,18 @@ struct RobustConfig {
   // deviation flame_noise times the round's clip bound (the paper's lambda,
   // 0.001 for image classification), drawn from DeriveSeed(seed, round).
   double flame_noise = 0.001;
+  // flame: HDBSCAN's min_samples (core distances); 0: the min cluster size n/2 + 1.
+  uint32_t flame_min_samples = 0;
+  // The robust learning rate (Ozdayi et al. 2021), on top of any rule: a
+  // coordinate keeps the rule's step only where the signs of the updates
+  // carrying it (and not rejected) agree by at least rlr_threshold votes
+  // (|sum of signs| >= theta; an update that does not carry it does not vote);
+  // elsewhere the step is negated (their rule) or, with rlr_zero, zeroed.
+  bool rlr = false;
+  uint32_t rlr_threshold = 4;
+  bool rlr_zero = false;
+  // The rule's noise stream: ReadRunSettings sets it from the run's seed
+  // (SeedStream::kRobustNoise), for the simulator and the coordinator alike.
   uint64_t seed = 0;
 };
 
@@ -138,6 +150,8 @@ class RobustAggregator {
   // The bound for this round: clip_bound, or the running quantile after folding
   // in `norms` (this round's norms or distances to the centre).
   double RoundBound(std::span<const double> norms);
+  Status AggregateRule(std::span<const RobustInput> updates, const SparseUpdate* reference, std::span<float> out,
+                       std::vector<RobustVerdict>& verdicts);
   Status Mean(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
   Status NormBound(std::span<const RobustInput> updates, std::span<float> out,
                    std::vector<RobustVerdict>& verdicts);
@@ -153,6 +167,9 @@ class RobustAggregator {
                    std::vector<RobustVerdict>& verdicts);
   Status Bulyan(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
   Status Flame(std::span<const RobustInput> updates, std::span<float> out, std::vector<RobustVerdict>& verdicts);
+  // The robust learning rate on the rule's aggregate in out.
+  void RobustLearningRate(std::span<const RobustInput> updates, std::span<float> out,
+                          std::vector<RobustVerdict>& verdicts);
   // foolsgold: the history row of a client, added (zeros) when first seen.
   size_t HistoryRow(uint64_t client);
   size_t HistoryWidth() const;
@@ -181,16 +198,22 @@ class RobustAggregator {
   std::vector<float> history_;
   std::vector<double> gram_;
   uint64_t flame_rounds_ = 0;  // flame: rounds aggregated, the noise stream's index (its state)
+  std::vector<int32_t> votes_;  // rlr (size dim): this round's sum of signs per coordinate
 };
 
 // FLAME's admitted set on a matrix of cosine distances (n x n, row-major,
-// symmetric, zero diagonal): a density clustering in HDBSCAN's terms, simpler
-// than HDBSCAN. Each update's core distance is the distance to its
-// floor(n/2)-th nearest other update; two updates are linked at their mutual
-// reachability max(core_i, core_j, d_ij); the admitted set is the first
-// component to hold a majority (n/2 + 1) as links are added by increasing
-// level, with every link at that level. Returns one flag per update. Public so
-// tests can check it against a plain reference.
-std::vector<bool> FlameMajorityCluster(std::span<const double> cosine_distances, size_t n);
+// symmetric, zero diagonal): the points HDBSCAN (frugal/aggregate/hdbscan.h)
+// labels with min_cluster_size n/2 + 1, the root allowed as the one cluster,
+// and min_samples (0: n/2 + 1, HDBSCAN's default of min_cluster_size); noise
+// is rejected. With n <= 2 everyone is admitted. Public so tests can check it.
+std::vector<bool> FlameCluster(std::span<const double> cosine_distances, size_t n, size_t min_samples = 0);
+
+// The robust learning rate's sign votes (Ozdayi et al. 2021) on sparse
+// updates: for every coordinate, the sum of the signs of the values carried
+// there (an update that does not carry it does not vote; a carried 0 votes 0)
+// by the updates whose `voting` flag is set (all when empty), into votes
+// (resized to dim). Inputs must be validated. Public for tests.
+void SignVotes(std::span<const RobustInput> updates, size_t dim, std::vector<int32_t>& votes,
+               const std::vector<bool>& voting = {});
 
 }  // namespace frugal

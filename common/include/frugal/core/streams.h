@@ -25,6 +25,7 @@ enum class SeedStream : uint64_t {
   kTrusted = 21,   // the server's trusted set (server.trusted_examples, FLTrust)
   kTrustedTrain = 22,  // the server's training on its trusted set (by round)
   kDpNoise = 31,   // the simulator's central DP noise (by round; the service draws RAND_bytes instead)
+  kRobustNoise = 32,  // server.robust's own noise (FLAME's, by round), in both front ends
 };
 
 inline uint64_t StreamSeed(uint64_t seed, SeedStream s) { return DeriveSeed(seed, static_cast<uint64_t>(s)); }
