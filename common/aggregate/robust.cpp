@@ -953,10 +953,6 @@ Status RobustAggregator::Flame(std::span<const RobustInput> updates, std::span<f
   return OkStatus();
 }
 
-}  // namespace frugal
-
-namespace frugal {
-
 void SignVotes(std::span<const RobustInput> updates, size_t dim, std::vector<int32_t>& votes,
                const std::vector<bool>& voting) {
   votes.assign(dim, 0);
