@@ -80,10 +80,15 @@ Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Data
     return InvalidArgumentError("Register shape has " + std::to_string(MlpParamCount(pruned)) +
                                 " parameters, its dim says " + std::to_string(dim));
   }
-  // Holding a version of the pruned shape, it keeps it; holding nothing, it
-  // starts from the unpruned model: version 1 (seed_init) and every chain from
-  // it are of that shape.
-  if (model_ && model_name_ == model_name && mlp_sizes() == pruned && held_version_ != 0) return OkStatus();
+  // Holding a version, it keeps it: the chain from that version carries the
+  // shape changes since (ApplyModelPayload checks each against the held
+  // dimension). Holding nothing, it starts from the unpruned model: version 1
+  // (seed_init) and every chain from it are of that shape.
+  const std::vector<uint32_t> held = mlp_sizes();
+  if (model_ && model_name_ == model_name && held_version_ != 0 && held.size() == pruned.size() &&
+      held.front() == pruned.front() && held.back() == pruned.back()) {
+    return OkStatus();
+  }
   if (model_ && mlp_sizes() != change->old_sizes) model_.reset();
   FRUGAL_RETURN_IF_ERROR(Adopt(model_name, static_cast<uint32_t>(MlpParamCount(change->old_sizes)), data));
   if (mlp_sizes() != change->old_sizes) {

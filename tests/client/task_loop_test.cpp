@@ -133,6 +133,9 @@ TEST_SUITE("client") {
     const std::vector<float> before = resid;
     state.SaveResidualFile();
     const std::vector<float> held_v1 = state.params();
+    LocalState stale(rig.dir.Path("stale.bin"));  // holds version 1 across the prune step
+    REQUIRE(stale.Adopt("mlp", dim, data).ok());
+    REQUIRE(stale.Apply(**engine.ModelPayloadFor(0)).ok());
 
     std::vector<uint32_t> widths(sizes.size() - 2);
     for (size_t l = 0; l < widths.size(); ++l) widths[l] = sizes[l + 1] / 2;
@@ -157,6 +160,11 @@ TEST_SUITE("client") {
     REQUIRE(restarted.Apply(**engine.ModelPayloadFor(0)).ok());
     CHECK(restarted.mlp_sizes() == change.NewSizes());
     CHECK(restarted.Residual() == ApplyParamMap(map, before));
+    // An agent reconnecting with version 1 keeps it: the chain from it prunes it.
+    REQUIRE(stale.Adopt("mlp", static_cast<uint32_t>(map.size()), data, shape).ok());
+    CHECK(stale.held_version() == 1);
+    REQUIRE(stale.Apply(**engine.ModelPayloadFor(1)).ok());
+    CHECK(stale.mlp_sizes() == change.NewSizes());
     // A Register whose shape does not match its dim is refused, naming it.
     LocalState wrong(rig.dir.Path("other.bin"));
     const Status st = wrong.Adopt("mlp", dim, data, shape);

@@ -35,9 +35,10 @@ class LocalState {
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data);
   // The same for a pruned run ([prune]): `shape` (non-empty) is the global
   // MLP's shape change relative to the unpruned one (Register.shape, FRSC), and
-  // `dim` its pruned parameter count. A client holding that shape keeps it; any
-  // other starts over from the unpruned model, which the payloads' shape
-  // changes then prune. Errors name what does not fit.
+  // `dim` its pruned parameter count. A client holding a version keeps it (the
+  // chain from it carries the shape changes since); one holding nothing starts
+  // from the unpruned model, which the payloads' shape changes then prune.
+  // Errors name what does not fit.
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data, std::span<const uint8_t> shape);
   // Builds version 1 as every front end does (InitialModel of the run's seed
   // and init), if nothing is held; returns whether it did. Needs a model.
