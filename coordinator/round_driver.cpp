@@ -125,10 +125,8 @@ Status RoundDriver::Init() {
                                              config_.carbon.grid_csv));
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
-  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, config_.widths, config_.pipeline));
-  for (const auto& [device, width] : config_.widths) {
-    if (auto known = deps_.profiles.Device(device); !known.ok()) return known.error().WithContext("widths.devices");
-  }
+  FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline));
   if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
     return FailedPreconditionError("privacy.mode = \"distributed\" runs in frugal-sim only for now: the task does not "
                                    "carry the clip and the noise to frugal-client yet (docs/privacy.md)");
@@ -301,7 +299,7 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
     const std::vector<uint8_t> shape = EncodeShapeChange(engine_->shape());
     reg.set_shape(reinterpret_cast<const char*>(shape.data()), shape.size());
   }
-  if (const double width = lean_.WidthFor(c.device); width < 1) reg.set_width(width);
+  if (const double width = lean_.WidthFor(c.device_profile->id); width < 1) reg.set_width(width);
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
   // The run's task configuration once per session; each Task then carries only its seed.
   ToWire(config_.task.train, 0, reg.mutable_train());
@@ -346,7 +344,7 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
   RejectReason reason = RejectReason::kMalformed;
   const double cpu0 = ThreadCpuSeconds();
   // [widths]: a narrow client's update is of its nested sub-network.
-  const NestedNetwork* nested = lean_.NestedFor(c.device);
+  const NestedNetwork* nested = lean_.NestedFor(c.device_profile->id);
   const Status st = engine_->Ingest(update.round(), id, update.base_version(), bytes,
                                     static_cast<double>(c.num_examples), &reason,
                                     nested != nullptr ? std::span<const uint32_t>(nested->map)

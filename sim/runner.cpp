@@ -428,14 +428,10 @@ Status Simulation::SetUp() {
                                                bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
   spill_path_ = spill;
   residual_budget_ = residual_budget;
-  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, cfg_.widths, cfg_.pipeline));
-  if (lean_.has_widths()) {
-    if (cfg_.attack.active() || opts_.app_train) {
-      return InvalidArgumentError("[widths] is not built for attacks or an app's trainer");
-    }
-    for (const auto& [device, width] : cfg_.widths) {
-      if (auto known = profiles_.Device(device); !known.ok()) return known.error().WithContext("widths.devices");
-    }
+  FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(cfg_.widths, profiles_));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, widths, cfg_.pipeline));
+  if (lean_.has_widths() && (cfg_.attack.active() || opts_.app_train)) {
+    return InvalidArgumentError("[widths] is not built for attacks or an app's trainer");
   }
 
   for (size_t t = 0; t < threads_; ++t) ws_.push_back(model_->MakeWorkspace());

@@ -100,6 +100,17 @@ std::unique_ptr<Mlp> LeanRound::MakeModel(std::string name) const {
   return std::make_unique<Mlp>(std::vector<size_t>(sizes_.begin(), sizes_.end()), std::move(name));
 }
 
+Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
+    std::span<const std::pair<std::string, double>> widths, const EnergyProfiles& profiles) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [device, width] : widths) {
+    auto known = profiles.Device(device);
+    if (!known.ok()) return known.error().WithContext("widths.devices");
+    out.emplace_back((*known)->id, width);
+  }
+  return out;
+}
+
 NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width) {
   const MlpShapeChange sub = NestedSubnetwork(sizes, width);
   const std::vector<uint32_t> sub_sizes = sub.NewSizes();

@@ -446,7 +446,7 @@ TEST_SUITE("coordinator") {
     const std::vector<uint32_t> sizes = {784, 200, 200, 10};
     REQUIRE(MlpParamCount(sizes) == full_dim);
     v1::Hello low = MakeHello("low");
-    low.set_device_class("phone-low");
+    low.set_device_class("Phone-Low");  // any spelling of the profile's id
     auto reg_mid = d.OnHello(1, "mid", MakeHello("mid"), 0);
     auto reg_low = d.OnHello(2, "low", low, 0);
     REQUIRE(reg_mid.ok());

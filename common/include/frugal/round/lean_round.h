@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/energy/profiles.h"
 #include "frugal/model/model.h"
 #include "frugal/model/prune.h"
 #include "frugal/round/client_task.h"
@@ -59,7 +60,7 @@ class LeanRound {
   // The current global MLP's layer sizes (the unpruned ones before any step; empty when inactive).
   const std::vector<uint32_t>& sizes() const { return sizes_; }
 
-  // The width device class `device` trains at: 1 (the whole model) unless [widths] narrows it.
+  // The width device class `device` (a profile id) trains at: 1 (the whole model) unless [widths] narrows it.
   double WidthFor(std::string_view device) const;
   // The sub-network a client of device class `device` trains, or null for the whole model.
   const NestedNetwork* NestedFor(std::string_view device) const;
@@ -84,6 +85,12 @@ class LeanRound {
   std::map<std::string, double> width_by_device_;
   std::map<double, NestedNetwork> nested_;  // by width, for the current shape
 };
+
+// [widths] keyed by the profiles' device ids (a class may be spelled in any
+// case, as a device's Hello may): what LeanRound::Create and NestedFor expect.
+// An unknown class is an error naming widths.devices.
+Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
+    std::span<const std::pair<std::string, double>> widths, const EnergyProfiles& profiles);
 
 // The nested sub-network of `width` in (0, 1) of an MLP of these layer sizes.
 NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width);
