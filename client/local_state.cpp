@@ -69,6 +69,40 @@ Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Data
   return OkStatus();
 }
 
+Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Dataset& data,
+                         std::span<const uint8_t> shape) {
+  if (shape.empty()) return Adopt(model_name, dim, data);
+  auto change = DecodeShapeChange(shape);
+  if (!change.ok()) return change.error().WithContext("Register shape");
+  if (Status st = CheckShapeChange(*change); !st.ok()) return st.error().WithContext("Register shape");
+  const std::vector<uint32_t> pruned = change->NewSizes();
+  if (MlpParamCount(pruned) != dim) {
+    return InvalidArgumentError("Register shape has " + std::to_string(MlpParamCount(pruned)) +
+                                " parameters, its dim says " + std::to_string(dim));
+  }
+  // Holding a version, it keeps it: the chain from that version carries the
+  // shape changes since (ApplyModelPayload checks each against the held
+  // dimension). Holding nothing, it starts from the unpruned model: version 1
+  // (seed_init) and every chain from it are of that shape.
+  const std::vector<uint32_t> held = mlp_sizes();
+  if (model_ && model_name_ == model_name && held_version_ != 0 && held.size() == pruned.size() &&
+      held.front() == pruned.front() && held.back() == pruned.back()) {
+    return OkStatus();
+  }
+  if (model_ && mlp_sizes() != change->old_sizes) model_.reset();
+  FRUGAL_RETURN_IF_ERROR(Adopt(model_name, static_cast<uint32_t>(MlpParamCount(change->old_sizes)), data));
+  if (mlp_sizes() != change->old_sizes) {
+    return InvalidArgumentError("Register shape prunes an MLP of other layer sizes than the local " + model_name);
+  }
+  return OkStatus();
+}
+
+std::vector<uint32_t> LocalState::mlp_sizes() const {
+  const auto* mlp = dynamic_cast<const Mlp*>(model_.get());
+  if (mlp == nullptr) return {};
+  return std::vector<uint32_t>(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+}
+
 bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
   if (!model_ || held_version_ != 0) return false;
   params_.assign(model_->num_params(), 0.0f);
@@ -80,12 +114,27 @@ bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
 Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
   const uint32_t d = dim();
   if (params_.size() != d) Forget();
-  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d);
+  std::vector<uint32_t> new_sizes;
+  // A residual already loaded follows any shape change; one not loaded yet is
+  // read at the new dimension when first needed.
+  std::vector<float>* follower = residual_.size() == d && d != 0 ? &residual_ : nullptr;
+  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower);
   if (!now_holds.ok()) {
     Forget();
     return now_holds.error();
   }
   held_version_ = *now_holds;
+  if (!new_sizes.empty() && new_sizes != mlp_sizes()) {
+    // [prune]: the payload changed the model's shape.
+    model_ = std::make_unique<Mlp>(std::vector<size_t>(new_sizes.begin(), new_sizes.end()), model_name_);
+    ws_ = model_->MakeWorkspace();
+    if (follower != nullptr) SaveResidualFile();
+  }
+  if (params_.size() != dim()) {
+    Forget();
+    return InvalidArgumentError("model payload left " + std::to_string(params_.size()) + " parameters, the " +
+                                model_name_ + " model has " + std::to_string(dim()));
+  }
   return held_version_;
 }
 

@@ -11,6 +11,7 @@
 #include "frugal/model/int8.h"
 #include "frugal/proto/convert.h"
 #include "frugal/privacy/secure_round.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/proto/frame.h"
 
 namespace frugal::client {
@@ -139,13 +140,25 @@ LoopStep TaskLoop::OnEnvelope(const v1::Envelope& env) {
 
 LoopStep TaskLoop::OnRegister(const v1::Register& reg) {
   const std::string& name = env_.config->name;
-  if (Status st = state_.Adopt(reg.model(), reg.dim(), env_.local->data); !st.ok()) {
+  const std::span<const uint8_t> shape(reinterpret_cast<const uint8_t*>(reg.shape().data()), reg.shape().size());
+  if (Status st = state_.Adopt(reg.model(), reg.dim(), env_.local->data, shape); !st.ok()) {
     return {{}, LoopDecision::Reconnect(st.error())};
   }
   auto uplink = FromWire(reg.codec());
   if (!uplink.ok()) return {{}, LoopDecision::Stop(uplink.error().WithContext("Register"))};
   task_settings_ =
       TaskSettings{FromWire(reg.train()), *uplink, FromWireErrorFeedback(reg.codec()), reg.seed(), reg.client_id()};
+  if (reg.width() > 0 && reg.width() < 1) {
+    if (env_.app != nullptr) {
+      return {{}, LoopDecision::Stop(FailedPreconditionError("Register asks for a nested sub-network (width " +
+                                                             std::to_string(reg.width()) +
+                                                             "), which an embedding app's trainer does not train"))};
+    }
+    task_settings_->width = reg.width();
+  } else if (!(reg.width() >= 0 && reg.width() <= 1)) {
+    return {{}, LoopDecision::Stop(InvalidArgumentError("Register width must be in [0, 1], got " +
+                                                        std::to_string(reg.width())))};
+  }
   registered_ = true;
   spdlog::info("{}: registered as client {} of run {} ({} with {} parameters)", name, reg.client_id(), reg.run_id(),
                reg.model(), reg.dim());
@@ -460,11 +473,19 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
   const bool measuring = env_.meter != nullptr && window.Start().ok();
   const double train_start_s = env_.phases != nullptr ? env_.phases->NowSeconds() : 0;
   const LocalData& local = *env_.local;
+  std::optional<NestedNetwork> nested;
+  if (task_settings_->width < 1) {
+    // [widths]: the nested sub-network of the held model's current shape, as the server maps it.
+    const std::vector<uint32_t> sizes = state_.mlp_sizes();
+    if (sizes.size() < 3) return FailedPreconditionError("Register asks for a nested sub-network of a model without hidden layers");
+    nested = MakeNestedNetwork(sizes, task_settings_->width);
+  }
   FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
-                          env_.app != nullptr
-                              ? RunAppTask(task, tc, uc, resid)
-                              : RunClientTask(state_.model(), state_.params(), local.data, local.indices, tc, uc, resid,
-                                              state_.workspace(), state_.scratch()));
+                          env_.app != nullptr ? RunAppTask(task, tc, uc, resid)
+                          : nested            ? RunNestedClientTask(*nested, state_.params(), local.data, local.indices,
+                                                                    tc, uc, resid, state_.workspace(), state_.scratch())
+                                              : RunClientTask(state_.model(), state_.params(), local.data, local.indices,
+                                                              tc, uc, resid, state_.workspace(), state_.scratch()));
   if (env_.phases != nullptr) {
     PhaseEnergy train = env_.phases->Measure("train", train_start_s, env_.phases->NowSeconds());
     // The gauge sees the whole device, so it wins over RAPL's package counter when it resolves the phase.

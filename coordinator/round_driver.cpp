@@ -125,11 +125,8 @@ Status RoundDriver::Init() {
                                              config_.carbon.grid_csv));
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
-  if (config_.prune.enabled() || !config_.widths.empty()) {
-    return FailedPreconditionError("[prune] and [widths] run in frugal-sim only for now: frugal-client does not yet "
-                                   "rebuild its model from a shape change or train a nested sub-network "
-                                   "(docs/frugal-models.md)");
-  }
+  FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline));
   if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
     return FailedPreconditionError("privacy.mode = \"distributed\" runs in frugal-sim only for now: the task does not "
                                    "carry the clip and the noise to frugal-client yet (docs/privacy.md)");
@@ -159,6 +156,13 @@ Status RoundDriver::Init() {
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
   FRUGAL_ASSIGN_OR_RETURN(std::optional<RunState> state, store.LoadRun(config_.run_id));
   if (!state) return InternalError("run " + config_.run_id + " vanished from the store after creation");
+  if (lean_.prunes() && state->model.size() != model_->num_params()) {
+    // The engine's shape (the kept units) is not part of its stored state yet.
+    return FailedPreconditionError("run " + config_.run_id + " was pruned ([prune]) to " +
+                                   std::to_string(state->model.size()) +
+                                   " parameters before the coordinator stopped; resuming a pruned run is not built "
+                                   "yet (docs/frugal-models.md)");
+  }
   if (state->model.size() != model_->num_params()) {
     return DataLossError("stored model of run " + config_.run_id + " has " + std::to_string(state->model.size()) +
                          " parameters, the " + config_.model + " model has " +
@@ -291,6 +295,11 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   reg.set_run_id(config_.run_id);
   reg.set_model(config_.model);
   reg.set_dim(static_cast<uint32_t>(model_->num_params()));
+  if (!engine_->shape().old_sizes.empty()) {
+    const std::vector<uint8_t> shape = EncodeShapeChange(engine_->shape());
+    reg.set_shape(reinterpret_cast<const char*>(shape.data()), shape.size());
+  }
+  if (const double width = lean_.WidthFor(c.device_profile->id); width < 1) reg.set_width(width);
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
   // The run's task configuration once per session; each Task then carries only its seed.
   ToWire(config_.task.train, 0, reg.mutable_train());
@@ -334,8 +343,12 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
                                        update.update().size());
   RejectReason reason = RejectReason::kMalformed;
   const double cpu0 = ThreadCpuSeconds();
+  // [widths]: a narrow client's update is of its nested sub-network.
+  const NestedNetwork* nested = lean_.NestedFor(c.device_profile->id);
   const Status st = engine_->Ingest(update.round(), id, update.base_version(), bytes,
-                                    static_cast<double>(c.num_examples), &reason);
+                                    static_cast<double>(c.num_examples), &reason,
+                                    nested != nullptr ? std::span<const uint32_t>(nested->map)
+                                                      : std::span<const uint32_t>{});
   round_cpu_s_ += ThreadCpuSeconds() - cpu0;
   auto slot = slots_.find(id);
   const bool in_round = engine_->round_open() && update.round() == engine_->round() && slot != slots_.end();
@@ -903,6 +916,18 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
     commit.model.assign(engine_->global_model().begin(), engine_->global_model().end());
     const auto step = engine_->StepPayload(engine_->version());  // empty under the dense pipeline
     commit.step_payload.assign(step.begin(), step.end());
+  }
+  // [prune]: a step after this round is committed with it (the pruned model is the next version).
+  FRUGAL_ASSIGN_OR_RETURN(std::optional<PruneStep> pruned, lean_.PruneAfter(round, *engine_));
+  if (pruned) {
+    commit.pruned_model.assign(engine_->global_model().begin(), engine_->global_model().end());
+    const auto step = engine_->StepPayload(engine_->version());  // the shape change (frugal pipeline)
+    commit.pruned_step.assign(step.begin(), step.end());
+    model_ = lean_.MakeModel(config_.model);
+    ws_ = model_->MakeWorkspace();
+    planner_->SetFlopsPerExample(model_->flops_per_example());
+    spdlog::info("round {}: pruned the model to {} parameters (model v{})", round, model_->num_params(),
+                 pruned->to_version);
   }
   commit.engine_state = engine_->ServerState();
   commit.accuracy = rec.accuracy;

@@ -30,6 +30,7 @@
 #include "frugal/round/client_task.h"
 #include "frugal/round/trusted.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/round/accounting.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/planner.h"
@@ -262,17 +263,10 @@ class Simulation {
   bool Dropped(uint32_t round, uint32_t id, double* fraction) const;
   bool IsAttacker(uint32_t c) const { return !attackers_.empty() && attackers_[c]; }
   void PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta) const;
-  // A client's nested sub-network ([widths]): its model and its map into the global model's coordinates.
-  struct Nested {
-    std::unique_ptr<Model> model;
-    std::vector<uint32_t> map;
-  };
-  // The sub-network client c trains, or null for the whole model.
-  const Nested* NestedFor(uint32_t c) const;
-  // Builds the sub-networks of the configured widths for the current model shape.
-  void BuildNested();
+  // The sub-network client c trains ([widths], the core's LeanRound), or null for the whole model.
+  const NestedNetwork* NestedFor(uint32_t c) const { return lean_.NestedFor(pop_->device(c).id); }
   Status EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r,
-                      const Nested* nested = nullptr);
+                      const NestedNetwork* nested = nullptr);
   void OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
                         std::vector<std::vector<float>>& held, const std::vector<uint8_t>& pending,
                         std::vector<SlotResult>& results);
@@ -332,11 +326,9 @@ class Simulation {
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::map<uint32_t, Base> bases_;
-  // [prune]: the unpruned MLP's layer sizes, and the residual store's settings
-  // (a shape change moves every residual into a store of the new dimension).
-  std::vector<uint32_t> unpruned_sizes_;
-  std::map<std::string, double> width_by_device_;  // [widths]
-  std::map<double, Nested> nested_;                 // by width, for the current shape
+  // [prune] and [widths] (the core's round-level state), and the residual store's
+  // settings (a shape change moves every residual into a store of the new dimension).
+  LeanRound lean_;
   std::string spill_path_;
   size_t residual_budget_ = 0;
   std::unique_ptr<ProgressBar> bar_;
@@ -436,29 +428,10 @@ Status Simulation::SetUp() {
                                                bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
   spill_path_ = spill;
   residual_budget_ = residual_budget;
-  if (cfg_.prune.enabled()) {
-    const auto* mlp = dynamic_cast<const Mlp*>(model_.get());
-    if (mlp == nullptr || mlp->layer_sizes().size() < 3) {
-      return InvalidArgumentError("[prune] removes hidden units of an MLP; model '" + cfg_.model + "' has none");
-    }
-    if (cfg_.pipeline == Pipeline::kSecure) {
-      return InvalidArgumentError("[prune] is not built for pipeline = \"secure\"");
-    }
-    unpruned_sizes_.assign(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
-  }
-  if (!cfg_.widths.empty()) {
-    const auto* mlp = dynamic_cast<const Mlp*>(model_.get());
-    if (mlp == nullptr || mlp->layer_sizes().size() < 3) {
-      return InvalidArgumentError("[widths] narrows hidden layers of an MLP; model '" + cfg_.model + "' has none");
-    }
-    if (cfg_.pipeline == Pipeline::kSecure || cfg_.attack.active() || opts_.app_train) {
-      return InvalidArgumentError("[widths] is not built for the secure pipeline, attacks or an app's trainer");
-    }
-    for (const auto& [device, width] : cfg_.widths) {
-      if (auto known = profiles_.Device(device); !known.ok()) return known.error().WithContext("widths.devices");
-      width_by_device_[device] = width;
-    }
-    BuildNested();
+  FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(cfg_.widths, profiles_));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, widths, cfg_.pipeline));
+  if (lean_.has_widths() && (cfg_.attack.active() || opts_.app_train)) {
+    return InvalidArgumentError("[widths] is not built for attacks or an app's trainer");
   }
 
   for (size_t t = 0; t < threads_; ++t) ws_.push_back(model_->MakeWorkspace());
@@ -587,7 +560,7 @@ void Simulation::PoisonDelta(uint32_t round, uint32_t id, std::span<float> delta
 
 // The uplink codec with the client's error feedback: the bytes it sends.
 Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r,
-                                const Nested* nested) {
+                                const NestedNetwork* nested) {
   if (cfg_.pipeline == Pipeline::kSecure) return EncodeSecureInput(thread, c, delta, r);
   std::span<float> resid;
   std::vector<float> sub_resid;
@@ -597,38 +570,16 @@ Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float
     resid = resid_buf_[thread];
     if (nested != nullptr) {
       // A narrow client's residual covers its sub-network; the rest keeps what it held.
-      sub_resid = ApplyParamMap(nested->map, resid);
+      sub_resid = NarrowResidual(nested->map, resid);
       resid = sub_resid;
     }
   }
   FRUGAL_ASSIGN_OR_RETURN(r.update, EncodeUplink(delta, cfg_.task.uplink, resid));
   if (cfg_.uses_residuals()) {
-    if (nested != nullptr) {
-      for (size_t i = 0; i < nested->map.size(); ++i) resid_buf_[thread][nested->map[i]] = sub_resid[i];
-    }
+    if (nested != nullptr) WidenResidual(nested->map, sub_resid, resid_buf_[thread]);
     FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid_buf_[thread]));
   }
   return OkStatus();
-}
-
-const Simulation::Nested* Simulation::NestedFor(uint32_t c) const {
-  if (width_by_device_.empty()) return nullptr;
-  const auto w = width_by_device_.find(pop_->device(c).id);
-  if (w == width_by_device_.end() || w->second >= 1) return nullptr;
-  return &nested_.at(w->second);
-}
-
-void Simulation::BuildNested() {
-  nested_.clear();
-  const auto& mlp = static_cast<const Mlp&>(*model_);
-  const std::vector<uint32_t> sizes(mlp.layer_sizes().begin(), mlp.layer_sizes().end());
-  for (const auto& [device, width] : width_by_device_) {
-    if (width >= 1 || nested_.contains(width)) continue;
-    const MlpShapeChange sub = NestedSubnetwork(sizes, width);
-    const std::vector<uint32_t> sub_sizes = sub.NewSizes();
-    nested_[width] = Nested{std::make_unique<Mlp>(std::vector<size_t>(sub_sizes.begin(), sub_sizes.end())),
-                            ShapeChangeParamMap(sub)};
-  }
 }
 
 // Stages 1-2 of SecAgg+ for every selected client (a client that drops out
@@ -748,7 +699,7 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
     const bool attacker = IsAttacker(c);
     // The copy the client trains from, after its download (see Base).
     const uint32_t base = downloads[s].full || pop_->base_version(c) == 0 ? version : pop_->base_version(c);
-    const Nested* nested = NestedFor(c);
+    const NestedNetwork* nested = NestedFor(c);
     const Model& model = nested != nullptr ? *nested->model : *model_;
     // A narrow client trains and sends its nested sub-network ([widths]); the
     // thread's workspace serves it too (an MLP workspace grows to any MLP of that depth).
@@ -1053,7 +1004,7 @@ Status Simulation::Step(uint32_t round) {
   for (size_t s = 0; s < selected.size(); ++s) {
     if (!timing.accepted[s] || secure_) continue;
     const uint32_t id = pop_->id(selected[s]);
-    const Nested* nested = NestedFor(selected[s]);
+    const NestedNetwork* nested = NestedFor(selected[s]);
     FRUGAL_RETURN_IF_ERROR(engine_->Ingest(round, id, version, by_client.at(id)->update,
                                            static_cast<double>(pop_->NumExamples(selected[s])), nullptr,
                                            nested != nullptr ? std::span<const uint32_t>(nested->map)
@@ -1120,30 +1071,20 @@ Status Simulation::Step(uint32_t round) {
   return Prune(round);
 }
 
-// The engine prunes its model and state (RoundEngine::ApplyShapeChange); the
-// simulator follows it: the bases every client holds take the shape change
+// The core decides and takes the step (LeanRound::PruneAfter: the engine prunes
+// its model and state, the sub-networks follow); the simulator follows it: the bases every client holds take the shape change
 // through the client's own payload code (as a device applies its chain), the
 // clients' residuals move into a store of the new dimension, and the model,
 // workspaces and planner take the new shape, so the ledger's FLOPs are the
 // pruned model's.
 Status Simulation::Prune(uint32_t round) {
-  if (unpruned_sizes_.empty()) return OkStatus();
-  const auto& mlp = static_cast<const Mlp&>(*model_);
-  const std::vector<uint32_t> sizes(mlp.layer_sizes().begin(), mlp.layer_sizes().end());
-  std::optional<std::vector<uint32_t>> widths = PruneStepWidths(cfg_.prune, round, unpruned_sizes_);
-  if (!widths) return OkStatus();
-  bool narrower = false;
-  for (size_t l = 0; l < widths->size(); ++l) {
-    (*widths)[l] = std::min((*widths)[l], sizes[l + 1]);
-    narrower |= (*widths)[l] < sizes[l + 1];
-  }
-  if (!narrower) return OkStatus();
-  const MlpShapeChange change = ChooseKeptUnits(sizes, engine_->global_model(), *widths);
-  const uint32_t version = engine_->version();
-  const auto old_dim = static_cast<uint32_t>(model_->num_params());
-  FRUGAL_ASSIGN_OR_RETURN(uint32_t new_version, engine_->ApplyShapeChange(change));
-  const std::vector<uint32_t> map = ShapeChangeParamMap(change);
-  const std::vector<uint32_t> new_sizes = change.NewSizes();
+  FRUGAL_ASSIGN_OR_RETURN(std::optional<PruneStep> pruned, lean_.PruneAfter(round, *engine_));
+  if (!pruned) return OkStatus();
+  const uint32_t version = pruned->from_version;
+  const uint32_t new_version = pruned->to_version;
+  const uint32_t old_dim = pruned->old_dim;
+  const std::vector<uint32_t>& map = pruned->map;
+  const std::vector<uint32_t>& new_sizes = pruned->new_sizes;
   if (SendsSteps(cfg_.pipeline)) {
     const std::span<const uint8_t> piece = engine_->StepPayload(new_version);
     const ModelPayloadHeader h{ModelPayloadKind::kChain, version, new_version, static_cast<uint32_t>(map.size()), 1};
@@ -1168,10 +1109,9 @@ Status Simulation::Prune(uint32_t round) {
     }
     residuals_ = std::move(moved);
   }
-  model_ = std::make_unique<Mlp>(std::vector<size_t>(new_sizes.begin(), new_sizes.end()), std::string(mlp.name()));
+  model_ = lean_.MakeModel(std::string(model_->name()));
   for (auto& w : ws_) w = model_->MakeWorkspace();
   planner_->SetFlopsPerExample(model_->flops_per_example());
-  if (!width_by_device_.empty()) BuildNested();
   return OkStatus();
 }
 
@@ -1258,7 +1198,7 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
 }
 
 void Simulation::AddNotes(RunSummary& sum) const {
-  if (!unpruned_sizes_.empty() || !width_by_device_.empty()) {
+  if (lean_.active()) {
     // [prune], [widths]: the shape the run ended with, and what each class trained.
     const auto& mlp = static_cast<const Mlp&>(*model_);
     std::string shape;
@@ -1266,14 +1206,14 @@ void Simulation::AddNotes(RunSummary& sum) const {
     const FlopCount f = mlp.flops_per_example();
     sum.extra_metrics["train_flops_per_example_final"] = f.forward + f.backward;
     std::string note = "The model ended as a " + shape + " MLP";
-    if (!unpruned_sizes_.empty()) {
-      const double fraction = (f.forward + f.backward) / MlpTrainFlops(unpruned_sizes_);
+    if (!lean_.unpruned_sizes().empty()) {
+      const double fraction = (f.forward + f.backward) / MlpTrainFlops(lean_.unpruned_sizes());
       sum.extra_metrics["train_flops_fraction_final"] = fraction;
       note += " (structured pruning, [prune]: " + FormatDouble(100 * fraction) +
               "% of the unpruned model's training FLOPs per example)";
     }
     note += ".";
-    for (const auto& [device, width] : width_by_device_) {
+    for (const auto& [device, width] : lean_.width_by_device()) {
       note += " " + device + " clients trained the nested sub-network of width " + FormatDouble(width) +
               " ([widths]); the ledger counts their sub-network's FLOPs.";
     }

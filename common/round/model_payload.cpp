@@ -119,6 +119,12 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes) {
+  return ApplyModelPayload(bytes, held_version, model, expected_dim, new_sizes, nullptr);
+}
+
+Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
+                                   std::vector<float>& model, uint32_t expected_dim,
+                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
   std::vector<uint32_t> sizes;  // the last shape change's layer sizes
@@ -137,6 +143,14 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
     }
     FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(pieces.back(), {}, dim));
     model = std::move(full);
+    if (follower != nullptr && h.shape_change && follower->size() != dim) {
+      auto shape = DecodeShapeChange(pieces[0]);  // decoded and checked above
+      if (follower->size() == MlpParamCount(shape->old_sizes)) {
+        *follower = ApplyParamMap(ShapeChangeParamMap(*shape), *follower);
+      } else {
+        follower->assign(dim, 0.0f);
+      }
+    }
     if (new_sizes != nullptr) *new_sizes = std::move(sizes);
     return h.to_version;
   }
@@ -182,6 +196,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
   }
   for (const Step& s : steps) {
     if (s.reshape) {
+      if (follower != nullptr && follower->size() == model.size()) *follower = ApplyParamMap(s.map, *follower);
       model = ApplyParamMap(s.map, model);
       continue;
     }

@@ -724,7 +724,8 @@ Result<RunState> Store::LoadRunLocked(const std::string& run_id) {
       FRUGAL_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
       const uint32_t v = st.U32(0);
-      if (st.Int(4) != dim * 4) {
+      // A version from before a prune step ([prune]) has more parameters than the run's dimension now.
+      if (st.Int(4) < dim * 4 || st.Int(4) % 4 != 0) {
         return DataLossError("store " + path_ + ": run '" + run_id + "' model version " +
                              std::to_string(v) + " holds " + std::to_string(st.Int(4)) +
                              " bytes, expected " + std::to_string(dim * 4));
@@ -803,6 +804,14 @@ Status Store::CommitRound(const RoundCommit& c) {
     }
   } else if (!c.model.empty() || !c.step_payload.empty()) {
     return InvalidArgumentError(where + ": a round that was not applied carries no model or step");
+  }
+  for (size_t i = 0; i < c.pruned_model.size(); ++i) {
+    if (!std::isfinite(c.pruned_model[i])) {
+      return InvalidArgumentError(where + ": pruned model parameter " + std::to_string(i) + " is not finite");
+    }
+  }
+  if (c.pruned_model.empty() && !c.pruned_step.empty()) {
+    return InvalidArgumentError(where + ": a prune step without its pruned model");
   }
   for (const LedgerRow& r : c.ledger_rows) {
     if (r.round != c.round || (!r.run_id.empty() && r.run_id != c.run_id)) {
@@ -895,13 +904,32 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     }
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
+  const bool pruned = !c.pruned_model.empty();
+  const uint32_t final_version = pruned ? c.new_version + 1 : c.new_version;
+  if (pruned) {
+    const std::vector<uint8_t> model = EncodeFloats(c.pruned_model);
+    FRUGAL_ASSIGN_OR_RETURN(
+        Statement st, Statement::Prepare(db_.get(), path_,
+                                         "INSERT INTO model_versions (run_id, version, round, "
+                                         "model, model_crc, step, step_crc) "
+                                         "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+    st.Bind(1, c.run_id).Bind(2, final_version).Bind(3, c.round);
+    st.BindBlob(4, model).Bind(5, static_cast<int64_t>(Crc(model)));
+    if (c.pruned_step.empty()) {
+      st.BindNull(6).BindNull(7);
+    } else {
+      st.BindBlob(6, c.pruned_step).Bind(7, static_cast<int64_t>(Crc(c.pruned_step)));
+    }
+    FRUGAL_RETURN_IF_ERROR(st.Run());
+    dim = static_cast<int64_t>(c.pruned_model.size());
+  }
   {
     FRUGAL_ASSIGN_OR_RETURN(
         Statement st, Statement::Prepare(db_.get(), path_,
                                          "UPDATE runs SET last_round = ?, version = ?, "
-                                         "engine_state = ?, engine_state_crc = ? WHERE run_id = ?"));
-    st.Bind(1, c.round).Bind(2, c.new_version).BindBlob(3, c.engine_state);
-    st.Bind(4, static_cast<int64_t>(Crc(c.engine_state))).Bind(5, c.run_id);
+                                         "engine_state = ?, engine_state_crc = ?, dim = ? WHERE run_id = ?"));
+    st.Bind(1, c.round).Bind(2, final_version).BindBlob(3, c.engine_state);
+    st.Bind(4, static_cast<int64_t>(Crc(c.engine_state))).Bind(5, dim).Bind(6, c.run_id);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (!c.client_versions.empty()) {
@@ -917,11 +945,11 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     }
   }
   FRUGAL_RETURN_IF_ERROR(InsertLedgerRows(c.run_id, c.ledger_rows));
-  if (c.applied && c.new_version > options_.keep_versions) {
+  if ((c.applied || pruned) && final_version > options_.keep_versions) {
     FRUGAL_ASSIGN_OR_RETURN(
         Statement st, Statement::Prepare(db_.get(), path_,
                                          "DELETE FROM model_versions WHERE run_id = ? AND version <= ?"));
-    st.Bind(1, c.run_id).Bind(2, c.new_version - options_.keep_versions);
+    st.Bind(1, c.run_id).Bind(2, final_version - options_.keep_versions);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   return txn.Commit();
@@ -989,7 +1017,9 @@ Result<std::optional<std::vector<float>>> Store::ModelAt(const std::string& run_
   FRUGAL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<std::vector<float>>();
   std::vector<uint8_t> bytes = st.Blob(0);
-  if (static_cast<int64_t>(bytes.size()) != dim * 4 || Crc(bytes) != st.U32(1)) {
+  // A version from before a prune step ([prune]) has more parameters than the run's dimension now.
+  if (bytes.empty() || bytes.size() % 4 != 0 || static_cast<int64_t>(bytes.size()) < dim * 4 ||
+      Crc(bytes) != st.U32(1)) {
     return DataLossError("store " + path_ + ": run '" + run_id + "' model version " +
                          std::to_string(version) + " fails its checksum or size check");
   }

@@ -21,6 +21,7 @@
 #include "frugal/round/client_task.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/engine.h"
+#include "frugal/model/prune.h"
 
 namespace frugal::client {
 namespace {
@@ -110,6 +111,65 @@ TEST_SUITE("client") {
     REQUIRE(refused.decision.error.has_value());
     CHECK(refused.decision.error->message().find("he-normal") != std::string::npos);
     CHECK(odd.state.held_version() == 0);
+  }
+
+  TEST_CASE("[prune]: the agent's model and residual follow a payload's shape change, and a restarted agent finds the residual at the pruned shape") {
+    Rig rig;
+    const Dataset& data = rig.local.data;
+    auto model = MakeModel("mlp", 4, 3);
+    REQUIRE(model.ok());
+    const auto* mlp = dynamic_cast<const Mlp*>(model->get());
+    REQUIRE(mlp != nullptr);
+    const std::vector<uint32_t> sizes(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+    const auto dim = static_cast<uint32_t>(mlp->num_params());
+    std::vector<float> v1(dim);
+    mlp->InitParams(v1, 3);
+    RoundEngine engine(v1, EngineConfig{});
+    LocalState state(rig.dir.Path("residual.bin"));
+    REQUIRE(state.Adopt("mlp", dim, data).ok());
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
+    std::vector<float>& resid = state.Residual();
+    for (size_t i = 0; i < resid.size(); ++i) resid[i] = static_cast<float>(i % 97) * 0.01f;
+    const std::vector<float> before = resid;
+    state.SaveResidualFile();
+    const std::vector<float> held_v1 = state.params();
+    LocalState stale(rig.dir.Path("stale.bin"));  // holds version 1 across the prune step
+    REQUIRE(stale.Adopt("mlp", dim, data).ok());
+    REQUIRE(stale.Apply(**engine.ModelPayloadFor(0)).ok());
+
+    std::vector<uint32_t> widths(sizes.size() - 2);
+    for (size_t l = 0; l < widths.size(); ++l) widths[l] = sizes[l + 1] / 2;
+    const MlpShapeChange change = ChooseKeptUnits(sizes, engine.global_model(), widths);
+    REQUIRE(engine.ApplyShapeChange(change).ok());
+    const std::vector<uint32_t> map = ShapeChangeParamMap(change);
+    auto held = state.Apply(**engine.ModelPayloadFor(1));  // a chain holding the shape change
+    REQUIRE(held.ok());
+    CHECK(*held == 2);
+    CHECK(state.mlp_sizes() == change.NewSizes());
+    CHECK(state.dim() == map.size());
+    CHECK(state.params() == ApplyParamMap(map, held_v1));  // its copy (the 8-bit full model's reconstruction), pruned
+    CHECK(state.Residual() == ApplyParamMap(map, before));
+
+    // A restart: Register carries the pruned shape; holding nothing, the agent
+    // starts from the unpruned model, a full payload prunes it, and its residual
+    // file is read back at the pruned dimension.
+    LocalState restarted(rig.dir.Path("residual.bin"));
+    const std::vector<uint8_t> shape = EncodeShapeChange(engine.shape());
+    REQUIRE(restarted.Adopt("mlp", static_cast<uint32_t>(map.size()), data, shape).ok());
+    CHECK(restarted.dim() == dim);
+    REQUIRE(restarted.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(restarted.mlp_sizes() == change.NewSizes());
+    CHECK(restarted.Residual() == ApplyParamMap(map, before));
+    // An agent reconnecting with version 1 keeps it: the chain from it prunes it.
+    REQUIRE(stale.Adopt("mlp", static_cast<uint32_t>(map.size()), data, shape).ok());
+    CHECK(stale.held_version() == 1);
+    REQUIRE(stale.Apply(**engine.ModelPayloadFor(1)).ok());
+    CHECK(stale.mlp_sizes() == change.NewSizes());
+    // A Register whose shape does not match its dim is refused, naming it.
+    LocalState wrong(rig.dir.Path("other.bin"));
+    const Status st = wrong.Adopt("mlp", dim, data, shape);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message().find("Register shape") != std::string::npos);
   }
 
   TEST_CASE("a task on the seed-built version 1 is trained and accepted by the round engine") {

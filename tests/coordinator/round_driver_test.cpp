@@ -26,10 +26,12 @@
 #include "frugal/codec/frame.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/model/model.h"
+#include "frugal/model/prune.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
 #include "frugal/train/trainer.h"
 
@@ -420,18 +422,106 @@ TEST_SUITE("coordinator") {
     CHECK(e.message().find("fltrust") != std::string::npos);
   }
 
-  TEST_CASE("what runs in frugal-sim only is refused at start, naming it: [prune], [widths], distributed DP") {
-    const Error prune = StartRefusal({"model=\"mlp\"", "prune.target_flops_fraction=0.5"});
-    CHECK(prune.code() == ErrorCode::kFailedPrecondition);
+  TEST_CASE("what the coordinator cannot run is refused at start, naming it: [prune] of a model without hidden units, [widths] of an unknown device class, distributed DP") {
+    const Error prune = StartRefusal({"model=\"logreg\"", "prune.target_flops_fraction=0.5"});
+    CHECK(prune.code() == ErrorCode::kInvalidArgument);
     CHECK(prune.message().find("[prune]") != std::string::npos);
     const Error widths =
-        StartRefusal({"model=\"mlp\"", "server.averaging=\"support\"", "widths.devices={phone-low=0.5}"});
-    CHECK(widths.code() == ErrorCode::kFailedPrecondition);
-    CHECK(widths.message().find("[widths]") != std::string::npos);
+        StartRefusal({"model=\"mlp\"", "server.averaging=\"support\"", "widths.devices={phone-nokia=0.5}"});
+    CHECK(widths.message().find("widths.devices") != std::string::npos);
     const Error dp = StartRefusal({"model=\"logreg\"", "pipeline=\"secure\"", "privacy.mode=\"distributed\"",
                                    "privacy.clip=0.5", "privacy.noise_multiplier=1"});
     CHECK(dp.code() == ErrorCode::kFailedPrecondition);
     CHECK(dp.message().find("distributed") != std::string::npos);
+  }
+
+  TEST_CASE("[prune] and [widths] on the coordinator: a device class's width in Register, a narrow client's update of its sub-network, and a prune step after round 1 committed and sent as a shape change") {
+    auto rig = MakeRig({"rounds=2", "model=\"mlp\"", "round.clients_per_round=2", "round.min_clients=2",
+                        "round.deadline_s=100", "eval.examples=100", "server.averaging=\"support\"",
+                        "prune.target_flops_fraction=0.5", "prune.start_round=1", "prune.steps=1", "prune.every=1",
+                        "widths.devices={phone-low=0.5}"});
+    RoundDriver& d = *rig->driver;
+    const std::vector<float> v1(d.global_model().begin(), d.global_model().end());
+    const auto full_dim = static_cast<uint32_t>(v1.size());
+    const std::vector<uint32_t> sizes = {784, 200, 200, 10};
+    REQUIRE(MlpParamCount(sizes) == full_dim);
+    v1::Hello low = MakeHello("low");
+    low.set_device_class("Phone-Low");  // any spelling of the profile's id
+    auto reg_mid = d.OnHello(1, "mid", MakeHello("mid"), 0);
+    auto reg_low = d.OnHello(2, "low", low, 0);
+    REQUIRE(reg_mid.ok());
+    REQUIRE(reg_low.ok());
+    CHECK(reg_mid->width() == 0);  // the whole model
+    CHECK(reg_low->width() == 0.5);
+    CHECK(reg_low->shape().empty());  // not pruned yet
+    // Each client's copy: version 1 from the seed, then the payloads (shape changes included).
+    std::map<uint64_t, std::vector<float>> copy = {{1, v1}, {2, v1}};
+    std::map<uint64_t, uint32_t> version = {{1, 1}, {2, 1}};
+    std::map<uint64_t, std::vector<uint32_t>> shape = {{1, sizes}, {2, sizes}};
+    auto answer = [&](uint64_t conn) {
+      const v1::Envelope* task = rig->transport.Last(conn, v1::Envelope::kTask);
+      const v1::Envelope* model = rig->transport.Last(conn, v1::Envelope::kModel);
+      REQUIRE(task != nullptr);
+      REQUIRE(model != nullptr);
+      const auto& bytes = model->model().payload();
+      std::vector<uint32_t> new_sizes;
+      auto v = ApplyModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+                                 version[conn], copy[conn], static_cast<uint32_t>(copy[conn].size()), &new_sizes);
+      REQUIRE_MESSAGE(v.ok(), v.error().ToString());
+      version[conn] = *v;
+      if (!new_sizes.empty()) shape[conn] = new_sizes;
+      // The narrow client sends an update of its nested sub-network only.
+      const size_t dim = conn == 2 ? MakeNestedNetwork(shape[conn], 0.5).map.size() : copy[conn].size();
+      std::vector<float> delta(dim, 0.0f);
+      for (size_t i = 0; i < dim; i += 5) delta[i] = 0.01f;
+      UplinkConfig uc;
+      uc.density = 0.02;
+      auto enc = EncodeUplink(delta, uc, {});
+      REQUIRE(enc.ok());
+      v1::Update u;
+      u.set_round(task->task().round());
+      u.set_base_version(task->task().model_version());
+      u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
+      u.mutable_ledger()->set_flops(1e6);
+      return u;
+    };
+    d.Tick(0);
+    d.OnUpdate(1, answer(1), 1);
+    d.OnUpdate(2, answer(2), 1);
+    d.Tick(2);
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].completed == 2);
+    // Pruned after round 1: version 2 is the round's, version 3 the pruned model, both in the store.
+    CHECK(d.version() == 3);
+    const size_t pruned_dim = d.global_model().size();
+    CHECK(pruned_dim < full_dim);
+    auto stored = rig->store->LoadRun(rig->cfg.run_id);
+    REQUIRE(stored.ok());
+    REQUIRE(stored->has_value());
+    CHECK((*stored)->version == 3);
+    CHECK((*stored)->model.size() == pruned_dim);
+    // A client registering now learns the pruned shape.
+    auto reg_late = d.OnHello(3, "late", MakeHello("late"), 2);
+    REQUIRE(reg_late.ok());
+    CHECK(reg_late->dim() == pruned_dim);
+    auto late_shape = DecodeShapeChange(std::span(reinterpret_cast<const uint8_t*>(reg_late->shape().data()),
+                                                  reg_late->shape().size()));
+    REQUIRE(late_shape.ok());
+    CHECK(MlpParamCount(late_shape->NewSizes()) == pruned_dim);
+    d.OnDisconnect(3, 2);  // not part of round 2
+    // Round 2: the payload's shape change brings both clients to the pruned model, bit for bit.
+    d.Tick(3);
+    const v1::Envelope* task_low = rig->transport.Last(2, v1::Envelope::kTask);
+    REQUIRE(task_low != nullptr);
+    REQUIRE(task_low->task().round() == 2);
+    d.OnUpdate(1, answer(1), 4);
+    d.OnUpdate(2, answer(2), 4);
+    CHECK(shape[1] == late_shape->NewSizes());
+    CHECK(shape[2] == late_shape->NewSizes());
+    CHECK(copy[2].size() == pruned_dim);
+    d.Tick(5);
+    REQUIRE(d.records().size() == 2);
+    CHECK(d.records()[1].completed == 2);
   }
 
   TEST_CASE("pipeline = secure: the driver relays the SecAgg+ stages, refuses messages of another round or stage, and the engine gets the survivors' exact sum") {

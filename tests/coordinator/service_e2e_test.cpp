@@ -3,7 +3,8 @@
 // handshake and of malformed streams while the others are served, the
 // connection cap's refusal, kill -9
 // of the coordinator mid-round followed by a restart, and the secure pipeline
-// with two clients killed mid-protocol. Ports are chosen by the
+// with two clients killed mid-protocol, and [prune] with [widths] through
+// three agents. Ports are chosen by the
 // coordinator binding port 0; no assertion is about time.
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -30,6 +32,8 @@
 #include "frugal/coordinator/ca.h"
 #include "frugal/coordinator/store.h"
 #include "frugal/core/random.h"
+#include "frugal/model/prune.h"
+#include "frugal/report/run_dir.h"
 #include "frugal/proto/frame.h"
 #include "frugal/report/run_report.h"
 
@@ -692,6 +696,82 @@ TEST_SUITE("coordinator") {
       ++dropped;
     }
     CHECK(dropped == 2);
+  }
+
+  TEST_CASE("[prune] and [widths] through the service: three client processes, a prune step after round 2 and a half-width device class") {
+    const std::vector<std::string> names = {"lean-0", "lean-1", "lean-low"};
+    Fleet fleet(names);
+    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-lean\"", "rounds=3", "model=\"mlp\"",
+                                               "round.clients_per_round=3", "round.min_clients=3",
+                                               "round.deadline_s=600", "train.epochs=1", "eval.examples=500",
+                                               "server.averaging=\"support\"", "prune.target_flops_fraction=0.5",
+                                               "prune.start_round=2", "prune.steps=1", "prune.every=1",
+                                               "widths.devices={phone-low=0.5}"}),
+                        fleet.dir.Path("coordinator.log"));
+    WaitPort(fleet.dir.Path("port"), coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    // Three shares of a 60-way split (about 1,000 examples each): a few seconds of training in all.
+    for (uint32_t i = 0; i < 3; ++i) {
+      std::vector<std::string> extra;
+      if (names[i] == "lean-low") extra.push_back("device.class=\"phone-low\"");
+      clients.push_back(
+          std::make_unique<Process>(fleet.ClientArgs(names[i], i, 60, extra), fleet.dir.Path(names[i] + ".log")));
+    }
+    const auto code = coordinator.Wait(600);
+    const std::string log = ReadFile(fleet.dir.Path("coordinator.log"));
+    INFO(log);
+    REQUIRE(code.has_value());
+    REQUIRE(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+    CHECK(log.find("round 2: pruned the model to") != std::string::npos);
+
+    auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
+    REQUIRE(records.ok());
+    REQUIRE(records->size() == 3);
+    for (const RoundRecord& r : *records) CHECK(r.completed == 3);
+    // The final model is the pruned one: half the unpruned training FLOPs per example at most.
+    const std::vector<uint32_t> unpruned = {784, 200, 200, 10};
+    const std::vector<uint32_t> pruned = WidthsForFlopsFraction(unpruned, 0.5);
+    const std::vector<uint32_t> pruned_sizes = {784, pruned[0], pruned[1], 10};
+    CHECK(MlpTrainFlops(pruned_sizes) <= 0.5 * MlpTrainFlops(unpruned));
+    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto run = (*store)->LoadRun("e2e-lean");
+    REQUIRE(run.ok());
+    REQUIRE(run->has_value());
+    CHECK((*run)->model.size() == MlpParamCount(pruned_sizes));
+    // Every agent ends on the pruned shape: its residual file (magic, dimension, CRC, floats) has the pruned
+    // dimension, or the narrow client's the pruned model's (its residual covers the whole model).
+    for (const std::string& name : names) {
+      CAPTURE(name);
+      const std::string resid = ReadFile(fleet.dir.Path("state-" + name) + "/residual.bin");
+      REQUIRE(resid.size() >= 12);
+      uint32_t dim = 0;
+      std::memcpy(&dim, resid.data() + 4, 4);
+      CHECK(dim == MlpParamCount(pruned_sizes));
+    }
+    // The ledger prices the narrow client's participations at its sub-network's FLOPs (one epoch over its examples).
+    auto roster = ParseClientsCsv(ReadFile(fleet.dir.Path("run/clients.csv")));
+    REQUIRE(roster.ok());
+    std::map<uint64_t, RosterEntry> by_id;
+    for (const RosterEntry& e : *roster) by_id[e.id] = e;
+    auto ledger = (*store)->Ledger("e2e-lean");
+    REQUIRE(ledger.ok());
+    int narrow_rows = 0, wide_rows = 0;
+    for (const LedgerRow& row : *ledger) {
+      if (row.outcome != ClientOutcome::kParticipated) continue;
+      REQUIRE(by_id.contains(row.client_id));
+      const RosterEntry& who = by_id[row.client_id];
+      const std::vector<uint32_t>& sizes = row.round <= 2 ? unpruned : pruned_sizes;
+      const bool narrow = who.name == "lean-low";
+      const std::vector<uint32_t> trained = narrow ? NestedSubnetwork(sizes, 0.5).NewSizes() : sizes;
+      CAPTURE(row.round);
+      CAPTURE(who.name);
+      CHECK(row.flops == doctest::Approx(MlpTrainFlops(trained) * static_cast<double>(who.examples)).epsilon(1e-9));
+      (narrow ? narrow_rows : wide_rows)++;
+    }
+    CHECK(narrow_rows == 3);
+    CHECK(wide_rows == 6);
   }
 }
 

@@ -205,6 +205,18 @@ TEST_CASE("a shape change carries the engine's model and state, and a client's c
   CHECK(*held == 3);
   CHECK(sizes == kChange.NewSizes());
   CHECK(client == std::vector<float>(engine.global_model().begin(), engine.global_model().end()));
+  // A client's residual follows the chain's shape change (ApplyModelPayload's follower), checked
+  // against the reference map; a follower of another dimension is left alone.
+  {
+    std::vector<float> v1_copy = RandomVector(d, 7);
+    std::vector<float> follower = residual;
+    REQUIRE(ApplyModelPayload(**chain, 1, v1_copy, static_cast<uint32_t>(d), nullptr, &follower).ok());
+    REQUIRE(follower.size() == nd);
+    for (size_t i = 0; i < nd; ++i) CHECK(follower[i] == residual[ref[i]]);
+    std::vector<float> v1_again = RandomVector(d, 7), odd(5, 1.0f);
+    REQUIRE(ApplyModelPayload(**chain, 1, v1_again, static_cast<uint32_t>(d), nullptr, &odd).ok());
+    CHECK(odd == std::vector<float>(5, 1.0f));
+  }
   // A client holding nothing gets the pruned shape with the full model.
   std::vector<float> fresh;
   auto full = engine.ModelPayloadFor(0);
@@ -213,6 +225,16 @@ TEST_CASE("a shape change carries the engine's model and state, and a client's c
   REQUIRE(ApplyModelPayload(**full, 0, fresh, static_cast<uint32_t>(d), &sizes).ok());
   CHECK(sizes == kChange.NewSizes());
   CHECK(fresh.size() == nd);
+  // A full model maps a residual of the unpruned dimension through its shape, and zeroes one of any other.
+  {
+    std::vector<float> fresh2, follower = residual, stale(nd + 3, 1.0f);
+    REQUIRE(ApplyModelPayload(**full, 0, fresh2, static_cast<uint32_t>(d), nullptr, &follower).ok());
+    REQUIRE(follower.size() == nd);
+    for (size_t i = 0; i < nd; ++i) CHECK(follower[i] == residual[ref[i]]);
+    std::vector<float> fresh3;
+    REQUIRE(ApplyModelPayload(**full, 0, fresh3, static_cast<uint32_t>(d), nullptr, &stale).ok());
+    CHECK(stale == std::vector<float>(nd, 0.0f));
+  }
   // Training continues at the new dimension; an update of the old one is refused.
   REQUIRE(engine.OpenRound(2, ids).ok());
   auto old_up = EncodeUplink(RandomVector(d, 30), UplinkConfig{.dense = true}, {});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/model/prune.h"
 #include "frugal/round/settings.h"
 #include "frugal/data/dataset.h"
 #include "frugal/model/model.h"
@@ -32,11 +33,21 @@ class LocalState {
   // holding nothing, unless the same one is already held. Errors: an unknown
   // architecture, or `dim` parameters where the local model has others.
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data);
+  // The same for a pruned run ([prune]): `shape` (non-empty) is the global
+  // MLP's shape change relative to the unpruned one (Register.shape, FRSC), and
+  // `dim` its pruned parameter count. A client holding a version keeps it (the
+  // chain from it carries the shape changes since); one holding nothing starts
+  // from the unpruned model, which the payloads' shape changes then prune.
+  // Errors name what does not fit.
+  Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data, std::span<const uint8_t> shape);
   // Builds version 1 as every front end does (InitialModel of the run's seed
   // and init), if nothing is held; returns whether it did. Needs a model.
   bool InitFromSeed(uint64_t seed, ModelInit init);
   // Applies a ModelPayload to the held copy: the version now held, or an
   // error after which nothing is held (the next payload must be a full model).
+  // A payload carrying a shape change ([prune]) rebuilds the model at the new
+  // layer sizes and maps the residual through it (saved to its file at once,
+  // so a restart finds it at the new dimension).
   Result<uint32_t> Apply(std::span<const uint8_t> payload);
   // Holds nothing from now on (the next Hello announces version 0).
   void Forget();
@@ -54,6 +65,8 @@ class LocalState {
   const std::vector<float>& params() const { return params_; }
   uint32_t held_version() const { return held_version_; }
   uint32_t dim() const { return model_ ? static_cast<uint32_t>(model_->num_params()) : 0; }
+  // The held MLP's layer sizes (empty for another architecture).
+  std::vector<uint32_t> mlp_sizes() const;
 
  private:
   std::string residual_path_;

@@ -55,5 +55,13 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes);
+// The same, also carrying `follower` (non-null: a vector in the held model's
+// layout, such as a client's error-feedback residual) through every shape
+// change the payload applies. A full model with a shape maps a follower of its
+// unpruned dimension through it and zeroes one of any other dimension than the
+// new one. On error `follower` is unchanged too.
+Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
+                                   std::vector<float>& model, uint32_t expected_dim,
+                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower);
 
 }  // namespace frugal

@@ -32,6 +32,7 @@
 #include "frugal/report/run_dir.h"
 #include "frugal/round/accounting.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
 #include "frugal/train/trainer.h"
 
@@ -222,6 +223,7 @@ class RoundDriver {
   std::unique_ptr<ModelWorkspace> ws_;
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<RoundPlanner> planner_;
+  LeanRound lean_;  // [prune] and [widths]: the core's round-level state
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::vector<float> trusted_scratch_;
   std::optional<EvalResult> last_eval_;

@@ -40,6 +40,11 @@ struct RoundCommit {
   double dp_epsilon = -1, dp_delta = -1;  // DP spent after this round; -1 without DP (stored as NULL)
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
+  // [prune]: a prune step that followed the round. The pruned model (a smaller
+  // dimension) is version new_version + 1, produced by `pruned_step` (its shape
+  // change; empty under the dense pipeline); the run's dimension becomes its size.
+  std::vector<float> pruned_model;  // empty: no step
+  std::vector<uint8_t> pruned_step;
 };
 
 // One committed round as stored (RoundCommit without the blobs and lists).

@@ -1,0 +1,115 @@
+// Pruning and per-device widths at the round level ([prune], [widths];
+// docs/frugal-models.md), written once for both front ends: when the server
+// prunes the global MLP and what that does to the engine, which nested
+// sub-network a device class trains, and how a narrow client's residual maps
+// into its full one. The simulator and the coordinator only move the bytes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "frugal/core/status.h"
+#include "frugal/energy/profiles.h"
+#include "frugal/model/model.h"
+#include "frugal/model/prune.h"
+#include "frugal/round/client_task.h"
+#include "frugal/round/engine.h"
+
+namespace frugal {
+
+// A nested sub-network of the current global MLP ([widths], HeteroFL's first units).
+struct NestedNetwork {
+  double width = 1;
+  std::unique_ptr<Mlp> model;   // the sub-network, a smaller dense Mlp
+  std::vector<uint32_t> map;    // sub-network coordinate -> global model coordinate, ascending
+};
+
+// One prune step the engine took (RoundEngine::ApplyShapeChange).
+struct PruneStep {
+  MlpShapeChange change;
+  std::vector<uint32_t> map;        // ShapeChangeParamMap(change): new coordinate -> old one
+  std::vector<uint32_t> new_sizes;  // change.NewSizes()
+  uint32_t from_version = 0;        // the engine's version before the step
+  uint32_t to_version = 0;          // the pruned model's version
+  uint32_t old_dim = 0;
+};
+
+// The round-level state of [prune] and [widths] for one run. Not thread-safe;
+// callers serialise calls as they do the engine's.
+class LeanRound {
+ public:
+  // `model` is the run's initial model. Errors (InvalidArgument) name the
+  // table: [prune] or [widths] on a model without hidden layers, or with the
+  // secure pipeline, a width outside (0, 1]. Device classes are the front
+  // end's to check against its profiles.
+  static Result<LeanRound> Create(const Model& model, const PruneConfig& prune,
+                                  std::span<const std::pair<std::string, double>> widths, Pipeline pipeline);
+
+  bool prunes() const { return !unpruned_sizes_.empty(); }
+  bool has_widths() const { return !width_by_device_.empty(); }
+  bool active() const { return prunes() || has_widths(); }
+  const std::vector<uint32_t>& unpruned_sizes() const { return unpruned_sizes_; }
+  const std::map<std::string, double>& width_by_device() const { return width_by_device_; }
+  // The current global MLP's layer sizes (the unpruned ones before any step; empty when inactive).
+  const std::vector<uint32_t>& sizes() const { return sizes_; }
+
+  // The width device class `device` (a profile id) trains at: 1 (the whole model) unless [widths] narrows it.
+  double WidthFor(std::string_view device) const;
+  // The sub-network a client of device class `device` trains, or null for the whole model.
+  const NestedNetwork* NestedFor(std::string_view device) const;
+  // The sub-network of `width` (< 1) of the current shape; null when none is configured at that width.
+  const NestedNetwork* NestedAt(double width) const;
+
+  // After `round` closes: when the schedule asks for narrower hidden layers,
+  // chooses the units to keep from the global model, prunes the engine
+  // (ApplyShapeChange) and rebuilds the sub-networks for the new shape.
+  // nullopt when no step follows this round. An engine error leaves all as it was.
+  Result<std::optional<PruneStep>> PruneAfter(uint32_t round, RoundEngine& engine);
+
+  // The current global MLP as a model (named `name`), for a front end's workspaces and FLOPs.
+  std::unique_ptr<Mlp> MakeModel(std::string name) const;
+
+ private:
+  void BuildNested();
+
+  std::vector<uint32_t> unpruned_sizes_;  // [prune] only
+  std::vector<uint32_t> sizes_;
+  PruneConfig prune_;
+  std::map<std::string, double> width_by_device_;
+  std::map<double, NestedNetwork> nested_;  // by width, for the current shape
+};
+
+// [widths] keyed by the profiles' device ids (a class may be spelled in any
+// case, as a device's Hello may): what LeanRound::Create and NestedFor expect.
+// An unknown class is an error naming widths.devices.
+Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
+    std::span<const std::pair<std::string, double>> widths, const EnergyProfiles& profiles);
+
+// The nested sub-network of `width` in (0, 1) of an MLP of these layer sizes.
+NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width);
+
+// A narrow client's task (frugal-client; the simulator runs the same steps
+// with its attacks between them): RunClientTask on `nested`'s sub-network
+// from the held full model's slice, with the full residual's slice (empty: no
+// error feedback), whose refreshed values are written back into it. The
+// update and the FLOPs are the sub-network's. Thread-compatible.
+Result<ClientTaskResult> RunNestedClientTask(const NestedNetwork& nested, std::span<const float> full_start,
+                                             const Dataset& data, std::span<const uint32_t> indices,
+                                             const TrainConfig& train, const UplinkConfig& uplink,
+                                             std::span<float> full_residual, ModelWorkspace& ws,
+                                             std::vector<float>& scratch);
+
+// A narrow client's residual: the sub-network's coordinates of its full one.
+std::vector<float> NarrowResidual(std::span<const uint32_t> nested_map, std::span<const float> full);
+// Writes a narrow client's refreshed residual back into its full one; the
+// coordinates it did not train keep what they held.
+void WidenResidual(std::span<const uint32_t> nested_map, std::span<const float> narrow, std::span<float> full);
+
+}  // namespace frugal

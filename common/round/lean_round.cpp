@@ -1,0 +1,147 @@
+#include "frugal/round/lean_round.h"
+
+#include <algorithm>
+
+namespace frugal {
+namespace {
+
+std::vector<uint32_t> HiddenMlpSizes(const Model& model) {
+  const auto* mlp = dynamic_cast<const Mlp*>(&model);
+  if (mlp == nullptr || mlp->layer_sizes().size() < 3) return {};
+  return std::vector<uint32_t>(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+}
+
+}  // namespace
+
+Result<LeanRound> LeanRound::Create(const Model& model, const PruneConfig& prune,
+                                    std::span<const std::pair<std::string, double>> widths, Pipeline pipeline) {
+  LeanRound lean;
+  if (!prune.enabled() && widths.empty()) return lean;
+  const std::vector<uint32_t> sizes = HiddenMlpSizes(model);
+  if (prune.enabled()) {
+    if (sizes.empty()) {
+      return InvalidArgumentError("[prune] removes hidden units of an MLP; model '" + std::string(model.name()) +
+                                  "' has none");
+    }
+    if (pipeline == Pipeline::kSecure) return InvalidArgumentError("[prune] is not built for pipeline = \"secure\"");
+    FRUGAL_RETURN_IF_ERROR(CheckPruneConfig(prune));
+    lean.unpruned_sizes_ = sizes;
+    lean.prune_ = prune;
+  }
+  if (!widths.empty()) {
+    if (sizes.empty()) {
+      return InvalidArgumentError("[widths] narrows hidden layers of an MLP; model '" + std::string(model.name()) +
+                                  "' has none");
+    }
+    if (pipeline == Pipeline::kSecure) return InvalidArgumentError("[widths] is not built for pipeline = \"secure\"");
+    for (const auto& [device, width] : widths) {
+      if (!(width > 0 && width <= 1)) {
+        return InvalidArgumentError("widths.devices." + device + " must be in (0, 1], got " + std::to_string(width));
+      }
+      lean.width_by_device_[device] = width;
+    }
+  }
+  lean.sizes_ = sizes;
+  lean.BuildNested();
+  return lean;
+}
+
+double LeanRound::WidthFor(std::string_view device) const {
+  const auto w = width_by_device_.find(std::string(device));
+  return w == width_by_device_.end() ? 1.0 : w->second;
+}
+
+const NestedNetwork* LeanRound::NestedFor(std::string_view device) const {
+  if (width_by_device_.empty()) return nullptr;
+  return NestedAt(WidthFor(device));
+}
+
+const NestedNetwork* LeanRound::NestedAt(double width) const {
+  if (width >= 1) return nullptr;
+  const auto n = nested_.find(width);
+  return n == nested_.end() ? nullptr : &n->second;
+}
+
+void LeanRound::BuildNested() {
+  nested_.clear();
+  for (const auto& [device, width] : width_by_device_) {
+    if (width >= 1 || nested_.contains(width)) continue;
+    nested_[width] = MakeNestedNetwork(sizes_, width);
+  }
+}
+
+Result<std::optional<PruneStep>> LeanRound::PruneAfter(uint32_t round, RoundEngine& engine) {
+  if (unpruned_sizes_.empty()) return std::optional<PruneStep>();
+  std::optional<std::vector<uint32_t>> widths = PruneStepWidths(prune_, round, unpruned_sizes_);
+  if (!widths) return std::optional<PruneStep>();
+  bool narrower = false;
+  for (size_t l = 0; l < widths->size(); ++l) {
+    (*widths)[l] = std::min((*widths)[l], sizes_[l + 1]);
+    narrower |= (*widths)[l] < sizes_[l + 1];
+  }
+  if (!narrower) return std::optional<PruneStep>();
+  if (MlpParamCount(sizes_) != engine.dim()) {
+    return InternalError("the engine's model has " + std::to_string(engine.dim()) + " parameters, [prune]'s shape " +
+                         std::to_string(MlpParamCount(sizes_)));
+  }
+  PruneStep step;
+  step.change = ChooseKeptUnits(sizes_, engine.global_model(), *widths);
+  step.from_version = engine.version();
+  step.old_dim = static_cast<uint32_t>(engine.dim());
+  FRUGAL_ASSIGN_OR_RETURN(step.to_version, engine.ApplyShapeChange(step.change));
+  step.map = ShapeChangeParamMap(step.change);
+  step.new_sizes = step.change.NewSizes();
+  sizes_ = step.new_sizes;
+  BuildNested();
+  return std::optional<PruneStep>(std::move(step));
+}
+
+std::unique_ptr<Mlp> LeanRound::MakeModel(std::string name) const {
+  return std::make_unique<Mlp>(std::vector<size_t>(sizes_.begin(), sizes_.end()), std::move(name));
+}
+
+Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
+    std::span<const std::pair<std::string, double>> widths, const EnergyProfiles& profiles) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [device, width] : widths) {
+    auto known = profiles.Device(device);
+    if (!known.ok()) return known.error().WithContext("widths.devices");
+    out.emplace_back((*known)->id, width);
+  }
+  return out;
+}
+
+NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width) {
+  const MlpShapeChange sub = NestedSubnetwork(sizes, width);
+  const std::vector<uint32_t> sub_sizes = sub.NewSizes();
+  return NestedNetwork{width, std::make_unique<Mlp>(std::vector<size_t>(sub_sizes.begin(), sub_sizes.end())),
+                       ShapeChangeParamMap(sub)};
+}
+
+Result<ClientTaskResult> RunNestedClientTask(const NestedNetwork& nested, std::span<const float> full_start,
+                                             const Dataset& data, std::span<const uint32_t> indices,
+                                             const TrainConfig& train, const UplinkConfig& uplink,
+                                             std::span<float> full_residual, ModelWorkspace& ws,
+                                             std::vector<float>& scratch) {
+  if (nested.map.empty() || nested.map.back() >= full_start.size() ||
+      (!full_residual.empty() && full_residual.size() != full_start.size())) {
+    return InvalidArgumentError("nested sub-network of width " + std::to_string(nested.width) +
+                                " does not fit a model of " + std::to_string(full_start.size()) + " parameters");
+  }
+  const std::vector<float> start = ApplyParamMap(nested.map, full_start);
+  std::vector<float> resid = full_residual.empty() ? std::vector<float>{} : NarrowResidual(nested.map, full_residual);
+  FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
+                          RunClientTask(*nested.model, start, data, indices, train, uplink, resid, ws, scratch));
+  if (!full_residual.empty()) WidenResidual(nested.map, resid, full_residual);
+  return result;
+}
+
+std::vector<float> NarrowResidual(std::span<const uint32_t> nested_map, std::span<const float> full) {
+  return ApplyParamMap(nested_map, full);
+}
+
+void WidenResidual(std::span<const uint32_t> nested_map, std::span<const float> narrow, std::span<float> full) {
+  for (size_t i = 0; i < nested_map.size(); ++i) full[nested_map[i]] = narrow[i];
+}
+
+}  // namespace frugal
