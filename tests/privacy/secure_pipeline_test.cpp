@@ -130,36 +130,36 @@ TEST_CASE("a guided support comes from the public broadcast steps alone, the sam
   constexpr uint32_t dim = 400;
   EngineConfig cfg = SecureEngine(n);
   cfg.broadcast = {.dense = false, .density = 0.05, .values = ValueCoding::kTernary};  // sparse steps, as shipped
-  cfg.secure.guided = 0.05;
-  cfg.secure.guide_rounds = 2;
-  cfg.secure.guide_decay = 0.5;
+  cfg.secure.guided = 0.02;
+  cfg.secure.guide_rounds = 3;
+  cfg.secure.guide_decay = 0.1;
   cfg.secure.guide_block = 4;
   RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
   std::vector<uint64_t> ids(n);
   for (uint32_t u = 0; u < n; ++u) ids[u] = 10 + u;
   std::vector<std::vector<float>> residuals(n, std::vector<float>(dim, 0.0f));
   Rng rng(8);
-  for (uint32_t round = 1; round <= 4; ++round) {
+  for (uint32_t round = 1; round <= 6; ++round) {
     REQUIRE(engine.OpenRound(round, ids).ok());
     auto guide = engine.SecureSupportGuide();
     REQUIRE(guide.ok());
-    // Plain reference: the decayed |values| of the last two steps the server
-    // broadcast (what every client is sent), summed per block of 4, the 5
-    // largest blocks (20 coordinates) by a full sort.
+    // Plain reference: the decayed |values| of the last three steps the server
+    // broadcast (what every client is sent), summed per block of 4, the 2
+    // largest blocks (8 coordinates) by a full sort.
     std::vector<double> score(dim / 4, 0.0);
     double w = 1;
-    for (uint32_t v = engine.version(); v >= 2 && v + 2 > engine.version(); --v) {
+    for (uint32_t v = engine.version(); v >= 2 && v + 3 > engine.version(); --v) {
       auto step = DecodeUplink(engine.StepPayload(v), dim);
       REQUIRE(step.ok());
       for (size_t j = 0; j < step->indices.size(); ++j) score[step->indices[j] / 4] += w * std::fabs(step->values[j]);
-      w *= 0.5;
+      w *= 0.1;
     }
     std::vector<uint32_t> order(dim / 4);
     for (uint32_t i = 0; i < dim / 4; ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return score[a] > score[b]; });
     std::vector<uint32_t> ref_blocks;
     for (uint32_t i : order) {
-      if (ref_blocks.size() == 5 || !(score[i] > 0)) break;
+      if (ref_blocks.size() == 2 || !(score[i] > 0)) break;
       ref_blocks.push_back(i);
     }
     std::sort(ref_blocks.begin(), ref_blocks.end());
