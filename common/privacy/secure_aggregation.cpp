@@ -126,7 +126,7 @@ Status ValidateSecureRoundConfig(const SecureRoundConfig& c) {
   if (c.threshold < 2 || c.threshold > c.degree) {
     return InvalidArgumentError("secure round: threshold " + Pos(c.threshold) + " outside 2.." + Pos(c.degree));
   }
-  if (c.bits < 8 || c.bits > 62) return InvalidArgumentError("secure round: bits " + std::to_string(c.bits) + " outside 8..62");
+  if (c.bits < 4 || c.bits > 62) return InvalidArgumentError("secure round: bits " + std::to_string(c.bits) + " outside 4..62");
   if (c.length == 0 || c.length > kMaxSecureVectorEntries) {
     return InvalidArgumentError("secure round: vector length " + Pos(c.length) + " outside 1..2^28");
   }

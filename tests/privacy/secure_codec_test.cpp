@@ -258,7 +258,11 @@ TEST_CASE("a ring sum beyond the headroom is refused, never wrapped") {
   CHECK(RingDecodeSum(ok_sum, 4, cfg).ok());
   CHECK(RingDecodeSum(ok_sum, 3, cfg).error().code() == ErrorCode::kDataLoss);  // 3 clients cannot reach 4m
   CHECK(RingDecodeSum(ok_sum, 5, cfg).error().code() == ErrorCode::kFailedPrecondition);
-  CHECK(!ValidateRingQuantConfig({.bits = 7}).ok());
+  CHECK(!ValidateRingQuantConfig({.bits = 3}).ok());
+  // 6 bits hold 3 levels for each of 10 clients; 5 bits only 1 (fewer than 2).
+  CHECK(ValidateRingQuantConfig({.bits = 6, .clip = 0.1f, .max_summands = 10}).ok());
+  CHECK(RingMaxLevel({.bits = 6, .clip = 0.1f, .max_summands = 10}) == 3);
+  CHECK(!ValidateRingQuantConfig({.bits = 5, .clip = 0.1f, .max_summands = 10}).ok());
   CHECK(!ValidateRingQuantConfig({.bits = 16, .clip = 0.0f}).ok());
   CHECK(!ValidateRingQuantConfig({.bits = 8, .clip = 1.0f, .max_summands = 100}).ok());
   std::vector<float> nan_update = {NAN};

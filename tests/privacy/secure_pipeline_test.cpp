@@ -233,7 +233,10 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   REQUIRE(!robust.ok());
   CHECK(robust.error().message().find("server sees only the sum") != std::string::npos);
   CHECK(!read({"secure.dropout=0.95"}).ok());
-  CHECK(!read({"secure.bits=7"}).ok());
+  CHECK(!read({"secure.bits=5"}).ok());  // 1 level for each of 10 clients
+  auto six = read({"round.clients_per_round=10", "secure.bits=6"});
+  REQUIRE(six.ok());
+  CHECK(RingMaxLevel(six->engine.secure.ring) == 3);
   auto guided = read({"secure.guided=0.05", "secure.guide_rounds=10", "secure.guide_decay=0.8"});
   REQUIRE_MESSAGE(guided.ok(), guided.status().ToString());
   CHECK(guided->engine.secure.guided == 0.05);
