@@ -33,11 +33,13 @@ declare -A variant=(
   [g0.05-lr5-b6]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=5 --set secure.bits=6"
   [g0.05-lr4-b6]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6"
   [randk-lr4-b6]="--set uplink.density=0.1 --set server.learning_rate=4 --set secure.bits=6"
+  [d0.08-lr4-b6]="--set uplink.density=0.08 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6"
+  [g0.07-lr4-b6]="--set uplink.density=0.1 --set secure.guided=0.07 --set server.learning_rate=4 --set secure.bits=6"
 )
 names=("$@")
-# The seed-1 exploration, in the order it was run; the last two were also run on seeds 2 and 3.
+# The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.
 [ ${#names[@]} -gt 0 ] || names=(g0.05 g0.1 d0.05-g0.04 g0.05-w5 g0.05-ema0.8 g0.05-mom0.5 g0.05-lr3 g0.05-b6
-                                 g0.05-lr4 g0.05-lr3-b6 g0.05-lr5-b6 g0.05-lr4-b6 randk-lr4-b6)
+                                 g0.05-lr4 g0.05-lr3-b6 g0.05-lr5-b6 g0.05-lr4-b6 randk-lr4-b6 d0.08-lr4-b6 g0.07-lr4-b6)
 for n in "${names[@]}"; do
   [ -n "${variant[$n]:-}" ] || { echo "unknown variant $n" >&2; exit 2; }
   [ -f "$out/$n-s$seed/summary.json" ] && continue
