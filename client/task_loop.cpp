@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "frugal/codec/shared_support.h"
 #include "frugal/core/streams.h"
 #include "frugal/energy/model.h"
 #include "frugal/model/int8.h"
@@ -314,8 +315,14 @@ Result<v1::SecAgg> TaskLoop::SecureMaskedInput(std::span<const uint8_t> share_in
                                                              local.indices, tc, state_.workspace(), delta));
   privacy::SecurePipelineConfig pc;
   pc.support_seed = st.plan.support_seed;
+  std::vector<uint32_t> guide;  // secure.guided: the server's public part of the support
+  if (!st.plan.support_guide.empty()) {
+    auto decoded = DecodeSupportGuide(st.plan.support_guide, static_cast<uint32_t>(delta.size()), st.plan.round.length);
+    if (!decoded.ok()) return decoded.error().WithContext("Task.secagg.support_guide");
+    guide = std::move(*decoded);
+  }
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> support,
-                          privacy::RoundSupport(pc, round, delta.size(), st.plan.density));
+                          privacy::RoundSupport(pc, round, delta.size(), st.plan.density, guide));
   if (support.size() != st.plan.round.length) {
     return InvalidArgumentError("Task.secagg: the round's support has " + std::to_string(support.size()) +
                                 " entries, the plan says " + std::to_string(st.plan.round.length));

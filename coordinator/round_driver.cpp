@@ -12,6 +12,7 @@
 #include <limits>
 #include <sstream>
 
+#include "frugal/codec/shared_support.h"
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 #include "frugal/energy/grid_curves.h"
@@ -678,6 +679,7 @@ void RoundDriver::OpenRound(double now_s) {
     const v1::Envelope both[] = {std::move(task_env), std::move(model_env)};
     deps_.transport->SendTogether(conn, both);
     s.bytes_down = bytes.size();
+    if (auto sp = secure_plans.find(id); sp != secure_plans.end()) s.bytes_down += sp->second.support_guide.size();
     metrics_.payload_bytes_down += bytes.size();
     c.held_version = round_version_;
   }
@@ -705,11 +707,20 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
   auto server = privacy::SecureRoundServer::Open(*plan);
   if (!server.ok()) return fail(server.error());
   secure_.emplace(std::move(*server));
+  // secure.guided: the public guide goes with every task (its bytes on each client's downlink).
+  std::vector<uint8_t> guide_bytes;
+  if (sc.guided > 0) {
+    auto guide = engine_->SecureSupportGuideBlocks();
+    if (!guide.ok()) return fail(guide.error());
+    auto encoded = EncodeSupportGuide(*guide, static_cast<uint32_t>(engine_->global_model().size()), sc.guide_block);
+    if (!encoded.ok()) return fail(encoded.error());
+    guide_bytes = std::move(*encoded);
+  }
   std::map<uint64_t, SecureTaskPlan> out;
   for (size_t i = 0; i < plan->clients.size(); ++i) {
     out[plan->clients[i]] = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
                                            .support_seed = sc.support_seed, .density = config_.engine.uplink_density,
-                                           .debug_dump = sc.debug_dump};
+                                           .debug_dump = sc.debug_dump, .support_guide = guide_bytes};
   }
   spdlog::info("round {}: secure aggregation over {} clients, {} neighbours each, threshold {}, {}-bit ring, {} "
                "entries",

@@ -181,6 +181,9 @@ void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out) {
   out->set_support_seed(plan.support_seed);
   out->set_density(plan.density);
   out->set_debug_dump(plan.debug_dump);
+  if (!plan.support_guide.empty()) {
+    out->set_support_guide(reinterpret_cast<const char*>(plan.support_guide.data()), plan.support_guide.size());
+  }
 }
 
 Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
@@ -194,6 +197,8 @@ Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
   p.support_seed = wire.support_seed();
   p.density = wire.density();
   p.debug_dump = wire.debug_dump();
+  // Decoded by the client against its model's size (DecodeSupportGuide), which the plan does not carry.
+  p.support_guide.assign(wire.support_guide().begin(), wire.support_guide().end());
   if (Status st = privacy::ValidateSecureRoundConfig(p.round); !st.ok()) return st.error().WithContext("Task.secagg");
   if (Status st = ValidateRingQuantConfig(p.ring); !st.ok()) return st.error().WithContext("Task.secagg");
   if (p.position >= p.round.clients) {

@@ -25,6 +25,7 @@
 #include "frugal/model/release_models.h"
 #include "frugal/model/prune.h"
 #include "frugal/codec/ring_quant.h"
+#include "frugal/codec/shared_support.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/round/client_task.h"
@@ -349,6 +350,9 @@ class Simulation {
   std::vector<uint32_t> secure_support_;
   std::map<uint32_t, uint32_t> secure_position_;  // population index -> position
   uint64_t secure_bytes_up_ = 0, secure_bytes_down_ = 0, secure_failed_rounds_ = 0;
+  // secure.guided > 0: the round's support guide as sent with each task (its
+  // encoded size goes on each selected client's downlink), and the run's total.
+  uint64_t secure_guide_bytes_ = 0, secure_guide_bytes_total_ = 0;
   double secure_client_cpu_s_ = 0, secure_server_cpu_s_ = 0;
 };
 
@@ -588,6 +592,15 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
   secure_.reset();
   secure_position_.clear();
   FRUGAL_ASSIGN_OR_RETURN(secure_support_, engine_->SecureSupport(round));
+  secure_guide_bytes_ = 0;
+  if (cfg_.engine.secure.guided > 0) {
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> blocks, engine_->SecureSupportGuideBlocks());
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> sent,
+                            EncodeSupportGuide(blocks, static_cast<uint32_t>(model_->num_params()),
+                                               cfg_.engine.secure.guide_block));
+    secure_guide_bytes_ = sent.size();
+    secure_guide_bytes_total_ += sent.size() * selected.size();
+  }
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
   FRUGAL_ASSIGN_OR_RETURN(privacy::SecureRoundPlan plan,
@@ -873,7 +886,8 @@ Result<Timing> Simulation::Schedule(std::span<const uint32_t> selected, std::spa
     const uint32_t c = selected[s];
     const SlotResult& r = *by_client.at(pop_->id(c));
     if (r.status == 2) return InternalError("client " + std::to_string(pop_->id(c)) + " failed: " + r.error);
-    t.t_down[s] = TransferSeconds(pop_->radio(c), downloads[s].payload->size(), Direction::kDown);
+    t.t_down[s] = TransferSeconds(pop_->radio(c), downloads[s].payload->size() + (secure_ ? secure_guide_bytes_ : 0),
+                                  Direction::kDown);
     t.t_comp[s] = ComputeSeconds(pop_->device(c), r.flops);
     if (r.status == 0) {
       double protocol_s = 0;  // secure pipeline: stages 1-2 and the masking before the upload
@@ -945,7 +959,7 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
     if (secure_) {
       const privacy::SecureClientCost& k = secure_->cost(secure_position_.at(c));
       p.flops += SecureClientFlops(c);
-      p.bytes_down += k.bytes_down;
+      p.bytes_down += k.bytes_down + secure_guide_bytes_;
       protocol_up = k.bytes_up - k.masked_bytes;
       if (r.status == 1) p.bytes_up = protocol_up;
     }
@@ -1287,6 +1301,13 @@ void Simulation::AddNotes(RunSummary& sum) const {
     sum.extra_metrics["secure_client_cpu_seconds"] = secure_client_cpu_s_;
     sum.extra_metrics["secure_server_cpu_seconds"] = secure_server_cpu_s_;
     sum.extra_metrics["secure_failed_rounds"] = static_cast<double>(secure_failed_rounds_);
+    if (sc.guided > 0) {
+      sum.notes.push_back("The support was guided (secure.guided = " + FormatDouble(sc.guided) + "): its coordinates "
+                          "that carried the most of the last " + std::to_string(sc.guide_rounds) + " broadcast steps, "
+                          "the rest rand-k from the round's seed; the guide's encoded bytes are on every selected "
+                          "client's downlink.");
+      sum.extra_metrics["secure_guide_bytes_down"] = static_cast<double>(secure_guide_bytes_total_);
+    }
   }
 }
 

@@ -14,8 +14,10 @@ uint64_t Mask(int bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bit
 }  // namespace
 
 Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
-  if (cfg.bits < 8 || cfg.bits > 62) {
-    return InvalidArgumentError("ring quantization: bits " + std::to_string(cfg.bits) + " outside 8..62");
+  // Below 8 bits a ring still masks perfectly (the masks are uniform in any
+  // Z_2^b); what limits it is the levels left per client (RingMaxLevel >= 2 below).
+  if (cfg.bits < 4 || cfg.bits > 62) {
+    return InvalidArgumentError("ring quantization: bits " + std::to_string(cfg.bits) + " outside 4..62");
   }
   if (!(std::isfinite(cfg.clip) && cfg.clip > 0)) {
     return InvalidArgumentError("ring quantization: clip must be finite and > 0");

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <string>
 
+#include "frugal/codec/frame.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
+#include "frugal/codec/uplink.h"
 #include "frugal/privacy/secure_pipeline.h"
 
 namespace frugal::privacy {
@@ -124,7 +126,7 @@ Status ValidateSecureRoundConfig(const SecureRoundConfig& c) {
   if (c.threshold < 2 || c.threshold > c.degree) {
     return InvalidArgumentError("secure round: threshold " + Pos(c.threshold) + " outside 2.." + Pos(c.degree));
   }
-  if (c.bits < 8 || c.bits > 62) return InvalidArgumentError("secure round: bits " + std::to_string(c.bits) + " outside 8..62");
+  if (c.bits < 4 || c.bits > 62) return InvalidArgumentError("secure round: bits " + std::to_string(c.bits) + " outside 4..62");
   if (c.length == 0 || c.length > kMaxSecureVectorEntries) {
     return InvalidArgumentError("secure round: vector length " + Pos(c.length) + " outside 1..2^28");
   }
@@ -722,12 +724,30 @@ Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg) {
   if (!(cfg.corrupt >= 0 && cfg.corrupt < 1)) return InvalidArgumentError("secure.corrupt must be in [0, 1)");
   if (!(cfg.dropout >= 0 && cfg.dropout < 1)) return InvalidArgumentError("secure.dropout must be in [0, 1)");
   if (cfg.corrupt + cfg.dropout > 0.9) return InvalidArgumentError("secure.corrupt + secure.dropout must be at most 0.9");
+  if (!(cfg.guided >= 0 && cfg.guided <= 1)) return InvalidArgumentError("secure.guided must be in [0, 1]");
+  if (cfg.guided > 0 && (cfg.guide_rounds == 0 || cfg.guide_rounds > 4096)) {
+    return InvalidArgumentError("secure.guide_rounds must be in 1..4096");
+  }
+  if (!(cfg.guide_decay > 0 && cfg.guide_decay <= 1)) return InvalidArgumentError("secure.guide_decay must be in (0, 1]");
+  if (cfg.guide_block == 0 || cfg.guide_block > 0xffff) return InvalidArgumentError("secure.guide_block must be in 1..65535");
   return OkStatus();
 }
 
 Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
                                            double density) {
   return SharedSupport(SharedSupportSeed(cfg.support_seed, round), dim, density);
+}
+
+Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
+                                           double density, std::span<const uint32_t> guide) {
+  if (!(density > 0.0 && density <= 1.0)) {
+    return InvalidArgumentError("shared support: density " + std::to_string(density) + " outside (0, 1]");
+  }
+  if (dim == 0 || dim > kMaxCodecDim) {
+    return InvalidArgumentError("shared support: dimension " + std::to_string(dim) + " outside 1.." +
+                                std::to_string(kMaxCodecDim));
+  }
+  return GuidedSupport(SharedSupportSeed(cfg.support_seed, round), dim, UplinkKeepCount(density, dim), guide);
 }
 
 }  // namespace frugal::privacy

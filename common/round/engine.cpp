@@ -9,6 +9,7 @@
 #include "frugal/codec/frame.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/codec/ring_quant.h"
+#include "frugal/codec/shared_support.h"
 
 namespace frugal {
 
@@ -330,7 +331,35 @@ Status RoundEngine::Ingest(uint32_t round, uint64_t client_id, uint32_t base_ver
 
 Result<std::vector<uint32_t>> RoundEngine::SecureSupport(uint32_t round) const {
   if (cfg_.pipeline != Pipeline::kSecure) return InvalidArgumentError("a shared support exists only in the secure pipeline");
-  return privacy::RoundSupport(cfg_.secure, round, model_.size(), cfg_.uplink_density);
+  if (cfg_.secure.guided <= 0) return privacy::RoundSupport(cfg_.secure, round, model_.size(), cfg_.uplink_density);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> guide, SecureSupportGuide());
+  return privacy::RoundSupport(cfg_.secure, round, model_.size(), cfg_.uplink_density, guide);
+}
+
+Result<std::vector<uint32_t>> RoundEngine::SecureSupportGuide() const {
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> blocks, SecureSupportGuideBlocks());
+  return ExpandGuideBlocks(blocks, static_cast<uint32_t>(model_.size()), cfg_.secure.guide_block);
+}
+
+Result<std::vector<uint32_t>> RoundEngine::SecureSupportGuideBlocks() const {
+  if (cfg_.pipeline != Pipeline::kSecure) return InvalidArgumentError("a support guide exists only in the secure pipeline");
+  if (cfg_.secure.guided <= 0 || steps_.empty()) return std::vector<uint32_t>{};
+  const auto dim = static_cast<uint32_t>(model_.size());
+  const uint32_t block = cfg_.secure.guide_block;
+  std::vector<float> score((dim + block - 1) / block, 0.0f);
+  double weight = 1;
+  size_t used = 0;
+  // Newest step first: the steps are the broadcast every client receives, so
+  // the guide is a post-processing of what the server has already released.
+  for (auto it = steps_.rbegin(); it != steps_.rend() && used < cfg_.secure.guide_rounds; ++it, ++used) {
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step, DecodeUplink(*it, dim));
+    for (size_t j = 0; j < step.indices.size(); ++j) {
+      score[step.indices[j] / block] += static_cast<float>(weight * std::fabs(step.values[j]));
+    }
+    weight *= cfg_.secure.guide_decay;
+  }
+  const size_t m = std::min(UplinkKeepCount(cfg_.secure.guided, dim), UplinkKeepCount(cfg_.uplink_density, dim));
+  return TopScoreCoordinates(score, m / block);
 }
 
 Status RoundEngine::IngestSecureSum(uint32_t round, std::span<const uint64_t> clients,

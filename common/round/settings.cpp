@@ -270,6 +270,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.dropout", engine.secure.dropout);
   r.Get("secure.stage_timeout_s", engine.secure.stage_timeout_s);
   r.Get("secure.debug_dump", engine.secure.debug_dump);
+  r.Get("secure.guided", engine.secure.guided);
+  r.Get("secure.guide_rounds", engine.secure.guide_rounds);
+  r.Get("secure.guide_decay", engine.secure.guide_decay);
+  r.Get("secure.guide_block", engine.secure.guide_block);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 
@@ -301,6 +305,11 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
                                   : std::max(8, 1 + static_cast<int>(std::ceil(std::log2(
                                                     12.0 * engine.secure.ring.max_summands + 1))));
     FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
+    if (engine.secure.guided > task.uplink.density) {
+      return InvalidArgumentError("secure.guided (" + std::to_string(engine.secure.guided) +
+                                  ") must be at most uplink.density (" + std::to_string(task.uplink.density) +
+                                  "): the guide is part of the support");
+    }
     if (!(engine.secure.stage_timeout_s > 0)) return InvalidArgumentError("secure.stage_timeout_s must be positive");
     if (engine.robust.rlr) {
       return InvalidArgumentError("pipeline = \"secure\": the server sees only the sum of the updates, not their "

@@ -15,6 +15,7 @@
 #include "client/task_loop_rig.h"
 #include "data/temp_dir.h"
 #include "frugal/client/agent.h"
+#include "frugal/codec/shared_support.h"
 #include "frugal/core/streams.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/proto/convert.h"
@@ -201,95 +202,111 @@ TEST_SUITE("client") {
     // Coordinator side: the engine and SecureRoundServer the round driver uses;
     // client side: three task loops. The reference is the plain loop below:
     // TrainClientDelta and SecureClientInput from a zero residual, summed mod 2^bits.
-    const uint64_t seed = 11;
-    std::vector<float> v1(Rig().Dim());
-    (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(seed, SeedStream::kInit));
-    EngineConfig ec;
-    ec.pipeline = Pipeline::kSecure;
-    ec.uplink_density = 0.3;
-    ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
-    ec.secure.support_seed = 42;
-    RoundEngine engine(v1, ec);
-    const std::vector<uint64_t> ids = {7, 8, 9};
-    REQUIRE(engine.OpenRound(1, ids).ok());
-    auto payload = engine.ModelPayloadFor(1);
-    REQUIRE(payload.ok());
-    auto support = engine.SecureSupport(1);
-    REQUIRE(support.ok());
-    auto plan = privacy::PlanSecureRoundFor(ec.secure, seed, 99, 1, ids, static_cast<uint32_t>(support->size()));
-    REQUIRE(plan.ok());
-    auto server = privacy::SecureRoundServer::Open(*plan);
-    REQUIRE(server.ok());
+    // The same with a support guide (secure.guided) in the task.
+    for (const bool guided : {false, true}) {
+      CAPTURE(guided);
+      const uint64_t seed = 11;
+      std::vector<float> v1(Rig().Dim());
+      (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(seed, SeedStream::kInit));
+      EngineConfig ec;
+      ec.pipeline = Pipeline::kSecure;
+      ec.uplink_density = 0.3;
+      ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+      ec.secure.support_seed = 42;
+      RoundEngine engine(v1, ec);
+      const std::vector<uint64_t> ids = {7, 8, 9};
+      REQUIRE(engine.OpenRound(1, ids).ok());
+      auto payload = engine.ModelPayloadFor(1);
+      REQUIRE(payload.ok());
+      auto support = engine.SecureSupport(1);
+      REQUIRE(support.ok());
+      std::vector<uint8_t> guide_bytes;
+      if (guided) {
+        // secure.guided: a guide as the coordinator sends it (blocks 0 and 2 of
+        // 2 coordinates); the clients must quantize on the support it fixes.
+        const auto dim = static_cast<uint32_t>(v1.size());
+        const std::vector<uint32_t> blocks = {0, 2};
+        guide_bytes = *EncodeSupportGuide(blocks, dim, 2);
+        support = privacy::RoundSupport(ec.secure, 1, dim, ec.uplink_density, ExpandGuideBlocks(blocks, dim, 2));
+        REQUIRE(support.ok());
+        CHECK(*support != *engine.SecureSupport(1));
+      }
+      auto plan = privacy::PlanSecureRoundFor(ec.secure, seed, 99, 1, ids, static_cast<uint32_t>(support->size()));
+      REQUIRE(plan.ok());
+      auto server = privacy::SecureRoundServer::Open(*plan);
+      REQUIRE(server.ok());
 
-    std::vector<std::unique_ptr<Rig>> rigs;
-    std::vector<std::unique_ptr<TaskLoop>> loops;
-    std::map<uint64_t, size_t> at;
-    std::vector<v1::Envelope> outbox;  // what the loops sent, in order
-    auto deliver = [&](size_t i, const v1::Envelope& env) {
-      LoopStep step = loops[i]->OnEnvelope(env);
-      CHECK(step.decision.kind == Kind::kContinue);
-      for (auto& e : step.send) outbox.push_back(std::move(e));
-    };
-    for (size_t i = 0; i < ids.size(); ++i) {
-      rigs.push_back(std::make_unique<Rig>());
-      loops.push_back(std::make_unique<TaskLoop>(rigs[i]->env, rigs[i]->state));
-      at[ids[i]] = i;
-      v1::Envelope reg = RegisterEnvelope(rigs[i]->Dim(), true, seed);
-      reg.mutable_register_()->set_client_id(ids[i]);
-      deliver(i, reg);
-      v1::Envelope task = TaskEnvelope(1, 1);
-      ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = ec.secure.ring,
-                            .support_seed = ec.secure.support_seed, .density = ec.uplink_density},
-             task.mutable_task()->mutable_secagg());
-      deliver(i, task);
-      deliver(i, ModelEnvelope(1, **payload));
-    }
-    // Each stage: the loops' messages to the server, the server's answers back.
-    for (uint32_t stage = 1; stage <= 4; ++stage) {
-      REQUIRE(outbox.size() == ids.size());
+      std::vector<std::unique_ptr<Rig>> rigs;
+      std::vector<std::unique_ptr<TaskLoop>> loops;
+      std::map<uint64_t, size_t> at;
+      std::vector<v1::Envelope> outbox;  // what the loops sent, in order
+      auto deliver = [&](size_t i, const v1::Envelope& env) {
+        LoopStep step = loops[i]->OnEnvelope(env);
+        CHECK(step.decision.kind == Kind::kContinue);
+        for (auto& e : step.send) outbox.push_back(std::move(e));
+      };
       for (size_t i = 0; i < ids.size(); ++i) {
-        REQUIRE(outbox[i].has_secagg());
-        const v1::SecAgg& m = outbox[i].secagg();
-        CHECK(m.stage() == stage);
-        const auto* b = reinterpret_cast<const uint8_t*>(m.body().data());
-        REQUIRE(server->Receive(ids[i], m.round(), m.stage(), std::span(b, m.body().size())).ok());
-        if (stage == 3) CHECK(m.ledger().flops() > 0);
+        rigs.push_back(std::make_unique<Rig>());
+        loops.push_back(std::make_unique<TaskLoop>(rigs[i]->env, rigs[i]->state));
+        at[ids[i]] = i;
+        v1::Envelope reg = RegisterEnvelope(rigs[i]->Dim(), true, seed);
+        reg.mutable_register_()->set_client_id(ids[i]);
+        deliver(i, reg);
+        v1::Envelope task = TaskEnvelope(1, 1);
+        ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = ec.secure.ring,
+                              .support_seed = ec.secure.support_seed, .density = ec.uplink_density,
+                              .support_guide = guide_bytes},
+               task.mutable_task()->mutable_secagg());
+        deliver(i, task);
+        deliver(i, ModelEnvelope(1, **payload));
       }
-      outbox.clear();
-      if (stage == 4) break;
-      CHECK(server->StageComplete());
-      auto next = server->CloseStage();
-      REQUIRE(next.ok());
-      for (auto& [id, body] : *next) {
-        v1::Envelope env;
-        env.mutable_secagg()->set_round(1);
-        env.mutable_secagg()->set_stage(stage + 1);
-        env.mutable_secagg()->set_body(reinterpret_cast<const char*>(body.data()), body.size());
-        deliver(at.at(id), env);
+      // Each stage: the loops' messages to the server, the server's answers back.
+      for (uint32_t stage = 1; stage <= 4; ++stage) {
+        REQUIRE(outbox.size() == ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) {
+          REQUIRE(outbox[i].has_secagg());
+          const v1::SecAgg& m = outbox[i].secagg();
+          CHECK(m.stage() == stage);
+          const auto* b = reinterpret_cast<const uint8_t*>(m.body().data());
+          REQUIRE(server->Receive(ids[i], m.round(), m.stage(), std::span(b, m.body().size())).ok());
+          if (stage == 3) CHECK(m.ledger().flops() > 0);
+        }
+        outbox.clear();
+        if (stage == 4) break;
+        CHECK(server->StageComplete());
+        auto next = server->CloseStage();
+        REQUIRE(next.ok());
+        for (auto& [id, body] : *next) {
+          v1::Envelope env;
+          env.mutable_secagg()->set_round(1);
+          env.mutable_secagg()->set_stage(stage + 1);
+          env.mutable_secagg()->set_body(reinterpret_cast<const char*>(body.data()), body.size());
+          deliver(at.at(id), env);
+        }
       }
-    }
-    auto sum = server->Finish();
-    REQUIRE(sum.ok());
-    CHECK(sum->survivors == ids);
+      auto sum = server->Finish();
+      REQUIRE(sum.ok());
+      CHECK(sum->survivors == ids);
 
-    auto model = MakeModel("logreg", 4, 3);
-    REQUIRE(model.ok());
-    auto ws = (*model)->MakeWorkspace();
-    const uint64_t mask = (uint64_t{1} << 16) - 1;
-    std::vector<uint64_t> expect(support->size(), 0);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      TrainConfig tc = FromWire(RegisterEnvelope(rigs[i]->Dim(), true, seed).register_().train());
-      tc.seed = RoundClientSeed(seed, SeedStream::kTrain, 1, ids[i]);
-      std::vector<float> delta;
-      REQUIRE(TrainClientDelta(**model, v1, rigs[i]->local.data, rigs[i]->local.indices, tc, *ws, delta).ok());
-      std::vector<float> residual(v1.size(), 0.0f);
-      auto input = privacy::SecureClientInput(delta, *support, ec.secure.ring, seed, 1, ids[i], residual);
-      REQUIRE(input.ok());
-      for (size_t j = 0; j < input->size(); ++j) expect[j] = (expect[j] + (*input)[j]) & mask;
-      CHECK(rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
+      auto model = MakeModel("logreg", 4, 3);
+      REQUIRE(model.ok());
+      auto ws = (*model)->MakeWorkspace();
+      const uint64_t mask = (uint64_t{1} << 16) - 1;
+      std::vector<uint64_t> expect(support->size(), 0);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        TrainConfig tc = FromWire(RegisterEnvelope(rigs[i]->Dim(), true, seed).register_().train());
+        tc.seed = RoundClientSeed(seed, SeedStream::kTrain, 1, ids[i]);
+        std::vector<float> delta;
+        REQUIRE(TrainClientDelta(**model, v1, rigs[i]->local.data, rigs[i]->local.indices, tc, *ws, delta).ok());
+        std::vector<float> residual(v1.size(), 0.0f);
+        auto input = privacy::SecureClientInput(delta, *support, ec.secure.ring, seed, 1, ids[i], residual);
+        REQUIRE(input.ok());
+        for (size_t j = 0; j < input->size(); ++j) expect[j] = (expect[j] + (*input)[j]) & mask;
+        CHECK(rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
+      }
+      CHECK(sum->sum == expect);
+      if (!guided) CHECK(engine.IngestSecureSum(1, sum->survivors, sum->sum).ok());
     }
-    CHECK(sum->sum == expect);
-    CHECK(engine.IngestSecureSum(1, sum->survivors, sum->sum).ok());
   }
 
   TEST_CASE("a run whose value coding the client does not know is refused at Register, not trained as ternary") {

@@ -24,6 +24,7 @@
 
 #include "data/temp_dir.h"
 #include "frugal/codec/frame.h"
+#include "frugal/codec/shared_support.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/model/model.h"
 #include "frugal/model/prune.h"
@@ -631,6 +632,77 @@ TEST_SUITE("coordinator") {
     for (const LedgerRow& row : *ledger) {
       CHECK(row.bytes_up > 0);
       if (row.client_id == 4) CHECK(row.outcome == ClientOutcome::kDropped);
+    }
+  }
+
+  TEST_CASE("pipeline = secure with secure.guided: round 2's tasks carry the guide of round 1's public broadcast step") {
+    // guide_rounds = 1 and blocks of 1: the guide is the coordinates of the one
+    // step broadcast so far (all of them: 0.5% of 7,850 is under the 10% guide),
+    // i.e. exactly where the global model changed from version 1 to 2.
+    auto rig = MakeRig({"rounds=2", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4",
+                        "round.min_clients=4", "eval.examples=100", "secure.bits=16", "secure.stage_timeout_s=5",
+                        "round.deadline_s=100", "secure.guided=0.1", "secure.guide_rounds=1", "secure.guide_block=1"});
+    RoundDriver& d = *rig->driver;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      std::string name = "c";
+      name += std::to_string(c);
+      REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+    }
+    d.Tick(0);
+    const std::vector<float> version1(d.global_model().begin(), d.global_model().end());
+    std::map<uint64_t, privacy::SecureAggClient> clients;
+    uint32_t length = 0;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      const v1::Envelope* task = rig->transport.Last(c, v1::Envelope::kTask);
+      REQUIRE(task != nullptr);
+      auto plan = FromWire(task->task().secagg(), 1);
+      REQUIRE(plan.ok());
+      CHECK(DecodeSupportGuide(plan->support_guide, static_cast<uint32_t>(version1.size()), plan->round.length)->empty());
+      auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+      REQUIRE(client.ok());
+      clients.emplace(c, std::move(*client));
+      length = plan->round.length;
+    }
+    auto send = [&](uint64_t c, uint32_t stage, std::span<const uint8_t> body) {
+      v1::SecAgg m;
+      m.set_round(1);
+      m.set_stage(stage);
+      m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      d.OnSecAgg(c, m, 1);
+    };
+    auto body_of = [&](uint64_t c, uint32_t stage) {
+      const v1::Envelope* e = rig->transport.Last(c, v1::Envelope::kSecagg);
+      REQUIRE(e != nullptr);
+      REQUIRE(e->secagg().stage() == stage);
+      const std::string& b = e->secagg().body();
+      return std::vector<uint8_t>(b.begin(), b.end());
+    };
+    for (uint64_t c = 1; c <= 4; ++c) send(c, 1, *clients.at(c).AdvertiseKeys());
+    for (uint64_t c = 1; c <= 4; ++c) send(c, 2, *clients.at(c).ShareKeys(body_of(c, 2)));
+    Rng rng(9);
+    for (uint64_t c = 1; c <= 4; ++c) {
+      std::vector<uint64_t> input(length);
+      for (uint64_t& v : input) v = static_cast<uint64_t>(static_cast<int64_t>(rng.UniformInt(201)) - 100) & 0xffff;
+      send(c, 3, *clients.at(c).MaskedInput(body_of(c, 3), input));
+    }
+    for (uint64_t c = 1; c <= 4; ++c) send(c, 4, *clients.at(c).Unmask(body_of(c, 4)));
+    REQUIRE_FALSE(d.fatal().has_value());
+    REQUIRE(d.version() == 2);
+    std::vector<uint32_t> changed;
+    for (uint32_t i = 0; i < version1.size(); ++i) {
+      if (d.global_model()[i] != version1[i]) changed.push_back(i);
+    }
+    REQUIRE(!changed.empty());
+    for (double t = 1; t < 100 && rig->transport.Last(1, v1::Envelope::kTask)->task().round() != 2; t += 1) d.Tick(t);
+    for (uint64_t c = 1; c <= 4; ++c) {
+      const v1::Envelope* task = rig->transport.Last(c, v1::Envelope::kTask);
+      REQUIRE(task != nullptr);
+      REQUIRE(task->task().round() == 2);
+      auto plan = FromWire(task->task().secagg(), 2);
+      REQUIRE(plan.ok());
+      auto guide = DecodeSupportGuide(plan->support_guide, static_cast<uint32_t>(version1.size()), plan->round.length);
+      REQUIRE(guide.ok());
+      CHECK(*guide == changed);
     }
   }
 

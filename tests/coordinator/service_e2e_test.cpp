@@ -581,7 +581,9 @@ TEST_SUITE("coordinator") {
                                                "pipeline=\"secure\"", "round.clients_per_round=10",
                                                "round.min_clients=10", "round.deadline_s=600", "train.epochs=1",
                                                "secure.bits=" + std::to_string(bits), "secure.stage_timeout_s=60",
-                                               "secure.debug_dump=true", "eval.examples=500"}),
+                                               "secure.debug_dump=true", "eval.examples=500",
+                                               // Rounds 2 and 3 carry a non-empty support guide to real agents.
+                                               "secure.guided=0.05"}),
                         fleet.dir.Path("coordinator.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
     // Two clients hold back their masked input in round 1 (debug.secagg_hold_round),

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <span>
 
+#include "frugal/codec/shared_support.h"
 #include "frugal/privacy/secure_aggregation.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
@@ -50,6 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if ((*e)->has_task() && (*e)->task().has_secagg()) {
         auto plan = FromWire((*e)->task().secagg(), (*e)->task().round());
         Require(!plan.ok() || plan->position < plan->round.clients);
+        // The guide is decoded by the client against its model's size (any size will do here).
+        if (plan.ok() && !plan->support_guide.empty()) {
+          auto guide = DecodeSupportGuide(plan->support_guide, 1000, plan->round.length);
+          Require(!guide.ok() || guide->size() <= plan->round.length);
+        }
       }
       if ((*e)->has_secagg()) {
         const std::string& body = (*e)->secagg().body();

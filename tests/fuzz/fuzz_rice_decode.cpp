@@ -3,12 +3,15 @@
 // Input: u16 count, u32 dim, u8 mode (bit 7: adaptive; low bits: Rice parameter, up to
 // one beyond the limit to test rejection), then the coded bytes. Accepted input must
 // decode to valid indices whose re-encoding reproduces the bytes exactly (both codes
-// are canonical).
+// are canonical). The same coded bytes also go through DecodeSupportGuide (the secure
+// pipeline's guide: its own header, then an index section) at that dim, at most count
+// indices, under the same canonical rule.
 #include <cstdint>
 #include <vector>
 
 #include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/golomb.h"
+#include "frugal/codec/shared_support.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -21,6 +24,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int b = (data[6] & 0x7f) % (kMaxRiceParameter + 2);
   const std::span<const uint8_t> bytes(data + 7, size - 7);
   const std::vector<uint8_t> input(bytes.begin(), bytes.end());
+  if (auto guide = DecodeSupportGuide(bytes, dim, count); guide.ok()) {
+    fuzz::Require(guide->size() <= count);
+    fuzz::Require(fuzz::StrictlyIncreasingBelow(*guide, dim));
+    const uint32_t block = uint32_t{bytes[4]} | (uint32_t{bytes[5]} << 8);
+    std::vector<uint32_t> blocks;
+    for (uint32_t i : *guide) {
+      if (blocks.empty() || blocks.back() != i / block) blocks.push_back(i / block);
+    }
+    fuzz::Require(ExpandGuideBlocks(blocks, dim, block) == *guide);
+    auto again = EncodeSupportGuide(blocks, dim, block);
+    fuzz::Require(again.ok() && input == *again);
+  }
   if (!adaptive) {
     auto r = DecodeRiceIndices(bytes, count, dim, b);
     if (!r.ok()) return 0;

@@ -76,6 +76,118 @@ TEST_CASE("bad support arguments are refused with the reason") {
   CHECK(!SharedSupportOfSize(1, 10, 0).ok());
 }
 
+TEST_CASE("a guided support is the guide plus a uniform draw from the rest, fixed by the seed and the guide") {
+  const size_t dim = 200, k = 30;
+  const std::vector<uint32_t> guide = {3, 17, 18, 50, 199};
+  auto s = GuidedSupport(9, dim, k, guide);
+  REQUIRE(s.ok());
+  CHECK(s->size() == k);
+  CHECK(std::is_sorted(s->begin(), s->end()));
+  CHECK(std::adjacent_find(s->begin(), s->end()) == s->end());
+  CHECK(std::includes(s->begin(), s->end(), guide.begin(), guide.end()));
+  CHECK(*GuidedSupport(9, dim, k, guide) == *s);
+  CHECK(*GuidedSupport(10, dim, k, guide) != *s);
+  // Plain reference of the explored part: Floyd's draw of k - |guide| positions
+  // of the complement (listed in order), mapped back to coordinates.
+  std::vector<uint32_t> complement;
+  for (uint32_t i = 0; i < dim; ++i) {
+    if (!std::binary_search(guide.begin(), guide.end(), i)) complement.push_back(i);
+  }
+  const std::vector<uint32_t> picks = *SharedSupportOfSize(9, complement.size(), k - guide.size());
+  std::set<uint32_t> ref(guide.begin(), guide.end());
+  for (uint32_t p : picks) ref.insert(complement[p]);
+  CHECK(std::vector<uint32_t>(ref.begin(), ref.end()) == *s);
+  // No guide: the plain shared support. A full guide: the guide itself.
+  CHECK(*GuidedSupport(9, dim, k, {}) == *SharedSupportOfSize(9, dim, k));
+  const std::vector<uint32_t> full = *SharedSupportOfSize(4, dim, k);
+  CHECK(*GuidedSupport(9, dim, k, full) == full);
+  // The explored part is uniform over the complement: 3,000 draws of 5 of the
+  // 95 coordinates outside a 5-coordinate guide; chi-square with 94 degrees of
+  // freedom stays below 150 (p < 1e-4), and the guide is never drawn twice.
+  std::vector<double> counts(100, 0);
+  const std::vector<uint32_t> g5 = {0, 1, 2, 3, 4};
+  for (uint64_t seed = 0; seed < 3000; ++seed) {
+    const std::vector<uint32_t> drawn = *GuidedSupport(seed, 100, 10, g5);
+    for (uint32_t i : drawn) counts[i] += 1;
+  }
+  for (uint32_t i : g5) CHECK(counts[i] == 3000);
+  double chi2 = 0;
+  for (size_t i = 5; i < 100; ++i) chi2 += (counts[i] - 3000.0 * 5 / 95) * (counts[i] - 3000.0 * 5 / 95) / (3000.0 * 5 / 95);
+  CHECK(chi2 < 150);
+  // Refusals: a guide longer than the support, unsorted, repeated or out of range.
+  CHECK(GuidedSupport(1, 10, 2, std::vector<uint32_t>{1, 2, 3}).error().message().find("guide of 3") !=
+        std::string::npos);
+  CHECK(!GuidedSupport(1, 10, 5, std::vector<uint32_t>{4, 2}).ok());
+  CHECK(!GuidedSupport(1, 10, 5, std::vector<uint32_t>{2, 2}).ok());
+  CHECK(!GuidedSupport(1, 10, 5, std::vector<uint32_t>{10}).ok());
+  CHECK(!GuidedSupport(1, 10, 0, {}).ok());
+}
+
+TEST_CASE("the top-score coordinates match a full sort, ties to the lower index, zeros never chosen") {
+  Rng rng(12);
+  for (int trial = 0; trial < 50; ++trial) {
+    const size_t dim = 1 + rng.UniformInt(300);
+    std::vector<float> score(dim);
+    // Few distinct values, so ties are common; about a third are zero.
+    for (auto& v : score) v = static_cast<float>(rng.UniformInt(6)) * 0.5f - 0.5f;
+    const size_t m = rng.UniformInt(dim + 5);
+    std::vector<uint32_t> order(dim);
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return score[a] > score[b]; });
+    std::vector<uint32_t> ref;
+    for (uint32_t i : order) {
+      if (ref.size() == m || !(score[i] > 0)) break;
+      ref.push_back(i);
+    }
+    std::sort(ref.begin(), ref.end());
+    CHECK(TopScoreCoordinates(score, m) == ref);
+  }
+}
+
+TEST_CASE("a support guide round-trips through its encoding, and bad bytes are refused with the reason") {
+  const uint32_t dim = 199210;
+  for (uint32_t block : {1u, 16u}) {
+    const uint32_t nblocks = (dim + block - 1) / block;
+    const std::vector<uint32_t> blocks = *SharedSupportOfSize(5 + block, nblocks, 4000 / block);
+    auto bytes = EncodeSupportGuide(blocks, dim, block);
+    REQUIRE(bytes.ok());
+    CHECK(bytes->size() < blocks.size());  // under a byte a block, not 4
+    // Plain reference of the expansion: every coordinate whose block is listed.
+    std::vector<uint32_t> coords;
+    for (uint32_t i = 0; i < dim; ++i) {
+      if (std::binary_search(blocks.begin(), blocks.end(), i / block)) coords.push_back(i);
+    }
+    CHECK(*DecodeSupportGuide(*bytes, dim, 4000) == coords);
+    CHECK(ExpandGuideBlocks(blocks, dim, block) == coords);
+    CHECK(DecodeSupportGuide(*bytes, dim, static_cast<uint32_t>(coords.size()) - 1).error().message().find(
+              "support") != std::string::npos);
+    std::vector<uint8_t> cut(bytes->begin(), bytes->end() - 1);
+    CHECK(!DecodeSupportGuide(cut, dim, 4000).ok());
+    std::vector<uint8_t> longer = *bytes;
+    longer.push_back(0);
+    CHECK(!DecodeSupportGuide(longer, dim, 4000).ok());
+    std::vector<uint8_t> bad_b = *bytes;
+    bad_b[6] = 31;
+    CHECK(DecodeSupportGuide(bad_b, dim, 4000).error().message().find("Rice parameter") != std::string::npos);
+    std::vector<uint8_t> flag = *bytes;
+    flag[7] = 2;
+    CHECK(!DecodeSupportGuide(flag, dim, 4000).ok());
+    CHECK(!DecodeSupportGuide(*bytes, 1000, 4000).ok());  // blocks beyond a smaller model
+  }
+  // The last block of a model that is not a whole number of blocks is short.
+  CHECK(ExpandGuideBlocks(std::vector<uint32_t>{0, 2}, 10, 4) == std::vector<uint32_t>{0, 1, 2, 3, 8, 9});
+  auto empty = EncodeSupportGuide({}, dim, 16);
+  REQUIRE(empty.ok());
+  CHECK(empty->size() == 8);
+  CHECK(DecodeSupportGuide(*empty, dim, 10)->empty());
+  std::vector<uint8_t> zero_block = *empty;
+  zero_block[4] = 0;
+  CHECK(DecodeSupportGuide(zero_block, dim, 10).error().message().find("block size 0") != std::string::npos);
+  CHECK(!DecodeSupportGuide(std::vector<uint8_t>(7, 0), dim, 4000).ok());
+  CHECK(!EncodeSupportGuide(std::vector<uint32_t>{5, 5}, dim, 1).ok());
+  CHECK(!EncodeSupportGuide(std::vector<uint32_t>{5}, dim, 0).ok());
+}
+
 TEST_CASE("ring quantization is unbiased, keeps the rest in the residual, and the sum decodes exactly") {
   const RingQuantConfig cfg{.bits = 24, .clip = 0.5f, .max_summands = 16};
   REQUIRE(ValidateRingQuantConfig(cfg).ok());
@@ -146,7 +258,11 @@ TEST_CASE("a ring sum beyond the headroom is refused, never wrapped") {
   CHECK(RingDecodeSum(ok_sum, 4, cfg).ok());
   CHECK(RingDecodeSum(ok_sum, 3, cfg).error().code() == ErrorCode::kDataLoss);  // 3 clients cannot reach 4m
   CHECK(RingDecodeSum(ok_sum, 5, cfg).error().code() == ErrorCode::kFailedPrecondition);
-  CHECK(!ValidateRingQuantConfig({.bits = 7}).ok());
+  CHECK(!ValidateRingQuantConfig({.bits = 3}).ok());
+  // 6 bits hold 3 levels for each of 10 clients; 5 bits only 1 (fewer than 2).
+  CHECK(ValidateRingQuantConfig({.bits = 6, .clip = 0.1f, .max_summands = 10}).ok());
+  CHECK(RingMaxLevel({.bits = 6, .clip = 0.1f, .max_summands = 10}) == 3);
+  CHECK(!ValidateRingQuantConfig({.bits = 5, .clip = 0.1f, .max_summands = 10}).ok());
   CHECK(!ValidateRingQuantConfig({.bits = 16, .clip = 0.0f}).ok());
   CHECK(!ValidateRingQuantConfig({.bits = 8, .clip = 1.0f, .max_summands = 100}).ok());
   std::vector<float> nan_update = {NAN};

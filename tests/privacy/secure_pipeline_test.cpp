@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
+#include "frugal/codec/shared_support.h"
+#include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/core/config_reader.h"
@@ -123,6 +125,83 @@ TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyon
   CHECK(!frugal.SecureSupport(1).ok());
 }
 
+TEST_CASE("a guided support comes from the public broadcast steps alone, the same for the server and every client") {
+  constexpr uint32_t n = 6;
+  constexpr uint32_t dim = 400;
+  EngineConfig cfg = SecureEngine(n);
+  cfg.broadcast = {.dense = false, .density = 0.05, .values = ValueCoding::kTernary};  // sparse steps, as shipped
+  cfg.secure.guided = 0.02;
+  cfg.secure.guide_rounds = 3;
+  cfg.secure.guide_decay = 0.1;
+  cfg.secure.guide_block = 4;
+  RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 10 + u;
+  std::vector<std::vector<float>> residuals(n, std::vector<float>(dim, 0.0f));
+  Rng rng(8);
+  for (uint32_t round = 1; round <= 6; ++round) {
+    REQUIRE(engine.OpenRound(round, ids).ok());
+    auto guide = engine.SecureSupportGuide();
+    REQUIRE(guide.ok());
+    // Plain reference: the decayed |values| of the last three steps the server
+    // broadcast (what every client is sent), summed per block of 4, the 2
+    // largest blocks (8 coordinates) by a full sort.
+    std::vector<double> score(dim / 4, 0.0);
+    double w = 1;
+    for (uint32_t v = engine.version(); v >= 2 && v + 3 > engine.version(); --v) {
+      auto step = DecodeUplink(engine.StepPayload(v), dim);
+      REQUIRE(step.ok());
+      for (size_t j = 0; j < step->indices.size(); ++j) score[step->indices[j] / 4] += w * std::fabs(step->values[j]);
+      w *= 0.1;
+    }
+    std::vector<uint32_t> order(dim / 4);
+    for (uint32_t i = 0; i < dim / 4; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return score[a] > score[b]; });
+    std::vector<uint32_t> ref_blocks;
+    for (uint32_t i : order) {
+      if (ref_blocks.size() == 2 || !(score[i] > 0)) break;
+      ref_blocks.push_back(i);
+    }
+    std::sort(ref_blocks.begin(), ref_blocks.end());
+    std::vector<uint32_t> ref;
+    for (uint32_t b : ref_blocks) {
+      for (uint32_t i = 4 * b; i < 4 * b + 4; ++i) ref.push_back(i);
+    }
+    CHECK(*engine.SecureSupportGuideBlocks() == ref_blocks);
+    CHECK(*guide == ref);
+    CHECK(guide->empty() == (round == 1));  // nothing broadcast before the first round
+    auto support = engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    CHECK(support->size() == 40);
+    CHECK(*support == *GuidedSupport(SharedSupportSeed(77, round), dim, 40, *guide));
+    // A client's view: the guide as the task carries it, decoded, then RoundSupport.
+    auto sent = EncodeSupportGuide(ref_blocks, dim, 4);
+    REQUIRE(sent.ok());
+    auto got = DecodeSupportGuide(*sent, dim, 40);
+    REQUIRE(got.ok());
+    privacy::SecurePipelineConfig client_view;
+    client_view.support_seed = 77;
+    CHECK(*privacy::RoundSupport(client_view, round, dim, 0.1, *got) == *support);
+    // The clients' updates (the ring sum, unmasked: the protocol is tested above).
+    const RingQuantConfig& ring = engine.config().secure.ring;
+    std::vector<uint64_t> sum(support->size(), 0);
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      for (auto& v : delta) v = static_cast<float>(rng.Normal() * 0.1);
+      auto input = RingQuantize(delta, *support, ring, round * 100 + u, residuals[u]);
+      REQUIRE(input.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = (sum[j] + (*input)[j]) & ((uint64_t{1} << ring.bits) - 1);
+    }
+    REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+    // What the clients sent this round cannot move this round's guide or support.
+    CHECK(*engine.SecureSupportGuide() == *guide);
+    CHECK(*engine.SecureSupport(round) == *support);
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    REQUIRE(out->applied);
+  }
+}
+
 TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring by the round, refuses a robust rule") {
   auto read = [](const std::vector<std::string>& overrides) -> Result<RunSettings> {
     FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides("pipeline = \"secure\"\n", "s.toml", overrides));
@@ -154,7 +233,22 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   REQUIRE(!robust.ok());
   CHECK(robust.error().message().find("server sees only the sum") != std::string::npos);
   CHECK(!read({"secure.dropout=0.95"}).ok());
-  CHECK(!read({"secure.bits=7"}).ok());
+  CHECK(!read({"secure.bits=5"}).ok());  // 1 level for each of 10 clients
+  auto six = read({"round.clients_per_round=10", "secure.bits=6"});
+  REQUIRE(six.ok());
+  CHECK(RingMaxLevel(six->engine.secure.ring) == 3);
+  auto guided = read({"secure.guided=0.05", "secure.guide_rounds=10", "secure.guide_decay=0.8"});
+  REQUIRE_MESSAGE(guided.ok(), guided.status().ToString());
+  CHECK(guided->engine.secure.guided == 0.05);
+  CHECK(guided->engine.secure.guide_rounds == 10);
+  CHECK(guided->engine.secure.guide_decay == 0.8);
+  CHECK(!read({"secure.guided=0.05", "secure.guide_block=0"}).ok());
+  CHECK(read({}).value().engine.secure.guided == 0);  // off unless asked for
+  auto too_big = read({"secure.guided=0.2"});  // above uplink.density = 0.1
+  REQUIRE(!too_big.ok());
+  CHECK(too_big.error().message().find("uplink.density") != std::string::npos);
+  CHECK(!read({"secure.guided=0.05", "secure.guide_rounds=0"}).ok());
+  CHECK(!read({"secure.guide_decay=0"}).ok());
 }
 
 }  // TEST_SUITE

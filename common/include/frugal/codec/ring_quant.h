@@ -18,7 +18,7 @@
 namespace frugal {
 
 struct RingQuantConfig {
-  int bits = 32;                 // ring Z_2^bits, 8 <= bits <= 62
+  int bits = 32;                 // ring Z_2^bits, 4 <= bits <= 62
   float clip = 0.1f;             // each value is clipped to [-clip, clip] before scaling
   uint32_t max_summands = 1024;  // the sum of this many clients fits without wrapping
   // Distributed DP (privacy.mode = "distributed"; frugal/privacy/dp.h plans

@@ -44,7 +44,7 @@ struct SecureRoundConfig {
 Result<SecureRoundConfig> PlanSecureRound(uint64_t session_id, uint32_t round, uint32_t clients, double corrupt,
                                           double dropout, int bits, uint32_t length);
 // Ok when the fields fit together (3 <= n, 2 <= t <= degree <= n - 1, degree
-// even or n - 1, 8 <= bits <= 62 (bits <= 64 for the masks alone), length >= 1).
+// even or n - 1, 4 <= bits <= 62 (bits <= 64 for the masks alone), length >= 1).
 Status ValidateSecureRoundConfig(const SecureRoundConfig& cfg);
 // The neighbours of `position`, ascending: Harary H(degree, n), or all others.
 Result<std::vector<uint32_t>> SecureNeighbours(const SecureRoundConfig& cfg, uint32_t position);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
@@ -26,6 +27,20 @@ struct SecurePipelineConfig {
   // (secagg_input_r<round>.bin, secagg_sum_r<round>.bin: u64 little-endian
   // ring elements); for tests that check the sum. It reveals the inputs.
   bool debug_dump = false;
+
+  // Guided support (secure.guided, secure.guide_rounds, secure.guide_decay,
+  // secure.guide_block): a fraction `guided` of the parameters (at most
+  // uplink.density) is chosen from public state, the blocks of guide_block
+  // consecutive coordinates that carried the most of the last `guide_rounds`
+  // broadcast steps (each step's |values| weighted by guide_decay^age;
+  // frugal/round/engine.h, SecureSupportGuide); the rest of the support stays
+  // rand-k from the public seed. The server sends the guide with the task
+  // (EncodeSupportGuide), and its bytes count on every client's downlink.
+  // 0: a pure rand-k support (no guide sent).
+  double guided = 0;
+  uint32_t guide_rounds = 20;
+  double guide_decay = 0.9;
+  uint32_t guide_block = 16;
 };
 
 // Ok when the ring and the fractions are in range; errors name the key.
@@ -35,5 +50,9 @@ Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg);
 // density `density`: what every selected client sends and the server sums.
 Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
                                            double density);
+// The same with the round's guide (GuidedSupport: the guide plus rand-k from
+// the round's public seed); the guide comes from the server, never from a client.
+Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
+                                           double density, std::span<const uint32_t> guide);
 
 }  // namespace frugal::privacy

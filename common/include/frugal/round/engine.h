@@ -186,6 +186,16 @@ class RoundEngine {
   // Secure pipeline: round `round`'s shared support (what every client
   // quantizes and sends, ascending); InvalidArgument for another pipeline.
   Result<std::vector<uint32_t>> SecureSupport(uint32_t round) const;
+  // Secure pipeline with secure.guided > 0: the guided part of the next
+  // support, from public state only: the floor(UplinkKeepCount(secure.guided,
+  // dim) / B) blocks of B = secure.guide_block coordinates with the largest
+  // decayed |value| over the last secure.guide_rounds broadcast steps (what
+  // every client is sent), fewer while fewer have carried a step; as block
+  // numbers (SecureSupportGuideBlocks, what the task carries through
+  // EncodeSupportGuide) or coordinates. Empty when secure.guided is 0. It
+  // changes only when a round closes: the same for every call within a round.
+  Result<std::vector<uint32_t>> SecureSupportGuideBlocks() const;
+  Result<std::vector<uint32_t>> SecureSupportGuide() const;
   // Secure pipeline: the unmasked SecAgg+ sum of the open round, one ring
   // element per support entry, of the inputs of `clients` (the survivors,
   // each selected, each once). Decoded with its headroom checked; the round's
