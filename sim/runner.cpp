@@ -995,6 +995,9 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
       const privacy::SecureClientCost& k = secure_->cost(secure_position_.at(c));
       p.flops += SecureClientFlops(c);
       p.bytes_down += k.bytes_down;
+      p.protocol_bytes_up = k.bytes_up;
+      p.protocol_bytes_down = k.bytes_down;
+      p.protocol_cpu_s = k.setup_cpu_s + k.mask_cpu_s + k.unmask_cpu_s;
       protocol_up = k.bytes_up - k.masked_bytes;
       if (r.status == 1) p.bytes_up = protocol_up;
     }
