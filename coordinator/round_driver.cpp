@@ -623,7 +623,7 @@ void RoundDriver::OpenRound(double now_s) {
   const std::vector<uint32_t> selected = planner_->Select(round, candidates, round_utc_hour_, first_payload);
   if (engine_->dp() != nullptr && !selected.empty()) {
     // privacy.target_epsilon: the round that would pass it is not run, and the run ends.
-    const double q = static_cast<double>(selected.size()) / static_cast<double>(candidates.size());
+    const double q = config_.plan.SamplingRate(selected.size(), candidates.size());
     if (Status st = engine_->CheckPrivacyBudget(round, q); !st.ok()) {
       if (st.error().code() != ErrorCode::kResourceExhausted) {
         fatal_ = st.error().WithContext("privacy budget for round " + std::to_string(round));
@@ -641,7 +641,8 @@ void RoundDriver::OpenRound(double now_s) {
     return;
   }
   if (!selected.empty()) {
-    if (Status st = engine_->SetEligible(candidates.size()); !st.ok()) {
+    if (Status st = engine_->SetSamplingRate(config_.plan.SamplingRate(selected.size(), candidates.size()));
+        !st.ok()) {
       fatal_ = st.error().WithContext("opening round " + std::to_string(round));
       return;
     }
