@@ -1,5 +1,6 @@
 #include "frugal/client/task_loop.h"
 
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -52,6 +53,17 @@ void WriteDebugFile(const std::string& dir, const std::string& name, std::span<c
     for (int b = 0; b < 8; ++b) out.put(static_cast<char>(v >> (8 * b)));
   }
   if (!out) spdlog::warn("cannot write {}/{}", dir, name);
+}
+
+// Distributed DP: a fresh key for this client's noise in one round. From the
+// device's own RAND_bytes, never from anything the coordinator knows (the
+// run's seed is shared): whoever could predict the noise could subtract it.
+Result<privacy::NoiseKey> DeviceNoiseKey() {
+  privacy::NoiseKey key{};
+  if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
+    return UnavailableError("RAND_bytes could not key the distributed-DP noise");
+  }
+  return key;
 }
 
 // A refusal the client must not retry: the wire's code through the table,
@@ -284,8 +296,15 @@ LoopStep TaskLoop::OnSecAgg(const v1::SecAgg& msg) {
     }
     out = SecureMaskedInput(body);
   } else if (msg.stage() == 4) {
+    const double t0 = cpu();
     auto response = secure_->client.Unmask(body);
+    const double unmask_cpu = cpu() - t0;
     out = response.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 4, *response)) : Result<v1::SecAgg>(response.error());
+    if (out.ok()) {
+      // Stage 4's CPU, reported as stages 1-3's was with the masked input.
+      out->set_protocol_cpu_s(unmask_cpu);
+      out->mutable_ledger()->set_flops(unmask_cpu * (env_.device != nullptr ? env_.device->flops_per_s_fp32 : 0.0));
+    }
   } else {
     out = InvalidArgumentError("SecAgg message of unknown stage " + std::to_string(msg.stage()));
   }
@@ -335,9 +354,14 @@ Result<v1::SecAgg> TaskLoop::SecureMaskedInput(std::span<const uint8_t> share_in
     resid = resid_copy;
   }
   const double c0 = env_.cpu_seconds ? env_.cpu_seconds() : 0;
+  std::optional<privacy::NoiseKey> noise_key;  // distributed DP: the ring carries noise_mu
+  if (st.plan.ring.noise_mu > 0) {
+    FRUGAL_ASSIGN_OR_RETURN(noise_key, env_.noise_key ? env_.noise_key() : DeviceNoiseKey());
+  }
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint64_t> input,
                           privacy::SecureClientInput(delta, support, st.plan.ring, task_settings_->run_seed, round,
-                                                     task_settings_->client_id, resid));
+                                                     task_settings_->client_id, resid,
+                                                     noise_key ? &*noise_key : nullptr));
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> masked, st.client.MaskedInput(share_inbox, input));
   st.cpu_s += (env_.cpu_seconds ? env_.cpu_seconds() : 0) - c0;
   if (ef) {
@@ -346,6 +370,7 @@ Result<v1::SecAgg> TaskLoop::SecureMaskedInput(std::span<const uint8_t> share_in
   }
   if (st.plan.debug_dump) WriteDebugFile(env_.config->state_dir, "secagg_input_r" + std::to_string(round) + ".bin", input);
   v1::SecAgg out = SecAggMessage(round, 3, masked);
+  out.set_protocol_cpu_s(st.cpu_s);
   v1::LedgerFigures* f = out.mutable_ledger();
   // The protocol's CPU so far (stages 1-3), priced as device compute as frugal-sim does.
   f->set_flops(stats.flops + st.cpu_s * (env_.device != nullptr ? env_.device->flops_per_s_fp32 : 0.0));

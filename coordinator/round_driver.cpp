@@ -17,7 +17,9 @@
 #include "frugal/core/streams.h"
 #include "frugal/energy/grid_curves.h"
 #include "frugal/energy/model.h"
+#include "frugal/codec/uplink.h"
 #include "frugal/model/int8.h"
+#include "frugal/privacy/dp.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
 #include "frugal/report/run_dir.h"
@@ -34,6 +36,10 @@ namespace frugal::coordinator {
 namespace {
 
 constexpr size_t kEvalBatch = 250;
+
+// CPU seconds a client reports (SecAgg.protocol_cpu_s), within reason: not
+// finite, negative or over a day counts as none.
+double ReportedSeconds(double s) { return std::isfinite(s) && s >= 0 && s <= 86400 ? s : 0; }
 
 double ThreadCpuSeconds() {
   timespec ts{};
@@ -128,16 +134,26 @@ Status RoundDriver::Init() {
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
   FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline));
-  if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
-    return FailedPreconditionError("privacy.mode = \"distributed\" runs in frugal-sim only for now: the task does not "
-                                   "carry the clip and the noise to frugal-client yet (docs/privacy.md)");
+  const bool distributed_dp = config_.engine.dp.mode == privacy::DpMode::kDistributed;
+  if (distributed_dp && config_.pipeline != Pipeline::kSecure) {
+    // The clients' noise is only private under secure aggregation: the server sees the sum alone.
+    return FailedPreconditionError("privacy.mode = \"distributed\" needs pipeline = \"secure\" (the pipeline is \"" +
+                                   std::string(PipelineName(config_.pipeline)) + "\")");
   }
   if (config_.engine.dp.enabled()) {
     // The service cannot derive the noise from a target: it does not know its population ahead.
     if (config_.engine.dp.noise_multiplier <= 0) {
-      return InvalidArgumentError("privacy.mode = \"central\" on the coordinator needs privacy.noise_multiplier > 0 "
+      return InvalidArgumentError(std::string("privacy.mode = \"") + (distributed_dp ? "distributed" : "central") +
+                                  "\" on the coordinator needs privacy.noise_multiplier > 0 "
                                   "(privacy.target_epsilon then only stops the run; the coordinator does not know its "
                                   "population ahead to derive the noise from it)");
+    }
+    if (distributed_dp) {
+      // The engine plans the same ring when it opens a round; a ring too small for the noise is refused now.
+      auto ring = privacy::PlanDistributedRing(config_.engine.dp, config_.engine.secure.ring,
+                                               config_.engine.secure.dropout,
+                                               UplinkKeepCount(config_.engine.uplink_density, model_->num_params()));
+      if (!ring.ok()) return ring.error();
     }
     // Noise keyed from RAND_bytes every round: the run's seed is no secret.
     config_.engine.dp.noise_key = [](uint32_t) -> Result<privacy::NoiseKey> {
@@ -390,7 +406,9 @@ void RoundDriver::OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s) {
                       : FailedPreconditionError("SecAgg stage " + std::to_string(msg.stage()) + " message from client " +
                                                 std::to_string(id) + " for round " + std::to_string(msg.round()) +
                                                 ": no secure round is open");
-  round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  const double secure_cpu = ThreadCpuSeconds() - cpu0;
+  round_cpu_s_ += secure_cpu;
+  secure_server_cpu_s_ += secure_cpu;
   if (!st.ok()) {
     spdlog::warn("refused a SecAgg message from {}: {}", name, st.error().message());
     deps_.transport->Send(conn, ErrorEnvelope(st.error(), msg.round()));
@@ -398,7 +416,14 @@ void RoundDriver::OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s) {
     // The masked input: the client trained; its figures price that work.
     Slot& s = slots_.at(id);
     s.figures = msg.ledger();
+    s.protocol_cpu_s = ReportedSeconds(msg.protocol_cpu_s());
     spdlog::debug("round {}: masked input from {} ({} bytes)", msg.round(), name, body.size());
+  } else if (msg.stage() == 4) {
+    // The unmask response: stage 4's CPU, after the masked input's figures, on the same ledger row.
+    Slot& s = slots_.at(id);
+    const double flops = msg.ledger().flops();
+    s.unmask_flops = std::isfinite(flops) && flops >= 0 ? flops : 0;
+    s.protocol_cpu_s += ReportedSeconds(msg.protocol_cpu_s());
   }
   Tick(now_s);
 }
@@ -612,7 +637,7 @@ void RoundDriver::OpenRound(double now_s) {
   const std::vector<uint32_t> selected = planner_->Select(round, candidates, round_utc_hour_, first_payload);
   if (engine_->dp() != nullptr && !selected.empty()) {
     // privacy.target_epsilon: the round that would pass it is not run, and the run ends.
-    const double q = static_cast<double>(selected.size()) / static_cast<double>(candidates.size());
+    const double q = config_.plan.SamplingRate(selected.size(), candidates.size());
     if (Status st = engine_->CheckPrivacyBudget(round, q); !st.ok()) {
       if (st.error().code() != ErrorCode::kResourceExhausted) {
         fatal_ = st.error().WithContext("privacy budget for round " + std::to_string(round));
@@ -630,7 +655,8 @@ void RoundDriver::OpenRound(double now_s) {
     return;
   }
   if (!selected.empty()) {
-    if (Status st = engine_->SetEligible(candidates.size()); !st.ok()) {
+    if (Status st = engine_->SetSamplingRate(config_.plan.SamplingRate(selected.size(), candidates.size()));
+        !st.ok()) {
       fatal_ = st.error().WithContext("opening round " + std::to_string(round));
       return;
     }
@@ -647,7 +673,9 @@ void RoundDriver::OpenRound(double now_s) {
   if (secure_round_ && !selected.empty()) {
     const double cpu0 = ThreadCpuSeconds();
     if (auto plans = PlanSecure(round, sel64)) secure_plans = std::move(*plans);
-    round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+    const double secure_cpu = ThreadCpuSeconds() - cpu0;
+    round_cpu_s_ += secure_cpu;
+    secure_server_cpu_s_ += secure_cpu;
   }
   const uint64_t deadline_ms = static_cast<uint64_t>(config_.plan.deadline_s * 1000);
   for (uint32_t id32 : selected) {
@@ -690,6 +718,7 @@ void RoundDriver::OpenRound(double now_s) {
 std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32_t round,
                                                                            std::span<const uint64_t> selected) {
   auto fail = [&](const Error& e) {
+    ++secure_failed_rounds_;
     spdlog::warn("round {}: secure aggregation cannot run, the round closes without updates: {}", round, e.message());
     return std::nullopt;
   };
@@ -700,7 +729,8 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
   if (Status st = privacy::RandomBytes(std::span(reinterpret_cast<uint8_t*>(&session), sizeof session)); !st.ok()) {
     return fail(st.error());
   }
-  const privacy::SecurePipelineConfig& sc = config_.engine.secure;
+  // The engine's copy: under distributed DP its ring carries the clip and the noise the clients add.
+  const privacy::SecurePipelineConfig& sc = engine_->secure_config();
   auto plan = privacy::PlanSecureRoundFor(sc, config_.seed, session, round, selected,
                                           static_cast<uint32_t>(support->size()));
   if (!plan.ok()) return fail(plan.error());
@@ -742,10 +772,13 @@ bool RoundDriver::TickSecure(double now_s) {
     const size_t delivered = secure_->Delivered(static_cast<uint32_t>(stage)).size();
     auto next = secure_->CloseStage();
     if (!next.ok()) {
+      ++secure_failed_rounds_;
       spdlog::warn("round {}: secure aggregation failed after stage {} ({} clients delivered): {}", round, stage,
                    delivered, next.error().message());
       SettleSecure();
-      round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+      const double secure_cpu = ThreadCpuSeconds() - cpu0;
+      round_cpu_s_ += secure_cpu;
+      secure_server_cpu_s_ += secure_cpu;
       return true;
     }
     spdlog::info("round {}: SecAgg+ stage {} closed with {} clients{}", round, stage, delivered,
@@ -761,14 +794,20 @@ bool RoundDriver::TickSecure(double now_s) {
       deps_.transport->Send(*conn, env);
     }
     secure_stage_at_ = now_s;
-    round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+    const double secure_cpu = ThreadCpuSeconds() - cpu0;
+    round_cpu_s_ += secure_cpu;
+    secure_server_cpu_s_ += secure_cpu;
     return false;
   }
   auto sum = secure_->Finish();
-  round_cpu_s_ += ThreadCpuSeconds() - cpu0;
+  const double secure_cpu = ThreadCpuSeconds() - cpu0;
+  round_cpu_s_ += secure_cpu;
+  secure_server_cpu_s_ += secure_cpu;
   if (!sum.ok()) {
+    ++secure_failed_rounds_;
     spdlog::warn("round {}: secure aggregation failed in unmasking: {}", round, sum.error().message());
   } else if (Status st = engine_->IngestSecureSum(round, sum->survivors, sum->sum); !st.ok()) {
+    ++secure_failed_rounds_;
     spdlog::warn("round {}: the unmasked sum was refused: {}", round, st.error().message());
   } else {
     for (uint64_t id : sum->survivors) {
@@ -807,6 +846,8 @@ void RoundDriver::SettleSecure() {
     const privacy::SecureClientCost c = secure_->cost(id);
     s.bytes_up = c.bytes_up;
     s.bytes_down += c.bytes_down;
+    s.protocol_bytes_up = c.bytes_up;
+    s.protocol_bytes_down = c.bytes_down;
     metrics_.payload_bytes_up += c.bytes_up;
     metrics_.payload_bytes_down += c.bytes_down;
   }
@@ -843,13 +884,16 @@ Participation RoundDriver::ParticipationOf(const Slot& s) const {
   p.radio = c.radio_profile;
   p.region = c.region_profile;
   p.bytes_down = s.bytes_down;
+  p.protocol_bytes_up = s.protocol_bytes_up;
+  p.protocol_bytes_down = s.protocol_bytes_down;
+  p.protocol_cpu_s = s.protocol_cpu_s;
   switch (s.state) {
     case SlotState::kAccepted:
     case SlotState::kRejected:
       // It trained and sent an update: what it reports of its work, within reason.
       p.outcome = s.state == SlotState::kAccepted ? ClientOutcome::kParticipated : ClientOutcome::kStraggled;
       p.bytes_up = s.bytes_up;
-      p.flops = std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0;
+      p.flops = (std::isfinite(f.flops()) && f.flops() >= 0 ? f.flops() : 0) + s.unmask_flops;
       p.int8 = f.int8();
       if (f.measured() && std::isfinite(f.measured_compute_j()) && f.measured_compute_j() >= 0) {
         p.measured_compute_j = f.measured_compute_j();
@@ -1030,6 +1074,20 @@ Status RoundDriver::WriteRunDirectory() {
     sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the four "
                         "stages over the service; the server unmasked only the sum of the survivors' ring inputs. "
                         "Bytes up and down include every protocol message as encoded.");
+    // The totals frugal-sim's summary has, summed from this process's rounds
+    // (rounds.csv's protocol_* columns; a resumed run's earlier rounds are not in the store's rows).
+    uint64_t up = 0, down = 0;
+    double client_cpu = 0;
+    for (const RoundRecord& r : records_) {
+      up += r.protocol_bytes_up;
+      down += r.protocol_bytes_down;
+      client_cpu += r.protocol_cpu_seconds;
+    }
+    sum.extra_metrics["secure_protocol_bytes_up"] = static_cast<double>(up);
+    sum.extra_metrics["secure_protocol_bytes_down"] = static_cast<double>(down);
+    sum.extra_metrics["secure_client_cpu_seconds"] = client_cpu;
+    sum.extra_metrics["secure_server_cpu_seconds"] = secure_server_cpu_s_;
+    sum.extra_metrics["secure_failed_rounds"] = static_cast<double>(secure_failed_rounds_);
   }
   if (const privacy::CentralDp* dp = engine_->dp()) {
     FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
@@ -1038,9 +1096,16 @@ Status RoundDriver::WriteRunDirectory() {
     sum.stop_reason = stop_reason_;
     sum.extra_metrics["dp_noise_multiplier"] = dp->config().noise_multiplier;
     sum.extra_metrics["dp_clip"] = dp->clip();
-    sum.notes.push_back("Central differential privacy (DP-FedAvg): updates clipped, Gaussian noise seeded from "
-                        "RAND_bytes on their sum, each round accounted at q = selected / connected clients "
-                        "(docs/privacy.md).");
+    if (config_.engine.dp.mode == privacy::DpMode::kDistributed) {
+      sum.notes.push_back("Distributed differential privacy (docs/privacy.md): each client clipped its ring input "
+                          "and added Skellam noise keyed from its own RAND_bytes; the server added none, and each "
+                          "round was accounted with the noise of the clients whose inputs reached the unmasked "
+                          "sum, at q = selected / connected clients.");
+    } else {
+      sum.notes.push_back("Central differential privacy (DP-FedAvg): updates clipped, Gaussian noise seeded from "
+                          "RAND_bytes on their sum, each round accounted at q = selected / connected clients "
+                          "(docs/privacy.md).");
+    }
     if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
   }
   if (config_.eval_int8 && last_int8_ >= 0) sum.extra_metrics["final_accuracy_int8"] = last_int8_;

@@ -1,6 +1,8 @@
 #include "frugal/proto/convert.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "frugal/proto/frame.h"
 
@@ -184,7 +186,48 @@ void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out) {
   if (!plan.support_guide.empty()) {
     out->set_support_guide(reinterpret_cast<const char*>(plan.support_guide.data()), plan.support_guide.size());
   }
+  if (plan.ring.noise_mu > 0) {
+    out->set_distributed_dp(true);
+    out->set_l2_clip(plan.ring.l2_clip);
+    out->set_noise_mu(plan.ring.noise_mu);
+    out->set_noise_margin(plan.ring.noise_margin);
+  }
 }
+
+namespace {
+
+// Task.secagg's distributed-DP fields: all set (and in range) with
+// distributed_dp, all zero without it.
+Status CheckDistributedDp(const v1::SecAggPlan& wire, const RingQuantConfig& ring) {
+  auto bad = [](const std::string& what) { return InvalidArgumentError("Task.secagg: " + what); };
+  if (!wire.distributed_dp()) {
+    if (wire.l2_clip() != 0 || wire.noise_mu() != 0 || wire.noise_margin() != 0) {
+      return bad("l2_clip, noise_mu and noise_margin are set without distributed_dp");
+    }
+    return OkStatus();
+  }
+  if (!(std::isfinite(wire.l2_clip()) && wire.l2_clip() > 0)) {
+    return bad("distributed DP l2_clip " + std::to_string(wire.l2_clip()) + " is not finite and > 0");
+  }
+  // A Poisson draw of a larger mean could leave int64.
+  if (!(std::isfinite(wire.noise_mu()) && wire.noise_mu() > 0 && wire.noise_mu() <= 0x1p60)) {
+    return bad("distributed DP noise_mu " + std::to_string(wire.noise_mu()) + " outside (0, 2^60]");
+  }
+  const int64_t top = ring.bits >= 2 && ring.bits <= 62 ? (int64_t{1} << (ring.bits - 1)) - 1 : 0;
+  if (wire.noise_margin() <= 0 || wire.noise_margin() >= top) {
+    return bad("distributed DP noise_margin " + std::to_string(wire.noise_margin()) + " outside 1.." +
+               std::to_string(top - 1) + " for a " + std::to_string(ring.bits) + "-bit ring");
+  }
+  // One client's noise must fit the margin many times over, or the sum cannot decode.
+  if (std::sqrt(2 * wire.noise_mu()) * 12 > static_cast<double>(wire.noise_margin())) {
+    return bad("distributed DP noise_margin " + std::to_string(wire.noise_margin()) +
+               " is under 12 standard deviations of one client's noise (noise_mu " + std::to_string(wire.noise_mu()) +
+               "): the ring is too small for the noise");
+  }
+  return OkStatus();
+}
+
+}  // namespace
 
 Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
   SecureTaskPlan p;
@@ -200,6 +243,12 @@ Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
   // Decoded by the client against its model's size (DecodeSupportGuide), which the plan does not carry.
   p.support_guide.assign(wire.support_guide().begin(), wire.support_guide().end());
   if (Status st = privacy::ValidateSecureRoundConfig(p.round); !st.ok()) return st.error().WithContext("Task.secagg");
+  FRUGAL_RETURN_IF_ERROR(CheckDistributedDp(wire, p.ring));
+  if (wire.distributed_dp()) {
+    p.ring.l2_clip = wire.l2_clip();
+    p.ring.noise_mu = wire.noise_mu();
+    p.ring.noise_margin = wire.noise_margin();
+  }
   if (Status st = ValidateRingQuantConfig(p.ring); !st.ok()) return st.error().WithContext("Task.secagg");
   if (p.position >= p.round.clients) {
     return InvalidArgumentError("Task.secagg: position " + std::to_string(p.position) + " outside 0.." +

@@ -960,6 +960,9 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
       const privacy::SecureClientCost& k = secure_->cost(secure_position_.at(c));
       p.flops += SecureClientFlops(c);
       p.bytes_down += k.bytes_down + secure_guide_bytes_;
+      p.protocol_bytes_up = k.bytes_up;
+      p.protocol_bytes_down = k.bytes_down;
+      p.protocol_cpu_s = k.setup_cpu_s + k.mask_cpu_s + k.unmask_cpu_s;
       protocol_up = k.bytes_up - k.masked_bytes;
       if (r.status == 1) p.bytes_up = protocol_up;
     }
@@ -982,7 +985,7 @@ Status Simulation::Step(uint32_t round) {
   FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> selected, Plan(round, utc_hour));
   if (engine_cfg_.dp.enabled() && !selected.empty()) {
     // privacy.target_epsilon: a round that would spend past it is not run, and the run ends here.
-    const double q = static_cast<double>(selected.size()) / static_cast<double>(last_eligible_);
+    const double q = cfg_.plan.SamplingRate(selected.size(), last_eligible_);
     if (Status st = engine_->CheckPrivacyBudget(round, q); !st.ok()) {
       if (st.error().code() != ErrorCode::kResourceExhausted) return st;
       stop_reason_ = st.error().message();
@@ -993,7 +996,9 @@ Status Simulation::Step(uint32_t round) {
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
   FRUGAL_RETURN_IF_ERROR(engine_->OpenRound(round, ids));
-  if (!selected.empty()) FRUGAL_RETURN_IF_ERROR(engine_->SetEligible(last_eligible_));
+  if (!selected.empty()) {
+    FRUGAL_RETURN_IF_ERROR(engine_->SetSamplingRate(cfg_.plan.SamplingRate(selected.size(), last_eligible_)));
+  }
   const uint32_t version = engine_->version();
   FRUGAL_ASSIGN_OR_RETURN(std::vector<Download> downloads, Downloads(selected, version));
 

@@ -60,7 +60,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 21;
+constexpr size_t kRoundsCsvColumns = 24;
+// Run directories written before the protocol_* columns.
+constexpr size_t kRoundsCsvColumnsV4 = 21;
 // Run directories written before the accuracy_int8 column.
 constexpr size_t kRoundsCsvColumnsV3 = 20;
 // Run directories written before the dp_epsilon and dp_delta columns.
@@ -134,6 +136,12 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
+    for (uint64_t v : {r.protocol_bytes_up, r.protocol_bytes_down}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
+    line += ',';
+    AppendNumber(line, r.protocol_cpu_seconds);
     line += '\n';
     out << line;
   }
@@ -145,10 +153,11 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
       "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta",
-      "accuracy_int8"};
+      "accuracy_int8", "protocol_bytes_up", "protocol_bytes_down", "protocol_cpu_seconds"};
   const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
   const std::string_view header_v2 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon"));
   const std::string_view header_v3 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",accuracy_int8"));
+  const std::string_view header_v4 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",protocol_bytes_up"));
   size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
@@ -160,7 +169,9 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       if (line == header_v1) columns = kRoundsCsvColumnsV1;
       if (line == header_v2) columns = kRoundsCsvColumnsV2;
       if (line == header_v3) columns = kRoundsCsvColumnsV3;
-      if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2 && line != header_v3) {
+      if (line == header_v4) columns = kRoundsCsvColumnsV4;
+      if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2 && line != header_v3 &&
+          line != header_v4) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -211,7 +222,12 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       FRUGAL_RETURN_IF_ERROR(next(r.dp_epsilon));
       FRUGAL_RETURN_IF_ERROR(next(r.dp_delta));
     }
-    if (columns == kRoundsCsvColumns) FRUGAL_RETURN_IF_ERROR(next(r.accuracy_int8));
+    if (columns >= kRoundsCsvColumnsV4) FRUGAL_RETURN_IF_ERROR(next(r.accuracy_int8));
+    if (columns == kRoundsCsvColumns) {
+      FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_up));
+      FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_down));
+      FRUGAL_RETURN_IF_ERROR(next(r.protocol_cpu_seconds));
+    }
     records.push_back(r);
   }
   if (!saw_header) return InvalidArgumentError("rounds.csv is empty: no header line");

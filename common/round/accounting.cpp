@@ -36,6 +36,9 @@ void RoundAccount::Add(const Participation& p) {
   record_.joules_compute += row.compute_j;
   record_.joules_radio += row.radio_j;
   record_.gco2e += row.gco2e;
+  record_.protocol_bytes_up += p.protocol_bytes_up;
+  record_.protocol_bytes_down += p.protocol_bytes_down;
+  record_.protocol_cpu_seconds += p.protocol_cpu_s;
   rows_.push_back(std::move(row));
 }
 

@@ -33,6 +33,12 @@ uint32_t RoundPlan::SelectCount() const {
   return static_cast<uint32_t>(std::ceil(clients_per_round * std::max(1.0, over_selection) - 1e-9));
 }
 
+double RoundPlan::SamplingRate(size_t selected, uint64_t eligible) const {
+  if (eligible == 0) return 1;
+  const double q = static_cast<double>(poisson ? SelectCount() : selected) / static_cast<double>(eligible);
+  return std::min(1.0, q);
+}
+
 std::string_view RejectReasonName(RejectReason r) {
   switch (r) {
     case RejectReason::kRoundClosed: return "round_closed";
@@ -177,6 +183,16 @@ Status RoundEngine::SetEligible(uint64_t eligible) {
                                 " eligible clients, fewer than the " + std::to_string(selected_.size()) + " selected");
   }
   sampling_rate_ = static_cast<double>(selected_.size()) / static_cast<double>(eligible);
+  return OkStatus();
+}
+
+Status RoundEngine::SetSamplingRate(double sampling_rate) {
+  if (!open_) return FailedPreconditionError("SetSamplingRate: no round is open");
+  if (!(sampling_rate > 0 && sampling_rate <= 1)) {
+    return InvalidArgumentError("round " + std::to_string(round_) + ": sampling rate " + std::to_string(sampling_rate) +
+                                " outside (0, 1]");
+  }
+  sampling_rate_ = sampling_rate;
   return OkStatus();
 }
 

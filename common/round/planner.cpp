@@ -42,6 +42,8 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
   std::vector<uint32_t> ids(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) ids[i] = candidates[i].id;
   const uint64_t seed = StreamSeed(seed_, SeedStream::kSelect, round);
+  // Uniform Poisson sampling (settings refuse it with weights, floors or budgets).
+  if (plan_.poisson) return SelectClientsPoisson(ids, plan_.SamplingRate(0, ids.size()), seed);
   const bool region_shift = carbon_.shifts() && carbon_.shift_mode == ShiftMode::kRegion;
   const bool limits = carbon_.region_floor > 0 || budget_.active() || region_shift;
   if (!limits) {

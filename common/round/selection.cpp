@@ -50,6 +50,16 @@ std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t 
   return out;
 }
 
+std::vector<uint32_t> SelectClientsPoisson(std::span<const uint32_t> available, double q, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<uint32_t> out;
+  for (uint32_t id : available) {
+    if (rng.Uniform() < q) out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<uint32_t> SelectClientsWeighted(std::span<const uint32_t> available, std::span<const double> weights,
                                             size_t count, uint64_t seed) {
   // Key log(u) / w for u uniform in (0, 1): the `count` largest keys are a

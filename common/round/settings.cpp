@@ -209,6 +209,8 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("round.deadline_s", plan.deadline_s);
   r.Get("round.min_quorum", plan.min_quorum);
   r.Get("round.selection", selection);
+  std::string sampling = plan.poisson ? "poisson" : "fixed";
+  r.Get("round.sampling", sampling);
 
   r.Get("train.epochs", task.train.epochs);
   r.Get("train.batch_size", task.train.batch_size);
@@ -279,6 +281,18 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
   FRUGAL_ASSIGN_OR_RETURN(plan.selection, ParseSelectionPolicy(selection));
+  if (sampling != "fixed" && sampling != "poisson") {
+    return InvalidArgumentError("round.sampling '" + sampling + "' (expected fixed or poisson)");
+  }
+  plan.poisson = sampling == "poisson";
+  if (plan.poisson && plan.selection != SelectionPolicy::kUniform) {
+    return InvalidArgumentError("round.sampling = \"poisson\" gives every client the same probability: "
+                                "round.selection must be \"uniform\" (got \"" + selection + "\")");
+  }
+  if (plan.poisson && pipeline == Pipeline::kSecure) {
+    return InvalidArgumentError("round.sampling = \"poisson\" with pipeline = \"secure\": the SecAgg+ ring is "
+                                "sized for a fixed number of clients a round");
+  }
   FRUGAL_ASSIGN_OR_RETURN(task.uplink.values, ParseValueCoding(values));
   FRUGAL_ASSIGN_OR_RETURN(engine.broadcast.values, ParseValueCoding(broadcast_values));
   FRUGAL_ASSIGN_OR_RETURN(engine.averaging, ParseAveraging(averaging));
@@ -424,6 +438,10 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("prune.every", s.prune.every);
   r.Get("widths.devices", s.widths);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
+  if (s.plan.poisson && (s.carbon.region_floor > 0 || s.carbon.region_budget_j_per_h > 0 || s.carbon.shifts())) {
+    return InvalidArgumentError("round.sampling = \"poisson\" cannot keep carbon.region_floor, "
+                                "carbon.region_budget_j_per_h or carbon.shift_slack_h (they choose who takes part)");
+  }
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
   s.engine.robust.seed = StreamSeed(s.seed, SeedStream::kRobustNoise);  // FLAME's noise differs by run seed
   s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -198,115 +199,244 @@ TEST_SUITE("client") {
     CHECK(engine.Ingest(1, 7, u.base_version(), std::span(bytes, u.update().size()), 24).ok());
   }
 
+// Three task loops (ids 7, 8, 9) through one secure round against the
+// coordinator's side, the engine and SecureRoundServer the round driver uses.
+// `keys` (empty: the loops' RAND_bytes default) injects each loop's noise key.
+struct SecureLoopsRun {
+  std::vector<float> v1;
+  EngineConfig ec;
+  std::vector<uint64_t> ids = {7, 8, 9};
+  std::vector<uint32_t> support;
+  std::vector<std::unique_ptr<Rig>> rigs;
+  privacy::SecureSum sum;
+  std::vector<uint32_t> guide_blocks;  // secure.guided: the task's guide (blocks of 2 coordinates); empty: none
+};
+
+void RunSecureLoops(SecureLoopsRun& run, uint64_t seed, const std::vector<privacy::NoiseKey>& keys) {
+  run.v1.resize(Rig().Dim());
+  (*MakeModel("logreg", 4, 3))->InitParams(run.v1, StreamSeed(seed, SeedStream::kInit));
+  RoundEngine engine(run.v1, run.ec);
+  const std::vector<uint64_t>& ids = run.ids;
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  auto payload = engine.ModelPayloadFor(1);
+  REQUIRE(payload.ok());
+  auto support = engine.SecureSupport(1);
+  REQUIRE(support.ok());
+  std::vector<uint8_t> guide_bytes;
+  if (!run.guide_blocks.empty()) {
+    // The support the guide fixes, which the clients must quantize on.
+    const auto dim = static_cast<uint32_t>(run.v1.size());
+    guide_bytes = *EncodeSupportGuide(run.guide_blocks, dim, 2);
+    support = privacy::RoundSupport(run.ec.secure, 1, dim, run.ec.uplink_density,
+                                    ExpandGuideBlocks(run.guide_blocks, dim, 2));
+    REQUIRE(support.ok());
+    CHECK(*support != *engine.SecureSupport(1));
+  }
+  run.support = *support;
+  // The engine's ring: under distributed DP, with the clip and noise it planned.
+  const privacy::SecurePipelineConfig& sc = engine.secure_config();
+  auto plan = privacy::PlanSecureRoundFor(sc, seed, 99, 1, ids, static_cast<uint32_t>(support->size()));
+  REQUIRE(plan.ok());
+  auto server = privacy::SecureRoundServer::Open(*plan);
+  REQUIRE(server.ok());
+
+  std::vector<std::unique_ptr<TaskLoop>> loops;
+  std::map<uint64_t, size_t> at;
+  std::vector<v1::Envelope> outbox;  // what the loops sent, in order
+  auto deliver = [&](size_t i, const v1::Envelope& env) {
+    LoopStep step = loops[i]->OnEnvelope(env);
+    CHECK(step.decision.kind == Kind::kContinue);
+    for (auto& e : step.send) outbox.push_back(std::move(e));
+  };
+  for (size_t i = 0; i < ids.size(); ++i) {
+    run.rigs.push_back(std::make_unique<Rig>());
+    Rig& rig = *run.rigs[i];
+    rig.cfg.state_dir = rig.dir.Path("state");
+    if (!keys.empty()) {
+      const privacy::NoiseKey key = keys[i];
+      rig.env.noise_key = [key]() -> Result<privacy::NoiseKey> { return key; };
+    }
+    loops.push_back(std::make_unique<TaskLoop>(rig.env, rig.state));
+    at[ids[i]] = i;
+    v1::Envelope reg = RegisterEnvelope(rig.Dim(), true, seed);
+    reg.mutable_register_()->set_client_id(ids[i]);
+    deliver(i, reg);
+    v1::Envelope task = TaskEnvelope(1, 1);
+    ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
+                          .support_seed = sc.support_seed, .density = run.ec.uplink_density, .debug_dump = true,
+                          .support_guide = guide_bytes},
+           task.mutable_task()->mutable_secagg());
+    deliver(i, task);
+    deliver(i, ModelEnvelope(1, **payload));
+  }
+  // Each stage: the loops' messages to the server, the server's answers back.
+  for (uint32_t stage = 1; stage <= 4; ++stage) {
+    REQUIRE(outbox.size() == ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      REQUIRE(outbox[i].has_secagg());
+      const v1::SecAgg& m = outbox[i].secagg();
+      CHECK(m.stage() == stage);
+      const auto* b = reinterpret_cast<const uint8_t*>(m.body().data());
+      REQUIRE(server->Receive(ids[i], m.round(), m.stage(), std::span(b, m.body().size())).ok());
+      if (stage == 3) CHECK(m.ledger().flops() > 0);
+    }
+    outbox.clear();
+    if (stage == 4) break;
+    CHECK(server->StageComplete());
+    auto next = server->CloseStage();
+    REQUIRE(next.ok());
+    for (auto& [id, body] : *next) {
+      v1::Envelope env;
+      env.mutable_secagg()->set_round(1);
+      env.mutable_secagg()->set_stage(stage + 1);
+      env.mutable_secagg()->set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      deliver(at.at(id), env);
+    }
+  }
+  auto sum = server->Finish();
+  REQUIRE(sum.ok());
+  CHECK(sum->survivors == ids);
+  run.sum = *sum;
+  // (The engine's own support is not the guided one here: it chose no guide.)
+  if (run.guide_blocks.empty()) CHECK(engine.IngestSecureSum(1, sum->survivors, sum->sum).ok());
+  run.ec.secure = sc;  // what the clients were told
+}
+
+// Client i's ring input by the plain path: TrainClientDelta and
+// SecureClientInput from a zero residual (the residual it leaves in `residual`).
+std::vector<uint64_t> ReferenceInput(const SecureLoopsRun& run, size_t i, uint64_t seed, const RingQuantConfig& ring,
+                                     const privacy::NoiseKey* key, std::vector<float>& residual) {
+  auto model = MakeModel("logreg", 4, 3);
+  REQUIRE(model.ok());
+  auto ws = (*model)->MakeWorkspace();
+  TrainConfig tc = FromWire(RegisterEnvelope(run.rigs[i]->Dim(), true, seed).register_().train());
+  tc.seed = RoundClientSeed(seed, SeedStream::kTrain, 1, run.ids[i]);
+  std::vector<float> delta;
+  REQUIRE(TrainClientDelta(**model, run.v1, run.rigs[i]->local.data, run.rigs[i]->local.indices, tc, *ws, delta).ok());
+  residual.assign(run.v1.size(), 0.0f);
+  auto input = privacy::SecureClientInput(delta, run.support, ring, seed, 1, run.ids[i], residual, key);
+  REQUIRE(input.ok());
+  return *input;
+}
+
+std::vector<uint64_t> ReadRing(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint64_t> v;
+  for (;;) {
+    uint64_t x = 0;
+    for (int b = 0; b < 8; ++b) x |= static_cast<uint64_t>(static_cast<uint8_t>(in.get())) << (8 * b);
+    if (!in) break;
+    v.push_back(x);
+  }
+  return v;
+}
+
   TEST_CASE("secure tasks: three task loops answer the SecAgg+ stages through the core's server, whose sum is exactly their ring inputs'") {
-    // Coordinator side: the engine and SecureRoundServer the round driver uses;
-    // client side: three task loops. The reference is the plain loop below:
-    // TrainClientDelta and SecureClientInput from a zero residual, summed mod 2^bits.
-    // The same with a support guide (secure.guided) in the task.
-    for (const bool guided : {false, true}) {
-      CAPTURE(guided);
-      const uint64_t seed = 11;
-      std::vector<float> v1(Rig().Dim());
-      (*MakeModel("logreg", 4, 3))->InitParams(v1, StreamSeed(seed, SeedStream::kInit));
+    // The reference is the plain loop: TrainClientDelta and SecureClientInput
+    // from a zero residual, summed mod 2^bits.
+    const uint64_t seed = 11;
+    SecureLoopsRun run;
+    run.ec.pipeline = Pipeline::kSecure;
+    run.ec.uplink_density = 0.3;
+    run.ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+    run.ec.secure.support_seed = 42;
+    RunSecureLoops(run, seed, {});
+    const uint64_t mask = (uint64_t{1} << 16) - 1;
+    std::vector<uint64_t> expect(run.support.size(), 0);
+    for (size_t i = 0; i < run.ids.size(); ++i) {
+      std::vector<float> residual;
+      const std::vector<uint64_t> input = ReferenceInput(run, i, seed, run.ec.secure.ring, nullptr, residual);
+      for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
+      CHECK(run.rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
+    }
+    CHECK(run.sum.sum == expect);
+  }
+
+  TEST_CASE("secure tasks with a support guide (secure.guided): the loops quantize on the support the task's guide fixes") {
+    const uint64_t seed = 11;
+    SecureLoopsRun run;
+    run.ec.pipeline = Pipeline::kSecure;
+    run.ec.uplink_density = 0.3;
+    run.ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+    run.ec.secure.support_seed = 42;
+    run.guide_blocks = {0, 2};  // blocks of 2 coordinates, as the coordinator sends them
+    RunSecureLoops(run, seed, {});
+    const uint64_t mask = (uint64_t{1} << 16) - 1;
+    std::vector<uint64_t> expect(run.support.size(), 0);
+    for (size_t i = 0; i < run.ids.size(); ++i) {
+      std::vector<float> residual;
+      const std::vector<uint64_t> input = ReferenceInput(run, i, seed, run.ec.secure.ring, nullptr, residual);
+      for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
+      CHECK(run.rigs[i]->state.Residual() == residual);
+    }
+    CHECK(run.sum.sum == expect);
+  }
+
+  TEST_CASE("distributed DP tasks: the ring input is the plain reference's levels plus Skellam noise from the device's own key, different on every device") {
+    const uint64_t seed = 11;
+    auto config = [] {
       EngineConfig ec;
       ec.pipeline = Pipeline::kSecure;
       ec.uplink_density = 0.3;
       ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
       ec.secure.support_seed = 42;
-      RoundEngine engine(v1, ec);
-      const std::vector<uint64_t> ids = {7, 8, 9};
-      REQUIRE(engine.OpenRound(1, ids).ok());
-      auto payload = engine.ModelPayloadFor(1);
-      REQUIRE(payload.ok());
-      auto support = engine.SecureSupport(1);
-      REQUIRE(support.ok());
-      std::vector<uint8_t> guide_bytes;
-      if (guided) {
-        // secure.guided: a guide as the coordinator sends it (blocks 0 and 2 of
-        // 2 coordinates); the clients must quantize on the support it fixes.
-        const auto dim = static_cast<uint32_t>(v1.size());
-        const std::vector<uint32_t> blocks = {0, 2};
-        guide_bytes = *EncodeSupportGuide(blocks, dim, 2);
-        support = privacy::RoundSupport(ec.secure, 1, dim, ec.uplink_density, ExpandGuideBlocks(blocks, dim, 2));
-        REQUIRE(support.ok());
-        CHECK(*support != *engine.SecureSupport(1));
+      ec.dp.mode = privacy::DpMode::kDistributed;
+      ec.dp.clip = 0.05;
+      ec.dp.noise_multiplier = 1.0;
+      return ec;
+    };
+    const uint64_t mask = (uint64_t{1} << 16) - 1;
+    // Known keys: the sum is exactly the plain reference's noisy inputs, the
+    // noise (noisy minus noiseless levels) non-zero; the residual never sees it.
+    {
+      SecureLoopsRun run;
+      run.ec = config();
+      std::vector<privacy::NoiseKey> keys(3);
+      for (size_t i = 0; i < 3; ++i) keys[i].fill(static_cast<uint8_t>(i + 1));
+      RunSecureLoops(run, seed, keys);
+      const RingQuantConfig& ring = run.ec.secure.ring;
+      REQUIRE(ring.noise_mu > 0);
+      CHECK(ring.l2_clip == 0.05);
+      RingQuantConfig quiet = ring;
+      quiet.noise_mu = 0;
+      std::vector<uint64_t> expect(run.support.size(), 0);
+      for (size_t i = 0; i < run.ids.size(); ++i) {
+        std::vector<float> residual, quiet_residual;
+        const std::vector<uint64_t> noisy = ReferenceInput(run, i, seed, ring, &keys[i], residual);
+        const std::vector<uint64_t> plain = ReferenceInput(run, i, seed, quiet, nullptr, quiet_residual);
+        CHECK(residual == quiet_residual);
+        CHECK(run.rigs[i]->state.Residual() == residual);
+        CHECK(ReadRing(run.rigs[i]->cfg.state_dir + "/secagg_input_r1.bin") == noisy);
+        CHECK(noisy != plain);
+        for (size_t j = 0; j < noisy.size(); ++j) expect[j] = (expect[j] + noisy[j]) & mask;
       }
-      auto plan = privacy::PlanSecureRoundFor(ec.secure, seed, 99, 1, ids, static_cast<uint32_t>(support->size()));
-      REQUIRE(plan.ok());
-      auto server = privacy::SecureRoundServer::Open(*plan);
-      REQUIRE(server.ok());
-
-      std::vector<std::unique_ptr<Rig>> rigs;
-      std::vector<std::unique_ptr<TaskLoop>> loops;
-      std::map<uint64_t, size_t> at;
-      std::vector<v1::Envelope> outbox;  // what the loops sent, in order
-      auto deliver = [&](size_t i, const v1::Envelope& env) {
-        LoopStep step = loops[i]->OnEnvelope(env);
-        CHECK(step.decision.kind == Kind::kContinue);
-        for (auto& e : step.send) outbox.push_back(std::move(e));
-      };
-      for (size_t i = 0; i < ids.size(); ++i) {
-        rigs.push_back(std::make_unique<Rig>());
-        loops.push_back(std::make_unique<TaskLoop>(rigs[i]->env, rigs[i]->state));
-        at[ids[i]] = i;
-        v1::Envelope reg = RegisterEnvelope(rigs[i]->Dim(), true, seed);
-        reg.mutable_register_()->set_client_id(ids[i]);
-        deliver(i, reg);
-        v1::Envelope task = TaskEnvelope(1, 1);
-        ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = ec.secure.ring,
-                              .support_seed = ec.secure.support_seed, .density = ec.uplink_density,
-                              .support_guide = guide_bytes},
-               task.mutable_task()->mutable_secagg());
-        deliver(i, task);
-        deliver(i, ModelEnvelope(1, **payload));
-      }
-      // Each stage: the loops' messages to the server, the server's answers back.
-      for (uint32_t stage = 1; stage <= 4; ++stage) {
-        REQUIRE(outbox.size() == ids.size());
-        for (size_t i = 0; i < ids.size(); ++i) {
-          REQUIRE(outbox[i].has_secagg());
-          const v1::SecAgg& m = outbox[i].secagg();
-          CHECK(m.stage() == stage);
-          const auto* b = reinterpret_cast<const uint8_t*>(m.body().data());
-          REQUIRE(server->Receive(ids[i], m.round(), m.stage(), std::span(b, m.body().size())).ok());
-          if (stage == 3) CHECK(m.ledger().flops() > 0);
-        }
-        outbox.clear();
-        if (stage == 4) break;
-        CHECK(server->StageComplete());
-        auto next = server->CloseStage();
-        REQUIRE(next.ok());
-        for (auto& [id, body] : *next) {
-          v1::Envelope env;
-          env.mutable_secagg()->set_round(1);
-          env.mutable_secagg()->set_stage(stage + 1);
-          env.mutable_secagg()->set_body(reinterpret_cast<const char*>(body.data()), body.size());
-          deliver(at.at(id), env);
-        }
-      }
-      auto sum = server->Finish();
-      REQUIRE(sum.ok());
-      CHECK(sum->survivors == ids);
-
-      auto model = MakeModel("logreg", 4, 3);
-      REQUIRE(model.ok());
-      auto ws = (*model)->MakeWorkspace();
-      const uint64_t mask = (uint64_t{1} << 16) - 1;
-      std::vector<uint64_t> expect(support->size(), 0);
-      for (size_t i = 0; i < ids.size(); ++i) {
-        TrainConfig tc = FromWire(RegisterEnvelope(rigs[i]->Dim(), true, seed).register_().train());
-        tc.seed = RoundClientSeed(seed, SeedStream::kTrain, 1, ids[i]);
-        std::vector<float> delta;
-        REQUIRE(TrainClientDelta(**model, v1, rigs[i]->local.data, rigs[i]->local.indices, tc, *ws, delta).ok());
-        std::vector<float> residual(v1.size(), 0.0f);
-        auto input = privacy::SecureClientInput(delta, *support, ec.secure.ring, seed, 1, ids[i], residual);
-        REQUIRE(input.ok());
-        for (size_t j = 0; j < input->size(); ++j) expect[j] = (expect[j] + (*input)[j]) & mask;
-        CHECK(rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
-      }
-      CHECK(sum->sum == expect);
-      if (!guided) CHECK(engine.IngestSecureSum(1, sum->survivors, sum->sum).ok());
+      CHECK(run.sum.sum == expect);
     }
+    // The agents' own RAND_bytes keys: each input is the noiseless reference
+    // plus noise, non-zero and different on every device.
+    SecureLoopsRun run;
+    run.ec = config();
+    RunSecureLoops(run, seed, {});
+    RingQuantConfig quiet = run.ec.secure.ring;
+    quiet.noise_mu = 0;
+    std::vector<std::vector<uint64_t>> noise;
+    std::vector<uint64_t> expect(run.support.size(), 0);
+    for (size_t i = 0; i < run.ids.size(); ++i) {
+      std::vector<float> residual;
+      const std::vector<uint64_t> plain = ReferenceInput(run, i, seed, quiet, nullptr, residual);
+      const std::vector<uint64_t> sent = ReadRing(run.rigs[i]->cfg.state_dir + "/secagg_input_r1.bin");
+      REQUIRE(sent.size() == plain.size());
+      std::vector<uint64_t> n(sent.size());
+      for (size_t j = 0; j < sent.size(); ++j) {
+        n[j] = (sent[j] - plain[j]) & mask;
+        expect[j] = (expect[j] + sent[j]) & mask;
+      }
+      CHECK(n != std::vector<uint64_t>(n.size(), 0));
+      noise.push_back(std::move(n));
+    }
+    CHECK(noise[0] != noise[1]);
+    CHECK(noise[1] != noise[2]);
+    CHECK(run.sum.sum == expect);
   }
 
   TEST_CASE("a run whose value coding the client does not know is refused at Register, not trained as ternary") {

@@ -4,12 +4,17 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
+#include "frugal/privacy/dp.h"
+#include "frugal/proto/convert.h"
 
 namespace frugal {
 namespace {
@@ -33,6 +38,60 @@ std::vector<uint8_t> Concat(const std::vector<std::vector<uint8_t>>& frames) {
 }  // namespace
 
 TEST_SUITE("coordinator") {
+  TEST_CASE("Task.secagg: the distributed-DP ring round-trips, and out-of-range DP fields are refused naming them") {
+    // The plan a coordinator sends at 4 clients (the engine's PlanDistributedRing on a 32-bit ring).
+    auto round = privacy::PlanSecureRound(7, 3, 4, 0.05, 0.33, 32, 785);
+    REQUIRE(round.ok());
+    privacy::DpConfig dp;
+    dp.mode = privacy::DpMode::kDistributed;
+    dp.clip = 1.0;
+    dp.noise_multiplier = 1.0;
+    auto ring = privacy::PlanDistributedRing(dp, RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 4}, 0.33,
+                                             UplinkKeepCount(0.1, 7850));
+    REQUIRE(ring.ok());
+    const SecureTaskPlan plan{.round = *round, .position = 1, .ring = ring->ring, .support_seed = 42, .density = 0.1};
+    v1::SecAggPlan wire;
+    ToWire(plan, &wire);
+    CHECK(wire.distributed_dp());
+    auto back = FromWire(wire, 3);
+    REQUIRE(back.ok());
+    CHECK(back->ring.noise_mu == ring->ring.noise_mu);
+    CHECK(back->ring.l2_clip == 1.0);
+    CHECK(back->ring.noise_margin == ring->ring.noise_margin);
+    // Without DP the fields stay zero on the wire and off.
+    SecureTaskPlan plain = plan;
+    plain.ring = RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 4};
+    v1::SecAggPlan plain_wire;
+    ToWire(plain, &plain_wire);
+    CHECK_FALSE(plain_wire.distributed_dp());
+    auto plain_back = FromWire(plain_wire, 3);
+    REQUIRE(plain_back.ok());
+    CHECK(plain_back->ring.noise_mu == 0);
+
+    auto refused = [&](auto mutate, const std::string& named) {
+      v1::SecAggPlan w = wire;
+      mutate(w);
+      auto r = FromWire(w, 3);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code() == ErrorCode::kInvalidArgument);
+      INFO(r.error().message());
+      CHECK(r.error().message().find(named) != std::string::npos);
+    };
+    refused([](v1::SecAggPlan& w) { w.set_noise_mu(0); }, "noise_mu");
+    refused([](v1::SecAggPlan& w) { w.set_noise_mu(-3); }, "noise_mu");
+    refused([](v1::SecAggPlan& w) { w.set_noise_mu(std::nan("")); }, "noise_mu");
+    refused([](v1::SecAggPlan& w) { w.set_noise_mu(1e30); }, "noise_mu");
+    refused([](v1::SecAggPlan& w) { w.set_l2_clip(0); }, "l2_clip");
+    refused([](v1::SecAggPlan& w) { w.set_l2_clip(std::numeric_limits<double>::infinity()); }, "l2_clip");
+    refused([](v1::SecAggPlan& w) { w.set_noise_margin(0); }, "noise_margin");
+    refused([](v1::SecAggPlan& w) { w.set_noise_margin(int64_t{1} << 31); }, "noise_margin");
+    // A ring too small for the noise: the margin under 12 sd of one client's noise.
+    refused([](v1::SecAggPlan& w) { w.set_noise_margin(100); }, "too small for the noise");
+    // A margin that leaves the values fewer than 2 levels per client.
+    refused([](v1::SecAggPlan& w) { w.set_noise_margin((int64_t{1} << 31) - 5); }, "levels");
+    refused([](v1::SecAggPlan& w) { w.set_distributed_dp(false); }, "without distributed_dp");
+  }
+
   TEST_CASE("envelopes survive framing under every chunk size") {
     std::vector<std::vector<uint8_t>> frames;
     for (uint32_t r = 1; r <= 5; ++r) {

@@ -28,9 +28,12 @@
 #include "frugal/codec/uplink.h"
 #include "frugal/model/model.h"
 #include "frugal/model/prune.h"
+#include "frugal/privacy/accountant.h"
+#include "frugal/privacy/dp.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frame.h"
+#include "frugal/report/run_report.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
@@ -79,7 +82,7 @@ CoordinatorConfig TestConfig(const testing::TempDir& dir) {
 std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> held;
 
 // What a well-behaved client sends for the task on `conn`: a small sparse step.
-v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
+v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step, bool dense = false) {
   const v1::Envelope* task = t.Last(conn, v1::Envelope::kTask);
   const v1::Envelope* model = t.Last(conn, v1::Envelope::kModel);
   REQUIRE(task != nullptr);
@@ -112,6 +115,7 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step) {
   for (size_t i = 0; i < delta.size(); i += 7) delta[i] = step;
   UplinkConfig uc;
   uc.density = 0.1;
+  uc.dense = dense;
   auto enc = EncodeUplink(delta, uc, {});
   REQUIRE(enc.ok());
   v1::Update u;
@@ -423,17 +427,115 @@ TEST_SUITE("coordinator") {
     CHECK(e.message().find("fltrust") != std::string::npos);
   }
 
-  TEST_CASE("what the coordinator cannot run is refused at start, naming it: [prune] of a model without hidden units, [widths] of an unknown device class, distributed DP") {
+  TEST_CASE("what the coordinator cannot run is refused at start, naming it: [prune] of a model without hidden units, [widths] of an unknown device class") {
     const Error prune = StartRefusal({"model=\"logreg\"", "prune.target_flops_fraction=0.5"});
     CHECK(prune.code() == ErrorCode::kInvalidArgument);
     CHECK(prune.message().find("[prune]") != std::string::npos);
     const Error widths =
         StartRefusal({"model=\"mlp\"", "server.averaging=\"support\"", "widths.devices={phone-nokia=0.5}"});
     CHECK(widths.message().find("widths.devices") != std::string::npos);
-    const Error dp = StartRefusal({"model=\"logreg\"", "pipeline=\"secure\"", "privacy.mode=\"distributed\"",
-                                   "privacy.clip=0.5", "privacy.noise_multiplier=1"});
-    CHECK(dp.code() == ErrorCode::kFailedPrecondition);
-    CHECK(dp.message().find("distributed") != std::string::npos);
+  }
+
+  TEST_CASE("distributed DP starts with the secure pipeline, its tasks carry the engine's clip and noise; other pipelines and a ring too small are refused") {
+    // Refused before the first round, naming what is wrong: another pipeline
+    // (by the configuration's parser), no noise, a ring too small for the noise.
+    auto refusal = [](const std::vector<std::string>& overrides) {
+      auto cfg = ParseCoordinatorConfig("", "test", overrides);
+      return cfg.ok() ? StartRefusal(overrides) : cfg.error();
+    };
+    for (const char* pipeline : {"pipeline=\"frugal\"", "pipeline=\"dense\""}) {
+      CAPTURE(pipeline);
+      const Error e = refusal({"model=\"logreg\"", pipeline, "privacy.mode=\"distributed\"", "privacy.clip=0.5",
+                               "privacy.noise_multiplier=1"});
+      CHECK(e.message().find("distributed") != std::string::npos);
+      CHECK(e.message().find("secure") != std::string::npos);
+    }
+    const Error no_noise = refusal({"model=\"logreg\"", "pipeline=\"secure\"", "privacy.mode=\"distributed\"",
+                                         "privacy.clip=0.5"});
+    CHECK(no_noise.message().find("privacy.noise_multiplier") != std::string::npos);
+    const Error small = refusal({"model=\"logreg\"", "pipeline=\"secure\"", "privacy.mode=\"distributed\"",
+                                      "privacy.clip=0.5", "privacy.noise_multiplier=1", "secure.bits=8",
+                                      "round.clients_per_round=4"});
+    CHECK(small.message().find("secure.bits") != std::string::npos);
+
+    // Accepted with the secure pipeline: each task's plan carries the ring
+    // the engine planned (PlanDistributedRing), which the client quantizes into.
+    const std::vector<std::string> keys = {"rounds=1", "model=\"logreg\"", "pipeline=\"secure\"",
+                                           "round.clients_per_round=4", "round.min_clients=4", "eval.examples=100",
+                                           "privacy.mode=\"distributed\"", "privacy.clip=0.5",
+                                           "privacy.noise_multiplier=1", "round.deadline_s=100"};
+    auto rig = MakeRig(keys);
+    RoundDriver& d = *rig->driver;
+    for (uint64_t c = 1; c <= 4; ++c) {
+      std::string name = "c";
+      name += std::to_string(c);
+      REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+    }
+    d.Tick(0);
+    REQUIRE_FALSE(d.fatal().has_value());
+    const CoordinatorConfig& cfg = rig->cfg;
+    auto model = MakeModel("logreg", 784, 10);
+    REQUIRE(model.ok());
+    auto ring = privacy::PlanDistributedRing(cfg.engine.dp, cfg.engine.secure.ring, cfg.engine.secure.dropout,
+                                             UplinkKeepCount(cfg.engine.uplink_density, (*model)->num_params()));
+    REQUIRE(ring.ok());
+    CHECK(ring->ring.noise_mu > 0);
+    for (uint64_t c = 1; c <= 4; ++c) {
+      const v1::Envelope* task = rig->transport.Last(c, v1::Envelope::kTask);
+      REQUIRE(task != nullptr);
+      REQUIRE(task->task().has_secagg());
+      CHECK(task->task().secagg().distributed_dp());
+      auto plan = FromWire(task->task().secagg(), 1);
+      REQUIRE(plan.ok());
+      CHECK(plan->ring.noise_mu == ring->ring.noise_mu);
+      CHECK(plan->ring.l2_clip == 0.5);
+      CHECK(plan->ring.noise_margin == ring->ring.noise_margin);
+      CHECK(plan->ring.max_summands == ring->ring.max_summands);
+      CHECK(plan->ring.clip == ring->ring.clip);
+      CHECK(plan->ring.bits == ring->ring.bits);
+    }
+  }
+
+  TEST_CASE("central DP: the coordinator stops before the round that would pass privacy.target_epsilon, saying why") {
+    // q = 2 selected / 2 connected = 1, z = 2: the target lies between ε after
+    // 3 and after 4 rounds, by the accountant's plain closed form for q = 1.
+    const double delta = 1e-5;
+    auto e3 = privacy::SubsampledGaussianEpsilon(1.0, 2.0, 3, delta);
+    auto e4 = privacy::SubsampledGaussianEpsilon(1.0, 2.0, 4, delta);
+    REQUIRE(e3.ok());
+    REQUIRE(e4.ok());
+    const double target = (e3->epsilon + e4->epsilon) / 2;
+    auto rig = MakeRig({"rounds=10", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=2",
+                        "round.min_clients=2", "eval.examples=100", "privacy.mode=\"central\"", "privacy.clip=1",
+                        "privacy.noise_multiplier=2", "privacy.target_epsilon=" + std::to_string(target)});
+    RoundDriver& d = *rig->driver;
+    REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(d.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    d.Tick(0);
+    for (int guard = 0; guard < 10 && d.Metrics().round_open; ++guard) {
+      d.OnUpdate(1, GoodUpdate(rig->transport, 1, 0.01f, true), guard + 1);
+      d.OnUpdate(2, GoodUpdate(rig->transport, 2, 0.02f, true), guard + 1);
+      d.Tick(guard + 1);
+    }
+    REQUIRE_FALSE(d.fatal().has_value());
+    CHECK(d.done());
+    REQUIRE(d.records().size() == 3);
+    for (uint32_t r = 0; r < 3; ++r) {
+      auto e = privacy::SubsampledGaussianEpsilon(1.0, 2.0, r + 1, delta);
+      REQUIRE(e.ok());
+      CHECK(d.records()[r].dp_epsilon == doctest::Approx(e->epsilon).epsilon(1e-12));
+    }
+    const DriverMetrics m = d.Metrics();
+    INFO(m.stop_reason);
+    CHECK(m.stop_reason.find("round 4 would take epsilon") != std::string::npos);
+    CHECK(m.stop_reason.find("privacy.target_epsilon") != std::string::npos);
+    REQUIRE(m.dp_epsilon.has_value());
+    CHECK(*m.dp_epsilon == d.records()[2].dp_epsilon);
+    CHECK(*m.dp_epsilon <= target);
+    std::ifstream js(rig->dir.Path("run") + "/summary.json");
+    const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+    CHECK(json.find("round 4 would take epsilon") != std::string::npos);
+    CHECK(d.version() == 4);  // three rounds applied, none after
   }
 
   TEST_CASE("[prune] and [widths] on the coordinator: a device class's width in Register, a narrow client's update of its sub-network, and a prune step after round 1 committed and sent as a shape change") {
@@ -551,11 +653,17 @@ TEST_SUITE("coordinator") {
       clients.emplace(c, std::move(*client));
       plans[c] = *plan;
     }
+    // Stages 3 and 4 carry the protocol CPU a client reports (0.25 s each)
+    // and its FLOPs (500 with the masked input, 1000 for stage 4).
     auto send = [&](uint64_t c, uint32_t round, uint32_t stage, std::span<const uint8_t> body) {
       v1::SecAgg m;
       m.set_round(round);
       m.set_stage(stage);
       m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      if (stage >= 3) {
+        m.set_protocol_cpu_s(0.25);
+        m.mutable_ledger()->set_flops(stage == 3 ? 500 : 1000);
+      }
       d.OnSecAgg(c, m, 1);
     };
     auto body_of = [&](uint64_t c, uint32_t stage) {
@@ -629,10 +737,46 @@ TEST_SUITE("coordinator") {
     // The vanished client's keys and shares are on its ledger row.
     auto ledger = rig->store->Ledger(rig->cfg.run_id);
     REQUIRE(ledger.ok());
+    uint64_t up = 0, down = 0, payload = 0;
     for (const LedgerRow& row : *ledger) {
       CHECK(row.bytes_up > 0);
       if (row.client_id == 4) CHECK(row.outcome == ClientOutcome::kDropped);
+      // Stage 4's CPU (1000 FLOPs) on the survivors' rows beside the masked input's 500.
+      CHECK(row.flops == (row.client_id == 4 ? 0 : 1500));
+      up += row.bytes_up;
+      down += row.bytes_down;
+      const v1::Envelope* model = rig->transport.Last(row.client_id, v1::Envelope::kModel);
+      REQUIRE(model != nullptr);
+      payload += model->model().payload().size();
     }
+    // rounds.csv's protocol columns: every byte up is a protocol message, every
+    // byte down but the model payload; the CPU the three survivors reported.
+    const RoundRecord& rec = d.records()[0];
+    CHECK(rec.protocol_bytes_up == up);
+    CHECK(rec.protocol_bytes_down == down - payload);
+    CHECK(rec.protocol_bytes_down > 0);
+    CHECK(rec.protocol_cpu_seconds == 1.5);
+    std::ifstream csv(rig->dir.Path("run") + "/rounds.csv");
+    const std::string csv_text((std::istreambuf_iterator<char>(csv)), std::istreambuf_iterator<char>());
+    auto parsed = ParseRoundsCsv(csv_text);
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->size() == 1);
+    CHECK((*parsed)[0].protocol_bytes_up == rec.protocol_bytes_up);
+    CHECK((*parsed)[0].protocol_bytes_down == rec.protocol_bytes_down);
+    CHECK((*parsed)[0].protocol_cpu_seconds == 1.5);
+    // summary.json's totals, as frugal-sim's.
+    std::ifstream js(rig->dir.Path("run") + "/summary.json");
+    const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+    auto metric = [&](const std::string& key) {
+      const size_t at = json.find("\"" + key + "\"");
+      REQUIRE(at != std::string::npos);
+      return std::stod(json.substr(json.find(':', at) + 1));
+    };
+    CHECK(metric("secure_protocol_bytes_up") == static_cast<double>(up));
+    CHECK(metric("secure_protocol_bytes_down") == static_cast<double>(down - payload));
+    CHECK(metric("secure_client_cpu_seconds") == 1.5);
+    CHECK(metric("secure_server_cpu_seconds") > 0);
+    CHECK(metric("secure_failed_rounds") == 0);
   }
 
   TEST_CASE("pipeline = secure with secure.guided: round 2's tasks carry the guide of round 1's public broadcast step") {

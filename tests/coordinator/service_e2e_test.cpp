@@ -29,11 +29,15 @@
 
 #include "coordinator/child_process.h"
 #include "data/temp_dir.h"
+#include "frugal/codec/uplink.h"
 #include "frugal/coordinator/ca.h"
+#include "frugal/coordinator/config.h"
 #include "frugal/coordinator/store.h"
 #include "frugal/core/random.h"
 #include "frugal/model/prune.h"
 #include "frugal/report/run_dir.h"
+#include "frugal/privacy/accountant.h"
+#include "frugal/privacy/dp.h"
 #include "frugal/proto/frame.h"
 #include "frugal/report/run_report.h"
 
@@ -571,20 +575,25 @@ TEST_SUITE("coordinator") {
           std::string::npos);
   }
   TEST_CASE("secure pipeline: ten client processes, two killed after sharing keys, rounds end with the exact sum of the survivors' ring inputs") {
+    // With distributed DP: each client clips and adds Skellam noise keyed
+    // from its own RAND_bytes, and the coordinator accounts each round with
+    // the noise of the survivors only.
     std::vector<std::string> names;
     for (int i = 0; i < 10; ++i) names.push_back("secure-" + std::to_string(i));
     names.push_back("intruder");
     Fleet fleet(names);
     names.pop_back();
-    const int bits = 16;
-    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-secure\"", "rounds=3", "model=\"logreg\"",
-                                               "pipeline=\"secure\"", "round.clients_per_round=10",
-                                               "round.min_clients=10", "round.deadline_s=600", "train.epochs=1",
-                                               "secure.bits=" + std::to_string(bits), "secure.stage_timeout_s=60",
-                                               "secure.debug_dump=true", "eval.examples=500",
-                                               // Rounds 2 and 3 carry a non-empty support guide to real agents.
-                                               "secure.guided=0.05"}),
-                        fleet.dir.Path("coordinator.log"));
+    const int bits = 32;
+    const std::vector<std::string> sets = {"run_id=\"e2e-secure\"", "rounds=3", "model=\"logreg\"",
+                                           "pipeline=\"secure\"", "round.clients_per_round=10",
+                                           "round.min_clients=10", "round.deadline_s=600", "train.epochs=1",
+                                           "secure.bits=" + std::to_string(bits), "secure.stage_timeout_s=60",
+                                           "secure.debug_dump=true", "eval.examples=500",
+                                           "privacy.mode=\"distributed\"", "privacy.clip=1",
+                                           "privacy.noise_multiplier=0.8",
+                                           // Rounds 2 and 3 carry a non-empty support guide to real agents.
+                                           "secure.guided=0.05"};
+    Process coordinator(fleet.CoordinatorArgs(sets), fleet.dir.Path("coordinator.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
     // Two clients hold back their masked input in round 1 (debug.secagg_hold_round),
     // so they are reliably between stage 2 and stage 3 when the test kills them.
@@ -688,6 +697,57 @@ TEST_SUITE("coordinator") {
     CHECK((*records)[0].completed == 8);
     CHECK((*records)[1].completed == 10);
     CHECK((*records)[2].completed == 10);
+    // ε after each round is the accountant's for that round's survivors
+    // (8 in round 1: the two killed clients' noise never reached the sum),
+    // at q = 10 selected / 10 connected, recomputed here with the core's
+    // accountant on the ring the configuration plans.
+    auto cfg = ParseCoordinatorConfig("", "test", sets);
+    REQUIRE(cfg.ok());
+    auto ring = privacy::PlanDistributedRing(cfg->engine.dp, cfg->engine.secure.ring, cfg->engine.secure.dropout,
+                                             UplinkKeepCount(cfg->engine.uplink_density, 7850));
+    REQUIRE(ring.ok());
+    privacy::RdpAccountant accountant;
+    double previous = 0;
+    for (size_t r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      REQUIRE(privacy::ComposeDistributedSkellam(accountant, 1.0, ring->ring.noise_mu, (*records)[r].completed,
+                                                 ring->l1_levels, ring->l2_levels)
+                  .ok());
+      auto spent = accountant.Spent(cfg->engine.dp.delta);
+      REQUIRE(spent.ok());
+      CHECK((*records)[r].dp_epsilon == spent->epsilon);
+      CHECK((*records)[r].dp_delta == cfg->engine.dp.delta);
+      CHECK((*records)[r].dp_epsilon > previous);
+      previous = (*records)[r].dp_epsilon;
+    }
+    // Fewer survivors, less noise: round 1 alone costs more than a full round.
+    {
+      privacy::RdpAccountant full;
+      REQUIRE(privacy::ComposeDistributedSkellam(full, 1.0, ring->ring.noise_mu, 10, ring->l1_levels,
+                                                 ring->l2_levels)
+                  .ok());
+      CHECK((*records)[0].dp_epsilon > full.Spent(cfg->engine.dp.delta)->epsilon);
+    }
+    // The protocol's cost per round (every byte up is a protocol message; the
+    // agents' reported CPU of all four stages) and its totals in summary.json.
+    uint64_t up = 0, down = 0;
+    double cpu = 0;
+    for (const RoundRecord& r : *records) {
+      CHECK(r.protocol_bytes_up == r.bytes_up);
+      CHECK(r.protocol_bytes_down > 0);
+      CHECK(r.protocol_bytes_down < r.bytes_down);  // the model payloads are not protocol bytes
+      CHECK(r.protocol_cpu_seconds > 0);
+      up += r.protocol_bytes_up;
+      down += r.protocol_bytes_down;
+      cpu += r.protocol_cpu_seconds;
+    }
+    const auto summary = nlohmann::json::parse(ReadFile(fleet.dir.Path("run/summary.json")));
+    const auto& m = summary.at("extra_metrics");
+    CHECK(m.at("secure_protocol_bytes_up").get<double>() == static_cast<double>(up));
+    CHECK(m.at("secure_protocol_bytes_down").get<double>() == static_cast<double>(down));
+    CHECK(m.at("secure_client_cpu_seconds").get<double>() == doctest::Approx(cpu).epsilon(1e-9));
+    CHECK(m.at("secure_failed_rounds").get<double>() == 0);
+    CHECK(summary.at("dp_epsilon").get<double>() == records->back().dp_epsilon);
     // The killed clients' keys and shares went up before they died: on the ledger.
     std::istringstream ledger(ReadFile(fleet.dir.Path("run/ledger.csv")));
     std::string line;

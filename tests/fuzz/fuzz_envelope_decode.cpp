@@ -51,6 +51,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if ((*e)->has_task() && (*e)->task().has_secagg()) {
         auto plan = FromWire((*e)->task().secagg(), (*e)->task().round());
         Require(!plan.ok() || plan->position < plan->round.clients);
+        // Distributed DP's fields come all in range or not at all.
+        Require(!plan.ok() || (plan->ring.noise_mu > 0) == (plan->ring.l2_clip > 0));
+        Require(!plan.ok() || plan->ring.noise_mu == 0 || (plan->ring.noise_margin > 0 && plan->ring.noise_mu <= 0x1p60));
         // The guide is decoded by the client against its model's size (any size will do here).
         if (plan.ok() && !plan->support_guide.empty()) {
           auto guide = DecodeSupportGuide(plan->support_guide, 1000, plan->round.length);

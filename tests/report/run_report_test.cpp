@@ -64,7 +64,10 @@ std::vector<RoundRecord> ThreeRounds() {
           .backdoor_success = 0.125,
           .dp_epsilon = 2.5,
           .dp_delta = 1e-5,
-          .accuracy_int8 = 0.875};
+          .accuracy_int8 = 0.875,
+          .protocol_bytes_up = 5'000'000'000ULL,
+          .protocol_bytes_down = 4321,
+          .protocol_cpu_seconds = 0.0625};
   return r;
 }
 
@@ -81,10 +84,11 @@ TEST_SUITE("report") {
     CHECK(text.substr(0, text.find('\n')) ==
           "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
           "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
-          "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8");
-    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1,-1,-1,-1\n") != std::string::npos);
-    // round 3's robust counts, backdoor rate, privacy spent and int8 accuracy
-    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125,2.5,1e-05,0.875\n"));
+          "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8,"
+          "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds");
+    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1,-1,-1,-1,0,0,0\n") != std::string::npos);
+    // round 3's robust counts, backdoor rate, privacy spent, int8 accuracy and secure protocol cost
+    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125,2.5,1e-05,0.875,5000000000,4321,0.0625\n"));
 
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
@@ -113,6 +117,9 @@ TEST_SUITE("report") {
       CHECK(b.dp_epsilon == a.dp_epsilon);
       CHECK(b.dp_delta == a.dp_delta);
       CHECK(b.accuracy_int8 == a.accuracy_int8);
+      CHECK(b.protocol_bytes_up == a.protocol_bytes_up);
+      CHECK(b.protocol_bytes_down == a.protocol_bytes_down);
+      CHECK(b.protocol_cpu_seconds == a.protocol_cpu_seconds);
     }
   }
 
@@ -158,6 +165,28 @@ TEST_SUITE("report") {
     CHECK(mixed.error().message().find("21 columns, expected 20") != std::string::npos);
   }
 
+  TEST_CASE("rounds.csv written before the protocol_* columns still parses, with zero protocol cost") {
+    const std::string v4_header(kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",protocol_bytes_up")));
+    CHECK(v4_header.ends_with(",accuracy_int8"));
+    auto parsed =
+        ParseRoundsCsv(v4_header + "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,1,0,0,0.5,3,1e-5,0.8\n");
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->size() == 1);
+    CHECK((*parsed)[0].accuracy_int8 == 0.8);
+    CHECK((*parsed)[0].protocol_bytes_up == 0);
+    CHECK((*parsed)[0].protocol_bytes_down == 0);
+    CHECK((*parsed)[0].protocol_cpu_seconds == 0);
+    auto mixed =
+        ParseRoundsCsv(v4_header + "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,3,1e-5,0.8,7,8,0.5\n");
+    REQUIRE_FALSE(mixed.ok());
+    CHECK(mixed.error().message().find("24 columns, expected 21") != std::string::npos);
+    // A row of the new width missing a column is refused, naming the count.
+    auto short_row = ParseRoundsCsv(std::string(kRoundsCsvHeader) +
+                                    "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,3,1e-5,0.8,7,8\n");
+    REQUIRE_FALSE(short_row.ok());
+    CHECK(short_row.error().message().find("23 columns, expected 24") != std::string::npos);
+  }
+
   TEST_CASE("rounds.csv of no rounds is the header alone and parses to no records") {
     std::ostringstream out;
     WriteRoundsCsv(out, {});
@@ -179,7 +208,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("malformed rounds.csv text is rejected with an error naming the line and column") {
     const std::string header = std::string(kRoundsCsvHeader) + "\n";
-    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\n";
+    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\n";
 
     auto empty = ParseRoundsCsv("");
     REQUIRE_FALSE(empty.ok());
@@ -195,21 +224,21 @@ TEST_SUITE("report") {
     CHECK(short_row.error().message().find("3 columns") != std::string::npos);
 
     auto negative_bytes =
-        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\n");
+        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\n");
     REQUIRE_FALSE(negative_bytes.ok());
     CHECK(negative_bytes.error().message().find("line 3") != std::string::npos);
     CHECK(negative_bytes.error().message().find("bytes_up") != std::string::npos);
 
-    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\n");
+    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\n");
     REQUIRE_FALSE(junk_number.ok());
     CHECK(junk_number.error().message().find("accuracy") != std::string::npos);
 
     auto too_big =
-        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\n");
+        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\n");
     REQUIRE_FALSE(too_big.ok());
     CHECK(too_big.error().message().find("round") != std::string::npos);
 
-    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\n");
+    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\n");
     REQUIRE_FALSE(empty_field.ok());
 
     auto gap = ParseRoundsCsv(header + good_row + "\n" + good_row);
@@ -257,7 +286,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("rounds.csv with CRLF line endings parses like LF") {
     const std::string text =
-        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1\r\n";
+        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0\r\n";
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->size() == 1);

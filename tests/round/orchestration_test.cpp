@@ -4,8 +4,12 @@
 // engine's arrival-order independence.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "frugal/codec/uplink.h"
@@ -101,6 +105,69 @@ TEST_SUITE("round") {
     const ParticipationEstimate next = energy.Estimate(c[0], 1000);
     CHECK(next.bytes_down == 1000);
     CHECK(next.bytes_up == 100);
+  }
+
+  TEST_CASE("round.sampling = poisson: each client drawn on its own at q = selected count / eligible, as a plain loop; the accountant's rate is q") {
+    // The plain reference: one uniform per candidate in order, kept below q.
+    std::vector<uint32_t> ids;
+    for (uint32_t id = 100; id < 400; ++id) ids.push_back(id);
+    const uint64_t seed = StreamSeed(7, SeedStream::kSelect, 3);
+    Rng rng(seed);
+    std::vector<uint32_t> expect;
+    for (uint32_t id : ids) {
+      if (rng.Uniform() < 0.1) expect.push_back(id);
+    }
+    CHECK(SelectClientsPoisson(ids, 0.1, seed) == expect);
+    CHECK(SelectClientsPoisson(ids, 0, seed).empty());
+    CHECK(SelectClientsPoisson(ids, 1, seed) == ids);
+    // Each client's inclusion frequency over 2,000 rounds is q (within 5 binomial sd), and round sizes vary.
+    std::vector<uint32_t> hits(ids.size(), 0);
+    std::set<size_t> sizes;
+    for (uint32_t r = 0; r < 2000; ++r) {
+      const std::vector<uint32_t> got = SelectClientsPoisson(ids, 0.1, StreamSeed(7, SeedStream::kSelect, r));
+      sizes.insert(got.size());
+      for (uint32_t id : got) ++hits[id - 100];
+    }
+    CHECK(sizes.size() > 5);
+    const double sd = std::sqrt(2000 * 0.1 * 0.9);
+    for (uint32_t h : hits) CHECK(std::fabs(h - 200.0) < 5 * sd + 1e-9);
+
+    // The planner draws so, at q = SelectCount() / eligible, with the run's select stream.
+    Profiles p;
+    RunSettings s;
+    s.seed = 7;
+    s.plan.clients_per_round = 30;
+    s.plan.poisson = true;
+    std::vector<Candidate> c;
+    for (uint32_t id : ids) c.push_back(Candidate{id, p.phone, p.wifi, p.world, 100});
+    const RoundPlanner planner(s, FlopCount{10, 20});
+    CHECK(planner.Select(3, c, 12, 1000) == expect);
+    CHECK(s.plan.SamplingRate(expect.size(), ids.size()) == 0.1);
+    CHECK(s.plan.SamplingRate(1000, 10) == 1.0);
+    s.plan.poisson = false;
+    CHECK(s.plan.SamplingRate(expect.size(), ids.size()) == static_cast<double>(expect.size()) / 300);
+
+    // Settings: the key, and what it cannot be combined with.
+    auto read = [](std::vector<std::string> sets) {
+      auto t = ParseTomlWithOverrides("", "test", sets);
+      REQUIRE(t.ok());
+      ConfigReader r(*t);
+      RunSettings rs;
+      Status st = ReadRunSettings(r, rs);
+      return std::make_pair(st, rs.plan.poisson);
+    };
+    CHECK(read({"round.sampling=\"poisson\""}).first.ok());
+    CHECK(read({"round.sampling=\"poisson\""}).second);
+    CHECK_FALSE(read({}).second);
+    for (const auto& bad : std::vector<std::vector<std::string>>{
+             {"round.sampling=\"bernoulli\""},
+             {"round.sampling=\"poisson\"", "round.selection=\"energy\""},
+             {"round.sampling=\"poisson\"", "pipeline=\"secure\""},
+             {"round.sampling=\"poisson\"", "carbon.region_floor=0.5"}}) {
+      const Status st = read(bad).first;
+      REQUIRE_FALSE(st.ok());
+      CHECK(st.error().message().find("round.sampling") != std::string::npos);
+    }
   }
 
   TEST_CASE("the round account costs each participation as MakeLedgerRow and sums the record from the rows") {

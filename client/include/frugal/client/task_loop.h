@@ -19,6 +19,7 @@
 #include "frugal/energy/battery.h"
 #include "frugal/energy/meter.h"
 #include "frugal/energy/profiles.h"
+#include "frugal/privacy/noise.h"
 #include "frugal/privacy/secure_aggregation.h"
 #include "frugal/proto/convert.h"
 #include "frugal/proto/frugal.pb.h"
@@ -46,6 +47,10 @@ struct TaskLoopEnv {
   // Seconds of CPU used by the calling thread (the secure pipeline's protocol
   // work is priced from it); none: the protocol's CPU is not reported.
   std::function<double()> cpu_seconds;
+  // Distributed DP: the key of this client's noise in one secure round, which
+  // nobody else may know. None: 32 bytes from OpenSSL's RAND_bytes (the
+  // agent's default); a test may inject a known key to check the noise.
+  std::function<Result<privacy::NoiseKey>()> noise_key;
 };
 
 // What the session does after an Envelope.

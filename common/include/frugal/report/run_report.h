@@ -85,7 +85,8 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
     "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
-    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8";
+    "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8,"
+    "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left

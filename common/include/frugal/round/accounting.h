@@ -31,6 +31,11 @@ struct Participation {
   std::optional<double> measured_compute_j;
   uint64_t bytes_down = 0;             // the model payload it received
   std::optional<uint64_t> bytes_up;    // the update it sent, if it sent one
+  // Secure pipeline: the SecAgg+ protocol's share of the above (bytes inside
+  // bytes_up and bytes_down, the CPU seconds priced inside flops), summed
+  // into the round record's protocol_* columns. Zero otherwise.
+  uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
+  double protocol_cpu_s = 0;
 };
 
 class RoundAccount {

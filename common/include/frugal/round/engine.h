@@ -55,7 +55,17 @@ struct RoundPlan {
   double deadline_s = 600;           // updates later than this are dropped
   uint32_t min_quorum = 1;           // fewer accepted updates: the round fails, model unchanged
   SelectionPolicy selection = SelectionPolicy::kUniform;
+  // round.sampling = "poisson": every eligible client is selected on its own
+  // with probability q = min(1, SelectCount() / eligible) (round sizes vary
+  // around SelectCount()), the sampling the DP accountant's bound assumes;
+  // false ("fixed"): SelectCount() clients without replacement.
+  bool poisson = false;
   uint32_t SelectCount() const;
+  // The sampling rate the accountant composes for a round that selected
+  // `selected` of `eligible` clients: q above under Poisson sampling, else
+  // selected / eligible (the Poisson approximation, docs/privacy.md). 1 when
+  // nothing is eligible.
+  double SamplingRate(size_t selected, uint64_t eligible) const;
 };
 
 struct EngineConfig {
@@ -147,6 +157,9 @@ class RoundEngine {
   // DP sampling rate is selected / eligible (1 when never said: the most
   // conservative). InvalidArgument when fewer than the selected.
   Status SetEligible(uint64_t eligible);
+  // The open round's sampling rate for the accountant, as RoundPlan::SamplingRate
+  // gives it (InvalidArgument outside (0, 1]); instead of SetEligible.
+  Status SetSamplingRate(double sampling_rate);
   // Central DP with privacy.target_epsilon: ResourceExhausted, naming the
   // round, the ε spent and the target, when running `round` at sampling rate
   // q would take ε past the target; Ok otherwise (and without DP).

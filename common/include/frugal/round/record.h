@@ -31,6 +31,13 @@ struct RoundRecord {
   // eval.int8: the accuracy of the released model quantized to int8
   // (frugal/model/int8.h) on the same test examples. -1: not measured.
   double accuracy_int8 = -1;
+  // Secure pipeline (pipeline = "secure"): what the SecAgg+ protocol cost the
+  // round's clients, already inside bytes_up, bytes_down and joules_compute.
+  // Bytes are every protocol message as encoded, the masked input included;
+  // CPU is the clients' protocol work of all four stages (measured thread CPU
+  // seconds). Zero for the other pipelines.
+  uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
+  double protocol_cpu_seconds = 0;
 };
 
 }  // namespace frugal

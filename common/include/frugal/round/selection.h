@@ -27,6 +27,10 @@ std::string_view SelectionPolicyName(SelectionPolicy p);
 // `available`, sorted ascending so downstream work has a canonical order.
 std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t count, uint64_t seed);
 
+// Poisson sampling: each id of `available` independently with probability q
+// (clamped to [0, 1]), one uniform draw per id in order; ascending.
+std::vector<uint32_t> SelectClientsPoisson(std::span<const uint32_t> available, double q, uint64_t seed);
+
 // Weighted sampling without replacement (Efraimidis & Spirakis 2006): each
 // draw picks a remaining client with probability proportional to its weight.
 // weights[i] belongs to available[i]; a weight that is not positive and finite

@@ -188,6 +188,11 @@ class RoundDriver {
     v1::LedgerFigures figures;
     double loss = 0;
     std::string reject_reason;  // RejectReason name of a rejected update, for the dashboard
+    // Secure pipeline: the protocol's bytes (as the SecureRoundServer counted
+    // them, inside bytes_up/bytes_down), the protocol CPU seconds the client
+    // reported with stages 3 and 4, and stage 4's CPU priced as device FLOPs.
+    uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
+    double protocol_cpu_s = 0, unmask_flops = 0;
   };
 
   RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
@@ -253,6 +258,10 @@ class RoundDriver {
   bool secure_round_ = false;
   std::optional<privacy::SecureRoundServer> secure_;
   double secure_stage_at_ = 0;
+  // Secure pipeline, this process's run so far (summary.json): the server's
+  // protocol CPU (inside each round's server CPU) and the rounds that failed.
+  double secure_server_cpu_s_ = 0;
+  uint64_t secure_failed_rounds_ = 0;
 
   // The open federated evaluation: what each asked client answered.
   struct EvalAnswer {

@@ -44,7 +44,11 @@ struct SecureTaskPlan {
 };
 void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out);
 // InvalidArgument naming the field when the round, ring or position do not
-// fit together (ValidateSecureRoundConfig, ValidateRingQuantConfig).
+// fit together (ValidateSecureRoundConfig, ValidateRingQuantConfig), or the
+// distributed-DP fields are out of range (noise_mu outside (0, 2^60], l2_clip
+// not > 0, a noise margin outside the ring or under 12 standard deviations of
+// one client's noise) or set without distributed_dp. ring.noise_mu > 0 marks
+// distributed DP in both directions.
 Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round);
 
 // The error table. Total in both directions; the wire has fewer codes than
