@@ -40,7 +40,7 @@ struct SecureTaskPlan {
   uint64_t support_seed = 0;
   double density = 0;
   bool debug_dump = false;  // secure.debug_dump
-  std::vector<uint8_t> support_guide;  // secure.guided: the round's encoded guide (empty: none)
+  std::vector<uint8_t> support_guide{};  // secure.guided: the round's encoded guide (empty: none)
 };
 void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out);
 // InvalidArgument naming the field when the round, ring or position do not
