@@ -888,39 +888,29 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     }
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
-  if (c.applied) {
-    const std::vector<uint8_t> model = EncodeFloats(c.model);
+  // One model_versions row: the version's weights and the step (chain payload) that made it.
+  auto insert_version = [&](uint32_t row_version, const std::vector<float>& weights,
+                            const std::vector<uint8_t>& step) -> Status {
+    const std::vector<uint8_t> model = EncodeFloats(weights);
     FRUGAL_ASSIGN_OR_RETURN(
         Statement st, Statement::Prepare(db_.get(), path_,
                                          "INSERT INTO model_versions (run_id, version, round, "
                                          "model, model_crc, step, step_crc) "
                                          "VALUES (?, ?, ?, ?, ?, ?, ?)"));
-    st.Bind(1, c.run_id).Bind(2, c.new_version).Bind(3, c.round);
+    st.Bind(1, c.run_id).Bind(2, row_version).Bind(3, c.round);
     st.BindBlob(4, model).Bind(5, static_cast<int64_t>(Crc(model)));
-    if (c.step_payload.empty()) {
+    if (step.empty()) {
       st.BindNull(6).BindNull(7);
     } else {
-      st.BindBlob(6, c.step_payload).Bind(7, static_cast<int64_t>(Crc(c.step_payload)));
+      st.BindBlob(6, step).Bind(7, static_cast<int64_t>(Crc(step)));
     }
-    FRUGAL_RETURN_IF_ERROR(st.Run());
-  }
+    return st.Run();
+  };
+  if (c.applied) FRUGAL_RETURN_IF_ERROR(insert_version(c.new_version, c.model, c.step_payload));
   const bool pruned = !c.pruned_model.empty();
   const uint32_t final_version = pruned ? c.new_version + 1 : c.new_version;
   if (pruned) {
-    const std::vector<uint8_t> model = EncodeFloats(c.pruned_model);
-    FRUGAL_ASSIGN_OR_RETURN(
-        Statement st, Statement::Prepare(db_.get(), path_,
-                                         "INSERT INTO model_versions (run_id, version, round, "
-                                         "model, model_crc, step, step_crc) "
-                                         "VALUES (?, ?, ?, ?, ?, ?, ?)"));
-    st.Bind(1, c.run_id).Bind(2, final_version).Bind(3, c.round);
-    st.BindBlob(4, model).Bind(5, static_cast<int64_t>(Crc(model)));
-    if (c.pruned_step.empty()) {
-      st.BindNull(6).BindNull(7);
-    } else {
-      st.BindBlob(6, c.pruned_step).Bind(7, static_cast<int64_t>(Crc(c.pruned_step)));
-    }
-    FRUGAL_RETURN_IF_ERROR(st.Run());
+    FRUGAL_RETURN_IF_ERROR(insert_version(final_version, c.pruned_model, c.pruned_step));
     dim = static_cast<int64_t>(c.pruned_model.size());
   }
   {

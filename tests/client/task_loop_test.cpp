@@ -333,43 +333,28 @@ std::vector<uint64_t> ReadRing(const std::string& path) {
 
   TEST_CASE("secure tasks: three task loops answer the SecAgg+ stages through the core's server, whose sum is exactly their ring inputs'") {
     // The reference is the plain loop: TrainClientDelta and SecureClientInput
-    // from a zero residual, summed mod 2^bits.
-    const uint64_t seed = 11;
-    SecureLoopsRun run;
-    run.ec.pipeline = Pipeline::kSecure;
-    run.ec.uplink_density = 0.3;
-    run.ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
-    run.ec.secure.support_seed = 42;
-    RunSecureLoops(run, seed, {});
-    const uint64_t mask = (uint64_t{1} << 16) - 1;
-    std::vector<uint64_t> expect(run.support.size(), 0);
-    for (size_t i = 0; i < run.ids.size(); ++i) {
-      std::vector<float> residual;
-      const std::vector<uint64_t> input = ReferenceInput(run, i, seed, run.ec.secure.ring, nullptr, residual);
-      for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
-      CHECK(run.rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
+    // from a zero residual, summed mod 2^bits. The same with a support guide
+    // (secure.guided) in the task: the loops must quantize on the support it fixes.
+    for (const std::vector<uint32_t>& guide_blocks : {std::vector<uint32_t>{}, std::vector<uint32_t>{0, 2}}) {
+      CAPTURE(guide_blocks.size());
+      const uint64_t seed = 11;
+      SecureLoopsRun run;
+      run.ec.pipeline = Pipeline::kSecure;
+      run.ec.uplink_density = 0.3;
+      run.ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+      run.ec.secure.support_seed = 42;
+      run.guide_blocks = guide_blocks;  // blocks of 2 coordinates, as the coordinator sends them
+      RunSecureLoops(run, seed, {});
+      const uint64_t mask = (uint64_t{1} << 16) - 1;
+      std::vector<uint64_t> expect(run.support.size(), 0);
+      for (size_t i = 0; i < run.ids.size(); ++i) {
+        std::vector<float> residual;
+        const std::vector<uint64_t> input = ReferenceInput(run, i, seed, run.ec.secure.ring, nullptr, residual);
+        for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
+        CHECK(run.rigs[i]->state.Residual() == residual);  // error feedback kept in the local state
+      }
+      CHECK(run.sum.sum == expect);
     }
-    CHECK(run.sum.sum == expect);
-  }
-
-  TEST_CASE("secure tasks with a support guide (secure.guided): the loops quantize on the support the task's guide fixes") {
-    const uint64_t seed = 11;
-    SecureLoopsRun run;
-    run.ec.pipeline = Pipeline::kSecure;
-    run.ec.uplink_density = 0.3;
-    run.ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
-    run.ec.secure.support_seed = 42;
-    run.guide_blocks = {0, 2};  // blocks of 2 coordinates, as the coordinator sends them
-    RunSecureLoops(run, seed, {});
-    const uint64_t mask = (uint64_t{1} << 16) - 1;
-    std::vector<uint64_t> expect(run.support.size(), 0);
-    for (size_t i = 0; i < run.ids.size(); ++i) {
-      std::vector<float> residual;
-      const std::vector<uint64_t> input = ReferenceInput(run, i, seed, run.ec.secure.ring, nullptr, residual);
-      for (size_t j = 0; j < input.size(); ++j) expect[j] = (expect[j] + input[j]) & mask;
-      CHECK(run.rigs[i]->state.Residual() == residual);
-    }
-    CHECK(run.sum.sum == expect);
   }
 
   TEST_CASE("distributed DP tasks: the ring input is the plain reference's levels plus Skellam noise from the device's own key, different on every device") {
