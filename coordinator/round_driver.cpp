@@ -134,6 +134,7 @@ Status RoundDriver::Init() {
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
   FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline));
+  planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
   const bool distributed_dp = config_.engine.dp.mode == privacy::DpMode::kDistributed;
   if (distributed_dp && config_.pipeline != Pipeline::kSecure) {
     // The clients' noise is only private under secure aggregation: the server sees the sum alone.
@@ -173,12 +174,13 @@ Status RoundDriver::Init() {
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
   FRUGAL_ASSIGN_OR_RETURN(std::optional<RunState> state, store.LoadRun(config_.run_id));
   if (!state) return InternalError("run " + config_.run_id + " vanished from the store after creation");
-  if (lean_.prunes() && state->model.size() != model_->num_params()) {
-    // The engine's shape (the kept units) is not part of its stored state yet.
+  FRUGAL_ASSIGN_OR_RETURN(MlpShapeChange shape, ResumePrunedShape(*state));
+  if (lean_.prunes() && state->shape.empty() && state->model.size() != model_->num_params()) {
+    // Pruned by a coordinator whose store (schema < 6) did not keep the kept units.
     return FailedPreconditionError("run " + config_.run_id + " was pruned ([prune]) to " +
                                    std::to_string(state->model.size()) +
-                                   " parameters before the coordinator stopped; resuming a pruned run is not built "
-                                   "yet (docs/frugal-models.md)");
+                                   " parameters, but the store does not hold the pruned shape (a store from "
+                                   "before schema 6); the run cannot be resumed (docs/frugal-models.md)");
   }
   if (state->model.size() != model_->num_params()) {
     return DataLossError("stored model of run " + config_.run_id + " has " + std::to_string(state->model.size()) +
@@ -192,6 +194,7 @@ Status RoundDriver::Init() {
   es.model = std::move(state->model);
   es.steps = std::move(state->steps);
   es.server_state = std::move(state->engine_state);
+  es.shape = std::move(shape);
   FRUGAL_ASSIGN_OR_RETURN(engine_, RoundEngine::Restore(std::move(es), config_.engine));
   next_round_ = state->last_round + 1;
   metrics_.last_accuracy = state->last_accuracy;
@@ -221,6 +224,21 @@ Status RoundDriver::Init() {
   }
   if (done()) spdlog::info("run {} already has its {} rounds", config_.run_id, config_.rounds);
   return OkStatus();
+}
+
+Result<MlpShapeChange> RoundDriver::ResumePrunedShape(const RunState& state) {
+  if (state.shape.empty()) return MlpShapeChange{};
+  auto shape = DecodeShapeChange(state.shape);
+  if (!shape.ok()) return DataLossError("stored shape of run " + config_.run_id + ": " + shape.error().message());
+  if (Status st = lean_.Resume(*shape); !st.ok()) return st.error().WithContext("resuming run " + config_.run_id);
+  // The pruned model, its workspace and the planner's estimates, as after the prune step itself.
+  model_ = lean_.MakeModel(config_.model);
+  ws_ = model_->MakeWorkspace();
+  planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
+  spdlog::info("run {} was pruned to {} parameters; resuming the pruned model", config_.run_id,
+               model_->num_params());
+  MlpShapeChange out = std::move(*shape);
+  return out;
 }
 
 uint32_t RoundDriver::version() const { return engine_->version(); }
@@ -978,9 +996,10 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
     commit.pruned_model.assign(engine_->global_model().begin(), engine_->global_model().end());
     const auto step = engine_->StepPayload(engine_->version());  // the shape change (frugal pipeline)
     commit.pruned_step.assign(step.begin(), step.end());
+    commit.pruned_shape = EncodeShapeChange(engine_->shape());
     model_ = lean_.MakeModel(config_.model);
     ws_ = model_->MakeWorkspace();
-    planner_->SetFlopsPerExample(model_->flops_per_example());
+    planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
     spdlog::info("round {}: pruned the model to {} parameters (model v{})", round, model_->num_params(),
                  pruned->to_version);
   }

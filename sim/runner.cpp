@@ -434,6 +434,7 @@ Status Simulation::SetUp() {
   residual_budget_ = residual_budget;
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(cfg_.widths, profiles_));
   FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, widths, cfg_.pipeline));
+  planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
   if (lean_.has_widths() && (cfg_.attack.active() || opts_.app_train)) {
     return InvalidArgumentError("[widths] is not built for attacks or an app's trainer");
   }
@@ -1130,7 +1131,7 @@ Status Simulation::Prune(uint32_t round) {
   }
   model_ = lean_.MakeModel(std::string(model_->name()));
   for (auto& w : ws_) w = model_->MakeWorkspace();
-  planner_->SetFlopsPerExample(model_->flops_per_example());
+  planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
   return OkStatus();
 }
 

@@ -87,7 +87,16 @@ RoundEngine::RoundEngine(std::vector<float> initial, EngineConfig cfg)
 Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, EngineConfig cfg) {
   if (state.version == 0) return InvalidArgumentError("engine state has version 0");
   if (state.model.empty()) return InvalidArgumentError("engine state has an empty model");
+  if (!state.shape.old_sizes.empty()) {
+    // A pruned engine: its model has the shape's new sizes, and full models carry the shape again.
+    FRUGAL_RETURN_IF_ERROR(CheckShapeChange(state.shape));
+    if (MlpParamCount(state.shape.NewSizes()) != state.model.size()) {
+      return DataLossError("engine state's shape has " + std::to_string(MlpParamCount(state.shape.NewSizes())) +
+                           " parameters, its model " + std::to_string(state.model.size()));
+    }
+  }
   auto engine = std::make_unique<RoundEngine>(std::move(state.model), cfg);
+  engine->shape_ = std::move(state.shape);
   const size_t d = engine->model_.size();
   engine->version_ = state.version;
   // Keep the consecutive steps ending at the current version (step v takes

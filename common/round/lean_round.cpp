@@ -96,6 +96,28 @@ Result<std::optional<PruneStep>> LeanRound::PruneAfter(uint32_t round, RoundEngi
   return std::optional<PruneStep>(std::move(step));
 }
 
+Status LeanRound::Resume(const MlpShapeChange& shape) {
+  if (!prunes()) return InvalidArgumentError("a pruned shape to resume, but the run has no [prune]");
+  FRUGAL_RETURN_IF_ERROR(CheckShapeChange(shape));
+  if (shape.old_sizes != unpruned_sizes_) {
+    return InvalidArgumentError("the pruned shape to resume is not of this run's unpruned model");
+  }
+  sizes_ = shape.NewSizes();
+  BuildNested();
+  return OkStatus();
+}
+
+std::map<std::string, double> LeanRound::TrainFlopsByDevice() const {
+  std::map<std::string, double> out;
+  for (const auto& [device, width] : width_by_device_) {
+    const NestedNetwork* nested = NestedAt(width);
+    if (nested == nullptr) continue;
+    const FlopCount f = nested->model->flops_per_example();
+    out[device] = f.forward + f.backward;
+  }
+  return out;
+}
+
 std::unique_ptr<Mlp> LeanRound::MakeModel(std::string name) const {
   return std::make_unique<Mlp>(std::vector<size_t>(sizes_.begin(), sizes_.end()), std::move(name));
 }

@@ -20,7 +20,12 @@ RoundPlanner::RoundPlanner(const RunSettings& settings, FlopCount flops_per_exam
 
 ParticipationEstimate RoundPlanner::Estimate(const Candidate& c, uint64_t first_payload_bytes) const {
   const Sizes sizes = expected_.value_or(Sizes{first_payload_bytes, first_payload_bytes});
-  return ParticipationEstimate{flops_per_example_ * static_cast<double>(c.examples * epochs_), sizes.down, sizes.up};
+  double flops = flops_per_example_;
+  if (c.device != nullptr && !narrow_flops_.empty()) {
+    const auto narrow = narrow_flops_.find(c.device->id);
+    if (narrow != narrow_flops_.end()) flops = narrow->second;
+  }
+  return ParticipationEstimate{flops * static_cast<double>(c.examples * epochs_), sizes.down, sizes.up};
 }
 
 bool RoundPlanner::Eligible(const Candidate& c) const {

@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -150,6 +150,15 @@ ALTER TABLE ledger ADD COLUMN robust TEXT NOT NULL DEFAULT '';
 constexpr const char* kMigrateV4toV5 = R"sql(
 ALTER TABLE rounds ADD COLUMN dp_epsilon REAL;
 ALTER TABLE rounds ADD COLUMN dp_delta REAL;
+)sql";
+
+// Schema v6: a pruned run's shape ([prune]): the kept units relative to the
+// unpruned model after the last prune step (the FRSC bytes), so a restarted
+// coordinator resumes the pruned model. Runs stored before it read as never
+// pruned (a pruned one among them is refused on resume).
+constexpr const char* kMigrateV5toV6 = R"sql(
+ALTER TABLE runs ADD COLUMN shape BLOB NOT NULL DEFAULT x'';
+ALTER TABLE runs ADD COLUMN shape_crc INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -618,6 +627,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 4) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV4toV5));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=5"));
+      version_now = 5;
+    }
+    if (version_now == 5) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV5toV6));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=6"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -699,7 +713,7 @@ Result<RunState> Store::LoadRunLocked(const std::string& run_id) {
         Statement st,
         Statement::Prepare(db_.get(), path_,
                            "SELECT config_text, dim, last_round, version, engine_state, "
-                           "engine_state_crc FROM runs WHERE run_id = ?"));
+                           "engine_state_crc, shape, shape_crc FROM runs WHERE run_id = ?"));
     st.Bind(1, run_id);
     FRUGAL_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return NotFoundError("store " + path_ + ": no run '" + run_id + "'");
@@ -711,6 +725,10 @@ Result<RunState> Store::LoadRunLocked(const std::string& run_id) {
     if (Crc(s.engine_state) != st.U32(5)) {
       return DataLossError("store " + path_ + ": run '" + run_id +
                            "': engine state fails its checksum");
+    }
+    s.shape = st.Blob(6);
+    if (Crc(s.shape) != st.U32(7)) {
+      return DataLossError("store " + path_ + ": run '" + run_id + "': model shape ([prune]) fails its checksum");
     }
   }
   {
@@ -810,8 +828,11 @@ Status Store::CommitRound(const RoundCommit& c) {
       return InvalidArgumentError(where + ": pruned model parameter " + std::to_string(i) + " is not finite");
     }
   }
-  if (c.pruned_model.empty() && !c.pruned_step.empty()) {
+  if (c.pruned_model.empty() && (!c.pruned_step.empty() || !c.pruned_shape.empty())) {
     return InvalidArgumentError(where + ": a prune step without its pruned model");
+  }
+  if (!c.pruned_model.empty() && c.pruned_shape.empty()) {
+    return InvalidArgumentError(where + ": a prune step without the model's shape after it");
   }
   for (const LedgerRow& r : c.ledger_rows) {
     if (r.round != c.round || (!r.run_id.empty() && r.run_id != c.run_id)) {
@@ -920,6 +941,12 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
                                          "engine_state = ?, engine_state_crc = ?, dim = ? WHERE run_id = ?"));
     st.Bind(1, c.round).Bind(2, final_version).BindBlob(3, c.engine_state);
     st.Bind(4, static_cast<int64_t>(Crc(c.engine_state))).Bind(5, dim).Bind(6, c.run_id);
+    FRUGAL_RETURN_IF_ERROR(st.Run());
+  }
+  if (pruned) {
+    FRUGAL_ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), path_,
+                                                             "UPDATE runs SET shape = ?, shape_crc = ? WHERE run_id = ?"));
+    st.BindBlob(1, c.pruned_shape).Bind(2, static_cast<int64_t>(Crc(c.pruned_shape))).Bind(3, c.run_id);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (!c.client_versions.empty()) {

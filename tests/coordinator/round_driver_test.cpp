@@ -81,6 +81,18 @@ CoordinatorConfig TestConfig(const testing::TempDir& dir) {
 // The model each test client holds: (version, parameters), by connection.
 std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> held;
 
+// The Update a client sends for `task`: `delta` encoded with `uc` (no error feedback), priced at 1e6 FLOPs.
+v1::Update UpdateFor(const v1::Envelope& task, std::span<const float> delta, const UplinkConfig& uc) {
+  auto enc = EncodeUplink(delta, uc, {});
+  REQUIRE(enc.ok());
+  v1::Update u;
+  u.set_round(task.task().round());
+  u.set_base_version(task.task().model_version());
+  u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
+  u.mutable_ledger()->set_flops(1e6);
+  return u;
+}
+
 // What a well-behaved client sends for the task on `conn`: a small sparse step.
 v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step, bool dense = false) {
   const v1::Envelope* task = t.Last(conn, v1::Envelope::kTask);
@@ -116,14 +128,7 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step, bool de
   UplinkConfig uc;
   uc.density = 0.1;
   uc.dense = dense;
-  auto enc = EncodeUplink(delta, uc, {});
-  REQUIRE(enc.ok());
-  v1::Update u;
-  u.set_round(task->task().round());
-  u.set_base_version(task->task().model_version());
-  u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
-  u.mutable_ledger()->set_flops(1e6);
-  return u;
+  return UpdateFor(*task, delta, uc);
 }
 
 // What most driver tests need: a temp dir with a real SQLite store, the test
@@ -579,14 +584,7 @@ TEST_SUITE("coordinator") {
       for (size_t i = 0; i < dim; i += 5) delta[i] = 0.01f;
       UplinkConfig uc;
       uc.density = 0.02;
-      auto enc = EncodeUplink(delta, uc, {});
-      REQUIRE(enc.ok());
-      v1::Update u;
-      u.set_round(task->task().round());
-      u.set_base_version(task->task().model_version());
-      u.set_update(reinterpret_cast<const char*>(enc->data()), enc->size());
-      u.mutable_ledger()->set_flops(1e6);
-      return u;
+      return UpdateFor(*task, delta, uc);
     };
     d.Tick(0);
     d.OnUpdate(1, answer(1), 1);

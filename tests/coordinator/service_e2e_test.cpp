@@ -760,17 +760,19 @@ TEST_SUITE("coordinator") {
     CHECK(dropped == 2);
   }
 
-  TEST_CASE("[prune] and [widths] through the service: three client processes, a prune step after round 2 and a half-width device class") {
+  TEST_CASE("[prune] and [widths] through the service: three client processes, a prune step after round 2, a half-width device class, and kill -9 of the coordinator after the prune") {
     const std::vector<std::string> names = {"lean-0", "lean-1", "lean-low"};
     Fleet fleet(names);
-    Process coordinator(fleet.CoordinatorArgs({"run_id=\"e2e-lean\"", "rounds=3", "model=\"mlp\"",
-                                               "round.clients_per_round=3", "round.min_clients=3",
-                                               "round.deadline_s=600", "train.epochs=1", "eval.examples=500",
-                                               "server.averaging=\"support\"", "prune.target_flops_fraction=0.5",
-                                               "prune.start_round=2", "prune.steps=1", "prune.every=1",
-                                               "widths.devices={phone-low=0.5}"}),
-                        fleet.dir.Path("coordinator.log"));
-    WaitPort(fleet.dir.Path("port"), coordinator);
+    constexpr uint32_t kRounds = 4;
+    const std::vector<std::string> args = {"run_id=\"e2e-lean\"", "rounds=4", "model=\"mlp\"",
+                                           "round.clients_per_round=3", "round.min_clients=3",
+                                           "round.deadline_s=600", "train.epochs=1", "eval.examples=500",
+                                           "server.averaging=\"support\"", "prune.target_flops_fraction=0.5",
+                                           "prune.start_round=2", "prune.steps=1", "prune.every=1",
+                                           "widths.devices={phone-low=0.5}"};
+    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(args), fleet.dir.Path("coordinator-1.log"));
+    WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
     std::vector<std::unique_ptr<Process>> clients;
     // Three shares of a 60-way split (about 1,000 examples each): a few seconds of training in all.
     for (uint32_t i = 0; i < 3; ++i) {
@@ -779,18 +781,53 @@ TEST_SUITE("coordinator") {
       clients.push_back(
           std::make_unique<Process>(fleet.ClientArgs(names[i], i, 60, extra), fleet.dir.Path(names[i] + ".log")));
     }
-    const auto code = coordinator.Wait(600);
-    const std::string log = ReadFile(fleet.dir.Path("coordinator.log"));
+    // Kill -9 once round 2 (and the prune step after it) is committed: the restarted coordinator must resume the
+    // pruned model from the store, and the agents, which hold it, keep training on the pruned shape.
+    bool pruned_committed = false;
+    for (int i = 0; i < 60000 && !pruned_committed; ++i) {
+      auto st = Status(status_port);
+      pruned_committed = st && st->is_object() && (*st)["rounds_completed"].get<int>() >= 2;
+      if (!pruned_committed) {
+        REQUIRE_FALSE(coordinator->Wait(0).has_value());
+        SleepMs(10);
+      }
+    }
+    REQUIRE(pruned_committed);
+    coordinator->Kill9();
+    uint32_t committed_before = 0;
+    {
+      auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      auto rows = (*store)->Rounds("e2e-lean");
+      REQUIRE(rows.ok());
+      committed_before = static_cast<uint32_t>(rows->size());
+      REQUIRE(committed_before >= 2);
+      REQUIRE(committed_before < kRounds);  // the restart has rounds to run
+      auto run = (*store)->LoadRun("e2e-lean");
+      REQUIRE(run.ok());
+      REQUIRE(run->has_value());
+      CHECK_FALSE((*run)->shape.empty());
+    }
+    CHECK(ReadFile(fleet.dir.Path("coordinator-1.log")).find("round 2: pruned the model to") != std::string::npos);
+    std::filesystem::remove(fleet.dir.Path("port"));
+    std::filesystem::remove(fleet.dir.Path("status_port"));
+    coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(args), fleet.dir.Path("coordinator-2.log"));
+    const auto code = coordinator->Wait(600);
+    const std::string log = ReadFile(fleet.dir.Path("coordinator-2.log"));
     INFO(log);
     REQUIRE(code.has_value());
     REQUIRE(*code == 0);
     for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
-    CHECK(log.find("round 2: pruned the model to") != std::string::npos);
+    CHECK(log.find("resuming run e2e-lean after round " + std::to_string(committed_before)) != std::string::npos);
+    CHECK(log.find("resuming the pruned model") != std::string::npos);
 
     auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
     REQUIRE(records.ok());
-    REQUIRE(records->size() == 3);
-    for (const RoundRecord& r : *records) CHECK(r.completed == 3);
+    REQUIRE(records->size() == kRounds);
+    for (uint32_t i = 0; i < kRounds; ++i) {
+      CHECK((*records)[i].round == i + 1);
+      CHECK((*records)[i].completed == 3);
+    }
     // The final model is the pruned one: half the unpruned training FLOPs per example at most.
     const std::vector<uint32_t> unpruned = {784, 200, 200, 10};
     const std::vector<uint32_t> pruned = WidthsForFlopsFraction(unpruned, 0.5);
@@ -802,6 +839,17 @@ TEST_SUITE("coordinator") {
     REQUIRE(run.ok());
     REQUIRE(run->has_value());
     CHECK((*run)->model.size() == MlpParamCount(pruned_sizes));
+    // Model versions are continuous across the restart: round r's commit made version r + 1, the prune step
+    // version 4 (after round 2's version 3), and every later round one more.
+    auto stored_rounds = (*store)->Rounds("e2e-lean");
+    REQUIRE(stored_rounds.ok());
+    REQUIRE(stored_rounds->size() == kRounds);
+    for (const RoundRow& r : *stored_rounds) {
+      CAPTURE(r.round);
+      CHECK(r.applied);
+      CHECK(r.new_version == (r.round <= 2 ? r.round + 1 : r.round + 2));
+    }
+    CHECK((*run)->version == kRounds + 2);
     // Every agent ends on the pruned shape: its residual file (magic, dimension, CRC, floats) has the pruned
     // dimension, or the narrow client's the pruned model's (its residual covers the whole model).
     for (const std::string& name : names) {
@@ -832,8 +880,8 @@ TEST_SUITE("coordinator") {
       CHECK(row.flops == doctest::Approx(MlpTrainFlops(trained) * static_cast<double>(who.examples)).epsilon(1e-9));
       (narrow ? narrow_rows : wide_rows)++;
     }
-    CHECK(narrow_rows == 3);
-    CHECK(wide_rows == 6);
+    CHECK(narrow_rows == static_cast<int>(kRounds));
+    CHECK(wide_rows == 2 * static_cast<int>(kRounds));
   }
 }
 

@@ -683,7 +683,8 @@ void DowngradeToV1(const std::string& path) {
                              "ALTER TABLE rounds DROP COLUMN utc_hour; ALTER TABLE rounds DROP COLUMN robust_clipped; "
                              "ALTER TABLE rounds DROP COLUMN robust_downweighted; "
                              "ALTER TABLE rounds DROP COLUMN robust_rejected; ALTER TABLE rounds DROP COLUMN dp_epsilon; "
-                             "ALTER TABLE rounds DROP COLUMN dp_delta; PRAGMA user_version = 1; COMMIT;";
+                             "ALTER TABLE rounds DROP COLUMN dp_delta; ALTER TABLE runs DROP COLUMN shape; "
+                             "ALTER TABLE runs DROP COLUMN shape_crc; PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -735,9 +736,63 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 5);
+  CHECK(sqlite3_column_int(st, 0) == 6);
   sqlite3_finalize(st);
   sqlite3_close(db);
+  // Schema 6's column reads as never pruned.
+  auto run = store->LoadRun("r");
+  REQUIRE(run.ok());
+  REQUIRE(run->has_value());
+  CHECK((*run)->shape.empty());
+}
+
+TEST_CASE("A prune step commits the pruned model with the shape after it, which a reopened store returns") {
+  ScratchDir dir;
+  const std::string path = dir.Path("state.db");
+  const std::vector<uint8_t> shape = BytesFor(77, 72);  // opaque to the store (the FRSC bytes in a service)
+  {
+    auto store = MustOpen(path);
+    REQUIRE(store->CreateRun("r", "cfg", ModelFor(1, 8)).ok());
+    REQUIRE(store->CommitRound(CommitFor("r", 1, 8)).ok());
+    RoundCommit c = CommitFor("r", 2, 8);
+    c.pruned_model = ModelFor(4, 5);
+    c.pruned_step = BytesFor(78, 20);
+    // A prune step without the shape is refused, and nothing of it is written.
+    Status missing = store->CommitRound(c);
+    REQUIRE_FALSE(missing.ok());
+    CHECK(missing.error().message().find("shape") != std::string::npos);
+    c.pruned_shape = shape;
+    REQUIRE(store->CommitRound(c).ok());
+    CHECK_FALSE(store->CommitRound(CommitFor("r", 3, 5)).ok());  // its new version 4 is the pruned model's
+  }
+  auto store = MustOpen(path);
+  auto run = store->LoadRun("r");
+  REQUIRE(run.ok());
+  REQUIRE(run->has_value());
+  CHECK((*run)->version == 4);
+  CHECK((*run)->last_round == 2);
+  CHECK(BitEqual((*run)->model, ModelFor(4, 5)));
+  CHECK((*run)->shape == shape);
+  CHECK((*run)->steps.at(4) == BytesFor(78, 20));
+  // A later round at the pruned dimension keeps the shape.
+  RoundCommit next = CommitFor("r", 3, 5);
+  next.new_version = 5;
+  REQUIRE(store->CommitRound(next).ok());
+  run = store->LoadRun("r");
+  REQUIRE(run.ok());
+  CHECK((*run)->shape == shape);
+  store.reset();
+  // A stored shape that was altered is caught by its checksum.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "UPDATE runs SET shape = substr(shape, 2)", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
+  sqlite3_close(db);
+  store = MustOpen(path);
+  run = store->LoadRun("r");
+  REQUIRE_FALSE(run.ok());
+  CHECK(run.error().code() == ErrorCode::kDataLoss);
+  CHECK(run.error().message().find("shape") != std::string::npos);
 }
 
 TEST_CASE("Ledger rows added after a round need a committed round of a known run, all or nothing") {

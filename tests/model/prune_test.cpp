@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -349,6 +350,70 @@ TEST_CASE("a corrupted shape change is rejected with the field named, and the cl
   CHECK(r.error().message().find("model payload piece 0: shape change: hidden layer 0's mask keeps no unit") !=
         std::string::npos);
   CHECK(model == copy);
+}
+
+TEST_CASE("a pruned engine restored from its state with the shape serves the same payloads and rounds") {
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kFrugal;
+  cfg.server_opt.momentum = 0.9f;
+  const size_t d = MlpParamCount(kChange.old_sizes);
+  RoundEngine a(RandomVector(d, 3), cfg);
+  std::map<uint32_t, std::vector<uint8_t>> steps;
+  const uint64_t ids[] = {1, 2};
+  auto run_round = [&](RoundEngine& e, uint32_t round) {
+    REQUIRE(e.OpenRound(round, ids).ok());
+    for (uint64_t id : ids) {
+      auto up = EncodeUplink(RandomVector(e.dim(), 40 + 10 * round + id), UplinkConfig{.dense = true}, {});
+      REQUIRE(up.ok());
+      REQUIRE(e.Ingest(round, id, e.version(), *up, 1.0).ok());
+    }
+    REQUIRE(e.CloseRound(round).ok());
+    const auto step = e.StepPayload(e.version());
+    steps[e.version()].assign(step.begin(), step.end());
+  };
+  run_round(a, 1);
+  REQUIRE(a.ApplyShapeChange(kChange).ok());
+  const auto shape_step = a.StepPayload(a.version());
+  steps[a.version()].assign(shape_step.begin(), shape_step.end());
+  EngineState state;
+  state.version = a.version();
+  state.model.assign(a.global_model().begin(), a.global_model().end());
+  state.server_state = a.ServerState();
+  state.steps = steps;
+  state.shape = a.shape();
+  auto b = RoundEngine::Restore(state, cfg);
+  REQUIRE(b.ok());
+  CHECK((*b)->shape().old_sizes == kChange.old_sizes);
+  CHECK((*b)->shape().kept == kChange.kept);
+  // A client holding nothing gets the shape with the full model; one holding the unpruned version 1, the chain
+  // through the shape change: the same bytes as from the engine that pruned.
+  for (uint32_t held : {0u, 1u, 2u}) {
+    CAPTURE(held);
+    auto pa = a.ModelPayloadFor(held), pb = (*b)->ModelPayloadFor(held);
+    REQUIRE(pa.ok());
+    REQUIRE(pb.ok());
+    CHECK(**pa == **pb);
+  }
+  run_round(a, 2);
+  run_round(**b, 2);
+  CHECK(std::memcmp(a.global_model().data(), (*b)->global_model().data(), 4 * a.dim()) == 0);
+  // Restored without its shape, a fresh client's full model would not tell it the pruned sizes.
+  EngineState shapeless = state;
+  shapeless.shape = MlpShapeChange{};
+  auto c = RoundEngine::Restore(shapeless, cfg);
+  REQUIRE(c.ok());
+  auto pa = a.ModelPayloadFor(0);
+  auto pc = (*c)->ModelPayloadFor(0);
+  REQUIRE(pa.ok());
+  REQUIRE(pc.ok());
+  CHECK(**pa != **pc);
+  // A shape that does not fit the stored model is refused, naming both sizes.
+  EngineState wrong = state;
+  wrong.model.pop_back();
+  auto bad = RoundEngine::Restore(wrong, cfg);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code() == ErrorCode::kDataLoss);
+  CHECK(bad.error().message().find("shape") != std::string::npos);
 }
 }
 

@@ -20,6 +20,7 @@
 #include "frugal/energy/profiles.h"
 #include "frugal/round/accounting.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
 #include "frugal/round/settings.h"
 
@@ -105,6 +106,36 @@ TEST_SUITE("round") {
     const ParticipationEstimate next = energy.Estimate(c[0], 1000);
     CHECK(next.bytes_down == 1000);
     CHECK(next.bytes_up == 100);
+  }
+
+  TEST_CASE("the planner estimates a [widths] class at its sub-network's FLOPs, before and after a prune step") {
+    Profiles p;
+    RunSettings s;
+    s.task.train.epochs = 3;
+    const Mlp full(std::vector<size_t>{20, 16, 12, 4});
+    const std::pair<std::string, double> widths[] = {{p.phone->id, 0.5}};
+    auto lean = LeanRound::Create(full, PruneConfig{.target_flops_fraction = 0.5}, widths, Pipeline::kFrugal);
+    REQUIRE(lean.ok());
+    RoundPlanner planner(s, full.flops_per_example());
+    planner.SetFlopsPerExample(full.flops_per_example(), lean->TrainFlopsByDevice());
+    const Candidate low{1, p.phone, p.wifi, p.world, 50};
+    const Candidate wide{2, p.laptop, p.wifi, p.world, 50};
+    // Plain reference: the half-width sub-network written out by hand (ceil(0.5 x 16), ceil(0.5 x 12) units).
+    const Mlp half(std::vector<size_t>{20, 8, 6, 4});
+    auto train_flops = [](const Model& m) { return m.flops_per_example().forward + m.flops_per_example().backward; };
+    CHECK(planner.Estimate(low, 1000).flops == 50.0 * 3 * train_flops(half));
+    CHECK(planner.Estimate(wide, 1000).flops == 50.0 * 3 * train_flops(full));
+    // After a prune step to 10 and 6 units (a resumed run's shape), the narrow class trains 5 and 3.
+    const MlpShapeChange pruned{{20, 16, 12, 4}, {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {0, 2, 4, 6, 8, 10}}};
+    REQUIRE(lean->Resume(pruned).ok());
+    const Mlp pruned_model(std::vector<size_t>{20, 10, 6, 4});
+    planner.SetFlopsPerExample(pruned_model.flops_per_example(), lean->TrainFlopsByDevice());
+    CHECK(planner.Estimate(low, 1000).flops == 50.0 * 3 * train_flops(Mlp(std::vector<size_t>{20, 5, 3, 4})));
+    CHECK(planner.Estimate(wide, 1000).flops == 50.0 * 3 * train_flops(pruned_model));
+    // A shape of another model is refused, and the lean state is left as it was.
+    const MlpShapeChange foreign{{20, 17, 12, 4}, {{0}, {0}}};
+    CHECK_FALSE(lean->Resume(foreign).ok());
+    CHECK(lean->sizes() == std::vector<uint32_t>{20, 10, 6, 4});
   }
 
   TEST_CASE("round.sampling = poisson: each client drawn on its own at q = selected count / eligible, as a plain loop; the accountant's rate is q") {

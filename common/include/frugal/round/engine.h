@@ -128,6 +128,8 @@ struct EngineState {
   // at `version` is kept for chains, anything older is ignored.
   std::map<uint32_t, std::vector<uint8_t>> steps;
   std::vector<uint8_t> server_state;  // ServerState() bytes; empty: zero residual and momentum
+  // [prune]: shape() when the state was saved (old_sizes empty: never pruned); `model` has its new sizes.
+  MlpShapeChange shape;
 };
 
 class RoundEngine {

@@ -66,12 +66,23 @@ class LeanRound {
   const NestedNetwork* NestedFor(std::string_view device) const;
   // The sub-network of `width` (< 1) of the current shape; null when none is configured at that width.
   const NestedNetwork* NestedAt(double width) const;
+  // Training FLOPs per example (forward + backward) of every narrowed device
+  // class's sub-network of the current shape, by profile id: what a planner
+  // estimates such a client's task at (RoundPlanner::SetFlopsPerExample).
+  std::map<std::string, double> TrainFlopsByDevice() const;
 
   // After `round` closes: when the schedule asks for narrower hidden layers,
   // chooses the units to keep from the global model, prunes the engine
   // (ApplyShapeChange) and rebuilds the sub-networks for the new shape.
   // nullopt when no step follows this round. An engine error leaves all as it was.
   Result<std::optional<PruneStep>> PruneAfter(uint32_t round, RoundEngine& engine);
+  // A pruned run resumed after a restart: the engine was restored at `shape`
+  // (its shape relative to the unpruned model, RoundEngine::shape()), so the
+  // current sizes and the sub-networks follow it. The schedule needs nothing
+  // else: which step follows a round depends on the round alone, and a step
+  // never widens a layer. InvalidArgument when the run does not prune or the
+  // shape is not of its unpruned model; nothing changes then.
+  Status Resume(const MlpShapeChange& shape);
 
   // The current global MLP as a model (named `name`), for a front end's workspaces and FLOPs.
   std::unique_ptr<Mlp> MakeModel(std::string name) const;

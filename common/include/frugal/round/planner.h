@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "frugal/energy/profiles.h"
@@ -60,8 +63,14 @@ class RoundPlanner {
   // The estimate a weighted selection uses for one candidate (exposed for tests and reports).
   ParticipationEstimate Estimate(const Candidate& c, uint64_t first_payload_bytes) const;
 
-  // The model's FLOPs after a shape change (structured pruning) for the next estimates.
-  void SetFlopsPerExample(FlopCount flops) { flops_per_example_ = flops.forward + flops.backward; }
+  // The model's FLOPs after a shape change (structured pruning) for the next
+  // estimates, and the training FLOPs per example of the device classes that
+  // train a narrower sub-network ([widths]; by profile id, as
+  // LeanRound::TrainFlopsByDevice), which their estimates use instead.
+  void SetFlopsPerExample(FlopCount flops, std::map<std::string, double> narrow_by_device = {}) {
+    flops_per_example_ = flops.forward + flops.backward;
+    narrow_flops_ = std::move(narrow_by_device);
+  }
 
   // A finished round: its mean bytes per selected client become the next estimates.
   void Observe(const RoundRecord& round);
@@ -70,6 +79,7 @@ class RoundPlanner {
   uint64_t seed_;
   RoundPlan plan_;
   double flops_per_example_;  // forward + backward
+  std::map<std::string, double> narrow_flops_;  // [widths]: forward + backward by device profile id
   uint64_t epochs_;
   struct Sizes {
     uint64_t down = 0, up = 0;

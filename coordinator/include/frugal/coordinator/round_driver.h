@@ -197,6 +197,9 @@ class RoundDriver {
 
   RoundDriver(const CoordinatorConfig& config, DriverDeps deps) : config_(config), deps_(std::move(deps)) {}
   Status Init();
+  // [prune]: the shape a pruned run's stored state was saved at (empty when
+  // never pruned); the lean state, the model and the planner take it.
+  Result<MlpShapeChange> ResumePrunedShape(const RunState& state);
   void OpenRound(double now_s);
   // Secure pipeline: plans the round's protocol (nullopt and a warning when it cannot run).
   std::optional<std::map<uint64_t, SecureTaskPlan>> PlanSecure(uint32_t round, std::span<const uint64_t> selected);

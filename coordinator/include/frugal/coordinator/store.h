@@ -45,6 +45,10 @@ struct RoundCommit {
   // change; empty under the dense pipeline); the run's dimension becomes its size.
   std::vector<float> pruned_model;  // empty: no step
   std::vector<uint8_t> pruned_step;
+  // With a prune step: the model's whole shape after it relative to the
+  // unpruned model (EncodeShapeChange of RoundEngine::shape()), which a
+  // restarted coordinator needs to resume the pruned run. Required with one.
+  std::vector<uint8_t> pruned_shape;
 };
 
 // One committed round as stored (RoundCommit without the blobs and lists).
@@ -83,6 +87,10 @@ struct RunState {
   std::map<uint32_t, std::vector<uint8_t>> steps;
   std::vector<uint32_t> retained_versions;  // model versions still stored, ascending
   std::map<uint64_t, uint32_t> client_versions;
+  // [prune]: the model's shape relative to the unpruned model after the last
+  // prune step (RoundCommit::pruned_shape); empty: never pruned, or pruned in
+  // a store older than schema 6, which did not keep it.
+  std::vector<uint8_t> shape;
 };
 
 struct StoreOptions {
