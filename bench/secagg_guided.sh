@@ -35,14 +35,19 @@ declare -A variant=(
   [randk-lr4-b6]="--set uplink.density=0.1 --set server.learning_rate=4 --set secure.bits=6"
   [d0.08-lr4-b6]="--set uplink.density=0.08 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6"
   [g0.07-lr4-b6]="--set uplink.density=0.1 --set secure.guided=0.07 --set server.learning_rate=4 --set secure.bits=6"
-  # Tenth session: from g0.05-lr4-b6, one change each (docs/benchmarks.md, "Tenth session").
+  # Tenth session (docs/benchmarks.md, "A guided support: tenth session"), from g0.05-lr4-b6, in the order run;
+  # d1-lr4-b6 is the 100% support control (no guide). "dense" (below) is plain FedAvg, for seeds 4 and 5.
   [g0.05-lr4-b6-bc0.0025]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0025"
   [g0.05-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
   [g0.05-lr4-b6-gb4]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_block=4"
   [g0.05-lr4-b6-ema0.95]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set server.release_ema=0.95"
   [g0.06-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.06 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
   [d0.08-lr4-b6-bc0.0075]="--set uplink.density=0.08 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
-  [g0.05-lr5-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=5 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [g0.07-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.07 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [g0.05-lr4-b6-c0.05]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.clip=0.05"
+  [g0.05-lr4-b6-w40]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_rounds=40 --set secure.guide_decay=0.95"
+  [g0.05-lr4-b6-gb64]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_block=64"
+  [d0.2-g0.1-lr4-b6]="--set uplink.density=0.2 --set secure.guided=0.1 --set server.learning_rate=4 --set secure.bits=6"
   [d1-lr4-b6]="--set uplink.density=1 --set server.learning_rate=4 --set secure.bits=6"
 )
 names=("$@")
@@ -50,8 +55,13 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(g0.05 g0.1 d0.05-g0.04 g0.05-w5 g0.05-ema0.8 g0.05-mom0.5 g0.05-lr3 g0.05-b6
                                  g0.05-lr4 g0.05-lr3-b6 g0.05-lr5-b6 g0.05-lr4-b6 randk-lr4-b6 d0.08-lr4-b6 g0.07-lr4-b6)
 for n in "${names[@]}"; do
-  [ -n "${variant[$n]:-}" ] || { echo "unknown variant $n" >&2; exit 2; }
+  [ -n "${variant[$n]:-}" ] || [ "$n" = dense ] || { echo "unknown variant $n" >&2; exit 2; }
   [ -f "$out/$n-s$seed/summary.json" ] && continue
+  if [ "$n" = dense ]; then
+    nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=dense \
+      --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
+    continue
+  fi
   # shellcheck disable=SC2086
   nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=secure \
     --set secure.bits=8 --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9 \
@@ -63,7 +73,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, sys.argv[1])
 from run_totals import best_accuracy, bytes_per_round, read_rounds, to
 out, seed, names = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-dense85 = {1: 1211254560, 2: 1402505280, 3: 1290942360}  # docs/benchmarks.md, "Thrift"
+dense85 = {1: 1211254560, 2: 1402505280, 3: 1290942360,  # docs/benchmarks.md, "Thrift"
+           4: 1370630160, 5: 1290942360}  # "A guided support: tenth session" (dense runs there)
 for n in names:
     d = f"{out}/{n}-s{seed}"
     rows = read_rounds(d)
