@@ -48,6 +48,7 @@ declare -A variant=(
   [g0.05-lr4-b6-w40]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_rounds=40 --set secure.guide_decay=0.95"
   [g0.05-lr4-b6-gb64]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_block=64"
   [d0.2-g0.1-lr4-b6]="--set uplink.density=0.2 --set secure.guided=0.1 --set server.learning_rate=4 --set secure.bits=6"
+  [g0.05-lr4-b6-i8bc0.003]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_values=int8 --set downlink.broadcast_density=0.003"
   [d1-lr4-b6]="--set uplink.density=1 --set server.learning_rate=4 --set secure.bits=6"
 )
 names=("$@")
