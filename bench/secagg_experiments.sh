@@ -32,20 +32,15 @@ run secure-d0.1-clip0.1 --set pipeline=secure --set uplink.density=0.1 --set sec
 wait
 run secure-d0.2-clip0.1 --set pipeline=secure --set uplink.density=0.2 --set secure.bits=8 \
   --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9
-python3 - "$out" <<'PY'
-import csv, json, os, sys
+python3 - "$out" "$(dirname "$0")" <<'PY'
+import json, os, sys
 out = sys.argv[1]
-def to(rows, target):
-    b = j = 0
-    for r in rows:
-        b += int(r["bytes_up"]) + int(r["bytes_down"])
-        j += float(r["joules_compute"]) + float(r["joules_radio"])
-        if float(r["accuracy"]) >= target:
-            return int(r["round"]), b, j
-    return None
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
+sys.path.insert(0, sys.argv[2])
+from run_totals import best_accuracy, bytes_per_round, read_rounds, to
 runs = [n for n in ["dense", "frugal", "secure-d0.1", "secure-d0.1-clip0.1", "secure-d0.2-clip0.1"]
         if os.path.exists(f"{out}/{n}/summary.json")]
-data = {n: list(csv.DictReader(open(f"{out}/{n}/rounds.csv"))) for n in runs}
+data = {n: read_rounds(f"{out}/{n}") for n in runs}
 dense85, dense80 = to(data["dense"], 0.85), to(data["dense"], 0.80)
 print("| run | rounds / bytes / client J to 85% | to 80% (fewer bytes than dense) | final (best) accuracy | bytes per round | protocol bytes up / down, client CPU s, server CPU s |")
 print("|---|---|---|---|---|---|")
@@ -56,9 +51,8 @@ for n in runs:
     t85, t80 = to(rows, 0.85), to(rows, 0.80)
     f85 = f"{t85[0]} / {t85[1]:,} / {t85[2]:,.0f}" if t85 else "not reached"
     f80 = f"{t80[0]} / {t80[1]:,} / {t80[2]:,.0f} ({dense80[1] / t80[1]:.0f}x)" if t80 else "not reached"
-    total = sum(int(r["bytes_up"]) + int(r["bytes_down"]) for r in rows)
-    best = max(float(r["accuracy"]) for r in rows)
+    best = best_accuracy(rows)
     proto = (f"{m['secure_protocol_bytes_up']:,.0f} / {m['secure_protocol_bytes_down']:,.0f}, "
              f"{m['secure_client_cpu_seconds']:.1f}, {m['secure_server_cpu_seconds']:.2f}") if "secure_protocol_bytes_up" in m else ""
-    print(f"| {n} | {f85} | {f80} | {s['final_accuracy']:.4f} ({best:.4f}) | {total // len(rows):,} | {proto} |")
+    print(f"| {n} | {f85} | {f80} | {s['final_accuracy']:.4f} ({best:.4f}) | {bytes_per_round(rows):,} | {proto} |")
 PY

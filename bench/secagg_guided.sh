@@ -35,41 +35,56 @@ declare -A variant=(
   [randk-lr4-b6]="--set uplink.density=0.1 --set server.learning_rate=4 --set secure.bits=6"
   [d0.08-lr4-b6]="--set uplink.density=0.08 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6"
   [g0.07-lr4-b6]="--set uplink.density=0.1 --set secure.guided=0.07 --set server.learning_rate=4 --set secure.bits=6"
+  # Tenth session (docs/benchmarks.md, "A guided support: tenth session"), from g0.05-lr4-b6, in the order run;
+  # d1-lr4-b6 is the 100% support control (no guide). "dense" (below) is plain FedAvg, for seeds 4 and 5.
+  [g0.05-lr4-b6-bc0.0025]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0025"
+  [g0.05-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [g0.05-lr4-b6-gb4]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_block=4"
+  [g0.05-lr4-b6-ema0.95]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set server.release_ema=0.95"
+  [g0.06-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.06 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [d0.08-lr4-b6-bc0.0075]="--set uplink.density=0.08 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [g0.07-lr4-b6-bc0.0075]="--set uplink.density=0.1 --set secure.guided=0.07 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_density=0.0075"
+  [g0.05-lr4-b6-c0.05]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.clip=0.05"
+  [g0.05-lr4-b6-w40]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_rounds=40 --set secure.guide_decay=0.95"
+  [g0.05-lr4-b6-gb64]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set secure.guide_block=64"
+  [d0.2-g0.1-lr4-b6]="--set uplink.density=0.2 --set secure.guided=0.1 --set server.learning_rate=4 --set secure.bits=6"
+  [g0.05-lr4-b6-i8bc0.003]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_values=int8 --set downlink.broadcast_density=0.003"
+  [d1-lr4-b6]="--set uplink.density=1 --set server.learning_rate=4 --set secure.bits=6"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.
 [ ${#names[@]} -gt 0 ] || names=(g0.05 g0.1 d0.05-g0.04 g0.05-w5 g0.05-ema0.8 g0.05-mom0.5 g0.05-lr3 g0.05-b6
                                  g0.05-lr4 g0.05-lr3-b6 g0.05-lr5-b6 g0.05-lr4-b6 randk-lr4-b6 d0.08-lr4-b6 g0.07-lr4-b6)
 for n in "${names[@]}"; do
-  [ -n "${variant[$n]:-}" ] || { echo "unknown variant $n" >&2; exit 2; }
+  [ -n "${variant[$n]:-}" ] || [ "$n" = dense ] || { echo "unknown variant $n" >&2; exit 2; }
   [ -f "$out/$n-s$seed/summary.json" ] && continue
+  if [ "$n" = dense ]; then
+    nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=dense \
+      --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
+    continue
+  fi
   # shellcheck disable=SC2086
   nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=secure \
     --set secure.bits=8 --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9 \
     ${variant[$n]} --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
 done
-python3 - "$out" "$seed" "${names[@]}" <<'PY'
-import csv, json, sys
-out, seed, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-dense85 = {1: 1211254560, 2: 1402505280, 3: 1290942360}  # docs/benchmarks.md, "Thrift"
-def to(rows, target):
-    b = j = 0
-    for r in rows:
-        b += int(r["bytes_up"]) + int(r["bytes_down"])
-        j += float(r["joules_compute"]) + float(r["joules_radio"])
-        if float(r["accuracy"]) >= target:
-            return int(r["round"]), b, j
-    return None
+python3 - "$(dirname "$0")" "$out" "$seed" "${names[@]}" <<'PY'
+import json, sys
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
+sys.path.insert(0, sys.argv[1])
+from run_totals import best_accuracy, bytes_per_round, read_rounds, to
+out, seed, names = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+dense85 = {1: 1211254560, 2: 1402505280, 3: 1290942360,  # docs/benchmarks.md, "Thrift"
+           4: 1370630160, 5: 1290942360}  # "A guided support: tenth session" (dense runs there)
 for n in names:
     d = f"{out}/{n}-s{seed}"
-    rows = list(csv.DictReader(open(f"{d}/rounds.csv")))
+    rows = read_rounds(d)
     s = json.load(open(f"{d}/summary.json"))
     t85, t80 = to(rows, 0.85), to(rows, 0.80)
     ratio = f" ({dense85[seed] / t85[1]:.1f}x)" if t85 and seed in dense85 else ""
     f85 = f"{t85[0]} / {t85[1]:,} / {t85[2]:,.0f}{ratio}" if t85 else "not reached"
-    total = sum(int(r["bytes_up"]) + int(r["bytes_down"]) for r in rows)
-    best = max(float(r["accuracy"]) for r in rows)
+    best = best_accuracy(rows)
     guide = s["extra_metrics"].get("secure_guide_bytes_down", 0)
     print(f"| {n} | {seed} | {f85} | {t80[0] if t80 else '-'} | {s['final_accuracy']:.4f} ({best:.4f}) | "
-          f"{total // len(rows):,} | {guide / (10 * len(rows)):,.0f} |")
+          f"{bytes_per_round(rows):,} | {guide / (10 * len(rows)):,.0f} |")
 PY
