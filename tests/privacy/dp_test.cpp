@@ -561,11 +561,26 @@ TEST_SUITE("privacy") {
     for (size_t i = 0; i < exact.orders().size(); ++i) {
       CHECK(exact.rdp()[i] == SkellamRdp(exact.orders()[i], 240.0, 16.0, 4.0));
     }
-    // q < 1: the subsampled Gaussian at the equivalent noise multiplier.
+    // q < 1: Zhu & Wang's general Poisson bound over the Skellam RDP at each
+    // integer order (a chord of the log-moment between them), at the
+    // survivors' noise; it lies above the subsampled Gaussian at the
+    // equivalent z (the approximation it replaced) at every order.
     RdpAccountant sampled, gaussian;
     REQUIRE(ComposeDistributedSkellam(sampled, 0.02, 30.0, 8, 16.0, 4.0).ok());
     REQUIRE(gaussian.Compose(0.02, dropped->noise_multiplier).ok());
-    CHECK(sampled.rdp() == gaussian.rdp());
+    auto skellam_bound = [](uint32_t a) {
+      return *PoissonSubsampledRdpBound(0.02, a, [](uint32_t j) { return SkellamRdp(j, 240.0, 16.0, 4.0); });
+    };
+    for (size_t i = 0; i < sampled.orders().size(); ++i) {
+      const double a = sampled.orders()[i], lo = std::floor(a), hi = std::ceil(a);
+      const double want = lo == hi ? skellam_bound(static_cast<uint32_t>(a))
+                                   : ((hi - a) * (lo - 1) * (lo >= 2 ? skellam_bound(static_cast<uint32_t>(lo)) : 0) +
+                                      (a - lo) * (hi - 1) * skellam_bound(static_cast<uint32_t>(hi))) /
+                                         (a - 1);
+      CAPTURE(a);
+      CHECK(sampled.rdp()[i] == doctest::Approx(want).epsilon(1e-14));
+      CHECK(sampled.rdp()[i] > gaussian.rdp()[i]);
+    }
     // Fewer survivors: less noise, more epsilon.
     RdpAccountant more;
     REQUIRE(ComposeDistributedSkellam(more, 1.0, 30.0, 10, 16.0, 4.0).ok());
@@ -724,6 +739,48 @@ TEST_SUITE("privacy") {
     REQUIRE(ComposeDistributedSkellam(ref, 0.1, planned->ring.noise_mu, 3, planned->l1_levels, planned->l2_levels).ok());
     CHECK(out->dp->epsilon == ref.Spent(dp.delta)->epsilon);
     CHECK(engine.dp()->rounds() == 1);
+  }
+
+  TEST_CASE("distributed DP derives its noise from the target with the bound it accounts with, not the Gaussian's") {
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kSecure;
+    cfg.uplink_density = 0.5;
+    cfg.dp.mode = DpMode::kDistributed;
+    cfg.dp.clip = 0.5;
+    cfg.dp.target_epsilon = 2;
+    cfg.dp.expected_clients = 20;
+    cfg.secure.ring = RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 20};
+    cfg.secure.dropout = 0.25;
+    constexpr double kQ = 0.05;
+    constexpr uint32_t kRounds = 10;
+    constexpr size_t kDim = 400;
+    EngineConfig derived = cfg;
+    REQUIRE(DeriveNoiseFromTarget(derived, kQ, kRounds, kDim).ok());
+    const double z = derived.dp.noise_multiplier;
+    // epsilon after kRounds rounds with the plan for a given z, round by round as the engine accounts them.
+    auto spent = [&](double zz) {
+      DpConfig dp = cfg.dp;
+      dp.noise_multiplier = zz;
+      auto plan = PlanDistributedRing(dp, cfg.secure.ring, cfg.secure.dropout, UplinkKeepCount(0.5, kDim));
+      REQUIRE(plan.ok());
+      RdpAccountant acc;
+      for (uint32_t r = 0; r < kRounds; ++r) {
+        REQUIRE(ComposeDistributedSkellam(acc, kQ, plan->ring.noise_mu, plan->expected_survivors, plan->l1_levels,
+                                          plan->l2_levels)
+                    .ok());
+      }
+      return acc.Spent(dp.delta)->epsilon;
+    };
+    CHECK(spent(z) <= 2.0);
+    CHECK(spent(z * (1 - 1e-5)) > 2.0);  // the smallest such z, to the search's 1e-6
+    // The Gaussian's noise for the same target is smaller, and would overspend the proven bound.
+    const double gaussian = *NoiseMultiplierForEpsilon(2, kQ, kRounds, 1e-5);
+    CHECK(gaussian < z);
+    CHECK(spent(gaussian) > 2.0);
+    // Without the model's dimension the front end falls back to the Gaussian's.
+    EngineConfig no_dim = cfg;
+    REQUIRE(DeriveNoiseFromTarget(no_dim, kQ, kRounds).ok());
+    CHECK(no_dim.dp.noise_multiplier == gaussian);
   }
 
   TEST_CASE("RdpAccountant::ComposeRdp adds per-order values and refuses a wrong length or a negative value") {
