@@ -321,6 +321,12 @@ Result<DistributedRing> PlanDistributedRing(const DpConfig& dp, const RingQuantC
   p.l1_levels = std::min(p.l2_levels * p.l2_levels, root_k * p.l2_levels);
   const double sigma = z * p.l2_levels;  // of the expected survivors' summed noise
   p.ring.noise_mu = sigma * sigma / (2.0 * p.expected_survivors);
+  if (!(p.ring.noise_mu <= kMaxPoissonMean)) {
+    return FailedPreconditionError("distributed DP: a " + std::to_string(ring.bits) + "-bit ring for " +
+                                   std::to_string(ring.max_summands) + " clients gives each client a Skellam mean of " +
+                                   std::to_string(p.ring.noise_mu) +
+                                   ", above the noise sampler's largest (2^52); lower secure.bits");
+  }
   // All the ring above n L is the noise's (at least 12 of its standard
   // deviations at max_summands clients, by the choice of L), so that
   // RingMaxLevel is exactly L, the level the sensitivity counts.

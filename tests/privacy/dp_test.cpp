@@ -331,6 +331,51 @@ TEST_SUITE("privacy") {
     CHECK(std::fabs(sk2 / 100'000 / 100.0 - 1) < 5 * std::sqrt(2.0 / 100'000));
   }
 
+  TEST_CASE("Poisson draws: a uniform of exactly 0 is rejected, not divided by; a mean past 2^52 is refused or capped") {
+    // A plain generator of uniforms in (0, 1), so the sequences below are known.
+    auto lcg = [](uint64_t state) {
+      return [state]() mutable {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return (static_cast<double>(state >> 11) + 0.5) * 0x1.0p-53;
+      };
+    };
+    for (double mu : {12.5, 300.0, 1e12}) {
+      // PTRS: a pair whose first uniform is 0 (us = 0) is rejected, so the next pair decides.
+      auto plain = lcg(5);
+      std::vector<double> zeros = {0.0, 0.0, 0.0, 0.7};
+      size_t used = 0;
+      auto leading_zero = lcg(5);
+      auto with_zero = [&]() { return used < zeros.size() ? zeros[used++] : leading_zero(); };
+      const int64_t want = PoissonFromUniforms(mu, plain);
+      CAPTURE(mu);
+      CHECK(want >= 0);
+      CHECK(PoissonFromUniforms(mu, with_zero) == want);
+      CHECK(used == zeros.size());
+    }
+    // Knuth's product (mu < 10): a first uniform of 0 is already below e^-mu.
+    CHECK(PoissonFromUniforms(4.0, [] { return 0.0; }) == 0);
+    // A mean past int64 used to loop forever (every candidate overflowed the cast); it is capped.
+    auto s = *NoiseStream::Create(SeededNoiseKey(3, 0, 1));
+    for (double mu : {1e19, 1e30}) {
+      const int64_t k = s.Poisson(mu);
+      CHECK(std::fabs(static_cast<double>(k) - kMaxPoissonMean) < 10 * std::sqrt(kMaxPoissonMean));
+    }
+    // ... and refused, naming what was wrong, where a mean is set: the ring's config and the distributed plan.
+    RingQuantConfig huge{.bits = 32, .clip = 0.1f, .max_summands = 4};
+    huge.noise_mu = 1e20;
+    auto refused = ValidateRingQuantConfig(huge);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message().find("noise_mu") != std::string::npos);
+    DpConfig dp;
+    dp.mode = DpMode::kDistributed;
+    dp.clip = 1;
+    dp.noise_multiplier = 1;
+    auto wide = PlanDistributedRing(dp, RingQuantConfig{.bits = 62, .clip = 0.1f, .max_summands = 10}, 0.3, 100);
+    REQUIRE_FALSE(wide.ok());
+    CHECK(wide.error().message().find("secure.bits") != std::string::npos);
+    CHECK(PlanDistributedRing(dp, RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 10}, 0.3, 100).ok());
+  }
+
   TEST_CASE("epsilon after T rounds equals the accountant's standalone value for the same q, z, T") {
     DpConfig cfg = Central(1.0, 1.1, 10);
     cfg.delta = 1e-5;
