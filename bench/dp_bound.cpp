@@ -58,19 +58,35 @@ int main() {
               kQ, kRounds, kDelta, support, kParams, kClip, kClients, kDropout);
   std::printf("| target eps | z | survivors | eps, subsampled Gaussian at the equivalent z (order) | "
               "eps, proven bound (order) | ratio |\n|---|---|---|---|---|---|\n");
+  // Each target's noise as frugal-sim derived it before (the Gaussian's), and the ring planned for it.
+  struct Case {
+    double target = 0, z = 0;
+    p::DpConfig dp;
+    p::DistributedRing plan;
+  };
+  const frugal::RingQuantConfig ring{.bits = 32, .clip = 0.1f, .max_summands = kClients};
+  std::vector<Case> cases;
   for (double target : {1.0, 2.0, 4.0, 8.0}) {
+    Case c;
+    c.target = target;
     auto z = p::NoiseMultiplierForEpsilon(target, kQ, kRounds, kDelta);
     if (!z.ok()) return 1;
-    p::DpConfig dp;
-    dp.mode = p::DpMode::kDistributed;
-    dp.clip = kClip;
-    dp.noise_multiplier = *z;
-    auto plan = p::PlanDistributedRing(dp, frugal::RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = kClients},
-                                       kDropout, support);
+    c.z = *z;
+    c.dp.mode = p::DpMode::kDistributed;
+    c.dp.clip = kClip;
+    c.dp.noise_multiplier = c.z;
+    c.dp.target_epsilon = target;
+    c.dp.delta = kDelta;
+    auto plan = p::PlanDistributedRing(c.dp, ring, kDropout, support);
     if (!plan.ok()) {
       std::fprintf(stderr, "frugal-dp-bound: %s\n", plan.error().message().c_str());
       return 1;
     }
+    c.plan = *plan;
+    cases.push_back(c);
+  }
+  for (const Case& c : cases) {
+    const p::DistributedRing* plan = &c.plan;
     for (uint32_t survivors : {plan->expected_survivors, kClients}) {
       auto noise = p::DistributedSkellamNoise(plan->ring.noise_mu, survivors, plan->l2_levels);
       if (!noise.ok()) return 1;
@@ -80,7 +96,7 @@ int main() {
       const Spent bound = After(kRounds, kDelta, [&](RdpAccountant& a) {
         return p::ComposeDistributedSkellam(a, kQ, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels);
       });
-      std::printf("| %g | %.4f | %u | %.4f (%g) | %.4f (%g) | %.4f |\n", target, *z, survivors, approx.epsilon,
+      std::printf("| %g | %.4f | %u | %.4f (%g) | %.4f (%g) | %.4f |\n", c.target, c.z, survivors, approx.epsilon,
                   approx.order, bound.epsilon, bound.order, bound.epsilon / approx.epsilon);
     }
   }
@@ -96,18 +112,8 @@ int main() {
   for (double a : p::DefaultRdpOrders()) {
     if (a == std::floor(a)) integers.push_back(a);
   }
-  for (double target : {1.0, 2.0, 4.0, 8.0}) {
-    auto z = p::NoiseMultiplierForEpsilon(target, kQ, kRounds, kDelta);
-    if (!z.ok()) return 1;
-    p::DpConfig dp;
-    dp.mode = p::DpMode::kDistributed;
-    dp.clip = kClip;
-    dp.noise_multiplier = *z;
-    dp.target_epsilon = target;
-    dp.delta = kDelta;
-    const frugal::RingQuantConfig ring{.bits = 32, .clip = 0.1f, .max_summands = kClients};
-    auto plan = p::PlanDistributedRing(dp, ring, kDropout, support);
-    if (!plan.ok()) return 1;
+  for (const Case& c : cases) {
+    const p::DistributedRing* plan = &c.plan;
     auto noise = p::DistributedSkellamNoise(plan->ring.noise_mu, plan->expected_survivors, plan->l2_levels);
     if (!noise.ok()) return 1;
     const double zs = noise->noise_multiplier;
@@ -126,11 +132,11 @@ int main() {
         return p::SkellamRdp(j, noise->mu, plan->l1_levels, plan->l2_levels);
       });
     };
-    auto proven_z = p::DistributedNoiseForEpsilon(dp, ring, kDropout, support, kQ, kRounds);
+    auto proven_z = p::DistributedNoiseForEpsilon(c.dp, ring, kDropout, support, kQ, kRounds);
     if (!proven_z.ok()) return 1;
-    std::printf("| %g | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n", target, *z,
+    std::printf("| %g | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n", c.target, c.z,
                 eps_of(p::DefaultRdpOrders(), gaussian), eps_of(integers, gaussian), eps_of(integers, general_gauss),
-                eps_of(integers, general_skellam), *proven_z, *proven_z / *z);
+                eps_of(integers, general_skellam), *proven_z, *proven_z / c.z);
   }
   return 0;
 }

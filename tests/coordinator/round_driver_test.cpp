@@ -138,6 +138,15 @@ struct Rig {
   std::unique_ptr<RoundDriver> driver;
 };
 
+// A number of the rig's run directory's summary.json, by key (absent: the test fails).
+double SummaryMetric(Rig& rig, const std::string& key) {
+  std::ifstream js(rig.dir.Path("run") + "/summary.json");
+  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+  const size_t at = json.find("\"" + key + "\"");
+  REQUIRE(at != std::string::npos);
+  return std::stod(json.substr(json.find(':', at) + 1));
+}
+
 // A restarted coordinator: a fresh driver on the rig's store and configuration.
 std::unique_ptr<RoundDriver> RestartDriver(Rig& rig) {
   rig.driver.reset();
@@ -780,13 +789,7 @@ TEST_SUITE("coordinator") {
     CHECK((*parsed)[0].protocol_bytes_down == rec.protocol_bytes_down);
     CHECK((*parsed)[0].protocol_cpu_seconds == 1.5);
     // summary.json's totals, as frugal-sim's.
-    std::ifstream js(rig->dir.Path("run") + "/summary.json");
-    const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-    auto metric = [&](const std::string& key) {
-      const size_t at = json.find("\"" + key + "\"");
-      REQUIRE(at != std::string::npos);
-      return std::stod(json.substr(json.find(':', at) + 1));
-    };
+    auto metric = [&](const std::string& key) { return SummaryMetric(*rig, key); };
     CHECK(metric("secure_protocol_bytes_up") == static_cast<double>(up));
     CHECK(metric("secure_protocol_bytes_down") == static_cast<double>(down - payload));
     CHECK(metric("secure_client_cpu_seconds") == 1.5);
@@ -932,13 +935,7 @@ TEST_SUITE("coordinator") {
     rows = rig->store->Rounds(rig->cfg.run_id);
     REQUIRE(rows.ok());
     REQUIRE(rows->size() == 2);
-    std::ifstream js(rig->dir.Path("run") + "/summary.json");
-    const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-    auto metric = [&](const std::string& key) {
-      const size_t at = json.find("\"" + key + "\"");
-      REQUIRE(at != std::string::npos);
-      return std::stod(json.substr(json.find(':', at) + 1));
-    };
+    auto metric = [&](const std::string& key) { return SummaryMetric(*rig, key); };
     CHECK(metric("secure_failed_rounds") == 2);
     CHECK(metric("secure_protocol_bytes_up") ==
           static_cast<double>(first.protocol_bytes_up + resumed->records()[1].protocol_bytes_up));
