@@ -98,6 +98,9 @@ RoundRecord RecordFromRow(const RoundRow& r) {
   rec.robust_rejected = r.robust_rejected;
   rec.dp_epsilon = r.dp_epsilon;  // so a restarted run's rounds.csv keeps the epsilon of earlier rounds
   rec.dp_delta = r.dp_delta;
+  rec.protocol_bytes_up = r.protocol_bytes_up;  // and the summary's secure_* totals the protocol of earlier rounds
+  rec.protocol_bytes_down = r.protocol_bytes_down;
+  rec.protocol_cpu_seconds = r.protocol_client_cpu_s;
   return rec;
 }
 
@@ -206,7 +209,11 @@ Status RoundDriver::Init() {
   for (const RoundRow& r : stored_rows_) {
     records_.push_back(RecordFromRow(r));
     ledger_.AddServer(r.round, r.server_joules, r.server_gco2e);
+    secure_server_cpu_s_ += r.protocol_server_cpu_s;
+    secure_failed_rounds_ += r.secure_failed ? 1 : 0;
   }
+  committed_secure_server_cpu_s_ = secure_server_cpu_s_;
+  committed_secure_failed_rounds_ = secure_failed_rounds_;
   metrics_.rounds_completed = static_cast<uint32_t>(records_.size());
   // A resumed run estimates its next round's payloads from its last one, as an uninterrupted one would.
   if (!records_.empty()) planner_->Observe(records_.back());
@@ -1026,7 +1033,14 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.robust_rejected = rec.robust_rejected;
   commit.dp_epsilon = rec.dp_epsilon;
   commit.dp_delta = rec.dp_delta;
+  commit.protocol_bytes_up = rec.protocol_bytes_up;
+  commit.protocol_bytes_down = rec.protocol_bytes_down;
+  commit.protocol_client_cpu_s = rec.protocol_cpu_seconds;
+  commit.protocol_server_cpu_s = std::max(0.0, secure_server_cpu_s_ - committed_secure_server_cpu_s_);
+  commit.secure_failed = secure_failed_rounds_ > committed_secure_failed_rounds_;
   FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
+  committed_secure_server_cpu_s_ = secure_server_cpu_s_;
+  committed_secure_failed_rounds_ = secure_failed_rounds_;
 
   // Committed: only now does the in-memory run advance.
   records_.push_back(rec);
@@ -1093,8 +1107,8 @@ Status RoundDriver::WriteRunDirectory() {
     sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the four "
                         "stages over the service; the server unmasked only the sum of the survivors' ring inputs. "
                         "Bytes up and down include every protocol message as encoded.");
-    // The totals frugal-sim's summary has, summed from this process's rounds
-    // (rounds.csv's protocol_* columns; a resumed run's earlier rounds are not in the store's rows).
+    // The totals frugal-sim's summary has, summed over the run's rounds
+    // (rounds.csv's protocol_* columns; a resumed run's earlier rounds come from the store).
     uint64_t up = 0, down = 0;
     double client_cpu = 0;
     for (const RoundRecord& r : records_) {

@@ -405,7 +405,7 @@ Status Simulation::SetUp() {
   if (engine_cfg_.dp.enabled()) {
     // The planned sampling rate: the selected count over the whole population.
     const double q = std::min(1.0, static_cast<double>(cfg_.plan.SelectCount()) / static_cast<double>(pop_->size()));
-    FRUGAL_RETURN_IF_ERROR(DeriveNoiseFromTarget(engine_cfg_, q, cfg_.rounds));
+    FRUGAL_RETURN_IF_ERROR(DeriveNoiseFromTarget(engine_cfg_, q, cfg_.rounds, dim));
   }
   engine_ = std::make_unique<RoundEngine>(std::move(init), engine_cfg_);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());

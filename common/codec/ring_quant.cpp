@@ -27,6 +27,10 @@ Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
       cfg.noise_margin < 0) {
     return InvalidArgumentError("ring quantization: l2_clip, noise_mu and noise_margin must be finite and >= 0");
   }
+  if (cfg.noise_mu > privacy::kMaxPoissonMean) {
+    return InvalidArgumentError("ring quantization: noise_mu " + std::to_string(cfg.noise_mu) +
+                                " is above the largest Skellam mean the noise sampler draws (2^52)");
+  }
   if (RingMaxLevel(cfg) < 2) {
     return InvalidArgumentError("ring quantization: " + std::to_string(cfg.bits) + " bits leave fewer than 2 levels for " +
                                 std::to_string(cfg.max_summands) + " summands");

@@ -203,11 +203,19 @@ Result<double> NoiseMultiplierForEpsilon(double target_epsilon, double sampling_
   FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
   FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
   const std::vector<double> used = OrdersOrDefault(orders);
-  auto epsilon_at = [&](double z) -> Result<double> {
+  return SmallestNoiseForEpsilon(target_epsilon, [&](double z) -> Result<double> {
     FRUGAL_ASSIGN_OR_RETURN(PrivacySpent s,
                             SubsampledGaussianEpsilon(sampling_rate, z, steps, delta, used));
     return s.epsilon;
-  };
+  });
+}
+
+Result<double> SmallestNoiseForEpsilon(double target_epsilon,
+                                       const std::function<Result<double>(double)>& epsilon_at) {
+  if (!(target_epsilon > 0) || std::isinf(target_epsilon)) {
+    return InvalidArgumentError("target epsilon must be finite and > 0, got " +
+                                std::to_string(target_epsilon));
+  }
   // ε falls as z grows: bracket the target by doubling, then bisect.
   constexpr double kMaxNoise = 1e4;
   double hi = 1;
@@ -234,6 +242,77 @@ Result<double> NoiseMultiplierForEpsilon(double target_epsilon, double sampling_
     (eps <= target_epsilon ? hi : lo) = mid;
   }
   return hi;
+}
+
+Result<double> PoissonSubsampledRdpBound(double sampling_rate, uint32_t order,
+                                         const std::function<double(uint32_t)>& base_rdp) {
+  FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
+  if (order < 2) return InvalidArgumentError("the general subsampling bound needs an integer order >= 2");
+  const double q = sampling_rate;
+  if (q == 0) return 0.0;
+  auto base = [&](uint32_t j) -> Result<double> {
+    const double e = base_rdp(j);
+    if (!(e >= 0)) {
+      return InvalidArgumentError("the base mechanism's RDP at order " + std::to_string(j) + " must be >= 0, got " +
+                                  std::to_string(e));
+    }
+    return e;
+  };
+  if (q == 1) return base(order);
+  const double a = order, log_q = std::log(q), log_1mq = std::log1p(-q);
+  // j = 0 and 1 together: (1-q)^(α-1) (1 + (α-1) q).
+  double log_sum = (a - 1) * log_1mq + std::log1p((a - 1) * q);
+  double log_binom = std::log(a);  // log C(α, j), built term by term (no lgamma: it writes a global)
+  for (uint32_t j = 2; j <= order; ++j) {
+    log_binom += std::log(a - j + 1) - std::log(static_cast<double>(j));
+    FRUGAL_ASSIGN_OR_RETURN(const double eps_j, base(j));
+    if (std::isinf(eps_j)) return kInf;
+    const double dj = j;
+    const double weight = j == 2 ? eps_j : std::log(3.0) + (dj - 1) * eps_j;
+    log_sum = LogAdd(log_sum, log_binom + dj * log_q + (a - dj) * log_1mq + weight);
+  }
+  // The j = 0, 1 terms alone sum to at most 1; rounding can leave the log a hair below 0.
+  return std::max(log_sum / (a - 1), 0.0);
+}
+
+Result<std::vector<double>> PoissonSubsampledRdpBound(double sampling_rate, std::span<const double> orders,
+                                                      const std::function<double(uint32_t)>& base_rdp) {
+  constexpr double kMaxOrder = 1 << 20;
+  // The bound at each integer order needed, once: index j holds order j.
+  std::vector<double> at_integer;
+  auto integer_bound = [&](uint32_t j) -> Result<double> {
+    if (at_integer.size() <= j) at_integer.resize(j + 1, -1.0);
+    if (at_integer[j] < 0) {
+      FRUGAL_ASSIGN_OR_RETURN(at_integer[j], PoissonSubsampledRdpBound(sampling_rate, j, base_rdp));
+    }
+    return at_integer[j];
+  };
+  std::vector<double> out;
+  out.reserve(orders.size());
+  for (double order : orders) {
+    if (!(order > 1) || order > kMaxOrder) {
+      return InvalidArgumentError("RDP order must be in (1, 2^20] for the general subsampling bound, got " +
+                                  std::to_string(order));
+    }
+    const double lo = std::floor(order), hi = std::ceil(order);
+    FRUGAL_ASSIGN_OR_RETURN(const double at_hi, integer_bound(static_cast<uint32_t>(hi)));
+    if (lo == hi) {
+      out.push_back(at_hi);
+      continue;
+    }
+    // Between integers, the chord of the bounded log-moment K(a) = (a - 1) eps(a) (K(1) = 0).
+    double at_lo = 0;
+    if (lo >= 2) {
+      FRUGAL_ASSIGN_OR_RETURN(at_lo, integer_bound(static_cast<uint32_t>(lo)));
+    }
+    if (std::isinf(at_hi)) {
+      out.push_back(at_hi);
+      continue;
+    }
+    const double k_lo = (lo - 1) * at_lo, k_hi = (hi - 1) * at_hi;
+    out.push_back(std::max(((hi - order) * k_lo + (order - lo) * k_hi) / (order - 1), 0.0));
+  }
+  return out;
 }
 
 RdpAccountant::RdpAccountant(std::span<const double> orders)

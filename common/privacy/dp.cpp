@@ -321,6 +321,12 @@ Result<DistributedRing> PlanDistributedRing(const DpConfig& dp, const RingQuantC
   p.l1_levels = std::min(p.l2_levels * p.l2_levels, root_k * p.l2_levels);
   const double sigma = z * p.l2_levels;  // of the expected survivors' summed noise
   p.ring.noise_mu = sigma * sigma / (2.0 * p.expected_survivors);
+  if (!(p.ring.noise_mu <= kMaxPoissonMean)) {
+    return FailedPreconditionError("distributed DP: a " + std::to_string(ring.bits) + "-bit ring for " +
+                                   std::to_string(ring.max_summands) + " clients gives each client a Skellam mean of " +
+                                   std::to_string(p.ring.noise_mu) +
+                                   ", above the noise sampler's largest (2^52); lower secure.bits");
+  }
   // All the ring above n L is the noise's (at least 12 of its standard
   // deviations at max_summands clients, by the choice of L), so that
   // RingMaxLevel is exactly L, the level the sensitivity counts.
@@ -380,10 +386,37 @@ Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate
   if (!(sampling_rate > 0 && sampling_rate <= 1)) {
     return InvalidArgumentError("distributed DP: the sampling rate must be in (0, 1]");
   }
-  if (sampling_rate < 1) return accountant.Compose(sampling_rate, noise.noise_multiplier);
-  std::vector<double> rdp;
-  for (double a : accountant.orders()) rdp.push_back(SkellamRdp(a, noise.mu, l1, l2));
+  if (sampling_rate == 1) {
+    std::vector<double> rdp;
+    for (double a : accountant.orders()) rdp.push_back(SkellamRdp(a, noise.mu, l1, l2));
+    return accountant.ComposeRdp(rdp);
+  }
+  // Poisson sampling at q < 1: Zhu & Wang's general bound over the Skellam's
+  // own RDP (a proven bound, unlike the subsampled Gaussian at the equivalent z).
+  const double mu = noise.mu;
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp,
+                          PoissonSubsampledRdpBound(sampling_rate, accountant.orders(), [&](uint32_t j) {
+                            return SkellamRdp(static_cast<double>(j), mu, l1, l2);
+                          }));
   return accountant.ComposeRdp(rdp);
+}
+
+Result<double> DistributedNoiseForEpsilon(const DpConfig& dp, const RingQuantConfig& ring, double dropout,
+                                          size_t support_size, double sampling_rate, uint32_t rounds) {
+  if (rounds == 0) return InvalidArgumentError("distributed DP: deriving the noise needs at least one round");
+  return SmallestNoiseForEpsilon(dp.target_epsilon, [&](double z) -> Result<double> {
+    DpConfig probe = dp;
+    probe.noise_multiplier = z;
+    FRUGAL_ASSIGN_OR_RETURN(DistributedRing plan, PlanDistributedRing(probe, ring, dropout, support_size));
+    // Identical rounds: one round's RDP times their number.
+    RdpAccountant one;
+    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(one, sampling_rate, plan.ring.noise_mu, plan.expected_survivors,
+                                                     plan.l1_levels, plan.l2_levels));
+    std::vector<double> rdp = one.rdp();
+    for (double& v : rdp) v *= rounds;
+    FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, RdpToEpsilon(one.orders(), rdp, dp.delta));
+    return spent.epsilon;
+  });
 }
 
 }  // namespace frugal::privacy

@@ -189,10 +189,14 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
   return privacy::CheckDpConfig(dp);
 }
 
-Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds) {
+Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds, size_t dim) {
   privacy::DpConfig& dp = engine.dp;
   if (!dp.enabled() || dp.noise_multiplier > 0) return OkStatus();
-  auto z = privacy::NoiseMultiplierForEpsilon(dp.target_epsilon, sampling_rate, rounds, dp.delta);
+  auto z = dp.mode == privacy::DpMode::kDistributed && dim > 0
+               ? privacy::DistributedNoiseForEpsilon(dp, engine.secure.ring, engine.secure.dropout,
+                                                     UplinkKeepCount(engine.uplink_density, dim), sampling_rate,
+                                                     rounds)
+               : privacy::NoiseMultiplierForEpsilon(dp.target_epsilon, sampling_rate, rounds, dp.delta);
   if (!z.ok()) return z.error().WithContext("privacy.target_epsilon");
   dp.noise_multiplier = *z;
   return privacy::CheckDpConfig(dp);

@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 6;
+constexpr int kSchemaVersion = 7;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -159,6 +159,18 @@ ALTER TABLE rounds ADD COLUMN dp_delta REAL;
 constexpr const char* kMigrateV5toV6 = R"sql(
 ALTER TABLE runs ADD COLUMN shape BLOB NOT NULL DEFAULT x'';
 ALTER TABLE runs ADD COLUMN shape_crc INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+// Schema v7: the secure pipeline's protocol per round (bytes of its messages
+// up and down, the clients' and the server's protocol CPU seconds, whether it
+// failed), so a restarted coordinator's summary totals cover the whole run.
+// Rounds stored before v7 read as 0.
+constexpr const char* kMigrateV6toV7 = R"sql(
+ALTER TABLE rounds ADD COLUMN protocol_bytes_up INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN protocol_bytes_down INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN protocol_client_cpu_s REAL NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN protocol_server_cpu_s REAL NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN secure_failed INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -632,6 +644,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 5) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV5toV6));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=6"));
+      version_now = 6;
+    }
+    if (version_now == 6) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV6toV7));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=7"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -813,6 +830,10 @@ Status Store::CommitRound(const RoundCommit& c) {
   const std::string where = "store " + path_ + ": run '" + c.run_id + "' round " +
                             std::to_string(c.round);
   if (c.round == 0) return InvalidArgumentError(where + ": rounds start at 1");
+  if (!(c.protocol_client_cpu_s >= 0) || !std::isfinite(c.protocol_client_cpu_s) || !(c.protocol_server_cpu_s >= 0) ||
+      !std::isfinite(c.protocol_server_cpu_s)) {
+    return InvalidArgumentError(where + ": protocol CPU seconds must be finite and >= 0");
+  }
   if (c.applied) {
     for (size_t i = 0; i < c.model.size(); ++i) {
       if (!std::isfinite(c.model[i])) {
@@ -893,8 +914,9 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
             "INSERT INTO rounds (run_id, round, new_version, applied, accuracy, loss, bytes_up, "
             "bytes_down, joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
             "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
-            "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+            "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta, "
+            "protocol_bytes_up, protocol_bytes_down, protocol_client_cpu_s, protocol_server_cpu_s, secure_failed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, c.new_version).Bind(4, c.applied);
     st.Bind(5, c.accuracy).Bind(6, c.loss).Bind(7, c.bytes_up).Bind(8, c.bytes_down);
     st.Bind(9, c.joules_compute).Bind(10, c.joules_radio).Bind(11, c.gco2e);
@@ -907,6 +929,8 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     } else {
       st.BindNull(23).BindNull(24);
     }
+    st.Bind(25, c.protocol_bytes_up).Bind(26, c.protocol_bytes_down);
+    st.Bind(27, c.protocol_client_cpu_s).Bind(28, c.protocol_server_cpu_s).Bind(29, c.secure_failed);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   // One model_versions row: the version's weights and the step (chain payload) that made it.
@@ -1054,8 +1078,9 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
                          "SELECT round, new_version, applied, accuracy, loss, bytes_up, bytes_down, "
                          "joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
                          "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
-                         "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta "
-                         "FROM rounds WHERE run_id = ? ORDER BY round"));
+                         "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta, "
+                         "protocol_bytes_up, protocol_bytes_down, protocol_client_cpu_s, protocol_server_cpu_s, "
+                         "secure_failed FROM rounds WHERE run_id = ? ORDER BY round"));
   st.Bind(1, run_id);
   std::vector<RoundRow> rows;
   for (;;) {
@@ -1085,6 +1110,11 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
     r.robust_rejected = st.U32(20);
     r.dp_epsilon = st.IsNull(21) ? -1 : st.Double(21);
     r.dp_delta = st.IsNull(22) ? -1 : st.Double(22);
+    r.protocol_bytes_up = st.U64(23);
+    r.protocol_bytes_down = st.U64(24);
+    r.protocol_client_cpu_s = st.Double(25);
+    r.protocol_server_cpu_s = st.Double(26);
+    r.secure_failed = st.Int(27) != 0;
     rows.push_back(r);
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());

@@ -143,6 +143,30 @@ struct Rig {
   std::unique_ptr<RoundDriver> driver;
 };
 
+// A number of the rig's run directory's summary.json, by key (absent: the test fails).
+double SummaryMetric(Rig& rig, const std::string& key) {
+  std::ifstream js(rig.dir.Path("run") + "/summary.json");
+  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+  const size_t at = json.find("\"" + key + "\"");
+  REQUIRE(at != std::string::npos);
+  return std::stod(json.substr(json.find(':', at) + 1));
+}
+
+// A restarted coordinator: a fresh driver on the rig's store and configuration.
+std::unique_ptr<RoundDriver> RestartDriver(Rig& rig) {
+  rig.driver.reset();
+  DriverDeps deps;
+  deps.store = rig.store.get();
+  deps.test = &rig.test;
+  auto profiles = EnergyProfiles::LoadDefault();
+  REQUIRE(profiles.ok());
+  deps.profiles = *profiles;
+  deps.transport = &rig.transport;
+  auto driver = RoundDriver::Create(rig.cfg, std::move(deps));
+  REQUIRE(driver.ok());
+  return std::move(*driver);
+}
+
 std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
   auto rig = std::make_unique<Rig>();
   held.clear();
@@ -763,13 +787,7 @@ TEST_SUITE("coordinator") {
     CHECK((*parsed)[0].protocol_bytes_down == rec.protocol_bytes_down);
     CHECK((*parsed)[0].protocol_cpu_seconds == 1.5);
     // summary.json's totals, as frugal-sim's.
-    std::ifstream js(rig->dir.Path("run") + "/summary.json");
-    const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-    auto metric = [&](const std::string& key) {
-      const size_t at = json.find("\"" + key + "\"");
-      REQUIRE(at != std::string::npos);
-      return std::stod(json.substr(json.find(':', at) + 1));
-    };
+    auto metric = [&](const std::string& key) { return SummaryMetric(*rig, key); };
     CHECK(metric("secure_protocol_bytes_up") == static_cast<double>(up));
     CHECK(metric("secure_protocol_bytes_down") == static_cast<double>(down - payload));
     CHECK(metric("secure_client_cpu_seconds") == 1.5);
@@ -881,10 +899,49 @@ TEST_SUITE("coordinator") {
     REQUIRE(d.records().size() == 1);
     CHECK(d.records()[0].completed == 0);
     CHECK(d.version() == 1);
+    // The store keeps the round's protocol: the two clients' keys, the server's CPU, the failure.
+    const RoundRecord first = d.records()[0];
+    CHECK(first.protocol_bytes_up > 0);
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK((*rows)[0].protocol_bytes_up == first.protocol_bytes_up);
+    CHECK((*rows)[0].protocol_bytes_down == first.protocol_bytes_down);
+    CHECK((*rows)[0].protocol_server_cpu_s > 0);
+    CHECK((*rows)[0].secure_failed);
     // The next round opens and plans its own protocol.
     d.Tick(6 + rig->cfg.round_interval_s);
     CHECK(d.Metrics().round_open);
     CHECK(d.Metrics().round == 2);
+
+    // A restart before round 2 ends: the resumed run's records and summary.json
+    // totals still hold round 1's protocol, read back from the store.
+    auto resumed = RestartDriver(*rig);
+    REQUIRE(resumed->records().size() == 1);
+    CHECK(resumed->records()[0].protocol_bytes_up == first.protocol_bytes_up);
+    CHECK(resumed->records()[0].protocol_bytes_down == first.protocol_bytes_down);
+    for (uint64_t c = 11; c <= 14; ++c) {
+      std::string name = "c";
+      name += std::to_string(c);
+      REQUIRE(resumed->OnHello(c, name, MakeHello(name), 0).ok());
+    }
+    resumed->Tick(0);
+    REQUIRE(resumed->Metrics().round_open);
+    resumed->Tick(6);  // no client advertised keys: round 2 fails too, and the run is over
+    REQUIRE(resumed->records().size() == 2);
+    REQUIRE(resumed->done());
+    rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 2);
+    auto metric = [&](const std::string& key) { return SummaryMetric(*rig, key); };
+    CHECK(metric("secure_failed_rounds") == 2);
+    CHECK(metric("secure_protocol_bytes_up") ==
+          static_cast<double>(first.protocol_bytes_up + resumed->records()[1].protocol_bytes_up));
+    CHECK(metric("secure_protocol_bytes_down") ==
+          static_cast<double>(first.protocol_bytes_down + resumed->records()[1].protocol_bytes_down));
+    CHECK(metric("secure_server_cpu_seconds") ==
+          doctest::Approx((*rows)[0].protocol_server_cpu_s + (*rows)[1].protocol_server_cpu_s).epsilon(1e-6));
+    CHECK(metric("secure_server_cpu_seconds") > (*rows)[1].protocol_server_cpu_s);
   }
 
   TEST_CASE("a client holding nothing is told to build version 1 from the seed, so round 1 sends no full model") {

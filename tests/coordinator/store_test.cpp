@@ -252,6 +252,11 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c1.robust_rejected = 2;
   c1.dp_epsilon = 1.25;
   c1.dp_delta = 1e-5;
+  c1.protocol_bytes_up = 5000000123ull;
+  c1.protocol_bytes_down = 77;
+  c1.protocol_client_cpu_s = 0.375;
+  c1.protocol_server_cpu_s = 1.0625;
+  c1.secure_failed = true;
   c1.wall_seconds = 1.75;
   c1.client_versions = {{5, 2}, {0xFFFFFFFFFFFFFFF0ull, 1}};
   LedgerRow row;
@@ -351,11 +356,19 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r1.robust_rejected == 2);
   CHECK(r1.dp_epsilon == 1.25);
   CHECK(r1.dp_delta == 1e-5);
+  CHECK(r1.protocol_bytes_up == 5000000123ull);
+  CHECK(r1.protocol_bytes_down == 77);
+  CHECK(r1.protocol_client_cpu_s == 0.375);
+  CHECK(r1.protocol_server_cpu_s == 1.0625);
+  CHECK(r1.secure_failed);
   CHECK(r1.wall_seconds == c1.wall_seconds);
   const RoundRow& r2 = (*rounds)[1];
   CHECK(r2.round == 2);
   CHECK(r2.dp_epsilon == -1);  // no DP: stored as NULL, read back as -1
   CHECK(r2.dp_delta == -1);
+  CHECK(r2.protocol_bytes_up == 0);  // no secure pipeline
+  CHECK(r2.protocol_server_cpu_s == 0);
+  CHECK(!r2.secure_failed);
   CHECK(!r2.applied);
   CHECK(r2.new_version == 2);
   CHECK(std::isnan(r2.accuracy));
@@ -684,7 +697,11 @@ void DowngradeToV1(const std::string& path) {
                              "ALTER TABLE rounds DROP COLUMN robust_downweighted; "
                              "ALTER TABLE rounds DROP COLUMN robust_rejected; ALTER TABLE rounds DROP COLUMN dp_epsilon; "
                              "ALTER TABLE rounds DROP COLUMN dp_delta; ALTER TABLE runs DROP COLUMN shape; "
-                             "ALTER TABLE runs DROP COLUMN shape_crc; PRAGMA user_version = 1; COMMIT;";
+                             "ALTER TABLE runs DROP COLUMN shape_crc; ALTER TABLE rounds DROP COLUMN protocol_bytes_up; "
+                             "ALTER TABLE rounds DROP COLUMN protocol_bytes_down; "
+                             "ALTER TABLE rounds DROP COLUMN protocol_client_cpu_s; "
+                             "ALTER TABLE rounds DROP COLUMN protocol_server_cpu_s; "
+                             "ALTER TABLE rounds DROP COLUMN secure_failed; PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -731,12 +748,31 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   CHECK(last.client_id == 6);
   CHECK(last.bytes_down == 7006);
   CHECK(last.flops == 1.5e6);
+  // Schema 6's protocol columns: the old rounds read 0, a new round keeps its own.
+  RoundCommit third = CommitFor("r", 3, 8);
+  third.protocol_bytes_up = 900;
+  third.protocol_bytes_down = 1200;
+  third.protocol_client_cpu_s = 0.5;
+  third.protocol_server_cpu_s = 0.25;
+  REQUIRE(store->CommitRound(third).ok());
+  auto rounds = store->Rounds("r");
+  REQUIRE(rounds.ok());
+  REQUIRE(rounds->size() == 3);
+  CHECK((*rounds)[0].protocol_bytes_up == 0);
+  CHECK((*rounds)[1].protocol_client_cpu_s == 0);
+  CHECK((*rounds)[2].protocol_bytes_up == 900);
+  CHECK((*rounds)[2].protocol_bytes_down == 1200);
+  CHECK((*rounds)[2].protocol_client_cpu_s == 0.5);
+  CHECK((*rounds)[2].protocol_server_cpu_s == 0.25);
+  third.round = 4;
+  third.protocol_server_cpu_s = std::nan("");
+  CHECK_FALSE(store->CommitRound(third).ok());  // refused, naming the protocol CPU
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 6);
+  CHECK(sqlite3_column_int(st, 0) == 7);
   sqlite3_finalize(st);
   sqlite3_close(db);
   // Schema 6's column reads as never pruned.

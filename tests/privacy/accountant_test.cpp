@@ -177,6 +177,80 @@ TEST_SUITE("privacy") {
     CHECK_FALSE(RdpToEpsilon(orders, one, 1e-5).ok());
     CHECK_FALSE(NoiseMultiplierForEpsilon(0.0, 0.1, 10, 1e-5).ok());
   }
+
+  TEST_CASE("the general Poisson bound (Zhu & Wang Thm 6) on a Gaussian: above the exact value, within log 3/(a-1)") {
+    // For the Gaussian the exact subsampled RDP is the same sum without the
+    // factor 3 on the j >= 3 terms, so the bound is exact at a = 2, strictly
+    // above from a = 3, and never more than log(3)/(a-1) above.
+    for (double q : {0.001, 1.0 / 60, 0.04, 0.3}) {
+      for (double z : {0.5, 1.0, 1.5, 3.0}) {
+        for (uint32_t a : {2u, 3u, 5u, 10u, 32u, 63u}) {
+          auto bound = PoissonSubsampledRdpBound(q, a, [&](uint32_t j) { return GaussianRdp(z, j); });
+          auto exact = SubsampledGaussianRdp(q, z, a);
+          REQUIRE(bound.ok());
+          REQUIRE(exact.ok());
+          CAPTURE(q);
+          CAPTURE(z);
+          CAPTURE(a);
+          CHECK(std::isfinite(*bound));
+          if (a == 2) {
+            // Both sum to 1 + O(q^2): their logs agree to about 1e-16 absolute.
+            CHECK(std::fabs(*bound - *exact) <= 1e-15 + 1e-12 * *exact);
+          } else {
+            CHECK(*bound > *exact);
+          }
+          CHECK(*bound - *exact <= std::log(3.0) / (a - 1) + 1e-12);
+        }
+      }
+    }
+  }
+
+  TEST_CASE("the general Poisson bound equals its formula summed plainly in long double, and q = 1 gives the base") {
+    // An arbitrary base curve (not a Gaussian), eps(j) = 0.2 j + 0.05.
+    auto base = [](uint32_t j) { return 0.2 * j + 0.05; };
+    const long double q = 0.1L, e2 = 0.45L, e3 = 0.65L, e4 = 0.85L;
+    // a = 3: (1-q)^2 (3q - q + 1) + C(3,2) q^2 (1-q) e^{eps(2)} + 3 C(3,3) q^3 e^{2 eps(3)}
+    const long double s3 = (1 - q) * (1 - q) * (3 * q - q + 1) + 3 * q * q * (1 - q) * std::exp(e2) +
+                           3 * q * q * q * std::exp(2 * e3);
+    // a = 4: (1-q)^3 (4q - q + 1) + 6 q^2 (1-q)^2 e^{eps(2)} + 3 (4 q^3 (1-q) e^{2 eps(3)} + q^4 e^{3 eps(4)})
+    const long double s4 = std::pow(1 - q, 3) * (4 * q - q + 1) + 6 * q * q * (1 - q) * (1 - q) * std::exp(e2) +
+                           3 * (4 * q * q * q * (1 - q) * std::exp(2 * e3) + q * q * q * q * std::exp(3 * e4));
+    auto b3 = PoissonSubsampledRdpBound(0.1, 3, base);
+    auto b4 = PoissonSubsampledRdpBound(0.1, 4, base);
+    REQUIRE(b3.ok());
+    REQUIRE(b4.ok());
+    CHECK(Near(*b3, static_cast<double>(std::log(s3) / 2), 1e-13));
+    CHECK(Near(*b4, static_cast<double>(std::log(s4) / 3), 1e-13));
+    // q = 1: the sample is the whole data set, the mechanism's own RDP; q = 0: nothing released.
+    for (uint32_t a : {2u, 7u, 40u}) {
+      CHECK(*PoissonSubsampledRdpBound(1.0, a, base) == base(a));
+      CHECK(*PoissonSubsampledRdpBound(0.0, a, base) == 0.0);
+    }
+    // Between integer orders, the chord of K(a) = (a - 1) eps(a), with K(1) = 0.
+    const std::vector<double> orders = {1.5, 2.0, 2.5, 3.25, 12.0};
+    auto at = PoissonSubsampledRdpBound(0.1, orders, base);
+    REQUIRE(at.ok());
+    const double b2 = *PoissonSubsampledRdpBound(0.1, 2, base);
+    CHECK(Near((*at)[0], (0.5 * b2) / 0.5, 1e-15));
+    CHECK((*at)[1] == b2);
+    CHECK(Near((*at)[2], (0.5 * 1 * b2 + 0.5 * 2 * *b3) / 1.5, 1e-15));
+    CHECK(Near((*at)[3], (0.75 * 2 * *b3 + 0.25 * 3 * *b4) / 2.25, 1e-15));
+    CHECK((*at)[4] == *PoissonSubsampledRdpBound(0.1, 12, base));
+    // On a Gaussian base the chord still lies above the exact subsampled RDP at fractional orders.
+    for (double a : {1.3, 2.5, 3.9, 10.7}) {
+      const std::vector<double> one = {a};
+      auto chord = PoissonSubsampledRdpBound(0.04, one, [](uint32_t j) { return GaussianRdp(1.5, j); });
+      REQUIRE(chord.ok());
+      CAPTURE(a);
+      CHECK((*chord)[0] >= *SubsampledGaussianRdp(0.04, 1.5, a));
+    }
+    // Refusals: an order below 2, q outside [0, 1], a negative or NaN base value.
+    CHECK_FALSE(PoissonSubsampledRdpBound(0.1, 1, base).ok());
+    CHECK_FALSE(PoissonSubsampledRdpBound(1.5, 3, base).ok());
+    CHECK_FALSE(PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return -1.0; }).ok());
+    CHECK_FALSE(PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return std::nan(""); }).ok());
+    CHECK(std::isinf(*PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return INFINITY; })));
+  }
 }
 
 }  // namespace

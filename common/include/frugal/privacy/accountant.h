@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -46,6 +47,29 @@ double GaussianRdp(double noise_multiplier, double order);
 // +inf, q = 1 gives GaussianRdp. Invalid arguments (NaN, out of range) are an
 // error.
 Result<double> SubsampledGaussianRdp(double sampling_rate, double noise_multiplier, double order);
+
+// An upper bound on the RDP of order `order` (an integer >= 2) of ANY
+// mechanism M run on a Poisson sample of rate q in [0, 1], from M's own RDP at
+// the integer orders 2..order, `base_rdp(j)` (>= 0, +inf allowed): Zhu & Wang
+// 2019, "Poisson subsampled Rényi differential privacy", Theorem 6:
+//   1/(α-1) log( (1-q)^(α-1) (αq - q + 1) + C(α,2) q² (1-q)^(α-2) e^{ε(2)}
+//                + 3 Σ_{j=3..α} C(α,j) q^j (1-q)^(α-j) e^{(j-1) ε(j)} ),
+// summed in log space. Adjacency is add/remove one record, and M's RDP must
+// hold in both directions. q = 0 gives 0 and q = 1 gives base_rdp(order) (the
+// sample is everything). For the Gaussian it exceeds the exact value
+// (SubsampledGaussianRdp) by at most log(3)/(α-1). Invalid arguments (q
+// outside [0, 1], order < 2, a NaN or negative base value) are an error.
+Result<double> PoissonSubsampledRdpBound(double sampling_rate, uint32_t order,
+                                         const std::function<double(uint32_t)>& base_rdp);
+
+// The same bound at each of `orders` (> 1): at an integer order directly; at
+// a fractional one a between integers j < a < j + 1, from the log-moment
+// K(a) = (a - 1) eps(a), which is convex in a (a Rényi divergence times
+// a - 1 is: van Erven & Harremoës 2014), so it lies below the chord of the bounds at j and j + 1
+// (K(1) = 0): eps(a) <= ((j + 1 - a) K(j) + (a - j) K(j + 1)) / (a - 1).
+// Orders past 2^20 are refused (the sum has one term per integer up to the order).
+Result<std::vector<double>> PoissonSubsampledRdpBound(double sampling_rate, std::span<const double> orders,
+                                                      const std::function<double(uint32_t)>& base_rdp);
 
 // RDP at each order after `steps` identical steps (composition adds RDP).
 Result<std::vector<double>> ComputeRdp(double sampling_rate, double noise_multiplier,
@@ -72,6 +96,14 @@ Result<PrivacySpent> SubsampledGaussianEpsilon(double sampling_rate, double nois
 Result<double> NoiseMultiplierForEpsilon(double target_epsilon, double sampling_rate,
                                          uint64_t steps, double delta,
                                          std::span<const double> orders = {});
+
+// The smallest noise multiplier z (to a relative 1e-6, rounded up so the
+// result meets the target) with epsilon_at(z) <= target_epsilon, for any
+// accounting whose ε falls as z grows (bracketed by doubling from 1, then
+// bisected). OutOfRange when even z = 1e4 does not reach it; errors of
+// epsilon_at are returned as they are.
+Result<double> SmallestNoiseForEpsilon(double target_epsilon,
+                                       const std::function<Result<double>(double)>& epsilon_at);
 
 // Running composition of possibly different steps (a round's q or z may
 // change over a run). Not thread-safe.

@@ -193,10 +193,20 @@ struct DistributedNoise {
 Result<DistributedNoise> DistributedSkellamNoise(double mu_per_client, uint32_t survivors, double l2);
 
 // Accounts one round of distributed Skellam noise. q = 1 composes the Skellam
-// RDP itself (a bound). q < 1 composes the Poisson-subsampled Gaussian at the
-// equivalent noise multiplier: an approximation (the one TensorFlow Federated's
-// distributed DP uses), docs/privacy.md. Errors on invalid values.
+// RDP itself. q < 1 composes Zhu & Wang's general bound for Poisson sampling
+// over the Skellam RDP (PoissonSubsampledRdpBound; at a fractional order, the
+// next integer's). Both are proven bounds under Poisson sampling;
+// docs/privacy.md says what fixed-size selection gets. Errors on invalid values.
 Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate, double mu_per_client,
                                  uint32_t survivors, double l1, double l2);
+
+// Distributed DP's counterpart of NoiseMultiplierForEpsilon: the smallest
+// noise multiplier z whose ring plan (PlanDistributedRing(dp with z, ring,
+// dropout, support_size)) keeps `rounds` rounds at rate q, each accounted as
+// the engine accounts it with the expected survivors' noise
+// (ComposeDistributedSkellam), within dp.target_epsilon at dp.delta. Errors
+// of the plan (a ring too small for the noise) are returned as they are.
+Result<double> DistributedNoiseForEpsilon(const DpConfig& dp, const RingQuantConfig& ring, double dropout,
+                                          size_t support_size, double sampling_rate, uint32_t rounds);
 
 }  // namespace frugal::privacy

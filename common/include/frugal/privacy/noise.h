@@ -18,6 +18,16 @@ namespace frugal::privacy {
 
 using NoiseKey = std::array<uint8_t, 32>;
 
+// The largest Poisson (and Skellam) mean the sampler takes: its draws stay
+// integers a double holds exactly and far inside int64. Whoever sets a mean
+// refuses a larger one with an error (ValidateRingQuantConfig, PlanDistributedRing).
+inline constexpr double kMaxPoissonMean = 0x1p52;
+
+// Poisson(mu) from the uniforms in [0, 1) that `uniform` returns, by the
+// algorithm NoiseStream::Poisson uses (which is this over its own stream); a
+// seam for tests that need a chosen uniform, such as an exact 0.
+int64_t PoissonFromUniforms(double mu, const std::function<double()>& uniform);
+
 // Where a round's noise key comes from; empty: derived from a seed (SeededNoiseKey).
 using NoiseKeySource = std::function<Result<NoiseKey>(uint32_t round)>;
 
@@ -41,8 +51,10 @@ class NoiseStream {
   // Standard normal by Box-Muller (two uniforms per draw, no cached second
   // value), in floating point: see docs/privacy.md on what that leaves open.
   double Normal();
-  // Poisson(mu), mu >= 0 (exact: Knuth's product of uniforms below 10, Hörmann's
-  // PTRS transformed rejection from 10, as NumPy draws it).
+  // Poisson(mu), 0 <= mu <= kMaxPoissonMean (exact: Knuth's product of uniforms
+  // below 10, Hörmann's PTRS transformed rejection from 10, as NumPy draws it).
+  // A larger mean is drawn at kMaxPoissonMean: callers refuse one before, so
+  // this only keeps a bug from overflowing.
   int64_t Poisson(double mu);
   // Skellam Sk(mu, mu) = Poisson(mu) - Poisson(mu): mean 0, variance 2 mu.
   int64_t Skellam(double mu) { return Poisson(mu) - Poisson(mu); }

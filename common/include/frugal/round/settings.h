@@ -121,8 +121,11 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
 
 // privacy.target_epsilon without privacy.noise_multiplier: sets the smallest
 // noise multiplier that keeps `rounds` rounds at `sampling_rate` within the
-// target (NoiseMultiplierForEpsilon). A no-op without DP or when the noise is set.
-Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds);
+// target (NoiseMultiplierForEpsilon). Under distributed DP with the model's
+// `dim` known, the bound the engine will account with instead (the Skellam
+// noise of the ring planned for that z, DistributedNoiseForEpsilon). A no-op
+// without DP or when the noise is set.
+Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds, size_t dim = 0);
 
 // Sentences for a run report saying how the server averages and which model
 // its accuracy is of, when that differs from plain FedAvg; empty otherwise.

@@ -261,10 +261,14 @@ class RoundDriver {
   bool secure_round_ = false;
   std::optional<privacy::SecureRoundServer> secure_;
   double secure_stage_at_ = 0;
-  // Secure pipeline, this process's run so far (summary.json): the server's
-  // protocol CPU (inside each round's server CPU) and the rounds that failed.
+  // Secure pipeline, the run so far (summary.json; a restart starts from the
+  // store's rounds): the server's protocol CPU (inside each round's server
+  // CPU) and the rounds that failed; and both as of the last committed round,
+  // so each commit stores its own round's share.
   double secure_server_cpu_s_ = 0;
   uint64_t secure_failed_rounds_ = 0;
+  double committed_secure_server_cpu_s_ = 0;
+  uint64_t committed_secure_failed_rounds_ = 0;
 
   // The open federated evaluation: what each asked client answered.
   struct EvalAnswer {

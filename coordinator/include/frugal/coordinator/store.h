@@ -38,6 +38,12 @@ struct RoundCommit {
   double utc_hour = 0;  // when the round opened (hours since a UTC midnight)
   uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;  // server.robust's verdicts
   double dp_epsilon = -1, dp_delta = -1;  // DP spent after this round; -1 without DP (stored as NULL)
+  // The secure pipeline's protocol this round (0 without it): its messages'
+  // bytes, the clients' reported and the server's protocol CPU, and whether
+  // the protocol failed (the round closed without a sum).
+  uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
+  double protocol_client_cpu_s = 0, protocol_server_cpu_s = 0;
+  bool secure_failed = false;
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
   // [prune]: a prune step that followed the round. The pruned model (a smaller
@@ -65,6 +71,9 @@ struct RoundRow {
   double utc_hour = 0;
   uint32_t robust_clipped = 0, robust_downweighted = 0, robust_rejected = 0;
   double dp_epsilon = -1, dp_delta = -1;  // -1: no DP, or a round stored before schema 5
+  uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;  // 0 also for a round stored before schema 6
+  double protocol_client_cpu_s = 0, protocol_server_cpu_s = 0;
+  bool secure_failed = false;
 };
 
 struct ClientRow {
