@@ -1322,10 +1322,10 @@ void Simulation::AddNotes(RunSummary& sum) const {
     } else {
       sum.notes.push_back("ACCURACY ONLY: secure.run_protocol = false, so the SecAgg+ protocol did not run. Each "
                           "round's server summed the survivors' ring inputs directly (the exact mod-2^" +
-                          std::to_string(sc.ring.bits) + " sum unmasking yields); clients still clipped to " +
-                          FormatDouble(sc.ring.clip) + ", rounded into the ring on the shared support, added their "
-                          "noise shares and kept error feedback. The protocol's bytes and CPU are NOT in the ledger, "
-                          "rounds.csv or the secure_* totals; only the masked input's size is on the uplink.");
+                          std::to_string(sc.ring.bits) + " sum unmasking yields); clients still clipped, rounded "
+                          "into the ring on the shared support, added their noise shares under distributed DP and "
+                          "kept error feedback. The protocol's bytes and CPU are NOT in the ledger, rounds.csv or the "
+                          "secure_* totals; only the masked input's size is on the uplink.");
     }
     sum.extra_metrics["secure_protocol_run"] = sc.run_protocol ? 1.0 : 0.0;
     sum.extra_metrics["secure_failed_rounds"] = static_cast<double>(secure_failed_rounds_);
