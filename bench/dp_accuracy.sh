@@ -17,6 +17,8 @@
 # not on the ledger), into $OUT/dp/dist-sum-... directories. SETS="k=v ..."
 # adds --set overrides to every run and TAG=<name> puts its runs into
 # $OUT/dp/<prefix><TAG>-eps<E>-s<seed>/ (a configuration under study).
+# The tenth session's runs (control, full support, no release EMA) and their
+# SETS: docs/benchmarks.md, "The control, and what the secure pipeline costs DP".
 # Needs a release build. Runs JOBS simulations at once (nice), one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
