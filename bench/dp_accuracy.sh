@@ -11,6 +11,14 @@
 # the secure pipeline's 10% support), into $OUT/dp/dist-eps<E>-s<seed>/.
 # SCENARIO=sim/scenarios/fmnist-dp-disjoint.toml runs the disjoint-data
 # variant, into $OUT/dp/disjoint-... directories.
+# RUN_PROTOCOL=0 (distributed mode) skips the SecAgg+ protocol itself
+# (secure.run_protocol = false: the survivors' ring inputs summed directly,
+# the exact sum unmasking yields; accuracy only, the protocol's bytes and CPU
+# not on the ledger), into $OUT/dp/dist-sum-... directories. SETS="k=v ..."
+# adds --set overrides to every run and TAG=<name> puts its runs into
+# $OUT/dp/<prefix><TAG>-eps<E>-s<seed>/ (a configuration under study).
+# The tenth session's runs (control, full support, no release EMA) and their
+# SETS: docs/benchmarks.md, "The control, and what the secure pipeline costs DP".
 # Needs a release build. Runs JOBS simulations at once (nice), one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +31,14 @@ JOBS=${JOBS:-2}
 MODE=${MODE:-central}
 SCENARIO=${SCENARIO:-sim/scenarios/fmnist-dp.toml}
 DIST_CLIP=${DIST_CLIP:-0.5}
+RUN_PROTOCOL=${RUN_PROTOCOL:-1}
+SETS=${SETS:-}
+TAG=${TAG:-}
 prefix=""
 [[ $SCENARIO == *disjoint* ]] && prefix="disjoint-"
 [[ $MODE == distributed ]] && prefix+="dist-"
+[[ $MODE == distributed && $RUN_PROTOCOL == 0 ]] && prefix+="sum-"
+[[ -n $TAG ]] && prefix+="$TAG-"
 mkdir -p "$OUT"
 
 jobs_file=$(mktemp)
@@ -43,7 +56,9 @@ for seed in $SEEDS; do
     if [[ $MODE == distributed ]]; then
       args+=" --set pipeline=secure"  # eps 0: the secure pipeline without DP
       [[ $e != 0 ]] && args+=" --set privacy.mode=distributed --set privacy.adaptive_clip_quantile=0 --set privacy.clip=$DIST_CLIP"
+      [[ $RUN_PROTOCOL == 0 ]] && args+=" --set secure.run_protocol=false"
     fi
+    for kv in $SETS; do args+=" --set $kv"; done
     echo "$name $args" >> "$jobs_file"
   done
 done

@@ -68,6 +68,10 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   if (s.max_frame_mb == 0 || s.max_frame_mb > 2047) return err("service.max_frame_mb must be in [1, 2047]");
   if (s.port > 65535 || s.status_port > 65535) return err("service ports must be in [0, 65535]");
   if (s.max_connections == 0) return err("service.max_connections must be at least 1");
+  if (!c.engine.secure.run_protocol) {
+    return err("secure.run_protocol = false is a simulator option for accuracy runs: the service always runs the "
+               "SecAgg+ protocol");
+  }
   const bool loopback_status = s.status_address == "localhost" || s.status_address == "::1" ||
                                s.status_address.rfind("127.", 0) == 0;
   if (!loopback_status && s.status_token_file.empty()) {

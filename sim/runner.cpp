@@ -374,6 +374,11 @@ Status Simulation::SetUp() {
     return InvalidArgumentError("pipeline = \"secure\" runs on one simulator process (the protocol's server is "
                                 "one party); run it without MPI ranks");
   }
+  if (cfg_.pipeline == Pipeline::kSecure && !cfg_.engine.secure.run_protocol && leader_) {
+    std::fprintf(stderr, "frugal-sim: secure.run_protocol = false: the SecAgg+ protocol is not run (each round sums "
+                         "the survivors' ring inputs directly, as unmasking would); this run measures accuracy only, "
+                         "and the protocol's bytes and CPU are not on the ledger\n");
+  }
   if (cfg_.federated_eval_every > 0) {
     return InvalidArgumentError("eval.federated_every: federated evaluation is not simulated yet (the service runs "
                                 "it); set it to 0");
@@ -608,7 +613,10 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
                           privacy::PlanSecureRoundFor(cfg_.engine.secure, cfg_.seed, cfg_.seed, round, ids,
                                                       static_cast<uint32_t>(secure_support_.size())));
   for (size_t s = 0; s < selected.size(); ++s) secure_position_[selected[s]] = plan.positions[s];
-  FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(plan.config, ThreadCpuSeconds));
+  FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(plan.config, ThreadCpuSeconds,
+                                                                     cfg_.engine.secure.run_protocol
+                                                                         ? privacy::SecureProtocol::kRun
+                                                                         : privacy::SecureProtocol::kSumOnly));
   return OkStatus();
 }
 
@@ -1049,6 +1057,11 @@ Status Simulation::Step(uint32_t round) {
   ledger_.AddServer(round, server.joules, server.gco2e);
   updates_total_ += timing.accepted_count;
   RoundRecord& rec = account.record();
+  if (secure_ && !secure_->runs_protocol()) {
+    // secure.run_protocol = false: no protocol ran, so its columns stay empty (not zero).
+    rec.protocol_bytes_up = rec.protocol_bytes_down = 0;
+    rec.protocol_cpu_seconds = -1;
+  }
   planner_->Observe(rec);
 
   if (leader_ && (round % cfg_.eval_every == 0 || round == cfg_.rounds)) {
@@ -1294,18 +1307,28 @@ void Simulation::AddNotes(RunSummary& sum) const {
   }
   if (cfg_.pipeline == Pipeline::kSecure) {
     const privacy::SecurePipelineConfig& sc = cfg_.engine.secure;
-    sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the real "
-                        "four-stage protocol (X25519 keys, Shamir shares, AES-GCM, AES-CTR masks) on a Harary graph "
-                        "for " + FormatDouble(sc.corrupt * 100) + "% corrupt / " + FormatDouble(sc.dropout * 100) +
-                        "% dropout; each sent its error-feedback-corrected update on the round's shared random "
-                        "support, clipped to " + FormatDouble(sc.ring.clip) + " and rounded into a " +
-                        std::to_string(sc.ring.bits) + "-bit ring, and the server saw only the sum. The protocol's "
-                        "bytes are in the ledger as encoded; its CPU, measured per client on this host's thread CPU "
-                        "clock, is charged as that many seconds of the device's compute.");
-    sum.extra_metrics["secure_protocol_bytes_up"] = static_cast<double>(secure_bytes_up_);
-    sum.extra_metrics["secure_protocol_bytes_down"] = static_cast<double>(secure_bytes_down_);
-    sum.extra_metrics["secure_client_cpu_seconds"] = secure_client_cpu_s_;
-    sum.extra_metrics["secure_server_cpu_seconds"] = secure_server_cpu_s_;
+    if (sc.run_protocol) {
+      sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the real "
+                          "four-stage protocol (X25519 keys, Shamir shares, AES-GCM, AES-CTR masks) on a Harary graph "
+                          "for " + FormatDouble(sc.corrupt * 100) + "% corrupt / " + FormatDouble(sc.dropout * 100) +
+                          "% dropout; each sent its error-feedback-corrected update on the round's shared random "
+                          "support, clipped to " + FormatDouble(sc.ring.clip) + " and rounded into a " +
+                          std::to_string(sc.ring.bits) + "-bit ring, and the server saw only the sum. The protocol's "
+                          "bytes are in the ledger as encoded; its CPU, measured per client on this host's thread CPU "
+                          "clock, is charged as that many seconds of the device's compute.");
+      sum.extra_metrics["secure_protocol_bytes_up"] = static_cast<double>(secure_bytes_up_);
+      sum.extra_metrics["secure_protocol_bytes_down"] = static_cast<double>(secure_bytes_down_);
+      sum.extra_metrics["secure_client_cpu_seconds"] = secure_client_cpu_s_;
+      sum.extra_metrics["secure_server_cpu_seconds"] = secure_server_cpu_s_;
+    } else {
+      sum.notes.push_back("ACCURACY ONLY: secure.run_protocol = false, so the SecAgg+ protocol did not run. Each "
+                          "round's server summed the survivors' ring inputs directly (the exact mod-2^" +
+                          std::to_string(sc.ring.bits) + " sum unmasking yields); clients still clipped, rounded "
+                          "into the ring on the shared support, added their noise shares under distributed DP and "
+                          "kept error feedback. The protocol's bytes and CPU are NOT in the ledger, rounds.csv or the "
+                          "secure_* totals; only the masked input's size is on the uplink.");
+    }
+    sum.extra_metrics["secure_protocol_run"] = sc.run_protocol ? 1.0 : 0.0;
     sum.extra_metrics["secure_failed_rounds"] = static_cast<double>(secure_failed_rounds_);
     if (sc.guided > 0) {
       sum.notes.push_back("The support was guided (secure.guided = " + FormatDouble(sc.guided) + "): its coordinates "

@@ -136,12 +136,16 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
-    for (uint64_t v : {r.protocol_bytes_up, r.protocol_bytes_down}) {
+    if (r.protocol_cpu_seconds < 0) {
+      line += ",,,";  // the protocol was not run (secure.run_protocol = false): nothing measured
+    } else {
+      for (uint64_t v : {r.protocol_bytes_up, r.protocol_bytes_down}) {
+        line += ',';
+        AppendNumber(line, v);
+      }
       line += ',';
-      AppendNumber(line, v);
+      AppendNumber(line, r.protocol_cpu_seconds);
     }
-    line += ',';
-    AppendNumber(line, r.protocol_cpu_seconds);
     line += '\n';
     out << line;
   }
@@ -223,7 +227,9 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       FRUGAL_RETURN_IF_ERROR(next(r.dp_delta));
     }
     if (columns >= kRoundsCsvColumnsV4) FRUGAL_RETURN_IF_ERROR(next(r.accuracy_int8));
-    if (columns == kRoundsCsvColumns) {
+    if (columns == kRoundsCsvColumns && fields[i].empty() && fields[i + 1].empty() && fields[i + 2].empty()) {
+      r.protocol_cpu_seconds = -1;  // the protocol was not run: its three columns are empty
+    } else if (columns == kRoundsCsvColumns) {
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_up));
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_down));
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_cpu_seconds));

@@ -276,6 +276,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.dropout", engine.secure.dropout);
   r.Get("secure.stage_timeout_s", engine.secure.stage_timeout_s);
   r.Get("secure.debug_dump", engine.secure.debug_dump);
+  r.Get("secure.run_protocol", engine.secure.run_protocol);
   r.Get("secure.guided", engine.secure.guided);
   r.Get("secure.guide_rounds", engine.secure.guide_rounds);
   r.Get("secure.guide_decay", engine.secure.guide_decay);

@@ -463,6 +463,11 @@ TEST_SUITE("coordinator") {
     const Error widths =
         StartRefusal({"model=\"mlp\"", "server.averaging=\"support\"", "widths.devices={phone-nokia=0.5}"});
     CHECK(widths.message().find("widths.devices") != std::string::npos);
+    // The service always runs the SecAgg+ protocol: skipping it is the simulator's accuracy shortcut.
+    auto skip = ParseCoordinatorConfig("", "test", {"pipeline=\"secure\"", "secure.run_protocol=false"});
+    REQUIRE(!skip.ok());
+    CHECK(skip.error().message().find("secure.run_protocol") != std::string::npos);
+    CHECK(ParseCoordinatorConfig("", "test", {"pipeline=\"secure\"", "secure.run_protocol=true"}).ok());
   }
 
   TEST_CASE("distributed DP starts with the secure pipeline, its tasks carry the engine's clip and noise; other pipelines and a ring too small are refused") {

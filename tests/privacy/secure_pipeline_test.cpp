@@ -5,6 +5,7 @@
 // model (lossless fp32 broadcast, plain SGD at rate 1).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <vector>
@@ -97,6 +98,90 @@ TEST_CASE("the engine's model moves by exactly the mean of the survivors' quanti
     for (size_t i = 0; i < dim; ++i) REQUIRE(got[i] == doctest::Approx(model[i]).epsilon(1e-6));
     std::copy(got.begin(), got.end(), model.begin());  // next round starts from the engine's exact floats
   }
+}
+
+TEST_CASE("SecureProtocol::kSumOnly gives the protocol's exact sums, survivors and models, and fails where it fails") {
+  // Two engines fed the same clients' updates, one through the real protocol
+  // and one through the shortcut (secure.run_protocol = false): every round's
+  // sum, survivors, dropped set, message size and model are bit-identical.
+  constexpr uint32_t n = 10;
+  constexpr size_t dim = 400;
+  const std::vector<float> init(dim, 0.1f);
+  RoundEngine run_engine(init, SecureEngine(n)), sum_engine(init, SecureEngine(n));
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 200 + u;
+  std::vector<std::vector<float>> run_resid(n, std::vector<float>(dim, 0.0f)), sum_resid = run_resid;
+  Rng rng(9);
+  for (uint32_t round = 1; round <= 2; ++round) {
+    REQUIRE(run_engine.OpenRound(round, ids).ok());
+    REQUIRE(sum_engine.OpenRound(round, ids).ok());
+    auto support = run_engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    auto plan = privacy::PlanSecureRound(1, round, n, 0.05, 0.33, 24, static_cast<uint32_t>(support->size()));
+    REQUIRE(plan.ok());
+    auto run = privacy::LocalSecureRound::Start(*plan, CpuClock, privacy::SecureProtocol::kRun);
+    auto sum_only = privacy::LocalSecureRound::Start(*plan, CpuClock, privacy::SecureProtocol::kSumOnly);
+    REQUIRE(run.ok());
+    REQUIRE(sum_only.ok());
+    CHECK((*run)->runs_protocol());
+    CHECK(!(*sum_only)->runs_protocol());
+    const RingQuantConfig& ring = run_engine.config().secure.ring;
+    std::vector<uint32_t> delivered;
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      for (auto& v : delta) v = static_cast<float>(rng.Normal() * 0.1);
+      auto a = RingQuantize(delta, *support, ring, round * 1000 + u, run_resid[u]);
+      auto b = RingQuantize(delta, *support, ring, round * 1000 + u, sum_resid[u]);
+      REQUIRE(a.ok());
+      REQUIRE(b.ok());
+      auto ma = (*run)->MaskedInput(u, *a);
+      auto mb = (*sum_only)->MaskedInput(u, *b);
+      REQUIRE(ma.ok());
+      REQUIRE(mb.ok());
+      CHECK(ma->size() == mb->size());  // the same upload on the wire
+      CHECK((*sum_only)->cost(u).masked_bytes == mb->size());
+      CHECK((*sum_only)->cost(u).setup_bytes_up == 0);
+      if (u != 2 + round) delivered.push_back(u);  // one drop-out a round
+    }
+    CHECK(!(*sum_only)->MaskedInput(0, std::vector<uint64_t>(support->size() + 1, 0)).ok());
+    auto x = (*run)->Finish(delivered);
+    auto y = (*sum_only)->Finish(delivered);
+    REQUIRE_MESSAGE(x.ok(), x.status().ToString());
+    REQUIRE_MESSAGE(y.ok(), y.status().ToString());
+    CHECK(x->sum == y->sum);
+    CHECK(x->survivors == y->survivors);
+    CHECK(x->dropped == y->dropped);
+    std::vector<uint64_t> survivors;
+    for (uint32_t u : x->survivors) survivors.push_back(ids[u]);
+    REQUIRE(run_engine.IngestSecureSum(round, survivors, x->sum).ok());
+    REQUIRE(sum_engine.IngestSecureSum(round, survivors, y->sum).ok());
+    REQUIRE(run_engine.CloseRound(1).ok());
+    REQUIRE(sum_engine.CloseRound(1).ok());
+    const auto ga = run_engine.global_model(), gb = sum_engine.global_model();
+    CHECK(std::equal(ga.begin(), ga.end(), gb.begin(), gb.end()));
+    CHECK(run_resid == sum_resid);
+  }
+  // Too few survivors: both refuse the round the same way.
+  auto plan = privacy::PlanSecureRound(1, 3, n, 0.05, 0.33, 24, 8);
+  REQUIRE(plan.ok());
+  auto run = privacy::LocalSecureRound::Start(*plan, CpuClock, privacy::SecureProtocol::kRun);
+  auto sum_only = privacy::LocalSecureRound::Start(*plan, CpuClock, privacy::SecureProtocol::kSumOnly);
+  REQUIRE(run.ok());
+  REQUIRE(sum_only.ok());
+  std::vector<uint32_t> few;
+  for (uint32_t u = 0; u < n; ++u) {
+    const std::vector<uint64_t> input(8, u);
+    REQUIRE((*run)->MaskedInput(u, input).ok());
+    REQUIRE((*sum_only)->MaskedInput(u, input).ok());
+    if (few.size() < plan->threshold) few.push_back(u);  // t survivors, one short of t + 1
+  }
+  auto x = (*run)->Finish(few);
+  auto y = (*sum_only)->Finish(few);
+  REQUIRE(!x.ok());
+  REQUIRE(!y.ok());
+  CHECK(x.error().code() == ErrorCode::kFailedPrecondition);
+  CHECK(y.error().code() == ErrorCode::kFailedPrecondition);
+  CHECK(y.error().message().find("threshold + 1") != std::string::npos);
 }
 
 TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyond its headroom") {
@@ -249,6 +334,8 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   CHECK(too_big.error().message().find("uplink.density") != std::string::npos);
   CHECK(!read({"secure.guided=0.05", "secure.guide_rounds=0"}).ok());
   CHECK(!read({"secure.guide_decay=0"}).ok());
+  CHECK(read({}).value().engine.secure.run_protocol);  // the protocol runs unless skipped
+  CHECK(!read({"secure.run_protocol=false"}).value().engine.secure.run_protocol);
 }
 
 }  // TEST_SUITE

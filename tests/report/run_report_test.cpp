@@ -123,6 +123,24 @@ TEST_SUITE("report") {
     }
   }
 
+  TEST_CASE("rounds.csv leaves the protocol columns empty when the protocol did not run, and parses them back") {
+    std::vector<RoundRecord> records = ThreeRounds();
+    records[2].protocol_bytes_up = records[2].protocol_bytes_down = 0;
+    records[2].protocol_cpu_seconds = -1;  // frugal-sim with secure.run_protocol = false
+    std::ostringstream out;
+    WriteRoundsCsv(out, records);
+    const std::string text = out.str();
+    CHECK(text.ends_with(",0.125,2.5,1e-05,0.875,,,\n"));
+    auto parsed = ParseRoundsCsv(text);
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    CHECK((*parsed)[2].protocol_cpu_seconds == -1);
+    CHECK((*parsed)[2].protocol_bytes_up == 0);
+    CHECK((*parsed)[1].protocol_cpu_seconds == records[1].protocol_cpu_seconds);
+    // One empty protocol column alone is a damaged file, not an unrun protocol.
+    const std::string damaged = text.substr(0, text.size() - 4) + ",5,,\n";
+    CHECK(!ParseRoundsCsv(damaged).ok());
+  }
+
   TEST_CASE("rounds.csv written before the robust and backdoor columns still parses") {
     const std::string old_header =
         "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"

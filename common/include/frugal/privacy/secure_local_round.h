@@ -4,11 +4,16 @@
 // SecureAggClient and the coordinator's SecureRoundServer (parties are named by
 // their positions), which counts each client's bytes from those messages, and times each party's work with a CPU clock the caller injects
 // (a thread CPU clock in the simulator), so the core does no I/O.
+// SecureProtocol::kSumOnly (the simulator's secure.run_protocol = false) skips
+// the key agreement, masking and unmasking and sums the survivors' ring inputs
+// directly: the exact mod-2^bits sum unmasking yields, for accuracy runs that
+// cannot afford the protocol's CPU; its bytes and CPU are then not counted.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -18,17 +23,26 @@
 
 namespace frugal::privacy {
 
+// kRun: the real protocol. kSumOnly: the survivors' inputs summed in the ring
+// without keys, masks or shares; the same sum, inputs, survivors, dropped
+// clients and failed rounds (too few survivors, or a survivor or dropped
+// client with fewer than t surviving neighbours to rebuild its seed or key).
+enum class SecureProtocol { kRun, kSumOnly };
+
 class LocalSecureRound {
  public:
   using CpuClock = std::function<double()>;  // seconds of CPU used by the calling thread
 
-  // Runs stages 1-2 (advertise keys, share keys) for all cfg.clients clients.
-  // Errors: a config ValidateSecureRoundConfig refuses, or a protocol failure.
-  static Result<std::unique_ptr<LocalSecureRound>> Start(const SecureRoundConfig& cfg, CpuClock cpu);
+  // Runs stages 1-2 (advertise keys, share keys) for all cfg.clients clients
+  // (nothing under kSumOnly). Errors: a config ValidateSecureRoundConfig
+  // refuses, or a protocol failure.
+  static Result<std::unique_ptr<LocalSecureRound>> Start(const SecureRoundConfig& cfg, CpuClock cpu,
+                                                         SecureProtocol protocol = SecureProtocol::kRun);
 
   // Stage 3 for client `position`: masks `input` (cfg.length ring elements)
-  // and returns the kMaskedInput message (its size is what goes up). Distinct
-  // positions may call concurrently (each touches only its own client).
+  // and returns the kMaskedInput message (its size is what goes up; under
+  // kSumOnly the same message with the input unmasked, so the same size).
+  // Distinct positions may call concurrently (each touches only its own client).
   Result<std::vector<uint8_t>> MaskedInput(uint32_t position, std::span<const uint64_t> input);
 
   // Delivers the masked inputs of `delivered` (positions whose message reached
@@ -37,18 +51,21 @@ class LocalSecureRound {
   Result<SecureAggregate> Finish(std::span<const uint32_t> delivered);
 
   const SecureRoundConfig& config() const { return cfg_; }
-  // Bytes as the server counted them, CPU as this process timed it.
+  bool runs_protocol() const { return server_.has_value(); }
+  // Bytes as the server counted them, CPU as this process timed it. Under
+  // kSumOnly only the masked input's bytes (the upload), no protocol cost.
   SecureClientCost cost(uint32_t position) const;
   double server_cpu_s() const { return server_cpu_s_; }  // every server stage, unmasking included
   double server_unmask_cpu_s() const { return server_unmask_cpu_s_; }  // Finish's reconstruction and unmasking
 
  private:
-  LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, SecureRoundServer server)
+  LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, std::optional<SecureRoundServer> server)
       : cfg_(cfg), cpu_(std::move(cpu)), server_(std::move(server)) {}
+  Result<SecureAggregate> SumOnly(std::span<const uint32_t> delivered) const;
 
   SecureRoundConfig cfg_;
   CpuClock cpu_;
-  SecureRoundServer server_;
+  std::optional<SecureRoundServer> server_;  // empty under kSumOnly
   std::vector<SecureAggClient> clients_;
   std::vector<std::vector<uint8_t>> inboxes_;   // by position (empty: dropped by the server)
   std::vector<std::vector<uint8_t>> masked_;    // by position, set by MaskedInput

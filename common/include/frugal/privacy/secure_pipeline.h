@@ -27,6 +27,12 @@ struct SecurePipelineConfig {
   // (secagg_input_r<round>.bin, secagg_sum_r<round>.bin: u64 little-endian
   // ring elements); for tests that check the sum. It reveals the inputs.
   bool debug_dump = false;
+  // secure.run_protocol (frugal-sim only; the coordinator refuses false):
+  // false skips SecAgg+'s keys, masks and unmasking and sums the survivors'
+  // ring inputs directly (SecureProtocol::kSumOnly, the exact sum unmasking
+  // yields) so accuracy runs at 1,000 clients a round are affordable; the
+  // protocol's bytes and CPU are then not on the ledger.
+  bool run_protocol = true;
 
   // Guided support (secure.guided, secure.guide_rounds, secure.guide_decay,
   // secure.guide_block): a fraction `guided` of the parameters (at most

@@ -35,7 +35,9 @@ struct RoundRecord {
   // round's clients, already inside bytes_up, bytes_down and joules_compute.
   // Bytes are every protocol message as encoded, the masked input included;
   // CPU is the clients' protocol work of all four stages (measured thread CPU
-  // seconds). Zero for the other pipelines.
+  // seconds). Zero for the other pipelines. protocol_cpu_seconds = -1: the
+  // protocol was not run (frugal-sim's secure.run_protocol = false), the three
+  // columns empty in rounds.csv.
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
   double protocol_cpu_seconds = 0;
 };
