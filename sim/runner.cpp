@@ -1208,7 +1208,7 @@ void Simulation::AddCarbonFigures(RunSummary& sum) const {
   }
 }
 
-// Central DP: what was spent, with what noise, and why the run stopped if it did.
+// DP (central or distributed): what was spent, with what noise, and why the run stopped if it did.
 void Simulation::AddPrivacy(RunSummary& sum) const {
   const privacy::DpConfig& dp = engine_cfg_.dp;
   sum.dp_epsilon = std::max(0.0, dp_epsilon_);
@@ -1217,15 +1217,23 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
   sum.extra_metrics["dp_noise_multiplier"] = dp.noise_multiplier;
   sum.extra_metrics["dp_final_clip"] = engine_->dp()->clip();
   sum.extra_metrics["dp_rounds"] = engine_->dp()->rounds();
-  std::string note = "Central differential privacy (DP-FedAvg): every accepted update is clipped to L2 norm " +
-                     FormatDouble(dp.clip) + (dp.adaptive() ? " at first, then adapted toward its " +
-                                                                  FormatDouble(dp.adaptive_quantile) + " quantile" : "") +
-                     ", Gaussian noise of " + FormatDouble(dp.noise_multiplier) +
-                     " x the clip is added to their sum and the sum is divided by the " +
-                     std::to_string(dp.expected_clients) +
-                     " clients a round asks for. Each round is accounted by the Renyi-DP accountant for the "
-                     "Poisson-subsampled Gaussian at q = selected / eligible clients, an approximation for Frugal's "
-                     "fixed-size selection (docs/privacy.md).";
+  // The coordinator's summary words its DP notes the same way (round_driver.cpp).
+  std::string note =
+      dp.mode == privacy::DpMode::kDistributed
+          ? "Distributed differential privacy (docs/privacy.md): each client clipped its update to L2 norm " +
+                FormatDouble(dp.clip) + ", rounded it into the ring and added its share of Skellam noise; the "
+                "server added none, and each round was accounted with the noise of the clients whose inputs reached "
+                "the sum, by the bound for the Poisson-subsampled Skellam at q = selected / eligible clients (an "
+                "approximation for Frugal's fixed-size selection)."
+          : "Central differential privacy (DP-FedAvg): every accepted update is clipped to L2 norm " +
+                FormatDouble(dp.clip) + (dp.adaptive() ? " at first, then adapted toward its " +
+                                                             FormatDouble(dp.adaptive_quantile) + " quantile" : "") +
+                ", Gaussian noise of " + FormatDouble(dp.noise_multiplier) +
+                " x the clip is added to their sum and the sum is divided by the " +
+                std::to_string(dp.expected_clients) +
+                " clients a round asks for. Each round is accounted by the Renyi-DP accountant for the "
+                "Poisson-subsampled Gaussian at q = selected / eligible clients, an approximation for Frugal's "
+                "fixed-size selection (docs/privacy.md).";
   sum.notes.push_back(std::move(note));
   if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
 }
