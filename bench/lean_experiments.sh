@@ -6,7 +6,8 @@
 # rounds each, one run directory per run under $OUT/lean/<variant>-s<seed>/,
 # then one table line per run in $OUT/lean/table.csv (rounds, client joules
 # and bytes to 85%, final accuracy, mean of the last 20 rounds, and phone-low's
-# mean compute joules per participation).
+# mean compute joules per participation). Variants *-defer add
+# carbon.defer_metered; bench/radio_breakdown.py splits a run's joules.
 #   bench/lean_experiments.sh        (env SEEDS, ROUNDS, VARIANTS, JOBS, OUT, SIM)
 # Needs a release build. Runs JOBS simulations at once (nice), one thread each.
 set -euo pipefail
@@ -30,6 +31,12 @@ for seed in $SEEDS; do
       frugal) args="-c sim/scenarios/fmnist-dir0.5.toml" ;;
       pruned) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipelines.frugal.widths.devices={}" ;;
       lean) args="-c sim/scenarios/fmnist-dir0.5-lean.toml" ;;
+      # The same runs with carbon.defer_metered (cellular clients only for
+      # slots Wi-Fi ones cannot fill; issue 15, eleventh session).
+      lean-defer) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set carbon.defer_metered=true" ;;
+      pruned-defer) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipelines.frugal.widths.devices={} --set carbon.defer_metered=true" ;;
+      frugal-defer) args="-c sim/scenarios/fmnist-dir0.5.toml --set carbon.defer_metered=true" ;;
+      dense-defer) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipeline=dense --set carbon.defer_metered=true" ;;
       *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     echo "$name $args --set rounds=$ROUNDS --set seed=$seed --set run.threads=1" >> "$jobs_file"

@@ -25,6 +25,7 @@ Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
   r.Get("carbon.region_floor", s.region_floor);
   r.Get("carbon.require_charging", s.require_charging);
   r.Get("carbon.require_unmetered", s.require_unmetered);
+  r.Get("carbon.defer_metered", s.defer_metered);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(s.hourly, ParseHourlyMode(hourly));
   FRUGAL_ASSIGN_OR_RETURN(s.shift_mode, ParseShiftMode(shift_mode));
@@ -44,6 +45,11 @@ Status ReadCarbonSettings(ConfigReader& r, CarbonSettings& s) {
     return bad("carbon.region_budget_j_per_h", "finite and >= 0");
   }
   if (!(s.region_floor >= 0) || s.region_floor > 1) return bad("carbon.region_floor", "in [0, 1]");
+  if (s.defer_metered && (s.region_floor > 0 || s.region_budget_j_per_h > 0 ||
+                          (s.shifts() && s.shift_mode == ShiftMode::kRegion))) {
+    return InvalidArgumentError("carbon.defer_metered draws unmetered clients first and cannot also keep "
+                                "carbon.region_floor, carbon.region_budget_j_per_h or carbon.shift_mode = \"region\"");
+  }
   return OkStatus();
 }
 

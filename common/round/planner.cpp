@@ -51,16 +51,18 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
   if (plan_.poisson) return SelectClientsPoisson(ids, plan_.SamplingRate(0, ids.size()), seed);
   const bool region_shift = carbon_.shifts() && carbon_.shift_mode == ShiftMode::kRegion;
   const bool limits = carbon_.region_floor > 0 || budget_.active() || region_shift;
-  if (!limits) {
-    if (plan_.selection == SelectionPolicy::kUniform) return SelectClients(ids, plan_.SelectCount(), seed);
-    std::vector<double> weights(candidates.size());
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const Candidate& c = candidates[i];
-      weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
-                                   Estimate(c, first_payload_bytes));
-    }
-    return SelectClientsWeighted(ids, weights, plan_.SelectCount(), seed);
+  if (carbon_.defer_metered) {  // settings refuse it with Poisson sampling and region limits
+    std::vector<Candidate> unmetered, metered;
+    for (const Candidate& c : candidates) (IsUnmetered(*c.radio) ? unmetered : metered).push_back(c);
+    const size_t count = plan_.SelectCount();
+    if (unmetered.size() >= count) return Draw(unmetered, count, seed, utc_hour, first_payload_bytes);
+    // Too few unmetered clients: all of them, and the rest of the slots drawn among the metered.
+    std::vector<uint32_t> out = Draw(metered, count - unmetered.size(), seed, utc_hour, first_payload_bytes);
+    for (const Candidate& c : unmetered) out.push_back(c.id);
+    std::sort(out.begin(), out.end());
+    return out;
   }
+  if (!limits) return Draw(candidates, plan_.SelectCount(), seed, utc_hour, first_payload_bytes);
   // Regions indexed in order of first appearance (candidates ascend by id, so this is deterministic).
   std::map<const RegionProfile*, uint32_t> index;
   std::vector<const RegionProfile*> regions;
@@ -110,6 +112,20 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
     for (size_t r = 0; r < regions.size(); ++r) floors_.Took(regions[r]->id, picks[r]);
   }
   return out;
+}
+
+std::vector<uint32_t> RoundPlanner::Draw(std::span<const Candidate> candidates, size_t count, uint64_t seed,
+                                         double utc_hour, uint64_t first_payload_bytes) const {
+  std::vector<uint32_t> ids(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) ids[i] = candidates[i].id;
+  if (plan_.selection == SelectionPolicy::kUniform) return SelectClients(ids, count, seed);
+  std::vector<double> weights(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Candidate& c = candidates[i];
+    weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
+                                 Estimate(c, first_payload_bytes));
+  }
+  return SelectClientsWeighted(ids, weights, count, seed);
 }
 
 double RoundPlanner::ShiftDelayHours(std::span<const Candidate> candidates, double utc_hour) {

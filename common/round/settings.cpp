@@ -447,6 +447,10 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
     return InvalidArgumentError("round.sampling = \"poisson\" cannot keep carbon.region_floor, "
                                 "carbon.region_budget_j_per_h or carbon.shift_slack_h (they choose who takes part)");
   }
+  if (s.plan.poisson && s.carbon.defer_metered) {
+    return InvalidArgumentError("round.sampling = \"poisson\" gives every client the same probability and cannot "
+                                "keep carbon.defer_metered (it draws unmetered clients first)");
+  }
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);
   s.engine.robust.seed = StreamSeed(s.seed, SeedStream::kRobustNoise);  // FLAME's noise differs by run seed
   s.engine.secure.support_seed = DeriveSeed(s.seed, 0x5ECA66ULL);  // the public support seed's stream

@@ -181,6 +181,63 @@ TEST_SUITE("round") {
     CHECK(any.Select(1, cands, 0, 1000).size() == 40);
   }
 
+  TEST_CASE("deferring metered clients: unmetered ones fill the round, metered ones only the slots left") {
+    EnergyProfiles p = *EnergyProfiles::LoadDefault();
+    const DeviceProfile* phone = *p.Device("phone-mid");
+    const RadioProfile* wifi = *p.Radio("wifi");
+    const RadioProfile* lte = *p.Radio("lte");
+    const RegionProfile* world = *p.Region("world");
+    auto fleet = [&](uint32_t n, uint32_t wifi_every) {
+      std::vector<Candidate> cands;
+      for (uint32_t i = 0; i < n; ++i) cands.push_back(Candidate{i, phone, i % wifi_every == 0 ? wifi : lte, world, 100});
+      return cands;
+    };
+    for (SelectionPolicy policy : {SelectionPolicy::kEnergy, SelectionPolicy::kUniform}) {
+      CAPTURE(SelectionPolicyName(policy));
+      RunSettings s;
+      s.plan.clients_per_round = 10;
+      s.plan.over_selection = 1.0;
+      s.plan.selection = policy;
+      // Half of 40 on Wi-Fi: the round is theirs, and the draw is the one
+      // that leaves the metered clients out altogether (the plain reference).
+      const auto half = fleet(40, 2);
+      s.carbon.require_unmetered = true;
+      const auto only_unmetered = RoundPlanner(s, FlopCount{1000, 2000}).Select(3, half, 0, 1000);
+      s.carbon.require_unmetered = false;
+      s.carbon.defer_metered = true;
+      RoundPlanner deferring(s, FlopCount{1000, 2000});
+      const auto a = deferring.Select(3, half, 0, 1000);
+      CHECK(a.size() == 10);
+      for (uint32_t id : a) CHECK(id % 2 == 0);
+      CHECK(a == only_unmetered);
+      // 4 of 40 on Wi-Fi: all four, and six LTE clients fill the round.
+      const auto few = fleet(40, 10);
+      const auto b = deferring.Select(3, few, 0, 1000);
+      REQUIRE(b.size() == 10);
+      CHECK(std::is_sorted(b.begin(), b.end()));
+      CHECK(std::count_if(b.begin(), b.end(), [](uint32_t id) { return id % 10 == 0; }) == 4);
+      // Without deferral a uniform draw takes metered clients even when
+      // unmetered ones would fill the round (the cost this key removes).
+      s.carbon.defer_metered = false;
+      if (policy == SelectionPolicy::kUniform) {
+        const auto plain = RoundPlanner(s, FlopCount{1000, 2000}).Select(3, half, 0, 1000);
+        CHECK(std::count_if(plain.begin(), plain.end(), [](uint32_t id) { return id % 2 == 1; }) > 0);
+      }
+    }
+    // Read, and refused where it cannot hold (errors name the key).
+    auto on = Read("[carbon]\ndefer_metered = true\n");
+    REQUIRE(on.ok());
+    CHECK(on->carbon.defer_metered);
+    for (const char* bad : {"[carbon]\ndefer_metered = true\nregion_floor = 0.5\n",
+                            "[carbon]\ndefer_metered = true\nshift_slack_h = 2\n",
+                            "[round]\nsampling = \"poisson\"\nselection = \"uniform\"\n[carbon]\ndefer_metered = true\n"}) {
+      CAPTURE(bad);
+      auto r = Read(bad);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().message().find("carbon.defer_metered") != std::string::npos);
+    }
+  }
+
   TEST_CASE("the planner's per-region hourly budget spans rounds within an hour and renews the next hour") {
     EnergyProfiles p = *EnergyProfiles::LoadDefault();
     const DeviceProfile* phone = *p.Device("phone-mid");

@@ -60,6 +60,11 @@ struct CarbonSettings {
   double region_floor = 0;              // carbon.region_floor: each region gets >= this x its share of the candidates' slots
   bool require_charging = false;        // carbon.require_charging: only charging devices are eligible
   bool require_unmetered = false;       // carbon.require_unmetered: only wifi / ethernet clients are eligible
+  // carbon.defer_metered: metered (cellular) clients are drawn only for the
+  // slots the eligible unmetered ones cannot fill, so a round pays a cellular
+  // radio's tail only when it would otherwise run short. Refused with
+  // Poisson sampling and with region floors, budgets or per-region shifting.
+  bool defer_metered = false;
 
   bool shifts() const { return shift_slack_h > 0; }
 };

@@ -47,7 +47,9 @@ class RoundPlanner {
   // draws instead, charging each selected client's expected joules to its
   // region's hour; with carbon.shift_mode = "region" the floor of a region
   // that RegionDefers is owed (RegionFloorLedger), and with
-  // carbon.shift_draw_last the region is drawn last.
+  // carbon.shift_draw_last the region is drawn last. With carbon.defer_metered
+  // the draw is among the unmetered candidates when they fill the round, and
+  // otherwise takes all of them and draws the remaining slots among the metered.
   std::vector<uint32_t> Select(uint32_t round, std::span<const Candidate> candidates, double utc_hour,
                                uint64_t first_payload_bytes) const;
 
@@ -95,6 +97,9 @@ class RoundPlanner {
   mutable RegionFloorLedger floors_;
 
   bool Eligible(const Candidate& c) const;
+  // `count` of `candidates` (ascending by id), uniformly or by SelectionWeight.
+  std::vector<uint32_t> Draw(std::span<const Candidate> candidates, size_t count, uint64_t seed, double utc_hour,
+                             uint64_t first_payload_bytes) const;
 };
 
 }  // namespace frugal
