@@ -97,17 +97,25 @@ std::vector<std::map<std::string, std::string>> ReadCsv(const std::filesystem::p
   return rows;
 }
 
+std::filesystem::path RunDir(const std::string& prefix) {
+  return std::filesystem::temp_directory_path() / (prefix + std::to_string(getpid()));
+}
+
+// frugal-sim on this scenario text, writing its run directory to dir.
+auto Run(const char* toml, const std::string& file_name, const std::filesystem::path& dir) {
+  auto c = ParseSimConfig(toml, file_name, {});
+  REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+  RunOptions opts;
+  opts.out_dir = dir.string();
+  return RunSimulation(*c, opts);
+}
+
 }  // namespace
 
 TEST_SUITE("model") {
   TEST_CASE("frugal-sim with [prune] and [widths] prices each participation at the FLOPs of the shape it trained") {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("frugal-pruned-sim-" + std::to_string(getpid()));
-    auto c = ParseSimConfig(kPruned, "frugal-models-pruned.toml", {});
-    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
-    RunOptions opts;
-    opts.out_dir = dir.string();
-    auto r = RunSimulation(*c, opts);
+    const std::filesystem::path dir = RunDir("frugal-pruned-sim-");
+    auto r = Run(kPruned, "frugal-models-pruned.toml", dir);
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());
 
     // The schedule: round 1 trains the 2NN, round 2 the 75% shape, rounds 3-4 the 50% one.
@@ -150,13 +158,8 @@ TEST_SUITE("model") {
 
   // Slow tier (tests/model/CMakeLists.txt): three CNN rounds take seconds on 2 cores.
   TEST_CASE("frugal-sim with [prune] on the CNN trains fewer channels after each step and prices them exactly") {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("frugal-pruned-cnn-sim-" + std::to_string(getpid()));
-    auto c = ParseSimConfig(kPrunedCnn, "frugal-models-pruned-cnn.toml", {});
-    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
-    RunOptions opts;
-    opts.out_dir = dir.string();
-    auto r = RunSimulation(*c, opts);
+    const std::filesystem::path dir = RunDir("frugal-pruned-cnn-sim-");
+    auto r = Run(kPrunedCnn, "frugal-models-pruned-cnn.toml", dir);
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());
 
     // Round 1 trains the whole CNN, round 2 the 75% shape, round 3 the 50% one.

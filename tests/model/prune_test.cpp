@@ -18,6 +18,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/model_payload.h"
+#include "model/random_batch.h"
 
 namespace frugal {
 namespace {
@@ -108,18 +109,21 @@ std::vector<uint32_t> ReferenceCnnMap(const MlpShapeChange& c) {
   return map;
 }
 
-// Random images and labels for a model of this input size and class count.
-struct Batch {
-  std::vector<float> x;
-  std::vector<int32_t> y;
-  BatchView view() const { return BatchView{x.data(), y.data(), y.size()}; }
-};
-Batch RandomBatch(size_t n, size_t in, size_t classes, uint64_t seed) {
-  Rng rng(seed);
-  Batch b{std::vector<float>(n * in), std::vector<int32_t>(n)};
-  for (float& v : b.x) v = rng.UniformFloat();
-  for (auto& v : b.y) v = static_cast<int32_t>(rng.UniformInt(classes));
-  return b;
+// A server state's floats (RoundEngine::ServerState).
+std::vector<float> StateFloats(const std::vector<uint8_t>& b) {
+  std::vector<float> f(b.size() / 4);
+  std::memcpy(f.data(), b.data(), b.size());
+  return f;
+}
+
+// The engine's model and released average are the old ones through the reference map.
+void CheckModelsFollow(const RoundEngine& engine, const std::vector<float>& before,
+                       const std::vector<float>& release_before, const std::vector<uint32_t>& ref) {
+  REQUIRE(engine.dim() == ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    CHECK(engine.global_model()[i] == before[ref[i]]);
+    CHECK(engine.release_model()[i] == release_before[ref[i]]);
+  }
 }
 
 }  // namespace
@@ -233,19 +237,10 @@ TEST_CASE("a shape change carries the engine's model and state, and a client's c
   CHECK(*v == 3);
   const std::vector<uint32_t> ref = ReferenceMap(kChange);
   const size_t nd = ref.size();
-  REQUIRE(engine.dim() == nd);
-  for (size_t i = 0; i < nd; ++i) {
-    CHECK(engine.global_model()[i] == before[ref[i]]);
-    CHECK(engine.release_model()[i] == release_before[ref[i]]);
-  }
+  CheckModelsFollow(engine, before, release_before, ref);
   // Server state: residual, momentum, release average (d floats each), then the
   // centre's bound and the centre; each block follows the map.
-  auto floats = [](const std::vector<uint8_t>& b) {
-    std::vector<float> f(b.size() / 4);
-    std::memcpy(f.data(), b.data(), b.size());
-    return f;
-  };
-  const std::vector<float> old_state = floats(state_before), new_state = floats(engine.ServerState());
+  const std::vector<float> old_state = StateFloats(state_before), new_state = StateFloats(engine.ServerState());
   REQUIRE(old_state.size() == 4 * d + 1);
   REQUIRE(new_state.size() == 4 * nd + 1);
   for (size_t block = 0; block < 4; ++block) {
@@ -495,7 +490,7 @@ TEST_CASE("a pruned CNN computes what the unpruned one does with the pruned chan
   for (uint32_t i : map) kept[i] = true;
   for (size_t i = 0; i < params.size(); ++i) if (!kept[i]) params[i] = 0.0f;
 
-  const Batch batch = RandomBatch(40, 8 * 8 * 2, 3, 17);  // more than one internal chunk of 32
+  const test::Batch batch = test::RandomBatch(40, 8 * 8 * 2, 3, 17);  // more than one internal chunk of 32
   auto ws_full = full.MakeWorkspace();
   auto ws_small = pruned.MakeWorkspace();
   std::vector<float> g_full(full.num_params()), g_small(pruned.num_params());
@@ -589,19 +584,10 @@ TEST_CASE("a CNN shape change carries the engine's model and state, a client's c
   REQUIRE(engine.ApplyShapeChange(kCnnChange).ok());
   const std::vector<uint32_t> ref = ReferenceCnnMap(kCnnChange);
   const size_t nd = ref.size();
-  REQUIRE(engine.dim() == nd);
   CHECK(engine.shape().cnn == kGeometry);
-  for (size_t i = 0; i < nd; ++i) {
-    CHECK(engine.global_model()[i] == before[ref[i]]);
-    CHECK(engine.release_model()[i] == release_before[ref[i]]);
-  }
+  CheckModelsFollow(engine, before, release_before, ref);
   // Server state: residual, momentum and release average, d floats each, each following the map.
-  auto floats = [](const std::vector<uint8_t>& b) {
-    std::vector<float> f(b.size() / 4);
-    std::memcpy(f.data(), b.data(), b.size());
-    return f;
-  };
-  const std::vector<float> old_state = floats(state_before), new_state = floats(engine.ServerState());
+  const std::vector<float> old_state = StateFloats(state_before), new_state = StateFloats(engine.ServerState());
   REQUIRE(old_state.size() == 3 * d);
   REQUIRE(new_state.size() == 3 * nd);
   for (size_t block = 0; block < 3; ++block) {
