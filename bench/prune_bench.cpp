@@ -6,7 +6,11 @@
 // time per update relative to the unpruned shape.
 //
 //   frugal-prune-bench [--seconds S] [--rounds R] [--fmnist-dir DIR] [--fractions 0.5,...] [--widths 0.5,...]
+//                      [--model 2nn|cnn] [--examples N]
 //
+// --model cnn: the McMahan CNN and its channel-pruned shapes instead (no
+// --widths: [widths] is for MLPs); --examples: the update's examples (600 by
+// default; the CNN's update is some 60x the 2NN's work, so fewer keep it short).
 // --fractions: shapes pruned to that fraction of the FLOPs per example
 // (WidthsForFlopsFraction, what [prune] reaches); --widths: hidden layers
 // scaled to that fraction of their units (a per-device width).
@@ -15,7 +19,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,7 +53,7 @@ std::vector<double> ParseList(const std::string& s) {
 
 struct Shape {
   std::string label;
-  std::vector<uint32_t> sizes;
+  std::vector<uint32_t> sizes;  // PrunableSizes
   double cpu = 0;  // CPU seconds, summed over the timed updates
   size_t updates = 0;
 };
@@ -55,7 +61,8 @@ struct Shape {
 int Main(int argc, char** argv) {
   double seconds = 1.0;
   int rounds = 5;
-  std::string dir = FRUGAL_FMNIST_DIR, fractions = "0.5", widths = "0.5";
+  std::string dir = FRUGAL_FMNIST_DIR, fractions = "0.5", widths = "0.5", model_name = "2nn";
+  uint32_t examples = 600;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--seconds" && i + 1 < argc) {
@@ -68,10 +75,14 @@ int Main(int argc, char** argv) {
       fractions = argv[++i];
     } else if (a == "--widths" && i + 1 < argc) {
       widths = argv[++i];
+    } else if (a == "--model" && i + 1 < argc) {
+      model_name = argv[++i];
+    } else if (a == "--examples" && i + 1 < argc) {
+      examples = static_cast<uint32_t>(std::atoi(argv[++i]));
     } else {
       std::fprintf(stderr,
                    "usage: frugal-prune-bench [--seconds S] [--rounds R] [--fmnist-dir DIR] [--fractions F,...] "
-                   "[--widths W,...]\n");
+                   "[--widths W,...] [--model 2nn|cnn] [--examples N]\n");
       return 2;
     }
   }
@@ -80,23 +91,33 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", train.error().ToString().c_str());
     return 1;
   }
-  const std::vector<uint32_t> full{784, 200, 200, 10};
+  auto unpruned = MakeModel(model_name);
+  if (!unpruned.ok() || PrunableSizes(**unpruned).empty() || examples == 0 || examples > train->size()) {
+    std::fprintf(stderr, "--model must be 2nn or cnn and --examples in [1, %zu]\n", train->size());
+    return 2;
+  }
+  const std::vector<uint32_t> full = PrunableSizes(**unpruned);
+  const std::optional<CnnGeometry> cnn = CnnGeometryOf(**unpruned);
   std::vector<Shape> shapes{{"unpruned", full}};
   for (double f : ParseList(fractions)) {
-    const std::vector<uint32_t> w = WidthsForFlopsFraction(full, f);
-    shapes.push_back({"flops" + std::to_string(f).substr(0, 4), {784, w[0], w[1], 10}});
+    const std::vector<uint32_t> w = WidthsForFlopsFraction(full, f, cnn);
+    std::vector<uint32_t> sizes = full;
+    std::copy(w.begin(), w.end(), sizes.begin() + 1);
+    shapes.push_back({"flops" + std::to_string(f).substr(0, 4), sizes});
   }
-  for (double f : ParseList(widths)) {
+  for (double f : cnn ? std::vector<double>{} : ParseList(widths)) {
     const auto k = static_cast<uint32_t>(200 * f);
     shapes.push_back({"width" + std::to_string(f).substr(0, 4), {784, k, k, 10}});
   }
-  std::vector<uint32_t> rows(600);
+  std::vector<uint32_t> rows(examples);
   std::iota(rows.begin(), rows.end(), 0u);
   const TrainConfig cfg{.epochs = 2, .batch_size = 32, .learning_rate = 0.05f, .seed = 1};
   // Alternate the shapes `rounds` times, each for at least `seconds` of CPU time.
   for (int r = 0; r < rounds; ++r) {
     for (Shape& s : shapes) {
-      const Mlp m(std::vector<size_t>(s.sizes.begin(), s.sizes.end()));
+      auto built = MakePrunedModel(s.sizes, cnn, model_name);
+      if (!built.ok()) return 1;
+      const Model& m = **built;
       std::vector<float> init(m.num_params()), params;
       m.InitParams(init, 1);
       auto ws = m.MakeWorkspace();
@@ -114,10 +135,17 @@ int Main(int argc, char** argv) {
   const double base = shapes[0].cpu / static_cast<double>(shapes[0].updates);
   for (const Shape& s : shapes) {
     const double per = s.cpu / static_cast<double>(s.updates);
-    std::printf("{\"shape\":\"%s\",\"sizes\":\"%u-%u-%u-%u\",\"train_flops_per_example\":%.0f,\"flops_fraction\":%.4f,"
+    std::string sizes;
+    for (uint32_t z : s.sizes) {
+      if (!sizes.empty()) sizes += '-';
+      sizes += std::to_string(z);
+    }
+    std::printf("{\"model\":\"%s\",\"shape\":\"%s\",\"sizes\":\"%s\",\"params\":%zu,\"examples\":%u,"
+                "\"train_flops_per_example\":%.0f,\"flops_fraction\":%.4f,"
                 "\"updates\":%zu,\"cpu_ms_per_update\":%.3f,\"speedup_vs_unpruned\":%.3f}\n",
-                s.label.c_str(), s.sizes[0], s.sizes[1], s.sizes[2], s.sizes[3], MlpTrainFlops(s.sizes),
-                MlpTrainFlops(s.sizes) / MlpTrainFlops(full), s.updates, per * 1e3, base / per);
+                model_name.c_str(), s.label.c_str(), sizes.c_str(), ShapeParamCount(s.sizes, cnn), examples,
+                ShapeTrainFlops(s.sizes, cnn), ShapeTrainFlops(s.sizes, cnn) / ShapeTrainFlops(full, cnn), s.updates,
+                per * 1e3, base / per);
   }
   return 0;
 }

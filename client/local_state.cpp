@@ -76,23 +76,23 @@ Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Data
   if (!change.ok()) return change.error().WithContext("Register shape");
   if (Status st = CheckShapeChange(*change); !st.ok()) return st.error().WithContext("Register shape");
   const std::vector<uint32_t> pruned = change->NewSizes();
-  if (MlpParamCount(pruned) != dim) {
-    return InvalidArgumentError("Register shape has " + std::to_string(MlpParamCount(pruned)) +
+  if (change->NewParamCount() != dim) {
+    return InvalidArgumentError("Register shape has " + std::to_string(change->NewParamCount()) +
                                 " parameters, its dim says " + std::to_string(dim));
   }
   // Holding a version, it keeps it: the chain from that version carries the
   // shape changes since (ApplyModelPayload checks each against the held
   // dimension). Holding nothing, it starts from the unpruned model: version 1
   // (seed_init) and every chain from it are of that shape.
-  const std::vector<uint32_t> held = mlp_sizes();
+  const std::vector<uint32_t> held = model_ ? PrunableSizes(*model_) : std::vector<uint32_t>{};
   if (model_ && model_name_ == model_name && held_version_ != 0 && held.size() == pruned.size() &&
-      held.front() == pruned.front() && held.back() == pruned.back()) {
+      held.front() == pruned.front() && held.back() == pruned.back() && CnnGeometryOf(*model_) == change->cnn) {
     return OkStatus();
   }
-  if (model_ && mlp_sizes() != change->old_sizes) model_.reset();
-  FRUGAL_RETURN_IF_ERROR(Adopt(model_name, static_cast<uint32_t>(MlpParamCount(change->old_sizes)), data));
-  if (mlp_sizes() != change->old_sizes) {
-    return InvalidArgumentError("Register shape prunes an MLP of other layer sizes than the local " + model_name);
+  if (model_ && PrunableSizes(*model_) != change->old_sizes) model_.reset();
+  FRUGAL_RETURN_IF_ERROR(Adopt(model_name, static_cast<uint32_t>(change->OldParamCount()), data));
+  if (PrunableSizes(*model_) != change->old_sizes || CnnGeometryOf(*model_) != change->cnn) {
+    return InvalidArgumentError("Register shape prunes a model of other layer sizes than the local " + model_name);
   }
   return OkStatus();
 }
@@ -124,9 +124,14 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
     return now_holds.error();
   }
   held_version_ = *now_holds;
-  if (!new_sizes.empty() && new_sizes != mlp_sizes()) {
-    // [prune]: the payload changed the model's shape.
-    model_ = std::make_unique<Mlp>(std::vector<size_t>(new_sizes.begin(), new_sizes.end()), model_name_);
+  if (!new_sizes.empty() && model_ && new_sizes != PrunableSizes(*model_)) {
+    // [prune]: the payload changed the model's shape (an MLP's hidden units or the CNN's channels).
+    auto pruned = MakePrunedModel(new_sizes, CnnGeometryOf(*model_), model_name_);
+    if (!pruned.ok()) {
+      Forget();
+      return pruned.error().WithContext("model payload's shape change");
+    }
+    model_ = std::move(*pruned);
     ws_ = model_->MakeWorkspace();
     if (follower != nullptr) SaveResidualFile();
   }

@@ -128,6 +128,11 @@ size_t ResidualStore::clients() const {
   return resident_.size() + slots_.size();
 }
 
+bool ResidualStore::Holds(uint64_t client) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return resident_.contains(client) || slots_.contains(client);
+}
+
 size_t ResidualStore::resident_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return resident_.size() * bytes_;

@@ -1136,6 +1136,7 @@ Status Simulation::Prune(uint32_t round) {
                                                  bf16_residuals_ ? ResidualPrecision::kBf16 : ResidualPrecision::kFp32);
     std::vector<float> r(old_dim);
     for (uint32_t c = 0; c < pop_->size(); ++c) {
+      if (!residuals_->Holds(c)) continue;  // never trained: zeros, which the new store gives too
       FRUGAL_RETURN_IF_ERROR(residuals_->Load(c, r));
       if (std::ranges::all_of(r, [](float x) { return x == 0.0f; })) continue;
       FRUGAL_RETURN_IF_ERROR(moved->Store(c, ApplyParamMap(map, r)));
@@ -1241,14 +1242,11 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
 void Simulation::AddNotes(RunSummary& sum) const {
   if (lean_.active()) {
     // [prune], [widths]: the shape the run ended with, and what each class trained.
-    const auto& mlp = static_cast<const Mlp&>(*model_);
-    std::string shape;
-    for (size_t s : mlp.layer_sizes()) shape += (shape.empty() ? "" : "-") + std::to_string(s);
-    const FlopCount f = mlp.flops_per_example();
+    const FlopCount f = model_->flops_per_example();
     sum.extra_metrics["train_flops_per_example_final"] = f.forward + f.backward;
-    std::string note = "The model ended as a " + shape + " MLP";
+    std::string note = "The model ended as a " + lean_.ShapeDescription();
     if (!lean_.unpruned_sizes().empty()) {
-      const double fraction = (f.forward + f.backward) / MlpTrainFlops(lean_.unpruned_sizes());
+      const double fraction = (f.forward + f.backward) / lean_.UnprunedTrainFlops();
       sum.extra_metrics["train_flops_fraction_final"] = fraction;
       note += " (structured pruning, [prune]: " + FormatDouble(100 * fraction) +
               "% of the unpruned model's training FLOPs per example)";

@@ -6,11 +6,17 @@
 #include <numeric>
 #include <string>
 
+#include "frugal/model/model.h"
+
 namespace frugal {
 namespace {
 
 constexpr uint8_t kMagic[4] = {'F', 'R', 'S', 'C'};
 constexpr uint8_t kFormat = 1;
+constexpr uint8_t kCnnFormat = 2;
+constexpr size_t kCnnSizes = 5;  // input channels, conv1, conv2, dense units, classes
+constexpr uint32_t kMaxCnnImage = 4096;
+constexpr uint32_t kMaxCnnKernel = 31;
 constexpr uint32_t kMaxLayerSize = 1u << 20;
 constexpr size_t kMaxLayers = 64;  // layer sizes, input and output included
 
@@ -22,7 +28,144 @@ uint32_t GetU32(const uint8_t* p) {
          (static_cast<uint32_t>(p[3]) << 24);
 }
 
+Status CheckCnnGeometry(const CnnGeometry& g) {
+  if (g.height < 4 || g.height > kMaxCnnImage || g.width < 4 || g.width > kMaxCnnImage) {
+    return InvalidArgumentError("shape change: CNN image " + std::to_string(g.height) + "x" + std::to_string(g.width) +
+                                ", expected 4 to " + std::to_string(kMaxCnnImage) + " a side");
+  }
+  if (g.kernel % 2 == 0 || g.kernel > kMaxCnnKernel) {
+    return InvalidArgumentError("shape change: CNN kernel " + std::to_string(g.kernel) + ", expected odd, 1 to " +
+                                std::to_string(kMaxCnnKernel));
+  }
+  return OkStatus();
+}
+
+// Where each block of a Cnn's parameters starts (the layout of Cnn, model.h):
+// conv weights are (out x k*k*in) column-major over patches (ky, kx, channel),
+// channel fastest; the dense layer's weights are unit-major over the pooled
+// map (pixel, channel), channel fastest; the output layer's are unit-major
+// within each class.
+struct CnnLayout {
+  size_t kk, c0, c1, c2, d, nc, px3, flat;
+  size_t c1w, c1b, c2w, c2b, d1w, d1b, d2w, d2b, total;
+  CnnLayout(const CnnGeometry& g, std::span<const uint32_t> s)
+      : kk(size_t{g.kernel} * g.kernel), c0(s[0]), c1(s[1]), c2(s[2]), d(s[3]), nc(s[4]),
+        px3(size_t{g.height / 2 / 2} * (g.width / 2 / 2)), flat(px3 * c2) {
+    c1w = 0;
+    c1b = c1w + c1 * kk * c0;
+    c2w = c1b + c1;
+    c2b = c2w + c2 * kk * c1;
+    d1w = c2b + c2;
+    d1b = d1w + d * flat;
+    d2w = d1b + d;
+    d2b = d2w + nc * d;
+    total = d2b + nc;
+  }
+};
+
+CnnConfig CnnConfigOf(const CnnGeometry& g, std::span<const uint32_t> s) {
+  return CnnConfig{.height = g.height, .width = g.width, .channels = s[0], .kernel = g.kernel,
+                   .conv1_channels = s[1], .conv2_channels = s[2], .dense_units = s[3], .num_classes = s[4]};
+}
+
+std::vector<uint32_t> CnnParamMap(const MlpShapeChange& c) {
+  const CnnLayout L(*c.cnn, c.old_sizes);
+  const std::vector<uint32_t>&k1 = c.kept[0], &k2 = c.kept[1], &kd = c.kept[2];
+  std::vector<uint32_t> map;
+  map.reserve(ShapeParamCount(c.NewSizes(), c.cnn));
+  auto put = [&map](size_t i) { map.push_back(static_cast<uint32_t>(i)); };
+  for (size_t j = 0; j < L.kk * L.c0; ++j) {
+    for (uint32_t o : k1) put(L.c1w + o + L.c1 * j);
+  }
+  for (uint32_t o : k1) put(L.c1b + o);
+  for (size_t pos = 0; pos < L.kk; ++pos) {
+    for (uint32_t ci : k1) {
+      for (uint32_t o : k2) put(L.c2w + o + L.c2 * (pos * L.c1 + ci));
+    }
+  }
+  for (uint32_t o : k2) put(L.c2b + o);
+  for (uint32_t u : kd) {
+    for (size_t pix = 0; pix < L.px3; ++pix) {
+      for (uint32_t ch : k2) put(L.d1w + pix * L.c2 + ch + L.flat * u);
+    }
+  }
+  for (uint32_t u : kd) put(L.d1b + u);
+  for (size_t cls = 0; cls < L.nc; ++cls) {
+    for (uint32_t u : kd) put(L.d2w + u + L.d * cls);
+  }
+  for (size_t cls = 0; cls < L.nc; ++cls) put(L.d2b + cls);
+  return map;
+}
+
+// The widths[l] highest scores of each layer (ties: the lower index), ascending.
+std::vector<std::vector<uint32_t>> KeepTop(const std::vector<std::vector<double>>& scores,
+                                           std::span<const uint32_t> widths) {
+  std::vector<std::vector<uint32_t>> kept;
+  for (size_t l = 0; l < scores.size(); ++l) {
+    std::vector<uint32_t> order(scores[l].size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return scores[l][a] > scores[l][b]; });
+    order.resize(std::min<size_t>(widths[l], order.size()));
+    std::sort(order.begin(), order.end());
+    kept.push_back(std::move(order));
+  }
+  return kept;
+}
+
 }  // namespace
+
+size_t MlpShapeChange::OldParamCount() const { return ShapeParamCount(old_sizes, cnn); }
+size_t MlpShapeChange::NewParamCount() const { return ShapeParamCount(NewSizes(), cnn); }
+
+size_t ShapeParamCount(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn) {
+  if (!cnn) return MlpParamCount(sizes);
+  return sizes.size() == kCnnSizes ? CnnLayout(*cnn, sizes).total : 0;
+}
+
+double ShapeTrainFlops(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn) {
+  if (!cnn) return MlpTrainFlops(sizes);
+  if (sizes.size() != kCnnSizes) return 0;
+  const FlopCount f = Cnn(CnnConfigOf(*cnn, sizes)).flops_per_example();
+  return f.forward + f.backward;
+}
+
+std::vector<uint32_t> PrunableSizes(const Model& model) {
+  if (const auto* mlp = dynamic_cast<const Mlp*>(&model); mlp != nullptr && mlp->layer_sizes().size() >= 3) {
+    return std::vector<uint32_t>(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+  }
+  if (const auto* cnn = dynamic_cast<const Cnn*>(&model); cnn != nullptr) {
+    const CnnConfig& c = cnn->config();
+    return {static_cast<uint32_t>(c.channels), static_cast<uint32_t>(c.conv1_channels),
+            static_cast<uint32_t>(c.conv2_channels), static_cast<uint32_t>(c.dense_units),
+            static_cast<uint32_t>(c.num_classes)};
+  }
+  return {};
+}
+
+std::optional<CnnGeometry> CnnGeometryOf(const Model& model) {
+  const auto* cnn = dynamic_cast<const Cnn*>(&model);
+  if (cnn == nullptr) return std::nullopt;
+  const CnnConfig& c = cnn->config();
+  return CnnGeometry{static_cast<uint32_t>(c.height), static_cast<uint32_t>(c.width), static_cast<uint32_t>(c.kernel)};
+}
+
+Result<std::unique_ptr<Model>> MakePrunedModel(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn,
+                                               std::string name) {
+  if (std::ranges::any_of(sizes, [](uint32_t s) { return s == 0; })) {
+    return InvalidArgumentError("a pruned model's layer sizes must be positive");
+  }
+  if (!cnn) {
+    if (sizes.size() < 2) return InvalidArgumentError("a pruned MLP needs at least 2 layer sizes");
+    return std::unique_ptr<Model>(new Mlp(std::vector<size_t>(sizes.begin(), sizes.end()), std::move(name)));
+  }
+  if (sizes.size() != kCnnSizes) {
+    return InvalidArgumentError("a pruned CNN has " + std::to_string(kCnnSizes) + " sizes, got " +
+                                std::to_string(sizes.size()));
+  }
+  FRUGAL_RETURN_IF_ERROR(CheckCnnGeometry(*cnn));
+  return std::unique_ptr<Model>(new Cnn(CnnConfigOf(*cnn, sizes), std::move(name)));
+}
 
 Status CheckPruneConfig(const PruneConfig& c) {
   if (!(c.target_flops_fraction > 0 && c.target_flops_fraction <= 1)) {
@@ -68,6 +211,13 @@ Status CheckShapeChange(const MlpShapeChange& c) {
                                   std::to_string(c.old_sizes[l]) + ", expected 1 to " + std::to_string(kMaxLayerSize));
     }
   }
+  if (c.cnn) {
+    FRUGAL_RETURN_IF_ERROR(CheckCnnGeometry(*c.cnn));
+    if (c.old_sizes.size() != kCnnSizes) {
+      return InvalidArgumentError("shape change: a CNN has " + std::to_string(kCnnSizes) + " layer sizes, got " +
+                                  std::to_string(c.old_sizes.size()));
+    }
+  }
   if (c.kept.size() + 2 != c.old_sizes.size()) {
     return InvalidArgumentError("shape change: " + std::to_string(c.kept.size()) + " kept lists for " +
                                 std::to_string(c.old_sizes.size() - 2) + " hidden layers");
@@ -86,6 +236,7 @@ Status CheckShapeChange(const MlpShapeChange& c) {
 }
 
 std::vector<uint32_t> ShapeChangeParamMap(const MlpShapeChange& c) {
+  if (c.cnn) return CnnParamMap(c);
   const std::vector<uint32_t>& s = c.old_sizes;
   std::vector<uint32_t> map;
   map.reserve(MlpParamCount(c.NewSizes()));
@@ -147,16 +298,50 @@ MlpShapeChange ChooseKeptUnits(std::span<const uint32_t> sizes, std::span<const 
                                std::span<const uint32_t> widths) {
   MlpShapeChange c;
   c.old_sizes.assign(sizes.begin(), sizes.end());
-  const std::vector<std::vector<double>> scores = UnitScores(sizes, params);
-  for (size_t l = 0; l < scores.size(); ++l) {
-    std::vector<uint32_t> order(scores[l].size());
-    std::iota(order.begin(), order.end(), 0u);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](uint32_t a, uint32_t b) { return scores[l][a] > scores[l][b]; });
-    order.resize(std::min<size_t>(widths[l], order.size()));
-    std::sort(order.begin(), order.end());
-    c.kept.push_back(std::move(order));
+  c.kept = KeepTop(UnitScores(sizes, params), widths);
+  return c;
+}
+
+std::vector<std::vector<double>> CnnUnitScores(const CnnGeometry& cnn, std::span<const uint32_t> sizes,
+                                               std::span<const float> params) {
+  const CnnLayout L(cnn, sizes);
+  const float* p = params.data();
+  auto sq = [p](size_t i) { return static_cast<double>(p[i]) * p[i]; };
+  std::vector<std::vector<double>> scores(3);
+  scores[0].assign(L.c1, 0.0);
+  for (size_t o = 0; o < L.c1; ++o) {
+    double sum = sq(L.c1b + o);
+    for (size_t j = 0; j < L.kk * L.c0; ++j) sum += sq(L.c1w + o + L.c1 * j);
+    for (size_t pos = 0; pos < L.kk; ++pos) {
+      for (size_t o2 = 0; o2 < L.c2; ++o2) sum += sq(L.c2w + o2 + L.c2 * (pos * L.c1 + o));
+    }
+    scores[0][o] = std::sqrt(sum);
   }
+  scores[1].assign(L.c2, 0.0);
+  for (size_t o = 0; o < L.c2; ++o) {
+    double sum = sq(L.c2b + o);
+    for (size_t j = 0; j < L.kk * L.c1; ++j) sum += sq(L.c2w + o + L.c2 * j);
+    for (size_t u = 0; u < L.d; ++u) {
+      for (size_t pix = 0; pix < L.px3; ++pix) sum += sq(L.d1w + pix * L.c2 + o + L.flat * u);
+    }
+    scores[1][o] = std::sqrt(sum);
+  }
+  scores[2].assign(L.d, 0.0);
+  for (size_t u = 0; u < L.d; ++u) {
+    double sum = sq(L.d1b + u);
+    for (size_t f = 0; f < L.flat; ++f) sum += sq(L.d1w + f + L.flat * u);
+    for (size_t cls = 0; cls < L.nc; ++cls) sum += sq(L.d2w + u + L.d * cls);
+    scores[2][u] = std::sqrt(sum);
+  }
+  return scores;
+}
+
+MlpShapeChange ChooseKeptCnnUnits(const CnnGeometry& cnn, std::span<const uint32_t> sizes,
+                                  std::span<const float> params, std::span<const uint32_t> widths) {
+  MlpShapeChange c;
+  c.old_sizes.assign(sizes.begin(), sizes.end());
+  c.cnn = cnn;
+  c.kept = KeepTop(CnnUnitScores(cnn, sizes, params), widths);
   return c;
 }
 
@@ -172,35 +357,42 @@ MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width) {
   return c;
 }
 
-std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction) {
+std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction,
+                                             const std::optional<CnnGeometry>& cnn) {
   const size_t hidden = original_sizes.size() - 2;
   const uint32_t widest = *std::max_element(original_sizes.begin() + 1, original_sizes.end() - 1);
-  const double budget = fraction * MlpTrainFlops(original_sizes);
+  const double budget = fraction * ShapeTrainFlops(original_sizes, cnn);
   std::vector<uint32_t> sizes(original_sizes.begin(), original_sizes.end());
   for (uint32_t k = widest; k >= 1; --k) {
     for (size_t l = 0; l < hidden; ++l) {
       sizes[l + 1] = std::max<uint32_t>(1, static_cast<uint32_t>(uint64_t{original_sizes[l + 1]} * k / widest));
     }
-    if (MlpTrainFlops(sizes) <= budget || k == 1) break;
+    if (ShapeTrainFlops(sizes, cnn) <= budget || k == 1) break;
   }
   return std::vector<uint32_t>(sizes.begin() + 1, sizes.end() - 1);
 }
 
 std::optional<std::vector<uint32_t>> PruneStepWidths(const PruneConfig& c, uint32_t round,
-                                                     std::span<const uint32_t> original_sizes) {
+                                                     std::span<const uint32_t> original_sizes,
+                                                     const std::optional<CnnGeometry>& cnn) {
   if (!c.enabled() || c.every == 0 || c.steps == 0 || round < c.start_round || (round - c.start_round) % c.every != 0) {
     return std::nullopt;
   }
   const uint32_t step = (round - c.start_round) / c.every + 1;
   if (step > c.steps) return std::nullopt;
   const double fraction = 1.0 - (1.0 - c.target_flops_fraction) * step / c.steps;
-  return WidthsForFlopsFraction(original_sizes, fraction);
+  return WidthsForFlopsFraction(original_sizes, fraction, cnn);
 }
 
 std::vector<uint8_t> EncodeShapeChange(const MlpShapeChange& c) {
   std::vector<uint8_t> out(kMagic, kMagic + 4);
-  out.push_back(kFormat);
+  out.push_back(c.cnn ? kCnnFormat : kFormat);
   out.push_back(static_cast<uint8_t>(c.old_sizes.size()));
+  if (c.cnn) {
+    PutU32(out, c.cnn->height);
+    PutU32(out, c.cnn->width);
+    PutU32(out, c.cnn->kernel);
+  }
   for (uint32_t s : c.old_sizes) PutU32(out, s);
   for (size_t l = 0; l < c.kept.size(); ++l) {
     const size_t at = out.size();
@@ -219,25 +411,41 @@ Result<MlpShapeChange> DecodeShapeChange(std::span<const uint8_t> bytes) {
     return DataLossError("shape change truncated: " + std::to_string(bytes.size()) + " bytes, the header needs 6");
   }
   if (!IsShapeChange(bytes)) return InvalidArgumentError("shape change: bad magic");
-  if (bytes[4] != kFormat) return InvalidArgumentError("shape change: unsupported format " + std::to_string(bytes[4]));
+  if (bytes[4] != kFormat && bytes[4] != kCnnFormat) {
+    return InvalidArgumentError("shape change: unsupported format " + std::to_string(bytes[4]));
+  }
+  const bool is_cnn = bytes[4] == kCnnFormat;
   const size_t n = bytes[5];
+  if (is_cnn && n != kCnnSizes) {
+    return InvalidArgumentError("shape change: layer count " + std::to_string(n) + ", a CNN has " +
+                                std::to_string(kCnnSizes));
+  }
   if (n < 3 || n > kMaxLayers) {
     return InvalidArgumentError("shape change: layer count " + std::to_string(n) + ", expected 3 to " +
                                 std::to_string(kMaxLayers));
   }
-  if (bytes.size() < 6 + 4 * n) {
+  MlpShapeChange c;
+  size_t head = 6;
+  if (is_cnn) {
+    if (bytes.size() < head + 12) {
+      return DataLossError("shape change truncated in its CNN geometry: " + std::to_string(bytes.size()) + " bytes");
+    }
+    c.cnn = CnnGeometry{GetU32(&bytes[6]), GetU32(&bytes[10]), GetU32(&bytes[14])};
+    FRUGAL_RETURN_IF_ERROR(CheckCnnGeometry(*c.cnn));
+    head += 12;
+  }
+  if (bytes.size() < head + 4 * n) {
     return DataLossError("shape change truncated in its layer sizes: " + std::to_string(bytes.size()) + " bytes");
   }
-  MlpShapeChange c;
   for (size_t l = 0; l < n; ++l) {
-    const uint32_t s = GetU32(&bytes[6 + 4 * l]);
+    const uint32_t s = GetU32(&bytes[head + 4 * l]);
     if (s == 0 || s > kMaxLayerSize) {
       return InvalidArgumentError("shape change: layer size " + std::to_string(l) + " is " + std::to_string(s) +
                                   ", expected 1 to " + std::to_string(kMaxLayerSize));
     }
     c.old_sizes.push_back(s);
   }
-  size_t pos = 6 + 4 * n;
+  size_t pos = head + 4 * n;
   for (size_t l = 1; l + 1 < n; ++l) {
     const uint32_t units = c.old_sizes[l];
     const size_t mask_bytes = (units + 7) / 8;
@@ -264,8 +472,8 @@ Result<MlpShapeChange> DecodeShapeChange(std::span<const uint8_t> bytes) {
   if (pos != bytes.size()) {
     return InvalidArgumentError("shape change has " + std::to_string(bytes.size() - pos) + " trailing bytes");
   }
-  if (MlpParamCount(c.old_sizes) > (size_t{1} << 31)) {
-    return InvalidArgumentError("shape change: the old model would hold " + std::to_string(MlpParamCount(c.old_sizes)) +
+  if (c.OldParamCount() > (size_t{1} << 31)) {
+    return InvalidArgumentError("shape change: the old model would hold " + std::to_string(c.OldParamCount()) +
                                 " parameters, more than 2^31");
   }
   return c;

@@ -90,8 +90,8 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
   if (!state.shape.old_sizes.empty()) {
     // A pruned engine: its model has the shape's new sizes, and full models carry the shape again.
     FRUGAL_RETURN_IF_ERROR(CheckShapeChange(state.shape));
-    if (MlpParamCount(state.shape.NewSizes()) != state.model.size()) {
-      return DataLossError("engine state's shape has " + std::to_string(MlpParamCount(state.shape.NewSizes())) +
+    if (state.shape.NewParamCount() != state.model.size()) {
+      return DataLossError("engine state's shape has " + std::to_string(state.shape.NewParamCount()) +
                            " parameters, its model " + std::to_string(state.model.size()));
     }
   }
@@ -499,11 +499,11 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
 Result<uint32_t> RoundEngine::ApplyShapeChange(const MlpShapeChange& change) {
   if (open_) return FailedPreconditionError("shape change: round " + std::to_string(round_) + " is open");
   FRUGAL_RETURN_IF_ERROR(CheckShapeChange(change));
-  if (MlpParamCount(change.old_sizes) != model_.size()) {
-    return InvalidArgumentError("shape change is from a model of " + std::to_string(MlpParamCount(change.old_sizes)) +
+  if (change.OldParamCount() != model_.size()) {
+    return InvalidArgumentError("shape change is from a model of " + std::to_string(change.OldParamCount()) +
                                 " parameters, the global model has " + std::to_string(model_.size()));
   }
-  if (!shape_.old_sizes.empty() && change.old_sizes != shape_.NewSizes()) {
+  if (!shape_.old_sizes.empty() && (change.old_sizes != shape_.NewSizes() || change.cnn != shape_.cnn)) {
     return InvalidArgumentError("shape change does not start from the model's current layer sizes");
   }
   if (aggregator_.VariableState()) {

@@ -3,25 +3,16 @@
 #include <algorithm>
 
 namespace frugal {
-namespace {
-
-std::vector<uint32_t> HiddenMlpSizes(const Model& model) {
-  const auto* mlp = dynamic_cast<const Mlp*>(&model);
-  if (mlp == nullptr || mlp->layer_sizes().size() < 3) return {};
-  return std::vector<uint32_t>(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
-}
-
-}  // namespace
-
 Result<LeanRound> LeanRound::Create(const Model& model, const PruneConfig& prune,
                                     std::span<const std::pair<std::string, double>> widths, Pipeline pipeline) {
   LeanRound lean;
   if (!prune.enabled() && widths.empty()) return lean;
-  const std::vector<uint32_t> sizes = HiddenMlpSizes(model);
+  const std::vector<uint32_t> sizes = PrunableSizes(model);
+  lean.cnn_ = CnnGeometryOf(model);
   if (prune.enabled()) {
     if (sizes.empty()) {
-      return InvalidArgumentError("[prune] removes hidden units of an MLP; model '" + std::string(model.name()) +
-                                  "' has none");
+      return InvalidArgumentError("[prune] removes hidden units of an MLP or channels of the CNN; model '" +
+                                  std::string(model.name()) + "' has none");
     }
     if (pipeline == Pipeline::kSecure) return InvalidArgumentError("[prune] is not built for pipeline = \"secure\"");
     FRUGAL_RETURN_IF_ERROR(CheckPruneConfig(prune));
@@ -29,6 +20,10 @@ Result<LeanRound> LeanRound::Create(const Model& model, const PruneConfig& prune
     lean.prune_ = prune;
   }
   if (!widths.empty()) {
+    if (lean.cnn_) {
+      return InvalidArgumentError("[widths] (nested sub-networks) is built for MLPs only, not for model '" +
+                                  std::string(model.name()) + "'; [prune] can narrow the CNN");
+    }
     if (sizes.empty()) {
       return InvalidArgumentError("[widths] narrows hidden layers of an MLP; model '" + std::string(model.name()) +
                                   "' has none");
@@ -72,7 +67,7 @@ void LeanRound::BuildNested() {
 
 Result<std::optional<PruneStep>> LeanRound::PruneAfter(uint32_t round, RoundEngine& engine) {
   if (unpruned_sizes_.empty()) return std::optional<PruneStep>();
-  std::optional<std::vector<uint32_t>> widths = PruneStepWidths(prune_, round, unpruned_sizes_);
+  std::optional<std::vector<uint32_t>> widths = PruneStepWidths(prune_, round, unpruned_sizes_, cnn_);
   if (!widths) return std::optional<PruneStep>();
   bool narrower = false;
   for (size_t l = 0; l < widths->size(); ++l) {
@@ -80,12 +75,13 @@ Result<std::optional<PruneStep>> LeanRound::PruneAfter(uint32_t round, RoundEngi
     narrower |= (*widths)[l] < sizes_[l + 1];
   }
   if (!narrower) return std::optional<PruneStep>();
-  if (MlpParamCount(sizes_) != engine.dim()) {
+  if (ShapeParamCount(sizes_, cnn_) != engine.dim()) {
     return InternalError("the engine's model has " + std::to_string(engine.dim()) + " parameters, [prune]'s shape " +
-                         std::to_string(MlpParamCount(sizes_)));
+                         std::to_string(ShapeParamCount(sizes_, cnn_)));
   }
   PruneStep step;
-  step.change = ChooseKeptUnits(sizes_, engine.global_model(), *widths);
+  step.change = cnn_ ? ChooseKeptCnnUnits(*cnn_, sizes_, engine.global_model(), *widths)
+                     : ChooseKeptUnits(sizes_, engine.global_model(), *widths);
   step.from_version = engine.version();
   step.old_dim = static_cast<uint32_t>(engine.dim());
   FRUGAL_ASSIGN_OR_RETURN(step.to_version, engine.ApplyShapeChange(step.change));
@@ -99,7 +95,7 @@ Result<std::optional<PruneStep>> LeanRound::PruneAfter(uint32_t round, RoundEngi
 Status LeanRound::Resume(const MlpShapeChange& shape) {
   if (!prunes()) return InvalidArgumentError("a pruned shape to resume, but the run has no [prune]");
   FRUGAL_RETURN_IF_ERROR(CheckShapeChange(shape));
-  if (shape.old_sizes != unpruned_sizes_) {
+  if (shape.old_sizes != unpruned_sizes_ || shape.cnn != cnn_) {
     return InvalidArgumentError("the pruned shape to resume is not of this run's unpruned model");
   }
   sizes_ = shape.NewSizes();
@@ -118,8 +114,25 @@ std::map<std::string, double> LeanRound::TrainFlopsByDevice() const {
   return out;
 }
 
-std::unique_ptr<Mlp> LeanRound::MakeModel(std::string name) const {
-  return std::make_unique<Mlp>(std::vector<size_t>(sizes_.begin(), sizes_.end()), std::move(name));
+std::unique_ptr<Model> LeanRound::MakeModel(std::string name) const {
+  // sizes_ came from a model or a checked shape change, so they describe one.
+  auto model = MakePrunedModel(sizes_, cnn_, std::move(name));
+  return model.ok() ? std::move(*model) : nullptr;
+}
+
+double LeanRound::UnprunedTrainFlops() const { return ShapeTrainFlops(unpruned_sizes_, cnn_); }
+
+std::string LeanRound::ShapeDescription() const {
+  std::string shape;
+  if (cnn_) {
+    return "CNN with " + std::to_string(sizes_[1]) + " and " + std::to_string(sizes_[2]) + " channels and " +
+           std::to_string(sizes_[3]) + " dense units";
+  }
+  for (uint32_t s : sizes_) {
+    if (!shape.empty()) shape += '-';
+    shape += std::to_string(s);
+  }
+  return shape + " MLP";
 }
 
 Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(

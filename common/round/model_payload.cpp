@@ -135,8 +135,8 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       if (!shape.ok()) return shape.error().WithContext("full model payload's shape");
       if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext("full model payload's shape");
       sizes = shape->NewSizes();
-      if (MlpParamCount(sizes) != h.dim) {
-        return InvalidArgumentError("full model payload's shape has " + std::to_string(MlpParamCount(sizes)) +
+      if (shape->NewParamCount() != h.dim) {
+        return InvalidArgumentError("full model payload's shape has " + std::to_string(shape->NewParamCount()) +
                                     " parameters, its header says " + std::to_string(h.dim));
       }
       dim = h.dim;
@@ -145,7 +145,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
     model = std::move(full);
     if (follower != nullptr && h.shape_change && follower->size() != dim) {
       auto shape = DecodeShapeChange(pieces[0]);  // decoded and checked above
-      if (follower->size() == MlpParamCount(shape->old_sizes)) {
+      if (follower->size() == shape->OldParamCount()) {
         *follower = ApplyParamMap(ShapeChangeParamMap(*shape), *follower);
       } else {
         follower->assign(dim, 0.0f);
@@ -174,9 +174,9 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       auto shape = DecodeShapeChange(pieces[i]);
       if (!shape.ok()) return shape.error().WithContext(where);
       if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext(where);
-      if (MlpParamCount(shape->old_sizes) != dim) {
+      if (shape->OldParamCount() != dim) {
         return InvalidArgumentError(where + ": shape change is from a model of " +
-                                    std::to_string(MlpParamCount(shape->old_sizes)) + " parameters, the model has " +
+                                    std::to_string(shape->OldParamCount()) + " parameters, the model has " +
                                     std::to_string(dim));
       }
       step.map = ShapeChangeParamMap(*shape);

@@ -174,6 +174,48 @@ TEST_SUITE("client") {
     CHECK(st.error().message().find("Register shape") != std::string::npos);
   }
 
+  TEST_CASE("[prune] on the CNN: the agent rebuilds a smaller Cnn from a payload's channel pruning, and refuses another geometry") {
+    Rig rig;
+    Dataset images;  // only its sizes matter to Adopt: the CNN takes 28x28x1 images
+    images.num_features = 784;
+    images.num_classes = 10;
+    auto model = MakeModel("cnn", 784, 10);
+    REQUIRE(model.ok());
+    const auto dim = static_cast<uint32_t>((*model)->num_params());
+    std::vector<float> v1(dim);
+    (*model)->InitParams(v1, 3);
+    RoundEngine engine(v1, EngineConfig{});
+    LocalState state(rig.dir.Path("cnn.bin"));
+    REQUIRE(state.Adopt("cnn", dim, images).ok());
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
+    const std::vector<float> held_v1 = state.params();
+    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(**model), PrunableSizes(**model),
+                                                     engine.global_model(), std::vector<uint32_t>{16, 32, 256});
+    REQUIRE(engine.ApplyShapeChange(change).ok());
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(1)).ok());
+    const auto* cnn = dynamic_cast<const Cnn*>(&state.model());
+    REQUIRE(cnn != nullptr);
+    CHECK(cnn->config().conv1_channels == 16);
+    CHECK(cnn->config().conv2_channels == 32);
+    CHECK(cnn->config().dense_units == 256);
+    CHECK(state.dim() == change.NewParamCount());
+    CHECK(state.params() == ApplyParamMap(ShapeChangeParamMap(change), held_v1));
+    // A restarted agent: Register's shape, the unpruned Cnn, then a full payload prunes it.
+    const std::vector<uint8_t> shape = EncodeShapeChange(engine.shape());
+    LocalState restarted(rig.dir.Path("cnn2.bin"));
+    REQUIRE(restarted.Adopt("cnn", static_cast<uint32_t>(change.NewParamCount()), images, shape).ok());
+    CHECK(restarted.dim() == dim);
+    REQUIRE(restarted.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(restarted.dim() == change.NewParamCount());
+    // The same channels of a CNN with another kernel are not this agent's model: refused.
+    MlpShapeChange other = engine.shape();
+    other.cnn->kernel = 3;
+    LocalState wrong(rig.dir.Path("cnn3.bin"));
+    const Status st = wrong.Adopt("cnn", static_cast<uint32_t>(other.NewParamCount()), images, EncodeShapeChange(other));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message().find("parameters") != std::string::npos);
+  }
+
   TEST_CASE("a task on the seed-built version 1 is trained and accepted by the round engine") {
     Rig rig;
     const uint64_t seed = 5;

@@ -17,20 +17,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (change.ok()) {
     fuzz::Require(CheckShapeChange(*change).ok());
     fuzz::Require(EncodeShapeChange(*change) == std::vector<uint8_t>(in.begin(), in.end()));
-    const size_t old_dim = MlpParamCount(change->old_sizes);
+    const size_t old_dim = change->OldParamCount();
     if (old_dim > fuzz::kMaxFuzzDim) return 0;  // keeps each run small; the map is linear in it
     const std::vector<uint32_t> map = ShapeChangeParamMap(*change);
-    fuzz::Require(map.size() == MlpParamCount(change->NewSizes()));
+    fuzz::Require(map.size() == change->NewParamCount());
     for (uint32_t i : map) fuzz::Require(i < old_dim);
   }
   // As the one piece of a chain, applied to a client's copy of 20 parameters
   // (or the change's own old dimension when small).
   uint32_t dim = 20;
-  if (change.ok() && MlpParamCount(change->old_sizes) <= fuzz::kMaxFuzzDim) {
-    dim = static_cast<uint32_t>(MlpParamCount(change->old_sizes));
+  if (change.ok() && change->OldParamCount() <= fuzz::kMaxFuzzDim) {
+    dim = static_cast<uint32_t>(change->OldParamCount());
   }
-  const uint32_t new_dim = change.ok() && dim == MlpParamCount(change->old_sizes)
-                               ? static_cast<uint32_t>(MlpParamCount(change->NewSizes()))
+  const uint32_t new_dim = change.ok() && dim == change->OldParamCount()
+                               ? static_cast<uint32_t>(change->NewParamCount())
                                : dim;
   const ModelPayloadHeader h{ModelPayloadKind::kChain, 7, 8, new_dim, 1};
   const std::vector<uint8_t> payload = EncodeModelPayload(h, std::span(&in, 1));

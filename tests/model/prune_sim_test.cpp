@@ -49,6 +49,35 @@ every = 1
 devices = { phone-low = 0.5 }
 )";
 
+// The McMahan CNN pruned in two steps to half its training FLOPs, on a
+// sampled fleet (16 examples a client) so that three rounds stay small.
+constexpr const char* kPrunedCnn = R"(
+name = "frugal-models-pruned-cnn"
+seed = 5
+rounds = 3
+pipeline = "frugal"
+model = "cnn"
+[data]
+samples_per_client = 16
+[eval]
+examples = 100
+every = 3
+[population]
+clients = 6001
+availability = { always = 1.0 }
+[round]
+clients_per_round = 3
+[train]
+epochs = 1
+batch_size = 16
+learning_rate = 0.05
+[prune]
+target_flops_fraction = 0.5
+start_round = 1
+steps = 2
+every = 1
+)";
+
 // A CSV file as rows of named fields (the run directory's files have no quoted commas here).
 std::vector<std::map<std::string, std::string>> ReadCsv(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -68,17 +97,25 @@ std::vector<std::map<std::string, std::string>> ReadCsv(const std::filesystem::p
   return rows;
 }
 
+std::filesystem::path RunDir(const std::string& prefix) {
+  return std::filesystem::temp_directory_path() / (prefix + std::to_string(getpid()));
+}
+
+// frugal-sim on this scenario text, writing its run directory to dir.
+auto Run(const char* toml, const std::string& file_name, const std::filesystem::path& dir) {
+  auto c = ParseSimConfig(toml, file_name, {});
+  REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+  RunOptions opts;
+  opts.out_dir = dir.string();
+  return RunSimulation(*c, opts);
+}
+
 }  // namespace
 
 TEST_SUITE("model") {
   TEST_CASE("frugal-sim with [prune] and [widths] prices each participation at the FLOPs of the shape it trained") {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("frugal-pruned-sim-" + std::to_string(getpid()));
-    auto c = ParseSimConfig(kPruned, "frugal-models-pruned.toml", {});
-    REQUIRE_MESSAGE(c.ok(), c.status().ToString());
-    RunOptions opts;
-    opts.out_dir = dir.string();
-    auto r = RunSimulation(*c, opts);
+    const std::filesystem::path dir = RunDir("frugal-pruned-sim-");
+    auto r = Run(kPruned, "frugal-models-pruned.toml", dir);
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());
 
     // The schedule: round 1 trains the 2NN, round 2 the 75% shape, rounds 3-4 the 50% one.
@@ -116,6 +153,41 @@ TEST_SUITE("model") {
     // Smaller models, smaller updates: 2% of fewer coordinates.
     CHECK(r->rounds.back().bytes_up < r->rounds.front().bytes_up);
     CHECK(r->summary.final_accuracy > 0.2);  // it still learns (chance is 0.1)
+    std::filesystem::remove_all(dir);
+  }
+
+  // Slow tier (tests/model/CMakeLists.txt): three CNN rounds take seconds on 2 cores.
+  TEST_CASE("frugal-sim with [prune] on the CNN trains fewer channels after each step and prices them exactly") {
+    const std::filesystem::path dir = RunDir("frugal-pruned-cnn-sim-");
+    auto r = Run(kPrunedCnn, "frugal-models-pruned-cnn.toml", dir);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+
+    // Round 1 trains the whole CNN, round 2 the 75% shape, round 3 the 50% one.
+    const std::vector<uint32_t> full{1, 32, 64, 512, 10};
+    const CnnGeometry geometry{28, 28, 5};
+    auto shape = [&](double fraction) {
+      const std::vector<uint32_t> w = WidthsForFlopsFraction(full, fraction, geometry);
+      return std::vector<uint32_t>{1, w[0], w[1], w[2], 10};
+    };
+    const std::vector<std::vector<uint32_t>> by_round{full, full, shape(0.75), shape(0.5)};
+    size_t rows = 0;
+    for (const auto& row : ReadCsv(dir / "ledger.csv")) {
+      if (row.at("outcome") != "participated") continue;
+      const auto round = static_cast<size_t>(std::stoul(row.at("round")));
+      INFO("round ", round, " client ", row.at("client_id"));
+      // One epoch of 16 examples at the trained shape's training FLOPs per example, exactly.
+      CHECK(std::stod(row.at("flops")) ==
+            doctest::Approx(16.0 * ShapeTrainFlops(by_round.at(round), geometry)).epsilon(1e-12));
+      ++rows;
+    }
+    CHECK(rows == 9);
+    const auto& m = r->summary.extra_metrics;
+    REQUIRE(m.count("train_flops_fraction_final") == 1);
+    CHECK(m.at("train_flops_fraction_final") ==
+          doctest::Approx(ShapeTrainFlops(shape(0.5), geometry) / ShapeTrainFlops(full, geometry)));
+    CHECK(m.at("train_flops_fraction_final") <= 0.5);
+    CHECK(r->final_model.size() == ShapeParamCount(shape(0.5), geometry));
+    CHECK(r->rounds.back().bytes_up < r->rounds.front().bytes_up);
     std::filesystem::remove_all(dir);
   }
 }

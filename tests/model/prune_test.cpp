@@ -16,7 +16,9 @@
 #include "frugal/model/model.h"
 #include "frugal/model/prune.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/round/model_payload.h"
+#include "model/random_batch.h"
 
 namespace frugal {
 namespace {
@@ -61,6 +63,68 @@ std::vector<uint32_t> ReferenceMap(const MlpShapeChange& c) {
 }
 
 const MlpShapeChange kChange{{12, 9, 7, 4}, {{0, 2, 3, 7}, {1, 4, 5}}};
+
+// A small Cnn (8x8x2 images, 3x3 kernels, 4 and 5 channels, 6 dense units, 3
+// classes) and a change keeping 3, 3 and 4 of them.
+const CnnGeometry kGeometry{8, 8, 3};
+const MlpShapeChange kCnnChange{{2, 4, 5, 6, 3}, {{0, 2, 3}, {1, 2, 4}, {0, 3, 4, 5}}, kGeometry};
+
+Cnn MakeCnn(const std::vector<uint32_t>& s) {
+  return Cnn(CnnConfig{.height = 8, .width = 8, .channels = s[0], .kernel = 3, .conv1_channels = s[1],
+                       .conv2_channels = s[2], .dense_units = s[3], .num_classes = s[4]});
+}
+
+bool Holds(const std::vector<uint32_t>& kept, size_t unit) {
+  for (uint32_t k : kept) if (k == unit) return true;
+  return false;
+}
+
+// The CNN's parameter map, as a plain filter over the old parameters: every
+// index decomposed into (layer, output unit, input unit) by the layout of
+// model.h, kept when both units are, in the old order (which the pruned
+// model's layout keeps).
+std::vector<uint32_t> ReferenceCnnMap(const MlpShapeChange& c) {
+  const std::vector<uint32_t>& s = c.old_sizes;
+  const size_t kk = 9, pooled = 2 * 2;  // 3x3 kernel; 8x8 pooled twice
+  // Blocks in order: {count, rows (output units, fastest), kept rows, kept inputs (null: all)}.
+  struct Block { size_t count, rows; const std::vector<uint32_t>* out; const std::vector<uint32_t>* in; size_t in_stride; };
+  const std::vector<Block> blocks{
+      {s[1] * kk * s[0], s[1], &c.kept[0], nullptr, 0}, {s[1], s[1], &c.kept[0], nullptr, 0},
+      {s[2] * kk * s[1], s[2], &c.kept[1], &c.kept[0], s[1]}, {s[2], s[2], &c.kept[1], nullptr, 0},
+      // The dense layer is unit-major: its "rows" are the flat inputs (pixel, channel), channel fastest.
+      {s[3] * pooled * s[2], pooled * s[2], nullptr, nullptr, 0}, {s[3], s[3], &c.kept[2], nullptr, 0},
+      {s[4] * s[3], s[3], &c.kept[2], nullptr, 0}, {s[4], s[4], nullptr, nullptr, 0}};
+  std::vector<uint32_t> map;
+  size_t offset = 0;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const Block& k = blocks[b];
+    for (size_t i = 0; i < k.count; ++i) {
+      const size_t row = i % k.rows, col = i / k.rows;
+      bool keep = (k.out == nullptr || Holds(*k.out, row)) && (k.in == nullptr || Holds(*k.in, col % k.in_stride));
+      if (b == 4) keep = Holds(c.kept[1], row % s[2]) && Holds(c.kept[2], col);
+      if (keep) map.push_back(static_cast<uint32_t>(offset + i));
+    }
+    offset += k.count;
+  }
+  return map;
+}
+
+// A server state's floats (RoundEngine::ServerState).
+std::vector<float> StateFloats(const std::vector<uint8_t>& b) {
+  std::vector<float> f(b.size() / 4);
+  std::memcpy(f.data(), b.data(), b.size());
+  return f;
+}
+
+// The engine's model and released average are the old ones through the reference map.
+void CheckModelsFollow(const RoundEngine& engine, const std::vector<float>& before,
+                       const std::vector<float>& release_before, const std::vector<uint32_t>& ref) {
+  REQUIRE(engine.dim() == ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    CHECK(engine.global_model()[i] == before[ref[i]]);
+    CHECK(engine.release_model()[i] == release_before[ref[i]]);
+  }
+}
 
 }  // namespace
 
@@ -173,19 +237,10 @@ TEST_CASE("a shape change carries the engine's model and state, and a client's c
   CHECK(*v == 3);
   const std::vector<uint32_t> ref = ReferenceMap(kChange);
   const size_t nd = ref.size();
-  REQUIRE(engine.dim() == nd);
-  for (size_t i = 0; i < nd; ++i) {
-    CHECK(engine.global_model()[i] == before[ref[i]]);
-    CHECK(engine.release_model()[i] == release_before[ref[i]]);
-  }
+  CheckModelsFollow(engine, before, release_before, ref);
   // Server state: residual, momentum, release average (d floats each), then the
   // centre's bound and the centre; each block follows the map.
-  auto floats = [](const std::vector<uint8_t>& b) {
-    std::vector<float> f(b.size() / 4);
-    std::memcpy(f.data(), b.data(), b.size());
-    return f;
-  };
-  const std::vector<float> old_state = floats(state_before), new_state = floats(engine.ServerState());
+  const std::vector<float> old_state = StateFloats(state_before), new_state = StateFloats(engine.ServerState());
   REQUIRE(old_state.size() == 4 * d + 1);
   REQUIRE(new_state.size() == 4 * nd + 1);
   for (size_t block = 0; block < 4; ++block) {
@@ -414,6 +469,265 @@ TEST_CASE("a pruned engine restored from its state with the shape serves the sam
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().code() == ErrorCode::kDataLoss);
   CHECK(bad.error().message().find("shape") != std::string::npos);
+}
+
+TEST_CASE("a pruned CNN computes what the unpruned one does with the pruned channels and units zeroed") {
+  const Cnn full = MakeCnn(kCnnChange.old_sizes);
+  const Cnn pruned = MakeCnn(kCnnChange.NewSizes());
+  REQUIRE(CheckShapeChange(kCnnChange).ok());
+  CHECK(kCnnChange.OldParamCount() == full.num_params());
+  CHECK(kCnnChange.NewParamCount() == pruned.num_params());
+  CHECK(PrunableSizes(full) == kCnnChange.old_sizes);
+  CHECK(CnnGeometryOf(full) == kGeometry);
+  const std::vector<uint32_t> map = ShapeChangeParamMap(kCnnChange);
+  REQUIRE(map.size() == pruned.num_params());
+  CHECK(map == ReferenceCnnMap(kCnnChange));
+  std::vector<float> params = RandomVector(full.num_params(), 13);
+  const std::vector<float> small = ApplyParamMap(map, params);
+  // Zero every parameter that is not kept: a pruned filter, its bias and the
+  // next layer's weights that read its channel; a pruned dense unit's in and out weights.
+  std::vector<bool> kept(params.size(), false);
+  for (uint32_t i : map) kept[i] = true;
+  for (size_t i = 0; i < params.size(); ++i) if (!kept[i]) params[i] = 0.0f;
+
+  const test::Batch batch = test::RandomBatch(40, 8 * 8 * 2, 3, 17);  // more than one internal chunk of 32
+  auto ws_full = full.MakeWorkspace();
+  auto ws_small = pruned.MakeWorkspace();
+  std::vector<float> g_full(full.num_params()), g_small(pruned.num_params());
+  const double loss_full = full.LossAndGradient(params, batch.view(), g_full, *ws_full);
+  const double loss_small = pruned.LossAndGradient(small, batch.view(), g_small, *ws_small);
+  CHECK(loss_small == doctest::Approx(loss_full).epsilon(1e-6));
+  for (size_t i = 0; i < map.size(); ++i) CHECK(g_small[i] == doctest::Approx(g_full[map[i]]).epsilon(1e-5));
+  std::vector<int32_t> p_full(40), p_small(40);
+  full.Predict(params, batch.view(), p_full, *ws_full);
+  pruned.Predict(small, batch.view(), p_small, *ws_small);
+  CHECK(p_full == p_small);
+}
+
+TEST_CASE("a pruned CNN's FLOPs are its convolutions' and GEMMs' multiply-adds, and its schedule halves them") {
+  const std::vector<uint32_t> s = kCnnChange.NewSizes();
+  CHECK(s == std::vector<uint32_t>{2, 3, 3, 4, 3});
+  const Cnn pruned = MakeCnn(s);
+  // The kernels' work for one example: conv1 is a (c1 x 9 c0) by (9 c0 x 64 pixels) GEMM over im2col, conv2 a
+  // (c2 x 9 c1) by (9 c1 x 16 pixels) one after pooling, dense (d x 4 c2) and output (classes x d). Forward:
+  // 2 per multiply-add plus the bias adds; backward: every weight gradient, every input gradient but conv1's,
+  // and the bias gradients.
+  const double conv1 = 64.0 * s[1] * 9 * s[0], conv2 = 16.0 * s[2] * 9 * s[1], dense = 1.0 * s[3] * 4 * s[2],
+               out = 1.0 * s[4] * s[3], bias = 64.0 * s[1] + 16.0 * s[2] + s[3] + s[4];
+  const double fwd = 2 * (conv1 + conv2 + dense + out) + bias;
+  const double bwd = 2 * (conv1 + conv2 + dense + out) + 2 * (conv2 + dense + out) + bias;
+  CHECK(pruned.flops_per_example().forward == fwd);
+  CHECK(pruned.flops_per_example().backward == bwd);
+  CHECK(ShapeTrainFlops(s, kGeometry) == fwd + bwd);
+  CHECK(ShapeParamCount(s, kGeometry) == pruned.num_params());
+
+  // The McMahan CNN (32 and 64 channels, 512 units): one factor scales all three, to at most half the FLOPs.
+  const std::vector<uint32_t> cnn{1, 32, 64, 512, 10};
+  const CnnGeometry mnist{28, 28, 5};
+  const std::vector<uint32_t> w = WidthsForFlopsFraction(cnn, 0.5, mnist);
+  REQUIRE(w.size() == 3);
+  const double all = ShapeTrainFlops(cnn, mnist);
+  CHECK(ShapeTrainFlops(std::vector<uint32_t>{1, w[0], w[1], w[2], 10}, mnist) <= 0.5 * all);
+  CHECK(ShapeTrainFlops(std::vector<uint32_t>{1, w[0] + 1, w[1] + 1, w[2] + 1, 10}, mnist) > 0.5 * all);
+  CHECK(w[0] < 32);
+  CHECK(w[1] < 64);
+  const PruneConfig cfg{.target_flops_fraction = 0.5, .start_round = 4, .steps = 2, .every = 2};
+  CHECK(!PruneStepWidths(cfg, 5, cnn, mnist));
+  CHECK(*PruneStepWidths(cfg, 4, cnn, mnist) == WidthsForFlopsFraction(cnn, 0.75, mnist));
+  CHECK(*PruneStepWidths(cfg, 6, cnn, mnist) == w);
+}
+
+TEST_CASE("the CNN's kept channels are the ones with the largest filter-and-fan-out norms") {
+  const std::vector<uint32_t> s = kCnnChange.old_sizes;  // 2, 4, 5, 6, 3
+  std::vector<float> p(ShapeParamCount(s, kGeometry), 0.0f);
+  // Offsets by the layout of model.h: conv1 (4 x 18), its bias, conv2 (5 x 36), its bias, dense (6 x 20), ...
+  const size_t c2w = 4 * 18 + 4, d1w = c2w + 5 * 36 + 5, d1b = d1w + 6 * 20, d2w = d1b + 6;
+  p[1 + 4 * 7] = 3;           // conv1 channel 1, patch element 7
+  p[c2w + 0 + 5 * (8 * 4 + 1)] = 4;  // conv2 channel 0 reads conv1 channel 1 at kernel position 8
+  p[c2w + 2 + 5 * 3] = 1;     // conv2 channel 2's own filter
+  p[d1w + (3 * 5 + 2) + 20 * 4] = 2;  // dense unit 4 reads conv2 channel 2 at pooled pixel 3
+  p[d2w + 4 + 6 * 1] = 0.5f;  // output class 1 from dense unit 4
+  const auto scores = CnnUnitScores(kGeometry, s, p);
+  REQUIRE(scores.size() == 3);
+  CHECK(scores[0][1] == doctest::Approx(5.0));  // its filter and conv2's input slice: sqrt(9 + 16)
+  CHECK(scores[0][0] == 0.0);
+  CHECK(scores[1][0] == doctest::Approx(4.0));
+  CHECK(scores[1][2] == doctest::Approx(std::sqrt(5.0)));  // its filter and the dense weight reading it
+  CHECK(scores[2][4] == doctest::Approx(std::sqrt(4.25)));  // in and out weights
+  const MlpShapeChange c = ChooseKeptCnnUnits(kGeometry, s, p, std::vector<uint32_t>{1, 2, 1});
+  CHECK(c.cnn == kGeometry);
+  CHECK(c.kept[0] == std::vector<uint32_t>{1});
+  CHECK(c.kept[1] == std::vector<uint32_t>{0, 2});
+  CHECK(c.kept[2] == std::vector<uint32_t>{4});
+}
+
+TEST_CASE("a CNN shape change carries the engine's model and state, a client's chain and a restore, exactly") {
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kFrugal;
+  cfg.server_opt.momentum = 0.9f;
+  cfg.release_ema = 0.5;
+  const size_t d = kCnnChange.OldParamCount();
+  RoundEngine engine(RandomVector(d, 8), cfg);
+  std::vector<float> client(engine.global_model().begin(), engine.global_model().end());
+  const uint64_t ids[] = {1, 2};
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  std::vector<float> residual = RandomVector(d, 12);
+  for (uint64_t id : ids) {
+    auto up = EncodeUplink(RandomVector(d, 60 + id), UplinkConfig{.dense = false, .density = 0.3}, residual);
+    REQUIRE(up.ok());
+    REQUIRE(engine.Ingest(1, id, 1, *up, 1.0).ok());
+  }
+  REQUIRE(engine.CloseRound(1).ok());
+  const std::vector<float> before(engine.global_model().begin(), engine.global_model().end());
+  const std::vector<float> release_before(engine.release_model().begin(), engine.release_model().end());
+  const std::vector<uint8_t> state_before = engine.ServerState();
+  REQUIRE(engine.ApplyShapeChange(kCnnChange).ok());
+  const std::vector<uint32_t> ref = ReferenceCnnMap(kCnnChange);
+  const size_t nd = ref.size();
+  CHECK(engine.shape().cnn == kGeometry);
+  CheckModelsFollow(engine, before, release_before, ref);
+  // Server state: residual, momentum and release average, d floats each, each following the map.
+  const std::vector<float> old_state = StateFloats(state_before), new_state = StateFloats(engine.ServerState());
+  REQUIRE(old_state.size() == 3 * d);
+  REQUIRE(new_state.size() == 3 * nd);
+  for (size_t block = 0; block < 3; ++block) {
+    for (size_t i = 0; i < nd; ++i) CHECK(new_state[block * nd + i] == old_state[block * d + ref[i]]);
+  }
+  // A client holding version 1 gets round 1's step and the CNN's shape change; its residual follows.
+  auto chain = engine.ModelPayloadFor(1);
+  REQUIRE(chain.ok());
+  std::vector<uint32_t> sizes;
+  std::vector<float> follower = residual;
+  REQUIRE(ApplyModelPayload(**chain, 1, client, static_cast<uint32_t>(d), &sizes, &follower).ok());
+  CHECK(sizes == kCnnChange.NewSizes());
+  CHECK(client == std::vector<float>(engine.global_model().begin(), engine.global_model().end()));
+  REQUIRE(follower.size() == nd);
+  for (size_t i = 0; i < nd; ++i) CHECK(follower[i] == residual[ref[i]]);
+  // Restored from its state with the shape (what the store keeps), it serves the same bytes.
+  EngineState state;
+  state.version = engine.version();
+  state.model.assign(engine.global_model().begin(), engine.global_model().end());
+  state.server_state = engine.ServerState();
+  for (uint32_t v = 2; v <= engine.version(); ++v) {
+    const auto step = engine.StepPayload(v);
+    state.steps[v].assign(step.begin(), step.end());
+  }
+  auto stored = DecodeShapeChange(EncodeShapeChange(engine.shape()));
+  REQUIRE(stored.ok());
+  state.shape = *stored;
+  auto restored = RoundEngine::Restore(state, cfg);
+  REQUIRE(restored.ok());
+  for (uint32_t held : {0u, 1u, 2u}) {
+    CAPTURE(held);
+    auto pa = engine.ModelPayloadFor(held), pb = (*restored)->ModelPayloadFor(held);
+    REQUIRE(pa.ok());
+    REQUIRE(pb.ok());
+    CHECK(**pa == **pb);
+  }
+  // The same sizes as an MLP's (no geometry) do not continue from the CNN's shape.
+  MlpShapeChange as_mlp{kCnnChange.NewSizes(), {{0}, {0}, {0}}};
+  CHECK(engine.ApplyShapeChange(as_mlp).status().error().message().find("parameters") != std::string::npos);
+}
+
+TEST_CASE("a CNN shape change round-trips its wire form; a corrupt or mismatched one is refused, naming the field") {
+  const std::vector<uint8_t> good = EncodeShapeChange(kCnnChange);
+  CHECK(good.size() == 6 + 12 + 4 * 5 + 3);
+  CHECK(good[4] == 2);
+  auto back = DecodeShapeChange(good);
+  REQUIRE(back.ok());
+  CHECK(back->old_sizes == kCnnChange.old_sizes);
+  CHECK(back->kept == kCnnChange.kept);
+  CHECK(back->cnn == kGeometry);
+  CHECK_FALSE(DecodeShapeChange(EncodeShapeChange(kChange))->cnn.has_value());
+  auto message = [](std::vector<uint8_t> b) {
+    auto r = DecodeShapeChange(b);
+    return r.ok() ? std::string("accepted") : r.error().message();
+  };
+  std::vector<uint8_t> b = good;
+  b[14] = 4;  // an even kernel
+  CHECK(message(b).find("CNN kernel 4") != std::string::npos);
+  b = good;
+  b[6] = 2;  // a 2-pixel-high image
+  CHECK(message(b).find("CNN image 2x8") != std::string::npos);
+  b = good;
+  b[5] = 4;
+  CHECK(message(b).find("a CNN has 5") != std::string::npos);
+  b = good;
+  b.resize(12);
+  CHECK(message(b).find("truncated in its CNN geometry") != std::string::npos);
+  b = good;
+  b[6 + 12 + 20] |= 0x10;  // conv1 channel 4 of 4
+  CHECK(message(b).find("past its 4 units") != std::string::npos);
+  b = good;
+  b[6 + 12 + 22] = 0;  // the dense layer keeps nothing
+  CHECK(message(b).find("hidden layer 2's mask keeps no unit") != std::string::npos);
+  b = good;
+  b.push_back(0);
+  CHECK(message(b).find("trailing") != std::string::npos);
+  b = good;
+  b[4] = 3;
+  CHECK(message(b).find("unsupported format 3") != std::string::npos);
+
+  // As a chain piece for a client whose model is not that CNN: refused, the model untouched.
+  const size_t d = kCnnChange.OldParamCount() + 1;
+  const std::span<const uint8_t> piece(good);
+  const ModelPayloadHeader h{ModelPayloadKind::kChain, 4, 5, static_cast<uint32_t>(kCnnChange.NewParamCount()), 1};
+  const std::vector<uint8_t> payload = EncodeModelPayload(h, std::span(&piece, 1));
+  std::vector<float> model = RandomVector(d, 2);
+  const std::vector<float> copy = model;
+  auto r = ApplyModelPayload(payload, 4, model, static_cast<uint32_t>(d), nullptr);
+  REQUIRE(!r.ok());
+  CHECK(r.error().message().find("shape change is from a model of " + std::to_string(d - 1) + " parameters") !=
+        std::string::npos);
+  CHECK(model == copy);
+  // A shape with sizes that are no CNN's is refused by the check and by the model factory.
+  MlpShapeChange four = kCnnChange;
+  four.old_sizes.pop_back();
+  four.kept.pop_back();
+  CHECK(CheckShapeChange(four).error().message().find("a CNN has 5 layer sizes") != std::string::npos);
+  CHECK(!MakePrunedModel(std::vector<uint32_t>{2, 3, 3, 4}, kGeometry, "cnn").ok());
+}
+
+TEST_CASE("[prune] on the CNN: the round level prunes channels on schedule, resumes its shape, and refuses [widths]") {
+  const Cnn cnn = MakeCnn(kCnnChange.old_sizes);
+  const PruneConfig prune{.target_flops_fraction = 0.5, .start_round = 1, .steps = 1, .every = 1};
+  const std::pair<std::string, double> narrow[] = {{"phone-low", 0.5}};
+  auto refused = LeanRound::Create(cnn, {}, narrow, Pipeline::kFrugal);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message().find("[widths] (nested sub-networks) is built for MLPs only") != std::string::npos);
+  CHECK(!LeanRound::Create(cnn, prune, {}, Pipeline::kSecure).ok());
+  auto lean = LeanRound::Create(cnn, prune, {}, Pipeline::kFrugal);
+  REQUIRE(lean.ok());
+  CHECK(lean->cnn() == kGeometry);
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kFrugal;
+  std::vector<float> init(cnn.num_params());
+  cnn.InitParams(init, 3);
+  RoundEngine engine(init, cfg);
+  auto none = lean->PruneAfter(0, engine);
+  REQUIRE(none.ok());
+  CHECK(!none->has_value());
+  auto step = lean->PruneAfter(1, engine);
+  REQUIRE(step.ok());
+  REQUIRE(step->has_value());
+  const PruneStep& ps = **step;
+  CHECK(ps.change.cnn == kGeometry);
+  CHECK(ps.change.kept == ChooseKeptCnnUnits(kGeometry, kCnnChange.old_sizes, init,
+                                             WidthsForFlopsFraction(kCnnChange.old_sizes, 0.5, kGeometry)).kept);
+  const std::unique_ptr<Model> model = lean->MakeModel("cnn");
+  REQUIRE(dynamic_cast<const Cnn*>(model.get()) != nullptr);
+  CHECK(model->num_params() == engine.dim());
+  const FlopCount f = model->flops_per_example();
+  CHECK((f.forward + f.backward) / lean->UnprunedTrainFlops() <= 0.5);
+  CHECK(lean->ShapeDescription().find("CNN with ") == 0);
+  // Resuming: the engine's shape is accepted; the same sizes with another geometry are not.
+  auto resumed = LeanRound::Create(cnn, prune, {}, Pipeline::kFrugal);
+  REQUIRE(resumed.ok());
+  MlpShapeChange other = engine.shape();
+  other.cnn->kernel = 5;
+  CHECK(resumed->Resume(other).error().message().find("not of this run's unpruned model") != std::string::npos);
+  REQUIRE(resumed->Resume(engine.shape()).ok());
+  CHECK(resumed->sizes() == lean->sizes());
 }
 }
 

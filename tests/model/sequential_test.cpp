@@ -14,6 +14,7 @@
 #include "frugal/core/random.h"
 #include "frugal/data/dataset.h"
 #include "frugal/train/trainer.h"
+#include "model/random_batch.h"
 
 namespace frugal {
 namespace {
@@ -27,20 +28,8 @@ Sequential MakeSequential(const std::string& list, size_t input_dim, size_t clas
   return Sequential(*plan);
 }
 
-struct Batch {
-  std::vector<float> x;
-  std::vector<int32_t> y;
-  BatchView view() const { return BatchView{x.data(), y.data(), y.size()}; }
-};
-
-Batch RandomBatch(size_t n, size_t dim, size_t classes, uint64_t seed) {
-  Rng rng(seed);
-  Batch b;
-  b.x.resize(n * dim);
-  for (float& v : b.x) v = 2.0f * rng.UniformFloat() - 1.0f;
-  for (size_t i = 0; i < n; ++i) b.y.push_back(static_cast<int32_t>(rng.UniformInt(classes)));
-  return b;
-}
+using test::Batch;
+using test::RandomBatch;
 
 // Central differences in double over float losses, at parameters spread over
 // every layer; ReLU kinks and pooling ties are met with probability ~eps.

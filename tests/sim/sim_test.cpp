@@ -376,6 +376,10 @@ train.learning_rate = 0.2
     CHECK(store.clients() == 10);
     CHECK(store.resident_bytes() == 3 * d * sizeof(float));
     CHECK(store.spilled_bytes() == 7 * d * sizeof(float));
+    // Resident (the first 3) and spilled clients alike hold one; others do not.
+    CHECK(store.Holds(0));
+    CHECK(store.Holds(900000));
+    CHECK_FALSE(store.Holds(12345));
     for (uint64_t c = 0; c < 10; ++c) {
       REQUIRE(store.Load(c * 100000, out).ok());
       CHECK(out[d - 1] == static_cast<float>(c) + 0.5f);

@@ -1,6 +1,7 @@
-// Structured pruning of an MLP: whole hidden units are removed, so the pruned
-// model is a smaller dense Mlp (smaller parameter vector, smaller GEMMs, FLOPs
-// counted from its shape). A shape change names the units kept; its parameter
+// Structured pruning of an MLP's hidden units and of a CNN's channels: whole
+// units (a CNN's conv filters and dense units) are removed, so the pruned
+// model is a smaller dense Mlp or Cnn (smaller parameter vector, smaller
+// GEMMs, FLOPs counted from its shape). A shape change names the units kept; its parameter
 // map carries any model-sized vector (model, residuals, optimizer moments)
 // from the old layout to the new one, and it has a compact wire form that a
 // chain of model steps carries to clients holding the old shape.
@@ -8,13 +9,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "frugal/core/status.h"
 
 namespace frugal {
+
+class Model;
 
 // [prune]: when and how far the server prunes the global MLP's hidden units.
 struct PruneConfig {
@@ -29,13 +34,44 @@ struct PruneConfig {
 // Errors name the key that is out of range.
 Status CheckPruneConfig(const PruneConfig& c);
 
+// What a Cnn's shape is beside its channel counts: the image and the kernel.
+struct CnnGeometry {
+  uint32_t height = 0;
+  uint32_t width = 0;
+  uint32_t kernel = 0;
+  bool operator==(const CnnGeometry&) const = default;
+};
+
 // Which hidden units of an MLP with layer sizes old_sizes = {in, hidden..., out}
 // stay: per hidden layer, the kept units' indices, ascending, at least one.
+// With `cnn` set it prunes a Cnn (model.h) instead: old_sizes = {input
+// channels, conv1 channels, conv2 channels, dense units, classes}, and its
+// three "hidden layers" are the two convolutions' output channels and the
+// dense layer's units.
 struct MlpShapeChange {
   std::vector<uint32_t> old_sizes;
   std::vector<std::vector<uint32_t>> kept;  // kept[l]: units of hidden layer l (layer sizes index l + 1)
+  std::optional<CnnGeometry> cnn = std::nullopt;  // set: the sizes are a Cnn's, of this geometry
   std::vector<uint32_t> NewSizes() const;
+  // Parameters of the model before and after (MlpParamCount, or a Cnn's count).
+  size_t OldParamCount() const;
+  size_t NewParamCount() const;
 };
+
+// Parameters and training FLOPs per example (forward + backward) of the model
+// these sizes describe: an Mlp without `cnn`, a Cnn of that geometry with it.
+size_t ShapeParamCount(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn);
+double ShapeTrainFlops(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn);
+
+// The prunable sizes of a model: an Mlp's layer sizes when it has a hidden
+// layer, a Cnn's {channels, conv1, conv2, dense units, classes}; empty for
+// any other (logistic regression, a layer list). CnnGeometryOf: a Cnn's geometry.
+std::vector<uint32_t> PrunableSizes(const Model& model);
+std::optional<CnnGeometry> CnnGeometryOf(const Model& model);
+// The model of these prunable sizes (an Mlp, or a Cnn of `cnn`'s geometry), named `name`.
+// InvalidArgument when the sizes cannot describe one (a CNN needs 5).
+Result<std::unique_ptr<Model>> MakePrunedModel(std::span<const uint32_t> sizes, const std::optional<CnnGeometry>& cnn,
+                                               std::string name);
 
 // Parameters of an Mlp with these layer sizes (weights and biases of every layer).
 size_t MlpParamCount(std::span<const uint32_t> sizes);
@@ -61,6 +97,19 @@ std::vector<std::vector<double>> UnitScores(std::span<const uint32_t> sizes, std
 MlpShapeChange ChooseKeptUnits(std::span<const uint32_t> sizes, std::span<const float> params,
                                std::span<const uint32_t> widths);
 
+// A Cnn's channels and dense units scored as UnitScores does an MLP's: the L2
+// norm of every parameter that leaves with it. A conv filter: its kernel
+// weights, its bias and the next layer's weights that read its channel (the
+// next convolution's input slices, or, for the second convolution, the dense
+// layer's columns at every pooled pixel of that channel). A dense unit: its
+// weights, its bias and the output layer's weights from it. `sizes` as
+// PrunableSizes; one vector per pruned layer (conv1, conv2, dense).
+std::vector<std::vector<double>> CnnUnitScores(const CnnGeometry& cnn, std::span<const uint32_t> sizes,
+                                               std::span<const float> params);
+// ChooseKeptUnits for a Cnn: the widths[l] highest CnnUnitScores of each layer.
+MlpShapeChange ChooseKeptCnnUnits(const CnnGeometry& cnn, std::span<const uint32_t> sizes,
+                                  std::span<const float> params, std::span<const uint32_t> widths);
+
 // Per-device widths (HeteroFL): the sub-network of the first
 // max(1, ceil(width * units)) units of every hidden layer, as a shape change
 // of `sizes` (its parameter map takes the model's coordinates to the
@@ -69,19 +118,24 @@ MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width);
 
 // Hidden widths, each original width scaled by one common factor (at least 1
 // unit), the widest whose FLOPs per example are at most `fraction` of the
-// original's (the narrowest possible if none is).
-std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction);
+// original's (the narrowest possible if none is). With `cnn`, the sizes are a
+// Cnn's (PrunableSizes) and its FLOPs are the Cnn's.
+std::vector<uint32_t> WidthsForFlopsFraction(std::span<const uint32_t> original_sizes, double fraction,
+                                             const std::optional<CnnGeometry>& cnn = std::nullopt);
 
 // The hidden widths the schedule asks for after `round` closes, or nullopt
 // when no step follows that round. Steps follow rounds start_round,
 // start_round + every, ...; step s of S reaches 1 - (1 - target) * s / S of the
 // original FLOPs.
 std::optional<std::vector<uint32_t>> PruneStepWidths(const PruneConfig& c, uint32_t round,
-                                                     std::span<const uint32_t> original_sizes);
+                                                     std::span<const uint32_t> original_sizes,
+                                                     const std::optional<CnnGeometry>& cnn = std::nullopt);
 
 // Wire form: "FRSC", a format byte, the number of layer sizes, each size
 // (u32 LE), then per hidden layer a bitmask of its old units (bit u of byte
-// u/8 set = kept). 25 bytes per 200-unit layer.
+// u/8 set = kept). 25 bytes per 200-unit layer. A Cnn's change is format 2:
+// after the format byte its height, width and kernel (u32 LE each), then the
+// same fields with its 5 sizes.
 std::vector<uint8_t> EncodeShapeChange(const MlpShapeChange& change);
 // Validates everything (magic, format, sizes, mask padding, kept counts,
 // length); errors name the field.

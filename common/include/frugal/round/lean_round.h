@@ -2,7 +2,8 @@
 // docs/frugal-models.md), written once for both front ends: when the server
 // prunes the global MLP and what that does to the engine, which nested
 // sub-network a device class trains, and how a narrow client's residual maps
-// into its full one. The simulator and the coordinator only move the bytes.
+// into its full one. [prune] also narrows the CNN's channels; [widths] is for
+// MLPs only. The simulator and the coordinator only move the bytes.
 #pragma once
 
 #include <cstdint>
@@ -46,8 +47,8 @@ struct PruneStep {
 class LeanRound {
  public:
   // `model` is the run's initial model. Errors (InvalidArgument) name the
-  // table: [prune] or [widths] on a model without hidden layers, or with the
-  // secure pipeline, a width outside (0, 1]. Device classes are the front
+  // table: [prune] or [widths] on a model without hidden layers, [widths] on
+  // the CNN, either with the secure pipeline, a width outside (0, 1]. Device classes are the front
   // end's to check against its profiles.
   static Result<LeanRound> Create(const Model& model, const PruneConfig& prune,
                                   std::span<const std::pair<std::string, double>> widths, Pipeline pipeline);
@@ -57,8 +58,14 @@ class LeanRound {
   bool active() const { return prunes() || has_widths(); }
   const std::vector<uint32_t>& unpruned_sizes() const { return unpruned_sizes_; }
   const std::map<std::string, double>& width_by_device() const { return width_by_device_; }
-  // The current global MLP's layer sizes (the unpruned ones before any step; empty when inactive).
+  // The current global model's prunable sizes (PrunableSizes: the unpruned
+  // ones before any step; empty when inactive), of a Cnn of cnn() when set.
   const std::vector<uint32_t>& sizes() const { return sizes_; }
+  const std::optional<CnnGeometry>& cnn() const { return cnn_; }
+  // Training FLOPs per example of the unpruned model ([prune] only).
+  double UnprunedTrainFlops() const;
+  // The current shape in words, e.g. "784-140-140-10 MLP" or "CNN with 22 and 45 channels and 362 dense units".
+  std::string ShapeDescription() const;
 
   // The width device class `device` (a profile id) trains at: 1 (the whole model) unless [widths] narrows it.
   double WidthFor(std::string_view device) const;
@@ -84,14 +91,15 @@ class LeanRound {
   // shape is not of its unpruned model; nothing changes then.
   Status Resume(const MlpShapeChange& shape);
 
-  // The current global MLP as a model (named `name`), for a front end's workspaces and FLOPs.
-  std::unique_ptr<Mlp> MakeModel(std::string name) const;
+  // The current global model (an Mlp or a Cnn, named `name`), for a front end's workspaces and FLOPs.
+  std::unique_ptr<Model> MakeModel(std::string name) const;
 
  private:
   void BuildNested();
 
   std::vector<uint32_t> unpruned_sizes_;  // [prune] only
   std::vector<uint32_t> sizes_;
+  std::optional<CnnGeometry> cnn_;  // the model is a Cnn of this geometry
   PruneConfig prune_;
   std::map<std::string, double> width_by_device_;
   std::map<double, NestedNetwork> nested_;  // by width, for the current shape

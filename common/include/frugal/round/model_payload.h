@@ -50,7 +50,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
                                    std::vector<float>& model, uint32_t expected_dim);
 // The same, for a client whose model may be pruned: expected_dim is the
 // dimension the client holds (or, holding nothing, expects when no shape
-// change comes). On success *new_sizes (if non-null) holds the MLP layer sizes
+// change comes). On success *new_sizes (if non-null) holds the prunable sizes (PrunableSizes)
 // of the last shape change applied, or is left empty when none came.
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,

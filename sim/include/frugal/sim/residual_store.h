@@ -36,6 +36,8 @@ class ResidualStore {
   Status Store(uint64_t client, std::span<const float> residual);
 
   size_t clients() const;
+  // Whether client has a residual stored (Load gives zeros otherwise).
+  bool Holds(uint64_t client) const;
   size_t resident_bytes() const;
   size_t spilled_bytes() const;
   size_t bytes_per_residual() const { return bytes_; }
