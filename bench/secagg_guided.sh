@@ -50,6 +50,11 @@ declare -A variant=(
   [d0.2-g0.1-lr4-b6]="--set uplink.density=0.2 --set secure.guided=0.1 --set server.learning_rate=4 --set secure.bits=6"
   [g0.05-lr4-b6-i8bc0.003]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_values=int8 --set downlink.broadcast_density=0.003"
   [d1-lr4-b6]="--set uplink.density=1 --set server.learning_rate=4 --set secure.bits=6"
+  # Eleventh session ("Eleventh session"): a 5-bit ring (ternary values, 1 level per client at 10 clients).
+  [g0.05-lr4-b5]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=5"
+  [g0.05-lr4-b5-c0.05]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=5 --set secure.clip=0.05"
+  # secure.step_scale: the gain as the pipeline's own key, the [server] rate back at 1 (the same step as rate 4).
+  [g0.05-s4-b6]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=1 --set secure.step_scale=4 --set secure.bits=6"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.

@@ -730,6 +730,9 @@ Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg) {
   }
   if (!(cfg.guide_decay > 0 && cfg.guide_decay <= 1)) return InvalidArgumentError("secure.guide_decay must be in (0, 1]");
   if (cfg.guide_block == 0 || cfg.guide_block > 0xffff) return InvalidArgumentError("secure.guide_block must be in 1..65535");
+  if (!(std::isfinite(cfg.step_scale) && cfg.step_scale > 0 && cfg.step_scale <= 1000)) {
+    return InvalidArgumentError("secure.step_scale must be in (0, 1000]");
+  }
   return OkStatus();
 }
 
