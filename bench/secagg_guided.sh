@@ -50,6 +50,20 @@ declare -A variant=(
   [d0.2-g0.1-lr4-b6]="--set uplink.density=0.2 --set secure.guided=0.1 --set server.learning_rate=4 --set secure.bits=6"
   [g0.05-lr4-b6-i8bc0.003]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=6 --set downlink.broadcast_values=int8 --set downlink.broadcast_density=0.003"
   [d1-lr4-b6]="--set uplink.density=1 --set server.learning_rate=4 --set secure.bits=6"
+  # Eleventh session ("Eleventh session"): a 5-bit ring (ternary values, 1 level per client at 10 clients).
+  [g0.05-lr4-b5]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=5"
+  [g0.05-lr4-b5-c0.05]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=4 --set secure.bits=5 --set secure.clip=0.05"
+  # secure.step_scale: the gain as the pipeline's own key, the [server] rate back at 1 (the same step as rate 4).
+  [g0.05-s4-b6]="--set uplink.density=0.1 --set secure.guided=0.05 --set server.learning_rate=1 --set secure.step_scale=4 --set secure.bits=6"
+  # From here on the gain is secure.step_scale (server rate 1); sN = step_scale N (the same step as rate N).
+  [g0.05-s4-b5-c0.07]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.07"
+  [g0.05-s4-b5-c0.04]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.04"
+  [g0.05-s5-b5-c0.05]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=5 --set secure.bits=5 --set secure.clip=0.05"
+  [g0.05-s4-b5-c0.05-bc0.0075]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.05 --set downlink.broadcast_density=0.0075"
+  [g0.06-s4-b5-c0.05]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.06 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.05"
+  [g0.05-s4-b5-c0.03]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.03"
+  [g0.05-s4-b5-c0.04-bc0.0075]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.04 --set downlink.broadcast_density=0.0075"
+  [g0.05-s3-b5-c0.04]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=3 --set secure.bits=5 --set secure.clip=0.04"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.

@@ -15,7 +15,11 @@ uint64_t Mask(int bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bit
 
 Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
   // Below 8 bits a ring still masks perfectly (the masks are uniform in any
-  // Z_2^b); what limits it is the levels left per client (RingMaxLevel >= 2 below).
+  // Z_2^b); what limits it is the levels left per client (RingMaxLevel >= 1
+  // below). One level (ternary values) is sound: RingMaxLevel is the worst
+  // case, so max_summands clients at +-1 plus the margin never wrap; how
+  // coarse a ring is worth it is a question of accuracy, measured, not of
+  // correctness (docs/privacy.md, "Ring").
   if (cfg.bits < 4 || cfg.bits > 62) {
     return InvalidArgumentError("ring quantization: bits " + std::to_string(cfg.bits) + " outside 4..62");
   }
@@ -31,8 +35,8 @@ Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
     return InvalidArgumentError("ring quantization: noise_mu " + std::to_string(cfg.noise_mu) +
                                 " is above the largest Skellam mean the noise sampler draws (2^52)");
   }
-  if (RingMaxLevel(cfg) < 2) {
-    return InvalidArgumentError("ring quantization: " + std::to_string(cfg.bits) + " bits leave fewer than 2 levels for " +
+  if (RingMaxLevel(cfg) < 1) {
+    return InvalidArgumentError("ring quantization: " + std::to_string(cfg.bits) + " bits leave no levels for " +
                                 std::to_string(cfg.max_summands) + " summands");
   }
   return OkStatus();

@@ -152,19 +152,14 @@ std::optional<uint32_t> ThresholdForDegree(int n, int k, double corrupt, double 
   return static_cast<uint32_t>(t);
 }
 
-void AppendShare(std::vector<uint8_t>& out, const ShamirShare& share) {
-  PutU32(out, share.x);
-  out.push_back(static_cast<uint8_t>(share.y.size()));
-  for (uint64_t y : share.y) PutU64(out, y);
-}
+constexpr size_t kMaxShareChunks = 16;
 
-std::optional<ShamirShare> ReadShare(Reader& r) {
-  constexpr size_t kMaxChunks = 16;
+// A share of a bundle: u8 count | count x u64 y; its point x is not on the wire.
+std::optional<ShamirShare> ReadShare(Reader& r, uint32_t x) {
   ShamirShare share;
-  const auto x = r.Read(4);
   const auto count = r.Read(1);
-  if (!x || !count || *x == 0 || *count == 0 || *count > kMaxChunks) return std::nullopt;
-  share.x = static_cast<uint32_t>(*x);
+  if (x == 0 || !count || *count == 0 || *count > kMaxShareChunks) return std::nullopt;
+  share.x = x;
   for (uint64_t i = 0; i < *count; ++i) {
     const auto y = r.Read(8);
     if (!y || *y >= kShamirPrime) return std::nullopt;
@@ -173,10 +168,24 @@ std::optional<ShamirShare> ReadShare(Reader& r) {
   return share;
 }
 
+constexpr uint8_t kSealVersion = 2;
+constexpr uint8_t kBundleVersion = 2;
+
+// The GCM nonce of a sealed share message (frugal/privacy/secagg.h: unique per key).
+std::array<uint8_t, 12> ShareNonce(const ShareMessageContext& c) {
+  std::array<uint8_t, 12> iv{};
+  for (int i = 0; i < 4; ++i) {
+    iv[i] = static_cast<uint8_t>(c.round >> (8 * i));
+    iv[4 + i] = static_cast<uint8_t>(c.sender >> (8 * i));
+    iv[8 + i] = static_cast<uint8_t>(c.recipient >> (8 * i));
+  }
+  return iv;
+}
+
 std::vector<uint8_t> AssociatedData(const ShareMessageContext& c) {
   static constexpr std::string_view kLabel = "frugal-secagg-share";
   std::vector<uint8_t> ad(kLabel.begin(), kLabel.end());
-  ad.push_back(1);  // sealed-format version
+  ad.push_back(kSealVersion);
   PutU64(ad, c.session_id);
   PutU32(ad, c.round);
   PutU32(ad, c.sender);
@@ -549,19 +558,19 @@ Result<std::vector<uint8_t>> SealShareMessage(const Key256& key, const ShareMess
                                               std::span<const uint8_t> plaintext) {
   if (plaintext.size() > kMaxShareMessageBytes)
     return InvalidArgumentError("share message too long");
-  constexpr size_t kIv = 12, kTag = 16;
+  constexpr size_t kTag = 16;
   std::vector<uint8_t> out(kSealOverhead + plaintext.size());
-  out[0] = 1;
-  FRUGAL_RETURN_IF_ERROR(RandomBytes(std::span(out).subspan(1, kIv)));
+  out[0] = kSealVersion;
+  const std::array<uint8_t, 12> iv = ShareNonce(context);
   const std::vector<uint8_t> ad = AssociatedData(context);
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), out.data() + 1) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), iv.data()) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data() + 1 + kIv, &len, plaintext.data(),
+      EVP_EncryptUpdate(ctx.get(), out.data() + 1, &len, plaintext.data(),
                         static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + 1 + kIv + len, &len) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + 1 + len, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, out.data() + out.size() - kTag) !=
           1) {
     return OpenSslError("AES-256-GCM seal");
@@ -571,11 +580,12 @@ Result<std::vector<uint8_t>> SealShareMessage(const Key256& key, const ShareMess
 
 Result<std::vector<uint8_t>> OpenShareMessage(const Key256& key, const ShareMessageContext& context,
                                               std::span<const uint8_t> sealed) {
-  constexpr size_t kIv = 12, kTag = 16;
+  constexpr size_t kTag = 16;
   if (sealed.size() < kSealOverhead) return InvalidArgumentError("sealed share message too short");
   if (sealed.size() > kSealOverhead + kMaxShareMessageBytes)
     return InvalidArgumentError("sealed share message too long");
-  if (sealed[0] != 1) return InvalidArgumentError("unknown sealed share message version");
+  if (sealed[0] != kSealVersion) return InvalidArgumentError("unknown sealed share message version");
+  const std::array<uint8_t, 12> iv = ShareNonce(context);
   const size_t body = sealed.size() - kSealOverhead;
   std::vector<uint8_t> plain(body);
   std::array<uint8_t, kTag> tag;
@@ -584,10 +594,9 @@ Result<std::vector<uint8_t>> OpenShareMessage(const Key256& key, const ShareMess
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), sealed.data() + 1) !=
-          1 ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), iv.data()) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data() + 1 + kIv,
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data() + 1,
                         static_cast<int>(body)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag.data()) != 1) {
     return OpenSslError("AES-256-GCM open");
@@ -603,29 +612,34 @@ Result<std::vector<uint8_t>> OpenShareMessage(const Key256& key, const ShareMess
 
 // ---- Share bundles ---------------------------------------------------------------------
 
-std::vector<uint8_t> EncodeShareBundle(const ShareBundle& bundle) {
+Result<std::vector<uint8_t>> EncodeShareBundle(const ShareBundle& bundle) {
+  const uint32_t x = bundle.recipient + 1;
+  for (const ShamirShare* s : {&bundle.mask_key_share, &bundle.self_seed_share}) {
+    if (x == 0 || s->x != x || s->y.empty() || s->y.size() > kMaxShareChunks) {
+      return InvalidArgumentError("share bundle: a share's point must be recipient + 1 (" + std::to_string(x) +
+                                  ", got " + std::to_string(s->x) + ") with 1..16 chunks");
+    }
+  }
   std::vector<uint8_t> out;
-  out.push_back(1);
-  PutU32(out, bundle.sender);
-  PutU32(out, bundle.recipient);
-  AppendShare(out, bundle.mask_key_share);
-  AppendShare(out, bundle.self_seed_share);
+  out.push_back(kBundleVersion);
+  for (const ShamirShare* s : {&bundle.mask_key_share, &bundle.self_seed_share}) {
+    out.push_back(static_cast<uint8_t>(s->y.size()));
+    for (uint64_t y : s->y) PutU64(out, y);
+  }
   return out;
 }
 
-Result<ShareBundle> DecodeShareBundle(std::span<const uint8_t> bytes) {
+Result<ShareBundle> DecodeShareBundle(std::span<const uint8_t> bytes, uint32_t sender, uint32_t recipient) {
   Reader r(bytes);
   const auto version = r.Read(1);
-  if (!version || *version != 1) return InvalidArgumentError("share bundle: unknown version");
-  const auto sender = r.Read(4);
-  const auto recipient = r.Read(4);
-  if (!sender || !recipient) return InvalidArgumentError("share bundle: truncated header");
+  if (!version || *version != kBundleVersion) return InvalidArgumentError("share bundle: unknown version");
+  if (recipient + 1 == 0) return InvalidArgumentError("share bundle: recipient out of range");
   ShareBundle bundle;
-  bundle.sender = static_cast<uint32_t>(*sender);
-  bundle.recipient = static_cast<uint32_t>(*recipient);
-  auto mask_key = ReadShare(r);
+  bundle.sender = sender;
+  bundle.recipient = recipient;
+  auto mask_key = ReadShare(r, recipient + 1);
   if (!mask_key) return InvalidArgumentError("share bundle: bad mask-key share");
-  auto self_seed = ReadShare(r);
+  auto self_seed = ReadShare(r, recipient + 1);
   if (!self_seed) return InvalidArgumentError("share bundle: bad self-seed share");
   if (!r.done()) return InvalidArgumentError("share bundle: trailing bytes");
   bundle.mask_key_share = std::move(*mask_key);

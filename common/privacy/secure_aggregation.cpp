@@ -15,7 +15,7 @@ namespace frugal::privacy {
 namespace {
 
 constexpr uint8_t kWireVersion = 1;
-constexpr size_t kMaxSealedShareBytes = 4096;  // a sealed bundle is 128 bytes
+constexpr size_t kMaxSealedShareBytes = 4096;  // a sealed bundle is 100 bytes (32-byte secrets)
 constexpr size_t kMaxShareChunks = 16;
 
 void PutU32(std::vector<uint8_t>& out, uint32_t v) {
@@ -375,8 +375,13 @@ Result<std::vector<uint8_t>> SecureAggClient::ShareKeys(std::span<const uint8_t>
                                                               PairKeyInfo("channel", cfg_.session_id, cfg_.round,
                                                                           position_, peer.position)));
     const ShareBundle bundle{position_, peer.position, key_shares[i], seed_shares[i]};
-    auto sealed = SealShareMessage(channel, {cfg_.session_id, cfg_.round, position_, peer.position},
-                                   EncodeShareBundle(bundle));
+    auto plain = EncodeShareBundle(bundle);
+    if (!plain.ok()) {
+      Cleanse(channel);
+      return plain.error();
+    }
+    auto sealed = SealShareMessage(channel, {cfg_.session_id, cfg_.round, position_, peer.position}, *plain);
+    Cleanse(*plain);
     Cleanse(channel);
     if (!sealed.ok()) return sealed.error();
     out.shares.push_back({peer.position, std::move(*sealed)});
@@ -419,7 +424,9 @@ Result<std::vector<uint8_t>> SecureAggClient::MaskedInput(std::span<const uint8_
     auto plain = OpenShareMessage(channel, {cfg_.session_id, cfg_.round, s.peer, position_}, s.sealed);
     Cleanse(channel);
     if (!plain.ok()) return plain.error().WithContext("secure client " + Pos(position_) + ": share from " + Pos(s.peer));
-    FRUGAL_ASSIGN_OR_RETURN(ShareBundle bundle, DecodeShareBundle(*plain));
+    auto decoded = DecodeShareBundle(*plain, s.peer, position_);
+    Cleanse(*plain);
+    FRUGAL_ASSIGN_OR_RETURN(ShareBundle bundle, std::move(decoded));
     if (bundle.sender != s.peer || bundle.recipient != position_ || bundle.mask_key_share.x != position_ + 1 ||
         bundle.self_seed_share.x != position_ + 1) {
       return InvalidArgumentError("secure client " + Pos(position_) + ": bundle from " + Pos(s.peer) +
@@ -730,6 +737,9 @@ Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg) {
   }
   if (!(cfg.guide_decay > 0 && cfg.guide_decay <= 1)) return InvalidArgumentError("secure.guide_decay must be in (0, 1]");
   if (cfg.guide_block == 0 || cfg.guide_block > 0xffff) return InvalidArgumentError("secure.guide_block must be in 1..65535");
+  if (!(std::isfinite(cfg.step_scale) && cfg.step_scale > 0 && cfg.step_scale <= 1000)) {
+    return InvalidArgumentError("secure.step_scale must be in (0, 1000]");
+  }
   return OkStatus();
 }
 

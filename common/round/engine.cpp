@@ -445,10 +445,13 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   std::vector<RobustInput> inputs;
   inputs.reserve(pending.size());
   if (secure) {
-    // The server knows only the sum: every survivor weighs the same.
+    // The server knows only the sum: every survivor weighs the same. The
+    // pipeline's own gain (secure.step_scale) scales the mean before the
+    // server optimizer, so [server] keeps one meaning for every pipeline.
     std::fill(scratch_.begin(), scratch_.end(), 0.0f);
+    const double scale = cfg_.secure.step_scale;
     for (size_t j = 0; j < secure_support_.size(); ++j) {
-      scratch_[secure_support_[j]] = static_cast<float>(secure_sum_[j] / secure_count_);
+      scratch_[secure_support_[j]] = static_cast<float>(secure_sum_[j] / secure_count_ * scale);
     }
     if (dp_) {
       // Distributed DP: the sum carries only the survivors' noise shares.

@@ -281,6 +281,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.guide_rounds", engine.secure.guide_rounds);
   r.Get("secure.guide_decay", engine.secure.guide_decay);
   r.Get("secure.guide_block", engine.secure.guide_block);
+  r.Get("secure.step_scale", engine.secure.step_scale);
   if (r.error()) return *r.error();
   FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 

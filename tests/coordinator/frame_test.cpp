@@ -87,8 +87,8 @@ TEST_SUITE("coordinator") {
     refused([](v1::SecAggPlan& w) { w.set_noise_margin(int64_t{1} << 31); }, "noise_margin");
     // A ring too small for the noise: the margin under 12 sd of one client's noise.
     refused([](v1::SecAggPlan& w) { w.set_noise_margin(100); }, "too small for the noise");
-    // A margin that leaves the values fewer than 2 levels per client.
-    refused([](v1::SecAggPlan& w) { w.set_noise_margin((int64_t{1} << 31) - 5); }, "levels");
+    // A margin that leaves the values no level per client.
+    refused([](v1::SecAggPlan& w) { w.set_noise_margin((int64_t{1} << 31) - 4); }, "levels");  // 3 levels left for 4 clients: none each
     refused([](v1::SecAggPlan& w) { w.set_distributed_dp(false); }, "without distributed_dp");
   }
 

@@ -164,14 +164,16 @@ int main(int argc, char** argv) {
     input.insert(input.end(), coded.begin(), coded.end());
     failures += Write(rice, "seed-adaptive-" + std::to_string(n++), input);
   }
-  // SecAgg+ share bundles (mode 0) and the same sealed (mode 1). IVs are random,
-  // so the sealed seeds differ from one generation to the next.
+  // SecAgg+ share bundles (mode 0) and the same sealed (mode 1), from client 3
+  // to client 9 (the fuzz context's pair), so both shares sit at point 10. The
+  // nonce comes from the context: the sealed seeds are the same every generation.
   const std::filesystem::path share = out / "fuzz_secagg_share";
   for (size_t secret_size : {32u, 11u}) {
-    const std::vector<uint8_t> secret(secret_size, 0xa5);
-    const std::vector<uint32_t> xs = {1, 2, 3, 4};
+    const std::vector<uint8_t> secret(secret_size, 0xa5), seed(secret_size, 0x5a);
+    const std::vector<uint32_t> xs = {10, 2, 3, 4};
     const auto shares = Must(privacy::ShamirSplit(secret, 3, xs));
-    const std::vector<uint8_t> bundle = privacy::EncodeShareBundle({3, 9, shares[0], shares[1]});
+    const auto seed_shares = Must(privacy::ShamirSplit(seed, 3, xs));
+    const std::vector<uint8_t> bundle = Must(privacy::EncodeShareBundle({3, 9, shares[0], seed_shares[0]}));
     std::vector<uint8_t> plain = {0};
     plain.insert(plain.end(), bundle.begin(), bundle.end());
     failures += Write(share, "seed-" + std::to_string(n++), plain);

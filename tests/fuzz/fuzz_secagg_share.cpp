@@ -16,16 +16,19 @@
 
 namespace {
 
+// Decoded as from the fuzz context's pair (the points are recipient + 1).
 void CheckBundle(std::span<const uint8_t> bytes) {
   using namespace frugal::privacy;
-  auto bundle = DecodeShareBundle(bytes);
+  const ShareMessageContext& c = frugal::fuzz::kSecAggShareContext;
+  auto bundle = DecodeShareBundle(bytes, c.sender, c.recipient);
   if (!bundle.ok()) return;
+  frugal::fuzz::Require(bundle->sender == c.sender && bundle->recipient == c.recipient);
   for (const ShamirShare* s : {&bundle->mask_key_share, &bundle->self_seed_share}) {
-    frugal::fuzz::Require(s->x != 0 && !s->y.empty() && s->y.size() <= 16);
+    frugal::fuzz::Require(s->x == c.recipient + 1 && !s->y.empty() && s->y.size() <= 16);
     for (uint64_t y : s->y) frugal::fuzz::Require(y < kShamirPrime);
   }
-  const std::vector<uint8_t> again = EncodeShareBundle(*bundle);
-  frugal::fuzz::Require(std::vector<uint8_t>(bytes.begin(), bytes.end()) == again);
+  auto again = EncodeShareBundle(*bundle);
+  frugal::fuzz::Require(again.ok() && std::vector<uint8_t>(bytes.begin(), bytes.end()) == *again);
 }
 
 }  // namespace

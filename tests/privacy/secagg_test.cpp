@@ -292,14 +292,23 @@ TEST_SUITE("privacy") {
     auto opened = OpenShareMessage(key, ctx, *sealed);
     REQUIRE(opened.ok());
     CHECK(*opened == plain);
-    CHECK(*SealShareMessage(key, ctx, plain) != *sealed);  // a fresh IV every time
+    // The nonce comes from the context (round, sender, recipient), not the
+    // wire: the same message again gives the same bytes, and the other
+    // direction under the same pair key a different keystream, so the two
+    // messages a channel key ever seals never share a nonce.
+    CHECK(*SealShareMessage(key, ctx, plain) == *sealed);
+    auto reverse = SealShareMessage(key, {42, 7, 9, 3}, plain);
+    REQUIRE(reverse.ok());
+    CHECK(std::vector<uint8_t>(reverse->begin() + 1, reverse->end() - 16) !=
+          std::vector<uint8_t>(sealed->begin() + 1, sealed->end() - 16));
+    CHECK(*OpenShareMessage(key, {42, 7, 9, 3}, *reverse) == plain);
 
     auto refused = [&](const Key256& k, const ShareMessageContext& c,
                        const std::vector<uint8_t>& bytes) {
       auto r = OpenShareMessage(k, c, bytes);
       return !r.ok() && r.error().code() == ErrorCode::kUnauthenticated;
     };
-    for (size_t i = 1; i < sealed->size(); ++i) {  // every byte after the version: IV, body, tag
+    for (size_t i = 1; i < sealed->size(); ++i) {  // every byte after the version: body, tag
       std::vector<uint8_t> tampered = *sealed;
       tampered[i] ^= 0x20;
       CAPTURE(i);
@@ -311,7 +320,7 @@ TEST_SUITE("privacy") {
     CHECK(refused(key, {42, 7, 3, 10}, *sealed));  // another recipient
     CHECK(refused(FixedKey(2), ctx, *sealed));
     std::vector<uint8_t> versioned = *sealed;
-    versioned[0] = 2;
+    versioned[0] = 1;  // the layout with a random IV on the wire, before the eleventh session
     CHECK_FALSE(OpenShareMessage(key, ctx, versioned).ok());
     CHECK_FALSE(OpenShareMessage(key, ctx, std::span(*sealed).first(kSealOverhead - 1)).ok());
     auto empty = SealShareMessage(key, ctx, {});
@@ -321,30 +330,43 @@ TEST_SUITE("privacy") {
 
   TEST_CASE(
       "share bundles round-trip and the decoder refuses anything the encoder would not write") {
-    Key256 secret = *RandomKey();
-    auto shares = ShamirSplit(secret, 3, Points(5));
-    REQUIRE(shares.ok());
-    const ShareBundle bundle{4, 2, (*shares)[1], (*shares)[3]};
-    const std::vector<uint8_t> bytes = EncodeShareBundle(bundle);
-    CHECK(bytes.size() == 1 + 8 + 2 * (5 + 5 * 8));
-    auto back = DecodeShareBundle(bytes);
+    auto key_shares = ShamirSplit(*RandomKey(), 3, Points(5));
+    auto seed_shares = ShamirSplit(*RandomKey(), 3, Points(5));
+    REQUIRE(key_shares.ok());
+    REQUIRE(seed_shares.ok());
+    // Client 4 to client 2: both shares at point 3 (recipient + 1, as ShareKeys gives them).
+    const ShareBundle bundle{4, 2, (*key_shares)[2], (*seed_shares)[2]};
+    auto encoded = EncodeShareBundle(bundle);
+    REQUIRE(encoded.ok());
+    const std::vector<uint8_t>& bytes = *encoded;
+    CHECK(bytes.size() == 1 + 2 * (1 + 5 * 8));  // the pair and the points are not on the wire
+    auto back = DecodeShareBundle(bytes, 4, 2);
     REQUIRE(back.ok());
     CHECK(*back == bundle);
+    // Opened under another pair, the points come out wrong: reconstruction
+    // (and the key check against the advertised key) would fail, and the
+    // sealed message's context already refuses it (test above).
+    CHECK(DecodeShareBundle(bytes, 4, 3)->mask_key_share.x == 4);
+    CHECK(!EncodeShareBundle({4, 3, (*key_shares)[2], (*seed_shares)[2]}).ok());  // point 3 is not 3 + 1
+    CHECK(!EncodeShareBundle({4, 2, (*key_shares)[2], (*seed_shares)[1]}).ok());
+    CHECK(!DecodeShareBundle(bytes, 4, UINT32_MAX).ok());  // no point 0
     for (size_t cut = 0; cut < bytes.size(); ++cut)
-      CHECK_FALSE(DecodeShareBundle(std::span(bytes).first(cut)).ok());
+      CHECK_FALSE(DecodeShareBundle(std::span(bytes).first(cut), 4, 2).ok());
     std::vector<uint8_t> trailing = bytes;
     trailing.push_back(0);
-    CHECK_FALSE(DecodeShareBundle(trailing).ok());
-    std::vector<uint8_t> zero_x = bytes;
-    std::fill_n(zero_x.begin() + 9, 4, 0);
-    CHECK_FALSE(DecodeShareBundle(zero_x).ok());
+    CHECK_FALSE(DecodeShareBundle(trailing, 4, 2).ok());
+    for (uint8_t count : {0, 17}) {
+      std::vector<uint8_t> bad_count = bytes;
+      bad_count[1] = count;
+      CHECK_FALSE(DecodeShareBundle(bad_count, 4, 2).ok());
+    }
     std::vector<uint8_t> big_y = bytes;
-    std::fill_n(big_y.begin() + 14, 8,
+    std::fill_n(big_y.begin() + 2, 8,
                 0xff);  // the first y of the first share: not a field element
-    CHECK_FALSE(DecodeShareBundle(big_y).ok());
+    CHECK_FALSE(DecodeShareBundle(big_y, 4, 2).ok());
     std::vector<uint8_t> version = bytes;
-    version[0] = 0;
-    CHECK_FALSE(DecodeShareBundle(version).ok());
+    version[0] = 1;  // the layout that also sent the pair and the points
+    CHECK_FALSE(DecodeShareBundle(version, 4, 2).ok());
   }
 
   TEST_CASE(
@@ -424,7 +446,7 @@ TEST_SUITE("privacy") {
                                          PairKeyInfo("channel", session, round, u, v));
         const ShareBundle bundle{u, v, key_shares[i], seed_shares[i]};
         inbox[{v, u}] =
-            *SealShareMessage(channel, {session, round, u, v}, EncodeShareBundle(bundle));
+            *SealShareMessage(channel, {session, round, u, v}, *EncodeShareBundle(bundle));
       }
     }
     // Client 6 drops after sharing its keys; the others send masked inputs.
@@ -455,7 +477,7 @@ TEST_SUITE("privacy") {
                                          PairKeyInfo("channel", session, round, u, v));
         auto plain = OpenShareMessage(channel, {session, round, u, v}, inbox[{v, u}]);
         REQUIRE(plain.ok());
-        auto bundle = DecodeShareBundle(*plain);
+        auto bundle = DecodeShareBundle(*plain, u, v);
         REQUIRE(bundle.ok());
         REQUIRE(bundle->sender == u);
         // An honest client reveals one kind of share per neighbour, never both.

@@ -259,12 +259,17 @@ TEST_CASE("a ring sum beyond the headroom is refused, never wrapped") {
   CHECK(RingDecodeSum(ok_sum, 3, cfg).error().code() == ErrorCode::kDataLoss);  // 3 clients cannot reach 4m
   CHECK(RingDecodeSum(ok_sum, 5, cfg).error().code() == ErrorCode::kFailedPrecondition);
   CHECK(!ValidateRingQuantConfig({.bits = 3}).ok());
-  // 6 bits hold 3 levels for each of 10 clients; 5 bits only 1 (fewer than 2).
+  // 6 bits hold 3 levels for each of 10 clients; 5 bits 1 (ternary: 10 clients'
+  // +-1 fit in +-15); 4 bits none (+-7 cannot hold 10 clients' +-1).
   CHECK(ValidateRingQuantConfig({.bits = 6, .clip = 0.1f, .max_summands = 10}).ok());
   CHECK(RingMaxLevel({.bits = 6, .clip = 0.1f, .max_summands = 10}) == 3);
-  CHECK(!ValidateRingQuantConfig({.bits = 5, .clip = 0.1f, .max_summands = 10}).ok());
+  CHECK(ValidateRingQuantConfig({.bits = 5, .clip = 0.1f, .max_summands = 10}).ok());
+  CHECK(RingMaxLevel({.bits = 5, .clip = 0.1f, .max_summands = 10}) == 1);
+  CHECK(!ValidateRingQuantConfig({.bits = 4, .clip = 0.1f, .max_summands = 10}).ok());
+  CHECK(ValidateRingQuantConfig({.bits = 4, .clip = 0.1f, .max_summands = 7}).ok());
   CHECK(!ValidateRingQuantConfig({.bits = 16, .clip = 0.0f}).ok());
-  CHECK(!ValidateRingQuantConfig({.bits = 8, .clip = 1.0f, .max_summands = 100}).ok());
+  CHECK(ValidateRingQuantConfig({.bits = 8, .clip = 1.0f, .max_summands = 127}).ok());   // 1 level each
+  CHECK(!ValidateRingQuantConfig({.bits = 8, .clip = 1.0f, .max_summands = 128}).ok());  // none
   std::vector<float> nan_update = {NAN};
   std::vector<uint32_t> support = {0};
   CHECK(!RingQuantize(nan_update, support, cfg, 1, {}).ok());

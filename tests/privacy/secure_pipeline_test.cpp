@@ -210,6 +210,49 @@ TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyon
   CHECK(!frugal.SecureSupport(1).ok());
 }
 
+TEST_CASE("secure.step_scale multiplies the survivors' mean before the server optimizer") {
+  // The ring sums are made up (a fixed pattern, not a protocol run: the
+  // protocol is tested above); what is checked is the step the engine takes.
+  constexpr uint32_t n = 4;
+  constexpr size_t dim = 200;
+  auto run = [&](double scale, float rate, float momentum) {
+    EngineConfig cfg = SecureEngine(n);
+    cfg.secure.step_scale = scale;
+    cfg.server_opt.learning_rate = rate;
+    cfg.server_opt.momentum = momentum;
+    RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
+    const std::vector<uint64_t> ids = {1, 2, 3, 4};
+    for (uint32_t round = 1; round <= 3; ++round) {
+      REQUIRE(engine.OpenRound(round, ids).ok());
+      auto support = engine.SecureSupport(round);
+      REQUIRE(support.ok());
+      std::vector<uint64_t> sum(support->size());
+      const uint64_t mask = (uint64_t{1} << cfg.secure.ring.bits) - 1;
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = static_cast<uint64_t>(int64_t(j % 7) * 1000 - 3000 + round) & mask;
+      REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+      auto out = engine.CloseRound(1);
+      REQUIRE(out.ok());
+      REQUIRE(out->applied);
+    }
+    const auto g = engine.global_model();
+    return std::vector<float>(g.begin(), g.end());
+  };
+  const std::vector<float> rate4 = run(1, 4, 0), scale4 = run(4, 1, 0), plain = run(1, 1, 0);
+  CHECK(scale4 == rate4);  // plain server SGD: rate x scale is the step, bit for bit (powers of two)
+  CHECK(scale4 != plain);  // an ignored scale would leave the rate-1 model
+  // Plain reference: with lossless steps and SGD at rate 1, each coordinate
+  // moved by scale x the mean of the decoded sum, summed over the rounds.
+  size_t moved = 0;
+  for (size_t i = 0; i < dim; ++i) {
+    const double d_plain = plain[i], d_scaled = scale4[i];
+    CHECK(d_scaled == doctest::Approx(4 * d_plain).epsilon(1e-5));
+    moved += d_plain != 0;
+  }
+  CHECK(moved > 0);
+  CHECK(run(4, 1, 0.9f) == run(1, 4, 0.9f));  // with server momentum too (linear in the step)
+  CHECK(run(0.5, 1, 0) != plain);
+}
+
 TEST_CASE("a guided support comes from the public broadcast steps alone, the same for the server and every client") {
   constexpr uint32_t n = 6;
   constexpr uint32_t dim = 400;
@@ -318,7 +361,12 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   REQUIRE(!robust.ok());
   CHECK(robust.error().message().find("server sees only the sum") != std::string::npos);
   CHECK(!read({"secure.dropout=0.95"}).ok());
-  CHECK(!read({"secure.bits=5"}).ok());  // 1 level for each of 10 clients
+  CHECK(!read({"secure.bits=4"}).ok());  // no level for each of 10 clients (5 bits: 1, ternary)
+  CHECK(RingMaxLevel(read({"secure.bits=5"}).value().engine.secure.ring) == 1);
+  CHECK(read({}).value().engine.secure.step_scale == 1);
+  CHECK(read({"secure.step_scale=4"}).value().engine.secure.step_scale == 4);
+  CHECK(!read({"secure.step_scale=0"}).ok());
+  CHECK(!read({"secure.step_scale=-1"}).ok());
   auto six = read({"round.clients_per_round=10", "secure.bits=6"});
   REQUIRE(six.ok());
   CHECK(RingMaxLevel(six->engine.secure.ring) == 3);

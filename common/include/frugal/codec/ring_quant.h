@@ -32,7 +32,7 @@ struct RingQuantConfig {
 };
 
 // InvalidArgument naming the field when bits, clip or max_summands is out of
-// range, or when fewer than 2 levels per unit of clip remain.
+// range, or when no level per client remains (RingMaxLevel < 1).
 Status ValidateRingQuantConfig(const RingQuantConfig& cfg);
 
 // The largest |level| one client's value may take:

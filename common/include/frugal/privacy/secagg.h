@@ -152,10 +152,18 @@ struct ShareMessageContext {
   uint32_t recipient = 0;
 };
 
-// Sealed layout: version (1 byte, 1) | 12-byte random IV | ciphertext | 16-byte tag.
+// Sealed layout: version (1 byte, 2) | ciphertext | 16-byte tag. The 12-byte
+// GCM nonce is not sent: it is u32 round | u32 sender | u32 recipient (little-
+// endian), which the recipient knows. It is unique per key because a channel
+// key is derived from both clients' fresh per-round X25519 keys with HKDF info
+// binding session, round and the pair (PairKeyInfo), and under it exactly two
+// messages are sealed, sender -> recipient and recipient -> sender, whose
+// nonces differ. Contract that keeps it so: at most one plaintext per (key,
+// context); SecureAggClient::ShareKeys runs once per client and round. (Until
+// the eleventh session the layout carried a random 12-byte IV, version 1.)
 // The associated data is the version, the context's fields and a label, so a
 // message sealed for another session, round, sender or recipient fails to open.
-inline constexpr size_t kSealOverhead = 1 + 12 + 16;
+inline constexpr size_t kSealOverhead = 1 + 16;
 inline constexpr size_t kMaxShareMessageBytes = 1 << 20;
 
 Result<std::vector<uint8_t>> SealShareMessage(const Key256& key, const ShareMessageContext& context,
@@ -177,11 +185,18 @@ struct ShareBundle {
 };
 
 // Wire form (the plaintext of a sealed share message), little-endian:
-// u8 version = 1 | u32 sender | u32 recipient | two shares, each u32 x | u8 count | count × u64 y.
-// Canonical: the decoder accepts exactly what the encoder writes, so x != 0,
-// 1 <= count <= 16, every y < kShamirPrime, and no trailing bytes.
-std::vector<uint8_t> EncodeShareBundle(const ShareBundle& bundle);
-Result<ShareBundle> DecodeShareBundle(std::span<const uint8_t> bytes);
+// u8 version = 2 | two shares (mask key, self seed), each u8 count | count × u64 y.
+// Sender, recipient and the shares' point x = recipient + 1 are not sent: the
+// sealed message's authenticated context carries the pair, and the point is
+// the one ShareKeys gives each neighbour, so the decoder takes the pair from
+// the caller (the context it opened the message under) and restores x.
+// InvalidArgument from the encoder when a share's x is not recipient + 1.
+// Canonical: the decoder accepts exactly what the encoder writes, so
+// 1 <= count <= 16, every y < kShamirPrime, recipient + 1 != 0, and no
+// trailing bytes. (Version 1, until the eleventh session, also sent the pair
+// and each x: 16 bytes more a bundle.)
+Result<std::vector<uint8_t>> EncodeShareBundle(const ShareBundle& bundle);
+Result<ShareBundle> DecodeShareBundle(std::span<const uint8_t> bytes, uint32_t sender, uint32_t recipient);
 
 // ---- Masks ----------------------------------------------------------------------
 // Uniform elements of Z_2^bits (1 <= bits <= 64), the low `bits` bits of the

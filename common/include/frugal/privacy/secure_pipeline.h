@@ -33,6 +33,14 @@ struct SecurePipelineConfig {
   // yields) so accuracy runs at 1,000 clients a round are affordable; the
   // protocol's bytes and CPU are then not on the ledger.
   bool run_protocol = true;
+  // secure.step_scale: the secure pipeline's own gain, multiplying the
+  // survivors' mean before the server optimizer (for plain server SGD the
+  // same step as server.learning_rate x step_scale). It is a key of the
+  // pipeline, not of [server], so that a configuration's server rate keeps
+  // its meaning for every pipeline while a tuned secure default survives a
+  // scenario's own [server] table (docs/privacy.md, "Step scale").
+  // Post-processing of the unmasked sum: no privacy cost.
+  double step_scale = 1;
 
   // Guided support (secure.guided, secure.guide_rounds, secure.guide_decay,
   // secure.guide_block): a fraction `guided` of the parameters (at most
