@@ -260,7 +260,10 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
       report.flagged = static_cast<int32_t>(c);
     }
   }
-  if (report.flagged >= 0) report.trigger = found[static_cast<size_t>(report.flagged)];
+  if (report.flagged >= 0) {
+    report.trigger = found[static_cast<size_t>(report.flagged)];
+    report.trigger.flagged = true;
+  }
   report.by_class = std::move(found);
   return report;
 }
@@ -347,14 +350,19 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
     FRUGAL_ASSIGN_OR_RETURN(out.report,
                             ScanForTrigger(model, params, data, trusted, cfg_, DeriveSeed(base, 0x5CA9ULL)));
     out.scanned = true;
-    for (const RecoveredTrigger& t : out.report.by_class) {
-      if (t.target < 0) continue;
+    for (RecoveredTrigger t : out.report.by_class) {
+      if (t.target < 0 || cfg_.keep == 0) continue;
       const int32_t target = t.target;
-      auto same = [target](const RecoveredTrigger& k) { return k.target == target; };
-      const auto known = static_cast<size_t>(std::count_if(triggers_.begin(), triggers_.end(), same));
-      if (known == 0 && target != out.report.flagged) continue;
-      if (known >= cfg_.keep && cfg_.keep > 0) triggers_.erase(std::find_if(triggers_.begin(), triggers_.end(), same));
-      if (cfg_.keep > 0) triggers_.push_back(t);
+      t.flagged = target == out.report.flagged;
+      const bool suspect = std::any_of(triggers_.begin(), triggers_.end(),
+                                       [target](const RecoveredTrigger& k) { return k.target == target; });
+      if (!suspect && !t.flagged) continue;
+      const bool flagged = t.flagged;
+      auto same = [target, flagged](const RecoveredTrigger& k) { return k.target == target && k.flagged == flagged; };
+      if (static_cast<size_t>(std::count_if(triggers_.begin(), triggers_.end(), same)) >= cfg_.keep) {
+        triggers_.erase(std::find_if(triggers_.begin(), triggers_.end(), same));  // the oldest of its kind
+      }
+      triggers_.push_back(std::move(t));
     }
   }
   if (triggers_.empty()) return out;

@@ -195,7 +195,10 @@ TEST_SUITE("round") {
     }
     // Scans at rounds 3, 6 and 9, at most two remembered for class 0.
     CHECK(defense.triggers().size() == 2);
-    for (const RecoveredTrigger& t : defense.triggers()) CHECK(t.target == kTarget);
+    for (const RecoveredTrigger& t : defense.triggers()) {
+      CHECK(t.target == kTarget);
+      CHECK(t.flagged);  // each came from a scan that flagged class 0
+    }
   }
 
   TEST_CASE("the server.trigger_* keys are read, and a scan without a trusted set is refused by name") {

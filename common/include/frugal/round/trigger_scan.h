@@ -38,6 +38,7 @@ struct TriggerScanConfig {
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
 struct RecoveredTrigger {
   int32_t target = -1;
+  bool flagged = false;              // found by a scan that flagged its class (not a later refresh)
   std::vector<float> mask, pattern;  // input_dim each, in [0, 1]
 };
 
@@ -89,9 +90,11 @@ struct TriggerRoundResult {
 // The defence across rounds: scans every cfg.every rounds; a class once
 // flagged stays suspect for the run, and each later scan adds that class's
 // newly recovered trigger (flagged again or not: a half-unlearnt backdoor
-// hides under the threshold) to the memory, which keeps the latest cfg.keep
-// per class (at most num_classes x keep x 2 x input_dim floats). Every round
-// with a trigger in memory unlearns them all. Not thread-safe.
+// hides under the threshold) to the memory. The memory keeps the latest
+// cfg.keep flagged triggers and the latest cfg.keep refreshes per class, so
+// refreshes never push out the trigger that was flagged (at most
+// num_classes x 2 keep x 2 x input_dim floats). Every round with a trigger in
+// memory unlearns them all. Not thread-safe.
 class TriggerDefense {
  public:
   explicit TriggerDefense(TriggerScanConfig cfg) : cfg_(cfg) {}
