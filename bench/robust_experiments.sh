@@ -50,6 +50,9 @@ for seed in $SEEDS; do
             args+=" --set privacy.adaptive_clip_quantile=0.5 --set privacy.noise_multiplier=0.01" ;;
           # flame_ms1: FLAME with HDBSCAN's min_samples 1 (single linkage) instead of n/2 + 1
           flame_ms1) args+=" --set server.robust=flame --set server.flame_min_samples=1" ;;
+          # cc_scan: centered clipping plus the trigger scan with unlearning on the trusted set,
+          # every 5 rounds (Neural Cleanse; docs/robustness.md, "trigger scan")
+          cc_scan) args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5" ;;
           *) args+=" --set server.robust=$r" ;;
         esac
         args+=" --set run.threads=1"

@@ -29,6 +29,7 @@
 #include "frugal/round/representation.h"
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
+#include "frugal/round/trigger_scan.h"
 #include "frugal/round/trusted.h"
 #include "frugal/train/trainer.h"
 
@@ -168,10 +169,13 @@ Status RoundDriver::Init() {
       return key;
     };
   }
-  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
-    if (deps_.train == nullptr) return InvalidArgumentError("server.robust = \"fltrust\" needs the training set");
+  if (config_.engine.robust.rule == RobustRule::kFlTrust || config_.trigger_scan.every > 0) {
+    if (deps_.train == nullptr) {
+      return InvalidArgumentError("server.robust = \"fltrust\" and server.trigger_scan_every need the training set");
+    }
     FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(config_.seed, deps_.train->size(), config_.trusted_examples));
   }
+  if (config_.trigger_scan.every > 0) trigger_.emplace(config_.trigger_scan);
 
   Store& store = *deps_.store;
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
@@ -881,7 +885,7 @@ void RoundDriver::SettleSecure() {
 
 void RoundDriver::CloseRound(double now_s) {
   const double cpu0 = ThreadCpuSeconds();
-  if (!trusted_.empty()) {
+  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
     // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
     auto reference = TrustedUpdate(*model_, engine_->global_model(), *deps_.train, trusted_, config_.task.train,
                                    config_.seed, engine_->round(), *ws_, trusted_scratch_);
@@ -889,6 +893,25 @@ void RoundDriver::CloseRound(double now_s) {
       fatal_ = st.error().WithContext("the server update on its trusted set for round " +
                                       std::to_string(engine_->round()));
       return;
+    }
+  }
+  if (trigger_) {
+    // The trigger scan and unlearning on the trusted set (server CPU, on the ledger).
+    auto scan = trigger_->Round(engine_->round(), *model_, engine_->global_model(), *deps_.train, trusted_,
+                                config_.task.train, config_.seed, *ws_);
+    if (!scan.ok()) {
+      fatal_ = scan.error().WithContext("the trigger scan of round " + std::to_string(engine_->round()));
+      return;
+    }
+    if (scan->scanned) {
+      trigger_notes_.push_back(DescribeTriggerScan(engine_->round(), scan->report));
+      spdlog::info("{}", trigger_notes_.back());
+    }
+    if (!scan->correction.empty()) {
+      if (Status st = engine_->SetServerCorrection(std::move(scan->correction)); !st.ok()) {
+        fatal_ = st.error().WithContext("the trigger unlearning of round " + std::to_string(engine_->round()));
+        return;
+      }
     }
   }
   auto outcome = engine_->CloseRound(config_.plan.min_quorum);
@@ -1103,6 +1126,7 @@ Status RoundDriver::WriteRunDirectory() {
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
+  for (const std::string& n : trigger_notes_) sum.notes.push_back(n);
   if (config_.pipeline == Pipeline::kSecure) {
     sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the four "
                         "stages over the service; the server unmasked only the sum of the survivors' ring inputs. "

@@ -96,7 +96,7 @@ Status Service::Open() {
   deps.store = store_.get();
   deps.test = &test_;
   // The training set: FLTrust's trusted set, distillation's unlabeled pool.
-  if (config_.engine.robust.rule == RobustRule::kFlTrust || config_.distill.at_end) {
+  if (config_.engine.robust.rule == RobustRule::kFlTrust || config_.trigger_scan.every > 0 || config_.distill.at_end) {
     FRUGAL_ASSIGN_OR_RETURN(train_, LoadFashionMnist(Split::kTrain, dir));
     deps.train = &train_;
   }

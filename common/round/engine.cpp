@@ -423,6 +423,19 @@ Status RoundEngine::SetReference(SparseUpdate reference) {
   return OkStatus();
 }
 
+Status RoundEngine::SetServerCorrection(std::vector<float> correction) {
+  if (!open_) return FailedPreconditionError("server correction: no round is open");
+  if (correction.size() != model_.size()) {
+    return InvalidArgumentError("server correction has dimension " + std::to_string(correction.size()) +
+                                ", the model has " + std::to_string(model_.size()));
+  }
+  for (float v : correction) {
+    if (!std::isfinite(v)) return InvalidArgumentError("server correction has a non-finite value");
+  }
+  correction_ = std::move(correction);
+  return OkStatus();
+}
+
 Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (!open_) return FailedPreconditionError("no round is open");
   open_ = false;
@@ -438,6 +451,8 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   pending_.clear();
   std::optional<SparseUpdate> reference = std::move(reference_);
   reference_.reset();
+  const std::vector<float> correction = std::move(correction_);
+  correction_.clear();
   const bool secure = cfg_.pipeline == Pipeline::kSecure;
   if (secure) out.accepted = secure_count_;
   if (central_dp()) out.accepted = dp_->accumulated();
@@ -472,6 +487,7 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (Status st = server_opt_.Step(scratch_); !st.ok()) {
     return st.error().WithContext("server optimizer, round " + std::to_string(round_));
   }
+  for (size_t j = 0; j < correction.size(); ++j) scratch_[j] += correction[j];
   if (cfg_.pipeline == Pipeline::kDense) {
     for (size_t j = 0; j < model_.size(); ++j) model_[j] += scratch_[j];
   } else {

@@ -429,6 +429,12 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("eval.examples", s.eval_examples);
   r.Get("eval.federated_every", s.federated_eval_every);
   r.Get("server.trusted_examples", s.trusted_examples);
+  r.Get("server.trigger_scan_every", s.trigger_scan.every);
+  r.Get("server.trigger_scan_steps", s.trigger_scan.steps);
+  r.Get("server.trigger_lambda", s.trigger_scan.lambda);
+  r.Get("server.trigger_anomaly", s.trigger_scan.anomaly);
+  r.Get("server.trigger_unlearn_epochs", s.trigger_scan.unlearn_epochs);
+  r.Get("server.trigger_keep", s.trigger_scan.keep);
   r.Get("eval.int8", s.eval_int8);
   r.Get("distill.at_end", s.distill.at_end);
   r.Get("distill.student", s.distill.config.student);
@@ -473,6 +479,12 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   if (!(s.round_interval_s >= 0)) return InvalidArgumentError("round.interval_s must not be negative");
   if (s.min_clients == 0) s.min_clients = 1;
   if (s.pipeline == Pipeline::kDense) s.error_feedback = false;
+  if (s.trigger_scan.every > 0 && (s.trusted_examples == 0 || s.trigger_scan.steps == 0 ||
+                                   !(s.trigger_scan.lambda >= 0) || !(s.trigger_scan.anomaly > 0))) {
+    return InvalidArgumentError("server.trigger_scan_every needs server.trusted_examples >= 1, "
+                                "server.trigger_scan_steps >= 1, server.trigger_lambda >= 0 and "
+                                "server.trigger_anomaly > 0");
+  }
   if (s.engine.robust.rule == RobustRule::kFlTrust && s.trusted_examples == 0) {
     return InvalidArgumentError("server.robust = \"fltrust\" needs a trusted set: server.trusted_examples must be at least 1");
   }

@@ -194,6 +194,13 @@ class RoundEngine {
   // "fltrust", ignored otherwise.
   Status SetReference(SparseUpdate reference);
 
+  // A server-side correction for the open round, model-sized, computed from
+  // the model of version() (the trigger scan's unlearning step, see
+  // frugal/round/trigger_scan.h): added to the round's step after the server
+  // optimizer, so it reaches clients through the same (compressed) step.
+  // Cleared by CloseRound; dropped with the round when the quorum is missed.
+  Status SetServerCorrection(std::vector<float> correction);
+
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
@@ -267,6 +274,7 @@ class RoundEngine {
   };
   std::map<uint64_t, PendingUpdate> pending_;
   std::optional<SparseUpdate> reference_;  // the open round's (fltrust)
+  std::vector<float> correction_;          // the open round's (SetServerCorrection), empty: none
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
   MlpShapeChange shape_;  // see shape()
 };

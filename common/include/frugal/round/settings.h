@@ -14,6 +14,7 @@
 #include "frugal/model/release_models.h"
 #include "frugal/round/carbon_schedule.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/trigger_scan.h"
 
 namespace frugal {
 
@@ -55,6 +56,11 @@ struct RunSettings {
   // root data set, server.robust = "fltrust"): a seeded uniform sample of the
   // training set, on which the server computes its own update each round.
   uint32_t trusted_examples = 100;
+  // server.trigger_scan_every (0: off), server.trigger_scan_steps,
+  // server.trigger_lambda, server.trigger_anomaly, server.trigger_unlearn_epochs:
+  // the backdoor trigger scan with unlearning on the trusted set
+  // (frugal/round/trigger_scan.h, docs/robustness.md).
+  TriggerScanConfig trigger_scan;
   CarbonSettings carbon;              // [carbon]: hourly intensity, time shifting, budgets, eligibility
   // eval.int8: the server also evaluates the released model quantized to
   // int8 (dense models; rounds.csv accuracy_int8), and clients price their

@@ -34,6 +34,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
+#include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -234,6 +235,10 @@ class RoundDriver {
   LeanRound lean_;  // [prune] and [widths]: the core's round-level state
   std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
   std::vector<float> trusted_scratch_;
+  // server.trigger_scan_every > 0. Its memory of triggers is not stored: a
+  // restarted coordinator finds them again at its next scan.
+  std::optional<TriggerDefense> trigger_;
+  std::vector<std::string> trigger_notes_;  // one line per scan, for summary.json
   std::optional<EvalResult> last_eval_;
   double last_int8_ = -1;                // eval.int8: the released model's int8 accuracy (-1: not measured)
   std::optional<StudentReport> student_;  // distill.at_end: the student, after the last round

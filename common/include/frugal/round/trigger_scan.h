@@ -1,0 +1,115 @@
+// A server-side backdoor trigger scan with unlearning (Neural Cleanse, Wang et
+// al., IEEE S&P 2019) on the server's trusted set: for every class, the
+// smallest mask and pattern that turn trusted images into that class are
+// reverse-engineered on the global model; a class whose mask is an outlier
+// (anomaly index of the mask L1 norms, median absolute deviation) is taken as
+// backdoored, and its trigger is unlearnt by training the global model on
+// trusted images stamped with it under their true labels. Both front ends run
+// it in the round (server.trigger_scan_every), so a simulated and a served run
+// compute the same correction. MLP models only (the input gradient is computed
+// here). No I/O.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frugal/core/status.h"
+#include "frugal/data/dataset.h"
+#include "frugal/model/model.h"
+#include "frugal/train/trainer.h"
+
+namespace frugal {
+
+// server.trigger_*: the scan's knobs. every = 0 turns it off.
+struct TriggerScanConfig {
+  uint32_t every = 0;          // scan the global model every N rounds (round % N == 0); 0 = never
+  uint32_t steps = 200;        // Adam steps of the mask/pattern search per class
+  uint32_t batch_size = 0;     // trusted images per search step; 0: every trusted image of another class
+  float learning_rate = 0.1f;  // Adam's step on the mask's and pattern's logits
+  float lambda = 0.01f;        // the mask L1 penalty's initial weight (adapted as Neural Cleanse does)
+  float success = 0.95f;       // a mask counts only if it sends this share of the trusted images to the class
+  double anomaly = 2.0;        // a class is flagged when its anomaly index exceeds this (the paper's 2)
+  uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
+  uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
+};
+
+// A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
+struct RecoveredTrigger {
+  int32_t target = -1;
+  bool flagged = false;              // found by a scan that flagged its class (not a later refresh)
+  std::vector<float> mask, pattern;  // input_dim each, in [0, 1]
+};
+
+struct TriggerScanReport {
+  std::vector<double> mask_l1;   // per class; the input dimension where no mask reached `success`
+  std::vector<double> anomaly;   // per class: (median - l1) / (1.4826 * MAD), 0 above the median
+  int32_t flagged = -1;          // the most anomalous class over the threshold, -1: none
+  RecoveredTrigger trigger;      // the flagged class's trigger (empty if none)
+  std::vector<RecoveredTrigger> by_class;  // every class's trigger (target -1 where none reached `success`)
+};
+
+// The input gradient of an Mlp's mean cross-entropy: d(loss)/d(x) per example,
+// row-major n x input_dim into dx; returns the mean loss. `labels` are the
+// targets. Errors when `model` is not an Mlp or sizes disagree.
+Result<double> MlpInputGradient(const Model& model, std::span<const float> params, std::span<const float> x,
+                                std::span<const int32_t> labels, std::span<float> dx);
+
+// The anomaly index of each value: (median - v) / (1.4826 * MAD) for values
+// below the median, 0 otherwise (0 everywhere when MAD is 0).
+std::vector<double> LowAnomalyIndex(std::span<const double> values);
+
+// Reverse-engineers one trigger per class on data[trusted] and flags an
+// outlier. Deterministic for `seed`.
+Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const float> params, const Dataset& data,
+                                         std::span<const uint32_t> trusted, const TriggerScanConfig& cfg,
+                                         uint64_t seed);
+
+// The correction that unlearns `triggers`: a copy of `params` trained
+// (`train`, its epochs replaced by cfg.unlearn_epochs) on data[trusted] clean
+// and stamped with each trigger, true labels, minus `params`. Empty triggers:
+// a zero vector.
+Result<std::vector<float>> UnlearnTriggers(const Model& model, std::span<const float> params, const Dataset& data,
+                                           std::span<const uint32_t> trusted,
+                                           std::span<const RecoveredTrigger> triggers, TrainConfig train,
+                                           const TriggerScanConfig& cfg, ModelWorkspace& ws);
+
+// One line saying what a scan found, for the run's notes and the service's log:
+// "round R: trigger scan flagged class C (anomaly index A, mask L1 L; median M)"
+// or "... found no outlier (largest anomaly index A, class C)".
+std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report);
+
+// What one round's defence did.
+struct TriggerRoundResult {
+  bool scanned = false;
+  TriggerScanReport report;          // when scanned
+  std::vector<float> correction;     // empty: nothing to apply this round
+};
+
+// The defence across rounds: scans every cfg.every rounds; a class once
+// flagged stays suspect for the run, and each later scan adds that class's
+// newly recovered trigger (flagged again or not: a half-unlearnt backdoor
+// hides under the threshold) to the memory. The memory keeps the latest
+// cfg.keep flagged triggers and the latest cfg.keep refreshes per class, so
+// refreshes never push out the trigger that was flagged (at most
+// num_classes x 2 keep x 2 x input_dim floats). Every round with a trigger in
+// memory unlearns them all. Not thread-safe.
+class TriggerDefense {
+ public:
+  explicit TriggerDefense(TriggerScanConfig cfg) : cfg_(cfg) {}
+  const TriggerScanConfig& config() const { return cfg_; }
+  const std::vector<RecoveredTrigger>& triggers() const { return triggers_; }
+  // Runs the round's scan (if due) and unlearning on the global model
+  // `params` before the round closes; the front end adds the correction to
+  // the round's step (RoundEngine::SetServerCorrection).
+  Result<TriggerRoundResult> Round(uint32_t round, const Model& model, std::span<const float> params,
+                                   const Dataset& data, std::span<const uint32_t> trusted, TrainConfig train,
+                                   uint64_t run_seed, ModelWorkspace& ws);
+
+ private:
+  TriggerScanConfig cfg_;
+  std::vector<RecoveredTrigger> triggers_;  // oldest first
+};
+
+}  // namespace frugal

@@ -1,0 +1,374 @@
+#include "frugal/round/trigger_scan.h"
+
+#include "frugal/model/eigen.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
+
+#include "frugal/core/random.h"
+#include "frugal/core/streams.h"
+
+namespace frugal {
+namespace {
+
+using ColMat = Eigen::MatrixXf;
+using ConstMatMap = Eigen::Map<const Eigen::MatrixXf>;
+
+// The Mlp's forward and backward down to the input, one example per column.
+// Writes dx (n x input_dim row-major) unless empty, and the argmax per example
+// into predicted unless empty; returns the mean cross-entropy against labels.
+Result<double> MlpForwardBackward(const Model& model, std::span<const float> params, std::span<const float> x,
+                                  std::span<const int32_t> labels, std::span<float> dx,
+                                  std::span<int32_t> predicted) {
+  const auto* mlp = dynamic_cast<const Mlp*>(&model);
+  if (mlp == nullptr) {
+    return InvalidArgumentError("server.trigger_scan_every needs an mlp model, the run's is " +
+                                std::string(model.name()));
+  }
+  const std::vector<size_t>& sizes = mlp->layer_sizes();
+  const size_t in = sizes.front(), n = labels.size();
+  if (params.size() != model.num_params() || x.size() != n * in || (!dx.empty() && dx.size() != n * in) ||
+      (!predicted.empty() && predicted.size() != n)) {
+    return InvalidArgumentError("trigger scan: parameter, input or output sizes do not match the model");
+  }
+  const size_t layers = sizes.size() - 1;
+  std::vector<ColMat> z(layers);  // pre-activations, sizes[l+1] x n
+  std::vector<size_t> offset(layers);
+  size_t at = 0;
+  for (size_t l = 0; l < layers; ++l) {
+    offset[l] = at;
+    at += sizes[l + 1] * sizes[l] + sizes[l + 1];
+  }
+  ConstMatMap x0(x.data(), static_cast<Eigen::Index>(in), static_cast<Eigen::Index>(n));
+  ColMat a = x0;
+  for (size_t l = 0; l < layers; ++l) {
+    const auto rows = static_cast<Eigen::Index>(sizes[l]), cols = static_cast<Eigen::Index>(sizes[l + 1]);
+    // W is (out x in) row-major, so its column-major view is W^T (in x out).
+    ConstMatMap wt(params.data() + offset[l], rows, cols);
+    Eigen::Map<const Eigen::VectorXf> b(params.data() + offset[l] + sizes[l + 1] * sizes[l], cols);
+    z[l] = (wt.transpose() * a).colwise() + b;
+    if (l + 1 < layers) a = z[l].cwiseMax(0.0f);
+  }
+  ColMat g = z.back();  // becomes d(mean loss)/d(logits)
+  double loss = 0;
+  const size_t classes = sizes.back();
+  for (size_t i = 0; i < n; ++i) {
+    auto col = g.col(static_cast<Eigen::Index>(i));
+    Eigen::Index best = 0;
+    const float top = col.maxCoeff(&best);
+    if (!predicted.empty()) predicted[i] = static_cast<int32_t>(best);
+    double sum = 0;
+    for (size_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(col(static_cast<Eigen::Index>(c)) - top));
+    const auto y = static_cast<Eigen::Index>(labels[i]);
+    loss += std::log(sum) - static_cast<double>(col(y) - top);
+    for (size_t c = 0; c < classes; ++c) {
+      const auto k = static_cast<Eigen::Index>(c);
+      col(k) = static_cast<float>(std::exp(static_cast<double>(col(k) - top)) / sum / static_cast<double>(n));
+    }
+    col(y) -= 1.0f / static_cast<float>(n);
+  }
+  if (dx.empty()) return loss / static_cast<double>(n);
+  for (size_t l = layers; l-- > 0;) {
+    const auto rows = static_cast<Eigen::Index>(sizes[l]), cols = static_cast<Eigen::Index>(sizes[l + 1]);
+    ConstMatMap wt(params.data() + offset[l], rows, cols);
+    ColMat up = wt * g;  // d/d(layer l's input)
+    if (l == 0) {
+      Eigen::Map<ColMat>(dx.data(), rows, static_cast<Eigen::Index>(n)) = up;
+    } else {
+      g = up.cwiseProduct((z[l - 1].array() > 0.0f).cast<float>().matrix());
+    }
+  }
+  return loss / static_cast<double>(n);
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+float Sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+
+void Stamp(const RecoveredTrigger& t, const float* x, float* out, size_t dim) {
+  for (size_t j = 0; j < dim; ++j) out[j] = (1.0f - t.mask[j]) * x[j] + t.mask[j] * t.pattern[j];
+}
+
+// Adam on one vector of logits (Kingma & Ba's defaults, beta1 0.9, beta2 0.999).
+struct Adam {
+  std::vector<float> m, v;
+  uint32_t t = 0;
+  explicit Adam(size_t d) : m(d, 0.0f), v(d, 0.0f) {}
+  void Step(std::span<float> w, std::span<const float> g, float lr) {
+    ++t;
+    const float c1 = 1.0f - std::pow(0.9f, static_cast<float>(t)), c2 = 1.0f - std::pow(0.999f, static_cast<float>(t));
+    for (size_t j = 0; j < w.size(); ++j) {
+      m[j] = 0.9f * m[j] + 0.1f * g[j];
+      v[j] = 0.999f * v[j] + 0.001f * g[j] * g[j];
+      w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + 1e-8f);
+    }
+  }
+};
+
+// Neural Cleanse's search for one class: the smallest mask (L1) whose stamp
+// sends at least cfg.success of the images to `target`. The L1 weight grows
+// while the stamp succeeds and shrinks while it fails (patience 5 steps,
+// factors 1.5 and 1.5^1.5, as the paper's code).
+RecoveredTrigger ReverseOne(const Model& model, std::span<const float> params, const std::vector<float>& rows,
+                            std::span<const uint32_t> eligible, int32_t target, const TriggerScanConfig& cfg,
+                            Rng& rng, Status& error) {
+  const size_t dim = model.input_dim();
+  std::vector<float> a(dim), b(dim);
+  for (size_t j = 0; j < dim; ++j) {
+    a[j] = 0.1f * static_cast<float>(rng.Normal());
+    b[j] = 0.1f * static_cast<float>(rng.Normal());
+  }
+  Adam adam_a(dim), adam_b(dim);
+  const bool whole = cfg.batch_size == 0 || cfg.batch_size >= eligible.size();
+  const size_t n = whole ? eligible.size() : cfg.batch_size;
+  std::vector<float> clean(n * dim), x(n * dim), dx(n * dim), ga(dim), gb(dim), mask(dim), pattern(dim);
+  std::vector<int32_t> labels(n, target), predicted(n);
+  float lambda = cfg.lambda;
+  int above = 0, below = 0;
+  RecoveredTrigger best;
+  double best_l1 = -1;
+  for (uint32_t step = 0; step < cfg.steps; ++step) {
+    for (size_t j = 0; j < dim; ++j) {
+      mask[j] = Sigmoid(a[j]);
+      pattern[j] = Sigmoid(b[j]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const size_t pick = whole ? i : static_cast<size_t>(rng.UniformInt(eligible.size()));
+      const float* src = rows.data() + static_cast<size_t>(eligible[pick]) * dim;
+      std::copy(src, src + dim, clean.data() + i * dim);
+      float* dst = x.data() + i * dim;
+      for (size_t j = 0; j < dim; ++j) dst[j] = (1.0f - mask[j]) * src[j] + mask[j] * pattern[j];
+    }
+    auto loss = MlpForwardBackward(model, params, x, labels, dx, predicted);
+    if (!loss.ok()) {
+      error = loss.status();
+      return {};
+    }
+    size_t hits = 0;
+    for (size_t i = 0; i < n; ++i) hits += predicted[i] == target ? 1 : 0;
+    const bool success = static_cast<float>(hits) >= cfg.success * static_cast<float>(n);
+    const double l1 = std::accumulate(mask.begin(), mask.end(), 0.0);
+    if (success && (best_l1 < 0 || l1 < best_l1)) {
+      best_l1 = l1;
+      best.target = target;
+      best.mask = mask;
+      best.pattern = pattern;
+    }
+    above = success ? above + 1 : 0;
+    below = success ? 0 : below + 1;
+    if (above >= 5) {
+      lambda *= 1.5f;
+      above = 0;
+    } else if (below >= 5) {
+      lambda /= std::pow(1.5f, 1.5f);
+      below = 0;
+    }
+    std::fill(ga.begin(), ga.end(), 0.0f);
+    std::fill(gb.begin(), gb.end(), 0.0f);
+    for (size_t i = 0; i < n; ++i) {
+      const float* s = clean.data() + i * dim;
+      const float* d = dx.data() + i * dim;
+      for (size_t j = 0; j < dim; ++j) {
+        ga[j] += d[j] * (pattern[j] - s[j]);  // x' = (1 - m) x + m p
+        gb[j] += d[j] * mask[j];
+      }
+    }
+    for (size_t j = 0; j < dim; ++j) {
+      ga[j] = (ga[j] + lambda) * mask[j] * (1.0f - mask[j]);
+      gb[j] *= pattern[j] * (1.0f - pattern[j]);
+    }
+    adam_a.Step(a, ga, cfg.learning_rate);
+    adam_b.Step(b, gb, cfg.learning_rate);
+  }
+  return best;
+}
+
+}  // namespace
+
+Result<double> MlpInputGradient(const Model& model, std::span<const float> params, std::span<const float> x,
+                                std::span<const int32_t> labels, std::span<float> dx) {
+  if (dx.empty()) return InvalidArgumentError("trigger scan: no room for the input gradient");
+  return MlpForwardBackward(model, params, x, labels, dx, {});
+}
+
+std::vector<double> LowAnomalyIndex(std::span<const double> values) {
+  std::vector<double> out(values.size(), 0.0);
+  if (values.empty()) return out;
+  const double med = Median({values.begin(), values.end()});
+  std::vector<double> dev;
+  dev.reserve(values.size());
+  for (double v : values) dev.push_back(std::fabs(v - med));
+  const double mad = 1.4826 * Median(std::move(dev));
+  if (!(mad > 0)) return out;
+  for (size_t c = 0; c < values.size(); ++c) out[c] = values[c] < med ? (med - values[c]) / mad : 0.0;
+  return out;
+}
+
+Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const float> params, const Dataset& data,
+                                         std::span<const uint32_t> trusted, const TriggerScanConfig& cfg,
+                                         uint64_t seed) {
+  const size_t dim = model.input_dim(), classes = model.num_classes();
+  if (data.num_features != dim) {
+    return InvalidArgumentError("trigger scan: the trusted set has " + std::to_string(data.num_features) +
+                                " features, the model takes " + std::to_string(dim));
+  }
+  if (trusted.empty()) return InvalidArgumentError("trigger scan: the trusted set is empty");
+  std::vector<float> rows(trusted.size() * dim);
+  for (size_t i = 0; i < trusted.size(); ++i) data.CopyRow(trusted[i], rows.data() + i * dim);
+  TriggerScanReport report;
+  report.mask_l1.assign(classes, static_cast<double>(dim));
+  std::vector<RecoveredTrigger> found(classes);
+  Rng rng(seed);
+  std::vector<float> x, dx;
+  std::vector<int32_t> labels, predicted;
+  for (size_t c = 0; c < classes; ++c) {
+    const auto target = static_cast<int32_t>(c);
+    std::vector<uint32_t> eligible;  // positions in rows of trusted images of other classes
+    for (size_t i = 0; i < trusted.size(); ++i) {
+      if (data.labels[trusted[i]] != target) eligible.push_back(static_cast<uint32_t>(i));
+    }
+    if (eligible.empty()) continue;
+    Status error = OkStatus();
+    RecoveredTrigger t = ReverseOne(model, params, rows, eligible, target, cfg, rng, error);
+    FRUGAL_RETURN_IF_ERROR(error);
+    if (t.target < 0) continue;
+    // The batch said it works; every eligible trusted image must confirm it.
+    x.resize(eligible.size() * dim);
+    labels.assign(eligible.size(), target);
+    predicted.resize(eligible.size());
+    for (size_t i = 0; i < eligible.size(); ++i) {
+      Stamp(t, rows.data() + static_cast<size_t>(eligible[i]) * dim, x.data() + i * dim, dim);
+    }
+    FRUGAL_RETURN_IF_ERROR(MlpForwardBackward(model, params, x, labels, {}, predicted).status());
+    const auto hits = static_cast<size_t>(std::count(predicted.begin(), predicted.end(), target));
+    if (static_cast<float>(hits) < cfg.success * static_cast<float>(eligible.size())) continue;
+    report.mask_l1[c] = std::accumulate(t.mask.begin(), t.mask.end(), 0.0);
+    found[c] = std::move(t);
+  }
+  report.anomaly = LowAnomalyIndex(report.mask_l1);
+  double top = cfg.anomaly;
+  for (size_t c = 0; c < classes; ++c) {
+    if (report.anomaly[c] > top && found[c].target >= 0) {
+      top = report.anomaly[c];
+      report.flagged = static_cast<int32_t>(c);
+    }
+  }
+  if (report.flagged >= 0) {
+    report.trigger = found[static_cast<size_t>(report.flagged)];
+    report.trigger.flagged = true;
+  }
+  report.by_class = std::move(found);
+  return report;
+}
+
+Result<std::vector<float>> UnlearnTriggers(const Model& model, std::span<const float> params, const Dataset& data,
+                                           std::span<const uint32_t> trusted,
+                                           std::span<const RecoveredTrigger> triggers, TrainConfig train,
+                                           const TriggerScanConfig& cfg, ModelWorkspace& ws) {
+  std::vector<float> correction(params.size(), 0.0f);
+  if (triggers.empty() || trusted.empty() || cfg.unlearn_epochs == 0) return correction;
+  const size_t dim = model.input_dim();
+  if (data.num_features != dim) {
+    return InvalidArgumentError("trigger unlearning: the trusted set has " + std::to_string(data.num_features) +
+                                " features, the model takes " + std::to_string(dim));
+  }
+  // The trusted images clean, then stamped with each trigger, all under their true labels.
+  Dataset mixed;
+  mixed.num_features = dim;
+  mixed.num_classes = data.num_classes;
+  const size_t copies = 1 + triggers.size();
+  mixed.features.resize(copies * trusted.size() * dim);
+  mixed.labels.resize(copies * trusted.size());
+  std::vector<float> row(dim);
+  for (size_t i = 0; i < trusted.size(); ++i) {
+    data.CopyRow(trusted[i], row.data());
+    for (size_t k = 0; k < copies; ++k) {
+      float* out = mixed.features.data() + (k * trusted.size() + i) * dim;
+      if (k == 0) {
+        std::copy(row.begin(), row.end(), out);
+      } else {
+        const RecoveredTrigger& t = triggers[k - 1];
+        if (t.mask.size() != dim || t.pattern.size() != dim) {
+          return InvalidArgumentError("trigger unlearning: a trigger's mask or pattern is not input-sized");
+        }
+        Stamp(t, row.data(), out, dim);
+      }
+      mixed.labels[k * trusted.size() + i] = data.labels[trusted[i]];
+    }
+  }
+  std::vector<uint32_t> all(mixed.size());
+  std::iota(all.begin(), all.end(), 0u);
+  std::vector<float> w(params.begin(), params.end());
+  train.epochs = static_cast<int>(cfg.unlearn_epochs);
+  FRUGAL_RETURN_IF_ERROR(Train(model, w, mixed, all, train, ws).status());
+  for (size_t j = 0; j < w.size(); ++j) correction[j] = w[j] - params[j];
+  return correction;
+}
+
+std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report) {
+  size_t top = 0;
+  for (size_t c = 1; c < report.anomaly.size(); ++c) {
+    if (report.anomaly[c] > report.anomaly[top]) top = c;
+  }
+  const double median = report.mask_l1.empty() ? 0 : Median(report.mask_l1);
+  char line[256];
+  if (report.flagged >= 0) {
+    const auto c = static_cast<size_t>(report.flagged);
+    std::snprintf(line, sizeof line,
+                  "round %u: trigger scan flagged class %d (anomaly index %.2f, mask L1 %.1f; median %.1f)", round,
+                  report.flagged, report.anomaly[c], report.mask_l1[c], median);
+  } else {
+    std::snprintf(line, sizeof line,
+                  "round %u: trigger scan found no outlier (largest anomaly index %.2f, class %zu, mask L1 %.1f; "
+                  "median %.1f)",
+                  round, report.anomaly.empty() ? 0.0 : report.anomaly[top], top,
+                  report.mask_l1.empty() ? 0.0 : report.mask_l1[top], median);
+  }
+  std::string out = line;
+  out += "; mask L1 by class:";
+  for (double v : report.mask_l1) {
+    std::snprintf(line, sizeof line, " %.1f", v);
+    out += line;
+  }
+  return out;
+}
+
+Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& model, std::span<const float> params,
+                                                 const Dataset& data, std::span<const uint32_t> trusted,
+                                                 TrainConfig train, uint64_t run_seed, ModelWorkspace& ws) {
+  TriggerRoundResult out;
+  if (cfg_.every == 0) return out;
+  const uint64_t base = StreamSeed(run_seed, SeedStream::kTrustedTrain, round);
+  if (round % cfg_.every == 0) {
+    FRUGAL_ASSIGN_OR_RETURN(out.report,
+                            ScanForTrigger(model, params, data, trusted, cfg_, DeriveSeed(base, 0x5CA9ULL)));
+    out.scanned = true;
+    for (RecoveredTrigger t : out.report.by_class) {
+      if (t.target < 0 || cfg_.keep == 0) continue;
+      const int32_t target = t.target;
+      t.flagged = target == out.report.flagged;
+      const bool suspect = std::any_of(triggers_.begin(), triggers_.end(),
+                                       [target](const RecoveredTrigger& k) { return k.target == target; });
+      if (!suspect && !t.flagged) continue;
+      const bool flagged = t.flagged;
+      auto same = [target, flagged](const RecoveredTrigger& k) { return k.target == target && k.flagged == flagged; };
+      if (static_cast<size_t>(std::count_if(triggers_.begin(), triggers_.end(), same)) >= cfg_.keep) {
+        triggers_.erase(std::find_if(triggers_.begin(), triggers_.end(), same));  // the oldest of its kind
+      }
+      triggers_.push_back(std::move(t));
+    }
+  }
+  if (triggers_.empty()) return out;
+  train.seed = DeriveSeed(base, 0x0DEA7ULL);
+  FRUGAL_ASSIGN_OR_RETURN(out.correction, UnlearnTriggers(model, params, data, trusted, triggers_, train, cfg_, ws));
+  return out;
+}
+
+}  // namespace frugal
