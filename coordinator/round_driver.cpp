@@ -146,12 +146,23 @@ Status RoundDriver::Init() {
                                    std::string(PipelineName(config_.pipeline)) + "\")");
   }
   if (config_.engine.dp.enabled()) {
-    // The service cannot derive the noise from a target: it does not know its population ahead.
     if (config_.engine.dp.noise_multiplier <= 0) {
-      return InvalidArgumentError(std::string("privacy.mode = \"") + (distributed_dp ? "distributed" : "central") +
-                                  "\" on the coordinator needs privacy.noise_multiplier > 0 "
-                                  "(privacy.target_epsilon then only stops the run; the coordinator does not know its "
-                                  "population ahead to derive the noise from it)");
+      // privacy.target_epsilon without a noise multiplier: the smallest z that keeps config_.rounds rounds within
+      // the target at the largest q a round can have here, SelectCount() of round.min_clients connected clients.
+      if (Status st = DeriveNoiseForPlan(config_.engine, config_.plan, config_.min_clients, config_.rounds,
+                                         model_->num_params());
+          !st.ok()) {
+        return st.error().WithContext("the coordinator derives privacy.noise_multiplier from privacy.target_epsilon "
+                                      "for " + std::to_string(config_.rounds) + " rounds of " +
+                                      std::to_string(config_.plan.SelectCount()) + " clients out of round.min_clients = " +
+                                      std::to_string(config_.min_clients) +
+                                      " (set privacy.noise_multiplier, raise the target or round.min_clients, or "
+                                      "lower rounds)");
+      }
+      spdlog::info("privacy: noise multiplier z = {} derived from privacy.target_epsilon = {} (delta {}) for {} "
+                   "rounds at q = {} selected / {} (round.min_clients)",
+                   config_.engine.dp.noise_multiplier, config_.engine.dp.target_epsilon, config_.engine.dp.delta,
+                   config_.rounds, config_.plan.SelectCount(), config_.min_clients);
     }
     if (distributed_dp) {
       // The engine plans the same ring when it opens a round; a ring too small for the noise is refused now.
@@ -1264,6 +1275,7 @@ DriverMetrics RoundDriver::Metrics() const {
   if (const privacy::CentralDp* dp = engine_->dp()) {
     if (auto spent = dp->Spent(); spent.ok()) m.dp_epsilon = spent->epsilon;
     m.dp_delta = dp->config().delta;
+    m.dp_noise_multiplier = dp->config().noise_multiplier;
   }
   m.stop_reason = stop_reason_;
   m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));

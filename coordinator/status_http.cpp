@@ -127,6 +127,7 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
   // Differential privacy: only for a run that has it.
   if (m.dp_epsilon) j["dp_epsilon"] = *m.dp_epsilon;
   if (m.dp_delta) j["dp_delta"] = *m.dp_delta;
+  if (m.dp_noise_multiplier) j["dp_noise_multiplier"] = *m.dp_noise_multiplier;
   if (!m.stop_reason.empty()) j["stop_reason"] = m.stop_reason;
   // Per device class, measured compute joules against the model's figure for the same rows.
   j["energy_measured_vs_modelled"] = nlohmann::json::object();

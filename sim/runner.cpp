@@ -411,11 +411,8 @@ Status Simulation::SetUp() {
   std::vector<float> init(dim);
   InitialModel(*model_, cfg_.model_init, cfg_.seed, init);
   engine_cfg_ = cfg_.engine;
-  if (engine_cfg_.dp.enabled()) {
-    // The planned sampling rate: the selected count over the whole population.
-    const double q = std::min(1.0, static_cast<double>(cfg_.plan.SelectCount()) / static_cast<double>(pop_->size()));
-    FRUGAL_RETURN_IF_ERROR(DeriveNoiseFromTarget(engine_cfg_, q, cfg_.rounds, dim));
-  }
+  // The planned sampling rate: the selected count over the whole population.
+  FRUGAL_RETURN_IF_ERROR(DeriveNoiseForPlan(engine_cfg_, cfg_.plan, pop_->size(), cfg_.rounds, dim));
   engine_ = std::make_unique<RoundEngine>(std::move(init), engine_cfg_);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
   if (cfg_.engine.robust.rule == RobustRule::kFlTrust || cfg_.trigger_scan.every > 0) {

@@ -202,6 +202,14 @@ Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_
   return privacy::CheckDpConfig(dp);
 }
 
+Status DeriveNoiseForPlan(EngineConfig& engine, const RoundPlan& plan, uint64_t planned_eligible, uint32_t rounds,
+                          size_t dim) {
+  if (!engine.dp.enabled() || engine.dp.noise_multiplier > 0) return OkStatus();
+  if (planned_eligible == 0) return InvalidArgumentError("privacy.target_epsilon: no clients to plan a round for");
+  const uint64_t selected = std::min<uint64_t>(plan.SelectCount(), planned_eligible);
+  return DeriveNoiseFromTarget(engine, plan.SamplingRate(selected, planned_eligible), rounds, dim);
+}
+
 Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, TaskConfig& task, EngineConfig& engine) {
   std::string pipeline_name(PipelineName(pipeline));
   std::string values = "ternary", broadcast_values = "ternary";

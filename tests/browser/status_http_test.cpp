@@ -120,12 +120,15 @@ TEST_SUITE("status_http") {
     nlohmann::json plain = nlohmann::json::parse(StatusJson(m, "r1"));
     CHECK_FALSE(plain.contains("dp_epsilon"));
     CHECK_FALSE(plain.contains("stop_reason"));
+    CHECK_FALSE(plain.contains("dp_noise_multiplier"));
     m.dp_epsilon = 2.5;
     m.dp_delta = 1e-5;
+    m.dp_noise_multiplier = 1.25;
     m.stop_reason = "privacy budget: round 7 would take epsilon from 2.5 to 2.7, past privacy.target_epsilon = 2.6";
     nlohmann::json j = nlohmann::json::parse(StatusJson(m, "r1"));
     CHECK(j["dp_epsilon"].get<double>() == 2.5);
     CHECK(j["dp_delta"].get<double>() == 1e-5);
+    CHECK(j["dp_noise_multiplier"].get<double>() == 1.25);  // given or derived from privacy.target_epsilon
     CHECK(j["stop_reason"].get<std::string>().find("round 7") != std::string::npos);
   }
 }

@@ -38,6 +38,7 @@
 #include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
 #include "frugal/train/trainer.h"
+#include "privacy/target_noise_case.h"
 
 namespace frugal::coordinator {
 namespace {
@@ -528,6 +529,48 @@ TEST_SUITE("coordinator") {
       CHECK(plan->ring.clip == ring->ring.clip);
       CHECK(plan->ring.bits == ring->ring.bits);
     }
+  }
+
+  TEST_CASE("privacy.target_epsilon without a noise multiplier: the coordinator derives frugal-sim's z at round.min_clients, reports it, and refuses a target no z meets") {
+    // frugal-sim's half is in sim_test.cpp, on the same keys with population.clients = 40.
+    const double expected = testing::ExpectedTargetNoise();
+    REQUIRE(expected > 0);
+    std::vector<std::string> sets = testing::kTargetNoiseSets;
+    sets.push_back("round.min_clients=" + std::to_string(testing::kTargetNoiseEligible));
+    {
+      auto rig = MakeRig(sets);
+      const DriverMetrics m = rig->driver->Metrics();
+      REQUIRE(m.dp_noise_multiplier.has_value());
+      CHECK(*m.dp_noise_multiplier == expected);
+    }
+    // A target no noise multiplier up to 1e4 meets at q = 1: refused at start, naming the keys to change.
+    sets.back() = "round.min_clients=6";
+    sets.push_back("rounds=1000");
+    sets.push_back("privacy.target_epsilon=1e-6");
+    Rig rig;
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    rig.test = std::move(*test);
+    auto store = Store::Open(rig.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    rig.store = std::move(*store);
+    auto cfg = ParseCoordinatorConfig("", "test", sets);
+    REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+    rig.cfg = std::move(*cfg);
+    DriverDeps deps;
+    deps.store = rig.store.get();
+    deps.test = &rig.test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &rig.transport;
+    auto driver = RoundDriver::Create(rig.cfg, std::move(deps));
+    REQUIRE_FALSE(driver.ok());
+    const std::string msg = driver.error().ToString();
+    INFO(msg);
+    CHECK(msg.find("privacy.target_epsilon") != std::string::npos);
+    CHECK(msg.find("round.min_clients = 6") != std::string::npos);
+    CHECK(msg.find("set privacy.noise_multiplier") != std::string::npos);
   }
 
   TEST_CASE("central DP: the coordinator stops before the round that would pass privacy.target_epsilon, saying why") {

@@ -14,6 +14,7 @@
 #include "frugal/sim/residual_store.h"
 #include "frugal/sim/runner.h"
 #include "frugal/test_source_dir.h"
+#include "privacy/target_noise_case.h"
 
 namespace frugal::sim {
 namespace {
@@ -312,6 +313,22 @@ train.learning_rate = 0.2
     CHECK(per_client[2] < 16);
     CHECK(per_client[3] < 13);
     CHECK(per_client[3] <= per_client[1]);
+  }
+
+  TEST_CASE("privacy.target_epsilon without a noise multiplier: frugal-sim derives the z the coordinator derives") {
+    // The coordinator's half is in round_driver_test.cpp, on the same keys.
+    const double expected = testing::ExpectedTargetNoise();
+    REQUIRE(expected > 0);
+    std::vector<std::string> sets = testing::kTargetNoiseSets;
+    sets.push_back("population.clients=" + std::to_string(testing::kTargetNoiseEligible));
+    const RunResult r = Run(Parse(sets));
+    REQUIRE(r.summary.extra_metrics.contains("dp_noise_multiplier"));
+    CHECK(r.summary.extra_metrics.at("dp_noise_multiplier") == expected);
+    CHECK(r.summary.dp_epsilon <= 4);
+    // A population half as large doubles q and needs more noise.
+    sets.back() = "population.clients=" + std::to_string(testing::kTargetNoiseEligible / 2);
+    const RunResult half = Run(Parse(sets));
+    CHECK(half.summary.extra_metrics.at("dp_noise_multiplier") > expected);
   }
 
   TEST_CASE("data.holdout is refused: the simulator would only throw the held-out examples away") {

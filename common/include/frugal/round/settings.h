@@ -133,6 +133,15 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
 // without DP or when the noise is set.
 Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds, size_t dim = 0);
 
+// DeriveNoiseFromTarget at the sampling rate a front end plans for: q =
+// plan.SamplingRate of SelectCount() clients out of `planned_eligible`.
+// frugal-sim passes its population; the coordinator, which does not know its
+// population ahead, passes round.min_clients, the fewest connected clients a
+// round opens with, so no round's q (selected / connected) exceeds the planned
+// one. The same configuration and count give both front ends the same z.
+Status DeriveNoiseForPlan(EngineConfig& engine, const RoundPlan& plan, uint64_t planned_eligible, uint32_t rounds,
+                          size_t dim);
+
 // Sentences for a run report saying how the server averages and which model
 // its accuracy is of, when that differs from plain FedAvg; empty otherwise.
 std::vector<std::string> ServerNotes(const EngineConfig& engine);

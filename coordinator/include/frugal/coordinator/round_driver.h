@@ -75,6 +75,9 @@ struct DriverMetrics {
   // Differential privacy (privacy.mode): (ε, δ) spent so far, and why the run
   // ended early (privacy.target_epsilon), empty while it has not.
   std::optional<double> dp_epsilon, dp_delta;
+  // The noise multiplier z the run accounts with: privacy.noise_multiplier,
+  // or the one derived from privacy.target_epsilon at start.
+  std::optional<double> dp_noise_multiplier;
   std::string stop_reason;
 };
 
