@@ -80,10 +80,14 @@ int Run(uint32_t n, double dropped_fraction, uint32_t length, int bits) {
     std::fprintf(stderr, "unmasked sum differs from the plain sum\n");
     return 1;
   }
-  double cpu = 0, up = 0, down = 0, masked = 0;
+  double cpu = 0, up = 0, down = 0, masked = 0, stage45 = 0, sign = 0, check_up = 0, check_down = 0;
   for (uint32_t u : delivered) {
     const SecureClientCost& c = (*round)->cost(u);
     cpu += c.setup_cpu_s + c.mask_cpu_s + c.unmask_cpu_s;
+    stage45 += c.unmask_cpu_s;
+    sign += c.check_sign_cpu_s;
+    check_up += static_cast<double>(c.check_bytes_up);
+    check_down += static_cast<double>(c.check_bytes_down);
     up += static_cast<double>(c.bytes_up);
     down += static_cast<double>(c.bytes_down);
     masked += static_cast<double>(c.masked_bytes);
@@ -93,9 +97,12 @@ int Run(uint32_t n, double dropped_fraction, uint32_t length, int bits) {
       "{\"clients\": %u, \"degree\": %u, \"threshold\": %u, \"dropped\": %u, \"length\": %u, \"bits\": %d, "
       "\"client_cpu_s\": %.6f, \"client_bytes_up\": %.0f, \"client_bytes_down\": %.0f, \"masked_input_bytes\": %.0f, "
       "\"server_cpu_s\": %.4f, \"server_unmask_cpu_s\": %.4f, \"plain_sum_cpu_s\": %.6f, "
-      "\"unmask_over_plain_sum\": %.1f, \"total_cpu_s\": %.2f}\n",
+      "\"unmask_over_plain_sum\": %.1f, \"total_cpu_s\": %.2f, \"client_stage45_cpu_s\": %.6f, "
+      "\"client_sign_cpu_s\": %.6f, \"check_bytes_up\": %.0f, \"check_bytes_down\": %.0f, "
+      "\"server_check_cpu_s\": %.4f}\n",
       n, cfg->degree, cfg->threshold, drop, length, bits, cpu / m, up / m, down / m, masked / m, (*round)->server_cpu_s(),
-      (*round)->server_unmask_cpu_s(), plain_s, (*round)->server_unmask_cpu_s() / plain_s, wall_cpu);
+      (*round)->server_unmask_cpu_s(), plain_s, (*round)->server_unmask_cpu_s() / plain_s, wall_cpu, stage45 / m,
+      sign / m, check_up / m, check_down / m, (*round)->server_check_cpu_s());
   std::fflush(stdout);
   return 0;
 }

@@ -296,12 +296,20 @@ LoopStep TaskLoop::OnSecAgg(const v1::SecAgg& msg) {
     }
     out = SecureMaskedInput(body);
   } else if (msg.stage() == 4) {
+    // The consistency check: sign the survivor list the server announced.
+    // Stages 1-3's CPU went with the masked input; this stage's goes with the unmask response.
+    const double t0 = cpu();
+    auto signature = secure_->client.SignSurvivors(body);
+    secure_->cpu_s = cpu() - t0;
+    out = signature.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 4, *signature))
+                         : Result<v1::SecAgg>(signature.error());
+  } else if (msg.stage() == 5) {
     const double t0 = cpu();
     auto response = secure_->client.Unmask(body);
-    const double unmask_cpu = cpu() - t0;
-    out = response.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 4, *response)) : Result<v1::SecAgg>(response.error());
+    const double unmask_cpu = secure_->cpu_s + (cpu() - t0);
+    out = response.ok() ? Result<v1::SecAgg>(SecAggMessage(round, 5, *response)) : Result<v1::SecAgg>(response.error());
     if (out.ok()) {
-      // Stage 4's CPU, reported as stages 1-3's was with the masked input.
+      // Stages 4-5's CPU, reported as stages 1-3's was with the masked input.
       out->set_protocol_cpu_s(unmask_cpu);
       out->mutable_ledger()->set_flops(unmask_cpu * (env_.device != nullptr ? env_.device->flops_per_s_fp32 : 0.0));
     }
@@ -316,7 +324,7 @@ LoopStep TaskLoop::OnSecAgg(const v1::SecAgg& msg) {
     return step;
   }
   step.send.push_back(Wrap(std::move(*out)));
-  if (msg.stage() == 4) secure_.reset();
+  if (msg.stage() == 5) secure_.reset();
   return step;
 }
 

@@ -458,8 +458,8 @@ void RoundDriver::OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s) {
     s.figures = msg.ledger();
     s.protocol_cpu_s = ReportedSeconds(msg.protocol_cpu_s());
     spdlog::debug("round {}: masked input from {} ({} bytes)", msg.round(), name, body.size());
-  } else if (msg.stage() == 4) {
-    // The unmask response: stage 4's CPU, after the masked input's figures, on the same ledger row.
+  } else if (msg.stage() == 5) {
+    // The unmask response: stages 4-5's CPU, after the masked input's figures, on the same ledger row.
     Slot& s = slots_.at(id);
     const double flops = msg.ledger().flops();
     s.unmask_flops = std::isfinite(flops) && flops >= 0 ? flops : 0;
@@ -808,7 +808,7 @@ bool RoundDriver::TickSecure(double now_s) {
                                   : secure_stage_at_ + config_.engine.secure.stage_timeout_s;
   if (!secure_->StageComplete() && now_s < limit) return false;
   const double cpu0 = ThreadCpuSeconds();
-  if (stage >= 1 && stage <= 3) {
+  if (stage >= 1 && stage <= 4) {
     const size_t delivered = secure_->Delivered(static_cast<uint32_t>(stage)).size();
     auto next = secure_->CloseStage();
     if (!next.ok()) {

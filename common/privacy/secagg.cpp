@@ -496,6 +496,56 @@ Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t>
   return out;
 }
 
+namespace {
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+
+}  // namespace
+
+Result<Ed25519KeyPair> GenerateEd25519KeyPair() {
+  Ed25519KeyPair pair;
+  FRUGAL_RETURN_IF_ERROR(RandomBytes(pair.private_key));
+  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, pair.private_key.data(),
+                                           pair.private_key.size()));
+  if (!key) return OpenSslError("Ed25519 private key import");
+  size_t len = pair.public_key.size();
+  if (EVP_PKEY_get_raw_public_key(key.get(), pair.public_key.data(), &len) != 1 || len != pair.public_key.size()) {
+    return OpenSslError("Ed25519 public key export");
+  }
+  return pair;
+}
+
+Result<Signature512> Ed25519Sign(const Key256& private_key, std::span<const uint8_t> message) {
+  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, private_key.data(), private_key.size()));
+  if (!key) return OpenSslError("Ed25519 private key import");
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
+    return OpenSslError("Ed25519 sign setup");
+  }
+  Signature512 sig{};
+  size_t len = sig.size();
+  if (EVP_DigestSign(ctx.get(), sig.data(), &len, message.data(), message.size()) != 1 || len != sig.size()) {
+    return OpenSslError("Ed25519 sign");
+  }
+  return sig;
+}
+
+Status Ed25519Verify(const Key256& public_key, std::span<const uint8_t> message, const Signature512& signature) {
+  PkeyPtr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, public_key.data(), public_key.size()));
+  if (!key) return InvalidArgumentError("not an Ed25519 public key");
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
+    return OpenSslError("Ed25519 verify setup");
+  }
+  if (EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(), message.size()) != 1) {
+    return UnauthenticatedError("Ed25519 signature does not verify");
+  }
+  return OkStatus();
+}
+
 Result<Key256> AgreeKey(const Key256& private_key, const Key256& peer_public_key,
                         std::span<const uint8_t> info) {
   FRUGAL_ASSIGN_OR_RETURN(X25519Agreement mine, X25519Agreement::Load(private_key));

@@ -84,23 +84,6 @@ bool ReadShare(Reader& r, ShamirShare* share) {
   return true;
 }
 
-bool StrictlyAscending(std::span<const uint32_t> v) {
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i] <= v[i - 1]) return false;
-  }
-  return true;
-}
-
-Result<std::vector<uint32_t>> ReadPositions(Reader& r, SecureMessageType type, const char* what) {
-  uint32_t count = 0;
-  if (!r.U32(&count)) return Bad(type, std::string("truncated ") + what + " count");
-  if (count > kMaxSecureListEntries || count > r.left() / 4) return Bad(type, std::string("too many ") + what);
-  std::vector<uint32_t> out(count);
-  for (auto& p : out) r.U32(&p);
-  if (!StrictlyAscending(out)) return Bad(type, std::string(what) + " not ascending and distinct");
-  return out;
-}
-
 Key256 ToKey(std::span<const uint8_t> bytes) {
   Key256 k{};
   std::copy_n(bytes.begin(), std::min(bytes.size(), k.size()), k.begin());
@@ -112,6 +95,16 @@ MaskSign Opposite(MaskSign s) { return s == MaskSign::kAdd ? MaskSign::kSubtract
 std::string Pos(uint32_t p) { return std::to_string(p); }
 
 Error PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
+
+// n bits, bit p of byte p / 8 for each listed position (ascending, each < n).
+void PutBitmap(std::vector<uint8_t>& out, uint32_t n, std::span<const uint32_t> positions) {
+  const size_t at = out.size();
+  out.resize(at + (size_t{n} + 7) / 8, 0);
+  for (uint32_t p : positions) out[at + p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+}
+
+constexpr size_t kDirectoryEntryBytes = 4 + 3 * 32;
+constexpr size_t kOldDirectoryEntryBytes = 4 + 2 * 32;  // before the signing key (session 12)
 
 }  // namespace
 
@@ -180,6 +173,7 @@ std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
     case SecureMessageType::kAdvertiseKeys:
       PutKey(out, m.keys.channel_public);
       PutKey(out, m.keys.mask_public);
+      PutKey(out, m.keys.signing_public);
       break;
     case SecureMessageType::kKeyDirectory:
       PutU32(out, static_cast<uint32_t>(m.directory.size()));
@@ -187,6 +181,7 @@ std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
         PutU32(out, k.position);
         PutKey(out, k.channel_public);
         PutKey(out, k.mask_public);
+        PutKey(out, k.signing_public);
       }
       break;
     case SecureMessageType::kShareKeys:
@@ -205,11 +200,21 @@ std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
       out.insert(out.end(), packed.begin(), packed.end());
       break;
     }
-    case SecureMessageType::kUnmaskRequest:
-      PutU32(out, static_cast<uint32_t>(m.survivors.size()));
-      for (uint32_t p : m.survivors) PutU32(out, p);
-      PutU32(out, static_cast<uint32_t>(m.dropped.size()));
-      for (uint32_t p : m.dropped) PutU32(out, p);
+    case SecureMessageType::kRetiredUnmaskRequest:
+      break;  // never sent: the decoder refuses it
+    case SecureMessageType::kSurvivorList:
+      PutU32(out, m.clients);
+      PutBitmap(out, m.clients, m.survivors);
+      break;
+    case SecureMessageType::kSurvivorSignature:
+      out.insert(out.end(), m.signature.begin(), m.signature.end());
+      break;
+    case SecureMessageType::kSurvivorSignatures:
+      PutU32(out, static_cast<uint32_t>(m.signatures.size()));
+      for (const auto& g : m.signatures) {
+        PutU32(out, g.signer);
+        out.insert(out.end(), g.signature.begin(), g.signature.end());
+      }
       break;
     case SecureMessageType::kUnmaskResponse:
       PutU32(out, static_cast<uint32_t>(m.revealed.size()));
@@ -229,7 +234,12 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   if (!r.Read(1, &version) || version != kWireVersion) {
     return InvalidArgumentError("secure aggregation message: unknown version");
   }
-  if (!r.Read(1, &type) || type < 1 || type > 7) return InvalidArgumentError("secure aggregation message: unknown type");
+  if (!r.Read(1, &type) || type < 1 || type > 10) return InvalidArgumentError("secure aggregation message: unknown type");
+  if (type == static_cast<uint64_t>(SecureMessageType::kRetiredUnmaskRequest)) {
+    return InvalidArgumentError("secure aggregation message (type 6): the unsigned unmask request of the four-stage "
+                                "protocol, refused since the twelfth session: unmasking now follows the signed "
+                                "survivor list (types 8-10); upgrade the peer");
+  }
   SecureMessage m;
   const auto t = static_cast<SecureMessageType>(type);
   m.header.type = t;
@@ -239,16 +249,31 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   switch (t) {
     case SecureMessageType::kAdvertiseKeys:
       m.keys.position = m.header.party;
-      if (!r.Key(&m.keys.channel_public) || !r.Key(&m.keys.mask_public)) return Bad(t, "truncated keys");
+      if (r.left() == 64) {
+        return Bad(t, "two keys without an Ed25519 signing key: the format before the twelfth session's signed "
+                      "survivor lists; upgrade the client");
+      }
+      if (!r.Key(&m.keys.channel_public) || !r.Key(&m.keys.mask_public) || !r.Key(&m.keys.signing_public)) {
+        return Bad(t, "truncated keys");
+      }
       break;
     case SecureMessageType::kKeyDirectory: {
       uint32_t count = 0;
       if (!r.U32(&count)) return Bad(t, "truncated count");
-      if (count > kMaxSecureListEntries || count > r.left() / 68) return Bad(t, "more entries than bytes");
+      if (count > 0 && r.left() == size_t{count} * kOldDirectoryEntryBytes) {
+        return Bad(t, "entries without Ed25519 signing keys: the format before the twelfth session's signed "
+                      "survivor lists; upgrade the coordinator");
+      }
+      if (count > kMaxSecureListEntries || count > r.left() / kDirectoryEntryBytes) {
+        return Bad(t, "more entries than bytes");
+      }
       m.directory.resize(count);
       for (uint32_t i = 0; i < count; ++i) {
         auto& k = m.directory[i];
-        if (!r.U32(&k.position) || !r.Key(&k.channel_public) || !r.Key(&k.mask_public)) return Bad(t, "truncated entry");
+        if (!r.U32(&k.position) || !r.Key(&k.channel_public) || !r.Key(&k.mask_public) ||
+            !r.Key(&k.signing_public)) {
+          return Bad(t, "truncated entry");
+        }
         if (i > 0 && k.position <= m.directory[i - 1].position) return Bad(t, "positions not ascending and distinct");
       }
       break;
@@ -282,9 +307,38 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
       m.masked = std::move(*values);
       break;
     }
-    case SecureMessageType::kUnmaskRequest: {
-      FRUGAL_ASSIGN_OR_RETURN(m.survivors, ReadPositions(r, t, "survivors"));
-      FRUGAL_ASSIGN_OR_RETURN(m.dropped, ReadPositions(r, t, "dropped"));
+    case SecureMessageType::kRetiredUnmaskRequest:
+      break;  // refused above
+    case SecureMessageType::kSurvivorList: {
+      if (!r.U32(&m.clients)) return Bad(t, "truncated count");
+      if (m.clients == 0 || m.clients > kMaxSecureListEntries) return Bad(t, "client count out of range");
+      auto bitmap = r.Take((size_t{m.clients} + 7) / 8);
+      if (bitmap.empty()) return Bad(t, "truncated survivor bitmap");
+      for (uint32_t p = 0; p < bitmap.size() * 8; ++p) {
+        if (((bitmap[p / 8] >> (p % 8)) & 1) == 0) continue;
+        if (p >= m.clients) return Bad(t, "survivor bitmap padding not zero");
+        m.survivors.push_back(p);
+      }
+      break;
+    }
+    case SecureMessageType::kSurvivorSignature: {
+      auto sig = r.Take(64);
+      if (sig.empty()) return Bad(t, "truncated signature");
+      std::copy(sig.begin(), sig.end(), m.signature.begin());
+      break;
+    }
+    case SecureMessageType::kSurvivorSignatures: {
+      uint32_t count = 0;
+      if (!r.U32(&count)) return Bad(t, "truncated count");
+      if (count > kMaxSecureListEntries || count > r.left() / 68) return Bad(t, "more entries than bytes");
+      m.signatures.resize(count);
+      for (uint32_t i = 0; i < count; ++i) {
+        auto& g = m.signatures[i];
+        auto sig = r.U32(&g.signer) ? r.Take(64) : std::span<const uint8_t>{};
+        if (sig.empty()) return Bad(t, "truncated signature entry");
+        std::copy(sig.begin(), sig.end(), g.signature.begin());
+        if (i > 0 && g.signer <= m.signatures[i - 1].signer) return Bad(t, "signers not ascending and distinct");
+      }
       break;
     }
     case SecureMessageType::kUnmaskResponse: {
@@ -308,6 +362,17 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   }
   if (!r.done()) return Bad(t, "trailing bytes");
   return m;
+}
+
+std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t round, uint32_t clients,
+                                              std::span<const uint32_t> survivors) {
+  static constexpr std::string_view kLabel = "frugal-secagg-survivors-v1";
+  std::vector<uint8_t> out(kLabel.begin(), kLabel.end());
+  PutU64(out, session_id);
+  PutU32(out, round);
+  PutU32(out, clients);
+  PutBitmap(out, clients, survivors);
+  return out;
 }
 
 // ---- Client -----------------------------------------------------------------------------
@@ -339,11 +404,12 @@ Result<std::vector<uint8_t>> SecureAggClient::AdvertiseKeys() {
   if (stage_ != 0) return FailedPreconditionError("secure client: keys already advertised");
   FRUGAL_ASSIGN_OR_RETURN(channel_keys_, GenerateX25519KeyPair());
   FRUGAL_ASSIGN_OR_RETURN(mask_keys_, GenerateX25519KeyPair());
+  FRUGAL_ASSIGN_OR_RETURN(signing_keys_, GenerateEd25519KeyPair());
   FRUGAL_ASSIGN_OR_RETURN(self_seed_, RandomKey());
   stage_ = 1;
   SecureMessage m;
   m.header = {SecureMessageType::kAdvertiseKeys, cfg_.session_id, cfg_.round, position_};
-  m.keys = {position_, channel_keys_.public_key, mask_keys_.public_key};
+  m.keys = {position_, channel_keys_.public_key, mask_keys_.public_key, signing_keys_.public_key};
   return EncodeSecureMessage(m);
 }
 
@@ -459,42 +525,78 @@ Result<std::vector<uint8_t>> SecureAggClient::MaskedInput(std::span<const uint8_
   return EncodeSecureMessage(out);
 }
 
-Result<std::vector<uint8_t>> SecureAggClient::Unmask(std::span<const uint8_t> unmask_request) {
-  if (stage_ == 4) {
+Result<std::vector<uint8_t>> SecureAggClient::SignSurvivors(std::span<const uint8_t> survivor_list) {
+  if (stage_ >= 4) {
+    return PermissionDeniedError("secure client " + Pos(position_) +
+                                 ": already signed a survivor list this round; a second could split the survivors");
+  }
+  if (stage_ != 3) return FailedPreconditionError("secure client: consistency check out of order");
+  FRUGAL_ASSIGN_OR_RETURN(SecureMessage list, DecodeSecureMessage(survivor_list));
+  FRUGAL_RETURN_IF_ERROR(CheckHeader(list, SecureMessageType::kSurvivorList));
+  if (list.clients != cfg_.clients) {
+    return PermissionDeniedError("secure client " + Pos(position_) + ": a survivor list over " + Pos(list.clients) +
+                                 " clients, the round has " + Pos(cfg_.clients));
+  }
+  auto listed = [&](uint32_t p) { return std::binary_search(list.survivors.begin(), list.survivors.end(), p); };
+  if (!listed(position_)) {
+    return PermissionDeniedError("secure client " + Pos(position_) + ": the survivor list leaves this client out");
+  }
+  std::vector<uint32_t> survivors, dropped;
+  for (const auto& [p, _] : received_) (listed(p) ? survivors : dropped).push_back(p);
+  // This client survived too; fewer than t survivors would let the server
+  // unmask (nearly) one input.
+  if (survivors.size() + 1 < cfg_.threshold) {
+    return PermissionDeniedError("secure client " + Pos(position_) + ": only " + std::to_string(survivors.size() + 1) +
+                                 " survivors, threshold is " + Pos(cfg_.threshold));
+  }
+  std::vector<uint8_t> bytes = SurvivorListSigningBytes(cfg_.session_id, cfg_.round, cfg_.clients, list.survivors);
+  auto sig = Ed25519Sign(signing_keys_.private_key, bytes);
+  Cleanse(signing_keys_.private_key);
+  if (!sig.ok()) return sig.error();
+  signed_list_ = std::move(bytes);
+  survivors_ = std::move(survivors);
+  dropped_ = std::move(dropped);
+  stage_ = 4;
+  SecureMessage out;
+  out.header = {SecureMessageType::kSurvivorSignature, cfg_.session_id, cfg_.round, position_};
+  out.signature = *sig;
+  return EncodeSecureMessage(out);
+}
+
+Result<std::vector<uint8_t>> SecureAggClient::Unmask(std::span<const uint8_t> survivor_signatures) {
+  if (stage_ == 5) {
     return PermissionDeniedError("secure client " + Pos(position_) +
                                  ": already answered an unmask request this round; a second could draw both shares");
   }
-  if (stage_ != 3) return FailedPreconditionError("secure client: unmask out of order");
-  FRUGAL_ASSIGN_OR_RETURN(SecureMessage req, DecodeSecureMessage(unmask_request));
-  FRUGAL_RETURN_IF_ERROR(CheckHeader(req, SecureMessageType::kUnmaskRequest));
-  for (uint32_t p : req.survivors) {
-    if (std::binary_search(req.dropped.begin(), req.dropped.end(), p)) {
-      return PermissionDeniedError("secure client " + Pos(position_) + ": refuses to reveal both shares of " + Pos(p) +
-                                   ", named survivor and dropped");
+  if (stage_ != 4) return FailedPreconditionError("secure client: unmask out of order");
+  FRUGAL_ASSIGN_OR_RETURN(SecureMessage req, DecodeSecureMessage(survivor_signatures));
+  FRUGAL_RETURN_IF_ERROR(CheckHeader(req, SecureMessageType::kSurvivorSignatures));
+  size_t valid = 0;
+  for (const auto& g : req.signatures) {
+    // Only a surviving neighbour's key counts: the directory gave this client no other.
+    if (!std::binary_search(survivors_.begin(), survivors_.end(), g.signer)) {
+      return PermissionDeniedError("secure client " + Pos(position_) + ": a signature from " + Pos(g.signer) +
+                                   ", not a neighbour the signed list names a survivor");
     }
-  }
-  for (const auto* list : {&req.survivors, &req.dropped}) {
-    for (uint32_t p : *list) {
-      if (!received_.contains(p)) {
-        return PermissionDeniedError("secure client " + Pos(position_) + ": holds no shares of " + Pos(p));
-      }
+    if (Status st = Ed25519Verify(peer_keys_[g.signer].signing_public, signed_list_, g.signature); !st.ok()) {
+      return PermissionDeniedError("secure client " + Pos(position_) + ": the signature of " + Pos(g.signer) +
+                                   " does not verify on the survivor list this client signed (a forged or "
+                                   "inconsistent list): " + st.error().message());
     }
+    ++valid;
   }
-  // This client survived too; fewer than t survivors would let the server
-  // unmask (nearly) one input.
-  if (req.survivors.size() + 1 < cfg_.threshold) {
-    return PermissionDeniedError("secure client " + Pos(position_) + ": only " +
-                                 std::to_string(req.survivors.size() + 1) + " survivors, threshold is " +
-                                 Pos(cfg_.threshold));
+  if (valid < cfg_.threshold) {
+    return PermissionDeniedError("secure client " + Pos(position_) + ": " + std::to_string(valid) +
+                                 " neighbours signed the survivor list, threshold is " + Pos(cfg_.threshold));
   }
   SecureMessage out;
   out.header = {SecureMessageType::kUnmaskResponse, cfg_.session_id, cfg_.round, position_};
   // Ascending by owner: the two lists are disjoint, so merge them.
   std::map<uint32_t, RevealedShare> by_owner;
-  for (uint32_t p : req.survivors) by_owner[p] = {p, RevealedKind::kSelfSeed, received_[p].self_seed_share};
-  for (uint32_t p : req.dropped) by_owner[p] = {p, RevealedKind::kMaskKey, received_[p].mask_key_share};
+  for (uint32_t p : survivors_) by_owner[p] = {p, RevealedKind::kSelfSeed, received_[p].self_seed_share};
+  for (uint32_t p : dropped_) by_owner[p] = {p, RevealedKind::kMaskKey, received_[p].mask_key_share};
   for (auto& [p, r] : by_owner) out.revealed.push_back(std::move(r));
-  stage_ = 4;
+  stage_ = 5;
   received_.clear();
   return EncodeSecureMessage(out);
 }
@@ -543,7 +645,8 @@ Status SecureAggServer::OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> 
   SecureMessage m;
   FRUGAL_RETURN_IF_ERROR(Accept(from, 0, SecureMessageType::kAdvertiseKeys, bytes, &m));
   if (keys_.contains(from)) return InvalidArgumentError("secure server: duplicate keys from " + Pos(from));
-  if (m.keys.channel_public == m.keys.mask_public) {
+  if (m.keys.channel_public == m.keys.mask_public || m.keys.signing_public == m.keys.channel_public ||
+      m.keys.signing_public == m.keys.mask_public) {
     return InvalidArgumentError("secure server: " + Pos(from) + " advertised one key for two uses");
   }
   keys_[from] = m.keys;
@@ -624,27 +727,57 @@ Status SecureAggServer::OnMaskedInput(uint32_t from, std::span<const uint8_t> by
 Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseMaskedInput() {
   if (stage_ != 2) return FailedPreconditionError("secure server: masked-input stage not open");
   FRUGAL_RETURN_IF_ERROR(Live(masked_.size(), "masked input"));
+  // One list for everyone: whoever signs it signs the same bytes.
+  SecureMessage m;
+  m.clients = cfg_.clients;
+  for (const auto& [u, _] : masked_) m.survivors.push_back(u);
+  survivor_list_ = SurvivorListSigningBytes(cfg_.session_id, cfg_.round, cfg_.clients, m.survivors);
   std::map<uint32_t, std::vector<uint8_t>> out;
   for (const auto& [u, _] : masked_) {
-    SecureMessage m;
-    m.header = {SecureMessageType::kUnmaskRequest, cfg_.session_id, cfg_.round, u};
-    for (uint32_t v : neighbours_[u]) {
-      // u holds shares of v exactly when v shared keys and u was in v's directory
-      // (u advertised keys, as it got this far).
-      if (!outgoing_.contains(v)) continue;
-      (masked_.contains(v) ? m.survivors : m.dropped).push_back(v);
-    }
+    m.header = {SecureMessageType::kSurvivorList, cfg_.session_id, cfg_.round, u};
     out[u] = EncodeSecureMessage(m);
   }
   stage_ = 3;
   return out;
 }
 
+Status SecureAggServer::OnSurvivorSignature(uint32_t from, std::span<const uint8_t> bytes) {
+  SecureMessage m;
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 3, SecureMessageType::kSurvivorSignature, bytes, &m));
+  if (signatures_.contains(from)) return InvalidArgumentError("secure server: duplicate signature from " + Pos(from));
+  if (!masked_.contains(from)) return InvalidArgumentError("secure server: signature from " + Pos(from) + ", not a survivor");
+  if (Status st = Ed25519Verify(keys_[from].signing_public, survivor_list_, m.signature); !st.ok()) {
+    return InvalidArgumentError("secure server: the signature of " + Pos(from) + " does not verify on the survivor list");
+  }
+  signatures_[from] = m.signature;
+  return OkStatus();
+}
+
+Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseSurvivorSignatures() {
+  if (stage_ != 3) return FailedPreconditionError("secure server: consistency-check stage not open");
+  FRUGAL_RETURN_IF_ERROR(Live(signatures_.size(), "signing the survivor list"));
+  std::map<uint32_t, std::vector<uint8_t>> out;
+  for (const auto& [u, _] : signatures_) {
+    SecureMessage m;
+    m.header = {SecureMessageType::kSurvivorSignatures, cfg_.session_id, cfg_.round, u};
+    for (uint32_t v : neighbours_[u]) {
+      // u counts only neighbours whose shares it holds (v shared keys with u's key in its directory).
+      if (!outgoing_.contains(v)) continue;
+      if (auto it = signatures_.find(v); it != signatures_.end()) m.signatures.push_back({v, it->second});
+    }
+    if (m.signatures.size() >= cfg_.threshold) out[u] = EncodeSecureMessage(m);
+  }
+  stage_ = 4;
+  return out;
+}
+
 Status SecureAggServer::OnUnmaskResponse(uint32_t from, std::span<const uint8_t> bytes) {
   SecureMessage m;
-  FRUGAL_RETURN_IF_ERROR(Accept(from, 3, SecureMessageType::kUnmaskResponse, bytes, &m));
+  FRUGAL_RETURN_IF_ERROR(Accept(from, 4, SecureMessageType::kUnmaskResponse, bytes, &m));
   if (responses_.contains(from)) return InvalidArgumentError("secure server: duplicate unmask response from " + Pos(from));
-  if (!masked_.contains(from)) return InvalidArgumentError("secure server: unmask response from " + Pos(from) + ", not a survivor");
+  if (!signatures_.contains(from)) {
+    return InvalidArgumentError("secure server: unmask response from " + Pos(from) + ", which did not sign the survivor list");
+  }
   for (const auto& r : m.revealed) {
     const bool survivor = masked_.contains(r.owner);
     const bool dropped = !survivor && outgoing_.contains(r.owner);
@@ -660,8 +793,8 @@ Status SecureAggServer::OnUnmaskResponse(uint32_t from, std::span<const uint8_t>
 }
 
 Result<SecureAggregate> SecureAggServer::Finish() {
-  if (stage_ != 3) return FailedPreconditionError("secure server: unmasking stage not open");
-  stage_ = 4;
+  if (stage_ != 4) return FailedPreconditionError("secure server: unmasking stage not open");
+  stage_ = 5;
   std::map<uint32_t, std::vector<ShamirShare>> seed_shares, key_shares;
   for (const auto& [from, revealed] : responses_) {
     for (const auto& r : revealed) {

@@ -63,6 +63,7 @@ SecureClientCost LocalSecureRound::cost(uint32_t position) const {
     c.setup_cpu_s = costs_[position].setup_cpu_s;
     c.mask_cpu_s = costs_[position].mask_cpu_s;
     c.unmask_cpu_s = costs_[position].unmask_cpu_s;
+    c.check_sign_cpu_s = costs_[position].check_sign_cpu_s;
   }
   if (position < masked_.size() && c.masked_bytes == 0 && !masked_[position].empty()) {
     // Masked but not (yet) delivered: what its upload costs all the same.
@@ -112,14 +113,30 @@ Result<SecureAggregate> LocalSecureRound::Finish(std::span<const uint32_t> deliv
     }
     FRUGAL_RETURN_IF_ERROR(server_->Receive(u, cfg_.round, 3, masked_[u]));
   }
-  FRUGAL_ASSIGN_OR_RETURN(auto requests, server_->CloseStage());
+  FRUGAL_ASSIGN_OR_RETURN(auto lists, server_->CloseStage());
   server_cpu_s_ += cpu_() - s0;
-  for (auto& [u, req] : requests) {
+  server_check_cpu_s_ = 0;
+  // Stage 4: every survivor signs the one survivor list; stage 5: each checks
+  // its neighbours' signatures on it and reveals its shares.
+  for (auto& [u, list] : lists) {
     const double t0 = cpu_();
-    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, clients_[u].Unmask(req));
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, clients_[u].SignSurvivors(list));
     costs_[u].unmask_cpu_s = cpu_() - t0;
+    costs_[u].check_sign_cpu_s = costs_[u].unmask_cpu_s;
     s0 = cpu_();
     FRUGAL_RETURN_IF_ERROR(server_->Receive(u, cfg_.round, 4, msg));
+    server_check_cpu_s_ += cpu_() - s0;
+  }
+  s0 = cpu_();
+  FRUGAL_ASSIGN_OR_RETURN(auto signatures, server_->CloseStage());
+  server_check_cpu_s_ += cpu_() - s0;
+  server_cpu_s_ += server_check_cpu_s_;
+  for (auto& [u, sigs] : signatures) {
+    const double t0 = cpu_();
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, clients_[u].Unmask(sigs));
+    costs_[u].unmask_cpu_s += cpu_() - t0;
+    s0 = cpu_();
+    FRUGAL_RETURN_IF_ERROR(server_->Receive(u, cfg_.round, 5, msg));
     server_cpu_s_ += cpu_() - s0;
   }
   s0 = cpu_();

@@ -47,7 +47,7 @@ Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, s
 SecureRoundServer::SecureRoundServer(SecureAggServer server, const SecureRoundPlan& plan)
     : server_(std::move(server)),
       client_at_(plan.clients.size()),
-      delivered_(5),
+      delivered_(6),
       costs_(plan.clients.size()) {
   for (size_t i = 0; i < plan.clients.size(); ++i) {
     position_[plan.clients[i]] = plan.positions[i];
@@ -83,7 +83,8 @@ size_t SecureRoundServer::MaxMessageBytes(uint32_t stage) const {
     case 1: return 256;
     case 2: return 64 + size_t{c.degree} * per_peer;
     case 3: return 64 + (size_t{c.length} * static_cast<size_t>(c.bits) + 7) / 8;
-    case 4: return 64 + 2 * size_t{c.degree} * per_peer;
+    case 4: return 64 + 64;  // a signature
+    case 5: return 64 + 2 * size_t{c.degree} * per_peer;
     default: return 0;
   }
 }
@@ -108,6 +109,7 @@ Status SecureRoundServer::Receive(uint64_t client, uint32_t round, uint32_t stag
   Status st = stage == 1   ? server_.OnAdvertiseKeys(*pos, bytes)
               : stage == 2 ? server_.OnShareKeys(*pos, bytes)
               : stage == 3 ? server_.OnMaskedInput(*pos, bytes)
+              : stage == 4 ? server_.OnSurvivorSignature(*pos, bytes)
                            : server_.OnUnmaskResponse(*pos, bytes);
   if (!st.ok()) return st.error().WithContext(who);
   delivered_[stage].insert(*pos);
@@ -115,6 +117,7 @@ Status SecureRoundServer::Receive(uint64_t client, uint32_t round, uint32_t stag
   c.bytes_up += bytes.size();
   if (stage <= 2) c.setup_bytes_up += bytes.size();
   if (stage == 3) c.masked_bytes = bytes.size();
+  if (stage == 4) c.check_bytes_up += bytes.size();
   return OkStatus();
 }
 
@@ -131,13 +134,14 @@ bool SecureRoundServer::StageComplete() const {
 }
 
 Result<std::map<uint64_t, std::vector<uint8_t>>> SecureRoundServer::CloseStage() {
-  if (stage_ < 1 || stage_ > 3) {
-    return FailedPreconditionError("secure round " + Str(round()) + ": no stage 1-3 is open (stage " + Str(stage_) +
+  if (stage_ < 1 || stage_ > 4) {
+    return FailedPreconditionError("secure round " + Str(round()) + ": no stage 1-4 is open (stage " + Str(stage_) +
                                    ")");
   }
   auto next = stage_ == 1   ? server_.CloseAdvertiseKeys()
               : stage_ == 2 ? server_.CloseShareKeys()
-                            : server_.CloseMaskedInput();
+              : stage_ == 3 ? server_.CloseMaskedInput()
+                            : server_.CloseSurvivorSignatures();
   if (!next.ok()) {
     stage_ = 0;
     return next.error();
@@ -148,6 +152,7 @@ Result<std::map<uint64_t, std::vector<uint8_t>>> SecureRoundServer::CloseStage()
     SecureClientCost& c = costs_[pos];
     c.bytes_down += msg.size();
     if (stage_ <= 2) c.setup_bytes_down += msg.size();
+    if (stage_ >= 3) c.check_bytes_down += msg.size();  // the survivor list (closing 3), the signatures (closing 4)
     awaited_.insert(pos);
     out[client_at_[pos]] = std::move(msg);
   }
@@ -156,7 +161,7 @@ Result<std::map<uint64_t, std::vector<uint8_t>>> SecureRoundServer::CloseStage()
 }
 
 Result<SecureSum> SecureRoundServer::Finish() {
-  if (stage_ != 4) {
+  if (stage_ != 5) {
     return FailedPreconditionError("secure round " + Str(round()) + ": unmasking is not open (stage " + Str(stage_) +
                                    ")");
   }
@@ -178,7 +183,7 @@ SecureClientCost SecureRoundServer::cost(uint64_t client) const {
 
 std::vector<uint64_t> SecureRoundServer::Delivered(uint32_t stage) const {
   std::vector<uint64_t> out;
-  if (stage < 1 || stage > 4) return out;
+  if (stage < 1 || stage > 5) return out;
   for (uint32_t p : delivered_[stage]) out.push_back(client_at_[p]);
   std::sort(out.begin(), out.end());
   return out;

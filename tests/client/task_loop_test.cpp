@@ -312,7 +312,7 @@ void RunSecureLoops(SecureLoopsRun& run, uint64_t seed, const std::vector<privac
     deliver(i, ModelEnvelope(1, **payload));
   }
   // Each stage: the loops' messages to the server, the server's answers back.
-  for (uint32_t stage = 1; stage <= 4; ++stage) {
+  for (uint32_t stage = 1; stage <= 5; ++stage) {
     REQUIRE(outbox.size() == ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
       REQUIRE(outbox[i].has_secagg());
@@ -323,7 +323,7 @@ void RunSecureLoops(SecureLoopsRun& run, uint64_t seed, const std::vector<privac
       if (stage == 3) CHECK(m.ledger().flops() > 0);
     }
     outbox.clear();
-    if (stage == 4) break;
+    if (stage == 5) break;
     CHECK(server->StageComplete());
     auto next = server->CloseStage();
     REQUIRE(next.ok());

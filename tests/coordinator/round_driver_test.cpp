@@ -3,7 +3,7 @@
 // untouched, vanished clients not stalling a round, commits to the store, and
 // resuming a run from the store as a restarted coordinator does, and federated
 // evaluation (EvalTask + ModelPayload, results weighted by examples), and the
-// secure pipeline's four stages relayed with its refusals and deadlines.
+// secure pipeline's five stages relayed with its refusals and deadlines.
 #include "frugal/coordinator/round_driver.h"
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
@@ -723,14 +723,14 @@ TEST_SUITE("coordinator") {
       clients.emplace(c, std::move(*client));
       plans[c] = *plan;
     }
-    // Stages 3 and 4 carry the protocol CPU a client reports (0.25 s each)
-    // and its FLOPs (500 with the masked input, 1000 for stage 4).
+    // Stages 3 and 5 carry the protocol CPU a client reports (0.25 s each)
+    // and its FLOPs (500 with the masked input, 1000 for stages 4-5).
     auto send = [&](uint64_t c, uint32_t round, uint32_t stage, std::span<const uint8_t> body) {
       v1::SecAgg m;
       m.set_round(round);
       m.set_stage(stage);
       m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
-      if (stage >= 3) {
+      if (stage == 3 || stage == 5) {
         m.set_protocol_cpu_s(0.25);
         m.mutable_ledger()->set_flops(stage == 3 ? 500 : 1000);
       }
@@ -786,11 +786,17 @@ TEST_SUITE("coordinator") {
       send(c, 1, 3, *masked);
     }
     CHECK(d.Metrics().round_open);
-    // Stage 4: the survivors reveal their shares; the round closes with their sum.
+    // Stage 4: the survivors sign the one survivor list; stage 5: they reveal
+    // their shares against their neighbours' signatures; the round closes with their sum.
     for (uint64_t c = 1; c <= 3; ++c) {
-      auto response = clients.at(c).Unmask(body_of(c, 4));
+      auto signature = clients.at(c).SignSurvivors(body_of(c, 4));
+      REQUIRE(signature.ok());
+      send(c, 1, 4, *signature);
+    }
+    for (uint64_t c = 1; c <= 3; ++c) {
+      auto response = clients.at(c).Unmask(body_of(c, 5));
       REQUIRE(response.ok());
-      send(c, 1, 4, *response);
+      send(c, 1, 5, *response);
     }
     REQUIRE_FALSE(d.fatal().has_value());
     REQUIRE(d.records().size() == 1);
@@ -893,7 +899,8 @@ TEST_SUITE("coordinator") {
       for (uint64_t& v : input) v = static_cast<uint64_t>(static_cast<int64_t>(rng.UniformInt(201)) - 100) & 0xffff;
       send(c, 3, *clients.at(c).MaskedInput(body_of(c, 3), input));
     }
-    for (uint64_t c = 1; c <= 4; ++c) send(c, 4, *clients.at(c).Unmask(body_of(c, 4)));
+    for (uint64_t c = 1; c <= 4; ++c) send(c, 4, *clients.at(c).SignSurvivors(body_of(c, 4)));
+    for (uint64_t c = 1; c <= 4; ++c) send(c, 5, *clients.at(c).Unmask(body_of(c, 5)));
     REQUIRE_FALSE(d.fatal().has_value());
     REQUIRE(d.version() == 2);
     std::vector<uint32_t> changed;

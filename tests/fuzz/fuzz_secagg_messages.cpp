@@ -1,5 +1,5 @@
 // libFuzzer target for the SecAgg+ protocol messages (DecodeSecureMessage, all
-// seven types) and the state machines that take them from outside: the
+// nine types in use; type 6, retired, must be refused) and the state machines that take them from outside: the
 // server's advertise-keys stage and a client's share-keys stage. Input: u8
 // mode, then the bytes. Accepted bytes must re-encode to themselves (the
 // encodings are canonical); a state machine may refuse anything but must never
@@ -24,6 +24,7 @@ SecureRoundConfig Config() {
 void CheckCanonical(std::span<const uint8_t> bytes) {
   auto m = DecodeSecureMessage(bytes);
   if (!m.ok()) return;
+  frugal::fuzz::Require(m->header.type != SecureMessageType::kRetiredUnmaskRequest);
   const std::vector<uint8_t> again = EncodeSecureMessage(*m);
   frugal::fuzz::Require(std::vector<uint8_t>(bytes.begin(), bytes.end()) == again);
 }

@@ -235,6 +235,29 @@ TEST_SUITE("privacy") {
     CHECK_FALSE(HararyNeighbours(10, 4, 10).ok());
   }
 
+  TEST_CASE("Ed25519 matches RFC 8032's first vector, and a changed message, key or signature does not verify") {
+    const Key256 secret = FromHex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+    const Key256 pub = FromHex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    auto sig = Ed25519Sign(secret, {});
+    REQUIRE(sig.ok());
+    Signature512 expected{};
+    const Key256 a = FromHex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155");
+    const Key256 b = FromHex("5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    std::copy(a.begin(), a.end(), expected.begin());
+    std::copy(b.begin(), b.end(), expected.begin() + 32);
+    CHECK(*sig == expected);
+    CHECK(Ed25519Verify(pub, {}, *sig).ok());
+    const std::vector<uint8_t> other = {0x72};
+    CHECK(Ed25519Verify(pub, other, *sig).error().code() == ErrorCode::kUnauthenticated);
+    Signature512 bad = *sig;
+    bad[5] ^= 1;
+    CHECK(!Ed25519Verify(pub, {}, bad).ok());
+    auto fresh = GenerateEd25519KeyPair();
+    REQUIRE(fresh.ok());
+    CHECK(!Ed25519Verify(fresh->public_key, {}, *sig).ok());
+    CHECK(Ed25519Verify(fresh->public_key, other, *Ed25519Sign(fresh->private_key, other)).ok());
+  }
+
   TEST_CASE("X25519 matches RFC 7748 and HKDF-SHA256 matches RFC 5869") {
     const Key256 alice =
         FromHex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");

@@ -5,18 +5,22 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <set>
 #include <vector>
 
 #include "frugal/core/random.h"
+#include "frugal/test_source_dir.h"
 
 namespace frugal::privacy {
 namespace {
 
 // When a client stops answering: never (kNone) or before the named stage.
-enum class DropBefore { kNone, kAdvertise, kShareKeys, kMaskedInput, kUnmask };
+enum class DropBefore { kNone, kAdvertise, kShareKeys, kMaskedInput, kSign, kUnmask };
 
 struct Harness {
   SecureRoundConfig cfg;
@@ -40,7 +44,7 @@ Harness Make(uint32_t n, double dropout, int bits, uint32_t length, uint64_t see
   return h;
 }
 
-// Runs the four stages; a client in `drops` stops before its stage.
+// Runs the five stages; a client in `drops` stops before its stage.
 Result<SecureAggregate> Run(Harness& h, const std::map<uint32_t, DropBefore>& drops) {
   auto dropped_before = [&](uint32_t u, DropBefore stage) {
     auto it = drops.find(u);
@@ -64,7 +68,13 @@ Result<SecureAggregate> Run(Harness& h, const std::map<uint32_t, DropBefore>& dr
     FRUGAL_ASSIGN_OR_RETURN(auto msg, h.clients[u].MaskedInput(inbox, h.inputs[u]));
     FRUGAL_RETURN_IF_ERROR(server.OnMaskedInput(u, msg));
   }
-  FRUGAL_ASSIGN_OR_RETURN(auto requests, server.CloseMaskedInput());
+  FRUGAL_ASSIGN_OR_RETURN(auto lists, server.CloseMaskedInput());
+  for (auto& [u, list] : lists) {
+    if (dropped_before(u, DropBefore::kSign)) continue;
+    FRUGAL_ASSIGN_OR_RETURN(auto msg, h.clients[u].SignSurvivors(list));
+    FRUGAL_RETURN_IF_ERROR(server.OnSurvivorSignature(u, msg));
+  }
+  FRUGAL_ASSIGN_OR_RETURN(auto requests, server.CloseSurvivorSignatures());
   for (auto& [u, req] : requests) {
     if (dropped_before(u, DropBefore::kUnmask)) continue;
     FRUGAL_ASSIGN_OR_RETURN(auto msg, h.clients[u].Unmask(req));
@@ -123,13 +133,13 @@ TEST_CASE("dropouts at every stage up to the tolerated fraction leave the exact 
   std::map<uint32_t, DropBefore> drops = {
       {1, DropBefore::kAdvertise},   {5, DropBefore::kShareKeys},   {9, DropBefore::kMaskedInput},
       {10, DropBefore::kMaskedInput}, {11, DropBefore::kMaskedInput}, {17, DropBefore::kMaskedInput},
-      {20, DropBefore::kUnmask},     {24, DropBefore::kUnmask},     {28, DropBefore::kMaskedInput}};
+      {20, DropBefore::kUnmask},     {24, DropBefore::kSign},       {28, DropBefore::kMaskedInput}};
   auto agg = Run(h, drops);
   REQUIRE_MESSAGE(agg.ok(), agg.status().ToString());
   std::vector<uint32_t> expected_survivors;
   for (uint32_t u = 0; u < 30; ++u) {
     auto it = drops.find(u);
-    if (it == drops.end() || it->second == DropBefore::kUnmask) expected_survivors.push_back(u);
+    if (it == drops.end() || it->second >= DropBefore::kSign) expected_survivors.push_back(u);
   }
   CHECK(agg->survivors == expected_survivors);  // a client that dropped in unmasking still sent its input
   CHECK(agg->dropped == std::vector<uint32_t>{9, 10, 11, 17, 28});
@@ -155,13 +165,17 @@ TEST_CASE("too many dropouts fail the round cleanly instead of releasing a wrong
   }
 }
 
-// Runs a round up to the unmask requests and returns them with the server.
+// Runs a round (10 clients, k = 6, t = 2) to the survivor lists with one client
+// dropped before its masked input, has every survivor sign the list, and
+// keeps each client's signature so a test can play a lying server.
 struct UpToUnmask {
   Harness h;
-  std::map<uint32_t, std::vector<uint8_t>> requests;
+  std::map<uint32_t, std::vector<uint8_t>> lists;       // the honest server's kSurvivorList, by client
+  std::map<uint32_t, Signature512> signatures;          // each survivor's signature on it
+  std::map<uint32_t, std::vector<uint8_t>> requests;    // the honest server's kSurvivorSignatures
 };
-UpToUnmask RunToUnmask(uint32_t dropped_client) {
-  UpToUnmask r{Make(10, 0.33, 32, 20, 8), {}};
+UpToUnmask RunToUnmask(uint32_t dropped_client, bool sign_all = true) {
+  UpToUnmask r{Make(10, 0.33, 32, 20, 8), {}, {}, {}};
   auto server = SecureAggServer::Create(r.h.cfg);
   REQUIRE(server.ok());
   for (auto& c : r.h.clients) REQUIRE(server->OnAdvertiseKeys(c.position(), *c.AdvertiseKeys()).ok());
@@ -172,48 +186,114 @@ UpToUnmask RunToUnmask(uint32_t dropped_client) {
     if (u == dropped_client) continue;
     REQUIRE(server->OnMaskedInput(u, *r.h.clients[u].MaskedInput(inbox, r.h.inputs[u])).ok());
   }
-  r.requests = *server->CloseMaskedInput();
+  r.lists = *server->CloseMaskedInput();
+  if (!sign_all) return r;
+  for (auto& [u, list] : r.lists) {
+    if (u == 0) continue;  // client 0 signs in the test, the list the test shows it
+    auto sig = r.h.clients[u].SignSurvivors(list);
+    REQUIRE(sig.ok());
+    r.signatures[u] = DecodeSecureMessage(*sig)->signature;
+    REQUIRE(server->OnSurvivorSignature(u, *sig).ok());
+  }
   return r;
+}
+
+// What a server relays to client 0: the given neighbours' signatures.
+std::vector<uint8_t> SignaturesFor0(const UpToUnmask& r, const std::vector<uint32_t>& signers) {
+  SecureMessage m;
+  m.header = {SecureMessageType::kSurvivorSignatures, r.h.cfg.session_id, r.h.cfg.round, 0};
+  for (uint32_t v : signers) m.signatures.push_back({v, r.signatures.at(v)});
+  return EncodeSecureMessage(m);
 }
 
 TEST_CASE("an honest client never reveals both shares of one neighbour") {
   UpToUnmask r = RunToUnmask(1);
   // Client 0's neighbours are 1 2 3 7 8 9; 1 dropped.
-  auto req = DecodeSecureMessage(r.requests.at(0));
-  REQUIRE(req.ok());
-  CHECK(req->dropped == std::vector<uint32_t>{1});
-  CHECK(req->survivors == std::vector<uint32_t>{2, 3, 7, 8, 9});
-  SUBCASE("a request naming a neighbour both survivor and dropped is refused") {
-    SecureMessage bad = *req;
-    bad.dropped = {1, 2};
-    auto resp = r.h.clients[0].Unmask(EncodeSecureMessage(bad));
-    REQUIRE(!resp.ok());
-    CHECK(resp.error().code() == ErrorCode::kPermissionDenied);
-    CHECK(resp.error().message().find("both shares of 2") != std::string::npos);
-    // the refusal changed nothing: the honest request is still answered
-    CHECK(r.h.clients[0].Unmask(r.requests.at(0)).ok());
-  }
-  SUBCASE("a second request (to draw the other share) is refused") {
-    auto first = r.h.clients[0].Unmask(r.requests.at(0));
-    REQUIRE(first.ok());
+  auto list = DecodeSecureMessage(r.lists.at(0));
+  REQUIRE(list.ok());
+  CHECK(list->clients == 10);
+  CHECK(list->survivors == std::vector<uint32_t>{0, 2, 3, 4, 5, 6, 7, 8, 9});
+  REQUIRE(r.h.clients[0].SignSurvivors(r.lists.at(0)).ok());
+  const std::vector<uint32_t> signers = {2, 3, 7, 8, 9};
+  SUBCASE("one share per neighbour, of the kind its fate calls for, and never a second answer") {
+    auto first = r.h.clients[0].Unmask(SignaturesFor0(r, signers));
+    REQUIRE_MESSAGE(first.ok(), first.status().ToString());
     auto revealed = DecodeSecureMessage(*first);
     REQUIRE(revealed.ok());
-    // one share per neighbour, of the kind its fate calls for
     for (const auto& s : revealed->revealed) {
       CHECK(s.kind == (s.owner == 1 ? RevealedKind::kMaskKey : RevealedKind::kSelfSeed));
     }
     CHECK(revealed->revealed.size() == 6);
-    SecureMessage other = *req;
-    other.survivors = {1, 3, 7, 8, 9};
-    other.dropped = {2};
-    auto second = r.h.clients[0].Unmask(EncodeSecureMessage(other));
+    auto second = r.h.clients[0].Unmask(SignaturesFor0(r, signers));
     REQUIRE(!second.ok());
     CHECK(second.error().code() == ErrorCode::kPermissionDenied);
   }
-  SUBCASE("a request naming a client it holds no shares from is refused") {
-    SecureMessage bad = *req;
-    bad.survivors = {2, 3, 4, 7, 8, 9};  // 4 is not a neighbour of 0
-    CHECK(r.h.clients[0].Unmask(EncodeSecureMessage(bad)).error().code() == ErrorCode::kPermissionDenied);
+  SUBCASE("a second survivor list (to draw the other share) is not signed") {
+    SecureMessage other = *list;
+    other.survivors = {0, 1, 3, 4, 5, 6, 7, 8, 9};  // 1 back, 2 dropped
+    auto second = r.h.clients[0].SignSurvivors(EncodeSecureMessage(other));
+    REQUIRE(!second.ok());
+    CHECK(second.error().code() == ErrorCode::kPermissionDenied);
+  }
+}
+
+TEST_CASE("signed survivor lists: a server cannot show two lists, forge a signature, or unmask on fewer than t") {
+  SUBCASE("an inconsistent list is refused: client 0 was shown 2 as dropped, its neighbours signed 2 a survivor") {
+    UpToUnmask r = RunToUnmask(1);
+    SecureMessage lie = *DecodeSecureMessage(r.lists.at(0));
+    lie.survivors = {0, 3, 4, 5, 6, 7, 8, 9};
+    // Signed, as the list alone looks plausible (2 may have vanished) ...
+    REQUIRE(r.h.clients[0].SignSurvivors(EncodeSecureMessage(lie)).ok());
+    // ... but the neighbours' signatures are on the true list, so no share of 2's mask key leaves client 0.
+    auto resp = r.h.clients[0].Unmask(SignaturesFor0(r, {3, 7, 8, 9}));
+    REQUIRE(!resp.ok());
+    CHECK(resp.error().code() == ErrorCode::kPermissionDenied);
+    CHECK(resp.error().message().find("does not verify on the survivor list") != std::string::npos);
+    // Nor does the honest list's signature from a neighbour the lie calls dropped count.
+    auto with2 = r.h.clients[0].Unmask(SignaturesFor0(r, {2, 3, 7, 8, 9}));
+    REQUIRE(!with2.ok());
+    CHECK(with2.error().code() == ErrorCode::kPermissionDenied);
+  }
+  SUBCASE("a forged signature is refused") {
+    UpToUnmask r = RunToUnmask(1);
+    REQUIRE(r.h.clients[0].SignSurvivors(r.lists.at(0)).ok());
+    r.signatures.at(3)[10] ^= 1;
+    auto resp = r.h.clients[0].Unmask(SignaturesFor0(r, {2, 3, 7, 8, 9}));
+    REQUIRE(!resp.ok());
+    CHECK(resp.error().message().find("signature of 3 does not verify") != std::string::npos);
+    // and one neighbour's signature presented as another's
+    r.signatures.at(3) = r.signatures.at(2);
+    CHECK(!r.h.clients[0].Unmask(SignaturesFor0(r, {2, 3, 7, 8, 9})).ok());
+  }
+  SUBCASE("fewer than t signatures are refused; t are enough") {
+    UpToUnmask r = RunToUnmask(1);
+    REQUIRE(r.h.cfg.threshold == 2);
+    REQUIRE(r.h.clients[0].SignSurvivors(r.lists.at(0)).ok());
+    auto one = r.h.clients[0].Unmask(SignaturesFor0(r, {7}));
+    REQUIRE(!one.ok());
+    CHECK(one.error().message().find("1 neighbours signed the survivor list, threshold is 2") != std::string::npos);
+    // A signature from a non-neighbour does not count, it is refused.
+    CHECK(!r.h.clients[0].Unmask(SignaturesFor0(r, {4, 7})).ok());
+    CHECK(r.h.clients[0].Unmask(SignaturesFor0(r, {7, 8})).ok());
+  }
+  SUBCASE("a list of another size, or one that leaves the client out, is not signed") {
+    UpToUnmask r = RunToUnmask(1, false);
+    SecureMessage m = *DecodeSecureMessage(r.lists.at(0));
+    SecureMessage bigger = m;
+    bigger.clients = 11;
+    CHECK(r.h.clients[0].SignSurvivors(EncodeSecureMessage(bigger)).error().code() == ErrorCode::kPermissionDenied);
+    SecureMessage without = m;
+    without.survivors.erase(without.survivors.begin());  // drops 0 itself
+    auto st = r.h.clients[0].SignSurvivors(EncodeSecureMessage(without));
+    REQUIRE(!st.ok());
+    CHECK(st.error().message().find("leaves this client out") != std::string::npos);
+    CHECK(r.h.clients[0].SignSurvivors(r.lists.at(0)).ok());  // the refusals changed nothing
+  }
+  SUBCASE("the server refuses a signature that is not on the list it announced") {
+    UpToUnmask r = RunToUnmask(1, false);
+    auto server = SecureAggServer::Create(r.h.cfg);  // a fresh server has no list: stage refused
+    REQUIRE(server.ok());
+    CHECK(!server->OnSurvivorSignature(0, *r.h.clients[0].SignSurvivors(r.lists.at(0))).ok());
   }
 }
 
@@ -258,7 +338,14 @@ TEST_CASE("messages of another round or session are refused, and the state stays
   REQUIRE(!masked.ok());
   CHECK(masked.error().code() == ErrorCode::kUnauthenticated);
   for (auto& [u, inbox] : *inboxes) REQUIRE(server->OnMaskedInput(u, *h.clients[u].MaskedInput(inbox, h.inputs[u])).ok());
-  const auto requests = *server->CloseMaskedInput();
+  const auto lists = *server->CloseMaskedInput();
+  // A survivor list of another round is not signed.
+  {
+    SecureMessage l = *DecodeSecureMessage(lists.at(0));
+    CHECK(!h.clients[0].SignSurvivors([&] { auto o = l; o.header.round += 1; return EncodeSecureMessage(o); }()).ok());
+  }
+  for (auto& [u, list] : lists) REQUIRE(server->OnSurvivorSignature(u, *h.clients[u].SignSurvivors(list)).ok());
+  const auto requests = *server->CloseSurvivorSignatures();
   for (auto& [u, req] : requests) REQUIRE(server->OnUnmaskResponse(u, *h.clients[u].Unmask(req)).ok());
   auto agg = server->Finish();
   REQUIRE(agg.ok());
@@ -308,8 +395,75 @@ TEST_CASE("the message encodings round-trip and refuse what is not canonical") {
   auto vb = EncodeSecureMessage(v);
   CHECK(vb.size() == 18 + 1 + 4 + 10);  // header, bits, count, 4 x 20 bits
   CHECK(DecodeSecureMessage(vb)->masked == v.masked);
-  vb[1] = 9;
+  vb[1] = 11;
   CHECK(!DecodeSecureMessage(vb).ok());  // unknown type
+  // The survivor list: a bitmap of n bits, padding zero.
+  SecureMessage l;
+  l.header = {SecureMessageType::kSurvivorList, 1, 2, 3};
+  l.clients = 10;
+  l.survivors = {0, 3, 9};
+  auto lb = EncodeSecureMessage(l);
+  CHECK(lb.size() == 18 + 4 + 2);
+  auto lback = DecodeSecureMessage(lb);
+  REQUIRE(lback.ok());
+  CHECK(lback->survivors == l.survivors);
+  lb.back() |= 0x80;  // bit 15 >= n
+  CHECK(!DecodeSecureMessage(lb).ok());
+  SecureMessage g;
+  g.header = {SecureMessageType::kSurvivorSignatures, 1, 2, 3};
+  g.signatures = {{4, {}}, {2, {}}};
+  CHECK(!DecodeSecureMessage(EncodeSecureMessage(g)).ok());  // signers not ascending
+  std::swap(g.signatures[0], g.signatures[1]);
+  g.signatures[1].signature[63] = 7;
+  CHECK(DecodeSecureMessage(EncodeSecureMessage(g))->signatures == g.signatures);
+}
+
+TEST_CASE("the fuzz target's seeds are canonical messages of every type, and the retired one is refused") {
+  const std::filesystem::path dir = std::filesystem::path(FRUGAL_SOURCE_DIR) / "tests/fuzz/corpus/fuzz_secagg_messages";
+  std::set<int> types;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::vector<uint8_t> seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(seed.size() > 2);
+    const std::span<const uint8_t> bytes = std::span<const uint8_t>(seed).subspan(1);  // after the mode byte
+    auto m = DecodeSecureMessage(bytes);
+    INFO(entry.path().filename().string());
+    if (entry.path().filename() == "retired_unmask_request") {
+      CHECK(!m.ok());
+      continue;
+    }
+    REQUIRE_MESSAGE(m.ok(), m.status().ToString());
+    CHECK(EncodeSecureMessage(*m) == std::vector<uint8_t>(bytes.begin(), bytes.end()));
+    types.insert(static_cast<int>(m->header.type));
+  }
+  CHECK(types == std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10});
+}
+
+TEST_CASE("formats before the signed survivor lists are refused with a clear error") {
+  // The four-stage protocol's kAdvertiseKeys: two keys, no signing key.
+  SecureMessage a;
+  a.header = {SecureMessageType::kAdvertiseKeys, 1, 2, 3};
+  auto bytes = EncodeSecureMessage(a);
+  bytes.resize(bytes.size() - 32);
+  auto old_keys = DecodeSecureMessage(bytes);
+  REQUIRE(!old_keys.ok());
+  CHECK(old_keys.error().message().find("without an Ed25519 signing key") != std::string::npos);
+  // Its key directory: 68-byte entries.
+  SecureMessage d;
+  d.header = {SecureMessageType::kKeyDirectory, 1, 2, 3};
+  d.directory = {{4, {}, {}, {}}, {5, {}, {}, {}}};
+  auto db = EncodeSecureMessage(d);
+  REQUIRE(DecodeSecureMessage(db).ok());
+  std::vector<uint8_t> old_dir(db.begin(), db.begin() + 22);
+  for (int e = 0; e < 2; ++e) old_dir.insert(old_dir.end(), 68, static_cast<uint8_t>(e));
+  auto od = DecodeSecureMessage(old_dir);
+  REQUIRE(!od.ok());
+  CHECK(od.error().message().find("without Ed25519 signing keys") != std::string::npos);
+  // Its unsigned unmask request, type 6.
+  std::vector<uint8_t> req = {1, 6, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  auto r6 = DecodeSecureMessage(req);
+  REQUIRE(!r6.ok());
+  CHECK(r6.error().message().find("unsigned unmask request") != std::string::npos);
 }
 
 }  // TEST_SUITE

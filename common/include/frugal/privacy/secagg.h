@@ -138,6 +138,23 @@ class X25519Agreement {
   std::shared_ptr<evp_pkey_st> key_;  // OpenSSL clears the secret when it frees it
 };
 
+// ---- Signatures (Ed25519) --------------------------------------------------------
+// A client's per-round signing key for the survivor-list consistency check
+// (Bell et al. 2020, after Bonawitz et al. 2017's ConsistencyCheck): it
+// advertises the public half with its other keys in stage 1 and signs the
+// survivor list the server announces.
+using Signature512 = std::array<uint8_t, 64>;
+struct Ed25519KeyPair {
+  Key256 private_key{};  // the 32-byte seed (RFC 8032); secret: Cleanse it when done
+  Key256 public_key{};
+};
+Result<Ed25519KeyPair> GenerateEd25519KeyPair();
+// Ed25519 signature of `message` (pure Ed25519, no prehash).
+Result<Signature512> Ed25519Sign(const Key256& private_key, std::span<const uint8_t> message);
+// Ok when `signature` verifies on `message` under `public_key`; Unauthenticated
+// when it does not, InvalidArgument when the key is not a curve point.
+Status Ed25519Verify(const Key256& public_key, std::span<const uint8_t> message, const Signature512& signature);
+
 // HKDF info binding a derived key to its use, session, round and the unordered
 // pair {a, b}, so both ends derive the same key and no key is reused across
 // rounds: "frugal-secagg-v1" | purpose | session | round | min(a,b) | max(a,b).

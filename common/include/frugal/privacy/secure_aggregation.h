@@ -1,13 +1,17 @@
 // The SecAgg+ protocol (Bell et al. CCS 2020) as I/O-free state machines, one
 // for a client and one for the server, over the building blocks of secagg.h.
-// Four stages: advertise keys, share keys, masked input, unmasking. The front
+// Five stages: advertise keys, share keys, masked input, consistency check
+// (every survivor signs the survivor list the server announced), unmasking
+// (a client reveals shares only against t of its neighbours' signatures on
+// the list it signed, so the server cannot show two lists). The front
 // ends (simulator, coordinator, agent) only move the encoded messages and say
 // when a stage's deadline has passed; whoever has not answered by then has
 // dropped out. Parties are ring positions 0..n-1 of the round's Harary graph
 // (the front end places its selected clients on positions).
 //
 // Each client holds two X25519 key pairs: c for the channel that carries its
-// shares to a neighbour, s for its pairwise masks; only s's private key is
+// shares to a neighbour, s for its pairwise masks, and an Ed25519 pair for
+// the consistency check (advertised with them); only s's private key is
 // Shamir-shared, so rebuilding a dropped client's mask key never opens the
 // share messages its neighbours sent it. Not thread-safe: one caller per object.
 #pragma once
@@ -54,15 +58,20 @@ Result<std::vector<uint32_t>> SecureNeighbours(const SecureRoundConfig& cfg, uin
 // u32 round | u32 party (the sender of a client message, the recipient of a
 // server message) | body. Each decoder accepts exactly what its encoder writes
 // and nothing else (counts bounded, lists ascending and distinct, no trailing
-// bytes); InvalidArgument names the defect.
+// bytes); InvalidArgument names the defect. Formats before the twelfth
+// session (keys without a signing key, the unsigned unmask request, type 6)
+// are refused with an error that says so.
 enum class SecureMessageType : uint8_t {
-  kAdvertiseKeys = 1,  // client -> server: its two public keys
+  kAdvertiseKeys = 1,  // client -> server: its two X25519 public keys and its Ed25519 key
   kKeyDirectory = 2,   // server -> client: its neighbours' public keys
   kShareKeys = 3,      // client -> server: one sealed ShareBundle per neighbour
   kShareInbox = 4,     // server -> client: the sealed bundles its neighbours sent it
   kMaskedInput = 5,    // client -> server: the masked ring vector, bit-packed
-  kUnmaskRequest = 6,  // server -> client: which neighbours survived, which dropped
+  kRetiredUnmaskRequest = 6,  // refused: the unsigned survivor list of the four-stage protocol
   kUnmaskResponse = 7, // client -> server: a self-seed share per survivor, a mask-key share per dropped
+  kSurvivorList = 8,        // server -> client: every position whose masked input arrived (a bitmap)
+  kSurvivorSignature = 9,   // client -> server: its Ed25519 signature on that list
+  kSurvivorSignatures = 10, // server -> client: its neighbours' signatures on the list
 };
 
 struct SecureHeader {
@@ -76,6 +85,7 @@ struct AdvertisedKeys {
   uint32_t position = 0;
   Key256 channel_public{};
   Key256 mask_public{};
+  Key256 signing_public{};  // Ed25519, for the consistency check
   bool operator==(const AdvertisedKeys&) const = default;
 };
 
@@ -93,7 +103,13 @@ struct RevealedShare {
   bool operator==(const RevealedShare&) const = default;
 };
 
-// One struct for the seven messages; only the fields of `header.type` are used.
+struct SurvivorSignature {
+  uint32_t signer = 0;
+  Signature512 signature{};
+  bool operator==(const SurvivorSignature&) const = default;
+};
+
+// One struct for the messages; only the fields of `header.type` are used.
 struct SecureMessage {
   SecureHeader header;
   AdvertisedKeys keys;                   // kAdvertiseKeys (keys.position == header.party)
@@ -101,8 +117,10 @@ struct SecureMessage {
   std::vector<SealedShare> shares;       // kShareKeys, kShareInbox, ascending peers
   uint8_t bits = 0;                      // kMaskedInput
   std::vector<uint64_t> masked;          // kMaskedInput, each < 2^bits
-  std::vector<uint32_t> survivors;       // kUnmaskRequest, ascending
-  std::vector<uint32_t> dropped;         // kUnmaskRequest, ascending
+  uint32_t clients = 0;                  // kSurvivorList: n, the bitmap's length in bits
+  std::vector<uint32_t> survivors;       // kSurvivorList, ascending, each < clients
+  Signature512 signature{};              // kSurvivorSignature
+  std::vector<SurvivorSignature> signatures;  // kSurvivorSignatures, ascending signers
   std::vector<RevealedShare> revealed;   // kUnmaskResponse, ascending (owner, kind)
 };
 
@@ -111,6 +129,12 @@ inline constexpr uint32_t kMaxSecureVectorEntries = 1u << 28;  // masked entries
 
 std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& message);
 Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes);
+
+// The bytes a client signs in the consistency check: "frugal-secagg-survivors-v1"
+// | u64 session | u32 round | u32 n | the survivor bitmap (bit p of byte p / 8
+// set for each survivor p < n), so a signature holds for one list of one round.
+std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t round, uint32_t clients,
+                                              std::span<const uint32_t> survivors);
 
 // ---- Client ---------------------------------------------------------------------
 // Drives one client through the four stages; each call must come in order and
@@ -131,12 +155,20 @@ class SecureAggClient {
   // Z_2^bits) with the self mask and one pairwise mask per neighbour whose
   // shares arrived; the kMaskedInput message.
   Result<std::vector<uint8_t>> MaskedInput(std::span<const uint8_t> share_inbox, std::span<const uint64_t> input);
-  // Stage 4: from the kUnmaskRequest, the kUnmaskResponse. Refuses
-  // (PermissionDenied) a request that names one neighbour both survivor and
-  // dropped, names one it holds no shares from, or lists fewer than t
-  // survivors; answers at most one request per round, so no second request
-  // can draw the other share of a neighbour.
-  Result<std::vector<uint8_t>> Unmask(std::span<const uint8_t> unmask_request);
+  // Stage 4: from the server's kSurvivorList, the kSurvivorSignature on it.
+  // Its neighbours that sent it shares are survivors when listed, dropped
+  // otherwise. Refuses (PermissionDenied) a list of another size than the
+  // round's, one that leaves this client out, or one with fewer than t
+  // survivors counting this client; signs at most one list per round.
+  Result<std::vector<uint8_t>> SignSurvivors(std::span<const uint8_t> survivor_list);
+  // Stage 5: from the kSurvivorSignatures, the kUnmaskResponse: a self-seed
+  // share per surviving neighbour, a mask-key share per dropped one. Refuses
+  // (PermissionDenied) unless at least t distinct neighbours that the list
+  // names survivors signed the very list this client signed; any signature
+  // that does not verify on it (a forged or inconsistent list) is refused
+  // outright. Answers once per round, so no second request can draw the
+  // other share of a neighbour.
+  Result<std::vector<uint8_t>> Unmask(std::span<const uint8_t> survivor_signatures);
 
   uint32_t position() const { return position_; }
   // Neighbours whose pairwise masks this client applied (after stage 3).
@@ -152,10 +184,13 @@ class SecureAggClient {
   std::vector<uint32_t> neighbours_;
   int stage_ = 0;  // calls made so far
   X25519KeyPair channel_keys_, mask_keys_;
+  Ed25519KeyPair signing_keys_;
   Key256 self_seed_{};
   std::map<uint32_t, AdvertisedKeys> peer_keys_;
   std::map<uint32_t, ShareBundle> received_;  // bundles neighbours sent this client, by sender
   std::vector<uint32_t> masked_with_;
+  std::vector<uint8_t> signed_list_;  // the survivor list's signing bytes (after stage 4)
+  std::vector<uint32_t> survivors_, dropped_;  // neighbours with shares, by that list
 };
 
 // ---- Server -----------------------------------------------------------------------
@@ -170,7 +205,9 @@ struct SecureAggregate {
 // with the state unchanged, when it is malformed, of another session, round,
 // stage or sender, or a duplicate); Close<Stage>() ends the stage at its
 // deadline and returns the message for each client still in the protocol, by
-// position. A stage that leaves fewer than t + 1 clients fails the round
+// position. The server verifies each survivor's signature on the one list it
+// announced and relays to each survivor its neighbours' signatures. A stage
+// that leaves fewer than t + 1 clients fails the round
 // (FailedPrecondition); so does Finish when a survivor's self seed or a
 // dropped client's mask key cannot be rebuilt from t shares (too many
 // dropouts in unmasking) or a rebuilt key does not match its advertised one.
@@ -184,6 +221,8 @@ class SecureAggServer {
   Result<std::map<uint32_t, std::vector<uint8_t>>> CloseShareKeys();
   Status OnMaskedInput(uint32_t from, std::span<const uint8_t> bytes);
   Result<std::map<uint32_t, std::vector<uint8_t>>> CloseMaskedInput();
+  Status OnSurvivorSignature(uint32_t from, std::span<const uint8_t> bytes);
+  Result<std::map<uint32_t, std::vector<uint8_t>>> CloseSurvivorSignatures();
   Status OnUnmaskResponse(uint32_t from, std::span<const uint8_t> bytes);
   Result<SecureAggregate> Finish();
 
@@ -200,7 +239,9 @@ class SecureAggServer {
   std::map<uint32_t, AdvertisedKeys> keys_;                       // U1
   std::map<uint32_t, std::vector<SealedShare>> outgoing_;         // U2: sender -> sealed shares
   std::map<uint32_t, std::vector<uint64_t>> masked_;              // U3
-  std::map<uint32_t, std::vector<RevealedShare>> responses_;      // U4
+  std::vector<uint8_t> survivor_list_;                            // the signing bytes of U3's list
+  std::map<uint32_t, Signature512> signatures_;                   // U4: survivors that signed it
+  std::map<uint32_t, std::vector<RevealedShare>> responses_;      // U5
 };
 
 }  // namespace frugal::privacy

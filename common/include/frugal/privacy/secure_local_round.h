@@ -46,8 +46,9 @@ class LocalSecureRound {
   Result<std::vector<uint8_t>> MaskedInput(uint32_t position, std::span<const uint64_t> input);
 
   // Delivers the masked inputs of `delivered` (positions whose message reached
-  // the server before its deadline; the others dropped), runs unmasking with
-  // every survivor answering, and returns the unmasked sum.
+  // the server before its deadline; the others dropped), runs the consistency
+  // check (every survivor signs the survivor list) and unmasking with every
+  // survivor answering, and returns the unmasked sum.
   Result<SecureAggregate> Finish(std::span<const uint32_t> delivered);
 
   const SecureRoundConfig& config() const { return cfg_; }
@@ -57,6 +58,8 @@ class LocalSecureRound {
   SecureClientCost cost(uint32_t position) const;
   double server_cpu_s() const { return server_cpu_s_; }  // every server stage, unmasking included
   double server_unmask_cpu_s() const { return server_unmask_cpu_s_; }  // Finish's reconstruction and unmasking
+  // The consistency check: verifying the survivors' signatures and relaying them.
+  double server_check_cpu_s() const { return server_check_cpu_s_; }
 
  private:
   LocalSecureRound(const SecureRoundConfig& cfg, CpuClock cpu, std::optional<SecureRoundServer> server)
@@ -70,7 +73,7 @@ class LocalSecureRound {
   std::vector<std::vector<uint8_t>> inboxes_;   // by position (empty: dropped by the server)
   std::vector<std::vector<uint8_t>> masked_;    // by position, set by MaskedInput
   std::vector<SecureClientCost> costs_;          // by position: the CPU fields
-  double server_cpu_s_ = 0, server_unmask_cpu_s_ = 0;
+  double server_cpu_s_ = 0, server_unmask_cpu_s_ = 0, server_check_cpu_s_ = 0;
 };
 
 }  // namespace frugal::privacy

@@ -56,13 +56,18 @@ Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, s
 // encoded messages; the CPU fields are filled by whoever can time the client
 // (LocalSecureRound), zero on the server.
 struct SecureClientCost {
-  uint64_t bytes_up = 0;        // advertise + share keys + masked input + unmask response, as encoded
-  uint64_t bytes_down = 0;      // key directory + share inbox + unmask request, as encoded
+  uint64_t bytes_up = 0;        // advertise + share keys + masked input + signature + unmask response, as encoded
+  uint64_t bytes_down = 0;      // key directory + share inbox + survivor list + signatures, as encoded
   uint64_t setup_bytes_up = 0, setup_bytes_down = 0;  // the part before the masked input (stages 1-2)
   uint64_t masked_bytes = 0;    // the masked input message alone
   double setup_cpu_s = 0;       // stages 1-2 (keys, Shamir, sealing)
   double mask_cpu_s = 0;        // stage 3 (opening shares, expanding masks)
-  double unmask_cpu_s = 0;      // stage 4
+  double unmask_cpu_s = 0;      // stages 4-5 (signing and checking the survivor list, revealing shares)
+  // The consistency check alone: the signature up, the survivor list and the
+  // neighbours' signatures down (as encoded), and of unmask_cpu_s the CPU of
+  // signing the list (the verifications are in Unmask: timed with it).
+  uint64_t check_bytes_up = 0, check_bytes_down = 0;
+  double check_sign_cpu_s = 0;
 };
 
 // The unmasked sum with the clients' ids.
@@ -73,7 +78,8 @@ struct SecureSum {
 };
 
 // The server's side of one round. Stages are numbered as the protocol's:
-// 1 advertise keys, 2 share keys, 3 masked input, 4 unmasking; stage() is the
+// 1 advertise keys, 2 share keys, 3 masked input, 4 consistency check
+// (survivor-list signatures), 5 unmasking; stage() is the
 // stage whose client messages are accepted now (0 once finished or failed).
 class SecureRoundServer {
  public:
@@ -95,18 +101,18 @@ class SecureRoundServer {
   void Drop(uint64_t client);
   // Every client still awaited in the open stage has delivered or dropped.
   bool StageComplete() const;
-  // Closes stage 1, 2 or 3 (at its deadline or when complete): the next
+  // Closes stage 1, 2, 3 or 4 (at its deadline or when complete): the next
   // message for each client still in the protocol, by id. A failed round
   // (FailedPrecondition: fewer than t + 1 left) ends the protocol (stage() = 0).
   Result<std::map<uint64_t, std::vector<uint8_t>>> CloseStage();
-  // Closes stage 4 and unmasks. FailedPrecondition as SecureAggServer::Finish.
+  // Closes stage 5 and unmasks. FailedPrecondition as SecureAggServer::Finish.
   Result<SecureSum> Finish();
 
   // Bytes client `client` moved so far (zero for an unknown id).
   SecureClientCost cost(uint64_t client) const;
-  // Clients that delivered stage `stage` (1-4), ascending ids.
+  // Clients that delivered stage `stage` (1-5), ascending ids.
   std::vector<uint64_t> Delivered(uint32_t stage) const;
-  // Largest message the server accepts in stage `stage` (1-4).
+  // Largest message the server accepts in stage `stage` (1-5).
   size_t MaxMessageBytes(uint32_t stage) const;
 
  private:
@@ -117,7 +123,7 @@ class SecureRoundServer {
   std::vector<uint64_t> client_at_;             // by position
   int stage_ = 1;
   std::set<uint32_t> awaited_;                  // positions the open stage waits for
-  std::vector<std::set<uint32_t>> delivered_;   // [stage 1..4]: positions that delivered it
+  std::vector<std::set<uint32_t>> delivered_;   // [stage 1..5]: positions that delivered it
   std::vector<SecureClientCost> costs_;         // by position
 };
 
