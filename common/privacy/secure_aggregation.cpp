@@ -764,6 +764,8 @@ Result<std::map<uint32_t, std::vector<uint8_t>>> SecureAggServer::CloseSurvivorS
       // u counts only neighbours whose shares it holds (v shared keys with u's key in its directory).
       if (!outgoing_.contains(v)) continue;
       if (auto it = signatures_.find(v); it != signatures_.end()) m.signatures.push_back({v, it->second});
+      // t are what u needs; more would only cost it bytes and verifications.
+      if (m.signatures.size() == cfg_.threshold) break;
     }
     if (m.signatures.size() >= cfg_.threshold) out[u] = EncodeSecureMessage(m);
   }

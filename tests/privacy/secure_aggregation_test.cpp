@@ -346,7 +346,12 @@ TEST_CASE("messages of another round or session are refused, and the state stays
   }
   for (auto& [u, list] : lists) REQUIRE(server->OnSurvivorSignature(u, *h.clients[u].SignSurvivors(list)).ok());
   const auto requests = *server->CloseSurvivorSignatures();
-  for (auto& [u, req] : requests) REQUIRE(server->OnUnmaskResponse(u, *h.clients[u].Unmask(req)).ok());
+  for (auto& [u, req] : requests) {
+    // t signatures relayed of the degree's, all a client needs.
+    CHECK(DecodeSecureMessage(req)->signatures.size() == h.cfg.threshold);
+    REQUIRE(h.cfg.threshold < h.cfg.degree);
+    REQUIRE(server->OnUnmaskResponse(u, *h.clients[u].Unmask(req)).ok());
+  }
   auto agg = server->Finish();
   REQUIRE(agg.ok());
   CHECK(agg->sum == PlainSum(h, {0, 1, 2, 3, 4}));
