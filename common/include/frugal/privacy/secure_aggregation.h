@@ -206,7 +206,8 @@ struct SecureAggregate {
 // stage or sender, or a duplicate); Close<Stage>() ends the stage at its
 // deadline and returns the message for each client still in the protocol, by
 // position. The server verifies each survivor's signature on the one list it
-// announced and relays to each survivor its neighbours' signatures. A stage
+// announced and relays to each survivor t of its neighbours' signatures (the
+// lowest positions that signed; t are all a client checks for). A stage
 // that leaves fewer than t + 1 clients fails the round
 // (FailedPrecondition); so does Finish when a survivor's self seed or a
 // dropped client's mask key cannot be rebuilt from t shares (too many
