@@ -96,11 +96,15 @@ std::string Pos(uint32_t p) { return std::to_string(p); }
 
 Error PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
 
-// n bits, bit p of byte p / 8 for each listed position (ascending, each < n).
+// n bits, bit p of byte p / 8 for each listed position (ascending, each < n;
+// a position past n, which no caller passes, is left out rather than written
+// past the bitmap).
 void PutBitmap(std::vector<uint8_t>& out, uint32_t n, std::span<const uint32_t> positions) {
   const size_t at = out.size();
   out.resize(at + (size_t{n} + 7) / 8, 0);
-  for (uint32_t p : positions) out[at + p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+  for (uint32_t p : positions) {
+    if (p < n) out[at + p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+  }
 }
 
 constexpr size_t kDirectoryEntryBytes = 4 + 3 * 32;
