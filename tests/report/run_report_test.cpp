@@ -31,8 +31,7 @@ std::vector<RoundRecord> ThreeRounds() {
           .stragglers = 1,
           .virtual_seconds = 60,
           .wall_seconds = 0.25,
-          .utc_hour = 13.5,
-          .trigger = {}};  // RoundRecord::trigger has no default member initializer: -Wextra wants it named
+          .utc_hour = 13.5};
   r[1] = {.round = 2,
           .accuracy = 0.70,
           .loss = 0.9,
@@ -45,8 +44,7 @@ std::vector<RoundRecord> ThreeRounds() {
           .completed = 10,
           .stragglers = 0,
           .virtual_seconds = 120,
-          .wall_seconds = 0.5,
-          .trigger = {}};
+          .wall_seconds = 0.5};
   r[2] = {.round = 3,
           .accuracy = 0.65,
           .loss = 1.0,

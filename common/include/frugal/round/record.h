@@ -53,7 +53,7 @@ struct RoundRecord {
   // columns empty in rounds.csv.
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
   double protocol_cpu_seconds = 0;
-  TriggerColumns trigger;  // the trigger_* columns
+  TriggerColumns trigger{};  // the trigger_* columns
 };
 
 }  // namespace frugal

@@ -33,7 +33,7 @@ struct TriggerScanConfig {
   uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
   uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
   uint32_t prune = 0;           // inputs pruned per acted-on flag (the mask's largest, >= prune_mask); 0 = off
-  uint32_t prune_confirm = 2;   // a class's flags before its trigger's inputs are pruned
+  uint32_t prune_confirm = 1;   // a class's flags before its trigger's inputs are pruned
   float prune_mask = 0.5f;      // a pruned input's least mask value
 };
 
