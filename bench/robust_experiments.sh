@@ -53,6 +53,13 @@ for seed in $SEEDS; do
           # cc_scan: centered clipping plus the trigger scan with unlearning on the trusted set,
           # every 5 rounds (Neural Cleanse; docs/robustness.md, "trigger scan")
           cc_scan) args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5" ;;
+          # cc_prune: cc_scan that also prunes, at each flag, the 16 inputs its recovered trigger
+          # masks most (server.trigger_prune; docs/robustness.md); cc_prune2: only from a class's
+          # second flag on (server.trigger_prune_confirm = 2)
+          cc_prune | cc_prune2)
+            confirm=${r#cc_prune}
+            args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
+            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=${confirm:-1}" ;;
           *) args+=" --set server.robust=$r" ;;
         esac
         args+=" --set run.threads=1"

@@ -30,7 +30,6 @@
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
-#include "frugal/round/trusted.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -102,6 +101,7 @@ RoundRecord RecordFromRow(const RoundRow& r) {
   rec.protocol_bytes_up = r.protocol_bytes_up;  // and the summary's secure_* totals the protocol of earlier rounds
   rec.protocol_bytes_down = r.protocol_bytes_down;
   rec.protocol_cpu_seconds = r.protocol_client_cpu_s;
+  rec.trigger = r.trigger;
   return rec;
 }
 
@@ -184,9 +184,8 @@ Status RoundDriver::Init() {
     if (deps_.train == nullptr) {
       return InvalidArgumentError("server.robust = \"fltrust\" and server.trigger_scan_every need the training set");
     }
-    FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(config_.seed, deps_.train->size(), config_.trusted_examples));
+    FRUGAL_ASSIGN_OR_RETURN(defense_, ServerDefense::Create(config_, deps_.train->size()));
   }
-  if (config_.trigger_scan.every > 0) trigger_.emplace(config_.trigger_scan);
 
   Store& store = *deps_.store;
   FRUGAL_RETURN_IF_ERROR(store.CreateRun(config_.run_id, config_.RunFingerprint(), init));
@@ -214,6 +213,11 @@ Status RoundDriver::Init() {
   es.server_state = std::move(state->engine_state);
   es.shape = std::move(shape);
   FRUGAL_ASSIGN_OR_RETURN(engine_, RoundEngine::Restore(std::move(es), config_.engine));
+  if (defense_ != nullptr && defense_->trigger() != nullptr) {
+    // The trigger scan resumes with the triggers, flags and pruned inputs it had.
+    FRUGAL_RETURN_IF_ERROR(defense_->trigger()->SetState(state->defense_state, model_->input_dim(),
+                                                         model_->num_classes()));
+  }
   next_round_ = state->last_round + 1;
   metrics_.last_accuracy = state->last_accuracy;
 
@@ -896,34 +900,17 @@ void RoundDriver::SettleSecure() {
 
 void RoundDriver::CloseRound(double now_s) {
   const double cpu0 = ThreadCpuSeconds();
-  if (config_.engine.robust.rule == RobustRule::kFlTrust) {
-    // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
-    auto reference = TrustedUpdate(*model_, engine_->global_model(), *deps_.train, trusted_, config_.task.train,
-                                   config_.seed, engine_->round(), *ws_, trusted_scratch_);
-    if (Status st = reference.ok() ? engine_->SetReference(std::move(*reference)) : reference.status(); !st.ok()) {
-      fatal_ = st.error().WithContext("the server update on its trusted set for round " +
-                                      std::to_string(engine_->round()));
+  defended_ = {};
+  if (defense_) {
+    // FLTrust's reference and the trigger scan on the trusted set (server CPU, on the ledger).
+    auto defended = defense_->BeforeClose(*engine_, *model_, *deps_.train, *ws_);
+    if (!defended.ok()) {
+      fatal_ = defended.error().WithContext("the server's work on its trusted set for round " +
+                                            std::to_string(engine_->round()));
       return;
     }
-  }
-  if (trigger_) {
-    // The trigger scan and unlearning on the trusted set (server CPU, on the ledger).
-    auto scan = trigger_->Round(engine_->round(), *model_, engine_->global_model(), *deps_.train, trusted_,
-                                config_.task.train, config_.seed, *ws_);
-    if (!scan.ok()) {
-      fatal_ = scan.error().WithContext("the trigger scan of round " + std::to_string(engine_->round()));
-      return;
-    }
-    if (scan->scanned) {
-      trigger_notes_.push_back(DescribeTriggerScan(engine_->round(), scan->report));
-      spdlog::info("{}", trigger_notes_.back());
-    }
-    if (!scan->correction.empty()) {
-      if (Status st = engine_->SetServerCorrection(std::move(scan->correction)); !st.ok()) {
-        fatal_ = st.error().WithContext("the trigger unlearning of round " + std::to_string(engine_->round()));
-        return;
-      }
-    }
+    defended_ = std::move(*defended);
+    for (const std::string& line : defended_.notes) spdlog::info("{}", line);
   }
   auto outcome = engine_->CloseRound(config_.plan.min_quorum);
   const double cpu = round_cpu_s_ + (ThreadCpuSeconds() - cpu0);
@@ -1009,6 +996,7 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
                  v.reason);
   }
   RoundRecord& rec = account.record();
+  rec.trigger = defended_.columns;
   if (const privacy::CentralDp* dp = engine_->dp()) {
     FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
     rec.dp_epsilon = spent.epsilon;
@@ -1072,6 +1060,8 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   commit.protocol_client_cpu_s = rec.protocol_cpu_seconds;
   commit.protocol_server_cpu_s = std::max(0.0, secure_server_cpu_s_ - committed_secure_server_cpu_s_);
   commit.secure_failed = secure_failed_rounds_ > committed_secure_failed_rounds_;
+  commit.trigger = rec.trigger;
+  if (defense_ != nullptr && defense_->trigger() != nullptr) commit.defense_state = defense_->trigger()->State();
   FRUGAL_RETURN_IF_ERROR(deps_.store->CommitRound(commit));
   committed_secure_server_cpu_s_ = secure_server_cpu_s_;
   committed_secure_failed_rounds_ = secure_failed_rounds_;
@@ -1137,7 +1127,7 @@ Status RoundDriver::WriteRunDirectory() {
   sum.notes.push_back("Accuracy is on " + std::to_string(eval_indices_.size()) +
                       " Fashion-MNIST test examples, evaluated on the coordinator's model.");
   for (std::string& n : ServerNotes(config_.engine)) sum.notes.push_back(std::move(n));
-  for (const std::string& n : trigger_notes_) sum.notes.push_back(n);
+  if (defense_) sum.notes.insert(sum.notes.end(), defense_->notes().begin(), defense_->notes().end());
   if (config_.pipeline == Pipeline::kSecure) {
     sum.notes.push_back("Secure aggregation (SecAgg+, docs/privacy.md): each round's selected clients ran the four "
                         "stages over the service; the server unmasked only the sum of the survivors' ring inputs. "

@@ -29,8 +29,7 @@
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/round/client_task.h"
-#include "frugal/round/trigger_scan.h"
-#include "frugal/round/trusted.h"
+#include "frugal/round/server_defense.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/accounting.h"
@@ -326,10 +325,8 @@ class Simulation {
   double dp_epsilon_ = -1, dp_delta_ = -1;
   std::string stop_reason_;
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
-  std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust", the trigger scan)
-  std::optional<TriggerDefense> trigger_;  // server.trigger_scan_every > 0
-  std::vector<std::string> trigger_notes_;
-  uint32_t trigger_scans_ = 0, trigger_flags_ = 0;
+  // The server's work on its trusted set (server.robust = "fltrust", the trigger scan); null: none.
+  std::unique_ptr<ServerDefense> defense_;
   std::map<uint32_t, Base> bases_;
   // [prune] and [widths] (the core's round-level state), and the residual store's
   // settings (a shape change moves every residual into a store of the new dimension).
@@ -415,10 +412,7 @@ Status Simulation::SetUp() {
   FRUGAL_RETURN_IF_ERROR(DeriveNoiseForPlan(engine_cfg_, cfg_.plan, pop_->size(), cfg_.rounds, dim));
   engine_ = std::make_unique<RoundEngine>(std::move(init), engine_cfg_);
   planner_ = std::make_unique<RoundPlanner>(cfg_, model_->flops_per_example());
-  if (cfg_.engine.robust.rule == RobustRule::kFlTrust || cfg_.trigger_scan.every > 0) {
-    FRUGAL_ASSIGN_OR_RETURN(trusted_, TrustedIndices(cfg_.seed, train_.size(), cfg_.trusted_examples));
-  }
-  if (cfg_.trigger_scan.every > 0) trigger_.emplace(cfg_.trigger_scan);
+  FRUGAL_ASSIGN_OR_RETURN(defense_, ServerDefense::Create(cfg_, train_.size()));
 
   if (!opts_.out_dir.empty() && leader_) std::filesystem::create_directories(opts_.out_dir);
   const std::filesystem::path spill_dir = !cfg_.spill_dir.empty()   ? std::filesystem::path(cfg_.spill_dir)
@@ -1040,23 +1034,10 @@ Status Simulation::Step(uint32_t round) {
                                            nested != nullptr ? std::span<const uint32_t>(nested->map)
                                                              : std::span<const uint32_t>{}));
   }
-  if (cfg_.engine.robust.rule == RobustRule::kFlTrust) {
-    // FLTrust's reference: the server trains on its trusted set (server CPU, on the ledger).
-    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate reference,
-                            TrustedUpdate(*model_, engine_->global_model(), train_, trusted_, cfg_.task.train,
-                                          cfg_.seed, round, *ws_[0], scratch_[0]));
-    FRUGAL_RETURN_IF_ERROR(engine_->SetReference(std::move(reference)));
-  }
-  if (trigger_) {
-    // The trigger scan and unlearning on the trusted set (server CPU, on the ledger).
-    FRUGAL_ASSIGN_OR_RETURN(TriggerRoundResult scan, trigger_->Round(round, *model_, engine_->global_model(), train_,
-                                                                     trusted_, cfg_.task.train, cfg_.seed, *ws_[0]));
-    if (scan.scanned) {
-      ++trigger_scans_;
-      if (scan.report.flagged >= 0) ++trigger_flags_;
-      trigger_notes_.push_back(DescribeTriggerScan(round, scan.report));
-    }
-    if (!scan.correction.empty()) FRUGAL_RETURN_IF_ERROR(engine_->SetServerCorrection(std::move(scan.correction)));
+  TriggerRoundSummary defended;
+  if (defense_) {
+    // FLTrust's reference and the trigger scan on the trusted set (server CPU, on the ledger).
+    FRUGAL_ASSIGN_OR_RETURN(defended, defense_->BeforeClose(*engine_, *model_, train_, *ws_[0]));
   }
   FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine_->CloseRound(cfg_.plan.min_quorum));
   const double server_cpu = ThreadCpuSeconds() - cpu0 + (secure_ ? secure_->server_cpu_s() : 0.0);
@@ -1070,6 +1051,7 @@ Status Simulation::Step(uint32_t round) {
   ledger_.AddServer(round, server.joules, server.gco2e);
   updates_total_ += timing.accepted_count;
   RoundRecord& rec = account.record();
+  rec.trigger = defended.columns;
   if (secure_ && !secure_->runs_protocol()) {
     // secure.run_protocol = false: no protocol ran, so its columns stay empty (not zero).
     rec.protocol_bytes_up = rec.protocol_bytes_down = 0;
@@ -1395,11 +1377,9 @@ Result<RunResult> Simulation::Finish() {
         achieved / (gemm_gflops_ * static_cast<double>(threads_) * static_cast<double>(comm_->size()));
   }
   if (cfg_.attack.kind == AttackKind::kBackdoor) sum.extra_metrics["backdoor_success"] = last_backdoor_;
-  if (trigger_) {
-    sum.extra_metrics["trigger_scans"] = trigger_scans_;
-    sum.extra_metrics["trigger_scans_flagged"] = trigger_flags_;
-    sum.extra_metrics["trigger_known"] = static_cast<double>(trigger_->triggers().size());
-    for (const std::string& line : trigger_notes_) sum.notes.push_back(line);
+  if (defense_) {
+    sum.extra_metrics.merge(defense_->SummaryMetrics());
+    sum.notes.insert(sum.notes.end(), defense_->notes().begin(), defense_->notes().end());
   }
   if (engine_cfg_.dp.enabled()) AddPrivacy(sum);
   if (cfg_.attack.active()) sum.extra_metrics["attack_diverged_tasks"] = static_cast<double>(diverged_);

@@ -169,6 +169,39 @@ double Mlp::Backprop(std::span<const float> params, BatchView batch, std::span<f
   return loss;
 }
 
+double Mlp::InputGradient(std::span<const float> params, BatchView batch, std::span<float> dx,
+                          std::span<int32_t> predicted, ModelWorkspace& base) const {
+  assert(params.size() == num_params_ && dx.size() == batch.n * sizes_.front());
+  assert(predicted.empty() || predicted.size() >= batch.n);
+  if (batch.n == 0) return 0.0;
+  auto& ws = static_cast<MlpWorkspace&>(base);
+  Forward(params, batch, ws);
+  const size_t layers = sizes_.size() - 1;
+  const Eigen::Index n = Ix(batch.n);
+  size_t widest = 0;
+  for (size_t l = 1; l < sizes_.size(); ++l) widest = std::max(widest, sizes_[l]);
+  float* dz = internal::Grow(ws.delta_a, widest * batch.n);
+  float* da = internal::Grow(ws.delta_b, widest * batch.n);
+  const double loss =
+      internal::SoftmaxCrossEntropy(ws.acts[layers - 1].data(), sizes_.back(), batch.n, batch.labels, dz, true,
+                                    1.0f / static_cast<float>(batch.n), predicted.empty() ? nullptr : predicted.data()) /
+      static_cast<double>(batch.n);
+  for (size_t l = layers; l-- > 0;) {
+    const Eigen::Index fan_in = Ix(sizes_[l]), fan_out = Ix(sizes_[l + 1]);
+    ConstMatMap wt(params.data() + offsets_[l], fan_in, fan_out);
+    ConstMatMap d(dz, fan_out, n);
+    if (l == 0) {
+      MatMap(dx.data(), fan_in, n).noalias() = wt * d;
+      break;
+    }
+    MatMap dprev(da, fan_in, n);
+    dprev.noalias() = wt * d;
+    dprev = (ConstMatMap(ws.acts[l - 1].data(), fan_in, n).array() > 0.0f).select(dprev, 0.0f);
+    std::swap(dz, da);
+  }
+  return loss;
+}
+
 double Mlp::Predict(std::span<const float> params, BatchView batch, std::span<int32_t> predicted,
                     ModelWorkspace& base) const {
   assert(predicted.size() >= batch.n);

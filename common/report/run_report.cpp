@@ -60,7 +60,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 24;
+constexpr size_t kRoundsCsvColumns = 30;
+// Run directories written before the trigger_* columns.
+constexpr size_t kRoundsCsvColumnsV5 = 24;
 // Run directories written before the protocol_* columns.
 constexpr size_t kRoundsCsvColumnsV4 = 21;
 // Run directories written before the accuracy_int8 column.
@@ -146,6 +148,16 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, r.protocol_cpu_seconds);
     }
+    line += ',';
+    AppendNumber(line, r.trigger.scanned);
+    line += ',';
+    AppendNumber(line, r.trigger.flagged);
+    line += ',';
+    AppendNumber(line, r.trigger.anomaly);
+    for (uint32_t v : {r.trigger.known, r.trigger.unlearnt, r.trigger.pruned}) {
+      line += ',';
+      AppendNumber(line, v);
+    }
     line += '\n';
     out << line;
   }
@@ -157,11 +169,13 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "joules_compute", "joules_radio",    "gco2e",       "selected", "completed",
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
       "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta",
-      "accuracy_int8", "protocol_bytes_up", "protocol_bytes_down", "protocol_cpu_seconds"};
+      "accuracy_int8", "protocol_bytes_up", "protocol_bytes_down", "protocol_cpu_seconds", "trigger_scanned",
+      "trigger_flagged", "trigger_anomaly", "trigger_known", "trigger_unlearnt", "trigger_pruned"};
   const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
   const std::string_view header_v2 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon"));
   const std::string_view header_v3 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",accuracy_int8"));
   const std::string_view header_v4 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",protocol_bytes_up"));
+  const std::string_view header_v5 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",trigger_scanned"));
   size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
@@ -174,8 +188,9 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       if (line == header_v2) columns = kRoundsCsvColumnsV2;
       if (line == header_v3) columns = kRoundsCsvColumnsV3;
       if (line == header_v4) columns = kRoundsCsvColumnsV4;
+      if (line == header_v5) columns = kRoundsCsvColumnsV5;
       if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2 && line != header_v3 &&
-          line != header_v4) {
+          line != header_v4 && line != header_v5) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -227,12 +242,21 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       FRUGAL_RETURN_IF_ERROR(next(r.dp_delta));
     }
     if (columns >= kRoundsCsvColumnsV4) FRUGAL_RETURN_IF_ERROR(next(r.accuracy_int8));
-    if (columns == kRoundsCsvColumns && fields[i].empty() && fields[i + 1].empty() && fields[i + 2].empty()) {
+    if (columns >= kRoundsCsvColumnsV5 && fields[i].empty() && fields[i + 1].empty() && fields[i + 2].empty()) {
       r.protocol_cpu_seconds = -1;  // the protocol was not run: its three columns are empty
-    } else if (columns == kRoundsCsvColumns) {
+      i += 3;
+    } else if (columns >= kRoundsCsvColumnsV5) {
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_up));
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_down));
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_cpu_seconds));
+    }
+    if (columns == kRoundsCsvColumns) {
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.scanned));
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.flagged));
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.anomaly));
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.known));
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.unlearnt));
+      FRUGAL_RETURN_IF_ERROR(next(r.trigger.pruned));
     }
     records.push_back(r);
   }

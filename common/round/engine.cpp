@@ -436,6 +436,17 @@ Status RoundEngine::SetServerCorrection(std::vector<float> correction) {
   return OkStatus();
 }
 
+Status RoundEngine::SetServerFrozen(std::vector<uint32_t> frozen) {
+  if (!open_) return FailedPreconditionError("server frozen coordinates: no round is open");
+  for (size_t i = 0; i < frozen.size(); ++i) {
+    if (frozen[i] >= model_.size() || (i > 0 && frozen[i] <= frozen[i - 1])) {
+      return InvalidArgumentError("server frozen coordinates are not ascending indices into the model");
+    }
+  }
+  frozen_ = std::move(frozen);
+  return OkStatus();
+}
+
 Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (!open_) return FailedPreconditionError("no round is open");
   open_ = false;
@@ -453,6 +464,8 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   reference_.reset();
   const std::vector<float> correction = std::move(correction_);
   correction_.clear();
+  const std::vector<uint32_t> frozen = std::move(frozen_);
+  frozen_.clear();
   const bool secure = cfg_.pipeline == Pipeline::kSecure;
   if (secure) out.accepted = secure_count_;
   if (central_dp()) out.accepted = dp_->accumulated();
@@ -488,6 +501,10 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
     return st.error().WithContext("server optimizer, round " + std::to_string(round_));
   }
   for (size_t j = 0; j < correction.size(); ++j) scratch_[j] += correction[j];
+  // A frozen coordinate's step takes the model to zero; on the compressed
+  // broadcast the residual already owes part of it, so the step owes the rest.
+  const bool residual = cfg_.pipeline != Pipeline::kDense && !server_residual_.empty();
+  for (uint32_t j : frozen) scratch_[j] = -model_[j] - (residual ? server_residual_[j] : 0.0f);
   if (cfg_.pipeline == Pipeline::kDense) {
     for (size_t j = 0; j < model_.size(); ++j) model_[j] += scratch_[j];
   } else {

@@ -443,6 +443,9 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_anomaly", s.trigger_scan.anomaly);
   r.Get("server.trigger_unlearn_epochs", s.trigger_scan.unlearn_epochs);
   r.Get("server.trigger_keep", s.trigger_scan.keep);
+  r.Get("server.trigger_prune", s.trigger_scan.prune);
+  r.Get("server.trigger_prune_confirm", s.trigger_scan.prune_confirm);
+  r.Get("server.trigger_prune_mask", s.trigger_scan.prune_mask);
   r.Get("eval.int8", s.eval_int8);
   r.Get("distill.at_end", s.distill.at_end);
   r.Get("distill.student", s.distill.config.student);
@@ -492,6 +495,9 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
     return InvalidArgumentError("server.trigger_scan_every needs server.trusted_examples >= 1, "
                                 "server.trigger_scan_steps >= 1, server.trigger_lambda >= 0 and "
                                 "server.trigger_anomaly > 0");
+  }
+  if (s.trigger_scan.prune > 0 && !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1]");
   }
   if (s.engine.robust.rule == RobustRule::kFlTrust && s.trusted_examples == 0) {
     return InvalidArgumentError("server.robust = \"fltrust\" needs a trusted set: server.trusted_examples must be at least 1");

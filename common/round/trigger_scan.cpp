@@ -1,10 +1,10 @@
 #include "frugal/round/trigger_scan.h"
 
-#include "frugal/model/eigen.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <numeric>
 #include <string>
 
@@ -14,74 +14,14 @@
 namespace frugal {
 namespace {
 
-using ColMat = Eigen::MatrixXf;
-using ConstMatMap = Eigen::Map<const Eigen::MatrixXf>;
-
-// The Mlp's forward and backward down to the input, one example per column.
-// Writes dx (n x input_dim row-major) unless empty, and the argmax per example
-// into predicted unless empty; returns the mean cross-entropy against labels.
-Result<double> MlpForwardBackward(const Model& model, std::span<const float> params, std::span<const float> x,
-                                  std::span<const int32_t> labels, std::span<float> dx,
-                                  std::span<int32_t> predicted) {
+// The scan steps on the input gradient, which only Mlp exposes.
+Result<const Mlp*> AsMlp(const Model& model) {
   const auto* mlp = dynamic_cast<const Mlp*>(&model);
   if (mlp == nullptr) {
     return InvalidArgumentError("server.trigger_scan_every needs an mlp model, the run's is " +
                                 std::string(model.name()));
   }
-  const std::vector<size_t>& sizes = mlp->layer_sizes();
-  const size_t in = sizes.front(), n = labels.size();
-  if (params.size() != model.num_params() || x.size() != n * in || (!dx.empty() && dx.size() != n * in) ||
-      (!predicted.empty() && predicted.size() != n)) {
-    return InvalidArgumentError("trigger scan: parameter, input or output sizes do not match the model");
-  }
-  const size_t layers = sizes.size() - 1;
-  std::vector<ColMat> z(layers);  // pre-activations, sizes[l+1] x n
-  std::vector<size_t> offset(layers);
-  size_t at = 0;
-  for (size_t l = 0; l < layers; ++l) {
-    offset[l] = at;
-    at += sizes[l + 1] * sizes[l] + sizes[l + 1];
-  }
-  ConstMatMap x0(x.data(), static_cast<Eigen::Index>(in), static_cast<Eigen::Index>(n));
-  ColMat a = x0;
-  for (size_t l = 0; l < layers; ++l) {
-    const auto rows = static_cast<Eigen::Index>(sizes[l]), cols = static_cast<Eigen::Index>(sizes[l + 1]);
-    // W is (out x in) row-major, so its column-major view is W^T (in x out).
-    ConstMatMap wt(params.data() + offset[l], rows, cols);
-    Eigen::Map<const Eigen::VectorXf> b(params.data() + offset[l] + sizes[l + 1] * sizes[l], cols);
-    z[l] = (wt.transpose() * a).colwise() + b;
-    if (l + 1 < layers) a = z[l].cwiseMax(0.0f);
-  }
-  ColMat g = z.back();  // becomes d(mean loss)/d(logits)
-  double loss = 0;
-  const size_t classes = sizes.back();
-  for (size_t i = 0; i < n; ++i) {
-    auto col = g.col(static_cast<Eigen::Index>(i));
-    Eigen::Index best = 0;
-    const float top = col.maxCoeff(&best);
-    if (!predicted.empty()) predicted[i] = static_cast<int32_t>(best);
-    double sum = 0;
-    for (size_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(col(static_cast<Eigen::Index>(c)) - top));
-    const auto y = static_cast<Eigen::Index>(labels[i]);
-    loss += std::log(sum) - static_cast<double>(col(y) - top);
-    for (size_t c = 0; c < classes; ++c) {
-      const auto k = static_cast<Eigen::Index>(c);
-      col(k) = static_cast<float>(std::exp(static_cast<double>(col(k) - top)) / sum / static_cast<double>(n));
-    }
-    col(y) -= 1.0f / static_cast<float>(n);
-  }
-  if (dx.empty()) return loss / static_cast<double>(n);
-  for (size_t l = layers; l-- > 0;) {
-    const auto rows = static_cast<Eigen::Index>(sizes[l]), cols = static_cast<Eigen::Index>(sizes[l + 1]);
-    ConstMatMap wt(params.data() + offset[l], rows, cols);
-    ColMat up = wt * g;  // d/d(layer l's input)
-    if (l == 0) {
-      Eigen::Map<ColMat>(dx.data(), rows, static_cast<Eigen::Index>(n)) = up;
-    } else {
-      g = up.cwiseProduct((z[l - 1].array() > 0.0f).cast<float>().matrix());
-    }
-  }
-  return loss / static_cast<double>(n);
+  return mlp;
 }
 
 double Median(std::vector<double> v) {
@@ -116,9 +56,9 @@ struct Adam {
 // sends at least cfg.success of the images to `target`. The L1 weight grows
 // while the stamp succeeds and shrinks while it fails (patience 5 steps,
 // factors 1.5 and 1.5^1.5, as the paper's code).
-RecoveredTrigger ReverseOne(const Model& model, std::span<const float> params, const std::vector<float>& rows,
+RecoveredTrigger ReverseOne(const Mlp& model, std::span<const float> params, const std::vector<float>& rows,
                             std::span<const uint32_t> eligible, int32_t target, const TriggerScanConfig& cfg,
-                            Rng& rng, Status& error) {
+                            Rng& rng, ModelWorkspace& ws) {
   const size_t dim = model.input_dim();
   std::vector<float> a(dim), b(dim);
   for (size_t j = 0; j < dim; ++j) {
@@ -146,11 +86,7 @@ RecoveredTrigger ReverseOne(const Model& model, std::span<const float> params, c
       float* dst = x.data() + i * dim;
       for (size_t j = 0; j < dim; ++j) dst[j] = (1.0f - mask[j]) * src[j] + mask[j] * pattern[j];
     }
-    auto loss = MlpForwardBackward(model, params, x, labels, dx, predicted);
-    if (!loss.ok()) {
-      error = loss.status();
-      return {};
-    }
+    model.InputGradient(params, BatchView{x.data(), labels.data(), n}, dx, predicted, ws);
     size_t hits = 0;
     for (size_t i = 0; i < n; ++i) hits += predicted[i] == target ? 1 : 0;
     const bool success = static_cast<float>(hits) >= cfg.success * static_cast<float>(n);
@@ -192,12 +128,6 @@ RecoveredTrigger ReverseOne(const Model& model, std::span<const float> params, c
 
 }  // namespace
 
-Result<double> MlpInputGradient(const Model& model, std::span<const float> params, std::span<const float> x,
-                                std::span<const int32_t> labels, std::span<float> dx) {
-  if (dx.empty()) return InvalidArgumentError("trigger scan: no room for the input gradient");
-  return MlpForwardBackward(model, params, x, labels, dx, {});
-}
-
 std::vector<double> LowAnomalyIndex(std::span<const double> values) {
   std::vector<double> out(values.size(), 0.0);
   if (values.empty()) return out;
@@ -214,7 +144,11 @@ std::vector<double> LowAnomalyIndex(std::span<const double> values) {
 Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const float> params, const Dataset& data,
                                          std::span<const uint32_t> trusted, const TriggerScanConfig& cfg,
                                          uint64_t seed) {
+  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
   const size_t dim = model.input_dim(), classes = model.num_classes();
+  if (params.size() != model.num_params()) {
+    return InvalidArgumentError("trigger scan: the parameters do not match the model");
+  }
   if (data.num_features != dim) {
     return InvalidArgumentError("trigger scan: the trusted set has " + std::to_string(data.num_features) +
                                 " features, the model takes " + std::to_string(dim));
@@ -226,7 +160,8 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
   report.mask_l1.assign(classes, static_cast<double>(dim));
   std::vector<RecoveredTrigger> found(classes);
   Rng rng(seed);
-  std::vector<float> x, dx;
+  const std::unique_ptr<ModelWorkspace> ws = model.MakeWorkspace();
+  std::vector<float> x;
   std::vector<int32_t> labels, predicted;
   for (size_t c = 0; c < classes; ++c) {
     const auto target = static_cast<int32_t>(c);
@@ -235,9 +170,7 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
       if (data.labels[trusted[i]] != target) eligible.push_back(static_cast<uint32_t>(i));
     }
     if (eligible.empty()) continue;
-    Status error = OkStatus();
-    RecoveredTrigger t = ReverseOne(model, params, rows, eligible, target, cfg, rng, error);
-    FRUGAL_RETURN_IF_ERROR(error);
+    RecoveredTrigger t = ReverseOne(*mlp, params, rows, eligible, target, cfg, rng, *ws);
     if (t.target < 0) continue;
     // The batch said it works; every eligible trusted image must confirm it.
     x.resize(eligible.size() * dim);
@@ -246,7 +179,7 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
     for (size_t i = 0; i < eligible.size(); ++i) {
       Stamp(t, rows.data() + static_cast<size_t>(eligible[i]) * dim, x.data() + i * dim, dim);
     }
-    FRUGAL_RETURN_IF_ERROR(MlpForwardBackward(model, params, x, labels, {}, predicted).status());
+    mlp->Predict(params, BatchView{x.data(), labels.data(), eligible.size()}, predicted, *ws);
     const auto hits = static_cast<size_t>(std::count(predicted.begin(), predicted.end(), target));
     if (static_cast<float>(hits) < cfg.success * static_cast<float>(eligible.size())) continue;
     report.mask_l1[c] = std::accumulate(t.mask.begin(), t.mask.end(), 0.0);
@@ -312,6 +245,134 @@ Result<std::vector<float>> UnlearnTriggers(const Model& model, std::span<const f
   return correction;
 }
 
+namespace {
+
+constexpr uint32_t kTriggerStateMagic = 0x31475254;  // "TRG1", little-endian
+
+template <typename T>
+void Put(std::vector<uint8_t>& out, T v) {
+  const auto* b = reinterpret_cast<const uint8_t*>(&v);
+  out.insert(out.end(), b, b + sizeof(T));
+}
+
+// Reads little-endian values off the front of a byte span; false once short.
+struct StateReader {
+  std::span<const uint8_t> rest;
+  template <typename T>
+  bool Get(T& v) {
+    if (rest.size() < sizeof(T)) return false;
+    std::memcpy(&v, rest.data(), sizeof(T));
+    rest = rest.subspan(sizeof(T));
+    return true;
+  }
+  bool Floats(std::vector<float>& v, size_t n) {
+    if (rest.size() / sizeof(float) < n) return false;
+    v.resize(n);
+    std::memcpy(v.data(), rest.data(), n * sizeof(float));
+    rest = rest.subspan(n * sizeof(float));
+    return true;
+  }
+};
+
+}  // namespace
+
+std::vector<uint8_t> TriggerDefense::State() const {
+  std::vector<uint8_t> out;
+  Put(out, kTriggerStateMagic);
+  const size_t dim = triggers_.empty() ? 0 : triggers_.front().mask.size();
+  Put(out, static_cast<uint32_t>(dim));
+  Put(out, static_cast<uint32_t>(triggers_.size()));
+  for (const RecoveredTrigger& t : triggers_) {
+    Put(out, t.target);
+    Put(out, static_cast<uint8_t>(t.flagged ? 1 : 0));
+    for (const std::vector<float>* v : {&t.mask, &t.pattern}) {
+      const auto* b = reinterpret_cast<const uint8_t*>(v->data());
+      out.insert(out.end(), b, b + v->size() * sizeof(float));
+    }
+  }
+  Put(out, static_cast<uint32_t>(flags_.size()));
+  for (uint32_t f : flags_) Put(out, f);
+  Put(out, static_cast<uint32_t>(pruned_.size()));
+  for (uint32_t p : pruned_) Put(out, p);
+  return out;
+}
+
+Status TriggerDefense::SetState(std::span<const uint8_t> bytes, size_t input_dim, size_t classes) {
+  if (bytes.empty()) {
+    triggers_.clear();
+    flags_.clear();
+    pruned_.clear();
+    return OkStatus();
+  }
+  auto bad = [](const std::string& what) { return DataLossError("trigger scan state: " + what); };
+  StateReader r{bytes};
+  uint32_t magic = 0, dim = 0, count = 0;
+  if (!r.Get(magic) || magic != kTriggerStateMagic) return bad("no TRG1 header");
+  if (!r.Get(dim) || !r.Get(count)) return bad("truncated header");
+  if (count > 0 && dim != input_dim) {
+    return bad("triggers of " + std::to_string(dim) + " inputs, the model takes " + std::to_string(input_dim));
+  }
+  // Each trigger takes at least 5 + 8 * dim bytes: a count larger than the bytes left is a lie.
+  if (count > r.rest.size() / (5 + 8 * static_cast<size_t>(dim))) return bad("more triggers than bytes");
+  std::vector<RecoveredTrigger> triggers(count);
+  for (RecoveredTrigger& t : triggers) {
+    uint8_t flagged = 0;
+    if (!r.Get(t.target) || !r.Get(flagged) || !r.Floats(t.mask, dim) || !r.Floats(t.pattern, dim)) {
+      return bad("truncated trigger");
+    }
+    if (t.target < 0 || static_cast<size_t>(t.target) >= classes || flagged > 1) return bad("bad trigger target");
+    t.flagged = flagged == 1;
+    for (const std::vector<float>* v : {&t.mask, &t.pattern}) {
+      for (float x : *v) {
+        if (!(x >= 0.0f && x <= 1.0f)) return bad("a mask or pattern value outside [0, 1]");
+      }
+    }
+  }
+  uint32_t n = 0;
+  if (!r.Get(n) || n > classes || n > r.rest.size() / 4) return bad("bad flag count");
+  std::vector<uint32_t> flags(n);
+  for (uint32_t& f : flags) r.Get(f);
+  if (!r.Get(n) || n > input_dim || n > r.rest.size() / 4) return bad("bad pruned count");
+  std::vector<uint32_t> pruned(n);
+  for (size_t i = 0; i < n; ++i) {
+    r.Get(pruned[i]);
+    if (pruned[i] >= input_dim || (i > 0 && pruned[i] <= pruned[i - 1])) return bad("pruned inputs not ascending");
+  }
+  if (!r.rest.empty()) return bad(std::to_string(r.rest.size()) + " bytes after the end");
+  triggers_ = std::move(triggers);
+  flags_ = std::move(flags);
+  pruned_ = std::move(pruned);
+  return OkStatus();
+}
+
+std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, size_t total) {
+  std::string out = "round " + std::to_string(round) + ": pruned " + std::to_string(pruned.size()) + " inputs (";
+  for (size_t i = 0; i < pruned.size(); ++i) {
+    if (i > 0) out += ' ';
+    out += std::to_string(pruned[i]);
+  }
+  out += "), ";
+  out += std::to_string(total);
+  out += " in all";
+  return out;
+}
+
+std::vector<uint32_t> TriggerDefense::PruneInputs(const RecoveredTrigger& t) {
+  std::vector<uint32_t> order;
+  for (size_t j = 0; j < t.mask.size(); ++j) {
+    if (t.mask[j] >= cfg_.prune_mask && !std::binary_search(pruned_.begin(), pruned_.end(), j)) {
+      order.push_back(static_cast<uint32_t>(j));
+    }
+  }
+  std::stable_sort(order.begin(), order.end(), [&t](uint32_t a, uint32_t b) { return t.mask[a] > t.mask[b]; });
+  if (order.size() > cfg_.prune) order.resize(cfg_.prune);
+  std::sort(order.begin(), order.end());
+  std::vector<uint32_t> merged;
+  std::set_union(pruned_.begin(), pruned_.end(), order.begin(), order.end(), std::back_inserter(merged));
+  pruned_ = std::move(merged);
+  return order;
+}
+
 std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report) {
   size_t top = 0;
   for (size_t c = 1; c < report.anomaly.size(); ++c) {
@@ -363,6 +424,20 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
         triggers_.erase(std::find_if(triggers_.begin(), triggers_.end(), same));  // the oldest of its kind
       }
       triggers_.push_back(std::move(t));
+    }
+  }
+  if (out.scanned && out.report.flagged >= 0 && cfg_.prune > 0) {
+    const auto c = static_cast<size_t>(out.report.flagged);
+    if (flags_.size() <= c) flags_.resize(c + 1, 0);
+    if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
+  }
+  if (!pruned_.empty()) {
+    FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
+    // Layer 0's W is (hidden x input) row-major: input p's weights are p, p + in, p + 2 in, ...
+    const size_t in = mlp->layer_sizes()[0], hidden = mlp->layer_sizes()[1];
+    out.frozen.reserve(pruned_.size() * hidden);
+    for (size_t o = 0; o < hidden; ++o) {
+      for (uint32_t p : pruned_) out.frozen.push_back(static_cast<uint32_t>(o * in + p));
     }
   }
   if (triggers_.empty()) return out;

@@ -21,7 +21,7 @@ namespace {
 // 'FRGL' in PRAGMA application_id marks a file as a Frugal store.
 constexpr int32_t kApplicationId = 0x4652474C;
 // PRAGMA user_version: bump with every schema change, and teach Open to migrate.
-constexpr int kSchemaVersion = 7;
+constexpr int kSchemaVersion = 8;
 
 constexpr const char* kTableNames[] = {"runs", "model_versions", "rounds", "clients", "ledger"};
 
@@ -171,6 +171,20 @@ ALTER TABLE rounds ADD COLUMN protocol_bytes_down INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rounds ADD COLUMN protocol_client_cpu_s REAL NOT NULL DEFAULT 0;
 ALTER TABLE rounds ADD COLUMN protocol_server_cpu_s REAL NOT NULL DEFAULT 0;
 ALTER TABLE rounds ADD COLUMN secure_failed INTEGER NOT NULL DEFAULT 0;
+)sql";
+// v7 -> v8: the trigger scan (server.trigger_scan_every): each round's
+// trigger_* columns of rounds.csv, and the scan's memory (remembered triggers,
+// flags per class, pruned inputs; TriggerDefense::State) with the run, so a
+// restarted coordinator keeps what it had found. Older rounds read as "no scan".
+constexpr const char* kMigrateV7toV8 = R"sql(
+ALTER TABLE rounds ADD COLUMN trigger_scanned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN trigger_flagged INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE rounds ADD COLUMN trigger_anomaly REAL NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN trigger_known INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN trigger_unlearnt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rounds ADD COLUMN trigger_pruned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN defense_state BLOB NOT NULL DEFAULT x'';
+ALTER TABLE runs ADD COLUMN defense_state_crc INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 const char* ResultCodeName(int rc) {
@@ -649,6 +663,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions
     if (version_now == 6) {
       FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV6toV7));
       FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=7"));
+      version_now = 7;
+    }
+    if (version_now == 7) {
+      FRUGAL_RETURN_IF_ERROR(store->Exec(kMigrateV7toV8));
+      FRUGAL_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=8"));
     }
     FRUGAL_RETURN_IF_ERROR(txn.Commit());
   }
@@ -730,7 +749,8 @@ Result<RunState> Store::LoadRunLocked(const std::string& run_id) {
         Statement st,
         Statement::Prepare(db_.get(), path_,
                            "SELECT config_text, dim, last_round, version, engine_state, "
-                           "engine_state_crc, shape, shape_crc FROM runs WHERE run_id = ?"));
+                           "engine_state_crc, shape, shape_crc, defense_state, defense_state_crc "
+                           "FROM runs WHERE run_id = ?"));
     st.Bind(1, run_id);
     FRUGAL_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return NotFoundError("store " + path_ + ": no run '" + run_id + "'");
@@ -746,6 +766,10 @@ Result<RunState> Store::LoadRunLocked(const std::string& run_id) {
     s.shape = st.Blob(6);
     if (Crc(s.shape) != st.U32(7)) {
       return DataLossError("store " + path_ + ": run '" + run_id + "': model shape ([prune]) fails its checksum");
+    }
+    s.defense_state = st.Blob(8);
+    if (Crc(s.defense_state) != st.U32(9)) {
+      return DataLossError("store " + path_ + ": run '" + run_id + "': the trigger scan's memory fails its checksum");
     }
   }
   {
@@ -915,8 +939,10 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
             "bytes_down, joules_compute, joules_radio, gco2e, server_joules, server_gco2e, "
             "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
             "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta, "
-            "protocol_bytes_up, protocol_bytes_down, protocol_client_cpu_s, protocol_server_cpu_s, secure_failed) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+            "protocol_bytes_up, protocol_bytes_down, protocol_client_cpu_s, protocol_server_cpu_s, secure_failed, "
+            "trigger_scanned, trigger_flagged, trigger_anomaly, trigger_known, trigger_unlearnt, trigger_pruned) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?, ?)"));
     st.Bind(1, c.run_id).Bind(2, c.round).Bind(3, c.new_version).Bind(4, c.applied);
     st.Bind(5, c.accuracy).Bind(6, c.loss).Bind(7, c.bytes_up).Bind(8, c.bytes_down);
     st.Bind(9, c.joules_compute).Bind(10, c.joules_radio).Bind(11, c.gco2e);
@@ -931,6 +957,8 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
     }
     st.Bind(25, c.protocol_bytes_up).Bind(26, c.protocol_bytes_down);
     st.Bind(27, c.protocol_client_cpu_s).Bind(28, c.protocol_server_cpu_s).Bind(29, c.secure_failed);
+    st.Bind(30, c.trigger.scanned).Bind(31, static_cast<int64_t>(c.trigger.flagged)).Bind(32, c.trigger.anomaly);
+    st.Bind(33, c.trigger.known).Bind(34, c.trigger.unlearnt).Bind(35, c.trigger.pruned);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   // One model_versions row: the version's weights and the step (chain payload) that made it.
@@ -961,10 +989,11 @@ Status Store::CommitRoundLocked(const RoundCommit& c) {
   {
     FRUGAL_ASSIGN_OR_RETURN(
         Statement st, Statement::Prepare(db_.get(), path_,
-                                         "UPDATE runs SET last_round = ?, version = ?, "
-                                         "engine_state = ?, engine_state_crc = ?, dim = ? WHERE run_id = ?"));
+                                         "UPDATE runs SET last_round = ?, version = ?, engine_state = ?, engine_state_crc = ?, "
+                                         "dim = ?, defense_state = ?, defense_state_crc = ? WHERE run_id = ?"));
     st.Bind(1, c.round).Bind(2, final_version).BindBlob(3, c.engine_state);
-    st.Bind(4, static_cast<int64_t>(Crc(c.engine_state))).Bind(5, dim).Bind(6, c.run_id);
+    st.Bind(4, static_cast<int64_t>(Crc(c.engine_state))).Bind(5, dim);
+    st.BindBlob(6, c.defense_state).Bind(7, static_cast<int64_t>(Crc(c.defense_state))).Bind(8, c.run_id);
     FRUGAL_RETURN_IF_ERROR(st.Run());
   }
   if (pruned) {
@@ -1080,7 +1109,8 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
                          "selected, completed, stragglers, virtual_seconds, wall_seconds, utc_hour, "
                          "robust_clipped, robust_downweighted, robust_rejected, dp_epsilon, dp_delta, "
                          "protocol_bytes_up, protocol_bytes_down, protocol_client_cpu_s, protocol_server_cpu_s, "
-                         "secure_failed FROM rounds WHERE run_id = ? ORDER BY round"));
+                         "secure_failed, trigger_scanned, trigger_flagged, trigger_anomaly, trigger_known, trigger_unlearnt, "
+                         "trigger_pruned FROM rounds WHERE run_id = ? ORDER BY round"));
   st.Bind(1, run_id);
   std::vector<RoundRow> rows;
   for (;;) {
@@ -1115,6 +1145,12 @@ Result<std::vector<RoundRow>> Store::Rounds(const std::string& run_id) {
     r.protocol_client_cpu_s = st.Double(25);
     r.protocol_server_cpu_s = st.Double(26);
     r.secure_failed = st.Int(27) != 0;
+    r.trigger.scanned = st.U32(28);
+    r.trigger.flagged = static_cast<int32_t>(st.Int(29));
+    r.trigger.anomaly = st.Double(30);
+    r.trigger.known = st.U32(31);
+    r.trigger.unlearnt = st.U32(32);
+    r.trigger.pruned = st.U32(33);
     rows.push_back(r);
   }
   FRUGAL_RETURN_IF_ERROR(txn.Commit());

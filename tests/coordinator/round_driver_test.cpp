@@ -9,6 +9,8 @@
 #include "frugal/core/streams.h"
 
 #include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -37,6 +39,7 @@
 #include "frugal/round/model_payload.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
+#include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
 #include "privacy/target_noise_case.h"
 
@@ -1483,6 +1486,100 @@ TEST_SUITE("coordinator") {
       ++lines;
     }
     CHECK(lines == 2);
+  }
+
+  TEST_CASE("the trigger scan's memory is stored with each round: a restarted coordinator keeps its pruned inputs frozen") {
+    testing::TempDir dir;
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    auto store = Store::Open(dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    // No scan falls due in two rounds (every 1000); pruning is on, so a pruned input is held at zero.
+    auto cfg = ParseCoordinatorConfig("", "test",
+                                      {"rounds=2", "model=\"logreg\"", "pipeline=\"dense\"",
+                                       "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=100",
+                                       "eval.examples=200", "server.trigger_scan_every=1000",
+                                       "server.trigger_prune=4", "server.trusted_examples=10"});
+    REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+    cfg->service.out_dir = dir.Path("run");
+    FakeTransport transport;
+    auto make_driver = [&]() {
+      DriverDeps deps;
+      deps.store = store->get();
+      deps.test = &*test;
+      deps.train = &*test;  // the trusted sample's source: any 784-feature set will do here
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &transport;
+      auto d = RoundDriver::Create(*cfg, std::move(deps));
+      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
+      return std::move(*d);
+    };
+    auto run_round = [&](RoundDriver& d, uint64_t a, uint64_t b) {
+      REQUIRE(d.OnHello(a, "alice", MakeHello("alice"), 0).ok());
+      REQUIRE(d.OnHello(b, "bob", MakeHello("bob"), 0).ok());
+      d.Tick(0);
+      REQUIRE(d.Metrics().round_open);
+      d.OnUpdate(a, GoodUpdate(transport, a, 0.01f), 1);
+      d.OnUpdate(b, GoodUpdate(transport, b, 0.02f), 1);
+    };
+    auto driver = make_driver();
+    run_round(*driver, 1, 2);
+    REQUIRE(driver->records().size() == 1);
+    CHECK(driver->records()[0].trigger.scanned == 0);
+    CHECK(driver->records()[0].trigger.pruned == 0);
+    auto run1 = (*store)->LoadRun(cfg->run_id);
+    REQUIRE(run1.ok());
+    CHECK((*run1)->defense_state == TriggerDefense(cfg->trigger_scan).State());  // an empty memory, stored
+
+    // What a scan would have left: inputs 5 and 9 pruned. Written into the store as the run's memory.
+    driver.reset();
+    const uint32_t memory[] = {0x31475254, 0, 0, 0, 2, 5, 9};
+    std::vector<uint8_t> bytes(sizeof memory);
+    std::memcpy(bytes.data(), memory, sizeof memory);
+    TriggerDefense check(cfg->trigger_scan);
+    REQUIRE(check.SetState(bytes, 784, 10).ok());
+    {
+      sqlite3* db = nullptr;
+      REQUIRE(sqlite3_open(dir.Path("coordinator.db").c_str(), &db) == SQLITE_OK);
+      sqlite3_stmt* st = nullptr;
+      REQUIRE(sqlite3_prepare_v2(db, "UPDATE runs SET defense_state = ?, defense_state_crc = ? WHERE run_id = ?", -1,
+                                 &st, nullptr) == SQLITE_OK);
+      sqlite3_bind_blob(st, 1, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(crc32(0L, bytes.data(), static_cast<uInt>(bytes.size()))));
+      sqlite3_bind_text(st, 3, cfg->run_id.c_str(), -1, SQLITE_TRANSIENT);
+      REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+      sqlite3_finalize(st);
+      sqlite3_close(db);
+    }
+    auto run_before = (*store)->LoadRun(cfg->run_id);
+    REQUIRE(run_before.ok());
+    const std::vector<float> before = (*run_before)->model;
+    CHECK(before[5] != 0.0f);
+
+    // Restart: the resumed driver reads the memory, holds inputs 5 and 9 at zero, and stores the memory again.
+    transport.sent.clear();
+    held.clear();
+    auto resumed = make_driver();
+    run_round(*resumed, 11, 12);
+    REQUIRE(resumed->done());
+    REQUIRE(resumed->records().size() == 2);
+    CHECK(resumed->records()[1].trigger.pruned == 2);
+    CHECK(resumed->records()[1].trigger.scanned == 0);
+    auto run2 = (*store)->LoadRun(cfg->run_id);
+    REQUIRE(run2.ok());
+    CHECK((*run2)->defense_state == bytes);
+    const std::vector<float>& after = (*run2)->model;
+    for (size_t o = 0; o < 10; ++o) {  // logreg's (10 x 784) weights from inputs 5 and 9
+      CHECK(after[o * 784 + 5] == 0.0f);
+      CHECK(after[o * 784 + 9] == 0.0f);
+    }
+    CHECK(after[6] != 0.0f);  // an input not pruned keeps its weights
+    auto rows = (*store)->Rounds(cfg->run_id);
+    REQUIRE(rows.ok());
+    CHECK((*rows)[1].trigger.pruned == 2);
   }
 }
 

@@ -257,6 +257,8 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c1.protocol_client_cpu_s = 0.375;
   c1.protocol_server_cpu_s = 1.0625;
   c1.secure_failed = true;
+  c1.trigger = {.scanned = 1, .flagged = 3, .anomaly = 4.25, .known = 2, .unlearnt = 1, .pruned = 9};
+  c1.defense_state = {0x54, 0x52, 0x47, 0x31, 0, 7};  // opaque to the store (TriggerDefense::State in a service)
   c1.wall_seconds = 1.75;
   c1.client_versions = {{5, 2}, {0xFFFFFFFFFFFFFFF0ull, 1}};
   LedgerRow row;
@@ -287,6 +289,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   c2.loss = std::numeric_limits<double>::infinity();
   c2.selected = 12;
   c2.client_versions = {{5, 2}};
+  c2.defense_state = {1, 2, 3};  // the latest round's memory is the run's
   {
     auto store = MustOpen(path);
     REQUIRE(store->CreateRun("run-a", "rounds = 3\n", initial).ok());
@@ -315,6 +318,7 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(s.version == 2);
   CHECK(BitEqual(s.model, c1.model));
   CHECK(s.engine_state.empty());
+  CHECK(s.defense_state == c2.defense_state);
   REQUIRE(s.last_accuracy.has_value());
   CHECK(std::isnan(*s.last_accuracy));
   CHECK(s.retained_versions == std::vector<uint32_t>{1, 2});
@@ -361,6 +365,12 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r1.protocol_client_cpu_s == 0.375);
   CHECK(r1.protocol_server_cpu_s == 1.0625);
   CHECK(r1.secure_failed);
+  CHECK(r1.trigger.scanned == 1);
+  CHECK(r1.trigger.flagged == 3);
+  CHECK(r1.trigger.anomaly == 4.25);
+  CHECK(r1.trigger.known == 2);
+  CHECK(r1.trigger.unlearnt == 1);
+  CHECK(r1.trigger.pruned == 9);
   CHECK(r1.wall_seconds == c1.wall_seconds);
   const RoundRow& r2 = (*rounds)[1];
   CHECK(r2.round == 2);
@@ -369,6 +379,8 @@ TEST_CASE("A run created, committed and reopened returns every field, the model 
   CHECK(r2.protocol_bytes_up == 0);  // no secure pipeline
   CHECK(r2.protocol_server_cpu_s == 0);
   CHECK(!r2.secure_failed);
+  CHECK(r2.trigger.scanned == 0);  // no scan
+  CHECK(r2.trigger.flagged == -1);
   CHECK(!r2.applied);
   CHECK(r2.new_version == 2);
   CHECK(std::isnan(r2.accuracy));
@@ -701,7 +713,12 @@ void DowngradeToV1(const std::string& path) {
                              "ALTER TABLE rounds DROP COLUMN protocol_bytes_down; "
                              "ALTER TABLE rounds DROP COLUMN protocol_client_cpu_s; "
                              "ALTER TABLE rounds DROP COLUMN protocol_server_cpu_s; "
-                             "ALTER TABLE rounds DROP COLUMN secure_failed; PRAGMA user_version = 1; COMMIT;";
+                             "ALTER TABLE rounds DROP COLUMN secure_failed; "
+                             "ALTER TABLE rounds DROP COLUMN trigger_scanned; ALTER TABLE rounds DROP COLUMN trigger_flagged; "
+                             "ALTER TABLE rounds DROP COLUMN trigger_anomaly; ALTER TABLE rounds DROP COLUMN trigger_known; "
+                             "ALTER TABLE rounds DROP COLUMN trigger_unlearnt; ALTER TABLE rounds DROP COLUMN trigger_pruned; "
+                             "ALTER TABLE runs DROP COLUMN defense_state; ALTER TABLE runs DROP COLUMN defense_state_crc; "
+                             "PRAGMA user_version = 1; COMMIT;";
   REQUIRE(sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   // Version 1 indeed refuses an evaluation row.
   CHECK(sqlite3_exec(db, "INSERT INTO ledger (run_id, round, client_id, device, radio, region, bytes_up, bytes_down, "
@@ -772,7 +789,7 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 7);
+  CHECK(sqlite3_column_int(st, 0) == 8);
   sqlite3_finalize(st);
   sqlite3_close(db);
   // Schema 6's column reads as never pruned.
@@ -780,6 +797,10 @@ TEST_CASE("A version-1 store is migrated on open: its ledger kept, evaluation ro
   REQUIRE(run.ok());
   REQUIRE(run->has_value());
   CHECK((*run)->shape.empty());
+  // Schema 8's: the old rounds read as without a scan, the run without a trigger memory.
+  CHECK((*rounds)[0].trigger.scanned == 0);
+  CHECK((*rounds)[0].trigger.flagged == -1);
+  CHECK((*run)->defense_state.empty());
 }
 
 TEST_CASE("A prune step commits the pruned model with the shape after it, which a reopened store returns") {

@@ -191,6 +191,32 @@ TEST_SUITE("model") {
                   6, 21);
   }
 
+  TEST_CASE("MLP input gradient matches finite differences of its loss, with the argmax beside it") {
+    Mlp m({5, 7, 6, 3});
+    std::vector<float> w(m.num_params());
+    m.InitParams(w, 11);
+    Rng rng(12);
+    std::vector<float> x(10);
+    for (float& v : x) v = static_cast<float>(rng.Normal());
+    const std::vector<int32_t> y = {2, 0};
+    std::vector<float> dx(10);
+    std::vector<int32_t> argmax(2, -1), predicted(2, -1);
+    auto ws = m.MakeWorkspace();
+    const double loss = m.InputGradient(w, BatchView{x.data(), y.data(), 2}, dx, argmax, *ws);
+    auto loss_at = [&](const std::vector<float>& in) {
+      return m.LossAndGradient(w, BatchView{in.data(), y.data(), 2}, {}, *ws);
+    };
+    CHECK(loss == doctest::Approx(loss_at(x)).epsilon(1e-5));
+    m.Predict(w, BatchView{x.data(), y.data(), 2}, predicted, *ws);
+    CHECK(argmax == predicted);
+    for (size_t j = 0; j < x.size(); ++j) {
+      std::vector<float> hi = x, lo = x;
+      hi[j] += 1e-3f;
+      lo[j] -= 1e-3f;
+      CHECK(dx[j] == doctest::Approx((loss_at(hi) - loss_at(lo)) / 2e-3).epsilon(2e-2).scale(1e-3));
+    }
+  }
+
   TEST_CASE("CNN gradient matches finite differences in every layer") {
     // 7x6 images with 2 channels: odd height exercises the pool's dropped row.
     CnnConfig cfg{.height = 7, .width = 6, .channels = 2, .kernel = 3, .conv1_channels = 3, .conv2_channels = 4,

@@ -1,5 +1,5 @@
 // The backdoor trigger scan with unlearning (frugal/round/trigger_scan.h):
-// the MLP's input gradient against finite differences, the anomaly index
+// the anomaly index
 // against a hand computation, a scan that must find a backdoor planted in a
 // small MLP (and must not flag the same MLP trained on clean data), the
 // unlearning that must remove it, and the engine adding the correction to the
@@ -89,29 +89,6 @@ std::vector<uint32_t> FirstN(size_t n) {
 }
 
 TEST_SUITE("round") {
-  TEST_CASE("the MLP's input gradient matches finite differences of its loss") {
-    Mlp m({5, 7, 6, 3});
-    std::vector<float> w(m.num_params());
-    m.InitParams(w, 11);
-    const std::vector<float> x = round_test::RandomVector(10, 12, 1.0f);
-    const std::vector<int32_t> y = {2, 0};
-    std::vector<float> dx(10);
-    auto loss = MlpInputGradient(m, w, x, y, dx);
-    REQUIRE(loss.ok());
-    auto ws = m.MakeWorkspace();
-    auto loss_at = [&](const std::vector<float>& in) {
-      return m.LossAndGradient(w, BatchView{in.data(), y.data(), 2}, {}, *ws);
-    };
-    CHECK(*loss == doctest::Approx(loss_at(x)).epsilon(1e-5));
-    for (size_t j = 0; j < x.size(); ++j) {
-      std::vector<float> hi = x, lo = x;
-      hi[j] += 1e-3f;
-      lo[j] -= 1e-3f;
-      CHECK(dx[j] == doctest::Approx((loss_at(hi) - loss_at(lo)) / 2e-3).epsilon(2e-2).scale(1e-3));
-    }
-    CHECK_FALSE(MlpInputGradient(m, w, x, std::vector<int32_t>{1}, dx).ok());  // sizes disagree
-  }
-
   TEST_CASE("the anomaly index is the distance below the median in units of 1.4826 MAD") {
     // median 10; deviations 0 0 2 2 8, MAD 2.
     const std::vector<double> v = {10, 10, 12, 8, 2};
@@ -198,6 +175,109 @@ TEST_SUITE("round") {
     for (const RecoveredTrigger& t : defense.triggers()) {
       CHECK(t.target == kTarget);
       CHECK(t.flagged);  // each came from a scan that flagged class 0
+    }
+  }
+
+  TEST_CASE("a class flagged prune_confirm times has its trigger's inputs pruned, and their weights frozen") {
+    Mlp m({kFeatures, 16, kClasses});
+    const Dataset clean = Clusters(60, 21);
+    const std::vector<float> w = Trained(m, Poison(clean, 5));
+    TriggerScanConfig cfg;
+    cfg.every = 1;
+    cfg.prune = 1;
+    cfg.prune_confirm = 2;
+    cfg.unlearn_epochs = 0;
+    TriggerDefense defense(cfg);
+    auto ws = m.MakeWorkspace();
+    const std::vector<uint32_t> trusted = FirstN(60);
+    auto first = defense.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(first.ok());
+    REQUIRE(first->report.flagged == kTarget);
+    CHECK(first->pruned.empty());  // one flag is not yet confirmation
+    CHECK(first->frozen.empty());
+    auto second = defense.Round(2, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(second.ok());
+    REQUIRE(second->report.flagged == kTarget);
+    CHECK(second->pruned == std::vector<uint32_t>{static_cast<uint32_t>(kTriggerFeature)});
+    CHECK(defense.pruned() == second->pruned);
+    // Feature 27's weight into each of the 16 hidden units: (hidden x input) row-major.
+    REQUIRE(second->frozen.size() == 16);
+    for (size_t o = 0; o < 16; ++o) CHECK(second->frozen[o] == o * kFeatures + kTriggerFeature);
+    CHECK(DescribePruning(2, second->pruned, 1) == "round 2: pruned 1 inputs (27), 1 in all");
+    // With that feature's weights at zero the trigger has no way in.
+    std::vector<float> pruned = w;
+    for (uint32_t j : second->frozen) pruned[j] = 0.0f;
+    CHECK(BackdoorSuccess(m, w, clean) > 0.9);
+    CHECK(BackdoorSuccess(m, pruned, clean) < 0.1);
+  }
+
+  TEST_CASE("the defence's memory survives State and SetState bit for bit, and damaged bytes are refused") {
+    Mlp m({kFeatures, 16, kClasses});
+    const Dataset clean = Clusters(60, 21);
+    const std::vector<float> w = Trained(m, Poison(clean, 5));
+    TriggerScanConfig cfg;
+    cfg.every = 1;
+    cfg.prune = 2;
+    cfg.prune_confirm = 1;
+    cfg.unlearn_epochs = 0;
+    TriggerDefense defense(cfg);
+    auto ws = m.MakeWorkspace();
+    REQUIRE(defense.Round(1, m, w, clean, FirstN(60), TrainConfig{}, 8, *ws).ok());
+    REQUIRE_FALSE(defense.triggers().empty());
+    REQUIRE_FALSE(defense.pruned().empty());
+    const std::vector<uint8_t> bytes = defense.State();
+
+    TriggerDefense resumed(cfg);
+    REQUIRE(resumed.SetState(bytes, kFeatures, kClasses).ok());
+    CHECK(resumed.State() == bytes);
+    CHECK(resumed.pruned() == defense.pruned());
+    REQUIRE(resumed.triggers().size() == defense.triggers().size());
+    CHECK(resumed.triggers()[0].mask == defense.triggers()[0].mask);
+    CHECK(resumed.triggers()[0].target == kTarget);
+    // The next round of both gives the same frozen coordinates.
+    auto a = defense.Round(2, m, w, clean, FirstN(60), TrainConfig{}, 8, *ws);
+    auto b = resumed.Round(2, m, w, clean, FirstN(60), TrainConfig{}, 8, *ws);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(a->frozen == b->frozen);
+
+    TriggerDefense fresh(cfg);
+    CHECK_FALSE(fresh.SetState(bytes, kFeatures + 1, kClasses).ok());  // another model's inputs
+    CHECK_FALSE(fresh.SetState(std::span(bytes).first(bytes.size() - 1), kFeatures, kClasses).ok());
+    std::vector<uint8_t> longer = bytes;
+    longer.push_back(0);
+    CHECK_FALSE(fresh.SetState(longer, kFeatures, kClasses).ok());
+    std::vector<uint8_t> bad_value = bytes;
+    bad_value[4 + 4 + 4 + 4 + 1 + 2] = 0xFF;  // inside the first mask value's bytes: a NaN
+    bad_value[4 + 4 + 4 + 4 + 1 + 3] = 0xFF;
+    CHECK_FALSE(fresh.SetState(bad_value, kFeatures, kClasses).ok());
+    CHECK(fresh.triggers().empty());  // untouched by the refusals
+    CHECK(fresh.pruned().empty());
+    CHECK(fresh.SetState({}, kFeatures, kClasses).ok());  // empty: an empty memory
+  }
+
+  TEST_CASE("the engine holds frozen coordinates at zero whatever the updates, after checking them") {
+    const size_t d = 8;
+    for (Pipeline p : {Pipeline::kDense, Pipeline::kFrugal}) {
+      CAPTURE(static_cast<int>(p));
+      EngineConfig cfg;
+      cfg.pipeline = p;
+      cfg.broadcast.density = 1.0;
+      cfg.broadcast.values = ValueCoding::kFp32;  // exact steps: the check below is exact too
+      RoundEngine e(round_test::RandomVector(d, 13, 1.0f), cfg);
+      CHECK_FALSE(e.SetServerFrozen({1}).ok());  // no round open
+      for (uint32_t round = 1; round <= 3; ++round) {
+        REQUIRE(e.OpenRound(round, std::vector<uint64_t>{1}).ok());
+        REQUIRE(e.Ingest(round, 1, e.version(), round_test::DenseUpdate(round_test::RandomVector(d, round, 1.0f)), 1.0)
+                    .ok());
+        CHECK_FALSE(e.SetServerFrozen({5, 1}).ok());  // not ascending
+        CHECK_FALSE(e.SetServerFrozen({1, 8}).ok());  // out of the model
+        REQUIRE(e.SetServerFrozen({1, 5}).ok());
+        REQUIRE(e.CloseRound(1).ok());
+        CHECK(e.global_model()[1] == 0.0f);
+        CHECK(e.global_model()[5] == 0.0f);
+        CHECK(std::fabs(e.global_model()[0]) > 0.0f);
+      }
     }
   }
 

@@ -138,6 +138,13 @@ class Mlp final : public Model {
 
   const std::vector<size_t>& layer_sizes() const { return sizes_; }
 
+  // The mean cross-entropy's gradient with respect to the input: d(loss)/d(x)
+  // per example, row-major batch.n x input_dim into dx (its size), and the
+  // argmax per example into predicted unless empty. Returns the mean loss.
+  // What a trigger search (frugal/round/trigger_scan.h) steps on.
+  double InputGradient(std::span<const float> params, BatchView batch, std::span<float> dx,
+                       std::span<int32_t> predicted, ModelWorkspace& ws) const;
+
  private:
   // Runs the forward pass, leaving every layer's activations (logits last) in ws.
   void Forward(std::span<const float> params, BatchView batch, ModelWorkspace& ws) const;

@@ -86,7 +86,8 @@ inline constexpr std::string_view kRoundsCsvHeader =
     "round,accuracy,loss,bytes_up,bytes_down,joules_compute,joules_radio,gco2e,"
     "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
     "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8,"
-    "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds";
+    "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds,"
+    "trigger_scanned,trigger_flagged,trigger_anomaly,trigger_known,trigger_unlearnt,trigger_pruned";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left

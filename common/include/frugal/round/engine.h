@@ -201,6 +201,12 @@ class RoundEngine {
   // Cleared by CloseRound; dropped with the round when the quorum is missed.
   Status SetServerCorrection(std::vector<float> correction);
 
+  // Coordinates the server holds at zero for the open round (the trigger
+  // scan's pruned inputs, see frugal/round/trigger_scan.h), ascending: the
+  // round's step there is replaced by what takes the model to zero, so no
+  // client update reaches them. Cleared by CloseRound like the correction.
+  Status SetServerFrozen(std::vector<uint32_t> frozen);
+
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
@@ -275,6 +281,7 @@ class RoundEngine {
   std::map<uint64_t, PendingUpdate> pending_;
   std::optional<SparseUpdate> reference_;  // the open round's (fltrust)
   std::vector<float> correction_;          // the open round's (SetServerCorrection), empty: none
+  std::vector<uint32_t> frozen_;           // the open round's (SetServerFrozen), empty: none
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
   MlpShapeChange shape_;  // see shape()
 };

@@ -6,6 +6,19 @@
 
 namespace frugal {
 
+// What the trigger scan did in a round (server.trigger_scan_every,
+// frugal/round/server_defense.h): whether a scan ran, the class it flagged
+// (-1: none), the flagged class's anomaly index (else the largest; 0 without
+// a scan), the triggers remembered after the round, whether unlearning
+// corrected the round's step (0/1), and the inputs pruned so far. All 0
+// (flagged -1) when the scan is off.
+struct TriggerColumns {
+  uint32_t scanned = 0;
+  int32_t flagged = -1;
+  double anomaly = 0;
+  uint32_t known = 0, unlearnt = 0, pruned = 0;
+};
+
 // Round numbers start at 1, so that `round` reads as "rounds run so far".
 struct RoundRecord {
   uint32_t round = 0;
@@ -40,6 +53,7 @@ struct RoundRecord {
   // columns empty in rounds.csv.
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
   double protocol_cpu_seconds = 0;
+  TriggerColumns trigger{};  // the trigger_* columns
 };
 
 }  // namespace frugal

@@ -6,8 +6,7 @@
 // backdoored, and its trigger is unlearnt by training the global model on
 // trusted images stamped with it under their true labels. Both front ends run
 // it in the round (server.trigger_scan_every), so a simulated and a served run
-// compute the same correction. MLP models only (the input gradient is computed
-// here). No I/O.
+// compute the same correction. MLP models only (Mlp::InputGradient). No I/O.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +32,9 @@ struct TriggerScanConfig {
   double anomaly = 2.0;        // a class is flagged when its anomaly index exceeds this (the paper's 2)
   uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
   uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
+  uint32_t prune = 0;           // inputs pruned per acted-on flag (the mask's largest, >= prune_mask); 0 = off
+  uint32_t prune_confirm = 1;   // a class's flags before its trigger's inputs are pruned
+  float prune_mask = 0.5f;      // a pruned input's least mask value
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -49,12 +51,6 @@ struct TriggerScanReport {
   RecoveredTrigger trigger;      // the flagged class's trigger (empty if none)
   std::vector<RecoveredTrigger> by_class;  // every class's trigger (target -1 where none reached `success`)
 };
-
-// The input gradient of an Mlp's mean cross-entropy: d(loss)/d(x) per example,
-// row-major n x input_dim into dx; returns the mean loss. `labels` are the
-// targets. Errors when `model` is not an Mlp or sizes disagree.
-Result<double> MlpInputGradient(const Model& model, std::span<const float> params, std::span<const float> x,
-                                std::span<const int32_t> labels, std::span<float> dx);
 
 // The anomaly index of each value: (median - v) / (1.4826 * MAD) for values
 // below the median, 0 otherwise (0 everywhere when MAD is 0).
@@ -80,11 +76,16 @@ Result<std::vector<float>> UnlearnTriggers(const Model& model, std::span<const f
 // or "... found no outlier (largest anomaly index A, class C)".
 std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report);
 
+// "round R: pruned N inputs (i j ...), T in all": what a round's pruning did.
+std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, size_t total);
+
 // What one round's defence did.
 struct TriggerRoundResult {
   bool scanned = false;
   TriggerScanReport report;          // when scanned
   std::vector<float> correction;     // empty: nothing to apply this round
+  std::vector<uint32_t> pruned;      // inputs newly pruned this round
+  std::vector<uint32_t> frozen;      // model coordinates held at zero (every pruned input's weights), ascending
 };
 
 // The defence across rounds: scans every cfg.every rounds; a class once
@@ -100,16 +101,36 @@ class TriggerDefense {
   explicit TriggerDefense(TriggerScanConfig cfg) : cfg_(cfg) {}
   const TriggerScanConfig& config() const { return cfg_; }
   const std::vector<RecoveredTrigger>& triggers() const { return triggers_; }
+  // Inputs pruned so far, ascending (cfg.prune > 0).
+  const std::vector<uint32_t>& pruned() const { return pruned_; }
+
+  // The memory (triggers, flags per class, pruned inputs) as bytes, for a
+  // service's store: a restarted coordinator resumes with what it had found.
+  std::vector<uint8_t> State() const;
+  // Replaces the memory with State() bytes of a model with `input_dim`
+  // inputs and `classes` classes; empty bytes: an empty memory. Any other
+  // bytes give DataLoss naming the problem and leave the memory untouched.
+  Status SetState(std::span<const uint8_t> bytes, size_t input_dim, size_t classes);
   // Runs the round's scan (if due) and unlearning on the global model
   // `params` before the round closes; the front end adds the correction to
-  // the round's step (RoundEngine::SetServerCorrection).
+  // the round's step (RoundEngine::SetServerCorrection) and holds the
+  // frozen coordinates at zero (RoundEngine::SetServerFrozen). Pruning: once
+  // a class has been flagged cfg.prune_confirm times, each of its flags
+  // prunes the cfg.prune inputs its recovered mask covers most (mask >=
+  // cfg.prune_mask): the first layer's weights from them are held at zero for
+  // the rest of the run, so no update can teach a trigger there again.
   Result<TriggerRoundResult> Round(uint32_t round, const Model& model, std::span<const float> params,
                                    const Dataset& data, std::span<const uint32_t> trusted, TrainConfig train,
                                    uint64_t run_seed, ModelWorkspace& ws);
 
  private:
+  // Adds t's most-masked inputs to pruned_; returns the new ones, ascending.
+  std::vector<uint32_t> PruneInputs(const RecoveredTrigger& t);
+
   TriggerScanConfig cfg_;
   std::vector<RecoveredTrigger> triggers_;  // oldest first
+  std::vector<uint32_t> flags_;             // per class: scans that flagged it
+  std::vector<uint32_t> pruned_;            // ascending
 };
 
 }  // namespace frugal

@@ -34,7 +34,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/planner.h"
-#include "frugal/round/trigger_scan.h"
+#include "frugal/round/server_defense.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::coordinator {
@@ -236,12 +236,11 @@ class RoundDriver {
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<RoundPlanner> planner_;
   LeanRound lean_;  // [prune] and [widths]: the core's round-level state
-  std::vector<uint32_t> trusted_;  // the server's trusted set (server.robust = "fltrust")
-  std::vector<float> trusted_scratch_;
-  // server.trigger_scan_every > 0. Its memory of triggers is not stored: a
-  // restarted coordinator finds them again at its next scan.
-  std::optional<TriggerDefense> trigger_;
-  std::vector<std::string> trigger_notes_;  // one line per scan, for summary.json
+  // The server's work on its trusted set (server.robust = "fltrust", the
+  // trigger scan); null: none. The trigger scan's memory is stored with each
+  // round, so a restarted coordinator keeps it.
+  std::unique_ptr<ServerDefense> defense_;
+  TriggerRoundSummary defended_;  // the closing round's, for its record
   std::optional<EvalResult> last_eval_;
   double last_int8_ = -1;                // eval.int8: the released model's int8 accuracy (-1: not measured)
   std::optional<StudentReport> student_;  // distill.at_end: the student, after the last round

@@ -15,6 +15,7 @@
 
 #include "frugal/core/status.h"
 #include "frugal/energy/ledger.h"
+#include "frugal/round/record.h"
 
 struct sqlite3;
 
@@ -44,6 +45,9 @@ struct RoundCommit {
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
   double protocol_client_cpu_s = 0, protocol_server_cpu_s = 0;
   bool secure_failed = false;
+  TriggerColumns trigger;  // the trigger scan this round (rounds.csv's trigger_* columns)
+  // The trigger scan's memory after the round (TriggerDefense::State); empty: none.
+  std::vector<uint8_t> defense_state;
   std::vector<std::pair<uint64_t, uint32_t>> client_versions;  // (client id, version it now holds)
   std::vector<LedgerRow> ledger_rows;  // each row's round must equal `round`
   // [prune]: a prune step that followed the round. The pruned model (a smaller
@@ -74,6 +78,7 @@ struct RoundRow {
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;  // 0 also for a round stored before schema 6
   double protocol_client_cpu_s = 0, protocol_server_cpu_s = 0;
   bool secure_failed = false;
+  TriggerColumns trigger;  // "no scan" for a round stored before schema 8
 };
 
 struct ClientRow {
@@ -90,6 +95,7 @@ struct RunState {
   uint32_t version = 1;     // current global model version
   std::vector<float> model;  // the model of `version`, bit-exact
   std::vector<uint8_t> engine_state;
+  std::vector<uint8_t> defense_state;  // the trigger scan's memory (RoundCommit::defense_state)
   std::optional<double> last_accuracy;  // of the last committed round, if any
   // Retained steps keyed by the version each produced (step v takes v-1 to v);
   // versions without a step payload are absent.

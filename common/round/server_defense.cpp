@@ -1,0 +1,69 @@
+#include "frugal/round/server_defense.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "frugal/round/trusted.h"
+
+namespace frugal {
+
+Result<std::unique_ptr<ServerDefense>> ServerDefense::Create(const RunSettings& s, size_t train_size) {
+  if (s.engine.robust.rule != RobustRule::kFlTrust && s.trigger_scan.every == 0) {
+    return std::unique_ptr<ServerDefense>();
+  }
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> trusted, TrustedIndices(s.seed, train_size, s.trusted_examples));
+  return std::unique_ptr<ServerDefense>(new ServerDefense(s, std::move(trusted)));
+}
+
+ServerDefense::ServerDefense(const RunSettings& s, std::vector<uint32_t> trusted)
+    : fltrust_(s.engine.robust.rule == RobustRule::kFlTrust),
+      seed_(s.seed),
+      train_(s.task.train),
+      trusted_(std::move(trusted)) {
+  if (s.trigger_scan.every > 0) trigger_.emplace(s.trigger_scan);
+}
+
+Result<TriggerRoundSummary> ServerDefense::BeforeClose(RoundEngine& engine, const Model& model, const Dataset& train,
+                                                       ModelWorkspace& ws) {
+  TriggerRoundSummary out;
+  const uint32_t round = engine.round();
+  if (fltrust_) {
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate reference, TrustedUpdate(model, engine.global_model(), train, trusted_,
+                                                                  train_, seed_, round, ws, scratch_));
+    FRUGAL_RETURN_IF_ERROR(engine.SetReference(std::move(reference)));
+  }
+  if (!trigger_) return out;
+  FRUGAL_ASSIGN_OR_RETURN(TriggerRoundResult scan,
+                          trigger_->Round(round, model, engine.global_model(), train, trusted_, train_, seed_, ws));
+  if (scan.scanned) {
+    ++scans_;
+    out.columns.scanned = 1;
+    out.columns.flagged = scan.report.flagged;
+    if (!scan.report.anomaly.empty()) {
+      out.columns.anomaly = scan.report.flagged >= 0 ? scan.report.anomaly[static_cast<size_t>(scan.report.flagged)]
+                                             : *std::max_element(scan.report.anomaly.begin(), scan.report.anomaly.end());
+    }
+    if (scan.report.flagged >= 0) ++flags_;
+    out.notes.push_back(DescribeTriggerScan(round, scan.report));
+  }
+  if (!scan.pruned.empty()) out.notes.push_back(DescribePruning(round, scan.pruned, trigger_->pruned().size()));
+  out.columns.known = static_cast<uint32_t>(trigger_->triggers().size());
+  out.columns.pruned = static_cast<uint32_t>(trigger_->pruned().size());
+  if (!scan.correction.empty()) {
+    out.columns.unlearnt = 1;
+    FRUGAL_RETURN_IF_ERROR(engine.SetServerCorrection(std::move(scan.correction)));
+  }
+  if (!scan.frozen.empty()) FRUGAL_RETURN_IF_ERROR(engine.SetServerFrozen(std::move(scan.frozen)));
+  notes_.insert(notes_.end(), out.notes.begin(), out.notes.end());
+  return out;
+}
+
+std::map<std::string, double> ServerDefense::SummaryMetrics() const {
+  if (!trigger_) return {};
+  return {{"trigger_scans", scans_},
+          {"trigger_scans_flagged", flags_},
+          {"trigger_known", static_cast<double>(trigger_->triggers().size())},
+          {"trigger_pruned_inputs", static_cast<double>(trigger_->pruned().size())}};
+}
+
+}  // namespace frugal
