@@ -75,7 +75,6 @@ declare -A variant=(
   [g0.05-s4-b5-c0.04-e1]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=1"
   [g0.05-s4-b5-c0.04-e0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=0.5"
   [g0.05-s4-b5-c0.04-e0.25]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=0.25"
-  [g0.05-s4-b5-c0.04-e0.75]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=0.75"
   [g0.05-s5-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform"
   [g0.05-s6-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=6 --set round.selection=uniform"
   [g0.05-s5-b5-c0.04-e0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection_exponent=0.5"
