@@ -64,6 +64,20 @@ declare -A variant=(
   [g0.05-s4-b5-c0.03]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.03"
   [g0.05-s4-b5-c0.04-bc0.0075]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=4 --set secure.bits=5 --set secure.clip=0.04 --set downlink.broadcast_density=0.0075"
   [g0.05-s3-b5-c0.04]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=3 --set secure.bits=5 --set secure.clip=0.04"
+  # Twelfth session ("Twelfth session"): server momentum (FedAvgM) on g0.05-s4-b5-c0.04 with the gain matched so
+  # that the steady-state step stays 4 (step_scale / (1 - momentum)); mN = server.momentum N.
+  [g0.05-s2-b5-c0.04-m0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=2 --set secure.bits=5 --set secure.clip=0.04 --set server.momentum=0.5"
+  [g0.05-s1-b5-c0.04-m0.75]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.step_scale=1 --set secure.bits=5 --set secure.clip=0.04 --set server.momentum=0.75"
+  [g0.05-s0.4-b5-c0.04-m0.9]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=0.4 --set server.momentum=0.9"
+  # Uniform selection (FedAvg's) instead of the pipeline's energy-aware one.
+  [g0.05-s4-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection=uniform"
+  # Tempered energy-aware selection (round.selection_exponent, built this session): weights (1 / joules)^N; eN = N.
+  [g0.05-s4-b5-c0.04-e1]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=1"
+  [g0.05-s4-b5-c0.04-e0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=0.5"
+  [g0.05-s4-b5-c0.04-e0.25]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=4 --set round.selection_exponent=0.25"
+  [g0.05-s5-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform"
+  [g0.05-s6-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=6 --set round.selection=uniform"
+  [g0.05-s5-b5-c0.04-e0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection_exponent=0.5"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.
@@ -89,7 +103,9 @@ sys.path.insert(0, sys.argv[1])
 from run_totals import best_accuracy, bytes_per_round, read_rounds, to
 out, seed, names = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 dense85 = {1: 1211254560, 2: 1402505280, 3: 1290942360,  # docs/benchmarks.md, "Thrift"
-           4: 1370630160, 5: 1290942360}  # "A guided support: tenth session" (dense runs there)
+           4: 1370630160, 5: 1290942360,  # "A guided support: tenth session" (dense runs there)
+           6: 1227192120, 7: 1386567720, 8: 1259067240,  # "Twelfth session" (dense runs there)
+           9: 1466255520, 10: 1402505280}
 for n in names:
     d = f"{out}/{n}-s{seed}"
     rows = read_rounds(d)

@@ -73,7 +73,8 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
     if (fresh) regions.push_back(c.region);
     const ParticipationEstimate e = Estimate(c, first_payload_bytes);
     budgeted[i] = BudgetedCandidate{c.id,
-                                    SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour, e),
+                                    SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour, e,
+                                                    plan_.selection_exponent),
                                     it->second, ExpectedParticipationJoules(*c.device, *c.radio, e)};
   }
   std::vector<double> left;
@@ -123,7 +124,7 @@ std::vector<uint32_t> RoundPlanner::Draw(std::span<const Candidate> candidates, 
   for (size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
     weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
-                                 Estimate(c, first_payload_bytes));
+                                 Estimate(c, first_payload_bytes), plan_.selection_exponent);
   }
   return SelectClientsWeighted(ids, weights, count, seed);
 }

@@ -99,11 +99,13 @@ double ExpectedParticipationJoules(const DeviceProfile& device, const RadioProfi
 }
 
 double SelectionWeight(SelectionPolicy policy, const DeviceProfile& device, const RadioProfile& radio,
-                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e) {
+                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e,
+                       double exponent) {
   if (policy == SelectionPolicy::kUniform) return 1.0;
   const double joules = ExpectedParticipationJoules(device, radio, e);
   const double cost = policy == SelectionPolicy::kEnergy ? joules : CarbonGrams(joules, region, utc_hour);
-  return cost > 0 ? 1.0 / cost : 0.0;
+  if (!(cost > 0)) return 0.0;
+  return exponent == 1.0 ? 1.0 / cost : std::pow(cost, -exponent);
 }
 
 }  // namespace frugal

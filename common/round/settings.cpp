@@ -221,6 +221,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("round.deadline_s", plan.deadline_s);
   r.Get("round.min_quorum", plan.min_quorum);
   r.Get("round.selection", selection);
+  r.Get("round.selection_exponent", plan.selection_exponent);
   std::string sampling = plan.poisson ? "poisson" : "fixed";
   r.Get("round.sampling", sampling);
 
@@ -295,6 +296,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));
   FRUGAL_ASSIGN_OR_RETURN(plan.selection, ParseSelectionPolicy(selection));
+  if (!(plan.selection_exponent >= 0 && plan.selection_exponent <= 4)) {
+    return InvalidArgumentError("round.selection_exponent must be in [0, 4] (1: the policy's own weights, 0: "
+                                "uniform), got " + std::to_string(plan.selection_exponent));
+  }
   if (sampling != "fixed" && sampling != "poisson") {
     return InvalidArgumentError("round.sampling '" + sampling + "' (expected fixed or poisson)");
   }

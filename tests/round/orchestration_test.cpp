@@ -97,6 +97,31 @@ TEST_SUITE("round") {
       w.push_back(SelectionWeight(SelectionPolicy::kEnergy, *x.device, *x.radio, *x.region, 12, energy.Estimate(x, 1000)));
     }
     CHECK(energy.Select(4, c, 12, 1000) == SelectClientsWeighted(ids, w, 3, StreamSeed(5, SeedStream::kSelect, 4)));
+    // round.selection_exponent tempers the weights: (1 / joules)^0.5, and 0 gives every client weight 1.
+    {
+      RunSettings tempered_settings = s;
+      tempered_settings.plan.selection_exponent = 0.5;
+      const RoundPlanner tempered(tempered_settings, FlopCount{10, 20});
+      std::vector<double> w_half, w_flat;
+      for (const Candidate& x : c) {
+        const double joules = ExpectedParticipationJoules(*x.device, *x.radio, tempered.Estimate(x, 1000));
+        w_half.push_back(1.0 / std::sqrt(joules));
+        w_flat.push_back(1.0);
+        CHECK(SelectionWeight(SelectionPolicy::kEnergy, *x.device, *x.radio, *x.region, 12,
+                              tempered.Estimate(x, 1000), 0.5) == doctest::Approx(1.0 / std::sqrt(joules)));
+      }
+      const uint64_t seed4 = StreamSeed(5, SeedStream::kSelect, 4);
+      bool differs = false;  // over rounds, the tempered draw is not the untempered one
+      for (uint32_t round = 1; round <= 20; ++round) {
+        const uint64_t seed = StreamSeed(5, SeedStream::kSelect, round);
+        CHECK(tempered.Select(round, c, 12, 1000) == SelectClientsWeighted(ids, w_half, 3, seed));
+        differs = differs || SelectClientsWeighted(ids, w_half, 3, seed) != SelectClientsWeighted(ids, w, 3, seed);
+      }
+      CHECK(differs);
+      tempered_settings.plan.selection_exponent = 0;
+      const RoundPlanner flat(tempered_settings, FlopCount{10, 20});
+      CHECK(flat.Select(4, c, 12, 1000) == SelectClientsWeighted(ids, w_flat, 3, seed4));
+    }
     // After a round, its mean sizes per selected client.
     RoundRecord r;
     r.selected = 4;
@@ -188,6 +213,24 @@ TEST_SUITE("round") {
       return std::make_pair(st, rs.plan.poisson);
     };
     CHECK(read({"round.sampling=\"poisson\""}).first.ok());
+    {
+      auto t = ParseTomlWithOverrides("", "test", {"round.selection_exponent=0.5"});
+      REQUIRE(t.ok());
+      ConfigReader r(*t);
+      RunSettings rs;
+      REQUIRE(ReadRunSettings(r, rs).ok());
+      CHECK(rs.plan.selection_exponent == 0.5);
+      CHECK(RunSettings{}.plan.selection_exponent == 1.0);
+      for (const char* bad : {"round.selection_exponent=-0.5", "round.selection_exponent=5.0"}) {
+        auto tb = ParseTomlWithOverrides("", "test", {bad});
+        REQUIRE(tb.ok());
+        ConfigReader rb(*tb);
+        RunSettings rsb;
+        const Status st = ReadRunSettings(rb, rsb);
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().message().find("round.selection_exponent") != std::string::npos);
+      }
+    }
     CHECK(read({"round.sampling=\"poisson\""}).second);
     CHECK_FALSE(read({}).second);
     for (const auto& bad : std::vector<std::vector<std::string>>{

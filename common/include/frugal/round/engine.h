@@ -55,6 +55,9 @@ struct RoundPlan {
   double deadline_s = 600;           // updates later than this are dropped
   uint32_t min_quorum = 1;           // fewer accepted updates: the round fails, model unchanged
   SelectionPolicy selection = SelectionPolicy::kUniform;
+  // round.selection_exponent: energy or carbon weights are 1 / cost raised to
+  // this (1: as named; 0: uniform; between: tempered). See SelectionWeight.
+  double selection_exponent = 1.0;
   // round.sampling = "poisson": every eligible client is selected on its own
   // with probability q = min(1, SelectCount() / eligible) (round sizes vary
   // around SelectCount()), the sampling the DP accountant's bound assumes;

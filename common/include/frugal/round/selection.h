@@ -53,8 +53,12 @@ double ExpectedParticipationJoules(const DeviceProfile& device, const RadioProfi
                                    const ParticipationEstimate& e);
 
 // The selection weight of one client under `policy` (1 for kUniform):
-// 1 / joules, or 1 / grams at the region's carbon intensity at utc_hour.
+// 1 / joules, or 1 / grams at the region's carbon intensity at utc_hour,
+// raised to `exponent` (round.selection_exponent): 1 is the policy as
+// named, 0 is uniform, values between temper how strongly cheap clients are
+// preferred (and so how often the same few take part).
 double SelectionWeight(SelectionPolicy policy, const DeviceProfile& device, const RadioProfile& radio,
-                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e);
+                       const RegionProfile& region, double utc_hour, const ParticipationEstimate& e,
+                       double exponent = 1.0);
 
 }  // namespace frugal
