@@ -37,6 +37,10 @@ for seed in $SEEDS; do
       pruned-defer) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipelines.frugal.widths.devices={} --set carbon.defer_metered=true" ;;
       frugal-defer) args="-c sim/scenarios/fmnist-dir0.5.toml --set carbon.defer_metered=true" ;;
       dense-defer) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set pipeline=dense --set carbon.defer_metered=true" ;;
+      # lean-defer with FedRolex's rolling windows for the narrow clients (twelfth session).
+      lean-defer-rolling) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set carbon.defer_metered=true --set pipelines.frugal.widths.rolling=true" ;;
+      # lean-defer with phone-low at 0.6 of the pruned model's units rather than 0.5.
+      lean-defer-w60) args="-c sim/scenarios/fmnist-dir0.5-lean.toml --set carbon.defer_metered=true --set pipelines.frugal.widths.devices={phone-low=0.6}" ;;
       *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     echo "$name $args --set rounds=$ROUNDS --set seed=$seed --set run.threads=1" >> "$jobs_file"

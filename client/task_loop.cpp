@@ -168,6 +168,7 @@ LoopStep TaskLoop::OnRegister(const v1::Register& reg) {
                                                              "), which an embedding app's trainer does not train"))};
     }
     task_settings_->width = reg.width();
+    task_settings_->rolling = reg.rolling_width();
   } else if (!(reg.width() >= 0 && reg.width() <= 1)) {
     return {{}, LoopDecision::Stop(InvalidArgumentError("Register width must be in [0, 1], got " +
                                                         std::to_string(reg.width())))};
@@ -518,7 +519,7 @@ Result<v1::Update> TaskLoop::DoTask(const v1::Task& task, const v1::ModelPayload
     // [widths]: the nested sub-network of the held model's current shape, as the server maps it.
     const std::vector<uint32_t> sizes = state_.mlp_sizes();
     if (sizes.size() < 3) return FailedPreconditionError("Register asks for a nested sub-network of a model without hidden layers");
-    nested = MakeNestedNetwork(sizes, task_settings_->width);
+    nested = MakeNestedNetwork(sizes, task_settings_->width, task_settings_->rolling ? task.round() : 0);
   }
   FRUGAL_ASSIGN_OR_RETURN(ClientTaskResult result,
                           env_.app != nullptr ? RunAppTask(task, tc, uc, resid)

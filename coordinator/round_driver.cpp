@@ -137,7 +137,8 @@ Status RoundDriver::Init() {
   }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
-  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline,
+                                                   config_.widths_rolling));
   planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
   const bool distributed_dp = config_.engine.dp.mode == privacy::DpMode::kDistributed;
   if (distributed_dp && config_.pipeline != Pipeline::kSecure) {
@@ -360,7 +361,10 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
     const std::vector<uint8_t> shape = EncodeShapeChange(engine_->shape());
     reg.set_shape(reinterpret_cast<const char*>(shape.data()), shape.size());
   }
-  if (const double width = lean_.WidthFor(c.device_profile->id); width < 1) reg.set_width(width);
+  if (const double width = lean_.WidthFor(c.device_profile->id); width < 1) {
+    reg.set_width(width);
+    reg.set_rolling_width(lean_.rolling());
+  }
   reg.set_heartbeat_ms(static_cast<uint32_t>(config_.service.heartbeat_s * 1000));
   // The run's task configuration once per session; each Task then carries only its seed.
   ToWire(config_.task.train, 0, reg.mutable_train());
@@ -698,6 +702,7 @@ void RoundDriver::OpenRound(double now_s) {
     fatal_ = st.error().WithContext("opening round " + std::to_string(round));
     return;
   }
+  lean_.SetRound(round);  // widths.rolling: this round's windows (an update of another round is refused by Ingest)
   if (!selected.empty()) {
     if (Status st = engine_->SetSamplingRate(config_.plan.SamplingRate(selected.size(), candidates.size()));
         !st.ok()) {

@@ -434,7 +434,7 @@ Status Simulation::SetUp() {
   spill_path_ = spill;
   residual_budget_ = residual_budget;
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(cfg_.widths, profiles_));
-  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, widths, cfg_.pipeline));
+  FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, cfg_.prune, widths, cfg_.pipeline, cfg_.widths_rolling));
   planner_->SetFlopsPerExample(model_->flops_per_example(), lean_.TrainFlopsByDevice());
   if (lean_.has_widths() && (cfg_.attack.active() || opts_.app_train)) {
     return InvalidArgumentError("[widths] is not built for attacks or an app's trainer");
@@ -1001,6 +1001,7 @@ Status Simulation::Step(uint32_t round) {
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
   FRUGAL_RETURN_IF_ERROR(engine_->OpenRound(round, ids));
+  lean_.SetRound(round);  // widths.rolling: this round's windows, for training and Ingest
   if (!selected.empty()) {
     FRUGAL_RETURN_IF_ERROR(engine_->SetSamplingRate(cfg_.plan.SamplingRate(selected.size(), last_eligible_)));
   }

@@ -345,13 +345,16 @@ MlpShapeChange ChooseKeptCnnUnits(const CnnGeometry& cnn, std::span<const uint32
   return c;
 }
 
-MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width) {
+MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width, uint32_t offset) {
   MlpShapeChange c;
   c.old_sizes.assign(sizes.begin(), sizes.end());
   for (size_t l = 1; l + 1 < sizes.size(); ++l) {
-    const auto k = std::clamp<uint32_t>(static_cast<uint32_t>(std::ceil(width * sizes[l] - 1e-9)), 1, sizes[l]);
+    const uint32_t n = sizes[l];
+    const auto k = std::clamp<uint32_t>(static_cast<uint32_t>(std::ceil(width * n - 1e-9)), 1, n);
     std::vector<uint32_t> kept(k);
-    std::iota(kept.begin(), kept.end(), 0u);
+    const uint32_t first = offset % n;
+    for (uint32_t i = 0; i < k; ++i) kept[i] = (first + i) % n;
+    std::ranges::sort(kept);  // a window that wraps past the last unit
     c.kept.push_back(std::move(kept));
   }
   return c;

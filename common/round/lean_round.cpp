@@ -4,7 +4,8 @@
 
 namespace frugal {
 Result<LeanRound> LeanRound::Create(const Model& model, const PruneConfig& prune,
-                                    std::span<const std::pair<std::string, double>> widths, Pipeline pipeline) {
+                                    std::span<const std::pair<std::string, double>> widths, Pipeline pipeline,
+                                    bool rolling) {
   LeanRound lean;
   if (!prune.enabled() && widths.empty()) return lean;
   const std::vector<uint32_t> sizes = PrunableSizes(model);
@@ -35,6 +36,7 @@ Result<LeanRound> LeanRound::Create(const Model& model, const PruneConfig& prune
       }
       lean.width_by_device_[device] = width;
     }
+    lean.rolling_ = rolling;
   }
   lean.sizes_ = sizes;
   lean.BuildNested();
@@ -57,11 +59,17 @@ const NestedNetwork* LeanRound::NestedAt(double width) const {
   return n == nested_.end() ? nullptr : &n->second;
 }
 
+void LeanRound::SetRound(uint32_t round) {
+  if (!rolling_ || round == offset_) return;
+  offset_ = round;
+  BuildNested();
+}
+
 void LeanRound::BuildNested() {
   nested_.clear();
   for (const auto& [device, width] : width_by_device_) {
     if (width >= 1 || nested_.contains(width)) continue;
-    nested_[width] = MakeNestedNetwork(sizes_, width);
+    nested_[width] = MakeNestedNetwork(sizes_, width, rolling_ ? offset_ : 0);
   }
 }
 
@@ -146,8 +154,8 @@ Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
   return out;
 }
 
-NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width) {
-  const MlpShapeChange sub = NestedSubnetwork(sizes, width);
+NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width, uint32_t offset) {
+  const MlpShapeChange sub = NestedSubnetwork(sizes, width, offset);
   const std::vector<uint32_t> sub_sizes = sub.NewSizes();
   return NestedNetwork{width, std::make_unique<Mlp>(std::vector<size_t>(sub_sizes.begin(), sub_sizes.end())),
                        ShapeChangeParamMap(sub)};

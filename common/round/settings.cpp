@@ -465,6 +465,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("prune.steps", s.prune.steps);
   r.Get("prune.every", s.prune.every);
   r.Get("widths.devices", s.widths);
+  r.Get("widths.rolling", s.widths_rolling);
   FRUGAL_RETURN_IF_ERROR(ReadCarbonSettings(r, s.carbon));
   if (s.plan.poisson && (s.carbon.region_floor > 0 || s.carbon.region_budget_j_per_h > 0 || s.carbon.shifts())) {
     return InvalidArgumentError("round.sampling = \"poisson\" cannot keep carbon.region_floor, "

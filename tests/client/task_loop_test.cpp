@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "frugal/round/client_task.h"
 #include "frugal/proto/frame.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/model/prune.h"
 
 namespace frugal::client {
@@ -239,6 +241,70 @@ TEST_SUITE("client") {
     CHECK(u.base_version() == 1);
     const auto* bytes = reinterpret_cast<const uint8_t*>(u.update().data());
     CHECK(engine.Ingest(1, 7, u.base_version(), std::span(bytes, u.update().size()), 24).ok());
+  }
+
+  TEST_CASE("widths.rolling: a narrow agent trains the Task round's window, which the engine places with that round's map") {
+    Rig rig;
+    const uint64_t seed = 5;
+    auto model = MakeModel("mlp", 4, 3);
+    REQUIRE(model.ok());
+    const auto* mlp = dynamic_cast<const Mlp*>(model->get());
+    REQUIRE(mlp != nullptr);
+    const std::vector<uint32_t> sizes(mlp->layer_sizes().begin(), mlp->layer_sizes().end());
+    std::vector<float> v1(mlp->num_params());
+    mlp->InitParams(v1, StreamSeed(seed, SeedStream::kInit));
+    EngineConfig ec;
+    ec.averaging = Averaging::kSupport;
+    RoundEngine engine(v1, ec);
+    const uint64_t selected[] = {7};
+    REQUIRE(engine.OpenRound(1, selected).ok());
+    auto payload = engine.ModelPayloadFor(1);
+    REQUIRE(payload.ok());
+
+    TaskLoop loop(rig.env, rig.state);
+    v1::Envelope reg = RegisterEnvelope(static_cast<uint32_t>(v1.size()), true, seed);
+    reg.mutable_register_()->set_model("mlp");
+    reg.mutable_register_()->set_width(0.5);
+    reg.mutable_register_()->set_rolling_width(true);
+    loop.OnEnvelope(reg);
+    CHECK(loop.OnEnvelope(TaskEnvelope(1, 1)).send.empty());
+    const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, **payload));
+    REQUIRE(step.send.size() == 1);
+    REQUIRE(step.send[0].has_update());
+    const v1::Update& u = step.send[0].update();
+    // Round 1's window starts at unit 1 of each hidden layer; the first units' slice starts at 0.
+    const NestedNetwork window = MakeNestedNetwork(sizes, 0.5, 1);
+    const NestedNetwork first = MakeNestedNetwork(sizes, 0.5);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(u.update().data());
+    REQUIRE(engine.Ingest(1, 7, u.base_version(), std::span(bytes, u.update().size()), 24, nullptr, window.map).ok());
+    REQUIRE(engine.CloseRound(1).ok());
+    // The engine, placing the update with round 1's map, moved only the window's coordinates.
+    const std::set<uint32_t> in_window(window.map.begin(), window.map.end());
+    size_t moved = 0;
+    for (uint32_t j = 0; j < v1.size(); ++j) {
+      if (engine.global_model()[j] == v1[j]) continue;
+      ++moved;
+      CHECK(in_window.contains(j));
+    }
+    CHECK(moved > 0);
+    // The agent's update is the window's sub-network trained from its slice: the same bytes as that task run
+    // here, and not those of the first units' slice (HeteroFL's, what it would send without rolling_width).
+    TrainConfig tc;
+    tc.batch_size = 8;
+    tc.seed = RoundClientSeed(seed, SeedStream::kTrain, 1, 7);
+    auto ws = window.model->MakeWorkspace();
+    std::vector<float> scratch;
+    std::vector<float> resid(v1.size(), 0.0f);
+    auto ref = RunNestedClientTask(window, v1, rig.local.data, rig.local.indices, tc, UplinkConfig{.density = 0.3},
+                                   resid, *ws, scratch);
+    REQUIRE(ref.ok());
+    CHECK(std::string(ref->update.begin(), ref->update.end()) == u.update());
+    std::vector<float> resid_first(v1.size(), 0.0f);
+    auto ws_first = first.model->MakeWorkspace();
+    auto ref_first = RunNestedClientTask(first, v1, rig.local.data, rig.local.indices, tc, UplinkConfig{.density = 0.3},
+                                         resid_first, *ws_first, scratch);
+    REQUIRE(ref_first.ok());
+    CHECK(std::string(ref_first->update.begin(), ref_first->update.end()) != u.update());
   }
 
 // Three task loops (ids 7, 8, 9) through one secure round against the

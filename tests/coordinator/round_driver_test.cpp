@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -698,6 +699,55 @@ TEST_SUITE("coordinator") {
     d.Tick(5);
     REQUIRE(d.records().size() == 2);
     CHECK(d.records()[1].completed == 2);
+  }
+
+  TEST_CASE("widths.rolling on the coordinator: Register says so, and a narrow client's update lands on the round's rolling window") {
+    auto rig = MakeRig({"rounds=1", "model=\"mlp\"", "round.clients_per_round=1", "round.min_clients=1",
+                        "round.deadline_s=100", "eval.examples=100", "server.averaging=\"support\"",
+                        "widths.devices={phone-low=0.5}", "widths.rolling=true"});
+    RoundDriver& d = *rig->driver;
+    const std::vector<float> v1(d.global_model().begin(), d.global_model().end());
+    const std::vector<uint32_t> sizes = {784, 200, 200, 10};
+    v1::Hello low = MakeHello("low");
+    low.set_device_class("phone-low");
+    auto reg_low = d.OnHello(1, "low", low, 0);
+    REQUIRE(reg_low.ok());
+    CHECK(reg_low->width() == 0.5);
+    CHECK(reg_low->rolling_width());
+    d.Tick(0);
+    const v1::Envelope* task = rig->transport.Last(1, v1::Envelope::kTask);
+    REQUIRE(task != nullptr);
+    REQUIRE(task->task().round() == 1);
+    // Round 1's window starts at unit 1 of each hidden layer (the round mod 200), not at unit 0.
+    const std::vector<uint32_t> window = MakeNestedNetwork(sizes, 0.5, task->task().round()).map;
+    const std::vector<uint32_t> first = MakeNestedNetwork(sizes, 0.5).map;
+    REQUIRE(window != first);
+    // The update moves only the window's coordinates outside the first units (unit 100's weights, mostly).
+    const std::set<uint32_t> in_window(window.begin(), window.end());
+    const std::set<uint32_t> in_first(first.begin(), first.end());
+    std::vector<float> delta(window.size(), 0.0f);
+    size_t sent = 0;
+    for (size_t i = 0; i < delta.size(); ++i) {
+      if (in_first.contains(window[i])) continue;
+      delta[i] = 0.01f;
+      ++sent;
+    }
+    REQUIRE(sent > 0);
+    UplinkConfig uc;
+    uc.density = 0.02;
+    d.OnUpdate(1, UpdateFor(*task, delta, uc), 1);
+    d.Tick(2);
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].completed == 1);
+    // What moved is where the window's map put it: outside the first units (fixed slices would have moved those).
+    size_t moved = 0;
+    for (uint32_t j = 0; j < v1.size(); ++j) {
+      if (d.global_model()[j] == v1[j]) continue;
+      ++moved;
+      CHECK(in_window.contains(j));
+      CHECK(!in_first.contains(j));
+    }
+    CHECK(moved > 0);
   }
 
   TEST_CASE("pipeline = secure: the driver relays the SecAgg+ stages, refuses messages of another round or stage, and the engine gets the survivors' exact sum") {

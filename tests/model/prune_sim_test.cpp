@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "frugal/model/prune.h"
+#include "frugal/round/lean_round.h"
 #include "frugal/sim/config.h"
 #include "frugal/sim/runner.h"
 
@@ -49,6 +50,32 @@ every = 1
 devices = { phone-low = 0.5 }
 )";
 
+// Only narrow clients, two rounds, no pruning: which units they train is all
+// that differs between fixed slices and rolling windows (widths.rolling).
+constexpr const char* kNarrowOnly = R"(
+name = "frugal-models-narrow"
+seed = 5
+rounds = 2
+pipeline = "frugal"
+model = "mlp"
+[data]
+partition = "dirichlet"
+alpha = 0.5
+[eval]
+examples = 200
+[population]
+clients = 20
+devices = { phone-low = 1.0 }
+availability = { always = 1.0 }
+[round]
+clients_per_round = 6
+[train]
+epochs = 1
+batch_size = 32
+learning_rate = 0.05
+[widths]
+devices = { phone-low = 0.5 }
+)";
 // The McMahan CNN pruned in two steps to half its training FLOPs, on a
 // sampled fleet (16 examples a client) so that three rounds stay small.
 constexpr const char* kPrunedCnn = R"(
@@ -153,6 +180,53 @@ TEST_SUITE("model") {
     // Smaller models, smaller updates: 2% of fewer coordinates.
     CHECK(r->rounds.back().bytes_up < r->rounds.front().bytes_up);
     CHECK(r->summary.final_accuracy > 0.2);  // it still learns (chance is 0.1)
+    std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("frugal-sim with widths.rolling trains round r's window (units from r mod n), not the first units") {
+    const std::filesystem::path dir = RunDir("frugal-rolling-sim-");
+    auto fixed = Run(kNarrowOnly, "frugal-models-narrow.toml", dir);
+    REQUIRE_MESSAGE(fixed.ok(), fixed.status().ToString());
+    const std::string rolling_toml = std::string(kNarrowOnly) + "rolling = true\n";  // into [widths]
+    auto rolling = Run(rolling_toml.c_str(), "frugal-models-narrow.toml", dir);
+    REQUIRE_MESSAGE(rolling.ok(), rolling.status().ToString());
+    const std::vector<uint32_t> sizes{784, 200, 200, 10};
+    REQUIRE(fixed->final_model.size() == MlpParamCount(sizes));
+    REQUIRE(rolling->final_model.size() == fixed->final_model.size());
+    // Fixed slices train units 0-99 in both rounds; rolling windows 1-100 (round 1) and 2-101 (round 2).
+    std::vector<int> in_fixed(fixed->final_model.size(), 0), in_rolling(fixed->final_model.size(), 0);
+    const NestedNetwork first = MakeNestedNetwork(sizes, 0.5);
+    for (uint32_t j : first.map) in_fixed[j] = 1;
+    for (uint32_t round : {1u, 2u}) {
+      const NestedNetwork window = MakeNestedNetwork(sizes, 0.5, round);
+      for (uint32_t j : window.map) in_rolling[j] = 1;
+    }
+    // Same seed, same initial model: what neither trained is equal; what only one trained differs somewhere.
+    size_t untrained = 0, differ_fixed_only = 0, differ_rolling_only = 0;
+    for (size_t j = 0; j < in_fixed.size(); ++j) {
+      const bool differ = fixed->final_model[j] != rolling->final_model[j];
+      if (!in_fixed[j] && !in_rolling[j]) {
+        ++untrained;
+        CHECK(!differ);
+      }
+      if (in_fixed[j] && !in_rolling[j] && differ) ++differ_fixed_only;
+      if (!in_fixed[j] && in_rolling[j] && differ) ++differ_rolling_only;
+    }
+    CHECK(untrained > 0);
+    CHECK(differ_fixed_only > 0);
+    CHECK(differ_rolling_only > 0);
+    // The window's size is the slice's: every participation is priced at the sub-network's FLOPs (one epoch).
+    std::map<std::string, double> examples;
+    for (const auto& row : ReadCsv(dir / "clients.csv")) examples[row.at("client_id")] = std::stod(row.at("examples"));
+    size_t rows = 0;
+    for (const auto& row : ReadCsv(dir / "ledger.csv")) {
+      if (row.at("outcome") != "participated") continue;
+      CHECK(std::stod(row.at("flops")) ==
+            doctest::Approx(examples.at(row.at("client_id")) * MlpTrainFlops(NestedSubnetwork(sizes, 0.5).NewSizes()))
+                .epsilon(1e-12));
+      ++rows;
+    }
+    CHECK(rows > 0);
     std::filesystem::remove_all(dir);
   }
 

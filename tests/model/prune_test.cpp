@@ -356,6 +356,70 @@ TEST_CASE("per-device widths: each coordinate is averaged over the clients whose
   CHECK(why == RejectReason::kWrongDimension);
 }
 
+TEST_CASE("rolling widths (FedRolex): the window wraps, moves a unit a round, and each coordinate is averaged over the clients whose window held it") {
+  const std::vector<uint32_t> sizes{6, 5, 4, 3};
+  const size_t d = MlpParamCount(sizes);
+  // Offset 0 is HeteroFL's first units; offset 4 wraps: units 4, 0, 1 of 5 and 0, 1 of 4 (4 mod 4 = 0).
+  CHECK(NestedSubnetwork(sizes, 0.5, 0).kept == NestedSubnetwork(sizes, 0.5).kept);
+  const MlpShapeChange wrapped = NestedSubnetwork(sizes, 0.5, 4);
+  CHECK(wrapped.kept[0] == std::vector<uint32_t>{0, 1, 4});
+  CHECK(wrapped.kept[1] == std::vector<uint32_t>{0, 1});
+  CHECK(NestedSubnetwork(sizes, 0.5, 6).kept[1] == std::vector<uint32_t>{2, 3});
+  // Over n rounds of windows, every hidden unit of a layer of n units is trained.
+  std::vector<int> covered(5, 0);
+  for (uint32_t r = 0; r < 5; ++r) {
+    const MlpShapeChange window = NestedSubnetwork(sizes, 0.2, r);
+    for (uint32_t u : window.kept[0]) ++covered[u];
+  }
+  CHECK(covered == std::vector<int>{1, 1, 1, 1, 1});
+
+  // The round level: SetRound moves the windows; without rolling it does nothing.
+  Mlp mlp(std::vector<size_t>(sizes.begin(), sizes.end()));
+  const std::vector<std::pair<std::string, double>> widths{{"phone-low", 0.5}};
+  auto fixed = LeanRound::Create(mlp, PruneConfig{}, widths, Pipeline::kFrugal);
+  auto rolling = LeanRound::Create(mlp, PruneConfig{}, widths, Pipeline::kFrugal, true);
+  REQUIRE(fixed.ok());
+  REQUIRE(rolling.ok());
+  fixed->SetRound(4);
+  rolling->SetRound(4);
+  CHECK(fixed->NestedFor("phone-low")->map == ShapeChangeParamMap(NestedSubnetwork(sizes, 0.5)));
+  CHECK(rolling->NestedFor("phone-low")->map == ShapeChangeParamMap(wrapped));
+  CHECK(rolling->NestedFor("laptop") == nullptr);
+
+  // Aggregation against a plain reference: two narrow clients on different rounds' windows and a whole one.
+  EngineConfig cfg;
+  cfg.pipeline = Pipeline::kDense;
+  cfg.averaging = Averaging::kSupport;
+  RoundEngine engine(RandomVector(d, 60), cfg);
+  const std::vector<float> before(engine.global_model().begin(), engine.global_model().end());
+  const uint64_t ids[] = {1, 2, 3};
+  const double weights[] = {1.5, 2.0, 3.0};
+  REQUIRE(engine.OpenRound(1, ids).ok());
+  std::vector<std::vector<uint32_t>> maps{{}, ShapeChangeParamMap(NestedSubnetwork(sizes, 0.5, 3)),
+                                          ShapeChangeParamMap(NestedSubnetwork(sizes, 0.5, 4))};
+  std::vector<std::vector<float>> updates;
+  for (size_t k = 0; k < 3; ++k) {
+    const size_t n = k == 0 ? d : maps[k].size();
+    updates.push_back(RandomVector(n, 70 + k));
+    auto bytes = EncodeUplink(updates[k], UplinkConfig{.dense = true}, {});
+    REQUIRE(bytes.ok());
+    REQUIRE(engine.Ingest(1, ids[k], 1, *bytes, weights[k], nullptr, maps[k]).ok());
+  }
+  REQUIRE(engine.CloseRound(1).ok());
+  for (size_t j = 0; j < d; ++j) {
+    double sum = weights[0] * updates[0][j], w = weights[0];
+    for (size_t k = 1; k < 3; ++k) {
+      for (size_t i = 0; i < maps[k].size(); ++i) {
+        if (maps[k][i] == j) {
+          sum += weights[k] * updates[k][i];
+          w += weights[k];
+        }
+      }
+    }
+    CHECK(engine.global_model()[j] - before[j] == doctest::Approx(sum / w).epsilon(1e-5));
+  }
+}
+
 TEST_CASE("a corrupted shape change is rejected with the field named, and the client's model is untouched") {
   const std::vector<uint8_t> good = EncodeShapeChange(kChange);
   CHECK(good.size() == 6 + 4 * 4 + 2 + 1);

@@ -135,6 +135,7 @@ class TaskLoop {
     uint64_t run_seed = 0;   // Register.seed
     uint64_t client_id = 0;  // Register.client_id
     double width = 1;        // Register.width: < 1 trains the nested sub-network ([widths])
+    bool rolling = false;    // Register.rolling_width: the sub-network is the Task round's rolling window
   };
   std::optional<TaskSettings> task_settings_;
   std::optional<v1::Task> pending_task_;

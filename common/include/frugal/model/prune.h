@@ -113,8 +113,11 @@ MlpShapeChange ChooseKeptCnnUnits(const CnnGeometry& cnn, std::span<const uint32
 // Per-device widths (HeteroFL): the sub-network of the first
 // max(1, ceil(width * units)) units of every hidden layer, as a shape change
 // of `sizes` (its parameter map takes the model's coordinates to the
-// sub-network's). width must be in (0, 1].
-MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width);
+// sub-network's). width must be in (0, 1]. With `offset` (FedRolex's rolling
+// window, Alam et al. 2022), a layer of n units keeps the k units
+// (offset mod n + i) mod n, i < k, instead (in ascending order, so a window
+// that wraps past the last unit keeps the first ones too); offset 0 is HeteroFL's.
+MlpShapeChange NestedSubnetwork(std::span<const uint32_t> sizes, double width, uint32_t offset = 0);
 
 // Hidden widths, each original width scaled by one common factor (at least 1
 // unit), the widest whose FLOPs per example are at most `fraction` of the

@@ -25,7 +25,8 @@
 
 namespace frugal {
 
-// A nested sub-network of the current global MLP ([widths], HeteroFL's first units).
+// A nested sub-network of the current global MLP ([widths], HeteroFL's first
+// units, or FedRolex's rolling window of them with widths.rolling).
 struct NestedNetwork {
   double width = 1;
   std::unique_ptr<Mlp> model;   // the sub-network, a smaller dense Mlp
@@ -49,12 +50,16 @@ class LeanRound {
   // `model` is the run's initial model. Errors (InvalidArgument) name the
   // table: [prune] or [widths] on a model without hidden layers, [widths] on
   // the CNN, either with the secure pipeline, a width outside (0, 1]. Device classes are the front
-  // end's to check against its profiles.
+  // end's to check against its profiles. `rolling` (widths.rolling): the
+  // sub-networks are FedRolex's rolling windows, which move by one unit a
+  // round (SetRound), rather than HeteroFL's fixed first units.
   static Result<LeanRound> Create(const Model& model, const PruneConfig& prune,
-                                  std::span<const std::pair<std::string, double>> widths, Pipeline pipeline);
+                                  std::span<const std::pair<std::string, double>> widths, Pipeline pipeline,
+                                  bool rolling = false);
 
   bool prunes() const { return !unpruned_sizes_.empty(); }
   bool has_widths() const { return !width_by_device_.empty(); }
+  bool rolling() const { return rolling_; }
   bool active() const { return prunes() || has_widths(); }
   const std::vector<uint32_t>& unpruned_sizes() const { return unpruned_sizes_; }
   const std::map<std::string, double>& width_by_device() const { return width_by_device_; }
@@ -69,7 +74,13 @@ class LeanRound {
 
   // The width device class `device` (a profile id) trains at: 1 (the whole model) unless [widths] narrows it.
   double WidthFor(std::string_view device) const;
-  // The sub-network a client of device class `device` trains, or null for the whole model.
+  // Before round `round`'s clients train: with rolling windows, moves every
+  // sub-network to that round's window (NestedSubnetwork's offset = round);
+  // nothing otherwise. A client of the round and the server's Ingest use the
+  // same map; a front end calls it once a round opens, before NestedFor.
+  void SetRound(uint32_t round);
+  // The sub-network a client of device class `device` trains (in the round
+  // last given to SetRound), or null for the whole model.
   const NestedNetwork* NestedFor(std::string_view device) const;
   // The sub-network of `width` (< 1) of the current shape; null when none is configured at that width.
   const NestedNetwork* NestedAt(double width) const;
@@ -102,7 +113,9 @@ class LeanRound {
   std::optional<CnnGeometry> cnn_;  // the model is a Cnn of this geometry
   PruneConfig prune_;
   std::map<std::string, double> width_by_device_;
-  std::map<double, NestedNetwork> nested_;  // by width, for the current shape
+  std::map<double, NestedNetwork> nested_;  // by width, for the current shape (and round, when rolling)
+  bool rolling_ = false;
+  uint32_t offset_ = 0;  // the rolling windows' offset: the round given to SetRound
 };
 
 // [widths] keyed by the profiles' device ids (a class may be spelled in any
@@ -111,8 +124,9 @@ class LeanRound {
 Result<std::vector<std::pair<std::string, double>>> WidthsByProfileId(
     std::span<const std::pair<std::string, double>> widths, const EnergyProfiles& profiles);
 
-// The nested sub-network of `width` in (0, 1) of an MLP of these layer sizes.
-NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width);
+// The nested sub-network of `width` in (0, 1) of an MLP of these layer sizes;
+// `offset` as NestedSubnetwork's (the round, with rolling windows).
+NestedNetwork MakeNestedNetwork(std::span<const uint32_t> sizes, double width, uint32_t offset = 0);
 
 // A narrow client's task (frugal-client; the simulator runs the same steps
 // with its attacks between them): RunClientTask on `nested`'s sub-network

@@ -74,6 +74,11 @@ struct RunSettings {
   // a class's clients train the nested sub-network of the first width x units
   // of every hidden layer (MLP only) and send its update; needs support averaging.
   std::vector<std::pair<std::string, double>> widths;
+  // widths.rolling: FedRolex's rolling windows (Alam et al. 2022) instead of
+  // the first units: in round r a narrow client trains the units starting at
+  // r mod n of every hidden layer of n units (wrapping), so every unit is
+  // trained by narrow clients in turn (frugal/model/prune.h, NestedSubnetwork).
+  bool widths_rolling = false;
 
   // Clients keep an error-feedback residual between rounds.
   bool uses_residuals() const { return SendsSteps(pipeline) && error_feedback; }
