@@ -165,6 +165,22 @@ train.learning_rate = 0.2
       CHECK(c->rounds == 3);
       CHECK(c->pipeline == Pipeline::kDense);
     }
+    // The lean scenario keeps its widths and deferral in Frugal's table, so
+    // `pipeline=dense` on it is the same plain FedAvg baseline as fmnist-dir0.5
+    // (uniform selection over the whole fleet, no widths).
+    const std::string lean = std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/fmnist-dir0.5-lean.toml";
+    auto lean_frugal = LoadSimConfig(lean, {});
+    REQUIRE_MESSAGE(lean_frugal.ok(), lean_frugal.error().ToString());
+    CHECK(lean_frugal->pipeline == Pipeline::kFrugal);
+    CHECK(lean_frugal->carbon.defer_metered);
+    REQUIRE(lean_frugal->widths.size() == 1);
+    CHECK(lean_frugal->widths[0].first == "phone-low");
+    CHECK(lean_frugal->widths[0].second == doctest::Approx(0.6));
+    auto lean_dense = LoadSimConfig(lean, {"pipeline=dense"});
+    REQUIRE_MESSAGE(lean_dense.ok(), lean_dense.error().ToString());
+    CHECK_FALSE(lean_dense->carbon.defer_metered);
+    CHECK(lean_dense->widths.empty());
+    CHECK_FALSE(lean_dense->prune.enabled());
     auto fleet = LoadSimConfig(std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/fleet-1m.toml", {});
     REQUIRE(fleet.ok());
     CHECK(fleet->clients == 1000000);
