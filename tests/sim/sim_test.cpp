@@ -155,14 +155,24 @@ train.learning_rate = 0.2
   }
 
   TEST_CASE("every shipped scenario parses and has the rounds and pipeline keys") {
+    // Every file of sim/scenarios, so a new scenario cannot ship unparsed.
+    size_t scenarios = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios")) {
+      if (entry.path().extension() != ".toml") continue;
+      const std::string path = entry.path().string();
+      const std::string text = ReadFile(path);
+      CHECK_MESSAGE(text.find("\nrounds = ") != std::string::npos, path);
+      CHECK_MESSAGE(text.find("\npipeline = ") != std::string::npos, path);
+      auto shipped = LoadSimConfig(path, {"rounds=3"});
+      REQUIRE_MESSAGE(shipped.ok(), (path + ": " + (shipped.ok() ? std::string() : shipped.error().ToString())));
+      CHECK(shipped->rounds == 3);
+      ++scenarios;
+    }
+    CHECK(scenarios >= 10);
     for (const char* name : {"fmnist-iid", "fmnist-dir0.5", "fmnist-shards2", "fleet-1m", "fmnist-logreg-c10"}) {
       const std::string path = std::string(FRUGAL_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml";
-      const std::string text = ReadFile(path);
-      CHECK_MESSAGE(text.find("\nrounds = ") != std::string::npos, name);
-      CHECK_MESSAGE(text.find("\npipeline = ") != std::string::npos, name);
       auto c = LoadSimConfig(path, {"pipeline=dense", "rounds=3"});
       REQUIRE_MESSAGE(c.ok(), c.error().ToString());
-      CHECK(c->rounds == 3);
       CHECK(c->pipeline == Pipeline::kDense);
     }
     // The lean scenario keeps its widths and deferral in Frugal's table, so
