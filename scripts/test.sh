@@ -28,7 +28,7 @@ echo "== sanitizer build (clang-14, asan+ubsan) of the suites that parse outside
 # the core sanitized once, not twice. test_train stays out: its accuracy tests
 # take about 100 s under ASan on 2 cores.
 ASAN_SUITES=(test_core test_data test_codec test_energy test_round test_report test_service test_coordinator
-             test_model test_sim test_proto test_client test_privacy)
+             test_model test_sim test_proto test_client test_privacy test_privacy_dp)
 cmake --preset asan >/dev/null
 # shellcheck disable=SC2046
 cmake --build build/asan -j "$JOBS" --target "${ASAN_SUITES[@]}" $(tests/fuzz/run_fuzzers.sh --list)
