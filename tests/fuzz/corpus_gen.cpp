@@ -216,7 +216,12 @@ int main(int argc, char** argv) {
     }
     auto dirs = Must(server.CloseAdvertiseKeys());
     seed("directory", bound ? 4 : 2, dirs.at(0));
-    if (bound) continue;
+    if (bound) {
+      // An agent's credential file (mode 5).
+      const auto id = Must(ca.Issue(fuzz::SecAggFuzzClientId(0)));
+      seed("credential_file", 5, privacy::EncodeIdentityCredentialFile(id.credential));
+      continue;
+    }
     for (auto& [u, d] : dirs) {
       const auto msg = Must(clients[u].ShareKeys(d));
       if (u == 0) seed("share_keys", 0, msg);

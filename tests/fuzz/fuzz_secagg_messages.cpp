@@ -3,7 +3,9 @@
 // the retired type 6 must be refused) and the state machines that take them
 // from outside: the server's advertise-keys stage and a client's share-keys
 // stage, each without (modes 1, 2) and with identity-bound keys (modes 3, 4:
-// credentials and advertisement signatures from the seeds' simulated CA).
+// credentials and advertisement signatures from the seeds' simulated CA),
+// and mode 5 the identity credential file an agent reads (`.idc`,
+// DecodeIdentityCredentialFile), which must re-encode to itself.
 // Input: u8 mode, then the bytes. Accepted bytes must re-encode to themselves
 // (the encodings are canonical); a state machine may refuse anything but must
 // never crash or accept a message of another session, round or party, nor,
@@ -41,9 +43,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const std::span<const uint8_t> bytes(data + 1, size - 1);
   CheckCanonical(bytes);
-  const bool bound = data[0] % 5 >= 3;
+  const int mode = data[0] % 6;
+  const bool bound = mode == 3 || mode == 4;
   const SecureRoundConfig cfg = frugal::fuzz::SecAggFuzzConfig(bound);
-  switch (data[0] % 5) {
+  switch (mode) {
+    case 5: {
+      auto c = DecodeIdentityCredentialFile(bytes);
+      if (c.ok()) {
+        frugal::fuzz::Require(EncodeIdentityCredentialFile(*c) == std::vector<uint8_t>(bytes.begin(), bytes.end()));
+        frugal::fuzz::Require(ValidIdentityName(c->name));
+      }
+      break;
+    }
     case 1:
     case 3: {
       auto server = bound ? SecureAggServer::Create(cfg, Ca().ca_public()) : SecureAggServer::Create(cfg);
