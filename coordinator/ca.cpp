@@ -248,6 +248,21 @@ Status IssueClientCert(const std::string& dir, const std::string& name) {
   return IssueWith(dir, name, ca.get(), ca_key.get());
 }
 
+Status IssueIdentityCredential(const std::string& dir, const std::string& name) {
+  if (!ValidClientName(name)) {
+    return InvalidArgumentError("client name '" + name + "' must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  const std::string path = CaPaths::ClientIdentity(dir, name);
+  if (std::filesystem::exists(path)) return Error(ErrorCode::kAlreadyExists, path + " already exists");
+  const CaPaths p = CaPaths::In(dir);
+  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr ca_key, ReadKey(p.ca_key));
+  FilePtr f(std::fopen(CaPaths::ClientKey(dir, name).c_str(), "r"));
+  if (!f) return NotFoundError("cannot open " + CaPaths::ClientKey(dir, name) + " (no client " + name + ")");
+  PkeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
+  if (!key) return SslError("reading the key of client " + name);
+  return WriteIdentityCredential(path, name, key.get(), ca_key.get());
+}
+
 Status IssueClientCerts(const std::string& dir, const std::string& prefix, size_t count) {
   // The longest name is checked before anything is written.
   if (count == 0) return InvalidArgumentError("--count must be at least 1");

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,15 @@ TEST_SUITE("coordinator") {
       CHECK(privacy::VerifyIdentityCredential(*ca, c).ok());
       CHECK(privacy::VerifyIdentityCredential(*rogue, c).error().code() == ErrorCode::kUnauthenticated);
     }
+    // A client issued before credentials: ca identity writes the same statement again.
+    const std::string idc = CaPaths::ClientIdentity(ca_dir, "device-0");
+    CHECK(IssueIdentityCredential(ca_dir, "device-0").error().code() == ErrorCode::kAlreadyExists);
+    std::filesystem::remove(idc);
+    REQUIRE(IssueIdentityCredential(ca_dir, "device-0").ok());
+    const privacy::IdentityCredential again = ReadCredential(idc);
+    CHECK(again.name == "device-0");
+    CHECK(privacy::VerifyIdentityCredential(*ca, again).ok());
+    CHECK(IssueIdentityCredential(ca_dir, "nobody").error().code() == ErrorCode::kNotFound);
     CHECK(!privacy::P256Key::FromPem("not a key").ok());
     CHECK(!privacy::P256PublicKeyFromPem("not a certificate").ok());
   }

@@ -40,6 +40,11 @@ Status IssueClientCert(const std::string& dir, const std::string& name);
 // the ones issued before it stay.
 Status IssueClientCerts(const std::string& dir, const std::string& prefix, size_t count);
 
+// Writes <dir>/clients/<name>.idc for a client issued before credentials
+// were (its key and the CA's read from DIR). AlreadyExists if it is there,
+// NotFound without the client's key or the CA.
+Status IssueIdentityCredential(const std::string& dir, const std::string& name);
+
 // True if `name` may be a client identity (see IssueClientCert).
 bool ValidClientName(const std::string& name);
 
