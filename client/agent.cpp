@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "frugal/client/device_policy.h"
+#include "frugal/core/config_reader.h"
+#include "frugal/privacy/identity.h"
 #include "frugal/data/partition.h"
 #include "frugal/client/battery_meter.h"
 #include "frugal/data/table.h"
@@ -171,6 +173,31 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config, embed::
   s.env.phases = s.battery.get();
   s.env.decide = [&cfg = s.cfg] {
     return DecideTask(cfg.policy, ReadPowerState(cfg.policy.power_supply_root), cfg.radio);
+  };
+  s.env.identity = [&cfg = s.cfg]() -> Result<privacy::SecureIdentity> {
+    // Read at each secure round, so a credential renewed on disk is picked up.
+    privacy::SecureIdentity id;
+    FRUGAL_ASSIGN_OR_RETURN(std::string ca_pem, ReadTextFile(cfg.ca_cert));
+    FRUGAL_ASSIGN_OR_RETURN(id.ca_public, privacy::P256PublicKeyFromPem(ca_pem));
+    FRUGAL_ASSIGN_OR_RETURN(std::string key_pem, ReadTextFile(cfg.key));
+    FRUGAL_ASSIGN_OR_RETURN(privacy::P256Key key, privacy::P256Key::FromPem(key_pem));
+    auto idc = ReadTextFile(cfg.identity);
+    if (!idc.ok()) {
+      return idc.error().WithContext("tls.identity (the CA's identity credential, written by `frugal-coordinator ca "
+                                     "issue` beside the certificate)");
+    }
+    FRUGAL_ASSIGN_OR_RETURN(id.credential,
+                            privacy::DecodeIdentityCredentialFile(std::span(
+                                reinterpret_cast<const uint8_t*>(idc->data()), idc->size())));
+    if (id.credential.name != cfg.name) {
+      return InvalidArgumentError("tls.identity " + cfg.identity + " is for '" + id.credential.name + "', not '" +
+                                  cfg.name + "'");
+    }
+    if (id.credential.public_key != key.public_key()) {
+      return InvalidArgumentError("tls.identity " + cfg.identity + " certifies another key than tls.key " + cfg.key);
+    }
+    id.key = std::make_shared<const privacy::P256Key>(std::move(key));
+    return id;
   };
   s.env.cpu_seconds = [] {
     timespec ts{};

@@ -16,6 +16,8 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("tls.ca_cert", c.ca_cert);
   r.Get("tls.cert", c.cert);
   r.Get("tls.key", c.key);
+  r.Get("tls.identity", c.identity);
+  r.Get("secure.require_identity", c.require_identity);
   r.Get("device.class", c.device);
   r.Get("device.radio", c.radio);
   r.Get("device.region", c.region);
@@ -61,6 +63,12 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   auto err = [&](const std::string& m) { return InvalidArgumentError(std::string(source) + ": " + m); };
   if (c.name.empty()) return err("name (the client identity, = certificate CN) is required");
   if (c.cert.empty() || c.key.empty() || c.ca_cert.empty()) return err("tls.ca_cert, tls.cert and tls.key are required");
+  if (c.identity.empty()) {
+    const std::string suffix = ".crt";
+    c.identity = c.cert.size() > suffix.size() && c.cert.ends_with(suffix)
+                     ? c.cert.substr(0, c.cert.size() - suffix.size()) + ".idc"
+                     : c.cert + ".idc";
+  }
   if (c.port == 0 && c.port_file.empty()) return err("coordinator.port or coordinator.port_file is required");
   if (c.port > 65535) return err("coordinator.port must be in [1, 65535]");
   if (d.source == "fmnist-partition") {

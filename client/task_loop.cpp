@@ -259,7 +259,16 @@ LoopStep TaskLoop::StartSecure(const v1::Task& task, const v1::ModelPayload& pay
     return step;
   }
   const double t0 = env_.cpu_seconds ? env_.cpu_seconds() : 0;
-  auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+  std::optional<privacy::SecureIdentity> identity;
+  if (plan->round.identity || env_.config->require_identity) {
+    if (!env_.identity) {
+      return refuse(FailedPreconditionError("the round binds keys to identities and this client has none"));
+    }
+    auto loaded = env_.identity();
+    if (!loaded.ok()) return refuse(loaded.error().WithContext("secure round identity"));
+    identity = std::move(*loaded);
+  }
+  auto client = privacy::SecureAggClient::Create(plan->round, plan->position, std::move(identity));
   if (!client.ok()) return refuse(client.error());
   auto keys = client->AdvertiseKeys();
   if (!keys.ok()) return refuse(keys.error());

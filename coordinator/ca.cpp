@@ -1,6 +1,8 @@
 #include "frugal/coordinator/ca.h"
 
+#include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -15,6 +17,8 @@
 #include <memory>
 #include <utility>
 #include <vector>
+
+#include "frugal/privacy/identity.h"
 
 namespace frugal::coordinator {
 namespace {
@@ -138,6 +142,9 @@ std::string CaPaths::ClientCert(const std::string& dir, const std::string& name)
 std::string CaPaths::ClientKey(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / "clients" / (name + ".key")).string();
 }
+std::string CaPaths::ClientIdentity(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / "clients" / (name + ".idc")).string();
+}
 
 bool ValidClientName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
@@ -177,7 +184,34 @@ Status InitCa(const std::string& dir) {
 
 namespace {
 
-// Writes <dir>/clients/<name>.{key,crt} signed by `ca`.
+Result<privacy::P256Key> AsP256Key(EVP_PKEY* key) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return SslError("exporting a key");
+  }
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  std::string pem(data, static_cast<size_t>(len));
+  auto k = privacy::P256Key::FromPem(pem);
+  OPENSSL_cleanse(pem.data(), pem.size());
+  return k;
+}
+
+// <dir>/clients/<name>.idc: the compact identity credential of the client's
+// key (frugal/privacy/identity.h), what secure.identity = "ca" relays each round.
+Status WriteIdentityCredential(const std::string& path, const std::string& name, EVP_PKEY* key, EVP_PKEY* ca_key) {
+  FRUGAL_ASSIGN_OR_RETURN(privacy::P256Key ca, AsP256Key(ca_key));
+  FRUGAL_ASSIGN_OR_RETURN(privacy::P256Key client, AsP256Key(key));
+  FRUGAL_ASSIGN_OR_RETURN(privacy::IdentityCredential credential,
+                          privacy::IssueIdentityCredential(ca, name, client.public_key()));
+  const std::vector<uint8_t> bytes = privacy::EncodeIdentityCredentialFile(credential);
+  FilePtr f(std::fopen(path.c_str(), "wbx"));
+  if (!f) return UnavailableError("cannot create " + path);
+  if (std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size()) return UnavailableError("cannot write " + path);
+  return OkStatus();
+}
+
+// Writes <dir>/clients/<name>.{key,crt,idc} signed by `ca`.
 Status IssueWith(const std::string& dir, const std::string& name, X509* ca, EVP_PKEY* ca_key) {
   if (!ValidClientName(name)) {
     return InvalidArgumentError("client name '" + name + "' must be 1-64 characters of A-Z a-z 0-9 . _ -");
@@ -191,7 +225,7 @@ Status IssueWith(const std::string& dir, const std::string& name, X509* ca, EVP_
                                                   {NID_ext_key_usage, "clientAuth"}}));
   FRUGAL_RETURN_IF_ERROR(WriteKey(key_path, key.get()));
   FRUGAL_RETURN_IF_ERROR(WriteCert(cert_path, cert.get()));
-  return OkStatus();
+  return WriteIdentityCredential(CaPaths::ClientIdentity(dir, name), name, key.get(), ca_key);
 }
 
 Status CreateClientsDir(const std::string& dir) {
@@ -212,6 +246,21 @@ Status IssueClientCert(const std::string& dir, const std::string& name) {
   FRUGAL_ASSIGN_OR_RETURN(X509Ptr ca, ReadCert(p.ca_cert));
   FRUGAL_RETURN_IF_ERROR(CreateClientsDir(dir));
   return IssueWith(dir, name, ca.get(), ca_key.get());
+}
+
+Status IssueIdentityCredential(const std::string& dir, const std::string& name) {
+  if (!ValidClientName(name)) {
+    return InvalidArgumentError("client name '" + name + "' must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  const std::string path = CaPaths::ClientIdentity(dir, name);
+  if (std::filesystem::exists(path)) return Error(ErrorCode::kAlreadyExists, path + " already exists");
+  const CaPaths p = CaPaths::In(dir);
+  FRUGAL_ASSIGN_OR_RETURN(PkeyPtr ca_key, ReadKey(p.ca_key));
+  FilePtr f(std::fopen(CaPaths::ClientKey(dir, name).c_str(), "r"));
+  if (!f) return NotFoundError("cannot open " + CaPaths::ClientKey(dir, name) + " (no client " + name + ")");
+  PkeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
+  if (!key) return SslError("reading the key of client " + name);
+  return WriteIdentityCredential(path, name, key.get(), ca_key.get());
 }
 
 Status IssueClientCerts(const std::string& dir, const std::string& prefix, size_t count) {

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   auto* many = ca_issue->add_option("--count", count, "issue N clients named <prefix>0 .. <prefix>N-1");
   ca_issue->add_option("--prefix", prefix, "name prefix for --count (e.g. device-)")->needs(many);
   one->excludes(many);
+  auto* ca_identity = ca->add_subcommand("identity", "write a client's identity credential (.idc) for its existing key");
+  ca_identity->add_option("--dir", ca_dir, "the CA directory")->required();
+  ca_identity->add_option("--client", client_name, "client identity")->required();
 
   auto* run = app.add_subcommand("run", "serve the configured rounds, resuming the run from the store");
   std::string config_path;
@@ -42,6 +45,9 @@ int main(int argc, char** argv) {
   if (ca_init->parsed()) {
     st = frugal::coordinator::InitCa(ca_dir);
     if (st.ok()) std::printf("CA and server certificate written to %s\n", ca_dir.c_str());
+  } else if (ca_identity->parsed()) {
+    st = frugal::coordinator::IssueIdentityCredential(ca_dir, client_name);
+    if (st.ok()) std::printf("%s\n", frugal::coordinator::CaPaths::ClientIdentity(ca_dir, client_name).c_str());
   } else if (ca_issue->parsed() && count > 0) {
     st = frugal::coordinator::IssueClientCerts(ca_dir, prefix, count);
     if (st.ok()) std::printf("%zu clients written to %s/clients\n", count, ca_dir.c_str());

@@ -135,6 +135,14 @@ Status RoundDriver::Init() {
     FRUGAL_RETURN_IF_ERROR(ApplyHourlyCurves(deps_.profiles, config_.carbon.hourly, config_.carbon.day_of_year, curves,
                                              config_.carbon.grid_csv));
   }
+  if (config_.engine.secure.identity && !config_.service.ca_cert.empty()) {
+    // The CA's public key, to check each advertisement before relaying it; the
+    // clients check their neighbours' themselves against their own CA file.
+    FRUGAL_ASSIGN_OR_RETURN(std::string pem, ReadTextFile(config_.service.ca_cert));
+    auto ca = privacy::P256PublicKeyFromPem(pem);
+    if (!ca.ok()) return ca.error().WithContext("secure.identity = \"ca\": service.ca_cert " + config_.service.ca_cert);
+    identity_ca_ = *ca;
+  }
   planner_ = std::make_unique<RoundPlanner>(config_, model_->flops_per_example());
   FRUGAL_ASSIGN_OR_RETURN(const auto widths, WidthsByProfileId(config_.widths, deps_.profiles));
   FRUGAL_ASSIGN_OR_RETURN(lean_, LeanRound::Create(*model_, config_.prune, widths, config_.pipeline,
@@ -783,7 +791,14 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
   auto plan = privacy::PlanSecureRoundFor(sc, config_.seed, session, round, selected,
                                           static_cast<uint32_t>(support->size()));
   if (!plan.ok()) return fail(plan.error());
-  auto server = privacy::SecureRoundServer::Open(*plan);
+  if (sc.identity) {
+    // Each credential must name the client its connection authenticated (the certificate's CN).
+    for (uint64_t id : plan->clients) {
+      auto it = clients_.find(id);
+      plan->identities.push_back(it != clients_.end() ? it->second.name : std::string());
+    }
+  }
+  auto server = privacy::SecureRoundServer::Open(*plan, identity_ca_);
   if (!server.ok()) return fail(server.error());
   secure_.emplace(std::move(*server));
   // secure.guided: the public guide goes with every task (its bytes on each client's downlink).

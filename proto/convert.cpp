@@ -183,6 +183,7 @@ void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out) {
   out->set_support_seed(plan.support_seed);
   out->set_density(plan.density);
   out->set_debug_dump(plan.debug_dump);
+  out->set_identity(plan.round.identity);
   if (!plan.support_guide.empty()) {
     out->set_support_guide(reinterpret_cast<const char*>(plan.support_guide.data()), plan.support_guide.size());
   }
@@ -234,7 +235,7 @@ Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
   p.round = privacy::SecureRoundConfig{.session_id = wire.session(), .round = round, .clients = wire.clients(),
                                        .degree = wire.degree(), .threshold = wire.threshold(),
                                        .bits = static_cast<int>(std::min<uint32_t>(wire.bits(), 64)),
-                                       .length = wire.length()};
+                                       .length = wire.length(), .identity = wire.identity()};
   p.position = wire.position();
   p.ring = RingQuantConfig{.bits = p.round.bits, .clip = wire.clip(), .max_summands = wire.max_summands()};
   p.support_seed = wire.support_seed();

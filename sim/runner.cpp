@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <numeric>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "frugal/model/prune.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
+#include "frugal/privacy/identity.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/round/client_task.h"
@@ -348,6 +350,7 @@ class Simulation {
   // Secure pipeline: the open round's protocol run, its shared support, each
   // selected client's position on the graph, and the run's protocol totals.
   std::unique_ptr<privacy::LocalSecureRound> secure_;
+  std::optional<privacy::SimulatedIdentityAuthority> sim_ca_;  // secure.identity = "ca"
   std::vector<uint32_t> secure_support_;
   std::map<uint32_t, uint32_t> secure_position_;  // population index -> position
   uint64_t secure_bytes_up_ = 0, secure_bytes_down_ = 0, secure_failed_rounds_ = 0;
@@ -609,10 +612,23 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
                           privacy::PlanSecureRoundFor(cfg_.engine.secure, cfg_.seed, cfg_.seed, round, ids,
                                                       static_cast<uint32_t>(secure_support_.size())));
   for (size_t s = 0; s < selected.size(); ++s) secure_position_[selected[s]] = plan.positions[s];
+  // secure.identity = "ca": each client's credential from the simulated CA
+  // (the service's come from the fleet's CA files), by position.
+  std::vector<privacy::SecureIdentity> identities;
+  if (plan.config.identity && cfg_.engine.secure.run_protocol) {
+    if (!sim_ca_) {
+      FRUGAL_ASSIGN_OR_RETURN(sim_ca_, privacy::SimulatedIdentityAuthority::Create(cfg_.seed));
+    }
+    identities.resize(selected.size());
+    for (size_t s = 0; s < selected.size(); ++s) {
+      FRUGAL_ASSIGN_OR_RETURN(identities[plan.positions[s]], sim_ca_->Issue(ids[s]));
+    }
+  }
   FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(plan.config, ThreadCpuSeconds,
                                                                      cfg_.engine.secure.run_protocol
                                                                          ? privacy::SecureProtocol::kRun
-                                                                         : privacy::SecureProtocol::kSumOnly));
+                                                                         : privacy::SecureProtocol::kSumOnly,
+                                                                     std::move(identities)));
   return OkStatus();
 }
 

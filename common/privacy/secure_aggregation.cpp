@@ -8,13 +8,13 @@
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
 #include "frugal/codec/uplink.h"
+#include "frugal/codec/varint.h"
 #include "frugal/privacy/secure_pipeline.h"
 
 namespace frugal::privacy {
 
 namespace {
 
-constexpr uint8_t kWireVersion = 1;
 constexpr size_t kMaxSealedShareBytes = 4096;  // a sealed bundle is 100 bytes (32-byte secrets)
 constexpr size_t kMaxShareChunks = 16;
 
@@ -26,27 +26,50 @@ void PutU64(std::vector<uint8_t>& out, uint64_t v) {
 }
 void PutKey(std::vector<uint8_t>& out, const Key256& k) { out.insert(out.end(), k.begin(), k.end()); }
 
-// Little-endian reads from outside bytes; each checks the length first.
+// Reads from outside bytes; each read checks the length first and says what
+// was wrong through `error` (a varint's defect, or truncation).
 class Reader {
  public:
   explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
   bool Read(size_t width, uint64_t* v) {
-    if (bytes_.size() - pos_ < width) return false;
+    if (bytes_.size() - pos_ < width) return Fail("truncated");
     *v = 0;
     for (size_t i = 0; i < width; ++i) *v |= uint64_t{bytes_[pos_ + i]} << (8 * i);
     pos_ += width;
     return true;
   }
-  bool U32(uint32_t* v) {
+  // A varint no larger than `max`.
+  bool Var(uint64_t max, uint64_t* v) {
+    const VarintError e = GetVarint(bytes_, &pos_, max, v);
+    return e == VarintError::kOk || Fail(VarintErrorText(e));
+  }
+  bool Var32(uint32_t* v) {
     uint64_t w = 0;
-    if (!Read(4, &w)) return false;
+    if (!Var(UINT32_MAX, &w)) return false;
     *v = static_cast<uint32_t>(w);
     return true;
   }
+  // The next entry of an ascending list of distinct u32s sent as gaps: the
+  // first value, then each gap minus one.
+  bool NextAscending(size_t i, uint32_t previous, uint32_t* v) {
+    uint64_t g = 0;
+    if (!Var(UINT32_MAX, &g)) return false;
+    const uint64_t value = i == 0 ? g : uint64_t{previous} + 1 + g;
+    if (value > UINT32_MAX) return Fail("position past 2^32 - 1");
+    *v = static_cast<uint32_t>(value);
+    return true;
+  }
   bool Key(Key256* k) {
-    if (bytes_.size() - pos_ < k->size()) return false;
+    if (bytes_.size() - pos_ < k->size()) return Fail("truncated");
     std::copy_n(bytes_.begin() + static_cast<std::ptrdiff_t>(pos_), k->size(), k->begin());
     pos_ += k->size();
+    return true;
+  }
+  template <size_t N>
+  bool Bytes(std::array<uint8_t, N>* a) {
+    if (bytes_.size() - pos_ < N) return Fail("truncated");
+    std::copy_n(bytes_.begin() + static_cast<std::ptrdiff_t>(pos_), N, a->begin());
+    pos_ += N;
     return true;
   }
   std::span<const uint8_t> Take(size_t n) {
@@ -55,12 +78,35 @@ class Reader {
     pos_ += n;
     return s;
   }
+  Result<IdentityCredential> Credential() { return ReadIdentityCredential(bytes_, &pos_); }
   size_t left() const { return bytes_.size() - pos_; }
   bool done() const { return pos_ == bytes_.size(); }
+  const std::string& error() const { return error_; }
 
  private:
+  bool Fail(const char* what) {
+    error_ = what;
+    return false;
+  }
   std::span<const uint8_t> bytes_;
   size_t pos_ = 0;
+  std::string error_ = "truncated";
+};
+
+// Writes an ascending list of distinct values as gaps (see Reader::NextAscending).
+class AscendingWriter {
+ public:
+  explicit AscendingWriter(std::vector<uint8_t>& out) : out_(out) {}
+  void Put(uint32_t v) {
+    PutVarint(out_, first_ ? v : uint64_t{v} - previous_ - 1);
+    first_ = false;
+    previous_ = v;
+  }
+
+ private:
+  std::vector<uint8_t>& out_;
+  bool first_ = true;
+  uint32_t previous_ = 0;
 };
 
 Error Bad(SecureMessageType type, const std::string& what) {
@@ -69,19 +115,46 @@ Error Bad(SecureMessageType type, const std::string& what) {
 }
 
 void AppendShare(std::vector<uint8_t>& out, const ShamirShare& share) {
-  PutU32(out, share.x);
+  PutVarint(out, share.x);
   out.push_back(static_cast<uint8_t>(share.y.size()));
   for (uint64_t y : share.y) PutU64(out, y);
 }
 
 bool ReadShare(Reader& r, ShamirShare* share) {
   uint64_t count = 0;
-  if (!r.U32(&share->x) || !r.Read(1, &count) || share->x == 0 || count == 0 || count > kMaxShareChunks) return false;
+  if (!r.Var32(&share->x) || !r.Read(1, &count) || share->x == 0 || count == 0 || count > kMaxShareChunks) return false;
   share->y.resize(count);
   for (auto& y : share->y) {
     if (!r.Read(8, &y) || y >= kShamirPrime) return false;
   }
   return true;
+}
+
+// Keys, then u8 0 or u8 1 | credential | signature.
+void AppendKeys(std::vector<uint8_t>& out, const AdvertisedKeys& k) {
+  PutKey(out, k.channel_public);
+  PutKey(out, k.mask_public);
+  PutKey(out, k.signing_public);
+  out.push_back(k.identity ? 1 : 0);
+  if (k.identity) {
+    AppendIdentityCredential(out, *k.identity);
+    out.insert(out.end(), k.identity_signature.begin(), k.identity_signature.end());
+  }
+}
+
+Status ReadKeys(Reader& r, SecureMessageType t, AdvertisedKeys* k) {
+  uint64_t flag = 0;
+  if (!r.Key(&k->channel_public) || !r.Key(&k->mask_public) || !r.Key(&k->signing_public) || !r.Read(1, &flag)) {
+    return Bad(t, "truncated keys");
+  }
+  if (flag > 1) return Bad(t, "identity flag " + std::to_string(flag) + " is neither 0 nor 1");
+  if (flag == 1) {
+    auto c = r.Credential();
+    if (!c.ok()) return Bad(t, c.error().message());
+    k->identity = std::move(*c);
+    if (!r.Bytes(&k->identity_signature)) return Bad(t, "truncated identity signature");
+  }
+  return OkStatus();
 }
 
 Key256 ToKey(std::span<const uint8_t> bytes) {
@@ -95,6 +168,7 @@ MaskSign Opposite(MaskSign s) { return s == MaskSign::kAdd ? MaskSign::kSubtract
 std::string Pos(uint32_t p) { return std::to_string(p); }
 
 Error PermissionDeniedError(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m)}; }
+Error UnauthenticatedError(std::string m) { return {ErrorCode::kUnauthenticated, std::move(m)}; }
 
 // n bits, bit p of byte p / 8 for each listed position (ascending, each < n;
 // a position past n, which no caller passes, is left out rather than written
@@ -107,8 +181,11 @@ void PutBitmap(std::vector<uint8_t>& out, uint32_t n, std::span<const uint32_t> 
   }
 }
 
-constexpr size_t kDirectoryEntryBytes = 4 + 3 * 32;
-constexpr size_t kOldDirectoryEntryBytes = 4 + 2 * 32;  // before the signing key (session 12)
+// Smallest encodings, for the "more entries than bytes" bounds checked before allocating.
+constexpr size_t kMinDirectoryEntryBytes = 1 + 3 * 32 + 1;
+constexpr size_t kMinShareEntryBytes = 1 + 1 + 1;
+constexpr size_t kMinSignatureEntryBytes = 1 + 64;
+constexpr size_t kMinRevealedEntryBytes = 1 + 1 + 1 + 1 + 8;
 
 }  // namespace
 
@@ -168,38 +245,38 @@ Result<std::vector<uint32_t>> SecureNeighbours(const SecureRoundConfig& cfg, uin
 
 std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
   std::vector<uint8_t> out;
-  out.push_back(kWireVersion);
+  out.push_back(kSecureWireVersion);
   out.push_back(static_cast<uint8_t>(m.header.type));
   PutU64(out, m.header.session_id);
-  PutU32(out, m.header.round);
-  PutU32(out, m.header.party);
+  PutVarint(out, m.header.round);
+  PutVarint(out, m.header.party);
   switch (m.header.type) {
     case SecureMessageType::kAdvertiseKeys:
-      PutKey(out, m.keys.channel_public);
-      PutKey(out, m.keys.mask_public);
-      PutKey(out, m.keys.signing_public);
+      AppendKeys(out, m.keys);
       break;
-    case SecureMessageType::kKeyDirectory:
-      PutU32(out, static_cast<uint32_t>(m.directory.size()));
+    case SecureMessageType::kKeyDirectory: {
+      PutVarint(out, m.directory.size());
+      AscendingWriter positions(out);
       for (const auto& k : m.directory) {
-        PutU32(out, k.position);
-        PutKey(out, k.channel_public);
-        PutKey(out, k.mask_public);
-        PutKey(out, k.signing_public);
+        positions.Put(k.position);
+        AppendKeys(out, k);
       }
       break;
+    }
     case SecureMessageType::kShareKeys:
-    case SecureMessageType::kShareInbox:
-      PutU32(out, static_cast<uint32_t>(m.shares.size()));
+    case SecureMessageType::kShareInbox: {
+      PutVarint(out, m.shares.size());
+      AscendingWriter peers(out);
       for (const auto& s : m.shares) {
-        PutU32(out, s.peer);
-        PutU32(out, static_cast<uint32_t>(s.sealed.size()));
+        peers.Put(s.peer);
+        PutVarint(out, s.sealed.size());
         out.insert(out.end(), s.sealed.begin(), s.sealed.end());
       }
       break;
+    }
     case SecureMessageType::kMaskedInput: {
       out.push_back(m.bits);
-      PutU32(out, static_cast<uint32_t>(m.masked.size()));
+      PutVarint(out, m.masked.size());
       const auto packed = PackRing(m.masked, m.bits);
       out.insert(out.end(), packed.begin(), packed.end());
       break;
@@ -207,27 +284,33 @@ std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
     case SecureMessageType::kRetiredUnmaskRequest:
       break;  // never sent: the decoder refuses it
     case SecureMessageType::kSurvivorList:
-      PutU32(out, m.clients);
+      PutVarint(out, m.clients);
       PutBitmap(out, m.clients, m.survivors);
       break;
     case SecureMessageType::kSurvivorSignature:
       out.insert(out.end(), m.signature.begin(), m.signature.end());
       break;
-    case SecureMessageType::kSurvivorSignatures:
-      PutU32(out, static_cast<uint32_t>(m.signatures.size()));
+    case SecureMessageType::kSurvivorSignatures: {
+      PutVarint(out, m.signatures.size());
+      AscendingWriter signers(out);
       for (const auto& g : m.signatures) {
-        PutU32(out, g.signer);
+        signers.Put(g.signer);
         out.insert(out.end(), g.signature.begin(), g.signature.end());
       }
       break;
-    case SecureMessageType::kUnmaskResponse:
-      PutU32(out, static_cast<uint32_t>(m.revealed.size()));
+    }
+    case SecureMessageType::kUnmaskResponse: {
+      // Owners ascend, each at most twice (one per kind): the gap from the previous owner, 0 allowed.
+      PutVarint(out, m.revealed.size());
+      uint32_t previous = 0;
       for (const auto& r : m.revealed) {
-        PutU32(out, r.owner);
+        PutVarint(out, uint64_t{r.owner} - previous);
+        previous = r.owner;
         out.push_back(static_cast<uint8_t>(r.kind));
         AppendShare(out, r.share);
       }
       break;
+    }
   }
   return out;
 }
@@ -235,8 +318,13 @@ std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& m) {
 Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   Reader r(bytes);
   uint64_t version = 0, type = 0;
-  if (!r.Read(1, &version) || version != kWireVersion) {
-    return InvalidArgumentError("secure aggregation message: unknown version");
+  if (!r.Read(1, &version)) return InvalidArgumentError("secure aggregation message: empty");
+  if (version == 1) {
+    return InvalidArgumentError("secure aggregation message: version 1, the fixed-width format before the thirteenth "
+                                "session's varint counts and identity-bound keys; upgrade the peer");
+  }
+  if (version != kSecureWireVersion) {
+    return InvalidArgumentError("secure aggregation message: unknown version " + std::to_string(version));
   }
   if (!r.Read(1, &type) || type < 1 || type > 10) return InvalidArgumentError("secure aggregation message: unknown type");
   if (type == static_cast<uint64_t>(SecureMessageType::kRetiredUnmaskRequest)) {
@@ -247,62 +335,53 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   SecureMessage m;
   const auto t = static_cast<SecureMessageType>(type);
   m.header.type = t;
-  if (!r.Read(8, &m.header.session_id) || !r.U32(&m.header.round) || !r.U32(&m.header.party)) {
-    return Bad(t, "truncated header");
+  if (!r.Read(8, &m.header.session_id) || !r.Var32(&m.header.round) || !r.Var32(&m.header.party)) {
+    return Bad(t, "header: " + r.error());
   }
+  auto count_of = [&](size_t min_entry_bytes, uint32_t* count) -> Status {
+    if (!r.Var32(count)) return Bad(t, "count: " + r.error());
+    if (*count > kMaxSecureListEntries || *count > r.left() / min_entry_bytes) return Bad(t, "more entries than bytes");
+    return OkStatus();
+  };
   switch (t) {
     case SecureMessageType::kAdvertiseKeys:
       m.keys.position = m.header.party;
-      if (r.left() == 64) {
-        return Bad(t, "two keys without an Ed25519 signing key: the format before the twelfth session's signed "
-                      "survivor lists; upgrade the client");
-      }
-      if (!r.Key(&m.keys.channel_public) || !r.Key(&m.keys.mask_public) || !r.Key(&m.keys.signing_public)) {
-        return Bad(t, "truncated keys");
-      }
+      FRUGAL_RETURN_IF_ERROR(ReadKeys(r, t, &m.keys));
       break;
     case SecureMessageType::kKeyDirectory: {
       uint32_t count = 0;
-      if (!r.U32(&count)) return Bad(t, "truncated count");
-      if (count > 0 && r.left() == size_t{count} * kOldDirectoryEntryBytes) {
-        return Bad(t, "entries without Ed25519 signing keys: the format before the twelfth session's signed "
-                      "survivor lists; upgrade the coordinator");
-      }
-      if (count > kMaxSecureListEntries || count > r.left() / kDirectoryEntryBytes) {
-        return Bad(t, "more entries than bytes");
-      }
+      FRUGAL_RETURN_IF_ERROR(count_of(kMinDirectoryEntryBytes, &count));
       m.directory.resize(count);
       for (uint32_t i = 0; i < count; ++i) {
         auto& k = m.directory[i];
-        if (!r.U32(&k.position) || !r.Key(&k.channel_public) || !r.Key(&k.mask_public) ||
-            !r.Key(&k.signing_public)) {
-          return Bad(t, "truncated entry");
+        if (!r.NextAscending(i, i > 0 ? m.directory[i - 1].position : 0, &k.position)) {
+          return Bad(t, "entry position: " + r.error());
         }
-        if (i > 0 && k.position <= m.directory[i - 1].position) return Bad(t, "positions not ascending and distinct");
+        FRUGAL_RETURN_IF_ERROR(ReadKeys(r, t, &k));
       }
       break;
     }
     case SecureMessageType::kShareKeys:
     case SecureMessageType::kShareInbox: {
       uint32_t count = 0;
-      if (!r.U32(&count)) return Bad(t, "truncated count");
-      if (count > kMaxSecureListEntries || count > r.left() / 8) return Bad(t, "more entries than bytes");
+      FRUGAL_RETURN_IF_ERROR(count_of(kMinShareEntryBytes, &count));
       m.shares.resize(count);
       for (uint32_t i = 0; i < count; ++i) {
         auto& s = m.shares[i];
         uint32_t len = 0;
-        if (!r.U32(&s.peer) || !r.U32(&len)) return Bad(t, "truncated share entry");
+        if (!r.NextAscending(i, i > 0 ? m.shares[i - 1].peer : 0, &s.peer) || !r.Var32(&len)) {
+          return Bad(t, "share entry: " + r.error());
+        }
         if (len == 0 || len > kMaxSealedShareBytes || len > r.left()) return Bad(t, "share length out of range");
         auto body = r.Take(len);
         s.sealed.assign(body.begin(), body.end());
-        if (i > 0 && s.peer <= m.shares[i - 1].peer) return Bad(t, "peers not ascending and distinct");
       }
       break;
     }
     case SecureMessageType::kMaskedInput: {
       uint64_t bits = 0;
       uint32_t count = 0;
-      if (!r.Read(1, &bits) || !r.U32(&count)) return Bad(t, "truncated vector header");
+      if (!r.Read(1, &bits) || !r.Var32(&count)) return Bad(t, "vector header: " + r.error());
       if (bits < 1 || bits > 64) return Bad(t, "ring bits " + std::to_string(bits) + " outside 1..64");
       if (count > kMaxSecureVectorEntries) return Bad(t, "vector too long");
       m.bits = static_cast<uint8_t>(bits);
@@ -314,7 +393,7 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
     case SecureMessageType::kRetiredUnmaskRequest:
       break;  // refused above
     case SecureMessageType::kSurvivorList: {
-      if (!r.U32(&m.clients)) return Bad(t, "truncated count");
+      if (!r.Var32(&m.clients)) return Bad(t, "client count: " + r.error());
       if (m.clients == 0 || m.clients > kMaxSecureListEntries) return Bad(t, "client count out of range");
       auto bitmap = r.Take((size_t{m.clients} + 7) / 8);
       if (bitmap.empty()) return Bad(t, "truncated survivor bitmap");
@@ -325,35 +404,34 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
       }
       break;
     }
-    case SecureMessageType::kSurvivorSignature: {
-      auto sig = r.Take(64);
-      if (sig.empty()) return Bad(t, "truncated signature");
-      std::copy(sig.begin(), sig.end(), m.signature.begin());
+    case SecureMessageType::kSurvivorSignature:
+      if (!r.Bytes(&m.signature)) return Bad(t, "truncated signature");
       break;
-    }
     case SecureMessageType::kSurvivorSignatures: {
       uint32_t count = 0;
-      if (!r.U32(&count)) return Bad(t, "truncated count");
-      if (count > kMaxSecureListEntries || count > r.left() / 68) return Bad(t, "more entries than bytes");
+      FRUGAL_RETURN_IF_ERROR(count_of(kMinSignatureEntryBytes, &count));
       m.signatures.resize(count);
       for (uint32_t i = 0; i < count; ++i) {
         auto& g = m.signatures[i];
-        auto sig = r.U32(&g.signer) ? r.Take(64) : std::span<const uint8_t>{};
-        if (sig.empty()) return Bad(t, "truncated signature entry");
-        std::copy(sig.begin(), sig.end(), g.signature.begin());
-        if (i > 0 && g.signer <= m.signatures[i - 1].signer) return Bad(t, "signers not ascending and distinct");
+        if (!r.NextAscending(i, i > 0 ? m.signatures[i - 1].signer : 0, &g.signer) || !r.Bytes(&g.signature)) {
+          return Bad(t, "signature entry: " + r.error());
+        }
       }
       break;
     }
     case SecureMessageType::kUnmaskResponse: {
       uint32_t count = 0;
-      if (!r.U32(&count)) return Bad(t, "truncated count");
-      if (count > kMaxSecureListEntries || count > r.left() / 18) return Bad(t, "more entries than bytes");
+      FRUGAL_RETURN_IF_ERROR(count_of(kMinRevealedEntryBytes, &count));
       m.revealed.resize(count);
+      uint32_t previous = 0;
       for (uint32_t i = 0; i < count; ++i) {
         auto& s = m.revealed[i];
-        uint64_t kind = 0;
-        if (!r.U32(&s.owner) || !r.Read(1, &kind) || kind > 1) return Bad(t, "bad revealed-share header");
+        uint64_t gap = 0, kind = 0;
+        if (!r.Var(UINT32_MAX, &gap) || !r.Read(1, &kind)) return Bad(t, "revealed-share header: " + r.error());
+        if (kind > 1) return Bad(t, "revealed-share kind " + std::to_string(kind) + " is neither 0 nor 1");
+        if (uint64_t{previous} + gap > UINT32_MAX) return Bad(t, "owner past 2^32 - 1");
+        s.owner = static_cast<uint32_t>(previous + gap);
+        previous = s.owner;
         s.kind = static_cast<RevealedKind>(kind);
         if (!ReadShare(r, &s.share)) return Bad(t, "bad revealed share");
         if (i > 0) {
@@ -366,6 +444,34 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes) {
   }
   if (!r.done()) return Bad(t, "trailing bytes");
   return m;
+}
+
+std::vector<uint8_t> AdvertisementSigningBytes(uint64_t session_id, uint32_t round, const AdvertisedKeys& keys) {
+  static constexpr std::string_view kLabel = "frugal-secagg-advertise-v1";
+  std::vector<uint8_t> out(kLabel.begin(), kLabel.end());
+  PutU64(out, session_id);
+  PutU32(out, round);
+  PutU32(out, keys.position);
+  PutKey(out, keys.channel_public);
+  PutKey(out, keys.mask_public);
+  PutKey(out, keys.signing_public);
+  return out;
+}
+
+Status VerifyAdvertisement(const P256PublicKey& ca, uint64_t session_id, uint32_t round, const AdvertisedKeys& keys) {
+  const std::string who = "the keys advertised at position " + Pos(keys.position);
+  if (!keys.identity) return UnauthenticatedError(who + " carry no identity credential");
+  if (Status st = VerifyIdentityCredential(ca, *keys.identity); !st.ok()) {
+    return UnauthenticatedError(who + ": " + st.error().message());
+  }
+  if (Status st = P256Verify(keys.identity->public_key, AdvertisementSigningBytes(session_id, round, keys),
+                             keys.identity_signature);
+      !st.ok()) {
+    return UnauthenticatedError(who + ": '" + keys.identity->name +
+                                "' did not sign these keys for this position, round " + Pos(round) + " and session " +
+                                std::to_string(session_id) + " (altered keys, or replayed from another)");
+  }
+  return OkStatus();
 }
 
 std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t round, uint32_t clients,
@@ -381,10 +487,19 @@ std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t roun
 
 // ---- Client -----------------------------------------------------------------------------
 
-Result<SecureAggClient> SecureAggClient::Create(const SecureRoundConfig& cfg, uint32_t position) {
+Result<SecureAggClient> SecureAggClient::Create(const SecureRoundConfig& cfg, uint32_t position,
+                                                std::optional<SecureIdentity> identity) {
   FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
   FRUGAL_ASSIGN_OR_RETURN(auto neighbours, SecureNeighbours(cfg, position));
-  return SecureAggClient(cfg, position, std::move(neighbours));
+  if (cfg.identity && !identity) {
+    return FailedPreconditionError("secure client " + Pos(position) +
+                                   ": the round binds keys to identities (secure.identity = \"ca\") and this client "
+                                   "has no identity credential");
+  }
+  if (identity && (!identity->key || identity->key->public_key() != identity->credential.public_key)) {
+    return InvalidArgumentError("secure client " + Pos(position) + ": the identity key is not the credential's");
+  }
+  return SecureAggClient(cfg, position, std::move(neighbours), std::move(identity));
 }
 
 Status SecureAggClient::CheckHeader(const SecureMessage& m, SecureMessageType type) const {
@@ -413,7 +528,12 @@ Result<std::vector<uint8_t>> SecureAggClient::AdvertiseKeys() {
   stage_ = 1;
   SecureMessage m;
   m.header = {SecureMessageType::kAdvertiseKeys, cfg_.session_id, cfg_.round, position_};
-  m.keys = {position_, channel_keys_.public_key, mask_keys_.public_key, signing_keys_.public_key};
+  m.keys = {position_, channel_keys_.public_key, mask_keys_.public_key, signing_keys_.public_key, std::nullopt, {}};
+  if (identity_) {
+    m.keys.identity = identity_->credential;
+    FRUGAL_ASSIGN_OR_RETURN(m.keys.identity_signature,
+                            identity_->key->Sign(AdvertisementSigningBytes(cfg_.session_id, cfg_.round, m.keys)));
+  }
   return EncodeSecureMessage(m);
 }
 
@@ -426,10 +546,22 @@ Result<std::vector<uint8_t>> SecureAggClient::ShareKeys(std::span<const uint8_t>
                                    " neighbours advertised keys, threshold is " + Pos(cfg_.threshold));
   }
   std::vector<uint32_t> xs;
+  std::set<std::string_view> names;
+  if (identity_) names.insert(identity_->credential.name);
   for (const auto& k : dir.directory) {
     if (!std::binary_search(neighbours_.begin(), neighbours_.end(), k.position)) {
       return InvalidArgumentError("secure client " + Pos(position_) + ": key directory names " + Pos(k.position) +
                                   ", not a neighbour");
+    }
+    if (identity_) {
+      // Keys the CA's client did not sign could be the server's own (a Sybil).
+      if (Status st = VerifyAdvertisement(identity_->ca_public, cfg_.session_id, cfg_.round, k); !st.ok()) {
+        return st.error().WithContext("secure client " + Pos(position_) + ": key directory refused");
+      }
+      if (!names.insert(k.identity->name).second) {
+        return UnauthenticatedError("secure client " + Pos(position_) + ": key directory refused: identity '" +
+                                    k.identity->name + "' appears twice (or is this client's own)");
+      }
     }
     xs.push_back(k.position + 1);
   }
@@ -607,9 +739,9 @@ Result<std::vector<uint8_t>> SecureAggClient::Unmask(std::span<const uint8_t> su
 
 // ---- Server ---------------------------------------------------------------------------------
 
-Result<SecureAggServer> SecureAggServer::Create(const SecureRoundConfig& cfg) {
+Result<SecureAggServer> SecureAggServer::Create(const SecureRoundConfig& cfg, std::optional<P256PublicKey> identity_ca) {
   FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
-  SecureAggServer s(cfg);
+  SecureAggServer s(cfg, identity_ca);
   s.neighbours_.resize(cfg.clients);
   for (uint32_t u = 0; u < cfg.clients; ++u) {
     FRUGAL_ASSIGN_OR_RETURN(s.neighbours_[u], SecureNeighbours(cfg, u));
@@ -645,10 +777,25 @@ Status SecureAggServer::Live(size_t count, const char* stage) const {
   return OkStatus();
 }
 
-Status SecureAggServer::OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> bytes) {
+Status SecureAggServer::OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> bytes,
+                                        std::string_view expected_identity) {
   SecureMessage m;
   FRUGAL_RETURN_IF_ERROR(Accept(from, 0, SecureMessageType::kAdvertiseKeys, bytes, &m));
   if (keys_.contains(from)) return InvalidArgumentError("secure server: duplicate keys from " + Pos(from));
+  if (cfg_.identity && !m.keys.identity) {
+    return UnauthenticatedError("secure server: " + Pos(from) + " advertised keys without an identity credential, "
+                                "which secure.identity = \"ca\" requires");
+  }
+  if (m.keys.identity && !expected_identity.empty() && m.keys.identity->name != expected_identity) {
+    return PermissionDeniedError("secure server: " + Pos(from) + ", authenticated as '" +
+                                 std::string(expected_identity) + "', advertised the identity of '" +
+                                 m.keys.identity->name + "'");
+  }
+  if (identity_ca_ && m.keys.identity) {
+    if (Status st = VerifyAdvertisement(*identity_ca_, cfg_.session_id, cfg_.round, m.keys); !st.ok()) {
+      return st.error().WithContext("secure server");
+    }
+  }
   if (m.keys.channel_public == m.keys.mask_public || m.keys.signing_public == m.keys.channel_public ||
       m.keys.signing_public == m.keys.mask_public) {
     return InvalidArgumentError("secure server: " + Pos(from) + " advertised one key for two uses");

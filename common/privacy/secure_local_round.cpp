@@ -9,7 +9,8 @@
 namespace frugal::privacy {
 
 Result<std::unique_ptr<LocalSecureRound>> LocalSecureRound::Start(const SecureRoundConfig& cfg, CpuClock cpu,
-                                                                  SecureProtocol protocol) {
+                                                                  SecureProtocol protocol,
+                                                                  std::vector<SecureIdentity> identities) {
   if (!cpu) return InvalidArgumentError("local secure round: no CPU clock");
   FRUGAL_RETURN_IF_ERROR(ValidateSecureRoundConfig(cfg));
   if (protocol == SecureProtocol::kSumOnly) {
@@ -20,10 +21,19 @@ Result<std::unique_ptr<LocalSecureRound>> LocalSecureRound::Start(const SecureRo
   }
   // Parties are named by their positions: client id p sits on position p.
   SecureRoundPlan plan{.config = cfg, .clients = std::vector<uint64_t>(cfg.clients),
-                       .positions = std::vector<uint32_t>(cfg.clients)};
+                       .positions = std::vector<uint32_t>(cfg.clients), .identities = {}};
   std::iota(plan.clients.begin(), plan.clients.end(), uint64_t{0});
   std::iota(plan.positions.begin(), plan.positions.end(), 0u);
-  FRUGAL_ASSIGN_OR_RETURN(SecureRoundServer server, SecureRoundServer::Open(plan));
+  if (!identities.empty() && identities.size() != cfg.clients) {
+    return InvalidArgumentError("local secure round: " + std::to_string(identities.size()) + " identities for " +
+                                std::to_string(cfg.clients) + " clients");
+  }
+  std::optional<P256PublicKey> ca;
+  if (!identities.empty()) {
+    ca = identities[0].ca_public;
+    for (const auto& id : identities) plan.identities.push_back(id.credential.name);
+  }
+  FRUGAL_ASSIGN_OR_RETURN(SecureRoundServer server, SecureRoundServer::Open(plan, ca));
   std::unique_ptr<LocalSecureRound> r(new LocalSecureRound(cfg, std::move(cpu), std::optional(std::move(server))));
   const uint32_t n = cfg.clients;
   r->costs_.resize(n);
@@ -31,7 +41,9 @@ Result<std::unique_ptr<LocalSecureRound>> LocalSecureRound::Start(const SecureRo
   r->masked_.resize(n);
   for (uint32_t u = 0; u < n; ++u) {
     const double t0 = r->cpu_();
-    FRUGAL_ASSIGN_OR_RETURN(SecureAggClient c, SecureAggClient::Create(cfg, u));
+    std::optional<SecureIdentity> identity;
+    if (!identities.empty()) identity = std::move(identities[u]);
+    FRUGAL_ASSIGN_OR_RETURN(SecureAggClient c, SecureAggClient::Create(cfg, u, std::move(identity)));
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> msg, c.AdvertiseKeys());
     r->costs_[u].setup_cpu_s += r->cpu_() - t0;
     const double s0 = r->cpu_();

@@ -26,6 +26,7 @@ Result<SecureRoundPlan> PlanSecureRoundFor(const SecurePipelineConfig& pipeline,
   FRUGAL_ASSIGN_OR_RETURN(plan.config,
                           PlanSecureRound(session_id, round, static_cast<uint32_t>(clients.size()), pipeline.corrupt,
                                           pipeline.dropout, pipeline.ring.bits, support_size));
+  plan.config.identity = pipeline.identity;
   plan.clients.assign(clients.begin(), clients.end());
   plan.positions.resize(clients.size());
   std::iota(plan.positions.begin(), plan.positions.end(), 0u);
@@ -47,16 +48,19 @@ Result<std::vector<uint64_t>> SecureClientInput(std::span<const float> update, s
 SecureRoundServer::SecureRoundServer(SecureAggServer server, const SecureRoundPlan& plan)
     : server_(std::move(server)),
       client_at_(plan.clients.size()),
+      identity_at_(plan.clients.size()),
       delivered_(6),
       costs_(plan.clients.size()) {
   for (size_t i = 0; i < plan.clients.size(); ++i) {
     position_[plan.clients[i]] = plan.positions[i];
     client_at_[plan.positions[i]] = plan.clients[i];
+    if (i < plan.identities.size()) identity_at_[plan.positions[i]] = plan.identities[i];
     awaited_.insert(plan.positions[i]);
   }
 }
 
-Result<SecureRoundServer> SecureRoundServer::Open(const SecureRoundPlan& plan) {
+Result<SecureRoundServer> SecureRoundServer::Open(const SecureRoundPlan& plan,
+                                                  std::optional<P256PublicKey> identity_ca) {
   const uint32_t n = plan.config.clients;
   if (plan.clients.size() != n || plan.positions.size() != n) {
     return InvalidArgumentError("secure round: the plan places " + Str(plan.positions.size()) + " of " +
@@ -66,7 +70,11 @@ Result<SecureRoundServer> SecureRoundServer::Open(const SecureRoundPlan& plan) {
   if (seen.size() != n || (n > 0 && *seen.rbegin() != n - 1)) {
     return InvalidArgumentError("secure round: the plan's positions are not 0.." + Str(n) + "-1");
   }
-  FRUGAL_ASSIGN_OR_RETURN(SecureAggServer server, SecureAggServer::Create(plan.config));
+  if (!plan.identities.empty() && plan.identities.size() != n) {
+    return InvalidArgumentError("secure round: the plan names " + Str(plan.identities.size()) + " identities for " +
+                                Str(n) + " clients");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(SecureAggServer server, SecureAggServer::Create(plan.config, identity_ca));
   return SecureRoundServer(std::move(server), plan);
 }
 
@@ -80,7 +88,7 @@ size_t SecureRoundServer::MaxMessageBytes(uint32_t stage) const {
   const SecureRoundConfig& c = server_.config();
   const size_t per_peer = 512;  // a sealed bundle is 128 bytes, a revealed share under 64
   switch (stage) {
-    case 1: return 256;
+    case 1: return 512;  // 18 + 97 keys, 1 + 162 credential, 64 signature
     case 2: return 64 + size_t{c.degree} * per_peer;
     case 3: return 64 + (size_t{c.length} * static_cast<size_t>(c.bits) + 7) / 8;
     case 4: return 64 + 64;  // a signature
@@ -106,7 +114,7 @@ Status SecureRoundServer::Receive(uint64_t client, uint32_t round, uint32_t stag
     return InvalidArgumentError(who + ": " + Str(bytes.size()) + " bytes, over the stage's bound of " +
                                 Str(MaxMessageBytes(stage)));
   }
-  Status st = stage == 1   ? server_.OnAdvertiseKeys(*pos, bytes)
+  Status st = stage == 1   ? server_.OnAdvertiseKeys(*pos, bytes, identity_at_[*pos])
               : stage == 2 ? server_.OnShareKeys(*pos, bytes)
               : stage == 3 ? server_.OnMaskedInput(*pos, bytes)
               : stage == 4 ? server_.OnSurvivorSignature(*pos, bytes)

@@ -291,7 +291,13 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.guide_decay", engine.secure.guide_decay);
   r.Get("secure.guide_block", engine.secure.guide_block);
   r.Get("secure.step_scale", engine.secure.step_scale);
+  std::string secure_identity = engine.secure.identity ? "ca" : "none";
+  r.Get("secure.identity", secure_identity);
   if (r.error()) return *r.error();
+  if (secure_identity != "none" && secure_identity != "ca") {
+    return InvalidArgumentError("secure.identity must be \"none\" or \"ca\", got \"" + secure_identity + "\"");
+  }
+  engine.secure.identity = secure_identity == "ca";
   FRUGAL_ASSIGN_OR_RETURN(engine.dp.mode, privacy::ParseDpMode(dp_mode));
 
   FRUGAL_ASSIGN_OR_RETURN(pipeline, ParsePipeline(pipeline_name));

@@ -807,7 +807,7 @@ TEST_SUITE("coordinator") {
     CHECK(last_error(1).find("for round 2: the open secure round is 1") != std::string::npos);
     send(1, 1, 3, *keys1);
     CHECK(last_error(1).find("round 1 is in stage 1") != std::string::npos);
-    send(1, 1, 1, std::vector<uint8_t>(300, 0));
+    send(1, 1, 1, std::vector<uint8_t>(600, 0));  // over the 512 bytes of an identity-bound advertisement
     CHECK(last_error(1).find("over the stage's bound") != std::string::npos);
     send(1, 1, 1, *keys1);
     send(1, 1, 1, *keys1);

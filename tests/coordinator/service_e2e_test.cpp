@@ -592,7 +592,9 @@ TEST_SUITE("coordinator") {
                                            "privacy.mode=\"distributed\"", "privacy.clip=1",
                                            "privacy.noise_multiplier=0.8",
                                            // Rounds 2 and 3 carry a non-empty support guide to real agents.
-                                           "secure.guided=0.05"};
+                                           "secure.guided=0.05",
+                                           // Keys bound to the fleet CA's credentials (`ca issue` wrote the .idc files).
+                                           "secure.identity=\"ca\""};
     Process coordinator(fleet.CoordinatorArgs(sets), fleet.dir.Path("coordinator.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
     // Two clients hold back their masked input in round 1 (debug.secagg_hold_round),
@@ -600,7 +602,7 @@ TEST_SUITE("coordinator") {
     const std::set<uint32_t> killed = {3, 7};
     std::vector<std::unique_ptr<Process>> clients;
     auto start = [&](uint32_t i) {
-      std::vector<std::string> extra;
+      std::vector<std::string> extra = {"secure.require_identity=true"};
       if (killed.contains(i)) extra.push_back("debug.secagg_hold_round=1");
       return std::make_unique<Process>(fleet.ClientArgs(names[i], i, 10, extra),
                                        fleet.dir.Path(names[i] + "-" + std::to_string(clients.size()) + ".log"));

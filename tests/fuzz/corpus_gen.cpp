@@ -3,6 +3,7 @@
 // enough to commit. Usage: frugal-fuzz-corpus-gen OUT_DIR  (creates OUT_DIR/<target>/seed-*)
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -42,6 +43,13 @@ auto Must(R r) {
     std::exit(1);
   }
   return std::move(r).value();
+}
+
+void MustOk(const Status& st) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "corpus generator: %s\n", st.error().ToString().c_str());
+    std::exit(1);
+  }
 }
 
 }  // namespace
@@ -181,6 +189,64 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> input = {1};
     input.insert(input.end(), sealed.begin(), sealed.end());
     failures += Write(share, "seed-" + std::to_string(n++), input);
+  }
+  // SecAgg+ messages of every type, from one real round of the fuzz target's
+  // configuration (keys are fresh each generation), plus identity-bound keys
+  // and directories from the fuzz target's simulated CA (modes 3 and 4).
+  const std::filesystem::path messages = out / "fuzz_secagg_messages";
+  for (bool bound : {false, true}) {
+    const privacy::SecureRoundConfig cfg = fuzz::SecAggFuzzConfig(bound);
+    const auto ca = Must(privacy::SimulatedIdentityAuthority::Create(fuzz::kSecAggFuzzCaSeed));
+    auto server = Must(bound ? privacy::SecureAggServer::Create(cfg, ca.ca_public())
+                             : privacy::SecureAggServer::Create(cfg));
+    std::vector<privacy::SecureAggClient> clients;
+    auto seed = [&](const std::string& name, uint8_t mode, const std::vector<uint8_t>& bytes) {
+      std::vector<uint8_t> input = {mode};
+      input.insert(input.end(), bytes.begin(), bytes.end());
+      failures += Write(messages, bound ? name + "_identity" : name, input);
+    };
+    for (uint32_t u = 0; u < cfg.clients; ++u) {
+      std::optional<privacy::SecureIdentity> id;
+      if (bound) id = Must(ca.Issue(fuzz::SecAggFuzzClientId(u)));
+      clients.push_back(Must(privacy::SecureAggClient::Create(cfg, u, id)));
+      const auto msg = Must(clients.back().AdvertiseKeys());
+      if (u == 3) seed("advertise", bound ? 3 : 1, msg);
+      const std::string name = bound ? std::to_string(fuzz::SecAggFuzzClientId(u)) : std::string();
+      MustOk(server.OnAdvertiseKeys(u, msg, name));
+    }
+    auto dirs = Must(server.CloseAdvertiseKeys());
+    seed("directory", bound ? 4 : 2, dirs.at(0));
+    if (bound) {
+      // An agent's credential file (mode 5).
+      const auto id = Must(ca.Issue(fuzz::SecAggFuzzClientId(0)));
+      seed("credential_file", 5, privacy::EncodeIdentityCredentialFile(id.credential));
+      continue;
+    }
+    for (auto& [u, d] : dirs) {
+      const auto msg = Must(clients[u].ShareKeys(d));
+      if (u == 0) seed("share_keys", 0, msg);
+      MustOk(server.OnShareKeys(u, msg));
+    }
+    auto inboxes = Must(server.CloseShareKeys());
+    seed("inbox", 0, inboxes.at(0));
+    for (auto& [u, inbox] : inboxes) {
+      const std::vector<uint64_t> input(cfg.length, u);
+      const auto msg = Must(clients[u].MaskedInput(inbox, input));
+      if (u == 0) seed("masked", 0, msg);
+      MustOk(server.OnMaskedInput(u, msg));
+    }
+    auto lists = Must(server.CloseMaskedInput());
+    seed("survivor_list", 0, lists.at(0));
+    for (auto& [u, l] : lists) {
+      const auto msg = Must(clients[u].SignSurvivors(l));
+      if (u == 0) seed("survivor_signature", 0, msg);
+      MustOk(server.OnSurvivorSignature(u, msg));
+    }
+    auto sigs = Must(server.CloseSurvivorSignatures());
+    seed("survivor_signatures", 0, sigs.at(0));
+    seed("unmask_response", 0, Must(clients[0].Unmask(sigs.at(0))));
+    // The retired type 6 in version 2's header: the decoder must refuse it.
+    seed("retired_unmask_request", 0, {2, 6, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 7, 0});
   }
   if (failures) std::fprintf(stderr, "corpus generator: %d files could not be written\n", failures);
   return failures ? 1 : 0;

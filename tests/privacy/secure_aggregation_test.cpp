@@ -398,7 +398,7 @@ TEST_CASE("the message encodings round-trip and refuse what is not canonical") {
   v.bits = 20;
   v.masked = {1, 2, 0xFFFFF, 7};
   auto vb = EncodeSecureMessage(v);
-  CHECK(vb.size() == 18 + 1 + 4 + 10);  // header, bits, count, 4 x 20 bits
+  CHECK(vb.size() == 12 + 1 + 1 + 10);  // header (round and party varints), bits, count, 4 x 20 bits
   CHECK(DecodeSecureMessage(vb)->masked == v.masked);
   vb[1] = 11;
   CHECK(!DecodeSecureMessage(vb).ok());  // unknown type
@@ -408,7 +408,7 @@ TEST_CASE("the message encodings round-trip and refuse what is not canonical") {
   l.clients = 10;
   l.survivors = {0, 3, 9};
   auto lb = EncodeSecureMessage(l);
-  CHECK(lb.size() == 18 + 4 + 2);
+  CHECK(lb.size() == 12 + 1 + 2);
   auto lback = DecodeSecureMessage(lb);
   REQUIRE(lback.ok());
   CHECK(lback->survivors == l.survivors);
@@ -431,8 +431,14 @@ TEST_CASE("the fuzz target's seeds are canonical messages of every type, and the
     const std::vector<uint8_t> seed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     REQUIRE(seed.size() > 2);
     const std::span<const uint8_t> bytes = std::span<const uint8_t>(seed).subspan(1);  // after the mode byte
-    auto m = DecodeSecureMessage(bytes);
     INFO(entry.path().filename().string());
+    if (seed[0] % 6 == 5) {  // an identity credential file
+      auto c = DecodeIdentityCredentialFile(bytes);
+      REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+      CHECK(EncodeIdentityCredentialFile(*c) == std::vector<uint8_t>(bytes.begin(), bytes.end()));
+      continue;
+    }
+    auto m = DecodeSecureMessage(bytes);
     if (entry.path().filename() == "retired_unmask_request") {
       CHECK(!m.ok());
       continue;
@@ -444,31 +450,73 @@ TEST_CASE("the fuzz target's seeds are canonical messages of every type, and the
   CHECK(types == std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10});
 }
 
-TEST_CASE("formats before the signed survivor lists are refused with a clear error") {
-  // The four-stage protocol's kAdvertiseKeys: two keys, no signing key.
+TEST_CASE("version 1 (fixed-width fields) and the retired type 6 are refused with a clear error") {
   SecureMessage a;
   a.header = {SecureMessageType::kAdvertiseKeys, 1, 2, 3};
   auto bytes = EncodeSecureMessage(a);
-  bytes.resize(bytes.size() - 32);
-  auto old_keys = DecodeSecureMessage(bytes);
-  REQUIRE(!old_keys.ok());
-  CHECK(old_keys.error().message().find("without an Ed25519 signing key") != std::string::npos);
-  // Its key directory: 68-byte entries.
-  SecureMessage d;
-  d.header = {SecureMessageType::kKeyDirectory, 1, 2, 3};
-  d.directory = {{4, {}, {}, {}}, {5, {}, {}, {}}};
-  auto db = EncodeSecureMessage(d);
-  REQUIRE(DecodeSecureMessage(db).ok());
-  std::vector<uint8_t> old_dir(db.begin(), db.begin() + 22);
-  for (int e = 0; e < 2; ++e) old_dir.insert(old_dir.end(), 68, static_cast<uint8_t>(e));
-  auto od = DecodeSecureMessage(old_dir);
-  REQUIRE(!od.ok());
-  CHECK(od.error().message().find("without Ed25519 signing keys") != std::string::npos);
-  // Its unsigned unmask request, type 6.
-  std::vector<uint8_t> req = {1, 6, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  bytes[0] = 1;
+  auto v1 = DecodeSecureMessage(bytes);
+  REQUIRE(!v1.ok());
+  CHECK(v1.error().message().find("version 1, the fixed-width format") != std::string::npos);
+  // The four-stage protocol's unsigned unmask request, type 6.
+  std::vector<uint8_t> req = {2, 6, 1, 0, 0, 0, 0, 0, 0, 0, 2, 3, 0};
   auto r6 = DecodeSecureMessage(req);
   REQUIRE(!r6.ok());
   CHECK(r6.error().message().find("unsigned unmask request") != std::string::npos);
+}
+
+TEST_CASE("varint counts and positions: the sizes they save, and truncated or overlong ones refused") {
+  // A key directory of 72 neighbours at positions around 900 (1,000 clients a
+  // round): each entry's position is a one-byte gap, the count one byte.
+  SecureMessage d;
+  d.header = {SecureMessageType::kKeyDirectory, 0x1234, 2, 950};
+  for (uint32_t p = 914; p < 986; ++p) {
+    if (p != 950) d.directory.push_back({p, {}, {}, {}, std::nullopt, {}});
+  }
+  auto db = EncodeSecureMessage(d);
+  const size_t entries = d.directory.size();
+  // header 1 + 1 + 8 + 1 (round 2) + 2 (party 950); count 1; first position 2 bytes, the rest 1
+  CHECK(db.size() == 13 + 1 + 2 + (entries - 1) + entries * (96 + 1));
+  // The fixed-width format spent 18 + 4 + 4 per entry on the same fields.
+  CHECK(18 + 4 + entries * 4 - (13 + 1 + 2 + (entries - 1)) == 220);
+  auto back = DecodeSecureMessage(db);
+  REQUIRE(back.ok());
+  CHECK(back->directory == d.directory);
+  // A share inbox: peer gaps and one-byte lengths.
+  SecureMessage in;
+  in.header = {SecureMessageType::kShareInbox, 9, 300, 70000};
+  in.shares = {{0, std::vector<uint8_t>(100, 1)}, {5, std::vector<uint8_t>(100, 2)}, {70001, {3}}};
+  auto ib = EncodeSecureMessage(in);
+  CHECK(DecodeSecureMessage(ib)->shares == in.shares);
+  // Overlong round varint (2 as 0x82 0x00) and a truncated one.
+  std::vector<uint8_t> overlong(db.begin(), db.begin() + 10);
+  overlong.insert(overlong.end(), {0x82, 0x00});
+  overlong.insert(overlong.end(), db.begin() + 11, db.end());
+  auto ol = DecodeSecureMessage(overlong);
+  REQUIRE(!ol.ok());
+  CHECK(ol.error().message().find("header: overlong varint") != std::string::npos);
+  std::vector<uint8_t> cut(db.begin(), db.begin() + 12);  // inside the party varint
+  auto tr = DecodeSecureMessage(cut);
+  REQUIRE(!tr.ok());
+  CHECK(tr.error().message().find("header: truncated varint") != std::string::npos);
+  // A position gap that runs past 2^32 - 1.
+  SecureMessage g;
+  g.header = {SecureMessageType::kSurvivorSignatures, 1, 2, 3};
+  g.signatures = {{UINT32_MAX, {}}};
+  auto gb = EncodeSecureMessage(g);
+  REQUIRE(DecodeSecureMessage(gb).ok());
+  std::vector<uint8_t> two(gb.begin(), gb.begin() + 12);
+  two.push_back(2);  // count 2
+  two.insert(two.end(), gb.begin() + 13, gb.end());  // UINT32_MAX and its signature
+  two.push_back(0);  // gap 0: UINT32_MAX + 1
+  two.insert(two.end(), 64, 0);
+  auto past = DecodeSecureMessage(two);
+  REQUIRE(!past.ok());
+  CHECK(past.error().message().find("past 2^32 - 1") != std::string::npos);
+  // Every prefix of every encoding is refused (truncation anywhere).
+  for (const auto& bytes : {db, ib, gb}) {
+    for (size_t n = 0; n < bytes.size(); ++n) CHECK(!DecodeSecureMessage(std::span(bytes).first(n)).ok());
+  }
 }
 
 }  // TEST_SUITE

@@ -68,6 +68,14 @@ struct ClientConfig {
   // stops after sharing its keys, writes secagg_hold_r<round> to its state
   // directory and sends no masked input (a drop-out for the protocol). 0: never.
   uint32_t secagg_hold_round = 0;
+  // The identity credential the fleet's CA issued with the certificate
+  // (tls.identity; default: tls.cert with .crt replaced by .idc), used in a
+  // secure round that binds keys to identities (docs/privacy.md).
+  std::string identity;
+  // secure.require_identity: check every neighbour's identity in every secure
+  // round, even when the coordinator's plan does not ask for it (a server
+  // that turned the check off could pose as clients of its own making).
+  bool require_identity = false;
   DataConfig data;
   PolicyConfig policy;
   std::map<std::string, std::string> flat;

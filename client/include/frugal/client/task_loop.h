@@ -51,6 +51,10 @@ struct TaskLoopEnv {
   // nobody else may know. None: 32 bytes from OpenSSL's RAND_bytes (the
   // agent's default); a test may inject a known key to check the noise.
   std::function<Result<privacy::NoiseKey>()> noise_key;
+  // The client's identity for a secure round that binds keys to identities
+  // (the agent loads its CA certificate, key and credential files); none: such
+  // a round, or config->require_identity, is refused.
+  std::function<Result<privacy::SecureIdentity>()> identity;
 };
 
 // What the session does after an Envelope.

@@ -21,9 +21,11 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/privacy/identity.h"
 #include "frugal/privacy/secagg.h"
 
 namespace frugal::privacy {
@@ -37,6 +39,11 @@ struct SecureRoundConfig {
   uint32_t threshold = 0;  // Shamir t: shares needed to rebuild a seed or key
   int bits = 32;           // ring Z_2^bits of the masked vector
   uint32_t length = 0;     // entries of the masked vector (the shared support's size)
+  // Every client's stage-1 keys are bound to a CA-certified identity
+  // (secure.identity = "ca"): the server refuses an advertisement without
+  // one. A client checks its neighbours' whenever it holds a SecureIdentity,
+  // whatever this says (the server cannot switch that check off).
+  bool identity = false;
 };
 
 // Degree and threshold for n clients with the tolerated corrupt and dropout
@@ -54,13 +61,18 @@ Status ValidateSecureRoundConfig(const SecureRoundConfig& cfg);
 Result<std::vector<uint32_t>> SecureNeighbours(const SecureRoundConfig& cfg, uint32_t position);
 
 // ---- Wire messages -----------------------------------------------------------
-// Canonical little-endian encodings: u8 version = 1 | u8 type | u64 session |
-// u32 round | u32 party (the sender of a client message, the recipient of a
-// server message) | body. Each decoder accepts exactly what its encoder writes
-// and nothing else (counts bounded, lists ascending and distinct, no trailing
-// bytes); InvalidArgument names the defect. Formats before the twelfth
-// session (keys without a signing key, the unsigned unmask request, type 6)
-// are refused with an error that says so.
+// Canonical encodings: u8 version = 2 | u8 type | u64 session (little-endian)
+// | varint round | varint party (the sender of a client message, the
+// recipient of a server message) | body. Counts, positions and lengths are
+// varints (frugal/codec/varint.h); an ascending list of distinct positions is
+// sent as its first value, then each gap minus one. Each decoder accepts
+// exactly what its encoder writes and nothing else (counts bounded, varints
+// minimal, lists ascending and distinct, no trailing bytes); InvalidArgument
+// names the defect. Version 1 (fixed-width u32 fields, until the thirteenth
+// session) and the retired type 6 are refused with an error that says so.
+// Keys in kAdvertiseKeys and each kKeyDirectory entry are followed by u8 0, or
+// u8 1 | the identity credential (identity.h) | the 64-byte ECDSA signature of
+// AdvertisementSigningBytes by the credential's key.
 enum class SecureMessageType : uint8_t {
   kAdvertiseKeys = 1,  // client -> server: its two X25519 public keys and its Ed25519 key
   kKeyDirectory = 2,   // server -> client: its neighbours' public keys
@@ -86,6 +98,9 @@ struct AdvertisedKeys {
   Key256 channel_public{};
   Key256 mask_public{};
   Key256 signing_public{};  // Ed25519, for the consistency check
+  // The CA-certified identity and its signature on this advertisement (when bound).
+  std::optional<IdentityCredential> identity;
+  P256Signature identity_signature{};
   bool operator==(const AdvertisedKeys&) const = default;
 };
 
@@ -127,6 +142,8 @@ struct SecureMessage {
 inline constexpr uint32_t kMaxSecureListEntries = 1u << 16;    // neighbours, shares
 inline constexpr uint32_t kMaxSecureVectorEntries = 1u << 28;  // masked entries
 
+inline constexpr uint8_t kSecureWireVersion = 2;
+
 std::vector<uint8_t> EncodeSecureMessage(const SecureMessage& message);
 Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes);
 
@@ -136,6 +153,16 @@ Result<SecureMessage> DecodeSecureMessage(std::span<const uint8_t> bytes);
 std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t round, uint32_t clients,
                                               std::span<const uint32_t> survivors);
 
+// What a client's identity key signs in stage 1: "frugal-secagg-advertise-v1"
+// | u64 session | u32 round | u32 position | channel | mask | signing key
+// (little-endian), so the keys hold for one position of one round of one session.
+std::vector<uint8_t> AdvertisementSigningBytes(uint64_t session_id, uint32_t round, const AdvertisedKeys& keys);
+// Ok when `keys` carries a credential the CA `ca` signed and the credential's
+// key signed this advertisement for (session, round); Unauthenticated naming
+// the position and what failed (no credential, another CA or an altered
+// credential, a signature of other keys, position, round or session).
+Status VerifyAdvertisement(const P256PublicKey& ca, uint64_t session_id, uint32_t round, const AdvertisedKeys& keys);
+
 // ---- Client ---------------------------------------------------------------------
 // Drives one client through the four stages; each call must come in order and
 // once (FailedPrecondition otherwise). A message of another session, round,
@@ -143,12 +170,18 @@ std::vector<uint8_t> SurvivorListSigningBytes(uint64_t session_id, uint32_t roun
 // the client where it was, so a front end may drop it and wait for the right one.
 class SecureAggClient {
  public:
-  static Result<SecureAggClient> Create(const SecureRoundConfig& cfg, uint32_t position);
+  // With `identity` the client binds its stage-1 keys to its credential and
+  // accepts a neighbour's keys only when VerifyAdvertisement holds for them
+  // under identity->ca_public and no two carry one name (nor this client's).
+  // FailedPrecondition when cfg.identity asks for an identity and none is given.
+  static Result<SecureAggClient> Create(const SecureRoundConfig& cfg, uint32_t position,
+                                        std::optional<SecureIdentity> identity = std::nullopt);
 
   // Stage 1: fresh key pairs and self-mask seed; the kAdvertiseKeys message.
   Result<std::vector<uint8_t>> AdvertiseKeys();
   // Stage 2: from the server's kKeyDirectory (at least t neighbours, each a
-  // neighbour of this position, keys not low-order), the kShareKeys message.
+  // neighbour of this position, keys not low-order, and with an identity each
+  // advertisement verified: Unauthenticated otherwise), the kShareKeys message.
   Result<std::vector<uint8_t>> ShareKeys(std::span<const uint8_t> key_directory);
   // Stage 3: from the kShareInbox (every bundle opens under its channel key and
   // names the right pair; at least t), masks `input` (length entries of
@@ -175,13 +208,15 @@ class SecureAggClient {
   const std::vector<uint32_t>& masked_with() const { return masked_with_; }
 
  private:
-  SecureAggClient(SecureRoundConfig cfg, uint32_t position, std::vector<uint32_t> neighbours)
-      : cfg_(cfg), position_(position), neighbours_(std::move(neighbours)) {}
+  SecureAggClient(SecureRoundConfig cfg, uint32_t position, std::vector<uint32_t> neighbours,
+                  std::optional<SecureIdentity> identity)
+      : cfg_(cfg), position_(position), neighbours_(std::move(neighbours)), identity_(std::move(identity)) {}
   Status CheckHeader(const SecureMessage& m, SecureMessageType type) const;
 
   SecureRoundConfig cfg_;
   uint32_t position_ = 0;
   std::vector<uint32_t> neighbours_;
+  std::optional<SecureIdentity> identity_;
   int stage_ = 0;  // calls made so far
   X25519KeyPair channel_keys_, mask_keys_;
   Ed25519KeyPair signing_keys_;
@@ -214,9 +249,16 @@ struct SecureAggregate {
 // dropouts in unmasking) or a rebuilt key does not match its advertised one.
 class SecureAggServer {
  public:
-  static Result<SecureAggServer> Create(const SecureRoundConfig& cfg);
+  // With `identity_ca` (the fleet CA's key) the server also verifies every
+  // advertisement's identity (VerifyAdvertisement) before relaying it; with
+  // cfg.identity it refuses an advertisement without one.
+  static Result<SecureAggServer> Create(const SecureRoundConfig& cfg,
+                                        std::optional<P256PublicKey> identity_ca = std::nullopt);
 
-  Status OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> bytes);
+  // `expected_identity` (when not empty): the name the front end authenticated
+  // for `from` (its mTLS CN, or the simulated client's); an advertisement whose
+  // credential names another is refused (PermissionDenied).
+  Status OnAdvertiseKeys(uint32_t from, std::span<const uint8_t> bytes, std::string_view expected_identity = {});
   Result<std::map<uint32_t, std::vector<uint8_t>>> CloseAdvertiseKeys();
   Status OnShareKeys(uint32_t from, std::span<const uint8_t> bytes);
   Result<std::map<uint32_t, std::vector<uint8_t>>> CloseShareKeys();
@@ -230,11 +272,13 @@ class SecureAggServer {
   const SecureRoundConfig& config() const { return cfg_; }
 
  private:
-  explicit SecureAggServer(SecureRoundConfig cfg) : cfg_(cfg) {}
+  SecureAggServer(SecureRoundConfig cfg, std::optional<P256PublicKey> identity_ca)
+      : cfg_(cfg), identity_ca_(identity_ca) {}
   Status Accept(uint32_t from, int stage, SecureMessageType type, std::span<const uint8_t> bytes, SecureMessage* out);
   Status Live(size_t count, const char* stage) const;
 
   SecureRoundConfig cfg_;
+  std::optional<P256PublicKey> identity_ca_;
   std::vector<std::vector<uint32_t>> neighbours_;
   int stage_ = 0;
   std::map<uint32_t, AdvertisedKeys> keys_;                       // U1

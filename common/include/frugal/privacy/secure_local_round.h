@@ -36,8 +36,13 @@ class LocalSecureRound {
   // Runs stages 1-2 (advertise keys, share keys) for all cfg.clients clients
   // (nothing under kSumOnly). Errors: a config ValidateSecureRoundConfig
   // refuses, or a protocol failure.
+  // `identities` (by position, or empty): each client's SecureIdentity when
+  // keys are bound to identities (cfg.identity); the server then checks every
+  // advertisement under identities[0].ca_public and against the client's name.
+  // Issuing them is the device's one-time enrolment, not timed here.
   static Result<std::unique_ptr<LocalSecureRound>> Start(const SecureRoundConfig& cfg, CpuClock cpu,
-                                                         SecureProtocol protocol = SecureProtocol::kRun);
+                                                         SecureProtocol protocol = SecureProtocol::kRun,
+                                                         std::vector<SecureIdentity> identities = {});
 
   // Stage 3 for client `position`: masks `input` (cfg.length ring elements)
   // and returns the kMaskedInput message (its size is what goes up; under

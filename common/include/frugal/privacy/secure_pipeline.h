@@ -41,6 +41,13 @@ struct SecurePipelineConfig {
   // scenario's own [server] table (docs/privacy.md, "Step scale").
   // Post-processing of the unmasked sum: no privacy cost.
   double step_scale = 1;
+  // secure.identity = "ca": every client's stage-1 keys are bound to an
+  // identity credential of the fleet's CA (frugal/privacy/identity.h), so the
+  // server cannot pose as clients of its own making (docs/privacy.md,
+  // "Identity-bound keys"); "none" (false, the default): keys are taken as
+  // the server relays them. frugal-sim's clients get their credentials from a
+  // simulated CA keyed by the run's seed.
+  bool identity = false;
 
   // Guided support (secure.guided, secure.guide_rounds, secure.guide_decay,
   // secure.guide_block): a fraction `guided` of the parameters (at most

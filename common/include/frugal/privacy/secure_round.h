@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
@@ -27,6 +28,10 @@ struct SecureRoundPlan {
   SecureRoundConfig config;
   std::vector<uint64_t> clients;    // the selected clients, in the front end's order
   std::vector<uint32_t> positions;  // positions[i]: clients[i]'s position
+  // identities[i]: the name the front end authenticated for clients[i] (its
+  // mTLS CN; frugal-sim: the decimal id), which its identity credential must
+  // carry; empty: not checked.
+  std::vector<std::string> identities;
 };
 
 // Plans round `round` for `clients` (distinct ids) over a support of
@@ -83,7 +88,10 @@ struct SecureSum {
 // stage whose client messages are accepted now (0 once finished or failed).
 class SecureRoundServer {
  public:
-  static Result<SecureRoundServer> Open(const SecureRoundPlan& plan);
+  // `identity_ca`: the fleet CA's key, to verify each advertisement's identity
+  // before relaying it (SecureAggServer::Create).
+  static Result<SecureRoundServer> Open(const SecureRoundPlan& plan,
+                                        std::optional<P256PublicKey> identity_ca = std::nullopt);
 
   const SecureRoundConfig& config() const { return server_.config(); }
   uint32_t round() const { return server_.config().round; }
@@ -121,6 +129,7 @@ class SecureRoundServer {
   SecureAggServer server_;
   std::map<uint64_t, uint32_t> position_;
   std::vector<uint64_t> client_at_;             // by position
+  std::vector<std::string> identity_at_;        // by position (empty: not checked)
   int stage_ = 1;
   std::set<uint32_t> awaited_;                  // positions the open stage waits for
   std::vector<std::set<uint32_t>> delivered_;   // [stage 1..5]: positions that delivered it

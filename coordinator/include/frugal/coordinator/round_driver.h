@@ -253,6 +253,7 @@ class RoundDriver {
   std::map<std::string, uint64_t> ids_by_name_;
   uint64_t next_client_id_ = 1;
   std::map<uint64_t, Client> clients_;        // every known client by id
+  std::optional<privacy::P256PublicKey> identity_ca_;  // secure.identity = "ca": the fleet CA's key
   std::map<uint64_t, uint64_t> conn_client_;  // connection -> client id
   std::map<uint64_t, uint64_t> client_conn_;  // client id -> newest connection
 
