@@ -401,6 +401,19 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
   return out;
 }
 
+Result<std::vector<uint32_t>> TriggerDefense::FrozenCoordinates(const Model& model) const {
+  std::vector<uint32_t> frozen;
+  if (pruned_.empty()) return frozen;
+  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
+  // Layer 0's W is (hidden x input) row-major: input p's weights are p, p + in, p + 2 in, ...
+  const size_t in = mlp->layer_sizes()[0], hidden = mlp->layer_sizes()[1];
+  frozen.reserve(pruned_.size() * hidden);
+  for (size_t o = 0; o < hidden; ++o) {
+    for (uint32_t p : pruned_) frozen.push_back(static_cast<uint32_t>(o * in + p));
+  }
+  return frozen;
+}
+
 Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& model, std::span<const float> params,
                                                  const Dataset& data, std::span<const uint32_t> trusted,
                                                  TrainConfig train, uint64_t run_seed, ModelWorkspace& ws) {
@@ -431,15 +444,7 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
     if (flags_.size() <= c) flags_.resize(c + 1, 0);
     if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
   }
-  if (!pruned_.empty()) {
-    FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
-    // Layer 0's W is (hidden x input) row-major: input p's weights are p, p + in, p + 2 in, ...
-    const size_t in = mlp->layer_sizes()[0], hidden = mlp->layer_sizes()[1];
-    out.frozen.reserve(pruned_.size() * hidden);
-    for (size_t o = 0; o < hidden; ++o) {
-      for (uint32_t p : pruned_) out.frozen.push_back(static_cast<uint32_t>(o * in + p));
-    }
-  }
+  FRUGAL_ASSIGN_OR_RETURN(out.frozen, FrozenCoordinates(model));
   if (triggers_.empty()) return out;
   train.seed = DeriveSeed(base, 0x0DEA7ULL);
   FRUGAL_ASSIGN_OR_RETURN(out.correction, UnlearnTriggers(model, params, data, trusted, triggers_, train, cfg_, ws));

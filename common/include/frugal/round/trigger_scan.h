@@ -104,6 +104,11 @@ class TriggerDefense {
   // Inputs pruned so far, ascending (cfg.prune > 0).
   const std::vector<uint32_t>& pruned() const { return pruned_; }
 
+  // The model coordinates the pruned inputs freeze: every first-layer weight
+  // from a pruned input, ascending (empty when none is pruned). Fails for a
+  // model that is not an MLP.
+  Result<std::vector<uint32_t>> FrozenCoordinates(const Model& model) const;
+
   // The memory (triggers, flags per class, pruned inputs) as bytes, for a
   // service's store: a restarted coordinator resumes with what it had found.
   std::vector<uint8_t> State() const;
