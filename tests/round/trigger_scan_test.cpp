@@ -258,6 +258,39 @@ TEST_SUITE("round") {
     CHECK(fresh.SetState({}, kFeatures, kClasses).ok());  // empty: an empty memory
   }
 
+  TEST_CASE("pruning grows one ring into a patch's faint edge when server.trigger_prune_grow is set") {
+    // A 28x28 mask: the 4x4 corner patch (rows and columns 24-27) covered at
+    // 0.9 except its two left pixels of the top rows (696, 724) at 0.3, a faint
+    // pixel far away (0) at 0.3, the rest at 0.05.
+    RecoveredTrigger t;
+    t.target = 0;
+    t.mask.assign(784, 0.05f);
+    t.pattern.assign(784, 1.0f);
+    std::vector<uint32_t> patch;
+    for (uint32_t r = 24; r < 28; ++r) {
+      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
+    }
+    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    t.mask[696] = t.mask[724] = t.mask[0] = 0.3f;
+    TriggerScanConfig cfg;
+    cfg.prune = 16;
+    std::vector<uint32_t> without_edge = patch;
+    std::erase(without_edge, 696u);
+    std::erase(without_edge, 724u);
+    CHECK(InputsToPrune(t, {}, cfg) == without_edge);  // the mask's 14 pixels >= 0.5
+    cfg.prune_grow = 0.1f;
+    CHECK(InputsToPrune(t, {}, cfg) == patch);  // their neighbours at 0.3 join; pixel 0 and the 0.05s do not
+    cfg.prune_grow = 0.5f;
+    CHECK(InputsToPrune(t, {}, cfg) == without_edge);
+    // Already pruned inputs are not returned again.
+    cfg.prune_grow = 0.1f;
+    const std::vector<uint32_t> before = {696, 783};
+    std::vector<uint32_t> rest = patch;
+    std::erase(rest, 696u);
+    std::erase(rest, 783u);
+    CHECK(InputsToPrune(t, before, cfg) == rest);
+  }
+
   TEST_CASE("the engine holds frozen coordinates at zero whatever the updates, after checking them") {
     const size_t d = 8;
     for (Pipeline p : {Pipeline::kDense, Pipeline::kFrugal}) {
@@ -370,7 +403,11 @@ TEST_SUITE("round") {
       return ReadRunSettings(r, s);
     };
     RunSettings s;
-    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n", s).ok());
+    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n"
+                 "trigger_prune_grow = 0.1\n", s).ok());
+    CHECK(s.trigger_scan.prune_grow == 0.1f);
+    RunSettings grow;
+    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_grow = 2\n", grow).ok());
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);

@@ -35,6 +35,10 @@ struct TriggerScanConfig {
   uint32_t prune = 0;           // inputs pruned per acted-on flag (the mask's largest, >= prune_mask); 0 = off
   uint32_t prune_confirm = 1;   // a class's flags before its trigger's inputs are pruned
   float prune_mask = 0.5f;      // a pruned input's least mask value
+  // > 0: each acted-on flag also prunes the 8 neighbours (on the square input
+  // image) of the inputs it pruned whose mask is at least this, once: a patch
+  // trigger is contiguous, and a mask often covers its edge only faintly. 0 = off.
+  float prune_grow = 0.0f;
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -78,6 +82,13 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
 
 // "round R: pruned N inputs (i j ...), T in all": what a round's pruning did.
 std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, size_t total);
+
+// The inputs a flag of trigger `t` prunes beyond `pruned` (ascending): the
+// cfg.prune inputs its mask covers most (mask >= cfg.prune_mask), plus, with
+// cfg.prune_grow > 0 and a square input, their 8 neighbours whose mask is at
+// least cfg.prune_grow. Ascending.
+std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
+                                    const TriggerScanConfig& cfg);
 
 // What one round's defence did.
 struct TriggerRoundResult {
