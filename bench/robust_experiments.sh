@@ -60,6 +60,15 @@ for seed in $SEEDS; do
             confirm=${r#cc_prune}
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
             args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=${confirm:-1}" ;;
+          # cc_prune_grow: cc_prune that also prunes the pruned inputs' neighbours whose mask is >= 0.1
+          # (server.trigger_prune_grow)
+          cc_prune_grow)
+            args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
+            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_grow=0.1" ;;
+          # cc_prunekN: cc_prune pruning N inputs per flag instead of 16 (cc_prunek24: 24)
+          cc_prunek[0-9]*)
+            args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
+            args+=" --set server.trigger_prune=${r#cc_prunek} --set server.trigger_prune_confirm=1" ;;
           *) args+=" --set server.robust=$r" ;;
         esac
         args+=" --set run.threads=1"

@@ -226,6 +226,7 @@ Status RoundDriver::Init() {
     // The trigger scan resumes with the triggers, flags and pruned inputs it had.
     FRUGAL_RETURN_IF_ERROR(defense_->trigger()->SetState(state->defense_state, model_->input_dim(),
                                                          model_->num_classes()));
+    FRUGAL_RETURN_IF_ERROR(defense_->Resume(*engine_, *model_));
   }
   next_round_ = state->last_round + 1;
   metrics_.last_accuracy = state->last_accuracy;

@@ -10,8 +10,26 @@
 #include "frugal/round/model_payload.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
+#include "frugal/codec/zero_set.h"
 
 namespace frugal {
+namespace {
+
+// Removes from `u` its entries at `frozen` (both ascending).
+void DropCoordinates(std::span<const uint32_t> frozen, SparseUpdate& u) {
+  size_t w = 0, f = 0;
+  for (size_t r = 0; r < u.indices.size(); ++r) {
+    while (f < frozen.size() && frozen[f] < u.indices[r]) ++f;
+    if (f < frozen.size() && frozen[f] == u.indices[r]) continue;
+    u.indices[w] = u.indices[r];
+    u.values[w] = u.values[r];
+    ++w;
+  }
+  u.indices.resize(w);
+  u.values.resize(w);
+}
+
+}  // namespace
 
 Result<Pipeline> ParsePipeline(std::string_view name) {
   if (name == "dense") return Pipeline::kDense;
@@ -235,9 +253,22 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
     FRUGAL_ASSIGN_OR_RETURN(DownlinkEncoded enc, EncodeDownlink(model_, {}, cfg_.full_model));
     // A pruned model comes with its shape, so a client holding nothing learns it.
     const std::vector<uint8_t> shape = shape_.old_sizes.empty() ? std::vector<uint8_t>{} : EncodeShapeChange(shape_);
+    // A quantized model is only near zero where the server holds exact zeros:
+    // those coordinates follow it as a zero set (fp32 carries them as they are).
+    std::vector<uint8_t> zero_set;
+    if (cfg_.full_model.bits != 0 && !frozen_.empty()) {
+      std::vector<uint32_t> zeros;
+      for (uint32_t j : frozen_) {
+        if (model_[j] == 0.0f) zeros.push_back(j);
+      }
+      if (!zeros.empty()) {
+        FRUGAL_ASSIGN_OR_RETURN(zero_set, EncodeZeroSet({}, zeros, static_cast<uint32_t>(model_.size())));
+      }
+    }
     std::vector<std::span<const uint8_t>> pieces;
     if (!shape.empty()) pieces.emplace_back(shape);
     pieces.emplace_back(enc.bytes);
+    if (!zero_set.empty()) pieces.emplace_back(zero_set);
     ModelPayloadHeader h{ModelPayloadKind::kFull, 0, version_, static_cast<uint32_t>(model_.size()),
                          static_cast<uint32_t>(pieces.size())};
     full = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, pieces));
@@ -377,7 +408,7 @@ Result<std::vector<uint32_t>> RoundEngine::SecureSupportGuideBlocks() const {
   // Newest step first: the steps are the broadcast every client receives, so
   // the guide is a post-processing of what the server has already released.
   for (auto it = steps_.rbegin(); it != steps_.rend() && used < cfg_.secure.guide_rounds; ++it, ++used) {
-    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step, DecodeUplink(*it, dim));
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step, DecodeBroadcastStep(*it, dim));
     for (size_t j = 0; j < step.indices.size(); ++j) {
       score[step.indices[j] / block] += static_cast<float>(weight * std::fabs(step.values[j]));
     }
@@ -437,7 +468,6 @@ Status RoundEngine::SetServerCorrection(std::vector<float> correction) {
 }
 
 Status RoundEngine::SetServerFrozen(std::vector<uint32_t> frozen) {
-  if (!open_) return FailedPreconditionError("server frozen coordinates: no round is open");
   for (size_t i = 0; i < frozen.size(); ++i) {
     if (frozen[i] >= model_.size() || (i > 0 && frozen[i] <= frozen[i - 1])) {
       return InvalidArgumentError("server frozen coordinates are not ascending indices into the model");
@@ -464,8 +494,11 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   reference_.reset();
   const std::vector<float> correction = std::move(correction_);
   correction_.clear();
-  const std::vector<uint32_t> frozen = std::move(frozen_);
-  frozen_.clear();
+  const std::vector<uint32_t>& frozen = frozen_;
+  // Clients' values at frozen coordinates are dropped before any rule weighs them.
+  if (!frozen.empty()) {
+    for (auto& [client, u] : pending) DropCoordinates(frozen, u.update);
+  }
   const bool secure = cfg_.pipeline == Pipeline::kSecure;
   if (secure) out.accepted = secure_count_;
   if (central_dp()) out.accepted = dp_->accumulated();
@@ -501,18 +534,31 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
     return st.error().WithContext("server optimizer, round " + std::to_string(round_));
   }
   for (size_t j = 0; j < correction.size(); ++j) scratch_[j] += correction[j];
-  // A frozen coordinate's step takes the model to zero; on the compressed
-  // broadcast the residual already owes part of it, so the step owes the rest.
-  const bool residual = cfg_.pipeline != Pipeline::kDense && !server_residual_.empty();
-  for (uint32_t j : frozen) scratch_[j] = -model_[j] - (residual ? server_residual_[j] : 0.0f);
+  // A frozen coordinate gets no step and owes nothing: the model is set to
+  // exactly zero there below, and the broadcast says so.
+  for (uint32_t j : frozen) {
+    scratch_[j] = 0.0f;
+    if (!server_residual_.empty()) server_residual_[j] = 0.0f;
+  }
   if (cfg_.pipeline == Pipeline::kDense) {
     for (size_t j = 0; j < model_.size(); ++j) model_[j] += scratch_[j];
+    for (uint32_t j : frozen) model_[j] = 0.0f;  // full fp32 models carry it exactly
   } else {
     // STC on the way down: compress the step with server-side error feedback
     // and apply exactly what clients will decode, so chains stay bit-exact.
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> step, EncodeUplink(scratch_, cfg_.broadcast, server_residual_));
     FRUGAL_ASSIGN_OR_RETURN(SparseUpdate sent, DecodeUplink(step, static_cast<uint32_t>(model_.size())));
     for (size_t j = 0; j < sent.indices.size(); ++j) model_[sent.indices[j]] += sent.values[j];
+    // Frozen coordinates still non-zero (newly frozen ones, or one a ternary
+    // step touched) are zeroed with the step: the chain piece says which.
+    std::vector<uint32_t> zeros;
+    for (uint32_t j : frozen) {
+      if (model_[j] != 0.0f) zeros.push_back(j);
+    }
+    if (!zeros.empty()) {
+      for (uint32_t j : zeros) model_[j] = 0.0f;
+      FRUGAL_ASSIGN_OR_RETURN(step, EncodeZeroSet(step, zeros, static_cast<uint32_t>(model_.size())));
+    }
     out.broadcast_bytes = step.size();
     steps_.push_back(std::move(step));
     while (steps_.size() > cfg_.delta_window) {
@@ -571,6 +617,14 @@ Result<uint32_t> RoundEngine::ApplyShapeChange(const MlpShapeChange& change) {
   }
 
   model_ = ApplyParamMap(map, model_);
+  if (!frozen_.empty()) {
+    // Frozen coordinates follow the map: a kept one stays frozen at its new index.
+    std::vector<uint32_t> frozen;
+    for (size_t n = 0; n < map.size(); ++n) {
+      if (std::binary_search(frozen_.begin(), frozen_.end(), map[n])) frozen.push_back(static_cast<uint32_t>(n));
+    }
+    frozen_ = std::move(frozen);
+  }
   if (!server_residual_.empty()) server_residual_ = ApplyParamMap(map, server_residual_);
   if (!release_.empty()) release_ = ApplyParamMap(map, release_);
   aggregator_ = std::move(aggregator);

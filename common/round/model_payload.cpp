@@ -6,6 +6,7 @@
 
 #include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
+#include "frugal/codec/zero_set.h"
 #include "frugal/model/prune.h"
 
 namespace frugal {
@@ -14,6 +15,9 @@ namespace {
 constexpr uint8_t kMagic[4] = {'F', 'R', 'M', 'P'};
 constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kHeaderBytes = 4 + 1 + 1 + 2 + 4 * 4;
+// Header byte 6: bit 0, some piece is a shape change; bit 1, a full model's last piece is a zero set.
+constexpr uint8_t kFlagShape = 1;
+constexpr uint8_t kFlagZeros = 2;
 
 void PutU32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -34,7 +38,9 @@ std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
   std::memcpy(w, kMagic, 4);
   w[4] = kFormatVersion;
   w[5] = static_cast<uint8_t>(header.kind);
-  w[6] = std::ranges::any_of(pieces, [](std::span<const uint8_t> p) { return IsShapeChange(p); }) ? 1 : 0;
+  const bool shape = std::ranges::any_of(pieces, [](std::span<const uint8_t> p) { return IsShapeChange(p); });
+  const bool zeros = header.kind == ModelPayloadKind::kFull && !pieces.empty() && IsZeroSet(pieces.back());
+  w[6] = static_cast<uint8_t>((shape ? kFlagShape : 0) | (zeros ? kFlagZeros : 0));
   w[7] = 0;
   PutU32(w + 8, header.from_version);
   PutU32(w + 12, header.to_version);
@@ -65,11 +71,15 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
     return InvalidArgumentError("model payload: unknown kind " + std::to_string(bytes[5]));
   }
   h.kind = static_cast<ModelPayloadKind>(bytes[5]);
-  if (bytes[6] > 1 || bytes[7] != 0) {
+  if ((bytes[6] & ~(kFlagShape | kFlagZeros)) != 0 || bytes[7] != 0) {
     return InvalidArgumentError("model payload: unknown flags " + std::to_string(bytes[6]) + ", " +
                                 std::to_string(bytes[7]));
   }
-  h.shape_change = bytes[6] == 1;
+  h.shape_change = (bytes[6] & kFlagShape) != 0;
+  h.zeros = (bytes[6] & kFlagZeros) != 0;
+  if (h.zeros && h.kind != ModelPayloadKind::kFull) {
+    return InvalidArgumentError("model payload: a chain's zero sets are its pieces, not a trailing one");
+  }
   h.from_version = GetU32(&bytes[8]);
   h.to_version = GetU32(&bytes[12]);
   h.dim = GetU32(&bytes[16]);
@@ -78,9 +88,11 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
     return InvalidArgumentError("model payload dimension " + std::to_string(h.dim) +
                                 " does not match the model's " + std::to_string(expected_dim));
   }
-  if (h.kind == ModelPayloadKind::kFull && h.pieces != (h.shape_change ? 2u : 1u)) {
-    return InvalidArgumentError("full model payload must hold exactly " + std::string(h.shape_change ? "2 pieces (shape, model)" : "1 piece") +
-                                ", has " + std::to_string(h.pieces));
+  const uint32_t full_pieces = 1u + (h.shape_change ? 1u : 0u) + (h.zeros ? 1u : 0u);
+  if (h.kind == ModelPayloadKind::kFull && h.pieces != full_pieces) {
+    return InvalidArgumentError("full model payload must hold exactly " + std::to_string(full_pieces) +
+                                " pieces (" + (h.shape_change ? "shape, " : "") + "model" + (h.zeros ? ", zeros" : "") +
+                                "), has " + std::to_string(h.pieces));
   }
   if (h.pieces > kMaxChainPieces) {
     return ResourceExhaustedError("model payload declares " + std::to_string(h.pieces) +
@@ -141,7 +153,15 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       }
       dim = h.dim;
     }
-    FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(pieces.back(), {}, dim));
+    const std::span<const uint8_t> body = pieces[h.shape_change ? 1 : 0];
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<float> full, DecodeDownlink(body, {}, dim));
+    if (h.zeros) {
+      // The quantized model is near zero there; the zero set makes it exact.
+      auto zeros = DecodeZeroSet(pieces.back(), dim);
+      if (!zeros.ok()) return zeros.error().WithContext("full model payload's zeros");
+      if (zeros->has_step) return InvalidArgumentError("full model payload's zeros carry a step");
+      ApplyZeroSetPiece(*zeros, full);
+    }
     model = std::move(full);
     if (follower != nullptr && h.shape_change && follower->size() != dim) {
       auto shape = DecodeShapeChange(pieces[0]);  // decoded and checked above
@@ -161,6 +181,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
   // Decode every piece before touching the model so a bad piece leaves it intact.
   struct Step {
     SparseUpdate update;
+    std::vector<uint32_t> zeros;  // set to zero after the update
     std::vector<uint32_t> map;  // a shape change: new index -> old index
     bool reshape = false;
   };
@@ -184,7 +205,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       dim = static_cast<uint32_t>(step.map.size());
       sizes = shape->NewSizes();
     } else {
-      auto u = DecodeUplink(pieces[i], dim);
+      auto u = DecodeBroadcastStep(pieces[i], dim, &step.zeros);
       if (!u.ok()) return u.error().WithContext(where);
       step.update = std::move(*u);
     }
@@ -201,6 +222,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       continue;
     }
     for (size_t j = 0; j < s.update.indices.size(); ++j) model[s.update.indices[j]] += s.update.values[j];
+    for (uint32_t z : s.zeros) model[z] = 0.0f;
   }
   if (new_sizes != nullptr) *new_sizes = std::move(sizes);
   return h.to_version;

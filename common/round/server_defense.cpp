@@ -58,6 +58,13 @@ Result<TriggerRoundSummary> ServerDefense::BeforeClose(RoundEngine& engine, cons
   return out;
 }
 
+Status ServerDefense::Resume(RoundEngine& engine, const Model& model) {
+  if (!trigger_) return OkStatus();
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> frozen, trigger_->FrozenCoordinates(model));
+  if (frozen.empty()) return OkStatus();
+  return engine.SetServerFrozen(std::move(frozen));
+}
+
 std::map<std::string, double> ServerDefense::SummaryMetrics() const {
   if (!trigger_) return {};
   return {{"trigger_scans", scans_},

@@ -457,6 +457,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_prune", s.trigger_scan.prune);
   r.Get("server.trigger_prune_confirm", s.trigger_scan.prune_confirm);
   r.Get("server.trigger_prune_mask", s.trigger_scan.prune_mask);
+  r.Get("server.trigger_prune_grow", s.trigger_scan.prune_grow);
   r.Get("eval.int8", s.eval_int8);
   r.Get("distill.at_end", s.distill.at_end);
   r.Get("distill.student", s.distill.config.student);
@@ -510,6 +511,9 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   }
   if (s.trigger_scan.prune > 0 && !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1]");
+  }
+  if (!(s.trigger_scan.prune_grow >= 0.0f && s.trigger_scan.prune_grow <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_prune_grow must be in [0, 1] (0: off)");
   }
   if (s.engine.robust.rule == RobustRule::kFlTrust && s.trusted_examples == 0) {
     return InvalidArgumentError("server.robust = \"fltrust\" needs a trusted set: server.trusted_examples must be at least 1");

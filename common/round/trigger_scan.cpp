@@ -357,16 +357,41 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
   return out;
 }
 
-std::vector<uint32_t> TriggerDefense::PruneInputs(const RecoveredTrigger& t) {
+std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
+                                    const TriggerScanConfig& cfg) {
   std::vector<uint32_t> order;
   for (size_t j = 0; j < t.mask.size(); ++j) {
-    if (t.mask[j] >= cfg_.prune_mask && !std::binary_search(pruned_.begin(), pruned_.end(), j)) {
+    if (t.mask[j] >= cfg.prune_mask && !std::binary_search(pruned.begin(), pruned.end(), j)) {
       order.push_back(static_cast<uint32_t>(j));
     }
   }
   std::stable_sort(order.begin(), order.end(), [&t](uint32_t a, uint32_t b) { return t.mask[a] > t.mask[b]; });
-  if (order.size() > cfg_.prune) order.resize(cfg_.prune);
+  if (order.size() > cfg.prune) order.resize(cfg.prune);
+  const auto side = static_cast<size_t>(std::lround(std::sqrt(static_cast<double>(t.mask.size()))));
+  if (cfg.prune_grow > 0.0f && side * side == t.mask.size()) {
+    // One ring around what the mask covers most: the faint edge of a patch.
+    const std::vector<uint32_t> core = order;
+    for (uint32_t p : core) {
+      const auto row = static_cast<ptrdiff_t>(p / side), col = static_cast<ptrdiff_t>(p % side);
+      for (ptrdiff_t dr = -1; dr <= 1; ++dr) {
+        for (ptrdiff_t dc = -1; dc <= 1; ++dc) {
+          const ptrdiff_t r = row + dr, c = col + dc;
+          if (r < 0 || c < 0 || r >= static_cast<ptrdiff_t>(side) || c >= static_cast<ptrdiff_t>(side)) continue;
+          const auto q = static_cast<uint32_t>(static_cast<size_t>(r) * side + static_cast<size_t>(c));
+          if (t.mask[q] >= cfg.prune_grow && !std::binary_search(pruned.begin(), pruned.end(), q) &&
+              std::find(order.begin(), order.end(), q) == order.end()) {
+            order.push_back(q);
+          }
+        }
+      }
+    }
+  }
   std::sort(order.begin(), order.end());
+  return order;
+}
+
+std::vector<uint32_t> TriggerDefense::PruneInputs(const RecoveredTrigger& t) {
+  std::vector<uint32_t> order = InputsToPrune(t, pruned_, cfg_);
   std::vector<uint32_t> merged;
   std::set_union(pruned_.begin(), pruned_.end(), order.begin(), order.end(), std::back_inserter(merged));
   pruned_ = std::move(merged);
@@ -401,6 +426,19 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
   return out;
 }
 
+Result<std::vector<uint32_t>> TriggerDefense::FrozenCoordinates(const Model& model) const {
+  std::vector<uint32_t> frozen;
+  if (pruned_.empty()) return frozen;
+  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
+  // Layer 0's W is (hidden x input) row-major: input p's weights are p, p + in, p + 2 in, ...
+  const size_t in = mlp->layer_sizes()[0], hidden = mlp->layer_sizes()[1];
+  frozen.reserve(pruned_.size() * hidden);
+  for (size_t o = 0; o < hidden; ++o) {
+    for (uint32_t p : pruned_) frozen.push_back(static_cast<uint32_t>(o * in + p));
+  }
+  return frozen;
+}
+
 Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& model, std::span<const float> params,
                                                  const Dataset& data, std::span<const uint32_t> trusted,
                                                  TrainConfig train, uint64_t run_seed, ModelWorkspace& ws) {
@@ -431,15 +469,7 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
     if (flags_.size() <= c) flags_.resize(c + 1, 0);
     if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
   }
-  if (!pruned_.empty()) {
-    FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
-    // Layer 0's W is (hidden x input) row-major: input p's weights are p, p + in, p + 2 in, ...
-    const size_t in = mlp->layer_sizes()[0], hidden = mlp->layer_sizes()[1];
-    out.frozen.reserve(pruned_.size() * hidden);
-    for (size_t o = 0; o < hidden; ++o) {
-      for (uint32_t p : pruned_) out.frozen.push_back(static_cast<uint32_t>(o * in + p));
-    }
-  }
+  FRUGAL_ASSIGN_OR_RETURN(out.frozen, FrozenCoordinates(model));
   if (triggers_.empty()) return out;
   train.seed = DeriveSeed(base, 0x0DEA7ULL);
   FRUGAL_ASSIGN_OR_RETURN(out.correction, UnlearnTriggers(model, params, data, trusted, triggers_, train, cfg_, ws));

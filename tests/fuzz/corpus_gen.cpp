@@ -13,8 +13,10 @@
 #include "frugal/codec/frame.h"
 #include "frugal/codec/golomb.h"
 #include "frugal/codec/uplink.h"
+#include "frugal/codec/zero_set.h"
 #include "frugal/core/random.h"
 #include "frugal/privacy/secagg.h"
+#include "frugal/round/model_payload.h"
 #include "fuzz_common.h"
 #include "fuzz_secagg_common.h"
 
@@ -247,6 +249,31 @@ int main(int argc, char** argv) {
     seed("unmask_response", 0, Must(clients[0].Unmask(sigs.at(0))));
     // The retired type 6 in version 2's header: the decoder must refuse it.
     seed("retired_unmask_request", 0, {2, 6, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 7, 0});
+  }
+  // Zero sets (the trigger scan's pruned inputs' weights): alone, after a
+  // ternary step, and empty; then as a chain piece and after a full model in
+  // model payloads (the fuzz_model_payload target).
+  const std::filesystem::path zs = out / "fuzz_zero_set";
+  const std::filesystem::path mp = out / "fuzz_model_payload";
+  {
+    const uint32_t dim = 1000;
+    std::vector<uint32_t> zeros;
+    for (uint32_t o = 0; o < 10; ++o) {
+      for (uint32_t p : {96u, 97u, 98u, 99u}) zeros.push_back(o * 100 + p);
+    }
+    const std::vector<float> u = Gaussian(dim, 31, 0.01);
+    const std::vector<uint8_t> step = Must(EncodeUplink(u, UplinkConfig{.dense = false, .density = 0.01}, {}));
+    const std::vector<uint8_t> with_step = Must(EncodeZeroSet(step, zeros, dim));
+    const std::vector<uint8_t> alone = Must(EncodeZeroSet({}, zeros, dim));
+    failures += Write(zs, "seed-step", with_step);
+    failures += Write(zs, "seed-alone", alone);
+    failures += Write(zs, "seed-empty", Must(EncodeZeroSet({}, {}, dim)));
+    const std::span<const uint8_t> chain_piece(with_step);
+    failures += Write(mp, "chain-zeros.bin",
+                      EncodeModelPayload({ModelPayloadKind::kChain, 0, 1, dim, 1}, std::span(&chain_piece, 1)));
+    const std::vector<uint8_t> full = Must(EncodeDownlink(fuzz::Base(dim), {}, DownlinkConfig{})).bytes;
+    const std::vector<std::span<const uint8_t>> full_pieces = {full, alone};
+    failures += Write(mp, "full-zeros.bin", EncodeModelPayload({ModelPayloadKind::kFull, 0, 1, dim, 2}, full_pieces));
   }
   if (failures) std::fprintf(stderr, "corpus generator: %d files could not be written\n", failures);
   return failures ? 1 : 0;

@@ -13,10 +13,12 @@
 #include <numeric>
 #include <vector>
 
+#include "frugal/codec/zero_set.h"
 #include "frugal/core/config_reader.h"
 #include "frugal/core/random.h"
 #include "frugal/model/model.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/model_payload.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
@@ -256,6 +258,39 @@ TEST_SUITE("round") {
     CHECK(fresh.SetState({}, kFeatures, kClasses).ok());  // empty: an empty memory
   }
 
+  TEST_CASE("pruning grows one ring into a patch's faint edge when server.trigger_prune_grow is set") {
+    // A 28x28 mask: the 4x4 corner patch (rows and columns 24-27) covered at
+    // 0.9 except its two left pixels of the top rows (696, 724) at 0.3, a faint
+    // pixel far away (0) at 0.3, the rest at 0.05.
+    RecoveredTrigger t;
+    t.target = 0;
+    t.mask.assign(784, 0.05f);
+    t.pattern.assign(784, 1.0f);
+    std::vector<uint32_t> patch;
+    for (uint32_t r = 24; r < 28; ++r) {
+      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
+    }
+    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    t.mask[696] = t.mask[724] = t.mask[0] = 0.3f;
+    TriggerScanConfig cfg;
+    cfg.prune = 16;
+    std::vector<uint32_t> without_edge = patch;
+    std::erase(without_edge, 696u);
+    std::erase(without_edge, 724u);
+    CHECK(InputsToPrune(t, {}, cfg) == without_edge);  // the mask's 14 pixels >= 0.5
+    cfg.prune_grow = 0.1f;
+    CHECK(InputsToPrune(t, {}, cfg) == patch);  // their neighbours at 0.3 join; pixel 0 and the 0.05s do not
+    cfg.prune_grow = 0.5f;
+    CHECK(InputsToPrune(t, {}, cfg) == without_edge);
+    // Already pruned inputs are not returned again.
+    cfg.prune_grow = 0.1f;
+    const std::vector<uint32_t> before = {696, 783};
+    std::vector<uint32_t> rest = patch;
+    std::erase(rest, 696u);
+    std::erase(rest, 783u);
+    CHECK(InputsToPrune(t, before, cfg) == rest);
+  }
+
   TEST_CASE("the engine holds frozen coordinates at zero whatever the updates, after checking them") {
     const size_t d = 8;
     for (Pipeline p : {Pipeline::kDense, Pipeline::kFrugal}) {
@@ -265,7 +300,6 @@ TEST_SUITE("round") {
       cfg.broadcast.density = 1.0;
       cfg.broadcast.values = ValueCoding::kFp32;  // exact steps: the check below is exact too
       RoundEngine e(round_test::RandomVector(d, 13, 1.0f), cfg);
-      CHECK_FALSE(e.SetServerFrozen({1}).ok());  // no round open
       for (uint32_t round = 1; round <= 3; ++round) {
         REQUIRE(e.OpenRound(round, std::vector<uint64_t>{1}).ok());
         REQUIRE(e.Ingest(round, 1, e.version(), round_test::DenseUpdate(round_test::RandomVector(d, round, 1.0f)), 1.0)
@@ -281,6 +315,87 @@ TEST_SUITE("round") {
     }
   }
 
+  TEST_CASE("after pruning, every client's copy is exactly zero on the frozen weights over rounds of ternary steps") {
+    // Frugal's downlink as the runs use it: ternary top-0.5% steps with error
+    // feedback. Client 1 follows every round, client 2 downloads a chain every
+    // third round, client 3 joins at round 6 with a full model; all must hold
+    // exact zeros on the frozen weights, and the chain-holders the server's model.
+    const uint32_t d = 4 * 784 + 40;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.broadcast.density = 0.005;
+    RoundEngine e(round_test::RandomVector(d, 21, 0.05f), cfg);
+    std::vector<uint32_t> frozen;  // inputs 696..699 and 780..783 of a 784-input, 4-unit first layer
+    for (uint32_t o = 0; o < 4; ++o) {
+      for (uint32_t p : {696u, 697u, 698u, 699u, 780u, 781u, 782u, 783u}) frozen.push_back(o * 784 + p);
+    }
+    struct Client {
+      std::vector<float> model;
+      uint32_t held = 0;
+    };
+    std::vector<Client> clients(4);
+    auto download = [&](Client& c) {
+      auto payload = e.ModelPayloadFor(c.held);
+      REQUIRE(payload.ok());
+      auto v = ApplyModelPayload(**payload, c.held, c.model, d);
+      REQUIRE(v.ok());
+      c.held = *v;
+    };
+    // Clients 1 and 2 hold version 1 exactly (as built from the run's seed), so chains keep them bit-exact.
+    for (size_t c : {1, 2}) {
+      clients[c].model.assign(e.global_model().begin(), e.global_model().end());
+      clients[c].held = 1;
+    }
+    UplinkConfig up{.dense = false, .density = 0.05, .values = ValueCoding::kInt8};
+    for (uint32_t round = 1; round <= 12; ++round) {
+      CAPTURE(round);
+      REQUIRE(e.OpenRound(round, std::vector<uint64_t>{1, 2}).ok());
+      // Updates push hardest on the frozen weights, as an attacker teaching the trigger would.
+      for (uint64_t id : {1, 2}) {
+        std::vector<float> u = round_test::RandomVector(d, 100 * round + id, 0.01f);
+        for (uint32_t j : frozen) u[j] = 0.5f;
+        auto bytes = EncodeUplink(u, up, {});
+        REQUIRE(bytes.ok());
+        REQUIRE(e.Ingest(round, id, e.version(), *bytes, 1.0).ok());
+      }
+      if (round >= 3) REQUIRE(e.SetServerFrozen(frozen).ok());  // pruned at round 3
+      auto out = e.CloseRound(1);
+      REQUIRE(out.ok());
+      REQUIRE(out->applied);
+      CHECK(out->broadcast_bytes == e.StepPayload(e.version()).size());
+      if (round >= 3) {
+        for (uint32_t j : frozen) REQUIRE(e.global_model()[j] == 0.0f);
+      }
+      download(clients[1]);
+      if (round % 3 == 0) download(clients[2]);
+      if (round >= 6) download(clients[3]);
+      const std::vector<float> server(e.global_model().begin(), e.global_model().end());
+      CHECK(clients[1].model == server);
+      if (round % 3 == 0) CHECK(clients[2].model == server);
+      for (size_t c = 1; c <= 3; ++c) {
+        if (clients[c].held == 0 || round < 3) continue;
+        CAPTURE(c);
+        for (uint32_t j : frozen) REQUIRE(clients[c].model[j] == 0.0f);
+      }
+    }
+    // The round that froze them carried a zero set; later steps need none.
+    CHECK(IsZeroSet(e.StepPayload(4)));
+    CHECK_FALSE(IsZeroSet(e.StepPayload(e.version())));
+    // A late joiner's full model carries the zeros; so does a restarted engine's,
+    // once the frozen set is handed back (ServerDefense::Resume).
+    auto full = e.ModelPayloadFor(0);
+    REQUIRE(full.ok());
+    std::vector<float> fresh;
+    REQUIRE(ApplyModelPayload(**full, 0, fresh, d).ok());
+    for (uint32_t j : frozen) CHECK(fresh[j] == 0.0f);
+    auto restored = RoundEngine::Restore(round_test::Snapshot(e), cfg);
+    REQUIRE(restored.ok());
+    REQUIRE((*restored)->SetServerFrozen(frozen).ok());
+    auto again = (*restored)->ModelPayloadFor(0);
+    REQUIRE(again.ok());
+    CHECK(**again == **full);
+  }
+
   TEST_CASE("the server.trigger_* keys are read, and a scan without a trusted set is refused by name") {
     auto read = [](const std::string& text, RunSettings& s) -> Status {
       FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseToml(text, "scenario.toml"));
@@ -288,7 +403,11 @@ TEST_SUITE("round") {
       return ReadRunSettings(r, s);
     };
     RunSettings s;
-    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n", s).ok());
+    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n"
+                 "trigger_prune_grow = 0.1\n", s).ok());
+    CHECK(s.trigger_scan.prune_grow == 0.1f);
+    RunSettings grow;
+    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_grow = 2\n", grow).ok());
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);

@@ -204,11 +204,17 @@ class RoundEngine {
   // Cleared by CloseRound; dropped with the round when the quorum is missed.
   Status SetServerCorrection(std::vector<float> correction);
 
-  // Coordinates the server holds at zero for the open round (the trigger
-  // scan's pruned inputs, see frugal/round/trigger_scan.h), ascending: the
-  // round's step there is replaced by what takes the model to zero, so no
-  // client update reaches them. Cleared by CloseRound like the correction.
+  // Coordinates the server holds at exactly zero (the trigger scan's pruned
+  // inputs, see frugal/round/trigger_scan.h), ascending; kept until replaced,
+  // so a restarted service sets them again once (ServerDefense::Resume).
+  // Every round that closes drops the updates' values there (before the
+  // robust rule sees them) and the step's, zeroes the server residual there,
+  // and sets the model to exactly zero there; a coordinate the round's step
+  // leaves non-zero goes out as a zero set with the step, and full models
+  // carry the model's zeros among them (frugal/codec/zero_set.h), so every
+  // client's copy is exactly zero there. Callable with or without a round open.
   Status SetServerFrozen(std::vector<uint32_t> frozen);
+  std::span<const uint32_t> server_frozen() const { return frozen_; }
 
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
@@ -284,7 +290,7 @@ class RoundEngine {
   std::map<uint64_t, PendingUpdate> pending_;
   std::optional<SparseUpdate> reference_;  // the open round's (fltrust)
   std::vector<float> correction_;          // the open round's (SetServerCorrection), empty: none
-  std::vector<uint32_t> frozen_;           // the open round's (SetServerFrozen), empty: none
+  std::vector<uint32_t> frozen_;           // SetServerFrozen's, empty: none
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
   MlpShapeChange shape_;  // see shape()
 };

@@ -7,6 +7,10 @@
 // A pruned MLP's payloads carry shape changes (frugal/model/prune.h): a chain
 // piece may be one (the client's copy shrinks there), and a full model is
 // preceded by the pruned shape relative to the unpruned one.
+// Coordinates the server holds at exactly zero (the trigger scan's pruned
+// inputs) travel as zero sets (frugal/codec/zero_set.h): a chain piece may be
+// a step followed by zeros, and a full model may be followed by its zeros, so
+// a client's copy is exactly zero there however it got it.
 #pragma once
 
 #include <cstdint>
@@ -28,12 +32,14 @@ struct ModelPayloadHeader {
   // Some piece is a shape change: `dim` is then the dimension after the last
   // one, and a full model's first piece is its shape (two pieces).
   bool shape_change = false;
+  // A full model's last piece is a zero set (without a step) applied after it.
+  bool zeros = false;
 };
 
 inline constexpr uint32_t kMaxChainPieces = 4096;
 
-// Frames `pieces` (each a codec payload or a shape change) into one model
-// payload; header.shape_change is set from the pieces.
+// Frames `pieces` (each a codec payload, a zero set or a shape change) into
+// one model payload; header.shape_change and header.zeros are set from the pieces.
 std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
                                         std::span<const std::span<const uint8_t>> pieces);
 

@@ -43,6 +43,11 @@ class ServerDefense {
   Result<TriggerRoundSummary> BeforeClose(RoundEngine& engine, const Model& model, const Dataset& train,
                                           ModelWorkspace& ws);
 
+  // After a restart, once the trigger memory is restored (TriggerDefense::SetState):
+  // hands `engine` the coordinates the restored pruned inputs freeze, so full
+  // models sent before the next close carry their exact zeros too.
+  Status Resume(RoundEngine& engine, const Model& model);
+
   std::span<const uint32_t> trusted() const { return trusted_; }
   // Null without the trigger scan.
   TriggerDefense* trigger() { return trigger_ ? &*trigger_ : nullptr; }

@@ -35,6 +35,10 @@ struct TriggerScanConfig {
   uint32_t prune = 0;           // inputs pruned per acted-on flag (the mask's largest, >= prune_mask); 0 = off
   uint32_t prune_confirm = 1;   // a class's flags before its trigger's inputs are pruned
   float prune_mask = 0.5f;      // a pruned input's least mask value
+  // > 0: each acted-on flag also prunes the 8 neighbours (on the square input
+  // image) of the inputs it pruned whose mask is at least this, once: a patch
+  // trigger is contiguous, and a mask often covers its edge only faintly. 0 = off.
+  float prune_grow = 0.0f;
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -79,6 +83,13 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
 // "round R: pruned N inputs (i j ...), T in all": what a round's pruning did.
 std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, size_t total);
 
+// The inputs a flag of trigger `t` prunes beyond `pruned` (ascending): the
+// cfg.prune inputs its mask covers most (mask >= cfg.prune_mask), plus, with
+// cfg.prune_grow > 0 and a square input, their 8 neighbours whose mask is at
+// least cfg.prune_grow. Ascending.
+std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
+                                    const TriggerScanConfig& cfg);
+
 // What one round's defence did.
 struct TriggerRoundResult {
   bool scanned = false;
@@ -103,6 +114,11 @@ class TriggerDefense {
   const std::vector<RecoveredTrigger>& triggers() const { return triggers_; }
   // Inputs pruned so far, ascending (cfg.prune > 0).
   const std::vector<uint32_t>& pruned() const { return pruned_; }
+
+  // The model coordinates the pruned inputs freeze: every first-layer weight
+  // from a pruned input, ascending (empty when none is pruned). Fails for a
+  // model that is not an MLP.
+  Result<std::vector<uint32_t>> FrozenCoordinates(const Model& model) const;
 
   // The memory (triggers, flags per class, pruned inputs) as bytes, for a
   // service's store: a restarted coordinator resumes with what it had found.
