@@ -78,6 +78,9 @@ declare -A variant=(
   [g0.05-s5-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform"
   [g0.05-s6-b5-c0.04-uni]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=6 --set round.selection=uniform"
   [g0.05-s5-b5-c0.04-e0.5]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection_exponent=0.5"
+  # Thirteenth session: s5-uni with downlink.merge_chains (a client that missed two or more broadcast steps gets
+  # them as one lossless merged piece when that is smaller than the chain; docs/codecs.md, "Merged steps").
+  [g0.05-s5-b5-c0.04-uni-mc]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform --set downlink.merge_chains=true"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.

@@ -26,6 +26,7 @@ std::string_view CodecName(CodecId codec) {
     case CodecId::kUplinkDense: return "uplink-dense";
     case CodecId::kDownlinkQuantized: return "downlink-quantized";
     case CodecId::kDownlinkFp32: return "downlink-fp32";
+    case CodecId::kDownlinkMergedSteps: return "downlink-merged-steps";
   }
   return "unknown";
 }

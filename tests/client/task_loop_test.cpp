@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "frugal/proto/frame.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
+#include "frugal/round/model_payload.h"
 #include "frugal/model/prune.h"
 
 namespace frugal::client {
@@ -174,6 +176,61 @@ TEST_SUITE("client") {
     const Status st = wrong.Adopt("mlp", dim, data, shape);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message().find("Register shape") != std::string::npos);
+  }
+
+  TEST_CASE("downlink.merge_chains: an agent that missed steps reconstructs from the merged payload the model the chain gives, bit for bit") {
+    Rig rig;
+    const uint32_t dim = rig.Dim();
+    std::vector<float> v1(dim);
+    for (uint32_t i = 0; i < dim; ++i) v1[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.2;  // 3 of the 15 parameters a step
+    EngineConfig merging = cfg;
+    merging.merge_chains = true;
+    RoundEngine plain(v1, cfg), merged(v1, merging);
+    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin"));
+    REQUIRE(with_chain.Adopt("logreg", dim, rig.local.data).ok());
+    REQUIRE(with_merged.Adopt("logreg", dim, rig.local.data).ok());
+    REQUIRE(with_chain.Apply(**plain.ModelPayloadFor(0)).ok());
+    REQUIRE(with_merged.Apply(**merged.ModelPayloadFor(0)).ok());
+    UplinkConfig up;
+    up.density = 0.5;
+    for (uint32_t round = 1; round <= 8; ++round) {
+      const std::vector<uint64_t> sel{1, 2};
+      REQUIRE(plain.OpenRound(round, sel).ok());
+      REQUIRE(merged.OpenRound(round, sel).ok());
+      for (uint64_t c : sel) {
+        std::vector<float> u(dim);
+        for (uint32_t i = 0; i < dim; ++i) u[i] = 0.01f * static_cast<float>((i * 7 + round * 3 + c) % 11) - 0.05f;
+        std::vector<float> resid;
+        auto e = EncodeUplink(u, up, resid);
+        REQUIRE(e.ok());
+        REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
+        REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+      }
+      REQUIRE(plain.CloseRound(1).ok());
+      REQUIRE(merged.CloseRound(1).ok());
+    }
+    auto chain = plain.ModelPayloadFor(1);
+    auto one = merged.ModelPayloadFor(1);
+    REQUIRE(chain.ok());
+    REQUIRE(one.ok());
+    std::vector<std::span<const uint8_t>> pieces;
+    auto h = ParseModelPayload(**one, dim, &pieces);
+    REQUIRE(h.ok());
+    REQUIRE(h->kind == ModelPayloadKind::kMerged);  // 8 steps of 3 values: one frame beats eight
+    CHECK((*one)->size() < (*chain)->size());
+    auto a = with_chain.Apply(**chain);
+    auto b = with_merged.Apply(**one);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(*a == 9);
+    CHECK(*b == 9);
+    REQUIRE(with_merged.params().size() == dim);
+    CHECK(std::memcmp(with_merged.params().data(), with_chain.params().data(), dim * 4) == 0);
+    CHECK(std::memcmp(with_merged.params().data(), merged.global_model().data(), dim * 4) == 0);
   }
 
   TEST_CASE("[prune] on the CNN: the agent rebuilds a smaller Cnn from a payload's channel pruning, and refuses another geometry") {

@@ -19,6 +19,7 @@ enum class CodecId : uint8_t {
   kUplinkDense = 2,     // raw fp32 update
   kDownlinkQuantized = 3,  // block-quantized model or model delta
   kDownlinkFp32 = 4,    // lossless fp32 model
+  kDownlinkMergedSteps = 5,  // a chain of sparse steps coded as one (lossless)
 };
 
 inline constexpr uint32_t kFrameMagic = 0x47555246;  // bytes "FRUG"
