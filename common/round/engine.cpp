@@ -254,13 +254,16 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
   FRUGAL_RETURN_IF_ERROR(encode_full());
   if (chain_possible && cfg_.merge_chains && version_ - held_version >= 2) {
     // The merged piece is one more way to send the same steps: kept only when smaller.
+    // Both framed alike (one model payload header; 4 bytes per piece), so the pieces' bytes decide.
     std::vector<uint8_t> merged = MergedChain(held_version);
-    if (!merged.empty() && merged.size() < full->size() && merged.size() < chain_bytes) {
+    if (!merged.empty() && 4 + merged.size() < chain_bytes) {
       const std::span<const uint8_t> piece(merged);
       ModelPayloadHeader h{ModelPayloadKind::kMerged, held_version, version_, static_cast<uint32_t>(model_.size()), 1};
       auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, std::span(&piece, 1)));
-      payload_cache_[held_version] = p;
-      return p;
+      if (p->size() < full->size()) {
+        payload_cache_[held_version] = p;
+        return p;
+      }
     }
   }
   if (chain_possible && chain_bytes < full->size()) {
