@@ -14,6 +14,7 @@
 #include "frugal/codec/uplink.h"
 #include "frugal/core/random.h"
 #include "frugal/privacy/secagg.h"
+#include "frugal/round/model_payload.h"
 #include "fuzz_common.h"
 #include "fuzz_secagg_common.h"
 
@@ -146,7 +147,14 @@ int main(int argc, char** argv) {
         }
         steps.push_back(std::move(u));
       }
-      failures += Write(merged, "seed-" + std::to_string(n++), Must(EncodeMergedSteps(steps, dim)));
+      const std::vector<uint8_t> piece = Must(EncodeMergedSteps(steps, dim));
+      failures += Write(merged, "seed-" + std::to_string(n++), piece);
+      if (t_count == 3) {  // the same steps as a kind-3 model payload from version 1 (fuzz_model_payload)
+        const std::span<const uint8_t> one(piece);
+        const ModelPayloadHeader h{ModelPayloadKind::kMerged, 1, 1 + t_count, dim, 1};
+        failures += Write(out / "fuzz_model_payload", "merged-" + std::to_string(dim) + ".bin",
+                          EncodeModelPayload(h, std::span(&one, 1)));
+      }
     }
   }
 
