@@ -380,8 +380,10 @@ using range_coding::RangeEncoder;
 constexpr size_t kMergedFixedBytes = 9;
 constexpr uint8_t kAdaptiveFlag = 0x80;
 // Decisions a decoder may be asked for (union size x steps), so a small payload
-// cannot declare unbounded work.
-constexpr uint64_t kMaxMergedCells = uint64_t{1} << 26;
+// cannot declare unbounded work, and the entries it decodes (8 bytes each) stay
+// under 128 MiB. The encoder refuses more, and the engine then sends the chain:
+// with U <= 0.5% x dim x T that takes chains of over 129 steps of the 2NN.
+constexpr uint64_t kMaxMergedCells = uint64_t{1} << 24;
 
 // A strict total order on floats (-0 before +0), so a level table has one order.
 uint32_t TotalOrderKey(float v) {

@@ -60,11 +60,12 @@ inline constexpr uint32_t kMaxMergedSteps = 4096;
 inline constexpr uint32_t kMaxMergedLevels = 255;  // distinct values in one step
 // Fails (InvalidArgument) on no steps or more than kMaxMergedSteps, a step of
 // another dimension, unsorted or out-of-range indices, a non-finite value, or a
-// step with more than kMaxMergedLevels distinct values (callers then send the
-// chain as it is).
+// step with more than kMaxMergedLevels distinct values; ResourceExhausted when
+// (union size) x (steps) > 2^24. Callers then send the chain as it is.
 Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim);
 // Decodes a merged-steps payload of dimension expected_dim into its steps. Never
-// reads outside `payload`; the work is bounded by (union size) x (steps); input
+// reads outside `payload`; work and memory are bounded by (union size) x (steps)
+// <= 2^24 (ResourceExhausted past it, from the encoder too); input
 // that is not exactly what EncodeMergedSteps writes for what it decodes to is
 // refused; every defect is an Error naming it.
 Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim);
