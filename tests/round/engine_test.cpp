@@ -496,6 +496,22 @@ TEST_SUITE("round") {
     bad = bytes;
     bad.push_back(0);
     CHECK(err(bad, 10).find("trailing") != std::string::npos);
+    // A merged payload (kind 3) holds one piece and goes from a held version to a later one.
+    const std::span<const uint8_t> two[2] = {ps, ps};
+    CHECK(ParseModelPayload(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 1}, std::span(&ps, 1)), 10, &pieces).ok());
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 2}, two), 10).find("merged model payload") !=
+          std::string::npos);
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 0, 3, 10, 1}, std::span(&ps, 1)), 10).find("from version 0") !=
+          std::string::npos);
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 5, 5, 10, 1}, std::span(&ps, 1)), 10).find("merged") !=
+          std::string::npos);
+    // Its piece is decoded as merged steps: three bytes are not one, named as such, and the copy is untouched.
+    std::vector<float> copy(10, 1.0f);
+    auto applied = ApplyModelPayload(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 1}, std::span(&ps, 1)), 4,
+                                     copy, 10);
+    REQUIRE_FALSE(applied.ok());
+    CHECK(applied.error().message().find("merged model payload") != std::string::npos);
+    CHECK(copy == std::vector<float>(10, 1.0f));
   }
 }
 
