@@ -3,14 +3,18 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <string>
 
 #include "byte_io.h"
+#include "frugal/codec/adaptive_rice.h"
 #include "frugal/codec/fp16.h"
 #include "frugal/codec/frame.h"
+#include "frugal/codec/golomb.h"
 #include "frugal/core/random.h"
+#include "range_coder.h"
 
 // This file is compiled with -ffp-contract=off (see CMakeLists.txt): the reconstruction
 // o + q * s must round identically in the encoder and in every client's decoder.
@@ -359,6 +363,274 @@ Result<DownlinkInfo> InspectDownlink(std::span<const uint8_t> payload, uint32_t 
   info.fp32_params = q.param_format == kParamsFp32;
   info.block_size = q.block_size;
   return info;
+}
+
+// ---- Merged steps -----------------------------------------------------------
+
+namespace {
+
+using range_coding::Prob;
+using range_coding::RangeDecoder;
+using range_coding::RangeEncoder;
+
+// Body: u32 union size U, u8 index parameter (Rice b in bits 0-4, bit 7 set when
+// the section is adaptive Rice), u32 index section length, the index section; per
+// step a u8 level count and that many f32 levels (ascending in TotalOrderKey); then
+// the range-coded symbols to the end of the body. The frame's count is the steps.
+constexpr size_t kMergedFixedBytes = 9;
+constexpr uint8_t kAdaptiveFlag = 0x80;
+// Decisions a decoder may be asked for (union size x steps), so a small payload
+// cannot declare unbounded work, and the entries it decodes (8 bytes each) stay
+// under 128 MiB. The encoder refuses more, and the engine then sends the chain:
+// with U <= 0.5% x dim x T that takes chains of over 129 steps of the 2NN.
+constexpr uint64_t kMaxMergedCells = uint64_t{1} << 24;
+
+// A strict total order on floats (-0 before +0), so a level table has one order.
+uint32_t TotalOrderKey(float v) {
+  const uint32_t b = std::bit_cast<uint32_t>(v);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Adaptive contexts of the symbol section.
+struct MergeModel {
+  // "Coordinate present in this step", by how often it was present in the
+  // earlier steps (0, 1, 2, 3 or more) and whether in the step just before.
+  std::array<std::array<Prob, 2>, 4> presence;
+  // A two-level step's level (for ternary steps: the sign), by the level of the
+  // coordinate's last two-level step: none, low, high.
+  std::array<Prob, 3> level2;
+};
+
+// Per coordinate of the union, walking the steps in order.
+struct CoordState {
+  uint32_t occ = 0;
+  int prev = 0;
+  int last_level = 0;  // 0: none yet, 1: low, 2: high (two-level steps)
+};
+
+int LevelBits(uint32_t levels) { return levels <= 2 ? 0 : std::bit_width(levels - 1); }
+
+Status CheckStepsShape(size_t steps, uint32_t dim) {
+  if (steps == 0) return InvalidArgumentError("merged steps: no steps");
+  if (steps > kMaxMergedSteps) {
+    return InvalidArgumentError("merged steps: " + std::to_string(steps) + " steps exceed the limit of " +
+                                std::to_string(kMaxMergedSteps));
+  }
+  if (dim == 0) return InvalidArgumentError("merged steps: dimension 0");
+  if (dim > kMaxCodecDim) {
+    return ResourceExhaustedError("merged steps: dimension " + std::to_string(dim) + " exceeds the limit of " +
+                                  std::to_string(kMaxCodecDim));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim) {
+  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
+  const size_t t_count = steps.size();
+  std::vector<std::vector<float>> levels(t_count);
+  std::vector<std::vector<uint8_t>> codes(t_count);  // level index of each entry
+  for (size_t t = 0; t < t_count; ++t) {
+    const SparseUpdate& u = steps[t];
+    const std::string where = "merged steps: step " + std::to_string(t);
+    if (u.dim != dim) {
+      return InvalidArgumentError(where + " has dimension " + std::to_string(u.dim) + ", expected " +
+                                  std::to_string(dim));
+    }
+    if (u.indices.empty()) return InvalidArgumentError(where + " is empty");
+    if (u.values.size() != u.indices.size()) {
+      return InvalidArgumentError(where + " has " + std::to_string(u.values.size()) + " values for " +
+                                  std::to_string(u.indices.size()) + " indices");
+    }
+    if (Status st = CheckSortedIndices(u.indices, dim); !st.ok()) return st.error().WithContext(where);
+    std::vector<uint32_t> keys;
+    keys.reserve(u.values.size());
+    for (float v : u.values) {
+      if (!IsFinite(v)) return InvalidArgumentError(where + " has a non-finite value");
+      keys.push_back(TotalOrderKey(v));
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    if (keys.size() > kMaxMergedLevels) {
+      return InvalidArgumentError(where + " has " + std::to_string(keys.size()) +
+                                  " distinct values, more than the " + std::to_string(kMaxMergedLevels) +
+                                  " a merged payload codes");
+    }
+    for (uint32_t k : keys) {
+      const uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+      levels[t].push_back(std::bit_cast<float>(b));
+    }
+    codes[t].reserve(u.values.size());
+    for (float v : u.values) {
+      codes[t].push_back(static_cast<uint8_t>(std::lower_bound(keys.begin(), keys.end(), TotalOrderKey(v)) -
+                                              keys.begin()));
+    }
+  }
+  // The union of the supports, ascending.
+  std::vector<uint32_t> all;
+  for (const SparseUpdate& u : steps) all.insert(all.end(), u.indices.begin(), u.indices.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  if (uint64_t{all.size()} * t_count > kMaxMergedCells) {
+    return ResourceExhaustedError("merged steps: " + std::to_string(all.size()) + " coordinates x " +
+                                  std::to_string(t_count) + " steps exceed the limit of " +
+                                  std::to_string(kMaxMergedCells) + " decisions");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(IndexSection index, EncodeIndexSection(all, dim));
+
+  std::vector<uint8_t> body(kMergedFixedBytes + index.bytes.size());
+  PutU32(body.data(), static_cast<uint32_t>(all.size()));
+  body[4] = static_cast<uint8_t>(index.rice_parameter | (index.adaptive ? kAdaptiveFlag : 0));
+  PutU32(body.data() + 5, static_cast<uint32_t>(index.bytes.size()));
+  std::copy(index.bytes.begin(), index.bytes.end(), body.begin() + kMergedFixedBytes);
+  for (const std::vector<float>& l : levels) {
+    body.push_back(static_cast<uint8_t>(l.size()));
+    const size_t at = body.size();
+    body.resize(at + 4 * l.size());
+    PutF32Array(body.data() + at, l.data(), l.size());
+  }
+  RangeEncoder rc(&body);
+  MergeModel m;
+  std::vector<size_t> cursor(t_count, 0);
+  for (uint32_t idx : all) {
+    CoordState c;
+    for (size_t t = 0; t < t_count; ++t) {
+      const std::vector<uint32_t>& ind = steps[t].indices;
+      const bool present = cursor[t] < ind.size() && ind[cursor[t]] == idx;
+      // A coordinate of the union is in some step: absent from all before the last, it is in the last.
+      if (!(c.occ == 0 && t + 1 == t_count)) rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev], present);
+      c.prev = present;
+      if (!present) continue;
+      const uint32_t level = codes[t][cursor[t]++];
+      const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
+      if (nlev == 2) {
+        rc.Bit(m.level2[c.last_level], static_cast<int>(level));
+        c.last_level = 1 + static_cast<int>(level);
+      } else if (nlev > 2) {
+        rc.Direct(level, LevelBits(nlev));
+        c.last_level = 0;
+      }
+      ++c.occ;
+    }
+  }
+  rc.Finish();
+  FrameHeader header;
+  header.codec = CodecId::kDownlinkMergedSteps;
+  header.dim = dim;
+  header.count = static_cast<uint32_t>(t_count);
+  std::vector<uint8_t> out;
+  FRUGAL_RETURN_IF_ERROR(AppendFrame(header, body, &out));
+  return out;
+}
+
+Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim) {
+  FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseFrame(payload));
+  const FrameHeader& h = f.header;
+  if (h.codec != CodecId::kDownlinkMergedSteps) {
+    return InvalidArgumentError("codec id " + std::to_string(static_cast<int>(h.codec)) + " (" +
+                                std::string(CodecName(h.codec)) + ") is not a merged-steps payload");
+  }
+  if (h.dim != expected_dim) {
+    return InvalidArgumentError("merged steps: dimension mismatch: payload declares " + std::to_string(h.dim) +
+                                ", expected " + std::to_string(expected_dim));
+  }
+  if (h.flags != 0) return InvalidArgumentError("merged steps: unknown flags " + std::to_string(h.flags));
+  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(h.count, h.dim));
+  const std::span<const uint8_t> body = f.body;
+  if (body.size() < kMergedFixedBytes) {
+    return DataLossError("merged steps: body of " + std::to_string(body.size()) + " bytes, fixed fields need " +
+                         std::to_string(kMergedFixedBytes));
+  }
+  const uint32_t u_count = GetU32(body.data());
+  const int b = body[4] & ~kAdaptiveFlag;
+  const bool adaptive = (body[4] & kAdaptiveFlag) != 0;
+  const uint32_t index_len = GetU32(body.data() + 5);
+  if (u_count == 0 || u_count > h.dim) {
+    return InvalidArgumentError("merged steps: union of " + std::to_string(u_count) + " coordinates for dimension " +
+                                std::to_string(h.dim));
+  }
+  if (uint64_t{u_count} * h.count > kMaxMergedCells) {
+    return ResourceExhaustedError("merged steps: " + std::to_string(u_count) + " coordinates x " +
+                                  std::to_string(h.count) + " steps exceed the limit of " +
+                                  std::to_string(kMaxMergedCells) + " decisions");
+  }
+  if (index_len > body.size() - kMergedFixedBytes) {
+    return DataLossError("merged steps: index section declares " + std::to_string(index_len) + " bytes, only " +
+                         std::to_string(body.size() - kMergedFixedBytes) + " remain");
+  }
+  auto union_or = DecodeIndexSection(body.subspan(kMergedFixedBytes, index_len), u_count, h.dim, b, adaptive);
+  if (!union_or.ok()) return union_or.error().WithContext("merged steps' index section");
+  const std::vector<uint32_t>& all = *union_or;
+  size_t pos = kMergedFixedBytes + index_len;
+  std::vector<std::vector<float>> levels(h.count);
+  for (uint32_t t = 0; t < h.count; ++t) {
+    const std::string where = "merged steps: step " + std::to_string(t);
+    if (pos >= body.size()) return DataLossError(where + ": level table cut off");
+    const uint32_t nlev = body[pos++];
+    if (nlev == 0) return InvalidArgumentError(where + " declares no values");
+    if (uint64_t{nlev} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
+    levels[t].resize(nlev);
+    GetF32Array(body.data() + pos, levels[t].data(), nlev);
+    pos += 4ull * nlev;
+    for (uint32_t j = 0; j < nlev; ++j) {
+      if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
+      if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
+        return InvalidArgumentError(where + ": levels not strictly ascending at " + std::to_string(j));
+      }
+    }
+  }
+  RangeDecoder rc(body.subspan(pos));
+  MergeModel m;
+  std::vector<SparseUpdate> steps(h.count);
+  for (SparseUpdate& s : steps) s.dim = h.dim;
+  std::vector<std::vector<uint8_t>> used(h.count);
+  for (uint32_t t = 0; t < h.count; ++t) used[t].assign(levels[t].size(), 0);
+  for (uint32_t idx : all) {
+    CoordState c;
+    for (uint32_t t = 0; t < h.count; ++t) {
+      int present = 1;
+      if (!(c.occ == 0 && t + 1 == h.count)) present = rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev]);
+      c.prev = present;
+      if (!present) continue;
+      const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
+      uint32_t level = 0;
+      if (nlev == 2) {
+        level = static_cast<uint32_t>(rc.Bit(m.level2[c.last_level]));
+        c.last_level = 1 + static_cast<int>(level);
+      } else if (nlev > 2) {
+        level = static_cast<uint32_t>(rc.Direct(LevelBits(nlev)));
+        if (level >= nlev) {
+          return InvalidArgumentError("merged steps: coordinate " + std::to_string(idx) + " in step " +
+                                      std::to_string(t) + " has level " + std::to_string(level) + " of " +
+                                      std::to_string(nlev));
+        }
+        c.last_level = 0;
+      }
+      steps[t].indices.push_back(idx);
+      steps[t].values.push_back(levels[t][level]);
+      used[t][level] = 1;
+      ++c.occ;
+    }
+  }
+  if (!rc.consistent()) return DataLossError("merged steps: symbol section is corrupt (code outside its range)");
+  for (uint32_t t = 0; t < h.count; ++t) {
+    if (steps[t].indices.empty()) return InvalidArgumentError("merged steps: step " + std::to_string(t) + " is empty");
+    for (size_t j = 0; j < used[t].size(); ++j) {
+      if (!used[t][j]) {
+        return InvalidArgumentError("merged steps: step " + std::to_string(t) + "'s level " + std::to_string(j) +
+                                    " is never used");
+      }
+    }
+  }
+  // Canonical input only: the bytes must be exactly what the encoder writes for these steps.
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeMergedSteps(steps, h.dim));
+  if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) {
+    return InvalidArgumentError("merged steps: payload of " + std::to_string(payload.size()) +
+                                " bytes is not the encoding of the steps it decodes to (" +
+                                std::to_string(again.size()) + " bytes)");
+  }
+  return steps;
 }
 
 }  // namespace frugal

@@ -27,6 +27,7 @@ std::string_view CodecName(CodecId codec) {
     case CodecId::kDownlinkQuantized: return "downlink-quantized";
     case CodecId::kDownlinkFp32: return "downlink-fp32";
     case CodecId::kZeroSet: return "zero-set";
+    case CodecId::kDownlinkMergedSteps: return "downlink-merged-steps";
   }
   return "unknown";
 }

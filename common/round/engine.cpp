@@ -283,6 +283,20 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
     return p;
   }
   FRUGAL_RETURN_IF_ERROR(encode_full());
+  if (chain_possible && cfg_.merge_chains && version_ - held_version >= 2) {
+    // The merged piece is one more way to send the same steps: kept only when smaller.
+    // Both framed alike (one model payload header; 4 bytes per piece), so the pieces' bytes decide.
+    std::vector<uint8_t> merged = MergedChain(held_version);
+    if (!merged.empty() && 4 + merged.size() < chain_bytes) {
+      const std::span<const uint8_t> piece(merged);
+      ModelPayloadHeader h{ModelPayloadKind::kMerged, held_version, version_, static_cast<uint32_t>(model_.size()), 1};
+      auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, std::span(&piece, 1)));
+      if (p->size() < full->size()) {
+        payload_cache_[held_version] = p;
+        return p;
+      }
+    }
+  }
   if (chain_possible && chain_bytes < full->size()) {
     std::vector<std::span<const uint8_t>> pieces;
     for (uint32_t v = held_version; v < version_; ++v) pieces.emplace_back(steps_[v - steps_base_]);
@@ -294,6 +308,22 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
   }
   payload_cache_[held_version] = full;
   return full;
+}
+
+std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version) const {
+  const auto d = static_cast<uint32_t>(model_.size());
+  std::vector<SparseUpdate> steps;
+  steps.reserve(version_ - held_version);
+  for (uint32_t v = held_version; v < version_; ++v) {
+    const std::vector<uint8_t>& piece = steps_[v - steps_base_];
+    if (IsShapeChange(piece)) return {};  // a pruning step: the chain carries it
+    auto u = DecodeUplink(piece, d);
+    if (!u.ok()) return {};
+    steps.push_back(std::move(*u));
+  }
+  // Fails only on steps it cannot code (too many distinct values): the chain goes instead.
+  auto merged = EncodeMergedSteps(steps, d);
+  return merged.ok() ? std::move(*merged) : std::vector<uint8_t>{};
 }
 
 std::span<const uint8_t> RoundEngine::StepPayload(uint32_t to_version) const {

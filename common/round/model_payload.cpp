@@ -67,7 +67,8 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
   }
   ModelPayloadHeader h;
   if (bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kFull) &&
-      bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kChain)) {
+      bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kChain) &&
+      bytes[5] != static_cast<uint8_t>(ModelPayloadKind::kMerged)) {
     return InvalidArgumentError("model payload: unknown kind " + std::to_string(bytes[5]));
   }
   h.kind = static_cast<ModelPayloadKind>(bytes[5]);
@@ -93,6 +94,14 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
     return InvalidArgumentError("full model payload must hold exactly " + std::to_string(full_pieces) +
                                 " pieces (" + (h.shape_change ? "shape, " : "") + "model" + (h.zeros ? ", zeros" : "") +
                                 "), has " + std::to_string(h.pieces));
+  }
+  if (h.kind == ModelPayloadKind::kMerged &&
+      (h.pieces != 1 || h.shape_change || h.to_version <= h.from_version || h.from_version == 0 ||
+       h.to_version - h.from_version > kMaxMergedSteps)) {
+    return InvalidArgumentError("merged model payload must hold 1 piece, no shape change, and go from a held version to a "
+                                "later one (at most " + std::to_string(kMaxMergedSteps) + " steps); it has " +
+                                std::to_string(h.pieces) + " pieces from version " + std::to_string(h.from_version) +
+                                " to " + std::to_string(h.to_version));
   }
   if (h.pieces > kMaxChainPieces) {
     return ResourceExhaustedError("model payload declares " + std::to_string(h.pieces) +
@@ -177,6 +186,23 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
   if (held_version != h.from_version || model.size() != expected_dim) {
     return FailedPreconditionError("model payload is a chain from version " + std::to_string(h.from_version) +
                                    " but the client holds version " + std::to_string(held_version));
+  }
+  if (h.kind == ModelPayloadKind::kMerged) {
+    auto merged = DecodeMergedSteps(pieces[0], expected_dim);
+    if (!merged.ok()) return merged.error().WithContext("merged model payload");
+    if (merged->size() != h.to_version - h.from_version) {
+      return InvalidArgumentError("merged model payload holds " + std::to_string(merged->size()) +
+                                  " steps, its versions " + std::to_string(h.from_version) + " to " +
+                                  std::to_string(h.to_version) + " say " +
+                                  std::to_string(h.to_version - h.from_version));
+    }
+    // In step order, each coordinate's values added one at a time: the same float
+    // additions as the chain's, so the same model bit for bit.
+    for (const SparseUpdate& u : *merged) {
+      for (size_t j = 0; j < u.indices.size(); ++j) model[u.indices[j]] += u.values[j];
+    }
+    if (new_sizes != nullptr) new_sizes->clear();
+    return h.to_version;
   }
   // Decode every piece before touching the model so a bad piece leaves it intact.
   struct Step {

@@ -242,6 +242,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("downlink.broadcast_density", engine.broadcast.density);
   r.Get("downlink.broadcast_values", broadcast_values);
   r.Get("downlink.delta_window", engine.delta_window);
+  r.Get("downlink.merge_chains", engine.merge_chains);
 
   r.Get("server.learning_rate", engine.server_opt.learning_rate);
   r.Get("server.momentum", engine.server_opt.momentum);

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "data/temp_dir.h"
 #include "frugal/client/agent.h"
 #include "frugal/codec/shared_support.h"
+#include "frugal/core/random.h"
 #include "frugal/core/streams.h"
 #include "frugal/privacy/secure_round.h"
 #include "frugal/proto/convert.h"
@@ -25,6 +27,7 @@
 #include "frugal/proto/frame.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
+#include "frugal/round/model_payload.h"
 #include "frugal/model/prune.h"
 
 namespace frugal::client {
@@ -174,6 +177,67 @@ TEST_SUITE("client") {
     const Status st = wrong.Adopt("mlp", dim, data, shape);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message().find("Register shape") != std::string::npos);
+  }
+
+  TEST_CASE("downlink.merge_chains: an agent that missed steps reconstructs from the merged payload the model the chain gives, bit for bit") {
+    Rig rig;
+    auto model = MakeModel("mlp", 4, 3);  // large enough that a chain beats the full model
+    REQUIRE(model.ok());
+    const auto dim = static_cast<uint32_t>((*model)->num_params());
+    std::vector<float> v1(dim);
+    (*model)->InitParams(v1, 3);
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.005;
+    EngineConfig merging = cfg;
+    merging.merge_chains = true;
+    RoundEngine plain(v1, cfg), merged(v1, merging);
+    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin"));
+    REQUIRE(with_chain.Adopt("mlp", dim, rig.local.data).ok());
+    REQUIRE(with_merged.Adopt("mlp", dim, rig.local.data).ok());
+    REQUIRE(with_chain.Apply(**plain.ModelPayloadFor(0)).ok());
+    REQUIRE(with_merged.Apply(**merged.ModelPayloadFor(0)).ok());
+    UplinkConfig up;
+    up.density = 0.05;
+    for (uint32_t round = 1; round <= 8; ++round) {
+      const std::vector<uint64_t> sel{1, 2};
+      REQUIRE(plain.OpenRound(round, sel).ok());
+      REQUIRE(merged.OpenRound(round, sel).ok());
+      for (uint64_t c : sel) {
+        // A shared drift plus per-client noise: consecutive steps' supports overlap, as real ones do.
+        Rng rng(round * 10 + c);
+        std::vector<float> u(dim);
+        for (uint32_t i = 0; i < dim; ++i) {
+          u[i] = 0.01f * static_cast<float>(i % 13) * (i % 3 == 0 ? 1.0f : 0.1f) + 0.002f * static_cast<float>(rng.Normal());
+        }
+        std::vector<float> resid;
+        auto e = EncodeUplink(u, up, resid);
+        REQUIRE(e.ok());
+        REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
+        REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+      }
+      REQUIRE(plain.CloseRound(1).ok());
+      REQUIRE(merged.CloseRound(1).ok());
+    }
+    auto chain = plain.ModelPayloadFor(1);
+    auto one = merged.ModelPayloadFor(1);
+    REQUIRE(chain.ok());
+    REQUIRE(one.ok());
+    std::vector<std::span<const uint8_t>> pieces;
+    auto h = ParseModelPayload(**one, dim, &pieces);
+    REQUIRE(h.ok());
+    REQUIRE(h->kind == ModelPayloadKind::kMerged);
+    CHECK((*one)->size() < (*chain)->size());
+    auto a = with_chain.Apply(**chain);
+    auto b = with_merged.Apply(**one);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(*a == 9);
+    CHECK(*b == 9);
+    REQUIRE(with_merged.params().size() == dim);
+    CHECK(std::memcmp(with_merged.params().data(), with_chain.params().data(), dim * 4) == 0);
+    CHECK(std::memcmp(with_merged.params().data(), merged.global_model().data(), dim * 4) == 0);
   }
 
   TEST_CASE("[prune] on the CNN: the agent rebuilds a smaller Cnn from a payload's channel pruning, and refuses another geometry") {

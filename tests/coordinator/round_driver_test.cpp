@@ -110,7 +110,7 @@ v1::Update GoodUpdate(const FakeTransport& t, uint64_t conn, float step, bool de
   std::vector<std::span<const uint8_t>> pieces;
   auto header = ParseModelPayload(payload, 7850, &pieces);
   REQUIRE(header.ok());
-  if (version == 0 && header->kind == ModelPayloadKind::kChain) {
+  if (version == 0 && header->kind != ModelPayloadKind::kFull) {
     // Register said seed_init (the driver returns it from OnHello; see the
     // seed_init test): a client holding nothing builds version 1 from the
     // run's seed (1 in every test here), as the agent does.
@@ -1079,6 +1079,40 @@ TEST_SUITE("coordinator") {
     auto dense_reg = dense->driver->OnHello(1, "alice", MakeHello("alice"), 0);
     REQUIRE(dense_reg.ok());
     CHECK_FALSE(dense_reg->seed_init());
+  }
+
+  TEST_CASE("downlink.merge_chains on the coordinator: a client that missed three steps gets one merged payload and rebuilds the global model bit for bit") {
+    // Round 4 opens for alice as round 3 closes and fails when she leaves; round 5 is bob's.
+    auto rig = MakeRig({"rounds=5", "model=\"logreg\"", "round.clients_per_round=1", "data.eval_examples=200",
+                        "uplink.density=0.1", "downlink.merge_chains=true"});
+    RoundDriver* driver = rig->driver.get();
+    REQUIRE(driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    for (int r = 1; r <= 3; ++r) {
+      driver->Tick(r);
+      REQUIRE(rig->transport.Last(1, v1::Envelope::kTask) != nullptr);
+      driver->OnUpdate(1, GoodUpdate(rig->transport, 1, 0.01f * static_cast<float>(r)), r);
+    }
+    REQUIRE(driver->version() == 4);
+    driver->OnDisconnect(1, 4);
+    // bob holds nothing: version 1 from the seed, then versions 2-4 in one merged piece.
+    REQUIRE(driver->OnHello(2, "bob", MakeHello("bob"), 4).ok());
+    driver->Tick(5);
+    driver->Tick(6);
+    const v1::Envelope* model = rig->transport.Last(2, v1::Envelope::kModel);
+    REQUIRE(model != nullptr);
+    const auto& bytes = model->model().payload();
+    std::vector<std::span<const uint8_t>> pieces;
+    auto h = ParseModelPayload(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), 7850, &pieces);
+    REQUIRE(h.ok());
+    CHECK(h->kind == ModelPayloadKind::kMerged);
+    CHECK(h->from_version == 1);
+    CHECK(h->to_version == 4);
+    const v1::Update up = GoodUpdate(rig->transport, 2, 0.01f);  // applies the payload as the agent does
+    CHECK(held[2].first == 4);
+    CHECK(std::memcmp(held[2].second.data(), driver->global_model().data(), 4 * 7850) == 0);
+    driver->OnUpdate(2, up, 7);
+    CHECK(driver->done());
+    CHECK(driver->version() == 5);
   }
 
   TEST_CASE("ledger rows keep the profiles' ids, whatever spelling the client used") {

@@ -135,6 +135,38 @@ int main(int argc, char** argv) {
   std::vector<float> wide = Gaussian(300, 5, 1e5);  // fp32 block parameters
   failures += Write(down, "seed-" + std::to_string(n++), Must(EncodeDownlink(wide, {}, DownlinkConfig{})).bytes);
 
+  // Chains of ternary steps whose supports overlap (as consecutive broadcast steps'
+  // do), one with an int8-like step of many levels, merged into one piece.
+  const std::filesystem::path merged = out / "fuzz_merged_steps";
+  n = 0;
+  for (uint32_t dim : {64u, 1000u}) {
+    for (uint32_t t_count : {1u, 3u, 12u}) {
+      Rng srng(dim * 31 + t_count);
+      std::vector<SparseUpdate> steps;
+      for (uint32_t t = 0; t < t_count; ++t) {
+        SparseUpdate u;
+        u.dim = dim;
+        const float mu = 0.001f * static_cast<float>(t + 1);
+        const bool many_levels = dim == 1000 && t == 1;
+        for (uint32_t i = 0; i < dim; ++i) {
+          if (srng.UniformInt(dim < 100 ? 4 : 20) != 0 && i % 7 != t % 7) continue;
+          u.indices.push_back(i);
+          const float sign = srng.UniformInt(2) ? 1.0f : -1.0f;
+          u.values.push_back(many_levels ? mu * static_cast<float>(1 + srng.UniformInt(9)) * sign : mu * sign);
+        }
+        steps.push_back(std::move(u));
+      }
+      const std::vector<uint8_t> piece = Must(EncodeMergedSteps(steps, dim));
+      failures += Write(merged, "seed-" + std::to_string(n++), piece);
+      if (t_count == 3) {  // the same steps as a kind-3 model payload from version 1 (fuzz_model_payload)
+        const std::span<const uint8_t> one(piece);
+        const ModelPayloadHeader h{ModelPayloadKind::kMerged, 1, 1 + t_count, dim, 1};
+        failures += Write(out / "fuzz_model_payload", "merged-" + std::to_string(dim) + ".bin",
+                          EncodeModelPayload(h, std::span(&one, 1)));
+      }
+    }
+  }
+
   const std::filesystem::path rice = out / "fuzz_rice_decode";
   n = 0;
   Rng rng(17);

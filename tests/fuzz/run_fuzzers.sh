@@ -6,7 +6,7 @@
 #          JOBS targets at a time, default nproc)
 set -euo pipefail
 
-targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_rice_decode fuzz_envelope_decode fuzz_model_payload fuzz_shape_change fuzz_zero_set fuzz_trigger_state fuzz_rounds_csv fuzz_clients_csv fuzz_energy_profiles fuzz_grid_csv fuzz_data_files fuzz_secagg_share fuzz_secagg_messages fuzz_table fuzz_battery_gauge fuzz_layer_list fuzz_status_request)
+targets=(fuzz_uplink_decode fuzz_downlink_decode fuzz_merged_steps fuzz_rice_decode fuzz_envelope_decode fuzz_model_payload fuzz_shape_change fuzz_zero_set fuzz_trigger_state fuzz_rounds_csv fuzz_clients_csv fuzz_energy_profiles fuzz_grid_csv fuzz_data_files fuzz_secagg_share fuzz_secagg_messages fuzz_table fuzz_battery_gauge fuzz_layer_list fuzz_status_request)
 if [ "${1:-}" = "--list" ]; then
   echo "${targets[*]}"
   exit 0

@@ -339,6 +339,82 @@ TEST_SUITE("round") {
     CHECK(copy == client);
   }
 
+  TEST_CASE("downlink.merge_chains: missed steps come as one merged piece, smaller than the chain, and leave the client bit-identical to the chain applied step by step") {
+    const size_t d = 20000;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.005;
+    EngineConfig merging = cfg;
+    merging.merge_chains = true;
+    const std::vector<float> init = RandomVector(d, 21);
+    RoundEngine plain(init, cfg), merged(init, merging);
+    UplinkConfig up;
+    up.density = 0.05;
+    const std::vector<float> drift = RandomVector(d, 22, 0.01f);
+    std::vector<float> held1;  // a client that holds version 1 and misses every step
+    REQUIRE(ApplyModelPayload(**merged.ModelPayloadFor(0), 0, held1, d).ok());
+    size_t merged_sent = 0;
+    for (uint32_t round = 1; round <= 24; ++round) {
+      const std::vector<uint64_t> sel{1, 2, 3};
+      REQUIRE(plain.OpenRound(round, sel).ok());
+      REQUIRE(merged.OpenRound(round, sel).ok());
+      for (uint32_t held = 1; held < merged.version(); held += 3) {
+        auto mp = merged.ModelPayloadFor(held);
+        auto cp = plain.ModelPayloadFor(held);
+        REQUIRE(mp.ok());
+        REQUIRE(cp.ok());
+        std::vector<std::span<const uint8_t>> pieces;
+        auto mh = ParseModelPayload(**mp, d, &pieces);
+        REQUIRE(mh.ok());
+        auto ch = ParseModelPayload(**cp, d, &pieces);
+        REQUIRE(ch.ok());
+        CHECK(ch->kind == ModelPayloadKind::kChain);
+        if (mh->kind == ModelPayloadKind::kMerged) {
+          ++merged_sent;
+          CHECK((*mp)->size() < (*cp)->size());
+        } else {
+          CHECK(**mp == **cp);  // not smaller: the chain as it is
+        }
+        // The plain reference: version held's model plus each step, decoded and added in order.
+        if (held == 1) {
+          std::vector<float> ref = held1;
+          for (uint32_t v = 2; v <= merged.version(); ++v) {
+            auto u = DecodeUplink(merged.StepPayload(v), d);
+            REQUIRE(u.ok());
+            for (size_t j = 0; j < u->indices.size(); ++j) ref[u->indices[j]] += u->values[j];
+          }
+          std::vector<float> got = held1;
+          auto to = ApplyModelPayload(**mp, 1, got, d);
+          REQUIRE(to.ok());
+          CHECK(*to == merged.version());
+          CHECK(std::memcmp(got.data(), ref.data(), d * 4) == 0);
+          CHECK(std::memcmp(got.data(), merged.global_model().data(), d * 4) == 0);
+          // Applied to another version it is refused and leaves the copy as it was.
+          if (merged.version() > 2) {
+            std::vector<float> copy = held1;
+            CHECK_FALSE(ApplyModelPayload(**mp, 2, copy, d).ok());
+            CHECK(copy == held1);
+          }
+        }
+      }
+      for (uint64_t c : sel) {
+        std::vector<float> u = RandomVector(d, round * 10 + c, 0.004f);
+        for (size_t i = 0; i < d; ++i) u[i] += drift[i];
+        std::vector<float> resid;
+        auto e = EncodeUplink(u, up, resid);
+        REQUIRE(e.ok());
+        REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
+        REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+      }
+      REQUIRE(plain.CloseRound(2).ok());
+      REQUIRE(merged.CloseRound(2).ok());
+      // Merging is a choice of bytes only: the server's model is the same.
+      REQUIRE(std::memcmp(plain.global_model().data(), merged.global_model().data(), d * 4) == 0);
+    }
+    CHECK(merged_sent > 10);
+  }
+
   TEST_CASE("a restored engine continues with the same versions, chains, residual, momentum and average") {
     const size_t d = 3000;
     EngineConfig cfg;
@@ -420,6 +496,22 @@ TEST_SUITE("round") {
     bad = bytes;
     bad.push_back(0);
     CHECK(err(bad, 10).find("trailing") != std::string::npos);
+    // A merged payload (kind 3) holds one piece and goes from a held version to a later one.
+    const std::span<const uint8_t> two[2] = {ps, ps};
+    CHECK(ParseModelPayload(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 1}, std::span(&ps, 1)), 10, &pieces).ok());
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 2}, two), 10).find("merged model payload") !=
+          std::string::npos);
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 0, 3, 10, 1}, std::span(&ps, 1)), 10).find("from version 0") !=
+          std::string::npos);
+    CHECK(err(EncodeModelPayload({ModelPayloadKind::kMerged, 5, 5, 10, 1}, std::span(&ps, 1)), 10).find("merged") !=
+          std::string::npos);
+    // Its piece is decoded as merged steps: three bytes are not one, named as such, and the copy is untouched.
+    std::vector<float> copy(10, 1.0f);
+    auto applied = ApplyModelPayload(EncodeModelPayload({ModelPayloadKind::kMerged, 4, 7, 10, 1}, std::span(&ps, 1)), 4,
+                                     copy, 10);
+    REQUIRE_FALSE(applied.ok());
+    CHECK(applied.error().message().find("merged model payload") != std::string::npos);
+    CHECK(copy == std::vector<float>(10, 1.0f));
   }
 }
 

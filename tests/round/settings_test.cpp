@@ -84,6 +84,10 @@ TEST_SUITE("round") {
     CHECK(frugal->task.uplink.density == doctest::Approx(0.02));
     CHECK(frugal->engine.broadcast.density == doctest::Approx(0.005));
     CHECK(frugal->engine.delta_window == 256);
+    CHECK_FALSE(frugal->engine.merge_chains);  // agents built before kind 3 cannot read it
+    auto merging = Read("", {"downlink.merge_chains=true"});
+    REQUIRE_MESSAGE(merging.ok(), merging.error().ToString());
+    CHECK(merging->engine.merge_chains);
 
     auto dense = Read("pipeline = \"dense\"\n", {});
     REQUIRE_MESSAGE(dense.ok(), dense.error().ToString());

@@ -272,6 +272,21 @@ train.learning_rate = 0.2
     CHECK(std::abs(downloaded.rounds[1].accuracy - seeded.rounds[1].accuracy) < 0.02);
   }
 
+  TEST_CASE("downlink.merge_chains: the same rounds and accuracies, fewer bytes down (merged chains are lossless)") {
+    // 6 of 40 clients a round: most have missed several steps when drawn again.
+    RunResult chains = Run(Parse({"rounds=8"}));
+    RunResult merged = Run(Parse({"rounds=8", "downlink.merge_chains=true"}));
+    REQUIRE(chains.rounds.size() == merged.rounds.size());
+    for (size_t i = 0; i < chains.rounds.size(); ++i) {
+      CAPTURE(i);
+      CHECK(merged.rounds[i].accuracy == chains.rounds[i].accuracy);
+      CHECK(merged.rounds[i].loss == chains.rounds[i].loss);
+      CHECK(merged.rounds[i].bytes_up == chains.rounds[i].bytes_up);
+      CHECK(merged.rounds[i].bytes_down <= chains.rounds[i].bytes_down);
+    }
+    CHECK(merged.summary.bytes_down < chains.summary.bytes_down);
+  }
+
   TEST_CASE("stragglers past the deadline and drop-outs are counted, and their energy stays on the ledger") {
     // Twice as many selected as wanted: the round closes at the 6th update and the rest straggle.
     SimConfig cfg = Parse({"round.over_selection=2.0", "population.dropout=0.2", "rounds=2"});

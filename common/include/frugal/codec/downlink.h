@@ -1,12 +1,14 @@
 // Downlink codec (coordinator -> client): block-wise uniform quantization of a
 // model, or of its delta against the copy the client holds, at 8/4/2 bits with
-// fp16 per-block offset and scale; or lossless fp32.
+// fp16 per-block offset and scale; or lossless fp32. Also a chain of sparse
+// broadcast steps coded as one payload (EncodeMergedSteps), losslessly.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 
 namespace frugal {
@@ -45,5 +47,27 @@ struct DownlinkInfo {
 };
 // Parses the header and fixed fields (checksum included) without decoding values.
 Result<DownlinkInfo> InspectDownlink(std::span<const uint8_t> payload, uint32_t expected_dim);
+
+// A chain of sparse steps (the broadcast steps a client missed, in order) as one
+// payload: the union of their supports is coded once (Rice / adaptive Rice), each
+// step's distinct values once (a level table: two floats for a ternary step), and
+// for every coordinate of the union which steps touched it and at which level,
+// range-coded with adaptive contexts (consecutive top-k supports overlap, and a
+// coordinate's sign tends to repeat). Lossless: DecodeMergedSteps returns the
+// steps exactly (same indices, bit-identical values), so a client that applies
+// them in order holds bit for bit what applying the chain gives.
+inline constexpr uint32_t kMaxMergedSteps = 4096;
+inline constexpr uint32_t kMaxMergedLevels = 255;  // distinct values in one step
+// Fails (InvalidArgument) on no steps or more than kMaxMergedSteps, a step of
+// another dimension, unsorted or out-of-range indices, a non-finite value, or a
+// step with more than kMaxMergedLevels distinct values; ResourceExhausted when
+// (union size) x (steps) > 2^24. Callers then send the chain as it is.
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim);
+// Decodes a merged-steps payload of dimension expected_dim into its steps. Never
+// reads outside `payload`; work and memory are bounded by (union size) x (steps)
+// <= 2^24 (ResourceExhausted past it, from the encoder too); input
+// that is not exactly what EncodeMergedSteps writes for what it decodes to is
+// refused; every defect is an Error naming it.
+Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim);
 
 }  // namespace frugal

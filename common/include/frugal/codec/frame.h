@@ -20,6 +20,7 @@ enum class CodecId : uint8_t {
   kDownlinkQuantized = 3,  // block-quantized model or model delta
   kDownlinkFp32 = 4,    // lossless fp32 model
   kZeroSet = 5,         // coordinates set to exactly zero, after an optional step (zero_set.h)
+  kDownlinkMergedSteps = 6,  // a chain of sparse steps coded as one (lossless)
 };
 
 inline constexpr uint32_t kFrameMagic = 0x47555246;  // bytes "FRUG"

@@ -79,6 +79,11 @@ struct EngineConfig {
   // How a full model is sent to a client that holds none (or one too old).
   DownlinkConfig full_model{.bits = 8, .block_size = 256};
   uint32_t delta_window = 64;  // number of past steps kept for chains
+  // downlink.merge_chains: a client that missed two or more steps may get them
+  // as one merged piece (ModelPayloadKind::kMerged, EncodeMergedSteps) when that
+  // is smaller than the chain; lossless, the client ends bit for bit where the
+  // chain takes it. false: chains only (clients that cannot read kind 3).
+  bool merge_chains = false;
   Averaging averaging = Averaging::kAll;
   // The uplink density clients are asked for (frugal): an update carrying
   // more than UplinkKeepCount(uplink_density, dim) values is refused, so no
@@ -257,6 +262,10 @@ class RoundEngine {
 
  private:
   Status Reject(RejectReason why, RejectReason* out, Error e);
+  // The steps held_version -> version() as one merged-steps payload, or empty
+  // when they cannot be merged (a shape change among them, a step with too many
+  // distinct values).
+  std::vector<uint8_t> MergedChain(uint32_t held_version) const;
 
   EngineConfig cfg_;
   std::vector<float> model_;

@@ -1,6 +1,7 @@
 // The bytes a client downloads to bring its copy of the global model up to
 // date: either a full model (the downlink codec's quantized or fp32 encoding)
-// or a chain of the compressed global updates it missed, applied in order.
+// or a chain of the compressed global updates it missed, applied in order, or
+// that chain merged into one lossless piece (codec/downlink.h EncodeMergedSteps).
 // A chain reproduces the server's copy bit-exactly; a quantized full model
 // leaves the client with the codec's reconstruction, which the client's update
 // is then taken relative to, so aggregation stays exact either way.
@@ -21,7 +22,9 @@
 
 namespace frugal {
 
-enum class ModelPayloadKind : uint8_t { kFull = 1, kChain = 2 };
+// kMerged: one piece holding the steps from_version -> to_version
+// (EncodeMergedSteps), applied in order exactly as the chain's pieces would be.
+enum class ModelPayloadKind : uint8_t { kFull = 1, kChain = 2, kMerged = 3 };
 
 struct ModelPayloadHeader {
   ModelPayloadKind kind = ModelPayloadKind::kFull;

@@ -114,7 +114,7 @@ Status ApplyPipelineTable(toml::table& t, Pipeline default_pipeline, const std::
 
 // Reads pipeline, round.{clients_per_round,over_selection,deadline_s,min_quorum,selection},
 // train.*, uplink.{density,values,exact_topk,try_zstd},
-// downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window} and
+// downlink.{bits,block_size,broadcast_density,broadcast_values,delta_window,merge_chains} and
 // server.{learning_rate,momentum,optimizer,beta1,beta2,tau,averaging,release_ema}, and the robust rule's
 // server.{robust,clip_bound,clip_quantile,cc_iterations,trim_fraction,
 // krum_byzantine,krum_select} from `r`; the values passed in are the

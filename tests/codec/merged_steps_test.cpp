@@ -1,0 +1,195 @@
+// The merged-steps downlink piece (EncodeMergedSteps / DecodeMergedSteps): a chain
+// of broadcast steps coded as one, checked against the plain reference that
+// applies the steps one at a time.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "codec/test_util.h"
+#include "frugal/codec/downlink.h"
+#include "frugal/codec/frame.h"
+#include "frugal/codec/uplink.h"
+#include "frugal/core/random.h"
+
+namespace frugal {
+namespace {
+using codec_test::Contains;
+using codec_test::ErrorMessage;
+using codec_test::Gaussian;
+
+bool SameSteps(const std::vector<SparseUpdate>& a, const std::vector<SparseUpdate>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t t = 0; t < a.size(); ++t) {
+    if (a[t].dim != b[t].dim || a[t].indices != b[t].indices || a[t].values.size() != b[t].values.size()) return false;
+    if (std::memcmp(a[t].values.data(), b[t].values.data(), 4 * a[t].values.size()) != 0) return false;
+  }
+  return true;
+}
+
+// The plain reference: each step's values added to the model in chain order.
+std::vector<float> ApplyOneByOne(std::vector<float> model, const std::vector<SparseUpdate>& steps) {
+  for (const SparseUpdate& s : steps) {
+    for (size_t j = 0; j < s.indices.size(); ++j) model[s.indices[j]] += s.values[j];
+  }
+  return model;
+}
+
+// Broadcast-like steps: STC (top-k + ternary with error feedback) of a slowly
+// drifting server update, so consecutive supports overlap as the real ones do.
+std::vector<std::vector<uint8_t>> StcChain(uint32_t d, size_t steps, double density, uint64_t seed) {
+  std::vector<float> residual(d, 0.0f);
+  const std::vector<float> drift = Gaussian(d, seed, 0.01);
+  UplinkConfig cfg;
+  cfg.density = density;
+  std::vector<std::vector<uint8_t>> out;
+  for (size_t t = 0; t < steps; ++t) {
+    std::vector<float> u = Gaussian(d, seed + 1 + t, 0.004);
+    for (uint32_t i = 0; i < d; ++i) u[i] += drift[i];
+    auto e = EncodeUplink(u, cfg, residual);
+    REQUIRE(e.ok());
+    out.push_back(*e);
+  }
+  return out;
+}
+
+std::vector<SparseUpdate> DecodeAll(const std::vector<std::vector<uint8_t>>& pieces, uint32_t d) {
+  std::vector<SparseUpdate> steps;
+  for (const auto& p : pieces) {
+    auto u = DecodeUplink(p, d);
+    REQUIRE(u.ok());
+    steps.push_back(*u);
+  }
+  return steps;
+}
+
+TEST_SUITE("codec") {
+  TEST_CASE("merged STC steps decode to exactly the chain's steps, and applied in order give its model bit for bit") {
+    const uint32_t d = 20000;
+    for (size_t t_count : {1, 2, 5, 12, 40}) {
+      CAPTURE(t_count);
+      const auto pieces = StcChain(d, t_count, 0.005, 100 + t_count);
+      const std::vector<SparseUpdate> steps = DecodeAll(pieces, d);
+      auto merged = EncodeMergedSteps(steps, d);
+      REQUIRE(merged.ok());
+      auto back = DecodeMergedSteps(*merged, d);
+      REQUIRE(back.ok());
+      CHECK(SameSteps(*back, steps));
+      const std::vector<float> base = Gaussian(d, 7, 0.05);
+      const std::vector<float> want = ApplyOneByOne(base, steps);
+      const std::vector<float> got = ApplyOneByOne(base, *back);
+      CHECK(std::memcmp(want.data(), got.data(), 4 * d) == 0);
+      size_t chain_bytes = 0;
+      for (const auto& p : pieces) chain_bytes += p.size();
+      // Overlapping supports: the union, the presence marks and the signs cost
+      // less than the steps' own indices and signs (and one frame, not t_count).
+      if (t_count >= 5) CHECK(merged->size() < chain_bytes);
+      MESSAGE("steps " << t_count << ": chain " << chain_bytes << " bytes, merged " << merged->size());
+    }
+  }
+
+  TEST_CASE("merged steps keep every step's distinct values: int8 steps, signed zeros, disjoint supports") {
+    const uint32_t d = 3000;
+    Rng rng(5);
+    std::vector<SparseUpdate> steps;
+    for (int t = 0; t < 6; ++t) {
+      SparseUpdate s;
+      s.dim = d;
+      for (uint32_t i = static_cast<uint32_t>(t) * 400; i < static_cast<uint32_t>(t) * 400 + 900 && i < d; i += 1 + rng.UniformInt(3)) {
+        s.indices.push_back(i);
+        if (t == 2) {
+          s.values.push_back(0.001f * static_cast<float>(static_cast<int>(rng.UniformInt(255)) - 127));  // int8 levels
+        } else if (t == 4) {
+          s.values.push_back(rng.UniformInt(2) ? 0.0f : -0.0f);
+        } else {
+          s.values.push_back(rng.UniformInt(2) ? 0.25f : -0.25f);
+        }
+      }
+      steps.push_back(s);
+    }
+    auto merged = EncodeMergedSteps(steps, d);
+    REQUIRE(merged.ok());
+    auto back = DecodeMergedSteps(*merged, d);
+    REQUIRE(back.ok());
+    CHECK(SameSteps(*back, steps));  // -0.0 and +0.0 kept apart (bit-compared)
+  }
+
+  TEST_CASE("the merged-steps encoder refuses what it cannot code losslessly, naming it") {
+    const uint32_t d = 100;
+    SparseUpdate ok{d, {1, 5, 9}, {0.5f, -0.5f, 0.5f}};
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps({}, d)), "no steps"));
+    SparseUpdate empty{d, {}, {}};
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(std::vector<SparseUpdate>{ok, empty}, d)), "step 1 is empty"));
+    SparseUpdate unsorted{d, {5, 1}, {0.5f, 0.5f}};
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(std::vector<SparseUpdate>{unsorted}, d)), "step 0"));
+    SparseUpdate nan{d, {1}, {std::numeric_limits<float>::quiet_NaN()}};
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(std::vector<SparseUpdate>{nan}, d)), "non-finite"));
+    SparseUpdate other{d + 1, {1}, {0.5f}};
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(std::vector<SparseUpdate>{other}, d)), "dimension 101"));
+    SparseUpdate many{d, {}, {}};
+    for (uint32_t i = 0; i < d; ++i) {
+      many.indices.push_back(i);
+      many.values.push_back(static_cast<float>(i));  // 100 levels: fine
+    }
+    CHECK(EncodeMergedSteps(std::vector<SparseUpdate>{many}, d).ok());
+    SparseUpdate too_many{300, {}, {}};
+    for (uint32_t i = 0; i < 300; ++i) {
+      too_many.indices.push_back(i);
+      too_many.values.push_back(static_cast<float>(i));
+    }
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(std::vector<SparseUpdate>{too_many}, 300)), "300 distinct values"));
+  }
+
+  TEST_CASE("the merged-steps decoder refuses damaged, foreign and non-canonical payloads with an error naming the defect") {
+    const uint32_t d = 2000;
+    const std::vector<SparseUpdate> steps = DecodeAll(StcChain(d, 4, 0.01, 9), d);
+    auto good = EncodeMergedSteps(steps, d);
+    REQUIRE(good.ok());
+    const std::vector<uint8_t>& p = *good;
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(p, d + 1)), "dimension mismatch"));
+    CHECK(!DecodeMergedSteps(std::span(p).first(p.size() - 1), d).ok());
+    CHECK(!DecodeMergedSteps(std::span(p).first(10), d).ok());
+    // Edits below are resealed (length and CRC fixed), so the body's own checks answer.
+    auto sealed = [](std::vector<uint8_t> b) {
+      REQUIRE(SealFrame(b).ok());
+      return b;
+    };
+    const size_t body = kFrameHeaderSize;
+    std::vector<uint8_t> b = p;
+    b.push_back(0x5a);  // a trailing symbol byte
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not the encoding"));
+    b = p;
+    codec_test::PutU32At(b, body, d + 1);  // union larger than the model
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "union of 2001"));
+    b = p;
+    codec_test::PutU32At(b, body + 5, 1u << 30);  // index section longer than the body
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "index section declares"));
+    b = p;
+    b[4] = static_cast<uint8_t>(CodecId::kDownlinkQuantized);
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not a merged-steps payload"));
+    b = p;
+    codec_test::PutU32At(b, 12, kMaxMergedSteps + 1);  // frame count: steps
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "exceed the limit"));
+    // Step 0's level table: swap its two ternary levels (no longer ascending).
+    uint32_t index_len = 0;
+    std::memcpy(&index_len, p.data() + body + 5, 4);
+    const size_t levels0 = body + 9 + index_len;
+    REQUIRE(p[levels0] == 2);
+    b = p;
+    std::memcpy(&b[levels0 + 1], &p[levels0 + 5], 4);
+    std::memcpy(&b[levels0 + 5], &p[levels0 + 1], 4);
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not strictly ascending"));
+    b = p;
+    const float inf = std::numeric_limits<float>::infinity();
+    std::memcpy(&b[levels0 + 5], &inf, 4);
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "NaN/Inf"));
+    b = p;
+    b[levels0] = 0;
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "declares no values"));
+  }
+}
+
+}  // namespace
+}  // namespace frugal

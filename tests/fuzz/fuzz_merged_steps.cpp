@@ -1,0 +1,43 @@
+// libFuzzer target for DecodeMergedSteps (a chain of broadcast steps merged into
+// one downlink piece): any bytes give an Error, or steps of the frame's dimension
+// with strictly increasing in-range indices and finite values that re-encode to
+// exactly the input.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "frugal/codec/downlink.h"
+#include "frugal/codec/frame.h"
+#include "fuzz_common.h"
+
+namespace {
+
+void DecodeAndCheck(std::span<const uint8_t> in) {
+  using namespace frugal;
+  const uint32_t dim = fuzz::ExpectedDim(in);
+  auto r = DecodeMergedSteps(in, dim);
+  if (!r.ok()) return;
+  fuzz::Require(!r->empty());
+  for (const SparseUpdate& u : *r) {
+    fuzz::Require(u.dim == dim);
+    fuzz::Require(!u.indices.empty() && u.indices.size() == u.values.size());
+    fuzz::Require(std::is_sorted(u.indices.begin(), u.indices.end()));
+    fuzz::Require(std::adjacent_find(u.indices.begin(), u.indices.end()) == u.indices.end());
+    fuzz::Require(u.indices.back() < dim);
+    fuzz::Require(fuzz::AllFinite(u.values));
+  }
+  auto again = EncodeMergedSteps(*r, dim);
+  fuzz::Require(again.ok() && std::equal(again->begin(), again->end(), in.begin(), in.end()));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const uint8_t> in(data, size);
+  DecodeAndCheck(in);
+  if (size >= frugal::kFrameHeaderSize) {
+    std::vector<uint8_t> sealed(in.begin(), in.end());
+    if (frugal::SealFrame(sealed).ok()) DecodeAndCheck(sealed);
+  }
+  return 0;
+}
