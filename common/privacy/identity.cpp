@@ -13,44 +13,10 @@
 
 #include <algorithm>
 
+#include "openssl_ptr.h"
+
 namespace frugal::privacy {
 namespace {
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-struct BnDeleter {
-  void operator()(BIGNUM* p) const { BN_clear_free(p); }
-};
-struct SigDeleter {
-  void operator()(ECDSA_SIG* p) const { ECDSA_SIG_free(p); }
-};
-struct GroupDeleter {
-  void operator()(EC_GROUP* p) const { EC_GROUP_free(p); }
-};
-struct PointDeleter {
-  void operator()(EC_POINT* p) const { EC_POINT_free(p); }
-};
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct ParamBldDeleter {
-  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamDeleter {
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using BnPtr = std::unique_ptr<BIGNUM, BnDeleter>;
 
 Error SslError(const std::string& what) {
   const unsigned long code = ERR_get_error();
@@ -95,14 +61,14 @@ Result<P256PublicKey> CompressedPublic(EVP_PKEY* key) {
 
 // An EVP_PKEY from the group and a public point (and optionally the private scalar).
 Result<PkeyPtr> FromData(std::span<const uint8_t> point, const BIGNUM* priv) {
-  std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld(OSSL_PARAM_BLD_new());
+  ParamBldPtr bld(OSSL_PARAM_BLD_new());
   if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, kGroupName, 0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1 ||
       (priv != nullptr && OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, priv) != 1)) {
     return SslError("building P-256 key parameters");
   }
-  std::unique_ptr<OSSL_PARAM, ParamDeleter> params(OSSL_PARAM_BLD_to_param(bld.get()));
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  ParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
   EVP_PKEY* raw = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &raw, priv != nullptr ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
@@ -123,17 +89,17 @@ Result<P256Key> P256Key::Generate() {
   PkeyPtr key(EVP_EC_gen(kGroupName));
   if (!key) return SslError("generating a P-256 key");
   FRUGAL_ASSIGN_OR_RETURN(P256PublicKey pub, CompressedPublic(key.get()));
-  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), PkeyDeleter{}), pub);
+  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), kPkeyFree), pub);
 }
 
 Result<P256Key> P256Key::FromScalar(std::span<const uint8_t, 32> scalar) {
-  std::unique_ptr<EC_GROUP, GroupDeleter> group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
+  EcGroupPtr group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
   BnPtr d(BN_bin2bn(scalar.data(), 32, nullptr));
   if (!group || !d) return SslError("P-256 scalar");
   if (BN_is_zero(d.get()) || BN_cmp(d.get(), EC_GROUP_get0_order(group.get())) >= 0) {
     return InvalidArgumentError("P-256 scalar outside 1..n-1");
   }
-  std::unique_ptr<EC_POINT, PointDeleter> q(EC_POINT_new(group.get()));
+  EcPointPtr q(EC_POINT_new(group.get()));
   uint8_t point[65];
   if (!q || EC_POINT_mul(group.get(), q.get(), d.get(), nullptr, nullptr, nullptr) != 1 ||
       EC_POINT_point2oct(group.get(), q.get(), POINT_CONVERSION_UNCOMPRESSED, point, sizeof point, nullptr) != 65) {
@@ -141,22 +107,22 @@ Result<P256Key> P256Key::FromScalar(std::span<const uint8_t, 32> scalar) {
   }
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, FromData(point, d.get()));
   FRUGAL_ASSIGN_OR_RETURN(P256PublicKey pub, CompressedPublic(key.get()));
-  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), PkeyDeleter{}), pub);
+  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), kPkeyFree), pub);
 }
 
 Result<P256Key> P256Key::FromPem(std::string_view pem) {
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return SslError("reading a PEM key");
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (!key) return InvalidArgumentError("not a PEM private key");
   if (!IsP256(key.get())) return InvalidArgumentError("the private key is not on P-256");
   FRUGAL_ASSIGN_OR_RETURN(P256PublicKey pub, CompressedPublic(key.get()));
-  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), PkeyDeleter{}), pub);
+  return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), kPkeyFree), pub);
 }
 
 Result<P256Signature> P256Key::Sign(std::span<const uint8_t> message) const {
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) != 1) {
     return SslError("ECDSA sign setup");
   }
@@ -164,7 +130,7 @@ Result<P256Signature> P256Key::Sign(std::span<const uint8_t> message) const {
   size_t len = sizeof der;
   if (EVP_DigestSign(ctx.get(), der, &len, message.data(), message.size()) != 1) return SslError("ECDSA sign");
   const uint8_t* p = der;
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
+  EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
   if (!sig) return SslError("ECDSA signature form");
   P256Signature out{};
   if (BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), out.data(), 32) != 32 ||
@@ -175,10 +141,10 @@ Result<P256Signature> P256Key::Sign(std::span<const uint8_t> message) const {
 }
 
 Result<P256PublicKey> P256PublicKeyFromPem(std::string_view pem) {
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return SslError("reading PEM");
   PkeyPtr key;
-  if (std::unique_ptr<X509, X509Deleter> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)); cert) {
+  if (X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)); cert) {
     EVP_PKEY* k = X509_get_pubkey(cert.get());  // a new reference
     key.reset(k);
   } else {
@@ -193,7 +159,7 @@ Result<P256PublicKey> P256PublicKeyFromPem(std::string_view pem) {
 
 Status P256Verify(const P256PublicKey& key, std::span<const uint8_t> message, const P256Signature& signature) {
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr pkey, PublicFromCompressed(key));
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(ECDSA_SIG_new());
+  EcdsaSigPtr sig(ECDSA_SIG_new());
   BnPtr r(BN_bin2bn(signature.data(), 32, nullptr)), s(BN_bin2bn(signature.data() + 32, 32, nullptr));
   if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return SslError("ECDSA signature");
   r.release();  // owned by sig now
@@ -204,7 +170,7 @@ Status P256Verify(const P256PublicKey& key, std::span<const uint8_t> message, co
   if (len <= 0 || len > static_cast<int>(sizeof der) || i2d_ECDSA_SIG(sig.get(), &p) != len) {
     return SslError("ECDSA signature form");
   }
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey.get()) != 1) {
     return SslError("ECDSA verify setup");
   }

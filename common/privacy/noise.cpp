@@ -8,16 +8,12 @@
 #include <numbers>
 #include <utility>
 
+#include "openssl_ptr.h"
+
 namespace frugal::privacy {
 
-namespace {
-struct CipherCtxDeleter {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-}  // namespace
-
 struct NoiseStream::Cipher {
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter> ctx;
+  CipherCtxPtr ctx;
 };
 
 NoiseKey SeededNoiseKey(uint64_t seed, uint64_t stream, uint32_t round) {

@@ -13,21 +13,10 @@
 #include <optional>
 #include <string>
 
+#include "openssl_ptr.h"
+
 namespace frugal::privacy {
 namespace {
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct CipherCtxDeleter {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 
 Error OpenSslError(std::string_view what) {
   return InternalError("OpenSSL " + std::string(what) + " failed");
@@ -459,11 +448,6 @@ Result<Key256> X25519PublicKey(const Key256& private_key) {
 
 namespace {
 
-struct KdfCtxDeleter {
-  void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
-};
-using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxDeleter>;
-
 // HKDF, fetched once: OpenSSL 3 looks an algorithm up by name on every
 // implicit fetch (EVP_PKEY_CTX_new_id), which cost as much as the derivation
 // (a client derives 3k keys a round). Null when the provider has no HKDF.
@@ -495,15 +479,6 @@ Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t>
   if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) return OpenSslError("HKDF derive");
   return out;
 }
-
-namespace {
-
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
-}  // namespace
 
 Result<Ed25519KeyPair> GenerateEd25519KeyPair() {
   Ed25519KeyPair pair;
@@ -554,7 +529,7 @@ Result<Key256> AgreeKey(const Key256& private_key, const Key256& peer_public_key
 
 Result<X25519Agreement> X25519Agreement::Load(const Key256& private_key) {
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, PrivateKeyFromRaw(private_key));
-  return X25519Agreement(std::shared_ptr<EVP_PKEY>(key.release(), PkeyDeleter{}));
+  return X25519Agreement(std::shared_ptr<EVP_PKEY>(key.release(), kPkeyFree));
 }
 
 Result<Key256> X25519Agreement::PublicKey() const {
