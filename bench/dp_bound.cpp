@@ -94,7 +94,7 @@ int main() {
         return a.Compose(kQ, noise->noise_multiplier);
       });
       const Spent bound = After(kRounds, kDelta, [&](RdpAccountant& a) {
-        return p::ComposeDistributedSkellam(a, kQ, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels);
+        return p::ComposeDistributedSkellam(a, p::SamplingScheme::kPoisson, kQ, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels);
       });
       std::printf("| %g | %.4f | %u | %.4f (%g) | %.4f (%g) | %.4f |\n", c.target, c.z, survivors, approx.epsilon,
                   approx.order, bound.epsilon, bound.order, bound.epsilon / approx.epsilon);

@@ -1172,6 +1172,10 @@ Status RoundDriver::WriteRunDirectory() {
     FRUGAL_ASSIGN_OR_RETURN(privacy::PrivacySpent spent, dp->Spent());
     sum.dp_epsilon = spent.epsilon;
     sum.dp_delta = dp->config().delta;
+    const DpAccountingLabel label = DescribeDpAccounting(config_.plan, dp->config());
+    sum.dp_sampling = label.sampling;
+    sum.dp_adjacency = label.adjacency;
+    sum.dp_bound = label.bound;
     sum.stop_reason = stop_reason_;
     sum.extra_metrics["dp_noise_multiplier"] = dp->config().noise_multiplier;
     sum.extra_metrics["dp_clip"] = dp->clip();

@@ -29,17 +29,18 @@ int Fail(const std::string& message) {
 
 int RunAccountantCommand(int argc, char** argv) {
   CLI::App app{
-      "frugal-sim accountant: (epsilon, delta) of the Poisson-subsampled Gaussian mechanism by "
-      "Renyi DP over Opacus's "
-      "default orders; Frugal's fixed-size rounds are accounted with q = selected / eligible as an "
-      "approximation "
-      "(docs/privacy.md)",
+      "frugal-sim accountant: (epsilon, delta) of the subsampled Gaussian mechanism by Renyi DP over "
+      "Opacus's default orders, under Poisson sampling (add/remove adjacency) or fixed-size sampling "
+      "without replacement (Wang, Balle & Kasiviswanathan 2019, replace-one adjacency; docs/privacy.md)",
       "frugal-sim accountant"};
   std::optional<double> noise, rate, delta, target;
   std::optional<int64_t> steps;
+  std::string sampling = "poisson";
   app.add_option("--noise-multiplier", noise, "noise std over the clipping norm, z > 0");
   app.add_option("--sampling-rate", rate,
                  "probability q in (0, 1] that a client takes part in a round");
+  app.add_option("--sampling", sampling,
+                 "poisson (each client with probability q) or fixed (exactly q N of N without replacement)");
   app.add_option("--steps", steps, "number of rounds T >= 1");
   app.add_option("--delta", delta, "delta in (0, 1)");
   app.add_option("--target-epsilon", target,
@@ -54,6 +55,11 @@ int RunAccountantCommand(int argc, char** argv) {
   }
   if (noise.has_value() == target.has_value())
     return Fail("give exactly one of --noise-multiplier and --target-epsilon");
+  if (sampling != "poisson" && sampling != "fixed") {
+    return Fail("--sampling must be poisson or fixed, got '" + sampling + "'");
+  }
+  const privacy::SamplingScheme scheme =
+      sampling == "poisson" ? privacy::SamplingScheme::kPoisson : privacy::SamplingScheme::kFixedSize;
   if (!rate) return Fail("--sampling-rate is required");
   if (!steps) return Fail("--steps is required");
   if (!delta) return Fail("--delta is required");
@@ -71,21 +77,23 @@ int RunAccountantCommand(int argc, char** argv) {
   const auto t = static_cast<uint64_t>(*steps);
   double z = noise.value_or(0);
   if (target) {
-    auto planned = privacy::NoiseMultiplierForEpsilon(*target, *rate, t, *delta);
+    auto planned = privacy::NoiseMultiplierForEpsilon(scheme, *target, *rate, t, *delta);
     if (!planned.ok()) {
       std::fprintf(stderr, "frugal-sim accountant: %s\n", planned.error().ToString().c_str());
       return 1;
     }
     z = *planned;
   }
-  auto spent = privacy::SubsampledGaussianEpsilon(*rate, z, t, *delta);
+  auto spent = privacy::SubsampledGaussianEpsilon(scheme, *rate, z, t, *delta);
   if (!spent.ok()) return Fail(spent.error().ToString());
   if (!std::isfinite(spent->epsilon)) {
     std::fprintf(stderr, "frugal-sim accountant: epsilon is unbounded at these values\n");
     return 1;
   }
   std::string out =
-      "{\"accountant\": \"rdp\", \"sampling\": \"poisson\", \"noise_multiplier\": " + Json(z) +
+      "{\"accountant\": \"rdp\", \"sampling\": \"" + std::string(privacy::SamplingSchemeName(scheme)) +
+      "\", \"adjacency\": \"" + std::string(privacy::SamplingAdjacencyName(scheme)) +
+      "\", \"noise_multiplier\": " + Json(z) +
       ", \"sampling_rate\": " + Json(*rate) + ", \"steps\": " + std::to_string(t) +
       ", \"delta\": " + Json(*delta);
   if (target) out += ", \"target_epsilon\": " + Json(*target);

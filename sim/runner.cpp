@@ -1226,6 +1226,10 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
   const privacy::DpConfig& dp = engine_cfg_.dp;
   sum.dp_epsilon = std::max(0.0, dp_epsilon_);
   sum.dp_delta = dp.delta;
+  const DpAccountingLabel label = DescribeDpAccounting(cfg_.plan, dp);
+  sum.dp_sampling = label.sampling;
+  sum.dp_adjacency = label.adjacency;
+  sum.dp_bound = label.bound;
   sum.stop_reason = stop_reason_;
   sum.extra_metrics["dp_noise_multiplier"] = dp.noise_multiplier;
   sum.extra_metrics["dp_final_clip"] = engine_->dp()->clip();

@@ -275,15 +275,20 @@ Result<double> PoissonSubsampledRdpBound(double sampling_rate, uint32_t order,
   return std::max(log_sum / (a - 1), 0.0);
 }
 
-Result<std::vector<double>> PoissonSubsampledRdpBound(double sampling_rate, std::span<const double> orders,
-                                                      const std::function<double(uint32_t)>& base_rdp) {
+namespace {
+
+// A bound given at integer orders >= 2, extended to `orders` (> 1, at most
+// 2^20): the chord of the log-moment K(a) = (a - 1) eps(a) between integers
+// (K is convex, K(1) = 0), so any bound at the integers bounds the orders between.
+Result<std::vector<double>> AtOrdersByChord(std::span<const double> orders,
+                                            const std::function<Result<double>(uint32_t)>& bound_at) {
   constexpr double kMaxOrder = 1 << 20;
   // The bound at each integer order needed, once: index j holds order j.
   std::vector<double> at_integer;
   auto integer_bound = [&](uint32_t j) -> Result<double> {
     if (at_integer.size() <= j) at_integer.resize(j + 1, -1.0);
     if (at_integer[j] < 0) {
-      FRUGAL_ASSIGN_OR_RETURN(at_integer[j], PoissonSubsampledRdpBound(sampling_rate, j, base_rdp));
+      FRUGAL_ASSIGN_OR_RETURN(at_integer[j], bound_at(j));
     }
     return at_integer[j];
   };
@@ -315,12 +320,134 @@ Result<std::vector<double>> PoissonSubsampledRdpBound(double sampling_rate, std:
   return out;
 }
 
+// log(e^x - 1) for x > 0, without overflow past ~709.
+double LogExpm1(double x) { return x > 30 ? x + std::log1p(-std::exp(-x)) : std::log(std::expm1(x)); }
+
+}  // namespace
+
+Result<std::vector<double>> PoissonSubsampledRdpBound(double sampling_rate, std::span<const double> orders,
+                                                      const std::function<double(uint32_t)>& base_rdp) {
+  return AtOrdersByChord(orders, [&](uint32_t j) { return PoissonSubsampledRdpBound(sampling_rate, j, base_rdp); });
+}
+
+Result<double> FixedSizeSubsampledRdpBound(double sampling_rate, uint32_t order,
+                                           const std::function<double(uint32_t)>& base_rdp,
+                                           double base_rdp_infinity) {
+  FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
+  if (order < 2) return InvalidArgumentError("the fixed-size subsampling bound needs an integer order >= 2");
+  if (!(base_rdp_infinity >= 0)) {
+    return InvalidArgumentError("the base mechanism's RDP of order infinity must be >= 0, got " +
+                                std::to_string(base_rdp_infinity));
+  }
+  const double g = sampling_rate;
+  if (g == 0) return 0.0;
+  auto base = [&](uint32_t j) -> Result<double> {
+    const double e = base_rdp(j);
+    if (!(e >= 0)) {
+      return InvalidArgumentError("the base mechanism's RDP at order " + std::to_string(j) + " must be >= 0, got " +
+                                  std::to_string(e));
+    }
+    return e;
+  };
+  FRUGAL_ASSIGN_OR_RETURN(const double at_order, base(order));
+  if (g == 1) return at_order;
+  const double a = order, log_g = std::log(g);
+  // log min{2, (e^{ε(∞)} - 1)^j}: j log(e^{ε(∞)} - 1), capped at log 2.
+  const double log_em1_inf = base_rdp_infinity == 0 ? -kInf
+                             : std::isinf(base_rdp_infinity) ? kInf
+                                                             : LogExpm1(base_rdp_infinity);
+  auto log_cap = [&](double j) { return std::min(std::log(2.0), j * log_em1_inf); };
+  // Σ_{j>=2} of the theorem's terms (the leading 1 is added at the end with log1p).
+  double log_sum = -kInf;
+  double log_binom = std::log(a);  // log C(α, j), built term by term (no lgamma: it writes a global)
+  for (uint32_t j = 2; j <= order; ++j) {
+    log_binom += std::log(a - j + 1) - std::log(static_cast<double>(j));
+    FRUGAL_ASSIGN_OR_RETURN(const double eps_j, base(j));
+    if (std::isinf(eps_j)) return at_order;  // the series is unbounded; the base mechanism's own RDP still holds
+    const double dj = j;
+    double log_weight;
+    if (j == 2) {
+      // min{4 (e^{ε(2)} - 1), e^{ε(2)} min{2, (e^{ε(∞)} - 1)²}}; ε(2) = 0 makes the first 0.
+      const double first = eps_j == 0 ? -kInf : std::log(4.0) + LogExpm1(eps_j);
+      log_weight = std::min(first, eps_j + log_cap(2));
+    } else {
+      log_weight = (dj - 1) * eps_j + log_cap(dj);
+    }
+    log_sum = LogAdd(log_sum, log_binom + dj * log_g + log_weight);
+  }
+  // log(1 + e^{log_sum}) without overflow.
+  const double log_total = log_sum > 30 ? log_sum + std::log1p(std::exp(-log_sum)) : std::log1p(std::exp(log_sum));
+  return std::min(std::max(log_total / (a - 1), 0.0), at_order);
+}
+
+Result<std::vector<double>> FixedSizeSubsampledRdpBound(double sampling_rate, std::span<const double> orders,
+                                                        const std::function<double(uint32_t)>& base_rdp,
+                                                        double base_rdp_infinity) {
+  return AtOrdersByChord(orders, [&](uint32_t j) {
+    return FixedSizeSubsampledRdpBound(sampling_rate, j, base_rdp, base_rdp_infinity);
+  });
+}
+
+double GaussianReplaceOneRdp(double noise_multiplier, double order) {
+  return 2 * order / (noise_multiplier * noise_multiplier);
+}
+
+std::string_view SamplingSchemeName(SamplingScheme s) {
+  return s == SamplingScheme::kPoisson ? "poisson" : "fixed_size";
+}
+
+std::string_view SamplingAdjacencyName(SamplingScheme s) {
+  return s == SamplingScheme::kPoisson ? "add_remove_one" : "replace_one";
+}
+
+Result<std::vector<double>> ComputeRdp(SamplingScheme scheme, double sampling_rate, double noise_multiplier,
+                                       uint64_t steps, std::span<const double> orders) {
+  if (scheme == SamplingScheme::kPoisson) return ComputeRdp(sampling_rate, noise_multiplier, steps, orders);
+  FRUGAL_RETURN_IF_ERROR(CheckNoise(noise_multiplier));
+  const double z = noise_multiplier;
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp,
+                          FixedSizeSubsampledRdpBound(sampling_rate, orders, [z](uint32_t j) {
+                            return z == 0 ? kInf : GaussianReplaceOneRdp(z, static_cast<double>(j));
+                          }));
+  for (double& v : rdp) v = steps == 0 ? 0.0 : v * static_cast<double>(steps);
+  return rdp;
+}
+
+Result<PrivacySpent> SubsampledGaussianEpsilon(SamplingScheme scheme, double sampling_rate, double noise_multiplier,
+                                               uint64_t steps, double delta, std::span<const double> orders) {
+  const std::vector<double> used = OrdersOrDefault(orders);
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp, ComputeRdp(scheme, sampling_rate, noise_multiplier, steps, used));
+  return RdpToEpsilon(used, rdp, delta);
+}
+
+Result<double> NoiseMultiplierForEpsilon(SamplingScheme scheme, double target_epsilon, double sampling_rate,
+                                         uint64_t steps, double delta, std::span<const double> orders) {
+  if (scheme == SamplingScheme::kPoisson) {
+    return NoiseMultiplierForEpsilon(target_epsilon, sampling_rate, steps, delta, orders);
+  }
+  FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
+  FRUGAL_RETURN_IF_ERROR(CheckDelta(delta));
+  const std::vector<double> used = OrdersOrDefault(orders);
+  return SmallestNoiseForEpsilon(target_epsilon, [&](double z) -> Result<double> {
+    FRUGAL_ASSIGN_OR_RETURN(PrivacySpent s, SubsampledGaussianEpsilon(scheme, sampling_rate, z, steps, delta, used));
+    return s.epsilon;
+  });
+}
+
 RdpAccountant::RdpAccountant(std::span<const double> orders)
     : orders_(OrdersOrDefault(orders)), rdp_(orders_.size(), 0.0) {}
 
 Status RdpAccountant::Compose(double sampling_rate, double noise_multiplier, uint64_t steps) {
   FRUGAL_ASSIGN_OR_RETURN(std::vector<double> add,
                           ComputeRdp(sampling_rate, noise_multiplier, steps, orders_));
+  for (size_t i = 0; i < rdp_.size(); ++i) rdp_[i] += add[i];
+  composed_ = composed_ || steps > 0;
+  return OkStatus();
+}
+
+Status RdpAccountant::Compose(SamplingScheme scheme, double sampling_rate, double noise_multiplier, uint64_t steps) {
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<double> add,
+                          ComputeRdp(scheme, sampling_rate, noise_multiplier, steps, orders_));
   for (size_t i = 0; i < rdp_.size(); ++i) rdp_[i] += add[i];
   composed_ = composed_ || steps > 0;
   return OkStatus();

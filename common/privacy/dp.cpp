@@ -206,7 +206,7 @@ Result<RoundDp> CentralDp::FinishRound(uint32_t round, double sampling_rate, std
   }
   r.noise_stddev = z_update * clip_;
   RdpAccountant next = accountant_;
-  FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
+  FRUGAL_RETURN_IF_ERROR(next.Compose(cfg_.sampling, sampling_rate, cfg_.noise_multiplier));
   FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
 
   FRUGAL_ASSIGN_OR_RETURN(NoiseStream rng, RoundNoise(cfg_, round));
@@ -232,11 +232,11 @@ Result<RoundDp> CentralDp::FinishRound(uint32_t round, double sampling_rate, std
 Result<PrivacySpent> CentralDp::SpentAfterOneMore(double sampling_rate) const {
   RdpAccountant next = accountant_;
   if (ring_) {
-    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, sampling_rate, ring_->ring.noise_mu,
+    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, cfg_.sampling, sampling_rate, ring_->ring.noise_mu,
                                                      ring_->expected_survivors, ring_->l1_levels, ring_->l2_levels));
     return next.Spent(cfg_.delta);
   }
-  FRUGAL_RETURN_IF_ERROR(next.Compose(sampling_rate, cfg_.noise_multiplier));
+  FRUGAL_RETURN_IF_ERROR(next.Compose(cfg_.sampling, sampling_rate, cfg_.noise_multiplier));
   return next.Spent(cfg_.delta);
 }
 
@@ -347,7 +347,7 @@ Result<RoundDp> CentralDp::AccountDistributed(uint32_t round, double sampling_ra
     return InvalidArgumentError("DP round " + std::to_string(round) + ": sampling rate outside (0, 1]");
   }
   RdpAccountant next = accountant_;
-  FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, sampling_rate, ring.ring.noise_mu, survivors,
+  FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(next, cfg_.sampling, sampling_rate, ring.ring.noise_mu, survivors,
                                                    ring.l1_levels, ring.l2_levels));
   FRUGAL_ASSIGN_OR_RETURN(PrivacySpent spent, next.Spent(cfg_.delta));
   RoundDp r;
@@ -379,12 +379,25 @@ Result<DistributedNoise> DistributedSkellamNoise(double mu_per_client, uint32_t 
   return n;
 }
 
-Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate, double mu_per_client,
-                                 uint32_t survivors, double l1, double l2) {
+Status ComposeDistributedSkellam(RdpAccountant& accountant, SamplingScheme scheme, double sampling_rate,
+                                 double mu_per_client, uint32_t survivors, double l1, double l2) {
   FRUGAL_ASSIGN_OR_RETURN(DistributedNoise noise, DistributedSkellamNoise(mu_per_client, survivors, l2));
   if (!(l1 > 0) || !std::isfinite(l1)) return InvalidArgumentError("distributed DP: the L1 sensitivity must be > 0");
   if (!(sampling_rate > 0 && sampling_rate <= 1)) {
     return InvalidArgumentError("distributed DP: the sampling rate must be in (0, 1]");
+  }
+  const double mu = noise.mu;
+  if (scheme == SamplingScheme::kFixedSize) {
+    // Replace-one adjacency: the sum moves by x - x', at most twice each norm.
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp,
+                            FixedSizeSubsampledRdpBound(sampling_rate, accountant.orders(), [&](uint32_t j) {
+                              return SkellamRdp(static_cast<double>(j), mu, 2 * l1, 2 * l2);
+                            }));
+    if (sampling_rate == 1) {
+      // Every client takes part: the Skellam RDP itself at every order, fractional ones included.
+      for (size_t i = 0; i < rdp.size(); ++i) rdp[i] = SkellamRdp(accountant.orders()[i], mu, 2 * l1, 2 * l2);
+    }
+    return accountant.ComposeRdp(rdp);
   }
   if (sampling_rate == 1) {
     std::vector<double> rdp;
@@ -393,7 +406,6 @@ Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate
   }
   // Poisson sampling at q < 1: Zhu & Wang's general bound over the Skellam's
   // own RDP (a proven bound, unlike the subsampled Gaussian at the equivalent z).
-  const double mu = noise.mu;
   FRUGAL_ASSIGN_OR_RETURN(std::vector<double> rdp,
                           PoissonSubsampledRdpBound(sampling_rate, accountant.orders(), [&](uint32_t j) {
                             return SkellamRdp(static_cast<double>(j), mu, l1, l2);
@@ -410,7 +422,7 @@ Result<double> DistributedNoiseForEpsilon(const DpConfig& dp, const RingQuantCon
     FRUGAL_ASSIGN_OR_RETURN(DistributedRing plan, PlanDistributedRing(probe, ring, dropout, support_size));
     // Identical rounds: one round's RDP times their number.
     RdpAccountant one;
-    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(one, sampling_rate, plan.ring.noise_mu, plan.expected_survivors,
+    FRUGAL_RETURN_IF_ERROR(ComposeDistributedSkellam(one, dp.sampling, sampling_rate, plan.ring.noise_mu, plan.expected_survivors,
                                                      plan.l1_levels, plan.l2_levels));
     std::vector<double> rdp = one.rdp();
     for (double& v : rdp) v *= rounds;

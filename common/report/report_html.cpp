@@ -284,6 +284,10 @@ void WriteSummaryTable(std::ostream& out, const RunSummary& s) {
   WriteRow(out, "peak RSS", FormatBytes(s.peak_rss_bytes));
   if (s.dp_epsilon.has_value()) {
     WriteRow(out, "\u03b5 spent (DP)", FormatNumber(*s.dp_epsilon) + " at \u03b4 = " + FormatNumber(s.dp_delta.value_or(0)));
+    if (!s.dp_sampling.empty()) {
+      // What that ε is a bound for (docs/privacy.md, "What the bound assumes").
+      WriteRow(out, "DP bound", s.dp_sampling + " sampling, " + s.dp_adjacency + " adjacency, " + s.dp_bound);
+    }
   }
   if (!s.stop_reason.empty()) WriteRow(out, "stopped early", s.stop_reason);
   out << "</tbody></table>\n";

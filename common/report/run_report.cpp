@@ -297,6 +297,11 @@ void WriteSummaryJson(std::ostream& out, const RunSummary& s) {
   j["peak_rss_bytes"] = s.peak_rss_bytes;
   j["dp_epsilon"] = OptionalToJson(s.dp_epsilon);
   j["dp_delta"] = OptionalToJson(s.dp_delta);
+  if (!s.dp_sampling.empty()) {
+    j["dp_sampling"] = s.dp_sampling;
+    j["dp_adjacency"] = s.dp_adjacency;
+    j["dp_bound"] = s.dp_bound;
+  }
   j["stop_reason"] = s.stop_reason.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.stop_reason);
   j["joules_by_radio"] = nlohmann::ordered_json::object();
   for (const auto& [name, joules] : s.joules_by_radio) j["joules_by_radio"][name] = joules;

@@ -196,10 +196,18 @@ Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_
                ? privacy::DistributedNoiseForEpsilon(dp, engine.secure.ring, engine.secure.dropout,
                                                      UplinkKeepCount(engine.uplink_density, dim), sampling_rate,
                                                      rounds)
-               : privacy::NoiseMultiplierForEpsilon(dp.target_epsilon, sampling_rate, rounds, dp.delta);
+               : privacy::NoiseMultiplierForEpsilon(dp.sampling, dp.target_epsilon, sampling_rate, rounds, dp.delta);
   if (!z.ok()) return z.error().WithContext("privacy.target_epsilon");
   dp.noise_multiplier = *z;
   return privacy::CheckDpConfig(dp);
+}
+
+DpAccountingLabel DescribeDpAccounting(const RoundPlan& plan, const privacy::DpConfig& dp) {
+  if (!dp.enabled()) return {};
+  const bool uniform = plan.selection == SelectionPolicy::kUniform || plan.selection_exponent == 0;
+  return {std::string(privacy::SamplingSchemeName(dp.sampling)), std::string(privacy::SamplingAdjacencyName(dp.sampling)),
+          uniform ? "proven" : "approximate: round.selection = \"" + std::string(SelectionPolicyName(plan.selection)) +
+                                   "\" gives clients unequal chances, which the bound does not model"};
 }
 
 Status DeriveNoiseForPlan(EngineConfig& engine, const RoundPlan& plan, uint64_t planned_eligible, uint32_t rounds,
@@ -311,6 +319,8 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("round.sampling '" + sampling + "' (expected fixed or poisson)");
   }
   plan.poisson = sampling == "poisson";
+  // The accountant's bound follows how rounds actually sample (docs/privacy.md, "What the bound assumes").
+  engine.dp.sampling = plan.poisson ? privacy::SamplingScheme::kPoisson : privacy::SamplingScheme::kFixedSize;
   if (plan.poisson && plan.selection != SelectionPolicy::kUniform) {
     return InvalidArgumentError("round.sampling = \"poisson\" gives every client the same probability: "
                                 "round.selection must be \"uniform\" (got \"" + selection + "\")");

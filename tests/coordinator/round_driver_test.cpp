@@ -579,10 +579,12 @@ TEST_SUITE("coordinator") {
 
   TEST_CASE("central DP: the coordinator stops before the round that would pass privacy.target_epsilon, saying why") {
     // q = 2 selected / 2 connected = 1, z = 2: the target lies between ε after
-    // 3 and after 4 rounds, by the accountant's plain closed form for q = 1.
+    // 3 and after 4 rounds, by the accountant's plain closed form for q = 1
+    // under replace-one adjacency (fixed-size selection), 2 α / z² per round.
     const double delta = 1e-5;
-    auto e3 = privacy::SubsampledGaussianEpsilon(1.0, 2.0, 3, delta);
-    auto e4 = privacy::SubsampledGaussianEpsilon(1.0, 2.0, 4, delta);
+    constexpr auto kFixed = privacy::SamplingScheme::kFixedSize;
+    auto e3 = privacy::SubsampledGaussianEpsilon(kFixed, 1.0, 2.0, 3, delta);
+    auto e4 = privacy::SubsampledGaussianEpsilon(kFixed, 1.0, 2.0, 4, delta);
     REQUIRE(e3.ok());
     REQUIRE(e4.ok());
     const double target = (e3->epsilon + e4->epsilon) / 2;
@@ -602,7 +604,7 @@ TEST_SUITE("coordinator") {
     CHECK(d.done());
     REQUIRE(d.records().size() == 3);
     for (uint32_t r = 0; r < 3; ++r) {
-      auto e = privacy::SubsampledGaussianEpsilon(1.0, 2.0, r + 1, delta);
+      auto e = privacy::SubsampledGaussianEpsilon(kFixed, 1.0, 2.0, r + 1, delta);
       REQUIRE(e.ok());
       CHECK(d.records()[r].dp_epsilon == doctest::Approx(e->epsilon).epsilon(1e-12));
     }
@@ -616,7 +618,46 @@ TEST_SUITE("coordinator") {
     std::ifstream js(rig->dir.Path("run") + "/summary.json");
     const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
     CHECK(json.find("round 4 would take epsilon") != std::string::npos);
+    CHECK(json.find("\"dp_sampling\": \"fixed_size\"") != std::string::npos);
+    CHECK(json.find("\"dp_adjacency\": \"replace_one\"") != std::string::npos);
+    CHECK(json.find("\"dp_bound\": \"proven\"") != std::string::npos);
     CHECK(d.version() == 4);  // three rounds applied, none after
+  }
+
+  TEST_CASE("central DP with more clients connected than round.min_clients: each round is accounted at q = selected / connected under the fixed-size bound") {
+    // z is derived from the target at round.min_clients = 2 (q = 1, the largest a round can have); with 5
+    // connected, the round selects 2 of 5 without replacement, and its epsilon is the fixed-size bound's
+    // at q = 0.4, not the planned q = 1 and not the Poisson bound at 0.4.
+    const double delta = 1e-5;
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=2",
+                        "round.min_clients=2", "eval.examples=100", "privacy.mode=\"central\"", "privacy.clip=1",
+                        "privacy.target_epsilon=6"});
+    RoundDriver& d = *rig->driver;
+    const double z = *d.Metrics().dp_noise_multiplier;
+    CHECK(z == *privacy::NoiseMultiplierForEpsilon(privacy::SamplingScheme::kFixedSize, 6, 1.0, 1, delta));
+    for (uint64_t id = 1; id <= 5; ++id) {
+      std::string name = "c";
+      name += std::to_string(id);
+      REQUIRE(d.OnHello(id, name, MakeHello(name), 0).ok());
+    }
+    d.Tick(0);
+    for (int guard = 0; guard < 10 && d.Metrics().round_open; ++guard) {
+      for (uint64_t id = 1; id <= 5; ++id) {
+        if (rig->transport.Last(id, v1::Envelope::kTask) == nullptr) continue;  // not selected
+        d.OnUpdate(id, GoodUpdate(rig->transport, id, 0.01f, true), guard + 1);
+      }
+      d.Tick(guard + 1);
+    }
+    REQUIRE_FALSE(d.fatal().has_value());
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].selected == 2);
+    auto fixed = privacy::SubsampledGaussianEpsilon(privacy::SamplingScheme::kFixedSize, 0.4, z, 1, delta);
+    auto poisson = privacy::SubsampledGaussianEpsilon(privacy::SamplingScheme::kPoisson, 0.4, z, 1, delta);
+    REQUIRE(fixed.ok());
+    REQUIRE(poisson.ok());
+    CHECK(d.records()[0].dp_epsilon == doctest::Approx(fixed->epsilon).epsilon(1e-12));
+    CHECK(d.records()[0].dp_epsilon != doctest::Approx(poisson->epsilon).epsilon(1e-6));
+    CHECK(d.records()[0].dp_epsilon < 6.0);
   }
 
   TEST_CASE("[prune] and [widths] on the coordinator: a device class's width in Register, a narrow client's update of its sub-network, and a prune step after round 1 committed and sent as a shape change") {

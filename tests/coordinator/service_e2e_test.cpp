@@ -708,11 +708,14 @@ TEST_SUITE("coordinator") {
     auto ring = privacy::PlanDistributedRing(cfg->engine.dp, cfg->engine.secure.ring, cfg->engine.secure.dropout,
                                              UplinkKeepCount(cfg->engine.uplink_density, 7850));
     REQUIRE(ring.ok());
+    // The service selects a fixed number of its connected clients (round.sampling = "fixed"), so every round
+    // is accounted with the fixed-size bound under replace-one adjacency; the Poisson bound would differ.
+    REQUIRE(cfg->engine.dp.sampling == privacy::SamplingScheme::kFixedSize);
     privacy::RdpAccountant accountant;
     double previous = 0;
     for (size_t r = 0; r < 3; ++r) {
       CAPTURE(r);
-      REQUIRE(privacy::ComposeDistributedSkellam(accountant, 1.0, ring->ring.noise_mu, (*records)[r].completed,
+      REQUIRE(privacy::ComposeDistributedSkellam(accountant, privacy::SamplingScheme::kFixedSize, 1.0, ring->ring.noise_mu, (*records)[r].completed,
                                                  ring->l1_levels, ring->l2_levels)
                   .ok());
       auto spent = accountant.Spent(cfg->engine.dp.delta);
@@ -725,7 +728,7 @@ TEST_SUITE("coordinator") {
     // Fewer survivors, less noise: round 1 alone costs more than a full round.
     {
       privacy::RdpAccountant full;
-      REQUIRE(privacy::ComposeDistributedSkellam(full, 1.0, ring->ring.noise_mu, 10, ring->l1_levels,
+      REQUIRE(privacy::ComposeDistributedSkellam(full, privacy::SamplingScheme::kFixedSize, 1.0, ring->ring.noise_mu, 10, ring->l1_levels,
                                                  ring->l2_levels)
                   .ok());
       CHECK((*records)[0].dp_epsilon > full.Spent(cfg->engine.dp.delta)->epsilon);

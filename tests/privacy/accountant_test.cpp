@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -27,6 +28,32 @@ double LogAByQuadrature(double q, double s, double alpha) {
     sum += (i == 0 || i == n ? 0.5 : 1.0) * std::exp(log_mu0 + alpha * log_ratio);
   }
   return std::log(sum * h);
+}
+
+// A plain lower bound on the replace-one RDP of the Gaussian sum over a sample
+// of a fraction g drawn without replacement: one pair of neighbouring data
+// sets, all zeros but one client, whose clipped update is +1 in one and -1 in
+// the other (they differ by 2C, C = 1). The sample holds that client with
+// probability g, so the two outputs are (1 - g) N(0, s^2) + g N(+-1, s^2), and
+// their Renyi divergence of order alpha, by the trapezoid rule, is a value the
+// mechanism reaches: any upper bound must lie above it.
+double ReplaceOnePairDivergence(double g, double s, double alpha) {
+  const double lo = -40 * s - 1, hi = 40 * s + 1 + alpha * 4, h = 1e-3 * s;
+  const auto n = static_cast<long>((hi - lo) / h);
+  auto log_mix = [&](double x, double shift) {
+    const double a = std::log1p(-g) - x * x / (2 * s * s);
+    const double b = std::log(g) - (x - shift) * (x - shift) / (2 * s * s);
+    const double m = std::max(a, b);
+    return m + std::log(std::exp(a - m) + std::exp(b - m)) - 0.5 * std::log(2 * std::numbers::pi * s * s);
+  };
+  double log_sum = -INFINITY;
+  for (long i = 0; i <= n; ++i) {
+    const double x = lo + static_cast<double>(i) * h;
+    const double t = alpha * log_mix(x, 1.0) + (1 - alpha) * log_mix(x, -1.0) + (i == 0 || i == n ? std::log(0.5) : 0);
+    const double m = std::max(log_sum, t);
+    log_sum = m == -INFINITY ? m : m + std::log(std::exp(log_sum - m) + std::exp(t - m));
+  }
+  return (log_sum + std::log(h)) / (alpha - 1);
 }
 
 TEST_SUITE("privacy") {
@@ -250,6 +277,98 @@ TEST_SUITE("privacy") {
     CHECK_FALSE(PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return -1.0; }).ok());
     CHECK_FALSE(PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return std::nan(""); }).ok());
     CHECK(std::isinf(*PoissonSubsampledRdpBound(0.1, 3, [](uint32_t) { return INFINITY; })));
+  }
+
+  TEST_CASE("the fixed-size bound (Wang, Balle, Kasiviswanathan Thm 9) equals its formula summed plainly in long double") {
+    auto base = [](uint32_t j) { return 0.2 * j + 0.05; };
+    const long double g = 0.1L, e2 = 0.45L, e3 = 0.65L, e4 = 0.85L;
+    // eps(inf) = inf: min{2, .} = 2, and the j = 2 weight is min{4 (e^{eps(2)} - 1), 2 e^{eps(2)}}.
+    const long double w2 = std::min(4 * std::expm1(e2), 2 * std::exp(e2));
+    const long double s3 = 1 + g * g * 3 * w2 + g * g * g * std::exp(2 * e3) * 2;
+    const long double s4 = 1 + g * g * 6 * w2 + 4 * g * g * g * std::exp(2 * e3) * 2 + g * g * g * g * std::exp(3 * e4) * 2;
+    auto b3 = FixedSizeSubsampledRdpBound(0.1, 3, base);
+    auto b4 = FixedSizeSubsampledRdpBound(0.1, 4, base);
+    REQUIRE(b3.ok());
+    REQUIRE(b4.ok());
+    CHECK(Near(*b3, static_cast<double>(std::log(s3) / 2), 1e-13));
+    CHECK(Near(*b4, static_cast<double>(std::log(s4) / 3), 1e-13));
+    // A finite eps(inf) = 0.3: the caps (e^{0.3} - 1)^j < 2 take over, and at j = 2 the second branch.
+    const long double c = std::expm1(0.3L);
+    const long double f4 = 1 + g * g * 6 * std::min(4 * std::expm1(e2), std::exp(e2) * c * c) +
+                           4 * g * g * g * std::exp(2 * e3) * c * c * c + g * g * g * g * std::exp(3 * e4) * c * c * c * c;
+    auto capped = FixedSizeSubsampledRdpBound(0.1, 4, base, 0.3);
+    REQUIRE(capped.ok());
+    CHECK(Near(*capped, static_cast<double>(std::log(f4) / 3), 1e-13));
+    CHECK(*capped < *b4);
+    // g = 1 is the mechanism itself, g = 0 releases nothing; and never above the base mechanism's RDP.
+    for (uint32_t a : {2u, 7u, 40u}) {
+      CHECK(*FixedSizeSubsampledRdpBound(1.0, a, base) == base(a));
+      CHECK(*FixedSizeSubsampledRdpBound(0.0, a, base) == 0.0);
+      CHECK(*FixedSizeSubsampledRdpBound(0.9, a, base) <= base(a));
+    }
+    // Between integer orders, the chord of K(a) = (a - 1) eps(a), with K(1) = 0.
+    const std::vector<double> orders = {1.5, 3.25};
+    auto at = FixedSizeSubsampledRdpBound(0.1, orders, base);
+    REQUIRE(at.ok());
+    const double b2 = *FixedSizeSubsampledRdpBound(0.1, 2, base);
+    CHECK(Near((*at)[0], (0.5 * b2) / 0.5, 1e-15));
+    CHECK(Near((*at)[1], (0.75 * 2 * *b3 + 0.25 * 3 * *b4) / 2.25, 1e-15));
+    // Refusals.
+    CHECK_FALSE(FixedSizeSubsampledRdpBound(0.1, 1, base).ok());
+    CHECK_FALSE(FixedSizeSubsampledRdpBound(-0.1, 3, base).ok());
+    CHECK_FALSE(FixedSizeSubsampledRdpBound(0.1, 3, [](uint32_t) { return std::nan(""); }).ok());
+    CHECK_FALSE(FixedSizeSubsampledRdpBound(0.1, 3, base, -1.0).ok());
+    CHECK(SamplingSchemeName(SamplingScheme::kFixedSize) == "fixed_size");
+    CHECK(SamplingAdjacencyName(SamplingScheme::kFixedSize) == "replace_one");
+    CHECK(SamplingAdjacencyName(SamplingScheme::kPoisson) == "add_remove_one");
+  }
+
+  TEST_CASE("on the Gaussian the fixed-size bound lies above a pair of replace-one neighbours' exact divergence") {
+    // Also in log space at large orders and small noise, where the plain sum would overflow.
+    for (double g : {0.001, 1.0 / 60, 0.04, 0.3}) {
+      for (double z : {0.7, 1.0, 1.5, 3.0}) {
+        for (uint32_t a : {2u, 3u, 5u, 8u}) {
+          auto bound = FixedSizeSubsampledRdpBound(g, a, [&](uint32_t j) { return GaussianReplaceOneRdp(z, j); });
+          REQUIRE(bound.ok());
+          const double pair = ReplaceOnePairDivergence(g, z, a);
+          CAPTURE(g);
+          CAPTURE(z);
+          CAPTURE(a);
+          CHECK(*bound >= pair * (1 - 1e-6));
+          CHECK(*bound <= GaussianReplaceOneRdp(z, a));
+        }
+      }
+    }
+    auto far = FixedSizeSubsampledRdpBound(1.0 / 60, 63, [](uint32_t j) { return GaussianReplaceOneRdp(0.5, j); });
+    REQUIRE(far.ok());
+    CHECK(std::isfinite(*far));
+    // The replace-one Gaussian RDP is four times the add/remove one: sensitivity 2C.
+    CHECK(GaussianReplaceOneRdp(1.5, 3.0) == doctest::Approx(4 * GaussianRdp(1.5, 3.0)));
+  }
+
+  TEST_CASE("the fixed-size scheme composes, converts and plans with its own bound, not the Poisson one") {
+    const double q = 1.0 / 60, z = 1.2;
+    const std::vector<double> orders = DefaultRdpOrders();
+    auto per_step = FixedSizeSubsampledRdpBound(q, orders, [&](uint32_t j) { return GaussianReplaceOneRdp(z, j); });
+    REQUIRE(per_step.ok());
+    auto rdp = ComputeRdp(SamplingScheme::kFixedSize, q, z, 40, orders);
+    REQUIRE(rdp.ok());
+    for (size_t i = 0; i < orders.size(); ++i) CHECK((*rdp)[i] == 40 * (*per_step)[i]);
+    RdpAccountant fixed, poisson;
+    REQUIRE(fixed.Compose(SamplingScheme::kFixedSize, q, z, 40).ok());
+    REQUIRE(poisson.Compose(SamplingScheme::kPoisson, q, z, 40).ok());
+    CHECK(fixed.rdp() == *rdp);
+    CHECK(poisson.rdp() == *ComputeRdp(q, z, 40, orders));
+    const double eps_fixed = SubsampledGaussianEpsilon(SamplingScheme::kFixedSize, q, z, 40, 1e-5)->epsilon;
+    CHECK(eps_fixed == fixed.Spent(1e-5)->epsilon);
+    // Replace-one adjacency costs more than add/remove at the same noise.
+    CHECK(eps_fixed > poisson.Spent(1e-5)->epsilon);
+    // The planning inverse under the fixed-size bound meets the target; a hair less noise does not.
+    auto planned = NoiseMultiplierForEpsilon(SamplingScheme::kFixedSize, 2.0, q, 40, 1e-5);
+    REQUIRE(planned.ok());
+    CHECK(SubsampledGaussianEpsilon(SamplingScheme::kFixedSize, q, *planned, 40, 1e-5)->epsilon <= 2.0);
+    CHECK(SubsampledGaussianEpsilon(SamplingScheme::kFixedSize, q, *planned * 0.99999, 40, 1e-5)->epsilon > 2.0);
+    CHECK(*planned > *NoiseMultiplierForEpsilon(2.0, q, 40, 1e-5));
   }
 }
 

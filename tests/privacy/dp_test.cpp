@@ -397,6 +397,7 @@ TEST_SUITE("privacy") {
   TEST_CASE("epsilon after T rounds equals the accountant's standalone value for the same q, z, T") {
     DpConfig cfg = Central(1.0, 1.1, 10);
     cfg.delta = 1e-5;
+    cfg.sampling = SamplingScheme::kPoisson;
     CentralDp dp(cfg);
     const SparseUpdate u = Dense({0.3f, -0.2f});
     const SparseUpdate* ptr = &u;
@@ -504,8 +505,9 @@ TEST_SUITE("privacy") {
 
   TEST_CASE("target_epsilon: the engine refuses the round that would pass it, naming the round, epsilon and target") {
     const double q = 0.1, z = 1.0, delta = 1e-5;
-    const double eps3 = SubsampledGaussianEpsilon(q, z, 3, delta)->epsilon;
-    const double eps4 = SubsampledGaussianEpsilon(q, z, 4, delta)->epsilon;
+    // The engine's rounds select a fixed number of clients (DpConfig's default scheme).
+    const double eps3 = SubsampledGaussianEpsilon(SamplingScheme::kFixedSize, q, z, 3, delta)->epsilon;
+    const double eps4 = SubsampledGaussianEpsilon(SamplingScheme::kFixedSize, q, z, 4, delta)->epsilon;
     EngineConfig cfg;
     cfg.pipeline = Pipeline::kDense;
     cfg.dp = Central(1.0, z, 2);
@@ -590,7 +592,8 @@ TEST_SUITE("privacy") {
     REQUIRE(target.ok());
     EngineConfig derived = e5;
     REQUIRE(DeriveNoiseFromTarget(derived, 0.01, 100).ok());
-    CHECK(derived.dp.noise_multiplier == *NoiseMultiplierForEpsilon(4, 0.01, 100, 1e-5));
+    CHECK(e5.dp.sampling == SamplingScheme::kFixedSize);  // round.sampling's default, "fixed"
+    CHECK(derived.dp.noise_multiplier == *NoiseMultiplierForEpsilon(SamplingScheme::kFixedSize, 4, 0.01, 100, 1e-5));
 
     auto [bad_delta, e6] = read("pipeline = \"dense\"\n[privacy]\nmode = \"central\"\nnoise_multiplier = 1\ndelta = 2\n");
     REQUIRE_FALSE(bad_delta.ok());
@@ -622,7 +625,7 @@ TEST_SUITE("privacy") {
 
     // q = 1: the Skellam RDP itself, at the survivors' noise.
     RdpAccountant exact;
-    REQUIRE(ComposeDistributedSkellam(exact, 1.0, 30.0, 8, 16.0, 4.0).ok());
+    REQUIRE(ComposeDistributedSkellam(exact, SamplingScheme::kPoisson, 1.0, 30.0, 8, 16.0, 4.0).ok());
     for (size_t i = 0; i < exact.orders().size(); ++i) {
       CHECK(exact.rdp()[i] == SkellamRdp(exact.orders()[i], 240.0, 16.0, 4.0));
     }
@@ -631,7 +634,7 @@ TEST_SUITE("privacy") {
     // survivors' noise; it lies above the subsampled Gaussian at the
     // equivalent z (the approximation it replaced) at every order.
     RdpAccountant sampled, gaussian;
-    REQUIRE(ComposeDistributedSkellam(sampled, 0.02, 30.0, 8, 16.0, 4.0).ok());
+    REQUIRE(ComposeDistributedSkellam(sampled, SamplingScheme::kPoisson, 0.02, 30.0, 8, 16.0, 4.0).ok());
     REQUIRE(gaussian.Compose(0.02, dropped->noise_multiplier).ok());
     auto skellam_bound = [](uint32_t a) {
       return *PoissonSubsampledRdpBound(0.02, a, [](uint32_t j) { return SkellamRdp(j, 240.0, 16.0, 4.0); });
@@ -648,7 +651,7 @@ TEST_SUITE("privacy") {
     }
     // Fewer survivors: less noise, more epsilon.
     RdpAccountant more;
-    REQUIRE(ComposeDistributedSkellam(more, 1.0, 30.0, 10, 16.0, 4.0).ok());
+    REQUIRE(ComposeDistributedSkellam(more, SamplingScheme::kPoisson, 1.0, 30.0, 10, 16.0, 4.0).ok());
     CHECK(more.Spent(1e-5)->epsilon < exact.Spent(1e-5)->epsilon);
   }
 
@@ -756,7 +759,7 @@ TEST_SUITE("privacy") {
         auto r = acc.AccountDistributed(1, q, survivors);
         REQUIRE(r.ok());
         RdpAccountant ref;
-        REQUIRE(ComposeDistributedSkellam(ref, q, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels)
+        REQUIRE(ComposeDistributedSkellam(ref, dp.sampling, q, plan->ring.noise_mu, survivors, plan->l1_levels, plan->l2_levels)
                     .ok());
         CHECK(r->epsilon == ref.Spent(dp.delta)->epsilon);
         eps.push_back(r->epsilon);
@@ -801,7 +804,7 @@ TEST_SUITE("privacy") {
     REQUIRE(out->dp.has_value());
     auto planned = PlanDistributedRing(cfg.dp, cfg.secure.ring, 0.25, support->size());
     RdpAccountant ref;
-    REQUIRE(ComposeDistributedSkellam(ref, 0.1, planned->ring.noise_mu, 3, planned->l1_levels, planned->l2_levels).ok());
+    REQUIRE(ComposeDistributedSkellam(ref, cfg.dp.sampling, 0.1, planned->ring.noise_mu, 3, planned->l1_levels, planned->l2_levels).ok());
     CHECK(out->dp->epsilon == ref.Spent(dp.delta)->epsilon);
     CHECK(engine.dp()->rounds() == 1);
   }
@@ -816,6 +819,8 @@ TEST_SUITE("privacy") {
     cfg.dp.expected_clients = 20;
     cfg.secure.ring = RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 20};
     cfg.secure.dropout = 0.25;
+    // Poisson accounting first: there the Skellam's bound (Zhu & Wang's) and the Gaussian's (exact) differ.
+    cfg.dp.sampling = SamplingScheme::kPoisson;
     constexpr double kQ = 0.05;
     constexpr uint32_t kRounds = 10;
     constexpr size_t kDim = 400;
@@ -830,7 +835,7 @@ TEST_SUITE("privacy") {
       REQUIRE(plan.ok());
       RdpAccountant acc;
       for (uint32_t r = 0; r < kRounds; ++r) {
-        REQUIRE(ComposeDistributedSkellam(acc, kQ, plan->ring.noise_mu, plan->expected_survivors, plan->l1_levels,
+        REQUIRE(ComposeDistributedSkellam(acc, dp.sampling, kQ, plan->ring.noise_mu, plan->expected_survivors, plan->l1_levels,
                                           plan->l2_levels)
                     .ok());
       }
@@ -839,13 +844,70 @@ TEST_SUITE("privacy") {
     CHECK(spent(z) <= 2.0);
     CHECK(spent(z * (1 - 1e-5)) > 2.0);  // the smallest such z, to the search's 1e-6
     // The Gaussian's noise for the same target is smaller, and would overspend the proven bound.
-    const double gaussian = *NoiseMultiplierForEpsilon(2, kQ, kRounds, 1e-5);
+    const double gaussian = *NoiseMultiplierForEpsilon(cfg.dp.sampling, 2, kQ, kRounds, 1e-5);
     CHECK(gaussian < z);
     CHECK(spent(gaussian) > 2.0);
     // Without the model's dimension the front end falls back to the Gaussian's.
     EngineConfig no_dim = cfg;
     REQUIRE(DeriveNoiseFromTarget(no_dim, kQ, kRounds).ok());
     CHECK(no_dim.dp.noise_multiplier == gaussian);
+
+    // Fixed-size accounting (the secure pipeline's sampling): the derived noise meets the target under the
+    // without-replacement bound at replace-one sensitivity, no less noise does, and it is more than the
+    // Poisson accounting's z (replace-one moves the sum twice as far).
+    cfg.dp.sampling = SamplingScheme::kFixedSize;
+    EngineConfig fixed = cfg;
+    REQUIRE(DeriveNoiseFromTarget(fixed, kQ, kRounds, kDim).ok());
+    const double zf = fixed.dp.noise_multiplier;
+    CHECK(spent(zf) <= 2.0);
+    CHECK(spent(zf * (1 - 1e-5)) > 2.0);
+    CHECK(zf > 1.5 * z);
+  }
+
+  TEST_CASE("a round accounts the bound of the sampling it ran: fixed-size (replace-one) or Poisson (add/remove)") {
+    const SparseUpdate u = Dense({0.3f, -0.2f});
+    const SparseUpdate* ptr = &u;
+    std::vector<float> out(2);
+    std::vector<double> eps;
+    for (SamplingScheme scheme : {SamplingScheme::kFixedSize, SamplingScheme::kPoisson}) {
+      DpConfig cfg = Central(1.0, 1.1, 10);
+      cfg.sampling = scheme;
+      CentralDp dp(cfg);
+      for (uint32_t t = 1; t <= 5; ++t) REQUIRE(dp.Aggregate(t, std::span(&ptr, 1), 0.05, out).ok());
+      auto want = SubsampledGaussianEpsilon(scheme, 0.05, 1.1, 5, cfg.delta);
+      REQUIRE(want.ok());
+      CHECK(dp.Spent()->epsilon == doctest::Approx(want->epsilon).epsilon(1e-12));
+      // The budget check looks one round ahead with the same bound.
+      RdpAccountant six;
+      REQUIRE(six.Compose(scheme, 0.05, 1.1, 6).ok());
+      CHECK(dp.SpentAfterOneMore(0.05)->epsilon == doctest::Approx(six.Spent(cfg.delta)->epsilon).epsilon(1e-12));
+      eps.push_back(want->epsilon);
+    }
+    CHECK(eps[0] > eps[1]);  // replace-one under fixed-size sampling is the larger (and different) number
+    // DpConfig's default is the fixed-size scheme, as round.sampling's is "fixed".
+    CHECK(DpConfig{}.sampling == SamplingScheme::kFixedSize);
+
+    // Distributed DP under fixed-size sampling: the bound over the Skellam RDP at doubled sensitivities, per
+    // order against a plain recomputation; at q = 1 the doubled-sensitivity Skellam RDP itself.
+    RdpAccountant fixed, poisson;
+    REQUIRE(ComposeDistributedSkellam(fixed, SamplingScheme::kFixedSize, 0.02, 30.0, 8, 16.0, 4.0).ok());
+    REQUIRE(ComposeDistributedSkellam(poisson, SamplingScheme::kPoisson, 0.02, 30.0, 8, 16.0, 4.0).ok());
+    for (size_t i = 0; i < fixed.orders().size(); ++i) {
+      const double a = fixed.orders()[i];
+      if (a != std::floor(a)) continue;
+      auto want = FixedSizeSubsampledRdpBound(0.02, static_cast<uint32_t>(a), [](uint32_t j) {
+        return SkellamRdp(static_cast<double>(j), 240.0, 32.0, 8.0);
+      });
+      REQUIRE(want.ok());
+      CAPTURE(a);
+      CHECK(fixed.rdp()[i] == doctest::Approx(*want).epsilon(1e-14));
+      CHECK(fixed.rdp()[i] != poisson.rdp()[i]);
+    }
+    RdpAccountant all;
+    REQUIRE(ComposeDistributedSkellam(all, SamplingScheme::kFixedSize, 1.0, 30.0, 8, 16.0, 4.0).ok());
+    for (size_t i = 0; i < all.orders().size(); ++i) {
+      CHECK(all.rdp()[i] == SkellamRdp(all.orders()[i], 240.0, 32.0, 8.0));
+    }
   }
 
   TEST_CASE("RdpAccountant::ComposeRdp adds per-order values and refuses a wrong length or a negative value") {

@@ -20,9 +20,11 @@ inline const std::vector<std::string> kTargetNoiseSets = {
 // frugal-sim: population.clients; the coordinator: round.min_clients.
 inline constexpr uint32_t kTargetNoiseEligible = 40;
 
-// The z both must derive: the smallest that keeps 3 rounds at q = 6/40 within ε = 4.
+// The z both must derive: the smallest that keeps 3 rounds at q = 6/40 within
+// ε = 4, under the fixed-size bound both front ends' rounds are accounted with
+// (exactly 6 of the eligible clients, round.sampling = "fixed").
 inline double ExpectedTargetNoise() {
-  auto z = privacy::NoiseMultiplierForEpsilon(4, 6.0 / 40, 3, 1e-5);
+  auto z = privacy::NoiseMultiplierForEpsilon(privacy::SamplingScheme::kFixedSize, 4, 6.0 / 40, 3, 1e-5);
   return z.ok() ? *z : -1;
 }
 

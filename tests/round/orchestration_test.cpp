@@ -233,6 +233,38 @@ TEST_SUITE("round") {
     }
     CHECK(read({"round.sampling=\"poisson\""}).second);
     CHECK_FALSE(read({}).second);
+    // The accountant composes the bound for the sampling that runs: fixed-size (replace-one) by default,
+    // Poisson (add/remove) with round.sampling = "poisson"; summary.json says which, and whether the
+    // selection is the uniform one the bound assumes.
+    auto settings = [](std::vector<std::string> sets) {
+      auto t = ParseTomlWithOverrides("", "test", sets);
+      REQUIRE(t.ok());
+      ConfigReader r(*t);
+      RunSettings rs;
+      REQUIRE(ReadRunSettings(r, rs).ok());
+      return rs;
+    };
+    const std::vector<std::string> central = {"pipeline=\"dense\"", "privacy.mode=\"central\"",
+                                              "privacy.noise_multiplier=1.0"};
+    RunSettings fixed = settings(central);
+    CHECK(fixed.engine.dp.sampling == privacy::SamplingScheme::kFixedSize);
+    DpAccountingLabel label = DescribeDpAccounting(fixed.plan, fixed.engine.dp);
+    CHECK(label.sampling == "fixed_size");
+    CHECK(label.adjacency == "replace_one");
+    CHECK(label.bound == "proven");
+    std::vector<std::string> with_poisson = central;
+    with_poisson.push_back("round.sampling=\"poisson\"");
+    RunSettings poisson = settings(with_poisson);
+    CHECK(poisson.engine.dp.sampling == privacy::SamplingScheme::kPoisson);
+    label = DescribeDpAccounting(poisson.plan, poisson.engine.dp);
+    CHECK(label.sampling == "poisson");
+    CHECK(label.adjacency == "add_remove_one");
+    std::vector<std::string> weighted = central;
+    weighted.push_back("round.selection=\"energy\"");
+    label = DescribeDpAccounting(settings(weighted).plan, settings(weighted).engine.dp);
+    CHECK(label.sampling == "fixed_size");
+    CHECK(label.bound.find("approximate") == 0);
+    CHECK(DescribeDpAccounting(settings({}).plan, settings({}).engine.dp).sampling.empty());
     for (const auto& bad : std::vector<std::vector<std::string>>{
              {"round.sampling=\"bernoulli\""},
              {"round.sampling=\"poisson\"", "round.selection=\"energy\""},

@@ -40,6 +40,10 @@ struct DpConfig {
   double noise_multiplier = 0;      // privacy.noise_multiplier z, the one accounted (0: from target_epsilon)
   double target_epsilon = 0;        // privacy.target_epsilon: no round may take ε past it (0: no target)
   double delta = 1e-5;              // privacy.delta
+  // How rounds sample clients, which fixes the bound every round is accounted
+  // with and its adjacency (accountant.h): settings set it from
+  // round.sampling (fixed-size unless "poisson"), the same for both front ends.
+  SamplingScheme sampling = SamplingScheme::kFixedSize;
   // The fixed denominator of the noised mean: round.clients_per_round, the
   // updates a round asks for. DP-FedAvg divides by the expected count, not the
   // received one, which would depend on who took part and is not noised.
@@ -192,18 +196,20 @@ struct DistributedNoise {
 };
 Result<DistributedNoise> DistributedSkellamNoise(double mu_per_client, uint32_t survivors, double l2);
 
-// Accounts one round of distributed Skellam noise. q = 1 composes the Skellam
-// RDP itself. q < 1 composes Zhu & Wang's general bound for Poisson sampling
-// over the Skellam RDP (PoissonSubsampledRdpBound; at a fractional order, the
-// next integer's). Both are proven bounds under Poisson sampling;
-// docs/privacy.md says what fixed-size selection gets. Errors on invalid values.
-Status ComposeDistributedSkellam(RdpAccountant& accountant, double sampling_rate, double mu_per_client,
-                                 uint32_t survivors, double l1, double l2);
+// Accounts one round of distributed Skellam noise sampled by `scheme`.
+// kPoisson: q = 1 composes the Skellam RDP itself, q < 1 Zhu & Wang's general
+// bound for Poisson sampling over it (PoissonSubsampledRdpBound), add/remove
+// adjacency. kFixedSize: Wang, Balle & Kasiviswanathan's bound for sampling
+// without replacement (FixedSizeSubsampledRdpBound) over the Skellam RDP at
+// replace-one sensitivities 2 Δ1, 2 Δ2 (one client's update swapped for
+// another's); at q = 1 that RDP itself. Errors on invalid values.
+Status ComposeDistributedSkellam(RdpAccountant& accountant, SamplingScheme scheme, double sampling_rate,
+                                 double mu_per_client, uint32_t survivors, double l1, double l2);
 
 // Distributed DP's counterpart of NoiseMultiplierForEpsilon: the smallest
 // noise multiplier z whose ring plan (PlanDistributedRing(dp with z, ring,
 // dropout, support_size)) keeps `rounds` rounds at rate q, each accounted as
-// the engine accounts it with the expected survivors' noise
+// the engine accounts it (under dp.sampling) with the expected survivors' noise
 // (ComposeDistributedSkellam), within dp.target_epsilon at dp.delta. Errors
 // of the plan (a ring too small for the noise) are returned as they are.
 Result<double> DistributedNoiseForEpsilon(const DpConfig& dp, const RingQuantConfig& ring, double dropout,

@@ -49,6 +49,10 @@ struct RunSummary {
   std::vector<ShareRow> representation;
   // Differential privacy: (ε, δ) spent by the whole run (nullopt: no DP).
   std::optional<double> dp_epsilon, dp_delta;
+  // What dp_epsilon is a bound for (DescribeDpAccounting): the sampling the
+  // accountant composed ("poisson" or "fixed_size"), the adjacency
+  // ("add_remove_one" or "replace_one") and "proven" or why it is approximate.
+  std::string dp_sampling, dp_adjacency, dp_bound;
   // Why the run ended before its configured rounds (e.g. privacy.target_epsilon
   // reached), empty when it ran them all.
   std::string stop_reason;

@@ -138,6 +138,17 @@ Status CheckPrivacySettings(Pipeline pipeline, const RoundPlan& plan, EngineConf
 // without DP or when the noise is set.
 Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_t rounds, size_t dim = 0);
 
+// What a DP run's ε is a bound for, as frugal-sim and the coordinator write it
+// to summary.json: the sampling scheme the accountant composes
+// (privacy.SamplingSchemeName), its adjacency, and whether the selection is
+// the uniform one that bound assumes ("proven") or a weighted one that it does
+// not cover ("approximate": energy or carbon weights give clients unequal
+// chances, which neither bound models). Empty strings without DP.
+struct DpAccountingLabel {
+  std::string sampling, adjacency, bound;
+};
+DpAccountingLabel DescribeDpAccounting(const RoundPlan& plan, const privacy::DpConfig& dp);
+
 // DeriveNoiseFromTarget at the sampling rate a front end plans for: q =
 // plan.SamplingRate of SelectCount() clients out of `planned_eligible`.
 // frugal-sim passes its population; the coordinator, which does not know its
