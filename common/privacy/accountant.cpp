@@ -244,20 +244,28 @@ Result<double> SmallestNoiseForEpsilon(double target_epsilon,
   return hi;
 }
 
+namespace {
+
+// The base mechanism's RDP at order j, refused when it is not a number >= 0
+// (both subsampling bounds take it from the caller).
+Result<double> CheckedBaseRdp(const std::function<double(uint32_t)>& base_rdp, uint32_t j) {
+  const double e = base_rdp(j);
+  if (!(e >= 0)) {
+    return InvalidArgumentError("the base mechanism's RDP at order " + std::to_string(j) + " must be >= 0, got " +
+                                std::to_string(e));
+  }
+  return e;
+}
+
+}  // namespace
+
 Result<double> PoissonSubsampledRdpBound(double sampling_rate, uint32_t order,
                                          const std::function<double(uint32_t)>& base_rdp) {
   FRUGAL_RETURN_IF_ERROR(CheckRate(sampling_rate));
   if (order < 2) return InvalidArgumentError("the general subsampling bound needs an integer order >= 2");
   const double q = sampling_rate;
   if (q == 0) return 0.0;
-  auto base = [&](uint32_t j) -> Result<double> {
-    const double e = base_rdp(j);
-    if (!(e >= 0)) {
-      return InvalidArgumentError("the base mechanism's RDP at order " + std::to_string(j) + " must be >= 0, got " +
-                                  std::to_string(e));
-    }
-    return e;
-  };
+  auto base = [&](uint32_t j) { return CheckedBaseRdp(base_rdp, j); };
   if (q == 1) return base(order);
   const double a = order, log_q = std::log(q), log_1mq = std::log1p(-q);
   // j = 0 and 1 together: (1-q)^(α-1) (1 + (α-1) q).
@@ -341,14 +349,7 @@ Result<double> FixedSizeSubsampledRdpBound(double sampling_rate, uint32_t order,
   }
   const double g = sampling_rate;
   if (g == 0) return 0.0;
-  auto base = [&](uint32_t j) -> Result<double> {
-    const double e = base_rdp(j);
-    if (!(e >= 0)) {
-      return InvalidArgumentError("the base mechanism's RDP at order " + std::to_string(j) + " must be >= 0, got " +
-                                  std::to_string(e));
-    }
-    return e;
-  };
+  auto base = [&](uint32_t j) { return CheckedBaseRdp(base_rdp, j); };
   FRUGAL_ASSIGN_OR_RETURN(const double at_order, base(order));
   if (g == 1) return at_order;
   const double a = order, log_g = std::log(g);
