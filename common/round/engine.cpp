@@ -54,7 +54,7 @@ uint32_t RoundPlan::SelectCount() const {
 double RoundPlan::SamplingRate(size_t selected, uint64_t eligible) const {
   if (eligible == 0) return 1;
   const double q = static_cast<double>(poisson ? SelectCount() : selected) / static_cast<double>(eligible);
-  return std::min(1.0, q);
+  return std::min(1.0, poisson && Weighted() ? inclusion_cap * q : q);
 }
 
 std::string_view RejectReasonName(RejectReason r) {

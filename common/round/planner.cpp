@@ -47,8 +47,18 @@ std::vector<uint32_t> RoundPlanner::Select(uint32_t round, std::span<const Candi
   std::vector<uint32_t> ids(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) ids[i] = candidates[i].id;
   const uint64_t seed = StreamSeed(seed_, SeedStream::kSelect, round);
-  // Uniform Poisson sampling (settings refuse it with weights, floors or budgets).
-  if (plan_.poisson) return SelectClientsPoisson(ids, plan_.SamplingRate(0, ids.size()), seed);
+  // Poisson sampling (settings refuse it with floors, budgets or deferral): uniform, or with each
+  // client's probability its weight's share held at the cap the accountant composes.
+  if (plan_.poisson && !plan_.Weighted()) return SelectClientsPoisson(ids, plan_.SamplingRate(0, ids.size()), seed);
+  if (plan_.poisson) {
+    std::vector<double> weights(candidates.size());
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const Candidate& c = candidates[i];
+      weights[i] = SelectionWeight(plan_.selection, *c.device, *c.radio, *c.region, utc_hour,
+                                   Estimate(c, first_payload_bytes), plan_.selection_exponent);
+    }
+    return SelectClientsPoissonWeighted(ids, weights, plan_.SelectCount(), plan_.SamplingRate(0, ids.size()), seed);
+  }
   const bool region_shift = carbon_.shifts() && carbon_.shift_mode == ShiftMode::kRegion;
   const bool limits = carbon_.region_floor > 0 || budget_.active() || region_shift;
   if (carbon_.defer_metered) {  // settings refuse it with Poisson sampling and region limits

@@ -60,6 +60,53 @@ std::vector<uint32_t> SelectClientsPoisson(std::span<const uint32_t> available, 
   return out;
 }
 
+std::vector<double> CappedInclusionProbabilities(std::span<const double> weights, double expected, double cap) {
+  cap = std::clamp(cap, 0.0, 1.0);
+  std::vector<double> p(weights.size(), 0.0);
+  std::vector<size_t> order;
+  double total = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] > 0 && std::isfinite(weights[i])) {
+      order.push_back(i);
+      total += weights[i];
+    }
+  }
+  if (order.empty() || !(expected > 0) || cap == 0) return p;
+  // Heaviest first; ties by index so the result does not depend on the sort.
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return weights[a] != weights[b] ? weights[a] > weights[b] : a < b;
+  });
+  const double n = static_cast<double>(order.size());
+  if (expected >= cap * n) {
+    for (size_t i : order) p[i] = cap;
+    return p;
+  }
+  // Hold the k heaviest at the cap while the next one's share would pass it.
+  size_t k = 0;
+  double rest = total;  // sum of the weights not held at the cap
+  double c = expected / rest;
+  while (k < order.size() && c * weights[order[k]] > cap) {
+    rest -= weights[order[k]];
+    ++k;
+    c = (expected - cap * static_cast<double>(k)) / rest;
+  }
+  for (size_t j = 0; j < order.size(); ++j) p[order[j]] = j < k ? cap : std::min(cap, c * weights[order[j]]);
+  return p;
+}
+
+std::vector<uint32_t> SelectClientsPoissonWeighted(std::span<const uint32_t> available, std::span<const double> weights,
+                                                   double expected, double cap, uint64_t seed) {
+  const size_t n = std::min(available.size(), weights.size());
+  const std::vector<double> p = CappedInclusionProbabilities(weights.first(n), expected, cap);
+  Rng rng(seed);
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (rng.Uniform() < p[i]) out.push_back(available[i]);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<uint32_t> SelectClientsWeighted(std::span<const uint32_t> available, std::span<const double> weights,
                                             size_t count, uint64_t seed) {
   // Key log(u) / w for u uniform in (0, 1): the `count` largest keys are a

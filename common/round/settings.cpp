@@ -204,10 +204,14 @@ Status DeriveNoiseFromTarget(EngineConfig& engine, double sampling_rate, uint32_
 
 DpAccountingLabel DescribeDpAccounting(const RoundPlan& plan, const privacy::DpConfig& dp) {
   if (!dp.enabled()) return {};
-  const bool uniform = plan.selection == SelectionPolicy::kUniform || plan.selection_exponent == 0;
+  // Weighted Poisson selection is proven: no client's probability passes the
+  // cap the accountant composes (docs/privacy.md, "Weighted Poisson selection").
+  const bool proven = !plan.Weighted() || dp.sampling == privacy::SamplingScheme::kPoisson;
   return {std::string(privacy::SamplingSchemeName(dp.sampling)), std::string(privacy::SamplingAdjacencyName(dp.sampling)),
-          uniform ? "proven" : "approximate: round.selection = \"" + std::string(SelectionPolicyName(plan.selection)) +
-                                   "\" gives clients unequal chances, which the bound does not model"};
+          proven ? "proven"
+                 : "approximate: round.selection = \"" + std::string(SelectionPolicyName(plan.selection)) +
+                       "\" gives clients unequal chances, which the fixed-size bound does not model (round.sampling "
+                       "= \"poisson\" bounds it at the inclusion cap)"};
 }
 
 Status DeriveNoiseForPlan(EngineConfig& engine, const RoundPlan& plan, uint64_t planned_eligible, uint32_t rounds,
@@ -230,6 +234,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("round.min_quorum", plan.min_quorum);
   r.Get("round.selection", selection);
   r.Get("round.selection_exponent", plan.selection_exponent);
+  r.Get("round.inclusion_cap", plan.inclusion_cap);
   std::string sampling = plan.poisson ? "poisson" : "fixed";
   r.Get("round.sampling", sampling);
 
@@ -321,9 +326,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   plan.poisson = sampling == "poisson";
   // The accountant's bound follows how rounds actually sample (docs/privacy.md, "What the bound assumes").
   engine.dp.sampling = plan.poisson ? privacy::SamplingScheme::kPoisson : privacy::SamplingScheme::kFixedSize;
-  if (plan.poisson && plan.selection != SelectionPolicy::kUniform) {
-    return InvalidArgumentError("round.sampling = \"poisson\" gives every client the same probability: "
-                                "round.selection must be \"uniform\" (got \"" + selection + "\")");
+  if (!(plan.inclusion_cap >= 1 && plan.inclusion_cap <= 1e6)) {
+    return InvalidArgumentError("round.inclusion_cap must be in [1, 1e6] (how many times the uniform rate a "
+                                "weighted Poisson selection may give one client; 1: uniform), got " +
+                                std::to_string(plan.inclusion_cap));
   }
   if (plan.poisson && pipeline == Pipeline::kSecure) {
     return InvalidArgumentError("round.sampling = \"poisson\" with pipeline = \"secure\": the SecAgg+ ring is "
@@ -490,7 +496,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
                                 "carbon.region_budget_j_per_h or carbon.shift_slack_h (they choose who takes part)");
   }
   if (s.plan.poisson && s.carbon.defer_metered) {
-    return InvalidArgumentError("round.sampling = \"poisson\" gives every client the same probability and cannot "
+    return InvalidArgumentError("round.sampling = \"poisson\" draws every client on its own and cannot "
                                 "keep carbon.defer_metered (it draws unmetered clients first)");
   }
   s.engine.dp.noise_seed = StreamSeed(s.seed, SeedStream::kDpNoise);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <utility>
 #include <vector>
 
 namespace frugal::privacy {
@@ -321,6 +322,60 @@ TEST_SUITE("privacy") {
     CHECK(SamplingSchemeName(SamplingScheme::kFixedSize) == "fixed_size");
     CHECK(SamplingAdjacencyName(SamplingScheme::kFixedSize) == "replace_one");
     CHECK(SamplingAdjacencyName(SamplingScheme::kPoisson) == "add_remove_one");
+  }
+
+  TEST_CASE(
+      "weighted Poisson selection: the subsampled Gaussian's RDP never falls as q grows, so a client included "
+      "with p <= q_max spends at most the bound at q_max in either direction") {
+    // The plain reference for one client at p: the Renyi divergence of (1 - p) N(0, z^2) + p N(1, z^2) from
+    // N(0, z^2) and of N(0, z^2) from it, each by the trapezoid rule.
+    auto divergences = [](double p, double s, double alpha) {
+      const double lo = -40 * s, hi = 40 * s + alpha * s * s + 1, h = 1e-3 * s;
+      const auto n = static_cast<long>((hi - lo) / h);
+      double up = 0, down = 0;
+      for (long i = 0; i <= n; ++i) {
+        const double z = lo + static_cast<double>(i) * h;
+        const double log_mu0 = -z * z / (2 * s * s) - 0.5 * std::log(2 * std::numbers::pi * s * s);
+        const double log_ratio = std::log1p(p * std::expm1((2 * z - 1) / (2 * s * s)));
+        const double w = i == 0 || i == n ? 0.5 : 1.0;
+        up += w * std::exp(log_mu0 + alpha * log_ratio);
+        down += w * std::exp(log_mu0 + (1 - alpha) * log_ratio);
+      }
+      return std::make_pair(std::log(up * h) / (alpha - 1), std::log(down * h) / (alpha - 1));
+    };
+    const std::vector<double> qs = {0.0005, 0.001, 0.004, 1.0 / 60, 1.0 / 30, 0.04, 0.1, 0.3, 0.7, 1.0};
+    for (double z : {0.5, 1.0, 1.5, 3.0}) {
+      for (double alpha : {1.5, 2.0, 3.0, 5.5, 8.0, 32.0, 63.0}) {
+        double last = 0;
+        for (double q : qs) {
+          auto rdp = SubsampledGaussianRdp(q, z, alpha);
+          REQUIRE(rdp.ok());
+          CAPTURE(z);
+          CAPTURE(alpha);
+          CAPTURE(q);
+          CHECK(*rdp >= last * (1 - 1e-12));
+          last = *rdp;
+        }
+      }
+    }
+    // A round whose largest inclusion probability is 1/30 (cap 2 over a uniform 1/60): every client at a
+    // p below it, both directions of its exact divergence, lies under the accountant's value at 1/30.
+    for (double z : {0.7, 1.0, 1.5}) {
+      for (double alpha : {2.0, 3.0, 5.0, 8.0}) {
+        auto bound = SubsampledGaussianRdp(1.0 / 30, z, alpha);
+        REQUIRE(bound.ok());
+        for (double p : {0.001, 1.0 / 120, 1.0 / 60, 1.0 / 40, 1.0 / 30}) {
+          const auto [up, down] = divergences(p, z, alpha);
+          CAPTURE(z);
+          CAPTURE(alpha);
+          CAPTURE(p);
+          CHECK(up <= *bound * (1 + 1e-6));
+          CHECK(down <= *bound * (1 + 1e-6));
+        }
+        // At p = q_max the bound is the divergence itself (Mironov et al.'s A_alpha).
+        CHECK(Near(divergences(1.0 / 30, z, alpha).first, *bound, 1e-6));
+      }
+    }
   }
 
   TEST_CASE("on the Gaussian the fixed-size bound lies above a pair of replace-one neighbours' exact divergence") {

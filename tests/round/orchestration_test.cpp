@@ -4,8 +4,10 @@
 // engine's arrival-order independence.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -267,12 +269,148 @@ TEST_SUITE("round") {
     CHECK(DescribeDpAccounting(settings({}).plan, settings({}).engine.dp).sampling.empty());
     for (const auto& bad : std::vector<std::vector<std::string>>{
              {"round.sampling=\"bernoulli\""},
-             {"round.sampling=\"poisson\"", "round.selection=\"energy\""},
              {"round.sampling=\"poisson\"", "pipeline=\"secure\""},
              {"round.sampling=\"poisson\"", "carbon.region_floor=0.5"}}) {
       const Status st = read(bad).first;
       REQUIRE_FALSE(st.ok());
       CHECK(st.error().message().find("round.sampling") != std::string::npos);
+    }
+  }
+
+  TEST_CASE(
+      "weighted Poisson selection: probabilities are the weights' shares held at the cap, drawn as a plain loop, "
+      "and the accountant's rate is the cap") {
+    // Plain reference for the probabilities: bisection on c for sum_i min(cap, c w_i) = expected.
+    Rng wr(11);
+    std::vector<double> w(500);
+    for (double& x : w) x = std::exp(3 * wr.Uniform());  // weights spread over a factor 20
+    w[7] = 0;
+    w[8] = -1;
+    w[9] = std::numeric_limits<double>::infinity();
+    const double expected = 50, cap = 0.2;
+    auto reference = [&](double want) {
+      double lo = 0, hi = 1e6;
+      auto total = [&](double c) {
+        double t = 0;
+        for (double x : w) t += x > 0 && std::isfinite(x) ? std::min(cap, c * x) : 0;
+        return t;
+      };
+      for (int i = 0; i < 200; ++i) (total((lo + hi) / 2) < want ? lo : hi) = (lo + hi) / 2;
+      std::vector<double> p;
+      for (double x : w) p.push_back(x > 0 && std::isfinite(x) ? std::min(cap, hi * x) : 0);
+      return p;
+    };
+    const std::vector<double> p = CappedInclusionProbabilities(w, expected, cap);
+    const std::vector<double> ref = reference(expected);
+    REQUIRE(p.size() == w.size());
+    double sum = 0, most = 0;
+    size_t at_cap = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      CHECK(p[i] == doctest::Approx(ref[i]).epsilon(1e-9));
+      sum += p[i];
+      most = std::max(most, p[i]);
+      at_cap += p[i] == cap ? 1 : 0;
+    }
+    CHECK(sum == doctest::Approx(expected).epsilon(1e-12));
+    CHECK(most == cap);
+    CHECK(at_cap > 0);             // the weights are skewed enough that the cap binds
+    CHECK(at_cap < p.size() / 2);  // and it binds only the heaviest
+    CHECK(p[7] == 0);
+    CHECK(p[8] == 0);
+    CHECK(p[9] == 0);
+    // Equal weights: every client at expected / n; asking for more than the cap allows: all at the cap.
+    CHECK(CappedInclusionProbabilities(std::vector<double>(100, 3.0), 10, 0.5) == std::vector<double>(100, 0.1));
+    CHECK(CappedInclusionProbabilities(std::vector<double>{1, 2, 3}, 5, 0.5) == std::vector<double>{0.5, 0.5, 0.5});
+
+    // The draw is one uniform per candidate in order, kept below its probability, and each client's
+    // frequency over 2,000 rounds is its probability (within 5 binomial sd).
+    std::vector<uint32_t> ids;
+    for (uint32_t id = 0; id < 500; ++id) ids.push_back(id);
+    const uint64_t seed = StreamSeed(7, SeedStream::kSelect, 3);
+    Rng rng(seed);
+    std::vector<uint32_t> expect;
+    for (uint32_t id : ids) {
+      if (rng.Uniform() < p[id]) expect.push_back(id);
+    }
+    CHECK(SelectClientsPoissonWeighted(ids, w, expected, cap, seed) == expect);
+    std::vector<uint32_t> hits(ids.size(), 0);
+    for (uint32_t r = 0; r < 2000; ++r) {
+      for (uint32_t id : SelectClientsPoissonWeighted(ids, w, expected, cap, StreamSeed(7, SeedStream::kSelect, r))) {
+        ++hits[id];
+      }
+    }
+    for (uint32_t id : ids) {
+      const double sd = std::sqrt(2000 * p[id] * (1 - p[id]));
+      CAPTURE(id);
+      CHECK(std::fabs(hits[id] - 2000 * p[id]) <= 5 * sd + 1e-9);
+    }
+
+    // The planner draws so with the energy weights of its candidates, and the accountant's rate is
+    // min(1, inclusion_cap * SelectCount() / eligible), never less than any client's probability.
+    Profiles prof;
+    RunSettings s;
+    s.seed = 7;
+    s.plan.clients_per_round = 30;
+    s.plan.poisson = true;
+    s.plan.selection = SelectionPolicy::kEnergy;
+    s.plan.inclusion_cap = 2;
+    std::vector<Candidate> c;
+    for (uint32_t id = 0; id < 300; ++id) {
+      c.push_back(Candidate{id, id % 3 == 0 ? prof.laptop : prof.phone, id % 2 == 0 ? prof.wifi : prof.lte,
+                            prof.world, 100});
+    }
+    const RoundPlanner planner(s, FlopCount{10, 20});
+    std::vector<double> cw;
+    std::vector<uint32_t> cids;
+    for (const Candidate& x : c) {
+      cids.push_back(x.id);
+      cw.push_back(SelectionWeight(SelectionPolicy::kEnergy, *x.device, *x.radio, *x.region, 12,
+                                   planner.Estimate(x, 1000)));
+    }
+    const double q_cap = s.plan.SamplingRate(0, 300);
+    CHECK(q_cap == doctest::Approx(0.2));
+    const std::vector<double> cp = CappedInclusionProbabilities(cw, 30, q_cap);
+    CHECK(*std::max_element(cp.begin(), cp.end()) <= q_cap);
+    CHECK(*std::min_element(cp.begin(), cp.end()) < 0.1);  // unequal chances: some below the uniform 30/300
+    const uint64_t round_seed = StreamSeed(7, SeedStream::kSelect, 4);
+    CHECK(planner.Select(4, c, 12, 1000) == SelectClientsPoissonWeighted(cids, cw, 30, q_cap, round_seed));
+    CHECK(s.plan.SamplingRate(17, 300) == q_cap);  // not the realized count
+    CHECK(s.plan.SamplingRate(0, 40) == 1.0);
+    s.plan.selection_exponent = 0;  // tempered to uniform: the uniform rate
+    CHECK(s.plan.SamplingRate(0, 300) == doctest::Approx(0.1));
+
+    // Settings: the key, its range, and the label: proven under Poisson, approximate under fixed-size.
+    auto settings = [](std::vector<std::string> sets) {
+      auto t = ParseTomlWithOverrides("", "test", sets);
+      REQUIRE(t.ok());
+      ConfigReader r(*t);
+      RunSettings rs;
+      Status st = ReadRunSettings(r, rs);
+      return std::make_pair(st, rs);
+    };
+    const std::vector<std::string> central = {"pipeline=\"dense\"", "privacy.mode=\"central\"",
+                                              "privacy.noise_multiplier=1.0", "round.selection=\"energy\""};
+    CHECK(RunSettings{}.plan.inclusion_cap == 2.0);
+    std::vector<std::string> sets = central;
+    sets.push_back("round.sampling=\"poisson\"");
+    sets.push_back("round.inclusion_cap=3.5");
+    auto [st, rs] = settings(sets);
+    REQUIRE(st.ok());
+    CHECK(rs.plan.inclusion_cap == 3.5);
+    DpAccountingLabel label = DescribeDpAccounting(rs.plan, rs.engine.dp);
+    CHECK(label.sampling == "poisson");
+    CHECK(label.adjacency == "add_remove_one");
+    CHECK(label.bound == "proven");
+    auto fixed = settings(central);
+    REQUIRE(fixed.first.ok());
+    label = DescribeDpAccounting(fixed.second.plan, fixed.second.engine.dp);
+    CHECK(label.bound.find("approximate") == 0);
+    CHECK(label.bound.find("round.sampling") != std::string::npos);
+    for (const char* bad : {"round.inclusion_cap=0.5", "round.inclusion_cap=-1.0", "round.inclusion_cap=2e6"}) {
+      auto [bst, brs] = settings({bad});
+      CAPTURE(bad);
+      REQUIRE_FALSE(bst.ok());
+      CHECK(bst.error().message().find("round.inclusion_cap") != std::string::npos);
     }
   }
 

@@ -62,12 +62,20 @@ struct RoundPlan {
   // with probability q = min(1, SelectCount() / eligible) (round sizes vary
   // around SelectCount()), the sampling the DP accountant's bound assumes;
   // false ("fixed"): SelectCount() clients without replacement.
+  // With a weighted selection (Weighted()) each client's probability is its
+  // weight's share of SelectCount(), held at most at `inclusion_cap` times the
+  // uniform rate (round.inclusion_cap, >= 1; CappedInclusionProbabilities).
   bool poisson = false;
+  double inclusion_cap = 2.0;
   uint32_t SelectCount() const;
+  // Whether clients' chances differ: an energy or carbon selection with an
+  // exponent above 0.
+  bool Weighted() const { return selection != SelectionPolicy::kUniform && selection_exponent > 0; }
   // The sampling rate the accountant composes for a round that selected
-  // `selected` of `eligible` clients: q above under Poisson sampling, else
-  // selected / eligible (the Poisson approximation, docs/privacy.md). 1 when
-  // nothing is eligible.
+  // `selected` of `eligible` clients: under Poisson sampling q above, or with
+  // a weighted selection the cap min(1, inclusion_cap * SelectCount() /
+  // eligible), which no client's probability exceeds; else selected /
+  // eligible (fixed-size sampling, WBK's gamma). 1 when nothing is eligible.
   double SamplingRate(size_t selected, uint64_t eligible) const;
 };
 

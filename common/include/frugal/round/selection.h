@@ -31,6 +31,21 @@ std::vector<uint32_t> SelectClients(std::span<const uint32_t> available, size_t 
 // (clamped to [0, 1]), one uniform draw per id in order; ascending.
 std::vector<uint32_t> SelectClientsPoisson(std::span<const uint32_t> available, double q, uint64_t seed);
 
+// Inclusion probabilities for weighted Poisson sampling: p[i] = min(cap,
+// c * weights[i]) with c chosen so that the p sum to min(expected, cap times
+// the number of usable weights) (water-filling: the heaviest clients are held
+// at the cap and the rest share what is left in proportion to their weights).
+// A weight that is not positive and finite gets 0. cap is clamped to [0, 1].
+// No p exceeds cap, which is what makes the DP bound at q = cap hold for
+// every client (docs/privacy.md, "Weighted Poisson selection").
+std::vector<double> CappedInclusionProbabilities(std::span<const double> weights, double expected, double cap);
+
+// Weighted Poisson sampling: each id of `available` independently with
+// probability p[i] (CappedInclusionProbabilities(weights, expected, cap)), one
+// uniform draw per id in order as SelectClientsPoisson; ascending.
+std::vector<uint32_t> SelectClientsPoissonWeighted(std::span<const uint32_t> available, std::span<const double> weights,
+                                                   double expected, double cap, uint64_t seed);
+
 // Weighted sampling without replacement (Efraimidis & Spirakis 2006): each
 // draw picks a remaining client with probability proportional to its weight.
 // weights[i] belongs to available[i]; a weight that is not positive and finite
