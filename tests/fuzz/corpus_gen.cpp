@@ -31,6 +31,30 @@ std::vector<float> Gaussian(size_t n, uint64_t seed, double sigma) {
   return v;
 }
 
+// Shamir shares as privacy::ShamirSplit cuts them (7-byte chunks, one
+// polynomial each), but with coefficients from a seeded Rng instead of
+// RAND_bytes, so the committed seeds are the same bytes every generation.
+std::vector<privacy::ShamirShare> SeededShamirSplit(const std::vector<uint8_t>& secret, uint32_t threshold,
+                                                    const std::vector<uint32_t>& xs, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<privacy::ShamirShare> shares(xs.size());
+  for (size_t s = 0; s < xs.size(); ++s) shares[s].x = xs[s];
+  const size_t chunks = (secret.size() + privacy::kShamirChunkBytes - 1) / privacy::kShamirChunkBytes;
+  for (size_t c = 0; c < chunks; ++c) {
+    std::vector<uint64_t> coefficients(threshold);
+    for (size_t b = 0; b < privacy::kShamirChunkBytes && c * privacy::kShamirChunkBytes + b < secret.size(); ++b) {
+      coefficients[0] |= uint64_t{secret[c * privacy::kShamirChunkBytes + b]} << (8 * b);
+    }
+    for (uint32_t i = 1; i < threshold; ++i) coefficients[i] = rng.UniformInt(privacy::kShamirPrime);
+    for (auto& share : shares) {
+      unsigned __int128 y = 0;  // Horner's rule mod 2^61 - 1
+      for (size_t i = threshold; i-- > 0;) y = (y * share.x + coefficients[i]) % privacy::kShamirPrime;
+      share.y.push_back(static_cast<uint64_t>(y));
+    }
+  }
+  return shares;
+}
+
 int Write(const std::filesystem::path& dir, const std::string& name, const std::vector<uint8_t>& bytes) {
   std::filesystem::create_directories(dir);
   std::ofstream f(dir / name, std::ios::binary);
@@ -208,13 +232,20 @@ int main(int argc, char** argv) {
   }
   // SecAgg+ share bundles (mode 0) and the same sealed (mode 1), from client 3
   // to client 9 (the fuzz context's pair), so both shares sit at point 10. The
-  // nonce comes from the context: the sealed seeds are the same every generation.
+  // nonce comes from the context and the shares' coefficients from a seeded
+  // Rng: the seeds are the same every generation.
   const std::filesystem::path share = out / "fuzz_secagg_share";
   for (size_t secret_size : {32u, 11u}) {
     const std::vector<uint8_t> secret(secret_size, 0xa5), seed(secret_size, 0x5a);
     const std::vector<uint32_t> xs = {10, 2, 3, 4};
-    const auto shares = Must(privacy::ShamirSplit(secret, 3, xs));
-    const auto seed_shares = Must(privacy::ShamirSplit(seed, 3, xs));
+    const auto shares = SeededShamirSplit(secret, 3, xs, 1000 + secret_size);
+    const auto seed_shares = SeededShamirSplit(seed, 3, xs, 2000 + secret_size);
+    // They are real shares: all four agree on one polynomial and give the secret back.
+    if (Must(privacy::ShamirReconstruct(shares, 3, secret_size)) != secret ||
+        Must(privacy::ShamirReconstruct(seed_shares, 3, secret_size)) != seed) {
+      std::fprintf(stderr, "corpus_gen: the seeded Shamir shares do not reconstruct their secret\n");
+      return 1;
+    }
     const std::vector<uint8_t> bundle = Must(privacy::EncodeShareBundle({3, 9, shares[0], seed_shares[0]}));
     std::vector<uint8_t> plain = {0};
     plain.insert(plain.end(), bundle.begin(), bundle.end());
