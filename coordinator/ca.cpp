@@ -4,7 +4,6 @@
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -18,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "frugal/core/openssl_error.h"
 #include "frugal/privacy/identity.h"
 
 namespace frugal::coordinator {
@@ -40,17 +40,9 @@ using X509Ptr = std::unique_ptr<X509, X509Free>;
 using FilePtr = std::unique_ptr<FILE, FileClose>;
 
 // OpenSSL's queued error, converted at the edge.
-Error SslError(const std::string& what) {
-  const unsigned long code = ERR_get_error();
-  char buf[256] = "no OpenSSL error queued";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
-  ERR_clear_error();
-  return InternalError(what + ": " + buf);
-}
-
 Result<PkeyPtr> NewP256Key() {
   PkeyPtr key(EVP_EC_gen("P-256"));
-  if (!key) return SslError("generating a P-256 key");
+  if (!key) return OpenSslFailure("generating a P-256 key");
   return key;
 }
 
@@ -61,7 +53,7 @@ Status WriteKey(const std::string& path, EVP_PKEY* key) {
   umask(old);
   if (!f) return UnavailableError("cannot create " + path);
   if (PEM_write_PrivateKey(f.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return SslError("writing " + path);
+    return OpenSslFailure("writing " + path);
   }
   return OkStatus();
 }
@@ -69,7 +61,7 @@ Status WriteKey(const std::string& path, EVP_PKEY* key) {
 Status WriteCert(const std::string& path, X509* cert) {
   FilePtr f(std::fopen(path.c_str(), "wx"));
   if (!f) return UnavailableError("cannot create " + path);
-  if (PEM_write_X509(f.get(), cert) != 1) return SslError("writing " + path);
+  if (PEM_write_X509(f.get(), cert) != 1) return OpenSslFailure("writing " + path);
   return OkStatus();
 }
 
@@ -77,7 +69,7 @@ Result<PkeyPtr> ReadKey(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "r"));
   if (!f) return NotFoundError("cannot open " + path + " (run `frugal-coordinator ca init` first)");
   PkeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
-  if (!key) return SslError("reading the key " + path);
+  if (!key) return OpenSslFailure("reading the key " + path);
   return key;
 }
 
@@ -85,7 +77,7 @@ Result<X509Ptr> ReadCert(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "r"));
   if (!f) return NotFoundError("cannot open " + path + " (run `frugal-coordinator ca init` first)");
   X509Ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
-  if (!cert) return SslError("reading the certificate " + path);
+  if (!cert) return OpenSslFailure("reading the certificate " + path);
   return cert;
 }
 
@@ -94,7 +86,7 @@ Status AddExt(X509* cert, X509* issuer, int nid, const char* value) {
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
   std::unique_ptr<X509_EXTENSION, ExtFree> ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
-  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) return SslError(std::string("adding extension ") + value);
+  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) return OpenSslFailure(std::string("adding extension ") + value);
   return OkStatus();
 }
 
@@ -102,28 +94,28 @@ Status AddExt(X509* cert, X509* issuer, int nid, const char* value) {
 Result<X509Ptr> MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key, long days,
                          const std::vector<std::pair<int, const char*>>& exts) {
   X509Ptr cert(X509_new());
-  if (!cert) return SslError("allocating a certificate");
+  if (!cert) return OpenSslFailure("allocating a certificate");
   X509_set_version(cert.get(), 2);
   // A random 127-bit serial, as RFC 5280 recommends for uniqueness.
   std::unique_ptr<BIGNUM, decltype(&BN_free)> serial(BN_new(), BN_free);
   if (!serial || BN_rand(serial.get(), 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
       BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) == nullptr) {
-    return SslError("making a serial number");
+    return OpenSslFailure("making a serial number");
   }
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 60L * 60 * 24 * days);
-  if (X509_set_pubkey(cert.get(), key) != 1) return SslError("setting the public key");
+  if (X509_set_pubkey(cert.get(), key) != 1) return OpenSslFailure("setting the public key");
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Frugal"), -1, -1, 0);
   if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
                                  -1, 0) != 1) {
-    return SslError("setting CN " + cn);
+    return OpenSslFailure("setting CN " + cn);
   }
   X509* signer = issuer != nullptr ? issuer : cert.get();
-  if (X509_set_issuer_name(cert.get(), X509_get_subject_name(signer)) != 1) return SslError("setting the issuer");
+  if (X509_set_issuer_name(cert.get(), X509_get_subject_name(signer)) != 1) return OpenSslFailure("setting the issuer");
   for (const auto& [nid, value] : exts) FRUGAL_RETURN_IF_ERROR(AddExt(cert.get(), signer, nid, value));
   if (X509_sign(cert.get(), issuer_key != nullptr ? issuer_key : key, EVP_sha256()) == 0) {
-    return SslError("signing the certificate for " + cn);
+    return OpenSslFailure("signing the certificate for " + cn);
   }
   return cert;
 }
@@ -187,7 +179,7 @@ namespace {
 Result<privacy::P256Key> AsP256Key(EVP_PKEY* key) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return SslError("exporting a key");
+    return OpenSslFailure("exporting a key");
   }
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);
@@ -259,7 +251,7 @@ Status IssueIdentityCredential(const std::string& dir, const std::string& name) 
   FilePtr f(std::fopen(CaPaths::ClientKey(dir, name).c_str(), "r"));
   if (!f) return NotFoundError("cannot open " + CaPaths::ClientKey(dir, name) + " (no client " + name + ")");
   PkeyPtr key(PEM_read_PrivateKey(f.get(), nullptr, nullptr, nullptr));
-  if (!key) return SslError("reading the key of client " + name);
+  if (!key) return OpenSslFailure("reading the key of client " + name);
   return WriteIdentityCredential(path, name, key.get(), ca_key.get());
 }
 

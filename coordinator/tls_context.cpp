@@ -1,11 +1,12 @@
 #include "tls_context.h"
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+
+#include "frugal/core/openssl_error.h"
 
 namespace frugal::coordinator {
 namespace {
@@ -25,13 +26,7 @@ Status CheckTlsFile(const std::string& path) {
 }  // namespace
 
 std::string OpenSslError(int ssl_error) {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return buf;
-  }
+  if (std::string queued = TakeOpenSslError(); !queued.empty()) return queued;
   if (ssl_error == SSL_ERROR_SYSCALL) return errno != 0 ? std::strerror(errno) : "connection closed";
   return "TLS error " + std::to_string(ssl_error);
 }

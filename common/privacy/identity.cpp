@@ -13,18 +13,11 @@
 
 #include <algorithm>
 
+#include "frugal/core/openssl_error.h"
 #include "openssl_ptr.h"
 
 namespace frugal::privacy {
 namespace {
-
-Error SslError(const std::string& what) {
-  const unsigned long code = ERR_get_error();
-  char buf[256] = "no OpenSSL error queued";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
-  ERR_clear_error();
-  return InternalError(what + ": " + buf);
-}
 
 Error UnauthenticatedError(std::string m) { return {ErrorCode::kUnauthenticated, std::move(m)}; }
 
@@ -45,7 +38,7 @@ Result<P256PublicKey> CompressedPublic(EVP_PKEY* key) {
   uint8_t buf[65];
   size_t len = 0;
   if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof buf, &len) != 1) {
-    return SslError("exporting a P-256 public key");
+    return OpenSslFailure("exporting a P-256 public key");
   }
   P256PublicKey out{};
   if (len == 65 && buf[0] == 0x04) {
@@ -65,7 +58,7 @@ Result<PkeyPtr> FromData(std::span<const uint8_t> point, const BIGNUM* priv) {
   if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, kGroupName, 0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1 ||
       (priv != nullptr && OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, priv) != 1)) {
-    return SslError("building P-256 key parameters");
+    return OpenSslFailure("building P-256 key parameters");
   }
   ParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
@@ -87,7 +80,7 @@ Result<PkeyPtr> PublicFromCompressed(const P256PublicKey& key) {
 
 Result<P256Key> P256Key::Generate() {
   PkeyPtr key(EVP_EC_gen(kGroupName));
-  if (!key) return SslError("generating a P-256 key");
+  if (!key) return OpenSslFailure("generating a P-256 key");
   FRUGAL_ASSIGN_OR_RETURN(P256PublicKey pub, CompressedPublic(key.get()));
   return P256Key(std::shared_ptr<EVP_PKEY>(key.release(), kPkeyFree), pub);
 }
@@ -95,7 +88,7 @@ Result<P256Key> P256Key::Generate() {
 Result<P256Key> P256Key::FromScalar(std::span<const uint8_t, 32> scalar) {
   EcGroupPtr group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
   BnPtr d(BN_bin2bn(scalar.data(), 32, nullptr));
-  if (!group || !d) return SslError("P-256 scalar");
+  if (!group || !d) return OpenSslFailure("P-256 scalar");
   if (BN_is_zero(d.get()) || BN_cmp(d.get(), EC_GROUP_get0_order(group.get())) >= 0) {
     return InvalidArgumentError("P-256 scalar outside 1..n-1");
   }
@@ -103,7 +96,7 @@ Result<P256Key> P256Key::FromScalar(std::span<const uint8_t, 32> scalar) {
   uint8_t point[65];
   if (!q || EC_POINT_mul(group.get(), q.get(), d.get(), nullptr, nullptr, nullptr) != 1 ||
       EC_POINT_point2oct(group.get(), q.get(), POINT_CONVERSION_UNCOMPRESSED, point, sizeof point, nullptr) != 65) {
-    return SslError("P-256 public point");
+    return OpenSslFailure("P-256 public point");
   }
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr key, FromData(point, d.get()));
   FRUGAL_ASSIGN_OR_RETURN(P256PublicKey pub, CompressedPublic(key.get()));
@@ -112,7 +105,7 @@ Result<P256Key> P256Key::FromScalar(std::span<const uint8_t, 32> scalar) {
 
 Result<P256Key> P256Key::FromPem(std::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return SslError("reading a PEM key");
+  if (!bio) return OpenSslFailure("reading a PEM key");
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (!key) return InvalidArgumentError("not a PEM private key");
@@ -124,25 +117,25 @@ Result<P256Key> P256Key::FromPem(std::string_view pem) {
 Result<P256Signature> P256Key::Sign(std::span<const uint8_t> message) const {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) != 1) {
-    return SslError("ECDSA sign setup");
+    return OpenSslFailure("ECDSA sign setup");
   }
   uint8_t der[80];
   size_t len = sizeof der;
-  if (EVP_DigestSign(ctx.get(), der, &len, message.data(), message.size()) != 1) return SslError("ECDSA sign");
+  if (EVP_DigestSign(ctx.get(), der, &len, message.data(), message.size()) != 1) return OpenSslFailure("ECDSA sign");
   const uint8_t* p = der;
   EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
-  if (!sig) return SslError("ECDSA signature form");
+  if (!sig) return OpenSslFailure("ECDSA signature form");
   P256Signature out{};
   if (BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), out.data(), 32) != 32 ||
       BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), out.data() + 32, 32) != 32) {
-    return SslError("ECDSA signature export");
+    return OpenSslFailure("ECDSA signature export");
   }
   return out;
 }
 
 Result<P256PublicKey> P256PublicKeyFromPem(std::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return SslError("reading PEM");
+  if (!bio) return OpenSslFailure("reading PEM");
   PkeyPtr key;
   if (X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)); cert) {
     EVP_PKEY* k = X509_get_pubkey(cert.get());  // a new reference
@@ -161,18 +154,18 @@ Status P256Verify(const P256PublicKey& key, std::span<const uint8_t> message, co
   FRUGAL_ASSIGN_OR_RETURN(PkeyPtr pkey, PublicFromCompressed(key));
   EcdsaSigPtr sig(ECDSA_SIG_new());
   BnPtr r(BN_bin2bn(signature.data(), 32, nullptr)), s(BN_bin2bn(signature.data() + 32, 32, nullptr));
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return SslError("ECDSA signature");
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return OpenSslFailure("ECDSA signature");
   r.release();  // owned by sig now
   s.release();
   uint8_t der[80];
   uint8_t* p = der;
   const int len = i2d_ECDSA_SIG(sig.get(), nullptr);
   if (len <= 0 || len > static_cast<int>(sizeof der) || i2d_ECDSA_SIG(sig.get(), &p) != len) {
-    return SslError("ECDSA signature form");
+    return OpenSslFailure("ECDSA signature form");
   }
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey.get()) != 1) {
-    return SslError("ECDSA verify setup");
+    return OpenSslFailure("ECDSA verify setup");
   }
   const int ok = EVP_DigestVerify(ctx.get(), der, static_cast<size_t>(len), message.data(), message.size());
   ERR_clear_error();
@@ -274,7 +267,7 @@ Result<P256Key> DerivedKey(uint64_t seed, uint64_t who) {
     std::array<uint8_t, 32> scalar{};
     unsigned int len = 0;
     if (EVP_Digest(in.data(), in.size(), scalar.data(), &len, EVP_sha256(), nullptr) != 1 || len != 32) {
-      return SslError("SHA-256");
+      return OpenSslFailure("SHA-256");
     }
     auto key = P256Key::FromScalar(scalar);
     if (key.ok()) return key;

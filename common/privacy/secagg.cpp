@@ -13,14 +13,12 @@
 #include <optional>
 #include <string>
 
+#include "frugal/core/openssl_error.h"
 #include "openssl_ptr.h"
 
 namespace frugal::privacy {
 namespace {
 
-Error OpenSslError(std::string_view what) {
-  return InternalError("OpenSSL " + std::string(what) + " failed");
-}
 Error UnauthenticatedError(std::string message) {
   return {ErrorCode::kUnauthenticated, std::move(message)};
 }
@@ -185,7 +183,7 @@ std::vector<uint8_t> AssociatedData(const ShareMessageContext& c) {
 Result<PkeyPtr> PrivateKeyFromRaw(const Key256& private_key) {
   PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
                                            private_key.size()));
-  if (!key) return OpenSslError("X25519 private key import");
+  if (!key) return OpenSslFailure("X25519 private key import");
   return key;
 }
 
@@ -462,7 +460,7 @@ Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t>
                           std::span<const uint8_t> info) {
   EVP_KDF* kdf = HkdfKdf();
   KdfCtxPtr ctx(kdf == nullptr ? nullptr : EVP_KDF_CTX_new(kdf));
-  if (!ctx) return OpenSslError("HKDF setup");
+  if (!ctx) return OpenSslFailure("HKDF setup");
   // OSSL_PARAM takes non-const pointers; OpenSSL only reads these.
   auto bytes = [](const char* key, std::span<const uint8_t> s) {
     return OSSL_PARAM_construct_octet_string(key, const_cast<uint8_t*>(s.data()), s.size());
@@ -476,7 +474,7 @@ Result<Key256> HkdfSha256(std::span<const uint8_t> ikm, std::span<const uint8_t>
   if (!info.empty()) params[n++] = bytes(OSSL_KDF_PARAM_INFO, info);
   params[n] = OSSL_PARAM_construct_end();
   Key256 out;
-  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) return OpenSslError("HKDF derive");
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) return OpenSslFailure("HKDF derive");
   return out;
 }
 
@@ -485,25 +483,25 @@ Result<Ed25519KeyPair> GenerateEd25519KeyPair() {
   FRUGAL_RETURN_IF_ERROR(RandomBytes(pair.private_key));
   PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, pair.private_key.data(),
                                            pair.private_key.size()));
-  if (!key) return OpenSslError("Ed25519 private key import");
+  if (!key) return OpenSslFailure("Ed25519 private key import");
   size_t len = pair.public_key.size();
   if (EVP_PKEY_get_raw_public_key(key.get(), pair.public_key.data(), &len) != 1 || len != pair.public_key.size()) {
-    return OpenSslError("Ed25519 public key export");
+    return OpenSslFailure("Ed25519 public key export");
   }
   return pair;
 }
 
 Result<Signature512> Ed25519Sign(const Key256& private_key, std::span<const uint8_t> message) {
   PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, private_key.data(), private_key.size()));
-  if (!key) return OpenSslError("Ed25519 private key import");
+  if (!key) return OpenSslFailure("Ed25519 private key import");
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
-    return OpenSslError("Ed25519 sign setup");
+    return OpenSslFailure("Ed25519 sign setup");
   }
   Signature512 sig{};
   size_t len = sig.size();
   if (EVP_DigestSign(ctx.get(), sig.data(), &len, message.data(), message.size()) != 1 || len != sig.size()) {
-    return OpenSslError("Ed25519 sign");
+    return OpenSslFailure("Ed25519 sign");
   }
   return sig;
 }
@@ -513,7 +511,7 @@ Status Ed25519Verify(const Key256& public_key, std::span<const uint8_t> message,
   if (!key) return InvalidArgumentError("not an Ed25519 public key");
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
-    return OpenSslError("Ed25519 verify setup");
+    return OpenSslFailure("Ed25519 verify setup");
   }
   if (EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(), message.size()) != 1) {
     return UnauthenticatedError("Ed25519 signature does not verify");
@@ -536,7 +534,7 @@ Result<Key256> X25519Agreement::PublicKey() const {
   Key256 pub;
   size_t len = pub.size();
   if (EVP_PKEY_get_raw_public_key(key_.get(), pub.data(), &len) != 1 || len != pub.size()) {
-    return OpenSslError("X25519 public key export");
+    return OpenSslFailure("X25519 public key export");
   }
   return pub;
 }
@@ -546,7 +544,7 @@ Result<Key256> X25519Agreement::Agree(const Key256& peer_public_key, std::span<c
                                            peer_public_key.size()));
   if (!peer) return InvalidArgumentError("not an X25519 public key");
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new(key_.get(), nullptr));
-  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslError("X25519 derive setup");
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslFailure("X25519 derive setup");
   // OpenSSL refuses low-order peer points here (the all-zero shared secret).
   if (EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1)
     return InvalidArgumentError("unusable X25519 peer key");
@@ -598,7 +596,7 @@ Result<std::vector<uint8_t>> SealShareMessage(const Key256& key, const ShareMess
       EVP_EncryptFinal_ex(ctx.get(), out.data() + 1 + len, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, out.data() + out.size() - kTag) !=
           1) {
-    return OpenSslError("AES-256-GCM seal");
+    return OpenSslFailure("AES-256-GCM seal");
   }
   return out;
 }
@@ -624,7 +622,7 @@ Result<std::vector<uint8_t>> OpenShareMessage(const Key256& key, const ShareMess
       EVP_DecryptUpdate(ctx.get(), plain.data(), &len, sealed.data() + 1,
                         static_cast<int>(body)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag.data()) != 1) {
-    return OpenSslError("AES-256-GCM open");
+    return OpenSslFailure("AES-256-GCM open");
   }
   if (EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) != 1) {
     Cleanse(plain);
@@ -681,7 +679,7 @@ Status ExpandMask(const Key256& seed, int bits, std::span<uint64_t> out) {
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!ctx ||
       EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, seed.data(), iv.data()) != 1) {
-    return OpenSslError("AES-256-CTR setup");
+    return OpenSslFailure("AES-256-CTR setup");
   }
   // Encrypting zeros yields the keystream; work in blocks to bound the buffer.
   constexpr size_t kBlockWords = 4096;
@@ -693,7 +691,7 @@ Status ExpandMask(const Key256& seed, int bits, std::span<uint64_t> out) {
     if (EVP_EncryptUpdate(ctx.get(), stream.data(), &len, zeros.data(),
                           static_cast<int>(words * 8)) != 1 ||
         static_cast<size_t>(len) != words * 8) {
-      return OpenSslError("AES-256-CTR keystream");
+      return OpenSslFailure("AES-256-CTR keystream");
     }
     for (size_t w = 0; w < words; ++w) {
       uint64_t v = 0;
