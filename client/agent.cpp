@@ -199,6 +199,12 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config, embed::
     id.key = std::make_shared<const privacy::P256Key>(std::move(key));
     return id;
   };
+  if (s.cfg.require_identity) {
+    // An agent that must bind its keys checks its files at start-up, so a
+    // missing or mismatched credential is a configuration error (exit 2) and
+    // not a refusal in the middle of a secure round.
+    if (auto id = s.env.identity(); !id.ok()) return id.error().WithContext("secure.require_identity");
+  }
   s.env.cpu_seconds = [] {
     timespec ts{};
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);

@@ -52,9 +52,56 @@ for pkg in frugal-client frugal-coordinator; do
   done < <(grep -o -- '--[a-z][a-z-]*' "$work/help.txt" | sort -u)
 done
 
+# Every file the packaged client.toml names under /run/credentials/ is one the
+# unit loads (LoadCredential=), and the identity credential (tls.identity, or
+# its default beside tls.cert) is one the service can read: without that a
+# packaged agent cannot take part in a secure.identity = "ca" round.
+python3 - "$root/etc/frugal/client.toml" "$root/usr/lib/systemd/system/frugal-client.service" <<'PY' ||
+import re, sys, tomllib
+conf = tomllib.load(open(sys.argv[1], "rb"))
+unit = open(sys.argv[2]).read()
+loaded = set(re.findall(r"^LoadCredential=([^:\n]+):", unit, re.M))
+creds = "/run/credentials/frugal-client.service/"
+tls = conf.get("tls", {})
+identity = tls.get("identity") or re.sub(r"\.crt$", "", tls["cert"]) + ".idc"
+for key, path in [("tls.ca_cert", tls["ca_cert"]), ("tls.cert", tls["cert"]), ("tls.key", tls["key"]),
+                  ("tls.identity", identity)]:
+    if path.startswith(creds):
+        if path[len(creds):] not in loaded:
+            sys.exit(f"{key} = {path}: the unit has no LoadCredential={path[len(creds):]}:...")
+    elif not (key == "tls.identity" and path.startswith("/etc/frugal/")):
+        sys.exit(f"{key} = {path}: neither a credential of the unit nor a file under /etc/frugal")
+print("client.toml's TLS files and identity are readable by the service:", identity)
+PY
+  fail "the packaged client.toml names a file the frugal-client unit does not give the service"
+identity=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["tls"]["identity"])' \
+  "$root/etc/frugal/client.toml")
+
 # The unpacked binaries, with the unpacked /etc/frugal files, run two rounds.
 coord=$root/usr/bin/frugal-coordinator
 make_ca "$coord" "$work/ca" 2
+
+# The packaged agent with secure.require_identity = true reads the credential
+# where the packaged configuration says (under the scratch root): without the
+# file it refuses to start (exit 2, naming tls.identity); with device-0's
+# .idc there it gets past its set-up to connecting (exit 5 after one refused
+# attempt: nothing listens on port 1).
+agent_with_identity() {
+  "$root/usr/bin/frugal-client" --config "$root/etc/frugal/client.toml" --set 'name="device-0"' \
+    --set "tls.ca_cert=\"$work/ca/ca.crt\"" --set "tls.cert=\"$work/ca/clients/device-0.crt\"" \
+    --set "tls.key=\"$work/ca/clients/device-0.key\"" --set "tls.identity=\"$root$identity\"" \
+    --set secure.require_identity=true --set "state_dir=\"$work/id-state\"" --set 'coordinator.host="127.0.0.1"' \
+    --set coordinator.port=1 --set connection.max_attempts=1 --set connection.backoff_initial_s=0.1 \
+    --set data.clients=20 >"$work/identity.log" 2>&1
+}
+rm -f "$root$identity"
+rc=0; agent_with_identity || rc=$?
+{ [ "$rc" = 2 ] && grep -q "tls.identity" "$work/identity.log"; } ||
+  { cat "$work/identity.log" >&2; fail "the packaged agent without $identity exited $rc, not 2 naming tls.identity"; }
+cp "$work/ca/clients/device-0.idc" "$root$identity"
+rc=0; agent_with_identity || rc=$?
+[ "$rc" = 5 ] || { cat "$work/identity.log" >&2; fail "the packaged agent with $identity exited $rc, not 5 (gave up connecting)"; }
+echo "packaged frugal-client loads its identity credential from $identity"
 run_fleet "$work/run" "$work/ca" "$coord run --config $root/etc/frugal/coordinator.toml" \
   "$root/usr/bin/frugal-client --config $root/etc/frugal/client.toml" 2 \
   'run_id="package-e2e"' rounds=2 'model="logreg"' round.clients_per_round=2 round.min_clients=2 \

@@ -72,7 +72,8 @@ struct ClientConfig {
   // (tls.identity; default: tls.cert with .crt replaced by .idc), used in a
   // secure round that binds keys to identities (docs/privacy.md).
   std::string identity;
-  // secure.require_identity: check every neighbour's identity in every secure
+  // secure.require_identity: load and check tls.identity at start-up (Agent::Create
+  // fails without it), and check every neighbour's identity in every secure
   // round, even when the coordinator's plan does not ask for it (a server
   // that turned the check off could pose as clients of its own making).
   bool require_identity = false;
