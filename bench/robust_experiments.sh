@@ -16,7 +16,8 @@ JOBS=${JOBS:-2}
 RULES=${RULES:-none norm_bound centered_clip median trimmed_mean multi_krum fltrust}
 # alie3: ALIE at a fixed z = 3 (attack.z), besides ALIE with the paper's z,
 # which is 0 for 10 senders of whom 2 attack (docs/benchmarks.md).
-# backdoor10 (not in the default list): the backdoor boosted ten-fold
+# alie_flanders (not in the default list): ALIE as Flower's FLANDERS baseline
+# computes it (docs/robustness.md). backdoor10 (not in the default list): the backdoor boosted ten-fold
 # (attack.scale = 10, model replacement), as Bagdasaryan et al. and Sun et al.
 ATTACKS=${ATTACKS:-none sign_flip scaling gaussian alie alie3 ipm label_flip backdoor}
 PIPELINES=${PIPELINES:-dense frugal}

@@ -13,13 +13,13 @@ awk -F, '
     if (!($2 in A)) { A[$2] = 1; at[++na] = $2 }
     if (!($3 in R)) { R[$3] = 1; ru[++nr] = $3 } }
   END {
-    split("none sign_flip scaling gaussian alie alie3 ipm label_flip backdoor backdoor10", order, " ")
+    nattacks = split("none sign_flip scaling gaussian alie alie3 alie_flanders ipm label_flip backdoor backdoor10", order, " ")
     nrules = split("none norm_bound centered_clip median trimmed_mean multi_krum fltrust foolsgold foolsgold_out bulyan flame flame_ms1 clip_noise rlr rlr2 rlr3 rlr_zero rlr_zero2 rlr_zero3 cc_rlr", rorder, " ")
     for (p = 1; p <= np; ++p) {
       printf "\n%s pipeline: final accuracy, mean over %d seeds (fewer where a cell says so)\n\n", pl[p], maxn
       printf "| attack |"; for (r = 1; r <= nrules; ++r) if (rorder[r] in R) printf " %s |", rorder[r]; printf "\n"
       printf "|---|"; for (r = 1; r <= nrules; ++r) if (rorder[r] in R) printf "---|"; printf "\n"
-      for (a = 1; a <= 10; ++a) {
+      for (a = 1; a <= nattacks; ++a) {
         if (!(order[a] in A)) continue
         printf "| %s |", order[a]
         for (r = 1; r <= nrules; ++r) {

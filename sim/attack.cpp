@@ -18,7 +18,8 @@ struct KindName {
 };
 constexpr KindName kKinds[] = {{AttackKind::kNone, "none"},           {AttackKind::kSignFlip, "sign_flip"},
                                {AttackKind::kScaling, "scaling"},     {AttackKind::kGaussian, "gaussian"},
-                               {AttackKind::kAlie, "alie"},           {AttackKind::kIpm, "ipm"},
+                               {AttackKind::kAlie, "alie"},           {AttackKind::kAlieFlanders, "alie_flanders"},
+                               {AttackKind::kIpm, "ipm"},
                                {AttackKind::kLabelFlip, "label_flip"}, {AttackKind::kBackdoor, "backdoor"}};
 
 // Copies data[rows] into a new data set of the same form.
@@ -63,8 +64,8 @@ Result<AttackKind> ParseAttackKind(std::string_view name) {
   for (const auto& k : kKinds) {
     if (k.name == name) return k.kind;
   }
-  return InvalidArgumentError("attack.kind must be none, sign_flip, scaling, gaussian, alie, ipm, label_flip or "
-                              "backdoor, got '" + std::string(name) + "'");
+  return InvalidArgumentError("attack.kind must be none, sign_flip, scaling, gaussian, alie, alie_flanders, ipm, "
+                              "label_flip or backdoor, got '" + std::string(name) + "'");
 }
 
 std::vector<bool> ChooseAttackers(size_t population, double fraction, uint64_t seed) {
@@ -122,6 +123,15 @@ double AlieZ(size_t n, size_t m) {
   return PhiInverse(p);
 }
 
+double Phi(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+double FlandersZ(size_t n, size_t m) {
+  if (m == 0 || m >= n) return 0;
+  const auto s = static_cast<double>(n / 2 + 1) - static_cast<double>(m);
+  const double honest = static_cast<double>(n - m);
+  return Phi((honest - s) / honest);
+}
+
 DeltaMoments Moments(std::span<const std::span<const float>> deltas) {
   DeltaMoments out;
   out.count = deltas.size();
@@ -158,6 +168,12 @@ void GaussianDelta(std::span<float> delta, double sigma, uint64_t seed) {
 
 void AlieDelta(const DeltaMoments& honest, double z, std::span<float> delta) {
   for (size_t j = 0; j < delta.size(); ++j) delta[j] = static_cast<float>(honest.mean[j] - z * honest.std[j]);
+}
+
+void FlandersAlieDelta(const DeltaMoments& senders, double z, std::span<float> delta) {
+  for (size_t j = 0; j < delta.size(); ++j) {
+    delta[j] = static_cast<float>(senders.mean[j] - z * std::sqrt(senders.std[j]));
+  }
 }
 
 void IpmDelta(const DeltaMoments& honest, double epsilon, std::span<float> delta) {

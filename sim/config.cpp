@@ -25,6 +25,7 @@ Status CheckAttack(const AttackConfig& a) {
   if (!(a.scale > 0)) return InvalidArgumentError("attack.scale must be positive");
   if (!(a.sigma > 0)) return InvalidArgumentError("attack.sigma must be positive");
   if (!(a.epsilon > 0)) return InvalidArgumentError("attack.epsilon must be positive");
+  if (a.start_round < 1) return InvalidArgumentError("attack.start_round must be 1 or more (rounds count from 1)");
   if (!(a.poison_fraction > 0 && a.poison_fraction <= 1)) {
     return InvalidArgumentError("attack.poison_fraction must be in (0, 1]");
   }
@@ -44,7 +45,10 @@ Status ReadAttack(ConfigReader& r, const toml::table& t, SimConfig& c) {
   FRUGAL_ASSIGN_OR_RETURN(c.attack.kind, ParseAttackKind(kind));
   AttackConfig& a = c.attack;
   std::vector<std::string> keys = {"kind"};
-  if (a.active()) keys.push_back("fraction");
+  if (a.active()) {
+    keys.push_back("fraction");
+    keys.push_back("start_round");
+  }
   switch (a.kind) {
     case AttackKind::kSignFlip:
     case AttackKind::kBackdoor:
@@ -58,6 +62,7 @@ Status ReadAttack(ConfigReader& r, const toml::table& t, SimConfig& c) {
       break;
     case AttackKind::kGaussian: keys.push_back("sigma"); break;
     case AttackKind::kAlie: keys.push_back("z"); break;
+    case AttackKind::kAlieFlanders: break;  // z is Flower's formula's, every round
     case AttackKind::kIpm: keys.push_back("epsilon"); break;
     case AttackKind::kLabelFlip:
     case AttackKind::kNone: break;
@@ -76,6 +81,7 @@ Status ReadAttack(ConfigReader& r, const toml::table& t, SimConfig& c) {
   }
   if (!a.active()) return OkStatus();
   r.Get("attack.fraction", a.fraction);
+  r.Get("attack.start_round", a.start_round);
   if (a.kind == AttackKind::kAlie) {
     // Unset: z from n and m each round (AlieZ); only a value given is recorded.
     if (t.at_path("attack.z").node() != nullptr) {

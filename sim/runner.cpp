@@ -5,6 +5,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -273,6 +274,9 @@ class Simulation {
   void OmniscientAttack(std::span<const uint32_t> selected, std::span<const size_t> mine,
                         std::vector<std::vector<float>>& held, const std::vector<uint8_t>& pending,
                         std::vector<SlotResult>& results);
+  // alie_flanders: how far, in standard deviations of the round's senders,
+  // the attackers' update sits from their mean, coordinate by coordinate.
+  void RecordFlandersShift(const DeltaMoments& senders, double z);
   Result<std::vector<SlotResult>> Exchange(std::vector<SlotResult> local);
   Result<Timing> Schedule(std::span<const uint32_t> selected, std::span<const Download> downloads,
                        const std::map<uint32_t, SlotResult*>& by_client) const;
@@ -327,6 +331,9 @@ class Simulation {
   double dp_epsilon_ = -1, dp_delta_ = -1;
   std::string stop_reason_;
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
+  // alie_flanders: per attacked round, z, the 10th, 50th and 90th percentiles
+  // over coordinates of z * sqrt(std) / std (coordinates where std > 0), and std's median.
+  std::vector<std::array<double, 5>> flanders_shift_;
   // The server's work on its trusted set (server.robust = "fltrust", the trigger scan); null: none.
   std::unique_ptr<ServerDefense> defense_;
   std::map<uint32_t, Base> bases_;
@@ -730,7 +737,8 @@ std::vector<SlotResult> Simulation::Train(uint32_t round, std::span<const uint32
       r.status = 2;
       r.error = e.ToString();
     };
-    const bool attacker = IsAttacker(c);
+    // Before attack.start_round an attacker trains and sends like any client (a warm-up).
+    const bool attacker = IsAttacker(c) && round >= attack.start_round;
     // The copy the client trains from, after its download (see Base).
     const uint32_t base = downloads[s].full || pop_->base_version(c) == 0 ? version : pop_->base_version(c);
     const NestedNetwork* nested = NestedFor(c);
@@ -855,8 +863,15 @@ void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<
   for (const Entry& e : entries) (e.attacker ? own : honest).push_back(e.delta);
   const size_t n = entries.size(), m = own.size();
   if (m == 0) return;
-  const DeltaMoments moments = Moments(honest.empty() ? own : honest);
-  const double z = cfg_.attack.z.value_or(AlieZ(n, m));
+  const bool flanders = cfg_.attack.kind == AttackKind::kAlieFlanders;
+  std::vector<std::span<const float>> senders;
+  if (flanders) {
+    // Flower's moments are over every sender of the round, attackers' own honest deltas included.
+    for (const Entry& e : entries) senders.push_back(e.delta);
+  }
+  const DeltaMoments moments = Moments(flanders ? senders : honest.empty() ? own : honest);
+  const double z = flanders ? FlandersZ(n, m) : cfg_.attack.z.value_or(AlieZ(n, m));
+  if (flanders) RecordFlandersShift(moments, z);
   std::vector<size_t> attackers;
   for (size_t k = 0; k < mine.size(); ++k) {
     if (pending[k] && results[k].status == 0) attackers.push_back(k);
@@ -866,6 +881,8 @@ void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<
     std::span<float> delta = held[k];
     if (cfg_.attack.kind == AttackKind::kAlie) {
       AlieDelta(moments, z, delta);
+    } else if (flanders) {
+      FlandersAlieDelta(moments, z, delta);
     } else {
       IpmDelta(moments, cfg_.attack.epsilon, delta);
     }
@@ -874,6 +891,23 @@ void Simulation::OmniscientAttack(std::span<const uint32_t> selected, std::span<
       results[k].error = st.error().ToString();
     }
   });
+}
+
+void Simulation::RecordFlandersShift(const DeltaMoments& senders, double z) {
+  std::vector<double> shift, spread;
+  for (double sd : senders.std) {
+    if (sd > 0) {
+      shift.push_back(z / std::sqrt(sd));  // z sqrt(sd) / sd
+      spread.push_back(sd);
+    }
+  }
+  if (shift.empty()) return;
+  auto at = [](std::vector<double>& v, double q) {
+    const auto k = static_cast<size_t>(q * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+  };
+  flanders_shift_.push_back({z, at(shift, 0.1), at(shift, 0.5), at(shift, 0.9), at(spread, 0.5)});
 }
 
 // Every rank gets every rank's results, so each runs the same aggregation.
@@ -1404,6 +1438,17 @@ Result<RunResult> Simulation::Finish() {
   }
   if (engine_cfg_.dp.enabled()) AddPrivacy(sum);
   if (cfg_.attack.active()) sum.extra_metrics["attack_diverged_tasks"] = static_cast<double>(diverged_);
+  if (!flanders_shift_.empty()) {
+    // Means over the attacked rounds of each round's figure.
+    static constexpr const char* kNames[] = {"alie_flanders_z", "alie_flanders_shift_std_p10",
+                                             "alie_flanders_shift_std_median", "alie_flanders_shift_std_p90",
+                                             "alie_flanders_sender_std_median"};
+    for (size_t i = 0; i < 5; ++i) {
+      double total = 0;
+      for (const auto& r : flanders_shift_) total += r[i];
+      sum.extra_metrics[kNames[i]] = total / static_cast<double>(flanders_shift_.size());
+    }
+  }
   sum.extra_metrics["train_wall_seconds"] = train_wall_;
   AddCarbonFigures(sum);
   sum.extra_metrics["train_gflops_per_second"] = train_wall_ > 0 ? train_flops_ / train_wall_ / 1e9 : 0;

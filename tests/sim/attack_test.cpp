@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "frugal/codec/uplink.h"
@@ -99,6 +100,44 @@ TEST_SUITE("sim") {
     CHECK(AlieZ(10, 1) == doctest::Approx(-0.1397102988818621).epsilon(1e-12));
     CHECK(AlieZ(5, 0) == 0);
     CHECK(AlieZ(4, 4) == 0);
+  }
+
+  TEST_CASE("alie_flanders' z is Flower's: the CDF of Baruch et al.'s ratio, not its quantile") {
+    // References: Python's statistics.NormalDist().cdf of (n - m - s) / (n - m), s = n // 2 + 1 - m.
+    CHECK(Phi(0) == 0.5);
+    CHECK(Phi(1.959963984540054) == doctest::Approx(0.975).epsilon(1e-12));
+    CHECK(FlandersZ(10, 2) == doctest::Approx(0.6914624612740131).epsilon(1e-12));    // ratio 0.5
+    CHECK(FlandersZ(10, 1) == doctest::Approx(0.6716393567181148).epsilon(1e-12));    // ratio 4/9
+    CHECK(FlandersZ(10, 3) == doctest::Approx(0.7161454169013237).epsilon(1e-12));    // ratio 4/7
+    CHECK(FlandersZ(10, 7) == doctest::Approx(0.9087887802741321).epsilon(1e-12));    // s = -1, ratio 4/3, no clamp
+    CHECK(FlandersZ(100, 20) == doctest::Approx(0.7298965009987647).epsilon(1e-12));  // ratio 49/80
+    CHECK(FlandersZ(10, 0) == 0);
+    CHECK(FlandersZ(4, 4) == 0);
+    // The published z is unchanged beside it.
+    CHECK(AlieZ(10, 2) == doctest::Approx(0.0).epsilon(1e-12));
+    CHECK(AlieZ(100, 20) == doctest::Approx(0.2858408748811658).epsilon(1e-12));
+  }
+
+  TEST_CASE("alie_flanders sends mean - z sqrt(std) over every sender; alie still sends mean - z std") {
+    // Hand-computed (Python): three senders, z = Phi(0.5) = FlandersZ(10, 2).
+    const std::vector<float> a = {1, -2, 0.5f, 0}, b = {3, 2, 0.5f, -4}, c = {2, 0, 2, 1};
+    const std::vector<std::span<const float>> senders = {a, b, c};
+    const DeltaMoments mo = Moments(senders);
+    // std: sqrt(2/3), sqrt(8/3), sqrt(1/2), sqrt(14/3)
+    const std::vector<double> flanders = {1.375193134571807, -0.8836103429523717, 0.41855169503217193,
+                                          -2.0162962028933613};
+    std::vector<float> out(4);
+    FlandersAlieDelta(mo, FlandersZ(10, 2), out);
+    for (size_t j = 0; j < 4; ++j) CHECK(out[j] == doctest::Approx(flanders[j]).epsilon(1e-6));
+    // Baruch et al. at n = 10, m = 2: z = 0, the plain mean {2, 0, 1, -1}.
+    AlieDelta(mo, AlieZ(10, 2), out);
+    CHECK(out == std::vector<float>{2, 0, 1, -1});
+    // Where the senders agree (std 0) neither form moves off the mean.
+    const std::vector<float> same = {0.25f, 0.25f};
+    const std::vector<std::span<const float>> twins = {same, same};
+    std::vector<float> two(2);
+    FlandersAlieDelta(Moments(twins), 0.9, two);
+    CHECK(two == same);
   }
 
   TEST_CASE("model-poisoning transforms match a plain reference") {
@@ -302,6 +341,13 @@ TEST_SUITE("sim") {
     expect_error({"attack.kind=\"backdoor\"", "attack.poison_fraction=0"}, "attack.poison_fraction");
     expect_error({"attack.kind=\"gaussian\"", "attack.sigma=0"}, "attack.sigma");
     expect_error({"attack.kind=\"ipm\"", "attack.epsilon=\"big\""}, "attack.epsilon");
+    CHECK(Parse({"attack.kind=\"alie_flanders\""}).attack.kind == AttackKind::kAlieFlanders);
+    CHECK(AttackKindName(AttackKind::kAlieFlanders) == "alie_flanders");
+    expect_error({"attack.kind=\"alie_flanders\"", "attack.z=1"}, "attack.z");  // Flower's z, every round
+    CHECK(Parse({"attack.kind=\"ipm\""}).attack.start_round == 1);
+    CHECK(Parse({"attack.kind=\"ipm\"", "attack.start_round=31"}).attack.start_round == 31);
+    expect_error({"attack.kind=\"ipm\"", "attack.start_round=0"}, "attack.start_round");
+    expect_error({"attack.start_round=3"}, "attack.start_round");  // kind none
   }
 
   TEST_CASE("a scaling attack costs FedAvg accuracy; attackers' energy stays on the ledger") {
@@ -326,6 +372,41 @@ TEST_SUITE("sim") {
     const RunResult ipm = Run(Parse({"attack.kind=\"ipm\"", "rounds=2", "attack.fraction=0.5"}));
     CHECK(ipm.rounds.size() == 2);
     CHECK(ipm.final_model != one.final_model);
+  }
+
+  TEST_CASE("alie runs keep Baruch et al.'s z; alie_flanders runs use Flower's and report its shift") {
+    // Every client is selected every round (40 of 40) and 10 attack: n = 40, m = 10 in every round, so
+    // the formula's z can be given as a fixed attack.z and the run must not change by a bit.
+    const std::vector<std::string> all = {"round.clients_per_round=40", "attack.fraction=0.25", "rounds=3"};
+    auto with = [&](std::vector<std::string> extra) {
+      extra.insert(extra.end(), all.begin(), all.end());
+      return Parse(extra);
+    };
+    const RunResult formula = Run(with({"attack.kind=\"alie\""}));
+    char z[64];
+    std::snprintf(z, sizeof z, "attack.z=%.17g", AlieZ(40, 10));
+    const RunResult fixed = Run(with({"attack.kind=\"alie\"", z}));
+    CHECK(formula.final_model == fixed.final_model);
+    CHECK(formula.summary.extra_metrics.count("alie_flanders_z") == 0);
+
+    const RunResult flanders = Run(with({"attack.kind=\"alie_flanders\""}));
+    CHECK(flanders.final_model != formula.final_model);
+    const auto& x = flanders.summary.extra_metrics;
+    CHECK(x.at("alie_flanders_z") == doctest::Approx(FlandersZ(40, 10)).epsilon(1e-12));
+    CHECK(x.at("alie_flanders_shift_std_p10") <= x.at("alie_flanders_shift_std_median"));
+    CHECK(x.at("alie_flanders_shift_std_median") <= x.at("alie_flanders_shift_std_p90"));
+    // z sqrt(std) / std = z / sqrt(std): more than z standard deviations wherever std < 1.
+    CHECK(x.at("alie_flanders_sender_std_median") < 1);
+    CHECK(x.at("alie_flanders_shift_std_median") > x.at("alie_flanders_z"));
+  }
+
+  TEST_CASE("before attack.start_round attackers train and send like every client") {
+    const RunResult clean = Run(Parse({}));
+    const RunResult never = Run(Parse({"attack.kind=\"scaling\"", "attack.start_round=7"}));  // after round 6
+    CHECK(never.final_model == clean.final_model);
+    const RunResult late = Run(Parse({"attack.kind=\"scaling\"", "attack.start_round=4"}));
+    for (size_t i = 0; i < 3; ++i) CHECK(late.rounds[i].accuracy == clean.rounds[i].accuracy);
+    CHECK(late.final_model != clean.final_model);
   }
 
   TEST_CASE("a run whose model an attack destroys goes on: clients that cannot train send nothing") {

@@ -19,7 +19,9 @@
 
 namespace frugal::sim {
 
-enum class AttackKind { kNone, kSignFlip, kScaling, kGaussian, kAlie, kIpm, kLabelFlip, kBackdoor };
+// kAlieFlanders: ALIE as Flower's FLANDERS baseline computes it (FlandersZ,
+// FlandersAlieDelta); kAlie is Baruch et al.'s published attack.
+enum class AttackKind { kNone, kSignFlip, kScaling, kGaussian, kAlie, kAlieFlanders, kIpm, kLabelFlip, kBackdoor };
 
 std::string_view AttackKindName(AttackKind kind);
 // kInvalidArgument naming the accepted kinds for anything else.
@@ -35,6 +37,7 @@ struct AttackConfig {
   double epsilon = 0.1;           // ipm
   double poison_fraction = 0.5;   // backdoor: share of an attacker's examples stamped and relabelled
   int32_t target_label = 0;       // backdoor
+  uint32_t start_round = 1;       // attackers behave honestly before this round (a warm-up)
 
   bool active() const { return kind != AttackKind::kNone; }
   // Attackers change their trained delta: every model attack, and a backdoor
@@ -43,8 +46,10 @@ struct AttackConfig {
     return active() && (!poisons_data() || (kind == AttackKind::kBackdoor && scale != 1));
   }
   bool poisons_data() const { return kind == AttackKind::kLabelFlip || kind == AttackKind::kBackdoor; }
-  // ALIE and IPM are omniscient: they need the round's honest deltas.
-  bool needs_honest_deltas() const { return kind == AttackKind::kAlie || kind == AttackKind::kIpm; }
+  // ALIE (both forms) and IPM are omniscient: they need the round's other deltas.
+  bool needs_honest_deltas() const {
+    return kind == AttackKind::kAlie || kind == AttackKind::kAlieFlanders || kind == AttackKind::kIpm;
+  }
 };
 
 // The malicious clients among `population`: a mask by population index with
@@ -58,6 +63,15 @@ std::vector<bool> ChooseAttackers(size_t population, double fraction, uint64_t s
 double AlieZ(size_t n, size_t m);
 // The standard normal quantile, p in (0, 1); |error| < 1e-12 after a Newton step.
 double PhiInverse(double p);
+// The standard normal CDF.
+double Phi(double x);
+
+// ALIE as Flower's FLANDERS baseline computes it (baselines/flanders,
+// attacks.py, lie_attack; docs/robustness.md): the same s and the same
+// ratio as AlieZ, but z = Phi(ratio), the CDF where Baruch et al. take the
+// quantile; no clamp. 0 when m == 0 or m >= n (Flower's code divides by zero
+// there).
+double FlandersZ(size_t n, size_t m);
 
 // Per-coordinate mean and population standard deviation of equal-size
 // vectors, summed in the given order (so the result does not depend on
@@ -77,6 +91,11 @@ void ScaleDelta(std::span<float> delta, double scale);
 void GaussianDelta(std::span<float> delta, double sigma, uint64_t seed);
 // ALIE: delta = mean - z * std.
 void AlieDelta(const DeltaMoments& honest, double z, std::span<float> delta);
+// ALIE as Flower's baseline computes it: delta = mean - z * sqrt(std), the
+// square root of the standard deviation where Baruch et al. take the
+// standard deviation; the moments are over every sender of the round,
+// attackers' own honest deltas included (Flower's are).
+void FlandersAlieDelta(const DeltaMoments& senders, double z, std::span<float> delta);
 // IPM (Xie et al. 2019): delta = -epsilon * mean.
 void IpmDelta(const DeltaMoments& honest, double epsilon, std::span<float> delta);
 
