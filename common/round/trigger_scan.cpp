@@ -357,6 +357,62 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
   return out;
 }
 
+namespace {
+
+// The inputs that fill the bounding boxes of the compact clusters `added`
+// touches: 8-connected components of added + pruned on a side x side image
+// that hold an input of `added` and whose box area is at most fill x their
+// size. Returns the box inputs in neither set, unordered.
+std::vector<uint32_t> CompactClusterHoles(std::span<const uint32_t> added, std::span<const uint32_t> pruned,
+                                          size_t side, float fill) {
+  // 0: not in the set, 1: pruned before, 2: added now.
+  std::vector<uint8_t> in(side * side, 0);
+  for (uint32_t p : pruned) in[p] = 1;
+  for (uint32_t p : added) in[p] = 2;
+  std::vector<uint8_t> seen(side * side, 0);
+  std::vector<uint32_t> holes, stack;
+  for (uint32_t start : added) {
+    if (seen[start]) continue;
+    seen[start] = 1;
+    stack.assign(1, start);
+    size_t count = 0, top = side, bottom = 0, left = side, right = 0;
+    while (!stack.empty()) {
+      const uint32_t p = stack.back();
+      stack.pop_back();
+      ++count;
+      const size_t row = p / side, col = p % side;
+      top = std::min(top, row);
+      bottom = std::max(bottom, row);
+      left = std::min(left, col);
+      right = std::max(right, col);
+      for (size_t r = row == 0 ? 0 : row - 1; r <= std::min(row + 1, side - 1); ++r) {
+        for (size_t c = col == 0 ? 0 : col - 1; c <= std::min(col + 1, side - 1); ++c) {
+          const size_t q = r * side + c;
+          if (in[q] != 0 && !seen[q]) {
+            seen[q] = 1;
+            stack.push_back(static_cast<uint32_t>(q));
+          }
+        }
+      }
+    }
+    const size_t area = (bottom - top + 1) * (right - left + 1);
+    if (static_cast<double>(area) > static_cast<double>(fill) * static_cast<double>(count)) continue;
+    for (size_t r = top; r <= bottom; ++r) {
+      for (size_t c = left; c <= right; ++c) {
+        const size_t q = r * side + c;
+        if (in[q] == 0) {
+          in[q] = 2;  // a later component's box may overlap this one's: count each hole once
+          seen[q] = 1;
+          holes.push_back(static_cast<uint32_t>(q));
+        }
+      }
+    }
+  }
+  return holes;
+}
+
+}  // namespace
+
 std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
                                     const TriggerScanConfig& cfg) {
   std::vector<uint32_t> order;
@@ -385,6 +441,10 @@ std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const u
         }
       }
     }
+  }
+  if (cfg.prune_fill >= 1.0f && side * side == t.mask.size() && !order.empty()) {
+    const std::vector<uint32_t> holes = CompactClusterHoles(order, pruned, side, cfg.prune_fill);
+    order.insert(order.end(), holes.begin(), holes.end());
   }
   std::sort(order.begin(), order.end());
   return order;

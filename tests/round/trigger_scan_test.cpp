@@ -291,6 +291,71 @@ TEST_SUITE("round") {
     CHECK(InputsToPrune(t, before, cfg) == rest);
   }
 
+  TEST_CASE("pruning fills the holes of a compact cluster when server.trigger_prune_fill is set") {
+    // Seed 1's round-10 mask (docs/benchmarks.md, thirteenth session): the
+    // 4x4 corner patch (rows and columns 24-27) at 0.9 except 696 and 724
+    // (row 24 and 25, column 24) at 0.05, two stray pixels 747 (row 26,
+    // column 19) and 771 (row 27, column 15) at 0.8, the rest at 0.05.
+    RecoveredTrigger t;
+    t.target = 0;
+    t.mask.assign(784, 0.05f);
+    t.pattern.assign(784, 1.0f);
+    std::vector<uint32_t> patch;
+    for (uint32_t r = 24; r < 28; ++r) {
+      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
+    }
+    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    t.mask[696] = t.mask[724] = 0.05f;
+    t.mask[747] = t.mask[771] = 0.8f;
+    TriggerScanConfig cfg;
+    cfg.prune = 16;
+    std::vector<uint32_t> chosen = patch;  // the 14 patch pixels >= 0.5 and the two strays
+    std::erase(chosen, 696u);
+    std::erase(chosen, 724u);
+    chosen.push_back(747);
+    chosen.push_back(771);
+    std::sort(chosen.begin(), chosen.end());
+    CHECK(InputsToPrune(t, {}, cfg) == chosen);
+    // The 14 form one 8-connected cluster with a 4x4 box: 16 <= 2 x 14, so the
+    // box is filled (696, 724 join). Each stray is a cluster of 1 with a 1x1
+    // box: nothing to fill. The grow ring would not reach them (mask 0.05).
+    cfg.prune_fill = 2.0f;
+    std::vector<uint32_t> filled = chosen;
+    filled.push_back(696);
+    filled.push_back(724);
+    std::sort(filled.begin(), filled.end());
+    CHECK(InputsToPrune(t, {}, cfg) == filled);
+    // At 1.1 the box must be nearly full: 16 > 1.1 x 14, nothing is filled.
+    cfg.prune_fill = 1.1f;
+    CHECK(InputsToPrune(t, {}, cfg) == chosen);
+    // A diagonal line of 4 (a 4x4 box over 4 inputs) is not compact at 2.
+    cfg.prune_fill = 2.0f;
+    RecoveredTrigger line;
+    line.target = 1;
+    line.mask.assign(784, 0.0f);
+    line.pattern.assign(784, 1.0f);
+    const std::vector<uint32_t> diagonal = {0 * 28 + 0, 1 * 28 + 1, 2 * 28 + 2, 3 * 28 + 3};
+    for (uint32_t p : diagonal) line.mask[p] = 0.9f;
+    CHECK(InputsToPrune(line, {}, cfg) == diagonal);
+    // Inputs pruned before join the clusters: a later flag that prunes only
+    // 752 (row 26, column 24) next to an earlier, compact pruning of the
+    // patch's other 13 pixels but 696 and 724 fills them (16 <= 2 x 14).
+    RecoveredTrigger late;
+    late.target = 0;
+    late.mask.assign(784, 0.0f);
+    late.pattern.assign(784, 1.0f);
+    late.mask[752] = 0.9f;
+    std::vector<uint32_t> before = patch;
+    std::erase(before, 696u);
+    std::erase(before, 724u);
+    std::erase(before, 752u);
+    CHECK(InputsToPrune(late, before, cfg) == std::vector<uint32_t>{696, 724, 752});
+    // A cluster the flag does not touch is left alone: only pixel 0 is added.
+    late.mask[752] = 0.0f;
+    late.mask[0] = 0.9f;
+    CHECK(InputsToPrune(late, before, cfg) == std::vector<uint32_t>{0});
+  }
+
   TEST_CASE("the engine holds frozen coordinates at zero whatever the updates, after checking them") {
     const size_t d = 8;
     for (Pipeline p : {Pipeline::kDense, Pipeline::kFrugal}) {
@@ -404,10 +469,13 @@ TEST_SUITE("round") {
     };
     RunSettings s;
     REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n"
-                 "trigger_prune_grow = 0.1\n", s).ok());
+                 "trigger_prune_grow = 0.1\ntrigger_prune_fill = 2\n", s).ok());
     CHECK(s.trigger_scan.prune_grow == 0.1f);
+    CHECK(s.trigger_scan.prune_fill == 2.0f);
     RunSettings grow;
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_grow = 2\n", grow).ok());
+    RunSettings fill;
+    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_fill = 0.5\n", fill).ok());
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);

@@ -39,6 +39,13 @@ struct TriggerScanConfig {
   // image) of the inputs it pruned whose mask is at least this, once: a patch
   // trigger is contiguous, and a mask often covers its edge only faintly. 0 = off.
   float prune_grow = 0.0f;
+  // >= 1: each acted-on flag also prunes the holes of every compact cluster
+  // it touches: the 8-connected components (on the square input image) of
+  // the inputs it prunes together with those pruned before, whose bounding
+  // box has at most this many times the component's inputs, are filled to
+  // their box. A patch trigger is a filled box; a mask that left a few of its
+  // pixels out leaves holes there. 0 = off.
+  float prune_fill = 0.0f;
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -86,7 +93,9 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
 // The inputs a flag of trigger `t` prunes beyond `pruned` (ascending): the
 // cfg.prune inputs its mask covers most (mask >= cfg.prune_mask), plus, with
 // cfg.prune_grow > 0 and a square input, their 8 neighbours whose mask is at
-// least cfg.prune_grow. Ascending.
+// least cfg.prune_grow, plus, with cfg.prune_fill >= 1 and a square input,
+// the holes of the compact clusters they touch (TriggerScanConfig::prune_fill).
+// Ascending.
 std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
                                     const TriggerScanConfig& cfg);
 
