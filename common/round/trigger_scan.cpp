@@ -561,7 +561,8 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
       if (cfg_.prune_max_changed < 1.0f) {
         const std::vector<uint32_t> candidates = InputsToPrune(out.report.trigger, pruned_, cfg_);
         FRUGAL_ASSIGN_OR_RETURN(out.prune_changed, ChangedPredictions(model, params, data, trusted, candidates));
-        act = out.prune_changed <= static_cast<double>(cfg_.prune_max_changed);
+        // Compared in float, the key's own type: 1 of 100 must meet a bar of 0.01f (as a double it is 0.0099999998).
+        act = static_cast<float>(out.prune_changed) <= cfg_.prune_max_changed;
         if (!act) {
           out.prune_refused = true;
           out.prune_candidates = candidates.size();

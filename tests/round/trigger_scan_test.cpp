@@ -248,6 +248,18 @@ TEST_SUITE("round") {
     cfg.prune = 1;
     cfg.unlearn_epochs = 0;
     auto ws = m.MakeWorkspace();
+    {
+      // A share exactly at the bar is allowed: 1 of 100 at 0.01 (a double comparison refused it).
+      auto one = ChangedPredictions(m, trained, clean, trusted, std::vector<uint32_t>{static_cast<uint32_t>(kTriggerFeature)});
+      REQUIRE(one.ok());
+      cfg.prune_max_changed = static_cast<float>(*one);
+      TriggerDefense at_bar(cfg);
+      auto r = at_bar.Round(1, m, trained, clean, trusted, TrainConfig{}, 8, *ws);
+      REQUIRE(r.ok());
+      CHECK_FALSE(r->prune_refused);
+      CHECK(static_cast<float>(0.01) == 0.01f);
+      CHECK(static_cast<float>(1.0 / 100.0) <= 0.01f);
+    }
     for (float bar : {1.0f, 0.0f}) {
       CAPTURE(bar);
       cfg.prune_max_changed = bar;
