@@ -66,6 +66,16 @@ for seed in $SEEDS; do
           cc_prune_grow)
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
             args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_grow=0.1" ;;
+          # cc_prune_fill: cc_prune that also fills the bounding box of each compact cluster of pruned
+          # inputs a flag touches (box area <= 2 x the cluster's inputs; server.trigger_prune_fill)
+          cc_prune_fill)
+            args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
+            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_fill=2" ;;
+          # cc_prune_guard: cc_prune that refuses a flag's pruning when zeroing its inputs changes more
+          # than 1% of the trusted set's predictions (server.trigger_prune_max_changed)
+          cc_prune_guard)
+            args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
+            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_max_changed=0.01" ;;
           # cc_prunekN: cc_prune pruning N inputs per flag instead of 16 (cc_prunek24: 24)
           cc_prunek[0-9]*)
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"

@@ -357,6 +357,62 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
   return out;
 }
 
+namespace {
+
+// The inputs that fill the bounding boxes of the compact clusters `added`
+// touches: 8-connected components of added + pruned on a side x side image
+// that hold an input of `added` and whose box area is at most fill x their
+// size. Returns the box inputs in neither set, unordered.
+std::vector<uint32_t> CompactClusterHoles(std::span<const uint32_t> added, std::span<const uint32_t> pruned,
+                                          size_t side, float fill) {
+  // 0: not in the set, 1: pruned before, 2: added now.
+  std::vector<uint8_t> in(side * side, 0);
+  for (uint32_t p : pruned) in[p] = 1;
+  for (uint32_t p : added) in[p] = 2;
+  std::vector<uint8_t> seen(side * side, 0);
+  std::vector<uint32_t> holes, stack;
+  for (uint32_t start : added) {
+    if (seen[start]) continue;
+    seen[start] = 1;
+    stack.assign(1, start);
+    size_t count = 0, top = side, bottom = 0, left = side, right = 0;
+    while (!stack.empty()) {
+      const uint32_t p = stack.back();
+      stack.pop_back();
+      ++count;
+      const size_t row = p / side, col = p % side;
+      top = std::min(top, row);
+      bottom = std::max(bottom, row);
+      left = std::min(left, col);
+      right = std::max(right, col);
+      for (size_t r = row == 0 ? 0 : row - 1; r <= std::min(row + 1, side - 1); ++r) {
+        for (size_t c = col == 0 ? 0 : col - 1; c <= std::min(col + 1, side - 1); ++c) {
+          const size_t q = r * side + c;
+          if (in[q] != 0 && !seen[q]) {
+            seen[q] = 1;
+            stack.push_back(static_cast<uint32_t>(q));
+          }
+        }
+      }
+    }
+    const size_t area = (bottom - top + 1) * (right - left + 1);
+    if (static_cast<double>(area) > static_cast<double>(fill) * static_cast<double>(count)) continue;
+    for (size_t r = top; r <= bottom; ++r) {
+      for (size_t c = left; c <= right; ++c) {
+        const size_t q = r * side + c;
+        if (in[q] == 0) {
+          in[q] = 2;  // a later component's box may overlap this one's: count each hole once
+          seen[q] = 1;
+          holes.push_back(static_cast<uint32_t>(q));
+        }
+      }
+    }
+  }
+  return holes;
+}
+
+}  // namespace
+
 std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
                                     const TriggerScanConfig& cfg) {
   std::vector<uint32_t> order;
@@ -385,6 +441,10 @@ std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const u
         }
       }
     }
+  }
+  if (cfg.prune_fill >= 1.0f && side * side == t.mask.size() && !order.empty()) {
+    const std::vector<uint32_t> holes = CompactClusterHoles(order, pruned, side, cfg.prune_fill);
+    order.insert(order.end(), holes.begin(), holes.end());
   }
   std::sort(order.begin(), order.end());
   return order;
@@ -424,6 +484,35 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
     out += line;
   }
   return out;
+}
+
+Result<double> ChangedPredictions(const Model& model, std::span<const float> params, const Dataset& data,
+                                  std::span<const uint32_t> trusted, std::span<const uint32_t> inputs) {
+  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
+  const size_t dim = model.input_dim();
+  if (params.size() != model.num_params() || data.num_features != dim) {
+    return InvalidArgumentError("changed predictions: the parameters or the trusted set do not match the model");
+  }
+  if (trusted.empty() || inputs.empty()) return 0.0;
+  const size_t hidden = mlp->layer_sizes()[1];
+  std::vector<float> zeroed(params.begin(), params.end());
+  for (uint32_t p : inputs) {
+    if (p >= dim) return InvalidArgumentError("changed predictions: input " + std::to_string(p) + " out of range");
+    for (size_t o = 0; o < hidden; ++o) zeroed[o * dim + p] = 0.0f;  // layer 0's W is (hidden x input) row-major
+  }
+  std::vector<float> x(trusted.size() * dim);
+  std::vector<int32_t> labels(trusted.size()), before(trusted.size()), after(trusted.size());
+  for (size_t i = 0; i < trusted.size(); ++i) {
+    data.CopyRow(trusted[i], x.data() + i * dim);
+    labels[i] = data.labels[trusted[i]];
+  }
+  const std::unique_ptr<ModelWorkspace> ws = model.MakeWorkspace();
+  const BatchView batch{x.data(), labels.data(), trusted.size()};
+  mlp->Predict(params, batch, before, *ws);
+  mlp->Predict(zeroed, batch, after, *ws);
+  size_t changed = 0;
+  for (size_t i = 0; i < trusted.size(); ++i) changed += before[i] != after[i] ? 1 : 0;
+  return static_cast<double>(changed) / static_cast<double>(trusted.size());
 }
 
 Result<std::vector<uint32_t>> TriggerDefense::FrozenCoordinates(const Model& model) const {
@@ -467,7 +556,20 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
   if (out.scanned && out.report.flagged >= 0 && cfg_.prune > 0) {
     const auto c = static_cast<size_t>(out.report.flagged);
     if (flags_.size() <= c) flags_.resize(c + 1, 0);
-    if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
+    if (++flags_[c] >= cfg_.prune_confirm) {
+      bool act = true;
+      if (cfg_.prune_max_changed < 1.0f) {
+        const std::vector<uint32_t> candidates = InputsToPrune(out.report.trigger, pruned_, cfg_);
+        FRUGAL_ASSIGN_OR_RETURN(out.prune_changed, ChangedPredictions(model, params, data, trusted, candidates));
+        // Compared in float, the key's own type: 1 of 100 must meet a bar of 0.01f (as a double it is 0.0099999998).
+        act = static_cast<float>(out.prune_changed) <= cfg_.prune_max_changed;
+        if (!act) {
+          out.prune_refused = true;
+          out.prune_candidates = candidates.size();
+        }
+      }
+      if (act) out.pruned = PruneInputs(out.report.trigger);
+    }
   }
   FRUGAL_ASSIGN_OR_RETURN(out.frozen, FrozenCoordinates(model));
   if (triggers_.empty()) return out;

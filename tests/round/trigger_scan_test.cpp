@@ -213,6 +213,75 @@ TEST_SUITE("round") {
     CHECK(BackdoorSuccess(m, pruned, clean) < 0.1);
   }
 
+  TEST_CASE("the pruning guard counts the trusted predictions that zeroing inputs changes, and refuses over its bar") {
+    // A logistic regression on 4 inputs, 2 classes, by hand: class 0's logit
+    // is x0, class 1's is x1 + 0.5. Image a = (1, 0, 0, 0), label 0: logits
+    // (1, 0.5), class 0. Image b = (0, 1, 0, 0), label 1: (0, 1.5), class 1.
+    Mlp lr({4, 2});
+    std::vector<float> w = {1, 0, 0, 0,  // W row 0
+                            0, 1, 0, 0,  // W row 1
+                            0, 0.5f};    // biases
+    Dataset d;
+    d.num_features = 4;
+    d.num_classes = 2;
+    d.features = {1, 0, 0, 0, 0, 1, 0, 0};
+    d.labels = {0, 1};
+    const std::vector<uint32_t> both = {0, 1};
+    auto changed = [&](std::vector<uint32_t> inputs) {
+      auto r = ChangedPredictions(lr, w, d, both, inputs);
+      REQUIRE(r.ok());
+      return *r;
+    };
+    CHECK(changed({3}) == 0.0);     // dark in both images: nothing changes
+    CHECK(changed({0}) == 0.5);     // a: (0, 0.5) is class 1 now; b unchanged
+    CHECK(changed({1}) == 0.0);     // b: (0, 0.5) is still class 1
+    CHECK(changed({0, 1}) == 0.5);  // a changes, b does not
+    CHECK_FALSE(ChangedPredictions(lr, w, d, both, std::vector<uint32_t>{4}).ok());  // out of range
+
+    // In the defence: the flag's candidate inputs are checked before pruning.
+    Mlp m({kFeatures, 16, kClasses});
+    const Dataset clean = Clusters(60, 21);
+    const std::vector<float> trained = Trained(m, Poison(clean, 5));
+    const std::vector<uint32_t> trusted = FirstN(60);
+    TriggerScanConfig cfg;
+    cfg.every = 1;
+    cfg.prune = 1;
+    cfg.unlearn_epochs = 0;
+    auto ws = m.MakeWorkspace();
+    {
+      // A share exactly at the bar is allowed: 1 of 100 at 0.01 (a double comparison refused it).
+      auto one = ChangedPredictions(m, trained, clean, trusted, std::vector<uint32_t>{static_cast<uint32_t>(kTriggerFeature)});
+      REQUIRE(one.ok());
+      cfg.prune_max_changed = static_cast<float>(*one);
+      TriggerDefense at_bar(cfg);
+      auto r = at_bar.Round(1, m, trained, clean, trusted, TrainConfig{}, 8, *ws);
+      REQUIRE(r.ok());
+      CHECK_FALSE(r->prune_refused);
+      CHECK(static_cast<float>(0.01) == 0.01f);
+      CHECK(static_cast<float>(1.0 / 100.0) <= 0.01f);
+    }
+    for (float bar : {1.0f, 0.0f}) {
+      CAPTURE(bar);
+      cfg.prune_max_changed = bar;
+      TriggerDefense defense(cfg);
+      auto r = defense.Round(1, m, trained, clean, trusted, TrainConfig{}, 8, *ws);
+      REQUIRE(r.ok());
+      REQUIRE(r->report.flagged == kTarget);
+      const std::vector<uint32_t> trigger = {static_cast<uint32_t>(kTriggerFeature)};
+      auto expected = ChangedPredictions(m, trained, clean, trusted, trigger);
+      REQUIRE(expected.ok());
+      if (bar == 1.0f) {
+        CHECK(r->prune_changed == -1);  // off: not checked
+        CHECK(r->pruned == trigger);
+      } else {
+        CHECK(r->prune_changed == *expected);
+        CHECK(r->prune_refused == (*expected > 0));
+        CHECK(r->pruned == (*expected > 0 ? std::vector<uint32_t>{} : trigger));
+        CHECK(defense.pruned() == r->pruned);
+      }
+    }
+  }
+
   TEST_CASE("the defence's memory survives State and SetState bit for bit, and damaged bytes are refused") {
     Mlp m({kFeatures, 16, kClasses});
     const Dataset clean = Clusters(60, 21);
@@ -289,6 +358,71 @@ TEST_SUITE("round") {
     std::erase(rest, 696u);
     std::erase(rest, 783u);
     CHECK(InputsToPrune(t, before, cfg) == rest);
+  }
+
+  TEST_CASE("pruning fills the holes of a compact cluster when server.trigger_prune_fill is set") {
+    // Seed 1's round-10 mask (docs/benchmarks.md, thirteenth session): the
+    // 4x4 corner patch (rows and columns 24-27) at 0.9 except 696 and 724
+    // (row 24 and 25, column 24) at 0.05, two stray pixels 747 (row 26,
+    // column 19) and 771 (row 27, column 15) at 0.8, the rest at 0.05.
+    RecoveredTrigger t;
+    t.target = 0;
+    t.mask.assign(784, 0.05f);
+    t.pattern.assign(784, 1.0f);
+    std::vector<uint32_t> patch;
+    for (uint32_t r = 24; r < 28; ++r) {
+      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
+    }
+    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    t.mask[696] = t.mask[724] = 0.05f;
+    t.mask[747] = t.mask[771] = 0.8f;
+    TriggerScanConfig cfg;
+    cfg.prune = 16;
+    std::vector<uint32_t> chosen = patch;  // the 14 patch pixels >= 0.5 and the two strays
+    std::erase(chosen, 696u);
+    std::erase(chosen, 724u);
+    chosen.push_back(747);
+    chosen.push_back(771);
+    std::sort(chosen.begin(), chosen.end());
+    CHECK(InputsToPrune(t, {}, cfg) == chosen);
+    // The 14 form one 8-connected cluster with a 4x4 box: 16 <= 2 x 14, so the
+    // box is filled (696, 724 join). Each stray is a cluster of 1 with a 1x1
+    // box: nothing to fill. The grow ring would not reach them (mask 0.05).
+    cfg.prune_fill = 2.0f;
+    std::vector<uint32_t> filled = chosen;
+    filled.push_back(696);
+    filled.push_back(724);
+    std::sort(filled.begin(), filled.end());
+    CHECK(InputsToPrune(t, {}, cfg) == filled);
+    // At 1.1 the box must be nearly full: 16 > 1.1 x 14, nothing is filled.
+    cfg.prune_fill = 1.1f;
+    CHECK(InputsToPrune(t, {}, cfg) == chosen);
+    // A diagonal line of 4 (a 4x4 box over 4 inputs) is not compact at 2.
+    cfg.prune_fill = 2.0f;
+    RecoveredTrigger line;
+    line.target = 1;
+    line.mask.assign(784, 0.0f);
+    line.pattern.assign(784, 1.0f);
+    const std::vector<uint32_t> diagonal = {0 * 28 + 0, 1 * 28 + 1, 2 * 28 + 2, 3 * 28 + 3};
+    for (uint32_t p : diagonal) line.mask[p] = 0.9f;
+    CHECK(InputsToPrune(line, {}, cfg) == diagonal);
+    // Inputs pruned before join the clusters: a later flag that prunes only
+    // 752 (row 26, column 24) next to an earlier, compact pruning of the
+    // patch's other 13 pixels but 696 and 724 fills them (16 <= 2 x 14).
+    RecoveredTrigger late;
+    late.target = 0;
+    late.mask.assign(784, 0.0f);
+    late.pattern.assign(784, 1.0f);
+    late.mask[752] = 0.9f;
+    std::vector<uint32_t> before = patch;
+    std::erase(before, 696u);
+    std::erase(before, 724u);
+    std::erase(before, 752u);
+    CHECK(InputsToPrune(late, before, cfg) == std::vector<uint32_t>{696, 724, 752});
+    // A cluster the flag does not touch is left alone: only pixel 0 is added.
+    late.mask[752] = 0.0f;
+    late.mask[0] = 0.9f;
+    CHECK(InputsToPrune(late, before, cfg) == std::vector<uint32_t>{0});
   }
 
   TEST_CASE("the engine holds frozen coordinates at zero whatever the updates, after checking them") {
@@ -404,10 +538,16 @@ TEST_SUITE("round") {
     };
     RunSettings s;
     REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n"
-                 "trigger_prune_grow = 0.1\n", s).ok());
+                 "trigger_prune_grow = 0.1\ntrigger_prune_fill = 2\ntrigger_prune_max_changed = 0.01\n", s).ok());
+    CHECK(s.trigger_scan.prune_max_changed == 0.01f);
     CHECK(s.trigger_scan.prune_grow == 0.1f);
+    CHECK(s.trigger_scan.prune_fill == 2.0f);
     RunSettings grow;
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_grow = 2\n", grow).ok());
+    RunSettings fill;
+    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_fill = 0.5\n", fill).ok());
+    RunSettings guard;
+    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_max_changed = 2\n", guard).ok());
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);
