@@ -1249,6 +1249,9 @@ DashboardView RoundDriver::Dashboard(double now_s) const {
   st.min_clients = config_.min_clients;
   if (!m.round_open && !done() && st.connected >= st.min_clients) st.next_round_in_s = std::max(0.0, next_round_at_ - now_s);
   st.epsilon = m.dp_epsilon;
+  st.dp_sampling = m.dp_sampling;
+  st.dp_adjacency = m.dp_adjacency;
+  st.dp_bound = m.dp_bound;
   for (const auto& [id, c] : clients_) {
     DashboardClient d;
     d.id = id;
@@ -1291,6 +1294,10 @@ DriverMetrics RoundDriver::Metrics() const {
     if (auto spent = dp->Spent(); spent.ok()) m.dp_epsilon = spent->epsilon;
     m.dp_delta = dp->config().delta;
     m.dp_noise_multiplier = dp->config().noise_multiplier;
+    DpAccountingLabel label = DescribeDpAccounting(config_.plan, dp->config());
+    m.dp_sampling = std::move(label.sampling);
+    m.dp_adjacency = std::move(label.adjacency);
+    m.dp_bound = std::move(label.bound);
   }
   m.stop_reason = stop_reason_;
   m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));

@@ -128,6 +128,12 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
   if (m.dp_epsilon) j["dp_epsilon"] = *m.dp_epsilon;
   if (m.dp_delta) j["dp_delta"] = *m.dp_delta;
   if (m.dp_noise_multiplier) j["dp_noise_multiplier"] = *m.dp_noise_multiplier;
+  // What the epsilon is a bound for (docs/privacy.md, "What the bound assumes").
+  if (!m.dp_sampling.empty()) {
+    j["dp_sampling"] = m.dp_sampling;
+    j["dp_adjacency"] = m.dp_adjacency;
+    j["dp_bound"] = m.dp_bound;
+  }
   if (!m.stop_reason.empty()) j["stop_reason"] = m.stop_reason;
   // Per device class, measured compute joules against the model's figure for the same rows.
   j["energy_measured_vs_modelled"] = nlohmann::json::object();

@@ -499,6 +499,9 @@ constexpr std::string_view kPageJs = R"JS(
                  ['connected clients', count(s.connected)],
                  ['target accuracy', data.target > 0 ? String(data.target) : 'none']];
     if (s.epsilon != null) cells.push(['\u03b5 spent (DP)', s.epsilon.toFixed(3)]);
+    if (s.dp_sampling != null) {
+      cells.push(['DP bound', s.dp_sampling + ' sampling, ' + s.dp_adjacency + ' adjacency, ' + s.dp_bound]);
+    }
     box.textContent = '';
     cells.forEach(function (c) {
       var d = el('div');
@@ -710,6 +713,11 @@ Json PageJson(const PageData& page) {
     st["next_round_in_s"] = s.next_round_in_s.has_value() ? Json(*s.next_round_in_s) : Json(nullptr);
     // Absent rather than null: the page shows the field only for a run that reports one.
     if (s.epsilon.has_value()) st["epsilon"] = *s.epsilon;
+    if (!s.dp_sampling.empty()) {
+      st["dp_sampling"] = s.dp_sampling;
+      st["dp_adjacency"] = s.dp_adjacency;
+      st["dp_bound"] = s.dp_bound;
+    }
     data["status"] = std::move(st);
   }
   if (page.clients.has_value()) {

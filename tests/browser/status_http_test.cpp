@@ -115,21 +115,31 @@ TEST_SUITE("status_http") {
     CHECK(j["energy_measured_vs_modelled"]["rpi4"]["ratio"].get<double>() == doctest::Approx(0.75));
   }
 
-  TEST_CASE("/status carries the DP epsilon, delta and an early stop's reason only for a run that has them") {
+  TEST_CASE("/status carries the DP epsilon, delta, the bound's labels and an early stop's reason only for a run that has them") {
     DriverMetrics m;
     nlohmann::json plain = nlohmann::json::parse(StatusJson(m, "r1"));
     CHECK_FALSE(plain.contains("dp_epsilon"));
     CHECK_FALSE(plain.contains("stop_reason"));
     CHECK_FALSE(plain.contains("dp_noise_multiplier"));
+    CHECK_FALSE(plain.contains("dp_sampling"));
+    CHECK_FALSE(plain.contains("dp_adjacency"));
+    CHECK_FALSE(plain.contains("dp_bound"));
     m.dp_epsilon = 2.5;
     m.dp_delta = 1e-5;
     m.dp_noise_multiplier = 1.25;
     m.stop_reason = "privacy budget: round 7 would take epsilon from 2.5 to 2.7, past privacy.target_epsilon = 2.6";
+    m.dp_sampling = "fixed_size";
+    m.dp_adjacency = "replace_one";
+    m.dp_bound = "approximate: round.selection = \"energy\" gives clients unequal chances";
     nlohmann::json j = nlohmann::json::parse(StatusJson(m, "r1"));
     CHECK(j["dp_epsilon"].get<double>() == 2.5);
     CHECK(j["dp_delta"].get<double>() == 1e-5);
     CHECK(j["dp_noise_multiplier"].get<double>() == 1.25);  // given or derived from privacy.target_epsilon
     CHECK(j["stop_reason"].get<std::string>().find("round 7") != std::string::npos);
+    // What the epsilon is a bound for, beside it (summary.json's labels).
+    CHECK(j["dp_sampling"] == "fixed_size");
+    CHECK(j["dp_adjacency"] == "replace_one");
+    CHECK(j["dp_bound"] == "approximate: round.selection = \"energy\" gives clients unequal chances");
   }
 }
 

@@ -615,6 +615,11 @@ TEST_SUITE("coordinator") {
     REQUIRE(m.dp_epsilon.has_value());
     CHECK(*m.dp_epsilon == d.records()[2].dp_epsilon);
     CHECK(*m.dp_epsilon <= target);
+    // /status and the dashboard carry the same labels as summary.json (DescribeDpAccounting).
+    CHECK(m.dp_sampling == "fixed_size");
+    CHECK(m.dp_adjacency == "replace_one");
+    CHECK(m.dp_bound == "proven");
+    CHECK(d.Dashboard(100).status.dp_bound == "proven");
     std::ifstream js(rig->dir.Path("run") + "/summary.json");
     const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
     CHECK(json.find("round 4 would take epsilon") != std::string::npos);
@@ -658,6 +663,20 @@ TEST_SUITE("coordinator") {
     CHECK(d.records()[0].dp_epsilon == doctest::Approx(fixed->epsilon).epsilon(1e-12));
     CHECK(d.records()[0].dp_epsilon != doctest::Approx(poisson->epsilon).epsilon(1e-6));
     CHECK(d.records()[0].dp_epsilon < 6.0);
+  }
+
+  TEST_CASE("central DP with energy-aware selection: /status labels its epsilon approximate, as summary.json does") {
+    auto rig = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=2",
+                        "round.min_clients=2", "eval.examples=100", "round.selection=\"energy\"",
+                        "privacy.mode=\"central\"", "privacy.clip=1", "privacy.noise_multiplier=2"});
+    const DriverMetrics m = rig->driver->Metrics();
+    CHECK(m.dp_sampling == "fixed_size");
+    CHECK(m.dp_adjacency == "replace_one");
+    CHECK(m.dp_bound.rfind("approximate: round.selection = \"energy\"", 0) == 0);
+    auto plain = MakeRig({"rounds=1", "model=\"logreg\"", "pipeline=\"dense\"", "round.clients_per_round=2",
+                          "round.min_clients=2", "eval.examples=100"});
+    CHECK(plain->driver->Metrics().dp_bound.empty());
+    CHECK(plain->driver->Metrics().dp_sampling.empty());
   }
 
   TEST_CASE("[prune] and [widths] on the coordinator: a device class's width in Register, a narrow client's update of its sub-network, and a prune step after round 1 committed and sent as a shape change") {

@@ -129,11 +129,12 @@ TEST_SUITE("report") {
     CHECK(state == data);
   }
 
-  TEST_CASE("the state document carries clients, the round, and epsilon only when the run reports one") {
+  TEST_CASE("the state document carries clients, the round, and epsilon and its bound's labels only when the run reports one") {
     const auto records = Rounds(2, 0.3, 10);
     PageData page = LivePage(records);
     nlohmann::json j = nlohmann::json::parse(PageDataJson(page));
     CHECK_FALSE(j["status"].contains("epsilon"));
+    CHECK_FALSE(j["status"].contains("dp_bound"));
     CHECK(j["status"]["next_round_in_s"].is_null());
     REQUIRE(j["clients"].size() == 2);
     CHECK(j["clients"][1]["name"] == "<b>bob</b>");
@@ -142,10 +143,16 @@ TEST_SUITE("report") {
     CHECK(j["round"]["rejected"][0]["reason"] == "wrong_dimension");
     CHECK(j["runs"][0]["cum_bytes"][1] == 40);
     page.status->epsilon = 1.25;
+    page.status->dp_sampling = "fixed_size";
+    page.status->dp_adjacency = "replace_one";
+    page.status->dp_bound = "proven";
     page.status->next_round_in_s = 4.5;
     page.clients->front().last_seen_s = 0.5;
     j = nlohmann::json::parse(PageDataJson(page));
     CHECK(j["status"]["epsilon"] == 1.25);
+    CHECK(j["status"]["dp_sampling"] == "fixed_size");
+    CHECK(j["status"]["dp_adjacency"] == "replace_one");
+    CHECK(j["status"]["dp_bound"] == "proven");
     CHECK(j["status"]["next_round_in_s"] == 4.5);
     CHECK(j["clients"][0]["last_seen_s"] == 0.5);
   }

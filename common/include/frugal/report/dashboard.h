@@ -57,6 +57,9 @@ struct DashboardStatus {
   size_t connected = 0, min_clients = 0;
   std::optional<double> next_round_in_s;  // a round is due and will open in this many seconds
   std::optional<double> epsilon;          // DP spent so far, only when the run reports one
+  // What that epsilon is a bound for (summary.json's dp_sampling,
+  // dp_adjacency, dp_bound); empty without DP.
+  std::string dp_sampling, dp_adjacency, dp_bound;
 };
 
 // Everything one page shows. `runs` is drawn on the same axes; status,

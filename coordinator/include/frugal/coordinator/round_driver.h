@@ -78,6 +78,11 @@ struct DriverMetrics {
   // The noise multiplier z the run accounts with: privacy.noise_multiplier,
   // or the one derived from privacy.target_epsilon at start.
   std::optional<double> dp_noise_multiplier;
+  // What dp_epsilon is a bound for, from DescribeDpAccounting (the labels
+  // summary.json carries): dp_sampling "fixed_size" or "poisson",
+  // dp_adjacency "replace_one" or "add_remove_one", dp_bound "proven" or
+  // "approximate: <why>". Empty without DP.
+  std::string dp_sampling, dp_adjacency, dp_bound;
   std::string stop_reason;
 };
 
