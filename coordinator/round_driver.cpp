@@ -1183,11 +1183,11 @@ Status RoundDriver::WriteRunDirectory() {
       sum.notes.push_back("Distributed differential privacy (docs/privacy.md): each client clipped its ring input "
                           "and added Skellam noise keyed from its own RAND_bytes; the server added none, and each "
                           "round was accounted with the noise of the clients whose inputs reached the unmasked "
-                          "sum, at q = selected / connected clients.");
+                          "sum. " + DpAccountingSentence(config_.plan, config_.engine.dp, "connected"));
     } else {
       sum.notes.push_back("Central differential privacy (DP-FedAvg): updates clipped, Gaussian noise seeded from "
-                          "RAND_bytes on their sum, each round accounted at q = selected / connected clients "
-                          "(docs/privacy.md).");
+                          "RAND_bytes on their sum. " + DpAccountingSentence(config_.plan, config_.engine.dp,
+                                                                            "connected"));
     }
     if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
   }

@@ -1274,17 +1274,15 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
           ? "Distributed differential privacy (docs/privacy.md): each client clipped its update to L2 norm " +
                 FormatDouble(dp.clip) + ", rounded it into the ring and added its share of Skellam noise; the "
                 "server added none, and each round was accounted with the noise of the clients whose inputs reached "
-                "the sum, by the bound for the Poisson-subsampled Skellam at q = selected / eligible clients (an "
-                "approximation for Frugal's fixed-size selection)."
+                "the sum."
           : "Central differential privacy (DP-FedAvg): every accepted update is clipped to L2 norm " +
                 FormatDouble(dp.clip) + (dp.adaptive() ? " at first, then adapted toward its " +
                                                              FormatDouble(dp.adaptive_quantile) + " quantile" : "") +
                 ", Gaussian noise of " + FormatDouble(dp.noise_multiplier) +
                 " x the clip is added to their sum and the sum is divided by the " +
                 std::to_string(dp.expected_clients) +
-                " clients a round asks for. Each round is accounted by the Renyi-DP accountant for the "
-                "Poisson-subsampled Gaussian at q = selected / eligible clients, an approximation for Frugal's "
-                "fixed-size selection (docs/privacy.md).";
+                " clients a round asks for.";
+  note += " " + DpAccountingSentence(cfg_.plan, dp, "eligible");
   sum.notes.push_back(std::move(note));
   if (!stop_reason_.empty()) sum.notes.push_back("The run stopped early: " + stop_reason_ + ".");
 }

@@ -214,6 +214,20 @@ DpAccountingLabel DescribeDpAccounting(const RoundPlan& plan, const privacy::DpC
                        "= \"poisson\" bounds it at the inclusion cap)"};
 }
 
+std::string DpAccountingSentence(const RoundPlan& plan, const privacy::DpConfig& dp, std::string_view population) {
+  const DpAccountingLabel label = DescribeDpAccounting(plan, dp);
+  if (label.bound.empty()) return {};
+  const bool fixed = dp.sampling == privacy::SamplingScheme::kFixedSize;
+  std::string out = "Each round was accounted by the Renyi-DP bound for ";
+  out += fixed ? "sampling a fixed number of clients without replacement (Wang, Balle & Kasiviswanathan 2019; "
+                 "replacing one client)"
+               : "Poisson sampling (adding or removing one client)";
+  out += " at q = selected / " + std::string(population) + " clients";
+  out += label.bound == "proven" ? ", proven for the sampling that ran (docs/privacy.md)."
+                                 : "; " + label.bound + " (docs/privacy.md).";
+  return out;
+}
+
 Status DeriveNoiseForPlan(EngineConfig& engine, const RoundPlan& plan, uint64_t planned_eligible, uint32_t rounds,
                           size_t dim) {
   if (!engine.dp.enabled() || engine.dp.noise_multiplier > 0) return OkStatus();

@@ -267,6 +267,17 @@ TEST_SUITE("round") {
     CHECK(label.sampling == "fixed_size");
     CHECK(label.bound.find("approximate") == 0);
     CHECK(DescribeDpAccounting(settings({}).plan, settings({}).engine.dp).sampling.empty());
+    // The run report's sentence names the bound the label names, never the other one.
+    const std::string fixed_text = DpAccountingSentence(fixed.plan, fixed.engine.dp, "eligible");
+    CHECK(fixed_text.find("without replacement") != std::string::npos);
+    CHECK(fixed_text.find("Poisson") == std::string::npos);
+    CHECK(fixed_text.find("proven") != std::string::npos);
+    const std::string poisson_text = DpAccountingSentence(poisson.plan, poisson.engine.dp, "connected");
+    CHECK(poisson_text.find("Poisson") != std::string::npos);
+    CHECK(poisson_text.find("q = selected / connected clients") != std::string::npos);
+    CHECK(DpAccountingSentence(settings(weighted).plan, settings(weighted).engine.dp, "eligible").find("approximate") !=
+          std::string::npos);
+    CHECK(DpAccountingSentence(settings({}).plan, settings({}).engine.dp, "eligible").empty());
     for (const auto& bad : std::vector<std::vector<std::string>>{
              {"round.sampling=\"bernoulli\""},
              {"round.sampling=\"poisson\"", "pipeline=\"secure\""},

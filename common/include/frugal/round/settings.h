@@ -149,6 +149,11 @@ struct DpAccountingLabel {
 };
 DpAccountingLabel DescribeDpAccounting(const RoundPlan& plan, const privacy::DpConfig& dp);
 
+// The run report's sentence on which bound each round was accounted with, from
+// the same label: "Each round was accounted by the ... bound at q = selected /
+// <population> clients (...)." Empty without DP.
+std::string DpAccountingSentence(const RoundPlan& plan, const privacy::DpConfig& dp, std::string_view population);
+
 // DeriveNoiseFromTarget at the sampling rate a front end plans for: q =
 // plan.SamplingRate of SelectCount() clients out of `planned_eligible`.
 // frugal-sim passes its population; the coordinator, which does not know its
