@@ -1797,7 +1797,10 @@ TEST_SUITE("coordinator") {
       for (uint32_t j : frozen) REQUIRE(server[j] == 0.0f);
       if (server_a.contains(round)) CHECK(server == server_a[round]);
       server_a.emplace(round, server);
-      for (auto [conn, name] : {std::pair<uint64_t, std::string>{alice, "alice"}, {bob, "bob"}}) {
+      for (const auto& who : {std::pair<uint64_t, std::string>{alice, "alice"}, {bob, "bob"}}) {
+        // Plain variables, not a structured binding: clang 14 cannot capture one in CAPTURE's lambda.
+        const uint64_t conn = who.first;
+        const std::string name = who.second;
         CAPTURE(name);
         v1::Update u = GoodUpdate(r.transport, conn, 0.0f);  // rebuilds the copy; its step is replaced
         Rng rng(100 * round + conn % 10);
