@@ -90,6 +90,22 @@ std::vector<uint32_t> FirstN(size_t n) {
   return v;
 }
 
+// A 28x28 trigger for class 0 whose mask covers the 4x4 corner patch (rows
+// and columns 24-27) at 0.9 and the rest at 0.05; returns it and the patch's
+// inputs, ascending.
+std::pair<RecoveredTrigger, std::vector<uint32_t>> CornerPatchTrigger() {
+  RecoveredTrigger t;
+  t.target = 0;
+  t.mask.assign(784, 0.05f);
+  t.pattern.assign(784, 1.0f);
+  std::vector<uint32_t> patch;
+  for (uint32_t r = 24; r < 28; ++r) {
+    for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
+  }
+  for (uint32_t p : patch) t.mask[p] = 0.9f;
+  return {t, patch};
+}
+
 TEST_SUITE("round") {
   TEST_CASE("the anomaly index is the distance below the median in units of 1.4826 MAD") {
     // median 10; deviations 0 0 2 2 8, MAD 2.
@@ -331,15 +347,7 @@ TEST_SUITE("round") {
     // A 28x28 mask: the 4x4 corner patch (rows and columns 24-27) covered at
     // 0.9 except its two left pixels of the top rows (696, 724) at 0.3, a faint
     // pixel far away (0) at 0.3, the rest at 0.05.
-    RecoveredTrigger t;
-    t.target = 0;
-    t.mask.assign(784, 0.05f);
-    t.pattern.assign(784, 1.0f);
-    std::vector<uint32_t> patch;
-    for (uint32_t r = 24; r < 28; ++r) {
-      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
-    }
-    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    auto [t, patch] = CornerPatchTrigger();
     t.mask[696] = t.mask[724] = t.mask[0] = 0.3f;
     TriggerScanConfig cfg;
     cfg.prune = 16;
@@ -365,15 +373,7 @@ TEST_SUITE("round") {
     // 4x4 corner patch (rows and columns 24-27) at 0.9 except 696 and 724
     // (row 24 and 25, column 24) at 0.05, two stray pixels 747 (row 26,
     // column 19) and 771 (row 27, column 15) at 0.8, the rest at 0.05.
-    RecoveredTrigger t;
-    t.target = 0;
-    t.mask.assign(784, 0.05f);
-    t.pattern.assign(784, 1.0f);
-    std::vector<uint32_t> patch;
-    for (uint32_t r = 24; r < 28; ++r) {
-      for (uint32_t c = 24; c < 28; ++c) patch.push_back(r * 28 + c);
-    }
-    for (uint32_t p : patch) t.mask[p] = 0.9f;
+    auto [t, patch] = CornerPatchTrigger();
     t.mask[696] = t.mask[724] = 0.05f;
     t.mask[747] = t.mask[771] = 0.8f;
     TriggerScanConfig cfg;
