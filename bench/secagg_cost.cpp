@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   int bits = 16;
   std::vector<uint32_t> sizes = {100, 1000, 10000};
   std::vector<bool> identity_modes = {false};
+  std::vector<double> dropped = {0.0, 0.33};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--length") {
@@ -182,18 +183,30 @@ int main(int argc, char** argv) {
       sizes.clear();
       std::stringstream ss(argv[i + 1]);
       for (std::string s; std::getline(ss, s, ',');) sizes.push_back(static_cast<uint32_t>(std::stoul(s)));
+    } else if (a == "--dropped") {
+      dropped.clear();
+      std::stringstream ss(argv[i + 1]);
+      for (std::string s; std::getline(ss, s, ',');) {
+        const double d = std::strtod(s.c_str(), nullptr);
+        if (!(d >= 0 && d < 1)) {
+          std::fprintf(stderr, "--dropped: %s is not a fraction in [0, 1)\n", s.c_str());
+          return 2;
+        }
+        dropped.push_back(d);
+      }
     } else if (a == "--identity") {
       const std::string v = argv[i + 1];
       identity_modes = v == "both" ? std::vector<bool>{false, true} : std::vector<bool>{v == "ca"};
     } else {
-      std::fprintf(stderr, "usage: %s [--length L] [--bits B] [--clients 100,1000,10000] [--identity none|ca|both]\n",
+      std::fprintf(stderr, "usage: %s [--length L] [--bits B] [--clients 100,1000,10000] [--identity none|ca|both]\n"
+                   "       [--dropped 0,0.33]\n",
                    argv[0]);
       return 2;
     }
   }
   if (CompareAgreement() != 0) return 1;
   for (uint32_t n : sizes) {
-    for (double d : {0.0, 0.33}) {
+    for (double d : dropped) {
       for (bool identity : identity_modes) {
         if (Run(n, d, length, bits, identity) != 0) return 1;
       }

@@ -4,7 +4,7 @@
 # masked input; the masked vector is a 2% support of the 2NN (3,984 entries) in
 # a 16-bit ring. Prints one JSON line per case (docs/benchmarks.md, "Secure
 # aggregation"). Single-threaded; CPU times from the thread CPU clock.
-#   usage: bench/secagg_cost.sh BUILD_DIR [extra frugal-secagg-cost flags]
+#   usage: bench/secagg_cost.sh BUILD_DIR [extra frugal-secagg-cost flags, e.g. --identity ca --dropped 0.33]
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR}
 shift
