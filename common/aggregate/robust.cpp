@@ -837,7 +837,11 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
   for (size_t i = 0; i < n; ++i) {
     if (selected[i]) chosen.push_back(ptrs[i]), chosen_index.push_back(i);
   }
-  std::vector<uint32_t> used(n, 0);
+  // Per update: the weight its values had in the aggregate (a value sharing a
+  // tie counts its share) and how many had none.
+  std::vector<double> used(n, 0.0);
+  std::vector<uint32_t> unused(n, 0);
+  for (size_t i = 0; i < n; ++i) unused[i] = static_cast<uint32_t>(updates[i].update->indices.size());
   std::fill(out.begin(), out.end(), 0.0f);
   ForEachColumn(chosen, dim_, columns_, [&](size_t j, ColumnEntry* col, size_t c) {
     std::sort(col, col + c, [](const ColumnEntry& a, const ColumnEntry& b) {
@@ -859,7 +863,8 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
     double sum = 0;
     auto add = [&](size_t t, double share) {
       sum += share * col[t].value;
-      ++used[chosen_index[col[t].owner]];
+      used[chosen_index[col[t].owner]] += share;
+      --unused[chosen_index[col[t].owner]];
     };
     while (taken < beta) {
       const double d_below = below > 0 ? median - col[below - 1].value : std::numeric_limits<double>::infinity();
@@ -889,12 +894,13 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
       continue;
     }
     const size_t carried = updates[i].update->indices.size();
-    if (used[i] == carried) continue;
+    if (used[i] >= static_cast<double>(carried)) continue;
     verdicts[i].action = RobustAction::kDownweighted;
-    verdicts[i].factor = carried > 0 ? static_cast<double>(used[i]) / static_cast<double>(carried) : 0.0;
+    verdicts[i].factor = carried > 0 ? used[i] / static_cast<double>(carried) : 0.0;
     verdicts[i].reason = "selected (Krum pick " + std::to_string(round_selected[i]) + "); " +
-                         std::to_string(carried - used[i]) + " of " + std::to_string(carried) +
-                         " values away from the median";
+                         std::to_string(unused[i]) + " of " + std::to_string(carried) + " values away from the median";
+    // A value that shared a tie counts its share in the factor.
+    if (used[i] < static_cast<double>(carried - unused[i]) - 1e-9) verdicts[i].reason += ", some sharing a tie";
   }
   return OkStatus();
 }

@@ -1050,6 +1050,13 @@ TEST_SUITE("aggregate") {
     CheckClose(o.out, want, 1e-6);
     CHECK(std::count(selected.begin() + 6, selected.end(), true) == 3);
     for (uint32_t j = 0; j < dim; ++j) CHECK(o.out[j] > -5.0f + 1e-3f);
+    // Each selected copy had half a place on every coordinate: its verdict says so.
+    for (size_t i = 6; i < 10; ++i) {
+      if (!selected[i]) continue;
+      CHECK(o.verdicts[i].action == RobustAction::kDownweighted);
+      CHECK(o.verdicts[i].factor == doctest::Approx(0.5));
+      CHECK(o.verdicts[i].reason.find("0 of 40 values away from the median, some sharing a tie") != std::string::npos);
+    }
   }
 
   // FLAME's plain reference: the admitted set by breadth-first search over
