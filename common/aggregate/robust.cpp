@@ -799,9 +799,10 @@ Status RobustAggregator::FoolsGold(std::span<const RobustInput> updates, std::sp
 // scores summing the |remaining| - f - 2 nearest squared distances (at least
 // one). Aggregation, coordinate by coordinate over the values the selected
 // updates carry there (c of them): the mean of the beta = c - 2 floor(c f /
-// theta) values nearest their median (at least one), which is the paper's
-// beta = theta - 2f when every selected update carries the coordinate. kAll
-// dilutes by c / n as median and trimmed_mean do.
+// theta) values nearest their median (at least one; values tied at the last
+// distance share the places left), which is the paper's beta = theta - 2f
+// when every selected update carries the coordinate. kAll dilutes by c / n as
+// median and trimmed_mean do.
 Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<float> out,
                                 std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
@@ -836,7 +837,11 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
   for (size_t i = 0; i < n; ++i) {
     if (selected[i]) chosen.push_back(ptrs[i]), chosen_index.push_back(i);
   }
-  std::vector<uint32_t> used(n, 0);
+  // Per update: the weight its values had in the aggregate (a value sharing a
+  // tie counts its share) and how many had none.
+  std::vector<double> used(n, 0.0);
+  std::vector<uint32_t> unused(n, 0);
+  for (size_t i = 0; i < n; ++i) unused[i] = static_cast<uint32_t>(updates[i].update->indices.size());
   std::fill(out.begin(), out.end(), 0.0f);
   ForEachColumn(chosen, dim_, columns_, [&](size_t j, ColumnEntry* col, size_t c) {
     std::sort(col, col + c, [](const ColumnEntry& a, const ColumnEntry& b) {
@@ -845,24 +850,37 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
     const double median = c % 2 == 1 ? col[c / 2].value : 0.5 * (double{col[c / 2 - 1].value} + col[c / 2].value);
     const size_t cut = (c * f) / theta;
     const size_t beta = c > 2 * cut ? c - 2 * cut : 1;
-    // The beta values nearest the median form a window of the sorted column:
-    // grow it from the middle, taking the nearer neighbour (the lower on a tie).
-    size_t lo = (c - 1) / 2, hi = lo + 1;
-    while (hi - lo < beta) {
-      if (lo == 0) {
-        ++hi;
-      } else if (hi == c || median - col[lo - 1].value <= col[hi].value - median) {
-        --lo;
-      } else {
-        ++hi;
-      }
-    }
+    // The beta values nearest the median, taken from the middle of the sorted
+    // column outwards, both sides at once where they are equally near. The
+    // values at the last distance taken (a tie: in practice identical values,
+    // that is colluding copies) share the places left equally, which is the
+    // mean over every order of the tied updates. No side is preferred, so
+    // negating every update negates the aggregate; taking the lower neighbour
+    // on a tie, as this did until the fifteenth session, gave copies below the
+    // median the whole coordinate (docs/robustness.md, bulyan).
+    size_t below = c / 2, above = c / 2;  // taken: col[below, above); next: col[below - 1] and col[above]
+    size_t taken = 0;
     double sum = 0;
-    for (size_t t = lo; t < hi; ++t) {
-      sum += col[t].value;
-      ++used[chosen_index[col[t].owner]];
+    auto add = [&](size_t t, double share) {
+      sum += share * col[t].value;
+      used[chosen_index[col[t].owner]] += share;
+      --unused[chosen_index[col[t].owner]];
+    };
+    while (taken < beta) {
+      const double d_below = below > 0 ? median - col[below - 1].value : std::numeric_limits<double>::infinity();
+      const double d_above = above < c ? col[above].value - median : std::numeric_limits<double>::infinity();
+      const double next = std::min(d_below, d_above);
+      size_t from = below, to = above;  // every value at that distance: col[from, below) and col[above, to)
+      while (from > 0 && median - col[from - 1].value == next) --from;
+      while (to < c && col[to].value - median == next) ++to;
+      const size_t tied = (below - from) + (to - above);
+      const double share = taken + tied <= beta ? 1.0 : static_cast<double>(beta - taken) / static_cast<double>(tied);
+      for (size_t t = from; t < below; ++t) add(t, share);
+      for (size_t t = above; t < to; ++t) add(t, share);
+      taken = std::min(beta, taken + tied);
+      below = from, above = to;
     }
-    double value = sum / static_cast<double>(hi - lo);
+    double value = sum / static_cast<double>(beta);
     if (averaging_ == Averaging::kAll) value *= static_cast<double>(c) / static_cast<double>(n);
     out[j] = static_cast<float>(value);
   });
@@ -876,12 +894,13 @@ Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<
       continue;
     }
     const size_t carried = updates[i].update->indices.size();
-    if (used[i] == carried) continue;
+    if (used[i] >= static_cast<double>(carried)) continue;
     verdicts[i].action = RobustAction::kDownweighted;
-    verdicts[i].factor = carried > 0 ? static_cast<double>(used[i]) / static_cast<double>(carried) : 0.0;
+    verdicts[i].factor = carried > 0 ? used[i] / static_cast<double>(carried) : 0.0;
     verdicts[i].reason = "selected (Krum pick " + std::to_string(round_selected[i]) + "); " +
-                         std::to_string(carried - used[i]) + " of " + std::to_string(carried) +
-                         " values away from the median";
+                         std::to_string(unused[i]) + " of " + std::to_string(carried) + " values away from the median";
+    // A value that shared a tie counts its share in the factor.
+    if (used[i] < static_cast<double>(carried - unused[i]) - 1e-9) verdicts[i].reason += ", some sharing a tie";
   }
   return OkStatus();
 }

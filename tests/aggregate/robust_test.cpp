@@ -862,7 +862,8 @@ TEST_SUITE("aggregate") {
 
   // Bulyan by brute force on dense copies: Krum theta times over what is left,
   // then per coordinate the mean of the beta values nearest the median among
-  // the values the selected updates carry.
+  // the values the selected updates carry, values tied at the last distance
+  // sharing the places left.
   std::pair<Dense, std::vector<bool>> ReferenceBulyan(const std::vector<SparseUpdate>& us, size_t f, Averaging a) {
     const size_t n = us.size(), dim = us[0].dim, theta = n > 2 * f ? n - 2 * f : 1;
     std::vector<Dense> xs;
@@ -900,9 +901,21 @@ TEST_SUITE("aggregate") {
       const size_t c = vals.size();
       const double med = c % 2 ? vals[c / 2] : 0.5 * (vals[c / 2 - 1] + vals[c / 2]);
       const size_t cut = c * f / theta, beta = c > 2 * cut ? c - 2 * cut : 1;
-      std::vector<double> near = vals;
-      std::stable_sort(near.begin(), near.end(), [&](double x, double y) { return std::abs(x - med) < std::abs(y - med); });
-      const double mean = std::accumulate(near.begin(), near.begin() + static_cast<std::ptrdiff_t>(beta), 0.0) / beta;
+      // The beta nearest: every value nearer than the beta-th nearest distance,
+      // and those at that distance sharing the places left equally.
+      std::vector<double> gap(c);
+      for (size_t t = 0; t < c; ++t) gap[t] = std::abs(vals[t] - med);
+      std::vector<double> sorted_gap = gap;
+      std::sort(sorted_gap.begin(), sorted_gap.end());
+      const double last = sorted_gap[beta - 1];
+      double nearer = 0, at = 0;
+      size_t n_nearer = 0, n_at = 0;
+      for (size_t t = 0; t < c; ++t) {
+        if (gap[t] < last) nearer += vals[t], ++n_nearer;
+        if (gap[t] == last) at += vals[t], ++n_at;
+      }
+      const double mean =
+          (nearer + at * static_cast<double>(beta - n_nearer) / static_cast<double>(n_at)) / static_cast<double>(beta);
       out[j] = a == Averaging::kAll ? mean * static_cast<double>(c) / static_cast<double>(n) : mean;
     }
     return {out, sel};
@@ -928,6 +941,121 @@ TEST_SUITE("aggregate") {
           CHECK(o.verdicts[1].reason.find("not among Bulyan's") != std::string::npos);
         }
       }
+    }
+  }
+
+  // What alie_flanders sends (docs/robustness.md, "Why the majority rules fall
+  // to alie_flanders"): every attacker of a round the same update, far on one
+  // side of the honest values on every coordinate. Ten senders a round, as on
+  // fmnist-dir0.5, with m of them such clones: each rule holds while m is
+  // under its breakdown point and follows the clones past it.
+  TEST_CASE("identical one-sided clones: each rule holds up to its breakdown point and follows them past it") {
+    const uint32_t dim = 40;
+    const size_t n = 10, f = n / 5;  // the default f of multi_krum and bulyan
+    const float clone = -5.0f;
+    for (size_t m = 1; m <= 5; ++m) {
+      std::vector<SparseUpdate> us;
+      for (size_t i = 0; i < n - m; ++i) us.push_back(RandomSparse(dim, dim, 5000 + 31 * m + i, 0.1));
+      std::vector<float> lo(dim, std::numeric_limits<float>::max()), hi(dim, -std::numeric_limits<float>::max());
+      for (const SparseUpdate& u : us) {
+        for (uint32_t j = 0; j < dim; ++j) lo[j] = std::min(lo[j], u.values[j]), hi[j] = std::max(hi[j], u.values[j]);
+      }
+      for (size_t i = 0; i < m; ++i) us.push_back(FromDense(std::vector<float>(dim, clone)));
+      const auto in = Inputs(us);
+      // Within the honest values on every coordinate, or below all of them on every one.
+      auto inside = [&](const std::vector<float>& out) {
+        for (uint32_t j = 0; j < dim; ++j) {
+          if (out[j] < lo[j] || out[j] > hi[j]) return false;
+        }
+        return true;
+      };
+      auto below = [&](const std::vector<float>& out) {
+        for (uint32_t j = 0; j < dim; ++j) {
+          if (out[j] >= lo[j]) return false;
+        }
+        return true;
+      };
+      const std::string label = "m = " + std::to_string(m);
+      INFO(label);
+
+      RobustAggregator median(dim, Averaging::kAll, Rule(RobustRule::kMedian));
+      Outcome o = Run(median, in);
+      REQUIRE(o.status.ok());
+      CHECK((m < n / 2 ? inside(o.out) : below(o.out)));  // the median's point: half the values
+
+      RobustAggregator trimmed(dim, Averaging::kAll, Rule(RobustRule::kTrimmedMean));  // cuts 2 of 10 at each end
+      o = Run(trimmed, in);
+      REQUIRE(o.status.ok());
+      CHECK((m <= 2 ? inside(o.out) : below(o.out)));
+
+      // Multi-Krum averages n - f = 8: with more than f clones, m - f of them at least.
+      RobustAggregator krum(dim, Averaging::kAll, Rule(RobustRule::kMultiKrum));
+      o = Run(krum, in);
+      REQUIRE(o.status.ok());
+      size_t clones_kept = 0;
+      for (size_t i = n - m; i < n; ++i) clones_kept += o.verdicts[i].action == RobustAction::kKept;
+      const std::vector<size_t> want = ReferenceKrumSelection(us, f, n - f);
+      CHECK(clones_kept == static_cast<size_t>(std::count_if(want.begin(), want.end(), [&](size_t i) { return i >= n - m; })));
+      if (m <= f) CHECK(clones_kept == 0);
+      if (m > f) CHECK(clones_kept >= m - f);
+
+      // Bulyan at n = 10 < 4f + 3: its later Krum picks, over 5 or 6 updates,
+      // sum 1 or 2 nearest distances, which are 0 between clones, so m - 1
+      // clones are selected (m <= 4); 3 clones of its 6 own the median.
+      RobustAggregator bulyan(dim, Averaging::kAll, Rule(RobustRule::kBulyan));
+      o = Run(bulyan, in);
+      REQUIRE(o.status.ok());
+      const auto [bulyan_want, selected] = ReferenceBulyan(us, f, Averaging::kAll);
+      CheckClose(o.out, bulyan_want, 1e-5);
+      size_t clones_selected = 0;
+      for (size_t i = n - m; i < n; ++i) clones_selected += selected[i] ? 1 : 0;
+      if (m <= 4) CHECK(clones_selected == m - 1);
+      CHECK((m <= 3 ? inside(o.out) : below(o.out)));
+    }
+  }
+
+  TEST_CASE("Bulyan, median and trimmed mean prefer no side: negating every update negates the aggregate") {
+    const uint32_t dim = 40;
+    auto negated = [](std::vector<SparseUpdate> us) {
+      for (SparseUpdate& u : us) {
+        for (float& v : u.values) v = -v;
+      }
+      return us;
+    };
+    // Ten dense updates, four of them identical (alie_flanders' colluding
+    // copies, which make exact ties at the median), and a sparse round.
+    std::vector<SparseUpdate> clones;
+    for (size_t i = 0; i < 6; ++i) clones.push_back(RandomSparse(dim, dim, 6100 + i, 0.1));
+    for (size_t i = 0; i < 4; ++i) clones.push_back(FromDense(std::vector<float>(dim, -5.0f)));
+    for (const auto& us : {clones, RandomRound(10, dim, 12, 6200)}) {
+      const auto mirror = negated(us);
+      for (RobustRule r : {RobustRule::kBulyan, RobustRule::kMedian, RobustRule::kTrimmedMean}) {
+        for (Averaging a : {Averaging::kAll, Averaging::kSupport}) {
+          INFO(RobustRuleName(r));
+          RobustAggregator pos(dim, a, Rule(r)), neg(dim, a, Rule(r));
+          Outcome p = Run(pos, Inputs(us)), q = Run(neg, Inputs(mirror));
+          REQUIRE(p.status.ok());
+          REQUIRE(q.status.ok());
+          for (uint32_t j = 0; j < dim; ++j) CHECK(q.out[j] == doctest::Approx(-p.out[j]).epsilon(1e-6));
+        }
+      }
+    }
+    // With four copies among Bulyan's six selections, the copies and the
+    // nearest honest value are equally near the median: the four share the two
+    // places, so the copies get three quarters of the coordinate, not all of it.
+    RobustAggregator bulyan(dim, Averaging::kSupport, Rule(RobustRule::kBulyan));  // no c/n dilution
+    Outcome o = Run(bulyan, Inputs(clones));
+    REQUIRE(o.status.ok());
+    const auto [want, selected] = ReferenceBulyan(clones, 2, Averaging::kSupport);
+    CheckClose(o.out, want, 1e-6);
+    CHECK(std::count(selected.begin() + 6, selected.end(), true) == 3);
+    for (uint32_t j = 0; j < dim; ++j) CHECK(o.out[j] > -5.0f + 1e-3f);
+    // Each selected copy had half a place on every coordinate: its verdict says so.
+    for (size_t i = 6; i < 10; ++i) {
+      if (!selected[i]) continue;
+      CHECK(o.verdicts[i].action == RobustAction::kDownweighted);
+      CHECK(o.verdicts[i].factor == doctest::Approx(0.5));
+      CHECK(o.verdicts[i].reason.find("0 of 40 values away from the median, some sharing a tie") != std::string::npos);
     }
   }
 
