@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The client's model is the change's own old shape: taken as the unchecked
   // call took it; a model of another geometry (or a CNN for an MLP's change,
   // or other sizes) refuses it and keeps its copy.
-  const HeldModelShape own{change->old_sizes, change->old_sizes, change->cnn};
+  HeldModelShape own{change->old_sizes, change->old_sizes, change->cnn};
   HeldModelShape other = own;
   if (other.cnn) {
     other.cnn->height += 4;
