@@ -29,7 +29,10 @@ uint32_t GetU32(const uint8_t* p) {
 
 std::string SizesText(std::span<const uint32_t> sizes) {
   std::string out;
-  for (uint32_t v : sizes) out += (out.empty() ? "" : "-") + std::to_string(v);
+  for (uint32_t v : sizes) {
+    if (!out.empty()) out += '-';
+    out += std::to_string(v);
+  }
   return out;
 }
 
