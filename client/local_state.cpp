@@ -58,6 +58,7 @@ Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim) {
 Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Dataset& data) {
   if (!model_ || model_name_ != model_name) {
     FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(model_name, data.num_features, data.num_classes));
+    unpruned_sizes_ = PrunableSizes(*model_);
     ws_ = model_->MakeWorkspace();
     model_name_ = model_name;
     Forget();
@@ -118,12 +119,17 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
   // A residual already loaded follows any shape change; one not loaded yet is
   // read at the new dimension when first needed.
   std::vector<float>* follower = residual_.size() == d && d != 0 ? &residual_ : nullptr;
-  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower);
+  // Any shape change must prune this model (its architecture, CNN geometry
+  // and sizes), not merely one of as many parameters: checked before the
+  // payload touches the copy or the residual.
+  std::optional<HeldModelShape> held;
+  if (model_) held = HeldModelShape{unpruned_sizes_, PrunableSizes(*model_), CnnGeometryOf(*model_)};
+  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower, held ? &*held : nullptr);
   if (!now_holds.ok()) {
     Forget();
     return now_holds.error();
   }
-  held_version_ = *now_holds;
+  std::unique_ptr<Model> reshaped;
   if (!new_sizes.empty() && model_ && new_sizes != PrunableSizes(*model_)) {
     // [prune]: the payload changed the model's shape (an MLP's hidden units or the CNN's channels).
     auto pruned = MakePrunedModel(new_sizes, CnnGeometryOf(*model_), model_name_);
@@ -131,15 +137,21 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
       Forget();
       return pruned.error().WithContext("model payload's shape change");
     }
-    model_ = std::move(*pruned);
+    reshaped = std::move(*pruned);
+  }
+  const uint32_t new_dim = reshaped ? static_cast<uint32_t>(reshaped->num_params()) : dim();
+  if (params_.size() != new_dim) {
+    // Refused before the model or the residual file changes.
+    Forget();
+    return InvalidArgumentError("model payload left " + std::to_string(params_.size()) + " parameters, the " +
+                                model_name_ + " model has " + std::to_string(new_dim));
+  }
+  if (reshaped) {
+    model_ = std::move(reshaped);
     ws_ = model_->MakeWorkspace();
     if (follower != nullptr) SaveResidualFile();
   }
-  if (params_.size() != dim()) {
-    Forget();
-    return InvalidArgumentError("model payload left " + std::to_string(params_.size()) + " parameters, the " +
-                                model_name_ + " model has " + std::to_string(dim()));
-  }
+  held_version_ = *now_holds;
   return held_version_;
 }
 

@@ -931,13 +931,20 @@ void RoundDriver::CloseRound(double now_s) {
       return;
     }
     defended_ = std::move(*defended);
-    for (const std::string& line : defended_.notes) spdlog::info("{}", line);
   }
   auto outcome = engine_->CloseRound(config_.plan.min_quorum);
   const double cpu = round_cpu_s_ + (ThreadCpuSeconds() - cpu0);
   if (!outcome.ok()) {
     fatal_ = outcome.error().WithContext("closing round " + std::to_string(engine_->round()));
     return;
+  }
+  if (defense_) {
+    // A round that missed its quorum keeps none of the defence's changes (pruned inputs included).
+    if (Status st = defense_->AfterClose(*outcome, *engine_, *model_, defended_); !st.ok()) {
+      fatal_ = st.error().WithContext("the trigger defence after round " + std::to_string(outcome->round));
+      return;
+    }
+    for (const std::string& line : defended_.notes) spdlog::info("{}", line);
   }
   if (Status st = FinishRound(*outcome, cpu, now_s); !st.ok()) fatal_ = st.error();
 }

@@ -1091,6 +1091,10 @@ Status Simulation::Step(uint32_t round) {
     FRUGAL_ASSIGN_OR_RETURN(defended, defense_->BeforeClose(*engine_, *model_, train_, *ws_[0]));
   }
   FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine_->CloseRound(cfg_.plan.min_quorum));
+  // A round that missed its quorum keeps none of the defence's changes (pruned inputs included).
+  if (defense_) {
+    FRUGAL_RETURN_IF_ERROR(defense_->AfterClose(outcome, *engine_, *model_, defended));
+  }
   const double server_cpu = ThreadCpuSeconds() - cpu0 + (secure_ ? secure_->server_cpu_s() : 0.0);
   FRUGAL_RETURN_IF_ERROR(AdvanceBases(selected, downloads, version, outcome));
 

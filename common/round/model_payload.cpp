@@ -27,6 +27,40 @@ uint32_t GetU32(const uint8_t* p) {
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
+std::string SizesText(std::span<const uint32_t> sizes) {
+  std::string out;
+  for (uint32_t v : sizes) {
+    if (!out.empty()) out += '-';
+    out += std::to_string(v);
+  }
+  return out;
+}
+
+std::string ArchitectureText(const std::optional<CnnGeometry>& cnn) {
+  if (!cnn) return "an MLP";
+  return "a CNN of " + std::to_string(cnn->height) + "x" + std::to_string(cnn->width) + " images with kernel " +
+         std::to_string(cnn->kernel);
+}
+
+// Whether `change` prunes the client's model as it is at that point: `from`
+// (its prunable sizes; `whose` names them in the error) of a Cnn of `cnn`, or an MLP.
+Status CheckShapeFits(const MlpShapeChange& change, const std::vector<uint32_t>& from,
+                      const std::optional<CnnGeometry>& cnn, const std::string& where, const std::string& whose) {
+  if (from.empty()) {
+    return InvalidArgumentError(where + " prunes " + ArchitectureText(change.cnn) + ", " + whose +
+                                " has no hidden layers or channels to prune");
+  }
+  if (change.cnn != cnn) {
+    return InvalidArgumentError(where + " is of " + ArchitectureText(change.cnn) + ", " + whose + " is " +
+                                ArchitectureText(cnn));
+  }
+  if (change.old_sizes != from) {
+    return InvalidArgumentError(where + " prunes layer sizes " + SizesText(change.old_sizes) + ", " + whose +
+                                " has " + SizesText(from));
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeModelPayload(const ModelPayloadHeader& header,
@@ -145,7 +179,8 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
-                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower) {
+                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
+                                   const HeldModelShape* held) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
   std::vector<uint32_t> sizes;  // the last shape change's layer sizes
@@ -155,6 +190,10 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       auto shape = DecodeShapeChange(pieces[0]);
       if (!shape.ok()) return shape.error().WithContext("full model payload's shape");
       if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext("full model payload's shape");
+      if (held != nullptr) {
+        FRUGAL_RETURN_IF_ERROR(
+            CheckShapeFits(*shape, held->unpruned, held->cnn, "full model payload's shape", "the client's unpruned model"));
+      }
       sizes = shape->NewSizes();
       if (shape->NewParamCount() != h.dim) {
         return InvalidArgumentError("full model payload's shape has " + std::to_string(shape->NewParamCount()) +
@@ -214,6 +253,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
   std::vector<Step> steps;
   steps.reserve(pieces.size());
   uint32_t dim = expected_dim;
+  std::vector<uint32_t> held_sizes = held != nullptr ? held->sizes : std::vector<uint32_t>{};
   for (size_t i = 0; i < pieces.size(); ++i) {
     const std::string where = "model payload piece " + std::to_string(i);
     Step step;
@@ -221,6 +261,11 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
       auto shape = DecodeShapeChange(pieces[i]);
       if (!shape.ok()) return shape.error().WithContext(where);
       if (Status st = CheckShapeChange(*shape); !st.ok()) return st.error().WithContext(where);
+      if (held != nullptr) {
+        FRUGAL_RETURN_IF_ERROR(CheckShapeFits(*shape, held_sizes, held->cnn, where + "'s shape change",
+                                              "the client's model at that point"));
+        held_sizes = shape->NewSizes();
+      }
       if (shape->OldParamCount() != dim) {
         return InvalidArgumentError(where + ": shape change is from a model of " +
                                     std::to_string(shape->OldParamCount()) + " parameters, the model has " +

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 #include <utility>
 
 #include "frugal/round/trusted.h"
@@ -34,6 +35,8 @@ Result<TriggerRoundSummary> ServerDefense::BeforeClose(RoundEngine& engine, cons
     FRUGAL_RETURN_IF_ERROR(engine.SetReference(std::move(reference)));
   }
   if (!trigger_) return out;
+  memory_before_ = trigger_->State();
+  frozen_before_.assign(engine.server_frozen().begin(), engine.server_frozen().end());
   FRUGAL_ASSIGN_OR_RETURN(TriggerRoundResult scan,
                           trigger_->Round(round, model, engine.global_model(), train, trusted_, train_, seed_, ws));
   if (scan.scanned) {
@@ -66,6 +69,26 @@ Result<TriggerRoundSummary> ServerDefense::BeforeClose(RoundEngine& engine, cons
   if (!scan.frozen.empty()) FRUGAL_RETURN_IF_ERROR(engine.SetServerFrozen(std::move(scan.frozen)));
   notes_.insert(notes_.end(), out.notes.begin(), out.notes.end());
   return out;
+}
+
+Status ServerDefense::AfterClose(const RoundOutcome& outcome, RoundEngine& engine, const Model& model,
+                                 TriggerRoundSummary& summary) {
+  if (!trigger_ || outcome.applied) return OkStatus();
+  const size_t pruned = trigger_->pruned().size();
+  if (trigger_->State() == memory_before_) return OkStatus();
+  FRUGAL_RETURN_IF_ERROR(trigger_->SetState(memory_before_, model.input_dim(), model.num_classes()));
+  FRUGAL_RETURN_IF_ERROR(engine.SetServerFrozen(frozen_before_));
+  summary.columns.known = static_cast<uint32_t>(trigger_->triggers().size());
+  summary.columns.pruned = static_cast<uint32_t>(trigger_->pruned().size());
+  std::string note = "round " + std::to_string(outcome.round) +
+                     ": quorum not met, the model is unchanged: the trigger scan's findings of this round";
+  if (pruned > trigger_->pruned().size()) {
+    note += " and its pruning of " + std::to_string(pruned - trigger_->pruned().size()) + " inputs";
+  }
+  note += " are dropped with it";
+  summary.notes.push_back(note);
+  notes_.push_back(std::move(note));
+  return OkStatus();
 }
 
 Status ServerDefense::Resume(RoundEngine& engine, const Model& model) {

@@ -282,6 +282,95 @@ TEST_SUITE("client") {
     CHECK(st.error().message().find("parameters") != std::string::npos);
   }
 
+  TEST_CASE("a payload whose shape change names a CNN of another geometry, or an MLP for a logistic regression, is refused before the agent's model or residual changes") {
+    Rig rig;
+    Dataset images;  // only its sizes matter to Adopt: the CNN takes 28x28x1 images
+    images.num_features = 784;
+    images.num_classes = 10;
+    auto model = MakeModel("cnn", 784, 10);
+    REQUIRE(model.ok());
+    const auto dim = static_cast<uint32_t>((*model)->num_params());
+    std::vector<float> v1(dim);
+    (*model)->InitParams(v1, 3);
+    RoundEngine engine(v1, EngineConfig{});
+    LocalState state(rig.dir.Path("cnn.bin"));
+    REQUIRE(state.Adopt("cnn", dim, images).ok());
+    const std::vector<uint8_t> v1_full = **engine.ModelPayloadFor(0);
+    REQUIRE(state.Apply(v1_full).ok());
+    // A residual on file, which a shape change the agent accepts would map and save.
+    std::vector<float>& residual = state.Residual();
+    for (size_t i = 0; i < residual.size(); ++i) residual[i] = 1e-3f * static_cast<float>(i % 97);
+    state.SaveResidualFile();
+    const std::vector<float> residual_before = residual;
+    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(**model), PrunableSizes(**model),
+                                                     engine.global_model(), std::vector<uint32_t>{16, 32, 256});
+    REQUIRE(engine.ApplyShapeChange(change).ok());
+    // The same channels of a CNN of 29x30 images: pooled twice, 7x7 as 28x28 is, so
+    // as many parameters, and only the geometry tells the two apart.
+    MlpShapeChange other = change;
+    other.cnn = CnnGeometry{29, 30, 5};
+    REQUIRE(other.OldParamCount() == change.OldParamCount());
+    REQUIRE(other.NewParamCount() == change.NewParamCount());
+    const std::vector<uint8_t> other_bytes = EncodeShapeChange(other);
+    // The engine's own payloads with their shape piece replaced by `other`.
+    auto forged = [&](const std::vector<uint8_t>& real) {
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h = ParseModelPayload(real, dim, &pieces);
+      REQUIRE(h.ok());
+      bool replaced = false;
+      for (auto& p : pieces) {
+        if (IsShapeChange(p)) {
+          p = other_bytes;
+          replaced = true;
+        }
+      }
+      REQUIRE(replaced);
+      return EncodeModelPayload(*h, pieces);
+    };
+    const std::vector<uint8_t> full = forged(**engine.ModelPayloadFor(0));  // [shape, model]
+    const std::vector<uint8_t> chain = forged(**engine.ModelPayloadFor(1));  // [shape change]
+    for (const auto* bad : {&full, &chain}) {
+      CAPTURE(bad == &full ? "full model" : "chain");
+      REQUIRE(state.Apply(v1_full).ok());  // holding version 1, as the chain needs
+      auto r = state.Apply(*bad);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code() == ErrorCode::kInvalidArgument);
+      CHECK(r.error().message().find("29x30") != std::string::npos);
+      CHECK(r.error().message().find("28x28") != std::string::npos);
+      // The agent keeps its model (the unpruned 28x28 Cnn) and the residual on file.
+      const auto* cnn = dynamic_cast<const Cnn*>(&state.model());
+      REQUIRE(cnn != nullptr);
+      CHECK(cnn->config().height == 28);
+      CHECK(cnn->config().width == 28);
+      CHECK(cnn->config().conv1_channels == PrunableSizes(**model)[1]);
+      CHECK(state.dim() == dim);
+      CHECK(state.held_version() == 0);
+      auto on_file = LoadResidual(rig.dir.Path("cnn.bin"), dim);
+      REQUIRE(on_file.ok());
+      CHECK(*on_file == residual_before);
+    }
+    // The engine's own payloads are still taken: the full model prunes the agent's Cnn.
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(state.dim() == change.NewParamCount());
+
+    // A logistic regression has no hidden layer: a full model with an MLP's
+    // shape of as many parameters would have turned it into that MLP.
+    LocalState logreg(rig.dir.Path("logreg.bin"));
+    REQUIRE(logreg.Adopt("logreg", rig.Dim(), rig.local.data).ok());
+    const MlpShapeChange mlp{{4, 8, 3}, {{0, 2, 5}}};  // pruned to 4-3-3: 27 parameters
+    REQUIRE(mlp.NewParamCount() == 27);
+    std::vector<float> weights(27, 0.5f);
+    auto body = EncodeDownlink(weights, {}, DownlinkConfig{});
+    REQUIRE(body.ok());
+    const std::vector<uint8_t> shape = EncodeShapeChange(mlp);
+    const std::span<const uint8_t> pieces[] = {shape, body->bytes};
+    auto r = logreg.Apply(EncodeModelPayload({ModelPayloadKind::kFull, 0, 4, 27, 2}, pieces));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message().find("no hidden layers") != std::string::npos);
+    CHECK(logreg.model().name() == std::string("logreg"));
+    CHECK(logreg.dim() == rig.Dim());
+  }
+
   TEST_CASE("a task on the seed-built version 1 is trained and accepted by the round engine") {
     Rig rig;
     const uint64_t seed = 5;

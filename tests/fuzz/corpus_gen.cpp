@@ -1,6 +1,16 @@
 // Writes the seed corpus: valid payloads of every codec and mode (uplink-sparse
 // version 2 with plain and adaptive Rice sections, and one version-1 frame), small
 // enough to commit. Usage: frugal-fuzz-corpus-gen OUT_DIR  (creates OUT_DIR/<target>/seed-*)
+// Every seed is the same bytes every generation: the SecAgg+ messages' keys,
+// shares and signatures come from OpenSSL's RNG, which this program (only)
+// replaces with a seeded stream (SeededOpenSslRandom below).
+
+// RAND_set_rand_method is deprecated in OpenSSL 3.0 but is still the one
+// public way to make RAND_bytes (and ECDSA's nonces) deterministic in a
+// process; this generator is the only user.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/rand.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -53,6 +63,26 @@ std::vector<privacy::ShamirShare> SeededShamirSplit(const std::vector<uint8_t>& 
     }
   }
   return shares;
+}
+
+// OpenSSL's RNG for the rest of the process: a seeded Rng stream. A
+// RAND_METHOD has no user pointer, hence the file-level stream. Never in a
+// library: the protocol's secrets must come from RAND_bytes' real entropy.
+Rng* seeded_stream = nullptr;
+int SeededBytes(unsigned char* out, int num) {
+  for (int i = 0; i < num; ++i) out[i] = static_cast<unsigned char>(seeded_stream->NextU64() >> 56);
+  return 1;
+}
+int SeededStatus() { return 1; }
+// Called once, before the first message is generated.
+void SeededOpenSslRandom(uint64_t seed) {
+  static Rng stream(seed);
+  static const RAND_METHOD method = {nullptr, SeededBytes, nullptr, nullptr, SeededBytes, SeededStatus};
+  seeded_stream = &stream;
+  if (RAND_set_rand_method(&method) != 1) {
+    std::fprintf(stderr, "corpus generator: cannot install the seeded RNG\n");
+    std::exit(1);
+  }
 }
 
 int Write(const std::filesystem::path& dir, const std::string& name, const std::vector<uint8_t>& bytes) {
@@ -256,8 +286,11 @@ int main(int argc, char** argv) {
     failures += Write(share, "seed-" + std::to_string(n++), input);
   }
   // SecAgg+ messages of every type, from one real round of the fuzz target's
-  // configuration (keys are fresh each generation), plus identity-bound keys
-  // and directories from the fuzz target's simulated CA (modes 3 and 4).
+  // configuration, plus identity-bound keys and directories from the fuzz
+  // target's simulated CA (modes 3 and 4). The keys, self-mask seeds, Shamir
+  // coefficients and ECDSA nonces come from the seeded RNG: the same bytes
+  // every generation.
+  SeededOpenSslRandom(0x5eca99);
   const std::filesystem::path messages = out / "fuzz_secagg_messages";
   for (bool bound : {false, true}) {
     const privacy::SecureRoundConfig cfg = fuzz::SecAggFuzzConfig(bound);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -73,6 +74,7 @@ class LocalState {
   std::unique_ptr<Model> model_;
   std::unique_ptr<ModelWorkspace> ws_;
   std::string model_name_;
+  std::vector<uint32_t> unpruned_sizes_;  // PrunableSizes of the model as MakeModel built it
   std::vector<float> params_;
   uint32_t held_version_ = 0;
   std::vector<float> residual_;

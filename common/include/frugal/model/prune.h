@@ -137,8 +137,8 @@ std::optional<std::vector<uint32_t>> PruneStepWidths(const PruneConfig& c, uint3
 // Wire form: "FRSC", a format byte, the number of layer sizes, each size
 // (u32 LE), then per hidden layer a bitmask of its old units (bit u of byte
 // u/8 set = kept). 25 bytes per 200-unit layer. A Cnn's change is format 2:
-// after the format byte its height, width and kernel (u32 LE each), then the
-// same fields with its 5 sizes.
+// after the format byte and the number of sizes (5), its height, width and
+// kernel (u32 LE each), then the sizes and masks as above.
 std::vector<uint8_t> EncodeShapeChange(const MlpShapeChange& change);
 // Validates everything (magic, format, sizes, mask padding, kept counts,
 // length); errors name the field.

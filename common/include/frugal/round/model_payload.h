@@ -15,10 +15,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "frugal/core/status.h"
+#include "frugal/model/prune.h"
 
 namespace frugal {
 
@@ -64,13 +66,28 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes);
+// The client's model, as a payload's shape changes must find it: each names
+// the architecture it prunes (a Cnn's geometry, or an MLP) and the sizes it
+// starts from, and a parameter count alone cannot tell a 28x28 CNN from a
+// 29x30 one, or a logistic regression from an MLP of as many parameters.
+struct HeldModelShape {
+  std::vector<uint32_t> unpruned;  // PrunableSizes of the unpruned model: what a full model's shape prunes
+  std::vector<uint32_t> sizes;     // PrunableSizes of the model held now: what a chain's first shape change prunes
+  std::optional<CnnGeometry> cnn;  // set: the model is a Cnn of this geometry
+};
+
 // The same, also carrying `follower` (non-null: a vector in the held model's
 // layout, such as a client's error-feedback residual) through every shape
 // change the payload applies. A full model with a shape maps a follower of its
 // unpruned dimension through it and zeroes one of any other dimension than the
-// new one. On error `follower` is unchanged too.
+// new one. On error `follower` is unchanged too. With `held` (non-null), a
+// shape change of another architecture or CNN geometry than held->cnn, or from
+// other sizes than the model's at that point (a full model's: held->unpruned;
+// a chain's first: held->sizes, each later one: the previous one's new sizes),
+// is refused (InvalidArgument naming both) before anything changes.
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
-                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower);
+                                   std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
+                                   const HeldModelShape* held = nullptr);
 
 }  // namespace frugal

@@ -3,7 +3,8 @@
 // "fltrust", frugal/round/trusted.h) and the trigger scan with unlearning and
 // pruning (server.trigger_scan_every, frugal/round/trigger_scan.h). The front
 // end calls BeforeClose between the last Ingest and RoundEngine::CloseRound,
-// records what it says, and logs the notes. No I/O.
+// AfterClose with the round's outcome, records what they say, and logs the
+// notes. No I/O.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,17 @@ class ServerDefense {
   Result<TriggerRoundSummary> BeforeClose(RoundEngine& engine, const Model& model, const Dataset& train,
                                           ModelWorkspace& ws);
 
+  // After engine.CloseRound(), with its outcome; `summary` is BeforeClose's.
+  // A round that missed its quorum leaves the model as it was, so it keeps
+  // none of the defence's changes either: the trigger memory (the scan's
+  // triggers, flags and pruned inputs) and the engine's frozen set go back to
+  // what they were before BeforeClose, `summary`'s counts follow, and a note
+  // says what was dropped. The memory stored with such a round therefore
+  // agrees with its model (no input counted as pruned whose weights are not
+  // zero), in memory and after a restart alike. Nothing to do for an applied round.
+  Status AfterClose(const RoundOutcome& outcome, RoundEngine& engine, const Model& model,
+                    TriggerRoundSummary& summary);
+
   // After a restart, once the trigger memory is restored (TriggerDefense::SetState):
   // hands `engine` the coordinates the restored pruned inputs freeze, so full
   // models sent before the next close carry their exact zeros too.
@@ -68,6 +80,9 @@ class ServerDefense {
   std::vector<float> scratch_;  // TrustedUpdate's
   std::vector<std::string> notes_;
   uint32_t scans_ = 0, flags_ = 0;
+  // BeforeClose's starting point, which AfterClose restores when the round misses its quorum.
+  std::vector<uint8_t> memory_before_;
+  std::vector<uint32_t> frozen_before_;
 };
 
 }  // namespace frugal
