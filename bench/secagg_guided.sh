@@ -6,6 +6,8 @@
 # joules to 85% with the ratio against dense FedAvg's bytes to 85% on that
 # seed (the "Thrift" table: dense is plain FedAvg, unchanged by this work),
 # rounds to 80%, final and best accuracy, bytes per round, the guide's bytes.
+# A variant with more local work (...-eN, ...-lrX) also gets its ratio against dense FedAvg at the
+# same local work (dense-eN, dense-lrX) when that run is in OUT_DIR.
 #   usage: bench/secagg_guided.sh BUILD_DIR OUT_DIR SEED [VARIANT...]
 # Every variant starts from the secure runs of secagg_experiments.sh (8-bit
 # ring, clip 0.1, server learning rate 2, released average 0.9) and a 10%
