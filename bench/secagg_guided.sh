@@ -6,6 +6,8 @@
 # joules to 85% with the ratio against dense FedAvg's bytes to 85% on that
 # seed (the "Thrift" table: dense is plain FedAvg, unchanged by this work),
 # rounds to 80%, final and best accuracy, bytes per round, the guide's bytes.
+# A variant with more local work (...-eN, ...-lrX) also gets its ratio against dense FedAvg at the
+# same local work (dense-eN, dense-lrX) when that run is in OUT_DIR.
 #   usage: bench/secagg_guided.sh BUILD_DIR OUT_DIR SEED [VARIANT...]
 # Every variant starts from the secure runs of secagg_experiments.sh (8-bit
 # ring, clip 0.1, server learning rate 2, released average 0.9) and a 10%
@@ -18,6 +20,7 @@ shift 3
 sim="$build/sim/frugal-sim"
 scenario=$(cd "$(dirname "$0")/.." && pwd)/sim/scenarios/fmnist-dir0.5.toml
 mkdir -p "$out"
+uni_mc="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform --set downlink.merge_chains=true"
 declare -A variant=(
   [g0.05]="--set uplink.density=0.1 --set secure.guided=0.05"
   [g0.1]="--set uplink.density=0.1 --set secure.guided=0.1"
@@ -81,17 +84,33 @@ declare -A variant=(
   # Thirteenth session: s5-uni with downlink.merge_chains (a client that missed two or more broadcast steps gets
   # them as one lossless merged piece when that is smaller than the chain; docs/codecs.md, "Merged steps").
   [g0.05-s5-b5-c0.04-uni-mc]="--set uplink.density=0.1 --set server.learning_rate=1 --set secure.guided=0.05 --set secure.bits=5 --set secure.clip=0.04 --set secure.step_scale=5 --set round.selection=uniform --set downlink.merge_chains=true"
+  # Fifteenth session ("Fifteenth session: local work"): uni-mc with more local work per round than the
+  # scenario's [train] (epochs 2, batch 32, lr 0.05); eN = train.epochs N, lrX = train.learning_rate X.
+  # Each has a dense counterpart at the same local work (dense-eN, dense-lrX, below) for a second ratio.
+  [g0.05-s5-b5-c0.04-uni-mc-e3]="${uni_mc} --set train.epochs=3"
+  [g0.05-s5-b5-c0.04-uni-mc-e4]="${uni_mc} --set train.epochs=4"
+  [g0.05-s5-b5-c0.04-uni-mc-e5]="${uni_mc} --set train.epochs=5"
+  [g0.05-s5-b5-c0.04-uni-mc-lr0.1]="${uni_mc} --set train.learning_rate=0.1"
+)
+# Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the issue's baseline).
+declare -A dense_variant=(
+  [dense]=""
+  [dense-e3]="--set train.epochs=3"
+  [dense-e4]="--set train.epochs=4"
+  [dense-e5]="--set train.epochs=5"
+  [dense-lr0.1]="--set train.learning_rate=0.1"
 )
 names=("$@")
 # The seed-1 exploration, in the order it was run; g0.05-lr4-b6 and randk-lr4-b6 were also run on seeds 2 and 3.
 [ ${#names[@]} -gt 0 ] || names=(g0.05 g0.1 d0.05-g0.04 g0.05-w5 g0.05-ema0.8 g0.05-mom0.5 g0.05-lr3 g0.05-b6
                                  g0.05-lr4 g0.05-lr3-b6 g0.05-lr5-b6 g0.05-lr4-b6 randk-lr4-b6 d0.08-lr4-b6 g0.07-lr4-b6)
 for n in "${names[@]}"; do
-  [ -n "${variant[$n]:-}" ] || [ "$n" = dense ] || { echo "unknown variant $n" >&2; exit 2; }
+  [ -n "${variant[$n]:-}" ] || [ -n "${dense_variant[$n]+x}" ] || { echo "unknown variant $n" >&2; exit 2; }
   [ -f "$out/$n-s$seed/summary.json" ] && continue
-  if [ "$n" = dense ]; then
+  if [ -n "${dense_variant[$n]+x}" ]; then
+    # shellcheck disable=SC2086
     nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=dense \
-      --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
+      ${dense_variant[$n]} --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
     continue
   fi
   # shellcheck disable=SC2086
@@ -121,6 +140,12 @@ for n in names:
     s = json.load(open(f"{d}/summary.json"))
     t85, t80 = to(rows, 0.85), to(rows, 0.80)
     ratio = f" ({dense85[seed] / t85[1]:.1f}x)" if t85 and seed in dense85 else ""
+    # A fifteenth-session variant (...-eN, ...-lrX) against dense FedAvg at the same local work, when run here.
+    tag = n.rsplit("-", 1)[-1]
+    same = f"{out}/dense-{tag}-s{seed}"
+    if t85 and not n.startswith("dense") and (tag[0] == "e" or tag.startswith("lr")) and os.path.exists(f"{same}/rounds.csv"):
+        d85 = to(read_rounds(same), 0.85)
+        ratio += f" ({d85[1] / t85[1]:.1f}x vs dense-{tag})" if d85 else f" (dense-{tag} never reaches 85%)"
     f85 = f"{t85[0]} / {t85[1]:,} / {t85[2]:,.0f}{ratio}" if t85 else "not reached"
     best = best_accuracy(rows)
     guide = s["extra_metrics"].get("secure_guide_bytes_down", 0)
