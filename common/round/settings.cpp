@@ -483,6 +483,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_scan_steps", s.trigger_scan.steps);
   r.Get("server.trigger_lambda", s.trigger_scan.lambda);
   r.Get("server.trigger_anomaly", s.trigger_scan.anomaly);
+  r.Get("server.trigger_max_cover", s.trigger_scan.max_cover);
   r.Get("server.trigger_unlearn_epochs", s.trigger_scan.unlearn_epochs);
   r.Get("server.trigger_keep", s.trigger_scan.keep);
   r.Get("server.trigger_prune", s.trigger_scan.prune);
@@ -544,6 +545,10 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   }
   if (s.trigger_scan.prune > 0 && !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1]");
+  }
+  if (!(s.trigger_scan.max_cover >= 0.0f && s.trigger_scan.max_cover <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_max_cover must be in [0, 1] (1: off), the trusted images' mean "
+                                "intensity under a flagged mask");
   }
   if (!(s.trigger_scan.prune_grow >= 0.0f && s.trigger_scan.prune_grow <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_grow must be in [0, 1] (0: off)");

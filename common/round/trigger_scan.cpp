@@ -128,6 +128,20 @@ RecoveredTrigger ReverseOne(const Mlp& model, std::span<const float> params, con
 
 }  // namespace
 
+double MaskCover(std::span<const float> mask, std::span<const float> images) {
+  const size_t dim = mask.size();
+  if (dim == 0 || images.size() < dim) return 0.0;
+  const size_t n = images.size() / dim;
+  double weighted = 0.0, total = 0.0;
+  for (size_t j = 0; j < dim; ++j) {
+    double mean = 0.0;
+    for (size_t i = 0; i < n; ++i) mean += images[i * dim + j];
+    weighted += static_cast<double>(mask[j]) * mean / static_cast<double>(n);
+    total += mask[j];
+  }
+  return total > 0.0 ? weighted / total : 0.0;
+}
+
 std::vector<double> LowAnomalyIndex(std::span<const double> values) {
   std::vector<double> out(values.size(), 0.0);
   if (values.empty()) return out;
@@ -139,6 +153,26 @@ std::vector<double> LowAnomalyIndex(std::span<const double> values) {
   if (!(mad > 0)) return out;
   for (size_t c = 0; c < values.size(); ++c) out[c] = values[c] < med ? (med - values[c]) / mad : 0.0;
   return out;
+}
+
+int32_t FlagOutlier(std::span<const double> anomaly, std::span<const double> cover, const TriggerScanConfig& cfg,
+                    std::vector<int32_t>& refused) {
+  refused.clear();
+  std::vector<size_t> over;  // classes with a mask over the threshold, most anomalous first
+  for (size_t c = 0; c < anomaly.size() && c < cover.size(); ++c) {
+    if (anomaly[c] > cfg.anomaly && cover[c] >= 0) over.push_back(c);
+  }
+  std::stable_sort(over.begin(), over.end(), [anomaly](size_t a, size_t b) { return anomaly[a] > anomaly[b]; });
+  int32_t flagged = -1;
+  for (size_t c : over) {
+    // Compared in float, the key's own type, so a cover read back from a note meets its own bar.
+    if (static_cast<float>(cover[c]) > cfg.max_cover) {
+      refused.push_back(static_cast<int32_t>(c));
+    } else if (flagged < 0) {
+      flagged = static_cast<int32_t>(c);
+    }
+  }
+  return flagged;
 }
 
 Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const float> params, const Dataset& data,
@@ -186,13 +220,11 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
     found[c] = std::move(t);
   }
   report.anomaly = LowAnomalyIndex(report.mask_l1);
-  double top = cfg.anomaly;
+  report.cover.assign(classes, -1.0);
   for (size_t c = 0; c < classes; ++c) {
-    if (report.anomaly[c] > top && found[c].target >= 0) {
-      top = report.anomaly[c];
-      report.flagged = static_cast<int32_t>(c);
-    }
+    if (found[c].target >= 0) report.cover[c] = MaskCover(found[c].mask, rows);
   }
+  report.flagged = FlagOutlier(report.anomaly, report.cover, cfg, report.refused);
   if (report.flagged >= 0) {
     report.trigger = found[static_cast<size_t>(report.flagged)];
     report.trigger.flagged = true;
@@ -481,6 +513,19 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
   out += "; mask L1 by class:";
   for (double v : report.mask_l1) {
     std::snprintf(line, sizeof line, " %.1f", v);
+    out += line;
+  }
+  if (!report.cover.empty()) {
+    out += "; mask cover by class:";
+    for (double v : report.cover) {
+      std::snprintf(line, sizeof line, " %.3f", v);
+      out += line;
+    }
+  }
+  for (int32_t c : report.refused) {
+    const auto k = static_cast<size_t>(c);
+    std::snprintf(line, sizeof line, "; class %d refused (anomaly index %.2f, mask cover %.3f over the bar)", c,
+                  report.anomaly[k], report.cover[k]);
     out += line;
   }
   return out;

@@ -298,6 +298,101 @@ TEST_SUITE("round") {
     }
   }
 
+  TEST_CASE("a mask's cover is the trusted images' mean intensity under it, as a plain loop computes it") {
+    // Two images of 4 features by hand: means (0.5, 0, 0.5, 0.5).
+    const std::vector<float> images = {1, 0, 0.5f, 0, 0, 0, 0.5f, 1};
+    CHECK(MaskCover(std::vector<float>{1, 1, 0, 0}, images) == doctest::Approx(0.25));
+    CHECK(MaskCover(std::vector<float>{0, 0.5f, 0, 0}, images) == 0.0);  // only where every image is black
+    CHECK(MaskCover(std::vector<float>{0, 0, 0, 0}, images) == 0.0);     // an empty mask covers nothing
+    CHECK(MaskCover(std::vector<float>{0.2f, 0, 0.2f, 0.2f}, images) == doctest::Approx(0.5));
+    // Random masks and images against the definition, sum_j m_j mean_j / sum_j m_j.
+    Rng rng(12);
+    const size_t dim = 30, n = 7;
+    std::vector<float> mask(dim), rows(n * dim);
+    for (float& v : mask) v = static_cast<float>(rng.Uniform());
+    for (float& v : rows) v = static_cast<float>(rng.Uniform());
+    double num = 0, den = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      double mean = 0;
+      for (size_t i = 0; i < n; ++i) mean += rows[i * dim + j] / static_cast<double>(n);
+      num += mask[j] * mean;
+      den += mask[j];
+    }
+    CHECK(MaskCover(mask, rows) == doctest::Approx(num / den).epsilon(1e-9));
+  }
+
+  TEST_CASE("the scan flags the most anomalous class whose mask cover is under server.trigger_max_cover") {
+    // By hand: classes 0 and 1 over the threshold 2, class 1 the more
+    // anomalous but on the images (cover 0.4); class 3 has no mask (-1).
+    const std::vector<double> anomaly = {3.0, 5.0, 0.0, 2.5}, cover = {0.05, 0.4, 0.1, -1.0};
+    TriggerScanConfig cfg;
+    std::vector<int32_t> refused = {7};
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 1);  // off (1): the most anomalous, as before the key
+    CHECK(refused.empty());
+    cfg.max_cover = 0.2f;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 0);
+    CHECK(refused == std::vector<int32_t>{1});
+    cfg.max_cover = 0.01f;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == -1);
+    CHECK(refused == std::vector<int32_t>{1, 0});  // most anomalous first
+    cfg.max_cover = 0.05f;  // a cover exactly at the bar passes (compared in float)
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 0);
+    cfg.anomaly = 4.0;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == -1);  // class 0 is under the threshold now
+    CHECK(refused == std::vector<int32_t>{1});
+
+    // In the defence, on the planted backdoor: the report's covers are
+    // MaskCover of each class's mask over the trusted rows; a bar just under
+    // class 0's refuses the flag (nothing remembered, unlearnt or pruned), a
+    // bar at it lets it through.
+    Mlp m({kFeatures, 16, kClasses});
+    const Dataset clean = Clusters(60, 21);
+    const std::vector<float> w = Trained(m, Poison(clean, 5));
+    const std::vector<uint32_t> trusted = FirstN(60);
+    std::vector<float> rows(trusted.size() * kFeatures);
+    for (size_t i = 0; i < trusted.size(); ++i) clean.CopyRow(trusted[i], rows.data() + i * kFeatures);
+    TriggerScanConfig scan;
+    scan.every = 1;
+    scan.prune = 1;
+    scan.unlearn_epochs = 1;
+    auto ws = m.MakeWorkspace();
+    TriggerDefense open(scan);
+    auto base = open.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(base.ok());
+    REQUIRE(base->report.flagged == kTarget);
+    REQUIRE(base->report.cover.size() == kClasses);
+    for (size_t c = 0; c < kClasses; ++c) {
+      CAPTURE(c);
+      const RecoveredTrigger& t = base->report.by_class[c];
+      CHECK(base->report.cover[c] == (t.target < 0 ? -1.0 : MaskCover(t.mask, rows)));
+    }
+    const double target_cover = base->report.cover[kTarget];
+    CHECK(target_cover > 0.0);
+    CHECK(target_cover < 0.5);  // the trigger's feature is a noise feature, near 0.1 in every image
+
+    scan.max_cover = std::nextafter(static_cast<float>(target_cover), 0.0f);
+    TriggerDefense strict(scan);
+    auto refused_round = strict.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(refused_round.ok());
+    CHECK(refused_round->report.flagged == -1);
+    CHECK(refused_round->report.refused == std::vector<int32_t>{kTarget});
+    CHECK(refused_round->report.mask_l1 == base->report.mask_l1);  // the same search, only the verdict differs
+    CHECK(strict.triggers().empty());
+    CHECK(strict.pruned().empty());
+    CHECK(refused_round->pruned.empty());
+    CHECK(refused_round->correction.empty());
+    CHECK(DescribeTriggerScan(1, refused_round->report).find("class 0 refused") != std::string::npos);
+
+    scan.max_cover = static_cast<float>(target_cover);
+    TriggerDefense at_bar(scan);
+    auto flagged_round = at_bar.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(flagged_round.ok());
+    CHECK(flagged_round->report.flagged == kTarget);
+    CHECK(flagged_round->report.refused.empty());
+    CHECK(flagged_round->pruned == base->pruned);
+    CHECK_FALSE(flagged_round->correction.empty());
+  }
+
   TEST_CASE("the defence's memory survives State and SetState bit for bit, and damaged bytes are refused") {
     Mlp m({kFeatures, 16, kClasses});
     const Dataset clean = Clusters(60, 21);
@@ -548,6 +643,14 @@ TEST_SUITE("round") {
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_fill = 0.5\n", fill).ok());
     RunSettings guard;
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_max_changed = 2\n", guard).ok());
+    RunSettings cover;
+    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 0.1\n", cover).ok());
+    CHECK(cover.trigger_scan.max_cover == 0.1f);
+    CHECK(s.trigger_scan.max_cover == 1.0f);  // off unless set
+    RunSettings bad_cover;
+    const Status cover_st = read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 1.5\n", bad_cover);
+    REQUIRE_FALSE(cover_st.ok());
+    CHECK(cover_st.ToString().find("server.trigger_max_cover") != std::string::npos);
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);
