@@ -491,7 +491,6 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_prune_mask", s.trigger_scan.prune_mask);
   r.Get("server.trigger_prune_grow", s.trigger_scan.prune_grow);
   r.Get("server.trigger_prune_fill", s.trigger_scan.prune_fill);
-  r.Get("server.trigger_prune_max_changed", s.trigger_scan.prune_max_changed);
   r.Get("eval.int8", s.eval_int8);
   r.Get("distill.at_end", s.distill.at_end);
   r.Get("distill.student", s.distill.config.student);
@@ -552,9 +551,6 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   }
   if (!(s.trigger_scan.prune_grow >= 0.0f && s.trigger_scan.prune_grow <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_grow must be in [0, 1] (0: off)");
-  }
-  if (!(s.trigger_scan.prune_max_changed >= 0.0f && s.trigger_scan.prune_max_changed <= 1.0f)) {
-    return InvalidArgumentError("server.trigger_prune_max_changed must be in [0, 1] (1: off)");
   }
   const float fill = s.trigger_scan.prune_fill;
   if (!(fill == 0.0f || (fill >= 1.0f && fill <= 16.0f))) {

@@ -531,35 +531,6 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
   return out;
 }
 
-Result<double> ChangedPredictions(const Model& model, std::span<const float> params, const Dataset& data,
-                                  std::span<const uint32_t> trusted, std::span<const uint32_t> inputs) {
-  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
-  const size_t dim = model.input_dim();
-  if (params.size() != model.num_params() || data.num_features != dim) {
-    return InvalidArgumentError("changed predictions: the parameters or the trusted set do not match the model");
-  }
-  if (trusted.empty() || inputs.empty()) return 0.0;
-  const size_t hidden = mlp->layer_sizes()[1];
-  std::vector<float> zeroed(params.begin(), params.end());
-  for (uint32_t p : inputs) {
-    if (p >= dim) return InvalidArgumentError("changed predictions: input " + std::to_string(p) + " out of range");
-    for (size_t o = 0; o < hidden; ++o) zeroed[o * dim + p] = 0.0f;  // layer 0's W is (hidden x input) row-major
-  }
-  std::vector<float> x(trusted.size() * dim);
-  std::vector<int32_t> labels(trusted.size()), before(trusted.size()), after(trusted.size());
-  for (size_t i = 0; i < trusted.size(); ++i) {
-    data.CopyRow(trusted[i], x.data() + i * dim);
-    labels[i] = data.labels[trusted[i]];
-  }
-  const std::unique_ptr<ModelWorkspace> ws = model.MakeWorkspace();
-  const BatchView batch{x.data(), labels.data(), trusted.size()};
-  mlp->Predict(params, batch, before, *ws);
-  mlp->Predict(zeroed, batch, after, *ws);
-  size_t changed = 0;
-  for (size_t i = 0; i < trusted.size(); ++i) changed += before[i] != after[i] ? 1 : 0;
-  return static_cast<double>(changed) / static_cast<double>(trusted.size());
-}
-
 Result<std::vector<uint32_t>> TriggerDefense::FrozenCoordinates(const Model& model) const {
   std::vector<uint32_t> frozen;
   if (pruned_.empty()) return frozen;
@@ -601,20 +572,7 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
   if (out.scanned && out.report.flagged >= 0 && cfg_.prune > 0) {
     const auto c = static_cast<size_t>(out.report.flagged);
     if (flags_.size() <= c) flags_.resize(c + 1, 0);
-    if (++flags_[c] >= cfg_.prune_confirm) {
-      bool act = true;
-      if (cfg_.prune_max_changed < 1.0f) {
-        const std::vector<uint32_t> candidates = InputsToPrune(out.report.trigger, pruned_, cfg_);
-        FRUGAL_ASSIGN_OR_RETURN(out.prune_changed, ChangedPredictions(model, params, data, trusted, candidates));
-        // Compared in float, the key's own type: 1 of 100 must meet a bar of 0.01f (as a double it is 0.0099999998).
-        act = static_cast<float>(out.prune_changed) <= cfg_.prune_max_changed;
-        if (!act) {
-          out.prune_refused = true;
-          out.prune_candidates = candidates.size();
-        }
-      }
-      if (act) out.pruned = PruneInputs(out.report.trigger);
-    }
+    if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
   }
   FRUGAL_ASSIGN_OR_RETURN(out.frozen, FrozenCoordinates(model));
   if (triggers_.empty()) return out;

@@ -51,12 +51,6 @@ struct TriggerScanConfig {
   // their box. A patch trigger is a filled box; a mask that left a few of its
   // pixels out leaves holes there. 0 = off.
   float prune_fill = 0.0f;
-  // < 1: a flag's pruning is refused when zeroing the inputs it would prune
-  // (their first-layer weights, in a copy of the global model) changes the
-  // predicted class of more than this share of the trusted images. A patch
-  // trigger sits where clean images are dark, so pruning it changes almost
-  // no clean prediction; a clean class's mask covers the object. 1 = off.
-  float prune_max_changed = 1.0f;
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -126,11 +120,6 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
 std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
                                     const TriggerScanConfig& cfg);
 
-// The share of the trusted images whose predicted class changes when the
-// first-layer weights of `inputs` are zeroed in a copy of `params` (an MLP).
-Result<double> ChangedPredictions(const Model& model, std::span<const float> params, const Dataset& data,
-                                  std::span<const uint32_t> trusted, std::span<const uint32_t> inputs);
-
 // What one round's defence did.
 struct TriggerRoundResult {
   bool scanned = false;
@@ -138,11 +127,6 @@ struct TriggerRoundResult {
   std::vector<float> correction;     // empty: nothing to apply this round
   std::vector<uint32_t> pruned;      // inputs newly pruned this round
   std::vector<uint32_t> frozen;      // model coordinates held at zero (every pruned input's weights), ascending
-  // cfg.prune_max_changed < 1 and a flag acted on: the share of trusted
-  // predictions its pruning would change (-1: not checked), and whether it was refused.
-  double prune_changed = -1;
-  bool prune_refused = false;
-  size_t prune_candidates = 0;       // inputs the refused pruning would have taken
 };
 
 // The defence across rounds: scans every cfg.every rounds; a class once
