@@ -128,12 +128,14 @@ RecoveredTrigger ReverseOne(const Mlp& model, std::span<const float> params, con
 
 }  // namespace
 
-double MaskCover(std::span<const float> mask, std::span<const float> images) {
+double MaskCover(std::span<const float> mask, std::span<const float> images, float floor) {
   const size_t dim = mask.size();
   if (dim == 0 || images.size() < dim) return 0.0;
   const size_t n = images.size() / dim;
+  const bool any = std::any_of(mask.begin(), mask.end(), [floor](float m) { return m >= floor; });
   double weighted = 0.0, total = 0.0;
   for (size_t j = 0; j < dim; ++j) {
+    if (any && mask[j] < floor) continue;
     double mean = 0.0;
     for (size_t i = 0; i < n; ++i) mean += images[i * dim + j];
     weighted += static_cast<double>(mask[j]) * mean / static_cast<double>(n);
@@ -222,7 +224,7 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
   report.anomaly = LowAnomalyIndex(report.mask_l1);
   report.cover.assign(classes, -1.0);
   for (size_t c = 0; c < classes; ++c) {
-    if (found[c].target >= 0) report.cover[c] = MaskCover(found[c].mask, rows);
+    if (found[c].target >= 0) report.cover[c] = MaskCover(found[c].mask, rows, cfg.prune_mask);
   }
   report.flagged = FlagOutlier(report.anomaly, report.cover, cfg, report.refused);
   if (report.flagged >= 0) {

@@ -229,27 +229,38 @@ TEST_SUITE("round") {
     CHECK(BackdoorSuccess(m, pruned, clean) < 0.1);
   }
 
-  TEST_CASE("a mask's cover is the trusted images' mean intensity under it, as a plain loop computes it") {
+  TEST_CASE("a mask's cover is the trusted images' mean intensity under its strong part, as a plain loop computes it") {
     // Two images of 4 features by hand: means (0.5, 0, 0.5, 0.5).
     const std::vector<float> images = {1, 0, 0.5f, 0, 0, 0, 0.5f, 1};
-    CHECK(MaskCover(std::vector<float>{1, 1, 0, 0}, images) == doctest::Approx(0.25));
-    CHECK(MaskCover(std::vector<float>{0, 0.5f, 0, 0}, images) == 0.0);  // only where every image is black
-    CHECK(MaskCover(std::vector<float>{0, 0, 0, 0}, images) == 0.0);     // an empty mask covers nothing
-    CHECK(MaskCover(std::vector<float>{0.2f, 0, 0.2f, 0.2f}, images) == doctest::Approx(0.5));
-    // Random masks and images against the definition, sum_j m_j mean_j / sum_j m_j.
+    CHECK(MaskCover(std::vector<float>{1, 1, 0, 0}, images, 0.5f) == doctest::Approx(0.25));
+    CHECK(MaskCover(std::vector<float>{0, 0.5f, 0, 0}, images, 0.5f) == 0.0);  // only where every image is black
+    CHECK(MaskCover(std::vector<float>{0, 0, 0, 0}, images, 0.5f) == 0.0);     // an empty mask covers nothing
+    // A strong input on black and a faint haze over the bright ones: the
+    // haze is left out at floor 0.5 and counts at floor 0.
+    const std::vector<float> haze = {0.1f, 0.9f, 0.1f, 0.1f};
+    CHECK(MaskCover(haze, images, 0.5f) == 0.0);
+    CHECK(MaskCover(haze, images, 0.0f) == doctest::Approx((0.1 * 0.5 * 3) / 1.2));
+    // No input reaches the floor: the whole mask counts.
+    CHECK(MaskCover(std::vector<float>{0.2f, 0, 0.2f, 0.2f}, images, 0.5f) == doctest::Approx(0.5));
+    // Random masks and images against the definition, sum_j m_j mean_j / sum_j m_j over m_j >= floor.
     Rng rng(12);
     const size_t dim = 30, n = 7;
     std::vector<float> mask(dim), rows(n * dim);
     for (float& v : mask) v = static_cast<float>(rng.Uniform());
     for (float& v : rows) v = static_cast<float>(rng.Uniform());
-    double num = 0, den = 0;
-    for (size_t j = 0; j < dim; ++j) {
-      double mean = 0;
-      for (size_t i = 0; i < n; ++i) mean += rows[i * dim + j] / static_cast<double>(n);
-      num += mask[j] * mean;
-      den += mask[j];
+    for (float floor : {0.0f, 0.5f, 0.9f}) {
+      CAPTURE(floor);
+      double num = 0, den = 0;
+      for (size_t j = 0; j < dim; ++j) {
+        if (mask[j] < floor) continue;
+        double mean = 0;
+        for (size_t i = 0; i < n; ++i) mean += rows[i * dim + j] / static_cast<double>(n);
+        num += mask[j] * mean;
+        den += mask[j];
+      }
+      REQUIRE(den > 0);
+      CHECK(MaskCover(mask, rows, floor) == doctest::Approx(num / den).epsilon(1e-9));
     }
-    CHECK(MaskCover(mask, rows) == doctest::Approx(num / den).epsilon(1e-9));
   }
 
   TEST_CASE("the scan flags the most anomalous class whose mask cover is under server.trigger_max_cover") {
@@ -273,7 +284,7 @@ TEST_SUITE("round") {
     CHECK(refused == std::vector<int32_t>{1});
 
     // In the defence, on the planted backdoor: the report's covers are
-    // MaskCover of each class's mask over the trusted rows; a bar just under
+    // MaskCover of each class's mask over the trusted rows (at prune_mask); a bar just under
     // class 0's refuses the flag (nothing remembered, unlearnt or pruned), a
     // bar at it lets it through.
     Mlp m({kFeatures, 16, kClasses});
@@ -295,7 +306,7 @@ TEST_SUITE("round") {
     for (size_t c = 0; c < kClasses; ++c) {
       CAPTURE(c);
       const RecoveredTrigger& t = base->report.by_class[c];
-      CHECK(base->report.cover[c] == (t.target < 0 ? -1.0 : MaskCover(t.mask, rows)));
+      CHECK(base->report.cover[c] == (t.target < 0 ? -1.0 : MaskCover(t.mask, rows, scan.prune_mask)));
     }
     const double target_cover = base->report.cover[kTarget];
     CHECK(target_cover > 0.0);

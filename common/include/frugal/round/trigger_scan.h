@@ -31,9 +31,10 @@ struct TriggerScanConfig {
   float success = 0.95f;       // a mask counts only if it sends this share of the trusted images to the class
   double anomaly = 2.0;        // a class is flagged when its anomaly index exceeds this (the paper's 2)
   // < 1: a class over the anomaly threshold is flagged only when its mask's
-  // cover (MaskCover: the trusted images' mean intensity under the mask) is
-  // at most this. A patch trigger that works on any image sits where images
-  // are dark; a clean class's small mask paints over the object. 1 = off.
+  // cover (MaskCover: the trusted images' mean intensity under the mask's
+  // inputs at >= prune_mask) is at most this. A patch trigger that works on
+  // any image sits where images are dark; a clean class's small mask paints
+  // over the object. 1 = off.
   float max_cover = 1.0f;
   uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
   uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
@@ -63,7 +64,7 @@ struct RecoveredTrigger {
 struct TriggerScanReport {
   std::vector<double> mask_l1;   // per class; the input dimension where no mask reached `success`
   std::vector<double> anomaly;   // per class: (median - l1) / (1.4826 * MAD), 0 above the median
-  std::vector<double> cover;     // per class: MaskCover of its mask, -1 where none reached `success`
+  std::vector<double> cover;     // per class: MaskCover of its mask at cfg.prune_mask, -1 where none reached `success`
   // Classes over the anomaly threshold that cfg.max_cover kept from being flagged, most anomalous first.
   std::vector<int32_t> refused;
   int32_t flagged = -1;          // the most anomalous class over the threshold, -1: none
@@ -75,11 +76,15 @@ struct TriggerScanReport {
 // below the median, 0 otherwise (0 everywhere when MAD is 0).
 std::vector<double> LowAnomalyIndex(std::span<const double> values);
 
-// The mean intensity of `images` (n rows of mask.size() features) under
-// `mask`: sum_j m_j mean_j / sum_j m_j, with mean_j the images' mean at
-// feature j. 0 for an all-zero mask. On images in [0, 1], 0 means the mask
-// lies only where every image is black.
-double MaskCover(std::span<const float> mask, std::span<const float> images);
+// The mean intensity of `images` (n rows of mask.size() features) under the
+// strong part of `mask`, the features where it is at least `floor`:
+// sum_j m_j mean_j / sum_j m_j over them, with mean_j the images' mean at
+// feature j; over every feature when none reaches `floor`. 0 for an all-zero
+// mask. On images in [0, 1], 0 means the mask lies only where every image is
+// black. The strong part because a scan's mask also spreads a faint haze
+// over the whole image, which would pull every mask's cover towards the
+// images' mean.
+double MaskCover(std::span<const float> mask, std::span<const float> images, float floor);
 
 // The class a scan flags: the most anomalous one over cfg.anomaly that has a
 // mask (cover >= 0) whose cover is at most cfg.max_cover; -1: none. The
