@@ -547,7 +547,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   }
   if (!(s.trigger_scan.max_cover >= 0.0f && s.trigger_scan.max_cover <= 1.0f)) {
     return InvalidArgumentError("server.trigger_max_cover must be in [0, 1] (1: off), the trusted images' mean "
-                                "intensity under a flagged mask");
+                                "intensity under a mask's strong inputs");
   }
   if (!(s.trigger_scan.prune_grow >= 0.0f && s.trigger_scan.prune_grow <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_grow must be in [0, 1] (0: off)");
