@@ -542,8 +542,10 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
                                 "server.trigger_scan_steps >= 1, server.trigger_lambda >= 0 and "
                                 "server.trigger_anomaly > 0");
   }
-  if (s.trigger_scan.prune > 0 && !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
-    return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1]");
+  if ((s.trigger_scan.prune > 0 || s.trigger_scan.max_cover < 1.0f) &&
+      !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1] (the least mask value of a pruned "
+                                "input, and of an input server.trigger_max_cover counts)");
   }
   if (!(s.trigger_scan.max_cover >= 0.0f && s.trigger_scan.max_cover <= 1.0f)) {
     return InvalidArgumentError("server.trigger_max_cover must be in [0, 1] (1: off), the trusted images' mean "

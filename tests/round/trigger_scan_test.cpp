@@ -590,6 +590,10 @@ TEST_SUITE("round") {
     const Status cover_st = read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 1.5\n", bad_cover);
     REQUIRE_FALSE(cover_st.ok());
     CHECK(cover_st.ToString().find("server.trigger_max_cover") != std::string::npos);
+    RunSettings bad_floor;  // the bar counts inputs at >= server.trigger_prune_mask, so it must be valid without pruning too
+    const Status floor_st = read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 0.2\ntrigger_prune_mask = 0\n", bad_floor);
+    REQUIRE_FALSE(floor_st.ok());
+    CHECK(floor_st.ToString().find("server.trigger_prune_mask") != std::string::npos);
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);

@@ -67,7 +67,7 @@ struct TriggerScanReport {
   std::vector<double> cover;     // per class: MaskCover of its mask at cfg.prune_mask, -1 where none reached `success`
   // Classes over the anomaly threshold that cfg.max_cover kept from being flagged, most anomalous first.
   std::vector<int32_t> refused;
-  int32_t flagged = -1;          // the most anomalous class over the threshold, -1: none
+  int32_t flagged = -1;          // FlagOutlier: the most anomalous class over the threshold and under the cover bar, -1: none
   RecoveredTrigger trigger;      // the flagged class's trigger (empty if none)
   std::vector<RecoveredTrigger> by_class;  // every class's trigger (target -1 where none reached `success`)
 };
