@@ -32,9 +32,9 @@ struct TriggerScanConfig {
   double anomaly = 2.0;        // a class is flagged when its anomaly index exceeds this (the paper's 2)
   // < 1: a class over the anomaly threshold is flagged only when its mask's
   // cover (MaskCover: the trusted images' mean intensity under the mask's
-  // inputs at >= prune_mask) is at most this. A patch trigger that works on
-  // any image sits where images are dark; a clean class's small mask paints
-  // over the object. 1 = off.
+  // inputs at >= prune_mask) is at most this. A patch trigger is usually
+  // stamped on the background, where images are dark; a clean class's small
+  // mask paints over the object. 1 = off.
   float max_cover = 1.0f;
   uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
   uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
