@@ -71,11 +71,14 @@ for seed in $SEEDS; do
           cc_prune_fill)
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
             args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_fill=2" ;;
-          # cc_prune_guard: cc_prune that refuses a flag's pruning when zeroing its inputs changes more
-          # than 1% of the trusted set's predictions (server.trigger_prune_max_changed)
-          cc_prune_guard)
+          # cc_prune_coverN, cc_prune_fill_coverN: cc_prune and cc_prune_fill whose scan flags only a
+          # class whose mask's cover (the trusted images' mean intensity under it) is at most 0.N
+          # (server.trigger_max_cover; cc_prune_fill_cover15: 0.15)
+          cc_prune_cover[0-9]* | cc_prune_fill_cover[0-9]*)
+            bar=0.${r##*cover}
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"
-            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_prune_max_changed=0.01" ;;
+            args+=" --set server.trigger_prune=16 --set server.trigger_prune_confirm=1 --set server.trigger_max_cover=$bar"
+            if [[ $r == cc_prune_fill_* ]]; then args+=" --set server.trigger_prune_fill=2"; fi ;;
           # cc_prunekN: cc_prune pruning N inputs per flag instead of 16 (cc_prunek24: 24)
           cc_prunek[0-9]*)
             args+=" --set server.robust=centered_clip --set server.trigger_scan_every=5"

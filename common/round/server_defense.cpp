@@ -1,7 +1,6 @@
 #include "frugal/round/server_defense.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -51,15 +50,6 @@ Result<TriggerRoundSummary> ServerDefense::BeforeClose(RoundEngine& engine, cons
     out.notes.push_back(DescribeTriggerScan(round, scan.report));
   }
   if (!scan.pruned.empty()) out.notes.push_back(DescribePruning(round, scan.pruned, trigger_->pruned().size()));
-  if (scan.prune_refused) {
-    char line[200];
-    std::snprintf(line, sizeof line,
-                  "round %u: pruning refused: zeroing its %zu inputs changes %.1f%% of the trusted predictions "
-                  "(server.trigger_prune_max_changed %.1f%%)",
-                  round, scan.prune_candidates, 100.0 * scan.prune_changed,
-                  100.0 * static_cast<double>(trigger_->config().prune_max_changed));
-    out.notes.push_back(line);
-  }
   out.columns.known = static_cast<uint32_t>(trigger_->triggers().size());
   out.columns.pruned = static_cast<uint32_t>(trigger_->pruned().size());
   if (!scan.correction.empty()) {

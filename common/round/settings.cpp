@@ -483,6 +483,7 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_scan_steps", s.trigger_scan.steps);
   r.Get("server.trigger_lambda", s.trigger_scan.lambda);
   r.Get("server.trigger_anomaly", s.trigger_scan.anomaly);
+  r.Get("server.trigger_max_cover", s.trigger_scan.max_cover);
   r.Get("server.trigger_unlearn_epochs", s.trigger_scan.unlearn_epochs);
   r.Get("server.trigger_keep", s.trigger_scan.keep);
   r.Get("server.trigger_prune", s.trigger_scan.prune);
@@ -490,7 +491,6 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
   r.Get("server.trigger_prune_mask", s.trigger_scan.prune_mask);
   r.Get("server.trigger_prune_grow", s.trigger_scan.prune_grow);
   r.Get("server.trigger_prune_fill", s.trigger_scan.prune_fill);
-  r.Get("server.trigger_prune_max_changed", s.trigger_scan.prune_max_changed);
   r.Get("eval.int8", s.eval_int8);
   r.Get("distill.at_end", s.distill.at_end);
   r.Get("distill.student", s.distill.config.student);
@@ -542,14 +542,17 @@ Status ReadRunSettings(ConfigReader& r, RunSettings& s) {
                                 "server.trigger_scan_steps >= 1, server.trigger_lambda >= 0 and "
                                 "server.trigger_anomaly > 0");
   }
-  if (s.trigger_scan.prune > 0 && !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
-    return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1]");
+  if ((s.trigger_scan.prune > 0 || s.trigger_scan.max_cover < 1.0f) &&
+      !(s.trigger_scan.prune_mask > 0.0f && s.trigger_scan.prune_mask <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_prune_mask must be in (0, 1] (the least mask value of a pruned "
+                                "input, and of an input server.trigger_max_cover counts)");
+  }
+  if (!(s.trigger_scan.max_cover >= 0.0f && s.trigger_scan.max_cover <= 1.0f)) {
+    return InvalidArgumentError("server.trigger_max_cover must be in [0, 1] (1: off), the trusted images' mean "
+                                "intensity under a mask's strong inputs");
   }
   if (!(s.trigger_scan.prune_grow >= 0.0f && s.trigger_scan.prune_grow <= 1.0f)) {
     return InvalidArgumentError("server.trigger_prune_grow must be in [0, 1] (0: off)");
-  }
-  if (!(s.trigger_scan.prune_max_changed >= 0.0f && s.trigger_scan.prune_max_changed <= 1.0f)) {
-    return InvalidArgumentError("server.trigger_prune_max_changed must be in [0, 1] (1: off)");
   }
   const float fill = s.trigger_scan.prune_fill;
   if (!(fill == 0.0f || (fill >= 1.0f && fill <= 16.0f))) {

@@ -128,6 +128,22 @@ RecoveredTrigger ReverseOne(const Mlp& model, std::span<const float> params, con
 
 }  // namespace
 
+double MaskCover(std::span<const float> mask, std::span<const float> images, float floor) {
+  const size_t dim = mask.size();
+  if (dim == 0 || images.size() < dim) return 0.0;
+  const size_t n = images.size() / dim;
+  const bool any = std::any_of(mask.begin(), mask.end(), [floor](float m) { return m >= floor; });
+  double weighted = 0.0, total = 0.0;
+  for (size_t j = 0; j < dim; ++j) {
+    if (any && mask[j] < floor) continue;
+    double mean = 0.0;
+    for (size_t i = 0; i < n; ++i) mean += images[i * dim + j];
+    weighted += static_cast<double>(mask[j]) * mean / static_cast<double>(n);
+    total += mask[j];
+  }
+  return total > 0.0 ? weighted / total : 0.0;
+}
+
 std::vector<double> LowAnomalyIndex(std::span<const double> values) {
   std::vector<double> out(values.size(), 0.0);
   if (values.empty()) return out;
@@ -139,6 +155,26 @@ std::vector<double> LowAnomalyIndex(std::span<const double> values) {
   if (!(mad > 0)) return out;
   for (size_t c = 0; c < values.size(); ++c) out[c] = values[c] < med ? (med - values[c]) / mad : 0.0;
   return out;
+}
+
+int32_t FlagOutlier(std::span<const double> anomaly, std::span<const double> cover, const TriggerScanConfig& cfg,
+                    std::vector<int32_t>& refused) {
+  refused.clear();
+  std::vector<size_t> over;  // classes with a mask over the threshold, most anomalous first
+  for (size_t c = 0; c < anomaly.size() && c < cover.size(); ++c) {
+    if (anomaly[c] > cfg.anomaly && cover[c] >= 0) over.push_back(c);
+  }
+  std::stable_sort(over.begin(), over.end(), [anomaly](size_t a, size_t b) { return anomaly[a] > anomaly[b]; });
+  int32_t flagged = -1;
+  for (size_t c : over) {
+    // Compared in float, the key's own type, so a cover read back from a note meets its own bar.
+    if (static_cast<float>(cover[c]) > cfg.max_cover) {
+      refused.push_back(static_cast<int32_t>(c));
+    } else if (flagged < 0) {
+      flagged = static_cast<int32_t>(c);
+    }
+  }
+  return flagged;
 }
 
 Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const float> params, const Dataset& data,
@@ -186,13 +222,11 @@ Result<TriggerScanReport> ScanForTrigger(const Model& model, std::span<const flo
     found[c] = std::move(t);
   }
   report.anomaly = LowAnomalyIndex(report.mask_l1);
-  double top = cfg.anomaly;
+  report.cover.assign(classes, -1.0);
   for (size_t c = 0; c < classes; ++c) {
-    if (report.anomaly[c] > top && found[c].target >= 0) {
-      top = report.anomaly[c];
-      report.flagged = static_cast<int32_t>(c);
-    }
+    if (found[c].target >= 0) report.cover[c] = MaskCover(found[c].mask, rows, cfg.prune_mask);
   }
+  report.flagged = FlagOutlier(report.anomaly, report.cover, cfg, report.refused);
   if (report.flagged >= 0) {
     report.trigger = found[static_cast<size_t>(report.flagged)];
     report.trigger.flagged = true;
@@ -483,36 +517,20 @@ std::string DescribeTriggerScan(uint32_t round, const TriggerScanReport& report)
     std::snprintf(line, sizeof line, " %.1f", v);
     out += line;
   }
+  if (!report.cover.empty()) {
+    out += "; mask cover by class:";
+    for (double v : report.cover) {
+      std::snprintf(line, sizeof line, " %.3f", v);
+      out += line;
+    }
+  }
+  for (int32_t c : report.refused) {
+    const auto k = static_cast<size_t>(c);
+    std::snprintf(line, sizeof line, "; class %d refused (anomaly index %.2f, mask cover %.3f over the bar)", c,
+                  report.anomaly[k], report.cover[k]);
+    out += line;
+  }
   return out;
-}
-
-Result<double> ChangedPredictions(const Model& model, std::span<const float> params, const Dataset& data,
-                                  std::span<const uint32_t> trusted, std::span<const uint32_t> inputs) {
-  FRUGAL_ASSIGN_OR_RETURN(const Mlp* mlp, AsMlp(model));
-  const size_t dim = model.input_dim();
-  if (params.size() != model.num_params() || data.num_features != dim) {
-    return InvalidArgumentError("changed predictions: the parameters or the trusted set do not match the model");
-  }
-  if (trusted.empty() || inputs.empty()) return 0.0;
-  const size_t hidden = mlp->layer_sizes()[1];
-  std::vector<float> zeroed(params.begin(), params.end());
-  for (uint32_t p : inputs) {
-    if (p >= dim) return InvalidArgumentError("changed predictions: input " + std::to_string(p) + " out of range");
-    for (size_t o = 0; o < hidden; ++o) zeroed[o * dim + p] = 0.0f;  // layer 0's W is (hidden x input) row-major
-  }
-  std::vector<float> x(trusted.size() * dim);
-  std::vector<int32_t> labels(trusted.size()), before(trusted.size()), after(trusted.size());
-  for (size_t i = 0; i < trusted.size(); ++i) {
-    data.CopyRow(trusted[i], x.data() + i * dim);
-    labels[i] = data.labels[trusted[i]];
-  }
-  const std::unique_ptr<ModelWorkspace> ws = model.MakeWorkspace();
-  const BatchView batch{x.data(), labels.data(), trusted.size()};
-  mlp->Predict(params, batch, before, *ws);
-  mlp->Predict(zeroed, batch, after, *ws);
-  size_t changed = 0;
-  for (size_t i = 0; i < trusted.size(); ++i) changed += before[i] != after[i] ? 1 : 0;
-  return static_cast<double>(changed) / static_cast<double>(trusted.size());
 }
 
 Result<std::vector<uint32_t>> TriggerDefense::FrozenCoordinates(const Model& model) const {
@@ -556,20 +574,7 @@ Result<TriggerRoundResult> TriggerDefense::Round(uint32_t round, const Model& mo
   if (out.scanned && out.report.flagged >= 0 && cfg_.prune > 0) {
     const auto c = static_cast<size_t>(out.report.flagged);
     if (flags_.size() <= c) flags_.resize(c + 1, 0);
-    if (++flags_[c] >= cfg_.prune_confirm) {
-      bool act = true;
-      if (cfg_.prune_max_changed < 1.0f) {
-        const std::vector<uint32_t> candidates = InputsToPrune(out.report.trigger, pruned_, cfg_);
-        FRUGAL_ASSIGN_OR_RETURN(out.prune_changed, ChangedPredictions(model, params, data, trusted, candidates));
-        // Compared in float, the key's own type: 1 of 100 must meet a bar of 0.01f (as a double it is 0.0099999998).
-        act = static_cast<float>(out.prune_changed) <= cfg_.prune_max_changed;
-        if (!act) {
-          out.prune_refused = true;
-          out.prune_candidates = candidates.size();
-        }
-      }
-      if (act) out.pruned = PruneInputs(out.report.trigger);
-    }
+    if (++flags_[c] >= cfg_.prune_confirm) out.pruned = PruneInputs(out.report.trigger);
   }
   FRUGAL_ASSIGN_OR_RETURN(out.frozen, FrozenCoordinates(model));
   if (triggers_.empty()) return out;

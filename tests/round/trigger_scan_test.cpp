@@ -229,73 +229,110 @@ TEST_SUITE("round") {
     CHECK(BackdoorSuccess(m, pruned, clean) < 0.1);
   }
 
-  TEST_CASE("the pruning guard counts the trusted predictions that zeroing inputs changes, and refuses over its bar") {
-    // A logistic regression on 4 inputs, 2 classes, by hand: class 0's logit
-    // is x0, class 1's is x1 + 0.5. Image a = (1, 0, 0, 0), label 0: logits
-    // (1, 0.5), class 0. Image b = (0, 1, 0, 0), label 1: (0, 1.5), class 1.
-    Mlp lr({4, 2});
-    std::vector<float> w = {1, 0, 0, 0,  // W row 0
-                            0, 1, 0, 0,  // W row 1
-                            0, 0.5f};    // biases
-    Dataset d;
-    d.num_features = 4;
-    d.num_classes = 2;
-    d.features = {1, 0, 0, 0, 0, 1, 0, 0};
-    d.labels = {0, 1};
-    const std::vector<uint32_t> both = {0, 1};
-    auto changed = [&](std::vector<uint32_t> inputs) {
-      auto r = ChangedPredictions(lr, w, d, both, inputs);
-      REQUIRE(r.ok());
-      return *r;
-    };
-    CHECK(changed({3}) == 0.0);     // dark in both images: nothing changes
-    CHECK(changed({0}) == 0.5);     // a: (0, 0.5) is class 1 now; b unchanged
-    CHECK(changed({1}) == 0.0);     // b: (0, 0.5) is still class 1
-    CHECK(changed({0, 1}) == 0.5);  // a changes, b does not
-    CHECK_FALSE(ChangedPredictions(lr, w, d, both, std::vector<uint32_t>{4}).ok());  // out of range
+  TEST_CASE("a mask's cover is the trusted images' mean intensity under its strong part, as a plain loop computes it") {
+    // Two images of 4 features by hand: means (0.5, 0, 0.5, 0.5).
+    const std::vector<float> images = {1, 0, 0.5f, 0, 0, 0, 0.5f, 1};
+    CHECK(MaskCover(std::vector<float>{1, 1, 0, 0}, images, 0.5f) == doctest::Approx(0.25));
+    CHECK(MaskCover(std::vector<float>{0, 0.5f, 0, 0}, images, 0.5f) == 0.0);  // only where every image is black
+    CHECK(MaskCover(std::vector<float>{0, 0, 0, 0}, images, 0.5f) == 0.0);     // an empty mask covers nothing
+    // A strong input on black and a faint haze over the bright ones: the
+    // haze is left out at floor 0.5 and counts at floor 0.
+    const std::vector<float> haze = {0.1f, 0.9f, 0.1f, 0.1f};
+    CHECK(MaskCover(haze, images, 0.5f) == 0.0);
+    CHECK(MaskCover(haze, images, 0.0f) == doctest::Approx((0.1 * 0.5 * 3) / 1.2));
+    // No input reaches the floor: the whole mask counts.
+    CHECK(MaskCover(std::vector<float>{0.2f, 0, 0.2f, 0.2f}, images, 0.5f) == doctest::Approx(0.5));
+    // Random masks and images against the definition, sum_j m_j mean_j / sum_j m_j over m_j >= floor.
+    Rng rng(12);
+    const size_t dim = 30, n = 7;
+    std::vector<float> mask(dim), rows(n * dim);
+    for (float& v : mask) v = static_cast<float>(rng.Uniform());
+    for (float& v : rows) v = static_cast<float>(rng.Uniform());
+    for (float floor : {0.0f, 0.5f, 0.9f}) {
+      CAPTURE(floor);
+      double num = 0, den = 0;
+      for (size_t j = 0; j < dim; ++j) {
+        if (mask[j] < floor) continue;
+        double mean = 0;
+        for (size_t i = 0; i < n; ++i) mean += rows[i * dim + j] / static_cast<double>(n);
+        num += mask[j] * mean;
+        den += mask[j];
+      }
+      REQUIRE(den > 0);
+      CHECK(MaskCover(mask, rows, floor) == doctest::Approx(num / den).epsilon(1e-9));
+    }
+  }
 
-    // In the defence: the flag's candidate inputs are checked before pruning.
+  TEST_CASE("the scan flags the most anomalous class whose mask cover is under server.trigger_max_cover") {
+    // By hand: classes 0 and 1 over the threshold 2, class 1 the more
+    // anomalous but on the images (cover 0.4); class 3 has no mask (-1).
+    const std::vector<double> anomaly = {3.0, 5.0, 0.0, 2.5}, cover = {0.05, 0.4, 0.1, -1.0};
+    TriggerScanConfig cfg;
+    std::vector<int32_t> refused = {7};
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 1);  // off (1): the most anomalous, as before the key
+    CHECK(refused.empty());
+    cfg.max_cover = 0.2f;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 0);
+    CHECK(refused == std::vector<int32_t>{1});
+    cfg.max_cover = 0.01f;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == -1);
+    CHECK(refused == std::vector<int32_t>{1, 0});  // most anomalous first
+    cfg.max_cover = 0.05f;  // a cover exactly at the bar passes (compared in float)
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == 0);
+    cfg.anomaly = 4.0;
+    CHECK(FlagOutlier(anomaly, cover, cfg, refused) == -1);  // class 0 is under the threshold now
+    CHECK(refused == std::vector<int32_t>{1});
+
+    // In the defence, on the planted backdoor: the report's covers are
+    // MaskCover of each class's mask over the trusted rows (at prune_mask); a bar just under
+    // class 0's refuses the flag (nothing remembered, unlearnt or pruned), a
+    // bar at it lets it through.
     Mlp m({kFeatures, 16, kClasses});
     const Dataset clean = Clusters(60, 21);
-    const std::vector<float> trained = Trained(m, Poison(clean, 5));
+    const std::vector<float> w = Trained(m, Poison(clean, 5));
     const std::vector<uint32_t> trusted = FirstN(60);
-    TriggerScanConfig cfg;
-    cfg.every = 1;
-    cfg.prune = 1;
-    cfg.unlearn_epochs = 0;
+    std::vector<float> rows(trusted.size() * kFeatures);
+    for (size_t i = 0; i < trusted.size(); ++i) clean.CopyRow(trusted[i], rows.data() + i * kFeatures);
+    TriggerScanConfig scan;
+    scan.every = 1;
+    scan.prune = 1;
+    scan.unlearn_epochs = 1;
     auto ws = m.MakeWorkspace();
-    {
-      // A share exactly at the bar is allowed: 1 of 100 at 0.01 (a double comparison refused it).
-      auto one = ChangedPredictions(m, trained, clean, trusted, std::vector<uint32_t>{static_cast<uint32_t>(kTriggerFeature)});
-      REQUIRE(one.ok());
-      cfg.prune_max_changed = static_cast<float>(*one);
-      TriggerDefense at_bar(cfg);
-      auto r = at_bar.Round(1, m, trained, clean, trusted, TrainConfig{}, 8, *ws);
-      REQUIRE(r.ok());
-      CHECK_FALSE(r->prune_refused);
-      CHECK(static_cast<float>(0.01) == 0.01f);
-      CHECK(static_cast<float>(1.0 / 100.0) <= 0.01f);
+    TriggerDefense open(scan);
+    auto base = open.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(base.ok());
+    REQUIRE(base->report.flagged == kTarget);
+    REQUIRE(base->report.cover.size() == kClasses);
+    for (size_t c = 0; c < kClasses; ++c) {
+      CAPTURE(c);
+      const RecoveredTrigger& t = base->report.by_class[c];
+      CHECK(base->report.cover[c] == (t.target < 0 ? -1.0 : MaskCover(t.mask, rows, scan.prune_mask)));
     }
-    for (float bar : {1.0f, 0.0f}) {
-      CAPTURE(bar);
-      cfg.prune_max_changed = bar;
-      TriggerDefense defense(cfg);
-      auto r = defense.Round(1, m, trained, clean, trusted, TrainConfig{}, 8, *ws);
-      REQUIRE(r.ok());
-      REQUIRE(r->report.flagged == kTarget);
-      const std::vector<uint32_t> trigger = {static_cast<uint32_t>(kTriggerFeature)};
-      auto expected = ChangedPredictions(m, trained, clean, trusted, trigger);
-      REQUIRE(expected.ok());
-      if (bar == 1.0f) {
-        CHECK(r->prune_changed == -1);  // off: not checked
-        CHECK(r->pruned == trigger);
-      } else {
-        CHECK(r->prune_changed == *expected);
-        CHECK(r->prune_refused == (*expected > 0));
-        CHECK(r->pruned == (*expected > 0 ? std::vector<uint32_t>{} : trigger));
-        CHECK(defense.pruned() == r->pruned);
-      }
-    }
+    const double target_cover = base->report.cover[kTarget];
+    CHECK(target_cover > 0.0);
+    CHECK(target_cover < 0.5);  // the trigger's feature is a noise feature, near 0.1 in every image
+
+    scan.max_cover = std::nextafter(static_cast<float>(target_cover), 0.0f);
+    TriggerDefense strict(scan);
+    auto refused_round = strict.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(refused_round.ok());
+    CHECK(refused_round->report.flagged == -1);
+    CHECK(refused_round->report.refused == std::vector<int32_t>{kTarget});
+    CHECK(refused_round->report.mask_l1 == base->report.mask_l1);  // the same search, only the verdict differs
+    CHECK(strict.triggers().empty());
+    CHECK(strict.pruned().empty());
+    CHECK(refused_round->pruned.empty());
+    CHECK(refused_round->correction.empty());
+    CHECK(DescribeTriggerScan(1, refused_round->report).find("class 0 refused") != std::string::npos);
+
+    scan.max_cover = static_cast<float>(target_cover);
+    TriggerDefense at_bar(scan);
+    auto flagged_round = at_bar.Round(1, m, w, clean, trusted, TrainConfig{}, 8, *ws);
+    REQUIRE(flagged_round.ok());
+    CHECK(flagged_round->report.flagged == kTarget);
+    CHECK(flagged_round->report.refused.empty());
+    CHECK(flagged_round->pruned == base->pruned);
+    CHECK_FALSE(flagged_round->correction.empty());
   }
 
   TEST_CASE("the defence's memory survives State and SetState bit for bit, and damaged bytes are refused") {
@@ -538,16 +575,25 @@ TEST_SUITE("round") {
     };
     RunSettings s;
     REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_unlearn_epochs = 2\ntrigger_keep = 3\n"
-                 "trigger_prune_grow = 0.1\ntrigger_prune_fill = 2\ntrigger_prune_max_changed = 0.01\n", s).ok());
-    CHECK(s.trigger_scan.prune_max_changed == 0.01f);
+                 "trigger_prune_grow = 0.1\ntrigger_prune_fill = 2\n", s).ok());
     CHECK(s.trigger_scan.prune_grow == 0.1f);
     CHECK(s.trigger_scan.prune_fill == 2.0f);
     RunSettings grow;
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_grow = 2\n", grow).ok());
     RunSettings fill;
     CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_fill = 0.5\n", fill).ok());
-    RunSettings guard;
-    CHECK_FALSE(read("[server]\ntrigger_scan_every = 5\ntrigger_prune_max_changed = 2\n", guard).ok());
+    RunSettings cover;
+    REQUIRE(read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 0.1\n", cover).ok());
+    CHECK(cover.trigger_scan.max_cover == 0.1f);
+    CHECK(s.trigger_scan.max_cover == 1.0f);  // off unless set
+    RunSettings bad_cover;
+    const Status cover_st = read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 1.5\n", bad_cover);
+    REQUIRE_FALSE(cover_st.ok());
+    CHECK(cover_st.ToString().find("server.trigger_max_cover") != std::string::npos);
+    RunSettings bad_floor;  // the bar counts inputs at >= server.trigger_prune_mask, so it must be valid without pruning too
+    const Status floor_st = read("[server]\ntrigger_scan_every = 5\ntrigger_max_cover = 0.2\ntrigger_prune_mask = 0\n", bad_floor);
+    REQUIRE_FALSE(floor_st.ok());
+    CHECK(floor_st.ToString().find("server.trigger_prune_mask") != std::string::npos);
     CHECK(s.trigger_scan.every == 5);
     CHECK(s.trigger_scan.unlearn_epochs == 2);
     CHECK(s.trigger_scan.keep == 3);

@@ -30,6 +30,12 @@ struct TriggerScanConfig {
   float lambda = 0.01f;        // the mask L1 penalty's initial weight (adapted as Neural Cleanse does)
   float success = 0.95f;       // a mask counts only if it sends this share of the trusted images to the class
   double anomaly = 2.0;        // a class is flagged when its anomaly index exceeds this (the paper's 2)
+  // < 1: a class over the anomaly threshold is flagged only when its mask's
+  // cover (MaskCover: the trusted images' mean intensity under the mask's
+  // inputs at >= prune_mask) is at most this. A patch trigger is usually
+  // stamped on the background, where images are dark; a clean class's small
+  // mask paints over the object. 1 = off.
+  float max_cover = 1.0f;
   uint32_t unlearn_epochs = 3;  // epochs over the trusted set (clean and stamped) each round a trigger is known
   uint32_t keep = 4;            // triggers remembered per flagged class (the latest scans')
   uint32_t prune = 0;           // inputs pruned per acted-on flag (the mask's largest, >= prune_mask); 0 = off
@@ -46,12 +52,6 @@ struct TriggerScanConfig {
   // their box. A patch trigger is a filled box; a mask that left a few of its
   // pixels out leaves holes there. 0 = off.
   float prune_fill = 0.0f;
-  // < 1: a flag's pruning is refused when zeroing the inputs it would prune
-  // (their first-layer weights, in a copy of the global model) changes the
-  // predicted class of more than this share of the trusted images. A patch
-  // trigger sits where clean images are dark, so pruning it changes almost
-  // no clean prediction; a clean class's mask covers the object. 1 = off.
-  float prune_max_changed = 1.0f;
 };
 
 // A recovered trigger: x' = (1 - mask) * x + mask * pattern, per feature.
@@ -64,7 +64,10 @@ struct RecoveredTrigger {
 struct TriggerScanReport {
   std::vector<double> mask_l1;   // per class; the input dimension where no mask reached `success`
   std::vector<double> anomaly;   // per class: (median - l1) / (1.4826 * MAD), 0 above the median
-  int32_t flagged = -1;          // the most anomalous class over the threshold, -1: none
+  std::vector<double> cover;     // per class: MaskCover of its mask at cfg.prune_mask, -1 where none reached `success`
+  // Classes over the anomaly threshold that cfg.max_cover kept from being flagged, most anomalous first.
+  std::vector<int32_t> refused;
+  int32_t flagged = -1;          // FlagOutlier: the most anomalous class over the threshold and under the cover bar, -1: none
   RecoveredTrigger trigger;      // the flagged class's trigger (empty if none)
   std::vector<RecoveredTrigger> by_class;  // every class's trigger (target -1 where none reached `success`)
 };
@@ -72,6 +75,23 @@ struct TriggerScanReport {
 // The anomaly index of each value: (median - v) / (1.4826 * MAD) for values
 // below the median, 0 otherwise (0 everywhere when MAD is 0).
 std::vector<double> LowAnomalyIndex(std::span<const double> values);
+
+// The mean intensity of `images` (n rows of mask.size() features) under the
+// strong part of `mask`, the features where it is at least `floor`:
+// sum_j m_j mean_j / sum_j m_j over them, with mean_j the images' mean at
+// feature j; over every feature when none reaches `floor`. 0 for an all-zero
+// mask. On images in [0, 1], 0 means the mask lies only where every image is
+// black. The strong part because a scan's mask also spreads a faint haze
+// over the whole image, which would pull every mask's cover towards the
+// images' mean.
+double MaskCover(std::span<const float> mask, std::span<const float> images, float floor);
+
+// The class a scan flags: the most anomalous one over cfg.anomaly that has a
+// mask (cover >= 0) whose cover is at most cfg.max_cover; -1: none. The
+// classes over the threshold that the cover bar kept out go to `refused`,
+// most anomalous first (ties: the lower class).
+int32_t FlagOutlier(std::span<const double> anomaly, std::span<const double> cover, const TriggerScanConfig& cfg,
+                    std::vector<int32_t>& refused);
 
 // Reverse-engineers one trigger per class on data[trusted] and flags an
 // outlier. Deterministic for `seed`.
@@ -105,11 +125,6 @@ std::string DescribePruning(uint32_t round, std::span<const uint32_t> pruned, si
 std::vector<uint32_t> InputsToPrune(const RecoveredTrigger& t, std::span<const uint32_t> pruned,
                                     const TriggerScanConfig& cfg);
 
-// The share of the trusted images whose predicted class changes when the
-// first-layer weights of `inputs` are zeroed in a copy of `params` (an MLP).
-Result<double> ChangedPredictions(const Model& model, std::span<const float> params, const Dataset& data,
-                                  std::span<const uint32_t> trusted, std::span<const uint32_t> inputs);
-
 // What one round's defence did.
 struct TriggerRoundResult {
   bool scanned = false;
@@ -117,11 +132,6 @@ struct TriggerRoundResult {
   std::vector<float> correction;     // empty: nothing to apply this round
   std::vector<uint32_t> pruned;      // inputs newly pruned this round
   std::vector<uint32_t> frozen;      // model coordinates held at zero (every pruned input's weights), ascending
-  // cfg.prune_max_changed < 1 and a flag acted on: the share of trusted
-  // predictions its pruning would change (-1: not checked), and whether it was refused.
-  double prune_changed = -1;
-  bool prune_refused = false;
-  size_t prune_candidates = 0;       // inputs the refused pruning would have taken
 };
 
 // The defence across rounds: scans every cfg.every rounds; a class once
