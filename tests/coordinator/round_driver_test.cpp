@@ -217,6 +217,24 @@ Error StartRefusal(const std::vector<std::string>& overrides) {
   return driver.error();
 }
 
+// A driver of `cfg` over `store` and `transport`, with the default energy
+// profiles; the test set is also its trusted sample's source (any
+// 784-feature set will do for the trigger defence's tests).
+std::unique_ptr<RoundDriver> MakeTrustedDriver(const CoordinatorConfig& cfg, Store* store, const Dataset& test,
+                                               FakeTransport& transport) {
+  DriverDeps deps;
+  deps.store = store;
+  deps.test = &test;
+  deps.train = &test;
+  auto profiles = EnergyProfiles::LoadDefault();
+  REQUIRE(profiles.ok());
+  deps.profiles = *profiles;
+  deps.transport = &transport;
+  auto d = RoundDriver::Create(cfg, std::move(deps));
+  REQUIRE_MESSAGE(d.ok(), d.error().ToString());
+  return std::move(*d);
+}
+
 }  // namespace
 
 TEST_SUITE("coordinator") {
@@ -1648,19 +1666,7 @@ TEST_SUITE("coordinator") {
     REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
     cfg->service.out_dir = dir.Path("run");
     FakeTransport transport;
-    auto make_driver = [&]() {
-      DriverDeps deps;
-      deps.store = store->get();
-      deps.test = &*test;
-      deps.train = &*test;  // the trusted sample's source: any 784-feature set will do here
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &transport;
-      auto d = RoundDriver::Create(*cfg, std::move(deps));
-      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-      return std::move(*d);
-    };
+    auto make_driver = [&]() { return MakeTrustedDriver(*cfg, store->get(), *test, transport); };
     auto run_round = [&](RoundDriver& d, uint64_t a, uint64_t b) {
       REQUIRE(d.OnHello(a, "alice", MakeHello("alice"), 0).ok());
       REQUIRE(d.OnHello(b, "bob", MakeHello("bob"), 0).ok());
@@ -1745,19 +1751,7 @@ TEST_SUITE("coordinator") {
     REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
     cfg->service.out_dir = dir.Path("run");
     FakeTransport transport;
-    auto make_driver = [&]() {
-      DriverDeps deps;
-      deps.store = store->get();
-      deps.test = &*test;
-      deps.train = &*test;  // the trusted sample's source: any 784-feature set will do here
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &transport;
-      auto d = RoundDriver::Create(*cfg, std::move(deps));
-      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-      return std::move(*d);
-    };
+    auto make_driver = [&]() { return MakeTrustedDriver(*cfg, store->get(), *test, transport); };
     // The stored memory's pruned inputs, and whether the stored model is zero
     // on all their weights (logreg: 10 x 784).
     auto stored = [&]() {
@@ -1854,19 +1848,7 @@ TEST_SUITE("coordinator") {
       r.cfg = std::move(*cfg);
       r.cfg.service.out_dir = r.dir.Path("run");
     };
-    auto make_driver = [&](Run& r) {
-      DriverDeps deps;
-      deps.store = r.store.get();
-      deps.test = &*test;
-      deps.train = &*test;  // the trusted sample's source: any 784-feature set will do here
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &r.transport;
-      auto d = RoundDriver::Create(r.cfg, std::move(deps));
-      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-      return std::move(*d);
-    };
+    auto make_driver = [&](Run& r) { return MakeTrustedDriver(r.cfg, r.store.get(), *test, r.transport); };
     // The weights of the inputs pruned by the last committed round (logreg: 10 x 784).
     auto frozen_now = [&](Run& r) {
       auto run = r.store->LoadRun(r.cfg.run_id);
