@@ -170,12 +170,13 @@ void Service::RunClose(uint32_t round, std::function<void()> work, std::function
     work();
     asio::post(io_, [this, apply = std::move(apply)] {
       apply();
+      if (finishing_ || driver_->fatal()) return;  // a fatal error: the next OnTick reports it and stops
       if (pending_shutdown_) {
         Shutdown(*pending_shutdown_);
         return;
       }
       // The next round may open now rather than at the next tick.
-      if (!finishing_ && !driver_->fatal()) driver_->Tick(manager_.Now());
+      driver_->Tick(manager_.Now());
     });
   });
 }

@@ -664,6 +664,58 @@ TEST_SUITE("coordinator") {
           std::string::npos);
   }
 
+  TEST_CASE("a round's close runs off the I/O thread: SIGTERM while it is held waits for the round's commit, then stops cleanly") {
+    Fleet fleet({"device-0", "device-1"});
+    auto coordinator = std::make_unique<Process>(
+        fleet.CoordinatorArgs({"run_id=\"e2e-close-term\"", "rounds=3", "model=\"logreg\"",
+                               "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=30",
+                               "service.debug_hold_close_round=1"}),
+        fleet.dir.Path("coordinator.log"));
+    WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 2; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 2), fleet.dir.Path(name + ".log")));
+    }
+    const std::string hold = fleet.dir.Path("run/close_hold_r1");
+    bool closing = false;
+    for (int i = 0; i < 30000 && !closing; ++i) {
+      auto st = Status(status_port);
+      closing = st && st->is_object() && (*st)["round"] == 1 && (*st)["state"] == "closing";
+      if (!closing) {
+        REQUIRE_FALSE(coordinator->Wait(0).has_value());
+        SleepMs(10);
+      }
+    }
+    INFO(ReadFile(fleet.dir.Path("coordinator.log")));
+    REQUIRE(closing);
+    coordinator->Terminate();
+    // The signal is taken, and the service goes on serving until the close it waits for is committed.
+    bool deferred = false;
+    for (int i = 0; i < 3000 && !deferred; ++i) {
+      deferred = ReadFile(fleet.dir.Path("coordinator.log")).find("stopping once round 1 is committed") !=
+                 std::string::npos;
+      if (!deferred) SleepMs(10);
+    }
+    REQUIRE(deferred);
+    REQUIRE_FALSE(coordinator->Wait(0).has_value());
+    auto st = Status(status_port);
+    REQUIRE(st);
+    CHECK((*st)["state"] == "closing");
+    std::filesystem::remove(hold);
+    const auto code = coordinator->Wait(300);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto rows = (*store)->Rounds("e2e-close-term");
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);  // the held round, committed before the stop; no round after it
+    CHECK((*rows)[0].round == 1);
+    CHECK(ReadFile(fleet.dir.Path("run/rounds.csv")).find("\n1,") != std::string::npos);
+  }
+
   TEST_CASE("secure pipeline: ten client processes, two killed after sharing keys, rounds end with the exact sum of the survivors' ring inputs") {
     // With distributed DP: each client clips and adds Skellam noise keyed
     // from its own RAND_bytes, and the coordinator accounts each round with
