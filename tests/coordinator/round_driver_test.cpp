@@ -2080,8 +2080,8 @@ TEST_SUITE("coordinator") {
     const std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> ref_held = held;
 
     // The same run with each close held on its own thread.
-    HeldClose hold;
     Run run;
+    HeldClose hold;  // after run: destroyed first, so a held close (of a failed check) finishes on a live driver
     make(run, &hold);
     RoundDriver& d = *run.driver;
     REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
