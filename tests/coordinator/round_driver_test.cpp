@@ -2217,6 +2217,58 @@ TEST_SUITE("coordinator") {
     CHECK(d.Metrics().updates_rejected.at("round_closed") == 4);
   }
 
+  TEST_CASE("a close work that fails on its thread is the driver's fatal error once applied, and commits nothing") {
+    // distill.at_end without a training set for its pool: the start allows it
+    // (the service loads the set), the close work after the last round fails.
+    auto rig = std::make_unique<Rig>();
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    rig->test = std::move(*test);
+    auto store = Store::Open(rig->dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    rig->store = std::move(*store);
+    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+                                                   "round.min_clients=2", "round.deadline_s=100", "eval.examples=200",
+                                                   "distill.at_end=true", "distill.student=\"logreg\""});
+    REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+    rig->cfg = std::move(*cfg);
+    rig->cfg.service.out_dir = rig->dir.Path("run");
+    HeldClose hold;
+    DriverDeps deps;
+    deps.store = rig->store.get();
+    deps.test = &rig->test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &rig->transport;
+    deps.run_close = [&hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+      hold.Run(round, std::move(work), std::move(apply));
+    };
+    auto driver = RoundDriver::Create(rig->cfg, std::move(deps));
+    REQUIRE_MESSAGE(driver.ok(), driver.error().ToString());
+    rig->driver = std::move(*driver);  // the rig outlives the hold, so a held close never runs on a freed driver
+    RoundDriver& d = *rig->driver;
+    REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(d.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    d.Tick(0);
+    d.OnUpdate(1, GoodUpdate(rig->transport, 1, 0.01f), 1);
+    d.OnUpdate(2, GoodUpdate(rig->transport, 2, 0.02f), 1);
+    REQUIRE(d.closing());
+    hold.Release();
+    CHECK_FALSE(d.fatal().has_value());  // not before it is applied on this thread
+    hold.Apply();
+    CHECK_FALSE(d.closing());
+    REQUIRE(d.fatal().has_value());
+    CHECK(d.fatal()->message().find("distill.at_end needs the training set") != std::string::npos);
+    CHECK(d.records().empty());
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    CHECK(rows->empty());  // a restart runs round 1 again
+    d.Tick(2);             // a fatal driver does nothing more
+    CHECK_FALSE(d.Metrics().round_open);
+  }
+
 
 }
 
