@@ -58,6 +58,7 @@ Result<CoordinatorConfig> ParseCoordinatorConfig(std::string_view toml_text, std
   r.Get("service.store", s.store);
   r.Get("service.out_dir", s.out_dir);
   r.Get("service.profiles", s.profiles);
+  r.Get("service.debug_hold_close_round", s.debug_hold_close_round);
   r.CheckUnknown();
   if (r.error()) return r.error()->WithContext(std::string(source));
   c.flat = r.flat();

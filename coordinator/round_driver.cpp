@@ -31,11 +31,10 @@
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
+#include "round_close.h"
 
 namespace frugal::coordinator {
 namespace {
-
-constexpr size_t kEvalBatch = 250;
 
 // CPU seconds a client reports (SecAgg.protocol_cpu_s), within reason: not
 // finite, negative or over a day counts as none.
@@ -77,6 +76,13 @@ void AppendCsvLine(const std::filesystem::path& dir, const char* name, std::stri
   if (!out) spdlog::warn("cannot append to {}", csv.string());
 }
 
+// One close: what the work reads and what it leaves for ApplyClose, shared
+// by the two callbacks handed to run_close.
+struct CloseJob {
+  RoundCloseInput in;
+  RoundCloseResult out;
+};
+
 RoundRecord RecordFromRow(const RoundRow& r) {
   RoundRecord rec;
   rec.round = r.round;
@@ -113,6 +119,12 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(const CoordinatorConfig
   }
   if (!deps.utc_hour) deps.utc_hour = SystemUtcHour;
   if (!deps.iso_timestamp) deps.iso_timestamp = SystemIsoTimestamp;
+  if (!deps.run_close) {
+    deps.run_close = [](uint32_t, std::function<void()> work, std::function<void()> apply) {
+      work();
+      apply();
+    };
+  }
   std::unique_ptr<RoundDriver> d(new RoundDriver(config, std::move(deps)));
   FRUGAL_RETURN_IF_ERROR(d->Init());
   return d;
@@ -277,7 +289,7 @@ Result<MlpShapeChange> RoundDriver::ResumePrunedShape(const RunState& state) {
   return out;
 }
 
-uint32_t RoundDriver::version() const { return engine_->version(); }
+uint32_t RoundDriver::version() const { return closing_ ? closing_->version : engine_->version(); }
 
 std::optional<uint64_t> RoundDriver::ConnOf(uint64_t client_id) const {
   auto it = client_conn_.find(client_id);
@@ -287,7 +299,7 @@ std::optional<uint64_t> RoundDriver::ConnOf(uint64_t client_id) const {
 
 bool RoundDriver::Busy(uint64_t conn) const {
   auto it = conn_client_.find(conn);
-  if (it == conn_client_.end() || !engine_->round_open()) return false;
+  if (it == conn_client_.end() || !RoundOpen()) return false;
   auto slot = slots_.find(it->second);
   return slot != slots_.end() && slot->second.state == SlotState::kWaiting;
 }
@@ -366,10 +378,10 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   reg.set_run_id(config_.run_id);
   reg.set_model(config_.model);
   reg.set_dim(static_cast<uint32_t>(model_->num_params()));
-  if (!engine_->shape().old_sizes.empty()) {
-    const std::vector<uint8_t> shape = EncodeShapeChange(engine_->shape());
-    reg.set_shape(reinterpret_cast<const char*>(shape.data()), shape.size());
-  }
+  const std::vector<uint8_t> shape = closing_                            ? closing_->shape
+                                     : engine_->shape().old_sizes.empty() ? std::vector<uint8_t>{}
+                                                                          : EncodeShapeChange(engine_->shape());
+  if (!shape.empty()) reg.set_shape(reinterpret_cast<const char*>(shape.data()), shape.size());
   if (const double width = lean_.WidthFor(c.device_profile->id); width < 1) {
     reg.set_width(width);
     reg.set_rolling_width(lean_.rolling());
@@ -401,7 +413,7 @@ void RoundDriver::OnDisconnect(uint64_t conn, double now_s) {
   }
   if (secure_) secure_->Drop(id);  // the open stage stops waiting for it
   auto slot = slots_.find(id);
-  if (engine_->round_open() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
+  if (RoundOpen() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
     slot->second.state = SlotState::kGone;
     spdlog::info("round {}: client {} vanished before sending its update", engine_->round(), clients_[id].name);
   }
@@ -415,6 +427,17 @@ void RoundDriver::OnUpdate(uint64_t conn, const v1::Update& update, double now_s
   Client& c = clients_[id];
   const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(update.update().data()),
                                        update.update().size());
+  if (closing_) {
+    // The close work owns the engine; what its Ingest would say of any update now: no round is open.
+    const std::string why(RejectReasonName(RejectReason::kRoundClosed));
+    ++metrics_.updates_rejected[why];
+    const Error e = FailedPreconditionError("update from client " + std::to_string(id) + " for round " +
+                                            std::to_string(update.round()) + ": round " +
+                                            std::to_string(closing_->round) + " is closing, no round is open");
+    spdlog::warn("rejected update from {} for round {} ({}): {}", c.name, update.round(), why, e.message());
+    deps_.transport->Send(conn, ErrorEnvelope(e, update.round(), RejectReason::kRoundClosed));
+    return;
+  }
   RejectReason reason = RejectReason::kMalformed;
   const double cpu0 = ThreadCpuSeconds();
   // [widths]: a narrow client's update is of its nested sub-network.
@@ -458,6 +481,15 @@ void RoundDriver::OnSecAgg(uint64_t conn, const v1::SecAgg& msg, double now_s) {
   const uint64_t id = it->second;
   const std::string& name = clients_[id].name;
   const std::span<const uint8_t> body(reinterpret_cast<const uint8_t*>(msg.body().data()), msg.body().size());
+  if (closing_) {
+    // The protocol ended before the close (SettleSecure): nothing to relay, no CPU to count on the closing round.
+    const Error e = FailedPreconditionError("SecAgg stage " + std::to_string(msg.stage()) + " message from client " +
+                                            std::to_string(id) + " for round " + std::to_string(msg.round()) +
+                                            ": round " + std::to_string(closing_->round) + " is closing");
+    spdlog::warn("refused a SecAgg message from {}: {}", name, e.message());
+    deps_.transport->Send(conn, ErrorEnvelope(e, msg.round()));
+    return;
+  }
   const double cpu0 = ThreadCpuSeconds();
   Status st = secure_ ? secure_->Receive(id, msg.round(), msg.stage(), body)
                       : FailedPreconditionError("SecAgg stage " + std::to_string(msg.stage()) + " message from client " +
@@ -495,7 +527,7 @@ void RoundDriver::OnClientError(uint64_t conn, const v1::Error& error, double no
   } else {
     spdlog::warn("client {} reports an error: {}", clients_[id].name, error.message());
   }
-  if (engine_->round_open() && error.round() == engine_->round() && slot != slots_.end() &&
+  if (RoundOpen() && error.round() == engine_->round() && slot != slots_.end() &&
       slot->second.state == SlotState::kWaiting) {
     slot->second.state = SlotState::kDeclined;
   }
@@ -633,6 +665,7 @@ void RoundDriver::FinishEvaluation() {
 void RoundDriver::Tick(double now_s) {
   if (fatal_) return;
   if (eval_ && now_s >= eval_->opened_at + config_.plan.deadline_s) FinishEvaluation();
+  if (closing_) return;  // the next round opens once this one is applied
   if (engine_->round_open()) {
     if (secure_round_) {
       if (!TickSecure(now_s)) return;
@@ -645,7 +678,7 @@ void RoundDriver::Tick(double now_s) {
       }
     }
     CloseRound(now_s);
-    if (fatal_ || engine_->round_open()) return;
+    if (fatal_ || closing_ || engine_->round_open()) return;
   }
   if (done() || now_s < next_round_at_) return;
   size_t eligible = 0;
@@ -920,33 +953,59 @@ void RoundDriver::SettleSecure() {
 }
 
 void RoundDriver::CloseRound(double now_s) {
-  const double cpu0 = ThreadCpuSeconds();
-  defended_ = {};
-  if (defense_) {
-    // FLTrust's reference and the trigger scan on the trusted set (server CPU, on the ledger).
-    auto defended = defense_->BeforeClose(*engine_, *model_, *deps_.train, *ws_);
-    if (!defended.ok()) {
-      fatal_ = defended.error().WithContext("the server's work on its trusted set for round " +
-                                            std::to_string(engine_->round()));
-      return;
-    }
-    defended_ = std::move(*defended);
-  }
-  auto outcome = engine_->CloseRound(config_.plan.min_quorum);
-  const double cpu = round_cpu_s_ + (ThreadCpuSeconds() - cpu0);
-  if (!outcome.ok()) {
-    fatal_ = outcome.error().WithContext("closing round " + std::to_string(engine_->round()));
+  const uint32_t round = engine_->round();
+  // What this thread answers with until the result is back (RoundOpen, version, OnHello, Metrics).
+  Closing c;
+  c.round = round;
+  c.version = engine_->version();
+  c.now_s = now_s;
+  c.cpu_before_s = round_cpu_s_;
+  if (!engine_->shape().old_sizes.empty()) c.shape = EncodeShapeChange(engine_->shape());
+  FillDp(c.dp);
+  auto job = std::make_shared<CloseJob>();
+  RoundCloseInput& in = job->in;
+  in.round = round;
+  in.engine = engine_.get();
+  in.model = model_.get();
+  in.ws = ws_.get();
+  in.defense = defense_.get();
+  in.train = deps_.train;
+  in.test = deps_.test;
+  in.eval_rows = eval_indices_;
+  in.min_quorum = config_.plan.min_quorum;
+  // The released model on the test set every eval.every rounds and after the
+  // last; between, the last figures stand.
+  in.evaluate = round % config_.eval_every == 0 || round == config_.rounds || !last_eval_;
+  in.evaluate_int8 = config_.eval_int8;
+  if (round == config_.rounds && config_.distill.at_end && !student_) in.distill = &config_.distill;
+  in.seed = config_.seed;
+  closing_ = std::move(c);
+  spdlog::debug("round {}: closing", round);
+  deps_.run_close(round, [job] { job->out = RunRoundClose(job->in); },
+                  [this, job] { ApplyClose(std::move(job->out)); });
+}
+
+void RoundDriver::ApplyClose(RoundCloseResult&& result) {
+  const double now_s = closing_->now_s;
+  const double cpu = closing_->cpu_before_s + result.cpu_s;
+  closing_.reset();  // the engine is this thread's again
+  if (!result.status.ok()) {
+    fatal_ = result.status.error();
     return;
   }
-  if (defense_) {
-    // A round that missed its quorum keeps none of the defence's changes (pruned inputs included).
-    if (Status st = defense_->AfterClose(*outcome, *engine_, *model_, defended_); !st.ok()) {
-      fatal_ = st.error().WithContext("the trigger defence after round " + std::to_string(outcome->round));
-      return;
-    }
-    for (const std::string& line : defended_.notes) spdlog::info("{}", line);
+  defended_ = std::move(result.defended);
+  for (const std::string& line : defended_.notes) spdlog::info("{}", line);
+  if (result.eval) {
+    last_eval_ = result.eval;
+    if (config_.eval_int8) last_int8_ = result.int8_accuracy;
   }
-  if (Status st = FinishRound(*outcome, cpu, now_s); !st.ok()) fatal_ = st.error();
+  if (result.student) {
+    const StudentReport& student = *result.student;
+    spdlog::info("distilled {}: {:.4f} fp32, {:.4f} int8 (released model {:.4f})", student.student,
+                 student.student_accuracy, student.student_int8_accuracy, student.teacher_accuracy);
+    student_ = std::move(result.student);
+  }
+  if (Status st = FinishRound(*result.outcome, cpu, now_s); !st.ok()) fatal_ = st.error();
 }
 
 Participation RoundDriver::ParticipationOf(const Slot& s) const {
@@ -988,29 +1047,6 @@ Participation RoundDriver::ParticipationOf(const Slot& s) const {
 
 Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s) {
   const uint32_t round = outcome.round;
-  // The released model (the global model, or its average) on the test set,
-  // every eval.every rounds and after the last; between, the last figures stand.
-  // Batches of 250 rather than Evaluate's default 1000: the workspace, which
-  // the coordinator keeps for the whole run, shrinks by about 2.4 MB (logreg).
-  if (round % config_.eval_every == 0 || round == config_.rounds || !last_eval_) {
-    FRUGAL_ASSIGN_OR_RETURN(last_eval_, Evaluate(*model_, engine_->release_model(), *deps_.test, eval_indices_, *ws_,
-                                                 kEvalBatch));
-    if (config_.eval_int8) {
-      FRUGAL_ASSIGN_OR_RETURN(std::optional<EvalResult> i8,
-                              EvaluateReleasedInt8(*model_, engine_->release_model(), *deps_.test, eval_indices_));
-      last_int8_ = i8 ? i8->accuracy : -1;
-    }
-  }
-  if (round == config_.rounds && config_.distill.at_end && !student_) {
-    // After the last round, on this thread: the run is over, no round waits.
-    if (deps_.train == nullptr) return InvalidArgumentError("distill.at_end needs the training set (its pool)");
-    FRUGAL_ASSIGN_OR_RETURN(StudentReport student, DistillReleased(*model_, engine_->release_model(), *deps_.train,
-                                                                   *deps_.test, eval_indices_, config_.distill.config,
-                                                                   config_.seed));
-    spdlog::info("distilled {}: {:.4f} fp32, {:.4f} int8 (released model {:.4f})", student.student,
-                 student.student_accuracy, student.student_int8_accuracy, student.teacher_accuracy);
-    student_ = std::move(student);
-  }
   RoundAccount account(config_.run_id, round, round_utc_hour_);
   for (const auto& [id, s] : slots_) account.Add(ParticipationOf(s));
   account.SetCompleted(outcome.accepted);
@@ -1222,8 +1258,8 @@ Status RoundDriver::WriteRunDirectory() {
 
 DashboardRound RoundDriver::RoundView(std::span<const RobustVerdict> verdicts) const {
   DashboardRound r;
-  r.round = engine_->round();
-  r.open = engine_->round_open();
+  r.round = CurrentRound();
+  r.open = RoundOpen();
   r.selected = static_cast<uint32_t>(slots_.size());
   const auto name = [&](uint64_t id) {
     auto it = clients_.find(id);
@@ -1254,7 +1290,7 @@ DashboardView RoundDriver::Dashboard(double now_s) const {
   st.round_open = m.round_open;
   st.connected = m.connected_clients;
   st.min_clients = config_.min_clients;
-  if (!m.round_open && !done() && st.connected >= st.min_clients) st.next_round_in_s = std::max(0.0, next_round_at_ - now_s);
+  if (!m.round_open && !m.round_closing && !done() && st.connected >= st.min_clients) st.next_round_in_s = std::max(0.0, next_round_at_ - now_s);
   st.epsilon = m.dp_epsilon;
   st.dp_sampling = m.dp_sampling;
   st.dp_adjacency = m.dp_adjacency;
@@ -1268,7 +1304,7 @@ DashboardView RoundDriver::Dashboard(double now_s) const {
     d.region = c.region;
     d.held_version = c.held_version;
     auto slot = slots_.find(id);
-    const bool in_round = engine_->round_open() && slot != slots_.end();
+    const bool in_round = RoundOpen() && slot != slots_.end();
     if (!client_conn_.contains(id)) {
       d.state = "gone";
     } else if (in_round && slot->second.state == SlotState::kWaiting) {
@@ -1282,33 +1318,53 @@ DashboardView RoundDriver::Dashboard(double now_s) const {
   }
   FillClientTotals(ledger_.rows(), v.clients);
   for (DashboardClient& d : v.clients) {
-    if (d.state == "idle" && d.rounds == 0 && !engine_->round_open()) d.state = "connected";
+    if (d.state == "idle" && d.rounds == 0 && !RoundOpen()) d.state = "connected";
   }
-  v.round = engine_->round_open() ? RoundView({}) : last_round_;
+  // A closing round: its slots as they were when it closed.
+  v.round = RoundOpen() || closing_ ? RoundView({}) : last_round_;
   return v;
 }
 
 DriverMetrics RoundDriver::Metrics() const {
   DriverMetrics m = metrics_;
-  m.round = engine_->round_open() ? engine_->round() : (records_.empty() ? 0 : records_.back().round);
-  m.round_open = engine_->round_open();
+  m.round_open = RoundOpen();
+  m.round_closing = closing_.has_value();
+  m.round = m.round_open || m.round_closing ? CurrentRound() : (records_.empty() ? 0 : records_.back().round);
   m.model_version = version();
   m.connected_clients = client_conn_.size();
   const EnergyTotals t = ledger_.RunTotals();
   m.joules = t.all_j();
   m.measured_vs_modelled = ledger_.MeasuredVsModelledByDevice();
-  if (const privacy::CentralDp* dp = engine_->dp()) {
-    if (auto spent = dp->Spent(); spent.ok()) m.dp_epsilon = spent->epsilon;
-    m.dp_delta = dp->config().delta;
-    m.dp_noise_multiplier = dp->config().noise_multiplier;
-    DpAccountingLabel label = DescribeDpAccounting(config_.plan, dp->config());
-    m.dp_sampling = std::move(label.sampling);
-    m.dp_adjacency = std::move(label.adjacency);
-    m.dp_bound = std::move(label.bound);
+  if (closing_) {
+    // The accountant is the close work's until it is applied: the figures as of the close.
+    m.dp_epsilon = closing_->dp.dp_epsilon;
+    m.dp_delta = closing_->dp.dp_delta;
+    m.dp_noise_multiplier = closing_->dp.dp_noise_multiplier;
+    m.dp_sampling = closing_->dp.dp_sampling;
+    m.dp_adjacency = closing_->dp.dp_adjacency;
+    m.dp_bound = closing_->dp.dp_bound;
+  } else {
+    FillDp(m);
   }
   m.stop_reason = stop_reason_;
-  m.state = finished() ? "done" : (engine_->round_open() ? "training" : (done() ? "evaluating" : "waiting"));
+  m.state = finished() ? "done"
+            : m.round_closing ? "closing"
+            : m.round_open    ? "training"
+            : done()          ? "evaluating"
+                              : "waiting";
   return m;
+}
+
+void RoundDriver::FillDp(DriverMetrics& m) const {
+  const privacy::CentralDp* dp = engine_->dp();
+  if (dp == nullptr) return;
+  if (auto spent = dp->Spent(); spent.ok()) m.dp_epsilon = spent->epsilon;
+  m.dp_delta = dp->config().delta;
+  m.dp_noise_multiplier = dp->config().noise_multiplier;
+  DpAccountingLabel label = DescribeDpAccounting(config_.plan, dp->config());
+  m.dp_sampling = std::move(label.sampling);
+  m.dp_adjacency = std::move(label.adjacency);
+  m.dp_bound = std::move(label.bound);
 }
 
 }  // namespace frugal::coordinator

@@ -10,9 +10,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <thread>
 
 #include "frugal/coordinator/round_driver.h"
 #include "frugal/coordinator/store.h"
@@ -42,9 +44,15 @@ Status WritePortFile(const std::string& path, uint16_t port) {
   return OkStatus();
 }
 
-// The running service: the I/O loop, its listeners, the driver's clock, and
-// the orderly shutdown (Bye to every client, then stop) on a signal, at the
-// end of the run or on a fatal driver error.
+// The running service: the I/O loop, its listeners, the driver's clock, the
+// close worker, and the orderly shutdown (Bye to every client, then stop) on
+// a signal, at the end of the run or on a fatal driver error.
+//
+// Threads: every session, the status port, the timers and the RoundDriver
+// run on the one I/O thread (io_). A round's close work (aggregation, the
+// trusted-set work, evaluation, distillation) runs on close_worker_, one
+// thread, and its result is posted back to io_, where the driver commits and
+// announces the round; meanwhile io_ keeps serving.
 class Service {
  public:
   explicit Service(const CoordinatorConfig& config) : config_(config), manager_(config) {}
@@ -60,6 +68,8 @@ class Service {
   void StopWhenDrained(Clock::time_point give_up);
   void ArmTick();
   void OnTick();
+  // DriverDeps::run_close: `work` on close_worker_, then `apply` posted back to io_.
+  void RunClose(uint32_t round, std::function<void()> work, std::function<void()> apply);
 
   const CoordinatorConfig& config_;
   asio::io_context io_{1};
@@ -77,7 +87,13 @@ class Service {
   asio::steady_timer grace_{io_};
   double next_heartbeat_ = 0;
   bool finishing_ = false;
+  // A shutdown asked for while a close is in flight: it waits for the close
+  // to be committed, as it did when the close held the I/O thread.
+  std::optional<std::string> pending_shutdown_;
   std::optional<Error> result_;
+  // Declared last, so it is joined (its running work finished) before the
+  // driver and the data that work uses are destroyed.
+  asio::thread_pool close_worker_{1};
 };
 
 Status Service::Open() {
@@ -102,6 +118,9 @@ Status Service::Open() {
   }
   deps.transport = &manager_;
   deps.wire_totals = [this] { return WireTotals{manager_.tcp_bytes_in, manager_.tcp_bytes_out}; };
+  deps.run_close = [this](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+    RunClose(round, std::move(work), std::move(apply));
+  };
   FRUGAL_ASSIGN_OR_RETURN(driver_, RoundDriver::Create(config_, std::move(deps)));
   manager_.set_driver(driver_.get());
   return OkStatus();
@@ -131,12 +150,45 @@ Status Service::Serve() {
   next_heartbeat_ = s.heartbeat_s;
   ArmTick();
   io_.run();
+  close_worker_.join();  // a close still running when the loop stopped is finished and dropped, never applied
   if (result_) return *result_;
   return OkStatus();
 }
 
+void Service::RunClose(uint32_t round, std::function<void()> work, std::function<void()> apply) {
+  asio::post(close_worker_, [this, round, work = std::move(work), apply = std::move(apply)]() mutable {
+    if (round == config_.service.debug_hold_close_round && !config_.service.out_dir.empty()) {
+      // Tests only (service.debug_hold_close_round): hold the close until the test removes the file.
+      const std::filesystem::path hold = std::filesystem::path(config_.service.out_dir) /
+                                         ("close_hold_r" + std::to_string(round));
+      std::error_code ec;
+      std::filesystem::create_directories(hold.parent_path(), ec);
+      std::ofstream(hold) << "held\n";
+      spdlog::info("round {}: close held until {} is removed (service.debug_hold_close_round)", round, hold.string());
+      while (std::filesystem::exists(hold, ec)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    work();
+    asio::post(io_, [this, apply = std::move(apply)] {
+      apply();
+      if (finishing_ || driver_->fatal()) return;  // a fatal error: the next OnTick reports it and stops
+      if (pending_shutdown_) {
+        Shutdown(*pending_shutdown_);
+        return;
+      }
+      // The next round may open now rather than at the next tick.
+      driver_->Tick(manager_.Now());
+    });
+  });
+}
+
 void Service::Shutdown(const std::string& reason) {
   if (finishing_) return;
+  if (driver_->closing()) {
+    // The close in flight is committed first (RunClose's apply then shuts down).
+    if (!pending_shutdown_) spdlog::info("stopping once round {} is committed", driver_->Metrics().round);
+    pending_shutdown_ = reason;
+    return;
+  }
   finishing_ = true;
   manager_.BeginShutdown();
   listener_->Stop();

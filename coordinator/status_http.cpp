@@ -117,6 +117,7 @@ std::string StatusJson(const DriverMetrics& m, const std::string& run_id) {
                       {"state", m.state},
                       {"round", m.round},
                       {"round_open", m.round_open},
+                      {"round_closing", m.round_closing},
                       {"rounds_completed", m.rounds_completed},
                       {"model_version", m.model_version},
                       {"connected_clients", m.connected_clients},

@@ -492,6 +492,7 @@ constexpr std::string_view kPageJs = R"JS(
     var next = '';
     if (s.state === 'done') next = 'run complete';
     else if (s.round_open) next = 'round ' + count(s.round) + ' open';
+    else if (s.state === 'closing') next = 'round ' + count(s.round) + ' closing';
     else if (s.connected < s.min_clients) next = 'waiting for ' + count(s.min_clients - s.connected) + ' more client(s)';
     else if (s.next_round_in_s != null) next = s.next_round_in_s.toFixed(1) + ' s';
     var cells = [['state', s.state], ['round', count(s.round) + ' of ' + count(s.rounds_total)],

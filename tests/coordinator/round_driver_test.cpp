@@ -17,12 +17,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data/temp_dir.h"
@@ -235,6 +238,55 @@ std::unique_ptr<RoundDriver> MakeTrustedDriver(const CoordinatorConfig& cfg, Sto
   return std::move(*d);
 }
 
+
+// DriverDeps::run_close for the tests of a closing round: the close work runs
+// on a thread of its own, as on the service's close worker, but only once
+// the test releases it, and its result is applied on the test's thread (the
+// driver's) when the test says so. A hook rather than a slow close: what the
+// test sees while a round is closing must not depend on how long the close
+// takes. One close at a time.
+class HeldClose {
+ public:
+  void Run(uint32_t round, std::function<void()> work, std::function<void()> apply) {
+    REQUIRE_FALSE(worker_.joinable());
+    round_ = round;
+    apply_ = std::move(apply);
+    release_ = std::promise<void>();
+    released_ = false;
+    worker_ = std::thread([work = std::move(work), go = release_.get_future()]() mutable {
+      go.wait();
+      work();
+    });
+  }
+  // The round whose close work is waiting or running (0: none yet).
+  uint32_t round() const { return round_; }
+  bool pending() const { return worker_.joinable(); }
+  // Lets the close work start; the driver's thread goes on meanwhile.
+  void Release() {
+    release_.set_value();
+    released_ = true;
+  }
+  // Waits for the work and applies its result on this thread.
+  void Apply() {
+    worker_.join();
+    std::function<void()> apply = std::move(apply_);
+    apply_ = nullptr;
+    apply();
+  }
+  ~HeldClose() {
+    if (worker_.joinable()) {
+      if (!released_) release_.set_value();
+      worker_.join();
+    }
+  }
+
+ private:
+  uint32_t round_ = 0;
+  std::function<void()> apply_;
+  std::promise<void> release_;
+  bool released_ = false;
+  std::thread worker_;
+};
 }  // namespace
 
 TEST_SUITE("coordinator") {
@@ -1963,6 +2015,260 @@ TEST_SUITE("coordinator") {
       CHECK((*rows_b)[i].trigger.flagged == (*rows_a)[i].trigger.flagged);
     }
   }
+
+  TEST_CASE("a closing round's work runs off the driver's thread: meanwhile the driver registers, refuses a late update as round_closed, reports the round closing and opens nothing; applied, the run equals an inline close's") {
+    // FLTrust's trusted-set work, the evaluation and (after round 2) the
+    // distillation all run in the close work here.
+    const std::vector<std::string> overrides = {
+        "rounds=2", "model=\"logreg\"", "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=100",
+        "eval.examples=500", "uplink.density=0.1", "server.robust=\"fltrust\"", "server.trusted_examples=50",
+        "distill.at_end=true", "distill.student=\"logreg\"", "distill.pool_examples=300", "distill.epochs=1"};
+    struct Run {
+      testing::TempDir dir;
+      Dataset test;
+      std::unique_ptr<Store> store;
+      CoordinatorConfig cfg;
+      FakeTransport transport;
+      std::unique_ptr<RoundDriver> driver;
+    };
+    auto make = [&](Run& r, HeldClose* hold) {
+      held.clear();
+      auto test = LoadFashionMnist(Split::kTest);
+      REQUIRE(test.ok());
+      r.test = std::move(*test);
+      auto store = Store::Open(r.dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      r.store = std::move(*store);
+      auto cfg = ParseCoordinatorConfig("", "test", overrides);
+      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+      r.cfg = std::move(*cfg);
+      r.cfg.service.out_dir = r.dir.Path("run");
+      DriverDeps deps;
+      deps.store = r.store.get();
+      deps.test = &r.test;
+      deps.train = &r.test;  // the trusted set's and the pool's source: any 784-feature set will do
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &r.transport;
+      deps.utc_hour = [] { return 12.0; };  // both runs price carbon at the same hour
+      if (hold != nullptr) {
+        deps.run_close = [hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+          hold->Run(round, std::move(work), std::move(apply));
+        };
+      }
+      auto d = RoundDriver::Create(r.cfg, std::move(deps));
+      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
+      r.driver = std::move(*d);
+    };
+
+    // The reference: every close inline, as the driver does without run_close.
+    Run ref;
+    make(ref, nullptr);
+    REQUIRE(ref.driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(ref.driver->OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    for (uint32_t round = 1; round <= 2; ++round) {
+      const double t = 10.0 * round;
+      ref.driver->Tick(t);
+      REQUIRE(ref.driver->Metrics().round_open);
+      ref.driver->OnUpdate(1, GoodUpdate(ref.transport, 1, 0.01f * round), t + 1);
+      ref.driver->OnUpdate(2, GoodUpdate(ref.transport, 2, -0.02f), t + 1);
+      REQUIRE_FALSE(ref.driver->closing());
+      REQUIRE(ref.driver->records().size() == round);
+    }
+    REQUIRE(ref.driver->done());
+    const std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> ref_held = held;
+
+    // The same run with each close held on its own thread.
+    Run run;
+    HeldClose hold;  // after run: destroyed first, so a held close (of a failed check) finishes on a live driver
+    make(run, &hold);
+    RoundDriver& d = *run.driver;
+    REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(d.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    for (uint32_t round = 1; round <= 2; ++round) {
+      CAPTURE(round);
+      const double t = 10.0 * round;
+      d.Tick(t);
+      REQUIRE(d.Metrics().round_open);
+      const v1::Update late = GoodUpdate(run.transport, 1, 0.5f);  // alice's second try, sent after the close
+      d.OnUpdate(1, GoodUpdate(run.transport, 1, 0.01f * round), t + 1);
+      d.OnUpdate(2, GoodUpdate(run.transport, 2, -0.02f), t + 1);
+      // Both updates are in: the round closes, and its work waits on the hook.
+      REQUIRE(hold.pending());
+      CHECK(hold.round() == round);
+      REQUIRE(d.closing());
+      CHECK(d.records().size() == round - 1);  // nothing committed yet
+
+      // While it waits, and then again while it runs, the driver's thread is answered.
+      auto answered_while_closing = [&](int pass) {
+        CAPTURE(pass);
+        const DriverMetrics m = d.Metrics();
+        CHECK(m.state == "closing");
+        CHECK(m.round == round);
+        CHECK_FALSE(m.round_open);
+        CHECK(m.round_closing);
+        CHECK(m.rounds_completed == round - 1);
+        CHECK(m.model_version == round);  // the version the round trained on, until it is applied
+        const DashboardView v = d.Dashboard(t + 2);
+        CHECK(v.status.state == "closing");
+        CHECK(v.round.round == round);
+        CHECK_FALSE(v.round.open);
+        CHECK(v.round.received == 2);
+        CHECK_FALSE(v.status.next_round_in_s.has_value());
+        CHECK_FALSE(d.Busy(1));
+        // A client registers: Register carries the model's dimension and the run.
+        const uint64_t conn = 100 + static_cast<uint64_t>(pass);
+        auto reg = d.OnHello(conn, "carol", MakeHello("carol"), t + 2);
+        REQUIRE_MESSAGE(reg.ok(), reg.error().ToString());
+        CHECK(reg->dim() == 7850);
+        CHECK(reg->run_id() == run.cfg.run_id);
+        CHECK(d.Metrics().connected_clients == 3);
+        // A late update for the closing round is refused by reason, not ingested.
+        run.transport.sent[1].clear();
+        d.OnUpdate(1, late, t + 2);
+        const v1::Envelope* err = run.transport.Last(1, v1::Envelope::kError);
+        REQUIRE(err != nullptr);
+        CHECK(err->error().reason() == "round_closed");
+        CHECK(err->error().message().find("round " + std::to_string(round) + " is closing") != std::string::npos);
+        // Ticks past the round's interval open nothing while it closes.
+        d.Tick(t + 3);
+        CHECK(d.closing());
+        CHECK_FALSE(d.Metrics().round_open);
+        d.OnDisconnect(conn, t + 3);  // carol leaves before the next round is drawn
+        CHECK(d.Metrics().connected_clients == 2);
+      };
+      answered_while_closing(0);
+      hold.Release();
+      answered_while_closing(1);  // concurrent with the close work (what the tsan preset checks)
+      hold.Apply();
+      d.Tick(t + 1);  // as the service does once a close is applied (the inline run's Tick went on to this)
+      REQUIRE_FALSE(d.closing());
+      REQUIRE(d.fatal() == std::nullopt);
+      REQUIRE(d.records().size() == round);
+      CHECK(d.Metrics().state != "closing");
+    }
+    REQUIRE(d.done());
+
+    // The stored run is the inline run's: model, rounds and every client's ledger row.
+    CHECK(d.global_model().size() == ref.driver->global_model().size());
+    CHECK(std::equal(d.global_model().begin(), d.global_model().end(), ref.driver->global_model().begin()));
+    auto state_ref = ref.store->LoadRun(ref.cfg.run_id), state_run = run.store->LoadRun(run.cfg.run_id);
+    REQUIRE(state_ref.ok());
+    REQUIRE(state_run.ok());
+    CHECK((*state_run)->version == (*state_ref)->version);
+    CHECK((*state_run)->model == (*state_ref)->model);
+    CHECK((*state_run)->engine_state == (*state_ref)->engine_state);
+    auto rows_ref = ref.store->Rounds(ref.cfg.run_id), rows_run = run.store->Rounds(run.cfg.run_id);
+    REQUIRE(rows_ref.ok());
+    REQUIRE(rows_run.ok());
+    REQUIRE(rows_run->size() == 2);
+    REQUIRE(rows_ref->size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      const RoundRow &a = (*rows_ref)[i], &b = (*rows_run)[i];
+      CHECK(b.round == a.round);
+      CHECK(b.new_version == a.new_version);
+      CHECK(b.applied == a.applied);
+      CHECK(b.accuracy == a.accuracy);
+      CHECK(b.loss == a.loss);
+      CHECK(b.bytes_up == a.bytes_up);
+      CHECK(b.bytes_down == a.bytes_down);
+      CHECK(b.joules_compute == a.joules_compute);
+      CHECK(b.joules_radio == a.joules_radio);
+      CHECK(b.gco2e == a.gco2e);
+      CHECK(b.selected == a.selected);
+      CHECK(b.completed == a.completed);
+      CHECK(b.wall_seconds == a.wall_seconds);
+      CHECK(b.robust_clipped == a.robust_clipped);
+      CHECK(b.robust_downweighted == a.robust_downweighted);
+      CHECK(b.robust_rejected == a.robust_rejected);
+      CHECK(b.server_joules > 0);  // measured CPU seconds on the worker's thread: priced, though not equal
+    }
+    auto ledger_ref = ref.store->Ledger(ref.cfg.run_id), ledger_run = run.store->Ledger(run.cfg.run_id);
+    REQUIRE(ledger_ref.ok());
+    REQUIRE(ledger_run.ok());
+    REQUIRE(ledger_run->size() == ledger_ref->size());
+    for (size_t i = 0; i < ledger_ref->size(); ++i) {
+      CAPTURE(i);
+      const LedgerRow &a = (*ledger_ref)[i], &b = (*ledger_run)[i];
+      CHECK(b.round == a.round);
+      CHECK(b.client_id == a.client_id);
+      CHECK(b.bytes_up == a.bytes_up);
+      CHECK(b.bytes_down == a.bytes_down);
+      CHECK(b.flops == a.flops);
+      CHECK(b.total_j == a.total_j);
+      CHECK(b.gco2e == a.gco2e);
+      CHECK(b.outcome == a.outcome);
+      CHECK(b.robust == a.robust);
+    }
+    // The clients followed the same chain, and the distilled student is the same.
+    CHECK(held == ref_held);
+    const std::string metric = "student_accuracy";
+    auto summary_value = [&](const testing::TempDir& dir) {
+      std::ifstream js(dir.Path("run") + "/summary.json");
+      const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+      const size_t at = json.find("\"" + metric + "\"");
+      REQUIRE(at != std::string::npos);
+      return std::stod(json.substr(json.find(':', at) + 1));
+    };
+    CHECK(summary_value(run.dir) == summary_value(ref.dir));
+    // The late updates were counted as refused, by reason.
+    CHECK(d.Metrics().updates_rejected.at("round_closed") == 4);
+  }
+
+  TEST_CASE("a close work that fails on its thread is the driver's fatal error once applied, and commits nothing") {
+    // distill.at_end without a training set for its pool: the start allows it
+    // (the service loads the set), the close work after the last round fails.
+    auto rig = std::make_unique<Rig>();
+    held.clear();
+    auto test = LoadFashionMnist(Split::kTest);
+    REQUIRE(test.ok());
+    rig->test = std::move(*test);
+    auto store = Store::Open(rig->dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    rig->store = std::move(*store);
+    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
+                                                   "round.min_clients=2", "round.deadline_s=100", "eval.examples=200",
+                                                   "distill.at_end=true", "distill.student=\"logreg\""});
+    REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+    rig->cfg = std::move(*cfg);
+    rig->cfg.service.out_dir = rig->dir.Path("run");
+    HeldClose hold;
+    DriverDeps deps;
+    deps.store = rig->store.get();
+    deps.test = &rig->test;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    deps.profiles = *profiles;
+    deps.transport = &rig->transport;
+    deps.run_close = [&hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+      hold.Run(round, std::move(work), std::move(apply));
+    };
+    auto driver = RoundDriver::Create(rig->cfg, std::move(deps));
+    REQUIRE_MESSAGE(driver.ok(), driver.error().ToString());
+    rig->driver = std::move(*driver);  // the rig outlives the hold, so a held close never runs on a freed driver
+    RoundDriver& d = *rig->driver;
+    REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
+    REQUIRE(d.OnHello(2, "bob", MakeHello("bob"), 0).ok());
+    d.Tick(0);
+    d.OnUpdate(1, GoodUpdate(rig->transport, 1, 0.01f), 1);
+    d.OnUpdate(2, GoodUpdate(rig->transport, 2, 0.02f), 1);
+    REQUIRE(d.closing());
+    hold.Release();
+    CHECK_FALSE(d.fatal().has_value());  // not before it is applied on this thread
+    hold.Apply();
+    CHECK_FALSE(d.closing());
+    REQUIRE(d.fatal().has_value());
+    CHECK(d.fatal()->message().find("distill.at_end needs the training set") != std::string::npos);
+    CHECK(d.records().empty());
+    auto rows = rig->store->Rounds(rig->cfg.run_id);
+    REQUIRE(rows.ok());
+    CHECK(rows->empty());  // a restart runs round 1 again
+    d.Tick(2);             // a fatal driver does nothing more
+    CHECK_FALSE(d.Metrics().round_open);
+  }
+
 
 }
 

@@ -4,7 +4,8 @@
 // connection cap's refusal, kill -9
 // of the coordinator mid-round followed by a restart, and the secure pipeline
 // with two clients killed mid-protocol, and [prune] with [widths] through
-// three agents. Ports are chosen by the
+// three agents, and a round's close held off the I/O thread (served
+// meanwhile, then kill -9). Ports are chosen by the
 // coordinator binding port 0; no assertion is about time.
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -574,6 +575,149 @@ TEST_SUITE("coordinator") {
     CHECK(ReadFile(fleet.dir.Path("coordinator-2.log")).find("resuming run e2e-kill after round 2") !=
           std::string::npos);
   }
+  TEST_CASE("a round's close runs off the I/O thread: held there, /status says closing and a client registers; kill -9 then resumes after the last committed round") {
+    Fleet fleet({"device-0", "device-1", "device-2", "late"});
+    const std::vector<std::string> run = {"run_id=\"e2e-close\"", "rounds=4", "model=\"logreg\"",
+                                          "round.clients_per_round=3", "round.min_clients=3", "round.deadline_s=30"};
+    auto with = [&](std::vector<std::string> extra) {
+      std::vector<std::string> all = run;
+      all.insert(all.end(), extra.begin(), extra.end());
+      return all;
+    };
+    // Round 2's close work waits on its worker thread until the test removes
+    // the file (service.debug_hold_close_round, tests only).
+    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"service.debug_hold_close_round=2"})),
+                                                 fleet.dir.Path("coordinator-1.log"));
+    const uint16_t port = WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 3; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 3), fleet.dir.Path(name + ".log")));
+    }
+    const std::string hold = fleet.dir.Path("run/close_hold_r2");
+    bool closing = false;
+    for (int i = 0; i < 30000 && !closing; ++i) {
+      auto st = Status(status_port);
+      // The I/O thread shows the round closing as it hands the work over; the worker then writes the file.
+      closing = st && st->is_object() && (*st)["round"] == 2 && (*st)["state"] == "closing" &&
+                std::filesystem::exists(hold);
+      if (!closing) {
+        REQUIRE_FALSE(coordinator->Wait(0).has_value());
+        SleepMs(10);
+      }
+    }
+    INFO(ReadFile(fleet.dir.Path("coordinator-1.log")));
+    REQUIRE(closing);  // the close work is the one held
+    // The I/O thread serves while the close is held: /status again, /metrics, and a new client's handshake and Hello.
+    for (int i = 0; i < 5; ++i) {
+      auto st = Status(status_port);
+      REQUIRE(st);
+      CHECK((*st)["state"] == "closing");
+      CHECK((*st)["round_closing"] == true);
+      CHECK((*st)["round_open"] == false);
+      CHECK((*st)["rounds_completed"] == 1);
+      CHECK((*st)["model_version"] == 2);
+    }
+    CHECK(MetricValue(HttpGet(status_port, "/metrics"), "frugal_rounds_completed_total") == 1);
+    const CaPaths ca = CaPaths::In(fleet.ca_dir);
+    RawTls late(ca.ca_cert, CaPaths::ClientCert(fleet.ca_dir, "late"), CaPaths::ClientKey(fleet.ca_dir, "late"));
+    REQUIRE(late.Connect(port));
+    REQUIRE(late.Write(*EncodeEnvelope(HelloFor("late"))));
+    auto reg = late.ReadEnvelope();
+    REQUIRE(reg.has_value());
+    REQUIRE(reg->has_register_());
+    CHECK(reg->register_().run_id() == "e2e-close");
+    {
+      auto st = Status(status_port);
+      REQUIRE(st);
+      CHECK((*st)["connected_clients"] == 4);
+      CHECK((*st)["state"] == "closing");
+    }
+    // Killed while the close work is held: round 2 was never committed.
+    coordinator->Kill9();
+    {
+      auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      auto rows = (*store)->Rounds("e2e-close");
+      REQUIRE(rows.ok());
+      CHECK(rows->size() == 1);
+      auto state = (*store)->LoadRun("e2e-close");
+      REQUIRE(state.ok());
+      CHECK((*state)->last_round == 1);
+      CHECK((*state)->version == 2);
+    }
+    std::filesystem::remove(fleet.dir.Path("port"));
+    // Restart without the hold (a service key: the same run): the agents reconnect and rounds 2 to 4 commit.
+    coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(run), fleet.dir.Path("coordinator-2.log"));
+    const auto code = coordinator->Wait(900);
+    INFO(ReadFile(fleet.dir.Path("coordinator-2.log")));
+    REQUIRE(code.has_value());
+    REQUIRE(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto rows = (*store)->Rounds("e2e-close");
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 4);
+    for (uint32_t i = 0; i < 4; ++i) CHECK((*rows)[i].round == i + 1);
+    CHECK(ReadFile(fleet.dir.Path("coordinator-2.log")).find("resuming run e2e-close after round 1") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("a round's close runs off the I/O thread: SIGTERM while it is held waits for the round's commit, then stops cleanly") {
+    Fleet fleet({"device-0", "device-1"});
+    auto coordinator = std::make_unique<Process>(
+        fleet.CoordinatorArgs({"run_id=\"e2e-close-term\"", "rounds=3", "model=\"logreg\"",
+                               "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=30",
+                               "service.debug_hold_close_round=1"}),
+        fleet.dir.Path("coordinator.log"));
+    WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < 2; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 2), fleet.dir.Path(name + ".log")));
+    }
+    const std::string hold = fleet.dir.Path("run/close_hold_r1");
+    bool closing = false;
+    for (int i = 0; i < 30000 && !closing; ++i) {
+      auto st = Status(status_port);
+      closing = st && st->is_object() && (*st)["round"] == 1 && (*st)["state"] == "closing" &&
+                std::filesystem::exists(hold);  // the worker holds the close (it writes the file after the hand-over)
+      if (!closing) {
+        REQUIRE_FALSE(coordinator->Wait(0).has_value());
+        SleepMs(10);
+      }
+    }
+    INFO(ReadFile(fleet.dir.Path("coordinator.log")));
+    REQUIRE(closing);
+    coordinator->Terminate();
+    // The signal is taken, and the service goes on serving until the close it waits for is committed.
+    bool deferred = false;
+    for (int i = 0; i < 3000 && !deferred; ++i) {
+      deferred = ReadFile(fleet.dir.Path("coordinator.log")).find("stopping once round 1 is committed") !=
+                 std::string::npos;
+      if (!deferred) SleepMs(10);
+    }
+    REQUIRE(deferred);
+    REQUIRE_FALSE(coordinator->Wait(0).has_value());
+    auto st = Status(status_port);
+    REQUIRE(st);
+    CHECK((*st)["state"] == "closing");
+    std::filesystem::remove(hold);
+    const auto code = coordinator->Wait(300);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
+    REQUIRE(store.ok());
+    auto rows = (*store)->Rounds("e2e-close-term");
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);  // the held round, committed before the stop; no round after it
+    CHECK((*rows)[0].round == 1);
+    CHECK(ReadFile(fleet.dir.Path("run/rounds.csv")).find("\n1,") != std::string::npos);
+  }
+
   TEST_CASE("secure pipeline: ten client processes, two killed after sharing keys, rounds end with the exact sum of the survivors' ring inputs") {
     // With distributed DP: each client clips and adds Skellam noise keyed
     // from its own RAND_bytes, and the coordinator accounts each round with

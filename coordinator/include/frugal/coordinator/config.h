@@ -38,6 +38,10 @@ struct ServiceConfig {
   std::string store = "coordinator.db";
   std::string out_dir = "runs/coordinator";
   std::string profiles;              // energy profile override file (optional)
+  // Tests only: the close work of this round waits, before it starts, while
+  // the file close_hold_r<round> it writes to out_dir exists (the test
+  // deletes it to release the close, or kills the coordinator). 0: never.
+  uint32_t debug_hold_close_round = 0;
 };
 
 // The run keys every front end shares (RunSettings) plus the service's own [service] table.

@@ -4,6 +4,9 @@
 // at K updates, when every selected client has answered or vanished, or at the
 // deadline, then evaluates, costs the ledger, commits the round to the Store in
 // one transaction and rewrites the run directory. No sockets: tests drive it directly.
+// A round's heavy close work (aggregation, the trusted-set work, evaluation,
+// distillation) runs wherever DriverDeps::run_close puts it; meanwhile the
+// driver keeps answering events, with the round shown as closing.
 #pragma once
 
 #include <cstdint>
@@ -64,7 +67,8 @@ struct DriverMetrics {
   uint64_t updates_accepted = 0;
   std::map<std::string, uint64_t> updates_rejected;  // by RejectReason name
   std::optional<double> last_accuracy;
-  std::string state;              // "waiting", "training", "done"
+  std::string state;              // "waiting", "training", "closing", "evaluating", "done"
+  bool round_closing = false;     // `round` is closed to updates, its close work is running
   // Federated evaluation (round.eval_every): the last completed one.
   uint32_t federated_evaluations = 0;
   std::optional<double> last_federated_accuracy;
@@ -126,7 +130,18 @@ struct DriverDeps {
   // Optional: when set, the run directory's wire.csv gets each round's TCP
   // bytes (from the round's opening to its commit) beside its payload bytes.
   std::function<WireTotals()> wire_totals;
+  // Where a round's close work runs: the trusted-set work, the aggregation,
+  // the evaluation of the released model and, after the last round, the
+  // distillation. run_close(round, work, apply) must call work() once, on one
+  // thread other than the driver's or on the driver's own, and afterwards
+  // apply() on the driver's thread; between the two the driver answers every
+  // event without touching the engine (the round shows as closing, an update
+  // for it is refused as round_closed), and apply() costs, commits and
+  // announces the round. Empty: work() then apply(), inline, at once.
+  std::function<void(uint32_t round, std::function<void()> work, std::function<void()> apply)> run_close;
 };
+
+struct RoundCloseResult;
 
 class RoundDriver {
  public:
@@ -151,8 +166,11 @@ class RoundDriver {
   // A result for the open federated evaluation; others are logged and ignored.
   void OnEvalResult(uint64_t conn, const v1::EvalResult& result, double now_s);
   // Opens a round when enough clients are connected, closes one at its
-  // deadline. Call periodically and after events.
+  // deadline. Call periodically and after events. While a close is in
+  // flight it opens nothing.
   void Tick(double now_s);
+  // A round's close work has been handed to run_close and not yet applied.
+  bool closing() const { return closing_.has_value(); }
 
   // True while connection `conn` owes an update for the open round: its
   // silence is training, which the round deadline bounds, not idleness.
@@ -169,8 +187,9 @@ class RoundDriver {
   DashboardView Dashboard(double now_s) const;
   // The global model version clients see (continues across restarts).
   uint32_t version() const;
+  // Not while closing(): the close work owns the engine.
   std::span<const float> global_model() const { return engine_->global_model(); }
-  // The model evaluated and reported: the global model, or its moving average (server.release_ema).
+  // The model evaluated and reported: the global model, or its moving average (server.release_ema). Not while closing().
   std::span<const float> release_model() const { return engine_->release_model(); }
   const std::vector<RoundRecord>& records() const { return records_; }
   // Completed federated evaluations of this process, oldest first.
@@ -221,7 +240,16 @@ class RoundDriver {
   // Time shifting on the service clock: true if round next_round_ waits
   // (carbon.shift_slack_h); decided once per round, then next_round_at_ moves.
   bool ShiftRound(double now_s);
+  // Hands the round's close work to run_close; ApplyClose takes its result
+  // back on the driver's thread and finishes the round.
   void CloseRound(double now_s);
+  void ApplyClose(RoundCloseResult&& result);
+  // The open round as the driver's thread may see it: false while closing.
+  bool RoundOpen() const { return !closing_ && engine_->round_open(); }
+  // The round in progress, or closing, or the last opened (the engine's, read only when it is not closing).
+  uint32_t CurrentRound() const { return closing_ ? closing_->round : engine_->round(); }
+  // DriverMetrics' DP fields from the engine's accountant.
+  void FillDp(DriverMetrics& m) const;
   Participation ParticipationOf(const Slot& s) const;
   Status FinishRound(const RoundOutcome& outcome, double server_cpu_s, double now_s);
   std::vector<RosterEntry> Roster() const;
@@ -299,6 +327,18 @@ class RoundDriver {
   };
   std::optional<Evaluation> eval_;
   std::vector<FederatedEval> fed_evals_;
+
+  // A round whose close work is running: what the driver's thread answers
+  // with meanwhile instead of asking the engine, which the work owns.
+  struct Closing {
+    uint32_t round = 0;
+    uint32_t version = 0;        // the model version until the round is applied
+    std::vector<uint8_t> shape;  // Register's shape field ([prune]), empty when never pruned
+    double now_s = 0;            // when it closed: the round's times and the next opening count from here
+    double cpu_before_s = 0;     // the round's server CPU before the close work
+    DriverMetrics dp;            // the DP fields, as of the close
+  };
+  std::optional<Closing> closing_;
 
   DriverMetrics metrics_;
   DashboardRound last_round_;  // the last round closed, for the dashboard
