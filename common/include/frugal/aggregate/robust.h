@@ -94,8 +94,8 @@ struct RobustVerdict {
 // krum_byzantine, or floor(0.2 n) when it is 0.
 size_t KrumByzantine(const RobustConfig& cfg, size_t n);
 
-// Krum's guarantee needs n >= 2f + 3 updates and Bulyan's n >= 4f + 3 (El
-// Mhamdi et al. 2018); at fewer, multi_krum and bulyan still run as
+// Krum's guarantee needs n >= 2f + 3 updates (Blanchard et al. 2017) and
+// Bulyan's n >= 4f + 3 (El Mhamdi et al. 2018); at fewer, multi_krum and bulyan still run as
 // configured, without it (docs/robustness.md says why). For a round
 // of n updates under cfg: one sentence naming the rule, n, f and the bound
 // when it does not hold, or when f = floor(0.2 n) is 0 (n < 5 with
