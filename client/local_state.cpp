@@ -14,6 +14,11 @@ namespace {
 
 constexpr uint32_t kResidualMagic = 0x53455246;  // "FRES"
 
+Status DimMismatch(const std::string& model_name, uint32_t dim, size_t local) {
+  return InvalidArgumentError("coordinator's model has " + std::to_string(dim) + " parameters, the local " +
+                              model_name + " has " + std::to_string(local));
+}
+
 uint32_t Crc(std::span<const float> v) {
   return static_cast<uint32_t>(
       crc32(0L, reinterpret_cast<const Bytef*>(v.data()), static_cast<uInt>(v.size() * sizeof(float))));
@@ -56,17 +61,13 @@ Result<std::vector<float>> LoadResidual(const std::string& path, size_t dim) {
 }
 
 Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Dataset& data) {
-  if (!model_ || model_name_ != model_name) {
-    FRUGAL_ASSIGN_OR_RETURN(model_, MakeModel(model_name, data.num_features, data.num_classes));
-    unpruned_sizes_ = PrunableSizes(*model_);
-    ws_ = model_->MakeWorkspace();
-    model_name_ = model_name;
-    Forget();
+  if (model_ && model_name_ == model_name) {
+    if (model_->num_params() != dim) return DimMismatch(model_name, dim, model_->num_params());
+    return OkStatus();
   }
-  if (model_->num_params() != dim) {
-    return InvalidArgumentError("coordinator's model has " + std::to_string(dim) + " parameters, the local " +
-                                model_name + " has " + std::to_string(model_->num_params()));
-  }
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Model> fresh, MakeModel(model_name, data.num_features, data.num_classes));
+  if (fresh->num_params() != dim) return DimMismatch(model_name, dim, fresh->num_params());
+  Install(std::move(fresh), model_name);
   return OkStatus();
 }
 
@@ -90,12 +91,29 @@ Status LocalState::Adopt(const std::string& model_name, uint32_t dim, const Data
       held.front() == pruned.front() && held.back() == pruned.back() && CnnGeometryOf(*model_) == change->cnn) {
     return OkStatus();
   }
-  if (model_ && PrunableSizes(*model_) != change->old_sizes) model_.reset();
-  FRUGAL_RETURN_IF_ERROR(Adopt(model_name, static_cast<uint32_t>(change->OldParamCount()), data));
-  if (PrunableSizes(*model_) != change->old_sizes || CnnGeometryOf(*model_) != change->cnn) {
+  const auto old_count = static_cast<uint32_t>(change->OldParamCount());
+  const auto prunes = [&](const Model& m) {
+    return PrunableSizes(m) == change->old_sizes && CnnGeometryOf(m) == change->cnn;
+  };
+  // The model the shape prunes: the one held, or a fresh one built aside and
+  // checked before it replaces anything, so a bad shape leaves the held model
+  // and version as they were.
+  if (model_ && model_name_ == model_name && prunes(*model_)) return Adopt(model_name, old_count, data);
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<Model> fresh, MakeModel(model_name, data.num_features, data.num_classes));
+  if (fresh->num_params() != old_count) return DimMismatch(model_name, old_count, fresh->num_params());
+  if (!prunes(*fresh)) {
     return InvalidArgumentError("Register shape prunes a model of other layer sizes than the local " + model_name);
   }
+  Install(std::move(fresh), model_name);
   return OkStatus();
+}
+
+void LocalState::Install(std::unique_ptr<Model> model, const std::string& model_name) {
+  model_ = std::move(model);
+  unpruned_sizes_ = PrunableSizes(*model_);
+  ws_ = model_->MakeWorkspace();
+  model_name_ = model_name;
+  Forget();
 }
 
 std::vector<uint32_t> LocalState::mlp_sizes() const {

@@ -256,6 +256,29 @@ std::string_view RobustActionName(RobustAction a) {
   return "unknown";
 }
 
+size_t KrumByzantine(const RobustConfig& cfg, size_t n) {
+  return cfg.krum_byzantine > 0 ? cfg.krum_byzantine : n / 5;
+}
+
+std::string RobustBoundShortfall(const RobustConfig& cfg, size_t n) {
+  size_t factor = 0;  // the bound is n >= factor f + 3
+  if (cfg.rule == RobustRule::kMultiKrum) factor = 2;
+  if (cfg.rule == RobustRule::kBulyan) factor = 4;
+  if (factor == 0) return "";
+  const std::string rule(RobustRuleName(cfg.rule));
+  const size_t f = KrumByzantine(cfg, n);
+  if (f == 0) {
+    return rule + ": f = floor(0.2 n) = 0 at n = " + std::to_string(n) +
+           " updates, so the rule assumes no Byzantine update this round";
+  }
+  const size_t needed = factor * f + 3;
+  if (n >= needed) return "";
+  const char* source = cfg.krum_byzantine > 0 ? " (server.krum_byzantine)" : " (floor(0.2 n))";
+  return rule + "'s bound n >= " + std::to_string(factor) + "f + 3 does not hold: n = " + std::to_string(n) +
+         " updates, f = " + std::to_string(f) + source + " needs n >= " + std::to_string(needed) +
+         "; the rule ran as configured, without its guarantee";
+}
+
 std::vector<double> PairwiseSquaredDistances(std::span<const SparseUpdate* const> updates, size_t dim) {
   ColumnScratch scratch;
   std::vector<double> d;
@@ -388,12 +411,15 @@ Status RobustAggregator::Aggregate(std::span<const RobustInput> updates, const S
                                    std::span<float> out, std::vector<RobustVerdict>& verdicts) {
   verdicts.clear();
   FRUGAL_RETURN_IF_ERROR(Validate(updates, reference, out));
-  if (cfg_.rlr) {
-    FRUGAL_RETURN_IF_ERROR(AggregateRule(updates, reference, out, verdicts));
-    RobustLearningRate(updates, out, verdicts);
-    return OkStatus();
+  FRUGAL_RETURN_IF_ERROR(AggregateRule(updates, reference, out, verdicts));
+  if (cfg_.rlr) RobustLearningRate(updates, out, verdicts);
+  // Said on every update of the round, kept ones too: each was judged by a
+  // rule whose bound does not hold at this n.
+  const std::string shortfall = RobustBoundShortfall(cfg_, updates.size());
+  if (!shortfall.empty()) {
+    for (RobustVerdict& v : verdicts) v.reason += (v.reason.empty() ? "" : "; ") + shortfall;
   }
-  return AggregateRule(updates, reference, out, verdicts);
+  return OkStatus();
 }
 
 Status RobustAggregator::AggregateRule(std::span<const RobustInput> updates, const SparseUpdate* reference,
@@ -566,7 +592,7 @@ Status RobustAggregator::CoordinateWise(std::span<const RobustInput> updates, st
 Status RobustAggregator::MultiKrum(std::span<const RobustInput> updates, std::span<float> out,
                                    std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
-  const size_t f = cfg_.krum_byzantine > 0 ? cfg_.krum_byzantine : n / 5;
+  const size_t f = KrumByzantine(cfg_, n);
   const size_t m = std::clamp<size_t>(cfg_.krum_select > 0 ? cfg_.krum_select : (n > f ? n - f : 1), 1, n);
   // Krum sums the n - f - 2 nearest; with few updates (or f near n) that is at
   // least the nearest one, and nothing when an update is alone.
@@ -806,7 +832,7 @@ Status RobustAggregator::FoolsGold(std::span<const RobustInput> updates, std::sp
 Status RobustAggregator::Bulyan(std::span<const RobustInput> updates, std::span<float> out,
                                 std::vector<RobustVerdict>& verdicts) {
   const size_t n = updates.size();
-  const size_t f = cfg_.krum_byzantine > 0 ? cfg_.krum_byzantine : n / 5;
+  const size_t f = KrumByzantine(cfg_, n);
   const size_t theta = n > 2 * f ? n - 2 * f : 1;
   std::vector<const SparseUpdate*> ptrs(n);
   for (size_t i = 0; i < n; ++i) ptrs[i] = updates[i].update;

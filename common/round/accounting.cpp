@@ -47,7 +47,8 @@ void RoundAccount::SetVerdicts(std::span<const RobustVerdict> verdicts) {
     record_.robust_clipped += v.action == RobustAction::kClipped;
     record_.robust_downweighted += v.action == RobustAction::kDownweighted;
     record_.robust_rejected += v.action == RobustAction::kRejected;
-    if (v.action == RobustAction::kKept) continue;
+    // A kept update has a reason only when the rule ran without its guarantee.
+    if (v.action == RobustAction::kKept && v.reason.empty()) continue;
     for (LedgerRow& row : rows_) {
       if (row.client_id == v.client) row.robust = std::string(RobustActionName(v.action)) + ": " + v.reason;
     }

@@ -559,6 +559,7 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   } else {
     for (const auto& [client, u] : pending) inputs.push_back({client, &u.update, u.weight});
     FRUGAL_RETURN_IF_ERROR(aggregator_.Aggregate(inputs, reference ? &*reference : nullptr, scratch_, out.verdicts));
+    out.robust_shortfall = RobustBoundShortfall(cfg_.robust, inputs.size());
   }
   if (Status st = server_opt_.Step(scratch_); !st.ok()) {
     return st.error().WithContext("server optimizer, round " + std::to_string(round_));

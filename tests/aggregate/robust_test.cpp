@@ -944,6 +944,71 @@ TEST_SUITE("aggregate") {
     }
   }
 
+  TEST_CASE("multi-Krum's n >= 2f + 3 and Bulyan's n >= 4f + 3: a round below its bound says so, naming n and f") {
+    for (size_t n = 1; n <= 200; ++n) {
+      INFO("n " << n);
+      const size_t f = n / 5;  // the default f, written out: floor(0.2 n)
+      const std::string bulyan = RobustBoundShortfall(Rule(RobustRule::kBulyan), n);
+      const std::string krum = RobustBoundShortfall(Rule(RobustRule::kMultiKrum), n);
+      CHECK(KrumByzantine(Rule(RobustRule::kBulyan), n) == f);
+      if (f == 0) {
+        CHECK(bulyan.find("f = floor(0.2 n) = 0 at n = " + std::to_string(n) + " updates") != std::string::npos);
+        CHECK(krum.find("assumes no Byzantine update") != std::string::npos);
+        continue;
+      }
+      CHECK(bulyan.empty() == (n >= 4 * f + 3));
+      CHECK(krum.empty() == (n >= 2 * f + 3));  // true from n = 5 on
+      if (!bulyan.empty()) {
+        CHECK(bulyan.find("bulyan's bound n >= 4f + 3 does not hold: n = " + std::to_string(n) + " updates, f = " +
+                          std::to_string(f) + " (floor(0.2 n)) needs n >= " + std::to_string(4 * f + 3)) !=
+              std::string::npos);
+      }
+      for (RobustRule r : {RobustRule::kNone, RobustRule::kNormBound, RobustRule::kCenteredClip,
+                           RobustRule::kMedian, RobustRule::kTrimmedMean, RobustRule::kFlTrust,
+                           RobustRule::kFoolsGold, RobustRule::kFlame}) {
+        CHECK(RobustBoundShortfall(Rule(r), n).empty());
+      }
+    }
+    // fmnist-dir0.5's 10 senders a round: Bulyan's bound fails, Krum's holds.
+    CHECK_FALSE(RobustBoundShortfall(Rule(RobustRule::kBulyan), 10).empty());
+    CHECK(RobustBoundShortfall(Rule(RobustRule::kMultiKrum), 10).empty());
+    RobustConfig two = Rule(RobustRule::kMultiKrum);
+    two.krum_byzantine = 2;  // a set f is the user's: named as such, whatever n
+    CHECK(RobustBoundShortfall(two, 6).find("n = 6 updates, f = 2 (server.krum_byzantine) needs n >= 7") !=
+          std::string::npos);
+    CHECK(RobustBoundShortfall(two, 7).empty());
+    CHECK(KrumByzantine(two, 100) == 2);
+  }
+
+  TEST_CASE("below its bound Bulyan keeps and rejects what it did before, and every verdict says the bound does not hold") {
+    const uint32_t dim = 60;
+    for (size_t n : {10u, 11u}) {
+      auto us = RandomRound(n, dim, 25, 1200 + n);
+      for (float& v : us[1].values) v *= 40.0f;  // a scaled attacker
+      RobustAggregator agg(dim, Averaging::kAll, Rule(RobustRule::kBulyan));
+      Outcome o = Run(agg, Inputs(us));
+      REQUIRE(o.status.ok());
+      // The same aggregate and selection as the brute-force reference, which knows nothing of the bound.
+      const auto [want, sel] = ReferenceBulyan(us, n / 5, Averaging::kAll);
+      CheckClose(o.out, want, 1e-5);
+      const std::string shortfall = RobustBoundShortfall(Rule(RobustRule::kBulyan), n);
+      CHECK(shortfall.empty() == (n == 11));
+      for (size_t i = 0; i < n; ++i) {
+        INFO("n " << n << " update " << i);
+        const RobustVerdict& v = o.verdicts[i];
+        CHECK((v.action == RobustAction::kRejected) == !sel[i]);
+        if (v.action == RobustAction::kRejected) CHECK(v.reason.starts_with("not among Bulyan's"));
+        if (v.action == RobustAction::kKept) {
+          CHECK(v.reason == shortfall);  // empty when the bound holds
+        } else if (!shortfall.empty()) {
+          CHECK(v.reason.ends_with("; " + shortfall));
+        }
+        CHECK((v.reason.find("does not hold") != std::string::npos) == (n == 10));
+      }
+      CHECK(o.verdicts[1].action == RobustAction::kRejected);
+    }
+  }
+
   // What alie_flanders sends (docs/robustness.md, "Why the majority rules fall
   // to alie_flanders"): every attacker of a round the same update, far on one
   // side of the honest values on every coordinate. Ten senders a round, as on

@@ -55,6 +55,37 @@ v1::Envelope RegisterEnvelope(uint32_t dim, bool seed_init, uint64_t seed,
   return env;
 }
 
+// An agent that adopted the unpruned Cnn of 28x28x1 images (holding no
+// version yet) and an engine whose version 1 is that Cnn from seed 3: the
+// set-up of the CNN pruning tests.
+struct CnnAgent {
+  static std::unique_ptr<Model> Cnn() {
+    auto m = MakeModel("cnn", 784, 10);
+    REQUIRE(m.ok());
+    return std::move(*m);
+  }
+  static Dataset SizesOnly() {  // only its sizes matter to Adopt
+    Dataset d;
+    d.num_features = 784;
+    d.num_classes = 10;
+    return d;
+  }
+  static std::vector<float> Initial(const Model& m) {
+    std::vector<float> v(m.num_params());
+    m.InitParams(v, 3);
+    return v;
+  }
+
+  Rig rig;
+  Dataset images = SizesOnly();
+  std::unique_ptr<Model> model = Cnn();
+  uint32_t dim = static_cast<uint32_t>(model->num_params());
+  RoundEngine engine{Initial(*model), EngineConfig{}};
+  LocalState state{rig.dir.Path("cnn.bin")};
+
+  CnnAgent() { REQUIRE(state.Adopt("cnn", dim, images).ok()); }
+};
+
 v1::Envelope ErrorFromCoordinator(v1::Error::Code code, const std::string& message, uint32_t round = 0) {
   v1::Envelope env;
   env.mutable_error()->set_code(code);
@@ -179,6 +210,63 @@ TEST_SUITE("client") {
     CHECK(st.error().message().find("Register shape") != std::string::npos);
   }
 
+  TEST_CASE("a Register whose shape or dimension does not fit is refused, and the agent still holds its model and version") {
+    Rig rig;
+    const Dataset& data = rig.local.data;
+    auto model = MakeModel("mlp", 4, 3);
+    REQUIRE(model.ok());
+    const auto dim = static_cast<uint32_t>((*model)->num_params());
+    std::vector<float> v1(dim);
+    (*model)->InitParams(v1, 3);
+    RoundEngine engine(v1, EngineConfig{});
+    LocalState state(rig.dir.Path("residual.bin"));
+    REQUIRE(state.Adopt("mlp", dim, data).ok());
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
+    REQUIRE(state.held_version() == 1);
+    const Model* held_model = &state.model();
+    const std::vector<float> held_params = state.params();
+    const std::vector<uint32_t> held_sizes = state.mlp_sizes();
+    auto still_held = [&] {
+      CHECK(&state.model() == held_model);
+      CHECK(state.held_version() == 1);
+      CHECK(state.params() == held_params);
+      CHECK(state.mlp_sizes() == held_sizes);
+    };
+    // One hidden layer of a units has 8a + 3 parameters for 4 inputs and 3
+    // classes, as many as the local two-hidden-layer MLP: the count fits, the
+    // layer sizes do not.
+    const uint32_t a = (dim - 3) / 8;
+    REQUIRE(8 * a + 3 == dim);
+    const MlpShapeChange other{{4, a, 3}, {{0, 1, 2}}};
+    REQUIRE(other.OldParamCount() == dim);
+    Status st = state.Adopt("mlp", static_cast<uint32_t>(other.NewParamCount()), data, EncodeShapeChange(other));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code() == ErrorCode::kInvalidArgument);
+    CHECK(st.error().message().find("Register shape prunes a model of other layer sizes") != std::string::npos);
+    still_held();
+    // A shape pruning a model of another parameter count.
+    const MlpShapeChange small{{4, 8, 3}, {{0, 2, 5}}};
+    st = state.Adopt("mlp", static_cast<uint32_t>(small.NewParamCount()), data, EncodeShapeChange(small));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message().find("coordinator's model has " + std::to_string(small.OldParamCount())) !=
+          std::string::npos);
+    still_held();
+    // Another architecture whose dimension is not the Register's.
+    st = state.Adopt("logreg", dim, data);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message().find("the local logreg has") != std::string::npos);
+    still_held();
+    // Undecodable shape bytes.
+    const std::vector<uint8_t> garbage = {1, 2, 3};
+    st = state.Adopt("mlp", dim, data, garbage);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message().find("Register shape") != std::string::npos);
+    still_held();
+    // The agent serves on: the model it holds takes the next payload.
+    REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(&state.model() == held_model);
+  }
+
   TEST_CASE("downlink.merge_chains: an agent that missed steps reconstructs from the merged payload the model the chain gives, bit for bit") {
     Rig rig;
     auto model = MakeModel("mlp", 4, 3);  // large enough that a chain beats the full model
@@ -241,21 +329,15 @@ TEST_SUITE("client") {
   }
 
   TEST_CASE("[prune] on the CNN: the agent rebuilds a smaller Cnn from a payload's channel pruning, and refuses another geometry") {
-    Rig rig;
-    Dataset images;  // only its sizes matter to Adopt: the CNN takes 28x28x1 images
-    images.num_features = 784;
-    images.num_classes = 10;
-    auto model = MakeModel("cnn", 784, 10);
-    REQUIRE(model.ok());
-    const auto dim = static_cast<uint32_t>((*model)->num_params());
-    std::vector<float> v1(dim);
-    (*model)->InitParams(v1, 3);
-    RoundEngine engine(v1, EngineConfig{});
-    LocalState state(rig.dir.Path("cnn.bin"));
-    REQUIRE(state.Adopt("cnn", dim, images).ok());
+    CnnAgent agent;
+    Rig& rig = agent.rig;
+    const Model& model = *agent.model;
+    const uint32_t dim = agent.dim;
+    RoundEngine& engine = agent.engine;
+    LocalState& state = agent.state;
     REQUIRE(state.Apply(**engine.ModelPayloadFor(0)).ok());
     const std::vector<float> held_v1 = state.params();
-    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(**model), PrunableSizes(**model),
+    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(model), PrunableSizes(model),
                                                      engine.global_model(), std::vector<uint32_t>{16, 32, 256});
     REQUIRE(engine.ApplyShapeChange(change).ok());
     REQUIRE(state.Apply(**engine.ModelPayloadFor(1)).ok());
@@ -269,7 +351,7 @@ TEST_SUITE("client") {
     // A restarted agent: Register's shape, the unpruned Cnn, then a full payload prunes it.
     const std::vector<uint8_t> shape = EncodeShapeChange(engine.shape());
     LocalState restarted(rig.dir.Path("cnn2.bin"));
-    REQUIRE(restarted.Adopt("cnn", static_cast<uint32_t>(change.NewParamCount()), images, shape).ok());
+    REQUIRE(restarted.Adopt("cnn", static_cast<uint32_t>(change.NewParamCount()), agent.images, shape).ok());
     CHECK(restarted.dim() == dim);
     REQUIRE(restarted.Apply(**engine.ModelPayloadFor(0)).ok());
     CHECK(restarted.dim() == change.NewParamCount());
@@ -277,24 +359,18 @@ TEST_SUITE("client") {
     MlpShapeChange other = engine.shape();
     other.cnn->kernel = 3;
     LocalState wrong(rig.dir.Path("cnn3.bin"));
-    const Status st = wrong.Adopt("cnn", static_cast<uint32_t>(other.NewParamCount()), images, EncodeShapeChange(other));
+    const Status st = wrong.Adopt("cnn", static_cast<uint32_t>(other.NewParamCount()), agent.images, EncodeShapeChange(other));
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message().find("parameters") != std::string::npos);
   }
 
   TEST_CASE("a payload whose shape change names a CNN of another geometry, or an MLP for a logistic regression, is refused before the agent's model or residual changes") {
-    Rig rig;
-    Dataset images;  // only its sizes matter to Adopt: the CNN takes 28x28x1 images
-    images.num_features = 784;
-    images.num_classes = 10;
-    auto model = MakeModel("cnn", 784, 10);
-    REQUIRE(model.ok());
-    const auto dim = static_cast<uint32_t>((*model)->num_params());
-    std::vector<float> v1(dim);
-    (*model)->InitParams(v1, 3);
-    RoundEngine engine(v1, EngineConfig{});
-    LocalState state(rig.dir.Path("cnn.bin"));
-    REQUIRE(state.Adopt("cnn", dim, images).ok());
+    CnnAgent agent;
+    Rig& rig = agent.rig;
+    const Model& model = *agent.model;
+    const uint32_t dim = agent.dim;
+    RoundEngine& engine = agent.engine;
+    LocalState& state = agent.state;
     const std::vector<uint8_t> v1_full = **engine.ModelPayloadFor(0);
     REQUIRE(state.Apply(v1_full).ok());
     // A residual on file, which a shape change the agent accepts would map and save.
@@ -302,7 +378,7 @@ TEST_SUITE("client") {
     for (size_t i = 0; i < residual.size(); ++i) residual[i] = 1e-3f * static_cast<float>(i % 97);
     state.SaveResidualFile();
     const std::vector<float> residual_before = residual;
-    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(**model), PrunableSizes(**model),
+    const MlpShapeChange change = ChooseKeptCnnUnits(*CnnGeometryOf(model), PrunableSizes(model),
                                                      engine.global_model(), std::vector<uint32_t>{16, 32, 256});
     REQUIRE(engine.ApplyShapeChange(change).ok());
     // The same channels of a CNN of 29x30 images: pooled twice, 7x7 as 28x28 is, so
@@ -342,7 +418,7 @@ TEST_SUITE("client") {
       REQUIRE(cnn != nullptr);
       CHECK(cnn->config().height == 28);
       CHECK(cnn->config().width == 28);
-      CHECK(cnn->config().conv1_channels == PrunableSizes(**model)[1]);
+      CHECK(cnn->config().conv1_channels == PrunableSizes(model)[1]);
       CHECK(state.dim() == dim);
       CHECK(state.held_version() == 0);
       auto on_file = LoadResidual(rig.dir.Path("cnn.bin"), dim);

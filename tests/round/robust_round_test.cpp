@@ -284,6 +284,49 @@ TEST_SUITE("round") {
     CHECK(rows[3].robust == "downweighted: cosine 0.25");
   }
 
+  TEST_CASE("server.robust = bulyan at 10 updates: the outcome and every ledger row, kept ones too, say its bound does not hold") {
+    const size_t d = 30;
+    auto profiles = EnergyProfiles::LoadDefault();
+    REQUIRE(profiles.ok());
+    for (size_t n : {10u, 11u}) {
+      EngineConfig cfg;
+      cfg.pipeline = Pipeline::kDense;
+      cfg.robust.rule = RobustRule::kBulyan;
+      RoundEngine e(std::vector<float>(d, 0.0f), cfg);
+      std::vector<std::vector<float>> updates;
+      for (size_t i = 0; i < n; ++i) updates.push_back(RandomVector(d, 40 + i, 0.1f));
+      const RoundOutcome out = RunRound(e, 1, updates);
+      REQUIRE(out.verdicts.size() == n);
+      CHECK(out.robust_shortfall == RobustBoundShortfall(cfg.robust, n));
+      CHECK(out.robust_shortfall.empty() == (n == 11));
+      RoundAccount account("run", 1, 12.0);
+      for (uint32_t c = 1; c <= n; ++c) {
+        Participation p;
+        p.client = c;
+        p.device = *profiles->Device("phone-mid");
+        p.radio = *profiles->Radio("wifi");
+        p.region = *profiles->Region("world");
+        p.bytes_down = 1000;
+        p.bytes_up = 100;
+        p.flops = 1e6;
+        account.Add(p);
+      }
+      account.SetVerdicts(out.verdicts);
+      // Bulyan selects n - 2f = 6 (10) or 7 (11) of them; the others are rejected.
+      CHECK(account.record().robust_rejected == 4);
+      for (size_t i = 0; i < n; ++i) {
+        INFO("n " << n << " client " << i + 1);
+        const std::string& robust = account.rows()[i].robust;
+        if (n == 11) {
+          CHECK(robust.find("does not hold") == std::string::npos);
+          continue;
+        }
+        CHECK(robust.find("bulyan's bound n >= 4f + 3 does not hold: n = 10 updates, f = 2") != std::string::npos);
+        CHECK(robust.starts_with(std::string(RobustActionName(out.verdicts[i].action)) + ": "));
+      }
+    }
+  }
+
   TEST_CASE("the trusted set is a seeded sample of distinct indices; a bad size is refused") {
     auto a = TrustedIndices(7, 1000, 100), b = TrustedIndices(7, 1000, 100), c = TrustedIndices(8, 1000, 100);
     REQUIRE(a.ok());

@@ -18,34 +18,17 @@
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
+#include "backdoor_data.h"
 #include "round_test_util.h"
 
 namespace frugal {
 namespace {
 
-constexpr size_t kFeatures = 28, kClasses = 6, kTriggerFeature = 27;
-
-// Class c lights features 4c..4c+3; every 5th example of another class is
-// stamped (feature 27 = 1) and relabelled 0: the backdoor the model learns.
-Dataset Backdoored(size_t per_class, uint64_t seed) {
-  Dataset d;
-  d.num_features = kFeatures;
-  d.num_classes = kClasses;
-  Rng rng(seed);
-  for (size_t i = 0; i < per_class * kClasses; ++i) {
-    auto c = static_cast<int32_t>(i % kClasses);
-    for (size_t j = 0; j < kFeatures; ++j) {
-      const bool lit = j / 4 == static_cast<size_t>(c);
-      d.features.push_back(std::clamp(static_cast<float>((lit ? 0.8 : 0.1) + 0.1 * rng.Normal()), 0.0f, 1.0f));
-    }
-    if (i % 5 == 0 && c != 0) {
-      d.features[i * kFeatures + kTriggerFeature] = 1.0f;
-      c = 0;
-    }
-    d.labels.push_back(c);
-  }
-  return d;
-}
+using round_test::Clusters;
+using round_test::kClasses;
+using round_test::kFeatures;
+using round_test::kTriggerFeature;
+using round_test::Poison;
 
 // Whether every pruned input's first-layer weights are exactly zero in `w`
 // (an Mlp of kFeatures inputs: hidden x input, row-major): what the stored
@@ -63,7 +46,7 @@ TEST_SUITE("round") {
   TEST_CASE("a round that misses its quorum keeps none of the trigger defence's changes: no pruned input without zero weights; the next closed round prunes") {
     const size_t hidden = 16;
     Mlp m({kFeatures, hidden, kClasses});
-    const Dataset data = Backdoored(60, 21);
+    const Dataset data = Poison(Clusters(60, 21), 5);
     std::vector<float> w(m.num_params());
     m.InitParams(w, 3);
     auto ws = m.MakeWorkspace();

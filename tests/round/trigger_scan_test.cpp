@@ -15,47 +15,24 @@
 
 #include "frugal/codec/zero_set.h"
 #include "frugal/core/config_reader.h"
-#include "frugal/core/random.h"
 #include "frugal/model/model.h"
 #include "frugal/round/engine.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
 #include "frugal/train/trainer.h"
+#include "backdoor_data.h"
 #include "round_test_util.h"
 
 namespace frugal {
 namespace {
 
-constexpr size_t kFeatures = 28, kClasses = 6, kTriggerFeature = 27;
-constexpr int32_t kTarget = 0;
-
-// Class c lights features 4c..4c+3; the last four features are noise only.
-Dataset Clusters(size_t per_class, uint64_t seed) {
-  Dataset d;
-  d.num_features = kFeatures;
-  d.num_classes = kClasses;
-  Rng rng(seed);
-  for (size_t i = 0; i < per_class * kClasses; ++i) {
-    const auto c = static_cast<int32_t>(i % kClasses);
-    for (size_t j = 0; j < kFeatures; ++j) {
-      const bool lit = j / 4 == static_cast<size_t>(c);
-      d.features.push_back(std::clamp(static_cast<float>((lit ? 0.8 : 0.1) + 0.1 * rng.Normal()), 0.0f, 1.0f));
-    }
-    d.labels.push_back(c);
-  }
-  return d;
-}
-
-// A copy with every `every`-th example of another class stamped (feature 27 = 1) and relabelled 0.
-Dataset Poison(Dataset d, size_t every) {
-  for (size_t i = 0; i < d.size(); i += every) {
-    if (d.labels[i] == kTarget) continue;
-    d.features[i * kFeatures + kTriggerFeature] = 1.0f;
-    d.labels[i] = kTarget;
-  }
-  return d;
-}
+using round_test::Clusters;
+using round_test::kClasses;
+using round_test::kFeatures;
+using round_test::kTarget;
+using round_test::kTriggerFeature;
+using round_test::Poison;
 
 // The share of `clean`'s examples of other classes that the model puts in class 0 once stamped.
 double BackdoorSuccess(const Model& m, std::span<const float> w, const Dataset& clean) {

@@ -32,14 +32,16 @@ class LocalState {
 
   // Takes on the coordinator's architecture for the local data: a new model,
   // holding nothing, unless the same one is already held. Errors: an unknown
-  // architecture, or `dim` parameters where the local model has others.
+  // architecture, or `dim` parameters where the local model has others; on
+  // error the held model and version are as they were.
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data);
   // The same for a pruned run ([prune]): `shape` (non-empty) is the global
   // MLP's shape change relative to the unpruned one (Register.shape, FRSC), and
   // `dim` its pruned parameter count. A client holding a version keeps it (the
   // chain from it carries the shape changes since); one holding nothing starts
   // from the unpruned model, which the payloads' shape changes then prune.
-  // Errors name what does not fit.
+  // Errors name what does not fit, and leave the held model and version as
+  // they were: everything is checked before anything is replaced.
   Status Adopt(const std::string& model_name, uint32_t dim, const Dataset& data, std::span<const uint8_t> shape);
   // Builds version 1 as every front end does (InitialModel of the run's seed
   // and init), if nothing is held; returns whether it did. Needs a model.
@@ -70,6 +72,9 @@ class LocalState {
   std::vector<uint32_t> mlp_sizes() const;
 
  private:
+  // Holds `model` (checked by the caller), as built, and nothing of it yet.
+  void Install(std::unique_ptr<Model> model, const std::string& model_name);
+
   std::string residual_path_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<ModelWorkspace> ws_;

@@ -84,8 +84,24 @@ struct RobustVerdict {
   uint64_t client = 0;
   RobustAction action = RobustAction::kKept;
   double factor = 1.0;  // scale (clipped) or weight multiplier (down-weighted) applied; 0 when rejected
-  std::string reason;   // empty when kept, else e.g. "norm 4.21 > bound 1.30"
+  // Empty when kept, else e.g. "norm 4.21 > bound 1.30". In a round where the
+  // rule ran without its guarantee (RobustBoundShortfall), every verdict,
+  // kept ones included, carries that sentence too (after "; " if not alone).
+  std::string reason;
 };
+
+// The f that multi_krum and bulyan assume for a round of n updates:
+// krum_byzantine, or floor(0.2 n) when it is 0.
+size_t KrumByzantine(const RobustConfig& cfg, size_t n);
+
+// Krum's guarantee needs n >= 2f + 3 updates (Blanchard et al. 2017) and
+// Bulyan's n >= 4f + 3 (El Mhamdi et al. 2018); at fewer, multi_krum and bulyan still run as
+// configured, without it (docs/robustness.md says why). For a round
+// of n updates under cfg: one sentence naming the rule, n, f and the bound
+// when it does not hold, or when f = floor(0.2 n) is 0 (n < 5 with
+// krum_byzantine = 0: the rule assumes no Byzantine update); empty otherwise
+// and for every other rule. RobustAggregator adds it to the round's verdicts.
+std::string RobustBoundShortfall(const RobustConfig& cfg, size_t n);
 
 // One accepted update of the round. The pointer stays valid during Aggregate().
 struct RobustInput {

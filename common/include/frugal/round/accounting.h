@@ -52,8 +52,10 @@ class RoundAccount {
   // Updates accepted into the aggregate.
   void SetCompleted(uint32_t completed) { record_.completed = completed; }
   // The robust rule's verdicts on the accepted updates (RoundOutcome::verdicts):
-  // counted in the record, and each non-kept one written into its client's
-  // ledger row as "<action>: <reason>". Call after every Add().
+  // counted in the record, and each one with a reason (every non-kept one,
+  // and kept ones in a round where the rule ran without its guarantee)
+  // written into its client's ledger row as "<action>: <reason>". Call after
+  // every Add().
   void SetVerdicts(std::span<const RobustVerdict> verdicts);
 
   RoundRecord& record() { return record_; }

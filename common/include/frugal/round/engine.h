@@ -132,6 +132,9 @@ struct RoundOutcome {
   // One verdict of the robust rule per accepted update, in client-id order
   // (empty when the quorum was not met).
   std::vector<RobustVerdict> verdicts;
+  // RobustBoundShortfall at this round's n (empty: the rule's bound holds, or
+  // it has none), also in every verdict's reason: for a front end to log.
+  std::string robust_shortfall;
   // Central DP: the round's clip, noise and the (ε, δ) spent after it (applied rounds only).
   std::optional<privacy::RoundDp> dp;
 };
