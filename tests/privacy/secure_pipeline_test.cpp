@@ -364,6 +364,23 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   CHECK(!read({"secure.dropout=0.95"}).ok());
   CHECK(!read({"secure.bits=4"}).ok());  // no level for each of 10 clients (5 bits: 1, ternary)
   CHECK(RingMaxLevel(read({"secure.bits=5"}).value().engine.secure.ring) == 1);
+  // Modular clipping: a 4-bit ring with one level for each of 7 clients, summing 10.
+  CHECK(!read({}).value().engine.secure.ring.modular);  // off unless asked for
+  auto modular = read({"round.clients_per_round=10", "secure.bits=4", "secure.max_clients=7", "secure.modular_clip=true"});
+  REQUIRE_MESSAGE(modular.ok(), modular.status().ToString());
+  CHECK(modular->engine.secure.ring.modular);
+  CHECK(modular->engine.secure.ring.bits == 4);
+  CHECK(modular->engine.secure.ring.max_summands == 7);
+  CHECK(RingMaxLevel(modular->engine.secure.ring) == 1);
+  auto short_ring = read({"round.clients_per_round=10", "secure.bits=4", "secure.max_clients=7"});
+  REQUIRE(!short_ring.ok());
+  CHECK(short_ring.error().message().find("secure.max_clients (7) is below") != std::string::npos);
+  CHECK(short_ring.error().message().find("secure.modular_clip") != std::string::npos);
+  auto modular_dp = read({"round.clients_per_round=10", "secure.max_clients=7", "secure.modular_clip=true",
+                          "privacy.mode=\"distributed\"", "privacy.noise_multiplier=1", "privacy.clip=1"});
+  REQUIRE(!modular_dp.ok());
+  CHECK(modular_dp.error().message().find("secure.modular_clip = true with privacy.mode") != std::string::npos);
+  CHECK(!read({"secure.modular_clip=\"yes\""}).ok());  // a boolean
   CHECK(read({}).value().engine.secure.step_scale == 1);
   CHECK(read({"secure.step_scale=4"}).value().engine.secure.step_scale == 4);
   CHECK(!read({"secure.step_scale=0"}).ok());
