@@ -211,6 +211,44 @@ TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyon
   CHECK(!frugal.SecureSupport(1).ok());
 }
 
+TEST_CASE("with modular clipping the engine takes a sum of more clients than the ring holds, read as its centered residue") {
+  // 4 clients, a 4-bit ring with headroom for 3 (2 levels each, 4 levels per
+  // unit at clip 0.5): 4 clients at +2 sum to 8, which the ring holds as -8.
+  constexpr size_t dim = 100;
+  auto run = [&](bool modular) -> Result<std::vector<float>> {
+    EngineConfig cfg = SecureEngine(3);
+    cfg.secure.ring = {.bits = 4, .clip = 0.5f, .max_summands = 3, .modular = modular};
+    RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
+    const std::vector<uint64_t> ids = {1, 2, 3, 4};
+    FRUGAL_RETURN_IF_ERROR(engine.OpenRound(1, ids));
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> support, engine.SecureSupport(1));
+    std::vector<uint64_t> sum(support.size(), 0);
+    sum[0] = 8;   // a true 8 wrapped to -8
+    sum[1] = 7;   // the largest sum that does not wrap
+    sum[2] = 15;  // -1
+    FRUGAL_RETURN_IF_ERROR(engine.IngestSecureSum(1, ids, sum));
+    FRUGAL_ASSIGN_OR_RETURN(RoundOutcome out, engine.CloseRound(1));
+    if (!out.applied) return InternalError("round not applied");
+    const auto g = engine.global_model();
+    std::vector<float> moved(dim, 0.0f);
+    moved[0] = g[support[0]];
+    moved[1] = g[support[1]];
+    moved[2] = g[support[2]];
+    moved[3] = g[support[3]];
+    return moved;
+  };
+  auto modular = run(true);
+  REQUIRE_MESSAGE(modular.ok(), modular.status().ToString());
+  // Plain reference: the mean of 4 clients of levels / 4 levels per unit.
+  CHECK((*modular)[0] == doctest::Approx(-8.0 / 4 / 4));
+  CHECK((*modular)[1] == doctest::Approx(7.0 / 4 / 4));
+  CHECK((*modular)[2] == doctest::Approx(-1.0 / 4 / 4));
+  CHECK((*modular)[3] == 0.0f);
+  auto strict = run(false);
+  REQUIRE(!strict.ok());
+  CHECK(strict.error().code() == ErrorCode::kFailedPrecondition);  // 4 clients, headroom for 3: refused
+}
+
 TEST_CASE("secure.step_scale multiplies the survivors' mean before the server optimizer") {
   // The ring sums are made up (a fixed pattern, not a protocol run: the
   // protocol is tested above); what is checked is the step the engine takes.
