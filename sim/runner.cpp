@@ -373,6 +373,10 @@ class Simulation {
   // (distributed DP's) cannot wrap and are not counted.
   std::vector<std::vector<uint16_t>> secure_inputs_;
   RingWrapCount round_wraps_{}, run_wraps_{};
+  // secure.guided > 0: which support entries of the open round are guided (1)
+  // or rand-k (0), and the run's counts over the guided ones alone.
+  std::vector<uint8_t> secure_guided_entry_;
+  RingWrapCount run_wraps_guided_{};
   bool round_wraps_counted_ = false;
 };
 
@@ -621,6 +625,11 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
                                                cfg_.engine.secure.guide_block));
     secure_guide_bytes_ = sent.size();
     secure_guide_bytes_total_ += sent.size() * selected.size();
+    secure_guided_entry_.assign(secure_support_.size(), 0);
+    for (size_t j = 0; j < secure_support_.size(); ++j) {
+      secure_guided_entry_[j] =
+          std::binary_search(blocks.begin(), blocks.end(), secure_support_[j] / cfg_.engine.secure.guide_block) ? 1 : 0;
+    }
   }
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
@@ -736,6 +745,12 @@ Status Simulation::CountSecureWraps(std::span<const uint32_t> survivors) {
   }
   round_wraps_ = counter.Count();
   round_wraps_counted_ = true;
+  if (!secure_guided_entry_.empty()) {
+    FRUGAL_ASSIGN_OR_RETURN(RingWrapCount guided, counter.Count(secure_guided_entry_));
+    run_wraps_guided_.entries += guided.entries;
+    run_wraps_guided_.wrapped += guided.wrapped;
+    run_wraps_guided_.wrapped_one_bit_less += guided.wrapped_one_bit_less;
+  }
   run_wraps_.entries += round_wraps_.entries;
   run_wraps_.wrapped += round_wraps_.wrapped;
   run_wraps_.wrapped_one_bit_less += round_wraps_.wrapped_one_bit_less;
@@ -1434,6 +1449,12 @@ void Simulation::AddNotes(RunSummary& sum) const {
       sum.extra_metrics["secure_ring_sum_entries"] = static_cast<double>(run_wraps_.entries);
       sum.extra_metrics["secure_ring_wraps"] = static_cast<double>(run_wraps_.wrapped);
       sum.extra_metrics["secure_ring_wraps_one_bit_less"] = static_cast<double>(run_wraps_.wrapped_one_bit_less);
+      if (sc.guided > 0) {  // the same, over the guided part of the support alone
+        sum.extra_metrics["secure_ring_sum_entries_guided"] = static_cast<double>(run_wraps_guided_.entries);
+        sum.extra_metrics["secure_ring_wraps_guided"] = static_cast<double>(run_wraps_guided_.wrapped);
+        sum.extra_metrics["secure_ring_wraps_one_bit_less_guided"] =
+            static_cast<double>(run_wraps_guided_.wrapped_one_bit_less);
+      }
     }
     if (sc.ring.modular) {
       sum.notes.push_back("Modular clipping (secure.modular_clip): the " + std::to_string(sc.ring.bits) +

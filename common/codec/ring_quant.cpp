@@ -168,11 +168,19 @@ Status RingWrapCounter::Add(std::span<const uint64_t> input) {
   return OkStatus();
 }
 
-RingWrapCount RingWrapCounter::Count() const {
+RingWrapCount RingWrapCounter::Count() const { return *Count(std::vector<uint8_t>(sum_.size(), 1)); }
+
+Result<RingWrapCount> RingWrapCounter::Count(std::span<const uint8_t> only) const {
+  if (only.size() != sum_.size()) {
+    return InvalidArgumentError("ring wrap count: " + std::to_string(only.size()) + " flags for " +
+                                std::to_string(sum_.size()) + " entries");
+  }
   const int64_t half = int64_t{1} << (bits_ - 1);
   RingWrapCount out;
-  out.entries = sum_.size();
-  for (int64_t s : sum_) {
+  for (size_t j = 0; j < sum_.size(); ++j) {
+    if (only[j] == 0) continue;
+    const int64_t s = sum_[j];
+    ++out.entries;
     if (s < -half || s > half - 1) ++out.wrapped;
     if (s < -half / 2 || s > half / 2 - 1) ++out.wrapped_one_bit_less;
   }

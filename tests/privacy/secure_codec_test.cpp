@@ -336,6 +336,19 @@ TEST_CASE("modular clipping decodes more clients than the ring holds as the cent
   CHECK(count.entries == n);
   CHECK(count.wrapped == outside);
   CHECK(count.wrapped_one_bit_less == outside3);
+  // Over a subset of the entries (the leaning-to-+1 ones): the reference's count there.
+  std::vector<uint8_t> only(n, 0);
+  uint64_t subset_entries = 0, subset_wrapped = 0;
+  for (size_t j = 0; j < n; j += 5) {
+    only[j] = 1;
+    ++subset_entries;
+    subset_wrapped += truth[j] > 7 ? 1 : 0;
+  }
+  auto subset = counter->Count(only);
+  REQUIRE(subset.ok());
+  CHECK(subset->entries == subset_entries);
+  CHECK(subset->wrapped == subset_wrapped);
+  CHECK(!counter->Count(std::vector<uint8_t>(n - 1, 1)).ok());
   // Without modular clipping the same sum is refused, never wrapped.
   RingQuantConfig strict = cfg;
   strict.modular = false;

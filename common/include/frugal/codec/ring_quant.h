@@ -100,7 +100,10 @@ class RingWrapCounter {
   // Adds one client's input; InvalidArgument when its size differs from
   // `entries` or an element is not in Z_2^bits (nothing is added then).
   Status Add(std::span<const uint64_t> input);
+  // The counts over every entry, or with `only` (one flag per entry, else
+  // InvalidArgument) over the entries whose flag is nonzero.
   RingWrapCount Count() const;
+  Result<RingWrapCount> Count(std::span<const uint8_t> only) const;
 
  private:
   RingWrapCounter(int bits, size_t entries) : bits_(bits), sum_(entries, 0) {}
