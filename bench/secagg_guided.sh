@@ -5,7 +5,8 @@
 # time under nice, then one line per run: rounds, bytes (up + down) and client
 # joules to 85% with the ratio against dense FedAvg's bytes to 85% on that
 # seed (the "Thrift" table: dense is plain FedAvg, unchanged by this work),
-# rounds to 80%, final and best accuracy, bytes per round, the guide's bytes.
+# rounds to 80%, final and best accuracy, bytes per round, the guide's bytes, and the support entries
+# whose true sum wrapped the ring / would wrap a ring one bit smaller, of all summed (secure runs).
 # A variant with more local work (...-eN, ...-lrX) also gets its ratio against dense FedAvg at the
 # same local work (dense-eN, dense-lrX) when that run is in OUT_DIR.
 #   usage: bench/secagg_guided.sh BUILD_DIR OUT_DIR SEED [VARIANT...]
@@ -91,6 +92,10 @@ declare -A variant=(
   [g0.05-s5-b5-c0.04-uni-mc-e4]="${uni_mc} --set train.epochs=4"
   [g0.05-s5-b5-c0.04-uni-mc-e5]="${uni_mc} --set train.epochs=5"
   [g0.05-s5-b5-c0.04-uni-mc-lr0.1]="${uni_mc} --set train.learning_rate=0.1"
+  # Sixteenth session ("Sixteenth session: a ring smaller than the worst case"): uni-mc in a 4-bit ring with
+  # headroom for 7 clients' +-1 (the same levels as 5 bits for 10), the sum of 10 decoded as its centered
+  # residue mod 16 (secure.modular_clip); rounds.csv's ring_wraps counts the entries that wrapped.
+  [g0.05-s5-b4m7-c0.04-uni-mc]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true"
 )
 # Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the issue's baseline).
 declare -A dense_variant=(
@@ -149,6 +154,11 @@ for n in names:
     f85 = f"{t85[0]} / {t85[1]:,} / {t85[2]:,.0f}{ratio}" if t85 else "not reached"
     best = best_accuracy(rows)
     guide = s["extra_metrics"].get("secure_guide_bytes_down", 0)
+    # Support entries whose true sum left the ring (wrapped) and a ring one bit smaller, of those summed
+    # (frugal-sim's secure_ring_* totals; absent before the sixteenth session's binary).
+    m = s["extra_metrics"]
+    wraps = (f"{m['secure_ring_wraps']:,.0f} / {m['secure_ring_wraps_one_bit_less']:,.0f} of "
+             f"{m['secure_ring_sum_entries']:,.0f}" if "secure_ring_sum_entries" in m else "")
     print(f"| {n} | {seed} | {f85} | {t80[0] if t80 else '-'} | {s['final_accuracy']:.4f} ({best:.4f}) | "
-          f"{bytes_per_round(rows):,} | {guide / (10 * len(rows)):,.0f} |")
+          f"{bytes_per_round(rows):,} | {guide / (10 * len(rows)):,.0f} | {wraps} |")
 PY

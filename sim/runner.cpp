@@ -293,6 +293,7 @@ class Simulation {
   Status StartSecureRound(uint32_t round, std::span<const uint32_t> selected);
   Status EncodeSecureInput(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
   Status FinishSecureRound(uint32_t round, std::span<const uint32_t> selected, Timing& timing);
+  Status CountSecureWraps(std::span<const uint32_t> survivors);
   double SecureClientFlops(uint32_t c) const;
   // Structured pruning ([prune]) after `round`, when the schedule says so.
   Status Prune(uint32_t round);
@@ -365,6 +366,18 @@ class Simulation {
   // encoded size goes on each selected client's downlink), and the run's total.
   uint64_t secure_guide_bytes_ = 0, secure_guide_bytes_total_ = 0;
   double secure_client_cpu_s_ = 0, secure_server_cpu_s_ = 0;
+  // Each position's ring input of the open round (the simulator holds them all,
+  // SecAgg+'s server does not), kept for rings of at most 16 bits, 2 bytes an
+  // entry: the survivors' true sum against the ring's centered range
+  // (RingWrapCounter) goes to rounds.csv's ring_wraps columns. Wider rings
+  // (distributed DP's) cannot wrap and are not counted.
+  std::vector<std::vector<uint16_t>> secure_inputs_;
+  RingWrapCount round_wraps_{}, run_wraps_{};
+  // secure.guided > 0: which support entries of the open round are guided (1)
+  // or rand-k (0), and the run's counts over the guided ones alone.
+  std::vector<uint8_t> secure_guided_entry_;
+  RingWrapCount run_wraps_guided_{};
+  bool round_wraps_counted_ = false;
 };
 
 Result<std::unique_ptr<Simulation>> Simulation::Create(const SimConfig& cfg, const RunOptions& opts) {
@@ -612,6 +625,11 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
                                                cfg_.engine.secure.guide_block));
     secure_guide_bytes_ = sent.size();
     secure_guide_bytes_total_ += sent.size() * selected.size();
+    secure_guided_entry_.assign(secure_support_.size(), 0);
+    for (size_t j = 0; j < secure_support_.size(); ++j) {
+      secure_guided_entry_[j] =
+          std::binary_search(blocks.begin(), blocks.end(), secure_support_[j] / cfg_.engine.secure.guide_block) ? 1 : 0;
+    }
   }
   std::vector<uint64_t> ids;
   for (uint32_t c : selected) ids.push_back(pop_->id(c));
@@ -631,6 +649,8 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
       FRUGAL_ASSIGN_OR_RETURN(identities[plan.positions[s]], sim_ca_->Issue(ids[s]));
     }
   }
+  secure_inputs_.assign(plan.config.clients, {});
+  round_wraps_counted_ = false;
   FRUGAL_ASSIGN_OR_RETURN(secure_, privacy::LocalSecureRound::Start(plan.config, ThreadCpuSeconds,
                                                                      cfg_.engine.secure.run_protocol
                                                                          ? privacy::SecureProtocol::kRun
@@ -656,6 +676,9 @@ Status Simulation::EncodeSecureInput(size_t thread, uint32_t c, std::span<const 
                           privacy::SecureClientInput(delta, secure_support_, engine_->secure_config().ring, cfg_.seed,
                                                      engine_->round(), pop_->id(c), resid, &noise_key));
   FRUGAL_ASSIGN_OR_RETURN(r.update, secure_->MaskedInput(secure_position_.at(c), input));
+  if (secure_->config().bits <= 16) {  // distinct positions: no race
+    secure_inputs_.at(secure_position_.at(c)).assign(input.begin(), input.end());
+  }
   if (cfg_.uses_residuals()) FRUGAL_RETURN_IF_ERROR(residuals_->Store(c, resid));
   return OkStatus();
 }
@@ -689,6 +712,7 @@ Status Simulation::FinishSecureRound(uint32_t round, std::span<const uint32_t> s
   } else {
     for (uint32_t u : sum->survivors) ids.push_back(pop_->id(selected[slot_of.at(u)]));
     FRUGAL_RETURN_IF_ERROR(engine_->IngestSecureSum(round, ids, sum->sum));
+    FRUGAL_RETURN_IF_ERROR(CountSecureWraps(sum->survivors));
   }
   double unmask_s = 0;
   for (size_t s = 0; s < selected.size(); ++s) {
@@ -704,6 +728,32 @@ Status Simulation::FinishSecureRound(uint32_t round, std::span<const uint32_t> s
   }
   secure_server_cpu_s_ += secure_->server_cpu_s();
   timing.close_s += unmask_s + secure_->server_unmask_cpu_s();
+  return OkStatus();
+}
+
+// The survivors' true sum against the ring (RingWrapCounter): rings of at most
+// 16 bits only, the others stay uncounted (-1 in rounds.csv).
+Status Simulation::CountSecureWraps(std::span<const uint32_t> survivors) {
+  round_wraps_counted_ = false;
+  if (secure_->config().bits > 16) return OkStatus();
+  FRUGAL_ASSIGN_OR_RETURN(RingWrapCounter counter, RingWrapCounter::Create(secure_->config().bits, secure_->config().length));
+  std::vector<uint64_t> input;
+  for (uint32_t u : survivors) {
+    const std::vector<uint16_t>& in = secure_inputs_.at(u);
+    input.assign(in.begin(), in.end());
+    FRUGAL_RETURN_IF_ERROR(counter.Add(input));
+  }
+  round_wraps_ = counter.Count();
+  round_wraps_counted_ = true;
+  if (!secure_guided_entry_.empty()) {
+    FRUGAL_ASSIGN_OR_RETURN(RingWrapCount guided, counter.Count(secure_guided_entry_));
+    run_wraps_guided_.entries += guided.entries;
+    run_wraps_guided_.wrapped += guided.wrapped;
+    run_wraps_guided_.wrapped_one_bit_less += guided.wrapped_one_bit_less;
+  }
+  run_wraps_.entries += round_wraps_.entries;
+  run_wraps_.wrapped += round_wraps_.wrapped;
+  run_wraps_.wrapped_one_bit_less += round_wraps_.wrapped_one_bit_less;
   return OkStatus();
 }
 
@@ -1112,6 +1162,11 @@ Status Simulation::Step(uint32_t round) {
     rec.protocol_bytes_up = rec.protocol_bytes_down = 0;
     rec.protocol_cpu_seconds = -1;
   }
+  if (secure_ && secure_->config().bits <= 16) {
+    // A failed round (too few survivors) summed nothing: 0 wrapped.
+    rec.ring_wraps = round_wraps_counted_ ? static_cast<int64_t>(round_wraps_.wrapped) : 0;
+    rec.ring_wraps_one_bit_less = round_wraps_counted_ ? static_cast<int64_t>(round_wraps_.wrapped_one_bit_less) : 0;
+  }
   planner_->Observe(rec);
 
   if (leader_ && (round % cfg_.eval_every == 0 || round == cfg_.rounds)) {
@@ -1388,6 +1443,27 @@ void Simulation::AddNotes(RunSummary& sum) const {
     }
     sum.extra_metrics["secure_protocol_run"] = sc.run_protocol ? 1.0 : 0.0;
     sum.extra_metrics["secure_failed_rounds"] = static_cast<double>(secure_failed_rounds_);
+    if (sc.ring.bits <= 16) {
+      // Summed support entries, and those whose true sum left the ring's centered
+      // range (wrapped: only with secure.modular_clip) or a ring one bit smaller's.
+      sum.extra_metrics["secure_ring_sum_entries"] = static_cast<double>(run_wraps_.entries);
+      sum.extra_metrics["secure_ring_wraps"] = static_cast<double>(run_wraps_.wrapped);
+      sum.extra_metrics["secure_ring_wraps_one_bit_less"] = static_cast<double>(run_wraps_.wrapped_one_bit_less);
+      if (sc.guided > 0) {  // the same, over the guided part of the support alone
+        sum.extra_metrics["secure_ring_sum_entries_guided"] = static_cast<double>(run_wraps_guided_.entries);
+        sum.extra_metrics["secure_ring_wraps_guided"] = static_cast<double>(run_wraps_guided_.wrapped);
+        sum.extra_metrics["secure_ring_wraps_one_bit_less_guided"] =
+            static_cast<double>(run_wraps_guided_.wrapped_one_bit_less);
+      }
+    }
+    if (sc.ring.modular) {
+      sum.notes.push_back("Modular clipping (secure.modular_clip): the " + std::to_string(sc.ring.bits) +
+                          "-bit ring holds the worst-case sum of " + std::to_string(sc.ring.max_summands) +
+                          " clients; each round's sum was decoded as its centered residue, and " +
+                          std::to_string(run_wraps_.wrapped) + " of " + std::to_string(run_wraps_.entries) +
+                          " summed support entries wrapped (counted from the inputs, which only the simulator "
+                          "holds).");
+    }
     if (sc.guided > 0) {
       sum.notes.push_back("The support was guided (secure.guided = " + FormatDouble(sc.guided) + "): its coordinates "
                           "that carried the most of the last " + std::to_string(sc.guide_rounds) + " broadcast steps, "

@@ -35,6 +35,10 @@ Status ValidateRingQuantConfig(const RingQuantConfig& cfg) {
     return InvalidArgumentError("ring quantization: noise_mu " + std::to_string(cfg.noise_mu) +
                                 " is above the largest Skellam mean the noise sampler draws (2^52)");
   }
+  if (cfg.modular && (cfg.noise_mu > 0 || cfg.noise_margin > 0)) {
+    return InvalidArgumentError("ring quantization: modular clipping (secure.modular_clip) with distributed DP noise: "
+                                "the noise plan sizes the ring for max_summands clients and never wraps");
+  }
   if (RingMaxLevel(cfg) < 1) {
     return InvalidArgumentError("ring quantization: " + std::to_string(cfg.bits) + " bits leave no levels for " +
                                 std::to_string(cfg.max_summands) + " summands");
@@ -115,13 +119,16 @@ Result<std::vector<uint64_t>> RingQuantize(std::span<const float> update, std::s
 Result<std::vector<double>> RingDecodeSum(std::span<const uint64_t> ring_sum, uint32_t summands,
                                           const RingQuantConfig& cfg) {
   FRUGAL_RETURN_IF_ERROR(ValidateRingQuantConfig(cfg));
-  if (summands > cfg.max_summands) {
+  if (summands > cfg.max_summands && !cfg.modular) {
     return FailedPreconditionError("ring sum of " + std::to_string(summands) + " clients, but the ring has headroom for " +
                                    std::to_string(cfg.max_summands));
   }
-  const int64_t bound = RingMaxLevel(cfg) * static_cast<int64_t>(summands) + cfg.noise_margin;
   const uint64_t mask = Mask(cfg.bits);
   const uint64_t half = uint64_t{1} << (cfg.bits - 1);
+  // Modular clipping past the ring's headroom: every residue is a possible
+  // (wrapped) sum, so the bound becomes the centered range itself.
+  const int64_t bound = std::min(RingMaxLevel(cfg) * static_cast<int64_t>(summands) + cfg.noise_margin,
+                                 static_cast<int64_t>(half));
   const double scale = RingScale(cfg);
   std::vector<double> out(ring_sum.size());
   for (size_t j = 0; j < ring_sum.size(); ++j) {
@@ -132,6 +139,50 @@ Result<std::vector<double>> RingDecodeSum(std::span<const uint64_t> ring_sum, ui
                            std::to_string(bound) + " that " + std::to_string(summands) + " clients can send");
     }
     out[j] = static_cast<double>(s) / scale;
+  }
+  return out;
+}
+
+Result<RingWrapCounter> RingWrapCounter::Create(int bits, size_t entries) {
+  if (bits < 2 || bits > 62) return InvalidArgumentError("ring wrap count: bits " + std::to_string(bits) + " outside 2..62");
+  return RingWrapCounter(bits, entries);
+}
+
+Status RingWrapCounter::Add(std::span<const uint64_t> input) {
+  if (input.size() != sum_.size()) {
+    return InvalidArgumentError("ring wrap count: input has " + std::to_string(input.size()) + " entries, expected " +
+                                std::to_string(sum_.size()));
+  }
+  const uint64_t mask = Mask(bits_);
+  for (size_t j = 0; j < input.size(); ++j) {
+    if (input[j] > mask) {
+      return InvalidArgumentError("ring wrap count: entry " + std::to_string(j) + " is outside Z_2^" +
+                                  std::to_string(bits_));
+    }
+  }
+  const int64_t half = int64_t{1} << (bits_ - 1);
+  for (size_t j = 0; j < input.size(); ++j) {
+    const auto v = static_cast<int64_t>(input[j]);
+    sum_[j] += v >= half ? v - 2 * half : v;
+  }
+  return OkStatus();
+}
+
+RingWrapCount RingWrapCounter::Count() const { return *Count(std::vector<uint8_t>(sum_.size(), 1)); }
+
+Result<RingWrapCount> RingWrapCounter::Count(std::span<const uint8_t> only) const {
+  if (only.size() != sum_.size()) {
+    return InvalidArgumentError("ring wrap count: " + std::to_string(only.size()) + " flags for " +
+                                std::to_string(sum_.size()) + " entries");
+  }
+  const int64_t half = int64_t{1} << (bits_ - 1);
+  RingWrapCount out;
+  for (size_t j = 0; j < sum_.size(); ++j) {
+    if (only[j] == 0) continue;
+    const int64_t s = sum_[j];
+    ++out.entries;
+    if (s < -half || s > half - 1) ++out.wrapped;
+    if (s < -half / 2 || s > half / 2 - 1) ++out.wrapped_one_bit_less;
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <system_error>
@@ -60,7 +61,9 @@ void ComputeTargets(std::span<const RoundRecord> records, double target_accuracy
 
 namespace {
 
-constexpr size_t kRoundsCsvColumns = 30;
+constexpr size_t kRoundsCsvColumns = 32;
+// Run directories written before the ring_wraps* columns.
+constexpr size_t kRoundsCsvColumnsV6 = 30;
 // Run directories written before the trigger_* columns.
 constexpr size_t kRoundsCsvColumnsV5 = 24;
 // Run directories written before the protocol_* columns.
@@ -158,6 +161,10 @@ void WriteRoundsCsv(std::ostream& out, std::span<const RoundRecord> records) {
       line += ',';
       AppendNumber(line, v);
     }
+    for (int64_t v : {r.ring_wraps, r.ring_wraps_one_bit_less}) {
+      line += ',';
+      if (v >= 0) AppendNumber(line, v);  // empty: not counted
+    }
     line += '\n';
     out << line;
   }
@@ -170,12 +177,14 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       "stragglers",     "virtual_seconds", "wall_seconds", "utc_hour", "robust_clipped",
       "robust_downweighted", "robust_rejected", "backdoor_success", "dp_epsilon", "dp_delta",
       "accuracy_int8", "protocol_bytes_up", "protocol_bytes_down", "protocol_cpu_seconds", "trigger_scanned",
-      "trigger_flagged", "trigger_anomaly", "trigger_known", "trigger_unlearnt", "trigger_pruned"};
+      "trigger_flagged", "trigger_anomaly", "trigger_known", "trigger_unlearnt", "trigger_pruned", "ring_wraps",
+      "ring_wraps_one_bit_less"};
   const std::string_view header_v1 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",robust_clipped"));
   const std::string_view header_v2 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",dp_epsilon"));
   const std::string_view header_v3 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",accuracy_int8"));
   const std::string_view header_v4 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",protocol_bytes_up"));
   const std::string_view header_v5 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",trigger_scanned"));
+  const std::string_view header_v6 = kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",ring_wraps"));
   size_t columns = kRoundsCsvColumns;
   std::vector<RoundRecord> records;
   bool saw_header = false;
@@ -189,8 +198,9 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       if (line == header_v3) columns = kRoundsCsvColumnsV3;
       if (line == header_v4) columns = kRoundsCsvColumnsV4;
       if (line == header_v5) columns = kRoundsCsvColumnsV5;
+      if (line == header_v6) columns = kRoundsCsvColumnsV6;
       if (line != kRoundsCsvHeader && line != header_v1 && line != header_v2 && line != header_v3 &&
-          line != header_v4 && line != header_v5) {
+          line != header_v4 && line != header_v5 && line != header_v6) {
         return InvalidArgumentError("rounds.csv line 1: header is '" +
                                     std::string(line.substr(0, 200)) + "', expected '" +
                                     std::string(kRoundsCsvHeader) + "'");
@@ -250,13 +260,29 @@ Result<std::vector<RoundRecord>> ParseRoundsCsv(std::string_view text) {
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_bytes_down));
       FRUGAL_RETURN_IF_ERROR(next(r.protocol_cpu_seconds));
     }
-    if (columns == kRoundsCsvColumns) {
+    if (columns >= kRoundsCsvColumnsV6) {
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.scanned));
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.flagged));
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.anomaly));
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.known));
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.unlearnt));
       FRUGAL_RETURN_IF_ERROR(next(r.trigger.pruned));
+    }
+    if (columns == kRoundsCsvColumns) {
+      // Empty: not counted (-1); else a count of support entries.
+      for (int64_t* v : {&r.ring_wraps, &r.ring_wraps_one_bit_less}) {
+        if (fields[i].empty()) {
+          ++i;
+          continue;
+        }
+        uint64_t count = 0;
+        FRUGAL_RETURN_IF_ERROR(next(count));
+        if (count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+          return InvalidArgumentError("rounds.csv line " + std::to_string(line_number) + ": column " +
+                                      std::string(kColumns[i - 1]) + " is out of range");
+        }
+        *v = static_cast<int64_t>(count);
+      }
     }
     records.push_back(r);
   }

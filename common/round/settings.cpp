@@ -309,6 +309,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.bits", secure_bits);
   r.Get("secure.clip", secure_clip);
   r.Get("secure.max_clients", secure_max_clients);
+  r.Get("secure.modular_clip", engine.secure.ring.modular);
   r.Get("secure.corrupt", engine.secure.corrupt);
   r.Get("secure.dropout", engine.secure.dropout);
   r.Get("secure.stage_timeout_s", engine.secure.stage_timeout_s);
@@ -374,6 +375,18 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
                                   ? 32
                                   : std::max(8, 1 + static_cast<int>(std::ceil(std::log2(
                                                     12.0 * engine.secure.ring.max_summands + 1))));
+    if (secure_max_clients != 0 && secure_max_clients < plan.SelectCount() && !engine.secure.ring.modular) {
+      return InvalidArgumentError("secure.max_clients (" + std::to_string(secure_max_clients) +
+                                  ") is below the clients a round selects (" + std::to_string(plan.SelectCount()) +
+                                  "): their sum could overflow the ring and would be refused; set "
+                                  "secure.modular_clip = true to decode it as its centered residue instead, "
+                                  "accepting rare wrap-arounds (docs/privacy.md, \"Modular clipping\")");
+    }
+    if (engine.secure.ring.modular && engine.dp.mode == privacy::DpMode::kDistributed) {
+      return InvalidArgumentError("secure.modular_clip = true with privacy.mode = \"distributed\": the noise plan "
+                                  "sizes the ring so that the noisy sum never wraps; modular clipping is for the "
+                                  "secure pipeline without distributed DP");
+    }
     FRUGAL_RETURN_IF_ERROR(privacy::CheckSecurePipelineConfig(engine.secure));
     if (engine.secure.guided > task.uplink.density) {
       return InvalidArgumentError("secure.guided (" + std::to_string(engine.secure.guided) +

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
@@ -275,6 +276,104 @@ TEST_CASE("a ring sum beyond the headroom is refused, never wrapped") {
   CHECK(!RingQuantize(nan_update, support, cfg, 1, {}).ok());
   std::vector<uint32_t> bad_support = {1};
   CHECK(!RingQuantize(std::vector<float>{0.1f}, bad_support, cfg, 1, {}).ok());
+}
+
+TEST_CASE("modular clipping decodes more clients than the ring holds as the centered residue, and counts the wraps") {
+  // A 4-bit ring with headroom for 7 clients at one level each (ternary
+  // values), summed over 10 clients: a true sum in [-8, 7] decodes exactly,
+  // one outside comes back as its centered residue mod 16, and the wrap
+  // counter counts exactly those entries, against a plain reference loop.
+  const RingQuantConfig cfg{.bits = 4, .clip = 0.04f, .max_summands = 7, .modular = true};
+  REQUIRE(ValidateRingQuantConfig(cfg).ok());
+  REQUIRE(RingMaxLevel(cfg) == 1);
+  const double scale = RingScale(cfg);
+  const int clients = 10;
+  const size_t n = 2000;
+  Rng rng(17);
+  std::vector<std::vector<uint64_t>> inputs(clients, std::vector<uint64_t>(n));
+  std::vector<int64_t> truth(n, 0);
+  for (size_t j = 0; j < n; ++j) {
+    // Every fifth entry leans to +1 and the next to -1 (each client agrees
+    // with probability 0.9), so that sums reach +-8..10; the rest are uniform
+    // in {-1, 0, 1}.
+    const int64_t lean = j % 5 == 0 ? 1 : (j % 5 == 1 ? -1 : 0);
+    for (int c = 0; c < clients; ++c) {
+      const int64_t level = lean != 0 ? (rng.Uniform() < 0.9 ? lean : 0)
+                                      : static_cast<int64_t>(std::floor(rng.Uniform() * 3)) - 1;
+      truth[j] += level;
+      inputs[c][j] = static_cast<uint64_t>(level) & 15;
+    }
+  }
+  std::vector<uint64_t> ring_sum(n, 0);
+  for (const auto& in : inputs) {
+    for (size_t j = 0; j < n; ++j) ring_sum[j] = (ring_sum[j] + in[j]) & 15;
+  }
+  auto decoded = RingDecodeSum(ring_sum, clients, cfg);
+  REQUIRE(decoded.ok());
+  uint64_t outside = 0, outside3 = 0, hi = 0, lo = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const int64_t t = truth[j];
+    // Plain reference: the centered residue of t mod 16.
+    int64_t residue = ((t % 16) + 16) % 16;
+    if (residue >= 8) residue -= 16;
+    CHECK((*decoded)[j] == static_cast<double>(residue) / scale);
+    if (t >= -8 && t <= 7) {
+      CHECK((*decoded)[j] == static_cast<double>(t) / scale);  // inside the range: exact
+    } else {
+      ++outside;
+      CHECK((*decoded)[j] != static_cast<double>(t) / scale);  // outside: wrapped by 16 levels
+      CHECK(std::abs(static_cast<double>(t - residue)) == 16.0);
+      (t > 0 ? hi : lo) += 1;
+    }
+    if (t < -4 || t > 3) ++outside3;
+  }
+  REQUIRE(hi > 0);  // the data reaches both ends, so the test sees wraps
+  REQUIRE(lo > 0);
+  auto counter = RingWrapCounter::Create(4, n);
+  REQUIRE(counter.ok());
+  for (const auto& in : inputs) REQUIRE(counter->Add(in).ok());
+  const RingWrapCount count = counter->Count();
+  CHECK(count.entries == n);
+  CHECK(count.wrapped == outside);
+  CHECK(count.wrapped_one_bit_less == outside3);
+  // Over a subset of the entries (the leaning-to-+1 ones): the reference's count there.
+  std::vector<uint8_t> only(n, 0);
+  uint64_t subset_entries = 0, subset_wrapped = 0;
+  for (size_t j = 0; j < n; j += 5) {
+    only[j] = 1;
+    ++subset_entries;
+    subset_wrapped += truth[j] > 7 ? 1 : 0;
+  }
+  auto subset = counter->Count(only);
+  REQUIRE(subset.ok());
+  CHECK(subset->entries == subset_entries);
+  CHECK(subset->wrapped == subset_wrapped);
+  CHECK(!counter->Count(std::vector<uint8_t>(n - 1, 1)).ok());
+  // Without modular clipping the same sum is refused, never wrapped.
+  RingQuantConfig strict = cfg;
+  strict.modular = false;
+  CHECK(RingDecodeSum(ring_sum, clients, strict).error().code() == ErrorCode::kFailedPrecondition);
+  // With no more clients than the headroom, modular clipping keeps the bound check.
+  CHECK(RingDecodeSum(std::vector<uint64_t>{7}, 3, cfg).error().code() == ErrorCode::kDataLoss);
+  CHECK(RingDecodeSum(std::vector<uint64_t>{3}, 3, cfg).ok());
+}
+
+TEST_CASE("the wrap counter refuses inputs it cannot read, and modular clipping refuses distributed DP noise") {
+  CHECK(!RingWrapCounter::Create(1, 4).ok());
+  CHECK(!RingWrapCounter::Create(63, 4).ok());
+  auto counter = RingWrapCounter::Create(5, 2);
+  REQUIRE(counter.ok());
+  CHECK(counter->Add(std::vector<uint64_t>{1, 2, 3}).error().code() == ErrorCode::kInvalidArgument);
+  CHECK(counter->Add(std::vector<uint64_t>{1, 32}).error().message().find("outside Z_2^5") != std::string::npos);
+  // No wrap below the range: 5 bits hold [-16, 15]; 16 clients at +1 leave it, 15 do not.
+  for (int c = 0; c < 15; ++c) REQUIRE(counter->Add(std::vector<uint64_t>{1, 31}).ok());
+  CHECK(counter->Count().wrapped == 0);
+  CHECK(counter->Count().wrapped_one_bit_less == 2);  // 15 > 7 and -15 < -8
+  REQUIRE(counter->Add(std::vector<uint64_t>{1, 31}).ok());
+  CHECK(counter->Count().wrapped == 1);  // +16 wraps, -16 does not
+  const auto noisy = ValidateRingQuantConfig({.bits = 32, .clip = 0.1f, .max_summands = 7, .noise_mu = 4, .modular = true});
+  REQUIRE(!noisy.ok());
+  CHECK(noisy.error().message().find("modular_clip") != std::string::npos);
 }
 
 TEST_CASE("ring packing round-trips at every width and refuses wrong sizes and padding") {

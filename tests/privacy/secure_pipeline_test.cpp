@@ -211,6 +211,44 @@ TEST_CASE("the secure engine refuses plain updates, foreign sums and a sum beyon
   CHECK(!frugal.SecureSupport(1).ok());
 }
 
+TEST_CASE("with modular clipping the engine takes a sum of more clients than the ring holds, read as its centered residue") {
+  // 4 clients, a 4-bit ring with headroom for 3 (2 levels each, 4 levels per
+  // unit at clip 0.5): 4 clients at +2 sum to 8, which the ring holds as -8.
+  constexpr size_t dim = 100;
+  auto run = [&](bool modular) -> Result<std::vector<float>> {
+    EngineConfig cfg = SecureEngine(3);
+    cfg.secure.ring = {.bits = 4, .clip = 0.5f, .max_summands = 3, .modular = modular};
+    RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
+    const std::vector<uint64_t> ids = {1, 2, 3, 4};
+    FRUGAL_RETURN_IF_ERROR(engine.OpenRound(1, ids));
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> support, engine.SecureSupport(1));
+    std::vector<uint64_t> sum(support.size(), 0);
+    sum[0] = 8;   // a true 8 wrapped to -8
+    sum[1] = 7;   // the largest sum that does not wrap
+    sum[2] = 15;  // -1
+    FRUGAL_RETURN_IF_ERROR(engine.IngestSecureSum(1, ids, sum));
+    FRUGAL_ASSIGN_OR_RETURN(RoundOutcome out, engine.CloseRound(1));
+    if (!out.applied) return InternalError("round not applied");
+    const auto g = engine.global_model();
+    std::vector<float> moved(dim, 0.0f);
+    moved[0] = g[support[0]];
+    moved[1] = g[support[1]];
+    moved[2] = g[support[2]];
+    moved[3] = g[support[3]];
+    return moved;
+  };
+  auto modular = run(true);
+  REQUIRE_MESSAGE(modular.ok(), modular.status().ToString());
+  // Plain reference: the mean of 4 clients of levels / 4 levels per unit.
+  CHECK((*modular)[0] == doctest::Approx(-8.0 / 4 / 4));
+  CHECK((*modular)[1] == doctest::Approx(7.0 / 4 / 4));
+  CHECK((*modular)[2] == doctest::Approx(-1.0 / 4 / 4));
+  CHECK((*modular)[3] == 0.0f);
+  auto strict = run(false);
+  REQUIRE(!strict.ok());
+  CHECK(strict.error().code() == ErrorCode::kFailedPrecondition);  // 4 clients, headroom for 3: refused
+}
+
 TEST_CASE("secure.step_scale multiplies the survivors' mean before the server optimizer") {
   // The ring sums are made up (a fixed pattern, not a protocol run: the
   // protocol is tested above); what is checked is the step the engine takes.
@@ -364,6 +402,23 @@ TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring
   CHECK(!read({"secure.dropout=0.95"}).ok());
   CHECK(!read({"secure.bits=4"}).ok());  // no level for each of 10 clients (5 bits: 1, ternary)
   CHECK(RingMaxLevel(read({"secure.bits=5"}).value().engine.secure.ring) == 1);
+  // Modular clipping: a 4-bit ring with one level for each of 7 clients, summing 10.
+  CHECK(!read({}).value().engine.secure.ring.modular);  // off unless asked for
+  auto modular = read({"round.clients_per_round=10", "secure.bits=4", "secure.max_clients=7", "secure.modular_clip=true"});
+  REQUIRE_MESSAGE(modular.ok(), modular.status().ToString());
+  CHECK(modular->engine.secure.ring.modular);
+  CHECK(modular->engine.secure.ring.bits == 4);
+  CHECK(modular->engine.secure.ring.max_summands == 7);
+  CHECK(RingMaxLevel(modular->engine.secure.ring) == 1);
+  auto short_ring = read({"round.clients_per_round=10", "secure.bits=4", "secure.max_clients=7"});
+  REQUIRE(!short_ring.ok());
+  CHECK(short_ring.error().message().find("secure.max_clients (7) is below") != std::string::npos);
+  CHECK(short_ring.error().message().find("secure.modular_clip") != std::string::npos);
+  auto modular_dp = read({"round.clients_per_round=10", "secure.max_clients=7", "secure.modular_clip=true",
+                          "privacy.mode=\"distributed\"", "privacy.noise_multiplier=1", "privacy.clip=1"});
+  REQUIRE(!modular_dp.ok());
+  CHECK(modular_dp.error().message().find("secure.modular_clip = true with privacy.mode") != std::string::npos);
+  CHECK(!read({"secure.modular_clip=\"yes\""}).ok());  // a boolean
   CHECK(read({}).value().engine.secure.step_scale == 1);
   CHECK(read({"secure.step_scale=4"}).value().engine.secure.step_scale == 4);
   CHECK(!read({"secure.step_scale=0"}).ok());

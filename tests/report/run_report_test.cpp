@@ -68,7 +68,9 @@ std::vector<RoundRecord> ThreeRounds() {
           .protocol_bytes_up = 5'000'000'000ULL,
           .protocol_bytes_down = 4321,
           .protocol_cpu_seconds = 0.0625,
-          .trigger = {.scanned = 1, .flagged = 0, .anomaly = 3.5, .known = 2, .unlearnt = 1, .pruned = 16}};
+          .trigger = {.scanned = 1, .flagged = 0, .anomaly = 3.5, .known = 2, .unlearnt = 1, .pruned = 16},
+          .ring_wraps = 7,
+          .ring_wraps_one_bit_less = 4'000'000'000LL};
   return r;
 }
 
@@ -87,11 +89,13 @@ TEST_SUITE("report") {
           "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
           "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8,"
           "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds,"
-          "trigger_scanned,trigger_flagged,trigger_anomaly,trigger_known,trigger_unlearnt,trigger_pruned");
-    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n") !=
+          "trigger_scanned,trigger_flagged,trigger_anomaly,trigger_known,trigger_unlearnt,trigger_pruned,"
+          "ring_wraps,ring_wraps_one_bit_less");
+    CHECK(text.find("\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,13.5,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n") !=
           std::string::npos);
-    // round 3's robust counts, backdoor rate, privacy spent, int8 accuracy, secure protocol cost and trigger scan
-    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125,2.5,1e-05,0.875,5000000000,4321,0.0625,1,0,3.5,2,1,16\n"));
+    // round 3's robust counts, backdoor rate, privacy spent, int8 accuracy, secure protocol cost, trigger scan
+    // and ring wraps (rounds 1 and 2 were not counted: empty)
+    CHECK(text.ends_with(",180,0.75,0,2,1,3,0.125,2.5,1e-05,0.875,5000000000,4321,0.0625,1,0,3.5,2,1,16,7,4000000000\n"));
 
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
@@ -129,6 +133,8 @@ TEST_SUITE("report") {
       CHECK(b.trigger.known == a.trigger.known);
       CHECK(b.trigger.unlearnt == a.trigger.unlearnt);
       CHECK(b.trigger.pruned == a.trigger.pruned);
+      CHECK(b.ring_wraps == a.ring_wraps);
+      CHECK(b.ring_wraps_one_bit_less == a.ring_wraps_one_bit_less);
     }
   }
 
@@ -139,7 +145,7 @@ TEST_SUITE("report") {
     std::ostringstream out;
     WriteRoundsCsv(out, records);
     const std::string text = out.str();
-    CHECK(text.ends_with(",0.125,2.5,1e-05,0.875,,,,1,0,3.5,2,1,16\n"));
+    CHECK(text.ends_with(",0.125,2.5,1e-05,0.875,,,,1,0,3.5,2,1,16,7,4000000000\n"));
     auto parsed = ParseRoundsCsv(text);
     REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
     CHECK((*parsed)[2].protocol_cpu_seconds == -1);
@@ -147,7 +153,7 @@ TEST_SUITE("report") {
     CHECK((*parsed)[1].protocol_cpu_seconds == records[1].protocol_cpu_seconds);
     CHECK((*parsed)[2].trigger.pruned == 16);  // the columns after the empty ones still land in place
     // One empty protocol column alone is a damaged file, not an unrun protocol.
-    const std::string damaged = text.substr(0, text.size() - 19) + ",5,,,1,0,3.5,2,1,16\n";
+    const std::string damaged = text.substr(0, text.size() - 32) + ",5,,,1,0,3.5,2,1,16,7,4000000000\n";
     CHECK(!ParseRoundsCsv(damaged).ok());
   }
 
@@ -212,7 +218,7 @@ TEST_SUITE("report") {
     auto short_row = ParseRoundsCsv(std::string(kRoundsCsvHeader) +
                                     "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,3,1e-5,0.8,7,8\n");
     REQUIRE_FALSE(short_row.ok());
-    CHECK(short_row.error().message().find("23 columns, expected 30") != std::string::npos);
+    CHECK(short_row.error().message().find("23 columns, expected 32") != std::string::npos);
   }
 
   TEST_CASE("rounds.csv written before the trigger_* columns still parses, as rounds without a scan") {
@@ -230,6 +236,35 @@ TEST_SUITE("report") {
                                 "1,0,2.5,1,1,0\n");
     REQUIRE_FALSE(mixed.ok());
     CHECK(mixed.error().message().find("30 columns, expected 24") != std::string::npos);
+  }
+
+  TEST_CASE("rounds.csv written before the ring_wraps columns still parses, as rounds not counted") {
+    const std::string v6_header(kRoundsCsvHeader.substr(0, kRoundsCsvHeader.find(",ring_wraps")));
+    CHECK(v6_header.ends_with(",trigger_pruned"));
+    auto parsed = ParseRoundsCsv(v6_header +
+                                 "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,1,0,0,0.5,3,1e-5,0.8,7,8,0.5,"
+                                 "1,0,2.5,1,1,9\n");
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    REQUIRE(parsed->size() == 1);
+    CHECK((*parsed)[0].trigger.pruned == 9);
+    CHECK((*parsed)[0].ring_wraps == -1);
+    CHECK((*parsed)[0].ring_wraps_one_bit_less == -1);
+    const std::string row = "\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,3,1e-5,0.8,7,8,0.5,1,0,2.5,1,1,0";
+    auto mixed = ParseRoundsCsv(v6_header + row + ",3,5\n");
+    REQUIRE_FALSE(mixed.ok());
+    CHECK(mixed.error().message().find("32 columns, expected 30") != std::string::npos);
+    // Under the new header: a count, or empty (not counted); never negative.
+    const std::string header(kRoundsCsvHeader);
+    auto counted = ParseRoundsCsv(header + row + ",3,\n");
+    REQUIRE_MESSAGE(counted.ok(), counted.status().ToString());
+    CHECK((*counted)[0].ring_wraps == 3);
+    CHECK((*counted)[0].ring_wraps_one_bit_less == -1);
+    auto negative = ParseRoundsCsv(header + row + ",-1,5\n");
+    REQUIRE_FALSE(negative.ok());
+    CHECK(negative.error().message().find("ring_wraps") != std::string::npos);
+    auto huge = ParseRoundsCsv(header + row + ",3,9223372036854775808\n");
+    REQUIRE_FALSE(huge.ok());
+    CHECK(huge.error().message().find("ring_wraps_one_bit_less") != std::string::npos);
   }
 
   TEST_CASE("rounds.csv of no rounds is the header alone and parses to no records") {
@@ -253,7 +288,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("malformed rounds.csv text is rejected with an error naming the line and column") {
     const std::string header = std::string(kRoundsCsvHeader) + "\n";
-    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n";
+    const std::string good_row = "1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n";
 
     auto empty = ParseRoundsCsv("");
     REQUIRE_FALSE(empty.ok());
@@ -269,21 +304,21 @@ TEST_SUITE("report") {
     CHECK(short_row.error().message().find("3 columns") != std::string::npos);
 
     auto negative_bytes =
-        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n");
+        ParseRoundsCsv(header + good_row + "2,0.4,1.7,-5,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n");
     REQUIRE_FALSE(negative_bytes.ok());
     CHECK(negative_bytes.error().message().find("line 3") != std::string::npos);
     CHECK(negative_bytes.error().message().find("bytes_up") != std::string::npos);
 
-    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n");
+    auto junk_number = ParseRoundsCsv(header + "1,0.4x,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n");
     REQUIRE_FALSE(junk_number.ok());
     CHECK(junk_number.error().message().find("accuracy") != std::string::npos);
 
     auto too_big =
-        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n");
+        ParseRoundsCsv(header + "99999999999,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n");
     REQUIRE_FALSE(too_big.ok());
     CHECK(too_big.error().message().find("round") != std::string::npos);
 
-    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\n");
+    auto empty_field = ParseRoundsCsv(header + "1,,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\n");
     REQUIRE_FALSE(empty_field.ok());
 
     auto gap = ParseRoundsCsv(header + good_row + "\n" + good_row);
@@ -331,7 +366,7 @@ TEST_SUITE("report") {
 
   TEST_CASE("rounds.csv with CRLF line endings parses like LF") {
     const std::string text =
-        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0\r\n";
+        std::string(kRoundsCsvHeader) + "\r\n1,0.4,1.7,100,1000,2,0.5,0.01,10,9,1,60,0.25,12,0,0,0,-1,-1,-1,-1,0,0,0,0,-1,0,0,0,0,,\r\n";
     auto parsed = ParseRoundsCsv(text);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->size() == 1);

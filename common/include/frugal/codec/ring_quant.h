@@ -3,7 +3,9 @@
 // [-clip, clip], scale so that the sum of `max_summands` clients cannot wrap,
 // round stochastically (unbiased), and keep what clipping, rounding and the
 // support left out in the client's error-feedback residual. The server decodes
-// the unmasked ring sum back to floats, checking the headroom. Under
+// the unmasked ring sum back to floats, checking the headroom; or, with
+// modular clipping, reads a ring smaller than the round's worst-case sum as
+// its centered residue and accepts the rare wrap-arounds. Under
 // distributed DP a client also clips the support values' L2 norm and adds its
 // share of Skellam noise to every level (docs/privacy.md).
 #pragma once
@@ -29,10 +31,19 @@ struct RingQuantConfig {
   double l2_clip = 0;
   double noise_mu = 0;
   int64_t noise_margin = 0;
+  // Modular clipping (secure.modular_clip; Kairouz, Liu & Steinke 2021): the
+  // server decodes a sum of more than max_summands clients as its centered
+  // residue mod 2^bits, in [-2^(bits-1), 2^(bits-1) - 1], instead of refusing
+  // it. A coordinate whose true sum leaves that range comes back wrapped (off
+  // by a multiple of 2^bits levels); the server cannot tell which ones did.
+  // Per-client levels are unchanged: they still come from max_summands. Not
+  // with distributed DP noise (ValidateRingQuantConfig refuses it).
+  bool modular = false;
 };
 
 // InvalidArgument naming the field when bits, clip or max_summands is out of
-// range, or when no level per client remains (RingMaxLevel < 1).
+// range, when no level per client remains (RingMaxLevel < 1), or when modular
+// is set together with distributed DP noise (noise_mu or noise_margin).
 Status ValidateRingQuantConfig(const RingQuantConfig& cfg);
 
 // The largest |level| one client's value may take:
@@ -59,12 +70,46 @@ Result<std::vector<uint64_t>> RingQuantize(std::span<const float> update, std::s
 
 // The float sum of `summands` clients' values from their ring sum (one ring
 // element per support entry). FailedPrecondition when summands exceeds
-// max_summands (the sum may have wrapped); DataLoss when an element lies
-// outside what `summands` clients can produce, plus noise_margin (a client
-// sent levels beyond the clip, or the unmasking went wrong): the sum is
-// refused, never wrapped.
+// max_summands (the sum may have wrapped) unless cfg.modular; DataLoss when
+// an element lies outside what `summands` clients can produce, plus
+// noise_margin (a client sent levels beyond the clip, or the unmasking went
+// wrong): the sum is refused, never wrapped. With cfg.modular and more
+// summands than the ring holds every residue is a possible sum: each element
+// is read as its centered residue, [-2^(bits-1), 2^(bits-1) - 1] levels.
 Result<std::vector<double>> RingDecodeSum(std::span<const uint64_t> ring_sum, uint32_t summands,
                                           const RingQuantConfig& cfg);
+
+// How the true integer sums of the clients' ring inputs sit against the
+// ring's centered range: each input element is read as its centered residue in
+// Z_2^bits (the client's level while |level| < 2^(bits-1)) and summed in int64.
+// `wrapped` counts the entries whose true sum lies outside [-2^(bits-1),
+// 2^(bits-1) - 1] (their ring sum decodes to another value),
+// `wrapped_one_bit_less` those outside the centered range of Z_2^(bits-1)
+// (what a ring one bit smaller would wrap). It needs the inputs themselves, so
+// only a party holding all of them (the simulator, a test) can count; SecAgg+'s
+// server cannot.
+struct RingWrapCount {
+  uint64_t entries = 0;
+  uint64_t wrapped = 0;
+  uint64_t wrapped_one_bit_less = 0;
+};
+class RingWrapCounter {
+ public:
+  // InvalidArgument when bits is outside 2..62.
+  static Result<RingWrapCounter> Create(int bits, size_t entries);
+  // Adds one client's input; InvalidArgument when its size differs from
+  // `entries` or an element is not in Z_2^bits (nothing is added then).
+  Status Add(std::span<const uint64_t> input);
+  // The counts over every entry, or with `only` (one flag per entry, else
+  // InvalidArgument) over the entries whose flag is nonzero.
+  RingWrapCount Count() const;
+  Result<RingWrapCount> Count(std::span<const uint8_t> only) const;
+
+ private:
+  RingWrapCounter(int bits, size_t entries) : bits_(bits), sum_(entries, 0) {}
+  int bits_;
+  std::vector<int64_t> sum_;
+};
 
 // b-bit packing of ring elements (little-endian bit order), ceil(n*bits/8)
 // bytes: what a masked vector costs on the wire.

@@ -91,7 +91,8 @@ inline constexpr std::string_view kRoundsCsvHeader =
     "selected,completed,stragglers,virtual_seconds,wall_seconds,utc_hour,"
     "robust_clipped,robust_downweighted,robust_rejected,backdoor_success,dp_epsilon,dp_delta,accuracy_int8,"
     "protocol_bytes_up,protocol_bytes_down,protocol_cpu_seconds,"
-    "trigger_scanned,trigger_flagged,trigger_anomaly,trigger_known,trigger_unlearnt,trigger_pruned";
+    "trigger_scanned,trigger_flagged,trigger_anomaly,trigger_known,trigger_unlearnt,trigger_pruned,"
+    "ring_wraps,ring_wraps_one_bit_less";
 
 // Writes the header and one line per record; doubles in shortest round-trip
 // form (so ParseRoundsCsv gives back the same values). Stream errors are left

@@ -54,6 +54,14 @@ struct RoundRecord {
   uint64_t protocol_bytes_up = 0, protocol_bytes_down = 0;
   double protocol_cpu_seconds = 0;
   TriggerColumns trigger{};  // the trigger_* columns
+  // Secure pipeline, frugal-sim only (it holds every client's ring input;
+  // SecAgg+'s server cannot count them): the support entries whose true sum
+  // of the survivors' levels left the ring's centered range, so that the
+  // decoded sum wrapped (nonzero only with secure.modular_clip), and those
+  // that a ring one bit smaller would have wrapped (frugal/codec/ring_quant.h,
+  // CountRingWraps). -1: not counted (other pipelines, the coordinator),
+  // the two columns empty in rounds.csv.
+  int64_t ring_wraps = -1, ring_wraps_one_bit_less = -1;
 };
 
 }  // namespace frugal
