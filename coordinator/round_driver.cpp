@@ -1051,6 +1051,12 @@ Status RoundDriver::FinishRound(const RoundOutcome& outcome, double server_cpu_s
   for (const auto& [id, s] : slots_) account.Add(ParticipationOf(s));
   account.SetCompleted(outcome.accepted);
   account.SetVerdicts(outcome.verdicts);
+  if (!outcome.robust_shortfall.empty() && !warned_robust_shortfall_) {
+    // Once per process: the ledger's robust column repeats it for every such round.
+    warned_robust_shortfall_ = true;
+    spdlog::warn("round {}: {} (said once; the ledger says it for every round it applies to)", round,
+                 outcome.robust_shortfall);
+  }
   for (const RobustVerdict& v : outcome.verdicts) {
     if (v.action == RobustAction::kKept) continue;
     auto it = clients_.find(v.client);

@@ -300,6 +300,7 @@ class RoundDriver {
   WireTotals round_wire_start_;
   // The open secure round's protocol (pipeline = "secure"), and when its stage opened.
   bool secure_round_ = false;
+  bool warned_robust_shortfall_ = false;  // the robust rule's bound shortfall, logged once
   std::optional<privacy::SecureRoundServer> secure_;
   double secure_stage_at_ = 0;
   // Secure pipeline, the run so far (summary.json; a restart starts from the
