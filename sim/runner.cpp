@@ -331,6 +331,9 @@ class Simulation {
   uint64_t last_eligible_ = 0;
   double dp_epsilon_ = -1, dp_delta_ = -1;
   std::string stop_reason_;
+  // Rounds whose robust rule ran below its bound (multi_krum, bulyan), and the first one's sentence.
+  uint32_t robust_shortfall_rounds_ = 0;
+  std::string robust_shortfall_first_;
   uint64_t diverged_ = 0;  // tasks whose training an attack made non-finite (every rank's)
   // alie_flanders: per attacked round, z, the 10th, 50th and 90th percentiles
   // over coordinates of z * sqrt(std) / std (coordinates where std > 0), and std's median.
@@ -1151,6 +1154,9 @@ Status Simulation::Step(uint32_t round) {
   RoundAccount account = Account(round, utc_hour, selected, downloads, by_client, timing);
   account.SetCompleted(outcome.accepted);
   account.SetVerdicts(outcome.verdicts);
+  if (!outcome.robust_shortfall.empty() && robust_shortfall_rounds_++ == 0) {
+    robust_shortfall_first_ = "round " + std::to_string(round) + ": " + outcome.robust_shortfall;
+  }
   for (LedgerRow& row : account.rows()) ledger_.Add(std::move(row));
   FRUGAL_ASSIGN_OR_RETURN(ServerCost server, ServerAggregationCost(profiles_, server_cpu, utc_hour));
   ledger_.AddServer(round, server.joules, server.gco2e);
@@ -1347,6 +1353,11 @@ void Simulation::AddPrivacy(RunSummary& sum) const {
 }
 
 void Simulation::AddNotes(RunSummary& sum) const {
+  if (robust_shortfall_rounds_ > 0) {
+    sum.notes.push_back("The robust rule ran below its bound in " + std::to_string(robust_shortfall_rounds_) +
+                        " rounds (the ledger's robust column names them); the first, " + robust_shortfall_first_ +
+                        ".");
+  }
   if (lean_.active()) {
     // [prune], [widths]: the shape the run ended with, and what each class trained.
     const FlopCount f = model_->flops_per_example();

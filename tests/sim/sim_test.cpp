@@ -236,6 +236,24 @@ train.learning_rate = 0.2
                             [](const std::string& n) { return n.find("released one") != std::string::npos; }));
   }
 
+  TEST_CASE("a robust rule that runs below its bound says so in the summary's notes; one within its bound does not") {
+    // 6 senders a round: f = floor(0.2 n) = 1, so Bulyan (n >= 4f + 3 = 7) runs
+    // below its bound and Multi-Krum (n >= 2f + 3 = 5) within it.
+    RunResult bulyan = Run(Parse({"rounds=2", "server.robust=\"bulyan\""}));
+    RunResult krum = Run(Parse({"rounds=2", "server.robust=\"multi_krum\""}));
+    auto note = [](const RunResult& r) {
+      auto it = std::find_if(r.summary.notes.begin(), r.summary.notes.end(),
+                             [](const std::string& n) { return n.find("ran below its bound") != std::string::npos; });
+      return it == r.summary.notes.end() ? std::string() : *it;
+    };
+    REQUIRE(bulyan.rounds.size() == 2);
+    REQUIRE(bulyan.rounds[0].completed == 6);
+    CHECK(note(bulyan).find("in 2 rounds") != std::string::npos);
+    CHECK(note(bulyan).find("round 1: bulyan's bound n >= 4f + 3 does not hold: n = 6 updates, f = 1") !=
+          std::string::npos);
+    CHECK(note(krum).empty());
+  }
+
   TEST_CASE("frugal sends far fewer bytes than dense and both learn") {
     RunResult frugal = Run(Parse({}));
     RunResult dense = Run(Parse({"pipeline=dense"}));
