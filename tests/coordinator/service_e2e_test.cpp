@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -144,7 +145,45 @@ struct Fleet {
     }
     return a;
   }
+
+  // Agents device-0 .. device-(n-1), agent i on partition i of n, each logging to <name>.log.
+  std::vector<std::unique_ptr<Process>> StartClients(uint32_t n) const {
+    std::vector<std::unique_ptr<Process>> clients;
+    for (uint32_t i = 0; i < n; ++i) {
+      const std::string name = "device-" + std::to_string(i);
+      clients.push_back(std::make_unique<Process>(ClientArgs(name, i, n), dir.Path(name + ".log")));
+    }
+    return clients;
+  }
 };
+
+// The run's keys followed by `extra`.
+std::vector<std::string> Plus(std::vector<std::string> keys, const std::vector<std::string>& extra) {
+  keys.insert(keys.end(), extra.begin(), extra.end());
+  return keys;
+}
+
+// Polls /status every 10 ms, at most 30,000 times, until `ready` holds of its
+// answer; false if it never did. The test fails at once if the coordinator exits.
+bool WaitForStatus(uint16_t status_port, Process& coordinator, const std::function<bool(const nlohmann::json&)>& ready) {
+  for (int i = 0; i < 30000; ++i) {
+    auto st = Status(status_port);
+    if (st && st->is_object() && ready(*st)) return true;
+    REQUIRE_FALSE(coordinator.Wait(0).has_value());
+    SleepMs(10);
+  }
+  return false;
+}
+
+// The store holds rounds 1 .. `rounds` of `run_id`, each exactly once, in order.
+void CheckRoundsCommittedOnce(const std::string& db, const std::string& run_id, uint32_t rounds) {
+  auto store = Store::Open(db);
+  REQUIRE(store.ok());
+  auto rows = (*store)->Rounds(run_id);
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == rounds);
+  for (uint32_t i = 0; i < rounds; ++i) CHECK((*rows)[i].round == i + 1);
+}
 
 // A TLS client driven by the test: connects with any certificate and sends raw bytes.
 class RawTls {
@@ -321,11 +360,7 @@ TEST_SUITE("coordinator") {
                         fleet.dir.Path("coordinator.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), coordinator);
     const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), coordinator);
-    std::vector<std::unique_ptr<Process>> clients;
-    for (uint32_t i = 0; i < 2; ++i) {
-      const std::string name = "device-" + std::to_string(i);
-      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 2), fleet.dir.Path(name + ".log")));
-    }
+    std::vector<std::unique_ptr<Process>> clients = fleet.StartClients(2);
     // Wait until the run is under way.
     for (int i = 0; i < 6000; ++i) {
       auto st = Status(status_port);
@@ -514,36 +549,19 @@ TEST_SUITE("coordinator") {
     Fleet fleet({"device-0", "device-1", "device-2", "device-3", "silent"});
     const std::vector<std::string> run = {"run_id=\"e2e-kill\"", "rounds=20", "model=\"logreg\"",
                                           "round.clients_per_round=5", "round.deadline_s=3"};
-    auto with = [&](std::vector<std::string> extra) {
-      std::vector<std::string> all = run;
-      all.insert(all.end(), extra.begin(), extra.end());
-      return all;
-    };
-    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"round.min_clients=5"})),
+    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(Plus(run, {"round.min_clients=5"})),
                                                  fleet.dir.Path("coordinator-1.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), *coordinator);
     const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
-    std::vector<std::unique_ptr<Process>> clients;
-    for (uint32_t i = 0; i < 4; ++i) {
-      const std::string name = "device-" + std::to_string(i);
-      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 4), fleet.dir.Path(name + ".log")));
-    }
+    std::vector<std::unique_ptr<Process>> clients = fleet.StartClients(4);
     // A registered client that never answers holds every round open until its
     // deadline, so round 3 is reliably in progress when the coordinator dies.
     const CaPaths ca = CaPaths::In(fleet.ca_dir);
     RawTls silent(ca.ca_cert, CaPaths::ClientCert(fleet.ca_dir, "silent"), CaPaths::ClientKey(fleet.ca_dir, "silent"));
     REQUIRE(silent.Connect(port));
     REQUIRE(silent.Write(*EncodeEnvelope(HelloFor("silent"))));
-    bool in_round_3 = false;
-    for (int i = 0; i < 30000 && !in_round_3; ++i) {
-      auto st = Status(status_port);
-      in_round_3 = st && st->is_object() && (*st)["round"] == 3 && (*st)["round_open"] == true;
-      if (!in_round_3) {
-        REQUIRE_FALSE(coordinator->Wait(0).has_value());
-        SleepMs(10);
-      }
-    }
-    REQUIRE(in_round_3);
+    REQUIRE(WaitForStatus(status_port, *coordinator,
+                          [](const nlohmann::json& st) { return st["round"] == 3 && st["round_open"] == true; }));
     coordinator->Kill9();
     {
       auto store = Store::Open(fleet.dir.Path("coordinator.db"));
@@ -554,7 +572,7 @@ TEST_SUITE("coordinator") {
     }
     std::filesystem::remove(fleet.dir.Path("port"));
     // Restart: the four agents reconnect on their own; the silent one is gone.
-    coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"round.min_clients=4"})),
+    coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(Plus(run, {"round.min_clients=4"})),
                                             fleet.dir.Path("coordinator-2.log"));
     const auto code = coordinator->Wait(900);
     INFO(ReadFile(fleet.dir.Path("coordinator-2.log")));
@@ -562,12 +580,7 @@ TEST_SUITE("coordinator") {
     REQUIRE(*code == 0);
     for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
 
-    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto rows = (*store)->Rounds("e2e-kill");
-    REQUIRE(rows.ok());
-    REQUIRE(rows->size() == 20);
-    for (uint32_t i = 0; i < 20; ++i) CHECK((*rows)[i].round == i + 1);
+    CheckRoundsCommittedOnce(fleet.dir.Path("coordinator.db"), "e2e-kill", 20);
     auto records = ParseRoundsCsv(ReadFile(fleet.dir.Path("run/rounds.csv")));
     REQUIRE(records.ok());
     REQUIRE(records->size() == 20);
@@ -579,34 +592,18 @@ TEST_SUITE("coordinator") {
     Fleet fleet({"device-0", "device-1", "device-2", "late"});
     const std::vector<std::string> run = {"run_id=\"e2e-close\"", "rounds=4", "model=\"logreg\"",
                                           "round.clients_per_round=3", "round.min_clients=3", "round.deadline_s=30"};
-    auto with = [&](std::vector<std::string> extra) {
-      std::vector<std::string> all = run;
-      all.insert(all.end(), extra.begin(), extra.end());
-      return all;
-    };
     // Round 2's close work waits on its worker thread until the test removes
     // the file (service.debug_hold_close_round, tests only).
-    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(with({"service.debug_hold_close_round=2"})),
+    auto coordinator = std::make_unique<Process>(fleet.CoordinatorArgs(Plus(run, {"service.debug_hold_close_round=2"})),
                                                  fleet.dir.Path("coordinator-1.log"));
     const uint16_t port = WaitPort(fleet.dir.Path("port"), *coordinator);
     const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
-    std::vector<std::unique_ptr<Process>> clients;
-    for (uint32_t i = 0; i < 3; ++i) {
-      const std::string name = "device-" + std::to_string(i);
-      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 3), fleet.dir.Path(name + ".log")));
-    }
+    std::vector<std::unique_ptr<Process>> clients = fleet.StartClients(3);
     const std::string hold = fleet.dir.Path("run/close_hold_r2");
-    bool closing = false;
-    for (int i = 0; i < 30000 && !closing; ++i) {
-      auto st = Status(status_port);
-      // The I/O thread shows the round closing as it hands the work over; the worker then writes the file.
-      closing = st && st->is_object() && (*st)["round"] == 2 && (*st)["state"] == "closing" &&
-                std::filesystem::exists(hold);
-      if (!closing) {
-        REQUIRE_FALSE(coordinator->Wait(0).has_value());
-        SleepMs(10);
-      }
-    }
+    // The I/O thread shows the round closing as it hands the work over; the worker then writes the file.
+    const bool closing = WaitForStatus(status_port, *coordinator, [&](const nlohmann::json& st) {
+      return st["round"] == 2 && st["state"] == "closing" && std::filesystem::exists(hold);
+    });
     INFO(ReadFile(fleet.dir.Path("coordinator-1.log")));
     REQUIRE(closing);  // the close work is the one held
     // The I/O thread serves while the close is held: /status again, /metrics, and a new client's handshake and Hello.
@@ -655,12 +652,7 @@ TEST_SUITE("coordinator") {
     REQUIRE(code.has_value());
     REQUIRE(*code == 0);
     for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
-    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto rows = (*store)->Rounds("e2e-close");
-    REQUIRE(rows.ok());
-    REQUIRE(rows->size() == 4);
-    for (uint32_t i = 0; i < 4; ++i) CHECK((*rows)[i].round == i + 1);
+    CheckRoundsCommittedOnce(fleet.dir.Path("coordinator.db"), "e2e-close", 4);
     CHECK(ReadFile(fleet.dir.Path("coordinator-2.log")).find("resuming run e2e-close after round 1") !=
           std::string::npos);
   }
@@ -674,22 +666,12 @@ TEST_SUITE("coordinator") {
         fleet.dir.Path("coordinator.log"));
     WaitPort(fleet.dir.Path("port"), *coordinator);
     const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
-    std::vector<std::unique_ptr<Process>> clients;
-    for (uint32_t i = 0; i < 2; ++i) {
-      const std::string name = "device-" + std::to_string(i);
-      clients.push_back(std::make_unique<Process>(fleet.ClientArgs(name, i, 2), fleet.dir.Path(name + ".log")));
-    }
+    std::vector<std::unique_ptr<Process>> clients = fleet.StartClients(2);
     const std::string hold = fleet.dir.Path("run/close_hold_r1");
-    bool closing = false;
-    for (int i = 0; i < 30000 && !closing; ++i) {
-      auto st = Status(status_port);
-      closing = st && st->is_object() && (*st)["round"] == 1 && (*st)["state"] == "closing" &&
-                std::filesystem::exists(hold);  // the worker holds the close (it writes the file after the hand-over)
-      if (!closing) {
-        REQUIRE_FALSE(coordinator->Wait(0).has_value());
-        SleepMs(10);
-      }
-    }
+    // The worker holds the close (it writes the file after the hand-over).
+    const bool closing = WaitForStatus(status_port, *coordinator, [&](const nlohmann::json& st) {
+      return st["round"] == 1 && st["state"] == "closing" && std::filesystem::exists(hold);
+    });
     INFO(ReadFile(fleet.dir.Path("coordinator.log")));
     REQUIRE(closing);
     coordinator->Terminate();
@@ -709,12 +691,8 @@ TEST_SUITE("coordinator") {
     const auto code = coordinator->Wait(300);
     REQUIRE(code.has_value());
     CHECK(*code == 0);
-    auto store = Store::Open(fleet.dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    auto rows = (*store)->Rounds("e2e-close-term");
-    REQUIRE(rows.ok());
-    REQUIRE(rows->size() == 1);  // the held round, committed before the stop; no round after it
-    CHECK((*rows)[0].round == 1);
+    // The held round, committed before the stop; no round after it.
+    CheckRoundsCommittedOnce(fleet.dir.Path("coordinator.db"), "e2e-close-term", 1);
     CHECK(ReadFile(fleet.dir.Path("run/rounds.csv")).find("\n1,") != std::string::npos);
   }
 
