@@ -750,13 +750,9 @@ Status Simulation::CountSecureWraps(std::span<const uint32_t> survivors) {
   round_wraps_counted_ = true;
   if (!secure_guided_entry_.empty()) {
     FRUGAL_ASSIGN_OR_RETURN(RingWrapCount guided, counter.Count(secure_guided_entry_));
-    run_wraps_guided_.entries += guided.entries;
-    run_wraps_guided_.wrapped += guided.wrapped;
-    run_wraps_guided_.wrapped_one_bit_less += guided.wrapped_one_bit_less;
+    run_wraps_guided_ += guided;
   }
-  run_wraps_.entries += round_wraps_.entries;
-  run_wraps_.wrapped += round_wraps_.wrapped;
-  run_wraps_.wrapped_one_bit_less += round_wraps_.wrapped_one_bit_less;
+  run_wraps_ += round_wraps_;
   return OkStatus();
 }
 

@@ -349,6 +349,12 @@ TEST_CASE("modular clipping decodes more clients than the ring holds as the cent
   CHECK(subset->entries == subset_entries);
   CHECK(subset->wrapped == subset_wrapped);
   CHECK(!counter->Count(std::vector<uint8_t>(n - 1, 1)).ok());
+  // A run's totals: the counts added field by field.
+  RingWrapCount total = count;
+  total += *subset;
+  CHECK(total.entries == n + subset_entries);
+  CHECK(total.wrapped == outside + subset_wrapped);
+  CHECK(total.wrapped_one_bit_less == outside3 + subset->wrapped_one_bit_less);
   // Without modular clipping the same sum is refused, never wrapped.
   RingQuantConfig strict = cfg;
   strict.modular = false;

@@ -92,6 +92,13 @@ struct RingWrapCount {
   uint64_t entries = 0;
   uint64_t wrapped = 0;
   uint64_t wrapped_one_bit_less = 0;
+  // Totals over several counts (rounds of a run).
+  RingWrapCount& operator+=(const RingWrapCount& o) {
+    entries += o.entries;
+    wrapped += o.wrapped;
+    wrapped_one_bit_less += o.wrapped_one_bit_less;
+    return *this;
+  }
 };
 class RingWrapCounter {
  public:
