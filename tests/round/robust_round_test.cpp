@@ -47,6 +47,19 @@ RoundOutcome RunRound(RoundEngine& e, uint32_t round, const std::vector<std::vec
   return *out;
 }
 
+// A phone on Wi-Fi that downloaded 1,000 bytes and sent 100, for the account's ledger rows.
+Participation PhoneOnWifi(const EnergyProfiles& profiles, uint32_t client) {
+  Participation p;
+  p.client = client;
+  p.device = *profiles.Device("phone-mid");
+  p.radio = *profiles.Radio("wifi");
+  p.region = *profiles.Region("world");
+  p.bytes_down = 1000;
+  p.bytes_up = 100;
+  p.flops = 1e6;
+  return p;
+}
+
 TEST_SUITE("round") {
   TEST_CASE("server.robust = norm_bound: the engine clips an oversized update and says so") {
     const size_t d = 50;
@@ -255,17 +268,7 @@ TEST_SUITE("round") {
     auto profiles = EnergyProfiles::LoadDefault();
     REQUIRE(profiles.ok());
     RoundAccount account("run", 3, 12.0);
-    for (uint32_t c : {4u, 5u, 6u, 7u}) {
-      Participation p;
-      p.client = c;
-      p.device = *profiles->Device("phone-mid");
-      p.radio = *profiles->Radio("wifi");
-      p.region = *profiles->Region("world");
-      p.bytes_down = 1000;
-      p.bytes_up = 100;
-      p.flops = 1e6;
-      account.Add(p);
-    }
+    for (uint32_t c : {4u, 5u, 6u, 7u}) account.Add(PhoneOnWifi(*profiles, c));
     const std::vector<RobustVerdict> verdicts = {
         {4, RobustAction::kKept, 1.0, ""},
         {5, RobustAction::kClipped, 0.5, "norm 2 > bound 1"},
@@ -300,17 +303,7 @@ TEST_SUITE("round") {
       CHECK(out.robust_shortfall == RobustBoundShortfall(cfg.robust, n));
       CHECK(out.robust_shortfall.empty() == (n == 11));
       RoundAccount account("run", 1, 12.0);
-      for (uint32_t c = 1; c <= n; ++c) {
-        Participation p;
-        p.client = c;
-        p.device = *profiles->Device("phone-mid");
-        p.radio = *profiles->Radio("wifi");
-        p.region = *profiles->Region("world");
-        p.bytes_down = 1000;
-        p.bytes_up = 100;
-        p.flops = 1e6;
-        account.Add(p);
-      }
+      for (uint32_t c = 1; c <= n; ++c) account.Add(PhoneOnWifi(*profiles, c));
       account.SetVerdicts(out.verdicts);
       // Bulyan selects n - 2f = 6 (10) or 7 (11) of them; the others are rejected.
       CHECK(account.record().robust_rejected == 4);
