@@ -2394,8 +2394,10 @@ TEST_SUITE("coordinator") {
     };
     answered_while_closing(0);
     // A survivor leaves before the unmasking has run, another while it runs:
-    // the protocol is the work's, so neither is dropped from it (the sum keeps
-    // both; under tsan, a touch of it from this thread is a reported race).
+    // each is handled (the connection forgotten) without the protocol, which
+    // the close work holds, and the sum keeps both. (SecureRoundServer::Drop
+    // would not change the sum after stage 5 either: the guarantee that the
+    // driver does not touch the protocol is that it no longer has it.)
     d.OnDisconnect(3, 2);
     CHECK(d.Metrics().connected_clients == 2);
     hold.Release();
