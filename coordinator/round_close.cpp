@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace frugal::coordinator {
 namespace {
@@ -17,11 +19,29 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
+// Unmasks the round's secure sum and gives it to the engine. Only Finish's
+// CPU is counted, as when it ran on the driver's thread.
+SecureUnmaskResult UnmaskSecureSum(const RoundCloseInput& in) {
+  SecureUnmaskResult u;
+  const double cpu0 = ThreadCpuSeconds();
+  auto sum = in.secure->Finish();
+  u.cpu_s = ThreadCpuSeconds() - cpu0;
+  if (!sum.ok()) {
+    u.finished = sum.error();
+    return u;
+  }
+  u.ingested = in.engine->IngestSecureSum(in.round, sum->survivors, sum->sum);
+  u.sum = std::move(*sum);
+  if (!in.keep_secure_sum) u.sum.sum = std::vector<uint64_t>();  // frees it
+  return u;
+}
+
 }  // namespace
 
 RoundCloseResult RunRoundClose(const RoundCloseInput& in) {
   RoundCloseResult r;
   const std::string round = std::to_string(in.round);
+  if (in.secure != nullptr) r.unmasked = UnmaskSecureSum(in);
   const double cpu0 = ThreadCpuSeconds();
   if (in.defense != nullptr) {
     // FLTrust's reference and the trigger scan on the trusted set (server CPU, on the ledger).

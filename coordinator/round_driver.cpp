@@ -81,6 +81,9 @@ void AppendCsvLine(const std::filesystem::path& dir, const char* name, std::stri
 struct CloseJob {
   RoundCloseInput in;
   RoundCloseResult out;
+  // Secure pipeline: the round's protocol, the work's to unmask (in.secure
+  // points here) and back to the driver with the result, for its costs.
+  std::optional<privacy::SecureRoundServer> secure;
 };
 
 RoundRecord RecordFromRow(const RoundRow& r) {
@@ -411,7 +414,9 @@ void RoundDriver::OnDisconnect(uint64_t conn, double now_s) {
     for (const auto& [cid, ans] : eval_->answers) all = all && (ans.answered || ans.gone);
     if (all) FinishEvaluation();
   }
-  if (secure_) secure_->Drop(id);  // the open stage stops waiting for it
+  // The open stage stops waiting for it. While a round closes, secure_ is
+  // empty: the close work owns the protocol (it is unmasking), so nothing to drop.
+  if (secure_) secure_->Drop(id);
   auto slot = slots_.find(id);
   if (RoundOpen() && slot != slots_.end() && slot->second.state == SlotState::kWaiting) {
     slot->second.state = SlotState::kGone;
@@ -865,8 +870,8 @@ bool RoundDriver::TickSecure(double now_s) {
   const double limit = stage == 3 ? opened_at_ + config_.plan.deadline_s
                                   : secure_stage_at_ + config_.engine.secure.stage_timeout_s;
   if (!secure_->StageComplete() && now_s < limit) return false;
-  const double cpu0 = ThreadCpuSeconds();
   if (stage >= 1 && stage <= 4) {
+    const double cpu0 = ThreadCpuSeconds();
     const size_t delivered = secure_->Delivered(static_cast<uint32_t>(stage)).size();
     auto next = secure_->CloseStage();
     if (!next.ok()) {
@@ -897,45 +902,48 @@ bool RoundDriver::TickSecure(double now_s) {
     secure_server_cpu_s_ += secure_cpu;
     return false;
   }
-  auto sum = secure_->Finish();
-  const double secure_cpu = ThreadCpuSeconds() - cpu0;
-  round_cpu_s_ += secure_cpu;
-  secure_server_cpu_s_ += secure_cpu;
-  if (!sum.ok()) {
-    ++secure_failed_rounds_;
-    spdlog::warn("round {}: secure aggregation failed in unmasking: {}", round, sum.error().message());
-  } else if (Status st = engine_->IngestSecureSum(round, sum->survivors, sum->sum); !st.ok()) {
-    ++secure_failed_rounds_;
-    spdlog::warn("round {}: the unmasked sum was refused: {}", round, st.error().message());
-  } else {
-    for (uint64_t id : sum->survivors) {
-      Slot& s = slots_.at(id);
-      s.state = SlotState::kAccepted;
-      ++accepted_;
-      ++metrics_.updates_accepted;
-    }
-    spdlog::info("round {}: unmasked the sum of {} clients ({} dropped after sharing keys)", round,
-                 sum->survivors.size(), sum->dropped.size());
-    const std::filesystem::path o(config_.service.out_dir);
-    if (config_.engine.secure.debug_dump && !o.empty()) {
-      std::error_code ec;
-      std::filesystem::create_directories(o, ec);
-      const std::string base = "secagg_sum_r" + std::to_string(round);
-      Status w = WriteFileAtomic(o / (base + ".bin"), [&](std::ostream& out) {
-        for (uint64_t v : sum->sum) {
-          for (int b = 0; b < 8; ++b) out.put(static_cast<char>(v >> (8 * b)));
-        }
-      });
-      if (w.ok()) {
-        w = WriteFileAtomic(o / (base + ".survivors"), [&](std::ostream& out) {
-          for (uint64_t id : sum->survivors) out << clients_.at(id).name << '\n';
-        });
-      }
-      if (!w.ok()) spdlog::warn("secure.debug_dump: {}", w.error().message());
-    }
-  }
-  SettleSecure();
+  // Stage 5 is over: the unmasking (seconds at a thousand clients with
+  // drop-outs) is the first step of the close work, off this thread.
   return true;
+}
+
+void RoundDriver::ApplyUnmasked(uint32_t round, const SecureUnmaskResult& u) {
+  secure_server_cpu_s_ += u.cpu_s;  // inside the round's server CPU, which ApplyClose counts
+  if (!u.finished.ok()) {
+    ++secure_failed_rounds_;
+    spdlog::warn("round {}: secure aggregation failed in unmasking: {}", round, u.finished.error().message());
+    return;
+  }
+  if (!u.ingested.ok()) {
+    ++secure_failed_rounds_;
+    spdlog::warn("round {}: the unmasked sum was refused: {}", round, u.ingested.error().message());
+    return;
+  }
+  for (uint64_t id : u.sum.survivors) {
+    Slot& s = slots_.at(id);
+    s.state = SlotState::kAccepted;
+    ++accepted_;
+    ++metrics_.updates_accepted;
+  }
+  spdlog::info("round {}: unmasked the sum of {} clients ({} dropped after sharing keys)", round,
+               u.sum.survivors.size(), u.sum.dropped.size());
+  const std::filesystem::path o(config_.service.out_dir);
+  if (config_.engine.secure.debug_dump && !o.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o, ec);
+    const std::string base = "secagg_sum_r" + std::to_string(round);
+    Status w = WriteFileAtomic(o / (base + ".bin"), [&](std::ostream& out) {
+      for (uint64_t v : u.sum.sum) {
+        for (int b = 0; b < 8; ++b) out.put(static_cast<char>(v >> (8 * b)));
+      }
+    });
+    if (w.ok()) {
+      w = WriteFileAtomic(o / (base + ".survivors"), [&](std::ostream& out) {
+        for (uint64_t id : u.sum.survivors) out << clients_.at(id).name << '\n';
+      });
+    }
+    if (!w.ok()) spdlog::warn("secure.debug_dump: {}", w.error().message());
+  }
 }
 
 void RoundDriver::SettleSecure() {
@@ -979,16 +987,32 @@ void RoundDriver::CloseRound(double now_s) {
   in.evaluate_int8 = config_.eval_int8;
   if (round == config_.rounds && config_.distill.at_end && !student_) in.distill = &config_.distill;
   in.seed = config_.seed;
+  if (secure_) {
+    // Stage 5 ended (TickSecure): the protocol goes with the work, which
+    // unmasks the sum; this thread has no secure_ until ApplyClose.
+    job->secure = std::move(secure_);
+    secure_.reset();
+    in.secure = &*job->secure;
+    in.keep_secure_sum = config_.engine.secure.debug_dump;
+  }
   closing_ = std::move(c);
   spdlog::debug("round {}: closing", round);
   deps_.run_close(round, [job] { job->out = RunRoundClose(job->in); },
-                  [this, job] { ApplyClose(std::move(job->out)); });
+                  [this, job] { ApplyClose(std::move(job->out), std::move(job->secure)); });
 }
 
-void RoundDriver::ApplyClose(RoundCloseResult&& result) {
+void RoundDriver::ApplyClose(RoundCloseResult&& result, std::optional<privacy::SecureRoundServer> secure) {
   const double now_s = closing_->now_s;
-  const double cpu = closing_->cpu_before_s + result.cpu_s;
+  const uint32_t round = closing_->round;
+  // The round's server CPU: this thread's before the close, and the work's
+  // (the unmasking's and the aggregation's), on its thread.
+  const double cpu = closing_->cpu_before_s + (result.unmasked ? result.unmasked->cpu_s : 0) + result.cpu_s;
   closing_.reset();  // the engine is this thread's again
+  if (secure) {
+    secure_ = std::move(secure);
+    if (result.unmasked) ApplyUnmasked(round, *result.unmasked);
+    SettleSecure();  // the protocol's bytes on every slot; it ends here
+  }
   if (!result.status.ok()) {
     fatal_ = result.status.error();
     return;

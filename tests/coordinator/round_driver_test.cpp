@@ -160,6 +160,15 @@ double SummaryMetric(Rig& rig, const std::string& key) {
   return std::stod(json.substr(json.find(':', at) + 1));
 }
 
+// A number of the summary.json in `dir`'s run directory, by key (absent: the test fails).
+double SummaryMetricAt(const testing::TempDir& dir, const std::string& key) {
+  std::ifstream js(dir.Path("run") + "/summary.json");
+  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+  const size_t at = json.find("\"" + key + "\"");
+  REQUIRE(at != std::string::npos);
+  return std::stod(json.substr(json.find(':', at) + 1));
+}
+
 // A restarted coordinator: a fresh driver on the rig's store and configuration.
 std::unique_ptr<RoundDriver> RestartDriver(Rig& rig) {
   rig.driver.reset();
@@ -2215,6 +2224,279 @@ TEST_SUITE("coordinator") {
     CHECK(summary_value(run.dir) == summary_value(ref.dir));
     // The late updates were counted as refused, by reason.
     CHECK(d.Metrics().updates_rejected.at("round_closed") == 4);
+  }
+
+  TEST_CASE("a secure round's unmasking runs in the close work: meanwhile the driver refuses SecAgg messages and handles disconnects without the protocol; applied, the round equals an inline close's") {
+    // Client 4 vanishes after sharing its keys, so the unmasking reconstructs
+    // its pairwise masks as well as the survivors' self masks.
+    const std::vector<std::string> overrides = {
+        "rounds=1", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4", "round.min_clients=4",
+        "eval.examples=100", "secure.bits=16", "secure.debug_dump=true", "secure.stage_timeout_s=5",
+        "round.deadline_s=100"};
+    struct Run {
+      testing::TempDir dir;
+      Dataset test;
+      std::unique_ptr<Store> store;
+      CoordinatorConfig cfg;
+      FakeTransport transport;
+      std::unique_ptr<RoundDriver> driver;
+      std::map<uint64_t, privacy::SecureAggClient> clients;
+      std::vector<uint64_t> expect;  // the survivors' ring sum
+    };
+    auto make = [&](Run& r, HeldClose* hold) {
+      held.clear();
+      auto test = LoadFashionMnist(Split::kTest);
+      REQUIRE(test.ok());
+      r.test = std::move(*test);
+      auto store = Store::Open(r.dir.Path("coordinator.db"));
+      REQUIRE(store.ok());
+      r.store = std::move(*store);
+      auto cfg = ParseCoordinatorConfig("", "test", overrides);
+      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+      r.cfg = std::move(*cfg);
+      r.cfg.service.out_dir = r.dir.Path("run");
+      DriverDeps deps;
+      deps.store = r.store.get();
+      deps.test = &r.test;
+      auto profiles = EnergyProfiles::LoadDefault();
+      REQUIRE(profiles.ok());
+      deps.profiles = *profiles;
+      deps.transport = &r.transport;
+      deps.utc_hour = [] { return 12.0; };  // both runs price carbon at the same hour
+      if (hold != nullptr) {
+        deps.run_close = [hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+          hold->Run(round, std::move(work), std::move(apply));
+        };
+      }
+      auto d = RoundDriver::Create(r.cfg, std::move(deps));
+      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
+      r.driver = std::move(*d);
+    };
+    auto send = [](Run& r, uint64_t c, uint32_t stage, std::span<const uint8_t> body) {
+      v1::SecAgg m;
+      m.set_round(1);
+      m.set_stage(stage);
+      m.set_body(reinterpret_cast<const char*>(body.data()), body.size());
+      if (stage == 3 || stage == 5) {
+        m.set_protocol_cpu_s(0.25);
+        m.mutable_ledger()->set_flops(stage == 3 ? 500 : 1000);
+      }
+      r.driver->OnSecAgg(c, m, 1);
+    };
+    auto body_of = [](Run& r, uint64_t c, uint32_t stage) {
+      const v1::Envelope* e = r.transport.Last(c, v1::Envelope::kSecagg);
+      REQUIRE(e != nullptr);
+      REQUIRE(e->secagg().stage() == stage);
+      const std::string& b = e->secagg().body();
+      return std::vector<uint8_t>(b.begin(), b.end());
+    };
+    // Runs the protocol up to the unmask responses of clients 1..`unmaskers`;
+    // with all three survivors the last one closes the round.
+    auto play = [&](Run& r, uint64_t unmaskers) {
+      RoundDriver& d = *r.driver;
+      for (uint64_t c = 1; c <= 4; ++c) {
+        std::string name = "c";
+        name += std::to_string(c);
+        REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+      }
+      d.Tick(0);
+      uint32_t length = 0;
+      for (uint64_t c = 1; c <= 4; ++c) {
+        const v1::Envelope* task = r.transport.Last(c, v1::Envelope::kTask);
+        REQUIRE(task != nullptr);
+        auto plan = FromWire(task->task().secagg(), 1);
+        REQUIRE(plan.ok());
+        length = plan->round.length;
+        auto client = privacy::SecureAggClient::Create(plan->round, plan->position);
+        REQUIRE(client.ok());
+        r.clients.emplace(c, std::move(*client));
+      }
+      for (uint64_t c = 1; c <= 4; ++c) {
+        auto keys = r.clients.at(c).AdvertiseKeys();
+        REQUIRE(keys.ok());
+        send(r, c, 1, *keys);
+      }
+      for (uint64_t c = 1; c <= 4; ++c) {
+        auto shares = r.clients.at(c).ShareKeys(body_of(r, c, 2));
+        REQUIRE(shares.ok());
+        send(r, c, 2, *shares);
+      }
+      d.OnDisconnect(4, 1);
+      const uint64_t mask = (uint64_t{1} << 16) - 1;
+      r.expect.assign(length, 0);
+      Rng rng(5);
+      for (uint64_t c = 1; c <= 3; ++c) {
+        std::vector<uint64_t> input(length);
+        for (uint64_t& v : input) v = static_cast<uint64_t>(static_cast<int64_t>(rng.UniformInt(201)) - 100) & mask;
+        for (uint32_t j = 0; j < length; ++j) r.expect[j] = (r.expect[j] + input[j]) & mask;
+        auto masked = r.clients.at(c).MaskedInput(body_of(r, c, 3), input);
+        REQUIRE(masked.ok());
+        send(r, c, 3, *masked);
+      }
+      for (uint64_t c = 1; c <= 3; ++c) {
+        auto signature = r.clients.at(c).SignSurvivors(body_of(r, c, 4));
+        REQUIRE(signature.ok());
+        send(r, c, 4, *signature);
+      }
+      for (uint64_t c = 1; c <= unmaskers; ++c) {
+        auto response = r.clients.at(c).Unmask(body_of(r, c, 5));
+        REQUIRE(response.ok());
+        send(r, c, 5, *response);
+      }
+    };
+    auto dumped_sum = [](Run& r) {
+      std::ifstream in(r.dir.Path("run") + "/secagg_sum_r1.bin", std::ios::binary);
+      std::vector<uint64_t> sum(r.expect.size(), 0);
+      for (uint64_t& v : sum) {
+        for (int b = 0; b < 8; ++b) v |= static_cast<uint64_t>(static_cast<uint8_t>(in.get())) << (8 * b);
+      }
+      CHECK(in.good());
+      return sum;
+    };
+
+    // The reference: the unmasking and the close inline, as without run_close.
+    Run ref;
+    make(ref, nullptr);
+    play(ref, 3);
+    REQUIRE_FALSE(ref.driver->fatal().has_value());
+    REQUIRE_FALSE(ref.driver->closing());
+    REQUIRE(ref.driver->records().size() == 1);
+    CHECK(ref.driver->records()[0].completed == 3);
+
+    Run run;
+    HeldClose hold;  // after run: destroyed first, so a held close finishes on a live driver
+    make(run, &hold);
+    play(run, 3);
+    RoundDriver& d = *run.driver;
+    // The last unmask response closed stage 5: the unmasking waits on the hook with the rest of the close.
+    REQUIRE(hold.pending());
+    CHECK(hold.round() == 1);
+    REQUIRE(d.closing());
+    CHECK(d.records().empty());
+    CHECK_FALSE(std::filesystem::exists(run.dir.Path("run") + "/secagg_sum_r1.bin"));  // written when applied
+    auto answered_while_closing = [&](int pass) {
+      CAPTURE(pass);
+      const DriverMetrics m = d.Metrics();
+      CHECK(m.state == "closing");
+      CHECK(m.round == 1);
+      CHECK_FALSE(m.round_open);
+      CHECK(m.round_closing);
+      CHECK(m.updates_accepted == 0);  // the survivors are accepted once the unmasked sum is applied
+      // A SecAgg message arriving now (a stage 5 response from client 1 again) is refused, naming the close.
+      run.transport.sent[1].clear();
+      send(run, 1, 5, std::vector<uint8_t>(64, 0));
+      const v1::Envelope* err = run.transport.Last(1, v1::Envelope::kError);
+      REQUIRE(err != nullptr);
+      CHECK(err->error().message().find("round 1 is closing") != std::string::npos);
+      CHECK_FALSE(d.Busy(2));
+      d.Tick(2);
+      CHECK(d.closing());
+    };
+    answered_while_closing(0);
+    // A survivor leaves before the unmasking has run, another while it runs:
+    // each is handled (the connection forgotten) without the protocol, which
+    // the close work holds, and the sum keeps both. (SecureRoundServer::Drop
+    // would not change the sum after stage 5 either: the guarantee that the
+    // driver does not touch the protocol is that it no longer has it.)
+    d.OnDisconnect(3, 2);
+    CHECK(d.Metrics().connected_clients == 2);
+    hold.Release();
+    answered_while_closing(1);
+    d.OnDisconnect(2, 2);
+    CHECK(d.Metrics().connected_clients == 1);
+    hold.Apply();
+    REQUIRE_FALSE(d.closing());
+    REQUIRE_FALSE(d.fatal().has_value());
+    REQUIRE(d.records().size() == 1);
+    CHECK(d.records()[0].completed == 3);
+    CHECK(d.Metrics().updates_accepted == 3);
+    CHECK(d.Metrics().state != "closing");
+    CHECK(dumped_sum(run) == run.expect);
+    CHECK(dumped_sum(ref) == ref.expect);
+    CHECK(run.expect == ref.expect);
+
+    // The stored run is the inline run's: model, round row and every ledger row, protocol bytes included.
+    CHECK(std::equal(d.global_model().begin(), d.global_model().end(), ref.driver->global_model().begin(),
+                     ref.driver->global_model().end()));
+    auto state_ref = ref.store->LoadRun(ref.cfg.run_id), state_run = run.store->LoadRun(run.cfg.run_id);
+    REQUIRE(state_ref.ok());
+    REQUIRE(state_run.ok());
+    CHECK((*state_run)->version == (*state_ref)->version);
+    CHECK((*state_run)->model == (*state_ref)->model);
+    CHECK((*state_run)->engine_state == (*state_ref)->engine_state);
+    auto rows_ref = ref.store->Rounds(ref.cfg.run_id), rows_run = run.store->Rounds(run.cfg.run_id);
+    REQUIRE(rows_ref.ok());
+    REQUIRE(rows_run.ok());
+    REQUIRE(rows_run->size() == 1);
+    REQUIRE(rows_ref->size() == 1);
+    const RoundRow &a = (*rows_ref)[0], &b = (*rows_run)[0];
+    CHECK(b.new_version == a.new_version);
+    CHECK(b.applied == a.applied);
+    CHECK(b.accuracy == a.accuracy);
+    CHECK(b.loss == a.loss);
+    CHECK(b.bytes_up == a.bytes_up);
+    CHECK(b.bytes_down == a.bytes_down);
+    CHECK(b.joules_compute == a.joules_compute);
+    CHECK(b.joules_radio == a.joules_radio);
+    CHECK(b.gco2e == a.gco2e);
+    CHECK(b.selected == a.selected);
+    CHECK(b.completed == a.completed);
+    CHECK(b.wall_seconds == a.wall_seconds);
+    CHECK(b.protocol_bytes_up == a.protocol_bytes_up);
+    CHECK(b.protocol_bytes_down == a.protocol_bytes_down);
+    CHECK(b.protocol_bytes_up > 0);
+    CHECK(b.protocol_client_cpu_s == a.protocol_client_cpu_s);
+    CHECK(b.secure_failed == a.secure_failed);
+    CHECK_FALSE(b.secure_failed);
+    // The unmasking's CPU, measured on the worker's thread, is in the round's server CPU and the protocol's.
+    CHECK(b.protocol_server_cpu_s > 0);
+    CHECK(b.server_joules > 0);
+    auto ledger_ref = ref.store->Ledger(ref.cfg.run_id), ledger_run = run.store->Ledger(run.cfg.run_id);
+    REQUIRE(ledger_ref.ok());
+    REQUIRE(ledger_run.ok());
+    REQUIRE(ledger_run->size() == 4);
+    REQUIRE(ledger_ref->size() == 4);
+    for (size_t i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      const LedgerRow &x = (*ledger_ref)[i], &y = (*ledger_run)[i];
+      CHECK(y.client_id == x.client_id);
+      CHECK(y.bytes_up == x.bytes_up);
+      CHECK(y.bytes_down == x.bytes_down);
+      CHECK(y.flops == x.flops);
+      CHECK(y.total_j == x.total_j);
+      CHECK(y.gco2e == x.gco2e);
+      CHECK(y.outcome == x.outcome);
+      CHECK(y.outcome == (y.client_id == 4 ? ClientOutcome::kDropped : ClientOutcome::kParticipated));
+    }
+    CHECK(SummaryMetricAt(run.dir, "secure_failed_rounds") == 0);
+    CHECK(SummaryMetricAt(run.dir, "secure_server_cpu_seconds") > 0);
+
+    // An unmasking that fails on the worker (one unmask response of three, too
+    // few shares once stage 5's deadline passes) is the protocol's failure, as
+    // inline: counted, the round closed without the sum, the model unchanged.
+    Run failed;
+    HeldClose hold_failed;
+    make(failed, &hold_failed);
+    play(failed, 1);
+    RoundDriver& f = *failed.driver;
+    CHECK_FALSE(hold_failed.pending());  // stage 5 waits for the others until its deadline
+    f.Tick(1 + 5);
+    REQUIRE(hold_failed.pending());
+    REQUIRE(f.closing());
+    hold_failed.Release();
+    hold_failed.Apply();
+    REQUIRE_FALSE(f.fatal().has_value());
+    REQUIRE(f.records().size() == 1);
+    CHECK(f.records()[0].completed == 0);
+    CHECK(f.version() == 1);
+    CHECK(f.Metrics().updates_accepted == 0);
+    CHECK_FALSE(std::filesystem::exists(failed.dir.Path("run") + "/secagg_sum_r1.bin"));
+    auto rows_failed = failed.store->Rounds(failed.cfg.run_id);
+    REQUIRE(rows_failed.ok());
+    REQUIRE(rows_failed->size() == 1);
+    CHECK((*rows_failed)[0].secure_failed);
+    CHECK((*rows_failed)[0].protocol_bytes_up > 0);  // settled after the failed unmasking
+    CHECK(SummaryMetricAt(failed.dir, "secure_failed_rounds") == 1);
   }
 
   TEST_CASE("a close work that fails on its thread is the driver's fatal error once applied, and commits nothing") {

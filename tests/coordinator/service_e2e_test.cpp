@@ -696,6 +696,44 @@ TEST_SUITE("coordinator") {
     CHECK(ReadFile(fleet.dir.Path("run/rounds.csv")).find("\n1,") != std::string::npos);
   }
 
+  TEST_CASE("a round's close runs off the I/O thread: a secure round's unmasking is held with it, /status says closing, and the round then commits the survivors' sum") {
+    Fleet fleet({"device-0", "device-1", "device-2", "device-3"});
+    auto coordinator = std::make_unique<Process>(
+        fleet.CoordinatorArgs({"run_id=\"e2e-close-secure\"", "rounds=2", "model=\"logreg\"", "pipeline=\"secure\"",
+                               "round.clients_per_round=4", "round.min_clients=4", "round.deadline_s=60",
+                               "secure.stage_timeout_s=60", "secure.debug_dump=true", "eval.examples=200",
+                               "service.debug_hold_close_round=1"}),
+        fleet.dir.Path("coordinator.log"));
+    WaitPort(fleet.dir.Path("port"), *coordinator);
+    const uint16_t status_port = WaitPort(fleet.dir.Path("status_port"), *coordinator);
+    std::vector<std::unique_ptr<Process>> clients = fleet.StartClients(4);
+    const std::string hold = fleet.dir.Path("run/close_hold_r1");
+    const std::string dump = fleet.dir.Path("run/secagg_sum_r1.bin");
+    const bool closing = WaitForStatus(status_port, *coordinator, [&](const nlohmann::json& st) {
+      return st["round"] == 1 && st["state"] == "closing" && std::filesystem::exists(hold);
+    });
+    INFO(ReadFile(fleet.dir.Path("coordinator.log")));
+    REQUIRE(closing);
+    // Every unmask response is in, and the unmasking waits with the rest of
+    // the close: its sum is dumped only when the result is applied.
+    CHECK_FALSE(std::filesystem::exists(dump));
+    CHECK(ReadFile(fleet.dir.Path("coordinator.log")).find("unmasked the sum") == std::string::npos);
+    auto st = Status(status_port);
+    REQUIRE(st);
+    CHECK((*st)["state"] == "closing");
+    CHECK((*st)["rounds_completed"] == 0);
+    std::filesystem::remove(hold);
+    const auto code = coordinator->Wait(600);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
+    CheckRoundsCommittedOnce(fleet.dir.Path("coordinator.db"), "e2e-close-secure", 2);
+    const std::string log = ReadFile(fleet.dir.Path("coordinator.log"));
+    CHECK(log.find("round 1: unmasked the sum of 4 clients") != std::string::npos);
+    CHECK(log.find("secure aggregation failed") == std::string::npos);
+    CHECK(std::filesystem::exists(dump));
+  }
+
   TEST_CASE("secure pipeline: ten client processes, two killed after sharing keys, rounds end with the exact sum of the survivors' ring inputs") {
     // With distributed DP: each client clips and adds Skellam noise keyed
     // from its own RAND_bytes, and the coordinator accounts each round with

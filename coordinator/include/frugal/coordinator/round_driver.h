@@ -4,8 +4,8 @@
 // at K updates, when every selected client has answered or vanished, or at the
 // deadline, then evaluates, costs the ledger, commits the round to the Store in
 // one transaction and rewrites the run directory. No sockets: tests drive it directly.
-// A round's heavy close work (aggregation, the trusted-set work, evaluation,
-// distillation) runs wherever DriverDeps::run_close puts it; meanwhile the
+// A round's heavy close work (a secure round's unmasking, aggregation, the
+// trusted-set work, evaluation, distillation) runs wherever DriverDeps::run_close puts it; meanwhile the
 // driver keeps answering events, with the round shown as closing.
 #pragma once
 
@@ -130,18 +130,20 @@ struct DriverDeps {
   // Optional: when set, the run directory's wire.csv gets each round's TCP
   // bytes (from the round's opening to its commit) beside its payload bytes.
   std::function<WireTotals()> wire_totals;
-  // Where a round's close work runs: the trusted-set work, the aggregation,
-  // the evaluation of the released model and, after the last round, the
-  // distillation. run_close(round, work, apply) must call work() once, on one
-  // thread other than the driver's or on the driver's own, and afterwards
-  // apply() on the driver's thread; between the two the driver answers every
-  // event without touching the engine (the round shows as closing, an update
-  // for it is refused as round_closed), and apply() costs, commits and
+  // Where a round's close work runs: a secure round's unmasking, the
+  // trusted-set work, the aggregation, the evaluation of the released model
+  // and, after the last round, the distillation. run_close(round, work,
+  // apply) must call work() once, on one thread other than the driver's or
+  // on the driver's own, and afterwards apply() on the driver's thread;
+  // between the two the driver answers every event without touching the
+  // engine or the secure protocol (the round shows as closing, an update or
+  // a SecAgg message for it is refused), and apply() costs, commits and
   // announces the round. Empty: work() then apply(), inline, at once.
   std::function<void(uint32_t round, std::function<void()> work, std::function<void()> apply)> run_close;
 };
 
 struct RoundCloseResult;
+struct SecureUnmaskResult;
 
 class RoundDriver {
  public:
@@ -232,8 +234,9 @@ class RoundDriver {
   // Secure pipeline: plans the round's protocol (nullopt and a warning when it cannot run).
   std::optional<std::map<uint64_t, SecureTaskPlan>> PlanSecure(uint32_t round, std::span<const uint64_t> selected);
   // Secure pipeline: closes a stage that is complete or past its deadline and
-  // sends the next stage's messages; true once the protocol has ended (the sum
-  // went to the engine, or the round failed) and the round may close.
+  // sends the next stage's messages; true once the round may close: stage 5
+  // is over (secure_ stays set: CloseRound hands it to the close work, which
+  // unmasks the sum), or the protocol failed or never ran (secure_ empty).
   bool TickSecure(double now_s);
   // Each selected client's protocol bytes into its slot; the protocol ends.
   void SettleSecure();
@@ -243,7 +246,11 @@ class RoundDriver {
   // Hands the round's close work to run_close; ApplyClose takes its result
   // back on the driver's thread and finishes the round.
   void CloseRound(double now_s);
-  void ApplyClose(RoundCloseResult&& result);
+  // `secure`: the round's protocol, back from the work that unmasked its sum.
+  void ApplyClose(RoundCloseResult&& result, std::optional<privacy::SecureRoundServer> secure);
+  // The unmasking's outcome: its CPU, a failure counted and logged, or the
+  // survivors' slots accepted (and secure.debug_dump's files written).
+  void ApplyUnmasked(uint32_t round, const SecureUnmaskResult& u);
   // The open round as the driver's thread may see it: false while closing.
   bool RoundOpen() const { return !closing_ && engine_->round_open(); }
   // The round in progress, or closing, or the last opened (the engine's, read only when it is not closing).
