@@ -151,15 +151,6 @@ struct Rig {
   std::unique_ptr<RoundDriver> driver;
 };
 
-// A number of the rig's run directory's summary.json, by key (absent: the test fails).
-double SummaryMetric(Rig& rig, const std::string& key) {
-  std::ifstream js(rig.dir.Path("run") + "/summary.json");
-  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-  const size_t at = json.find("\"" + key + "\"");
-  REQUIRE(at != std::string::npos);
-  return std::stod(json.substr(json.find(':', at) + 1));
-}
-
 // A number of the summary.json in `dir`'s run directory, by key (absent: the test fails).
 double SummaryMetricAt(const testing::TempDir& dir, const std::string& key) {
   std::ifstream js(dir.Path("run") + "/summary.json");
@@ -168,6 +159,9 @@ double SummaryMetricAt(const testing::TempDir& dir, const std::string& key) {
   REQUIRE(at != std::string::npos);
   return std::stod(json.substr(json.find(':', at) + 1));
 }
+
+// The same of the rig's run directory.
+double SummaryMetric(Rig& rig, const std::string& key) { return SummaryMetricAt(rig.dir, key); }
 
 // A restarted coordinator: a fresh driver on the rig's store and configuration.
 std::unique_ptr<RoundDriver> RestartDriver(Rig& rig) {
@@ -183,70 +177,6 @@ std::unique_ptr<RoundDriver> RestartDriver(Rig& rig) {
   REQUIRE(driver.ok());
   return std::move(*driver);
 }
-
-std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
-  auto rig = std::make_unique<Rig>();
-  held.clear();
-  auto test = LoadFashionMnist(Split::kTest);
-  REQUIRE(test.ok());
-  rig->test = std::move(*test);
-  auto store = Store::Open(rig->dir.Path("coordinator.db"));
-  REQUIRE(store.ok());
-  rig->store = std::move(*store);
-  auto cfg = ParseCoordinatorConfig("", "test", overrides);
-  REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
-  rig->cfg = std::move(*cfg);
-  rig->cfg.service.out_dir = rig->dir.Path("run");
-  DriverDeps deps;
-  deps.store = rig->store.get();
-  deps.test = &rig->test;
-  auto profiles = EnergyProfiles::LoadDefault();
-  REQUIRE(profiles.ok());
-  deps.profiles = *profiles;
-  deps.transport = &rig->transport;
-  auto driver = RoundDriver::Create(rig->cfg, std::move(deps));
-  REQUIRE(driver.ok());
-  rig->driver = std::move(*driver);
-  return rig;
-}
-
-// The error of a driver that must refuse to start with these overrides.
-Error StartRefusal(const std::vector<std::string>& overrides) {
-  testing::TempDir dir;
-  auto test = LoadFashionMnist(Split::kTest);
-  REQUIRE(test.ok());
-  auto store = Store::Open(dir.Path("coordinator.db"));
-  REQUIRE(store.ok());
-  auto cfg = ParseCoordinatorConfig("", "test", overrides);
-  REQUIRE(cfg.ok());
-  FakeTransport transport;
-  DriverDeps deps;
-  deps.store = store->get();
-  deps.test = &*test;
-  deps.transport = &transport;
-  auto driver = RoundDriver::Create(*cfg, std::move(deps));
-  REQUIRE_FALSE(driver.ok());
-  return driver.error();
-}
-
-// A driver of `cfg` over `store` and `transport`, with the default energy
-// profiles; the test set is also its trusted sample's source (any
-// 784-feature set will do for the trigger defence's tests).
-std::unique_ptr<RoundDriver> MakeTrustedDriver(const CoordinatorConfig& cfg, Store* store, const Dataset& test,
-                                               FakeTransport& transport) {
-  DriverDeps deps;
-  deps.store = store;
-  deps.test = &test;
-  deps.train = &test;
-  auto profiles = EnergyProfiles::LoadDefault();
-  REQUIRE(profiles.ok());
-  deps.profiles = *profiles;
-  deps.transport = &transport;
-  auto d = RoundDriver::Create(cfg, std::move(deps));
-  REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-  return std::move(*d);
-}
-
 
 // DriverDeps::run_close for the tests of a closing round: the close work runs
 // on a thread of its own, as on the service's close worker, but only once
@@ -296,6 +226,92 @@ class HeldClose {
   bool released_ = false;
   std::thread worker_;
 };
+// What a rig's driver gets beyond the store, the test set, the default
+// energy profiles and the fake transport.
+struct RigOptions {
+  // The test set is also the trusted sample's and the distillation pool's
+  // source (DriverDeps::train): any 784-feature set will do.
+  bool trusted = false;
+  HeldClose* hold = nullptr;  // non-null: every close runs through it (DriverDeps::run_close)
+  bool noon = false;          // carbon priced at 12:00 UTC, so that two runs price alike
+};
+
+// Fills `rig` (its directory already made) with a new run of `overrides` and its driver.
+void InitRig(Rig& rig, const std::vector<std::string>& overrides, const RigOptions& opts = {}) {
+  held.clear();
+  auto test = LoadFashionMnist(Split::kTest);
+  REQUIRE(test.ok());
+  rig.test = std::move(*test);
+  auto store = Store::Open(rig.dir.Path("coordinator.db"));
+  REQUIRE(store.ok());
+  rig.store = std::move(*store);
+  auto cfg = ParseCoordinatorConfig("", "test", overrides);
+  REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
+  rig.cfg = std::move(*cfg);
+  rig.cfg.service.out_dir = rig.dir.Path("run");
+  DriverDeps deps;
+  deps.store = rig.store.get();
+  deps.test = &rig.test;
+  if (opts.trusted) deps.train = &rig.test;
+  auto profiles = EnergyProfiles::LoadDefault();
+  REQUIRE(profiles.ok());
+  deps.profiles = *profiles;
+  deps.transport = &rig.transport;
+  if (opts.noon) deps.utc_hour = [] { return 12.0; };
+  if (HeldClose* hold = opts.hold) {
+    deps.run_close = [hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
+      hold->Run(round, std::move(work), std::move(apply));
+    };
+  }
+  auto driver = RoundDriver::Create(rig.cfg, std::move(deps));
+  REQUIRE_MESSAGE(driver.ok(), driver.error().ToString());
+  rig.driver = std::move(*driver);
+}
+
+std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
+  auto rig = std::make_unique<Rig>();
+  InitRig(*rig, overrides);
+  return rig;
+}
+
+// The error of a driver that must refuse to start with these overrides.
+Error StartRefusal(const std::vector<std::string>& overrides) {
+  testing::TempDir dir;
+  auto test = LoadFashionMnist(Split::kTest);
+  REQUIRE(test.ok());
+  auto store = Store::Open(dir.Path("coordinator.db"));
+  REQUIRE(store.ok());
+  auto cfg = ParseCoordinatorConfig("", "test", overrides);
+  REQUIRE(cfg.ok());
+  FakeTransport transport;
+  DriverDeps deps;
+  deps.store = store->get();
+  deps.test = &*test;
+  deps.transport = &transport;
+  auto driver = RoundDriver::Create(*cfg, std::move(deps));
+  REQUIRE_FALSE(driver.ok());
+  return driver.error();
+}
+
+// A driver of `cfg` over `store` and `transport`, with the default energy
+// profiles; the test set is also its trusted sample's source (any
+// 784-feature set will do for the trigger defence's tests).
+std::unique_ptr<RoundDriver> MakeTrustedDriver(const CoordinatorConfig& cfg, Store* store, const Dataset& test,
+                                               FakeTransport& transport) {
+  DriverDeps deps;
+  deps.store = store;
+  deps.test = &test;
+  deps.train = &test;
+  auto profiles = EnergyProfiles::LoadDefault();
+  REQUIRE(profiles.ok());
+  deps.profiles = *profiles;
+  deps.transport = &transport;
+  auto d = RoundDriver::Create(cfg, std::move(deps));
+  REQUIRE_MESSAGE(d.ok(), d.error().ToString());
+  return std::move(*d);
+}
+
+
 }  // namespace
 
 TEST_SUITE("coordinator") {
@@ -2032,47 +2048,11 @@ TEST_SUITE("coordinator") {
         "rounds=2", "model=\"logreg\"", "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=100",
         "eval.examples=500", "uplink.density=0.1", "server.robust=\"fltrust\"", "server.trusted_examples=50",
         "distill.at_end=true", "distill.student=\"logreg\"", "distill.pool_examples=300", "distill.epochs=1"};
-    struct Run {
-      testing::TempDir dir;
-      Dataset test;
-      std::unique_ptr<Store> store;
-      CoordinatorConfig cfg;
-      FakeTransport transport;
-      std::unique_ptr<RoundDriver> driver;
-    };
-    auto make = [&](Run& r, HeldClose* hold) {
-      held.clear();
-      auto test = LoadFashionMnist(Split::kTest);
-      REQUIRE(test.ok());
-      r.test = std::move(*test);
-      auto store = Store::Open(r.dir.Path("coordinator.db"));
-      REQUIRE(store.ok());
-      r.store = std::move(*store);
-      auto cfg = ParseCoordinatorConfig("", "test", overrides);
-      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
-      r.cfg = std::move(*cfg);
-      r.cfg.service.out_dir = r.dir.Path("run");
-      DriverDeps deps;
-      deps.store = r.store.get();
-      deps.test = &r.test;
-      deps.train = &r.test;  // the trusted set's and the pool's source: any 784-feature set will do
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &r.transport;
-      deps.utc_hour = [] { return 12.0; };  // both runs price carbon at the same hour
-      if (hold != nullptr) {
-        deps.run_close = [hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
-          hold->Run(round, std::move(work), std::move(apply));
-        };
-      }
-      auto d = RoundDriver::Create(r.cfg, std::move(deps));
-      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-      r.driver = std::move(*d);
-    };
+    // Both runs price carbon at the same hour.
+    auto make = [&](Rig& r, HeldClose* hold) { InitRig(r, overrides, {.trusted = true, .hold = hold, .noon = true}); };
 
     // The reference: every close inline, as the driver does without run_close.
-    Run ref;
+    Rig ref;
     make(ref, nullptr);
     REQUIRE(ref.driver->OnHello(1, "alice", MakeHello("alice"), 0).ok());
     REQUIRE(ref.driver->OnHello(2, "bob", MakeHello("bob"), 0).ok());
@@ -2089,7 +2069,7 @@ TEST_SUITE("coordinator") {
     const std::map<uint64_t, std::pair<uint32_t, std::vector<float>>> ref_held = held;
 
     // The same run with each close held on its own thread.
-    Run run;
+    Rig run;
     HeldClose hold;  // after run: destroyed first, so a held close (of a failed check) finishes on a live driver
     make(run, &hold);
     RoundDriver& d = *run.driver;
@@ -2213,15 +2193,7 @@ TEST_SUITE("coordinator") {
     }
     // The clients followed the same chain, and the distilled student is the same.
     CHECK(held == ref_held);
-    const std::string metric = "student_accuracy";
-    auto summary_value = [&](const testing::TempDir& dir) {
-      std::ifstream js(dir.Path("run") + "/summary.json");
-      const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-      const size_t at = json.find("\"" + metric + "\"");
-      REQUIRE(at != std::string::npos);
-      return std::stod(json.substr(json.find(':', at) + 1));
-    };
-    CHECK(summary_value(run.dir) == summary_value(ref.dir));
+    CHECK(SummaryMetric(run, "student_accuracy") == SummaryMetric(ref, "student_accuracy"));
     // The late updates were counted as refused, by reason.
     CHECK(d.Metrics().updates_rejected.at("round_closed") == 4);
   }
@@ -2233,45 +2205,12 @@ TEST_SUITE("coordinator") {
         "rounds=1", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4", "round.min_clients=4",
         "eval.examples=100", "secure.bits=16", "secure.debug_dump=true", "secure.stage_timeout_s=5",
         "round.deadline_s=100"};
-    struct Run {
-      testing::TempDir dir;
-      Dataset test;
-      std::unique_ptr<Store> store;
-      CoordinatorConfig cfg;
-      FakeTransport transport;
-      std::unique_ptr<RoundDriver> driver;
+    struct Run : Rig {
       std::map<uint64_t, privacy::SecureAggClient> clients;
       std::vector<uint64_t> expect;  // the survivors' ring sum
     };
-    auto make = [&](Run& r, HeldClose* hold) {
-      held.clear();
-      auto test = LoadFashionMnist(Split::kTest);
-      REQUIRE(test.ok());
-      r.test = std::move(*test);
-      auto store = Store::Open(r.dir.Path("coordinator.db"));
-      REQUIRE(store.ok());
-      r.store = std::move(*store);
-      auto cfg = ParseCoordinatorConfig("", "test", overrides);
-      REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
-      r.cfg = std::move(*cfg);
-      r.cfg.service.out_dir = r.dir.Path("run");
-      DriverDeps deps;
-      deps.store = r.store.get();
-      deps.test = &r.test;
-      auto profiles = EnergyProfiles::LoadDefault();
-      REQUIRE(profiles.ok());
-      deps.profiles = *profiles;
-      deps.transport = &r.transport;
-      deps.utc_hour = [] { return 12.0; };  // both runs price carbon at the same hour
-      if (hold != nullptr) {
-        deps.run_close = [hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
-          hold->Run(round, std::move(work), std::move(apply));
-        };
-      }
-      auto d = RoundDriver::Create(r.cfg, std::move(deps));
-      REQUIRE_MESSAGE(d.ok(), d.error().ToString());
-      r.driver = std::move(*d);
-    };
+    // Both runs price carbon at the same hour.
+    auto make = [&](Run& r, HeldClose* hold) { InitRig(r, overrides, {.hold = hold, .noon = true}); };
     auto send = [](Run& r, uint64_t c, uint32_t stage, std::span<const uint8_t> body) {
       v1::SecAgg m;
       m.set_round(1);
