@@ -268,6 +268,68 @@ void InitRig(Rig& rig, const std::vector<std::string>& overrides, const RigOptio
   rig.driver = std::move(*driver);
 }
 
+// What must match between a run whose closes were held on another thread and
+// the same run closed inline: the driver's model, the stored model, version
+// and engine state, `rounds` round rows (server joules apart: measured CPU
+// seconds, priced on whichever thread ran them) and every ledger row.
+void CheckSameStoredRun(const Rig& ref, const Rig& run, size_t rounds) {
+  const std::span<const float> m_ref = ref.driver->global_model(), m_run = run.driver->global_model();
+  CHECK(std::equal(m_run.begin(), m_run.end(), m_ref.begin(), m_ref.end()));
+  auto state_ref = ref.store->LoadRun(ref.cfg.run_id), state_run = run.store->LoadRun(run.cfg.run_id);
+  REQUIRE(state_ref.ok());
+  REQUIRE(state_run.ok());
+  CHECK((*state_run)->version == (*state_ref)->version);
+  CHECK((*state_run)->model == (*state_ref)->model);
+  CHECK((*state_run)->engine_state == (*state_ref)->engine_state);
+  auto rows_ref = ref.store->Rounds(ref.cfg.run_id), rows_run = run.store->Rounds(run.cfg.run_id);
+  REQUIRE(rows_ref.ok());
+  REQUIRE(rows_run.ok());
+  REQUIRE(rows_run->size() == rounds);
+  REQUIRE(rows_ref->size() == rounds);
+  for (size_t i = 0; i < rounds; ++i) {
+    CAPTURE(i);
+    const RoundRow &a = (*rows_ref)[i], &b = (*rows_run)[i];
+    CHECK(b.round == a.round);
+    CHECK(b.new_version == a.new_version);
+    CHECK(b.applied == a.applied);
+    CHECK(b.accuracy == a.accuracy);
+    CHECK(b.loss == a.loss);
+    CHECK(b.bytes_up == a.bytes_up);
+    CHECK(b.bytes_down == a.bytes_down);
+    CHECK(b.joules_compute == a.joules_compute);
+    CHECK(b.joules_radio == a.joules_radio);
+    CHECK(b.gco2e == a.gco2e);
+    CHECK(b.selected == a.selected);
+    CHECK(b.completed == a.completed);
+    CHECK(b.wall_seconds == a.wall_seconds);
+    CHECK(b.robust_clipped == a.robust_clipped);
+    CHECK(b.robust_downweighted == a.robust_downweighted);
+    CHECK(b.robust_rejected == a.robust_rejected);
+    CHECK(b.protocol_bytes_up == a.protocol_bytes_up);
+    CHECK(b.protocol_bytes_down == a.protocol_bytes_down);
+    CHECK(b.protocol_client_cpu_s == a.protocol_client_cpu_s);
+    CHECK(b.secure_failed == a.secure_failed);
+    CHECK(b.server_joules > 0);
+  }
+  auto ledger_ref = ref.store->Ledger(ref.cfg.run_id), ledger_run = run.store->Ledger(run.cfg.run_id);
+  REQUIRE(ledger_ref.ok());
+  REQUIRE(ledger_run.ok());
+  REQUIRE(ledger_run->size() == ledger_ref->size());
+  for (size_t i = 0; i < ledger_ref->size(); ++i) {
+    CAPTURE(i);
+    const LedgerRow &a = (*ledger_ref)[i], &b = (*ledger_run)[i];
+    CHECK(b.round == a.round);
+    CHECK(b.client_id == a.client_id);
+    CHECK(b.bytes_up == a.bytes_up);
+    CHECK(b.bytes_down == a.bytes_down);
+    CHECK(b.flops == a.flops);
+    CHECK(b.total_j == a.total_j);
+    CHECK(b.gco2e == a.gco2e);
+    CHECK(b.outcome == a.outcome);
+    CHECK(b.robust == a.robust);
+  }
+}
+
 std::unique_ptr<Rig> MakeRig(const std::vector<std::string>& overrides) {
   auto rig = std::make_unique<Rig>();
   InitRig(*rig, overrides);
@@ -2140,57 +2202,7 @@ TEST_SUITE("coordinator") {
     REQUIRE(d.done());
 
     // The stored run is the inline run's: model, rounds and every client's ledger row.
-    CHECK(d.global_model().size() == ref.driver->global_model().size());
-    CHECK(std::equal(d.global_model().begin(), d.global_model().end(), ref.driver->global_model().begin()));
-    auto state_ref = ref.store->LoadRun(ref.cfg.run_id), state_run = run.store->LoadRun(run.cfg.run_id);
-    REQUIRE(state_ref.ok());
-    REQUIRE(state_run.ok());
-    CHECK((*state_run)->version == (*state_ref)->version);
-    CHECK((*state_run)->model == (*state_ref)->model);
-    CHECK((*state_run)->engine_state == (*state_ref)->engine_state);
-    auto rows_ref = ref.store->Rounds(ref.cfg.run_id), rows_run = run.store->Rounds(run.cfg.run_id);
-    REQUIRE(rows_ref.ok());
-    REQUIRE(rows_run.ok());
-    REQUIRE(rows_run->size() == 2);
-    REQUIRE(rows_ref->size() == 2);
-    for (size_t i = 0; i < 2; ++i) {
-      CAPTURE(i);
-      const RoundRow &a = (*rows_ref)[i], &b = (*rows_run)[i];
-      CHECK(b.round == a.round);
-      CHECK(b.new_version == a.new_version);
-      CHECK(b.applied == a.applied);
-      CHECK(b.accuracy == a.accuracy);
-      CHECK(b.loss == a.loss);
-      CHECK(b.bytes_up == a.bytes_up);
-      CHECK(b.bytes_down == a.bytes_down);
-      CHECK(b.joules_compute == a.joules_compute);
-      CHECK(b.joules_radio == a.joules_radio);
-      CHECK(b.gco2e == a.gco2e);
-      CHECK(b.selected == a.selected);
-      CHECK(b.completed == a.completed);
-      CHECK(b.wall_seconds == a.wall_seconds);
-      CHECK(b.robust_clipped == a.robust_clipped);
-      CHECK(b.robust_downweighted == a.robust_downweighted);
-      CHECK(b.robust_rejected == a.robust_rejected);
-      CHECK(b.server_joules > 0);  // measured CPU seconds on the worker's thread: priced, though not equal
-    }
-    auto ledger_ref = ref.store->Ledger(ref.cfg.run_id), ledger_run = run.store->Ledger(run.cfg.run_id);
-    REQUIRE(ledger_ref.ok());
-    REQUIRE(ledger_run.ok());
-    REQUIRE(ledger_run->size() == ledger_ref->size());
-    for (size_t i = 0; i < ledger_ref->size(); ++i) {
-      CAPTURE(i);
-      const LedgerRow &a = (*ledger_ref)[i], &b = (*ledger_run)[i];
-      CHECK(b.round == a.round);
-      CHECK(b.client_id == a.client_id);
-      CHECK(b.bytes_up == a.bytes_up);
-      CHECK(b.bytes_down == a.bytes_down);
-      CHECK(b.flops == a.flops);
-      CHECK(b.total_j == a.total_j);
-      CHECK(b.gco2e == a.gco2e);
-      CHECK(b.outcome == a.outcome);
-      CHECK(b.robust == a.robust);
-    }
+    CheckSameStoredRun(ref, run, 2);
     // The clients followed the same chain, and the distilled student is the same.
     CHECK(held == ref_held);
     CHECK(SummaryMetric(run, "student_accuracy") == SummaryMetric(ref, "student_accuracy"));
@@ -2355,56 +2367,19 @@ TEST_SUITE("coordinator") {
     CHECK(run.expect == ref.expect);
 
     // The stored run is the inline run's: model, round row and every ledger row, protocol bytes included.
-    CHECK(std::equal(d.global_model().begin(), d.global_model().end(), ref.driver->global_model().begin(),
-                     ref.driver->global_model().end()));
-    auto state_ref = ref.store->LoadRun(ref.cfg.run_id), state_run = run.store->LoadRun(run.cfg.run_id);
-    REQUIRE(state_ref.ok());
-    REQUIRE(state_run.ok());
-    CHECK((*state_run)->version == (*state_ref)->version);
-    CHECK((*state_run)->model == (*state_ref)->model);
-    CHECK((*state_run)->engine_state == (*state_ref)->engine_state);
-    auto rows_ref = ref.store->Rounds(ref.cfg.run_id), rows_run = run.store->Rounds(run.cfg.run_id);
-    REQUIRE(rows_ref.ok());
+    CheckSameStoredRun(ref, run, 1);
+    auto rows_run = run.store->Rounds(run.cfg.run_id);
     REQUIRE(rows_run.ok());
-    REQUIRE(rows_run->size() == 1);
-    REQUIRE(rows_ref->size() == 1);
-    const RoundRow &a = (*rows_ref)[0], &b = (*rows_run)[0];
-    CHECK(b.new_version == a.new_version);
-    CHECK(b.applied == a.applied);
-    CHECK(b.accuracy == a.accuracy);
-    CHECK(b.loss == a.loss);
-    CHECK(b.bytes_up == a.bytes_up);
-    CHECK(b.bytes_down == a.bytes_down);
-    CHECK(b.joules_compute == a.joules_compute);
-    CHECK(b.joules_radio == a.joules_radio);
-    CHECK(b.gco2e == a.gco2e);
-    CHECK(b.selected == a.selected);
-    CHECK(b.completed == a.completed);
-    CHECK(b.wall_seconds == a.wall_seconds);
-    CHECK(b.protocol_bytes_up == a.protocol_bytes_up);
-    CHECK(b.protocol_bytes_down == a.protocol_bytes_down);
+    const RoundRow& b = (*rows_run)[0];
     CHECK(b.protocol_bytes_up > 0);
-    CHECK(b.protocol_client_cpu_s == a.protocol_client_cpu_s);
-    CHECK(b.secure_failed == a.secure_failed);
     CHECK_FALSE(b.secure_failed);
     // The unmasking's CPU, measured on the worker's thread, is in the round's server CPU and the protocol's.
     CHECK(b.protocol_server_cpu_s > 0);
-    CHECK(b.server_joules > 0);
-    auto ledger_ref = ref.store->Ledger(ref.cfg.run_id), ledger_run = run.store->Ledger(run.cfg.run_id);
-    REQUIRE(ledger_ref.ok());
+    auto ledger_run = run.store->Ledger(run.cfg.run_id);
     REQUIRE(ledger_run.ok());
     REQUIRE(ledger_run->size() == 4);
-    REQUIRE(ledger_ref->size() == 4);
-    for (size_t i = 0; i < 4; ++i) {
-      CAPTURE(i);
-      const LedgerRow &x = (*ledger_ref)[i], &y = (*ledger_run)[i];
-      CHECK(y.client_id == x.client_id);
-      CHECK(y.bytes_up == x.bytes_up);
-      CHECK(y.bytes_down == x.bytes_down);
-      CHECK(y.flops == x.flops);
-      CHECK(y.total_j == x.total_j);
-      CHECK(y.gco2e == x.gco2e);
-      CHECK(y.outcome == x.outcome);
+    for (const LedgerRow& y : *ledger_run) {
+      CAPTURE(y.client_id);
       CHECK(y.outcome == (y.client_id == 4 ? ClientOutcome::kDropped : ClientOutcome::kParticipated));
     }
     CHECK(SummaryMetricAt(run.dir, "secure_failed_rounds") == 0);
@@ -2442,33 +2417,11 @@ TEST_SUITE("coordinator") {
     // distill.at_end without a training set for its pool: the start allows it
     // (the service loads the set), the close work after the last round fails.
     auto rig = std::make_unique<Rig>();
-    held.clear();
-    auto test = LoadFashionMnist(Split::kTest);
-    REQUIRE(test.ok());
-    rig->test = std::move(*test);
-    auto store = Store::Open(rig->dir.Path("coordinator.db"));
-    REQUIRE(store.ok());
-    rig->store = std::move(*store);
-    auto cfg = ParseCoordinatorConfig("", "test", {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2",
-                                                   "round.min_clients=2", "round.deadline_s=100", "eval.examples=200",
-                                                   "distill.at_end=true", "distill.student=\"logreg\""});
-    REQUIRE_MESSAGE(cfg.ok(), cfg.error().ToString());
-    rig->cfg = std::move(*cfg);
-    rig->cfg.service.out_dir = rig->dir.Path("run");
-    HeldClose hold;
-    DriverDeps deps;
-    deps.store = rig->store.get();
-    deps.test = &rig->test;
-    auto profiles = EnergyProfiles::LoadDefault();
-    REQUIRE(profiles.ok());
-    deps.profiles = *profiles;
-    deps.transport = &rig->transport;
-    deps.run_close = [&hold](uint32_t round, std::function<void()> work, std::function<void()> apply) {
-      hold.Run(round, std::move(work), std::move(apply));
-    };
-    auto driver = RoundDriver::Create(rig->cfg, std::move(deps));
-    REQUIRE_MESSAGE(driver.ok(), driver.error().ToString());
-    rig->driver = std::move(*driver);  // the rig outlives the hold, so a held close never runs on a freed driver
+    HeldClose hold;  // after the rig: destroyed first, so a held close never runs on a freed driver
+    InitRig(*rig,
+            {"rounds=1", "model=\"logreg\"", "round.clients_per_round=2", "round.min_clients=2", "round.deadline_s=100",
+             "eval.examples=200", "distill.at_end=true", "distill.student=\"logreg\""},
+            {.hold = &hold});
     RoundDriver& d = *rig->driver;
     REQUIRE(d.OnHello(1, "alice", MakeHello("alice"), 0).ok());
     REQUIRE(d.OnHello(2, "bob", MakeHello("bob"), 0).ok());
