@@ -1213,12 +1213,13 @@ Status Simulation::Step(uint32_t round) {
     FRUGAL_ASSIGN_OR_RETURN(defended, defense_->BeforeClose(*engine_, *model_, train_, *ws_[0]));
   }
   FRUGAL_ASSIGN_OR_RETURN(RoundOutcome outcome, engine_->CloseRound(cfg_.plan.min_quorum));
-  if (ring_dump_.is_open() && outcome.applied) FRUGAL_RETURN_IF_ERROR(DumpBroadcastStep(round, outcome.new_version));
   // A round that missed its quorum keeps none of the defence's changes (pruned inputs included).
   if (defense_) {
     FRUGAL_RETURN_IF_ERROR(defense_->AfterClose(outcome, *engine_, *model_, defended));
   }
   const double server_cpu = ThreadCpuSeconds() - cpu0 + (secure_ ? secure_->server_cpu_s() : 0.0);
+  // After the server's CPU is read: the dump is measurement, not aggregation.
+  if (ring_dump_.is_open() && outcome.applied) FRUGAL_RETURN_IF_ERROR(DumpBroadcastStep(round, outcome.new_version));
   FRUGAL_RETURN_IF_ERROR(AdvanceBases(selected, downloads, version, outcome));
 
   RoundAccount account = Account(round, utc_hour, selected, downloads, by_client, timing);
