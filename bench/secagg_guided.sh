@@ -9,7 +9,9 @@
 # whose true sum wrapped the ring / would wrap a ring one bit smaller, of all summed (secure runs).
 # A variant with more local work (...-eN, ...-lrX) also gets its ratio against dense FedAvg at the
 # same local work (dense-eN, dense-lrX) when that run is in OUT_DIR.
-#   usage: bench/secagg_guided.sh BUILD_DIR OUT_DIR SEED [VARIANT...]
+#   usage: [SIM_EXTRA="--dump-ring-sums"] bench/secagg_guided.sh BUILD_DIR OUT_DIR SEED [VARIANT...]
+# SIM_EXTRA: more frugal-sim arguments for the secure runs (the seventeenth session's --dump-ring-sums,
+# which changes nothing in the run; docs/benchmarks.md, "Seventeenth session").
 # Every variant starts from the secure runs of secagg_experiments.sh (8-bit
 # ring, clip 0.1, server learning rate 2, released average 0.9) and a 10%
 # support; without VARIANT all of them run.
@@ -121,7 +123,7 @@ for n in "${names[@]}"; do
   # shellcheck disable=SC2086
   nice -n 10 "$sim" -c "$scenario" --set rounds=150 --set seed="$seed" --set run.threads=1 --set pipeline=secure \
     --set secure.bits=8 --set server.learning_rate=2 --set secure.clip=0.1 --set server.release_ema=0.9 \
-    ${variant[$n]} --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
+    ${variant[$n]} ${SIM_EXTRA:-} --out "$out/$n-s$seed" --quiet --no-progress >"$out/$n-s$seed.log" 2>&1
 done
 python3 - "$(dirname "$0")" "$out" "$seed" "${names[@]}" <<'PY'
 import json, os, sys

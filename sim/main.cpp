@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-progress", no_progress, "no progress bar");
   bool gemm = false;
   app.add_flag("--gemm-baseline", gemm, "measure Eigen sgemm first and report the trainer's efficiency against it");
+  bool dump_ring_sums = false;
+  app.add_flag("--dump-ring-sums", dump_ring_sums,
+               "secure pipeline: write each round's true ring sums and the server's side information to "
+               "OUT/ring_sums.bin (measurement only)");
   CLI11_PARSE(app, argc, argv);
   if (config_path.empty() && replay_dir.empty()) {
     std::fprintf(stderr, "frugal-sim: give a scenario (--config FILE) or a run to replay (--replay RUN_DIR)\n");
@@ -57,6 +61,7 @@ int main(int argc, char** argv) {
   opts.comm = mpi.get();
   opts.progress = !no_progress;
   opts.gemm_baseline = gemm;
+  opts.dump_ring_sums = dump_ring_sums;
   if (leader && !quiet) {
     std::printf("%-6s %-9s %-8s %-12s %-12s %-11s %-10s %-9s %s\n", "round", "accuracy", "loss", "bytes_up",
                 "bytes_down", "joules", "gco2e", "clients", "virtual_s");

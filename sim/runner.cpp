@@ -28,6 +28,7 @@
 #include "frugal/model/prune.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
+#include "frugal/codec/zero_set.h"
 #include "frugal/privacy/identity.h"
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/privacy/secure_round.h"
@@ -294,6 +295,10 @@ class Simulation {
   Status EncodeSecureInput(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
   Status FinishSecureRound(uint32_t round, std::span<const uint32_t> selected, Timing& timing);
   Status CountSecureWraps(std::span<const uint32_t> survivors);
+  // --dump-ring-sums: the round's true sums with the server's side information,
+  // and the round's broadcast step (docs/benchmarks.md, "Seventeenth session").
+  Status DumpRingSums(uint32_t round, std::span<const uint32_t> survivors);
+  Status DumpBroadcastStep(uint32_t round, uint32_t new_version);
   double SecureClientFlops(uint32_t c) const;
   // Structured pruning ([prune]) after `round`, when the schedule says so.
   Status Prune(uint32_t round);
@@ -381,6 +386,7 @@ class Simulation {
   std::vector<uint8_t> secure_guided_entry_;
   RingWrapCount run_wraps_guided_{};
   bool round_wraps_counted_ = false;
+  std::ofstream ring_dump_;  // --dump-ring-sums
 };
 
 Result<std::unique_ptr<Simulation>> Simulation::Create(const SimConfig& cfg, const RunOptions& opts) {
@@ -405,6 +411,14 @@ Status Simulation::SetUp() {
     std::fprintf(stderr, "frugal-sim: secure.run_protocol = false: the SecAgg+ protocol is not run (each round sums "
                          "the survivors' ring inputs directly, as unmasking would); this run measures accuracy only, "
                          "and the protocol's bytes and CPU are not on the ledger\n");
+  }
+  if (opts_.dump_ring_sums && leader_) {
+    if (cfg_.pipeline != Pipeline::kSecure || opts_.out_dir.empty()) {
+      return InvalidArgumentError("--dump-ring-sums needs pipeline = \"secure\" and a run directory (--out)");
+    }
+    std::filesystem::create_directories(opts_.out_dir);
+    ring_dump_.open(std::filesystem::path(opts_.out_dir) / "ring_sums.bin", std::ios::binary);
+    if (!ring_dump_) return UnavailableError("--dump-ring-sums: cannot open " + opts_.out_dir + "/ring_sums.bin");
   }
   if (cfg_.federated_eval_every > 0) {
     return InvalidArgumentError("eval.federated_every: federated evaluation is not simulated yet (the service runs "
@@ -716,6 +730,7 @@ Status Simulation::FinishSecureRound(uint32_t round, std::span<const uint32_t> s
     for (uint32_t u : sum->survivors) ids.push_back(pop_->id(selected[slot_of.at(u)]));
     FRUGAL_RETURN_IF_ERROR(engine_->IngestSecureSum(round, ids, sum->sum));
     FRUGAL_RETURN_IF_ERROR(CountSecureWraps(sum->survivors));
+    if (ring_dump_.is_open()) FRUGAL_RETURN_IF_ERROR(DumpRingSums(round, sum->survivors));
   }
   double unmask_s = 0;
   for (size_t s = 0; s < selected.size(); ++s) {
@@ -754,6 +769,64 @@ Status Simulation::CountSecureWraps(std::span<const uint32_t> survivors) {
   }
   run_wraps_ += round_wraps_;
   return OkStatus();
+}
+
+namespace {
+template <typename T>
+void PutRaw(std::ofstream& out, const T& v) {
+  out.write(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <typename T>
+void PutAll(std::ofstream& out, std::span<const T> v) {
+  out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size_bytes()));
+}
+}  // namespace
+
+// Record 'S' (host byte order, little-endian here): round u32, entries n u32,
+// survivors u32, then n coordinates (u32), n true sums (i16: the survivors'
+// levels, each read as its centered residue, summed), n guided flags (u8),
+// n server residuals at the coordinates (f32, the engine's state when the sum
+// arrives: after the previous round's close).
+Status Simulation::DumpRingSums(uint32_t round, std::span<const uint32_t> survivors) {
+  const int bits = secure_->config().bits;
+  if (bits > 16) return OkStatus();
+  const size_t n = secure_support_.size();
+  const int64_t half = int64_t{1} << (bits - 1);
+  std::vector<int16_t> sums(n, 0);
+  for (uint32_t u : survivors) {
+    const std::vector<uint16_t>& in = secure_inputs_.at(u);
+    for (size_t j = 0; j < n; ++j) {
+      const auto v = static_cast<int64_t>(in[j]);
+      sums[j] = static_cast<int16_t>(sums[j] + (v >= half ? v - 2 * half : v));
+    }
+  }
+  std::vector<uint8_t> guided = secure_guided_entry_;
+  guided.resize(n, 0);
+  std::vector<float> resid(n, 0.0f);
+  const std::span<const float> server = engine_->server_residual();
+  for (size_t j = 0; j < n && !server.empty(); ++j) resid[j] = server[secure_support_[j]];
+  ring_dump_.put('S');
+  PutRaw(ring_dump_, round);
+  PutRaw(ring_dump_, static_cast<uint32_t>(n));
+  PutRaw(ring_dump_, static_cast<uint32_t>(survivors.size()));
+  PutAll(ring_dump_, std::span<const uint32_t>(secure_support_));
+  PutAll(ring_dump_, std::span<const int16_t>(sums));
+  PutAll(ring_dump_, std::span<const uint8_t>(guided));
+  PutAll(ring_dump_, std::span<const float>(resid));
+  return ring_dump_ ? OkStatus() : UnavailableError("--dump-ring-sums: write failed");
+}
+
+// Record 'B': round u32, m u32, then the step's m coordinates (u32) and values (f32).
+Status Simulation::DumpBroadcastStep(uint32_t round, uint32_t new_version) {
+  FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step,
+                          DecodeBroadcastStep(engine_->StepPayload(new_version), static_cast<uint32_t>(engine_->dim())));
+  ring_dump_.put('B');
+  PutRaw(ring_dump_, round);
+  PutRaw(ring_dump_, static_cast<uint32_t>(step.indices.size()));
+  PutAll(ring_dump_, std::span<const uint32_t>(step.indices));
+  PutAll(ring_dump_, std::span<const float>(step.values));
+  ring_dump_.flush();
+  return ring_dump_ ? OkStatus() : UnavailableError("--dump-ring-sums: write failed");
 }
 
 // This rank's selected clients train on the thread pool. An attacker trains
@@ -1145,6 +1218,8 @@ Status Simulation::Step(uint32_t round) {
     FRUGAL_RETURN_IF_ERROR(defense_->AfterClose(outcome, *engine_, *model_, defended));
   }
   const double server_cpu = ThreadCpuSeconds() - cpu0 + (secure_ ? secure_->server_cpu_s() : 0.0);
+  // After the server's CPU is read: the dump is measurement, not aggregation.
+  if (ring_dump_.is_open() && outcome.applied) FRUGAL_RETURN_IF_ERROR(DumpBroadcastStep(round, outcome.new_version));
   FRUGAL_RETURN_IF_ERROR(AdvanceBases(selected, downloads, version, outcome));
 
   RoundAccount account = Account(round, utc_hour, selected, downloads, by_client, timing);

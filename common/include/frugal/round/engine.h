@@ -235,6 +235,9 @@ class RoundEngine {
   // The compressed step that produced `to_version` (frugal pipeline), or an
   // empty span if it is no longer kept.
   std::span<const uint8_t> StepPayload(uint32_t to_version) const;
+  // The server's error-feedback residual (what its compressed steps have not
+  // sent yet; empty for the dense pipeline). Valid until the next CloseRound.
+  std::span<const float> server_residual() const { return server_residual_; }
 
   // Secure pipeline: round `round`'s shared support (what every client
   // quantizes and sends, ascending); InvalidArgument for another pipeline.

@@ -46,6 +46,12 @@ struct RunOptions {
   // Measure single-thread Eigen sgemm GFLOP/s before the run and report the
   // trainer's efficiency against it (summary.json extra_metrics).
   bool gemm_baseline = false;
+  // Secure pipeline, rings of at most 16 bits: write out_dir/ring_sums.bin,
+  // each round's true sums of the survivors' levels on the support with the
+  // server's public side information, and each broadcast step (the format is
+  // in docs/benchmarks.md, "Seventeenth session"). Measurement only: it
+  // holds what SecAgg+ hides (the sums before any decoding) and changes nothing.
+  bool dump_ring_sums = false;
   // Called after every round (rank 0 only), e.g. to print a line.
   std::function<void(const RoundRecord&)> on_round;
   // Set: every client trains with the app's trainer instead of the core's
