@@ -382,9 +382,10 @@ Result<std::vector<uint8_t>> EncodeUplink(std::span<const float> update, const U
     return out;
   }
   const size_t k = UplinkKeepCount(cfg.density, d);
-  const std::vector<uint32_t> indices = cfg.block > 1 ? TopKBlocks(acc, cfg.block, (k + cfg.block - 1) / cfg.block)
-                                        : cfg.exact_topk ? TopKExact(acc, k)
-                                                         : TopKSampled(acc, k);
+  const std::vector<uint32_t> indices =
+      cfg.block > 1    ? TopKBlocks(acc, cfg.block, (k + cfg.block - 1) / cfg.block)
+      : cfg.exact_topk ? TopKExact(acc, k)
+                       : TopKSampled(acc, k);
   std::vector<float> picked(indices.size());
   for (size_t j = 0; j < indices.size(); ++j) picked[j] = acc[indices[j]];
   const QuantizedValues q = QuantizeValues(picked, cfg.values);

@@ -413,13 +413,15 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");
   }
   if (engine.broadcast.block < 1 || engine.broadcast.block > kMaxSelectBlock) {
-    return InvalidArgumentError("downlink.broadcast_block must be in [1, " + std::to_string(kMaxSelectBlock) +
-                                "] (1: plain top-k), got " + std::to_string(engine.broadcast.block));
+    return InvalidArgumentError("downlink.broadcast_block must be in [1, " +
+                                std::to_string(kMaxSelectBlock) + "] (1: plain top-k), got " +
+                                std::to_string(engine.broadcast.block));
   }
   if (engine.broadcast.block > 1 && !SendsSteps(pipeline)) {
-    return InvalidArgumentError("downlink.broadcast_block = " + std::to_string(engine.broadcast.block) +
-                                " with pipeline = \"" + std::string(PipelineName(pipeline)) +
-                                "\": that pipeline sends full models, no broadcast steps to select blocks in");
+    return InvalidArgumentError(
+        "downlink.broadcast_block = " + std::to_string(engine.broadcast.block) +
+        " with pipeline = \"" + std::string(PipelineName(pipeline)) +
+        "\": that pipeline sends full models, no broadcast steps to select blocks in");
   }
   if (!(engine.release_ema >= 0 && engine.release_ema < 1)) {
     return InvalidArgumentError("server.release_ema must be in [0, 1)");
