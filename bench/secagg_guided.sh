@@ -98,6 +98,11 @@ declare -A variant=(
   # headroom for 7 clients' +-1 (the same levels as 5 bits for 10), the sum of 10 decoded as its centered
   # residue mod 16 (secure.modular_clip); rounds.csv's ring_wraps counts the entries that wrapped.
   [g0.05-s5-b4m7-c0.04-uni-mc]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true"
+  # Seventeenth session ("Seventeenth session: block broadcast steps"): b4m7 with the server's broadcast step
+  # selected as whole blocks (downlink.broadcast_block); bbB-dD = blocks of B, downlink.broadcast_density D.
+  [b4m7-bb4-d0.01]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=4 --set downlink.broadcast_density=0.01"
+  [b4m7-bb4-d0.015]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=4 --set downlink.broadcast_density=0.015"
+  [b4m7-bb8-d0.02]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=8 --set downlink.broadcast_density=0.02"
 )
 # Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the issue's baseline).
 declare -A dense_variant=(

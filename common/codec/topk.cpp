@@ -80,4 +80,22 @@ std::vector<uint32_t> TopKSampled(std::span<const float> x, size_t k, uint64_t s
   return CollectAbove(x, candidates, k, t, n_greater);
 }
 
+std::vector<uint32_t> TopKBlocks(std::span<const float> x, size_t block, size_t blocks) {
+  if (block <= 1) return TopKExact(x, blocks);
+  const size_t n = (x.size() + block - 1) / block;
+  std::vector<float> score(n, 0.0f);
+  for (size_t b = 0; b < n; ++b) {
+    double sum = 0;
+    for (size_t i = b * block; i < std::min(x.size(), (b + 1) * block); ++i) sum += std::fabs(x[i]);
+    score[b] = static_cast<float>(sum);
+  }
+  std::vector<uint32_t> out;
+  for (uint32_t b : TopKExact(score, blocks)) {
+    for (size_t i = b * block; i < std::min(x.size(), (b + 1) * block); ++i) {
+      if (x[i] != 0.0f) out.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  return out;
+}
+
 }  // namespace frugal

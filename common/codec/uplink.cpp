@@ -357,6 +357,10 @@ Result<std::vector<uint8_t>> EncodeUplink(std::span<const float> update, const U
   if (static_cast<uint8_t>(cfg.values) > static_cast<uint8_t>(ValueCoding::kFp32)) {
     return InvalidArgumentError("unknown value coding " + std::to_string(static_cast<int>(cfg.values)));
   }
+  if (cfg.block < 1 || cfg.block > kMaxSelectBlock) {
+    return InvalidArgumentError("selection block " + std::to_string(cfg.block) + " outside 1.." +
+                                std::to_string(kMaxSelectBlock));
+  }
   FRUGAL_RETURN_IF_ERROR(CheckFiniteSum(update, residual));
 
   std::span<const float> acc = update;
@@ -378,7 +382,10 @@ Result<std::vector<uint8_t>> EncodeUplink(std::span<const float> update, const U
     return out;
   }
   const size_t k = UplinkKeepCount(cfg.density, d);
-  const std::vector<uint32_t> indices = cfg.exact_topk ? TopKExact(acc, k) : TopKSampled(acc, k);
+  const std::vector<uint32_t> indices =
+      cfg.block > 1    ? TopKBlocks(acc, cfg.block, (k + cfg.block - 1) / cfg.block)
+      : cfg.exact_topk ? TopKExact(acc, k)
+                       : TopKSampled(acc, k);
   std::vector<float> picked(indices.size());
   for (size_t j = 0; j < indices.size(); ++j) picked[j] = acc[indices[j]];
   const QuantizedValues q = QuantizeValues(picked, cfg.values);

@@ -270,6 +270,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("downlink.broadcast_values", broadcast_values);
   r.Get("downlink.delta_window", engine.delta_window);
   r.Get("downlink.merge_chains", engine.merge_chains);
+  r.Get("downlink.broadcast_block", engine.broadcast.block);
 
   r.Get("server.learning_rate", engine.server_opt.learning_rate);
   r.Get("server.momentum", engine.server_opt.momentum);
@@ -410,6 +411,17 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
   if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
     return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");
+  }
+  if (engine.broadcast.block < 1 || engine.broadcast.block > kMaxSelectBlock) {
+    return InvalidArgumentError("downlink.broadcast_block must be in [1, " +
+                                std::to_string(kMaxSelectBlock) + "] (1: plain top-k), got " +
+                                std::to_string(engine.broadcast.block));
+  }
+  if (engine.broadcast.block > 1 && !SendsSteps(pipeline)) {
+    return InvalidArgumentError(
+        "downlink.broadcast_block = " + std::to_string(engine.broadcast.block) +
+        " with pipeline = \"" + std::string(PipelineName(pipeline)) +
+        "\": that pipeline sends full models, no broadcast steps to select blocks in");
   }
   if (!(engine.release_ema >= 0 && engine.release_ema < 1)) {
     return InvalidArgumentError("server.release_ema must be in [0, 1)");

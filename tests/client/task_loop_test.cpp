@@ -328,6 +328,73 @@ TEST_SUITE("client") {
     CHECK(std::memcmp(with_merged.params().data(), merged.global_model().data(), dim * 4) == 0);
   }
 
+  TEST_CASE("downlink.broadcast_block: an agent applies block-selected steps, as a chain and merged, to the server's model bit for bit") {
+    Rig rig;
+    auto model = MakeModel("mlp", 4, 3);
+    REQUIRE(model.ok());
+    const auto dim = static_cast<uint32_t>((*model)->num_params());
+    std::vector<float> v1(dim);
+    (*model)->InitParams(v1, 3);
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.02;
+    cfg.broadcast.block = 4;
+    EngineConfig merging = cfg;
+    merging.merge_chains = true;
+    RoundEngine plain(v1, cfg), merged(v1, merging);
+    LocalState every(rig.dir.Path("every.bin")), with_chain(rig.dir.Path("chain.bin")),
+        with_merged(rig.dir.Path("merged.bin"));
+    for (LocalState* s : {&every, &with_chain, &with_merged}) {
+      REQUIRE(s->Adopt("mlp", dim, rig.local.data).ok());
+      REQUIRE(s->Apply(**plain.ModelPayloadFor(0)).ok());
+    }
+    UplinkConfig up;  // every coordinate sent and non-zero, so every entry of a kept block is in the step
+    up.density = 1.0;
+    up.values = ValueCoding::kFp32;
+    for (uint32_t round = 1; round <= 8; ++round) {
+      const std::vector<uint64_t> sel{1, 2};
+      REQUIRE(plain.OpenRound(round, sel).ok());
+      REQUIRE(merged.OpenRound(round, sel).ok());
+      for (uint64_t c : sel) {
+        Rng rng(round * 10 + c);
+        std::vector<float> u(dim);
+        for (uint32_t i = 0; i < dim; ++i) {
+          u[i] = 0.01f * static_cast<float>(i % 13) * (i % 3 == 0 ? 1.0f : 0.1f) + 0.002f * static_cast<float>(rng.Normal());
+        }
+        std::vector<float> resid;
+        auto e = EncodeUplink(u, up, resid);
+        REQUIRE(e.ok());
+        REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
+        REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+      }
+      REQUIRE(plain.CloseRound(1).ok());
+      REQUIRE(merged.CloseRound(1).ok());
+      REQUIRE(std::memcmp(plain.global_model().data(), merged.global_model().data(), dim * 4) == 0);
+      // One step at a time: a step of whole blocks of 4 (the MLP's biases and weights alike).
+      auto step = DecodeUplink(plain.StepPayload(plain.version()), dim);
+      REQUIRE(step.ok());
+      REQUIRE_FALSE(step->indices.empty());
+      std::vector<uint32_t> per_block((dim + 3) / 4, 0);
+      for (uint32_t i : step->indices) ++per_block[i / 4];
+      for (uint32_t k = 0; k < per_block.size(); ++k) {
+        if (per_block[k] != 0) CHECK(per_block[k] == std::min(4u, dim - 4 * k));
+      }
+      auto v = every.Apply(**plain.ModelPayloadFor(plain.version() - 1));
+      REQUIRE(v.ok());
+      CHECK(std::memcmp(every.params().data(), plain.global_model().data(), dim * 4) == 0);
+    }
+    // Seven missed steps at once, as a chain and as whatever the merging engine sends.
+    auto a = with_chain.Apply(**plain.ModelPayloadFor(1));
+    auto b = with_merged.Apply(**merged.ModelPayloadFor(1));
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(*a == 9);
+    CHECK(*b == 9);
+    CHECK(std::memcmp(with_chain.params().data(), plain.global_model().data(), dim * 4) == 0);
+    CHECK(std::memcmp(with_merged.params().data(), plain.global_model().data(), dim * 4) == 0);
+  }
+
   TEST_CASE("[prune] on the CNN: the agent rebuilds a smaller Cnn from a payload's channel pruning, and refuses another geometry") {
     CnnAgent agent;
     Rig& rig = agent.rig;

@@ -167,6 +167,64 @@ TEST_SUITE("codec") {
     CHECK(ok);
   }
 
+  TEST_CASE("block selection: whole blocks by summed magnitude, ternary values, the residual keeps exactly what was not sent") {
+    const size_t d = 10001;  // a short last block
+    std::vector<float> acc = Gaussian(d, 31);
+    for (size_t i = 0; i < d; i += 11) acc[i] = 0.0f;
+    std::vector<float> residual(d, 0.0f), update = acc;
+    // Half the mass already in the residual: selection sees update + residual.
+    for (size_t i = 0; i < d; ++i) {
+      residual[i] = acc[i] * 0.5f;
+      update[i] = acc[i] - residual[i];
+    }
+    std::vector<float> sum(d);
+    for (size_t i = 0; i < d; ++i) sum[i] = update[i] + residual[i];
+    UplinkConfig cfg;
+    cfg.density = 0.01;  // k = 100 entries: 25 blocks of 4
+    cfg.block = 4;
+    auto p = EncodeUplink(update, cfg, residual);
+    REQUIRE(p.ok());
+    auto s = DecodeUplink(*p, d);
+    REQUIRE(s.ok());
+    CHECK(s->indices == TopKBlocks(sum, 4, 25));
+    // Every non-zero entry of a block that was sent is sent: whole blocks.
+    std::vector<bool> sent(d, false);
+    for (uint32_t i : s->indices) sent[i] = true;
+    bool whole = true;
+    for (uint32_t i : s->indices) {
+      for (size_t j = i / 4 * 4; j < std::min<size_t>(d, i / 4 * 4 + 4); ++j) whole &= sent[j] || sum[j] == 0.0f;
+    }
+    CHECK(whole);
+    CHECK(s->indices.size() > 90);
+    // Ternary: +-mu with mu the mean |value| sent, in the sign of each entry.
+    double mean_abs = 0;
+    for (uint32_t i : s->indices) mean_abs += std::fabs(sum[i]);
+    mean_abs /= static_cast<double>(s->indices.size());
+    bool signs = true, residual_ok = true;
+    for (size_t j = 0; j < s->indices.size(); ++j) {
+      signs &= (s->values[j] < 0) == (sum[s->indices[j]] < 0);
+      CHECK(std::fabs(s->values[j]) == doctest::Approx(mean_abs).epsilon(1e-5));
+    }
+    CHECK(signs);
+    size_t at = 0;
+    for (size_t i = 0; i < d; ++i) {
+      const bool was_sent = at < s->indices.size() && s->indices[at] == i;
+      residual_ok &= residual[i] == (was_sent ? sum[i] - s->values[at] : sum[i]);
+      at += was_sent ? 1 : 0;
+    }
+    CHECK(residual_ok);
+    // Block 1 is plain top-k; a block outside 1..kMaxSelectBlock is refused.
+    cfg.block = 1;
+    std::vector<float> none;
+    auto plain = EncodeUplink(sum, cfg, none);
+    REQUIRE(plain.ok());
+    CHECK(DecodeUplink(*plain, d)->indices == TopKExact(sum, 100));
+    cfg.block = 0;
+    CHECK(Contains(ErrorMessage(EncodeUplink(sum, cfg, none)), "selection block 0 outside 1..4096"));
+    cfg.block = kMaxSelectBlock + 1;
+    CHECK(Contains(ErrorMessage(EncodeUplink(sum, cfg, none)), "selection block 4097"));
+  }
+
   TEST_CASE("the zstd stage is kept only when it makes the payload smaller, and decodes the same") {
     SparseUpdate s;
     s.dim = 100000;

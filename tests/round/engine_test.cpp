@@ -415,6 +415,63 @@ TEST_SUITE("round") {
     CHECK(merged_sent > 10);
   }
 
+  TEST_CASE("downlink.broadcast_block: steps of whole blocks, the server's residual keeps what was not sent, and chains and merged pieces stay bit-exact") {
+    const size_t d = 20002;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.01;
+    cfg.broadcast.block = 4;
+    cfg.merge_chains = true;
+    const std::vector<float> init = RandomVector(d, 41);
+    RoundEngine engine(init, cfg);
+    UplinkConfig up;  // every coordinate of the sum non-zero, so every entry of a kept block is sent
+    up.density = 1.0;
+    up.values = ValueCoding::kFp32;
+    std::vector<float> ref_model = init;  // the first model plus every step, decoded and added in order
+    std::vector<float> client_a, client_b;  // a syncs every round, b every fifth (merged pieces)
+    uint32_t held_a = 0, held_b = 0;
+    size_t merged_sent = 0;
+    for (uint32_t round = 1; round <= 20; ++round) {
+      const std::vector<uint64_t> sel{1, 2, 3};
+      REQUIRE(engine.OpenRound(round, sel).ok());
+      for (auto [copy, held, every] : {std::tuple{&client_a, &held_a, 1u}, std::tuple{&client_b, &held_b, 5u}}) {
+        if (round % every != 1 % every) continue;
+        auto p = engine.ModelPayloadFor(*held);
+        REQUIRE(p.ok());
+        std::vector<std::span<const uint8_t>> pieces;
+        auto h = ParseModelPayload(**p, d, &pieces);
+        REQUIRE(h.ok());
+        merged_sent += h->kind == ModelPayloadKind::kMerged ? 1 : 0;
+        auto v = ApplyModelPayload(**p, *held, *copy, d);
+        REQUIRE(v.ok());
+        *held = *v;
+        CHECK(std::memcmp(copy->data(), engine.global_model().data(), d * 4) == 0);
+      }
+      for (uint64_t c : sel) {
+        std::vector<float> resid;
+        auto u = EncodeUplink(RandomVector(d, round * 10 + c, 0.01f), up, resid);
+        REQUIRE(u.ok());
+        REQUIRE(engine.Ingest(round, c, engine.version(), *u, 1.0).ok());
+      }
+      REQUIRE(engine.CloseRound(2).ok());
+      auto step = DecodeUplink(engine.StepPayload(engine.version()), d);
+      REQUIRE(step.ok());
+      // Whole blocks: a block with one entry sent has all of its entries sent.
+      std::vector<int> per_block((d + 3) / 4, 0);
+      for (uint32_t i : step->indices) ++per_block[i / 4];
+      bool whole = true;
+      for (size_t b = 0; b < per_block.size(); ++b) whole &= per_block[b] == 0 || per_block[b] == std::min<int>(4, static_cast<int>(d - 4 * b));
+      CHECK(whole);
+      CHECK(step->indices.size() >= 198);  // ceil(k / 4) = 50 blocks of 4 (one may be the last, of 2)
+      CHECK(step->indices.size() <= 200);
+      // The model moved by exactly the step (the residual test is the codec's, uplink_test.cpp).
+      for (size_t j = 0; j < step->indices.size(); ++j) ref_model[step->indices[j]] += step->values[j];
+      CHECK(std::memcmp(ref_model.data(), engine.global_model().data(), d * 4) == 0);
+    }
+    CHECK(merged_sent >= 3);
+  }
+
   TEST_CASE("a restored engine continues with the same versions, chains, residual, momentum and average") {
     const size_t d = 3000;
     EngineConfig cfg;

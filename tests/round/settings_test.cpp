@@ -107,6 +107,29 @@ TEST_SUITE("round") {
     CHECK(own->engine.averaging == Averaging::kSupport);
   }
 
+  TEST_CASE("downlink.broadcast_block: off by default, read for the pipelines that send steps, refused elsewhere and out of range") {
+    auto plain = Read("", {});
+    REQUIRE_MESSAGE(plain.ok(), plain.error().ToString());
+    CHECK(plain->engine.broadcast.block == 1);
+    CHECK(plain->task.uplink.block == 1);
+    for (const char* pipeline : {"frugal", "secure"}) {
+      auto s = Read("", {std::string("pipeline=") + pipeline, "downlink.broadcast_block=4"});
+      REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+      CHECK(s->engine.broadcast.block == 4);
+      CHECK(s->task.uplink.block == 1);  // the clients' uplink is untouched
+    }
+    auto dense = Read("", {"pipeline=dense", "downlink.broadcast_block=4"});
+    REQUIRE_FALSE(dense.ok());
+    CHECK(dense.error().ToString().find("pipeline = \"dense\"") != std::string::npos);
+    CHECK(dense.error().ToString().find("no broadcast steps") != std::string::npos);
+    CHECK(Read("", {"pipeline=dense", "downlink.broadcast_block=1"}).ok());
+    for (const char* bad : {"downlink.broadcast_block=0", "downlink.broadcast_block=4097"}) {
+      auto s = Read("", {bad});
+      REQUIRE_FALSE(s.ok());
+      CHECK(s.error().ToString().find("downlink.broadcast_block must be in [1, 4096]") != std::string::npos);
+    }
+  }
+
   TEST_CASE("a pipeline override with an unknown pipeline or key is refused, naming it") {
     auto s = Read(kScenario, {"pipelines.frugl.uplink.density=0.05"});
     REQUIRE_FALSE(s.ok());

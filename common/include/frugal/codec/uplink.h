@@ -15,12 +15,19 @@ namespace frugal {
 
 enum class ValueCoding : uint8_t { kTernary, kInt8, kFp16, kFp32 };
 
+// The largest selection block UplinkConfig::block may ask for.
+inline constexpr uint32_t kMaxSelectBlock = 4096;
+
 struct UplinkConfig {
   bool dense = false;        // dense fp32 baseline (header + 4*d bytes); ignores the rest
   double density = 0.01;     // k = round(density * d), at least 1; in (0, 1]
   ValueCoding values = ValueCoding::kTernary;
   bool exact_topk = true;    // false: sampled-threshold selection (same set, faster on large d)
   bool try_zstd = false;     // compress the body with zstd; kept only when smaller
+  // > 1: block top-k (TopKBlocks): ceil(k / block) whole blocks of `block` consecutive
+  // entries by summed |x|, their non-zero entries sent. Still a codec-1 frame; set only for
+  // the server's broadcast steps (downlink.broadcast_block). exact_topk is not used then.
+  uint32_t block = 1;
 };
 
 // Dense mode decodes to indices 0..d-1.
