@@ -96,6 +96,9 @@ declare -A variant=(
   # headroom for 7 clients' +-1 (the same levels as 5 bits for 10), the sum of 10 decoded as its centered
   # residue mod 16 (secure.modular_clip); rounds.csv's ring_wraps counts the entries that wrapped.
   [g0.05-s5-b4m7-c0.04-uni-mc]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true"
+  # Seventeenth session ("Seventeenth session"): b4m7 with the merged piece's format version 2 (a ternary
+  # step's level pair as one magnitude); lossless, so every row but bytes down equals b4m7's.
+  [g0.05-s5-b4m7-c0.04-uni-mc2]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=2"
 )
 # Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the issue's baseline).
 declare -A dense_variant=(

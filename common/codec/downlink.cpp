@@ -408,6 +408,11 @@ struct CoordState {
   int last_level = 0;  // 0: none yet, 1: low, 2: high (two-level steps)
 };
 
+// Version 2's level table entry for a pair -m, +m (m > 0): the byte 0, then m.
+bool SymmetricPair(const std::vector<float>& l) {
+  return l.size() == 2 && l[1] > 0.0f && std::bit_cast<uint32_t>(l[0]) == (std::bit_cast<uint32_t>(l[1]) | 0x80000000u);
+}
+
 int LevelBits(uint32_t levels) { return levels <= 2 ? 0 : std::bit_width(levels - 1); }
 
 Status CheckStepsShape(size_t steps, uint32_t dim) {
@@ -426,7 +431,11 @@ Status CheckStepsShape(size_t steps, uint32_t dim) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim) {
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim, uint8_t version) {
+  if (version < 1 || version > kMergedStepsVersion) {
+    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) + " (1 to " +
+                                std::to_string(kMergedStepsVersion) + ")");
+  }
   FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
   const size_t t_count = steps.size();
   std::vector<std::vector<float>> levels(t_count);
@@ -485,6 +494,13 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
   PutU32(body.data() + 5, static_cast<uint32_t>(index.bytes.size()));
   std::copy(index.bytes.begin(), index.bytes.end(), body.begin() + kMergedFixedBytes);
   for (const std::vector<float>& l : levels) {
+    if (version >= 2 && SymmetricPair(l)) {
+      body.push_back(0);
+      const size_t at = body.size();
+      body.resize(at + 4);
+      PutF32Array(body.data() + at, &l[1], 1);
+      continue;
+    }
     body.push_back(static_cast<uint8_t>(l.size()));
     const size_t at = body.size();
     body.resize(at + 4 * l.size());
@@ -517,6 +533,7 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
   rc.Finish();
   FrameHeader header;
   header.codec = CodecId::kDownlinkMergedSteps;
+  header.version = version;
   header.dim = dim;
   header.count = static_cast<uint32_t>(t_count);
   std::vector<uint8_t> out;
@@ -567,12 +584,22 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
   for (uint32_t t = 0; t < h.count; ++t) {
     const std::string where = "merged steps: step " + std::to_string(t);
     if (pos >= body.size()) return DataLossError(where + ": level table cut off");
-    const uint32_t nlev = body[pos++];
-    if (nlev == 0) return InvalidArgumentError(where + " declares no values");
-    if (uint64_t{nlev} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
-    levels[t].resize(nlev);
-    GetF32Array(body.data() + pos, levels[t].data(), nlev);
-    pos += 4ull * nlev;
+    const uint32_t declared = body[pos++];
+    if (declared == 0 && h.version < 2) return InvalidArgumentError(where + " declares no values");
+    // Version 2: a count of 0 is the pair -m, +m sent as m alone.
+    const uint32_t stored = declared == 0 ? 1 : declared;
+    if (uint64_t{stored} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
+    levels[t].resize(stored);
+    GetF32Array(body.data() + pos, levels[t].data(), stored);
+    pos += 4ull * stored;
+    if (declared == 0) {
+      const float mag = levels[t][0];
+      if (!(IsFinite(mag) && mag > 0.0f)) {
+        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
+      }
+      levels[t] = {-mag, mag};
+    }
+    const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
     for (uint32_t j = 0; j < nlev; ++j) {
       if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
       if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
@@ -624,7 +651,7 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
     }
   }
   // Canonical input only: the bytes must be exactly what the encoder writes for these steps.
-  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeMergedSteps(steps, h.dim));
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeMergedSteps(steps, h.dim, h.version));
   if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) {
     return InvalidArgumentError("merged steps: payload of " + std::to_string(payload.size()) +
                                 " bytes is not the encoding of the steps it decodes to (" +

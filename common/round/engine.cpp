@@ -322,7 +322,7 @@ std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version) const {
     steps.push_back(std::move(*u));
   }
   // Fails only on steps it cannot code (too many distinct values): the chain goes instead.
-  auto merged = EncodeMergedSteps(steps, d);
+  auto merged = EncodeMergedSteps(steps, d, static_cast<uint8_t>(cfg_.merge_version));
   return merged.ok() ? std::move(*merged) : std::vector<uint8_t>{};
 }
 

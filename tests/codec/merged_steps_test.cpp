@@ -114,6 +114,13 @@ TEST_SUITE("codec") {
     auto back = DecodeMergedSteps(*merged, d);
     REQUIRE(back.ok());
     CHECK(SameSteps(*back, steps));  // -0.0 and +0.0 kept apart (bit-compared)
+    // Version 2: the -0.25, +0.25 steps as one magnitude; the int8 step and the -0, +0 pair as they are.
+    auto v2 = EncodeMergedSteps(steps, d, 2);
+    REQUIRE(v2.ok());
+    auto back2 = DecodeMergedSteps(*v2, d);
+    REQUIRE(back2.ok());
+    CHECK(SameSteps(*back2, steps));
+    CHECK(v2->size() + 4 * 4 == merged->size());
   }
 
   TEST_CASE("the merged-steps encoder refuses what it cannot code losslessly, naming it") {
@@ -188,6 +195,103 @@ TEST_SUITE("codec") {
     b = p;
     b[levels0] = 0;
     CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "declares no values"));
+  }
+  TEST_CASE("merged steps version 2 decode to exactly the chain's steps, and applied in order give its model bit for bit") {
+    const uint32_t d = 20000;
+    for (size_t t_count : {1, 2, 5, 12, 40}) {
+      CAPTURE(t_count);
+      const auto pieces = StcChain(d, t_count, 0.005, 300 + t_count);
+      const std::vector<SparseUpdate> steps = DecodeAll(pieces, d);
+      auto v2 = EncodeMergedSteps(steps, d, 2);
+      REQUIRE(v2.ok());
+      CHECK((*v2)[5] == 2);  // the frame's version byte
+      auto back = DecodeMergedSteps(*v2, d);
+      REQUIRE(back.ok());
+      CHECK(SameSteps(*back, steps));
+      const std::vector<float> base = Gaussian(d, 8, 0.05);
+      const std::vector<float> want = ApplyOneByOne(base, steps);
+      const std::vector<float> got = ApplyOneByOne(base, *back);
+      CHECK(std::memcmp(want.data(), got.data(), 4 * d) == 0);
+      // Version 1 of the same steps is still written and read, and decodes to the same steps.
+      auto v1 = EncodeMergedSteps(steps, d, 1);
+      REQUIRE(v1.ok());
+      CHECK((*v1)[5] == 1);
+      auto back1 = DecodeMergedSteps(*v1, d);
+      REQUIRE(back1.ok());
+      CHECK(SameSteps(*back1, steps));
+      CHECK(*v1 == *EncodeMergedSteps(steps, d));  // the default is version 1
+      CHECK(v2->size() + 4 * t_count == v1->size());  // every STC step is a -mu, +mu pair
+    }
+  }
+
+  TEST_CASE("merged steps version 2 sends a -m, +m step's levels as m: 4 bytes a step fewer, the values bit for bit") {
+    const uint32_t d = 4000;
+    Rng rng(17);
+    std::vector<SparseUpdate> steps;
+    for (int t = 0; t < 8; ++t) {
+      SparseUpdate s;
+      s.dim = d;
+      const float mu = 0.01f * static_cast<float>(t + 1) / 3.0f;
+      for (uint32_t i = 0; i < d; ++i) {
+        if (rng.UniformInt(50) == 0) {
+          s.indices.push_back(i);
+          s.values.push_back(rng.UniformInt(2) ? mu : -mu);
+        }
+      }
+      steps.push_back(s);
+    }
+    auto v1 = EncodeMergedSteps(steps, d, 1);
+    auto v2 = EncodeMergedSteps(steps, d, 2);
+    REQUIRE(v1.ok());
+    REQUIRE(v2.ok());
+    uint32_t index_len = 0;
+    std::memcpy(&index_len, v2->data() + kFrameHeaderSize + 5, 4);
+    const size_t levels = kFrameHeaderSize + 9 + index_len;
+    for (int t = 0; t < 8; ++t) CHECK((*v2)[levels + 5 * t] == 0);  // each step: byte 0, then m
+    auto back = DecodeMergedSteps(*v2, d);
+    REQUIRE(back.ok());
+    CHECK(SameSteps(*back, steps));
+    // The index section and the symbols are version 1's: exactly 4 bytes a step fewer.
+    CHECK(v2->size() + 8 * 4 == v1->size());
+    CHECK(std::equal(v1->end() - 64, v1->end(), v2->end() - 64));
+  }
+
+  TEST_CASE("merged steps: version 2's level pair and the version byte are checked, with errors naming the defect") {
+    const uint32_t d = 2000;
+    const std::vector<SparseUpdate> steps = DecodeAll(StcChain(d, 4, 0.01, 19), d);
+    auto good = EncodeMergedSteps(steps, d, 2);
+    REQUIRE(good.ok());
+    const std::vector<uint8_t>& p = *good;
+    auto sealed = [](std::vector<uint8_t> b) {
+      REQUIRE(SealFrame(b).ok());
+      return b;
+    };
+    uint32_t index_len = 0;
+    std::memcpy(&index_len, p.data() + kFrameHeaderSize + 5, 4);
+    const size_t levels0 = kFrameHeaderSize + 9 + index_len;
+    REQUIRE(p[levels0] == 0);
+    std::vector<uint8_t> b = p;
+    const float neg = -0.5f;
+    std::memcpy(&b[levels0 + 1], &neg, 4);
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not finite and positive"));
+    b = p;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(&b[levels0 + 1], &nan, 4);
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not finite and positive"));
+    b = p;
+    b[5] = 3;  // a version this build does not know
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "unsupported codec version 3"));
+    b = p;
+    b[5] = 1;  // version 2's bytes read as version 1: the pair's count 0 is refused
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "declares no values"));
+    // A -m, +m pair written out in full is not what version 2 writes.
+    auto v1 = EncodeMergedSteps(steps, d, 1);
+    REQUIRE(v1.ok());
+    b = *v1;
+    b[5] = 2;
+    CHECK(!DecodeMergedSteps(sealed(b), d).ok());
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(steps, d, 3)), "no format version 3"));
+    CHECK(Contains(ErrorMessage(EncodeMergedSteps(steps, d, 0)), "no format version 0"));
   }
 }
 

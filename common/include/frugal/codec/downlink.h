@@ -62,12 +62,16 @@ inline constexpr uint32_t kMaxMergedLevels = 255;  // distinct values in one ste
 // another dimension, unsorted or out-of-range indices, a non-finite value, or a
 // step with more than kMaxMergedLevels distinct values; ResourceExhausted when
 // (union size) x (steps) > 2^24. Callers then send the chain as it is.
-Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim);
+// `version` picks the format (docs/codecs.md, "Downlink, merged steps"): 1, or 2,
+// which sends a step whose two values are -m and +m (every ternary step) as m
+// alone, 4 bytes fewer a step; anything else is InvalidArgument. Both lossless.
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim,
+                                               uint8_t version = 1);
 // Decodes a merged-steps payload of dimension expected_dim into its steps. Never
 // reads outside `payload`; work and memory are bounded by (union size) x (steps)
 // <= 2^24 (ResourceExhausted past it, from the encoder too); input
 // that is not exactly what EncodeMergedSteps writes for what it decodes to is
-// refused; every defect is an Error naming it.
+// refused; every defect is an Error naming it. Reads versions 1 and 2.
 Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim);
 
 }  // namespace frugal

@@ -92,6 +92,11 @@ struct EngineConfig {
   // is smaller than the chain; lossless, the client ends bit for bit where the
   // chain takes it. false: chains only (clients that cannot read kind 3).
   bool merge_chains = false;
+  // downlink.merge_version: the merged piece's format (docs/codecs.md, codec
+  // 6): 1, or 2 (a -m, +m step's level pair as m: 4 bytes a step fewer). Both
+  // lossless; agents built before version 2 refuse its payloads ("unsupported
+  // codec version 2"), so 1 is the default.
+  uint32_t merge_version = 1;
   Averaging averaging = Averaging::kAll;
   // The uplink density clients are asked for (frugal): an update carrying
   // more than UplinkKeepCount(uplink_density, dim) values is refused, so no
