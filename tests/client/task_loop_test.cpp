@@ -280,18 +280,24 @@ TEST_SUITE("client") {
     cfg.broadcast.density = 0.005;
     EngineConfig merging = cfg;
     merging.merge_chains = true;
-    RoundEngine plain(v1, cfg), merged(v1, merging);
-    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin"));
+    EngineConfig merging2 = merging;
+    merging2.merge_version = 2;  // the format with a ternary step's levels as one magnitude
+    RoundEngine plain(v1, cfg), merged(v1, merging), merged2(v1, merging2);
+    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin")),
+        with_merged2(rig.dir.Path("merged2.bin"));
     REQUIRE(with_chain.Adopt("mlp", dim, rig.local.data).ok());
     REQUIRE(with_merged.Adopt("mlp", dim, rig.local.data).ok());
+    REQUIRE(with_merged2.Adopt("mlp", dim, rig.local.data).ok());
     REQUIRE(with_chain.Apply(**plain.ModelPayloadFor(0)).ok());
     REQUIRE(with_merged.Apply(**merged.ModelPayloadFor(0)).ok());
+    REQUIRE(with_merged2.Apply(**merged2.ModelPayloadFor(0)).ok());
     UplinkConfig up;
     up.density = 0.05;
     for (uint32_t round = 1; round <= 8; ++round) {
       const std::vector<uint64_t> sel{1, 2};
       REQUIRE(plain.OpenRound(round, sel).ok());
       REQUIRE(merged.OpenRound(round, sel).ok());
+      REQUIRE(merged2.OpenRound(round, sel).ok());
       for (uint64_t c : sel) {
         // A shared drift plus per-client noise: consecutive steps' supports overlap, as real ones do.
         Rng rng(round * 10 + c);
@@ -304,9 +310,11 @@ TEST_SUITE("client") {
         REQUIRE(e.ok());
         REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
         REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+        REQUIRE(merged2.Ingest(round, c, merged2.version(), *e, 1.0).ok());
       }
       REQUIRE(plain.CloseRound(1).ok());
       REQUIRE(merged.CloseRound(1).ok());
+      REQUIRE(merged2.CloseRound(1).ok());
     }
     auto chain = plain.ModelPayloadFor(1);
     auto one = merged.ModelPayloadFor(1);
