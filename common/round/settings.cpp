@@ -411,7 +411,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   }
   if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
   if (engine.merge_version < 1 || engine.merge_version > kMergedStepsVersion) {
-    return InvalidArgumentError("downlink.merge_version must be 1 or 2 (the merged-steps formats), got " +
+    return InvalidArgumentError("downlink.merge_version must be 1, 2 or 3 (the merged-steps formats), got " +
                                 std::to_string(engine.merge_version));
   }
   if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
