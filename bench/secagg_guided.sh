@@ -103,6 +103,11 @@ declare -A variant=(
   [b4m7-bb4-d0.01]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=4 --set downlink.broadcast_density=0.01"
   [b4m7-bb4-d0.015]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=4 --set downlink.broadcast_density=0.015"
   [b4m7-bb8-d0.02]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.broadcast_block=8 --set downlink.broadcast_density=0.02"
+  # Seventeenth session ("Seventeenth session"): b4m7 with the merged piece's format version 2 (a ternary
+  # step's level pair as one magnitude); lossless, so every row but bytes down equals b4m7's.
+  [g0.05-s5-b4m7-c0.04-uni-mc2]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=2"
+  # ... and version 3 (the union coded given the round's support guide, which the clients hold with their task).
+  [g0.05-s5-b4m7-c0.04-uni-mc3]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=3"
 )
 # Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the issue's baseline).
 declare -A dense_variant=(

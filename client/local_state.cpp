@@ -130,7 +130,7 @@ bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
   return true;
 }
 
-Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
+Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide) {
   const uint32_t d = dim();
   if (params_.size() != d) Forget();
   std::vector<uint32_t> new_sizes;
@@ -142,7 +142,8 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload) {
   // payload touches the copy or the residual.
   std::optional<HeldModelShape> held;
   if (model_) held = HeldModelShape{unpruned_sizes_, PrunableSizes(*model_), CnnGeometryOf(*model_)};
-  auto now_holds = ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower, held ? &*held : nullptr);
+  auto now_holds =
+      ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower, held ? &*held : nullptr, guide);
   if (!now_holds.ok()) {
     Forget();
     return now_holds.error();

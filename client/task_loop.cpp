@@ -246,7 +246,14 @@ LoopStep TaskLoop::StartSecure(const v1::Task& task, const v1::ModelPayload& pay
   auto plan = FromWire(task.secagg(), task.round());
   if (!plan.ok()) return refuse(plan.error());
   // The payload now, as for any task, so the coordinator's view of the held version holds.
-  auto now_holds = state_.Apply(Bytes(payload.payload()));
+  // A merged piece of format version 3 is coded against the round's guide.
+  std::vector<uint32_t> guide;
+  if (!plan->support_guide.empty()) {
+    auto decoded = DecodeSupportGuide(plan->support_guide, state_.dim(), plan->round.length);
+    if (!decoded.ok()) return refuse(decoded.error().WithContext("Task.secagg.support_guide"));
+    guide = std::move(*decoded);
+  }
+  auto now_holds = state_.Apply(Bytes(payload.payload()), guide);
   if (!now_holds.ok() || *now_holds != task.model_version()) {
     const Error e = now_holds.ok() ? InvalidArgumentError("payload brought the model to v" +
                                                           std::to_string(*now_holds) + ", the task is for v" +

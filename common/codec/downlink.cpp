@@ -373,11 +373,19 @@ using range_coding::Prob;
 using range_coding::RangeDecoder;
 using range_coding::RangeEncoder;
 
-// Body: u32 union size U, u8 index parameter (Rice b in bits 0-4, bit 7 set when
-// the section is adaptive Rice), u32 index section length, the index section; per
-// step a u8 level count and that many f32 levels (ascending in TotalOrderKey); then
-// the range-coded symbols to the end of the body. The frame's count is the steps.
+// Body, versions 1 and 2: u32 union size U, u8 index parameter (Rice b in bits
+// 0-4, bit 7 set when the section is adaptive Rice), u32 index section length,
+// the index section; per step a level table (version 1: u8 count and that many
+// f32 levels, ascending in TotalOrderKey; version 2 also u8 0 then f32 m for the
+// pair -m, +m); then the range-coded symbols to the end of the body. Version 3
+// splits the union by the round's guide G (given to both sides): u32 U, u32
+// CRC32 of G, u32 U_in (coordinates in G), then two index sections (parameter,
+// length, section), the first over G's ranks (a coordinate as its position in
+// G), the second over the ranks in the complement; level tables as version 2,
+// and symbols whose contexts also say whether the coordinate is in G. The
+// frame's count is the steps.
 constexpr size_t kMergedFixedBytes = 9;
+constexpr size_t kMergedFixedBytesV3 = 22;
 constexpr uint8_t kAdaptiveFlag = 0x80;
 // Decisions a decoder may be asked for (union size x steps), so a small payload
 // cannot declare unbounded work, and the entries it decodes (8 bytes each) stay
@@ -391,14 +399,16 @@ uint32_t TotalOrderKey(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// Adaptive contexts of the symbol section.
+// Adaptive contexts of the symbol section. The last index of each is whether
+// the coordinate is in the guide (version 3; always 0 before it, so versions 1
+// and 2 code exactly as they did).
 struct MergeModel {
   // "Coordinate present in this step", by how often it was present in the
   // earlier steps (0, 1, 2, 3 or more) and whether in the step just before.
-  std::array<std::array<Prob, 2>, 4> presence;
+  std::array<std::array<std::array<Prob, 2>, 2>, 4> presence;
   // A two-level step's level (for ternary steps: the sign), by the level of the
   // coordinate's last two-level step: none, low, high.
-  std::array<Prob, 3> level2;
+  std::array<std::array<Prob, 2>, 3> level2;
 };
 
 // Per coordinate of the union, walking the steps in order.
@@ -406,7 +416,13 @@ struct CoordState {
   uint32_t occ = 0;
   int prev = 0;
   int last_level = 0;  // 0: none yet, 1: low, 2: high (two-level steps)
+  int in_guide = 0;
 };
+
+// Version 2's level table entry for a pair -m, +m (m > 0): the byte 0, then m.
+bool SymmetricPair(const std::vector<float>& l) {
+  return l.size() == 2 && l[1] > 0.0f && std::bit_cast<uint32_t>(l[0]) == (std::bit_cast<uint32_t>(l[1]) | 0x80000000u);
+}
 
 int LevelBits(uint32_t levels) { return levels <= 2 ? 0 : std::bit_width(levels - 1); }
 
@@ -424,10 +440,78 @@ Status CheckStepsShape(size_t steps, uint32_t dim) {
   return OkStatus();
 }
 
+Status CheckGuide(std::span<const uint32_t> guide, uint32_t dim) {
+  for (size_t j = 0; j < guide.size(); ++j) {
+    if (guide[j] >= dim || (j > 0 && guide[j] <= guide[j - 1])) {
+      return InvalidArgumentError("merged steps: the guide is not strictly ascending inside dimension " +
+                                  std::to_string(dim) + " (at entry " + std::to_string(j) + ")");
+    }
+  }
+  return OkStatus();
+}
+
+uint32_t GuideCrc(std::span<const uint32_t> guide) {
+  uLong crc = crc32_z(0L, nullptr, 0);
+  for (uint32_t g : guide) {
+    uint8_t b[4];
+    PutU32(b, g);
+    crc = crc32_z(crc, b, 4);
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+// One index section with its parameter byte and u32 length; none (0, 0) for no indices.
+Status AppendIndexSection(std::span<const uint32_t> sorted, uint32_t dim, std::vector<uint8_t>* body) {
+  IndexSection index;
+  if (!sorted.empty()) {
+    FRUGAL_ASSIGN_OR_RETURN(index, EncodeIndexSection(sorted, dim));
+  }
+  body->push_back(static_cast<uint8_t>(index.rice_parameter | (index.adaptive ? kAdaptiveFlag : 0)));
+  const size_t at = body->size();
+  body->resize(at + 4);
+  PutU32(body->data() + at, static_cast<uint32_t>(index.bytes.size()));
+  body->insert(body->end(), index.bytes.begin(), index.bytes.end());
+  return OkStatus();
+}
+
+// Reads what AppendIndexSection writes for `count` indices below `dim`, from body[*pos].
+Result<std::vector<uint32_t>> ReadIndexSection(std::span<const uint8_t> body, size_t* pos, uint32_t count,
+                                               uint32_t dim, const char* which) {
+  const std::string where = std::string("merged steps' ") + which + " index section";
+  if (body.size() - *pos < 5) return DataLossError(where + ": cut off");
+  const int b = body[*pos] & ~kAdaptiveFlag;
+  const bool adaptive = (body[*pos] & kAdaptiveFlag) != 0;
+  const uint32_t len = GetU32(body.data() + *pos + 1);
+  *pos += 5;
+  if (len > body.size() - *pos) {
+    return DataLossError(where + " declares " + std::to_string(len) + " bytes, only " +
+                         std::to_string(body.size() - *pos) + " remain");
+  }
+  const std::span<const uint8_t> section = body.subspan(*pos, len);
+  *pos += len;
+  if (count == 0) {
+    if (len != 0 || body[*pos - len - 5] != 0) return InvalidArgumentError(where + ": no indices, yet a section");
+    return std::vector<uint32_t>{};
+  }
+  if (count > dim) {
+    return InvalidArgumentError(where + ": " + std::to_string(count) + " indices among " + std::to_string(dim));
+  }
+  auto indices = DecodeIndexSection(section, count, dim, b, adaptive);
+  if (!indices.ok()) return indices.error().WithContext(where);
+  return indices;
+}
+
 }  // namespace
 
-Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim) {
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim, uint8_t version,
+                                               std::span<const uint32_t> guide) {
+  if (version < 1 || version > kMergedStepsVersion) {
+    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) + " (1 to " +
+                                std::to_string(kMergedStepsVersion) + ")");
+  }
   FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
+  const bool split = version >= 3;
+  if (split) FRUGAL_RETURN_IF_ERROR(CheckGuide(guide, dim));
   const size_t t_count = steps.size();
   std::vector<std::vector<float>> levels(t_count);
   std::vector<std::vector<uint8_t>> codes(t_count);  // level index of each entry
@@ -477,14 +561,43 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
                                   std::to_string(t_count) + " steps exceed the limit of " +
                                   std::to_string(kMaxMergedCells) + " decisions");
   }
-  FRUGAL_ASSIGN_OR_RETURN(IndexSection index, EncodeIndexSection(all, dim));
-
-  std::vector<uint8_t> body(kMergedFixedBytes + index.bytes.size());
-  PutU32(body.data(), static_cast<uint32_t>(all.size()));
-  body[4] = static_cast<uint8_t>(index.rice_parameter | (index.adaptive ? kAdaptiveFlag : 0));
-  PutU32(body.data() + 5, static_cast<uint32_t>(index.bytes.size()));
-  std::copy(index.bytes.begin(), index.bytes.end(), body.begin() + kMergedFixedBytes);
+  std::vector<uint8_t> body;
+  std::vector<uint8_t> in_guide(all.size(), 0);
+  if (split) {
+    // The union as ranks in G and ranks in its complement.
+    std::vector<uint32_t> in_ranks, out_ranks;
+    size_t g = 0;
+    for (size_t u = 0; u < all.size(); ++u) {
+      while (g < guide.size() && guide[g] < all[u]) ++g;
+      if (g < guide.size() && guide[g] == all[u]) {
+        in_guide[u] = 1;
+        in_ranks.push_back(static_cast<uint32_t>(g));
+      } else {
+        out_ranks.push_back(all[u] - static_cast<uint32_t>(g));
+      }
+    }
+    body.resize(12);
+    PutU32(body.data(), static_cast<uint32_t>(all.size()));
+    PutU32(body.data() + 4, GuideCrc(guide));
+    PutU32(body.data() + 8, static_cast<uint32_t>(in_ranks.size()));
+    FRUGAL_RETURN_IF_ERROR(AppendIndexSection(in_ranks, static_cast<uint32_t>(guide.size()), &body));
+    FRUGAL_RETURN_IF_ERROR(AppendIndexSection(out_ranks, dim - static_cast<uint32_t>(guide.size()), &body));
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(IndexSection index, EncodeIndexSection(all, dim));
+    body.resize(kMergedFixedBytes + index.bytes.size());
+    PutU32(body.data(), static_cast<uint32_t>(all.size()));
+    body[4] = static_cast<uint8_t>(index.rice_parameter | (index.adaptive ? kAdaptiveFlag : 0));
+    PutU32(body.data() + 5, static_cast<uint32_t>(index.bytes.size()));
+    std::copy(index.bytes.begin(), index.bytes.end(), body.begin() + kMergedFixedBytes);
+  }
   for (const std::vector<float>& l : levels) {
+    if (version >= 2 && SymmetricPair(l)) {
+      body.push_back(0);
+      const size_t at = body.size();
+      body.resize(at + 4);
+      PutF32Array(body.data() + at, &l[1], 1);
+      continue;
+    }
     body.push_back(static_cast<uint8_t>(l.size()));
     const size_t at = body.size();
     body.resize(at + 4 * l.size());
@@ -493,19 +606,23 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
   RangeEncoder rc(&body);
   MergeModel m;
   std::vector<size_t> cursor(t_count, 0);
-  for (uint32_t idx : all) {
+  for (size_t u = 0; u < all.size(); ++u) {
+    const uint32_t idx = all[u];
     CoordState c;
+    c.in_guide = in_guide[u];
     for (size_t t = 0; t < t_count; ++t) {
       const std::vector<uint32_t>& ind = steps[t].indices;
       const bool present = cursor[t] < ind.size() && ind[cursor[t]] == idx;
       // A coordinate of the union is in some step: absent from all before the last, it is in the last.
-      if (!(c.occ == 0 && t + 1 == t_count)) rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev], present);
+      if (!(c.occ == 0 && t + 1 == t_count)) {
+        rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev][c.in_guide], present);
+      }
       c.prev = present;
       if (!present) continue;
       const uint32_t level = codes[t][cursor[t]++];
       const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
       if (nlev == 2) {
-        rc.Bit(m.level2[c.last_level], static_cast<int>(level));
+        rc.Bit(m.level2[c.last_level][c.in_guide], static_cast<int>(level));
         c.last_level = 1 + static_cast<int>(level);
       } else if (nlev > 2) {
         rc.Direct(level, LevelBits(nlev));
@@ -517,6 +634,7 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
   rc.Finish();
   FrameHeader header;
   header.codec = CodecId::kDownlinkMergedSteps;
+  header.version = version;
   header.dim = dim;
   header.count = static_cast<uint32_t>(t_count);
   std::vector<uint8_t> out;
@@ -524,7 +642,8 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
   return out;
 }
 
-Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim) {
+Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide) {
   FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseFrame(payload));
   const FrameHeader& h = f.header;
   if (h.codec != CodecId::kDownlinkMergedSteps) {
@@ -537,15 +656,15 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
   }
   if (h.flags != 0) return InvalidArgumentError("merged steps: unknown flags " + std::to_string(h.flags));
   FRUGAL_RETURN_IF_ERROR(CheckStepsShape(h.count, h.dim));
+  const bool split = h.version >= 3;
+  if (split) FRUGAL_RETURN_IF_ERROR(CheckGuide(guide, h.dim));
   const std::span<const uint8_t> body = f.body;
-  if (body.size() < kMergedFixedBytes) {
+  const size_t fixed = split ? kMergedFixedBytesV3 : kMergedFixedBytes;
+  if (body.size() < fixed) {
     return DataLossError("merged steps: body of " + std::to_string(body.size()) + " bytes, fixed fields need " +
-                         std::to_string(kMergedFixedBytes));
+                         std::to_string(fixed));
   }
   const uint32_t u_count = GetU32(body.data());
-  const int b = body[4] & ~kAdaptiveFlag;
-  const bool adaptive = (body[4] & kAdaptiveFlag) != 0;
-  const uint32_t index_len = GetU32(body.data() + 5);
   if (u_count == 0 || u_count > h.dim) {
     return InvalidArgumentError("merged steps: union of " + std::to_string(u_count) + " coordinates for dimension " +
                                 std::to_string(h.dim));
@@ -555,24 +674,78 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
                                   std::to_string(h.count) + " steps exceed the limit of " +
                                   std::to_string(kMaxMergedCells) + " decisions");
   }
-  if (index_len > body.size() - kMergedFixedBytes) {
-    return DataLossError("merged steps: index section declares " + std::to_string(index_len) + " bytes, only " +
-                         std::to_string(body.size() - kMergedFixedBytes) + " remain");
+  std::vector<uint32_t> all;
+  std::vector<uint8_t> in_guide;
+  size_t pos = 0;
+  if (split) {
+    if (GetU32(body.data() + 4) != GuideCrc(guide)) {
+      return InvalidArgumentError("merged steps: coded against another guide than the client's (guide checksum "
+                                  "mismatch)");
+    }
+    const uint32_t in_count = GetU32(body.data() + 8);
+    if (in_count > u_count) {
+      return InvalidArgumentError("merged steps: " + std::to_string(in_count) + " of a union of " +
+                                  std::to_string(u_count) + " in the guide");
+    }
+    pos = 12;
+    const auto g_size = static_cast<uint32_t>(guide.size());
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> in_ranks, ReadIndexSection(body, &pos, in_count, g_size, "in-guide"));
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> out_ranks,
+                            ReadIndexSection(body, &pos, u_count - in_count, h.dim - g_size, "off-guide"));
+    // Back to coordinates, then merged in ascending order.
+    std::vector<uint32_t> outside;
+    outside.reserve(out_ranks.size());
+    size_t g = 0;
+    for (uint32_t r : out_ranks) {
+      while (g < guide.size() && guide[g] <= r + g) ++g;
+      outside.push_back(r + static_cast<uint32_t>(g));
+    }
+    all.reserve(u_count);
+    in_guide.reserve(u_count);
+    size_t i = 0, o = 0;
+    while (i < in_ranks.size() || o < outside.size()) {
+      if (o == outside.size() || (i < in_ranks.size() && guide[in_ranks[i]] < outside[o])) {
+        all.push_back(guide[in_ranks[i++]]);
+        in_guide.push_back(1);
+      } else {
+        all.push_back(outside[o++]);
+        in_guide.push_back(0);
+      }
+    }
+  } else {
+    const int b = body[4] & ~kAdaptiveFlag;
+    const bool adaptive = (body[4] & kAdaptiveFlag) != 0;
+    const uint32_t index_len = GetU32(body.data() + 5);
+    if (index_len > body.size() - kMergedFixedBytes) {
+      return DataLossError("merged steps: index section declares " + std::to_string(index_len) + " bytes, only " +
+                           std::to_string(body.size() - kMergedFixedBytes) + " remain");
+    }
+    auto union_or = DecodeIndexSection(body.subspan(kMergedFixedBytes, index_len), u_count, h.dim, b, adaptive);
+    if (!union_or.ok()) return union_or.error().WithContext("merged steps' index section");
+    all = std::move(*union_or);
+    in_guide.assign(all.size(), 0);
+    pos = kMergedFixedBytes + index_len;
   }
-  auto union_or = DecodeIndexSection(body.subspan(kMergedFixedBytes, index_len), u_count, h.dim, b, adaptive);
-  if (!union_or.ok()) return union_or.error().WithContext("merged steps' index section");
-  const std::vector<uint32_t>& all = *union_or;
-  size_t pos = kMergedFixedBytes + index_len;
   std::vector<std::vector<float>> levels(h.count);
   for (uint32_t t = 0; t < h.count; ++t) {
     const std::string where = "merged steps: step " + std::to_string(t);
     if (pos >= body.size()) return DataLossError(where + ": level table cut off");
-    const uint32_t nlev = body[pos++];
-    if (nlev == 0) return InvalidArgumentError(where + " declares no values");
-    if (uint64_t{nlev} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
-    levels[t].resize(nlev);
-    GetF32Array(body.data() + pos, levels[t].data(), nlev);
-    pos += 4ull * nlev;
+    const uint32_t declared = body[pos++];
+    if (declared == 0 && h.version < 2) return InvalidArgumentError(where + " declares no values");
+    // Version 2 on: a count of 0 is the pair -m, +m sent as m alone.
+    const uint32_t stored = declared == 0 ? 1 : declared;
+    if (uint64_t{stored} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
+    levels[t].resize(stored);
+    GetF32Array(body.data() + pos, levels[t].data(), stored);
+    pos += 4ull * stored;
+    if (declared == 0) {
+      const float mag = levels[t][0];
+      if (!(IsFinite(mag) && mag > 0.0f)) {
+        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
+      }
+      levels[t] = {-mag, mag};
+    }
+    const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
     for (uint32_t j = 0; j < nlev; ++j) {
       if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
       if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
@@ -586,17 +759,21 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
   for (SparseUpdate& s : steps) s.dim = h.dim;
   std::vector<std::vector<uint8_t>> used(h.count);
   for (uint32_t t = 0; t < h.count; ++t) used[t].assign(levels[t].size(), 0);
-  for (uint32_t idx : all) {
+  for (size_t u = 0; u < all.size(); ++u) {
+    const uint32_t idx = all[u];
     CoordState c;
+    c.in_guide = in_guide[u];
     for (uint32_t t = 0; t < h.count; ++t) {
       int present = 1;
-      if (!(c.occ == 0 && t + 1 == h.count)) present = rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev]);
+      if (!(c.occ == 0 && t + 1 == h.count)) {
+        present = rc.Bit(m.presence[std::min<uint32_t>(c.occ, 3)][c.prev][c.in_guide]);
+      }
       c.prev = present;
       if (!present) continue;
       const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
       uint32_t level = 0;
       if (nlev == 2) {
-        level = static_cast<uint32_t>(rc.Bit(m.level2[c.last_level]));
+        level = static_cast<uint32_t>(rc.Bit(m.level2[c.last_level][c.in_guide]));
         c.last_level = 1 + static_cast<int>(level);
       } else if (nlev > 2) {
         level = static_cast<uint32_t>(rc.Direct(LevelBits(nlev)));
@@ -624,7 +801,7 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
     }
   }
   // Canonical input only: the bytes must be exactly what the encoder writes for these steps.
-  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeMergedSteps(steps, h.dim));
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeMergedSteps(steps, h.dim, h.version, guide));
   if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) {
     return InvalidArgumentError("merged steps: payload of " + std::to_string(payload.size()) +
                                 " bytes is not the encoding of the steps it decodes to (" +

@@ -33,7 +33,9 @@ std::string_view CodecName(CodecId codec) {
 }
 
 uint8_t LatestFrameVersion(CodecId codec) {
-  return codec == CodecId::kUplinkSparse ? kUplinkSparseVersion : kFrameVersion;
+  if (codec == CodecId::kUplinkSparse) return kUplinkSparseVersion;
+  if (codec == CodecId::kDownlinkMergedSteps) return kMergedStepsVersion;
+  return kFrameVersion;
 }
 
 Status AppendFrame(const FrameHeader& header, std::span<const uint8_t> body, std::vector<uint8_t>* out) {

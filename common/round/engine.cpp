@@ -322,8 +322,23 @@ std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version) const {
     steps.push_back(std::move(*u));
   }
   // Fails only on steps it cannot code (too many distinct values): the chain goes instead.
-  auto merged = EncodeMergedSteps(steps, d);
-  return merged.ok() ? std::move(*merged) : std::vector<uint8_t>{};
+  // Version 3 codes the union given the round's support guide, which the
+  // secure pipeline's clients receive with their task (the same steps_, so the same guide).
+  std::vector<uint32_t> guide;
+  if (cfg_.merge_version >= 3 && cfg_.pipeline == Pipeline::kSecure && cfg_.secure.guided > 0) {
+    auto g = SecureSupportGuide();
+    if (!g.ok()) return {};
+    guide = std::move(*g);
+  }
+  auto merged = EncodeMergedSteps(steps, d, static_cast<uint8_t>(cfg_.merge_version), guide);
+  if (!merged.ok()) return {};
+  if (cfg_.merge_version >= 3) {
+    // Little of the union in the guide: version 2's one index section is the smaller; a
+    // client that reads version 3 reads version 2, so the smaller goes.
+    auto v2 = EncodeMergedSteps(steps, d, 2);
+    if (v2.ok() && v2->size() < merged->size()) return std::move(*v2);
+  }
+  return std::move(*merged);
 }
 
 std::span<const uint8_t> RoundEngine::StepPayload(uint32_t to_version) const {

@@ -180,7 +180,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
-                                   const HeldModelShape* held) {
+                                   const HeldModelShape* held, std::span<const uint32_t> guide) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
   std::vector<uint32_t> sizes;  // the last shape change's layer sizes
@@ -227,7 +227,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
                                    " but the client holds version " + std::to_string(held_version));
   }
   if (h.kind == ModelPayloadKind::kMerged) {
-    auto merged = DecodeMergedSteps(pieces[0], expected_dim);
+    auto merged = DecodeMergedSteps(pieces[0], expected_dim, guide);
     if (!merged.ok()) return merged.error().WithContext("merged model payload");
     if (merged->size() != h.to_version - h.from_version) {
       return InvalidArgumentError("merged model payload holds " + std::to_string(merged->size()) +

@@ -1,5 +1,6 @@
 #include "frugal/round/settings.h"
 
+#include "frugal/codec/frame.h"
 #include "frugal/core/streams.h"
 
 #include <algorithm>
@@ -271,6 +272,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("downlink.delta_window", engine.delta_window);
   r.Get("downlink.merge_chains", engine.merge_chains);
   r.Get("downlink.broadcast_block", engine.broadcast.block);
+  r.Get("downlink.merge_version", engine.merge_version);
 
   r.Get("server.learning_rate", engine.server_opt.learning_rate);
   r.Get("server.momentum", engine.server_opt.momentum);
@@ -409,6 +411,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
     return InvalidArgumentError("train.epochs and train.batch_size must be >= 1");
   }
   if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
+  if (engine.merge_version < 1 || engine.merge_version > kMergedStepsVersion) {
+    return InvalidArgumentError("downlink.merge_version must be 1, 2 or 3 (the merged-steps formats), got " +
+                                std::to_string(engine.merge_version));
+  }
   if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
     return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");
   }

@@ -18,6 +18,7 @@
 #include "client/task_loop_rig.h"
 #include "data/temp_dir.h"
 #include "frugal/client/agent.h"
+#include "frugal/codec/downlink.h"
 #include "frugal/codec/shared_support.h"
 #include "frugal/core/random.h"
 #include "frugal/core/streams.h"
@@ -280,18 +281,24 @@ TEST_SUITE("client") {
     cfg.broadcast.density = 0.005;
     EngineConfig merging = cfg;
     merging.merge_chains = true;
-    RoundEngine plain(v1, cfg), merged(v1, merging);
-    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin"));
+    EngineConfig merging2 = merging;
+    merging2.merge_version = 2;  // the format with a ternary step's levels as one magnitude
+    RoundEngine plain(v1, cfg), merged(v1, merging), merged2(v1, merging2);
+    LocalState with_chain(rig.dir.Path("chain.bin")), with_merged(rig.dir.Path("merged.bin")),
+        with_merged2(rig.dir.Path("merged2.bin"));
     REQUIRE(with_chain.Adopt("mlp", dim, rig.local.data).ok());
     REQUIRE(with_merged.Adopt("mlp", dim, rig.local.data).ok());
+    REQUIRE(with_merged2.Adopt("mlp", dim, rig.local.data).ok());
     REQUIRE(with_chain.Apply(**plain.ModelPayloadFor(0)).ok());
     REQUIRE(with_merged.Apply(**merged.ModelPayloadFor(0)).ok());
+    REQUIRE(with_merged2.Apply(**merged2.ModelPayloadFor(0)).ok());
     UplinkConfig up;
     up.density = 0.05;
     for (uint32_t round = 1; round <= 8; ++round) {
       const std::vector<uint64_t> sel{1, 2};
       REQUIRE(plain.OpenRound(round, sel).ok());
       REQUIRE(merged.OpenRound(round, sel).ok());
+      REQUIRE(merged2.OpenRound(round, sel).ok());
       for (uint64_t c : sel) {
         // A shared drift plus per-client noise: consecutive steps' supports overlap, as real ones do.
         Rng rng(round * 10 + c);
@@ -304,9 +311,11 @@ TEST_SUITE("client") {
         REQUIRE(e.ok());
         REQUIRE(plain.Ingest(round, c, plain.version(), *e, 1.0).ok());
         REQUIRE(merged.Ingest(round, c, merged.version(), *e, 1.0).ok());
+        REQUIRE(merged2.Ingest(round, c, merged2.version(), *e, 1.0).ok());
       }
       REQUIRE(plain.CloseRound(1).ok());
       REQUIRE(merged.CloseRound(1).ok());
+      REQUIRE(merged2.CloseRound(1).ok());
     }
     auto chain = plain.ModelPayloadFor(1);
     auto one = merged.ModelPayloadFor(1);
@@ -734,6 +743,58 @@ std::vector<uint64_t> ReadRing(const std::string& path) {
   }
   return v;
 }
+
+  TEST_CASE("a secure task whose payload is a merged piece of format version 3: the agent decodes the task's guide first and holds the steps' model bit for bit") {
+    const uint64_t seed = 31;
+    const std::vector<uint32_t> blocks = {1, 4, 6};  // coordinates 2-3, 8-9, 12-13 (blocks of 2)
+    for (bool same_guide : {true, false}) {
+      CAPTURE(same_guide);
+      Rig rig;
+      TaskLoop loop(rig.env, rig.state);
+      REQUIRE(loop.OnEnvelope(RegisterEnvelope(rig.Dim(), true, seed)).decision.kind == Kind::kContinue);
+      REQUIRE(rig.state.held_version() == 1);
+      const uint32_t dim = rig.Dim();
+      const std::vector<float> v1 = rig.state.params();
+      // Three ternary steps, mostly on the guide; the plain reference adds them in order.
+      std::vector<SparseUpdate> steps = {{dim, {2, 3, 9, 12}, {0.25f, -0.25f, 0.25f, 0.25f}},
+                                         {dim, {2, 5, 8, 9, 13}, {-0.5f, 0.5f, 0.5f, -0.5f, 0.5f}},
+                                         {dim, {3, 12, 13}, {0.125f, 0.125f, -0.125f}}};
+      std::vector<float> want = v1;
+      for (const SparseUpdate& u : steps) {
+        for (size_t j = 0; j < u.indices.size(); ++j) want[u.indices[j]] += u.values[j];
+      }
+      const std::vector<uint32_t> guide = ExpandGuideBlocks(blocks, dim, 2);
+      auto piece = EncodeMergedSteps(steps, dim, 3, guide);
+      REQUIRE(piece.ok());
+      const std::span<const uint8_t> one(*piece);
+      const std::vector<uint8_t> payload =
+          EncodeModelPayload({ModelPayloadKind::kMerged, 1, 4, dim, 1}, std::span(&one, 1));
+      // The task's guide: the one the piece was coded against, or another.
+      const std::vector<uint32_t> sent_blocks = same_guide ? blocks : std::vector<uint32_t>{1, 4};
+      privacy::SecurePipelineConfig sc;
+      sc.ring = {.bits = 16, .clip = 0.5f, .max_summands = 3};
+      sc.support_seed = 5;
+      auto plan = privacy::PlanSecureRoundFor(sc, seed, 99, 1, std::vector<uint64_t>{7, 8, 9}, 8);
+      REQUIRE(plan.ok());
+      v1::Envelope task = TaskEnvelope(1, 4);
+      ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[0], .ring = sc.ring,
+                            .support_seed = sc.support_seed, .density = 0.5,
+                            .support_guide = *EncodeSupportGuide(sent_blocks, dim, 2)},
+             task.mutable_task()->mutable_secagg());
+      REQUIRE(loop.OnEnvelope(task).send.empty());
+      const LoopStep step = loop.OnEnvelope(ModelEnvelope(1, payload));
+      REQUIRE(step.send.size() == 1);
+      if (same_guide) {
+        CHECK(step.send[0].has_secagg());  // stage 1: its keys
+        CHECK(rig.state.held_version() == 4);
+        CHECK(std::memcmp(rig.state.params().data(), want.data(), 4 * dim) == 0);
+      } else {
+        REQUIRE(step.send[0].has_error());
+        CHECK(step.send[0].error().message().find("another guide") != std::string::npos);
+        CHECK(rig.state.held_version() == 0);  // the copy is dropped, never misapplied
+      }
+    }
+  }
 
   TEST_CASE("secure tasks: three task loops answer the SecAgg+ stages through the core's server, whose sum is exactly their ring inputs'") {
     // The reference is the plain loop: TrainClientDelta and SecureClientInput

@@ -212,11 +212,24 @@ int main(int argc, char** argv) {
       }
       const std::vector<uint8_t> piece = Must(EncodeMergedSteps(steps, dim));
       failures += Write(merged, "seed-" + std::to_string(n++), piece);
+      // Format version 2 (the -m, +m level pair as m, neighbour contexts) of the same steps.
+      failures += Write(merged, "v2-seed-" + std::to_string(n - 1), Must(EncodeMergedSteps(steps, dim, 2)));
+      // Version 3: the union coded given a support guide (fuzz::Guide, which the target decodes against).
+      failures += Write(merged, "v3-seed-" + std::to_string(n - 1),
+                        Must(EncodeMergedSteps(steps, dim, 3, fuzz::Guide(dim))));
       if (t_count == 3) {  // the same steps as a kind-3 model payload from version 1 (fuzz_model_payload)
         const std::span<const uint8_t> one(piece);
         const ModelPayloadHeader h{ModelPayloadKind::kMerged, 1, 1 + t_count, dim, 1};
         failures += Write(out / "fuzz_model_payload", "merged-" + std::to_string(dim) + ".bin",
                           EncodeModelPayload(h, std::span(&one, 1)));
+        const std::vector<uint8_t> piece2 = Must(EncodeMergedSteps(steps, dim, 2));
+        const std::span<const uint8_t> one2(piece2);
+        failures += Write(out / "fuzz_model_payload", "merged-v2-" + std::to_string(dim) + ".bin",
+                          EncodeModelPayload(h, std::span(&one2, 1)));
+        const std::vector<uint8_t> piece3 = Must(EncodeMergedSteps(steps, dim, 3, fuzz::Guide(dim)));
+        const std::span<const uint8_t> one3(piece3);
+        failures += Write(out / "fuzz_model_payload", "merged-v3-" + std::to_string(dim) + ".bin",
+                          EncodeModelPayload(h, std::span(&one3, 1)));
       }
     }
   }

@@ -23,6 +23,17 @@ inline uint32_t ExpectedDim(std::span<const uint8_t> in) {
   return dim <= kMaxFuzzDim ? dim : 1000;
 }
 
+// The support guide the seed corpus's merged pieces of format version 3 were
+// coded against: blocks of 16 coordinates, every third one (as a secure
+// round's guide is blocks of secure.guide_block).
+inline std::vector<uint32_t> Guide(uint32_t dim) {
+  std::vector<uint32_t> g;
+  for (uint32_t i = 0; i < dim; ++i) {
+    if ((i / 16) % 3 == 0) g.push_back(i);
+  }
+  return g;
+}
+
 // The model the seed corpus's delta payloads were made against.
 inline std::vector<float> Base(uint32_t dim) {
   std::vector<float> b(dim);

@@ -1,6 +1,7 @@
 // libFuzzer target for DecodeMergedSteps (a chain of broadcast steps merged into
 // one downlink piece): any bytes give an Error, or steps of the frame's dimension
-// with strictly increasing in-range indices and finite values that re-encode to
+// with strictly increasing in-range indices and finite values that re-encode, in
+// the frame's format version (1 to 3; version 3 against fuzz::Guide), to
 // exactly the input.
 #include <algorithm>
 #include <cstdint>
@@ -15,7 +16,8 @@ namespace {
 void DecodeAndCheck(std::span<const uint8_t> in) {
   using namespace frugal;
   const uint32_t dim = fuzz::ExpectedDim(in);
-  auto r = DecodeMergedSteps(in, dim);
+  const std::vector<uint32_t> guide = fuzz::Guide(dim);
+  auto r = DecodeMergedSteps(in, dim, guide);
   if (!r.ok()) return;
   fuzz::Require(!r->empty());
   for (const SparseUpdate& u : *r) {
@@ -26,7 +28,8 @@ void DecodeAndCheck(std::span<const uint8_t> in) {
     fuzz::Require(u.indices.back() < dim);
     fuzz::Require(fuzz::AllFinite(u.values));
   }
-  auto again = EncodeMergedSteps(*r, dim);
+  fuzz::Require(in[5] >= 1 && in[5] <= 3);  // the frame's version byte: the decoder reads 1 to 3
+  auto again = EncodeMergedSteps(*r, dim, in[5], guide);
   fuzz::Require(again.ok() && std::equal(again->begin(), again->end(), in.begin(), in.end()));
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <cstring>
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
@@ -18,6 +19,7 @@
 #include "frugal/privacy/secure_local_round.h"
 #include "frugal/core/config_reader.h"
 #include "frugal/round/engine.h"
+#include "frugal/round/model_payload.h"
 #include "frugal/round/settings.h"
 
 namespace frugal {
@@ -367,6 +369,86 @@ TEST_CASE("a guided support comes from the public broadcast steps alone, the sam
     REQUIRE(out.ok());
     REQUIRE(out->applied);
   }
+}
+
+TEST_CASE("downlink.merge_version = 3: a client that missed steps rebuilds the server's model bit for bit from a merged piece coded against the round's guide") {
+  constexpr uint32_t n = 6;
+  constexpr uint32_t dim = 2000;
+  EngineConfig cfg = SecureEngine(n);
+  cfg.broadcast = {.dense = false, .density = 0.02, .values = ValueCoding::kTernary};
+  cfg.full_model.bits = 0;
+  cfg.secure.guided = 0.04;
+  cfg.secure.guide_rounds = 4;
+  cfg.secure.guide_block = 4;
+  cfg.merge_chains = true;
+  EngineConfig v2cfg = cfg;
+  v2cfg.merge_version = 2;
+  cfg.merge_version = 3;
+  const std::vector<float> init(dim, 0.0f);
+  RoundEngine engine(init, cfg), twin(init, v2cfg);
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 10 + u;
+  std::vector<float> held1;  // a client holding version 1 that misses every round
+  REQUIRE(ApplyModelPayload(**engine.ModelPayloadFor(0), 0, held1, dim).ok());
+  std::vector<std::vector<float>> residuals(n, std::vector<float>(dim, 0.0f));
+  Rng rng(9);
+  size_t merged = 0;
+  for (uint32_t round = 1; round <= 10; ++round) {
+    REQUIRE(engine.OpenRound(round, ids).ok());
+    REQUIRE(twin.OpenRound(round, ids).ok());
+    // The client's guide as its task carries it.
+    auto blocks = engine.SecureSupportGuideBlocks();
+    REQUIRE(blocks.ok());
+    auto sent = EncodeSupportGuide(*blocks, dim, 4);
+    REQUIRE(sent.ok());
+    auto guide = DecodeSupportGuide(*sent, dim, 200);
+    REQUIRE(guide.ok());
+    if (engine.version() > 2) {
+      auto p = engine.ModelPayloadFor(1);
+      auto p2 = twin.ModelPayloadFor(1);
+      REQUIRE(p.ok());
+      REQUIRE(p2.ok());
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h = ParseModelPayload(**p, dim, &pieces);
+      REQUIRE(h.ok());
+      REQUIRE(h->kind == ModelPayloadKind::kMerged);
+      // Version 3 when it is smaller than version 2 of the same steps, else version 2.
+      CHECK((pieces[0][5] == 3 || pieces[0][5] == 2));
+      CHECK((*p)->size() <= (*p2)->size());
+      if (pieces[0][5] == 3) ++merged;
+      std::vector<float> got = held1;
+      auto to = ApplyModelPayload(**p, 1, got, dim, nullptr, nullptr, nullptr, *guide);
+      REQUIRE_MESSAGE(to.ok(), to.error().ToString());
+      CHECK(*to == engine.version());
+      CHECK(std::memcmp(got.data(), engine.global_model().data(), 4 * dim) == 0);
+      if (pieces[0][5] == 3 && !guide->empty()) {
+        // Without the guide (or with another) the piece is refused and the copy left as it was.
+        std::vector<float> copy = held1;
+        auto refused = ApplyModelPayload(**p, 1, copy, dim);
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().message().find("another guide") != std::string::npos);
+        CHECK(copy == held1);
+      }
+    }
+    auto support = engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    const RingQuantConfig& ring = engine.config().secure.ring;
+    std::vector<uint64_t> sum(support->size(), 0);
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      // Most of the movement in 20 blocks of 4 (what the guide will hold), some noise elsewhere.
+      for (size_t i = 0; i < dim; ++i) delta[i] = static_cast<float>(rng.Normal() * 0.01 + (i % 100 < 4 ? 0.2 : 0.0));
+      auto input = RingQuantize(delta, *support, ring, round * 100 + u, residuals[u]);
+      REQUIRE(input.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = (sum[j] + (*input)[j]) & ((uint64_t{1} << ring.bits) - 1);
+    }
+    REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+    REQUIRE(twin.IngestSecureSum(round, ids, sum).ok());
+    REQUIRE(engine.CloseRound(1).ok());
+    REQUIRE(twin.CloseRound(1).ok());
+    REQUIRE(std::memcmp(engine.global_model().data(), twin.global_model().data(), 4 * dim) == 0);
+  }
+  CHECK(merged >= 6);  // guided steps: version 3 is the smaller nearly every round
 }
 
 TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring by the round, refuses a robust rule") {

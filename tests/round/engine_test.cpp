@@ -472,6 +472,59 @@ TEST_SUITE("round") {
     CHECK(merged_sent >= 3);
   }
 
+  TEST_CASE("downlink.merge_version = 2: the merged piece is version 2, no larger than version 1's, and leaves the client bit-identical to the server's model") {
+    const size_t d = 20000;
+    EngineConfig cfg;
+    cfg.pipeline = Pipeline::kFrugal;
+    cfg.full_model.bits = 0;
+    cfg.broadcast.density = 0.005;
+    cfg.merge_chains = true;
+    EngineConfig v2cfg = cfg;
+    v2cfg.merge_version = 2;
+    const std::vector<float> init = RandomVector(d, 31);
+    RoundEngine one(init, cfg), two(init, v2cfg);
+    UplinkConfig up;
+    up.density = 0.05;
+    const std::vector<float> drift = RandomVector(d, 32, 0.01f);
+    std::vector<float> held1;
+    REQUIRE(ApplyModelPayload(**two.ModelPayloadFor(0), 0, held1, d).ok());
+    size_t merged_v2 = 0;
+    for (uint32_t round = 1; round <= 16; ++round) {
+      const std::vector<uint64_t> sel{1, 2, 3};
+      REQUIRE(one.OpenRound(round, sel).ok());
+      REQUIRE(two.OpenRound(round, sel).ok());
+      auto p1 = one.ModelPayloadFor(1);
+      auto p2 = two.ModelPayloadFor(1);
+      REQUIRE(p1.ok());
+      REQUIRE(p2.ok());
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h2 = ParseModelPayload(**p2, d, &pieces);
+      REQUIRE(h2.ok());
+      if (h2->kind == ModelPayloadKind::kMerged) {
+        ++merged_v2;
+        CHECK(pieces[0][5] == 2);  // the piece's codec version
+        CHECK((*p2)->size() <= (*p1)->size());
+      }
+      std::vector<float> got = held1;
+      auto to = ApplyModelPayload(**p2, 1, got, d);
+      REQUIRE(to.ok());
+      CHECK(std::memcmp(got.data(), two.global_model().data(), d * 4) == 0);
+      for (uint64_t c : sel) {
+        std::vector<float> u = RandomVector(d, round * 10 + c, 0.004f);
+        for (size_t i = 0; i < d; ++i) u[i] += drift[i];
+        std::vector<float> resid;
+        auto e = EncodeUplink(u, up, resid);
+        REQUIRE(e.ok());
+        REQUIRE(one.Ingest(round, c, one.version(), *e, 1.0).ok());
+        REQUIRE(two.Ingest(round, c, two.version(), *e, 1.0).ok());
+      }
+      REQUIRE(one.CloseRound(2).ok());
+      REQUIRE(two.CloseRound(2).ok());
+      REQUIRE(std::memcmp(one.global_model().data(), two.global_model().data(), d * 4) == 0);
+    }
+    CHECK(merged_v2 > 10);
+  }
+
   TEST_CASE("a restored engine continues with the same versions, chains, residual, momentum and average") {
     const size_t d = 3000;
     EngineConfig cfg;

@@ -88,6 +88,13 @@ TEST_SUITE("round") {
     auto merging = Read("", {"downlink.merge_chains=true"});
     REQUIRE_MESSAGE(merging.ok(), merging.error().ToString());
     CHECK(merging->engine.merge_chains);
+    CHECK(merging->engine.merge_version == 1);  // agents built before version 2 refuse its payloads
+    auto v2 = Read("", {"downlink.merge_chains=true", "downlink.merge_version=2"});
+    REQUIRE_MESSAGE(v2.ok(), v2.error().ToString());
+    CHECK(v2->engine.merge_version == 2);
+    auto v4 = Read("", {"downlink.merge_version=4"});
+    REQUIRE_FALSE(v4.ok());
+    CHECK(v4.error().message().find("downlink.merge_version must be 1, 2 or 3") != std::string::npos);
 
     auto dense = Read("pipeline = \"dense\"\n", {});
     REQUIRE_MESSAGE(dense.ok(), dense.error().ToString());

@@ -305,6 +305,20 @@ train.learning_rate = 0.2
     CHECK(merged.summary.bytes_down < chains.summary.bytes_down);
   }
 
+  TEST_CASE("downlink.merge_version = 2: the same rounds, accuracies and bytes up as version 1, no more bytes down") {
+    RunResult one = Run(Parse({"rounds=8", "downlink.merge_chains=true"}));
+    RunResult two = Run(Parse({"rounds=8", "downlink.merge_chains=true", "downlink.merge_version=2"}));
+    REQUIRE(one.rounds.size() == two.rounds.size());
+    for (size_t i = 0; i < one.rounds.size(); ++i) {
+      CAPTURE(i);
+      CHECK(two.rounds[i].accuracy == one.rounds[i].accuracy);
+      CHECK(two.rounds[i].loss == one.rounds[i].loss);
+      CHECK(two.rounds[i].bytes_up == one.rounds[i].bytes_up);
+      CHECK(two.rounds[i].bytes_down <= one.rounds[i].bytes_down);
+    }
+    CHECK(two.summary.bytes_down < one.summary.bytes_down);
+  }
+
   TEST_CASE("stragglers past the deadline and drop-outs are counted, and their energy stays on the ledger") {
     // Twice as many selected as wanted: the round closes at the 6th update and the rest straggle.
     SimConfig cfg = Parse({"round.over_selection=2.0", "population.dropout=0.2", "rounds=2"});

@@ -51,7 +51,9 @@ class LocalState {
   // A payload carrying a shape change ([prune]) rebuilds the model at the new
   // layer sizes and maps the residual through it (saved to its file at once,
   // so a restart finds it at the new dimension).
-  Result<uint32_t> Apply(std::span<const uint8_t> payload);
+  // `guide`: the secure round's support guide from the task, which a merged
+  // piece of format version 3 is coded against (empty for other tasks).
+  Result<uint32_t> Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide = {});
   // Holds nothing from now on (the next Hello announces version 0).
   void Forget();
 

@@ -62,12 +62,22 @@ inline constexpr uint32_t kMaxMergedLevels = 255;  // distinct values in one ste
 // another dimension, unsorted or out-of-range indices, a non-finite value, or a
 // step with more than kMaxMergedLevels distinct values; ResourceExhausted when
 // (union size) x (steps) > 2^24. Callers then send the chain as it is.
-Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim);
+// `version` picks the format (docs/codecs.md, "Downlink, merged steps"): 1; 2,
+// which sends a step whose two values are -m and +m (every ternary step) as m
+// alone, 4 bytes fewer a step; or 3, version 2 with the union coded as its part
+// in `guide` (the secure round's support guide, ascending coordinates, which
+// the client holds too) and its part outside, and the symbols told which part a
+// coordinate is in. Anything else is InvalidArgument; all lossless. `guide` is
+// read by version 3 only (empty: no coordinate is in it).
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim,
+                                               uint8_t version = 1, std::span<const uint32_t> guide = {});
 // Decodes a merged-steps payload of dimension expected_dim into its steps. Never
 // reads outside `payload`; work and memory are bounded by (union size) x (steps)
 // <= 2^24 (ResourceExhausted past it, from the encoder too); input
 // that is not exactly what EncodeMergedSteps writes for what it decodes to is
-// refused; every defect is an Error naming it.
-Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim);
+// refused; every defect is an Error naming it. Reads versions 1 to 3; version 3
+// needs the encoder's `guide` (refused on a CRC32 mismatch: "another guide").
+Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide = {});
 
 }  // namespace frugal

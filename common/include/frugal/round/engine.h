@@ -92,6 +92,13 @@ struct EngineConfig {
   // is smaller than the chain; lossless, the client ends bit for bit where the
   // chain takes it. false: chains only (clients that cannot read kind 3).
   bool merge_chains = false;
+  // downlink.merge_version: the merged piece's format (docs/codecs.md, codec
+  // 6): 1; 2 (a -m, +m step's level pair as m: 4 bytes a step fewer); or 3
+  // (version 2 with the union coded given the round's support guide, which a
+  // secure client receives with its task; other pipelines have none). All
+  // lossless; agents built before a version refuse its payloads ("unsupported
+  // codec version N"), so 1 is the default.
+  uint32_t merge_version = 1;
   Averaging averaging = Averaging::kAll;
   // The uplink density clients are asked for (frugal): an update carrying
   // more than UplinkKeepCount(uplink_density, dim) values is refused, so no

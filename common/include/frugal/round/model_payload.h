@@ -85,9 +85,12 @@ struct HeldModelShape {
 // other sizes than the model's at that point (a full model's: held->unpruned;
 // a chain's first: held->sizes, each later one: the previous one's new sizes),
 // is refused (InvalidArgument naming both) before anything changes.
+// `guide`: the round's support guide (the secure pipeline's, as the task
+// carries it, coordinates ascending), which a merged piece of format version
+// 3 is coded against (refused when it was coded against another).
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
-                                   const HeldModelShape* held = nullptr);
+                                   const HeldModelShape* held = nullptr, std::span<const uint32_t> guide = {});
 
 }  // namespace frugal
