@@ -321,6 +321,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.guide_rounds", engine.secure.guide_rounds);
   r.Get("secure.guide_decay", engine.secure.guide_decay);
   r.Get("secure.guide_block", engine.secure.guide_block);
+  r.Get("secure.derive_guide", engine.secure.derive_guide);
   r.Get("secure.step_scale", engine.secure.step_scale);
   std::string secure_identity = engine.secure.identity ? "ca" : "none";
   r.Get("secure.identity", secure_identity);
