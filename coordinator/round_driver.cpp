@@ -867,6 +867,7 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
     guide_bytes = std::move(*encoded);
   }
   std::map<uint64_t, SecureTaskPlan> out;
+  size_t derived = 0;
   for (size_t i = 0; i < plan->clients.size(); ++i) {
     SecureTaskPlan& p = out[plan->clients[i]];
     p = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
@@ -881,7 +882,12 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
       p.guide_block = sc.guide_block;
       p.guided = sc.guided;
       p.guide_decay = sc.guide_decay;
+      ++derived;
     }
+  }
+  if (sc.derive_guide && sc.guided > 0) {
+    spdlog::info("round {}: {} of {} clients derive the support guide from the steps they keep", round, derived,
+                 plan->clients.size());
   }
   spdlog::info("round {}: secure aggregation over {} clients, {} neighbours each, threshold {}, {}-bit ring, {} "
                "entries",
