@@ -165,6 +165,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(const ClientConfig& config, embed::
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) return UnavailableError("cannot create state_dir " + config.state_dir + ": " + ec.message());
   s.state = std::make_unique<LocalState>((std::filesystem::path(config.state_dir) / "residual.bin").string());
+  s.state->KeepSteps(config.history_steps);
   s.rng = Rng(std::hash<std::string>{}(config.name) ^ static_cast<uint64_t>(::time(nullptr)));
   FRUGAL_ASSIGN_OR_RETURN(s.ctx, MakeClientContext(config));
   s.env.config = &s.cfg;

@@ -18,6 +18,7 @@ Result<ClientConfig> ParseClientConfig(std::string_view toml_text, std::string_v
   r.Get("tls.key", c.key);
   r.Get("tls.identity", c.identity);
   r.Get("secure.require_identity", c.require_identity);
+  r.Get("secure.history_steps", c.history_steps);
   r.Get("device.class", c.device);
   r.Get("device.radio", c.radio);
   r.Get("device.region", c.region);

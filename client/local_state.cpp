@@ -127,6 +127,7 @@ bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
   params_.assign(model_->num_params(), 0.0f);
   InitialModel(*model_, init, seed, params_);
   held_version_ = 1;
+  history_.Reset(1);
   return true;
 }
 
@@ -170,13 +171,39 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<c
     ws_ = model_->MakeWorkspace();
     if (follower != nullptr) SaveResidualFile();
   }
+  const uint32_t from = held_version_;
   held_version_ = *now_holds;
+  RecordSteps(payload, guide, from, !new_sizes.empty());
   return held_version_;
 }
 
 void LocalState::Forget() {
   params_.clear();
   held_version_ = 0;
+  history_.Clear();
+}
+
+void LocalState::RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide, uint32_t from_version,
+                             bool reshaped) {
+  if (history_.capacity() == 0) return;
+  const uint32_t d = dim();
+  std::vector<std::span<const uint8_t>> pieces;
+  auto h = ParseModelPayload(payload, d, &pieces);
+  if (!h.ok() || reshaped || h->shape_change) {
+    history_.Clear();  // a shape change: the steps before it are of another model
+    return;
+  }
+  if (h->kind == ModelPayloadKind::kFull) {
+    history_.Reset(held_version_);
+    return;
+  }
+  // Decoded a second time (ApplyModelPayload kept none of them): the steps as sent.
+  auto steps = ChainPayloadSteps(payload, d, guide);
+  if (!steps.ok()) {
+    history_.Clear();
+    return;
+  }
+  history_.Append(from_version, std::move(*steps));
 }
 
 std::vector<float>& LocalState::Residual() {

@@ -95,6 +95,10 @@ v1::Envelope TaskLoop::Hello() const {
   for (const char* c : {"uplink-sparse", "uplink-dense", "downlink-quantized", "downlink-fp32"}) hello->add_codecs(c);
   hello->set_num_examples(env_.app != nullptr ? env_.app->num_examples() : env_.local->indices.size());
   hello->set_model_version(state_.held_version());
+  if (const StepHistory& h = state_.history(); h.capacity() > 0) {
+    hello->set_history_from(h.from());
+    hello->set_history_steps(h.capacity());
+  }
   hello->set_input_dim(static_cast<uint32_t>(env_.local->data.num_features));
   if (cfg.data.source == "fmnist-partition") {
     // A seeded split of a public data set: the coordinator records it in the
@@ -360,7 +364,25 @@ Result<v1::SecAgg> TaskLoop::SecureMaskedInput(std::span<const uint8_t> share_in
   privacy::SecurePipelineConfig pc;
   pc.support_seed = st.plan.support_seed;
   std::vector<uint32_t> guide;  // secure.guided: the server's public part of the support
-  if (!st.plan.support_guide.empty()) {
+  if (st.plan.guide_steps > 0) {
+    // secure.derive_guide: the coordinator's computation, on the steps this agent kept.
+    const auto dim = static_cast<uint32_t>(delta.size());
+    const StepHistory& h = state_.history();
+    if (h.version() != state_.held_version() || h.Newest(st.plan.guide_steps).size() != st.plan.guide_steps) {
+      return FailedPreconditionError("Task.secagg: derive the guide from " + std::to_string(st.plan.guide_steps) +
+                                     " steps ending at version " + std::to_string(state_.held_version()) +
+                                     ", this agent holds " + std::to_string(h.version() - h.from()) +
+                                     " ending at version " + std::to_string(h.version()));
+    }
+    privacy::SecurePipelineConfig gc;
+    gc.guided = st.plan.guided;
+    gc.guide_rounds = st.plan.guide_steps;
+    gc.guide_decay = st.plan.guide_decay;
+    gc.guide_block = st.plan.guide_block;
+    const std::vector<uint32_t> blocks =
+        privacy::GuideBlocksFromSteps(h.Newest(st.plan.guide_steps), dim, gc, st.plan.density);
+    guide = ExpandGuideBlocks(blocks, dim, st.plan.guide_block);
+  } else if (!st.plan.support_guide.empty()) {
     auto decoded = DecodeSupportGuide(st.plan.support_guide, static_cast<uint32_t>(delta.size()), st.plan.round.length);
     if (!decoded.ok()) return decoded.error().WithContext("Task.secagg.support_guide");
     guide = std::move(*decoded);

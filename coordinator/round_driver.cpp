@@ -30,6 +30,7 @@
 #include "frugal/round/selection.h"
 #include "frugal/round/settings.h"
 #include "frugal/round/trigger_scan.h"
+#include "frugal/round/step_history.h"
 #include "frugal/train/trainer.h"
 #include "round_close.h"
 
@@ -342,6 +343,13 @@ Result<v1::Register> RoundDriver::OnHello(uint64_t conn, const std::string& iden
   // version 1 from the seed, so it is counted as holding version 1.
   const bool seed_init = config_.builds_version_one() && c.held_version == 0;
   if (seed_init) c.held_version = 1;
+  // Taken as said when it fits the version held (an older agent says nothing: no history).
+  c.history_steps = hello.history_steps();
+  c.history_from = hello.history_from() != 0 && hello.history_from() <= c.held_version &&
+                           c.held_version - hello.history_from() <= c.history_steps
+                       ? hello.history_from()
+                       : 0;
+  if (seed_init && c.history_steps > 0) c.history_from = 1;  // it builds version 1 with no steps behind it
   if (hello.has_data_split()) {
     const v1::DataSplit& d = hello.data_split();
     c.partition = PartitionSpec{.scheme = d.scheme(), .clients = d.clients(), .alpha = d.alpha(),
@@ -604,6 +612,7 @@ void RoundDriver::StartEvaluation(uint32_t round, double now_s) {
     mp->set_payload(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     const v1::Envelope both[] = {std::move(task_env), std::move(model_env)};
     deps_.transport->SendTogether(conn, both);
+    c.history_from = HistoryAfter(c, bytes);
     c.held_version = version();
     ev.result.bytes_down += bytes.size();
     metrics_.payload_bytes_down += bytes.size();
@@ -805,10 +814,18 @@ void RoundDriver::OpenRound(double now_s) {
     s.bytes_down = bytes.size();
     if (auto sp = secure_plans.find(id); sp != secure_plans.end()) s.bytes_down += sp->second.support_guide.size();
     metrics_.payload_bytes_down += bytes.size();
+    c.history_from = HistoryAfter(c, bytes);
     c.held_version = round_version_;
   }
   spdlog::info("round {} opened: {} of {} connected clients selected, model v{}", round, selected.size(),
                candidates.size(), round_version_);
+}
+
+uint32_t RoundDriver::HistoryAfter(const Client& c, std::span<const uint8_t> payload) const {
+  std::vector<std::span<const uint8_t>> pieces;
+  auto h = ParseModelPayload(payload, static_cast<uint32_t>(engine_->global_model().size()), &pieces);
+  if (!h.ok() || h->shape_change) return 0;
+  return HistoryAfterDownload(c.history_from, c.history_steps, h->kind == ModelPayloadKind::kFull, h->to_version);
 }
 
 std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32_t round,
@@ -850,10 +867,27 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
     guide_bytes = std::move(*encoded);
   }
   std::map<uint64_t, SecureTaskPlan> out;
+  size_t derived = 0;
   for (size_t i = 0; i < plan->clients.size(); ++i) {
-    out[plan->clients[i]] = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
-                                           .support_seed = sc.support_seed, .density = config_.engine.uplink_density,
-                                           .debug_dump = sc.debug_dump, .support_guide = guide_bytes};
+    SecureTaskPlan& p = out[plan->clients[i]];
+    p = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
+                       .support_seed = sc.support_seed, .density = config_.engine.uplink_density,
+                       .debug_dump = sc.debug_dump, .support_guide = guide_bytes};
+    // secure.derive_guide: a client that will hold the guide's steps computes it (the same blocks).
+    const Client& c = clients_.at(plan->clients[i]);
+    auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
+    if (sc.guided > 0 && payload.ok() && engine_->ClientDerivesGuide(HistoryAfter(c, **payload))) {
+      p.support_guide.clear();
+      p.guide_steps = engine_->SecureGuideSteps();
+      p.guide_block = sc.guide_block;
+      p.guided = sc.guided;
+      p.guide_decay = sc.guide_decay;
+      ++derived;
+    }
+  }
+  if (sc.derive_guide && sc.guided > 0) {
+    spdlog::info("round {}: {} of {} clients derive the support guide from the steps they keep", round, derived,
+                 plan->clients.size());
   }
   spdlog::info("round {}: secure aggregation over {} clients, {} neighbours each, threshold {}, {}-bit ring, {} "
                "entries",

@@ -187,6 +187,12 @@ void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out) {
   if (!plan.support_guide.empty()) {
     out->set_support_guide(reinterpret_cast<const char*>(plan.support_guide.data()), plan.support_guide.size());
   }
+  if (plan.guide_steps > 0) {
+    out->set_guide_steps(plan.guide_steps);
+    out->set_guide_block(plan.guide_block);
+    out->set_guided(plan.guided);
+    out->set_guide_decay(plan.guide_decay);
+  }
   if (plan.ring.noise_mu > 0) {
     out->set_distributed_dp(true);
     out->set_l2_clip(plan.ring.l2_clip);
@@ -243,6 +249,23 @@ Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round) {
   p.debug_dump = wire.debug_dump();
   // Decoded by the client against its model's size (DecodeSupportGuide), which the plan does not carry.
   p.support_guide.assign(wire.support_guide().begin(), wire.support_guide().end());
+  if (wire.guide_steps() > 0) {
+    auto bad = [](const std::string& what) { return InvalidArgumentError("Task.secagg: " + what); };
+    if (!p.support_guide.empty()) return bad("guide_steps is set beside a support_guide");
+    if (wire.guide_block() == 0 || wire.guide_block() > 0xffff) {
+      return bad("guide_block " + std::to_string(wire.guide_block()) + " outside 1..65535");
+    }
+    if (!(wire.guided() > 0 && wire.guided() <= 1)) return bad("guided " + std::to_string(wire.guided()) + " outside (0, 1]");
+    if (!(wire.guide_decay() > 0 && wire.guide_decay() <= 1)) {
+      return bad("guide_decay " + std::to_string(wire.guide_decay()) + " outside (0, 1]");
+    }
+    p.guide_steps = wire.guide_steps();
+    p.guide_block = wire.guide_block();
+    p.guided = wire.guided();
+    p.guide_decay = wire.guide_decay();
+  } else if (wire.guide_block() != 0 || wire.guided() != 0 || wire.guide_decay() != 0) {
+    return InvalidArgumentError("Task.secagg: guide_block, guided and guide_decay are set without guide_steps");
+  }
   if (Status st = privacy::ValidateSecureRoundConfig(p.round); !st.ok()) return st.error().WithContext("Task.secagg");
   FRUGAL_RETURN_IF_ERROR(CheckDistributedDp(wire, p.ring));
   if (wire.distributed_dp()) {

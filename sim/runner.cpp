@@ -43,6 +43,7 @@
 #include "frugal/round/selection.h"
 #include "frugal/report/run_dir.h"
 #include "frugal/round/settings.h"
+#include "frugal/round/step_history.h"
 #include "frugal/sim/attack.h"
 #include "frugal/sim/population.h"
 #include "frugal/sim/progress.h"
@@ -231,6 +232,7 @@ struct Base {
 struct Download {
   std::shared_ptr<const std::vector<uint8_t>> payload;
   bool full = false;
+  uint64_t guide_bytes = 0;  // secure.guided: the support guide sent with the task (0: derived by the client)
 };
 
 // The virtual clock's verdict on a round: who counted, and when it closed.
@@ -291,7 +293,7 @@ class Simulation {
   std::vector<RosterEntry> Roster() const;
   // Secure pipeline: SecAgg+ stages 1-2 for the selected clients before they
   // train, each client's ring input and masked message, then unmasking.
-  Status StartSecureRound(uint32_t round, std::span<const uint32_t> selected);
+  Status StartSecureRound(uint32_t round, std::span<const uint32_t> selected, std::span<Download> downloads);
   Status EncodeSecureInput(size_t thread, uint32_t c, std::span<const float> delta, SlotResult& r);
   Status FinishSecureRound(uint32_t round, std::span<const uint32_t> selected, Timing& timing);
   Status CountSecureWraps(std::span<const uint32_t> survivors);
@@ -372,7 +374,12 @@ class Simulation {
   uint64_t secure_bytes_up_ = 0, secure_bytes_down_ = 0, secure_failed_rounds_ = 0;
   // secure.guided > 0: the round's support guide as sent with each task (its
   // encoded size goes on each selected client's downlink), and the run's total.
-  uint64_t secure_guide_bytes_ = 0, secure_guide_bytes_total_ = 0;
+  uint64_t secure_guide_bytes_total_ = 0, secure_guides_derived_ = 0;
+  // secure.derive_guide: per client, the version from which it holds every
+  // broadcast step up to its model's (HistoryAfterDownload; the simulated
+  // client keeps secure.guide_rounds of them). Only the version: the steps
+  // themselves are the engine's.
+  std::vector<uint32_t> history_from_;
   double secure_client_cpu_s_ = 0, secure_server_cpu_s_ = 0;
   // Each position's ring input of the open round (the simulator holds them all,
   // SecAgg+'s server does not), kept for rings of at most 16 bits, 2 bytes an
@@ -630,18 +637,32 @@ Status Simulation::EncodeUpdate(size_t thread, uint32_t c, std::span<const float
 
 // Stages 1-2 of SecAgg+ for every selected client (a client that drops out
 // mid-training has shared its keys by then), on positions drawn per round.
-Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> selected) {
+Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> selected,
+                                    std::span<Download> downloads) {
   secure_.reset();
   secure_position_.clear();
   FRUGAL_ASSIGN_OR_RETURN(secure_support_, engine_->SecureSupport(round));
-  secure_guide_bytes_ = 0;
   if (cfg_.engine.secure.guided > 0) {
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint32_t> blocks, engine_->SecureSupportGuideBlocks());
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> sent,
                             EncodeSupportGuide(blocks, static_cast<uint32_t>(model_->num_params()),
                                                cfg_.engine.secure.guide_block));
-    secure_guide_bytes_ = sent.size();
-    secure_guide_bytes_total_ += sent.size() * selected.size();
+    const bool track = cfg_.engine.secure.derive_guide;
+    if (track && history_from_.size() != pop_->size()) {
+      // Version 1 from the seed: every client starts holding it with no steps behind it.
+      history_from_.assign(pop_->size(), cfg_.builds_version_one() ? 1u : 0u);
+    }
+    for (size_t s = 0; s < selected.size(); ++s) {
+      bool derived = false;
+      if (track) {
+        uint32_t& from = history_from_[selected[s]];
+        from = HistoryAfterDownload(from, cfg_.engine.secure.guide_rounds, downloads[s].full, engine_->version());
+        derived = engine_->ClientDerivesGuide(from);
+      }
+      downloads[s].guide_bytes = derived ? 0 : sent.size();
+      secure_guide_bytes_total_ += downloads[s].guide_bytes;
+      secure_guides_derived_ += derived ? 1 : 0;
+    }
     secure_guided_entry_.assign(secure_support_.size(), 0);
     for (size_t j = 0; j < secure_support_.size(); ++j) {
       secure_guided_entry_[j] =
@@ -1063,7 +1084,7 @@ Result<Timing> Simulation::Schedule(std::span<const uint32_t> selected, std::spa
     const uint32_t c = selected[s];
     const SlotResult& r = *by_client.at(pop_->id(c));
     if (r.status == 2) return InternalError("client " + std::to_string(pop_->id(c)) + " failed: " + r.error);
-    t.t_down[s] = TransferSeconds(pop_->radio(c), downloads[s].payload->size() + (secure_ ? secure_guide_bytes_ : 0),
+    t.t_down[s] = TransferSeconds(pop_->radio(c), downloads[s].payload->size() + downloads[s].guide_bytes,
                                   Direction::kDown);
     t.t_comp[s] = ComputeSeconds(pop_->device(c), r.flops);
     if (r.status == 0) {
@@ -1136,7 +1157,7 @@ RoundAccount Simulation::Account(uint32_t round, double utc_hour, std::span<cons
     if (secure_) {
       const privacy::SecureClientCost& k = secure_->cost(secure_position_.at(c));
       p.flops += SecureClientFlops(c);
-      p.bytes_down += k.bytes_down + secure_guide_bytes_;
+      p.bytes_down += k.bytes_down + downloads[s].guide_bytes;
       p.protocol_bytes_up = k.bytes_up;
       p.protocol_bytes_down = k.bytes_down;
       p.protocol_cpu_s = k.setup_cpu_s + k.mask_cpu_s + k.unmask_cpu_s;
@@ -1180,7 +1201,7 @@ Status Simulation::Step(uint32_t round) {
   const uint32_t version = engine_->version();
   FRUGAL_ASSIGN_OR_RETURN(std::vector<Download> downloads, Downloads(selected, version));
 
-  if (cfg_.pipeline == Pipeline::kSecure) FRUGAL_RETURN_IF_ERROR(StartSecureRound(round, selected));
+  if (cfg_.pipeline == Pipeline::kSecure) FRUGAL_RETURN_IF_ERROR(StartSecureRound(round, selected, downloads));
   const auto train_start = Clock::now();
   std::vector<SlotResult> local = Train(round, selected, downloads, version);
   train_wall_ += Since(train_start);
@@ -1552,6 +1573,12 @@ void Simulation::AddNotes(RunSummary& sum) const {
                           "the rest rand-k from the round's seed; the guide's encoded bytes are on every selected "
                           "client's downlink.");
       sum.extra_metrics["secure_guide_bytes_down"] = static_cast<double>(secure_guide_bytes_total_);
+      if (sc.derive_guide) {
+        sum.notes.push_back("secure.derive_guide: " + std::to_string(secure_guides_derived_) +
+                            " tasks went without the guide, their clients holding the steps it comes from "
+                            "(each keeps its last " + std::to_string(sc.guide_rounds) + ").");
+        sum.extra_metrics["secure_guides_derived"] = static_cast<double>(secure_guides_derived_);
+      }
     }
   }
 }

@@ -1046,4 +1046,23 @@ Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint
   return GuidedSupport(SharedSupportSeed(cfg.support_seed, round), dim, UplinkKeepCount(density, dim), guide);
 }
 
+std::vector<uint32_t> GuideBlocksFromSteps(std::span<const SparseUpdate> steps, uint32_t dim,
+                                           const SecurePipelineConfig& cfg, double density) {
+  if (cfg.guided <= 0 || steps.empty() || dim == 0 || cfg.guide_block == 0) return {};
+  const uint32_t block = cfg.guide_block;
+  std::vector<float> score((dim + block - 1) / block, 0.0f);
+  double weight = 1;
+  size_t used = 0;
+  // Newest step first: the steps are the broadcast every client receives, so
+  // the guide is a post-processing of what the server has already released.
+  for (auto it = steps.rbegin(); it != steps.rend() && used < cfg.guide_rounds; ++it, ++used) {
+    for (size_t j = 0; j < it->indices.size(); ++j) {
+      score[it->indices[j] / block] += static_cast<float>(weight * std::fabs(it->values[j]));
+    }
+    weight *= cfg.guide_decay;
+  }
+  const size_t m = std::min(UplinkKeepCount(cfg.guided, dim), UplinkKeepCount(density, dim));
+  return TopScoreCoordinates(score, m / block);
+}
+
 }  // namespace frugal::privacy

@@ -8,6 +8,8 @@
 
 #include "frugal/codec/frame.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/step_history.h"
+#include "frugal/privacy/secure_pipeline.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/shared_support.h"
 #include "frugal/codec/zero_set.h"
@@ -446,21 +448,24 @@ Result<std::vector<uint32_t>> RoundEngine::SecureSupportGuideBlocks() const {
   if (cfg_.pipeline != Pipeline::kSecure) return InvalidArgumentError("a support guide exists only in the secure pipeline");
   if (cfg_.secure.guided <= 0 || steps_.empty()) return std::vector<uint32_t>{};
   const auto dim = static_cast<uint32_t>(model_.size());
-  const uint32_t block = cfg_.secure.guide_block;
-  std::vector<float> score((dim + block - 1) / block, 0.0f);
-  double weight = 1;
-  size_t used = 0;
-  // Newest step first: the steps are the broadcast every client receives, so
-  // the guide is a post-processing of what the server has already released.
-  for (auto it = steps_.rbegin(); it != steps_.rend() && used < cfg_.secure.guide_rounds; ++it, ++used) {
-    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step, DecodeBroadcastStep(*it, dim));
-    for (size_t j = 0; j < step.indices.size(); ++j) {
-      score[step.indices[j] / block] += static_cast<float>(weight * std::fabs(step.values[j]));
-    }
-    weight *= cfg_.secure.guide_decay;
+  const uint32_t n = SecureGuideSteps();
+  std::vector<SparseUpdate> steps;
+  steps.reserve(n);
+  for (size_t i = steps_.size() - n; i < steps_.size(); ++i) {
+    FRUGAL_ASSIGN_OR_RETURN(SparseUpdate step, DecodeBroadcastStep(steps_[i], dim));
+    steps.push_back(std::move(step));
   }
-  const size_t m = std::min(UplinkKeepCount(cfg_.secure.guided, dim), UplinkKeepCount(cfg_.uplink_density, dim));
-  return TopScoreCoordinates(score, m / block);
+  return privacy::GuideBlocksFromSteps(steps, dim, cfg_.secure, cfg_.uplink_density);
+}
+
+uint32_t RoundEngine::SecureGuideSteps() const {
+  if (cfg_.pipeline != Pipeline::kSecure || cfg_.secure.guided <= 0) return 0;
+  return static_cast<uint32_t>(std::min<size_t>(cfg_.secure.guide_rounds, steps_.size()));
+}
+
+bool RoundEngine::ClientDerivesGuide(uint32_t history_from_after) const {
+  const uint32_t n = SecureGuideSteps();
+  return cfg_.secure.derive_guide && n > 0 && HistoryCovers(history_from_after, version_, n);
 }
 
 Status RoundEngine::IngestSecureSum(uint32_t round, std::span<const uint64_t> clients,

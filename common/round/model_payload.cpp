@@ -166,6 +166,27 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
   return h;
 }
 
+Result<std::vector<SparseUpdate>> ChainPayloadSteps(std::span<const uint8_t> bytes, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide) {
+  std::vector<std::span<const uint8_t>> pieces;
+  FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
+  if (h.kind == ModelPayloadKind::kFull) return InvalidArgumentError("model payload is a full model, not steps");
+  if (h.shape_change) return InvalidArgumentError("model payload carries a shape change");
+  if (h.kind == ModelPayloadKind::kMerged) {
+    auto merged = DecodeMergedSteps(pieces[0], expected_dim, guide);
+    if (!merged.ok()) return merged.error().WithContext("merged model payload");
+    return merged;
+  }
+  std::vector<SparseUpdate> steps;
+  steps.reserve(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    auto u = DecodeBroadcastStep(pieces[i], expected_dim);
+    if (!u.ok()) return u.error().WithContext("model payload piece " + std::to_string(i));
+    steps.push_back(std::move(*u));
+  }
+  return steps;
+}
+
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim) {
   return ApplyModelPayload(bytes, held_version, model, expected_dim, nullptr);

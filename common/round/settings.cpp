@@ -322,6 +322,7 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   r.Get("secure.guide_rounds", engine.secure.guide_rounds);
   r.Get("secure.guide_decay", engine.secure.guide_decay);
   r.Get("secure.guide_block", engine.secure.guide_block);
+  r.Get("secure.derive_guide", engine.secure.derive_guide);
   r.Get("secure.step_scale", engine.secure.step_scale);
   std::string secure_identity = engine.secure.identity ? "ca" : "none";
   r.Get("secure.identity", secure_identity);
@@ -414,6 +415,13 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   if (engine.merge_version < 1 || engine.merge_version > kMergedStepsVersion) {
     return InvalidArgumentError("downlink.merge_version must be 1, 2 or 3 (the merged-steps formats), got " +
                                 std::to_string(engine.merge_version));
+  }
+  if (engine.merge_version >= 3 && engine.secure.derive_guide) {
+    // Version 3 is decoded against the guide the task carries; a client that
+    // derives the guide computes it from the very steps the piece holds.
+    return InvalidArgumentError("downlink.merge_version = 3 with secure.derive_guide = true: a version-3 piece is "
+                                "decoded against the round's guide, which a deriving client computes only after "
+                                "applying it; choose one");
   }
   if (!(engine.broadcast.density > 0 && engine.broadcast.density <= 1)) {
     return InvalidArgumentError("downlink.broadcast_density must be in (0, 1]");

@@ -29,6 +29,9 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/lean_round.h"
 #include "frugal/round/model_payload.h"
+#include "frugal/round/step_history.h"
+#include "frugal/codec/zero_set.h"
+#include "frugal/privacy/secure_pipeline.h"
 #include "frugal/model/prune.h"
 
 namespace frugal::client {
@@ -209,6 +212,75 @@ TEST_SUITE("client") {
     const Status st = wrong.Adopt("mlp", dim, data, shape);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message().find("Register shape") != std::string::npos);
+  }
+
+  TEST_CASE("an agent keeping its last steps holds exactly the engine's, says so in Hello, and derives the engine's guide") {
+    // secure.history_steps: payloads of every kind from a secure engine with a
+    // guide; the agent's kept steps must give GuideBlocksFromSteps == the
+    // engine's blocks whenever its history covers them, and Hello must say
+    // from which version it holds them (what the coordinator tracks).
+    Rig rig;
+    const uint32_t dim = rig.Dim();
+    EngineConfig ec;
+    ec.pipeline = Pipeline::kSecure;
+    ec.uplink_density = 0.6;
+    ec.merge_chains = true;
+    ec.broadcast = {.dense = false, .density = 0.4, .values = ValueCoding::kTernary};
+    ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+    ec.secure.support_seed = 42;
+    ec.secure.guided = 0.3;
+    ec.secure.guide_rounds = 3;
+    ec.secure.guide_block = 1;
+    ec.secure.derive_guide = true;
+    std::vector<float> v1(dim);
+    (*MakeModel("logreg", 4, 3))->InitParams(v1, 3);
+    RoundEngine engine(v1, ec);
+    rig.state.KeepSteps(3);
+    REQUIRE(rig.state.Adopt("logreg", dim, rig.local.data).ok());
+    TaskLoop loop(rig.env, rig.state);
+    CHECK(loop.Hello().hello().history_steps() == 3);
+    CHECK(loop.Hello().hello().history_from() == 0);  // holds nothing yet
+    REQUIRE(rig.state.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(rig.state.history().from() == 1);  // a full model: no steps behind it
+    const std::vector<uint64_t> ids = {1, 2, 3};
+    Rng rng(3);
+    uint32_t derived = 0;
+    for (uint32_t round = 1; round <= 9; ++round) {
+      REQUIRE(engine.OpenRound(round, ids).ok());
+      if (round % 2 == 1) {  // every other round: a chain or merged piece of two steps
+        REQUIRE(rig.state.Apply(**engine.ModelPayloadFor(rig.state.held_version())).ok());
+        const StepHistory& h = rig.state.history();
+        CHECK(h.version() == engine.version());
+        CHECK(loop.Hello().hello().history_from() == h.from());
+        CHECK(h.from() == std::max<uint32_t>(1, engine.version() > 3 ? engine.version() - 3 : 1));
+        const uint32_t k = engine.SecureGuideSteps();
+        REQUIRE(engine.ClientDerivesGuide(h.from()) == (k > 0));
+        if (k > 0) {
+          ++derived;
+          CHECK(privacy::GuideBlocksFromSteps(h.Newest(k), dim, ec.secure, ec.uplink_density) ==
+                *engine.SecureSupportGuideBlocks());
+          for (uint32_t v = engine.version() - k + 1, i = 0; v <= engine.version(); ++v, ++i) {
+            auto sent = DecodeBroadcastStep(engine.StepPayload(v), dim);
+            REQUIRE(sent.ok());
+            CHECK(h.Newest(k)[i].indices == sent->indices);  // the steps as the engine sent them
+            CHECK(h.Newest(k)[i].values == sent->values);
+          }
+        }
+      }
+      auto support = engine.SecureSupport(round);
+      REQUIRE(support.ok());
+      std::vector<uint64_t> sum(support->size());
+      for (auto& x : sum) x = rng.NextU64() & 0xffff;
+      REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+      REQUIRE(engine.CloseRound(1).ok());
+    }
+    CHECK(derived >= 4);
+    // A full model restarts the history empty; Forget drops it.
+    REQUIRE(rig.state.Apply(**engine.ModelPayloadFor(0)).ok());
+    CHECK(rig.state.history().from() == engine.version());
+    CHECK_FALSE(engine.ClientDerivesGuide(rig.state.history().from()));
+    rig.state.Forget();
+    CHECK(loop.Hello().hello().history_from() == 0);
   }
 
   TEST_CASE("a Register whose shape or dimension does not fit is refused, and the agent still holds its model and version") {

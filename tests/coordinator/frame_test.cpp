@@ -92,6 +92,42 @@ TEST_SUITE("coordinator") {
     refused([](v1::SecAggPlan& w) { w.set_distributed_dp(false); }, "without distributed_dp");
   }
 
+  TEST_CASE("Task.secagg: a derived guide's parameters round-trip, and refuse a guide beside them or out of range") {
+    auto round = privacy::PlanSecureRound(7, 3, 4, 0.05, 0.33, 32, 785);
+    REQUIRE(round.ok());
+    SecureTaskPlan plan{.round = *round, .position = 1, .ring = RingQuantConfig{.bits = 32, .clip = 0.1f, .max_summands = 4},
+                        .support_seed = 42, .density = 0.1};
+    plan.guide_steps = 20;
+    plan.guide_block = 16;
+    plan.guided = 0.05;
+    plan.guide_decay = 0.9;
+    v1::SecAggPlan wire;
+    ToWire(plan, &wire);
+    auto back = FromWire(wire, 3);
+    REQUIRE(back.ok());
+    CHECK(back->guide_steps == 20);
+    CHECK(back->guide_block == 16);
+    CHECK(back->guided == 0.05);
+    CHECK(back->guide_decay == 0.9);
+    CHECK(back->support_guide.empty());
+    auto refused = [&](auto mutate, const std::string& named) {
+      v1::SecAggPlan w = wire;
+      mutate(w);
+      auto r = FromWire(w, 3);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code() == ErrorCode::kInvalidArgument);
+      INFO(r.error().message());
+      CHECK(r.error().message().find(named) != std::string::npos);
+    };
+    refused([](v1::SecAggPlan& w) { w.set_support_guide("abc"); }, "beside a support_guide");
+    refused([](v1::SecAggPlan& w) { w.set_guide_block(0); }, "guide_block");
+    refused([](v1::SecAggPlan& w) { w.set_guide_block(70000); }, "guide_block");
+    refused([](v1::SecAggPlan& w) { w.set_guided(0); }, "guided");
+    refused([](v1::SecAggPlan& w) { w.set_guided(std::nan("")); }, "guided");
+    refused([](v1::SecAggPlan& w) { w.set_guide_decay(1.5); }, "guide_decay");
+    refused([](v1::SecAggPlan& w) { w.set_guide_steps(0); }, "without guide_steps");
+  }
+
   TEST_CASE("envelopes survive framing under every chunk size") {
     std::vector<std::vector<uint8_t>> frames;
     for (uint32_t r = 1; r <= 5; ++r) {

@@ -9,6 +9,8 @@
 #include "frugal/core/streams.h"
 
 #include <doctest/doctest.h>
+
+#include "frugal/privacy/secure_pipeline.h"
 #include <sqlite3.h>
 #include <zlib.h>
 
@@ -1119,18 +1121,24 @@ TEST_SUITE("coordinator") {
     CHECK(metric("secure_failed_rounds") == 0);
   }
 
-  TEST_CASE("pipeline = secure with secure.guided: round 2's tasks carry the guide of round 1's public broadcast step") {
+  TEST_CASE("pipeline = secure with secure.guided: round 2's tasks carry the guide of round 1's public broadcast step, or tell a client keeping its steps to derive it") {
+  // secure.derive_guide: clients 1 and 2 keep their last 20 steps (Hello.history_steps), 3 and 4 are older agents.
+  for (const bool derive : {false, true}) {
+    CAPTURE(derive);
     // guide_rounds = 1 and blocks of 1: the guide is the coordinates of the one
     // step broadcast so far (all of them: 0.5% of 7,850 is under the 10% guide),
     // i.e. exactly where the global model changed from version 1 to 2.
     auto rig = MakeRig({"rounds=2", "model=\"logreg\"", "pipeline=\"secure\"", "round.clients_per_round=4",
                         "round.min_clients=4", "eval.examples=100", "secure.bits=16", "secure.stage_timeout_s=5",
-                        "round.deadline_s=100", "secure.guided=0.1", "secure.guide_rounds=1", "secure.guide_block=1"});
+                        "round.deadline_s=100", "secure.guided=0.1", "secure.guide_rounds=1", "secure.guide_block=1",
+                        derive ? "secure.derive_guide=true" : "secure.derive_guide=false"});
     RoundDriver& d = *rig->driver;
     for (uint64_t c = 1; c <= 4; ++c) {
       std::string name = "c";
       name += std::to_string(c);
-      REQUIRE(d.OnHello(c, name, MakeHello(name), 0).ok());
+      v1::Hello hello = MakeHello(name);
+      if (c <= 2) hello.set_history_steps(20);
+      REQUIRE(d.OnHello(c, name, hello, 0).ok());
     }
     d.Tick(0);
     const std::vector<float> version1(d.global_model().begin(), d.global_model().end());
@@ -1185,10 +1193,31 @@ TEST_SUITE("coordinator") {
       REQUIRE(task->task().round() == 2);
       auto plan = FromWire(task->task().secagg(), 2);
       REQUIRE(plan.ok());
-      auto guide = DecodeSupportGuide(plan->support_guide, static_cast<uint32_t>(version1.size()), plan->round.length);
+      const auto dim = static_cast<uint32_t>(version1.size());
+      if (derive && c <= 2) {
+        // Told to derive it: from the one step the round's payload (a chain from version 1) carries.
+        CHECK(plan->support_guide.empty());
+        REQUIRE(plan->guide_steps == 1);
+        const v1::Envelope* model = rig->transport.Last(c, v1::Envelope::kModel);
+        REQUIRE(model != nullptr);
+        const std::string& b = model->model().payload();
+        auto steps = ChainPayloadSteps(std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()), dim);
+        REQUIRE(steps.ok());
+        privacy::SecurePipelineConfig gc;
+        gc.guided = plan->guided;
+        gc.guide_rounds = plan->guide_steps;
+        gc.guide_decay = plan->guide_decay;
+        gc.guide_block = plan->guide_block;
+        CHECK(ExpandGuideBlocks(privacy::GuideBlocksFromSteps(*steps, dim, gc, plan->density), dim, plan->guide_block) ==
+              changed);
+        continue;
+      }
+      CHECK(plan->guide_steps == 0);
+      auto guide = DecodeSupportGuide(plan->support_guide, dim, plan->round.length);
       REQUIRE(guide.ok());
       CHECK(*guide == changed);
     }
+  }
   }
 
   TEST_CASE("pipeline = secure: a stage that misses its deadline with too few clients fails the round cleanly, recorded, model unchanged") {

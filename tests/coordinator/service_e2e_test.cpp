@@ -751,8 +751,9 @@ TEST_SUITE("coordinator") {
                                            "secure.debug_dump=true", "eval.examples=500",
                                            "privacy.mode=\"distributed\"", "privacy.clip=1",
                                            "privacy.noise_multiplier=0.8",
-                                           // Rounds 2 and 3 carry a non-empty support guide to real agents.
-                                           "secure.guided=0.05",
+                                           // Rounds 2 and 3 carry a non-empty support guide to real agents,
+                                           // or tell those keeping their steps (clients 0-4) to derive it.
+                                           "secure.guided=0.05", "secure.derive_guide=true",
                                            // Keys bound to the fleet CA's credentials (`ca issue` wrote the .idc files).
                                            "secure.identity=\"ca\""};
     Process coordinator(fleet.CoordinatorArgs(sets), fleet.dir.Path("coordinator.log"));
@@ -764,6 +765,7 @@ TEST_SUITE("coordinator") {
     auto start = [&](uint32_t i) {
       std::vector<std::string> extra = {"secure.require_identity=true"};
       if (killed.contains(i)) extra.push_back("debug.secagg_hold_round=1");
+      if (i < 5) extra.push_back("secure.history_steps=20");
       return std::make_unique<Process>(fleet.ClientArgs(names[i], i, 10, extra),
                                        fleet.dir.Path(names[i] + "-" + std::to_string(clients.size()) + ".log"));
     };
@@ -818,6 +820,10 @@ TEST_SUITE("coordinator") {
     REQUIRE(*code == 0);
     for (auto& c : clients) CHECK(c->Wait(60) == std::optional<int>(0));
     CHECK(log.find("refused a SecAgg message from intruder") != std::string::npos);
+    // Clients 0-4 keep their steps (a restarted one starts again from version 1): they derive the guide.
+    CHECK(log.find("round 1: 0 of 10 clients derive the support guide") != std::string::npos);
+    CHECK(log.find("round 2: 5 of 10 clients derive the support guide") != std::string::npos);
+    CHECK(log.find("round 3: 5 of 10 clients derive the support guide") != std::string::npos);
 
     // Exactness: the coordinator's unmasked sum equals the plain sum, mod
     // 2^bits, of the ring inputs the survivors wrote (secure.debug_dump).

@@ -21,6 +21,7 @@
 #include "frugal/round/engine.h"
 #include "frugal/round/model_payload.h"
 #include "frugal/round/settings.h"
+#include "frugal/round/step_history.h"
 
 namespace frugal {
 namespace {
@@ -575,6 +576,101 @@ TEST_CASE("secure.identity = ca in the simulator's round: the same sum, and exac
 }
 
 }  // TEST_SUITE
+
+
+TEST_CASE("a client that keeps its last steps derives every round's guide as the server computes it") {
+  // Clients that download every round, every third round (a merged piece of
+  // three steps), or keep too few steps: the history-derived guide must be
+  // the engine's blocks exactly whenever the history covers the guide's steps.
+  constexpr uint32_t n = 4;
+  constexpr uint32_t dim = 400;
+  EngineConfig cfg = SecureEngine(n);
+  cfg.broadcast = {.dense = false, .density = 0.05, .values = ValueCoding::kTernary};
+  cfg.merge_chains = true;
+  cfg.secure.guided = 0.05;
+  cfg.secure.guide_rounds = 3;
+  cfg.secure.guide_decay = 0.5;
+  cfg.secure.guide_block = 4;
+  cfg.secure.derive_guide = true;
+  RoundEngine engine(std::vector<float>(dim, 0.0f), cfg);
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 10 + u;
+  struct Client {
+    uint32_t every;     // downloads in rounds 1, 1 + every, ...
+    uint32_t capacity;  // steps kept
+    StepHistory history;
+    uint32_t held = 1;
+    uint32_t tracked_from = 1;  // what a coordinator or the simulator tracks (HistoryAfterDownload)
+  };
+  std::vector<Client> clients = {{1, 4, StepHistory(4)}, {3, 3, StepHistory(3)}, {2, 1, StepHistory(1)}};
+  for (Client& c : clients) c.history.Reset(1);  // version 1 built from the seed
+  Rng rng(5);
+  uint32_t derived = 0, merged = 0, wrong_window_differs = 0;
+  for (uint32_t round = 1; round <= 12; ++round) {
+    REQUIRE(engine.OpenRound(round, ids).ok());
+    auto blocks = engine.SecureSupportGuideBlocks();
+    REQUIRE(blocks.ok());
+    const uint32_t k = engine.SecureGuideSteps();
+    CHECK(k == std::min<uint32_t>(3, engine.version() - 1));
+    for (Client& c : clients) {
+      if ((round - 1) % c.every != 0) continue;
+      auto payload = engine.ModelPayloadFor(c.held);
+      REQUIRE(payload.ok());
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h = ParseModelPayload(**payload, dim, &pieces);
+      REQUIRE(h.ok());
+      merged += h->kind == ModelPayloadKind::kMerged ? 1 : 0;
+      auto steps = ChainPayloadSteps(**payload, dim);
+      REQUIRE(steps.ok());
+      c.history.Append(c.held, std::move(*steps));
+      c.held = engine.version();
+      c.tracked_from = HistoryAfterDownload(c.tracked_from, c.capacity, false, c.held);
+      CHECK(c.tracked_from == c.history.from());
+      CHECK(c.history.version() == c.held);
+      const bool covers = engine.ClientDerivesGuide(c.tracked_from);
+      CHECK(covers == (k > 0 && c.capacity >= k));
+      if (!covers) continue;
+      ++derived;
+      CHECK(privacy::GuideBlocksFromSteps(c.history.Newest(k), dim, cfg.secure, cfg.uplink_density) == *blocks);
+      // A window one step off (the previous round's) is another guide: the check above can fail.
+      if (k >= 1 && c.history.Newest(k + 1).size() == k + 1 &&
+          privacy::GuideBlocksFromSteps(c.history.Newest(k + 1).first(k), dim, cfg.secure, cfg.uplink_density) !=
+              *blocks) {
+        ++wrong_window_differs;
+      }
+    }
+    auto support = engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    const RingQuantConfig& ring = engine.config().secure.ring;
+    std::vector<uint64_t> sum(support->size(), 0);
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      for (auto& v : delta) v = static_cast<float>(rng.Normal() * 0.1);
+      std::vector<float> resid(dim, 0.0f);
+      auto input = RingQuantize(delta, *support, ring, round * 100 + u, resid);
+      REQUIRE(input.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = (sum[j] + (*input)[j]) & ((uint64_t{1} << ring.bits) - 1);
+    }
+    REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+    auto out = engine.CloseRound(1);
+    REQUIRE(out.ok());
+    REQUIRE(out->applied);
+  }
+  CHECK(derived >= 10);
+  CHECK(merged >= 2);
+  CHECK(wrong_window_differs >= 3);
+  // A full model restarts the history with no steps: nothing to derive from.
+  CHECK(HistoryAfterDownload(5, 3, true, 12) == 12);
+  CHECK_FALSE(engine.ClientDerivesGuide(engine.version()));
+  // A client that keeps nothing, or holds nothing, has no history.
+  CHECK(HistoryAfterDownload(5, 0, false, 12) == 0);
+  CHECK(HistoryAfterDownload(0, 3, false, 12) == 0);
+  CHECK(HistoryAfterDownload(5, 3, false, 12) == 9);
+  CHECK(HistoryAfterDownload(10, 3, false, 12) == 10);
+  CHECK_FALSE(HistoryCovers(0, 12, 0));
+  CHECK(HistoryCovers(9, 12, 3));
+  CHECK_FALSE(HistoryCovers(10, 12, 3));
+}
 
 }  // namespace
 }  // namespace frugal

@@ -95,6 +95,12 @@ TEST_SUITE("round") {
     auto v4 = Read("", {"downlink.merge_version=4"});
     REQUIRE_FALSE(v4.ok());
     CHECK(v4.error().message().find("downlink.merge_version must be 1, 2 or 3") != std::string::npos);
+    // Version 3 is decoded against the task's guide, which a deriving client has not yet computed.
+    auto v3_derive = Read("", {"downlink.merge_version=3", "secure.derive_guide=true"});
+    REQUIRE_FALSE(v3_derive.ok());
+    CHECK(v3_derive.error().message().find("secure.derive_guide = true") != std::string::npos);
+    auto v2_derive = Read("", {"downlink.merge_version=2", "secure.derive_guide=true"});
+    CHECK_MESSAGE(v2_derive.ok(), v2_derive.error().ToString());
 
     auto dense = Read("pipeline = \"dense\"\n", {});
     REQUIRE_MESSAGE(dense.ok(), dense.error().ToString());

@@ -77,6 +77,10 @@ struct ClientConfig {
   // round, even when the coordinator's plan does not ask for it (a server
   // that turned the check off could pose as clients of its own making).
   bool require_identity = false;
+  // secure.history_steps: keep the last N broadcast steps applied (in memory),
+  // so that a coordinator with secure.derive_guide can leave the guide out of
+  // its tasks (docs/privacy.md, "Guided support"); 0 (default): keep none.
+  uint32_t history_steps = 0;
   DataConfig data;
   PolicyConfig policy;
   std::map<std::string, std::string> flat;

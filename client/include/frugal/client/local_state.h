@@ -13,6 +13,7 @@
 #include "frugal/core/status.h"
 #include "frugal/model/prune.h"
 #include "frugal/round/settings.h"
+#include "frugal/round/step_history.h"
 #include "frugal/data/dataset.h"
 #include "frugal/model/model.h"
 
@@ -56,6 +57,11 @@ class LocalState {
   Result<uint32_t> Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide = {});
   // Holds nothing from now on (the next Hello announces version 0).
   void Forget();
+  // secure.history_steps: keep the last `n` broadcast steps applied (0: none),
+  // in memory only, from the next payload or version 1 on.
+  void KeepSteps(uint32_t n) { history_ = StepHistory(n); }
+  // The steps kept, ending at held_version() (history().from() is what Hello says).
+  const StepHistory& history() const { return history_; }
 
   // The residual of the model's dimension: from its file on first use, zeros
   // if there is none or it is unreadable (logged).
@@ -76,6 +82,10 @@ class LocalState {
  private:
   // Holds `model` (checked by the caller), as built, and nothing of it yet.
   void Install(std::unique_ptr<Model> model, const std::string& model_name);
+  // After `payload` took the copy from from_version to held_version_: the
+  // history restarts on a full model, extends on steps, is cleared on a shape change.
+  void RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide, uint32_t from_version,
+                   bool reshaped);
 
   std::string residual_path_;
   std::unique_ptr<Model> model_;
@@ -86,6 +96,7 @@ class LocalState {
   uint32_t held_version_ = 0;
   std::vector<float> residual_;
   std::vector<float> scratch_;
+  StepHistory history_;
 };
 
 }  // namespace frugal::client

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "frugal/codec/ring_quant.h"
+#include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 
 namespace frugal::privacy {
@@ -62,7 +63,22 @@ struct SecurePipelineConfig {
   uint32_t guide_rounds = 20;
   double guide_decay = 0.9;
   uint32_t guide_block = 16;
+  // secure.derive_guide: a client that keeps the steps the guide comes from
+  // (Hello.history_from, the agent's history_steps) is told to derive the
+  // guide itself (Task.secagg.guide_steps) instead of downloading it; the
+  // support is the same either way. Off by default.
+  bool derive_guide = false;
 };
+
+// The guide's blocks (ascending block numbers) from the broadcast steps
+// `steps`, oldest first: the newest min(guide_rounds, |steps|) of them, each
+// step's |values| weighted by guide_decay^age and summed per block of
+// guide_block coordinates, the top min(guided, density) * dim / guide_block
+// blocks (TopScoreCoordinates). The one computation the engine (for the
+// guide it sends) and an agent (deriving it from the steps it kept) run, so
+// both get the same blocks bit for bit. Pure; indices must be < dim.
+std::vector<uint32_t> GuideBlocksFromSteps(std::span<const SparseUpdate> steps, uint32_t dim,
+                                           const SecurePipelineConfig& cfg, double density);
 
 // Ok when the ring and the fractions are in range; errors name the key.
 Status CheckSecurePipelineConfig(const SecurePipelineConfig& cfg);

@@ -259,6 +259,13 @@ class RoundEngine {
   // changes only when a round closes: the same for every call within a round.
   Result<std::vector<uint32_t>> SecureSupportGuideBlocks() const;
   Result<std::vector<uint32_t>> SecureSupportGuide() const;
+  // How many of the newest steps the guide comes from now (0: no guide):
+  // what a client deriving it (Task.secagg.guide_steps) takes from its history.
+  uint32_t SecureGuideSteps() const;
+  // secure.derive_guide: whether a client whose history starts at
+  // history_from_after once it holds the current version (HistoryAfterDownload)
+  // derives the guide itself rather than being sent it.
+  bool ClientDerivesGuide(uint32_t history_from_after) const;
   // Secure pipeline: the unmasked SecAgg+ sum of the open round, one ring
   // element per support entry, of the inputs of `clients` (the survivors,
   // each selected, each once). Decoded with its headroom checked; the round's

@@ -19,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 #include "frugal/model/prune.h"
 
@@ -70,6 +71,15 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 // the architecture it prunes (a Cnn's geometry, or an MLP) and the sizes it
 // starts from, and a parameter count alone cannot tell a 28x28 CNN from a
 // 29x30 one, or a logistic regression from an MLP of as many parameters.
+// The broadcast steps a chain or merged payload carries, in order, as
+// decoded (a zero set's step without its zeros, as DecodeBroadcastStep):
+// what a client keeps for secure.derive_guide. InvalidArgument for a full
+// model or a payload with a shape change (a history does not survive one),
+// or any error of its pieces' decoders. `guide`: the round's support guide a
+// merged piece of format version 3 is coded against (DecodeMergedSteps).
+Result<std::vector<SparseUpdate>> ChainPayloadSteps(std::span<const uint8_t> bytes, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide = {});
+
 struct HeldModelShape {
   std::vector<uint32_t> unpruned;  // PrunableSizes of the unpruned model: what a full model's shape prunes
   std::vector<uint32_t> sizes;     // PrunableSizes of the model held now: what a chain's first shape change prunes

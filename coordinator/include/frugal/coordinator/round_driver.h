@@ -207,6 +207,9 @@ class RoundDriver {
     const RegionProfile* region_profile = nullptr;
     uint64_t num_examples = 0;
     uint32_t held_version = 0;  // coordinator numbering, 0 = none
+    // secure.derive_guide: the steps it keeps (Hello.history_steps) and the
+    // version from which it holds them all (HistoryAfterDownload; 0: none).
+    uint32_t history_from = 0, history_steps = 0;
     std::optional<PartitionSpec> partition;  // its data's split, when it said (Hello.data_split)
     uint32_t partition_index = 0;
   };
@@ -233,6 +236,8 @@ class RoundDriver {
   void OpenRound(double now_s);
   // Secure pipeline: plans the round's protocol (nullopt and a warning when it cannot run).
   std::optional<std::map<uint64_t, SecureTaskPlan>> PlanSecure(uint32_t round, std::span<const uint64_t> selected);
+  // A client's step history once it has applied `payload` (to the current version).
+  uint32_t HistoryAfter(const Client& c, std::span<const uint8_t> payload) const;
   // Secure pipeline: closes a stage that is complete or past its deadline and
   // sends the next stage's messages; true once the round may close: stage 5
   // is over (secure_ stays set: CloseRound hands it to the close work, which

@@ -41,13 +41,21 @@ struct SecureTaskPlan {
   double density = 0;
   bool debug_dump = false;  // secure.debug_dump
   std::vector<uint8_t> support_guide{};  // secure.guided: the round's encoded guide (empty: none)
+  // secure.derive_guide: > 0 when the client derives the guide from its
+  // newest guide_steps steps (support_guide then empty) with these parameters.
+  uint32_t guide_steps = 0;
+  uint32_t guide_block = 0;
+  double guided = 0;
+  double guide_decay = 0;
 };
 void ToWire(const SecureTaskPlan& plan, v1::SecAggPlan* out);
 // InvalidArgument naming the field when the round, ring or position do not
 // fit together (ValidateSecureRoundConfig, ValidateRingQuantConfig), or the
 // distributed-DP fields are out of range (noise_mu outside (0, 2^60], l2_clip
 // not > 0, a noise margin outside the ring or under 12 standard deviations of
-// one client's noise) or set without distributed_dp. ring.noise_mu > 0 marks
+// one client's noise) or set without distributed_dp, or guide_steps set with
+// a support_guide, a guide_block outside 1..65535, guided outside (0, 1] or
+// guide_decay outside (0, 1]. ring.noise_mu > 0 marks
 // distributed DP in both directions.
 Result<SecureTaskPlan> FromWire(const v1::SecAggPlan& wire, uint32_t round);
 
