@@ -110,6 +110,9 @@ declare -A variant=(
   [g0.05-s5-b4m7-c0.04-uni-mc3]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=3"
   # b4m7-mc2 whose clients keep their last guide_rounds steps and derive the guide (secure.derive_guide); lossless too.
   [g0.05-s5-b4m7-c0.04-uni-mc2-dg]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=2 --set secure.derive_guide=true"
+  # b4m7-mc2-dg with merged format version 4 for clients keeping the guide's steps (each missed step's
+  # positions coded given its own round's support); lossless too.
+  [g0.05-s5-b4m7-c0.04-uni-mc4-dg]="${uni_mc} --set secure.bits=4 --set secure.max_clients=7 --set secure.modular_clip=true --set downlink.merge_version=4 --set secure.derive_guide=true"
 )
 # Dense FedAvg at a variant's local work ("dense" alone is the scenario as shipped, the baseline).
 declare -A dense_variant=(

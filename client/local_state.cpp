@@ -131,7 +131,8 @@ bool LocalState::InitFromSeed(uint64_t seed, ModelInit init) {
   return true;
 }
 
-Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide) {
+Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide,
+                                   const StepSupportFn* supports) {
   const uint32_t d = dim();
   if (params_.size() != d) Forget();
   std::vector<uint32_t> new_sizes;
@@ -144,7 +145,8 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<c
   std::optional<HeldModelShape> held;
   if (model_) held = HeldModelShape{unpruned_sizes_, PrunableSizes(*model_), CnnGeometryOf(*model_)};
   auto now_holds =
-      ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower, held ? &*held : nullptr, guide);
+      ApplyModelPayload(payload, held_version_, params_, d, &new_sizes, follower, held ? &*held : nullptr, guide,
+                        supports);
   if (!now_holds.ok()) {
     Forget();
     return now_holds.error();
@@ -173,7 +175,7 @@ Result<uint32_t> LocalState::Apply(std::span<const uint8_t> payload, std::span<c
   }
   const uint32_t from = held_version_;
   held_version_ = *now_holds;
-  RecordSteps(payload, guide, from, !new_sizes.empty());
+  RecordSteps(payload, guide, supports, from, !new_sizes.empty());
   return held_version_;
 }
 
@@ -183,8 +185,8 @@ void LocalState::Forget() {
   history_.Clear();
 }
 
-void LocalState::RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide, uint32_t from_version,
-                             bool reshaped) {
+void LocalState::RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide,
+                             const StepSupportFn* supports, uint32_t from_version, bool reshaped) {
   if (history_.capacity() == 0) return;
   const uint32_t d = dim();
   std::vector<std::span<const uint8_t>> pieces;
@@ -198,7 +200,7 @@ void LocalState::RecordSteps(std::span<const uint8_t> payload, std::span<const u
     return;
   }
   // Decoded a second time (ApplyModelPayload kept none of them): the steps as sent.
-  auto steps = ChainPayloadSteps(payload, d, guide);
+  auto steps = ChainPayloadSteps(payload, d, guide, supports);
   if (!steps.ok()) {
     history_.Clear();
     return;

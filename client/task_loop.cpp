@@ -3,9 +3,11 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "frugal/codec/shared_support.h"
 #include "frugal/core/streams.h"
@@ -257,7 +259,22 @@ LoopStep TaskLoop::StartSecure(const v1::Task& task, const v1::ModelPayload& pay
     if (!decoded.ok()) return refuse(decoded.error().WithContext("Task.secagg.support_guide"));
     guide = std::move(*decoded);
   }
-  auto now_holds = state_.Apply(Bytes(payload.payload()), guide);
+  // A merged piece of format version 4 is coded given each missed round's
+  // support, rebuilt from the steps this agent kept; only a client deriving its
+  // guide is sent one (it has the guide's parameters).
+  std::optional<StepSupportFn> supports;
+  if (plan->guide_steps > 0 && state_.history().version() == state_.held_version()) {
+    privacy::SecurePipelineConfig gc;
+    gc.support_seed = plan->support_seed;
+    gc.guided = plan->guided;
+    gc.guide_rounds = plan->guide_steps;
+    gc.guide_decay = plan->guide_decay;
+    gc.guide_block = plan->guide_block;
+    const StepHistory& h = state_.history();
+    supports = privacy::StepSupportsFromHistory(h.Newest(std::min<uint32_t>(plan->guide_steps, h.version() - h.from())),
+                                                gc, plan->density, state_.dim());
+  }
+  auto now_holds = state_.Apply(Bytes(payload.payload()), guide, supports ? &*supports : nullptr);
   if (!now_holds.ok() || *now_holds != task.model_version()) {
     const Error e = now_holds.ok() ? InvalidArgumentError("payload brought the model to v" +
                                                           std::to_string(*now_holds) + ", the task is for v" +

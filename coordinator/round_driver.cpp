@@ -789,7 +789,9 @@ void RoundDriver::OpenRound(double now_s) {
     Slot& s = slots_[id];
     s.client_id = id;
     if (secure_round_ && !secure_) continue;  // the protocol could not be planned: no task
-    auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
+    // The client's kept steps (Hello.history_from): merged format version 4 needs them.
+    auto payload = c.held_version > engine_->version() ? engine_->ModelPayloadFor(0)
+                                                       : engine_->ModelPayloadFor(c.held_version, c.history_from);
     if (!payload.ok()) {
       fatal_ = payload.error().WithContext("model payload for round " + std::to_string(round));
       return;
@@ -875,7 +877,9 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
                        .debug_dump = sc.debug_dump, .support_guide = guide_bytes};
     // secure.derive_guide: a client that will hold the guide's steps computes it (the same blocks).
     const Client& c = clients_.at(plan->clients[i]);
-    auto payload = engine_->ModelPayloadFor(c.held_version > engine_->version() ? 0 : c.held_version);
+    // The client's kept steps (Hello.history_from): merged format version 4 needs them.
+    auto payload = c.held_version > engine_->version() ? engine_->ModelPayloadFor(0)
+                                                       : engine_->ModelPayloadFor(c.held_version, c.history_from);
     if (sc.guided > 0 && payload.ok() && engine_->ClientDerivesGuide(HistoryAfter(c, **payload))) {
       p.support_guide.clear();
       p.guide_steps = engine_->SecureGuideSteps();

@@ -567,7 +567,9 @@ Result<std::vector<Download>> Simulation::Downloads(std::span<const uint32_t> se
   const auto dim = static_cast<uint32_t>(model_->num_params());
   std::vector<Download> out(selected.size());
   for (size_t s = 0; s < selected.size(); ++s) {
-    FRUGAL_ASSIGN_OR_RETURN(out[s].payload, engine_->ModelPayloadFor(pop_->held_version(selected[s])));
+    // Merged format version 4 needs the client's kept steps (tracked as in StartSecureRound).
+    const uint32_t history_from = selected[s] < history_from_.size() ? history_from_[selected[s]] : 0;
+    FRUGAL_ASSIGN_OR_RETURN(out[s].payload, engine_->ModelPayloadFor(pop_->held_version(selected[s]), history_from));
     std::vector<std::span<const uint8_t>> pieces;
     FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(*out[s].payload, dim, &pieces));
     out[s].full = h.kind == ModelPayloadKind::kFull;
@@ -647,7 +649,7 @@ Status Simulation::StartSecureRound(uint32_t round, std::span<const uint32_t> se
     FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> sent,
                             EncodeSupportGuide(blocks, static_cast<uint32_t>(model_->num_params()),
                                                cfg_.engine.secure.guide_block));
-    const bool track = cfg_.engine.secure.derive_guide;
+    const bool track = cfg_.engine.secure.derive_guide || cfg_.engine.merge_version >= 4;
     if (track && history_from_.size() != pop_->size()) {
       // Version 1 from the seed: every client starts holding it with no steps behind it.
       history_from_.assign(pop_->size(), cfg_.builds_version_one() ? 1u : 0u);

@@ -6,6 +6,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "byte_io.h"
@@ -13,6 +14,7 @@
 #include "frugal/codec/fp16.h"
 #include "frugal/codec/frame.h"
 #include "frugal/codec/golomb.h"
+#include "frugal/codec/varint.h"
 #include "frugal/core/random.h"
 #include "range_coder.h"
 
@@ -505,9 +507,9 @@ Result<std::vector<uint32_t>> ReadIndexSection(std::span<const uint8_t> body, si
 
 Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim, uint8_t version,
                                                std::span<const uint32_t> guide) {
-  if (version < 1 || version > kMergedStepsVersion) {
-    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) + " (1 to " +
-                                std::to_string(kMergedStepsVersion) + ")");
+  if (version < 1 || version > 3) {
+    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) +
+                                " (1 to 3 here; version 4 is EncodeMergedStepsV4)");
   }
   FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
   const bool split = version >= 3;
@@ -656,6 +658,11 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
   }
   if (h.flags != 0) return InvalidArgumentError("merged steps: unknown flags " + std::to_string(h.flags));
   FRUGAL_RETURN_IF_ERROR(CheckStepsShape(h.count, h.dim));
+  if (h.version >= 4) {
+    return InvalidArgumentError("merged steps: version " + std::to_string(h.version) +
+                                " is coded given each round's support; it needs the client's kept steps "
+                                "(DecodeMergedStepsV4)");
+  }
   const bool split = h.version >= 3;
   if (split) FRUGAL_RETURN_IF_ERROR(CheckGuide(guide, h.dim));
   const std::span<const uint8_t> body = f.body;
@@ -808,6 +815,382 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
                                 std::to_string(again.size()) + " bytes)");
   }
   return steps;
+}
+
+namespace {
+
+// Version 4's symbol contexts: presence of a support coordinate by how often it
+// was present in the piece's earlier steps (0, 1, 2+), whether in the step just
+// before, and whether it is in the guided half; a two-level step's level by the
+// coordinate's last two-level level (none, low, high) and the guided half.
+struct MergeModelV4 {
+  std::array<std::array<std::array<Prob, 2>, 2>, 3> presence;
+  std::array<std::array<Prob, 2>, 3> level2;
+};
+
+// A number as its bit width (6 bits) and the bits below its top one.
+void PutGamma(RangeEncoder& rc, uint32_t v) {
+  const int w = std::bit_width(v);
+  rc.Direct(static_cast<uint64_t>(w), 6);
+  if (w > 1) rc.Direct(v & ((uint32_t{1} << (w - 1)) - 1), w - 1);
+}
+
+Result<uint32_t> GetGamma(RangeDecoder& rc, const char* what) {
+  const auto w = static_cast<int>(rc.Direct(6));
+  if (w == 0) return uint32_t{0};
+  if (w > 32) return InvalidArgumentError(std::string("merged steps v4: ") + what + " of bit width " + std::to_string(w));
+  const uint64_t low = w > 1 ? rc.Direct(w - 1) : 0;
+  return static_cast<uint32_t>((uint64_t{1} << (w - 1)) | low);
+}
+
+// A round's support as flags per position: 1 rand-k half, 2 guided half; checked.
+Status CheckStepSupport(const StepSupport& s, uint32_t dim, uint32_t round, std::vector<uint8_t>* in_guide) {
+  const std::string where = "merged steps v4: round " + std::to_string(round) + "'s support";
+  if (s.support.empty()) return InvalidArgumentError(where + " is empty");
+  for (size_t j = 0; j < s.support.size(); ++j) {
+    if (s.support[j] >= dim || (j > 0 && s.support[j] <= s.support[j - 1])) {
+      return InvalidArgumentError(where + " is not strictly ascending inside dimension " + std::to_string(dim));
+    }
+  }
+  in_guide->assign(s.support.size(), 0);
+  size_t k = 0;
+  for (size_t j = 0; j < s.guide.size(); ++j) {
+    if (j > 0 && s.guide[j] <= s.guide[j - 1]) return InvalidArgumentError(where + ": its guide is not ascending");
+    while (k < s.support.size() && s.support[k] < s.guide[j]) ++k;
+    if (k == s.support.size() || s.support[k] != s.guide[j]) {
+      return InvalidArgumentError(where + ": guide coordinate " + std::to_string(s.guide[j]) + " is not in it");
+    }
+    (*in_guide)[k] = 1;
+  }
+  return OkStatus();
+}
+
+// Per step: its distinct values (ascending in TotalOrderKey) and each entry's level index.
+Status LevelTables(std::span<const SparseUpdate> steps, uint32_t dim, std::vector<std::vector<float>>* levels,
+                   std::vector<std::vector<uint8_t>>* codes) {
+  levels->assign(steps.size(), {});
+  codes->assign(steps.size(), {});
+  for (size_t t = 0; t < steps.size(); ++t) {
+    const SparseUpdate& u = steps[t];
+    const std::string where = "merged steps: step " + std::to_string(t);
+    if (u.dim != dim) {
+      return InvalidArgumentError(where + " has dimension " + std::to_string(u.dim) + ", expected " +
+                                  std::to_string(dim));
+    }
+    if (u.indices.empty()) return InvalidArgumentError(where + " is empty");
+    if (u.values.size() != u.indices.size()) {
+      return InvalidArgumentError(where + " has " + std::to_string(u.values.size()) + " values for " +
+                                  std::to_string(u.indices.size()) + " indices");
+    }
+    if (Status st = CheckSortedIndices(u.indices, dim); !st.ok()) return st.error().WithContext(where);
+    std::vector<uint32_t> keys;
+    keys.reserve(u.values.size());
+    for (float v : u.values) {
+      if (!IsFinite(v)) return InvalidArgumentError(where + " has a non-finite value");
+      keys.push_back(TotalOrderKey(v));
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    if (keys.size() > kMaxMergedLevels) {
+      return InvalidArgumentError(where + " has " + std::to_string(keys.size()) +
+                                  " distinct values, more than the " + std::to_string(kMaxMergedLevels) +
+                                  " a merged payload codes");
+    }
+    for (uint32_t k : keys) {
+      const uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+      (*levels)[t].push_back(std::bit_cast<float>(b));
+    }
+    (*codes)[t].reserve(u.values.size());
+    for (float v : u.values) {
+      (*codes)[t].push_back(
+          static_cast<uint8_t>(std::lower_bound(keys.begin(), keys.end(), TotalOrderKey(v)) - keys.begin()));
+    }
+  }
+  return OkStatus();
+}
+
+// Per-coordinate state across the piece's steps (dense: the decoder's work is
+// bounded by the supports, its memory by the dimension).
+struct CoordTrackV4 {
+  explicit CoordTrackV4(uint32_t dim) : occ(dim, 0), last_step(dim, 0), last_level(dim, 0) {}
+  std::vector<uint8_t> occ;         // 0, 1, 2+ earlier steps present
+  std::vector<uint32_t> last_step;  // 1 + the last step present in, 0: none
+  std::vector<uint8_t> last_level;  // 0 none, 1 low, 2 high (two-level steps)
+};
+
+// The version-4 body for steps whose supports are known.
+Result<std::vector<uint8_t>> EncodeV4(std::span<const SparseUpdate> steps, std::span<const uint32_t> rounds,
+                                      uint32_t dim, std::span<const StepSupport> supports,
+                                      std::span<const std::vector<uint8_t>> in_guide) {
+  std::vector<std::vector<float>> levels;
+  std::vector<std::vector<uint8_t>> codes;
+  FRUGAL_RETURN_IF_ERROR(LevelTables(steps, dim, &levels, &codes));
+  std::vector<uint8_t> body;
+  for (size_t t = 0; t < rounds.size(); ++t) PutVarint(body, t == 0 ? rounds[0] : rounds[t] - rounds[t - 1] - 1);
+  for (const std::vector<float>& l : levels) {
+    if (SymmetricPair(l)) {
+      body.push_back(0);
+      const size_t at = body.size();
+      body.resize(at + 4);
+      PutF32Array(body.data() + at, &l[1], 1);
+      continue;
+    }
+    body.push_back(static_cast<uint8_t>(l.size()));
+    const size_t at = body.size();
+    body.resize(at + 4 * l.size());
+    PutF32Array(body.data() + at, l.data(), l.size());
+  }
+  RangeEncoder rc(&body);
+  MergeModelV4 m;
+  CoordTrackV4 c(dim);
+  for (size_t t = 0; t < steps.size(); ++t) {
+    const std::vector<uint32_t>& ind = steps[t].indices;
+    const std::vector<uint32_t>& sup = supports[t].support;
+    // Off the support: its count and positions (gaps), then presence on the support.
+    std::vector<uint32_t> off;
+    {
+      size_t k = 0;
+      for (uint32_t i : ind) {
+        while (k < sup.size() && sup[k] < i) ++k;
+        if (k == sup.size() || sup[k] != i) off.push_back(i);
+      }
+    }
+    PutGamma(rc, static_cast<uint32_t>(off.size()));
+    int64_t prev = -1;
+    for (uint32_t i : off) {
+      PutGamma(rc, static_cast<uint32_t>(i - prev - 1));
+      prev = i;
+    }
+    std::vector<uint8_t> guided_entry(ind.size(), 0);
+    size_t e = 0;
+    for (size_t k = 0; k < sup.size(); ++k) {
+      const uint32_t i = sup[k];
+      while (e < ind.size() && ind[e] < i) ++e;
+      const bool present = e < ind.size() && ind[e] == i;
+      rc.Bit(m.presence[std::min<uint8_t>(c.occ[i], 2)][c.last_step[i] == t && t > 0][in_guide[t][k]], present);
+      if (present) guided_entry[e] = in_guide[t][k];
+    }
+    const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
+    for (size_t j = 0; j < ind.size(); ++j) {
+      const uint32_t i = ind[j];
+      const uint32_t level = codes[t][j];
+      if (nlev == 2) {
+        rc.Bit(m.level2[c.last_level[i]][guided_entry[j]], static_cast<int>(level));
+        c.last_level[i] = static_cast<uint8_t>(1 + level);
+      } else if (nlev > 2) {
+        rc.Direct(level, LevelBits(nlev));
+        c.last_level[i] = 0;
+      }
+      c.occ[i] = static_cast<uint8_t>(std::min(c.occ[i] + 1, 2));
+      c.last_step[i] = static_cast<uint32_t>(t + 1);
+    }
+  }
+  rc.Finish();
+  FrameHeader header;
+  header.codec = CodecId::kDownlinkMergedSteps;
+  header.version = 4;
+  header.dim = dim;
+  header.count = static_cast<uint32_t>(steps.size());
+  std::vector<uint8_t> out;
+  FRUGAL_RETURN_IF_ERROR(AppendFrame(header, body, &out));
+  return out;
+}
+
+Status AddCells(uint64_t* cells, uint64_t n) {
+  *cells += n;
+  if (*cells > kMaxMergedCells) {
+    return ResourceExhaustedError("merged steps v4: the supports' decisions exceed the limit of " +
+                                  std::to_string(kMaxMergedCells));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> EncodeMergedStepsV4(std::span<const SparseUpdate> steps, std::span<const uint32_t> rounds,
+                                                 uint32_t dim, const StepSupportFn& supports) {
+  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
+  if (rounds.size() != steps.size()) {
+    return InvalidArgumentError("merged steps v4: " + std::to_string(rounds.size()) + " rounds for " +
+                                std::to_string(steps.size()) + " steps");
+  }
+  for (size_t t = 0; t < rounds.size(); ++t) {
+    if (rounds[t] == 0 || (t > 0 && rounds[t] <= rounds[t - 1])) {
+      return InvalidArgumentError("merged steps v4: rounds not strictly ascending from 1 (at step " +
+                                  std::to_string(t) + ")");
+    }
+  }
+  std::vector<StepSupport> sup(steps.size());
+  std::vector<std::vector<uint8_t>> in_guide(steps.size());
+  uint64_t cells = 0;
+  for (size_t t = 0; t < steps.size(); ++t) {
+    FRUGAL_ASSIGN_OR_RETURN(sup[t], supports(rounds[t], steps.first(t)));
+    FRUGAL_RETURN_IF_ERROR(CheckStepSupport(sup[t], dim, rounds[t], &in_guide[t]));
+    FRUGAL_RETURN_IF_ERROR(AddCells(&cells, sup[t].support.size() + steps[t].indices.size()));
+  }
+  return EncodeV4(steps, rounds, dim, sup, in_guide);
+}
+
+Result<uint8_t> MergedStepsVersion(std::span<const uint8_t> payload) {
+  FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseFrame(payload));
+  if (f.header.codec != CodecId::kDownlinkMergedSteps) {
+    return InvalidArgumentError("codec id " + std::to_string(static_cast<int>(f.header.codec)) + " (" +
+                                std::string(CodecName(f.header.codec)) + ") is not a merged-steps payload");
+  }
+  return f.header.version;
+}
+
+Result<MergedStepsV4> DecodeMergedStepsV4(std::span<const uint8_t> payload, uint32_t expected_dim,
+                                          const StepSupportFn& supports) {
+  FRUGAL_ASSIGN_OR_RETURN(ParsedFrame f, ParseFrame(payload));
+  const FrameHeader& h = f.header;
+  if (h.codec != CodecId::kDownlinkMergedSteps) {
+    return InvalidArgumentError("codec id " + std::to_string(static_cast<int>(h.codec)) + " (" +
+                                std::string(CodecName(h.codec)) + ") is not a merged-steps payload");
+  }
+  if (h.version != 4) {
+    return InvalidArgumentError("merged steps: version " + std::to_string(h.version) + " is not version 4");
+  }
+  if (h.dim != expected_dim) {
+    return InvalidArgumentError("merged steps: dimension mismatch: payload declares " + std::to_string(h.dim) +
+                                ", expected " + std::to_string(expected_dim));
+  }
+  if (h.flags != 0) return InvalidArgumentError("merged steps: unknown flags " + std::to_string(h.flags));
+  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(h.count, h.dim));
+  const std::span<const uint8_t> body = f.body;
+  // A step costs at least a varint and a 5-byte level table: no support is built for a declared count the body cannot hold.
+  if (uint64_t{h.count} * 6 > body.size()) {
+    return DataLossError("merged steps v4: body of " + std::to_string(body.size()) + " bytes for " +
+                         std::to_string(h.count) + " steps");
+  }
+  MergedStepsV4 out;
+  size_t pos = 0;
+  uint64_t round = 0;
+  for (uint32_t t = 0; t < h.count; ++t) {
+    uint64_t v = 0;
+    if (VarintError e = GetVarint(body, &pos, std::numeric_limits<uint32_t>::max(), &v); e != VarintError::kOk) {
+      return InvalidArgumentError(std::string("merged steps v4: step ") + std::to_string(t) + "'s round: " +
+                                  VarintErrorText(e));
+    }
+    round = t == 0 ? v : round + v + 1;
+    if (round == 0 || round > std::numeric_limits<uint32_t>::max()) {
+      return InvalidArgumentError("merged steps v4: step " + std::to_string(t) + "'s round is outside 1..2^32-1");
+    }
+    out.rounds.push_back(static_cast<uint32_t>(round));
+  }
+  std::vector<std::vector<float>> levels(h.count);
+  for (uint32_t t = 0; t < h.count; ++t) {
+    const std::string where = "merged steps: step " + std::to_string(t);
+    if (pos >= body.size()) return DataLossError(where + ": level table cut off");
+    const uint32_t declared = body[pos++];
+    const uint32_t stored = declared == 0 ? 1 : declared;
+    if (uint64_t{stored} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
+    levels[t].resize(stored);
+    GetF32Array(body.data() + pos, levels[t].data(), stored);
+    pos += 4ull * stored;
+    if (declared == 0) {
+      const float mag = levels[t][0];
+      if (!(IsFinite(mag) && mag > 0.0f)) {
+        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
+      }
+      levels[t] = {-mag, mag};
+    }
+    for (uint32_t j = 0; j < levels[t].size(); ++j) {
+      if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
+      if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
+        return InvalidArgumentError(where + ": levels not strictly ascending at " + std::to_string(j));
+      }
+    }
+  }
+  RangeDecoder rc(body.subspan(pos));
+  MergeModelV4 m;
+  CoordTrackV4 c(h.dim);
+  out.steps.resize(h.count);
+  std::vector<StepSupport> sup(h.count);
+  std::vector<std::vector<uint8_t>> in_guide(h.count);
+  uint64_t cells = 0;
+  for (uint32_t t = 0; t < h.count; ++t) {
+    const std::string where = "merged steps v4: step " + std::to_string(t);
+    auto s = supports(out.rounds[t], std::span<const SparseUpdate>(out.steps).first(t));
+    if (!s.ok()) return s.error().WithContext(where + " (round " + std::to_string(out.rounds[t]) + ")");
+    sup[t] = std::move(*s);
+    FRUGAL_RETURN_IF_ERROR(CheckStepSupport(sup[t], h.dim, out.rounds[t], &in_guide[t]));
+    const std::vector<uint32_t>& support = sup[t].support;
+    FRUGAL_ASSIGN_OR_RETURN(const uint32_t n_off, GetGamma(rc, "off-support count"));
+    if (n_off > h.dim - support.size()) {
+      return InvalidArgumentError(where + ": " + std::to_string(n_off) + " entries off a support of " +
+                                  std::to_string(support.size()) + " in dimension " + std::to_string(h.dim));
+    }
+    FRUGAL_RETURN_IF_ERROR(AddCells(&cells, uint64_t{support.size()} + n_off));
+    std::vector<uint32_t> off;
+    off.reserve(n_off);
+    int64_t prev = -1;
+    for (uint32_t j = 0; j < n_off; ++j) {
+      FRUGAL_ASSIGN_OR_RETURN(const uint32_t gap, GetGamma(rc, "off-support gap"));
+      const int64_t i = prev + 1 + gap;
+      if (i >= h.dim) return InvalidArgumentError(where + ": off-support entry " + std::to_string(i) + " outside the dimension");
+      if (std::binary_search(support.begin(), support.end(), static_cast<uint32_t>(i))) {
+        return InvalidArgumentError(where + ": off-support entry " + std::to_string(i) + " lies on the support");
+      }
+      off.push_back(static_cast<uint32_t>(i));
+      prev = i;
+    }
+    // Presence on the support, merged with the off-support entries in ascending order.
+    SparseUpdate& step = out.steps[t];
+    step.dim = h.dim;
+    std::vector<uint8_t> guided_entry;
+    size_t o = 0;
+    for (size_t k = 0; k < support.size(); ++k) {
+      const uint32_t i = support[k];
+      const int present = rc.Bit(m.presence[std::min<uint8_t>(c.occ[i], 2)][c.last_step[i] == t && t > 0][in_guide[t][k]]);
+      if (!present) continue;
+      while (o < off.size() && off[o] < i) {
+        step.indices.push_back(off[o++]);
+        guided_entry.push_back(0);
+      }
+      step.indices.push_back(i);
+      guided_entry.push_back(in_guide[t][k]);
+    }
+    while (o < off.size()) {
+      step.indices.push_back(off[o++]);
+      guided_entry.push_back(0);
+    }
+    if (step.indices.empty()) return InvalidArgumentError(where + " is empty");
+    const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
+    std::vector<uint8_t> used(nlev, 0);
+    step.values.reserve(step.indices.size());
+    for (size_t j = 0; j < step.indices.size(); ++j) {
+      const uint32_t i = step.indices[j];
+      uint32_t level = 0;
+      if (nlev == 2) {
+        level = static_cast<uint32_t>(rc.Bit(m.level2[c.last_level[i]][guided_entry[j]]));
+        c.last_level[i] = static_cast<uint8_t>(1 + level);
+      } else if (nlev > 2) {
+        level = static_cast<uint32_t>(rc.Direct(LevelBits(nlev)));
+        if (level >= nlev) {
+          return InvalidArgumentError(where + ": coordinate " + std::to_string(i) + " has level " +
+                                      std::to_string(level) + " of " + std::to_string(nlev));
+        }
+        c.last_level[i] = 0;
+      }
+      used[level] = 1;
+      step.values.push_back(levels[t][level]);
+      c.occ[i] = static_cast<uint8_t>(std::min(c.occ[i] + 1, 2));
+      c.last_step[i] = t + 1;
+    }
+    for (uint32_t j = 0; j < nlev; ++j) {
+      if (!used[j]) return InvalidArgumentError(where + "'s level " + std::to_string(j) + " is never used");
+    }
+  }
+  if (!rc.consistent()) return DataLossError("merged steps v4: symbol section is corrupt (code outside its range)");
+  // Canonical input only; a client whose supports differ from the encoder's lands here too.
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<uint8_t> again, EncodeV4(out.steps, out.rounds, h.dim, sup, in_guide));
+  if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) {
+    return InvalidArgumentError("merged steps v4: payload of " + std::to_string(payload.size()) +
+                                " bytes is not the encoding of the steps it decodes to (" +
+                                std::to_string(again.size()) + " bytes; a support rebuilt from other steps?)");
+  }
+  return out;
 }
 
 }  // namespace frugal

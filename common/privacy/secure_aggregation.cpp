@@ -1065,4 +1065,32 @@ std::vector<uint32_t> GuideBlocksFromSteps(std::span<const SparseUpdate> steps, 
   return TopScoreCoordinates(score, m / block);
 }
 
+StepSupportFn StepSupportsFromHistory(std::span<const SparseUpdate> history, const SecurePipelineConfig& cfg,
+                                      double density, uint32_t dim) {
+  const size_t n = cfg.guide_rounds;
+  std::vector<SparseUpdate> kept(history.size() > n ? history.end() - static_cast<std::ptrdiff_t>(n) : history.begin(),
+                                 history.end());
+  return [kept = std::move(kept), cfg, density, dim, n](uint32_t round,
+                                                        std::span<const SparseUpdate> before) -> Result<StepSupport> {
+    if (cfg.guided <= 0 || n == 0) {
+      return FailedPreconditionError("merged steps v4: supports need a guided secure pipeline (secure.guided > 0)");
+    }
+    if (kept.size() + before.size() < n) {
+      return FailedPreconditionError("round " + std::to_string(round) + "'s guide needs the " + std::to_string(n) +
+                                     " steps before it; the client holds " +
+                                     std::to_string(kept.size() + before.size()));
+    }
+    std::vector<SparseUpdate> last;
+    last.reserve(n);
+    const size_t from_kept = before.size() >= n ? 0 : n - before.size();
+    last.insert(last.end(), kept.end() - static_cast<std::ptrdiff_t>(from_kept), kept.end());
+    last.insert(last.end(), before.end() - static_cast<std::ptrdiff_t>(n - from_kept), before.end());
+    const std::vector<uint32_t> blocks = GuideBlocksFromSteps(last, dim, cfg, density);
+    StepSupport s;
+    s.guide = ExpandGuideBlocks(blocks, dim, cfg.guide_block);
+    FRUGAL_ASSIGN_OR_RETURN(s.support, RoundSupport(cfg, round, dim, density, s.guide));
+    return s;
+  };
+}
+
 }  // namespace frugal::privacy

@@ -128,7 +128,10 @@ Result<std::unique_ptr<RoundEngine>> RoundEngine::Restore(EngineState state, Eng
     }
   }
   engine->steps_base_ = first - 1;
-  for (uint32_t v = first; v <= state.version; ++v) engine->steps_.push_back(std::move(state.steps.at(v)));
+  for (uint32_t v = first; v <= state.version; ++v) {
+    engine->steps_.push_back(std::move(state.steps.at(v)));
+    engine->step_rounds_.push_back(0);
+  }
   if (engine->dp_ && !state.server_state.empty()) {
     // The DP block (clip, accountant) is the state's tail; a state without one is refused.
     const size_t n = engine->dp_->StateBytes();
@@ -230,13 +233,16 @@ Status RoundEngine::CheckPrivacyBudget(uint32_t round, double sampling_rate) con
   return dp_->CheckBudget(round, sampling_rate);
 }
 
-Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor(uint32_t held_version) {
+Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor(uint32_t held_version,
+                                                                                 uint32_t history_from) {
   if (held_version > version_) {
     return InvalidArgumentError("client claims version " + std::to_string(held_version) +
                                 " but the newest is " + std::to_string(version_));
   }
-  auto it = payload_cache_.find(held_version);
-  if (it != payload_cache_.end()) return it->second;
+  const bool v4 = MergeV4For(held_version, history_from);
+  auto& cache = v4 ? payload_cache_v4_ : payload_cache_;
+  auto it = cache.find(held_version);
+  if (it != cache.end()) return it->second;
 
   std::vector<uint8_t> bytes;
   const bool chain_possible = SendsSteps(cfg_.pipeline) && held_version != 0 &&
@@ -281,20 +287,20 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
     // Up to date: an empty chain.
     ModelPayloadHeader h{ModelPayloadKind::kChain, version_, version_, static_cast<uint32_t>(model_.size()), 0};
     auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, {}));
-    payload_cache_[held_version] = p;
+    cache[held_version] = p;
     return p;
   }
   FRUGAL_RETURN_IF_ERROR(encode_full());
   if (chain_possible && cfg_.merge_chains && version_ - held_version >= 2) {
     // The merged piece is one more way to send the same steps: kept only when smaller.
     // Both framed alike (one model payload header; 4 bytes per piece), so the pieces' bytes decide.
-    std::vector<uint8_t> merged = MergedChain(held_version);
+    std::vector<uint8_t> merged = MergedChain(held_version, v4);
     if (!merged.empty() && 4 + merged.size() < chain_bytes) {
       const std::span<const uint8_t> piece(merged);
       ModelPayloadHeader h{ModelPayloadKind::kMerged, held_version, version_, static_cast<uint32_t>(model_.size()), 1};
       auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, std::span(&piece, 1)));
       if (p->size() < full->size()) {
-        payload_cache_[held_version] = p;
+        cache[held_version] = p;
         return p;
       }
     }
@@ -305,14 +311,29 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> RoundEngine::ModelPayloadFor
     ModelPayloadHeader h{ModelPayloadKind::kChain, held_version, version_, static_cast<uint32_t>(model_.size()),
                          static_cast<uint32_t>(pieces.size())};
     auto p = std::make_shared<const std::vector<uint8_t>>(EncodeModelPayload(h, pieces));
-    payload_cache_[held_version] = p;
+    cache[held_version] = p;
     return p;
   }
-  payload_cache_[held_version] = full;
+  cache[held_version] = full;
   return full;
 }
 
-std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version) const {
+bool RoundEngine::MergeV4For(uint32_t held_version, uint32_t history_from) const {
+  // Only a client deriving its guide is sent one: its task carries the guide's parameters the supports need.
+  if (cfg_.merge_version < 4 || cfg_.pipeline != Pipeline::kSecure || cfg_.secure.guided <= 0 ||
+      !cfg_.secure.derive_guide) {
+    return false;
+  }
+  const uint32_t n = cfg_.secure.guide_rounds;
+  if (n == 0 || held_version >= version_ || held_version < steps_base_ + n) return false;
+  if (!HistoryCovers(history_from, held_version, n)) return false;
+  for (uint32_t v = held_version; v < version_; ++v) {
+    if (step_rounds_[v - steps_base_] == 0) return false;
+  }
+  return true;
+}
+
+std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version, bool v4) const {
   const auto d = static_cast<uint32_t>(model_.size());
   std::vector<SparseUpdate> steps;
   steps.reserve(version_ - held_version);
@@ -323,18 +344,40 @@ std::vector<uint8_t> RoundEngine::MergedChain(uint32_t held_version) const {
     if (!u.ok()) return {};
     steps.push_back(std::move(*u));
   }
+  // Version 4 for a client keeping the steps its first missed round's guide
+  // came from; version 2 when that is smaller (a client reading 4 reads 2).
+  if (v4) {
+    std::vector<SparseUpdate> history;
+    const uint32_t n = cfg_.secure.guide_rounds;
+    for (uint32_t v = held_version - n; v < held_version; ++v) {
+      auto u = DecodeBroadcastStep(steps_[v - steps_base_], d);
+      if (!u.ok()) return {};
+      history.push_back(std::move(*u));
+    }
+    std::vector<uint32_t> rounds;
+    for (uint32_t v = held_version; v < version_; ++v) rounds.push_back(step_rounds_[v - steps_base_]);
+    auto merged = EncodeMergedStepsV4(steps, rounds, d,
+                                      privacy::StepSupportsFromHistory(history, cfg_.secure, cfg_.uplink_density, d));
+    auto v2 = EncodeMergedSteps(steps, d, 2);
+    if (merged.ok() && (!v2.ok() || merged->size() <= v2->size())) return std::move(*merged);
+    if (v2.ok()) return std::move(*v2);
+    return {};
+  }
   // Fails only on steps it cannot code (too many distinct values): the chain goes instead.
   // Version 3 codes the union given the round's support guide, which the
   // secure pipeline's clients receive with their task (the same steps_, so the same guide).
   std::vector<uint32_t> guide;
-  if (cfg_.merge_version >= 3 && cfg_.pipeline == Pipeline::kSecure && cfg_.secure.guided > 0) {
+  // Version 4's other clients get version 3 unless they derive the guide (which they hold only after the piece).
+  const uint8_t version = cfg_.merge_version >= 4 ? (cfg_.secure.derive_guide ? 2 : 3)
+                                                  : static_cast<uint8_t>(cfg_.merge_version);
+  if (version >= 3 && cfg_.pipeline == Pipeline::kSecure && cfg_.secure.guided > 0) {
     auto g = SecureSupportGuide();
     if (!g.ok()) return {};
     guide = std::move(*g);
   }
-  auto merged = EncodeMergedSteps(steps, d, static_cast<uint8_t>(cfg_.merge_version), guide);
+  auto merged = EncodeMergedSteps(steps, d, version, guide);
   if (!merged.ok()) return {};
-  if (cfg_.merge_version >= 3) {
+  if (version >= 3) {
     // Little of the union in the guide: version 2's one index section is the smaller; a
     // client that reads version 3 reads version 2, so the smaller goes.
     auto v2 = EncodeMergedSteps(steps, d, 2);
@@ -531,6 +574,7 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
   if (!open_) return FailedPreconditionError("no round is open");
   open_ = false;
   payload_cache_.clear();
+  payload_cache_v4_.clear();
   RoundOutcome out;
   out.round = round_;
   out.accepted = static_cast<uint32_t>(pending_.size());
@@ -612,8 +656,10 @@ Result<RoundOutcome> RoundEngine::CloseRound(uint32_t min_quorum) {
     }
     out.broadcast_bytes = step.size();
     steps_.push_back(std::move(step));
+    step_rounds_.push_back(round_);
     while (steps_.size() > cfg_.delta_window) {
       steps_.pop_front();
+      step_rounds_.pop_front();
       ++steps_base_;
     }
   }
@@ -684,12 +730,15 @@ Result<uint32_t> RoundEngine::ApplyShapeChange(const MlpShapeChange& change) {
   shape_ = std::move(total);
   if (SendsSteps(cfg_.pipeline)) {
     steps_.push_back(EncodeShapeChange(change));
+    step_rounds_.push_back(0);
     while (steps_.size() > cfg_.delta_window) {
       steps_.pop_front();
+      step_rounds_.pop_front();
       ++steps_base_;
     }
   }
   payload_cache_.clear();
+  payload_cache_v4_.clear();
   return ++version_;
 }
 

@@ -166,14 +166,28 @@ Result<ModelPayloadHeader> ParseModelPayload(std::span<const uint8_t> bytes, uin
   return h;
 }
 
+Result<std::vector<SparseUpdate>> DecodeMergedPiece(std::span<const uint8_t> piece, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide,
+                                                    const StepSupportFn* supports) {
+  FRUGAL_ASSIGN_OR_RETURN(uint8_t version, MergedStepsVersion(piece));
+  if (version < 4) return DecodeMergedSteps(piece, expected_dim, guide);
+  if (supports == nullptr) {
+    return FailedPreconditionError("merged steps of format version 4 need the client's kept steps (a secure task "
+                                   "deriving its guide), which this payload came without");
+  }
+  FRUGAL_ASSIGN_OR_RETURN(MergedStepsV4 v4, DecodeMergedStepsV4(piece, expected_dim, *supports));
+  return std::move(v4.steps);
+}
+
 Result<std::vector<SparseUpdate>> ChainPayloadSteps(std::span<const uint8_t> bytes, uint32_t expected_dim,
-                                                    std::span<const uint32_t> guide) {
+                                                    std::span<const uint32_t> guide,
+                                                    const StepSupportFn* supports) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
   if (h.kind == ModelPayloadKind::kFull) return InvalidArgumentError("model payload is a full model, not steps");
   if (h.shape_change) return InvalidArgumentError("model payload carries a shape change");
   if (h.kind == ModelPayloadKind::kMerged) {
-    auto merged = DecodeMergedSteps(pieces[0], expected_dim, guide);
+    auto merged = DecodeMergedPiece(pieces[0], expected_dim, guide, supports);
     if (!merged.ok()) return merged.error().WithContext("merged model payload");
     return merged;
   }
@@ -201,7 +215,8 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
-                                   const HeldModelShape* held, std::span<const uint32_t> guide) {
+                                   const HeldModelShape* held, std::span<const uint32_t> guide,
+                                   const StepSupportFn* supports) {
   std::vector<std::span<const uint8_t>> pieces;
   FRUGAL_ASSIGN_OR_RETURN(ModelPayloadHeader h, ParseModelPayload(bytes, expected_dim, &pieces));
   std::vector<uint32_t> sizes;  // the last shape change's layer sizes
@@ -248,7 +263,7 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
                                    " but the client holds version " + std::to_string(held_version));
   }
   if (h.kind == ModelPayloadKind::kMerged) {
-    auto merged = DecodeMergedSteps(pieces[0], expected_dim, guide);
+    auto merged = DecodeMergedPiece(pieces[0], expected_dim, guide, supports);
     if (!merged.ok()) return merged.error().WithContext("merged model payload");
     if (merged->size() != h.to_version - h.from_version) {
       return InvalidArgumentError("merged model payload holds " + std::to_string(merged->size()) +

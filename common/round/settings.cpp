@@ -413,10 +413,10 @@ Status ReadRoundSettings(ConfigReader& r, Pipeline& pipeline, RoundPlan& plan, T
   }
   if (!(task.uplink.density > 0 && task.uplink.density <= 1)) return InvalidArgumentError("uplink.density must be in (0, 1]");
   if (engine.merge_version < 1 || engine.merge_version > kMergedStepsVersion) {
-    return InvalidArgumentError("downlink.merge_version must be 1, 2 or 3 (the merged-steps formats), got " +
+    return InvalidArgumentError("downlink.merge_version must be 1, 2, 3 or 4 (the merged-steps formats), got " +
                                 std::to_string(engine.merge_version));
   }
-  if (engine.merge_version >= 3 && engine.secure.derive_guide) {
+  if (engine.merge_version == 3 && engine.secure.derive_guide) {
     // Version 3 is decoded against the guide the task carries; a client that
     // derives the guide computes it from the very steps the piece holds.
     return InvalidArgumentError("downlink.merge_version = 3 with secure.derive_guide = true: a version-3 piece is "

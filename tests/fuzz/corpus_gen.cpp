@@ -217,6 +217,11 @@ int main(int argc, char** argv) {
       // Version 3: the union coded given a support guide (fuzz::Guide, which the target decodes against).
       failures += Write(merged, "v3-seed-" + std::to_string(n - 1),
                         Must(EncodeMergedSteps(steps, dim, 3, fuzz::Guide(dim))));
+      // Version 4: each step coded given its round's support, rebuilt from a fixed history (fuzz::V4Supports).
+      std::vector<uint32_t> rounds;
+      for (uint32_t t = 0; t < t_count; ++t) rounds.push_back(3 + 2 * t + t % 2);
+      failures += Write(merged, "v4-seed-" + std::to_string(n - 1),
+                        Must(EncodeMergedStepsV4(steps, rounds, dim, fuzz::V4Supports(dim))));
       if (t_count == 3) {  // the same steps as a kind-3 model payload from version 1 (fuzz_model_payload)
         const std::span<const uint8_t> one(piece);
         const ModelPayloadHeader h{ModelPayloadKind::kMerged, 1, 1 + t_count, dim, 1};

@@ -9,7 +9,9 @@
 #include <span>
 #include <vector>
 
+#include "frugal/codec/downlink.h"
 #include "frugal/codec/frame.h"
+#include "frugal/privacy/secure_pipeline.h"
 
 namespace frugal::fuzz {
 
@@ -32,6 +34,32 @@ inline std::vector<uint32_t> Guide(uint32_t dim) {
     if ((i / 16) % 3 == 0) g.push_back(i);
   }
   return g;
+}
+
+// The secure plan and the client's kept steps the seed corpus's merged pieces
+// of format version 4 were coded against (two steps, guide_rounds 2).
+inline privacy::SecurePipelineConfig V4Plan() {
+  privacy::SecurePipelineConfig cfg;
+  cfg.support_seed = 5;
+  cfg.guided = 0.01;
+  cfg.guide_rounds = 2;
+  cfg.guide_block = 4;
+  return cfg;
+}
+inline constexpr double kV4Density = 0.02;
+inline std::vector<SparseUpdate> V4History(uint32_t dim) {
+  std::vector<SparseUpdate> h(2);
+  for (uint32_t t = 0; t < 2; ++t) {
+    h[t].dim = dim;
+    for (uint32_t i = t; i < dim; i += 7 + 4 * t) {
+      h[t].indices.push_back(i);
+      h[t].values.push_back((i / 7) % 2 ? 0.01f : -0.01f);
+    }
+  }
+  return h;
+}
+inline StepSupportFn V4Supports(uint32_t dim) {
+  return privacy::StepSupportsFromHistory(V4History(dim), V4Plan(), kV4Density, dim);
 }
 
 // The model the seed corpus's delta payloads were made against.

@@ -2,9 +2,11 @@
 // one downlink piece): any bytes give an Error, or steps of the frame's dimension
 // with strictly increasing in-range indices and finite values that re-encode, in
 // the frame's format version (1 to 3; version 3 against fuzz::Guide), to
-// exactly the input.
+// exactly the input. Version 4 is decoded against a fixed history
+// (fuzz::V4Supports) and must re-encode, with its rounds, to the input too.
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "frugal/codec/downlink.h"
@@ -17,6 +19,21 @@ void DecodeAndCheck(std::span<const uint8_t> in) {
   using namespace frugal;
   const uint32_t dim = fuzz::ExpectedDim(in);
   const std::vector<uint32_t> guide = fuzz::Guide(dim);
+  if (in.size() > 5 && in[5] == 4) {
+    const StepSupportFn supports = fuzz::V4Supports(dim);
+    auto v4 = DecodeMergedStepsV4(in, dim, supports);
+    if (!v4.ok()) return;
+    fuzz::Require(!v4->steps.empty() && v4->steps.size() == v4->rounds.size());
+    for (const SparseUpdate& u : v4->steps) {
+      fuzz::Require(u.dim == dim && !u.indices.empty() && u.indices.size() == u.values.size());
+      fuzz::Require(std::adjacent_find(u.indices.begin(), u.indices.end(), std::greater_equal<uint32_t>{}) ==
+                    u.indices.end());
+      fuzz::Require(u.indices.back() < dim && fuzz::AllFinite(u.values));
+    }
+    auto again = EncodeMergedStepsV4(v4->steps, v4->rounds, dim, supports);
+    fuzz::Require(again.ok() && std::equal(again->begin(), again->end(), in.begin(), in.end()));
+    return;
+  }
   auto r = DecodeMergedSteps(in, dim, guide);
   if (!r.ok()) return;
   fuzz::Require(!r->empty());

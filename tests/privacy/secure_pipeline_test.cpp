@@ -452,6 +452,115 @@ TEST_CASE("downlink.merge_version = 3: a client that missed steps rebuilds the s
   CHECK(merged >= 6);  // guided steps: version 3 is the smaller nearly every round
 }
 
+TEST_CASE("downlink.merge_version = 4: a client keeping the guide's steps rebuilds the server's model bit for bit from a piece coded given each missed round's support, and a wrong history is refused") {
+  constexpr uint32_t n = 6;
+  constexpr uint32_t dim = 2000;
+  EngineConfig cfg = SecureEngine(n);
+  cfg.broadcast = {.dense = false, .density = 0.02, .values = ValueCoding::kTernary};
+  cfg.full_model.bits = 0;
+  cfg.secure.guided = 0.04;
+  cfg.secure.guide_rounds = 3;
+  cfg.secure.guide_block = 4;
+  cfg.secure.derive_guide = true;
+  cfg.merge_chains = true;
+  EngineConfig v2cfg = cfg;
+  v2cfg.merge_version = 2;
+  cfg.merge_version = 4;
+  const std::vector<float> init(dim, 0.0f);
+  RoundEngine engine(init, cfg), twin(init, v2cfg);
+  std::vector<uint64_t> ids(n);
+  for (uint32_t u = 0; u < n; ++u) ids[u] = 10 + u;
+  std::vector<std::vector<float>> residuals(n, std::vector<float>(dim, 0.0f));
+  Rng rng(19);
+  // The client: up to date at version 5 (after round 4), keeping steps 3..5, then missing every round.
+  constexpr uint32_t kHeld = 5;
+  std::vector<float> held;
+  std::vector<SparseUpdate> history;
+  std::vector<uint32_t> applied_rounds;
+  size_t v4_sent = 0;
+  for (uint32_t round = 1; round <= 14; ++round) {
+    REQUIRE(engine.OpenRound(round, ids).ok());
+    REQUIRE(twin.OpenRound(round, ids).ok());
+    if (engine.version() == kHeld && held.empty()) {
+      held = engine.global_model();
+      for (uint32_t v = kHeld - 2; v <= kHeld; ++v) {
+        auto step = DecodeUplink(engine.StepPayload(v), dim);
+        REQUIRE(step.ok());
+        history.push_back(*step);
+      }
+    }
+    if (!held.empty() && engine.version() > kHeld + 1) {
+      CHECK(engine.MergeV4For(kHeld, kHeld - 3));
+      CHECK_FALSE(engine.MergeV4For(kHeld, kHeld - 2));  // two steps kept: not the guide's three
+      auto p = engine.ModelPayloadFor(kHeld, kHeld - 3);
+      auto p2 = twin.ModelPayloadFor(kHeld);
+      REQUIRE(p.ok());
+      REQUIRE(p2.ok());
+      CHECK((*p)->size() <= (*p2)->size());
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h = ParseModelPayload(**p, dim, &pieces);
+      REQUIRE(h.ok());
+      REQUIRE(h->kind == ModelPayloadKind::kMerged);
+      // The client's view: the plan's parameters, its kept steps.
+      privacy::SecurePipelineConfig client_view;
+      client_view.support_seed = engine.config().secure.support_seed;
+      client_view.guided = 0.04;
+      client_view.guide_rounds = 3;
+      client_view.guide_decay = engine.config().secure.guide_decay;
+      client_view.guide_block = 4;
+      const StepSupportFn supports =
+          privacy::StepSupportsFromHistory(history, client_view, cfg.uplink_density, dim);
+      if (pieces[0][5] == 4) {
+        ++v4_sent;
+        auto v4 = DecodeMergedStepsV4(pieces[0], dim, supports);
+        REQUIRE_MESSAGE(v4.ok(), v4.error().ToString());
+        CHECK(v4->rounds == applied_rounds);  // the rounds that made a version, skipped ones left out
+        // A history ending one step early (the client's last kept step dropped): refused, the copy untouched.
+        const StepSupportFn wrong = privacy::StepSupportsFromHistory(std::span(history).first(2), client_view,
+                                                                     cfg.uplink_density, dim);
+        std::vector<float> copy = held;
+        CHECK_FALSE(ApplyModelPayload(**p, kHeld, copy, dim, nullptr, nullptr, nullptr, {}, &wrong).ok());
+        // Without supports: refused, naming what it needs.
+        auto bare = ApplyModelPayload(**p, kHeld, copy, dim);
+        REQUIRE_FALSE(bare.ok());
+        CHECK(bare.error().message().find("kept steps") != std::string::npos);
+      }
+      std::vector<float> got = held;
+      auto to = ApplyModelPayload(**p, kHeld, got, dim, nullptr, nullptr, nullptr, {}, &supports);
+      REQUIRE_MESSAGE(to.ok(), to.error().ToString());
+      CHECK(*to == engine.version());
+      CHECK(std::memcmp(got.data(), engine.global_model().data(), 4 * dim) == 0);
+      // The chain's steps as the agent records them: the same steps.
+      auto steps = ChainPayloadSteps(**p, dim, {}, &supports);
+      REQUIRE(steps.ok());
+      CHECK(steps->size() == engine.version() - kHeld);
+    }
+    if (round == 8 || round == 11) {  // no quorum: no version, no step
+      REQUIRE_FALSE(engine.CloseRound(1)->applied);
+      REQUIRE_FALSE(twin.CloseRound(1)->applied);
+      continue;
+    }
+    auto support = engine.SecureSupport(round);
+    REQUIRE(support.ok());
+    const RingQuantConfig& ring = engine.config().secure.ring;
+    std::vector<uint64_t> sum(support->size(), 0);
+    for (uint32_t u = 0; u < n; ++u) {
+      std::vector<float> delta(dim);
+      for (size_t i = 0; i < dim; ++i) delta[i] = static_cast<float>(rng.Normal() * 0.01 + (i % 100 < 4 ? 0.2 : 0.0));
+      auto input = RingQuantize(delta, *support, ring, round * 100 + u, residuals[u]);
+      REQUIRE(input.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] = (sum[j] + (*input)[j]) & ((uint64_t{1} << ring.bits) - 1);
+    }
+    REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+    REQUIRE(twin.IngestSecureSum(round, ids, sum).ok());
+    REQUIRE(engine.CloseRound(1)->applied);
+    REQUIRE(twin.CloseRound(1)->applied);
+    if (engine.version() > kHeld) applied_rounds.push_back(round);
+    REQUIRE(std::memcmp(engine.global_model().data(), twin.global_model().data(), 4 * dim) == 0);
+  }
+  CHECK(v4_sent >= 5);  // version 4 the smaller nearly every round
+}
+
 TEST_CASE("settings: pipeline = secure takes the secure defaults, sizes the ring by the round, refuses a robust rule") {
   auto read = [](const std::vector<std::string>& overrides) -> Result<RunSettings> {
     FRUGAL_ASSIGN_OR_RETURN(toml::table t, ParseTomlWithOverrides("pipeline = \"secure\"\n", "s.toml", overrides));

@@ -92,9 +92,12 @@ TEST_SUITE("round") {
     auto v2 = Read("", {"downlink.merge_chains=true", "downlink.merge_version=2"});
     REQUIRE_MESSAGE(v2.ok(), v2.error().ToString());
     CHECK(v2->engine.merge_version == 2);
-    auto v4 = Read("", {"downlink.merge_version=4"});
-    REQUIRE_FALSE(v4.ok());
-    CHECK(v4.error().message().find("downlink.merge_version must be 1, 2 or 3") != std::string::npos);
+    auto v4 = Read("", {"downlink.merge_version=4", "secure.derive_guide=true"});
+    REQUIRE_MESSAGE(v4.ok(), v4.error().ToString());  // version 4 combines with derive_guide
+    CHECK(v4->engine.merge_version == 4);
+    auto v5 = Read("", {"downlink.merge_version=5"});
+    REQUIRE_FALSE(v5.ok());
+    CHECK(v5.error().message().find("downlink.merge_version must be 1, 2, 3 or 4") != std::string::npos);
     // Version 3 is decoded against the task's guide, which a deriving client has not yet computed.
     auto v3_derive = Read("", {"downlink.merge_version=3", "secure.derive_guide=true"});
     REQUIRE_FALSE(v3_derive.ok());

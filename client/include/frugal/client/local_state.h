@@ -54,7 +54,10 @@ class LocalState {
   // so a restart finds it at the new dimension).
   // `guide`: the secure round's support guide from the task, which a merged
   // piece of format version 3 is coded against (empty for other tasks).
-  Result<uint32_t> Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide = {});
+  // `supports`: for a merged piece of format version 4, the supports rebuilt
+  // from the steps this client kept (privacy::StepSupportsFromHistory).
+  Result<uint32_t> Apply(std::span<const uint8_t> payload, std::span<const uint32_t> guide = {},
+                         const StepSupportFn* supports = nullptr);
   // Holds nothing from now on (the next Hello announces version 0).
   void Forget();
   // secure.history_steps: keep the last `n` broadcast steps applied (0: none),
@@ -84,7 +87,8 @@ class LocalState {
   void Install(std::unique_ptr<Model> model, const std::string& model_name);
   // After `payload` took the copy from from_version to held_version_: the
   // history restarts on a full model, extends on steps, is cleared on a shape change.
-  void RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide, uint32_t from_version,
+  void RecordSteps(std::span<const uint8_t> payload, std::span<const uint32_t> guide, const StepSupportFn* supports,
+                   uint32_t from_version,
                    bool reshaped);
 
   std::string residual_path_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -79,5 +80,38 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
 // needs the encoder's `guide` (refused on a CRC32 mismatch: "another guide").
 Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> payload, uint32_t expected_dim,
                                                     std::span<const uint32_t> guide = {});
+
+// Version 4 (docs/codecs.md, "Version 4"): each step's positions coded given
+// its own round's shared support S_r, which both sides rebuild from the steps
+// before it (the client's kept steps, then the piece's steps decoded so far).
+// One round's support: `support` ascending inside dim, `guide` the ascending
+// part of it that came from the guide (the rest is the rand-k half).
+struct StepSupport {
+  std::vector<uint32_t> support;
+  std::vector<uint32_t> guide;
+};
+// Round `round`'s support for the step that follows `before` (the piece's
+// steps already coded, oldest first). Called once per step, in order.
+using StepSupportFn = std::function<Result<StepSupport>(uint32_t round, std::span<const SparseUpdate> before)>;
+struct MergedStepsV4 {
+  std::vector<SparseUpdate> steps;
+  std::vector<uint32_t> rounds;  // the round that produced each step, strictly ascending
+};
+// Encodes `steps` (produced by rounds `rounds`, strictly ascending, >= 1) as a
+// version-4 merged piece; the same failures as EncodeMergedSteps, and
+// InvalidArgument on rounds that do not match the steps or an invalid support
+// from `supports` (whose errors pass through). Lossless.
+Result<std::vector<uint8_t>> EncodeMergedStepsV4(std::span<const SparseUpdate> steps, std::span<const uint32_t> rounds,
+                                                 uint32_t dim, const StepSupportFn& supports);
+// Decodes a version-4 piece of dimension expected_dim, asking `supports` for
+// each step's support as it goes. Never reads outside `payload`; work bounded
+// by the sum of the supports' sizes <= 2^24 decisions; non-canonical input
+// (anything EncodeMergedStepsV4 would not write for what it decodes to, e.g.
+// when the client's supports differ from the encoder's) is refused; every
+// defect an Error naming it.
+Result<MergedStepsV4> DecodeMergedStepsV4(std::span<const uint8_t> payload, uint32_t expected_dim,
+                                          const StepSupportFn& supports);
+// The format version of a merged-steps payload (its frame's version byte), or an error.
+Result<uint8_t> MergedStepsVersion(std::span<const uint8_t> payload);
 
 }  // namespace frugal

@@ -30,7 +30,7 @@ inline constexpr uint8_t kFrameVersion = 1;
 inline constexpr uint8_t kUplinkSparseVersion = 2;
 // Merged steps (codec 6): 2 sends a -m, +m level pair as m; 3 also codes the union
 // given the round's support guide; 1 and 2 are still read and written.
-inline constexpr uint8_t kMergedStepsVersion = 3;
+inline constexpr uint8_t kMergedStepsVersion = 4;
 inline constexpr size_t kFrameHeaderSize = 24;
 // Hard limits every decoder enforces before allocating.
 inline constexpr uint32_t kMaxCodecDim = 1u << 28;        // parameters in one vector

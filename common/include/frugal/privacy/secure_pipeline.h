@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "frugal/codec/downlink.h"
 #include "frugal/codec/ring_quant.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
@@ -91,5 +92,16 @@ Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint
 // the round's public seed); the guide comes from the server, never from a client.
 Result<std::vector<uint32_t>> RoundSupport(const SecurePipelineConfig& cfg, uint32_t round, size_t dim,
                                            double density, std::span<const uint32_t> guide);
+
+// Merged format version 4's supports (codec/downlink.h StepSupportFn) for a
+// client holding `history` (the steps it kept, oldest first, ending at the
+// version the piece starts from): round r's support is RoundSupport with the
+// guide GuideBlocksFromSteps of the guide_rounds steps before the step (from
+// `history`, then the piece's steps decoded so far). The one function the
+// engine (encoding) and the agent (decoding) use. Copies what it needs of
+// `history`. Fails (FailedPrecondition) when fewer than guide_rounds steps
+// precede a step, or cfg.guided is 0.
+StepSupportFn StepSupportsFromHistory(std::span<const SparseUpdate> history, const SecurePipelineConfig& cfg,
+                                      double density, uint32_t dim);
 
 }  // namespace frugal::privacy

@@ -93,9 +93,11 @@ struct EngineConfig {
   // chain takes it. false: chains only (clients that cannot read kind 3).
   bool merge_chains = false;
   // downlink.merge_version: the merged piece's format (docs/codecs.md, codec
-  // 6): 1; 2 (a -m, +m step's level pair as m: 4 bytes a step fewer); or 3
+  // 6): 1; 2 (a -m, +m step's level pair as m: 4 bytes a step fewer); 3
   // (version 2 with the union coded given the round's support guide, which a
-  // secure client receives with its task; other pipelines have none). All
+  // secure client receives with its task; other pipelines have none); or 4
+  // (each step's positions coded given its own round's support, rebuilt from
+  // the client's kept steps; version 2 or 3 for clients without them). All
   // lossless; agents built before a version refuse its payloads ("unsupported
   // codec version N"), so 1 is the default.
   uint32_t merge_version = 1;
@@ -201,7 +203,17 @@ class RoundEngine {
 
   // Payload that brings a client holding `held_version` to version(). Cached per
   // held version until the round closes; the pointer stays valid until then.
-  Result<std::shared_ptr<const std::vector<uint8_t>>> ModelPayloadFor(uint32_t held_version);
+  // `history_from`: the oldest version from which the client keeps every step
+  // up to held_version (Hello.history_from; 0: none); with merge_version 4 a
+  // client whose kept steps cover the guide_rounds before its first missed
+  // step may get a version-4 merged piece (MergeV4For).
+  Result<std::shared_ptr<const std::vector<uint8_t>>> ModelPayloadFor(uint32_t held_version,
+                                                                      uint32_t history_from = 0);
+  // Whether a client at held_version keeping steps from history_from can be
+  // sent merged format version 4: merge_version 4, the guided secure
+  // pipeline with secure.derive_guide, its history covering secure.guide_rounds steps before
+  // held_version, and every missed step's round known.
+  bool MergeV4For(uint32_t held_version, uint32_t history_from) const;
 
   // Validates one client's encoded update and keeps it for the round's
   // aggregate, which CloseRound folds in client-id order (so arrival order
@@ -293,13 +305,15 @@ class RoundEngine {
   // The steps held_version -> version() as one merged-steps payload, or empty
   // when they cannot be merged (a shape change among them, a step with too many
   // distinct values).
-  std::vector<uint8_t> MergedChain(uint32_t held_version) const;
+  std::vector<uint8_t> MergedChain(uint32_t held_version, bool v4) const;
 
   EngineConfig cfg_;
   std::vector<float> model_;
   uint32_t version_ = 1;
   // Compressed steps: steps_[i] took version (steps_base_ + i) to (steps_base_ + i + 1).
   std::deque<std::vector<uint8_t>> steps_;
+  // The round that produced each of steps_ (0: unknown, a restored or shape-change step).
+  std::deque<uint32_t> step_rounds_;
   uint32_t steps_base_ = 1;
   std::vector<float> server_residual_;
   std::vector<float> release_;  // release_ema > 0 only
@@ -329,6 +343,8 @@ class RoundEngine {
   std::vector<float> correction_;          // the open round's (SetServerCorrection), empty: none
   std::vector<uint32_t> frozen_;           // SetServerFrozen's, empty: none
   std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_;
+  // The same for clients sent version 4 (MergeV4For), per held version.
+  std::map<uint32_t, std::shared_ptr<const std::vector<uint8_t>>> payload_cache_v4_;
   MlpShapeChange shape_;  // see shape()
 };
 

@@ -19,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "frugal/codec/downlink.h"
 #include "frugal/codec/uplink.h"
 #include "frugal/core/status.h"
 #include "frugal/model/prune.h"
@@ -77,8 +78,17 @@ Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held
 // model or a payload with a shape change (a history does not survive one),
 // or any error of its pieces' decoders. `guide`: the round's support guide a
 // merged piece of format version 3 is coded against (DecodeMergedSteps).
+// `supports`: the client's supports for a piece of format version 4
+// (privacy::StepSupportsFromHistory on its kept steps); null: none, and a
+// version-4 piece is refused naming it.
 Result<std::vector<SparseUpdate>> ChainPayloadSteps(std::span<const uint8_t> bytes, uint32_t expected_dim,
-                                                    std::span<const uint32_t> guide = {});
+                                                    std::span<const uint32_t> guide = {},
+                                                    const StepSupportFn* supports = nullptr);
+// A merged piece's steps, any format version: DecodeMergedSteps (with `guide`
+// for version 3), or DecodeMergedStepsV4 with `supports` for version 4.
+Result<std::vector<SparseUpdate>> DecodeMergedPiece(std::span<const uint8_t> piece, uint32_t expected_dim,
+                                                    std::span<const uint32_t> guide,
+                                                    const StepSupportFn* supports);
 
 struct HeldModelShape {
   std::vector<uint32_t> unpruned;  // PrunableSizes of the unpruned model: what a full model's shape prunes
@@ -101,6 +111,7 @@ struct HeldModelShape {
 Result<uint32_t> ApplyModelPayload(std::span<const uint8_t> bytes, uint32_t held_version,
                                    std::vector<float>& model, uint32_t expected_dim,
                                    std::vector<uint32_t>* new_sizes, std::vector<float>* follower,
-                                   const HeldModelShape* held = nullptr, std::span<const uint32_t> guide = {});
+                                   const HeldModelShape* held = nullptr, std::span<const uint32_t> guide = {},
+                                   const StepSupportFn* supports = nullptr);
 
 }  // namespace frugal
