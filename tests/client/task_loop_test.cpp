@@ -868,6 +868,87 @@ std::vector<uint64_t> ReadRing(const std::string& path) {
     }
   }
 
+  TEST_CASE("a secure task whose payload is a merged piece of format version 4: the agent rebuilds each missed round's support from its kept steps and holds the server's model bit for bit") {
+    const uint32_t dim = Rig().Dim();
+    EngineConfig ec;
+    ec.pipeline = Pipeline::kSecure;
+    ec.uplink_density = 0.6;
+    ec.merge_chains = true;
+    ec.merge_version = 4;
+    ec.full_model.bits = 0;
+    ec.broadcast = {.dense = false, .density = 0.4, .values = ValueCoding::kTernary};
+    ec.secure.ring = RingQuantConfig{.bits = 16, .clip = 0.1f, .max_summands = 3};
+    ec.secure.support_seed = 42;
+    ec.secure.guided = 0.3;
+    ec.secure.guide_rounds = 3;
+    ec.secure.guide_block = 1;
+    ec.secure.derive_guide = true;
+    std::vector<float> v1(dim);
+    (*MakeModel("logreg", 4, 3))->InitParams(v1, 3);
+    RoundEngine engine(v1, ec);
+    const std::vector<uint64_t> ids = {1, 2, 3};
+    Rng rng(5);
+    auto run_round = [&](uint32_t round) {
+      REQUIRE(engine.OpenRound(round, ids).ok());
+      auto support = engine.SecureSupport(round);
+      REQUIRE(support.ok());
+      std::vector<uint64_t> sum(support->size());
+      for (auto& x : sum) x = rng.NextU64() & 0xffff;
+      REQUIRE(engine.IngestSecureSum(round, ids, sum).ok());
+      REQUIRE(engine.CloseRound(1).ok());
+    };
+    // Two agents up to date at version 5: one keeping 3 steps (the guide's), one keeping 2.
+    Rig rig, short_rig;
+    rig.state.KeepSteps(3);
+    short_rig.state.KeepSteps(2);
+    TaskLoop loop(rig.env, rig.state), short_loop(short_rig.env, short_rig.state);
+    for (TaskLoop* l : {&loop, &short_loop}) {
+      REQUIRE(l->OnEnvelope(RegisterEnvelope(dim, false, 31)).decision.kind == Kind::kContinue);
+    }
+    for (Rig* r : {&rig, &short_rig}) REQUIRE(r->state.Apply(**engine.ModelPayloadFor(0)).ok());
+    for (uint32_t round = 1; round <= 4; ++round) {
+      run_round(round);
+      for (Rig* r : {&rig, &short_rig}) REQUIRE(r->state.Apply(**engine.ModelPayloadFor(r->state.held_version())).ok());
+    }
+    const uint32_t held = rig.state.held_version();
+    REQUIRE(held == 5);
+    REQUIRE(rig.state.history().from() == 2);
+    for (uint32_t round = 5; round <= 9; ++round) run_round(round);  // both miss five rounds
+    const uint32_t task_round = 10;
+    REQUIRE(engine.OpenRound(task_round, ids).ok());
+    REQUIRE(engine.MergeV4For(held, rig.state.history().from()));
+    auto payload = engine.ModelPayloadFor(held, rig.state.history().from());
+    REQUIRE(payload.ok());
+    std::vector<std::span<const uint8_t>> pieces;
+    auto h = ParseModelPayload(**payload, dim, &pieces);
+    REQUIRE(h.ok());
+    REQUIRE(h->kind == ModelPayloadKind::kMerged);
+    REQUIRE(pieces[0][5] == 4);
+    auto plan = privacy::PlanSecureRoundFor(ec.secure, 31, 99, task_round, ids, 8);
+    REQUIRE(plan.ok());
+    auto send_task = [&](TaskLoop& agent) {
+      v1::Envelope task = TaskEnvelope(task_round, engine.version());
+      ToWire(SecureTaskPlan{.round = plan->config, .position = plan->positions[0], .ring = ec.secure.ring,
+                            .support_seed = ec.secure.support_seed, .density = ec.uplink_density,
+                            .guide_steps = engine.SecureGuideSteps(), .guide_block = ec.secure.guide_block,
+                            .guided = ec.secure.guided, .guide_decay = ec.secure.guide_decay},
+             task.mutable_task()->mutable_secagg());
+      REQUIRE(agent.OnEnvelope(task).send.empty());
+      return agent.OnEnvelope(ModelEnvelope(task_round, **payload));
+    };
+    const LoopStep step = send_task(loop);
+    REQUIRE(step.send.size() == 1);
+    CHECK(step.send[0].has_secagg());  // stage 1: its keys
+    CHECK(rig.state.held_version() == engine.version());
+    CHECK(std::memcmp(rig.state.params().data(), engine.global_model().data(), 4 * dim) == 0);
+    CHECK(rig.state.history().version() == engine.version());  // the decoded steps kept
+    // The agent keeping two steps rebuilds other supports: refused, its copy dropped, never misapplied.
+    const LoopStep refused = send_task(short_loop);
+    REQUIRE(refused.send.size() == 1);
+    REQUIRE(refused.send[0].has_error());
+    CHECK(short_rig.state.held_version() == 0);
+  }
+
   TEST_CASE("secure tasks: three task loops answer the SecAgg+ stages through the core's server, whose sum is exactly their ring inputs'") {
     // The reference is the plain loop: TrainClientDelta and SecureClientInput
     // from a zero residual, summed mod 2^bits. The same with a support guide

@@ -482,7 +482,7 @@ TEST_CASE("downlink.merge_version = 4: a client keeping the guide's steps rebuil
     REQUIRE(engine.OpenRound(round, ids).ok());
     REQUIRE(twin.OpenRound(round, ids).ok());
     if (engine.version() == kHeld && held.empty()) {
-      held = engine.global_model();
+      held.assign(engine.global_model().begin(), engine.global_model().end());
       for (uint32_t v = kHeld - 2; v <= kHeld; ++v) {
         auto step = DecodeUplink(engine.StepPayload(v), dim);
         REQUIRE(step.ok());
