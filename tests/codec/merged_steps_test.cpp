@@ -287,8 +287,11 @@ TEST_SUITE("codec") {
     std::memcpy(&b[levels0 + 1], &nan, 4);
     CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "not finite and positive"));
     b = p;
-    b[5] = 4;  // a version this build does not know
-    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "unsupported codec version 4"));
+    b[5] = 5;  // a version this build does not know
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "unsupported codec version 5"));
+    b = p;
+    b[5] = 4;  // version 4 needs the client's kept steps: DecodeMergedStepsV4
+    CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "kept steps"));
     b = p;
     b[5] = 1;  // version 2's bytes read as version 1: the pair's count 0 is refused
     CHECK(Contains(ErrorMessage(DecodeMergedSteps(sealed(b), d)), "declares no values"));
