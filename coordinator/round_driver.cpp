@@ -870,6 +870,7 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
   }
   std::map<uint64_t, SecureTaskPlan> out;
   size_t derived = 0;
+  size_t merged_v4 = 0;
   for (size_t i = 0; i < plan->clients.size(); ++i) {
     SecureTaskPlan& p = out[plan->clients[i]];
     p = SecureTaskPlan{.round = plan->config, .position = plan->positions[i], .ring = sc.ring,
@@ -880,6 +881,11 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
     // The client's kept steps (Hello.history_from): merged format version 4 needs them.
     auto payload = c.held_version > engine_->version() ? engine_->ModelPayloadFor(0)
                                                        : engine_->ModelPayloadFor(c.held_version, c.history_from);
+    if (payload.ok() && engine_->MergeV4For(c.held_version, c.history_from)) {
+      std::vector<std::span<const uint8_t>> pieces;
+      auto h = ParseModelPayload(**payload, static_cast<uint32_t>(engine_->global_model().size()), &pieces);
+      if (h.ok() && h->kind == ModelPayloadKind::kMerged && pieces[0].size() > 5 && pieces[0][5] == 4) ++merged_v4;
+    }
     if (sc.guided > 0 && payload.ok() && engine_->ClientDerivesGuide(HistoryAfter(c, **payload))) {
       p.support_guide.clear();
       p.guide_steps = engine_->SecureGuideSteps();
@@ -891,6 +897,10 @@ std::optional<std::map<uint64_t, SecureTaskPlan>> RoundDriver::PlanSecure(uint32
   }
   if (sc.derive_guide && sc.guided > 0) {
     spdlog::info("round {}: {} of {} clients derive the support guide from the steps they keep", round, derived,
+                 plan->clients.size());
+  }
+  if (config_.engine.merge_version >= 4) {
+    spdlog::info("round {}: {} of {} clients get a merged piece of format version 4", round, merged_v4,
                  plan->clients.size());
   }
   spdlog::info("round {}: secure aggregation over {} clients, {} neighbours each, threshold {}, {}-bit ring, {} "
