@@ -503,21 +503,12 @@ Result<std::vector<uint32_t>> ReadIndexSection(std::span<const uint8_t> body, si
   return indices;
 }
 
-}  // namespace
-
-Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim, uint8_t version,
-                                               std::span<const uint32_t> guide) {
-  if (version < 1 || version > 3) {
-    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) +
-                                " (1 to 3 here; version 4 is EncodeMergedStepsV4)");
-  }
-  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
-  const bool split = version >= 3;
-  if (split) FRUGAL_RETURN_IF_ERROR(CheckGuide(guide, dim));
-  const size_t t_count = steps.size();
-  std::vector<std::vector<float>> levels(t_count);
-  std::vector<std::vector<uint8_t>> codes(t_count);  // level index of each entry
-  for (size_t t = 0; t < t_count; ++t) {
+// Per step: its distinct values (ascending in TotalOrderKey) and each entry's level index.
+Status LevelTables(std::span<const SparseUpdate> steps, uint32_t dim, std::vector<std::vector<float>>* levels,
+                   std::vector<std::vector<uint8_t>>* codes) {
+  levels->assign(steps.size(), {});
+  codes->assign(steps.size(), {});
+  for (size_t t = 0; t < steps.size(); ++t) {
     const SparseUpdate& u = steps[t];
     const std::string where = "merged steps: step " + std::to_string(t);
     if (u.dim != dim) {
@@ -545,14 +536,83 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
     }
     for (uint32_t k : keys) {
       const uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
-      levels[t].push_back(std::bit_cast<float>(b));
+      (*levels)[t].push_back(std::bit_cast<float>(b));
     }
-    codes[t].reserve(u.values.size());
+    (*codes)[t].reserve(u.values.size());
     for (float v : u.values) {
-      codes[t].push_back(static_cast<uint8_t>(std::lower_bound(keys.begin(), keys.end(), TotalOrderKey(v)) -
-                                              keys.begin()));
+      (*codes)[t].push_back(
+          static_cast<uint8_t>(std::lower_bound(keys.begin(), keys.end(), TotalOrderKey(v)) - keys.begin()));
     }
   }
+  return OkStatus();
+}
+
+// Every step's level table: version 1 writes a u8 count and the f32 levels;
+// from version 2 on a pair -m, +m is the byte 0 and then m alone.
+void AppendLevelTables(std::span<const std::vector<float>> levels, uint8_t version, std::vector<uint8_t>* body) {
+  for (const std::vector<float>& l : levels) {
+    if (version >= 2 && SymmetricPair(l)) {
+      body->push_back(0);
+      const size_t at = body->size();
+      body->resize(at + 4);
+      PutF32Array(body->data() + at, &l[1], 1);
+      continue;
+    }
+    body->push_back(static_cast<uint8_t>(l.size()));
+    const size_t at = body->size();
+    body->resize(at + 4 * l.size());
+    PutF32Array(body->data() + at, l.data(), l.size());
+  }
+}
+
+// Reads what AppendLevelTables writes for `count` steps, from body[*pos]:
+// levels finite and strictly ascending, a pair's magnitude finite and positive.
+Result<std::vector<std::vector<float>>> ReadLevelTables(std::span<const uint8_t> body, size_t* pos, uint32_t count,
+                                                         uint8_t version) {
+  std::vector<std::vector<float>> levels(count);
+  for (uint32_t t = 0; t < count; ++t) {
+    const std::string where = "merged steps: step " + std::to_string(t);
+    if (*pos >= body.size()) return DataLossError(where + ": level table cut off");
+    const uint32_t declared = body[(*pos)++];
+    if (declared == 0 && version < 2) return InvalidArgumentError(where + " declares no values");
+    // Version 2 on: a count of 0 is the pair -m, +m sent as m alone.
+    const uint32_t stored = declared == 0 ? 1 : declared;
+    if (uint64_t{stored} * 4 > body.size() - *pos) return DataLossError(where + ": level table cut off");
+    levels[t].resize(stored);
+    GetF32Array(body.data() + *pos, levels[t].data(), stored);
+    *pos += 4ull * stored;
+    if (declared == 0) {
+      const float mag = levels[t][0];
+      if (!(IsFinite(mag) && mag > 0.0f)) {
+        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
+      }
+      levels[t] = {-mag, mag};
+    }
+    for (uint32_t j = 0; j < levels[t].size(); ++j) {
+      if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
+      if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
+        return InvalidArgumentError(where + ": levels not strictly ascending at " + std::to_string(j));
+      }
+    }
+  }
+  return levels;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> steps, uint32_t dim, uint8_t version,
+                                               std::span<const uint32_t> guide) {
+  if (version < 1 || version > 3) {
+    return InvalidArgumentError("merged steps: no format version " + std::to_string(version) +
+                                " (1 to 3 here; version 4 is EncodeMergedStepsV4)");
+  }
+  FRUGAL_RETURN_IF_ERROR(CheckStepsShape(steps.size(), dim));
+  const bool split = version >= 3;
+  if (split) FRUGAL_RETURN_IF_ERROR(CheckGuide(guide, dim));
+  const size_t t_count = steps.size();
+  std::vector<std::vector<float>> levels;
+  std::vector<std::vector<uint8_t>> codes;  // level index of each entry
+  FRUGAL_RETURN_IF_ERROR(LevelTables(steps, dim, &levels, &codes));
   // The union of the supports, ascending.
   std::vector<uint32_t> all;
   for (const SparseUpdate& u : steps) all.insert(all.end(), u.indices.begin(), u.indices.end());
@@ -592,19 +652,7 @@ Result<std::vector<uint8_t>> EncodeMergedSteps(std::span<const SparseUpdate> ste
     PutU32(body.data() + 5, static_cast<uint32_t>(index.bytes.size()));
     std::copy(index.bytes.begin(), index.bytes.end(), body.begin() + kMergedFixedBytes);
   }
-  for (const std::vector<float>& l : levels) {
-    if (version >= 2 && SymmetricPair(l)) {
-      body.push_back(0);
-      const size_t at = body.size();
-      body.resize(at + 4);
-      PutF32Array(body.data() + at, &l[1], 1);
-      continue;
-    }
-    body.push_back(static_cast<uint8_t>(l.size()));
-    const size_t at = body.size();
-    body.resize(at + 4 * l.size());
-    PutF32Array(body.data() + at, l.data(), l.size());
-  }
+  AppendLevelTables(levels, version, &body);
   RangeEncoder rc(&body);
   MergeModel m;
   std::vector<size_t> cursor(t_count, 0);
@@ -733,33 +781,7 @@ Result<std::vector<SparseUpdate>> DecodeMergedSteps(std::span<const uint8_t> pay
     in_guide.assign(all.size(), 0);
     pos = kMergedFixedBytes + index_len;
   }
-  std::vector<std::vector<float>> levels(h.count);
-  for (uint32_t t = 0; t < h.count; ++t) {
-    const std::string where = "merged steps: step " + std::to_string(t);
-    if (pos >= body.size()) return DataLossError(where + ": level table cut off");
-    const uint32_t declared = body[pos++];
-    if (declared == 0 && h.version < 2) return InvalidArgumentError(where + " declares no values");
-    // Version 2 on: a count of 0 is the pair -m, +m sent as m alone.
-    const uint32_t stored = declared == 0 ? 1 : declared;
-    if (uint64_t{stored} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
-    levels[t].resize(stored);
-    GetF32Array(body.data() + pos, levels[t].data(), stored);
-    pos += 4ull * stored;
-    if (declared == 0) {
-      const float mag = levels[t][0];
-      if (!(IsFinite(mag) && mag > 0.0f)) {
-        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
-      }
-      levels[t] = {-mag, mag};
-    }
-    const uint32_t nlev = static_cast<uint32_t>(levels[t].size());
-    for (uint32_t j = 0; j < nlev; ++j) {
-      if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
-      if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
-        return InvalidArgumentError(where + ": levels not strictly ascending at " + std::to_string(j));
-      }
-    }
-  }
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<std::vector<float>> levels, ReadLevelTables(body, &pos, h.count, h.version));
   RangeDecoder rc(body.subspan(pos));
   MergeModel m;
   std::vector<SparseUpdate> steps(h.count);
@@ -865,50 +887,6 @@ Status CheckStepSupport(const StepSupport& s, uint32_t dim, uint32_t round, std:
   return OkStatus();
 }
 
-// Per step: its distinct values (ascending in TotalOrderKey) and each entry's level index.
-Status LevelTables(std::span<const SparseUpdate> steps, uint32_t dim, std::vector<std::vector<float>>* levels,
-                   std::vector<std::vector<uint8_t>>* codes) {
-  levels->assign(steps.size(), {});
-  codes->assign(steps.size(), {});
-  for (size_t t = 0; t < steps.size(); ++t) {
-    const SparseUpdate& u = steps[t];
-    const std::string where = "merged steps: step " + std::to_string(t);
-    if (u.dim != dim) {
-      return InvalidArgumentError(where + " has dimension " + std::to_string(u.dim) + ", expected " +
-                                  std::to_string(dim));
-    }
-    if (u.indices.empty()) return InvalidArgumentError(where + " is empty");
-    if (u.values.size() != u.indices.size()) {
-      return InvalidArgumentError(where + " has " + std::to_string(u.values.size()) + " values for " +
-                                  std::to_string(u.indices.size()) + " indices");
-    }
-    if (Status st = CheckSortedIndices(u.indices, dim); !st.ok()) return st.error().WithContext(where);
-    std::vector<uint32_t> keys;
-    keys.reserve(u.values.size());
-    for (float v : u.values) {
-      if (!IsFinite(v)) return InvalidArgumentError(where + " has a non-finite value");
-      keys.push_back(TotalOrderKey(v));
-    }
-    std::sort(keys.begin(), keys.end());
-    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    if (keys.size() > kMaxMergedLevels) {
-      return InvalidArgumentError(where + " has " + std::to_string(keys.size()) +
-                                  " distinct values, more than the " + std::to_string(kMaxMergedLevels) +
-                                  " a merged payload codes");
-    }
-    for (uint32_t k : keys) {
-      const uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
-      (*levels)[t].push_back(std::bit_cast<float>(b));
-    }
-    (*codes)[t].reserve(u.values.size());
-    for (float v : u.values) {
-      (*codes)[t].push_back(
-          static_cast<uint8_t>(std::lower_bound(keys.begin(), keys.end(), TotalOrderKey(v)) - keys.begin()));
-    }
-  }
-  return OkStatus();
-}
-
 // Per-coordinate state across the piece's steps (dense: the decoder's work is
 // bounded by the supports, its memory by the dimension).
 struct CoordTrackV4 {
@@ -927,19 +905,7 @@ Result<std::vector<uint8_t>> EncodeV4(std::span<const SparseUpdate> steps, std::
   FRUGAL_RETURN_IF_ERROR(LevelTables(steps, dim, &levels, &codes));
   std::vector<uint8_t> body;
   for (size_t t = 0; t < rounds.size(); ++t) PutVarint(body, t == 0 ? rounds[0] : rounds[t] - rounds[t - 1] - 1);
-  for (const std::vector<float>& l : levels) {
-    if (SymmetricPair(l)) {
-      body.push_back(0);
-      const size_t at = body.size();
-      body.resize(at + 4);
-      PutF32Array(body.data() + at, &l[1], 1);
-      continue;
-    }
-    body.push_back(static_cast<uint8_t>(l.size()));
-    const size_t at = body.size();
-    body.resize(at + 4 * l.size());
-    PutF32Array(body.data() + at, l.data(), l.size());
-  }
+  AppendLevelTables(levels, 4, &body);
   RangeEncoder rc(&body);
   MergeModelV4 m;
   CoordTrackV4 c(dim);
@@ -1078,30 +1044,7 @@ Result<MergedStepsV4> DecodeMergedStepsV4(std::span<const uint8_t> payload, uint
     }
     out.rounds.push_back(static_cast<uint32_t>(round));
   }
-  std::vector<std::vector<float>> levels(h.count);
-  for (uint32_t t = 0; t < h.count; ++t) {
-    const std::string where = "merged steps: step " + std::to_string(t);
-    if (pos >= body.size()) return DataLossError(where + ": level table cut off");
-    const uint32_t declared = body[pos++];
-    const uint32_t stored = declared == 0 ? 1 : declared;
-    if (uint64_t{stored} * 4 > body.size() - pos) return DataLossError(where + ": level table cut off");
-    levels[t].resize(stored);
-    GetF32Array(body.data() + pos, levels[t].data(), stored);
-    pos += 4ull * stored;
-    if (declared == 0) {
-      const float mag = levels[t][0];
-      if (!(IsFinite(mag) && mag > 0.0f)) {
-        return InvalidArgumentError(where + ": the magnitude of its -m, +m pair is not finite and positive");
-      }
-      levels[t] = {-mag, mag};
-    }
-    for (uint32_t j = 0; j < levels[t].size(); ++j) {
-      if (!IsFinite(levels[t][j])) return InvalidArgumentError(where + ": level " + std::to_string(j) + " is NaN/Inf");
-      if (j > 0 && TotalOrderKey(levels[t][j - 1]) >= TotalOrderKey(levels[t][j])) {
-        return InvalidArgumentError(where + ": levels not strictly ascending at " + std::to_string(j));
-      }
-    }
-  }
+  FRUGAL_ASSIGN_OR_RETURN(std::vector<std::vector<float>> levels, ReadLevelTables(body, &pos, h.count, h.version));
   RangeDecoder rc(body.subspan(pos));
   MergeModelV4 m;
   CoordTrackV4 c(h.dim);
